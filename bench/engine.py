@@ -1,0 +1,184 @@
+"""Per-request latency through the whole engine pipeline with the example config.
+
+    python bench/engine.py [--json] [--iterations N]
+
+Measures p50/p99 for small requests (up to 8 KiB) and 1 MiB bodies, for the example bundle and,
+as the baseline measured in the same run, an empty bundle (the pipeline's fixed cost).
+Targets on a 2-core machine: p50 <= 50 µs and p99 <= 200 µs up to 8 KiB; <= 5 ms for 1 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from failsmall.build import load_config_dir
+from failsmall.build.corpus import within_buffer
+from failsmall.engine import Engine, Request
+from failsmall.model import Bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+BROWSER = (
+    ("Host", "shop.example"),
+    ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"),
+    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    ("Accept-Language", "en-GB,en;q=0.9"),
+    ("Accept-Encoding", "gzip, deflate, br"),
+    ("Cookie", "session=4f9a1c0e7b2d; theme=dark; _ga=GA1.2.1234567890.1700000000"),
+    ("Sec-Fetch-Mode", "navigate"),
+)
+
+
+def requests() -> dict[str, Request]:
+    form = ("name=O%27Brien&email=pat%40example.com&comment=" + "nice+product+" * 150).encode()
+    json_8k = json.dumps(
+        {"items": [{"sku": f"SKU-{i}", "qty": i, "note": "gift wrap please"} for i in range(150)]}
+    ).encode()[:8192]
+    return {
+        "GET page": Request(
+            "GET",
+            "/products/42",
+            "ref=home&utm_source=mail",
+            BROWSER,
+            client_ip="192.0.2.44",
+            host="shop.example",
+        ),
+        "GET api": Request(
+            "GET",
+            "/api/v1/orders",
+            "page=2&per_page=50",
+            (
+                ("Host", "api.example"),
+                ("User-Agent", "okhttp/4.12"),
+                ("Accept", "application/json"),
+                ("X-Api-Key", "k-123"),
+            ),
+            client_ip="192.0.2.45",
+            host="api.example",
+        ),
+        "POST form 2 KiB": Request(
+            "POST",
+            "/contact",
+            "",
+            (*BROWSER, ("Content-Type", "application/x-www-form-urlencoded")),
+            form[:2048],
+            client_ip="192.0.2.46",
+            host="shop.example",
+        ),
+        "POST json 8 KiB": Request(
+            "POST",
+            "/api/v1/cart",
+            "",
+            (
+                ("Host", "api.example"),
+                ("Content-Type", "application/json"),
+                ("User-Agent", "Mozilla/5.0 (Macintosh) Safari/605.1.15"),
+            ),
+            json_8k,
+            client_ip="192.0.2.47",
+            host="api.example",
+        ),
+        "POST 1 MiB body": Request(
+            "POST",
+            "/upload",
+            "",
+            (*BROWSER, ("Content-Type", "application/octet-stream")),
+            b"A" * (1024 * 1024),
+            client_ip="192.0.2.48",
+            host="shop.example",
+        ),
+    }
+
+
+def measure(engine: Engine, request: Request, iterations: int) -> list[float]:
+    state = engine.new_state(seed=0)
+    seen = within_buffer(request, engine.limits)
+    if not isinstance(seen, Request):
+        raise SystemExit(f"{request.uri}: body rejected by the bundle's buffer policy")
+    for _ in range(min(200, iterations)):
+        engine.evaluate(seen, state)
+    samples: list[float] = []
+    gc.disable()
+    try:
+        for i in range(iterations):
+            req = Request(
+                seen.method,
+                seen.path,
+                seen.query,
+                seen.headers,
+                seen.body,
+                seen.body_truncated,
+                seen.client_ip,
+                seen.host,
+                now=1000.0 + i,
+            )
+            start = time.perf_counter_ns()
+            engine.evaluate(req, state)
+            samples.append((time.perf_counter_ns() - start) / 1000)
+    finally:
+        gc.enable()
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--iterations", type=int, default=5000)
+    args = parser.parse_args()
+    example = Engine.build(load_config_dir(ROOT / "examples" / "site"))
+    empty = Engine.build(Bundle(limits={"waf_body_buffer": 1024 * 1024}))  # type: ignore[arg-type]
+    big = Engine.build(
+        load_config_dir(ROOT / "examples" / "site").model_copy(
+            update={"limits": example.limits.model_copy(update={"waf_body_buffer": 1024 * 1024})}
+        )
+    )
+    rows = []
+    for name, request in requests().items():
+        engine = big if "1 MiB" in name else example
+        n = max(200, args.iterations // 20) if "1 MiB" in name else args.iterations
+        ex = measure(engine, request, n)
+        base = measure(empty, request, n)
+        rows.append(
+            {
+                "request": name,
+                "p50_us": round(pct(ex, 0.5), 1),
+                "p99_us": round(pct(ex, 0.99), 1),
+                "mean_us": round(statistics.fmean(ex), 1),
+                "baseline_p50_us": round(pct(base, 0.5), 1),
+                "ratio_p50_to_baseline": round(pct(ex, 0.5) / pct(base, 0.5), 2),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="engine pipeline latency (example bundle vs empty bundle baseline)")
+    for col in ("request", "p50 µs", "p99 µs", "mean µs", "empty-bundle p50 µs", "ratio"):
+        table.add_column(col, justify="left" if col == "request" else "right")
+    for r in rows:
+        table.add_row(
+            r["request"],
+            str(r["p50_us"]),
+            str(r["p99_us"]),
+            str(r["mean_us"]),
+            str(r["baseline_p50_us"]),
+            f"{r['ratio_p50_to_baseline']}x",
+        )
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

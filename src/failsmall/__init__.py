@@ -1,0 +1,1 @@
+"""failsmall: an edge platform that fails small."""

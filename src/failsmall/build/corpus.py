@@ -1,0 +1,111 @@
+"""Request corpora (JSON lines) for `verify` and `inspect`, turned into engine requests.
+
+A line: {"method", "uri", "headers": {..} or [[k, v], ..], "body" or "body_b64", "client_ip"}.
+The body is cut to the bundle's WAF buffer exactly as the node cuts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from failsmall.engine.request import Request
+from failsmall.model.traffic import BodyOverBuffer, Limits
+
+
+class CorpusError(Exception):
+    """A corpus line that is not a valid request; the message names the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRejected:
+    """The body is larger than the WAF buffer and the bundle says `reject` (413)."""
+
+    size: int
+    buffer: int
+
+
+def parse_line(data: Any, where: str, now: float = 0.0) -> tuple[Request, int]:
+    """A request and the full body length, from one decoded corpus line."""
+    if not isinstance(data, dict):
+        raise CorpusError(f"{where}: a request line must be a JSON object")
+    method = data.get("method", "GET")
+    uri = data.get("uri", "/")
+    if not isinstance(method, str) or not isinstance(uri, str) or not uri:
+        raise CorpusError(f"{where}: method and uri must be strings")
+    raw_headers = data.get("headers", {})
+    headers: list[tuple[str, str]] = []
+    if isinstance(raw_headers, dict):
+        headers = [(str(k), str(v)) for k, v in raw_headers.items()]
+    elif isinstance(raw_headers, list):
+        for pair in raw_headers:
+            if not (isinstance(pair, list | tuple) and len(pair) == 2):
+                raise CorpusError(f"{where}: headers as a list must hold [name, value] pairs")
+            headers.append((str(pair[0]), str(pair[1])))
+    else:
+        raise CorpusError(f"{where}: headers must be an object or a list of pairs")
+    if "body_b64" in data:
+        try:
+            body = base64.b64decode(str(data["body_b64"]), validate=True)
+        except binascii.Error as exc:
+            raise CorpusError(f"{where}: body_b64 is not base64: {exc}") from exc
+    else:
+        raw_body = data.get("body", "")
+        body = raw_body.encode() if isinstance(raw_body, str) else json.dumps(raw_body).encode()
+    path, _, query = uri.partition("?")
+    host = next((v for k, v in headers if k.lower() == "host"), "")
+    request = Request(
+        method=method.upper(),
+        path=path or "/",
+        query=query,
+        headers=tuple(headers),
+        body=body,
+        client_ip=str(data.get("client_ip", "127.0.0.1")),
+        host=host,
+        now=now,
+    )
+    return request, len(body)
+
+
+def within_buffer(request: Request, limits: Limits) -> Request | BodyRejected:
+    """The request as the WAF sees it: the body cut to the buffer, or rejected by policy."""
+    size = len(request.body)
+    if size <= limits.waf_body_buffer:
+        return request
+    match limits.body_over_buffer:
+        case BodyOverBuffer.REJECT:
+            return BodyRejected(size, limits.waf_body_buffer)
+        case BodyOverBuffer.INSPECT_PARTIAL:
+            return Request(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+                body=request.body[: limits.waf_body_buffer],
+                body_truncated=True,
+                client_ip=request.client_ip,
+                host=request.host,
+                now=request.now,
+            )
+
+
+def read_corpus(path: Path, now: float = 0.0) -> Iterator[Request]:
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise CorpusError(f"cannot open corpus {path}: {exc}") from exc
+    with fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            where = f"{path}:{number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{where}: not JSON: {exc}") from exc
+            yield parse_line(data, where, now)[0]

@@ -1,0 +1,111 @@
+"""`verify`: a corpus through the production engine, as authored and with every rule in every
+state, reporting errored outcomes and how verdicts change.
+
+This is the test harness that cannot drift from production: it builds the same `Engine` with the
+bundle's own limits, so a 1 MiB body buffer is tested as a 1 MiB body buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from failsmall.build.corpus import BodyRejected, within_buffer
+from failsmall.engine import Engine, EngineState, ModuleErrored, RuleErrored, Verdict, walk_rules
+from failsmall.engine.request import Request
+from failsmall.model.bundle import Bundle
+from failsmall.model.rules import Override, RuleState
+
+VERIFY_AUTHOR = "failsmall verify"
+
+
+@dataclass(frozen=True, slots=True)
+class ErroredOutcome:
+    """An errored outcome seen while verifying: in which variant, for which request."""
+
+    variant: str
+    request_index: int
+    where: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    """One rule forced into one state, and how many verdicts changed against the authored run."""
+
+    rule: str
+    state: RuleState
+    changed: int
+    errored: int
+
+
+@dataclass
+class VerifyReport:
+    """Everything `verify` found."""
+
+    requests: int
+    variants: int = 0
+    errored: list[ErroredOutcome] = field(default_factory=list)
+    results: list[VariantResult] = field(default_factory=list)
+    authored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errored
+
+
+def _run(engine: Engine, requests: Sequence[Request]) -> list[Verdict | BodyRejected]:
+    state: EngineState = engine.new_state(seed=0)
+    out: list[Verdict | BodyRejected] = []
+    for request in requests:
+        seen = within_buffer(request, engine.limits)
+        out.append(seen if isinstance(seen, BodyRejected) else engine.evaluate(seen, state))
+    return out
+
+
+def _summary(result: Verdict | BodyRejected) -> str:
+    match result:
+        case BodyRejected():
+            return "reject:413"
+        case Verdict(decision=decision, status=status):
+            return f"{decision.value}:{status}"
+
+
+def _errors(variant: str, results: list[Verdict | BodyRejected]) -> list[ErroredOutcome]:
+    found: list[ErroredOutcome] = []
+    for index, result in enumerate(results):
+        if isinstance(result, BodyRejected):
+            continue
+        for module in result.modules:
+            if isinstance(module, ModuleErrored):
+                found.append(ErroredOutcome(variant, index, module.module.value, module.error))
+        for outcome in walk_rules(result.rules):
+            if isinstance(outcome, RuleErrored):
+                found.append(ErroredOutcome(variant, index, outcome.rule_id, outcome.error))
+    return found
+
+
+def verify_bundle(bundle: Bundle, requests: Sequence[Request]) -> VerifyReport:
+    """Run `requests` through the bundle as authored and with every rule in every state."""
+    engine = Engine.build(bundle)
+    report = VerifyReport(requests=len(requests))
+    authored = _run(engine, requests)
+    report.authored = [_summary(r) for r in authored]
+    report.errored.extend(_errors("authored", authored))
+    base = [o for o in bundle.overrides]
+    rule_ids = [rule.id for rs in bundle.rulesets for rule in rs.rules]
+    for rule_id in rule_ids:
+        for state in RuleState:
+            override = Override(
+                rule=rule_id, state=state, reason="every rule in every state", author=VERIFY_AUTHOR
+            )
+            variant = engine.with_overrides([*(o for o in base if o.rule != rule_id), override])
+            results = _run(variant, requests)
+            errors = _errors(f"{rule_id}={state.value}", results)
+            report.errored.extend(errors)
+            changed = sum(
+                1 for a, b in zip(report.authored, results, strict=True) if a != _summary(b)
+            )
+            report.results.append(VariantResult(rule_id, state, changed, len(errors)))
+            report.variants += 1
+    return report

@@ -1,0 +1,249 @@
+"""`failsmall keygen | build | verify | inspect | schema`: authoring and offline testing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from failsmall.build import (
+    BuildError,
+    ConfigError,
+    CorpusError,
+    KeyFileError,
+    build_bundle,
+    generate_keypair,
+    read_bundle_file,
+    read_corpus,
+    read_private_key,
+    read_public_keys,
+    verify_bundle,
+    write_bundle_file,
+)
+from failsmall.build.corpus import BodyRejected, parse_line, within_buffer
+from failsmall.cli.output import Exit, console, err_console, fail, print_json
+from failsmall.engine import Engine, EngineBuildError
+from failsmall.engine.outcomes import verdict_to_dict
+from failsmall.model import Bundle, BundleError
+from failsmall.model.envelope import SignedBundle
+
+TrustOption = Annotated[
+    list[Path] | None,
+    typer.Option("--trust", help="Public key(s) to verify the bundle signature with."),
+]
+
+
+def keygen(
+    key: Annotated[Path, typer.Argument(help="Where to write the private key (PEM).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Generate an Ed25519 signing key and its public half (KEY.pub)."""
+    try:
+        public, kid = generate_keypair(key)
+    except (KeyFileError, OSError) as exc:
+        fail(str(exc), "choose another path or delete the old key on purpose")
+    if json_out:
+        print_json({"private_key": str(key), "public_key": str(public), "key_id": kid})
+        return
+    console.print(f"[green]✓[/] signing key [bold]{key}[/] (mode 600), public key {public}")
+    console.print(f"  key id [cyan]{kid}[/] — give {public} to nodes with --trust")
+
+
+def build(
+    config_dir: Annotated[Path, typer.Argument(help="Config directory (bundle.yaml, rulesets/).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the signed bundle.")],
+    key: Annotated[Path, typer.Option("--key", help="Ed25519 private key (see keygen).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate, compile (CEL, signatures, capacities) and sign a config directory."""
+    try:
+        private = read_private_key(key)
+    except KeyFileError as exc:
+        fail(str(exc), "create one with `failsmall keygen KEY`")
+    try:
+        signed = build_bundle(config_dir, private)
+    except ConfigError as exc:
+        _report_problems([str(p) for p in exc.problems], json_out)
+    except BuildError as exc:
+        _report_problems(exc.problems, json_out)
+    write_bundle_file(signed, out)
+    bundle = signed.bundle
+    summary = {
+        "bundle": str(out),
+        "digest": signed.digest,
+        "key_id": signed.key_id,
+        "rulesets": len(bundle.rulesets),
+        "rules": sum(len(rs.rules) for rs in bundle.rulesets),
+        "bot_features": bundle.bot.feature_file.slots,
+        "rate_limits": len(bundle.rate_limits),
+        "origins": len(bundle.origins),
+    }
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"[green]✓[/] built [bold]{out}[/]")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for name, value in summary.items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+def _report_problems(problems: list[str], json_out: bool) -> None:
+    if json_out:
+        print_json({"ok": False, "problems": problems})
+    else:
+        err_console.print(f"[bold red]build failed[/] with {len(problems)} problem(s):")
+        for problem in problems:
+            err_console.print(f"  [red]•[/] {problem}")
+        err_console.print("[dim]no bundle was written[/]")
+    raise typer.Exit(int(Exit.BAD_INPUT))
+
+
+def _load(bundle_path: Path, trust: list[Path] | None) -> SignedBundle:
+    try:
+        return read_bundle_file(bundle_path, read_public_keys(trust or []))
+    except (BundleError, KeyFileError) as exc:
+        fail(str(exc), "rebuild it with `failsmall build`, or check the --trust key")
+
+
+def verify(
+    bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Signed bundle file.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="Requests, one JSON per line.")],
+    trust: TrustOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run a corpus through the real engine, as authored and with every rule in every state."""
+    signed = _load(bundle_path, trust)
+    try:
+        requests = list(read_corpus(corpus))
+    except CorpusError as exc:
+        fail(str(exc))
+    rules = sum(len(rs.rules) for rs in signed.bundle.rulesets)
+    with Progress(console=err_console, transient=True, disable=json_out) as progress:
+        progress.add_task(f"verifying {rules} rules × 3 states × {len(requests)} requests")
+        report = verify_bundle(signed.bundle, requests)
+    changes = [r for r in report.results if r.changed]
+    if json_out:
+        print_json(
+            {
+                "ok": report.ok,
+                "digest": signed.digest,
+                "requests": report.requests,
+                "variants": report.variants,
+                "authored": dict(Counter(report.authored)),
+                "errored": [asdict(e) for e in report.errored],
+                "changes": [
+                    {"rule": r.rule, "state": r.state.value, "changed": r.changed} for r in changes
+                ],
+            }
+        )
+    else:
+        console.print(
+            f"verified [bold]{signed.digest[:19]}…[/]: {report.requests} requests, "
+            f"{report.variants} rule/state variants"
+        )
+        console.print(
+            "authored verdicts: "
+            + ", ".join(f"{k} ×{v}" for k, v in sorted(Counter(report.authored).items()))
+        )
+        if changes:
+            table = Table(title="verdict changes when a rule is forced into a state")
+            table.add_column("rule")
+            table.add_column("state")
+            table.add_column("verdicts changed", justify="right")
+            for r in sorted(changes, key=lambda r: -r.changed)[:30]:
+                table.add_row(r.rule, r.state.value, str(r.changed))
+            console.print(table)
+        if report.ok:
+            console.print("[green]✓ no errored outcome[/] in any rule state")
+        else:
+            console.print(f"[bold red]✗ {len(report.errored)} errored outcome(s)[/]")
+            for e in report.errored[:20]:
+                console.print(f"  {e.variant} request #{e.request_index}: {e.where}: {e.error}")
+    if not report.ok:
+        raise typer.Exit(int(Exit.FAILED))
+
+
+def inspect(
+    bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Signed bundle file.")],
+    requests_path: Annotated[
+        Path, typer.Option("--requests", help="Requests, one JSON per line ('-' for stdin).")
+    ],
+    trust: TrustOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON verdict per line.")] = False,
+) -> None:
+    """The offline rule tester: one verdict per request, from the production engine."""
+    signed = _load(bundle_path, trust)
+    try:
+        engine = Engine.build(signed.bundle)
+    except EngineBuildError as exc:
+        fail("; ".join(exc.problems))
+    state = engine.new_state(seed=0)
+    lines = sys.stdin if str(requests_path) == "-" else _open(requests_path)
+    table = Table(title=f"verdicts for {bundle_path.name}")
+    for col in ("#", "request", "decision", "status", "matched rules", "bot"):
+        table.add_column(col)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            request, _ = parse_line(json.loads(line), f"{requests_path}:{number}")
+        except (CorpusError, json.JSONDecodeError) as exc:
+            fail(f"{requests_path}:{number}: {exc}")
+        seen = within_buffer(request, engine.limits)
+        if isinstance(seen, BodyRejected):
+            result: dict[str, object] = {
+                "decision": "block",
+                "status": 413,
+                "matched_rules": [],
+                "bot_score": "not_computed",
+                "modules": [],
+                "rules": [],
+                "reason": f"body of {seen.size} bytes exceeds the WAF buffer ({seen.buffer})",
+            }
+        else:
+            result = verdict_to_dict(engine.evaluate(seen, state))
+        if json_out:
+            sys.stdout.write(json.dumps(result) + "\n")
+        else:
+            table.add_row(
+                str(number),
+                f"{request.method} {request.uri[:60]}",
+                str(result["decision"]),
+                str(result["status"]),
+                ", ".join(map(str, result["matched_rules"]))[:60],  # type: ignore[call-overload]
+                str(result["bot_score"]),
+            )
+    if not json_out:
+        console.print(table)
+
+
+def _open(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc}")
+
+
+def schema(
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write to a file.")] = None,
+) -> None:
+    """Print the JSON Schema of a bundle, for editors to validate and complete the YAML."""
+    text = json.dumps(Bundle.model_json_schema(), indent=2)
+    if out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        console.print(f"[green]✓[/] schema written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (keygen, build, verify, inspect, schema):
+        app.command()(command)

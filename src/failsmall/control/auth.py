@@ -1,0 +1,127 @@
+"""Bearer tokens and roles for the control plane's API.
+
+Roles: `viewer` reads; `operator` pushes and pauses, resumes, aborts and rolls back rollouts;
+`killswitch` flips rule states; `admin` manages tokens and keys (and may do everything);
+`node` is what edge nodes use on the transport routes. Tokens are random 256-bit strings shown
+once at creation; only their sha256 is stored, and they are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from failsmall.control.store import ControlStore
+
+TOKEN_PREFIX = "fs_"
+
+
+class Role(StrEnum):
+    """What a token may do."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    KILLSWITCH = "killswitch"
+    ADMIN = "admin"
+    NODE = "node"
+
+
+_GRANTS: dict[Role, frozenset[Role]] = {
+    Role.VIEWER: frozenset({Role.VIEWER}),
+    Role.OPERATOR: frozenset({Role.VIEWER, Role.OPERATOR}),
+    Role.KILLSWITCH: frozenset({Role.VIEWER, Role.KILLSWITCH}),
+    Role.ADMIN: frozenset({Role.VIEWER, Role.OPERATOR, Role.KILLSWITCH, Role.ADMIN}),
+    Role.NODE: frozenset({Role.NODE}),
+}
+
+
+class UnauthorisedError(Exception):
+    """No token, or a token that is unknown or revoked."""
+
+
+class ForbiddenError(Exception):
+    """The token is valid but its role does not allow the operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a token belongs to, and its role."""
+
+    name: str
+    role: Role
+    token_id: str
+
+    def require(self, role: Role) -> None:
+        if role not in _GRANTS[self.role]:
+            raise ForbiddenError(
+                f"{self.name} has role {self.role.value}, which may not do this "
+                f"(needs {role.value}); ask an admin for a {role.value} token"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A newly created token: the secret is only ever available here."""
+
+    token: str
+    token_id: str
+    principal: str
+    role: Role
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenBook:
+    """Issues, checks and revokes tokens, stored hashed in the control store."""
+
+    def __init__(self, store: ControlStore) -> None:
+        self._store = store
+
+    def issue(self, principal: str, role: Role, at: float) -> IssuedToken:
+        if not principal.strip():
+            raise ValueError("a token needs a principal name (who it belongs to)")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token_id = secrets.token_hex(6)
+        self._store.db.execute(
+            "INSERT INTO tokens VALUES(?, ?, ?, ?, ?, 0)",
+            (token_hash(token), token_id, principal, role.value, at),
+        )
+        return IssuedToken(token, token_id, principal, role)
+
+    def authenticate(self, token: str) -> Principal:
+        if not token:
+            raise UnauthorisedError(
+                "no bearer token: pass --token or set FAILSMALL_TOKEN (Authorization: Bearer ...)"
+            )
+        row = self._store.db.execute(
+            "SELECT principal, role, token_id FROM tokens WHERE token_hash = ? AND revoked = 0",
+            (token_hash(token),),
+        ).fetchone()
+        if row is None:
+            raise UnauthorisedError("the token is unknown or revoked; ask an admin for a new one")
+        return Principal(str(row[0]), Role(row[1]), str(row[2]))
+
+    def revoke(self, token_id: str) -> bool:
+        cursor = self._store.db.execute(
+            "UPDATE tokens SET revoked = 1 WHERE token_id = ? AND revoked = 0", (token_id,)
+        )
+        return cursor.rowcount == 1
+
+    def listing(self) -> list[dict[str, object]]:
+        rows = self._store.db.execute(
+            "SELECT token_id, principal, role, created_at, revoked FROM tokens ORDER BY created_at"
+        ).fetchall()
+        return [
+            {
+                "token_id": r[0],
+                "principal": r[1],
+                "role": r[2],
+                "created_at": r[3],
+                "revoked": bool(r[4]),
+            }
+            for r in rows
+        ]

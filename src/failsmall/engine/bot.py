@@ -1,0 +1,88 @@
+"""Bot scoring: a feature file turns request features into a score from 1 (bot) to 99 (human)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from failsmall.engine.outcomes import BotScore, NotComputed, Scored
+from failsmall.engine.request import RequestView
+from failsmall.model.bot import BotConfig, Feature, FeatureKind
+from failsmall.model.traffic import Capacities
+
+USER_AGENT_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("empty", re.compile(r"^\s*$")),
+    (
+        "scanner",
+        re.compile(r"sqlmap|nikto|nmap|masscan|zgrab|nuclei|dirbuster|gobuster|wpscan", re.I),
+    ),
+    ("headless", re.compile(r"headlesschrome|phantomjs|puppeteer|playwright|selenium", re.I)),
+    ("curl", re.compile(r"^curl/|^wget/", re.I)),
+    ("python", re.compile(r"python-requests|python-urllib|aiohttp|httpx|scrapy", re.I)),
+    ("go", re.compile(r"^go-http-client", re.I)),
+    ("java", re.compile(r"^java/|apache-httpclient|okhttp", re.I)),
+    ("browser", re.compile(r"^mozilla/5\.0 .*(chrome|firefox|safari|edg)/", re.I)),
+)
+
+
+class FeatureFileError(Exception):
+    """A feature file that cannot be loaded on this node (e.g. more features than slots)."""
+
+
+def user_agent_class(user_agent: str) -> str:
+    for name, pattern in USER_AGENT_CLASSES:
+        if pattern.search(user_agent):
+            return name
+    return "other"
+
+
+@dataclass(frozen=True)
+class BotScorer:
+    """A loaded feature file, checked against the node's slot capacity."""
+
+    features: tuple[Feature, ...]
+    base_score: float
+    enabled: bool
+
+    @classmethod
+    def load(cls, config: BotConfig, capacities: Capacities) -> BotScorer:
+        slots = config.feature_file.slots
+        if slots > capacities.bot_feature_slots:
+            raise FeatureFileError(
+                f"feature file {config.feature_file.version!r} has {slots} features, more than "
+                f"the {capacities.bot_feature_slots} slots this node has; regenerate it "
+                "(check the generator's query for duplicates) or raise the node capacity"
+            )
+        return cls(
+            tuple(config.feature_file.features), config.feature_file.base_score, config.enabled
+        )
+
+    def score(self, view: RequestView, client_rate: float) -> BotScore:
+        if not self.enabled:
+            return NotComputed("bot scoring is switched off")
+        if not self.features:
+            return NotComputed("the feature file has no features")
+        total = self.base_score
+        for feature in self.features:
+            if _present(feature, view, client_rate):
+                total += feature.weight
+        return Scored(max(1, min(99, round(total))))
+
+
+def _present(feature: Feature, view: RequestView, client_rate: float) -> bool:
+    param = feature.param.lower()
+    match feature.kind:
+        case FeatureKind.HEADER_PRESENT:
+            return param in view.headers
+        case FeatureKind.HEADER_ABSENT:
+            return param not in view.headers
+        case FeatureKind.HEADER_ORDER:
+            wanted = [p.strip() for p in param.split(",") if p.strip()]
+            seen = [n for n in view.header_names if n in wanted]
+            return bool(wanted) and seen[: len(wanted)] == wanted
+        case FeatureKind.USER_AGENT_CLASS:
+            return user_agent_class(view.user_agent) == param
+        case FeatureKind.RATE_OVER:
+            return client_rate > float(param or "0")
+        case FeatureKind.ACCEPT_WILDCARD:
+            return view.header("accept").strip() == "*/*"

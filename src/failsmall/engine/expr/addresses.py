@@ -1,0 +1,58 @@
+"""IP address sets for `ip_in_list()` and `ip_in_cidr()`, compiled once when a rule is built."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ExpressionEvalError
+from .values import type_name
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AddressSetError(ValueError):
+    """An IP list entry or CIDR literal that is not an address or network; the message names it."""
+
+
+class AddressSet:
+    """A set of IP networks with membership by one set lookup per distinct prefix length."""
+
+    __slots__ = ("_prefixes",)
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        prefixes: dict[tuple[int, int], set[int]] = {}
+        for entry in entries:
+            try:
+                network = ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError as exc:
+                raise AddressSetError(
+                    f"{entry!r} is not an IP address or CIDR network ({exc})"
+                ) from exc
+            bits = network.max_prefixlen
+            shift = bits - network.prefixlen
+            prefixes.setdefault((network.version, shift), set()).add(
+                int(network.network_address) >> shift
+            )
+        self._prefixes: tuple[tuple[int, int, frozenset[int]], ...] = tuple(
+            (version, shift, frozenset(values)) for (version, shift), values in prefixes.items()
+        )
+
+    def contains_address(self, address: Address) -> bool:
+        version = address.version
+        number = int(address)
+        for set_version, shift, values in self._prefixes:
+            if set_version == version and (number >> shift) in values:
+                return True
+        return False
+
+    def contains(self, value: Any) -> bool:
+        """Whether `value`, a string, is an address in this set; a non-address is in no set."""
+        if type(value) is not str:
+            raise ExpressionEvalError(f"an IP address must be a string, got a {type_name(value)}")
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        return self.contains_address(address)

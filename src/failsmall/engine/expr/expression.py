@@ -1,0 +1,86 @@
+"""A compiled rule expression, and the function that compiles one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from failsmall.engine.request import RequestView
+
+from .addresses import AddressSet
+from .compiler import Compiler, Run
+from .errors import ExpressionError, ExpressionEvalError
+from .fields import reference_name
+from .parser import parse
+from .reference import reference_parse_error, reference_pattern_error
+from .values import type_name
+
+_NO_LISTS: Mapping[str, Sequence[str]] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A rule condition compiled to closures, ready to evaluate against requests.
+
+    `fields` lists the registry paths it reads (the engine uses it to know, e.g., that a rule needs
+    a bot score). `reference_source` is the same expression written for the reference CEL
+    implementation, with each field replaced by its flat variable name.
+    """
+
+    source: str
+    fields: frozenset[str]
+    reference_source: str = field(repr=False, compare=False)
+    address_sets: Mapping[str, AddressSet] = field(repr=False, compare=False)
+    _run: Run = field(repr=False, compare=False)
+
+    def evaluate(self, view: RequestView) -> bool:
+        """Whether the request matches; raises `ExpressionEvalError` on an evaluation error or a
+        result that is not a bool."""
+        result = self._run(view, ())
+        if result is True or result is False:
+            return result
+        raise ExpressionEvalError(
+            f"the expression yielded a {type_name(result)}, not a bool: {self.source}"
+        )
+
+    def evaluate_value(self, view: RequestView) -> Any:
+        """The value of the expression on the request, whatever its type (for tools and tests)."""
+        return self._run(view, ())
+
+
+def compile_expression(
+    source: str, ip_lists: Mapping[str, Sequence[str]] = _NO_LISTS
+) -> Expression:
+    """Compile `source`, a CEL condition, checking it with the reference implementation too.
+
+    `ip_lists` are the bundle's IP lists (name -> addresses and CIDRs) for `ip_in_list()`.
+    Raises `ExpressionError` with the position and what to change.
+    """
+    root = parse(source)
+    compiler = Compiler(source, ip_lists, reference_pattern_error)
+    program = compiler.program(root)
+    refusal = reference_parse_error(source)
+    if refusal is not None:
+        raise ExpressionError(
+            f"the CEL reference implementation refuses this expression: {refusal}"
+        )
+    return Expression(
+        source=source,
+        fields=frozenset(use.path for use in program.fields),
+        reference_source=_reference_source(source, program.fields),
+        address_sets=MappingProxyType(dict(program.address_sets)),
+        _run=program.run,
+    )
+
+
+def _reference_source(source: str, uses: Sequence[Any]) -> str:
+    out: list[str] = []
+    position = 0
+    for use in sorted(uses, key=lambda use: use.start):
+        out.append(source[position : use.start])
+        out.append(reference_name(use.path))
+        position = use.end
+    out.append(source[position:])
+    return "".join(out)

@@ -1,0 +1,60 @@
+"""Where each signature target's values come from in a request."""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from failsmall.engine.request import BodyFormat, RequestView
+from failsmall.model.rules import Target
+
+
+def target_values(view: RequestView, target: Target) -> list[str]:
+    """The values of `target` in this request, before any transform (possibly none)."""
+    match target:
+        case Target.PATH:
+            return [view.request.path]
+        case Target.URI:
+            return [view.request.uri]
+        case Target.QUERY:
+            return [view.request.query] if view.request.query else []
+        case Target.ARG_NAMES:
+            return list(view.args)
+        case Target.ARG_VALUES:
+            return [value for values in view.args.values() for value in values]
+        case Target.BODY:
+            return [view.body_text] if view.request.body else []
+        case Target.BODY_ARG_NAMES:
+            return view.body_arg_names
+        case Target.BODY_ARG_VALUES:
+            return _raw_body_or_values(view)
+        case Target.HEADER_NAMES:
+            return view.header_names
+        case Target.HEADER_VALUES:
+            return [value for _, value in view.request.headers]
+        case Target.USER_AGENT:
+            return view.headers.get("user-agent", [])
+        case Target.REFERER:
+            return view.headers.get("referer", [])
+        case Target.COOKIE_NAMES:
+            return list(view.cookies)
+        case Target.COOKIE_VALUES:
+            return [value for values in view.cookies.values() for value in values]
+        case Target.METHOD:
+            return [view.request.method]
+        case Target.FILENAMES:
+            return view.filenames
+        case _:
+            assert_never(target)
+
+
+def _raw_body_or_values(view: RequestView) -> list[str]:
+    """Parsed field values; a body that is not a form (XML, text, malformed JSON) is one value."""
+    match view.body.format:
+        case BodyFormat.URLENCODED | BodyFormat.JSON | BodyFormat.MULTIPART:
+            return view.body_arg_values
+        case BodyFormat.RAW | BodyFormat.MALFORMED:
+            return [view.body_text]
+        case BodyFormat.EMPTY:
+            return []
+        case _:
+            assert_never(view.body.format)

@@ -1,0 +1,423 @@
+"""The WAF ruleset engine: phases, rulesets, rule states, actions and anomaly scoring.
+
+Semantics follow Cloudflare's Ruleset Engine. Phases run in a fixed order, each from its entry
+point ruleset; rules evaluate in order; `execute` runs another ruleset with overrides (rule >
+tag > ruleset); `skip` skips the rest of a ruleset, later phases or named rulesets; `score` adds
+to the executing ruleset's anomaly score, and a ruleset whose score reaches its threshold applies
+its threshold action.
+
+Every evaluated rule yields exactly one outcome. A rule's effective state is decided first: a
+bundle override (killswitch) that has not expired, else an execute override, else the authored
+state. A `disabled` rule yields `Disabled` and carries no results, whatever its action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import assert_never
+
+from failsmall.engine.expr import (
+    Expression,
+    ExpressionError,
+    ExpressionEvalError,
+    compile_expression,
+)
+from failsmall.engine.outcomes import (
+    Decision,
+    Disabled,
+    Executed,
+    Matched,
+    NotApplicable,
+    NotMatched,
+    RuleErrored,
+    RuleOutcome,
+)
+from failsmall.engine.request import RequestView
+from failsmall.engine.signatures import SignatureCompileError, SignatureScanner
+from failsmall.model.bundle import Bundle
+from failsmall.model.rules import (
+    PHASE_ORDER,
+    BlockAction,
+    ChallengeAction,
+    ExecuteAction,
+    ExecuteOverrides,
+    LogAction,
+    Override,
+    Phase,
+    Rule,
+    RuleOverride,
+    Ruleset,
+    RuleState,
+    ScoreAction,
+    SignatureMatch,
+    SkipAction,
+)
+
+CHALLENGE_STATUS = 403
+PARANOIA_TAG = "paranoia:"
+MAX_EXECUTE_DEPTH = 16
+
+
+class WafBuildError(Exception):
+    """A ruleset graph that cannot be compiled; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    """A terminating action: the request ends with this decision and status."""
+
+    decision: Decision
+    status: int
+    rule_id: str
+
+
+@dataclass(frozen=True)
+class Killswitch:
+    """A bundle override, with its expiry as a timestamp (or none)."""
+
+    state: RuleState
+    reason: str
+    expires_at: float | None
+
+    def active(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule as it runs inside one ruleset execution: overrides folded in at build time."""
+
+    rule: Rule
+    state: RuleState
+    action_override: str | None
+    score: int
+    expression: Expression
+    needs_bot: bool
+    has_signatures: bool
+    killswitch: Killswitch | None
+    child: CompiledRuleset | None
+
+
+@dataclass(frozen=True)
+class CompiledRuleset:
+    """A ruleset compiled for one execution context (its overrides and paranoia level)."""
+
+    ruleset: Ruleset
+    rules: tuple[CompiledRule, ...]
+    threshold: int
+    threshold_action: BlockAction | ChallengeAction | LogAction
+
+
+@dataclass
+class Evaluation:
+    """Mutable bookkeeping for one request's pass through the WAF."""
+
+    view: RequestView
+    now: float
+    scanner: SignatureScanner | None
+    scanned: bool = False
+    skipped_phases: set[Phase] = field(default_factory=set)
+    skipped_rulesets: set[str] = field(default_factory=set)
+    matched: list[str] = field(default_factory=list)
+
+    def signature_hits(self) -> frozenset[str]:
+        if not self.scanned:
+            self.scanned = True
+            if self.scanner is not None:
+                self.view.signature_hits = self.scanner.scan(self.view)
+        return self.view.signature_hits
+
+
+@dataclass(frozen=True, slots=True)
+class WafResult:
+    """What the WAF decided: the outcomes of every evaluated rule and a termination, if any."""
+
+    outcomes: tuple[RuleOutcome, ...]
+    terminate: Terminate | None
+    matched: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Waf:
+    """The compiled WAF of one bundle."""
+
+    phases: tuple[tuple[Phase, CompiledRuleset], ...]
+    scanner: SignatureScanner | None
+
+    @classmethod
+    def build(cls, bundle: Bundle, reuse: Waf | None = None) -> Waf:
+        """Compile the bundle's WAF. `reuse` lends its signature databases (same patterns)."""
+        compiler = _Compiler(bundle)
+        phases = tuple(
+            (phase, compiler.ruleset(bundle.phases[phase], ExecuteOverrides(), 0))
+            for phase in PHASE_ORDER
+            if phase in bundle.phases
+        )
+        scanner: SignatureScanner | None = reuse.scanner if reuse is not None else None
+        if compiler.signatures and scanner is None:
+            try:
+                scanner = SignatureScanner.compile(compiler.signatures)
+            except SignatureCompileError as exc:
+                compiler.problems.extend(exc.problems)
+        if compiler.problems:
+            raise WafBuildError(compiler.problems)
+        return cls(phases, scanner)
+
+    def evaluate(self, view: RequestView, now: float) -> WafResult:
+        ev = Evaluation(view, now, self.scanner)
+        outcomes: list[RuleOutcome] = []
+        for phase, ruleset in self.phases:
+            if phase in ev.skipped_phases:
+                continue
+            results, _score, terminate = _run(ruleset, ev)
+            outcomes.extend(results)
+            if terminate is not None:
+                return WafResult(tuple(outcomes), terminate, tuple(ev.matched))
+        return WafResult(tuple(outcomes), None, tuple(ev.matched))
+
+
+def _run(
+    compiled: CompiledRuleset, ev: Evaluation
+) -> tuple[tuple[RuleOutcome, ...], int, Terminate | None]:
+    """Run one ruleset. Returns its outcomes, its anomaly score and a termination, if any."""
+    outcomes: list[RuleOutcome] = []
+    score = 0
+    for rule in compiled.rules:
+        outcome, effect = _evaluate_rule(rule, ev)
+        outcomes.append(outcome)
+        match effect:
+            case _Continue():
+                pass
+            case _AddScore(points=points):
+                score += points
+            case _StopRuleset():
+                break
+            case Terminate():
+                return tuple(outcomes), score, effect
+            case _:
+                assert_never(effect)
+    if score >= compiled.threshold and compiled.ruleset.kind == "managed":
+        terminate = _terminating(compiled.threshold_action, compiled.ruleset.id)
+        if terminate is not None:
+            return tuple(outcomes), score, terminate
+    return tuple(outcomes), score, None
+
+
+@dataclass(frozen=True, slots=True)
+class _Continue:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _AddScore:
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class _StopRuleset:
+    pass
+
+
+_Effect = _Continue | _AddScore | _StopRuleset | Terminate
+_CONTINUE = _Continue()
+
+
+def _effective_state(rule: CompiledRule, now: float) -> tuple[RuleState, str]:
+    if rule.killswitch is not None and rule.killswitch.active(now):
+        return rule.killswitch.state, rule.killswitch.reason
+    return rule.state, "disabled in configuration"
+
+
+def _evaluate_rule(rule: CompiledRule, ev: Evaluation) -> tuple[RuleOutcome, _Effect]:
+    rule_id = rule.rule.id
+    state, reason = _effective_state(rule, ev.now)
+    match state:
+        case RuleState.DISABLED:
+            return Disabled(rule_id, reason), _CONTINUE
+        case RuleState.ACTIVE | RuleState.LOG_ONLY:
+            pass
+        case _:
+            assert_never(state)
+    logged_only = state is RuleState.LOG_ONLY
+    if rule.needs_bot and ev.view.bot_score is None:
+        return NotApplicable(rule_id, "bot score not computed for this request"), _CONTINUE
+    if rule.has_signatures and rule_id not in ev.signature_hits():
+        return NotMatched(rule_id), _CONTINUE
+    try:
+        hit = rule.expression.evaluate(ev.view)
+    except ExpressionEvalError as exc:
+        return RuleErrored(rule_id, str(exc)), _CONTINUE
+    if not hit:
+        return NotMatched(rule_id), _CONTINUE
+    action = rule.rule.action
+    ev.matched.append(rule_id)
+    match action:
+        case BlockAction() | ChallengeAction() | LogAction():
+            effective = _override_action(action, rule.action_override)
+            outcome = Matched(rule_id, effective.type, logged_only)
+            terminate = None if logged_only else _terminating(effective, rule_id)
+            return outcome, terminate if terminate is not None else _CONTINUE
+        case ScoreAction():
+            outcome = Matched(rule_id, "score", logged_only)
+            return outcome, _CONTINUE if logged_only else _AddScore(rule.score)
+        case SkipAction():
+            if logged_only:
+                return Matched(rule_id, "skip", True), _CONTINUE
+            ev.skipped_phases.update(action.phases)
+            ev.skipped_rulesets.update(action.rulesets)
+            effect: _Effect = _StopRuleset() if action.rest_of_ruleset else _CONTINUE
+            return Matched(rule_id, "skip"), effect
+        case ExecuteAction():
+            return _execute(rule, action, ev, logged_only)
+        case _:
+            assert_never(action)
+
+
+def _execute(
+    rule: CompiledRule, action: ExecuteAction, ev: Evaluation, logged_only: bool
+) -> tuple[RuleOutcome, _Effect]:
+    rule_id = rule.rule.id
+    child = rule.child
+    if child is None or action.ruleset in ev.skipped_rulesets:
+        return NotApplicable(rule_id, f"ruleset {action.ruleset} skipped"), _CONTINUE
+    results, score, terminate = _run(child, ev)
+    executed = Executed(rule_id, action.ruleset, results, score, terminate is not None)
+    if terminate is None or logged_only:
+        return executed, _CONTINUE
+    return executed, terminate
+
+
+def _override_action(
+    action: BlockAction | ChallengeAction | LogAction, override: str | None
+) -> BlockAction | ChallengeAction | LogAction:
+    match override:
+        case None:
+            return action
+        case "block":
+            return action if isinstance(action, BlockAction) else BlockAction()
+        case "challenge":
+            return ChallengeAction()
+        case "log":
+            return LogAction()
+        case _:
+            raise WafBuildError([f"unknown action override {override!r}"])
+
+
+def _terminating(
+    action: BlockAction | ChallengeAction | LogAction, rule_id: str
+) -> Terminate | None:
+    match action:
+        case BlockAction(status=status):
+            return Terminate(Decision.BLOCK, status, rule_id)
+        case ChallengeAction():
+            return Terminate(Decision.CHALLENGE, CHALLENGE_STATUS, rule_id)
+        case LogAction():
+            return None
+        case _:
+            assert_never(action)
+
+
+class _Compiler:
+    """Compiles the execute graph, folding overrides into each execution context."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.rulesets = {rs.id: rs for rs in bundle.rulesets}
+        self.killswitches = {o.rule: _killswitch(o) for o in bundle.overrides}
+        self.ip_lists = bundle.ip_lists
+        self.expressions: dict[str, Expression] = {}
+        self.signatures: dict[str, SignatureMatch] = {}
+        self.problems: list[str] = []
+
+    def ruleset(self, ruleset_id: str, overrides: ExecuteOverrides, depth: int) -> CompiledRuleset:
+        ruleset = self.rulesets[ruleset_id]
+        if depth > MAX_EXECUTE_DEPTH:
+            self.problems.append(f"ruleset {ruleset_id} is executed more than 16 levels deep")
+            return CompiledRuleset(ruleset, (), ruleset.score_threshold, ruleset.threshold_action)
+        paranoia = overrides.paranoia_level or ruleset.paranoia_level
+        rules = tuple(
+            self.rule(rule, overrides, depth)
+            for rule in ruleset.rules
+            if _paranoia(rule) <= paranoia
+        )
+        threshold = overrides.score_threshold or ruleset.score_threshold
+        threshold_action = ruleset.threshold_action
+        if overrides.ruleset is not None and overrides.ruleset.action is not None:
+            threshold_action = _override_action(threshold_action, overrides.ruleset.action)
+        return CompiledRuleset(ruleset, rules, threshold, threshold_action)
+
+    def rule(self, rule: Rule, overrides: ExecuteOverrides, depth: int) -> CompiledRule:
+        chosen = _select_override(rule, overrides)
+        state = chosen.state if chosen.state is not None else rule.state
+        points = rule.action.points if isinstance(rule.action, ScoreAction) else 0
+        score = chosen.score if chosen.score is not None else points
+        expression = self.expression(rule)
+        if rule.match is not None:
+            self.signatures[rule.id] = rule.match
+        child = None
+        if isinstance(rule.action, ExecuteAction) and rule.action.ruleset in self.rulesets:
+            child = self.ruleset(rule.action.ruleset, rule.action.overrides, depth + 1)
+        return CompiledRule(
+            rule=rule,
+            state=state,
+            action_override=chosen.action,
+            score=score,
+            expression=expression,
+            needs_bot=any(f.startswith("bot.") for f in expression.fields),
+            has_signatures=rule.match is not None,
+            killswitch=self.killswitches.get(rule.id),
+            child=child,
+        )
+
+    def expression(self, rule: Rule) -> Expression:
+        cached = self.expressions.get(rule.id)
+        if cached is not None:
+            return cached
+        try:
+            compiled = compile_expression(rule.expression, self.ip_lists)
+        except ExpressionError as exc:
+            self.problems.append(f"rule {rule.id}: expression does not compile: {exc}")
+            compiled = compile_expression("false")
+        self.expressions[rule.id] = compiled
+        return compiled
+
+
+def _select_override(rule: Rule, overrides: ExecuteOverrides) -> RuleOverride:
+    """Merge overrides field by field with precedence rule > tag > ruleset."""
+    layers: list[RuleOverride] = []
+    if overrides.ruleset is not None:
+        layers.append(overrides.ruleset)
+    layers.extend(overrides.tags[tag] for tag in rule.tags if tag in overrides.tags)
+    if rule.id in overrides.rules:
+        layers.append(overrides.rules[rule.id])
+    state: RuleState | None = None
+    action: str | None = None
+    score: int | None = None
+    for layer in layers:
+        state = layer.state if layer.state is not None else state
+        action = layer.action if layer.action is not None else action
+        score = layer.score if layer.score is not None else score
+    return RuleOverride(state=state, action=action, score=score)
+
+
+def _paranoia(rule: Rule) -> int:
+    for tag in rule.tags:
+        if tag.startswith(PARANOIA_TAG):
+            level = tag.removeprefix(PARANOIA_TAG)
+            if level.isdigit():
+                return int(level)
+    return 1
+
+
+def _killswitch(override: Override) -> Killswitch:
+    expires = override.expires_at
+    return Killswitch(override.state, override.reason, _timestamp(expires) if expires else None)
+
+
+def _timestamp(moment: datetime) -> float:
+    return moment.timestamp()

@@ -1,0 +1,166 @@
+"""Origins, routes, limits, rate limits, cache rules and fault injection."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from failsmall.model.base import Strict
+from failsmall.model.rules import RuleId
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class Origin(Strict):
+    """An upstream server, addressed as http://host:port."""
+
+    id: RuleId
+    url: str = Field(pattern=r"^http://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$")
+
+
+class Route(Strict):
+    """Sends requests for `host` (or `*`) under `path_prefix` to an origin."""
+
+    host: str = "*"
+    path_prefix: str = Field(default="/", pattern=r"^/")
+    origin: RuleId
+
+
+class BodyOverBuffer(StrEnum):
+    """What the WAF does with a body larger than its inspection buffer."""
+
+    INSPECT_PARTIAL = "inspect_partial"
+    REJECT = "reject"
+
+
+class Limits(Strict):
+    """Request limits and timeouts, enforced by the node and used by `verify`."""
+
+    waf_body_buffer: int = Field(default=128 * KIB, ge=1 * KIB, le=16 * MIB)
+    body_over_buffer: BodyOverBuffer = BodyOverBuffer.INSPECT_PARTIAL
+    max_body_bytes: int = Field(default=64 * MIB, ge=0)
+    max_header_bytes: int = Field(default=32 * KIB, ge=1 * KIB, le=1 * MIB)
+    max_headers: int = Field(default=100, ge=1, le=1000)
+    max_uri_bytes: int = Field(default=8 * KIB, ge=256, le=1 * MIB)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    upstream_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    module_time_budget_us: int = Field(default=50_000, ge=100, le=10_000_000)
+
+
+class Capacities(Strict):
+    """Capacities a node has (or a bundle needs). A bundle is valid on a node only if it
+    needs no more than the node has."""
+
+    bot_feature_slots: int = Field(default=200, ge=0, le=100_000)
+    max_rules: int = Field(default=10_000, ge=0)
+    max_body_buffer: int = Field(default=16 * MIB, ge=1 * KIB)
+    max_rate_limit_keys: int = Field(default=100_000, ge=1)
+
+
+class RateLimitKey(StrEnum):
+    """Parts of a request that make a rate limit key."""
+
+    IP = "ip"
+    PATH = "path"
+    HOST = "host"
+    METHOD = "method"
+
+
+class RateLimit(Strict):
+    """A token bucket per key: `requests` per `period_s`, with a burst."""
+
+    id: RuleId
+    expression: str = "true"
+    key: list[str] = Field(default_factory=lambda: ["ip"], min_length=1)
+    requests: int = Field(ge=1)
+    period_s: float = Field(gt=0, le=86_400)
+    burst: int | None = Field(default=None, ge=1)
+    action: Literal["block", "challenge", "log"] = "block"
+    status: int = Field(default=429, ge=400, le=599)
+
+    @field_validator("key")
+    @classmethod
+    def _header_keys(cls, parts: list[str]) -> list[str]:
+        for part in parts:
+            if part in {k.value for k in RateLimitKey}:
+                continue
+            if not part.startswith("header:") or len(part) <= len("header:"):
+                raise ValueError(
+                    f"rate limit key part {part!r} is not one of ip, path, host, method "
+                    "or header:<name>"
+                )
+        return parts
+
+
+class CacheRule(Strict):
+    """Decides caching for requests matching `expression`."""
+
+    id: RuleId
+    expression: str = "true"
+    action: Literal["cache", "bypass"] = "cache"
+    ttl_s: int | None = Field(default=None, ge=0, le=31_536_000)
+
+
+class CacheConfig(Strict):
+    """The in-memory response cache."""
+
+    enabled: bool = True
+    max_bytes: int = Field(default=64 * MIB, ge=0)
+    max_object_bytes: int = Field(default=8 * MIB, ge=0)
+    default_ttl_s: int = Field(default=0, ge=0)
+    rules: list[CacheRule] = Field(default_factory=list)
+
+
+class FaultConfig(Strict):
+    """Envoy-style fault injection; off unless a percentage is set."""
+
+    abort_percent: float = Field(default=0.0, ge=0, le=100)
+    abort_status: int = Field(default=503, ge=400, le=599)
+    delay_percent: float = Field(default=0.0, ge=0, le=100)
+    delay_ms: int = Field(default=0, ge=0, le=60_000)
+
+
+class FailurePolicy(StrEnum):
+    """What a module's failure means for the request."""
+
+    FAIL_OPEN = "fail_open"
+    FAIL_CLOSED = "fail_closed"
+
+
+class ModuleName(StrEnum):
+    """The engine's modules, in pipeline order."""
+
+    FAULT = "fault"
+    RATELIMIT = "ratelimit"
+    BOT = "bot"
+    WAF = "waf"
+    CACHE = "cache"
+
+
+PIPELINE_ORDER: tuple[ModuleName, ...] = tuple(ModuleName)
+
+
+class ModuleSettings(Strict):
+    """Per-module switch, failure policy and circuit breaker."""
+
+    enabled: bool = True
+    failure_policy: FailurePolicy = FailurePolicy.FAIL_OPEN
+    breaker_failures: int = Field(default=20, ge=1, le=1_000_000)
+    breaker_window_s: float = Field(default=10.0, gt=0, le=3600)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+
+
+def default_modules() -> dict[ModuleName, ModuleSettings]:
+    return {
+        ModuleName.FAULT: ModuleSettings(),
+        ModuleName.RATELIMIT: ModuleSettings(),
+        ModuleName.BOT: ModuleSettings(),
+        ModuleName.WAF: ModuleSettings(),
+        ModuleName.CACHE: ModuleSettings(),
+    }

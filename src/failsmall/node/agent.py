@@ -1,0 +1,343 @@
+"""The config agent: follows assignments from a `NodeChannel` and applies bundles safely.
+
+Applying a bundle:
+
+    fetch -> verify signature and digest -> check this node's capacities -> [crash marker]
+          -> build the engine -> swap -> persist as last-known-good -> ACK
+    any failure before the swap -> NACK with the reason; the current bundle keeps serving.
+
+The agent only ever serves a digest it was assigned or one from its LKG store, never a
+poisoned one. Channel failures are retried with backoff and jitter while traffic continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from failsmall.engine import Engine, EngineBuildError
+from failsmall.model import BundleError, Capacities, SignedBundle, capacity_problems
+from failsmall.model import verify_envelope as verify
+from failsmall.node.backoff import Backoff
+from failsmall.node.guard import Clean, CrashGuard, Poisoned
+from failsmall.node.lkg import LastKnownGood, LkgPointer
+from failsmall.node.serving import Serving, ServingSlot
+from failsmall.node.statefiles import StateDirError
+from failsmall.node.stats import TrafficStats
+from failsmall.transport.base import (
+    ApplyReport,
+    ApplyResult,
+    Assignment,
+    BundleNotFoundError,
+    HealthReport,
+    NoChange,
+    NodeChannel,
+    TransportError,
+)
+
+log = logging.getLogger("failsmall.node.agent")
+
+
+class ApplyRejectedError(Exception):
+    """A bundle this node must not serve; the message says why (sent back as the NACK)."""
+
+
+def prepare(
+    raw: bytes, digest: str, trusted: dict[str, Ed25519PublicKey], capacities: Capacities
+) -> SignedBundle:
+    """Verify an envelope for `digest` and check it fits this node. Raises ApplyRejectedError."""
+    try:
+        signed = verify(raw, trusted)
+    except BundleError as exc:
+        raise ApplyRejectedError(f"{type(exc).__name__}: {exc}") from exc
+    if signed.digest != digest:
+        raise ApplyRejectedError(
+            f"the envelope holds bundle {signed.digest}, but {digest} was assigned"
+        )
+    problems = capacity_problems(signed.bundle, capacities)
+    if problems:
+        raise ApplyRejectedError("over this node's capacity: " + "; ".join(problems))
+    return signed
+
+
+def build(signed: SignedBundle, capacities: Capacities) -> Serving:
+    try:
+        engine = Engine.build(signed.bundle, capacities)
+    except EngineBuildError as exc:
+        raise ApplyRejectedError("engine build failed: " + "; ".join(exc.problems)) from exc
+    return Serving.start(engine, signed)
+
+
+@dataclass
+class AgentStatus:
+    """What the agent has done, for /config, metrics and logs."""
+
+    revision: int = 0
+    booted_from: str = ""
+    applies: Counter[str] = field(default_factory=Counter)
+    last_report: ApplyReport | None = None
+    channel_errors: int = 0
+
+
+class ConfigAgent:
+    """Keeps a node's `ServingSlot` on its assigned bundle."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        channel: NodeChannel,
+        slot: ServingSlot,
+        lkg: LastKnownGood,
+        guard: CrashGuard,
+        trusted: dict[str, Ed25519PublicKey],
+        capacities: Capacities,
+        stats: TrafficStats,
+        report_interval_s: float = 1.0,
+        watch_timeout_s: float = 5.0,
+        address: str = "",
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.channel = channel
+        self.slot = slot
+        self.lkg = lkg
+        self.guard = guard
+        self.trusted = trusted
+        self.capacities = capacities
+        self.stats = stats
+        self.report_interval_s = report_interval_s
+        self.watch_timeout_s = watch_timeout_s
+        self.address = address
+        self.backoff = backoff or Backoff()
+        self.status = AgentStatus()
+        self._unsent: list[ApplyReport] = []
+        self._settle: asyncio.TimerHandle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._breaker_trips_seen = 0
+
+    # -- boot ------------------------------------------------------------------------------
+
+    async def boot(self) -> None:
+        """Serve the newest usable LKG bundle; quarantine one the process just died with."""
+        check = self.guard.check_on_boot(time.time())
+        match check:
+            case Clean():
+                pass
+            case Poisoned(digest=digest, died_after_s=age):
+                log.error("bundle %s poisoned: the node died %.1fs after applying it", digest, age)
+                self.lkg.demote(digest)
+                self._record(
+                    ApplyReport(
+                        self.node_id,
+                        digest,
+                        ApplyResult.POISONED,
+                        f"the node died {age:.1f}s after applying this bundle; it is "
+                        "quarantined and the previous last-known-good is served",
+                        time.time(),
+                    )
+                )
+            case _:
+                assert_never(check)
+        pointer = self.lkg.pointer()
+        for digest in (pointer.current, pointer.previous):
+            if not digest or self.guard.is_poisoned(digest):
+                continue
+            try:
+                raw = self.lkg.load(digest)
+                signed = prepare(raw, digest, self.trusted, self.capacities)
+                self._begin(digest)
+                serving = await asyncio.to_thread(build, signed, self.capacities)
+            except FileNotFoundError:
+                log.error("last-known-good bundle %s is missing from the state directory", digest)
+                continue
+            except ApplyRejectedError as exc:
+                log.error("last-known-good bundle %s is unusable: %s", digest, exc)
+                self.guard.settle()
+                continue
+            self.slot.swap(serving)
+            self.status.booted_from = digest
+            if digest != pointer.current:
+                self.lkg.demote(pointer.current)
+            self._schedule_settle()
+            log.info("serving last-known-good bundle %s", digest)
+            return
+        log.warning("no last-known-good bundle: refusing traffic with 503 until one is assigned")
+
+    # -- the loops -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.ensure_future(self._follow_assignments()),
+            asyncio.ensure_future(self._report_health()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._settle is not None:
+            self._settle.cancel()
+        await self.channel.close()
+
+    async def _follow_assignments(self) -> None:
+        while True:
+            try:
+                await self._flush_reports()
+                change = await self.channel.watch(
+                    self.node_id, self.status.revision, self.watch_timeout_s
+                )
+                self.backoff.reset()
+                match change:
+                    case NoChange():
+                        continue
+                    case Assignment():
+                        await self.follow(change)
+                    case _:
+                        assert_never(change)
+            except TransportError as exc:
+                self.status.channel_errors += 1
+                delay = self.backoff.next_delay()
+                log.warning("control channel failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def follow(self, assignment: Assignment) -> ApplyReport:
+        """Act on one assignment: ACK what is served, refuse the poisoned, apply the rest."""
+        digest = assignment.digest
+        if self.guard.is_poisoned(digest):
+            report = self._report(
+                digest, ApplyResult.POISONED, "this bundle crashed this node before; not applied"
+            )
+        elif digest == self.slot.digest:
+            report = self._report(digest, ApplyResult.ACK)
+        else:
+            try:
+                raw = await self.channel.fetch(digest)
+            except BundleNotFoundError as exc:
+                report = self._report(digest, ApplyResult.NACK, f"bundle not found: {exc}")
+            else:
+                report = await self.apply(raw, digest)
+        self.status.revision = assignment.revision
+        await self._flush_reports()
+        return report
+
+    async def apply(self, raw: bytes, digest: str) -> ApplyReport:
+        """Verify, validate, build and swap to bundle `digest`; ACK or NACK it."""
+        try:
+            signed = prepare(raw, digest, self.trusted, self.capacities)
+            self._begin(digest)
+            serving = await asyncio.to_thread(build, signed, self.capacities)
+        except ApplyRejectedError as exc:
+            self._settle_now()
+            log.error("bundle %s rejected: %s", digest, exc)
+            return self._report(digest, ApplyResult.NACK, str(exc))
+        self.slot.swap(serving)
+        note = ""
+        try:
+            self.lkg.save(digest, raw)
+        except StateDirError as exc:
+            note = f"serving, but not persisted as last-known-good: {exc}"
+            log.error("%s", note)
+        self._schedule_settle()
+        log.info("now serving bundle %s", digest)
+        return self._report(digest, ApplyResult.ACK, note)
+
+    # -- crash marker ----------------------------------------------------------------------
+
+    def _begin(self, digest: str) -> None:
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
+        self.guard.begin(digest, time.time())
+
+    def _schedule_settle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._settle = loop.call_later(self.guard.window_s, self._settle_now)
+
+    def _settle_now(self) -> None:
+        self._settle = None
+        try:
+            self.guard.settle()
+        except (OSError, StateDirError) as exc:
+            log.error("cannot clear the apply marker: %s", exc)
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def _report(self, digest: str, result: ApplyResult, error: str = "") -> ApplyReport:
+        report = ApplyReport(self.node_id, digest, result, error, time.time())
+        self._record(report)
+        return report
+
+    def _record(self, report: ApplyReport) -> None:
+        self.status.applies[report.result.value] += 1
+        self.status.last_report = report
+        self._unsent.append(report)
+
+    async def _flush_reports(self) -> None:
+        while self._unsent:
+            await self.channel.send_apply(self._unsent[0])
+            self._unsent.pop(0)
+
+    async def _report_health(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.report_interval_s)
+            now = time.monotonic()
+            report = self.health_report(now - last)
+            last = now
+            try:
+                await self.channel.send_health(report)
+            except TransportError as exc:
+                log.warning("health report not sent: %s", exc)
+
+    def health_report(self, window_s: float) -> HealthReport:
+        window = self.stats.take_window()
+        trips = self._breaker_trips()
+        new_trips = max(0, trips - self._breaker_trips_seen)
+        self._breaker_trips_seen = trips
+        return HealthReport(
+            node_id=self.node_id,
+            digest=self.slot.digest,
+            lkg_digest=self.lkg.pointer().current,
+            at=time.time(),
+            window_s=window_s,
+            requests=window.requests,
+            responses_5xx=window.responses_5xx,
+            blocked=window.blocked,
+            challenged=window.challenged,
+            module_errors=window.module_errors,
+            breaker_trips=new_trips,
+            p99_ms=window.latency.quantile(0.99) * 1000,
+            poisoned=tuple(sorted(self.guard.poisoned)),
+            address=self.address,
+        )
+
+    def _breaker_trips(self) -> int:
+        serving = self.slot.current
+        if serving is None:
+            return 0
+        return sum(b.trips for b in serving.state.breakers.values())
+
+    def describe(self) -> dict[str, Any]:
+        """The agent's view for the admin `/config` endpoint."""
+        pointer: LkgPointer = self.lkg.pointer()
+        current = self.slot.current
+        last = self.status.last_report
+        return {
+            "node_id": self.node_id,
+            "serving": self.slot.digest,
+            "bundle_name": current.signed.bundle.name if current is not None else "",
+            "lkg": {"current": pointer.current, "previous": pointer.previous},
+            "poisoned": sorted(self.guard.poisoned),
+            "revision": self.status.revision,
+            "booted_from": self.status.booted_from,
+            "applies": dict(self.status.applies),
+            "last_apply": last.to_dict() if last is not None else None,
+            "channel_errors": self.status.channel_errors,
+        }

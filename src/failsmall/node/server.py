@@ -1,0 +1,120 @@
+"""One edge node process: the proxy listener, the admin listener and the config agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import uvloop
+
+from failsmall.node.admin import AdminServer
+from failsmall.node.agent import ConfigAgent
+from failsmall.node.config import NodeConfig, load_trusted_keys, parse_address
+from failsmall.node.dir_channel import NullChannel
+from failsmall.node.guard import CrashGuard
+from failsmall.node.lkg import LastKnownGood
+from failsmall.node.metrics import NodeCollector, node_registry
+from failsmall.node.proxy import ClientConnection, ProxyContext, Sweeper
+from failsmall.node.serving import ServingSlot
+from failsmall.node.statefiles import ensure_dir
+from failsmall.transport.base import NodeChannel
+
+log = logging.getLogger("failsmall.node")
+
+
+@dataclass(eq=False)
+class EdgeNode:
+    """A running node. `start()` binds both listeners and boots from the LKG; `stop()` ends it.
+
+    Usable as a library: tests, `failsmall up` and drills start nodes in-process with it.
+    """
+
+    config: NodeConfig
+    channel: NodeChannel | None = None
+    slot: ServingSlot = field(default_factory=ServingSlot)
+    port: int = 0
+    admin_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.config.validate()
+        self.ctx = ProxyContext(self.slot)
+        state_dir = ensure_dir(self.config.state_dir)
+        self.lkg = LastKnownGood(state_dir)
+        self.guard = CrashGuard(state_dir, self.config.crash_window_s)
+        host, port = parse_address(self.config.listen, "--listen")
+        self.agent = ConfigAgent(
+            node_id=self.config.node_id,
+            channel=self.channel or self.config.channel() or NullChannel(),
+            slot=self.slot,
+            lkg=self.lkg,
+            guard=self.guard,
+            trusted=load_trusted_keys(self.config.trust),
+            capacities=self.config.capacities,
+            stats=self.ctx.stats,
+            report_interval_s=self.config.report_interval_s,
+            address=f"{host}:{port}",
+        )
+        self.registry = node_registry(NodeCollector(self.ctx.stats, self.slot, self.agent))
+        self.admin = AdminServer(self.slot, self.agent, self.registry)
+        self.sweeper = Sweeper(self.ctx)
+        self._server: asyncio.base_events.Server | None = None
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = parse_address(self.config.listen, "--listen")
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self.ctx),
+            host,
+            port,
+            reuse_port=self.config.reuse_port or None,
+            backlog=2048,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.agent.address = f"{host}:{self.port}"
+        admin_host, admin_port = parse_address(self.config.admin, "--admin")
+        await self.admin.start(admin_host, admin_port)
+        self.admin_port = self.admin.port
+        self.sweeper.start()
+        await self.agent.boot()
+        self.agent.start()
+        log.info(
+            "node %s listening on %s:%d (admin %s:%d)",
+            self.config.node_id,
+            host,
+            self.port,
+            admin_host,
+            self.admin_port,
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self.agent.stop()
+        await self.sweeper.stop()
+        await self.admin.stop()
+        for conn in list(self.ctx.connections):
+            conn.close()
+        self.ctx.pools.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.stopped.set()
+
+
+async def serve(config: NodeConfig) -> None:
+    """Run one node until SIGTERM or SIGINT."""
+    node = EdgeNode(config)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await node.stop()
+
+
+def run(config: NodeConfig) -> None:
+    """The entry point of a node worker process."""
+    uvloop.run(serve(config))

@@ -1,0 +1,65 @@
+"""What a node serves with right now: an engine, its mutable state and the bundle behind it.
+
+A request takes the current `Serving` when its headers arrive and keeps it to the end, so a swap
+never changes the engine under a request in flight; new requests get the new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from failsmall.engine import Engine, EngineState
+from failsmall.model import Limits, SignedBundle
+
+NO_BUNDLE_LIMITS = Limits()
+
+
+def short_digest(digest: str) -> str:
+    """The first 12 hex digits of a digest, for headers and logs."""
+    return digest.removeprefix("sha256:")[:12]
+
+
+@dataclass(eq=False)
+class Serving:
+    """One built bundle in service."""
+
+    engine: Engine
+    state: EngineState
+    signed: SignedBundle
+    tag: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tag = short_digest(self.signed.digest).encode()
+
+    @classmethod
+    def start(cls, engine: Engine, signed: SignedBundle) -> Serving:
+        return cls(engine, engine.new_state(), signed)
+
+    @property
+    def digest(self) -> str:
+        return self.signed.digest
+
+    @property
+    def limits(self) -> Limits:
+        return self.signed.bundle.limits
+
+
+class ServingSlot:
+    """Holds the current `Serving`; `swap` replaces it in one step."""
+
+    def __init__(self) -> None:
+        self.current: Serving | None = None
+
+    def swap(self, serving: Serving) -> Serving | None:
+        previous, self.current = self.current, serving
+        return previous
+
+    @property
+    def limits(self) -> Limits:
+        current = self.current
+        return current.limits if current is not None else NO_BUNDLE_LIMITS
+
+    @property
+    def digest(self) -> str:
+        current = self.current
+        return current.digest if current is not None else ""

@@ -1,0 +1,133 @@
+"""Traffic counters kept on the request path as plain integers, read by metrics and reports.
+
+The request path only increments dictionaries and bucket lists; Prometheus metric objects
+(with their locks and label lookups) are built at scrape time from these numbers.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+
+from failsmall.engine.outcomes import (
+    Acted,
+    Bypassed,
+    Decision,
+    ModuleErrored,
+    ModuleOutcome,
+    Passed,
+)
+
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def outcome_kind(outcome: ModuleOutcome) -> str:
+    match outcome:
+        case Passed():
+            return "passed"
+        case Acted():
+            return "acted"
+        case ModuleErrored():
+            return "errored"
+        case Bypassed():
+            return "bypassed"
+
+
+@dataclass
+class LatencyHistogram:
+    """Cumulative-on-read latency histogram with fixed buckets (seconds)."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.total += seconds
+        self.n += 1
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding quantile `q` (seconds); 0 when empty."""
+        if self.n == 0:
+            return 0.0
+        rank = q * self.n
+        seen = 0
+        for index, bucket_count in enumerate(self.counts):
+            seen += bucket_count
+            if seen >= rank:
+                return LATENCY_BUCKETS_S[min(index, len(LATENCY_BUCKETS_S) - 1)]
+        return LATENCY_BUCKETS_S[-1]
+
+
+@dataclass
+class Window:
+    """Counts since the last health report."""
+
+    requests: int = 0
+    responses_5xx: int = 0
+    blocked: int = 0
+    challenged: int = 0
+    module_errors: int = 0
+    breaker_trips: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+@dataclass
+class TrafficStats:
+    """Everything counted about traffic since the process started, plus the current window."""
+
+    requests: Counter[tuple[int, str]] = field(default_factory=Counter)
+    modules: Counter[tuple[str, str]] = field(default_factory=Counter)
+    module_errors: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    upstream_errors: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    window: Window = field(default_factory=Window)
+
+    def record(
+        self,
+        status: int,
+        decision: str,
+        seconds: float,
+        modules: tuple[ModuleOutcome, ...],
+    ) -> None:
+        self.requests[status, decision] += 1
+        self.latency.observe(seconds)
+        window = self.window
+        window.requests += 1
+        window.latency.observe(seconds)
+        if status >= 500:
+            window.responses_5xx += 1
+        if decision == Decision.BLOCK:
+            window.blocked += 1
+        elif decision == Decision.CHALLENGE:
+            window.challenged += 1
+        for outcome in modules:
+            self.modules[outcome.module.value, outcome_kind(outcome)] += 1
+            if isinstance(outcome, ModuleErrored):
+                self.module_errors[outcome.module.value] += 1
+                window.module_errors += 1
+
+    def reject(self, reason: str) -> None:
+        """A request refused before the engine saw it (malformed, too large, too slow)."""
+        self.rejected[reason] += 1
+
+    def take_window(self) -> Window:
+        window, self.window = self.window, Window()
+        return window

@@ -1,0 +1,238 @@
+"""Connections to origins: an httptools response parser per connection and a keep-alive pool.
+
+An `UpstreamConnection` serves one exchange at a time and reports the response to it through
+the `UpstreamListener` callbacks. Idle connections wait in their origin's `OriginPool`; a
+connection the origin closed while idle leaves the pool on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httptools
+
+MAX_IDLE_PER_ORIGIN = 256
+
+
+class UpstreamListener(Protocol):
+    """What an upstream connection reports to the exchange it serves."""
+
+    def upstream_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> None: ...
+
+    def upstream_body(self, data: bytes) -> None: ...
+
+    def upstream_done(self) -> None: ...
+
+    def upstream_lost(self, reason: str, got_response: bool) -> None: ...
+
+    def upstream_pause(self) -> None: ...
+
+    def upstream_resume(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an origin."""
+
+    __slots__ = (
+        "_headers",
+        "_parser",
+        "_skip_body",
+        "got_response",
+        "listener",
+        "open",
+        "pool",
+        "reused",
+        "transport",
+    )
+
+    def __init__(self, pool: OriginPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.listener: UpstreamListener | None = None
+        self.open = False
+        self.reused = False
+        self.got_response = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._skip_body = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.open = True
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(f"origin sent a malformed response: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self.pool.forget(self)
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            reason = (
+                f"origin closed the connection: {exc}" if exc else "origin closed the connection"
+            )
+            listener.upstream_lost(reason, self.got_response)
+
+    def pause_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_pause()
+
+    def resume_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_resume()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self.got_response = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            return
+        listener.upstream_head(status, self._headers, self._parser.should_keep_alive())
+        if self._skip_body:
+            # A response to HEAD has no body whatever its headers say; httptools cannot be
+            # told that, so the response ends here and the next one gets a fresh parser.
+            self._parser = httptools.HttpResponseParser(self)
+            self.listener = None
+            listener.upstream_done()
+
+    def on_body(self, body: bytes) -> None:
+        if self.listener is not None:
+            self.listener.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._parser.get_status_code() < 200:
+            return
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.upstream_done()
+
+    # -- used by the exchange --------------------------------------------------------------
+
+    def start(self, listener: UpstreamListener, head: bytes, *, head_request: bool) -> None:
+        """Bind this connection to an exchange and send the request head."""
+        self.listener = listener
+        self.got_response = False
+        self._skip_body = head_request
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and self.open:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and self.open:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.open:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.listener = None
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, reason: str) -> None:
+        listener, self.listener = self.listener, None
+        if self.transport is not None:
+            self.transport.close()
+        self.open = False
+        if listener is not None:
+            listener.upstream_lost(reason, self.got_response)
+
+
+class OriginUnreachableError(Exception):
+    """A connection to the origin could not be opened (refused, unreachable, timed out)."""
+
+
+class OriginPool:
+    """Idle keep-alive connections to one origin."""
+
+    def __init__(self, url: str, max_idle: int = MAX_IDLE_PER_ORIGIN) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.max_idle = max_idle
+        self._idle: list[UpstreamConnection] = []
+
+    def take(self) -> UpstreamConnection | None:
+        """An idle open connection, most recently used first; None when a new one is needed."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.open:
+                conn.reused = True
+                return conn
+        return None
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        if conn.open and len(self._idle) < self.max_idle:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    async def connect(self, timeout_s: float) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                timeout_s,
+            )
+        except TimeoutError as exc:
+            raise OriginUnreachableError(
+                f"connecting to origin {self.url} timed out after {timeout_s:g}s"
+            ) from exc
+        except OSError as exc:
+            raise OriginUnreachableError(f"cannot connect to origin {self.url}: {exc}") from exc
+        return protocol
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+class Pools:
+    """One pool per origin URL, kept across bundle swaps so connections stay warm."""
+
+    def __init__(self, factory: Callable[[str], OriginPool] = OriginPool) -> None:
+        self._pools: dict[str, OriginPool] = {}
+        self._factory = factory
+
+    def for_url(self, url: str) -> OriginPool:
+        pool = self._pools.get(url)
+        if pool is None:
+            pool = self._pools[url] = self._factory(url)
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()

@@ -1,0 +1,385 @@
+"""The simulated fleet: virtual nodes, a virtual clock, and the real rollout machine.
+
+Every node applies assignments after a random (log-normal) delay, validates the bundle against
+its own capacities (refusing with a NACK, as a real node does), crash-loops on a bundle whose
+behaviour says so until its guard quarantines it and boots its last-known-good, and reports
+health every second for the bundle it serves. Some nodes can be cut off by a network partition:
+they keep serving, receive nothing and report nothing until it heals. The control plane's
+side is the real `RolloutMachine`, ticked every second with the reports received.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from failsmall.model import Bundle, Capacities, bundle_digest, capacity_problems
+from failsmall.rollout import (
+    Applied,
+    ApplyOutcome,
+    Assign,
+    AuditEntry,
+    ChangeClass,
+    Command,
+    Event,
+    HealthSample,
+    Policy,
+    RolledBack,
+    RolloutBook,
+    RolloutMachine,
+    Start,
+    Step,
+    Tick,
+    classify,
+    policy_for,
+    state_name,
+)
+from failsmall.sim.behaviour import HEALTHY, Behaviour
+from failsmall.sim.clock import EventQueue
+from failsmall.sim.report import RolloutRecord, TimelineRow
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """Fleet-wide knobs. Times are virtual seconds."""
+
+    nodes: int = 1000
+    seed: int = 1
+    requests_per_node_s: float = 50.0
+    apply_median_s: float = 0.2
+    apply_sigma: float = 0.6
+    crash_quarantine_s: float = 3.0
+    report_interval_s: float = 1.0
+    fleet_salt: str = "fleet-1"
+    capacities: Capacities = field(default_factory=Capacities)
+
+
+@dataclass
+class SimNode:
+    """One virtual edge node."""
+
+    node_id: str
+    running: str
+    lkg: str
+    assigned: str
+    partitioned: bool = False
+    crashing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _ApplyArrives:
+    node_id: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CrashQuarantined:
+    node_id: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportRound:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Partition:
+    node_ids: tuple[str, ...]
+    healed: bool
+
+
+_Happening = _ApplyArrives | _CrashQuarantined | _ReportRound | _Partition
+
+
+class SimulationError(Exception):
+    """A scenario asked the simulator for something it cannot do."""
+
+
+class World:
+    """A fleet of `settings.nodes` virtual nodes, all serving `initial` at time 0."""
+
+    def __init__(self, settings: SimSettings, initial: Bundle, label: str) -> None:
+        if settings.nodes < 1:
+            raise SimulationError("a simulated fleet needs at least one node")
+        self.settings = settings
+        self.rng = random.Random(settings.seed)
+        self.queue: EventQueue[_Happening] = EventQueue()
+        digest = bundle_digest(initial)
+        self.bundles: dict[str, Bundle] = {digest: initial}
+        self.behaviours: dict[str, Behaviour] = {digest: HEALTHY}
+        self.labels: dict[str, str] = {digest: label}
+        width = len(str(settings.nodes - 1))
+        self.nodes: dict[str, SimNode] = {
+            f"edge-{i:0{width}d}": SimNode(f"edge-{i:0{width}d}", digest, digest, digest)
+            for i in range(settings.nodes)
+        }
+        self.last_good = digest
+        self.book = RolloutBook("sim")
+        self.audit: list[AuditEntry] = []
+        self.timeline: list[TimelineRow] = []
+        self.events = 0
+        self.traffic_scale = 1.0
+        self._machine: RolloutMachine | None = None
+        self._pending_samples: list[HealthSample] = []
+        self._ever_ran: dict[str, set[str]] = {digest: set(self.nodes)}
+        self._running_now: Counter[str] = Counter({digest: len(self.nodes)})
+        self._max_running: Counter[str] = Counter({digest: len(self.nodes)})
+        self._cleared_at: dict[str, float] = {}
+        self._rollouts = 0
+        self.queue.schedule(settings.report_interval_s, _ReportRound())
+
+    @property
+    def now(self) -> float:
+        return self.queue.now
+
+    # -- scenario controls ---------------------------------------------------------------
+
+    def partition(self, fraction: float, at: float, heal_at: float) -> tuple[str, ...]:
+        """Cut `fraction` of the nodes off from `at` until `heal_at`; returns them."""
+        count = max(1, round(fraction * len(self.nodes)))
+        chosen = tuple(sorted(self.rng.sample(sorted(self.nodes), count)))
+        self.queue.schedule(at, _Partition(chosen, healed=False))
+        self.queue.schedule(heal_at, _Partition(chosen, healed=True))
+        return chosen
+
+    def idle_until(self, at: float) -> None:
+        """Let time pass with no rollout started."""
+        self._run_until(lambda: False, at)
+
+    def roll_out(
+        self,
+        bundle: Bundle,
+        label: str,
+        behaviour: Behaviour,
+        *,
+        policy: Policy | None = None,
+        max_duration_s: float = 600.0,
+    ) -> RolloutRecord:
+        """Push `bundle` over the last good one and run until the rollout settles.
+
+        Settled means completed, or rolled back/aborted with no node serving the new bundle, or
+        paused (a person is needed), or `max_duration_s` passed.
+        """
+        old = self.bundles[self.last_good]
+        classification = classify(old, bundle)
+        chosen = policy if policy is not None else policy_for(classification.change_class)
+        digest = bundle_digest(bundle)
+        self.bundles[digest] = bundle
+        self.behaviours[digest] = behaviour
+        self.labels[digest] = label
+        self._rollouts += 1
+        rollout_id = f"r{self._rollouts}"
+        self.book = self.book.begin(rollout_id)
+        machine = RolloutMachine.create(
+            rollout_id=rollout_id,
+            from_digest=self.last_good,
+            to_digest=digest,
+            policy=chosen,
+            salt=self.settings.fleet_salt,
+            nodes=list(self.nodes),
+        )
+        self._machine = machine
+        started = self.now
+        audit_start = len(self.audit)
+        self._handle(Start(started, by="sim"))
+        canary = len(machine.ever_exposed())
+
+        def settled() -> bool:
+            if machine.finished:
+                return state_name(machine.state) == "completed" or self._running_now[digest] == 0
+            return state_name(machine.state) == "paused"
+
+        self._run_until(settled, started + max_duration_s)
+        self._machine = None
+        if machine.finished:
+            self.book = self.book.finish(rollout_id)
+            if state_name(machine.state) == "completed":
+                self.last_good = digest
+        entries = self.audit[audit_start:]
+        detected = [e.at for e in entries if e.action == "gate_fail"]
+        ended = [e.at for e in entries if e.action in {"complete", "rolled_back", "abort"}]
+        reason = ""
+        if isinstance(machine.state, RolledBack):
+            reason = machine.state.reason
+        elif entries:
+            reason = entries[-1].reason
+        restored = -1.0
+        if detected or state_name(machine.state) in {"rolled_back", "aborted"}:
+            restored = self._cleared_at.get(digest, detected[0] if detected else self.now)
+        return RolloutRecord(
+            label=label,
+            digest=digest,
+            change_class=classification.change_class.value,
+            policy=chosen.name,
+            final_state=state_name(machine.state),
+            reason=reason,
+            started_at=started,
+            finished_at=ended[-1] if ended else self.now,
+            canary_size=canary,
+            max_assigned=machine.max_exposed,
+            ever_assigned=len(machine.ever_exposed()),
+            max_running=self._max_running[digest],
+            ever_ran=len(self._ever_ran.get(digest, ())),
+            detected_at=detected[0] if detected else -1.0,
+            restored_at=restored,
+            differences=tuple(classification.describe()),
+        )
+
+    def change_class_of(self, bundle: Bundle) -> ChangeClass:
+        return classify(self.bundles[self.last_good], bundle).change_class
+
+    def serving(self) -> dict[str, int]:
+        """How many nodes serve each bundle, by label."""
+        return {self.labels[d]: n for d, n in sorted(self._running_now.items()) if n}
+
+    @property
+    def machine(self) -> RolloutMachine | None:
+        """The rollout in progress, if one is."""
+        return self._machine
+
+    # -- the event loop ------------------------------------------------------------------
+
+    def _run_until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Process happenings in time order until `done()` or the clock would pass `deadline`.
+
+        The queue is never empty: every report round schedules the next one.
+        """
+        while not done():
+            if self.queue.next_at() > deadline:
+                self.queue.now = deadline
+                return
+            happening = self.queue.pop()
+            self.events += 1
+            match happening:
+                case _ApplyArrives():
+                    self._apply(happening)
+                case _CrashQuarantined():
+                    self._quarantine(happening)
+                case _ReportRound():
+                    self._report_round()
+                case _Partition():
+                    self._set_partition(happening)
+
+    def _handle(self, event: Event) -> None:
+        if self._machine is None:
+            return
+        step: Step = self._machine.handle(event)
+        self._execute(step.commands)
+
+    def _execute(self, commands: tuple[Command, ...]) -> None:
+        for command in commands:
+            match command:
+                case Assign(node_ids=node_ids, digest=digest):
+                    for node_id in node_ids:
+                        node = self.nodes.get(node_id)
+                        if node is None:
+                            continue
+                        node.assigned = digest
+                        if not node.partitioned:
+                            self._schedule_apply(node)
+                case AuditEntry():
+                    self.audit.append(command)
+
+    def _schedule_apply(self, node: SimNode) -> None:
+        delay = self.rng.lognormvariate(
+            math.log(self.settings.apply_median_s), self.settings.apply_sigma
+        )
+        self.queue.schedule(self.now + delay, _ApplyArrives(node.node_id, node.assigned))
+
+    def _apply(self, arrival: _ApplyArrives) -> None:
+        node = self.nodes[arrival.node_id]
+        digest = arrival.digest
+        if node.partitioned or node.assigned != digest:
+            return
+        if node.running == digest and not node.crashing:
+            self._handle(Applied(self.now, node.node_id, digest, ApplyOutcome.ACK))
+            return
+        problems = capacity_problems(self.bundles[digest], self.settings.capacities)
+        if problems:
+            self._handle(
+                Applied(self.now, node.node_id, digest, ApplyOutcome.NACK, "; ".join(problems))
+            )
+            return
+        self._serve(node, digest)
+        if self.behaviours[digest].crashes:
+            node.crashing = True
+            self.queue.schedule(
+                self.now + self.settings.crash_quarantine_s,
+                _CrashQuarantined(node.node_id, digest),
+            )
+            return
+        node.crashing = False
+        node.lkg = digest
+        self._handle(Applied(self.now, node.node_id, digest, ApplyOutcome.ACK))
+
+    def _quarantine(self, crash: _CrashQuarantined) -> None:
+        node = self.nodes[crash.node_id]
+        if not (node.crashing and node.running == crash.digest):
+            return
+        node.crashing = False
+        self._serve(node, node.lkg)
+        if not node.partitioned:
+            self._handle(Applied(self.now, node.node_id, crash.digest, ApplyOutcome.POISONED))
+
+    def _serve(self, node: SimNode, digest: str) -> None:
+        previous = node.running
+        if previous == digest:
+            return
+        self._running_now[previous] -= 1
+        if self._running_now[previous] == 0:
+            self._cleared_at[previous] = self.now
+        node.running = digest
+        self._running_now[digest] += 1
+        self._max_running[digest] = max(self._max_running[digest], self._running_now[digest])
+        self._ever_ran.setdefault(digest, set()).add(node.node_id)
+
+    def _set_partition(self, partition: _Partition) -> None:
+        for node_id in partition.node_ids:
+            node = self.nodes[node_id]
+            node.partitioned = not partition.healed
+            if partition.healed and (node.assigned != node.running or node.crashing):
+                self._schedule_apply(node)
+
+    def _report_round(self) -> None:
+        samples = [self._sample(node) for node in self.nodes.values() if not node.partitioned]
+        self.timeline.append(TimelineRow(round(self.now, 3), self.serving()))
+        self._handle(Tick(self.now, tuple(samples)))
+        self.queue.schedule(self.now + self.settings.report_interval_s, _ReportRound())
+
+    def _sample(self, node: SimNode) -> HealthSample:
+        behaviour = self.behaviours[node.running]
+        rate = self.settings.requests_per_node_s * self.traffic_scale
+        requests = _count(self.rng, rate * self.settings.report_interval_s)
+        if node.crashing:
+            return HealthSample(node.node_id, node.running, self.now, requests, requests)
+        return HealthSample(
+            node_id=node.node_id,
+            digest=node.running,
+            at=self.now,
+            requests=requests,
+            responses_5xx=_binomial(self.rng, requests, behaviour.error_rate),
+            blocked=_binomial(self.rng, requests, behaviour.block_rate),
+            module_errors=_binomial(self.rng, requests, behaviour.module_error_rate),
+            p99_ms=max(1.0, self.rng.gauss(behaviour.p99_ms, behaviour.p99_ms * 0.1)),
+        )
+
+
+def _count(rng: random.Random, mean: float) -> int:
+    """A Poisson-like count with this mean (normal approximation, never negative)."""
+    if mean <= 0:
+        return 0
+    return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+
+
+def _binomial(rng: random.Random, trials: int, p: float) -> int:
+    if trials == 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return trials
+    mean = trials * p
+    spread = math.sqrt(trials * p * (1 - p))
+    return min(trials, max(0, round(rng.gauss(mean, spread))))

@@ -1,0 +1,58 @@
+"""The control plane's channel pointers held in memory, with waiting for changes.
+
+A `PointerBoard` maps node ids to assignments. Every `assign` takes the next fleet-wide
+revision, so revisions grow across the whole board exactly as NATS KV revisions do, and a node
+that reconnects can compare the revision it last saw with the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from failsmall.transport.base import Assignment, NoChange
+
+
+class PointerBoard:
+    """Assignments per node, with long-poll waiting for an assignment newer than a revision."""
+
+    def __init__(self, assignments: Mapping[str, Assignment] | None = None) -> None:
+        self._assignments: dict[str, Assignment] = dict(assignments or {})
+        self._revision = max((a.revision for a in self._assignments.values()), default=0)
+        self._changed = asyncio.Condition()
+
+    @property
+    def revision(self) -> int:
+        """The highest revision handed out so far."""
+        return self._revision
+
+    def snapshot(self) -> dict[str, Assignment]:
+        return dict(self._assignments)
+
+    def current(self, node_id: str) -> Assignment | NoChange:
+        """The node's assignment, or `NoChange(0)` when it has never been assigned anything."""
+        return self._assignments.get(node_id, NoChange(revision=0))
+
+    async def assign(self, node_id: str, digest: str) -> Assignment:
+        self._revision += 1
+        assignment = Assignment(digest=digest, revision=self._revision)
+        self._assignments[node_id] = assignment
+        async with self._changed:
+            self._changed.notify_all()
+        return assignment
+
+    async def wait(
+        self, node_id: str, after_revision: int, timeout_s: float
+    ) -> Assignment | NoChange:
+        """The node's assignment once it is newer than `after_revision`, else NoChange."""
+
+        def newer() -> bool:
+            current = self._assignments.get(node_id)
+            return current is not None and current.revision > after_revision
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(newer), timeout=max(timeout_s, 0))
+            except TimeoutError:
+                return NoChange(revision=after_revision)
+        return self._assignments[node_id]

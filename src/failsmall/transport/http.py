@@ -1,0 +1,239 @@
+"""The HTTP transport: nodes long-poll their channel pointer from the control plane.
+
+Routes (served by the control plane, every one needs the node bearer token):
+
+    GET  /v1/nodes/{id}/assignment?after=REV&timeout=S   -> 200 {"digest", "revision"}
+                                                            204 when nothing newer came in S
+    GET  /v1/bundles/{digest}                            -> 200 signed envelope, 404 unknown
+    POST /v1/nodes/{id}/apply                            -> 202 (an ApplyReport as JSON)
+    POST /v1/nodes/{id}/health                           -> 202 (a HealthReport as JSON)
+
+`HttpNodeChannel` is the node side (aiohttp client); `HttpControlChannel` is the control side.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from failsmall.transport.base import (
+    ApplyReport,
+    Assignment,
+    BundleNotFoundError,
+    HealthReport,
+    NoChange,
+    TransportError,
+)
+from failsmall.transport.board import PointerBoard
+from failsmall.transport.control import ReportSink
+
+MAX_WATCH_S = 60.0
+NodeTokenCheck = Callable[[str, str], bool]
+"""Decides whether a bearer token may act as the given node id: `check(token, node_id)`."""
+
+
+def fixed_node_token(expected: str) -> NodeTokenCheck:
+    """A check that accepts one shared fleet token for every node."""
+
+    def check(token: str, node_id: str) -> bool:
+        return hmac.compare_digest(token.encode(), expected.encode())
+
+    return check
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+class HttpControlChannel:
+    """The control side of the HTTP transport: pointers, bundles and the node-facing routes."""
+
+    def __init__(self, node_auth: NodeTokenCheck, board: PointerBoard | None = None) -> None:
+        self.board = board or PointerBoard()
+        self._node_auth = node_auth
+        self._bundles: dict[str, bytes] = {}
+        self._sink: ReportSink | None = None
+
+    async def start(self, sink: ReportSink) -> None:
+        self._sink = sink
+
+    async def publish_bundle(self, digest: str, envelope: bytes) -> None:
+        self._bundles[digest] = envelope
+
+    async def assign(self, node_id: str, digest: str) -> Assignment:
+        if digest not in self._bundles:
+            raise BundleNotFoundError(f"bundle {digest} is not published; publish it first")
+        return await self.board.assign(node_id, digest)
+
+    async def assignments(self) -> dict[str, Assignment]:
+        return self.board.snapshot()
+
+    async def close(self) -> None:
+        self._sink = None
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/nodes/{node_id}/assignment", self._watch),
+            web.get("/v1/bundles/{digest}", self._bundle),
+            web.post("/v1/nodes/{node_id}/apply", self._apply),
+            web.post("/v1/nodes/{node_id}/health", self._health),
+        ]
+
+    def _authorised(self, request: web.Request, node_id: str) -> bool:
+        token = bearer_token(request)
+        return bool(token) and self._node_auth(token, node_id)
+
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        node_id = request.match_info["node_id"]
+        if not self._authorised(request, node_id):
+            return _json_error(401, "a valid node token is required (Authorization: Bearer ...)")
+        try:
+            after = int(request.query.get("after", "0"))
+            timeout = float(request.query.get("timeout", "30"))
+        except ValueError:
+            return _json_error(400, "'after' must be an integer and 'timeout' a number of seconds")
+        if after < 0 or not 0 <= timeout <= MAX_WATCH_S:
+            return _json_error(400, f"'after' must be >= 0 and 'timeout' within 0..{MAX_WATCH_S}")
+        result = await self.board.wait(node_id, after, timeout)
+        match result:
+            case Assignment(digest=digest, revision=revision):
+                return web.json_response({"digest": digest, "revision": revision})
+            case NoChange():
+                return web.Response(status=204)
+
+    async def _bundle(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request, ""):
+            return _json_error(401, "a valid node token is required (Authorization: Bearer ...)")
+        digest = request.match_info["digest"]
+        envelope = self._bundles.get(digest)
+        if envelope is None:
+            return _json_error(404, f"no bundle with digest {digest} is published")
+        return web.Response(body=envelope, content_type="application/json")
+
+    async def _report_body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        node_id = request.match_info["node_id"]
+        if not self._authorised(request, node_id):
+            return _json_error(401, "a valid node token is required (Authorization: Bearer ...)")
+        if self._sink is None:
+            return _json_error(503, "the control plane is starting; retry shortly")
+        try:
+            data = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _json_error(400, "the report must be a JSON object")
+        if not isinstance(data, dict):
+            return _json_error(400, "the report must be a JSON object")
+        if data.get("node_id") != node_id:
+            return _json_error(400, f"report node_id must be {node_id!r}, the id in the path")
+        return data
+
+    async def _apply(self, request: web.Request) -> web.Response:
+        data = await self._report_body(request)
+        if isinstance(data, web.Response):
+            return data
+        try:
+            report = ApplyReport.from_dict(data)
+        except (KeyError, ValueError, TypeError) as exc:
+            return _json_error(400, f"not an apply report: {exc!r}")
+        if self._sink is not None:
+            await self._sink.on_apply(report)
+        return web.json_response({"accepted": True}, status=202)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        data = await self._report_body(request)
+        if isinstance(data, web.Response):
+            return data
+        try:
+            report = HealthReport.from_dict(data)
+        except (KeyError, ValueError, TypeError) as exc:
+            return _json_error(400, f"not a health report: {exc!r}")
+        if self._sink is not None:
+            await self._sink.on_health(report)
+        return web.json_response({"accepted": True}, status=202)
+
+
+class HttpNodeChannel:
+    """The node side of the HTTP transport (implements `NodeChannel`)."""
+
+    def __init__(self, base_url: str, token: str, request_timeout_s: float = 10.0) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._request_timeout_s = request_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        return self._session
+
+    async def _request(
+        self, method: str, path: str, timeout_s: float, **kwargs: Any
+    ) -> tuple[int, bytes]:
+        url = self._base + path
+        try:
+            async with self._client().request(
+                method, url, timeout=aiohttp.ClientTimeout(total=timeout_s), **kwargs
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"{method} {url} failed: {exc!r}") from exc
+
+    @staticmethod
+    def _raise_for(status: int, body: bytes, what: str) -> None:
+        if status == 401:
+            raise TransportError(f"{what}: the control plane rejected the node token")
+        raise TransportError(f"{what}: HTTP {status}: {body[:200].decode(errors='replace')}")
+
+    async def watch(
+        self, node_id: str, after_revision: int, timeout_s: float
+    ) -> Assignment | NoChange:
+        timeout_s = min(max(timeout_s, 0.0), MAX_WATCH_S)
+        status, body = await self._request(
+            "GET",
+            f"/v1/nodes/{node_id}/assignment",
+            timeout_s + self._request_timeout_s,
+            params={"after": str(after_revision), "timeout": f"{timeout_s:.3f}"},
+        )
+        if status == 204:
+            return NoChange(revision=after_revision)
+        if status != 200:
+            self._raise_for(status, body, "watching the assignment")
+        try:
+            data = json.loads(body)
+            return Assignment(digest=str(data["digest"]), revision=int(data["revision"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise TransportError(f"malformed assignment from the control plane: {exc!r}") from exc
+
+    async def fetch(self, digest: str) -> bytes:
+        status, body = await self._request("GET", f"/v1/bundles/{digest}", self._request_timeout_s)
+        if status == 404:
+            raise BundleNotFoundError(f"no bundle with digest {digest} is published")
+        if status != 200:
+            self._raise_for(status, body, f"fetching bundle {digest}")
+        return body
+
+    async def _post(self, path: str, payload: dict[str, Any], what: str) -> None:
+        status, body = await self._request("POST", path, self._request_timeout_s, json=payload)
+        if status != 202:
+            self._raise_for(status, body, what)
+
+    async def send_apply(self, report: ApplyReport) -> None:
+        await self._post(f"/v1/nodes/{report.node_id}/apply", report.to_dict(), "sending apply")
+
+    async def send_health(self, report: HealthReport) -> None:
+        await self._post(f"/v1/nodes/{report.node_id}/health", report.to_dict(), "sending health")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

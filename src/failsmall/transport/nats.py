@@ -1,0 +1,331 @@
+"""The NATS JetStream transport, for fleets spread across machines (and through leaf nodes).
+
+Layout on the bus (created by the control side, bound by nodes):
+
+- KV bucket `FAILSMALL_POINTERS`: one key per node, `node.<node_id>`, whose value is
+  `{"digest": ...}`. The entry's KV revision *is* the assignment revision, so revisions grow
+  across the fleet and a node can tell whether it missed one. One key per node (rather than a
+  key per wave plus a node→wave map) keeps every pointer move atomic and lets a rollback move any
+  subset of nodes in one step.
+- Object store `FAILSMALL_BUNDLES`: the signed envelope of every published bundle, named by digest.
+- Stream `FAILSMALL_REPORTS` on `failsmall.reports.apply.<node>` and
+  `failsmall.reports.health.<node>`: nodes publish with JetStream acks; the control plane reads
+  through the durable pull consumer `control`, so reports sent while it restarts are not lost.
+
+Resync: every `watch` opens a fresh KV watcher, whose first delivery is the key's current
+value. After a reconnect or a missed revision the node therefore sees the latest assignment,
+never an older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import api
+from nats.js.client import JetStreamContext
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.object_store import ObjectStore
+
+from failsmall.transport.base import (
+    ApplyReport,
+    Assignment,
+    BundleNotFoundError,
+    HealthReport,
+    NoChange,
+    TransportError,
+)
+from failsmall.transport.control import ReportSink
+
+POINTERS_BUCKET = "FAILSMALL_POINTERS"
+BUNDLES_BUCKET = "FAILSMALL_BUNDLES"
+REPORTS_STREAM = "FAILSMALL_REPORTS"
+REPORTS_SUBJECT = "failsmall.reports"
+CONTROL_CONSUMER = "control"
+REPORTS_MAX_AGE_S = 3600.0
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9_\-=]+$")
+NatsFailure = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
+
+log = logging.getLogger(__name__)
+
+
+def pointer_key(node_id: str) -> str:
+    if not _NODE_ID.match(node_id):
+        raise TransportError(
+            f"node id {node_id!r} cannot be a NATS key: use letters, digits, '-', '_' or '='"
+        )
+    return f"node.{node_id}"
+
+
+async def _connect(servers: list[str], name: str) -> Client:
+    try:
+        return await nats.connect(
+            servers=servers,
+            name=name,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            connect_timeout=2,
+            drain_timeout=2,
+        )
+    except NatsFailure as exc:
+        raise TransportError(f"cannot connect to NATS at {', '.join(servers)}: {exc!r}") from exc
+
+
+class NatsNodeChannel:
+    """The node side of the NATS transport (implements `NodeChannel`)."""
+
+    def __init__(self, client: Client) -> None:
+        self._nc = client
+        self._js: JetStreamContext = client.jetstream()
+        self._kv: KeyValue | None = None
+        self._objects: ObjectStore | None = None
+
+    @classmethod
+    async def connect(cls, servers: list[str], name: str = "failsmall-node") -> NatsNodeChannel:
+        return cls(await _connect(servers, name))
+
+    async def _pointers(self) -> KeyValue:
+        if self._kv is None:
+            try:
+                self._kv = await self._js.key_value(POINTERS_BUCKET)
+            except NatsFailure as exc:
+                raise TransportError(
+                    f"KV bucket {POINTERS_BUCKET} is not available (is the control plane up?): "
+                    f"{exc!r}"
+                ) from exc
+        return self._kv
+
+    async def _bundles(self) -> ObjectStore:
+        if self._objects is None:
+            try:
+                self._objects = await self._js.object_store(BUNDLES_BUCKET)
+            except NatsFailure as exc:
+                raise TransportError(
+                    f"object store {BUNDLES_BUCKET} is not available: {exc!r}"
+                ) from exc
+        return self._objects
+
+    async def watch(
+        self, node_id: str, after_revision: int, timeout_s: float
+    ) -> Assignment | NoChange:
+        key = pointer_key(node_id)
+        kv = await self._pointers()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_s, 0.0)
+        try:
+            watcher = await kv.watch(key)
+        except NatsFailure as exc:
+            raise TransportError(f"cannot watch {key}: {exc!r}") from exc
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    entry = await watcher.updates(timeout=remaining)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    break
+                if entry is None or entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                    continue
+                if entry.revision is not None and entry.revision > after_revision:
+                    return Assignment(digest=_decode_pointer(entry.value), revision=entry.revision)
+            return NoChange(revision=after_revision)
+        finally:
+            with contextlib.suppress(*NatsFailure):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def fetch(self, digest: str) -> bytes:
+        store = await self._bundles()
+        try:
+            result = await store.get(digest)
+        except nats.js.errors.ObjectNotFoundError as exc:
+            raise BundleNotFoundError(f"no bundle with digest {digest} is published") from exc
+        except NatsFailure as exc:
+            raise TransportError(f"fetching bundle {digest} failed: {exc!r}") from exc
+        return bytes(result.data or b"")
+
+    async def _publish(self, kind: str, node_id: str, payload: dict[str, Any]) -> None:
+        subject = f"{REPORTS_SUBJECT}.{kind}.{pointer_key(node_id).removeprefix('node.')}"
+        try:
+            await self._js.publish(subject, json.dumps(payload).encode(), stream=REPORTS_STREAM)
+        except NatsFailure as exc:
+            raise TransportError(f"publishing the {kind} report failed: {exc!r}") from exc
+
+    async def send_apply(self, report: ApplyReport) -> None:
+        await self._publish("apply", report.node_id, report.to_dict())
+
+    async def send_health(self, report: HealthReport) -> None:
+        await self._publish("health", report.node_id, report.to_dict())
+
+    async def close(self) -> None:
+        with contextlib.suppress(*NatsFailure):
+            await self._nc.drain()
+
+
+def _decode_pointer(value: bytes) -> str:
+    try:
+        data = json.loads(value)
+        return str(data["digest"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise TransportError(f"malformed channel pointer on the bus: {value[:200]!r}") from exc
+
+
+class NatsControlChannel:
+    """The control side of the NATS transport: creates the layout, publishes, reads reports."""
+
+    def __init__(self, client: Client, replicas: int) -> None:
+        self._nc = client
+        self._js: JetStreamContext = client.jetstream()
+        self._replicas = replicas
+        self._kv: KeyValue | None = None
+        self._objects: ObjectStore | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(
+        cls, servers: list[str], replicas: int = 1, name: str = "failsmall-control"
+    ) -> NatsControlChannel:
+        channel = cls(await _connect(servers, name), replicas)
+        await channel._ensure_layout()
+        return channel
+
+    async def _ensure_layout(self) -> None:
+        try:
+            self._kv = await self._js.create_key_value(
+                api.KeyValueConfig(bucket=POINTERS_BUCKET, history=5, replicas=self._replicas)
+            )
+            self._objects = await self._js.create_object_store(
+                BUNDLES_BUCKET, api.ObjectStoreConfig(replicas=self._replicas)
+            )
+            await self._js.add_stream(
+                api.StreamConfig(
+                    name=REPORTS_STREAM,
+                    subjects=[f"{REPORTS_SUBJECT}.>"],
+                    max_age=REPORTS_MAX_AGE_S,
+                    num_replicas=self._replicas,
+                )
+            )
+        except NatsFailure as exc:
+            raise TransportError(f"cannot create the JetStream layout: {exc!r}") from exc
+
+    def _pointers(self) -> KeyValue:
+        if self._kv is None:
+            raise TransportError("the NATS layout is not created; use NatsControlChannel.connect")
+        return self._kv
+
+    def _bundles(self) -> ObjectStore:
+        if self._objects is None:
+            raise TransportError("the NATS layout is not created; use NatsControlChannel.connect")
+        return self._objects
+
+    async def start(self, sink: ReportSink) -> None:
+        try:
+            subscription = await self._js.pull_subscribe(
+                f"{REPORTS_SUBJECT}.>",
+                durable=CONTROL_CONSUMER,
+                stream=REPORTS_STREAM,
+                config=api.ConsumerConfig(
+                    ack_wait=30, deliver_policy=api.DeliverPolicy.NEW, num_replicas=self._replicas
+                ),
+            )
+        except NatsFailure as exc:
+            raise TransportError(f"cannot subscribe to node reports: {exc!r}") from exc
+        self._reader = asyncio.create_task(self._read_reports(subscription, sink))
+
+    async def _read_reports(
+        self, subscription: JetStreamContext.PullSubscription, sink: ReportSink
+    ) -> None:
+        while True:
+            try:
+                messages = await subscription.fetch(batch=256, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except NatsFailure as exc:
+                log.warning("reading node reports failed, retrying: %r", exc)
+                await asyncio.sleep(0.25)
+                continue
+            for message in messages:
+                await self._dispatch(message.subject, message.data, sink)
+                with contextlib.suppress(*NatsFailure):
+                    await message.ack()
+
+    @staticmethod
+    async def _dispatch(subject: str, data: bytes, sink: ReportSink) -> None:
+        kind = subject.removeprefix(REPORTS_SUBJECT + ".").split(".", 1)[0]
+        try:
+            payload = json.loads(data)
+            if kind == "apply":
+                await sink.on_apply(ApplyReport.from_dict(payload))
+            elif kind == "health":
+                await sink.on_health(HealthReport.from_dict(payload))
+            else:
+                log.warning("ignoring a report on unknown subject %s", subject)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("dropping a malformed report on %s: %r", subject, exc)
+
+    async def publish_bundle(self, digest: str, envelope: bytes) -> None:
+        store = self._bundles()
+        try:
+            await store.get_info(digest)
+            return
+        except nats.js.errors.ObjectNotFoundError:
+            pass
+        except NatsFailure as exc:
+            raise TransportError(f"checking bundle {digest} on the bus failed: {exc!r}") from exc
+        try:
+            await store.put(digest, envelope)
+        except NatsFailure as exc:
+            raise TransportError(f"publishing bundle {digest} failed: {exc!r}") from exc
+
+    async def assign(self, node_id: str, digest: str) -> Assignment:
+        try:
+            await self._bundles().get_info(digest)
+        except nats.js.errors.ObjectNotFoundError as exc:
+            raise BundleNotFoundError(
+                f"bundle {digest} is not published; publish it first"
+            ) from exc
+        except NatsFailure as exc:
+            raise TransportError(f"checking bundle {digest} on the bus failed: {exc!r}") from exc
+        payload = json.dumps({"digest": digest}).encode()
+        try:
+            revision = await self._pointers().put(pointer_key(node_id), payload)
+        except NatsFailure as exc:
+            raise TransportError(f"moving the pointer of {node_id} failed: {exc!r}") from exc
+        return Assignment(digest=digest, revision=revision)
+
+    async def assignments(self) -> dict[str, Assignment]:
+        kv = self._pointers()
+        try:
+            keys = await kv.keys()
+        except nats.js.errors.NoKeysError:
+            return {}
+        except NatsFailure as exc:
+            raise TransportError(f"listing channel pointers failed: {exc!r}") from exc
+        result: dict[str, Assignment] = {}
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                continue
+            except NatsFailure as exc:
+                raise TransportError(f"reading {key} failed: {exc!r}") from exc
+            if entry.value is not None and entry.revision is not None:
+                node = key.removeprefix("node.")
+                result[node] = Assignment(_decode_pointer(entry.value), entry.revision)
+        return result
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        with contextlib.suppress(*NatsFailure):
+            await self._nc.drain()

