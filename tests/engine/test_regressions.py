@@ -76,3 +76,22 @@ def test_2025_11_18_feature_file_past_node_capacity_is_refused_not_a_crash() -> 
     with pytest.raises(EngineBuildError, match="120 features but the capacity is 60"):
         Engine.build(bundle, Capacities(bot_feature_slots=60))
     Engine.build(bundle, Capacities(bot_feature_slots=200))
+
+
+def test_rebuild_reuses_signature_databases_only_when_patterns_are_unchanged() -> None:
+    rule = {"id": "sig", "match": {"targets": ["arg_values"], "patterns": ["evil"]},
+            "action": {"type": "block"}}
+    first = Engine.build(Bundle.model_validate({
+        "rulesets": [{"id": "e", "rules": [rule]}],
+        "phases": {"http_request_firewall_custom": "e"},
+    }))
+    killswitched = first.bundle.model_copy(update={"overrides": [
+        {"rule": "sig", "state": "disabled", "reason": "fp", "author": "sre"}]})
+    second = Engine.build(Bundle.model_validate(killswitched.model_dump()), reuse=first)
+    assert second.waf.scanner is first.waf.scanner
+    assert second.evaluate(request(query="q=evil"), second.new_state()).decision is Decision.ALLOW
+    changed = first.bundle.model_dump()
+    changed["rulesets"][0]["rules"][0]["match"]["patterns"] = ["other"]
+    third = Engine.build(Bundle.model_validate(changed), reuse=first)
+    assert third.waf.scanner is not first.waf.scanner
+    assert third.evaluate(request(query="q=other"), third.new_state()).decision is Decision.BLOCK

@@ -17,3 +17,27 @@ build_cmd.register(app)
 from failsmall.cli import node_cmd  # noqa: E402
 
 node_cmd.register(app)
+from failsmall.cli import sim_cmd  # noqa: E402
+
+sim_cmd.register(app)
+from failsmall.cli import control_cmd  # noqa: E402
+
+control_cmd.register(app)
+from failsmall.cli import push_cmd  # noqa: E402
+
+push_cmd.register(app)
+from failsmall.cli import status_cmd  # noqa: E402
+
+status_cmd.register(app)
+from failsmall.cli import rollout_cmd  # noqa: E402
+
+rollout_cmd.register(app)
+from failsmall.cli import killswitch_cmd  # noqa: E402
+
+killswitch_cmd.register(app)
+from failsmall.cli import audit_cmd  # noqa: E402
+
+audit_cmd.register(app)
+from failsmall.cli import up_cmd  # noqa: E402
+
+up_cmd.register(app)

@@ -83,15 +83,22 @@ class AuditLog:
     def append(
         self, at: float, actor: str, action: str, reason: str, details: dict[str, Any] | None = None
     ) -> AuditRecord:
+        """Append one entry in its own transaction."""
+        with self._store.transaction():
+            return self.append_in_transaction(at, actor, action, reason, details)
+
+    def append_in_transaction(
+        self, at: float, actor: str, action: str, reason: str, details: dict[str, Any] | None = None
+    ) -> AuditRecord:
+        """Append one entry inside the caller's open transaction (`ControlStore.transaction`)."""
         encoded = json.dumps(details or {}, sort_keys=True, separators=(",", ":"))
-        with self._store.transaction() as db:
-            row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
-            digest = entry_hash(seq, at, actor, action, reason, encoded, prev)
-            db.execute(
-                "INSERT INTO audit VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, at, actor, action, reason, encoded, prev, digest),
-            )
+        row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
+        digest = entry_hash(seq, at, actor, action, reason, encoded, prev)
+        self._db.execute(
+            "INSERT INTO audit VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, actor, action, reason, encoded, prev, digest),
+        )
         return AuditRecord(seq, at, actor, action, reason, details or {}, prev, digest)
 
     def entries(self, limit: int = 100, after: int = 0) -> list[AuditRecord]:

@@ -3,10 +3,13 @@
 Tables: `bundles` (signed envelopes by digest), `fleet` (small named values: the last good
 bundle, the rollout book), `assignments` (channel pointers, so the HTTP transport resumes with the
 same revisions), `rollouts` + `rollout_events` (each rollout with its serialised machine),
-`nodes` (registry and last reports), `overrides` (killswitch state), `tokens` (hashed) and
-`audit` (append-only, hash-chained; see `audit.py`).
+`nodes` (registry and last reports), `tokens` (hashed) and
+`audit` (append-only, hash-chained; see `audit.py`). Killswitch state lives in the bundles
+themselves (their overrides), so the store and the fleet cannot disagree about it.
 
-All calls are short synchronous transactions made from the event loop's thread.
+All calls are short synchronous transactions made from the event loop's thread. WAL with
+`synchronous=NORMAL`: a crash of the process loses nothing committed; a power cut may lose
+the last commits but never corrupts the file.
 """
 
 from __future__ import annotations
@@ -67,14 +70,6 @@ CREATE TABLE IF NOT EXISTS nodes (
     live INTEGER NOT NULL DEFAULT 1,
     last_health TEXT NOT NULL DEFAULT '{}',
     last_apply TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS overrides (
-    rule TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    author TEXT NOT NULL,
-    expires_at REAL,
-    created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     token_hash TEXT PRIMARY KEY,
@@ -142,7 +137,7 @@ class ControlStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:

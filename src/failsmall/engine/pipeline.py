@@ -126,11 +126,18 @@ class Engine:
     router: Router
 
     @classmethod
-    def build(cls, bundle: Bundle, capacities: Capacities | None = None) -> Engine:
-        """Compile a bundle. Raises EngineBuildError listing every problem found."""
+    def build(
+        cls, bundle: Bundle, capacities: Capacities | None = None, reuse: Engine | None = None
+    ) -> Engine:
+        """Compile a bundle. Raises EngineBuildError listing every problem found.
+
+        `reuse` is the engine being replaced: compiled parts that did not change are shared.
+        """
         problems = capacity_problems(bundle, capacities) if capacities is not None else []
         node_capacities = capacities or bundle.requires
-        waf = _attempt(problems, "waf", lambda: Waf.build(bundle))
+        waf = _attempt(
+            problems, "waf", lambda: Waf.build(bundle, reuse.waf if reuse is not None else None)
+        )
         bot = _attempt(problems, "bot", lambda: BotScorer.load(bundle.bot, node_capacities))
         rate_limits = _attempt(
             problems, "rate limit", lambda: compile_rate_limits(bundle.rate_limits, bundle.ip_lists)

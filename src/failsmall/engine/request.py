@@ -167,7 +167,7 @@ def parse_body(content_type: str, body: bytes) -> ParsedBody:
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
     if media == "application/x-www-form-urlencoded" or (
-        not media and b"=" in body[:256] and body.lstrip()[:1] not in (b"{", b"[", b"<")
+        not media and body.lstrip()[:1] not in (b"{", b"[", b"<")
     ):
         text = body.decode("utf-8", errors="replace")
         pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=None)

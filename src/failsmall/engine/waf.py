@@ -148,25 +148,45 @@ class Waf:
 
     phases: tuple[tuple[Phase, CompiledRuleset], ...]
     scanner: SignatureScanner | None
+    expressions: dict[str, Expression]
+    signatures: dict[str, SignatureMatch]
+    ip_lists: dict[str, list[str]]
 
     @classmethod
     def build(cls, bundle: Bundle, reuse: Waf | None = None) -> Waf:
-        """Compile the bundle's WAF. `reuse` lends its signature databases (same patterns)."""
+        """Compile the bundle's WAF.
+
+        `reuse`, a WAF built from an earlier bundle, lends its compiled expressions and, when the
+        signature matches are identical, its signature databases: a killswitch or content change
+        that leaves the patterns alone does not recompile them.
+        """
         compiler = _Compiler(bundle)
+        if reuse is not None and reuse.ip_lists == bundle.ip_lists:
+            sources = {r.id: r.expression for rs in bundle.rulesets for r in rs.rules}
+            compiler.expressions.update(
+                (rule_id, expr)
+                for rule_id, expr in reuse.expressions.items()
+                if sources.get(rule_id) == expr.source
+            )
         phases = tuple(
             (phase, compiler.ruleset(bundle.phases[phase], ExecuteOverrides(), 0))
             for phase in PHASE_ORDER
             if phase in bundle.phases
         )
-        scanner: SignatureScanner | None = reuse.scanner if reuse is not None else None
-        if compiler.signatures and scanner is None:
+        for ruleset in bundle.rulesets:  # unreachable rules must compile too
+            for rule in ruleset.rules:
+                compiler.expression(rule)
+        scanner: SignatureScanner | None = None
+        if reuse is not None and reuse.signatures == compiler.signatures:
+            scanner = reuse.scanner
+        elif compiler.signatures:
             try:
                 scanner = SignatureScanner.compile(compiler.signatures)
             except SignatureCompileError as exc:
                 compiler.problems.extend(exc.problems)
         if compiler.problems:
             raise WafBuildError(compiler.problems)
-        return cls(phases, scanner)
+        return cls(phases, scanner, compiler.expressions, compiler.signatures, bundle.ip_lists)
 
     def evaluate(self, view: RequestView, now: float) -> WafResult:
         ev = Evaluation(view, now, self.scanner)

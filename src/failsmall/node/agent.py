@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -183,7 +184,9 @@ class ConfigAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._settle is not None:
+            # A clean stop is not a crash: the bundle being applied is not to blame.
             self._settle.cancel()
+            self._settle_now()
         await self.channel.close()
 
     async def _follow_assignments(self) -> None:
@@ -331,6 +334,7 @@ class ConfigAgent:
         last = self.status.last_report
         return {
             "node_id": self.node_id,
+            "pid": os.getpid(),
             "serving": self.slot.digest,
             "bundle_name": current.signed.bundle.name if current is not None else "",
             "lkg": {"current": pointer.current, "previous": pointer.previous},

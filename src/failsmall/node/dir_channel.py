@@ -113,6 +113,7 @@ class BundleFileChannel:
         self.poll_interval_s = poll_interval_s
         self._revision = 0
         self._raw = b""
+        self._stat: tuple[int, int, int] = (0, 0, 0)
         self._content_hash = ""
         self._digest = ""
 
@@ -131,11 +132,16 @@ class BundleFileChannel:
 
     def _refresh(self) -> None:
         try:
+            stat = self.path.stat()
+            signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if signature == self._stat:
+                return
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return
         except OSError as exc:
             raise TransportError(f"cannot read {self.path}: {exc}") from exc
+        self._stat = signature
         content_hash = hashlib.sha256(raw).hexdigest()
         if content_hash == self._content_hash:
             return

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import assert_never
+from typing import assert_never, cast
 
 import httptools
 
@@ -126,6 +126,7 @@ class Exchange:
         "state",
         "status",
         "truncated",
+        "until_eof",
         "upstream",
         "upstream_reusable",
         "url",
@@ -171,6 +172,7 @@ class Exchange:
         self.response_headers: tuple[tuple[str, str], ...] = ()
         self.chunked_out = False
         self.close_delimited = False
+        self.until_eof = False
         self.cache_body: bytearray | None = None
         self.status = 0
 
@@ -334,8 +336,11 @@ class Exchange:
             return
         self.attach(task.result())
 
-    def upstream_head_bytes(self) -> bytes:
+    def upstream_head_bytes(self, authority: bytes) -> bytes:
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        if not self.host:
+            # An HTTP/1.0 request may come without Host; HTTP/1.1 upstream needs one.
+            parts += [b"Host: ", authority, b"\r\n"]
         for name, value in self.forward:
             parts += [name, b": ", value, b"\r\n"]
         client_ip = self.conn.client_ip.encode()
@@ -371,7 +376,9 @@ class Exchange:
             self.end_queued = True
             end = wire.LAST_CHUNK
         upstream.start(
-            self, self.upstream_head_bytes() + body + pending + end, head_request=self.head
+            self,
+            self.upstream_head_bytes(upstream.pool.authority) + body + pending + end,
+            head_request=self.head,
         )
         self.conn.resume_reading_for(self)
         self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
@@ -409,6 +416,9 @@ class Exchange:
         elif length:
             out += [b"Content-Length: ", length, b"\r\n"]
         elif not bodiless:
+            # No length and not chunked: the origin ends the body by closing.
+            self.until_eof = True
+            self.upstream_reusable = False
             self.start_chunked_or_close(out)
         self.finish_head(out)
 
@@ -459,7 +469,10 @@ class Exchange:
         if self.state is not ExchangeState.UPSTREAM:
             return
         if self.response_started:
-            if self.close_delimited:
+            if self.until_eof:
+                if self.chunked_out:
+                    self.conn.write(wire.LAST_CHUNK)
+                self.store_in_cache()
                 self.finish()
                 return
             self.conn.ctx.stats.upstream_errors["reset_mid_response"] += 1
@@ -482,6 +495,12 @@ class Exchange:
         self.overflow_bytes = 0
         self.end_queued = False
         self.proxy()
+
+    def cork(self) -> None:
+        self.conn.cork()
+
+    def uncork(self) -> None:
+        self.conn.uncork()
 
     def upstream_pause(self) -> None:
         self.conn.pause_reading_for(self)
@@ -607,13 +626,13 @@ class ClientConnection(asyncio.Protocol):
         self.drained = 0
         self.closed = False
         self._pausers: set[int] = set()
+        self._corked: list[bytes] | None = None
         self._writing_paused = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
@@ -639,9 +658,10 @@ class ClientConnection(asyncio.Protocol):
             if self.drained > DRAIN_LIMIT:
                 self.close()
             return
+        started_in_head = self.in_head
         try:
             self.parser.feed_data(data)
-            if self.in_head:
+            if started_in_head and self.in_head:
                 # A head still incomplete after this much input is oversized even if no
                 # single header has ended yet (the parser would keep accumulating it).
                 self.head_raw += len(data)
@@ -824,11 +844,25 @@ class ClientConnection(asyncio.Protocol):
     # -- output and lifecycle --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until `uncork`, so one origin read becomes one client write."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and self.transport is not None and not self.closed:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
+            self.uncork()
             self.closed = True
             self.transport.close()
 
@@ -839,6 +873,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.lingering:
             return
+        self.uncork()
         self.lingering = True
         self._pausers.clear()
         self.transport.resume_reading()
@@ -860,7 +895,6 @@ class ClientConnection(asyncio.Protocol):
         body = b"%d: %s\n" % (status, reason.encode())
         if head is not None and head.state is not ExchangeState.DONE:
             head.keep_alive = False
-            head.body_done = True
             head.decision = "rejected"
             self.reading = None
             head.respond_local(status, body)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -29,6 +29,10 @@ class UpstreamListener(Protocol):
     def upstream_done(self) -> None: ...
 
     def upstream_lost(self, reason: str, got_response: bool) -> None: ...
+
+    def cork(self) -> None: ...
+
+    def uncork(self) -> None: ...
 
     def upstream_pause(self) -> None: ...
 
@@ -64,15 +68,20 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         self.open = True
 
     def data_received(self, data: bytes) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener.cork()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
+        finally:
+            if listener is not None:
+                listener.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -176,6 +185,7 @@ class OriginPool:
         self.url = url
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
+        self.authority = f"{self.host}:{self.port}".encode()
         self.max_idle = max_idle
         self._idle: list[UpstreamConnection] = []
 

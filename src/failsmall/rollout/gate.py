@@ -24,7 +24,8 @@ from failsmall.rollout.policy import GateThresholds
 class HealthSample:
     """One node's traffic health over one report window, on the bundle `digest` it served.
 
-    `poisoned` lists digests the node quarantined after crashing with them.
+    `poisoned` lists digests the node quarantined after crashing with them. The fields are
+    those of a node's health report of the same names; `at` is when the window ended.
     """
 
     node_id: str

@@ -30,6 +30,7 @@ listed raises `InvalidTransitionError` and changes nothing):
 | baking(k)      | Applied nack/poisoned of new bundle   | rolling_back| Assign exposed->old      |
 | baking(k)      | Tick, bake over, pass, k < last       | baking(k+1) | Assign wave k+1->new     |
 | baking(last)   | Tick, bake over, pass                 | completed   | Assign late joiners->new |
+| baking(k)      | pass, and wave k+1 adds no node       | baking(k+2) | (wave k+1 skipped)       |
 | baking(k)      | Tick, bake over, inconclusive, e < max| baking(k)   | (bake extended)          |
 | baking(k)      | Tick, bake over, inconclusive, e = max| paused(k)   |                          |
 | baking(k)      | NodeJoined                            | baking(k)   | Assign joiner (1)        |
@@ -44,8 +45,9 @@ listed raises `InvalidTransitionError` and changes nothing):
 | rolling_back   | NodeJoined                            | rolling_back| Assign joiner->old       |
 
 Every transition also emits an `AuditEntry` saying who decided and why.
-(1) the joiner gets the new bundle only if its hash puts it in a wave already promoted (k-1)
-and the current wave has room; otherwise it gets the last good bundle.
+(1) the joiner gets the new bundle only if the current wave has room and either its hash puts
+it in a wave already promoted (k-1), or it had the new bundle before and is still in wave k (a
+node that restarts keeps its place); otherwise it gets the last good bundle.
 (2) members of wave k that joined while paused; the bake restarts from the resume.
 
 "exposed" is every node assigned the new bundle, including nodes that have since left, so a
@@ -55,7 +57,7 @@ the old digest, or a health sample on it taken after the rollback began.
 Invariant: at every moment the number of live nodes assigned the new bundle is at most
 `policy.waves[k].size(peak_fleet)` for the current wave k, where `peak_fleet` is the largest
 number of live nodes seen during this rollout (so nodes leaving never make a wave over-full
-after the fact, and nodes joining never widen it beyond its fraction). `exposure_limit()`
+after the fact, and nodes joining widen it only in proportion to its fraction). `exposure_limit()`
 returns that bound.
 
 One rollout at a time per fleet is enforced by `RolloutBook` (see `book.py`), which the driver
@@ -64,7 +66,7 @@ consults before creating a machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, assert_never
 
 from failsmall.rollout.commands import Assign, AuditEntry, Command
@@ -107,6 +109,7 @@ from failsmall.rollout.states import (
     state_to_dict,
 )
 from failsmall.rollout.waves import fleet_order
+from failsmall.rollout.window import BakeWindow
 
 GATE = "gate"
 SCHEDULER = "rollout"
@@ -118,41 +121,6 @@ class Step:
 
     state: RolloutState
     commands: tuple[Command, ...]
-
-
-@dataclass
-class _Window:
-    """Health totals over the current bake window, per side (new bundle, old bundle)."""
-
-    new_nodes: set[str] = field(default_factory=set)
-    new: SideStats = field(default_factory=SideStats)
-    old_nodes: set[str] = field(default_factory=set)
-    old: SideStats = field(default_factory=SideStats)
-
-    def add_new(self, sample: HealthSample) -> None:
-        self.new = self.new.plus(sample, new_node=sample.node_id not in self.new_nodes)
-        self.new_nodes.add(sample.node_id)
-
-    def add_old(self, sample: HealthSample) -> None:
-        self.old = self.old.plus(sample, new_node=sample.node_id not in self.old_nodes)
-        self.old_nodes.add(sample.node_id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "new_nodes": sorted(self.new_nodes),
-            "new": self.new.to_dict(),
-            "old_nodes": sorted(self.old_nodes),
-            "old": self.old.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> _Window:
-        return cls(
-            new_nodes={str(n) for n in data["new_nodes"]},
-            new=SideStats.from_dict(data["new"]),
-            old_nodes={str(n) for n in data["old_nodes"]},
-            old=SideStats.from_dict(data["old"]),
-        )
 
 
 class RolloutMachine:
@@ -180,7 +148,7 @@ class RolloutMachine:
         poisoned: set[str],
         returning: set[str],
         baseline: SideStats,
-        window: _Window,
+        window: BakeWindow,
         max_exposed: int,
     ) -> None:
         self.rollout_id = rollout_id
@@ -192,6 +160,7 @@ class RolloutMachine:
         self._live = live
         self._peak_fleet = peak_fleet
         self._on_new = on_new
+        self._exposed_live = on_new & live
         self._ever_new = ever_new
         self._acked = acked
         self._nacks = nacks
@@ -240,7 +209,7 @@ class RolloutMachine:
             poisoned=set(),
             returning=set(),
             baseline=SideStats(),
-            window=_Window(),
+            window=BakeWindow(),
             max_exposed=0,
         )
 
@@ -257,7 +226,7 @@ class RolloutMachine:
 
     def exposed(self) -> frozenset[str]:
         """Live nodes currently assigned the new bundle."""
-        return frozenset(self._on_new & self._live)
+        return frozenset(self._exposed_live)
 
     def ever_exposed(self) -> frozenset[str]:
         """Every node that was ever assigned the new bundle during this rollout."""
@@ -311,8 +280,17 @@ class RolloutMachine:
     def handle(self, event: Event) -> Step:
         """Apply one event. Raises `InvalidTransitionError` (changing nothing) for an
         operator event the current state does not accept."""
-        self._out = []
-        self._now = event.now
+        previous_now, self._out, self._now = self._now, [], event.now
+        try:
+            self._dispatch(event)
+        except InvalidTransitionError:
+            self._now, self._out = previous_now, []
+            raise
+        self._max_exposed = max(self._max_exposed, len(self._exposed_live))
+        commands, self._out = tuple(self._out), []
+        return Step(self.state, commands)
+
+    def _dispatch(self, event: Event) -> None:
         match event:
             case Start():
                 self._on_start(event)
@@ -334,9 +312,6 @@ class RolloutMachine:
                 self._on_rollback(event)
             case _:
                 assert_never(event)
-        self._max_exposed = max(self._max_exposed, len(self._on_new & self._live))
-        commands, self._out = tuple(self._out), []
-        return Step(self.state, commands)
 
     def _on_start(self, event: Start) -> None:
         if not isinstance(self.state, Pending):
@@ -394,15 +369,20 @@ class RolloutMachine:
     def _on_joined(self, event: NodeJoined) -> None:
         node = event.node_id
         self._live.add(node)
+        if node in self._on_new:
+            self._exposed_live.add(node)
         self._peak_fleet = max(self._peak_fleet, len(self._live))
         match self.state:
             case Baking(wave=wave) | Paused(wave=wave):
-                room = self.exposure_limit() - len(self._on_new & (self._live - {node}))
-                if wave > 0 and room > 0 and node in self._members(wave - 1):
+                room = self.exposure_limit() - len(self._exposed_live - {node})
+                promoted = wave > 0 and node in self._members(wave - 1)
+                kept = node in self._on_new and node in self._members(wave)
+                if room > 0 and (promoted or kept):
                     self._assign_new([node])
                     target = self.to_digest
                 else:
                     self._on_new.discard(node)
+                    self._exposed_live.discard(node)
                     self._out.append(Assign((node,), self.from_digest))
                     target = self.from_digest
                 self._audit(SCHEDULER, "node_joined", f"{node} joined; assigned {target}")
@@ -415,6 +395,7 @@ class RolloutMachine:
 
     def _on_left(self, event: NodeLeft) -> None:
         self._live.discard(event.node_id)
+        self._exposed_live.discard(event.node_id)
         match self.state:
             case RollingBack():
                 self._returning.discard(event.node_id)
@@ -493,11 +474,11 @@ class RolloutMachine:
         """
         spec = self.policy.waves[wave]
         order = fleet_order(self._live, self.salt)[: spec.size(len(self._live))]
-        room = spec.size(self._peak_fleet) - len(self._on_new & self._live)
+        room = spec.size(self._peak_fleet) - len(self._exposed_live)
         targets = [node for node in order if node not in self._on_new][: max(room, 0)]
         if targets:
             self._assign_new(targets)
-        if not self._on_new & self._live:
+        if not self._exposed_live:
             self.state = Paused(wave, self._now, SCHEDULER, "no live node to assign the wave to")
             self._audit(SCHEDULER, "pause", "no live node to assign the wave to", wave=spec.name)
             return
@@ -505,14 +486,14 @@ class RolloutMachine:
             self._audit(SCHEDULER, "skip_wave", "the wave adds no node", wave=spec.name)
             self._promote(wave)
             return
-        self._window = _Window()
+        self._window = BakeWindow()
         self.state = Baking(wave, self._now)
         self._audit(
             actor,
             "enter_wave",
             f"wave {spec.name}: {len(targets)} node(s) assigned, baking {spec.bake_s:g} s",
             wave=spec.name,
-            exposed=len(self._on_new & self._live),
+            exposed=len(self._exposed_live),
             limit=spec.size(self._peak_fleet),
         )
 
@@ -528,6 +509,7 @@ class RolloutMachine:
 
     def _assign_new(self, nodes: list[str]) -> None:
         self._on_new.update(nodes)
+        self._exposed_live.update(node for node in nodes if node in self._live)
         self._ever_new.update(nodes)
         self._out.append(Assign(tuple(nodes), self.to_digest))
 
@@ -537,6 +519,7 @@ class RolloutMachine:
         if returned:
             self._out.append(Assign(tuple(sorted(returned)), self.from_digest))
         self._on_new.clear()
+        self._exposed_live.clear()
         return returned
 
     def _roll_back(self, actor: str, why: str) -> None:
@@ -601,7 +584,7 @@ class RolloutMachine:
             GateInput(
                 new=new,
                 baseline=baseline,
-                assigned=len(self._on_new & self._live),
+                assigned=len(self._exposed_live),
                 nacks=tuple(sorted(self._nacks)),
                 poisoned=tuple(sorted(self._poisoned)),
             ),
@@ -704,7 +687,7 @@ class RolloutMachine:
                 poisoned=set(data["poisoned"]),
                 returning=set(data["returning"]),
                 baseline=SideStats.from_dict(data["baseline"]),
-                window=_Window.from_dict(data["window"]),
+                window=BakeWindow.from_dict(data["window"]),
                 max_exposed=int(data["max_exposed"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -8,9 +8,11 @@ from failsmall.model import (
     Bundle,
     Capacities,
     ExecuteAction,
+    FaultConfig,
     Feature,
     FeatureFile,
     FeatureKind,
+    Limits,
     LogAction,
     Origin,
     Override,
@@ -109,6 +111,17 @@ def harmless_rule(base: Bundle) -> Bundle:
             action=BlockAction(status=410),
         ),
     )
+
+
+def half_aborted(base: Bundle) -> Bundle:
+    """Fault injection left on: half the requests aborted with 503."""
+    return base.model_copy(update={"fault": FaultConfig(abort_percent=50.0, abort_status=503)})
+
+
+def bigger_body_buffer(base: Bundle) -> Bundle:
+    """The WAF body buffer raised to 1 MiB (the change that preceded the 2025-12-05 outage);
+    in the crash-loop scenario the nodes' new code path for it crashes."""
+    return base.model_copy(update={"limits": Limits(waf_body_buffer=1024 * 1024)})
 
 
 def killswitch(base: Bundle, rule: str, reason: str) -> Bundle:

@@ -15,6 +15,8 @@ class RolloutRecord:
       abort (equal to `detected_at` when no node ever served it).
     - `max_assigned`: the most live nodes assigned the new bundle at once.
     - `max_running` / `ever_ran`: nodes actually serving it at once / ever.
+    - `max_assigned_seen` / `limit_breaches`: the simulator's own count of nodes assigned the
+      new bundle, and how many times it exceeded what the current wave allowed (must be 0).
     """
 
     label: str
@@ -30,6 +32,8 @@ class RolloutRecord:
     ever_assigned: int
     max_running: int
     ever_ran: int
+    max_assigned_seen: int = 0
+    limit_breaches: int = 0
     detected_at: float = -1.0
     restored_at: float = -1.0
     differences: tuple[str, ...] = ()

@@ -11,6 +11,7 @@
 | flapping       | a feature file generator alternates good and doubled files          |
 | inconclusive   | no traffic: the gate extends the bake, then pauses for a person     |
 | partition      | 5% of the fleet is cut off during a good rollout, then heals        |
+| churn          | 5% of the nodes leave and as many new ones join during a rollout    |
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from failsmall.rollout import EXPEDITED
+from failsmall.model import Bundle
+from failsmall.rollout import EXPEDITED, policy_named
 from failsmall.sim import bundles
 from failsmall.sim.behaviour import BLOCKS_EVERYONE, CRASH_LOOP, HALF_ABORTED, HEALTHY, Behaviour
 from failsmall.sim.report import Check, RolloutRecord, ScenarioResult
@@ -40,14 +42,32 @@ class Scenario:
     run: Callable[[World], tuple[list[RolloutRecord], list[Check]]]
 
 
-def run_scenario(name: str, settings: SimSettings) -> ScenarioResult:
-    """Run scenario `name` on a fresh fleet. Deterministic for a given seed."""
+def run_scenario(
+    name: str,
+    settings: SimSettings,
+    progress: Callable[[float], None] | None = None,
+) -> ScenarioResult:
+    """Run scenario `name` on a fresh fleet. Deterministic for a given seed.
+
+    `progress`, if given, is called with the virtual time after every health report round.
+    """
     scenario = SCENARIOS.get(name)
     if scenario is None:
         known = ", ".join(SCENARIOS)
         raise UnknownScenarioError(f"no scenario named {name!r}; choose one of {known}")
     world = World(settings, bundles.site(1), "v1")
+    if progress is not None:
+        world.on_report = progress
     records, checks = scenario.run(world)
+    world.close_timeline()
+    checks += [
+        Check(
+            f"{r.label}: never more nodes assigned than the wave allowed",
+            r.limit_breaches == 0 and r.max_assigned_seen == r.max_assigned,
+            f"peak {r.max_assigned_seen} assigned, {r.limit_breaches} breaches",
+        )
+        for r in records
+    ]
     return ScenarioResult(
         scenario=name,
         description=scenario.description,
@@ -74,7 +94,7 @@ def _completes(record: RolloutRecord, world: World) -> list[Check]:
         ),
         Check(
             "canary went first, alone",
-            0 < record.canary_size <= max(1, -(-len(world.nodes) // 100)),
+            0 < record.canary_size <= policy_named(record.policy).waves[0].size(len(world.nodes)),
             f"canary of {record.canary_size} node(s)",
         ),
     ]
@@ -113,11 +133,11 @@ def _good(world: World) -> tuple[list[RolloutRecord], list[Check]]:
 
 
 def _bad(
-    behaviour: Behaviour, label: str
+    change: Callable[[Bundle], Bundle], behaviour: Behaviour, label: str
 ) -> Callable[[World], tuple[list[RolloutRecord], list[Check]]]:
     def run(world: World) -> tuple[list[RolloutRecord], list[Check]]:
         world.idle_until(3.0)
-        record = world.roll_out(bundles.block_everyone(bundles.site(1)), label, behaviour)
+        record = world.roll_out(change(bundles.site(1)), label, behaviour)
         return [record], _stopped_at_canary(record, world, may_run=True)
 
     return run
@@ -143,7 +163,7 @@ def _killswitch(world: World) -> tuple[list[RolloutRecord], list[Check]]:
 
 def _flapping(world: World) -> tuple[list[RolloutRecord], list[Check]]:
     records: list[RolloutRecord] = []
-    cycle_s = 60.0
+    cycle_s = 30.0
     for cycle in range(6):
         world.idle_until(5.0 + cycle * cycle_s)
         doubled = cycle % 2 == 1
@@ -198,17 +218,34 @@ def _inconclusive(world: World) -> tuple[list[RolloutRecord], list[Check]]:
 def _partition(world: World) -> tuple[list[RolloutRecord], list[Check]]:
     cut = world.partition(0.05, at=2.0, heal_at=60.0)
     record = world.roll_out(bundles.harmless_rule(bundles.site(1)), "v2", HEALTHY)
-    during = world.serving().get(record.label, 0)
+    cut_on_new = sum(1 for node_id in cut if world.nodes[node_id].running == record.digest)
     world.idle_until(65.0)
     after = world.serving().get(record.label, 0)
     return [record], [
         Check("completed despite the partition", record.final_state == "completed",
               f"{record.final_state}; {len(cut)} nodes cut off"),
-        Check("partitioned nodes kept their bundle", during <= len(world.nodes) - len(cut),
-              f"{during} on the new bundle while {len(cut)} were cut off"),
+        Check("cut-off nodes got nothing new while cut off", cut_on_new <= record.canary_size,
+              f"{cut_on_new} of {len(cut)} on the new bundle (canary {record.canary_size})"),
         Check("partitioned nodes caught up after healing", after == len(world.nodes),
               f"{after} of {len(world.nodes)}"),
     ]  # fmt: skip
+
+
+def _churn(world: World) -> tuple[list[RolloutRecord], list[Check]]:
+    share = max(1, len(world.nodes) // 20)
+    world.churn(joins=share, leaves=share, start=0.5, end=25.0)
+    record = world.roll_out(bundles.harmless_rule(bundles.site(1)), "v2", HEALTHY)
+    world.idle_until(30.0)
+    on_new = world.serving().get(record.label, 0)
+    joined = sum(1 for node_id in world.nodes if node_id.startswith("edge-j"))
+    return [record], [
+        Check("completed despite churn", record.final_state == "completed", record.final_state),
+        Check(
+            "every node present serves it, joiners included",
+            on_new == len(world.nodes),
+            f"{on_new} of {len(world.nodes)} ({joined} joined, {share} left)",
+        ),
+    ]
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -218,12 +255,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "bad-canary",
             "a WAF rule that blocks every request is stopped at the canary",
-            _bad(BLOCKS_EVERYONE, "v2-blocks-all"),
+            _bad(bundles.block_everyone, BLOCKS_EVERYONE, "v2-blocks-all"),
         ),
         Scenario(
             "fault-abort",
             "a bundle that aborts half the requests with 5xx is stopped at the canary",
-            _bad(HALF_ABORTED, "v2-aborts"),
+            _bad(bundles.half_aborted, HALF_ABORTED, "v2-aborts"),
         ),
         Scenario(
             "capacity-nack",
@@ -233,7 +270,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "crash-loop",
             "a bundle the canary crash-loops on is quarantined and rolled back",
-            _bad(CRASH_LOOP, "v2-crashes"),
+            _bad(bundles.bigger_body_buffer, CRASH_LOOP, "v2-crashes"),
         ),
         Scenario("killswitch", "a killswitch goes out canary-first, expedited", _killswitch),
         Scenario(
@@ -247,5 +284,6 @@ SCENARIOS: dict[str, Scenario] = {
             _inconclusive,
         ),
         Scenario("partition", "5% of the fleet is cut off during a rollout", _partition),
+        Scenario("churn", "5% of the nodes leave and as many join during a rollout", _churn),
     )
 }

@@ -2,10 +2,11 @@
 
 Every node applies assignments after a random (log-normal) delay, validates the bundle against
 its own capacities (refusing with a NACK, as a real node does), crash-loops on a bundle whose
-behaviour says so until its guard quarantines it and boots its last-known-good, and reports
-health every second for the bundle it serves. Some nodes can be cut off by a network partition:
-they keep serving, receive nothing and report nothing until it heals. The control plane's
-side is the real `RolloutMachine`, ticked every second with the reports received.
+behaviour says so until its guard quarantines it and boots its last-known-good (reporting
+nothing while it crashes), and reports health every second for the bundle it serves. Some
+nodes can be cut off by a network partition: they keep serving, receive nothing and report
+nothing until it heals. Nodes can leave and new ones join. The control plane's side is the
+real `RolloutMachine`, ticked every second with the reports received.
 """
 
 from __future__ import annotations
@@ -15,19 +16,28 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from failsmall.model import Bundle, Capacities, bundle_digest, capacity_problems
 from failsmall.rollout import (
+    Aborted,
     Applied,
     ApplyOutcome,
     Assign,
     AuditEntry,
+    Baking,
     ChangeClass,
     Command,
+    Completed,
     Event,
     HealthSample,
+    NodeJoined,
+    NodeLeft,
+    Paused,
+    Pending,
     Policy,
     RolledBack,
+    RollingBack,
     RolloutBook,
     RolloutMachine,
     Start,
@@ -92,7 +102,12 @@ class _Partition:
     healed: bool
 
 
-_Happening = _ApplyArrives | _CrashQuarantined | _ReportRound | _Partition
+@dataclass(frozen=True, slots=True)
+class _Churn:
+    joins: bool
+
+
+_Happening = _ApplyArrives | _CrashQuarantined | _ReportRound | _Partition | _Churn
 
 
 class SimulationError(Exception):
@@ -123,8 +138,13 @@ class World:
         self.timeline: list[TimelineRow] = []
         self.events = 0
         self.traffic_scale = 1.0
+        self.on_report: Callable[[float], None] = _ignore
         self._machine: RolloutMachine | None = None
-        self._pending_samples: list[HealthSample] = []
+        self._assigned: Counter[str] = Counter({digest: len(self.nodes)})
+        self._peak_nodes = len(self.nodes)
+        self._max_assigned = 0
+        self._limit_breaches = 0
+        self._joined = 0
         self._ever_ran: dict[str, set[str]] = {digest: set(self.nodes)}
         self._running_now: Counter[str] = Counter({digest: len(self.nodes)})
         self._max_running: Counter[str] = Counter({digest: len(self.nodes)})
@@ -145,6 +165,13 @@ class World:
         self.queue.schedule(at, _Partition(chosen, healed=False))
         self.queue.schedule(heal_at, _Partition(chosen, healed=True))
         return chosen
+
+    def churn(self, joins: int, leaves: int, start: float, end: float) -> None:
+        """Between `start` and `end`, `joins` new nodes join and `leaves` nodes leave, at
+        uniformly random times."""
+        for joining, count in ((True, joins), (False, leaves)):
+            for _ in range(count):
+                self.queue.schedule(self.rng.uniform(start, end), _Churn(joining))
 
     def idle_until(self, at: float) -> None:
         """Let time pass with no rollout started."""
@@ -183,6 +210,9 @@ class World:
             nodes=list(self.nodes),
         )
         self._machine = machine
+        self._peak_nodes = len(self.nodes)
+        self._max_assigned = 0
+        self._limit_breaches = 0
         started = self.now
         audit_start = len(self.audit)
         self._handle(Start(started, by="sim"))
@@ -224,10 +254,18 @@ class World:
             ever_assigned=len(machine.ever_exposed()),
             max_running=self._max_running[digest],
             ever_ran=len(self._ever_ran.get(digest, ())),
+            max_assigned_seen=self._max_assigned,
+            limit_breaches=self._limit_breaches,
             detected_at=detected[0] if detected else -1.0,
             restored_at=restored,
-            differences=tuple(classification.describe()),
+            differences=_first(classification.describe(), 20),
         )
+
+    def close_timeline(self) -> None:
+        """Record the final mix of bundles, if it changed since the last report round."""
+        serving = self.serving()
+        if not self.timeline or self.timeline[-1].serving != serving:
+            self.timeline.append(TimelineRow(round(self.now, 3), serving))
 
     def change_class_of(self, bundle: Bundle) -> ChangeClass:
         return classify(self.bundles[self.last_good], bundle).change_class
@@ -263,12 +301,34 @@ class World:
                     self._report_round()
                 case _Partition():
                     self._set_partition(happening)
+                case _Churn(joins=True):
+                    self._join()
+                case _Churn(joins=False):
+                    self._leave()
 
     def _handle(self, event: Event) -> None:
         if self._machine is None:
             return
         step: Step = self._machine.handle(event)
         self._execute(step.commands)
+        self._watch_exposure(self._machine)
+
+    def _watch_exposure(self, machine: RolloutMachine) -> None:
+        """Count, independently of the machine, the nodes assigned the new bundle against
+        what the current wave allows (invariant 4)."""
+        assigned = self._assigned[machine.to_digest]
+        self._max_assigned = max(self._max_assigned, assigned)
+        match machine.state:
+            case Baking(wave=wave) | Paused(wave=wave):
+                limit = machine.policy.waves[wave].size(self._peak_nodes)
+            case Completed():
+                limit = len(self.nodes)
+            case Pending() | RollingBack() | RolledBack() | Aborted():
+                limit = 0
+            case _:
+                assert_never(machine.state)
+        if assigned > limit:
+            self._limit_breaches += 1
 
     def _execute(self, commands: tuple[Command, ...]) -> None:
         for command in commands:
@@ -278,6 +338,8 @@ class World:
                         node = self.nodes.get(node_id)
                         if node is None:
                             continue
+                        self._assigned[node.assigned] -= 1
+                        self._assigned[digest] += 1
                         node.assigned = digest
                         if not node.partitioned:
                             self._schedule_apply(node)
@@ -291,9 +353,9 @@ class World:
         self.queue.schedule(self.now + delay, _ApplyArrives(node.node_id, node.assigned))
 
     def _apply(self, arrival: _ApplyArrives) -> None:
-        node = self.nodes[arrival.node_id]
+        node = self.nodes.get(arrival.node_id)
         digest = arrival.digest
-        if node.partitioned or node.assigned != digest:
+        if node is None or node.partitioned or node.assigned != digest:
             return
         if node.running == digest and not node.crashing:
             self._handle(Applied(self.now, node.node_id, digest, ApplyOutcome.ACK))
@@ -317,8 +379,8 @@ class World:
         self._handle(Applied(self.now, node.node_id, digest, ApplyOutcome.ACK))
 
     def _quarantine(self, crash: _CrashQuarantined) -> None:
-        node = self.nodes[crash.node_id]
-        if not (node.crashing and node.running == crash.digest):
+        node = self.nodes.get(crash.node_id)
+        if node is None or not (node.crashing and node.running == crash.digest):
             return
         node.crashing = False
         self._serve(node, node.lkg)
@@ -339,23 +401,49 @@ class World:
 
     def _set_partition(self, partition: _Partition) -> None:
         for node_id in partition.node_ids:
-            node = self.nodes[node_id]
+            node = self.nodes.get(node_id)
+            if node is None:
+                continue
             node.partitioned = not partition.healed
             if partition.healed and (node.assigned != node.running or node.crashing):
                 self._schedule_apply(node)
 
+    def _join(self) -> None:
+        self._joined += 1
+        node = SimNode(f"edge-j{self._joined:04d}", self.last_good, self.last_good, self.last_good)
+        self.nodes[node.node_id] = node
+        self._peak_nodes = max(self._peak_nodes, len(self.nodes))
+        self._assigned[node.assigned] += 1
+        self._running_now[node.running] += 1
+        self._ever_ran.setdefault(node.running, set()).add(node.node_id)
+        self._handle(NodeJoined(self.now, node.node_id))
+
+    def _leave(self) -> None:
+        if len(self.nodes) <= 1:
+            return
+        node = self.nodes.pop(self.rng.choice(sorted(self.nodes)))
+        self._assigned[node.assigned] -= 1
+        self._running_now[node.running] -= 1
+        if self._running_now[node.running] == 0:
+            self._cleared_at[node.running] = self.now
+        self._handle(NodeLeft(self.now, node.node_id))
+
     def _report_round(self) -> None:
-        samples = [self._sample(node) for node in self.nodes.values() if not node.partitioned]
         self.timeline.append(TimelineRow(round(self.now, 3), self.serving()))
-        self._handle(Tick(self.now, tuple(samples)))
+        self.on_report(self.now)
+        if self._machine is not None:
+            samples = tuple(
+                self._sample(node)
+                for node in self.nodes.values()
+                if not (node.partitioned or node.crashing)
+            )
+            self._handle(Tick(self.now, samples))
         self.queue.schedule(self.now + self.settings.report_interval_s, _ReportRound())
 
     def _sample(self, node: SimNode) -> HealthSample:
         behaviour = self.behaviours[node.running]
         rate = self.settings.requests_per_node_s * self.traffic_scale
         requests = _count(self.rng, rate * self.settings.report_interval_s)
-        if node.crashing:
-            return HealthSample(node.node_id, node.running, self.now, requests, requests)
         return HealthSample(
             node_id=node.node_id,
             digest=node.running,
@@ -366,6 +454,16 @@ class World:
             module_errors=_binomial(self.rng, requests, behaviour.module_error_rate),
             p99_ms=max(1.0, self.rng.gauss(behaviour.p99_ms, behaviour.p99_ms * 0.1)),
         )
+
+
+def _first(lines: list[str], count: int) -> tuple[str, ...]:
+    if len(lines) <= count:
+        return tuple(lines)
+    return (*lines[:count], f"... and {len(lines) - count} more")
+
+
+def _ignore(now: float) -> None:
+    """The default progress hook: nothing to report to."""
 
 
 def _count(rng: random.Random, mean: float) -> int:

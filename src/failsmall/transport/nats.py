@@ -66,6 +66,10 @@ def pointer_key(node_id: str) -> str:
     return f"node.{node_id}"
 
 
+async def _log_error(exc: Exception) -> None:
+    log.info("NATS connection: %r (reconnecting)", exc)
+
+
 async def _connect(servers: list[str], name: str) -> Client:
     try:
         return await nats.connect(
@@ -76,6 +80,7 @@ async def _connect(servers: list[str], name: str) -> Client:
             reconnect_time_wait=0.25,
             connect_timeout=2,
             drain_timeout=2,
+            error_cb=_log_error,
         )
     except NatsFailure as exc:
         raise TransportError(f"cannot connect to NATS at {', '.join(servers)}: {exc!r}") from exc
@@ -166,7 +171,7 @@ class NatsNodeChannel:
 
     async def close(self) -> None:
         with contextlib.suppress(*NatsFailure):
-            await self._nc.drain()
+            await self._nc.close()
 
 
 def _decode_pointer(value: bytes) -> str:
@@ -328,4 +333,4 @@ class NatsControlChannel:
                 await self._reader
             self._reader = None
         with contextlib.suppress(*NatsFailure):
-            await self._nc.drain()
+            await self._nc.close()

@@ -157,9 +157,9 @@ class Compiler:
     def fail(self, message: str, node: Node) -> ExpressionError:
         return ExpressionError(message, self.source, node.start)
 
-    def program(self, root: Node) -> Program:
+    def program(self, root: Node, condition: bool = True) -> Program:
         compiled = self.compile(root)
-        if compiled.kind not in (Kind.BOOL, Kind.DYN):
+        if condition and compiled.kind not in (Kind.BOOL, Kind.DYN):
             raise self.fail(
                 f"a rule expression must be a condition (bool), but this one yields a "
                 f"{compiled.kind.value}; compare it, e.g. ... == 'value'",
@@ -273,8 +273,13 @@ class Compiler:
         compiled = Compiled(run_field, spec.kind)
         for name, select_node in chain[length:]:
             if compiled.kind not in (Kind.MAP, Kind.DYN):
-                raise self.fail(
-                    f"{spec.path} is a {spec.cel_type}; it has no field {name!r}", select_node
+                full = ".".join(name for name, _ in chain)
+                close = difflib.get_close_matches(full, list(FIELDS), n=3)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                raise ExpressionError(
+                    f"{spec.path} is a {spec.cel_type}; it has no field {name!r}{hint}",
+                    self.source,
+                    select_node.end - len(name),
                 )
             compiled = self.select_key(compiled, name)
         return compiled
@@ -729,15 +734,16 @@ class Compiler:
                 pattern_node,
             )
         text = pattern_node.value
-        refusal = self.pattern_check(text)
-        if refusal is not None:
-            raise self.fail(
-                f"pattern {text!r} is refused by CEL's regular expressions: {refusal}", pattern_node
-            )
         try:
             pattern: re.Pattern[str] = compile_pattern(text)
         except PatternError as exc:
             raise self.fail(str(exc), pattern_node) from exc
+        refusal = self.pattern_check(text)
+        if refusal is not None:
+            raise self.fail(
+                f"pattern {text!r} is refused by CEL's regular expressions: {refusal}",
+                pattern_node,
+            )
         search = pattern.search
         run_target = target.run
         if target.kind is Kind.STRING:

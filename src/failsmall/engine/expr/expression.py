@@ -51,16 +51,20 @@ class Expression:
 
 
 def compile_expression(
-    source: str, ip_lists: Mapping[str, Sequence[str]] = _NO_LISTS
+    source: str,
+    ip_lists: Mapping[str, Sequence[str]] = _NO_LISTS,
+    *,
+    condition: bool = True,
 ) -> Expression:
     """Compile `source`, a CEL condition, checking it with the reference implementation too.
 
     `ip_lists` are the bundle's IP lists (name -> addresses and CIDRs) for `ip_in_list()`.
+    With `condition=False` the expression may yield any type (read it with `evaluate_value`).
     Raises `ExpressionError` with the position and what to change.
     """
     root = parse(source)
     compiler = Compiler(source, ip_lists, reference_pattern_error)
-    program = compiler.program(root)
+    program = compiler.program(root, condition=condition)
     refusal = reference_parse_error(source)
     if refusal is not None:
         raise ExpressionError(

@@ -174,30 +174,22 @@ class _Parser:
             for _ in range(count):
                 node = Unary(start, node.end, UnaryOp.NOT, node)
             return node
-        if self.at("-"):
+        if self.at("-") and not self._signed_number():
             count = 0
             while self.at("-"):
                 self.take()
                 count += 1
-            if self.token.kind in (TokenKind.INT, TokenKind.DOUBLE):
-                # A minus directly before a number is part of the literal, as in CEL's grammar.
-                number = self.take()
-                value = -number.value if isinstance(number.value, (int, float)) else number.value
-                node = self.postfix(Literal(start, number.end, value))
-                count -= 1
-            else:
-                node = self.member()
-            self._check_int_range(node)
+            node = self.member()
             for _ in range(count):
                 node = Unary(start, node.end, UnaryOp.NEGATE, node)
             return node
-        node = self.member()
-        self._check_int_range(node)
-        return node
+        return self.member()
 
-    def _check_int_range(self, node: Node) -> None:
-        if isinstance(node, Literal) and type(node.value) is int and node.value > INT_MAX:
-            raise self.fail(f"int literal {node.value} is out of range", node.start)
+    def _signed_number(self) -> bool:
+        """Whether a single '-' directly precedes a number: then it is part of the literal, as in
+        CEL's grammar (so -9223372036854775808 is a valid int)."""
+        following = self.tokens[self.pos + 1]
+        return following.kind in (TokenKind.INT, TokenKind.DOUBLE)
 
     def member(self) -> Node:
         return self.postfix(self.primary())
@@ -214,7 +206,6 @@ class _Parser:
                     args, end = self.arguments()
                     node = self.method(node, name, args, end)
                 else:
-                    self._check_int_range(node)
                     node = Select(node.start, name.end, node, name.text)
             elif self.at("["):
                 self.take()
@@ -260,6 +251,14 @@ class _Parser:
     def primary(self) -> Node:
         token = self.token
         kind = token.kind
+        if self.at("-") and self._signed_number():
+            self.take()
+            number = self.take()
+            value = number.value
+            negated = -value if isinstance(value, (int, float)) else value
+            return Literal(token.start, number.end, negated)
+        if kind is TokenKind.INT and isinstance(token.value, int) and token.value > INT_MAX:
+            raise self.fail(f"int literal {token.text} is out of range")
         if kind in (
             TokenKind.INT,
             TokenKind.UINT,

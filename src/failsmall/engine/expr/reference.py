@@ -43,21 +43,21 @@ def reference_pattern_error(pattern: str) -> str | None:
     try:
         _PATTERN_PROBE.execute({"text": "", "pattern": pattern})
     except (RuntimeError, ValueError) as exc:
-        return str(exc).split("\n", 1)[0]
+        lines = [line.strip() for line in str(exc).splitlines()]
+        return next((line for line in lines if line.startswith("error:")), lines[0])
     return None
 
 
-def reference_context(expression: Expression, view: RequestView) -> cel.Context:
-    """A reference evaluation context holding the fields `expression` reads from `view`, and the
-    `ip_in_list` / `ip_in_cidr` functions over the expression's address sets."""
-    context = cel.Context()
+def reference_activation(expression: Expression, view: RequestView) -> dict[str, Any]:
+    """The reference's variables and functions for `expression` on `view`: the fields it reads
+    (under their flat names) and `ip_in_list` / `ip_in_cidr` over its address sets."""
+    activation: dict[str, Any] = {}
     for path in expression.fields:
         try:
-            value = FIELDS[path].read(view)
+            activation[reference_name(path)] = FIELDS[path].read(view)
         except ExpressionEvalError:
             # A field without a value (bot.score when unscored) is left undefined.
             continue
-        context.add_variable(reference_name(path), value)
     sets = expression.address_sets
 
     def ip_in_list(address: Any, name: Any) -> bool:
@@ -66,8 +66,19 @@ def reference_context(expression: Expression, view: RequestView) -> cel.Context:
     def ip_in_cidr(address: Any, cidr: Any) -> bool:
         return sets[f"cidr:{cidr}"].contains(address)
 
-    context.add_function("ip_in_list", ip_in_list)
-    context.add_function("ip_in_cidr", ip_in_cidr)
+    activation["ip_in_list"] = ip_in_list
+    activation["ip_in_cidr"] = ip_in_cidr
+    return activation
+
+
+def reference_context(expression: Expression, view: RequestView) -> cel.Context:
+    """The same activation as a `cel.Context`, the reference's faster form for repeated use."""
+    context = cel.Context()
+    for name, value in reference_activation(expression, view).items():
+        if callable(value):
+            context.add_function(name, value)
+        else:
+            context.add_variable(name, value)
     return context
 
 
@@ -78,6 +89,6 @@ def reference_evaluate(expression: Expression, view: RequestView) -> Any:
     """
     program = cel.compile(expression.reference_source)
     try:
-        return program.execute(reference_context(expression, view))
+        return program.execute(reference_activation(expression, view))
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
         raise ReferenceEvalError(f"{type(exc).__name__}: {exc}") from exc

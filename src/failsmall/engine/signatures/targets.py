@@ -9,7 +9,12 @@ from failsmall.model.rules import Target
 
 
 def target_values(view: RequestView, target: Target) -> list[str]:
-    """The values of `target` in this request, before any transform (possibly none)."""
+    """The values of `target` in this request, before any transform (possibly none).
+
+    `HEADER_VALUES` leaves out the Cookie header: cookies are matched parsed, through
+    `COOKIE_NAMES` and `COOKIE_VALUES`. `BODY_ARG_VALUES` is the body's parsed fields, or the
+    whole body text when it is not a form (XML, plain text, malformed JSON).
+    """
     match target:
         case Target.PATH:
             return [view.request.path]
@@ -30,7 +35,7 @@ def target_values(view: RequestView, target: Target) -> list[str]:
         case Target.HEADER_NAMES:
             return view.header_names
         case Target.HEADER_VALUES:
-            return [value for _, value in view.request.headers]
+            return [value for name, value in view.request.headers if name.lower() != "cookie"]
         case Target.USER_AGENT:
             return view.headers.get("user-agent", [])
         case Target.REFERER:

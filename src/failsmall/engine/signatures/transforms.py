@@ -28,18 +28,52 @@ _BLOCK_COMMENT = re.compile(r"/\*!?(?:\d{5,6})?|\*/")
 _CLOSED_BLOCK_COMMENT = re.compile(r"/\*(?!!).*?\*/", re.DOTALL)
 _LINE_COMMENT = re.compile(r"(?:--|#)[^\n]*")
 _CMD_DELETED = str.maketrans("", "", "\\\"'^")
-_CMD_SEPARATORS = str.maketrans({",": " ", ";": " "})
+_CMD_COMMAS = str.maketrans({",": " "})
 _CMD_SPACE_BEFORE = re.compile(r"\s+(?=[/(])")
 _JS_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|([0-7]{1,3})|(.))", re.DOTALL)
 _JS_SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v", "0": "\x00"}
+_LOOSE_ENTITIES = {
+    "tab": "\t",
+    "newline": "\n",
+    "colon": ":",
+    "lpar": "(",
+    "rpar": ")",
+    "lbrace": "{",
+    "rbrace": "}",
+    "lcub": "{",
+    "rcub": "}",
+    "lsqb": "[",
+    "rsqb": "]",
+    "sol": "/",
+    "bsol": "\\",
+    "quot": '"',
+    "apos": "'",
+    "lt": "<",
+    "gt": ">",
+    "amp": "&",
+    "semi": ";",
+    "equals": "=",
+    "grave": "`",
+    "excl": "!",
+    "dollar": "$",
+    "period": ".",
+    "comma": ",",
+    "plus": "+",
+    "num": "#",
+    "percnt": "%",
+}
+_LOOSE_ENTITY = re.compile("&(" + "|".join(_LOOSE_ENTITIES) + ");", re.IGNORECASE)
 _BASE64_SHAPE = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
 
 
 def url_decode(value: str) -> str:
-    """Percent-decode (and `+` to space), repeated until stable, at most `URL_DECODE_ROUNDS`."""
-    if "%" not in value and "+" not in value:
+    """Percent-decode, repeated until stable, at most `URL_DECODE_ROUNDS` times.
+
+    `+` is left alone: parsed arguments are already form-decoded, and a literal `+` in them is
+    meaningful (`~+`, `1+1`).
+    """
+    if "%" not in value:
         return value
-    value = value.replace("+", " ")
     for _ in range(URL_DECODE_ROUNDS):
         if "%" not in value:
             break
@@ -52,7 +86,7 @@ def url_decode(value: str) -> str:
 
 def url_decode_uni(value: str) -> str:
     """`url_decode`, also decoding IIS-style `%uXXXX` escapes."""
-    if "%" not in value and "+" not in value:
+    if "%" not in value:
         return value
     if "%u" in value or "%U" in value:
         value = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), value.replace("%U", "%u"))
@@ -60,10 +94,18 @@ def url_decode_uni(value: str) -> str:
 
 
 def html_entity_decode(value: str) -> str:
-    """Decode named, decimal and hexadecimal HTML character references."""
+    """Decode named, decimal and hexadecimal HTML character references.
+
+    Named references are also decoded case-insensitively for the punctuation and whitespace
+    entities browsers accept in any case (`&TAB;`, `&newline;`, `&colon;`), a common way to
+    split `javascript:`.
+    """
     if "&" not in value:
         return value
-    return html.unescape(value)
+    value = html.unescape(value)
+    if "&" not in value:
+        return value
+    return _LOOSE_ENTITY.sub(lambda m: _LOOSE_ENTITIES[m.group(1).lower()], value)
 
 
 def lowercase(value: str) -> str:
@@ -109,7 +151,8 @@ def base64_decode(value: str) -> str:
     stripped = value.strip()
     if len(stripped) < 4 or not _BASE64_SHAPE.fullmatch(stripped):
         return value
-    padded = stripped + "=" * (-len(stripped.rstrip("=")) % 4)
+    core = stripped.rstrip("=")
+    padded = core + "=" * (-len(core) % 4)
     try:
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
@@ -132,13 +175,14 @@ def remove_comments(value: str) -> str:
 def cmd_line(value: str) -> str:
     """Normalise a shell command line the way an evasive payload would be run.
 
-    Deletes `\\`, quotes and `^`; turns `,` and `;` into spaces; deletes spaces before `/` and
-    `(`; compresses whitespace; lowercases. `c^at  /e"t"c/pass\\wd` becomes `cat/etc/passwd`.
+    Deletes `\\`, quotes and `^`; turns `,` into a space; deletes spaces before `/` and `(`;
+    compresses whitespace. `c^at  /e"t"c/pass\\wd` becomes `cat/etc/passwd`. Unlike
+    ModSecurity's cmdLine it keeps `;`, which separates commands that rules look for, and the
+    case of letters (patterns are caseless; chain `lowercase` where case matters).
     """
-    value = value.translate(_CMD_DELETED).translate(_CMD_SEPARATORS)
+    value = value.translate(_CMD_DELETED).translate(_CMD_COMMAS)
     value = _WHITESPACE_RUN.sub(" ", value)
-    value = _CMD_SPACE_BEFORE.sub("", value)
-    return value.lower()
+    return _CMD_SPACE_BEFORE.sub("", value)
 
 
 def _js_unescape(match: re.Match[str]) -> str:
@@ -173,6 +217,78 @@ TRANSFORMS: dict[Transform, TransformFn] = {
     Transform.CMD_LINE: cmd_line,
     Transform.JS_DECODE: js_decode,
 }
+
+
+#: Features of a value that a transform may act on. `features(value)` computes them once per
+#: value; a transform whose trigger features are all absent leaves the value unchanged, and so
+#: does a chain none of whose transforms is triggered (each step passes the value on as is).
+PERCENT = 1 << 0
+AMPERSAND = 1 << 1
+BACKSLASH = 1 << 2
+NUL = 1 << 3
+SPACE = 1 << 4
+ODD_WHITESPACE = 1 << 5
+UPPER_OR_WIDE = 1 << 6
+PATH_DOTS = 1 << 7
+BASE64_SHAPE = 1 << 8
+COMMENT = 1 << 9
+SHELL_PUNCTUATION = 1 << 10
+
+_ODD_WHITESPACE = re.compile(r"\s\s|[^\S ]")
+_UPPER_OR_WIDE = re.compile(r"[A-Z]|[^\x00-\x7f]")
+_SHELL_PUNCTUATION = re.compile(r"[\"'^,]|\s[/(]")
+_BASE64_CANDIDATE = re.compile(r"\s*[A-Za-z0-9+/_\-]+={0,2}\s*")
+
+TRIGGERS: dict[Transform, int] = {
+    Transform.URL_DECODE: PERCENT,
+    Transform.URL_DECODE_UNI: PERCENT,
+    Transform.HTML_ENTITY_DECODE: AMPERSAND,
+    Transform.LOWERCASE: UPPER_OR_WIDE,
+    Transform.COMPRESS_WHITESPACE: ODD_WHITESPACE,
+    Transform.REMOVE_WHITESPACE: SPACE | ODD_WHITESPACE,
+    Transform.REMOVE_NULLS: NUL,
+    Transform.NORMALIZE_PATH: BACKSLASH | PATH_DOTS,
+    Transform.BASE64_DECODE: BASE64_SHAPE,
+    Transform.REMOVE_COMMENTS: COMMENT,
+    Transform.CMD_LINE: BACKSLASH | SHELL_PUNCTUATION | ODD_WHITESPACE,
+    Transform.JS_DECODE: BACKSLASH,
+}
+
+
+def features(value: str) -> int:
+    """The trigger features present in `value` (see `TRIGGERS`)."""
+    found = 0
+    if "%" in value:
+        found |= PERCENT
+    if "&" in value:
+        found |= AMPERSAND
+    if "\\" in value:
+        found |= BACKSLASH
+    if "\x00" in value:
+        found |= NUL
+    if " " in value:
+        found |= SPACE
+    if _ODD_WHITESPACE.search(value):
+        found |= ODD_WHITESPACE
+    if _UPPER_OR_WIDE.search(value):
+        found |= UPPER_OR_WIDE
+    if "/." in value or "//" in value or value.startswith("."):
+        found |= PATH_DOTS
+    if len(value) >= 4 and _BASE64_CANDIDATE.fullmatch(value):
+        found |= BASE64_SHAPE
+    if "/*" in value or "*/" in value or "--" in value or "#" in value:
+        found |= COMMENT
+    if _SHELL_PUNCTUATION.search(value):
+        found |= SHELL_PUNCTUATION
+    return found
+
+
+def triggers(transforms: Sequence[Transform]) -> int:
+    """The features that may make the chain `transforms` change a value."""
+    mask = 0
+    for transform in transforms:
+        mask |= TRIGGERS[transform]
+    return mask
 
 
 def chain(transforms: Sequence[Transform]) -> Callable[[str], str]:

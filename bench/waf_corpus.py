@@ -1,0 +1,243 @@
+"""Detection and false positives of the `failsmall-managed` ruleset, through the real engine.
+
+Usage: python bench/waf_corpus.py [--json] [--corpus DIR] [--benign PATH] [--paranoia N]
+
+Reads the OWASP CRS regression tests in place (default `../shared/corpora/crs-regression`
+relative to the repository root; never copied), turns each test input into a request and runs
+it through `Engine.build(bundle)` of a bundle whose managed phase executes `failsmall-managed`.
+For each attack family it counts the CRS paranoia-level-1 tests that expect a detection and how
+many the engine blocks; then the share of the benign corpus blocked; then inspection time per
+request, against a baseline measured in the same run: the same pipeline with an empty managed
+phase. Exit status: 0 when every target is met, 1 when one is missed, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from failsmall.engine import Engine
+from failsmall.managed.corpora import CorpusError, benign_requests, crs_cases
+from failsmall.managed.measure import (
+    BenignResult,
+    FamilyResult,
+    Inspector,
+    attack_cases,
+    managed_bundle,
+    measure_attacks,
+    measure_benign,
+    percentile,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "crs-regression"
+DEFAULT_BENIGN = REPO / "tests" / "data" / "benign"
+TARGET_DETECTION = 0.90
+TARGET_FALSE_POSITIVES = 0.005
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Inspection time per request, in microseconds."""
+
+    label: str
+    requests: int
+    median_us: float
+    p99_us: float
+
+    @classmethod
+    def of(cls, label: str, durations_ns: list[int]) -> Timing:
+        return cls(
+            label,
+            len(durations_ns),
+            percentile(durations_ns, 0.5) / 1000,
+            percentile(durations_ns, 0.99) / 1000,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--benign", type=Path, default=DEFAULT_BENIGN)
+    parser.add_argument("--paranoia", type=int, default=1, choices=(1, 2, 3, 4))
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    console = Console(stderr=args.json)
+
+    if not args.benign.exists():
+        console.print(f"[red]benign corpus {args.benign} not found[/red]")
+        return 2
+    engine = Engine.build(managed_bundle(args.paranoia))
+    baseline = Engine.build(managed_bundle(args.paranoia, include_managed=False))
+    try:
+        benign = list(benign_requests(args.benign))
+        cases = attack_cases(crs_cases(args.corpus)) if args.corpus.is_dir() else []
+    except CorpusError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    if not cases:
+        console.print(
+            f"[yellow]CRS regression corpus not found at {args.corpus}: skipping detection "
+            "rates (pass --corpus DIR)[/yellow]"
+        )
+
+    inspector, base = Inspector(engine), Inspector(baseline)
+    attack_ns: list[int] = []
+    benign_ns: list[int] = []
+    base_attack_ns: list[int] = []
+    base_benign_ns: list[int] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("attack corpus", total=len(cases))
+        families = measure_attacks(inspector, cases, attack_ns, lambda: progress.advance(task))
+        task = progress.add_task("benign corpus", total=len(benign))
+        false_positives = measure_benign(
+            inspector, benign, benign_ns, lambda: progress.advance(task)
+        )
+        task = progress.add_task("baseline", total=len(cases) + len(benign))
+        measure_attacks(base, cases, base_attack_ns, lambda: progress.advance(task))
+        measure_benign(base, benign, base_benign_ns, lambda: progress.advance(task))
+
+    timings = [
+        (Timing.of("attack requests", attack_ns), Timing.of("baseline", base_attack_ns)),
+        (Timing.of("benign requests", benign_ns), Timing.of("baseline", base_benign_ns)),
+    ]
+    met = _targets_met(families, false_positives, bool(cases))
+    if args.json:
+        print(json.dumps(_document(args, families, false_positives, timings, met), indent=2))
+    else:
+        _print(console, args, families, false_positives, timings, met)
+    return 0 if met else 1
+
+
+def _targets_met(
+    families: dict[str, FamilyResult], benign: BenignResult, have_corpus: bool
+) -> bool:
+    detection = not have_corpus or all(
+        f.rate >= TARGET_DETECTION for f in families.values() if f.tests
+    )
+    return detection and benign.rate <= TARGET_FALSE_POSITIVES
+
+
+def _document(
+    args: argparse.Namespace,
+    families: dict[str, FamilyResult],
+    benign: BenignResult,
+    timings: list[tuple[Timing, Timing]],
+    met: bool,
+) -> dict[str, object]:
+    return {
+        "paranoia_level": args.paranoia,
+        "corpus": str(args.corpus),
+        "families": [
+            {
+                "family": f.family,
+                "name": f.name,
+                "tests": f.tests,
+                "blocked": f.blocked,
+                "rate": round(f.rate, 4),
+                "missed": f.missed,
+            }
+            for f in families.values()
+        ],
+        "benign": {
+            "requests": benign.requests,
+            "blocked": benign.blocked,
+            "rate": round(benign.rate, 5),
+            "blocked_by_rule": benign.blocked_by_rule,
+        },
+        "timing_us": [
+            {
+                "requests": t.label,
+                "count": t.requests,
+                "median": round(t.median_us, 1),
+                "p99": round(t.p99_us, 1),
+                "baseline_median": round(b.median_us, 1),
+                "baseline_p99": round(b.p99_us, 1),
+                "median_ratio": round(_ratio(t.median_us, b.median_us), 2),
+            }
+            for t, b in timings
+        ],
+        "targets": {"detection": TARGET_DETECTION, "false_positives": TARGET_FALSE_POSITIVES},
+        "targets_met": met,
+    }
+
+
+def _print(
+    console: Console,
+    args: argparse.Namespace,
+    families: dict[str, FamilyResult],
+    benign: BenignResult,
+    timings: list[tuple[Timing, Timing]],
+    met: bool,
+) -> None:
+    table = Table(title=f"failsmall-managed at paranoia level {args.paranoia}: CRS PL1 attacks")
+    for column in ("family", "", "PL1 tests with expect_ids", "blocked", "rate", "target"):
+        table.add_column(column, justify="left" if column in ("family", "") else "right")
+    for f in families.values():
+        if not f.tests:
+            continue
+        ok = f.rate >= TARGET_DETECTION
+        table.add_row(
+            f.family,
+            f.name,
+            str(f.tests),
+            str(f.blocked),
+            f"{f.rate:.1%}",
+            "[green]ok[/green]" if ok else "[red]below 90%[/red]",
+        )
+    console.print(table)
+
+    fp = Table(title="benign corpus")
+    for column in ("requests", "blocked", "false-positive rate", "target", "rules"):
+        fp.add_column(column, justify="right" if column != "rules" else "left")
+    fp.add_row(
+        str(benign.requests),
+        str(benign.blocked),
+        f"{benign.rate:.2%}",
+        "[green]ok[/green]" if benign.rate <= TARGET_FALSE_POSITIVES else "[red]above 0.5%[/red]",
+        ", ".join(f"{rule} x{n}" for rule, n in sorted(benign.blocked_by_rule.items())) or "-",
+    )
+    console.print(fp)
+
+    timing = Table(title="inspection time per request (engine.evaluate), microseconds")
+    for column in ("requests", "count", "median", "p99", "baseline median", "baseline p99"):
+        timing.add_column(column, justify="right" if column != "requests" else "left")
+    timing.add_column("median / baseline", justify="right")
+    for t, b in timings:
+        timing.add_row(
+            t.label,
+            str(t.requests),
+            f"{t.median_us:.0f}",
+            f"{t.p99_us:.0f}",
+            f"{b.median_us:.0f}",
+            f"{b.p99_us:.0f}",
+            f"{_ratio(t.median_us, b.median_us):.1f}x",
+        )
+    console.print(timing)
+    console.print(
+        "baseline: the same pipeline with an empty managed phase (no signatures)",
+        style="dim",
+    )
+    console.print("[green]all targets met[/green]" if met else "[red]targets missed[/red]")
+
+
+def _ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline else 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

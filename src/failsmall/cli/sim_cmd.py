@@ -1,0 +1,154 @@
+"""`failsmall sim SCENARIO`: run a rollout scenario over a simulated fleet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from failsmall.cli.output import Exit, console, fail, print_json
+from failsmall.sim import SCENARIOS, ScenarioResult, SimSettings, run_scenario
+
+ALL = "all"
+
+
+def sim(
+    scenario: Annotated[
+        str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}, or {ALL!r} for every one.")
+    ],
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=100_000, help="Fleet size.")] = 5000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run).")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Drive the real rollout state machine over a simulated fleet and report what happened.
+
+    Exits 1 if any property the scenario must hold did not hold.
+    """
+    names = list(SCENARIOS) if scenario == ALL else [scenario]
+    if scenario != ALL and scenario not in SCENARIOS:
+        fail(
+            f"no scenario named {scenario!r}",
+            f"choose one of {', '.join(SCENARIOS)}, or {ALL}",
+        )
+    settings = SimSettings(nodes=nodes, seed=seed)
+    results: list[tuple[ScenarioResult, float]] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[virtual]:>7.1f} virtual s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=json_out,
+    ) as progress:
+        for name in names:
+            task = progress.add_task(f"{name} on {nodes} nodes", total=None, virtual=0.0)
+            started = time.perf_counter()
+            result = run_scenario(name, settings, progress=_reporter(progress, task))
+            results.append((result, time.perf_counter() - started))
+            progress.remove_task(task)
+    if json_out:
+        data = [{**r.to_dict(), "wall_s": round(wall, 3)} for r, wall in results]
+        print_json(data[0] if len(data) == 1 else data)
+    else:
+        for result, wall in results:
+            _print(result, wall)
+        if len(results) > 1:
+            _print_summary(results)
+    if not all(result.held for result, _ in results):
+        raise typer.Exit(int(Exit.FAILED))
+
+
+def _reporter(progress: Progress, task: TaskID) -> Callable[[float], None]:
+    def report(now: float) -> None:
+        progress.update(task, virtual=now)
+
+    return report
+
+
+def _print(result: ScenarioResult, wall_s: float) -> None:
+    console.rule(f"[bold]{result.scenario}[/]: {result.description}")
+    console.print(
+        f"{result.nodes} nodes, seed {result.seed}: {result.events} simulated events, "
+        f"{result.audit_entries} audit entries, {wall_s:.2f} s of wall time"
+    )
+    rollouts = Table(title="rollouts", title_justify="left", box=box.SIMPLE_HEAD)
+    rollouts.add_column("bundle", no_wrap=True)
+    rollouts.add_column("class", no_wrap=True)
+    rollouts.add_column("outcome", no_wrap=True)
+    for column in ("took", "caught", "back", "peak", "ran it"):
+        rollouts.add_column(column, justify="right", no_wrap=True)
+    for r in result.rollouts:
+        rollouts.add_row(
+            r.label,
+            r.change_class,
+            _outcome(r.final_state),
+            f"{r.duration_s:.1f}s",
+            f"{r.detected_at - r.started_at:.1f}s" if r.detected_at >= 0 else "-",
+            f"{r.time_to_restore_s:.1f}s" if r.restored_at >= 0 else "-",
+            str(r.max_assigned),
+            str(r.ever_ran),
+        )
+    console.print(rollouts)
+    console.print(
+        "[dim]caught: the gate's verdict, back: the fleet back on the last good bundle "
+        "(both from the start); peak: most nodes assigned it at once; ran it: nodes that "
+        "ever served it; policies: "
+        + ", ".join(f"{r.label} {r.policy}" for r in result.rollouts)
+        + "[/]"
+    )
+    for r in result.rollouts:
+        if r.final_state not in {"completed"}:
+            console.print(f"  [dim]{r.label}:[/] {r.reason}")
+    labels = [label for label in result.labels if any(
+        label in row.serving for row in result.timeline)]  # fmt: skip
+    timeline = Table(title="nodes per bundle", title_justify="left", box=box.SIMPLE_HEAD)
+    timeline.add_column("t (s)", justify="right")
+    for label in labels:
+        timeline.add_column(label, justify="right")
+    for row in result.short_timeline():
+        timeline.add_row(f"{row.at:.1f}", *(str(row.serving.get(label, 0)) for label in labels))
+    console.print(timeline)
+    checks = Table(title="properties", title_justify="left", box=box.SIMPLE_HEAD)
+    checks.add_column("")
+    checks.add_column("property")
+    checks.add_column("figure")
+    for check in result.checks:
+        checks.add_row("[green]✓[/]" if check.holds else "[red]✗[/]", check.name, check.detail)
+    console.print(checks)
+
+
+def _print_summary(results: list[tuple[ScenarioResult, float]]) -> None:
+    table = Table(title="summary", title_justify="left")
+    for column in ("scenario", "held", "rollouts", "wall"):
+        table.add_column(column)
+    for result, wall in results:
+        table.add_row(
+            result.scenario,
+            "[green]yes[/]" if result.held else "[red]no[/]",
+            ", ".join(f"{r.label} {r.final_state}" for r in result.rollouts),
+            f"{wall:.2f} s",
+        )
+    console.print(table)
+
+
+def _outcome(state: str) -> str:
+    colour = {"completed": "green", "rolled_back": "yellow", "paused": "cyan"}.get(state, "red")
+    return f"[{colour}]{state}[/]"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sim)

@@ -1,0 +1,377 @@
+"""The control plane's HTTP API (aiohttp, JSON). Every route needs a bearer token; each
+handler names the role it requires. Errors come back as `{"error": "..."}` with a 4xx/5xx
+status and change nothing. The OpenAPI document is at `/v1/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from failsmall.control.audit import AuditLog, ChainBroken, ChainIntact
+from failsmall.control.auth import (
+    ForbiddenError,
+    Principal,
+    Role,
+    TokenBook,
+    UnauthorisedError,
+)
+from failsmall.control.driver import NoActiveRolloutError, RolloutDriver
+from failsmall.control.errors import BadInputError, BundleRejectedError, NotFoundError
+from failsmall.control.killswitch import KillswitchService
+from failsmall.control.openapi import openapi_document
+from failsmall.control.pushes import PushService
+from failsmall.control.store import ControlStore
+from failsmall.model import BundleError
+from failsmall.model.envelope import key_id, load_public_key
+from failsmall.rollout import (
+    Abort,
+    ClassDowngradeError,
+    EmptySelectionError,
+    InvalidTransitionError,
+    NoChangeError,
+    Pause,
+    Resume,
+    Rollback,
+    RolloutConflictError,
+    UnknownPolicyError,
+)
+from failsmall.transport.base import TransportError
+from failsmall.transport.http import bearer_token
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_BODY = 64 * 1024 * 1024
+
+_STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
+    (UnauthorisedError, 401),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (BadInputError, 400),
+    (UnknownPolicyError, 400),
+    (BundleError, 400),
+    (BundleRejectedError, 422),
+    (ClassDowngradeError, 422),
+    (RolloutConflictError, 409),
+    (InvalidTransitionError, 409),
+    (NoChangeError, 409),
+    (NoActiveRolloutError, 409),
+    (EmptySelectionError, 409),
+    (TransportError, 503),
+)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Named errors become JSON answers with a status that says whose fault it is."""
+    try:
+        return await handler(request)
+    except tuple(kind for kind, _ in _STATUS_BY_ERROR) as exc:
+        status = next(code for kind, code in _STATUS_BY_ERROR if isinstance(exc, kind))
+        body: dict[str, Any] = {"error": str(exc)}
+        if isinstance(exc, BundleRejectedError):
+            body["problems"] = exc.problems
+        return web.json_response(body, status=status)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"the request body must be JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadInputError("the request body must be a JSON object")
+    return data
+
+
+def _reason(data: dict[str, Any]) -> str:
+    reason = data.get("reason", "")
+    if not isinstance(reason, str) or not reason.strip():
+        raise BadInputError("a non-empty 'reason' is required: say why")
+    return reason.strip()
+
+
+class ControlApi:
+    """The operator-facing routes of the control plane."""
+
+    def __init__(
+        self,
+        *,
+        store: ControlStore,
+        tokens: TokenBook,
+        audit: AuditLog,
+        driver: RolloutDriver,
+        pushes: PushService,
+        killswitches: KillswitchService,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.audit = audit
+        self.driver = driver
+        self.pushes = pushes
+        self.killswitches = killswitches
+        self.clock = clock
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/openapi.json", self.openapi),
+            web.get("/v1/status", self.status),
+            web.get("/v1/bundles", self.list_bundles),
+            web.post("/v1/bundles", self.push),
+            web.get("/v1/rollouts", self.list_rollouts),
+            web.get("/v1/rollouts/{rollout_id}", self.rollout),
+            web.post("/v1/rollout/{command}", self.operate),
+            web.get("/v1/killswitches", self.list_killswitches),
+            web.post("/v1/killswitches", self.set_killswitch),
+            web.post("/v1/killswitches/{rule}/clear", self.clear_killswitch),
+            web.get("/v1/audit", self.audit_entries),
+            web.get("/v1/audit/verify", self.audit_verify),
+            web.get("/v1/tokens", self.list_tokens),
+            web.post("/v1/tokens", self.create_token),
+            web.delete("/v1/tokens/{token_id}", self.revoke_token),
+            web.get("/v1/keys", self.list_keys),
+            web.post("/v1/keys", self.add_key),
+        ]
+
+    def _principal(self, request: web.Request, role: Role) -> Principal:
+        principal = self.tokens.authenticate(bearer_token(request))
+        principal.require(role)
+        return principal
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+    async def status(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        return web.json_response(self.fleet_status())
+
+    def fleet_status(self) -> dict[str, Any]:
+        last_good = self.driver.last_good
+        stored = self.store.bundle(last_good) if last_good else None
+        assignments = self.store.assignments()
+        nodes = []
+        for node in self.store.nodes():
+            assigned = assignments.get(node["node_id"])
+            health = node.pop("last_health")
+            node["assigned"] = assigned.digest if assigned else ""
+            node["health"] = {
+                k: health.get(k, 0)
+                for k in ("requests", "responses_5xx", "blocked", "challenged", "module_errors")
+            } | {"p99_ms": health.get("p99_ms", 0.0), "window_s": health.get("window_s", 0.0)}
+            nodes.append(node)
+        rollout: dict[str, Any] | None = None
+        machine = self.driver.active
+        if machine is not None:
+            rollout = machine.summary() | {"waves": self.driver.waves(machine)}
+        return {
+            "last_good": last_good,
+            "last_good_name": stored.name if stored else "",
+            "nodes": nodes,
+            "rollout": rollout,
+            "recent_rollouts": [_rollout_row(r) for r in self.store.rollouts(limit=5)],
+        }
+
+    async def list_bundles(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        return web.json_response(
+            [
+                {
+                    "digest": b.digest,
+                    "name": b.name,
+                    "change_class": b.change_class,
+                    "pushed_by": b.pushed_by,
+                    "pushed_at": b.pushed_at,
+                }
+                for b in self.store.bundles()
+            ]
+        )
+
+    async def list_rollouts(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        return web.json_response([_rollout_row(r) for r in self.store.rollouts()])
+
+    async def rollout(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        rollout_id = request.match_info["rollout_id"]
+        row = self.store.rollout(rollout_id)
+        if row is None:
+            raise NotFoundError(f"no rollout {rollout_id!r}; `failsmall status` lists recent ones")
+        return web.json_response(
+            _rollout_row(row) | {"events": self.store.rollout_events(rollout_id)}
+        )
+
+    # -- pushing and operating rollouts -----------------------------------------------------
+
+    async def push(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.OPERATOR)
+        raw = await request.read()
+        if not raw:
+            raise BadInputError("the request body must be a signed bundle envelope")
+        result = await self.pushes.push(
+            raw,
+            principal,
+            policy_name=request.query.get("policy", ""),
+            declared_class=request.query.get("class", ""),
+        )
+        return web.json_response(result.to_dict(), status=202)
+
+    async def operate(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.OPERATOR)
+        command = request.match_info["command"]
+        data = await _json_body(request)
+        now = self.clock()
+        event: Pause | Resume | Abort | Rollback
+        match command:
+            case "pause":
+                event = Pause(now, principal.name, _reason(data))
+            case "resume":
+                event = Resume(now, principal.name)
+            case "abort":
+                event = Abort(now, principal.name, _reason(data))
+            case "rollback":
+                event = Rollback(now, principal.name, _reason(data))
+            case _:
+                raise NotFoundError(
+                    f"unknown rollout command {command!r}; use pause, resume, abort or rollback"
+                )
+        machine = await self.driver.operate(event)
+        return web.json_response(machine.summary())
+
+    # -- killswitches -----------------------------------------------------------------------
+
+    async def list_killswitches(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        return web.json_response(self.killswitches.listing())
+
+    async def set_killswitch(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.KILLSWITCH)
+        data = await _json_body(request)
+        rule, state = data.get("rule"), data.get("state")
+        ttl = data.get("ttl_s")
+        if not isinstance(rule, str) or not isinstance(state, str):
+            raise BadInputError("'rule' and 'state' are required strings")
+        if ttl is not None and not isinstance(ttl, int | float):
+            raise BadInputError("'ttl_s' must be a number of seconds")
+        result = await self.killswitches.set(
+            rule, state, _reason(data), float(ttl) if ttl is not None else None, principal
+        )
+        return web.json_response(result.to_dict(), status=202)
+
+    async def clear_killswitch(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.KILLSWITCH)
+        data = await _json_body(request)
+        result = await self.killswitches.clear(request.match_info["rule"], _reason(data), principal)
+        return web.json_response(result.to_dict(), status=202)
+
+    # -- audit ------------------------------------------------------------------------------
+
+    async def audit_entries(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        try:
+            limit = int(request.query.get("limit", "100"))
+            after = int(request.query.get("after", "0"))
+        except ValueError as exc:
+            raise BadInputError("'limit' and 'after' must be integers") from exc
+        if not 1 <= limit <= 10_000:
+            raise BadInputError("'limit' must be between 1 and 10000")
+        return web.json_response([e.to_dict() for e in self.audit.entries(limit, after)])
+
+    async def audit_verify(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.VIEWER)
+        match self.audit.verify():
+            case ChainIntact(entries=entries, head=head):
+                return web.json_response({"intact": True, "entries": entries, "head": head})
+            case ChainBroken(seq=seq, problem=problem, entries=entries):
+                return web.json_response(
+                    {"intact": False, "entries": entries, "broken_at": seq, "problem": problem}
+                )
+
+    # -- tokens and keys --------------------------------------------------------------------
+
+    async def list_tokens(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.ADMIN)
+        return web.json_response(self.tokens.listing())
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.ADMIN)
+        data = await _json_body(request)
+        name = data.get("principal")
+        try:
+            role = Role(str(data.get("role", "")))
+        except ValueError as exc:
+            known = ", ".join(r.value for r in Role)
+            raise BadInputError(f"'role' must be one of {known}") from exc
+        if not isinstance(name, str) or not name.strip():
+            raise BadInputError("'principal' (who the token is for) is required")
+        issued = self.tokens.issue(name.strip(), role, self.clock())
+        self.audit.append(
+            self.clock(),
+            principal.name,
+            "token_create",
+            f"token {issued.token_id} for {issued.principal} ({role.value})",
+            {"token_id": issued.token_id},
+        )
+        return web.json_response(
+            {
+                "token": issued.token,
+                "token_id": issued.token_id,
+                "principal": issued.principal,
+                "role": role.value,
+            },
+            status=201,
+        )
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.ADMIN)
+        token_id = request.match_info["token_id"]
+        if not self.tokens.revoke(token_id):
+            raise NotFoundError(f"no active token with id {token_id!r}")
+        self.audit.append(
+            self.clock(), principal.name, "token_revoke", f"token {token_id} revoked", {}
+        )
+        return web.json_response({"revoked": token_id})
+
+    async def list_keys(self, request: web.Request) -> web.Response:
+        self._principal(request, Role.ADMIN)
+        return web.json_response(sorted(self.pushes.trusted))
+
+    async def add_key(self, request: web.Request) -> web.Response:
+        principal = self._principal(request, Role.ADMIN)
+        data = await _json_body(request)
+        pem = data.get("pem")
+        if not isinstance(pem, str):
+            raise BadInputError("'pem' must hold an Ed25519 public key in PEM form")
+        try:
+            public: Ed25519PublicKey = load_public_key(pem.encode())
+        except ValueError as exc:
+            raise BadInputError(f"'pem' is not a PEM public key: {exc}") from exc
+        kid = key_id(public)
+        trusted = json.loads(self.store.get_value("trusted_keys", "{}"))
+        trusted[kid] = pem
+        self.store.set_value("trusted_keys", json.dumps(trusted))
+        self.pushes.trusted[kid] = public
+        self.audit.append(self.clock(), principal.name, "key_trust", f"trusted key {kid}", {})
+        return web.json_response({"key_id": kid}, status=201)
+
+
+def _rollout_row(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": row.state,
+        "policy": row.policy,
+        "change_class": row.change_class,
+        "from_digest": row.from_digest,
+        "to_digest": row.to_digest,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }

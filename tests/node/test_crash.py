@@ -1,0 +1,245 @@
+"""Node processes killed with SIGKILL: the LKG stays intact, the node boots, the supervisor
+restarts dead workers."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from failsmall.model import verify_envelope
+from failsmall.model.envelope import key_id
+from failsmall.node.config import NodeConfig
+from failsmall.node.lkg import LastKnownGood
+from tests.node.conftest import Keys, WatchDir, make_bundle
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: object, timeout_s: float, what: str) -> object:
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()  # type: ignore[operator]
+        except httpx.HTTPError as exc:
+            last_error = exc
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} ({last_error})")
+
+
+def config_of(admin: str) -> dict[str, object] | None:
+    response = httpx.get(f"http://{admin}/config", timeout=1)
+    return response.json() if response.status_code == 200 else None
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def spawn_worker(
+    config: NodeConfig, processes: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "failsmall.node",
+            "--log-level",
+            "WARNING",
+            "--config-json",
+            config.to_json(),
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes.append(proc)
+    return proc
+
+
+def test_kill_9_during_apply_leaves_lkg_intact_and_the_node_boots(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    rng = random.Random(4)
+    admin = f"127.0.0.1:{free_port()}"
+    config = NodeConfig(
+        node_id="crashy",
+        state_dir=tmp_path / "state",
+        trust=[keys.public_path],
+        listen=f"127.0.0.1:{free_port()}",
+        admin=admin,
+        watch_dir=watch.root,
+        crash_window_s=0.3,
+        report_interval_s=5,
+    ).for_worker(0, 1)
+    first = keys.sign(make_bundle(origin_process, name="first"))
+    watch.publish(first)
+    trusted = {key_id(keys.private.public_key()): keys.private.public_key()}
+    known = {first.digest}
+    proc = spawn_worker(config, processes)
+    wait_for(lambda: (config_of(admin) or {}).get("serving") == first.digest, 20, "first bundle")
+    for round_ in range(5):
+        candidate = keys.sign(make_bundle(origin_process, name=f"round-{round_}"))
+        known.add(candidate.digest)
+        watch.publish(candidate)
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.kill()
+        proc.wait()
+        # Whatever instant the kill hit, the LKG pointer names whole, verifiable bundles.
+        lkg = LastKnownGood(config.state_dir)
+        pointer = lkg.pointer()
+        assert pointer.current in known
+        for digest in (pointer.current, pointer.previous):
+            if digest:
+                assert verify_envelope(lkg.load(digest), trusted).digest == digest
+        time.sleep(0.35)  # past the crash window, so the next boot is not a crash loop
+        proc = spawn_worker(config, processes)
+        served = wait_for(lambda: (config_of(admin) or {}).get("serving"), 20, "a bundle")
+        assert served in known
+        got = httpx.get(f"http://{config.listen}/hello", timeout=5)
+        assert got.status_code == 200
+
+
+def test_supervisor_restarts_killed_workers_sharing_one_port(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    signed = keys.sign(make_bundle(origin_process))
+    watch.publish(signed)
+    listen = f"127.0.0.1:{free_port()}"
+    admin_port = free_port()
+    while True:
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", admin_port + 1))
+            break
+        except OSError:
+            admin_port = free_port()
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from failsmall.cli.main import app; app()",
+            "node",
+            "--node-id",
+            "sup",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--trust",
+            str(keys.public_path),
+            "--listen",
+            listen,
+            "--admin",
+            f"127.0.0.1:{admin_port}",
+            "--watch-dir",
+            str(watch.root),
+            "--workers",
+            "2",
+            "--crash-window",
+            "0.2",
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes.append(supervisor)
+    admins = [f"127.0.0.1:{admin_port}", f"127.0.0.1:{admin_port + 1}"]
+    pids = []
+    for admin in admins:
+        cfg = wait_for(
+            lambda a=admin: (c := config_of(a)) and c.get("serving") == signed.digest and c,
+            30,
+            f"worker at {admin}",
+        )
+        pids.append(cfg["pid"])  # type: ignore[index]
+    assert {c["node_id"] for c in (config_of(a) for a in admins) if c} == {"sup-w0", "sup-w1"}
+    for _ in range(10):
+        assert httpx.get(f"http://{listen}/hello", timeout=5).status_code == 200
+    time.sleep(0.3)
+    os.kill(int(pids[0]), signal.SIGKILL)
+    restarted = wait_for(
+        lambda: (c := config_of(admins[0])) and c.get("pid") != pids[0] and c, 30, "a restart"
+    )
+    assert restarted["serving"] == signed.digest  # type: ignore[index]
+    assert httpx.get(f"http://{listen}/hello", timeout=5).status_code == 200
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(15) == 0
+    for pid in pids[1:]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+def test_dying_right_after_an_apply_poisons_that_bundle(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    admin = f"127.0.0.1:{free_port()}"
+    config = NodeConfig(
+        node_id="loopy",
+        state_dir=tmp_path / "state",
+        trust=[keys.public_path],
+        listen=f"127.0.0.1:{free_port()}",
+        admin=admin,
+        watch_dir=watch.root,
+        crash_window_s=8.0,
+        report_interval_s=5,
+    ).for_worker(0, 1)
+    good = keys.sign(make_bundle(origin_process, name="good"))
+    watch.publish(good)
+    proc = spawn_worker(config, processes)
+    wait_for(lambda: (config_of(admin) or {}).get("serving") == good.digest, 20, "good bundle")
+    bad = keys.sign(make_bundle(origin_process, name="bad"))
+    watch.publish(bad)
+    wait_for(lambda: (config_of(admin) or {}).get("serving") == bad.digest, 20, "bad bundle")
+    proc.kill()  # dies within the window after applying `bad`
+    proc.wait()
+    spawn_worker(config, processes)
+    config_now = wait_for(
+        lambda: (c := config_of(admin)) and c.get("serving") and c, 20, "the restarted node"
+    )
+    assert config_now["serving"] == good.digest  # type: ignore[index]
+    assert config_now["poisoned"] == [bad.digest]  # type: ignore[index]
+    assert httpx.get(f"http://{config.listen}/hello", timeout=5).status_code == 200
+    reports = wait_for(
+        lambda: [r for r in watch.apply_reports() if r["result"] == "poisoned"], 10, "report"
+    )
+    assert reports[0]["digest"] == bad.digest  # type: ignore[index]

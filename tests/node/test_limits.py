@@ -1,0 +1,209 @@
+"""Bad and hostile requests, and failing origins: each gets the right answer, and the node
+keeps serving the next request."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+
+from failsmall.node.server import EdgeNode
+from tests.node.conftest import (
+    Keys,
+    OriginServer,
+    StartNode,
+    WatchDir,
+    fast_limits,
+    make_bundle,
+    raw_exchange,
+    serving,
+)
+
+
+@pytest.fixture
+async def node(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> EdgeNode:
+    started = await start_node()
+    limits = fast_limits(
+        max_headers=20, max_header_bytes=4096, max_uri_bytes=1024, max_body_bytes=100_000
+    )
+    digest = watch.publish(keys.sign(make_bundle(origin.url, limits=limits)))
+    await serving(started, digest)
+    return started
+
+
+async def still_serves(node: EdgeNode) -> None:
+    async with httpx.AsyncClient() as client:
+        got = await client.get(f"http://127.0.0.1:{node.port}/hello")
+    assert got.status_code == 200 and got.text == "hello"
+
+
+def status_of(raw: bytes) -> int:
+    assert raw.startswith(b"HTTP/1.1 "), raw[:200]
+    return int(raw[9:12])
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/9.9\r\nHost: a\r\n\r\n", 400),
+        (b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
+            b"\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", 400),
+        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(30))
+            + b"\r\n",
+            431,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 5000 + b"\r\n\r\n", 431),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n", 413),
+    ],
+    ids=[
+        "garbage",
+        "bad-version",
+        "control-char-in-uri",
+        "no-host",
+        "two-hosts",
+        "bad-header-name",
+        "length-and-chunked",
+        "bad-length",
+        "bad-chunk-size",
+        "uri-too-long",
+        "too-many-headers",
+        "header-too-large",
+        "declared-body-too-large",
+    ],
+)
+async def test_bad_request_is_answered_and_node_keeps_serving(
+    node: EdgeNode, request_bytes: bytes, status: int
+) -> None:
+    raw = await raw_exchange(node.port, request_bytes, timeout_s=3.0)
+    assert status_of(raw) == status
+    assert b"Connection: close" in raw
+    await still_serves(node)
+
+
+async def test_oversized_header_that_never_ends_is_refused(node: EdgeNode) -> None:
+    raw = await raw_exchange(
+        node.port, b"GET / HTTP/1.1\r\nHost: a\r\nX-Endless: " + b"e" * 200_000, timeout_s=3.0
+    )
+    assert status_of(raw) == 431
+    await still_serves(node)
+
+
+async def test_chunked_body_over_the_limit_gets_413(node: EdgeNode) -> None:
+    chunk = b"10000\r\n" + b"c" * 0x10000 + b"\r\n"
+    raw = await raw_exchange(
+        node.port,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3,
+        timeout_s=3.0,
+    )
+    assert status_of(raw) == 413
+    await still_serves(node)
+
+
+async def test_slowloris_headers_time_out_with_408(node: EdgeNode) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.write(b"GET /hello HTTP/1.1\r\nHost: a\r\n")
+    await writer.drain()
+    for _ in range(4):  # trickle a header line every 0.2 s, past the 0.5 s header timeout
+        await asyncio.sleep(0.2)
+        try:
+            writer.write(b"X-Slow: 1\r\n")
+            await writer.drain()
+        except ConnectionError:
+            break
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert status_of(raw) == 408
+    await still_serves(node)
+
+
+async def test_slow_body_times_out_with_408(node: EdgeNode) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert status_of(raw) == 408
+    await still_serves(node)
+
+
+async def test_idle_keepalive_connection_is_closed(node: EdgeNode) -> None:
+    from failsmall.model import Limits
+
+    assert isinstance(node.slot.limits, Limits)
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    # Connected but silent: closed without a response after the header timeout.
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data == b""
+    await still_serves(node)
+
+
+async def test_origin_down_gives_502(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    node = await start_node()
+    bundle = make_bundle(f"http://127.0.0.1:{dead_port}", limits=fast_limits())
+    digest = watch.publish(keys.sign(bundle))
+    await serving(node, digest)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
+        for _ in range(3):
+            got = await client.get("/hello")
+            assert got.status_code == 502
+            assert "origin unreachable" in got.text
+        digest = watch.publish(keys.sign(make_bundle(origin.url, limits=fast_limits())))
+        await serving(node, digest)
+        assert (await client.get("/hello")).status_code == 200
+
+
+async def test_slow_origin_gives_504_and_next_request_is_fine(node: EdgeNode) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
+        slow = await client.get("/slow", params={"s": "2"})
+        assert slow.status_code == 504
+        assert "did not answer" in slow.text
+        fast = await client.get("/slow", params={"s": "0.05"})
+        assert fast.status_code == 200
+    await still_serves(node)
+
+
+async def test_origin_that_resets_mid_response_closes_the_client(
+    start_node: StartNode, watch: WatchDir, keys: Keys
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await start_node()
+        digest = watch.publish(keys.sign(make_bundle(f"http://127.0.0.1:{port}")))
+        await serving(node, digest)
+        raw = await raw_exchange(node.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", timeout_s=3)
+        assert raw.startswith(b"HTTP/1.1 200 ")
+        assert raw.endswith(b"partial")  # truncated, and the connection closed
+        assert node.ctx.stats.upstream_errors["reset_mid_response"] == 1
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,141 @@
+"""Signature transforms: what each one does, that none raises, and that the fast path is sound."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from failsmall.engine.signatures.transforms import (
+    TRANSFORMS,
+    TRIGGERS,
+    URL_DECODE_ROUNDS,
+    base64_decode,
+    chain,
+    cmd_line,
+    compress_whitespace,
+    features,
+    html_entity_decode,
+    js_decode,
+    lowercase,
+    normalize_path,
+    remove_comments,
+    remove_nulls,
+    remove_whitespace,
+    triggers,
+    url_decode,
+    url_decode_uni,
+)
+from failsmall.model.rules import Transform
+
+# Text that looks like what transforms act on: escapes, entities, comments, paths, whitespace.
+hostile_text = st.lists(
+    st.sampled_from(
+        list("%&#;\\/.*-'\"^,()[]{}<>$`! \t\n\r\x00aAbBuUxX0123456789=+_:@éЖ漢")
+        + ["%2e", "%25", "%u0041", "&lt;", "&#x3C;", "&tab;", "/*", "*/", "--", "\\x41", "\\u0041"]
+    ),
+    max_size=30,
+).map("".join)
+any_text = st.one_of(
+    st.text(max_size=80),
+    st.binary(max_size=80).map(lambda raw: raw.decode("utf-8", errors="surrogateescape")),
+    hostile_text,
+)
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "expected"),
+    [
+        (url_decode, "%27%20OR%201%3D1", "' OR 1=1"),
+        (url_decode, "%252e%252e%252f", "../"),
+        (url_decode, "1+1", "1+1"),
+        (url_decode, "100% sure", "100% sure"),
+        (url_decode_uni, "%u003cscript%u003e", "<script>"),
+        (url_decode_uni, "%uff1cscript", "＜script"),
+        (html_entity_decode, "&lt;svg&gt; &#x6a;&#97;", "<svg> ja"),
+        (html_entity_decode, "ja&Tab;va&NewLine;script&colon;", "ja\tva\nscript:"),
+        (html_entity_decode, "ja&tab;vascript&COLON;", "ja\tvascript:"),
+        (html_entity_decode, "rock & roll", "rock & roll"),
+        (lowercase, "SeLeCt", "select"),
+        (compress_whitespace, "a \t\n b  c", "a b c"),
+        (remove_whitespace, "j a\tv\na", "java"),
+        (remove_nulls, "a\x00b", "ab"),
+        (normalize_path, "/a/./b/../c//d", "/a/c/d"),
+        (normalize_path, "..\\..\\windows\\win.ini", "../../windows/win.ini"),
+        (normalize_path, "/static/", "/static/"),
+        (base64_decode, "X19wcm90b19f", "__proto__"),
+        (base64_decode, "d2hpbGUodHJ1ZSk7Cg==", "while(true);\n"),
+        (base64_decode, "not base64!", "not base64!"),
+        (remove_comments, "UNION/**/SELECT", "UNION SELECT"),
+        (remove_comments, "/*!50000select*/ 1", " select  1"),
+        (remove_comments, "1' -- comment", "1' "),
+        (cmd_line, "c^at  /e\"t\"c/pass\\wd", "cat/etc/passwd"),
+        (cmd_line, "ls;id,whoami", "ls;id whoami"),
+        (js_decode, "\\u0061lert\\x28\\61\\51", "alert(1)"),
+        (js_decode, "line\\nbreak", "line\nbreak"),
+    ],
+)
+def test_transform_examples(fn: object, value: str, expected: str) -> None:
+    assert callable(fn)
+    assert fn(value) == expected
+
+
+def test_url_decode_stops_after_its_bound() -> None:
+    encoded = "<"
+    for _ in range(URL_DECODE_ROUNDS + 1):
+        encoded = encoded.replace("%", "%25").replace("<", "%3C")
+    decoded = url_decode(encoded)
+    assert decoded != "<"
+    assert decoded.startswith("%")
+
+
+def test_chain_applies_in_order() -> None:
+    decode_then_lower = chain([Transform.URL_DECODE, Transform.LOWERCASE])
+    assert decode_then_lower("%55NION") == "union"
+    assert chain([])("unchanged") == "unchanged"
+
+
+def test_every_transform_has_an_implementation_and_a_trigger() -> None:
+    assert set(TRANSFORMS) == set(Transform)
+    assert set(TRIGGERS) == set(Transform)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=any_text, transform=st.sampled_from(list(Transform)))
+def test_no_transform_raises_on_any_text(value: str, transform: Transform) -> None:
+    assert isinstance(TRANSFORMS[transform](value), str)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=any_text, transform=st.sampled_from(list(Transform)))
+def test_a_transform_whose_trigger_is_absent_changes_nothing(
+    value: str, transform: Transform
+) -> None:
+    if not features(value) & TRIGGERS[transform]:
+        assert TRANSFORMS[transform](value) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=any_text, transforms=st.lists(st.sampled_from(list(Transform)), max_size=5))
+def test_a_chain_whose_triggers_are_absent_changes_nothing(
+    value: str, transforms: list[Transform]
+) -> None:
+    if not features(value) & triggers(transforms):
+        assert chain(transforms)(value) == value
+
+
+IDEMPOTENT = [
+    Transform.LOWERCASE,
+    Transform.COMPRESS_WHITESPACE,
+    Transform.REMOVE_WHITESPACE,
+    Transform.REMOVE_NULLS,
+    Transform.NORMALIZE_PATH,
+    Transform.CMD_LINE,
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=any_text, transform=st.sampled_from(IDEMPOTENT))
+def test_idempotent_transforms(value: str, transform: Transform) -> None:
+    once = TRANSFORMS[transform](value)
+    assert TRANSFORMS[transform](once) == once
