@@ -7,7 +7,9 @@ For ten representative rule expressions, µs per evaluation:
 - ours, on a fresh `RequestView` each time (adds computing the views the expression reads);
 - the reference (`cel`) with a prebuilt `cel.Context`, and with a prebuilt dict;
 - the reference including building its context from the request (what using it per request costs).
-Ratios are reference / ours (warm), measured in the same run. Target: a typical rule < 1 µs.
+Ratios are reference / ours, measured in the same run; the per-request ratio compares the
+reference with its context built from the request against ours on a fresh view.
+Target: a typical rule < 1 µs.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("cel, per request", justify="right")
     table.add_column("Context / ours", justify="right")
     table.add_column("dict / ours", justify="right")
+    table.add_column("per request: cel / ours", justify="right")
     for row in rows:
         ours = row["ours_us"]
         table.add_row(
@@ -161,14 +164,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['reference_per_request_us']:.1f}",
             f"{row['reference_context_us'] / ours:.1f}x",
             f"{row['reference_dict_us'] / ours:.1f}x",
+            f"{row['reference_per_request_us'] / row['ours_fresh_view_us']:.1f}x",
         )
     console = Console()
     console.print(table)
     console.print(
         "ours: the expression on a request whose views are computed; fresh view: plus computing "
         "the views it reads. cel per request: building the reference's Context from the request, "
-        "then executing."
+        "then executing; compare it with ours on a fresh view."
     )
+    typical = sorted(row["ours_us"] for row in rows)[len(rows) // 2]
+    console.print(f"median of ours: {typical:.2f} µs per evaluation (target: under 1 µs)")
     return 0
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from rich.table import Table
 from failsmall.control.plane import ControlPlane, ControlSettings
 from failsmall.model import Bundle, Origin, Route, sign_bundle, verify_envelope
 from failsmall.model.envelope import key_id
-from failsmall.rollout import GLOBAL, NAMED_POLICIES
+from failsmall.rollout import GLOBAL, NAMED_POLICIES, Policy
 from failsmall.transport.base import (
     ApplyReport,
     ApplyResult,
@@ -156,7 +156,9 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(transport: str, nodes: int, workdir: Path, policies: dict[str, object]):  # type: ignore[no-untyped-def]
+async def rig(
+    transport: str, nodes: int, workdir: Path, policies: dict[str, Policy]
+) -> AsyncIterator[Rig]:
     key = Ed25519PrivateKey.generate()
     trusted = {key_id(key.public_key()): key.public_key()}
     server = None
@@ -165,7 +167,7 @@ async def rig(transport: str, nodes: int, workdir: Path, policies: dict[str, obj
         key=key,
         port=0,
         admin_token_file=workdir / f"{transport}.admin",
-        policies=policies,  # type: ignore[arg-type]
+        policies=policies,
     )
     if transport == "nats":
         server = NatsServer(name="bench", workdir=workdir)
@@ -174,7 +176,7 @@ async def rig(transport: str, nodes: int, workdir: Path, policies: dict[str, obj
         settings.nats_servers = [server.url]
     plane = await ControlPlane.open(settings)
     await plane.start()
-    admin_token = settings.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    admin_token = (workdir / f"{transport}.admin").read_text().strip()
     admin = httpx.AsyncClient(
         base_url=plane.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60
     )
@@ -184,8 +186,7 @@ async def rig(transport: str, nodes: int, workdir: Path, policies: dict[str, obj
     agents = []
     for i in range(nodes):
         channel: NodeChannel
-        if transport == "nats":
-            assert server is not None
+        if server is not None:
             channel = await NatsNodeChannel.connect([server.url], name=f"edge-{i}")
         else:
             channel = HttpNodeChannel(plane.url, node_token)
@@ -229,16 +230,9 @@ async def propagation(transport: str, nodes: int, rounds: int, workdir: Path) ->
 async def bad_canary(transport: str, nodes: int, workdir: Path) -> tuple[float, int, str]:
     """Seconds from pushing a bundle that blocks everyone to every node back on the last good,
     with the default (logic) policy; and how many nodes ever received the bad bundle."""
-    async with rig(transport, nodes, workdir, dict(NAMED_POLICIES)) as r:
+    async with rig(transport, nodes, workdir, BENCH_POLICIES) as r:
         good, first, _ = await r.push(small_bundle("good"), policy="global")
-        # The shipped global policy pauses (0 s bake); the fleet is on the good bundle anyway.
-        deadline = time.monotonic() + 30
-        while any(a.current != good for a in r.agents) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        with contextlib.suppress(httpx.HTTPError):
-            await r.admin.post("/v1/rollout/resume", json={})
-        await r.wait_done(first)
-        if r.plane.driver.last_good != good:
+        if await r.wait_done(first) != "completed" or r.plane.driver.last_good != good:
             raise RuntimeError("the seed rollout did not complete")
         bad_bundle = small_bundle("blocks-everyone", block_all=True)
         bad = sign_bundle(bad_bundle, r.key).digest

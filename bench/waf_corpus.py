@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from failsmall.engine import Engine
+from failsmall.engine import Engine, RequestView
+from failsmall.engine.request import Request
+from failsmall.engine.signatures import TRANSFORMS, target_values
+from failsmall.engine.signatures.transforms import features, triggers
+from failsmall.managed import managed_ruleset
 from failsmall.managed.corpora import CorpusError, benign_requests, crs_cases
 from failsmall.managed.measure import (
     BenignResult,
@@ -35,7 +41,9 @@ from failsmall.managed.measure import (
     measure_benign,
     percentile,
 )
+from failsmall.model.rules import Target
 
+TRANSFORM_SAMPLE = 20_000
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "crs-regression"
 DEFAULT_BENIGN = REPO / "tests" / "data" / "benign"
@@ -115,12 +123,65 @@ def main(argv: list[str] | None = None) -> int:
         (Timing.of("attack requests", attack_ns), Timing.of("baseline", base_attack_ns)),
         (Timing.of("benign requests", benign_ns), Timing.of("baseline", base_benign_ns)),
     ]
+    transforms = _transform_costs(benign)
     met = _targets_met(families, false_positives, bool(cases))
     if args.json:
-        print(json.dumps(_document(args, families, false_positives, timings, met), indent=2))
+        document = _document(args, families, false_positives, timings, met)
+        document["transforms_ns_per_value"] = transforms
+        print(json.dumps(document, indent=2))
     else:
         _print(console, args, families, false_positives, timings, met)
+        _print_transforms(console, transforms)
     return 0 if met else 1
+
+
+def _transform_costs(requests: list[Request]) -> dict[str, float]:
+    """Mean time per value of each transform over the benign corpus' target values.
+
+    The baseline is a call of a function that returns its argument; `features` is the check
+    that lets the scanner skip a chain on values none of its transforms would change, for the
+    features the managed ruleset's chains use.
+    """
+    values: list[str] = []
+    for request in requests:
+        view = RequestView(request)
+        for target in Target:
+            values.extend(target_values(view, target))
+            if len(values) >= TRANSFORM_SAMPLE:
+                break
+        if len(values) >= TRANSFORM_SAMPLE:
+            break
+    wanted = 0
+    for rule in managed_ruleset().rules:
+        if rule.match is not None:
+            wanted |= triggers(rule.match.transforms)
+    costs: dict[str, float] = {}
+    candidates: list[tuple[str, Callable[[str], object]]] = [
+        ("baseline (identity call)", _identity),
+        ("features (fast-path check)", lambda value: features(value, wanted)),
+        *((t.value, fn) for t, fn in TRANSFORMS.items()),
+    ]
+    for name, fn in candidates:
+        started = time.perf_counter_ns()
+        for value in values:
+            fn(value)
+        costs[name] = (time.perf_counter_ns() - started) / max(1, len(values))
+    return costs
+
+
+def _identity(value: str) -> str:
+    return value
+
+
+def _print_transforms(console: Console, costs: dict[str, float]) -> None:
+    baseline = costs["baseline (identity call)"]
+    table = Table(title="transforms: mean time per target value of the benign corpus")
+    table.add_column("transform")
+    table.add_column("ns / value", justify="right")
+    table.add_column("/ baseline", justify="right")
+    for name, cost in costs.items():
+        table.add_row(name, f"{cost:.0f}", f"{_ratio(cost, baseline):.1f}x")
+    console.print(table)
 
 
 def _targets_met(

@@ -26,6 +26,7 @@ from failsmall.transport.base import (
     Assignment,
     HealthReport,
     NoChange,
+    NodeChannel,
     TransportError,
 )
 from failsmall.transport.http import HttpNodeChannel
@@ -128,13 +129,15 @@ class ScriptedNode:
     traffic: Callable[[str], Traffic] = lambda digest: HEALTHY
     refuse: set[str] = field(default_factory=set)
     report_every_s: float = 0.2
+    channel: NodeChannel | None = None
     current: str = ""
     applied: list[str] = field(default_factory=list)
     assigned: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        self.channel = HttpNodeChannel(self.url, self.token)
+        if self.channel is None:
+            self.channel = HttpNodeChannel(self.url, self.token)
         self._tasks = [
             asyncio.create_task(self._follow()),
             asyncio.create_task(self._report()),
@@ -146,13 +149,19 @@ class ScriptedNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.channel.close()
+        await self._channel().close()
+
+    def _channel(self) -> NodeChannel:
+        if self.channel is None:
+            raise RuntimeError("start the node first")
+        return self.channel
 
     async def _follow(self) -> None:
+        channel = self._channel()
         revision = 0
         while True:
             try:
-                result = await self.channel.watch(self.node_id, revision, 2.0)
+                result = await channel.watch(self.node_id, revision, 2.0)
             except TransportError:
                 await asyncio.sleep(0.1)
                 continue
@@ -162,7 +171,7 @@ class ScriptedNode:
                 case Assignment(digest=digest, revision=rev):
                     revision = rev
                     self.assigned.append(digest)
-                    await self.channel.fetch(digest)
+                    await channel.fetch(digest)
                     if digest in self.refuse:
                         report = ApplyReport(
                             self.node_id, digest, ApplyResult.NACK, "over capacity", time.time()
@@ -171,9 +180,10 @@ class ScriptedNode:
                         self.current = digest
                         self.applied.append(digest)
                         report = ApplyReport(self.node_id, digest, ApplyResult.ACK, at=time.time())
-                    await self._send(self.channel.send_apply(report))
+                    await self._send(channel.send_apply(report))
 
     async def _report(self) -> None:
+        channel = self._channel()
         while True:
             traffic = self.traffic(self.current)
             report = HealthReport(
@@ -187,7 +197,7 @@ class ScriptedNode:
                 responses_5xx=traffic.responses_5xx if self.current else 0,
                 p99_ms=3.0,
             )
-            await self._send(self.channel.send_health(report))
+            await self._send(channel.send_health(report))
             await asyncio.sleep(self.report_every_s)
 
     @staticmethod

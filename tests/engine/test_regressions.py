@@ -79,15 +79,24 @@ def test_2025_11_18_feature_file_past_node_capacity_is_refused_not_a_crash() -> 
 
 
 def test_rebuild_reuses_signature_databases_only_when_patterns_are_unchanged() -> None:
-    rule = {"id": "sig", "match": {"targets": ["arg_values"], "patterns": ["evil"]},
-            "action": {"type": "block"}}
-    first = Engine.build(Bundle.model_validate({
-        "rulesets": [{"id": "e", "rules": [rule]}],
-        "phases": {"http_request_firewall_custom": "e"},
-    }))
-    killswitched = first.bundle.model_copy(update={"overrides": [
-        {"rule": "sig", "state": "disabled", "reason": "fp", "author": "sre"}]})
-    second = Engine.build(Bundle.model_validate(killswitched.model_dump()), reuse=first)
+    rule = {
+        "id": "sig",
+        "match": {"targets": ["arg_values"], "patterns": ["evil"]},
+        "action": {"type": "block"},
+    }
+    first = Engine.build(
+        Bundle.model_validate(
+            {
+                "rulesets": [{"id": "e", "rules": [rule]}],
+                "phases": {"http_request_firewall_custom": "e"},
+            }
+        )
+    )
+    killswitched = first.bundle.model_dump()
+    killswitched["overrides"] = [
+        {"rule": "sig", "state": "disabled", "reason": "fp", "author": "sre"}
+    ]
+    second = Engine.build(Bundle.model_validate(killswitched), reuse=first)
     assert second.waf.scanner is first.waf.scanner
     assert second.evaluate(request(query="q=evil"), second.new_state()).decision is Decision.ALLOW
     changed = first.bundle.model_dump()

@@ -13,7 +13,7 @@ from failsmall.engine.request import Request, RequestView
 
 IP_LISTS: Final = {"office": ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"], "empty": []}
 
-_TEXT_ALPHABET: Final = st.sampled_from(list("abcAB/-._ %=?&é😀\n\t") + ["\\", '"', "'"])
+_TEXT_ALPHABET: Final = st.sampled_from([*"abcAB/-._ %=?&é😀\n\t", "\\", '"', "'"])
 _SHORT_TEXT: Final = st.text(_TEXT_ALPHABET, max_size=6)
 _NAMES: Final = st.sampled_from(["a", "b", "session", "id", "x-y"])
 _HEADER_NAMES: Final = st.sampled_from(["Host", "User-Agent", "Accept", "Cookie", "X-Y", "accept"])
@@ -94,20 +94,29 @@ def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrate
         branches += [
             st.builds("{} == {}".format, e("string"), e("string")),
             st.builds("{} != {}".format, e("int"), e("int")),
-            st.builds("{} {} {}".format, e("int"), st.sampled_from(["<", "<=", ">", ">="]), e("int")),
+            st.builds(
+                "{} {} {}".format, e("int"), st.sampled_from(["<", "<=", ">", ">="]), e("int")
+            ),
             st.builds("{} {} {}".format, e("string"), st.sampled_from(["<", ">="]), e("string")),
             st.builds("{} {} {}".format, e("int"), st.sampled_from(["==", "<"]), e("double")),
             st.builds("{} == {}".format, e("uint"), e("int")),
             st.builds("{} == {}".format, e("strings"), e("strings")),
             st.builds("{} == {}".format, e("string"), e("int")),
-            st.builds("{}.{}({})".format, e("string"),
-                      st.sampled_from(["startsWith", "endsWith", "contains"]), e("string")),
-            st.builds("{}.matches({})".format, e("string"),
-                      st.sampled_from(_PATTERNS).map(string_literal)),
+            st.builds(
+                "{}.{}({})".format,
+                e("string"),
+                st.sampled_from(["startsWith", "endsWith", "contains"]),
+                e("string"),
+            ),
+            st.builds(
+                "{}.matches({})".format, e("string"), st.sampled_from(_PATTERNS).map(string_literal)
+            ),
             st.builds("{} in {}".format, e("string"), e("strings")),
             st.builds("{} in {}".format, e("string"), e("map")),
             st.builds("{} in {}".format, e("int"), e("ints")),
-            st.builds("has({}.{})".format, st.sampled_from(_MAP_FIELDS), _NAMES.filter(str.isidentifier)),
+            st.builds(
+                "has({}.{})".format, st.sampled_from(_MAP_FIELDS), _NAMES.filter(str.isidentifier)
+            ),
             st.builds("!{}".format, e("bool")),
             st.builds("({} && {})".format, e("bool"), e("bool")),
             st.builds("({} || {})".format, e("bool"), e("bool")),
@@ -118,7 +127,9 @@ def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrate
         branches += [
             st.builds("size({})".format, st.one_of(e("string"), e("strings"), e("map"))),
             st.builds("{}.size()".format, e("string")),
-            st.builds("({} {} {})".format, e("int"), st.sampled_from(["+", "-", "*", "/", "%"]), e("int")),
+            st.builds(
+                "({} {} {})".format, e("int"), st.sampled_from(["+", "-", "*", "/", "%"]), e("int")
+            ),
             st.builds("-{}".format, e("int")),
             st.builds("int({})".format, st.one_of(e("string"), e("double"), e("uint"))),
             st.builds("({} ? {} : {})".format, e("bool"), e("int"), e("int")),
@@ -127,20 +138,31 @@ def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrate
     elif kind == "double":
         branches += [
             st.builds("double({})".format, st.one_of(e("int"), e("string"))),
-            st.builds("({} {} {})".format, e("double"), st.sampled_from(["+", "-", "*", "/"]), e("double")),
+            st.builds(
+                "({} {} {})".format, e("double"), st.sampled_from(["+", "-", "*", "/"]), e("double")
+            ),
             st.builds("-{}".format, e("double")),
         ]
     elif kind == "uint":
         branches += [
-            st.builds("({} {} {})".format, e("uint"), st.sampled_from(["+", "-", "*", "/", "%"]), e("uint")),
+            st.builds(
+                "({} {} {})".format,
+                e("uint"),
+                st.sampled_from(["+", "-", "*", "/", "%"]),
+                e("uint"),
+            ),
         ]
     elif kind == "string":
         branches += [
             st.builds("({} + {})".format, e("string"), e("string")),
-            st.builds("string({})".format, st.one_of(e("int"), e("double"), e("uint"), e("string"))),
+            st.builds(
+                "string({})".format, st.one_of(e("int"), e("double"), e("uint"), e("string"))
+            ),
             st.builds("{}[{}]".format, e("strings"), e("int")),
             st.builds("{}[{}][0]".format, e("map"), e("string")),
-            st.builds("{}.{}[0]".format, st.sampled_from(_MAP_FIELDS), _NAMES.filter(str.isidentifier)),
+            st.builds(
+                "{}.{}[0]".format, st.sampled_from(_MAP_FIELDS), _NAMES.filter(str.isidentifier)
+            ),
             st.builds("({} ? {} : {})".format, e("bool"), e("string"), e("string")),
         ]
     elif kind == "strings":
@@ -164,8 +186,11 @@ def _leaves(kind: str, scope: Scope) -> st.SearchStrategy[str]:
         options += [
             st.sampled_from(["true", "false", "http.request.body.truncated"]),
             st.builds("ip_in_list(ip.src, {})".format, st.sampled_from(['"office"', '"empty"'])),
-            st.builds("ip_in_cidr({}, {})".format, st.sampled_from(["ip.src", '"10.9.9.9"', '"x"']),
-                      st.sampled_from(['"10.0.0.0/8"', '"::/0"', '"8.8.8.8/32"'])),
+            st.builds(
+                "ip_in_cidr({}, {})".format,
+                st.sampled_from(["ip.src", '"10.9.9.9"', '"x"']),
+                st.sampled_from(['"10.0.0.0/8"', '"::/0"', '"8.8.8.8/32"']),
+            ),
         ]
     elif kind == "int":
         options += [
@@ -176,22 +201,35 @@ def _leaves(kind: str, scope: Scope) -> st.SearchStrategy[str]:
     elif kind == "double":
         options += [st.sampled_from(["0.0", "1.5", "-2.25", "1e300", ".5", "3.0e-5", "100.0"])]
     elif kind == "uint":
-        options += [st.integers(0, 2**64 - 1).map("{}u".format), st.integers(0, 3).map("{}u".format)]
+        options += [
+            st.integers(0, 2**64 - 1).map("{}u".format),
+            st.integers(0, 3).map("{}u".format),
+        ]
     elif kind == "string":
-        options += [_SHORT_TEXT.map(string_literal), st.sampled_from(_STRING_FIELDS),
-                    st.sampled_from(['r"a\\d"', "'single'", '"\\x41\\101\\u00e9"', '""'])]
+        options += [
+            _SHORT_TEXT.map(string_literal),
+            st.sampled_from(_STRING_FIELDS),
+            st.sampled_from(['r"a\\d"', "'single'", '"\\x41\\101\\u00e9"', '""']),
+        ]
     elif kind == "strings":
         options += [
-            st.lists(_SHORT_TEXT.map(string_literal), max_size=3).map(lambda items: f"[{', '.join(items)}]"),
+            st.lists(_SHORT_TEXT.map(string_literal), max_size=3).map(
+                lambda items: f"[{', '.join(items)}]"
+            ),
             st.sampled_from(_LIST_FIELDS),
         ]
     elif kind == "ints":
-        options += [st.lists(st.integers(-3, 3).map(str), max_size=3).map(lambda items: f"[{', '.join(items)}]")]
+        options += [
+            st.lists(st.integers(-3, 3).map(str), max_size=3).map(
+                lambda items: f"[{', '.join(items)}]"
+            )
+        ]
     elif kind == "map":
         options += [
             st.sampled_from(_MAP_FIELDS),
-            st.lists(st.tuples(_NAMES.map(string_literal), _SHORT_TEXT.map(string_literal)), max_size=2)
-            .map(lambda pairs: "{" + ", ".join(f"{k}: [{v}]" for k, v in pairs) + "}"),
+            st.lists(
+                st.tuples(_NAMES.map(string_literal), _SHORT_TEXT.map(string_literal)), max_size=2
+            ).map(lambda pairs: "{" + ", ".join(f"{k}: [{v}]" for k, v in pairs) + "}"),
         ]
     return st.one_of(options)
 
@@ -208,22 +246,45 @@ def _comprehension(kind: str, depth: int, scope: Scope) -> st.SearchStrategy[str
     if kind == "bool":
         macros = st.sampled_from(["exists", "all", "exists_one"])
         return st.one_of(
-            st.builds(f"{{}}.{{}}({variable}, {{}})".format, over("string"), macros,
-                      expressions("bool", depth, over_strings)),
-            st.builds(f"{{}}.{{}}({variable}, {{}})".format, over("int"), macros,
-                      expressions("bool", depth, over_ints)),
+            st.builds(
+                f"{{}}.{{}}({variable}, {{}})".format,
+                over("string"),
+                macros,
+                expressions("bool", depth, over_strings),
+            ),
+            st.builds(
+                f"{{}}.{{}}({variable}, {{}})".format,
+                over("int"),
+                macros,
+                expressions("bool", depth, over_ints),
+            ),
             # Map keys come in no defined order, so the predicate over them must not fail.
-            st.builds(f"{{}}.{{}}({variable}, {variable}.startsWith({{}}))".format,
-                      expressions("map", depth, scope), macros, _SHORT_TEXT.map(string_literal)),
+            st.builds(
+                f"{{}}.{{}}({variable}, {variable}.startsWith({{}}))".format,
+                expressions("map", depth, scope),
+                macros,
+                _SHORT_TEXT.map(string_literal),
+            ),
         )
     if kind == "strings":
         return st.one_of(
-            st.builds(f"{{}}.filter({variable}, {{}})".format, over("string"),
-                      expressions("bool", depth, over_strings)),
-            st.builds(f"{{}}.map({variable}, {{}})".format, over("string"),
-                      expressions("string", depth, over_strings)),
-            st.builds(f"{{}}.map({variable}, {{}}, {{}})".format, over("int"),
-                      expressions("bool", depth, over_ints), expressions("string", depth, over_ints)),
+            st.builds(
+                f"{{}}.filter({variable}, {{}})".format,
+                over("string"),
+                expressions("bool", depth, over_strings),
+            ),
+            st.builds(
+                f"{{}}.map({variable}, {{}})".format,
+                over("string"),
+                expressions("string", depth, over_strings),
+            ),
+            st.builds(
+                f"{{}}.map({variable}, {{}}, {{}})".format,
+                over("int"),
+                expressions("bool", depth, over_ints),
+                expressions("string", depth, over_ints),
+            ),
         )
-    return st.builds(f"{{}}.map({variable}, {{}})".format, over("int"),
-                     expressions("int", depth, over_ints))
+    return st.builds(
+        f"{{}}.map({variable}, {{}})".format, over("int"), expressions("int", depth, over_ints)
+    )

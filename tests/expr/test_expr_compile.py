@@ -104,7 +104,7 @@ def test_ip_lists_must_exist_and_hold_addresses() -> None:
 
 
 def test_unknown_functions_and_methods_are_refused_with_the_supported_ones() -> None:
-    message = refusal('sizee(http.host) == 1')
+    message = refusal("sizee(http.host) == 1")
     assert "did you mean size()" in message
     assert "not available" in refusal('http.host.lowerAscii() == "a"')
     assert "unknown method" in refusal('http.host.trim() == "a"')
@@ -127,3 +127,21 @@ def test_what_the_reference_refuses_is_refused() -> None:
 def test_constant_errors_are_left_for_evaluation() -> None:
     # CEL reports 1 / 0 when evaluating, not when compiling; so do we.
     assert compile_expression("1 / 0 == 1 || true").source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "1 + " * 3000 + "1 == 1",
+        "!(" * 3000 + "true" + ")" * 3000,
+        "[" * 3000 + "]" * 3000 + " == []",
+        "true && " * 3000 + "true",
+    ],
+)
+def test_expressions_too_deep_for_the_stack_are_refused_with_a_clear_error(source: str) -> None:
+    assert "nests" in refusal(source)
+
+
+def test_long_but_reasonable_chains_compile() -> None:
+    assert compile_expression("true && " * 150 + "true").source
+    assert compile_expression("(" * 30 + "true" + ")" * 30).source

@@ -121,6 +121,8 @@ def test_evaluate_requires_a_boolean_result() -> None:
         ("b'\\xff' == b'\\377'", True),
         ("-(-9223372036854775807 - 1)", -9223372036854775808),
         ("true ? 1 : 'a'", 1),
+        ("{'a': true}['a']", True),
+        ("{'a': {'b': 2}}.a.b", 2),
     ],
 )
 def test_cel_semantics(source: str, value: Any) -> None:
@@ -193,7 +195,7 @@ def test_fields_are_read_lazily() -> None:
     compile_expression('http.request.method == "POST"').evaluate(request_view)
     assert "cookies" not in vars(request_view)
     assert "body_text" not in vars(request_view)
-    compile_expression('has(http.request.cookies.session)').evaluate(request_view)
+    compile_expression("has(http.request.cookies.session)").evaluate(request_view)
     assert "cookies" in vars(request_view)
 
 

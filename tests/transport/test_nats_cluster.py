@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from transport_harness import CollectingSink, signed_envelope
 
 from failsmall.transport.base import (
@@ -47,6 +48,7 @@ async def _retry(action, timeout_s: float = 20):  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.25)
 
 
+@pytest.mark.slow
 async def test_rollout_survives_a_killed_server(nats_cluster: NatsCluster) -> None:
     urls = nats_cluster.urls
     control = await _retry(lambda: NatsControlChannel.connect(urls, replicas=3))

@@ -31,8 +31,11 @@ from failsmall.model.rules import Transform
 # Text that looks like what transforms act on: escapes, entities, comments, paths, whitespace.
 hostile_text = st.lists(
     st.sampled_from(
-        list("%&#;\\/.*-'\"^,()[]{}<>$`! \t\n\r\x00aAbBuUxX0123456789=+_:@éЖ漢")
-        + ["%2e", "%25", "%u0041", "&lt;", "&#x3C;", "&tab;", "/*", "*/", "--", "\\x41", "\\u0041"]
+        [
+            *"%&#;\\/.*-'\"^,()[]{}<>$`! \t\n\r\x00aAbBuUxX0123456789=+_:@éЖ漢",
+            *["%2e", "%25", "%u0041", "&lt;", "&#x3C;", "&tab;", "/*", "*/", "--"],
+            *["\\x41", "\\u0041"],
+        ]
     ),
     max_size=30,
 ).map("".join)
@@ -69,7 +72,7 @@ any_text = st.one_of(
         (remove_comments, "UNION/**/SELECT", "UNION SELECT"),
         (remove_comments, "/*!50000select*/ 1", " select  1"),
         (remove_comments, "1' -- comment", "1' "),
-        (cmd_line, "c^at  /e\"t\"c/pass\\wd", "cat/etc/passwd"),
+        (cmd_line, 'c^at  /e"t"c/pass\\wd', "cat/etc/passwd"),
         (cmd_line, "ls;id,whoami", "ls;id whoami"),
         (js_decode, "\\u0061lert\\x28\\61\\51", "alert(1)"),
         (js_decode, "line\\nbreak", "line\nbreak"),

@@ -41,3 +41,6 @@ audit_cmd.register(app)
 from failsmall.cli import up_cmd  # noqa: E402
 
 up_cmd.register(app)
+from failsmall.cli import expr_cmd  # noqa: E402
+
+expr_cmd.register(app)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import typer
 from aiohttp import web
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -82,6 +83,33 @@ def node_argv(
     ]
 
 
+PROBE_INTERVAL_S = 0.05
+PROBE_HEADERS = {
+    "Host": "shop.example",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-GB,en;q=0.7",
+    "Sec-Fetch-Mode": "navigate",
+}
+"""What the probe sends: a browser's request for the demo shop's home page."""
+
+
+async def probe(ports: list[int], stop: asyncio.Event) -> None:
+    """Synthetic traffic (about 20 requests/s per node) so that the health gate has data to
+    judge: a rollout never passes on no data, and a demo fleet has no users."""
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while not stop.is_set():
+            for port in ports:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(
+                        f"http://127.0.0.1:{port}/", headers=PROBE_HEADERS
+                    ) as response:
+                        await response.read()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PROBE_INTERVAL_S)
+
+
 @dataclass
 class Fleet:
     """Everything `up` started, so that it can all be stopped."""
@@ -90,8 +118,13 @@ class Fleet:
     plane: ControlPlane | None = None
     origin: web.AppRunner | None = None
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    prober: asyncio.Task[None] | None = None
+    stop_probing: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self) -> None:
+        self.stop_probing.set()
+        if self.prober is not None:
+            await self.prober
         for process in self.nodes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -114,7 +147,12 @@ class UpError(Exception):
 
 
 async def start_fleet(
-    fleet: Fleet, nodes: int, control_port: int, first_port: int, config_dir: Path
+    fleet: Fleet,
+    nodes: int,
+    control_port: int,
+    first_port: int,
+    config_dir: Path,
+    probing: bool = True,
 ) -> tuple[str, str]:
     """Start origin, control plane and nodes; returns (control URL, admin token)."""
     key_path = fleet.state_dir / "signing.key"
@@ -159,6 +197,9 @@ async def start_fleet(
         if time.monotonic() > deadline:
             raise UpError(f"only {len(plane.fleet.live_nodes())} of {nodes} nodes reported in 60 s")
         await asyncio.sleep(0.2)
+    if probing:
+        ports = [first_port + i for i in range(nodes)]
+        fleet.prober = asyncio.create_task(probe(ports, fleet.stop_probing))
     bundle = demo_bundle(config_dir, origin_port)
     signed = sign_bundle(bundle, settings.key)
     result = await plane.pushes.push(signed.to_bytes(), Principal("up", Role.ADMIN, "up"))
@@ -180,7 +221,12 @@ async def start_fleet(
 
 
 async def run_up(
-    nodes: int, control_port: int, first_port: int, duration: float | None, config_dir: Path
+    nodes: int,
+    control_port: int,
+    first_port: int,
+    duration: float | None,
+    config_dir: Path,
+    probing: bool,
 ) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="failsmall-up-"))
     fleet = Fleet(state_dir)
@@ -189,7 +235,9 @@ async def run_up(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        url, admin_token = await start_fleet(fleet, nodes, control_port, first_port, config_dir)
+        url, admin_token = await start_fleet(
+            fleet, nodes, control_port, first_port, config_dir, probing
+        )
         saved = write_connection_file(url, admin_token)
         console.print(f"\n[bold green]failsmall is up[/] (state in {state_dir})")
         console.print(f"  control plane  {url}   (admin token saved in {saved})")
@@ -223,10 +271,16 @@ def up(
     config: Annotated[
         Path | None, typer.Option("--config", help="Config directory (default: the example).")
     ] = None,
+    probing: Annotated[
+        bool,
+        typer.Option("--probe/--no-probe", help="Send synthetic traffic so the gate has data."),
+    ] = True,
 ) -> None:
     """Start a control plane, edge nodes and a demo origin, and roll out the example site."""
     raise typer.Exit(
-        asyncio.run(run_up(nodes, control_port, first_port, duration, config or example_dir()))
+        asyncio.run(
+            run_up(nodes, control_port, first_port, duration, config or example_dir(), probing)
+        )
     )
 
 

@@ -175,8 +175,8 @@ class ControlPlane:
 
     async def stop(self) -> None:
         await self.driver.stop()
+        await self.channel.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.channel.close()
         self.store.close()

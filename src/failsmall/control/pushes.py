@@ -73,13 +73,19 @@ class PushService:
         self.trusted = trusted
         self._clock = clock
         self.policies = dict(policies or NAMED_POLICIES)
+        self._parsed: dict[str, Bundle] = {}
 
     def current_bundle(self) -> Bundle | None:
         """The last good bundle (what the fleet serves when no rollout runs)."""
-        stored = self._store.bundle(self._driver.last_good)
+        digest = self._driver.last_good
+        if digest in self._parsed:
+            return self._parsed[digest]
+        stored = self._store.bundle(digest)
         if stored is None:
             return None
-        return verify_envelope(stored.envelope, self.trusted).bundle
+        bundle = verify_envelope(stored.envelope, self.trusted).bundle
+        self._parsed = {digest: bundle}
+        return bundle
 
     async def push(
         self,

@@ -63,13 +63,14 @@ class BotScorer:
         if not self.features:
             return NotComputed("the feature file has no features")
         total = self.base_score
+        ua_class = user_agent_class(view.user_agent)
         for feature in self.features:
-            if _present(feature, view, client_rate):
+            if _present(feature, view, client_rate, ua_class):
                 total += feature.weight
         return Scored(max(1, min(99, round(total))))
 
 
-def _present(feature: Feature, view: RequestView, client_rate: float) -> bool:
+def _present(feature: Feature, view: RequestView, client_rate: float, ua_class: str) -> bool:
     param = feature.param.lower()
     match feature.kind:
         case FeatureKind.HEADER_PRESENT:
@@ -81,7 +82,7 @@ def _present(feature: Feature, view: RequestView, client_rate: float) -> bool:
             seen = [n for n in view.header_names if n in wanted]
             return bool(wanted) and seen[: len(wanted)] == wanted
         case FeatureKind.USER_AGENT_CLASS:
-            return user_agent_class(view.user_agent) == param
+            return ua_class == param
         case FeatureKind.RATE_OVER:
             return client_rate > float(param or "0")
         case FeatureKind.ACCEPT_WILDCARD:

@@ -88,7 +88,7 @@ class EngineState:
 
     def breaker(self, module: ModuleName, settings: ModuleSettings) -> Breaker:
         breaker = self.breakers.get(module)
-        if breaker is None or breaker.settings != settings:
+        if breaker is None or breaker.settings is not settings:
             breaker = Breaker(settings)
             self.breakers[module] = breaker
         return breaker

@@ -20,6 +20,7 @@ class PointerBoard:
         self._assignments: dict[str, Assignment] = dict(assignments or {})
         self._revision = max((a.revision for a in self._assignments.values()), default=0)
         self._changed = asyncio.Condition()
+        self._released = False
 
     @property
     def revision(self) -> int:
@@ -41,6 +42,12 @@ class PointerBoard:
             self._changed.notify_all()
         return assignment
 
+    async def release(self) -> None:
+        """End every wait now (with NoChange), so that a shutdown does not wait on long-polls."""
+        self._released = True
+        async with self._changed:
+            self._changed.notify_all()
+
     async def wait(
         self, node_id: str, after_revision: int, timeout_s: float
     ) -> Assignment | NoChange:
@@ -48,11 +55,14 @@ class PointerBoard:
 
         def newer() -> bool:
             current = self._assignments.get(node_id)
-            return current is not None and current.revision > after_revision
+            return self._released or (current is not None and current.revision > after_revision)
 
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(newer), timeout=max(timeout_s, 0))
             except TimeoutError:
                 return NoChange(revision=after_revision)
-        return self._assignments[node_id]
+        current = self._assignments.get(node_id)
+        if current is None or current.revision <= after_revision:
+            return NoChange(revision=after_revision)
+        return current

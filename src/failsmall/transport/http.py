@@ -80,7 +80,9 @@ class HttpControlChannel:
         return self.board.snapshot()
 
     async def close(self) -> None:
+        """Stop taking reports and end every long-poll in flight."""
         self._sink = None
+        await self.board.release()
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from socket import AF_INET, inet_pton
 from typing import Any
 
 from .errors import ExpressionEvalError
 from .values import type_name
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class AddressSetError(ValueError):
@@ -39,20 +38,27 @@ class AddressSet:
             (version, shift, frozenset(values)) for (version, shift), values in prefixes.items()
         )
 
-    def contains_address(self, address: Address) -> bool:
-        version = address.version
-        number = int(address)
-        for set_version, shift, values in self._prefixes:
-            if set_version == version and (number >> shift) in values:
-                return True
-        return False
-
     def contains(self, value: Any) -> bool:
         """Whether `value`, a string, is an address in this set; a non-address is in no set."""
         if type(value) is not str:
             raise ExpressionEvalError(f"an IP address must be a string, got a {type_name(value)}")
         try:
-            address = ipaddress.ip_address(value)
+            version, number = address_number(value)
         except ValueError:
             return False
-        return self.contains_address(address)
+        for set_version, shift, values in self._prefixes:
+            if set_version == version and (number >> shift) in values:
+                return True
+        return False
+
+
+def address_number(text: str) -> tuple[int, int]:
+    """The IP version and integer value of an address, as `ipaddress` reads it, but several times
+    faster for IPv4. Raises ValueError when `text` is not an address."""
+    try:
+        # inet_pton only parses text (no socket is involved); for IPv4 it accepts exactly the
+        # dotted quads that ipaddress accepts, in a tenth of the time.
+        return 4, int.from_bytes(inet_pton(AF_INET, text), "big")
+    except (OSError, ValueError):
+        address = ipaddress.ip_address(text)
+        return address.version, int(address)

@@ -1,11 +1,9 @@
 """Compiles a syntax tree into nested Python closures that evaluate against a `RequestView`.
 
-Every closure has the signature `run(view, scope)`; `scope` is a tuple holding the values of the
-comprehension variables in nesting order, so a compiled expression keeps no mutable state and can
-be evaluated from several threads at once. Field paths resolve here, once: an unknown field is a
-compile error, and a known one becomes a direct call to its reader. Where the compiler knows the
-CEL types of the operands (fields and literals have fixed types) it emits a direct Python
-operation instead of the generic, type-checking one.
+Names resolve here, once: a comprehension variable becomes a slot in the scope tuple, a field path
+becomes a direct call to its reader, and an unknown field is a compile error. Function and method
+calls are checked here too (arity, literal patterns and IP sets, compiled now); operators and
+macros are built by `operators` and `macros`.
 """
 
 from __future__ import annotations
@@ -14,19 +12,21 @@ import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, assert_never
+from typing import Any, Final
 
 from failsmall.engine.request import RequestView
 
+from . import macros, operators
 from . import values as v
 from .addresses import AddressSet, AddressSetError
+from .compiled import Compiled, Run, Scope, constant, fold
 from .errors import ExpressionError, ExpressionEvalError
 from .fields import FIELDS, ROOTS, FieldSpec, Kind
 from .patterns import PatternError, compile_pattern
+from .reference import ReferenceRefusal
 from .syntax import (
     And,
     Binary,
-    BinaryOp,
     Call,
     Comprehension,
     Conditional,
@@ -41,13 +41,12 @@ from .syntax import (
     Or,
     Select,
     Unary,
-    UnaryOp,
 )
 
-Scope = tuple[Any, ...]
-Run = Callable[[RequestView, Scope], Any]
-PatternCheck = Callable[[str], str | None]
-"""Returns why a pattern is refused by the reference CEL implementation, or None if accepted."""
+MAX_NESTING: Final = 200
+"""How deep operations may nest; deeper expressions would exhaust Python's stack."""
+PatternCheck = Callable[[str], None]
+"""Raises `ReferenceRefusal` when the reference CEL implementation refuses a pattern."""
 
 _METHODS: Final = ("contains", "startsWith", "endsWith", "matches", "size")
 _FUNCTIONS: Final = ("size", "int", "double", "string", "ip_in_list", "ip_in_cidr")
@@ -55,16 +54,6 @@ _NOT_IN_REFERENCE: Final = {
     "lowerAscii": "compare with a case-insensitive pattern instead: x.matches('(?i)abc')",
     "upperAscii": "compare with a case-insensitive pattern instead: x.matches('(?i)abc')",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Compiled:
-    """A compiled node: its closure, the CEL type it always yields, and its value if constant."""
-
-    run: Run
-    kind: Kind
-    constant: bool = False
-    value: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,58 +75,6 @@ class Program:
     address_sets: Mapping[str, AddressSet]
 
 
-def kind_of(value: object) -> Kind:
-    """The static kind of a constant."""
-    kind = type(value)
-    if kind is bool:
-        return Kind.BOOL
-    if kind is int:
-        return Kind.INT
-    if kind is v.UInt:
-        return Kind.UINT
-    if kind is float:
-        return Kind.DOUBLE
-    if kind is str:
-        return Kind.STRING
-    if kind is bytes:
-        return Kind.BYTES
-    if kind is list:
-        return Kind.LIST
-    if kind is dict:
-        return Kind.MAP
-    return Kind.NULL
-
-
-def constant(value: Any) -> Compiled:
-    """A node whose value is known at compile time."""
-
-    def run(view: RequestView, scope: Scope) -> Any:
-        return value
-
-    return Compiled(run, kind_of(value), True, value)
-
-
-def _fold(compiled: Compiled, *children: Compiled) -> Compiled:
-    """Evaluate a pure node with constant children now; an error is left for evaluation time."""
-    if not all(child.constant for child in children):
-        return compiled
-    try:
-        value = compiled.run(_NO_VIEW, ())
-    except ExpressionEvalError:
-        return compiled
-    return constant(value)
-
-
-class _NoView(RequestView):
-    """Stands in for a request while folding constants, which never read one."""
-
-    def __init__(self) -> None:
-        pass
-
-
-_NO_VIEW: Final = _NoView()
-
-
 class Compiler:
     """Compiles one expression; collects the fields it reads and the IP lists it uses."""
 
@@ -153,6 +90,7 @@ class Compiler:
         self.variables: list[str] = []
         self.field_uses: list[FieldUse] = []
         self.address_sets: dict[str, AddressSet] = {}
+        self.depth = 0
 
     def fail(self, message: str, node: Node) -> ExpressionError:
         return ExpressionError(message, self.source, node.start)
@@ -168,6 +106,19 @@ class Compiler:
         return Program(compiled.run, compiled.kind, tuple(self.field_uses), self.address_sets)
 
     def compile(self, node: Node) -> Compiled:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(
+                f"the expression nests more than {MAX_NESTING} operations; split it into several "
+                "rules, or test many values at once with `in [...]`",
+                node,
+            )
+        try:
+            return self.dispatch(node)
+        finally:
+            self.depth -= 1
+
+    def dispatch(self, node: Node) -> Compiled:
         match node:
             case Literal(value=value):
                 return constant(value)
@@ -258,7 +209,7 @@ class Compiler:
                 f"{path!r} is not a field; fields under it: {', '.join(below)}", root_node
             )
         close = difflib.get_close_matches(path, list(FIELDS), n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else "; see `failsmall fields`"
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; see `failsmall expr fields`"
         raise self.fail(f"unknown field {path!r}{hint}", root_node)
 
     def field(self, chain: list[tuple[str, Node]], node: Node) -> Compiled:
@@ -272,7 +223,7 @@ class Compiler:
 
         compiled = Compiled(run_field, spec.kind)
         for name, select_node in chain[length:]:
-            if compiled.kind not in (Kind.MAP, Kind.DYN):
+            if compiled.kind is not Kind.STRING_MAP:
                 full = ".".join(name for name, _ in chain)
                 close = difflib.get_close_matches(full, list(FIELDS), n=3)
                 hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -286,8 +237,7 @@ class Compiler:
 
     def select_key(self, operand: Compiled, name: str) -> Compiled:
         run_operand = operand.run
-        # Every map field maps names to lists of strings.
-        kind = Kind.LIST if operand.kind is Kind.MAP else Kind.DYN
+        kind = Kind.LIST if operand.kind is Kind.STRING_MAP else Kind.DYN
 
         def run_select(view: RequestView, scope: Scope) -> Any:
             return v.select(run_operand(view, scope), name)
@@ -298,8 +248,9 @@ class Compiler:
         operand = self.compile(node.operand)
         key = self.compile(node.index)
         run_operand, run_key = operand.run, key.run
-        kind = Kind.LIST if operand.kind is Kind.MAP and key.kind is Kind.STRING else Kind.DYN
-        if operand.kind is Kind.MAP and key.constant and key.kind is Kind.STRING:
+        field_map = operand.kind is Kind.STRING_MAP
+        kind = Kind.LIST if field_map and key.kind is Kind.STRING else Kind.DYN
+        if field_map and key.constant and key.kind is Kind.STRING:
             name = key.value
 
             def run_map_key(view: RequestView, scope: Scope) -> Any:
@@ -313,7 +264,7 @@ class Compiler:
         def run_index(view: RequestView, scope: Scope) -> Any:
             return v.index(run_operand(view, scope), run_key(view, scope))
 
-        return _fold(Compiled(run_index, kind), operand, key)
+        return fold(Compiled(run_index, kind), operand, key)
 
     def has(self, node: Has) -> Compiled:
         chain = self.field_chain(node.operand)
@@ -332,7 +283,7 @@ class Compiler:
         def run_has(view: RequestView, scope: Scope) -> bool:
             return v.has(run_operand(view, scope), name)
 
-        return _fold(Compiled(run_has, Kind.BOOL), operand)
+        return fold(Compiled(run_has, Kind.BOOL), operand)
 
     # --- literals ----------------------------------------------------------------------------
 
@@ -343,7 +294,7 @@ class Compiler:
         def run_list(view: RequestView, scope: Scope) -> list[Any]:
             return [run(view, scope) for run in runs]
 
-        return _fold(Compiled(run_list, Kind.LIST), *items)
+        return fold(Compiled(run_list, Kind.LIST), *items)
 
     def map_literal(self, node: MapLiteral) -> Compiled:
         entries = [(self.compile(key), self.compile(value)) for key, value in node.entries]
@@ -352,249 +303,26 @@ class Compiler:
         def run_map(view: RequestView, scope: Scope) -> dict[Any, Any]:
             return v.build_map([(key(view, scope), value(view, scope)) for key, value in runs])
 
-        return _fold(Compiled(run_map, Kind.MAP), *(part for entry in entries for part in entry))
+        return fold(Compiled(run_map, Kind.MAP), *(part for entry in entries for part in entry))
 
     # --- operators ---------------------------------------------------------------------------
 
     def unary(self, node: Unary) -> Compiled:
-        operand = self.compile(node.operand)
-        run_operand = operand.run
-        match node.op:
-            case UnaryOp.NOT:
-                if operand.kind is Kind.BOOL:
-
-                    def run_not(view: RequestView, scope: Scope) -> Any:
-                        return not run_operand(view, scope)
-
-                else:
-
-                    def run_not(view: RequestView, scope: Scope) -> Any:
-                        return v.logical_not(run_operand(view, scope))
-
-                return _fold(Compiled(run_not, Kind.BOOL), operand)
-            case UnaryOp.NEGATE:
-
-                def run_negate(view: RequestView, scope: Scope) -> Any:
-                    return v.negate(run_operand(view, scope))
-
-                kind = operand.kind if operand.kind in (Kind.INT, Kind.DOUBLE) else Kind.DYN
-                return _fold(Compiled(run_negate, kind), operand)
-            case _:
-                assert_never(node.op)
+        return operators.unary(node.op, self.compile(node.operand))
 
     def binary(self, node: Binary) -> Compiled:
-        left = self.compile(node.left)
-        right = self.compile(node.right)
-        match node.op:
-            case BinaryOp.EQ | BinaryOp.NE:
-                compiled = self.equality(left, right, negate=node.op is BinaryOp.NE)
-            case BinaryOp.LT | BinaryOp.LE | BinaryOp.GT | BinaryOp.GE:
-                compiled = self.ordering(node.op, left, right)
-            case BinaryOp.IN:
-                compiled = self.membership(left, right)
-            case BinaryOp.ADD | BinaryOp.SUB | BinaryOp.MUL | BinaryOp.DIV | BinaryOp.MOD:
-                compiled = self.arithmetic(node.op, left, right)
-            case _:
-                assert_never(node.op)
-        return _fold(compiled, left, right)
-
-    def equality(self, left: Compiled, right: Compiled, negate: bool) -> Compiled:
-        run_left, run_right = left.run, right.run
-        if right.constant and not left.constant:
-            left, right = right, left
-            run_left, run_right = run_right, run_left
-        # Python's == on a str or bytes constant agrees with CEL for every other operand; so does
-        # == between two values of one exactly known kind.
-        direct = (left.constant and left.kind in (Kind.STRING, Kind.BYTES)) or (
-            left.kind is right.kind and left.kind in (Kind.STRING, Kind.INT, Kind.BOOL)
-        )
-        if direct and left.constant:
-            value = left.value
-            if negate:
-
-                def run(view: RequestView, scope: Scope) -> Any:
-                    return run_right(view, scope) != value
-
-            else:
-
-                def run(view: RequestView, scope: Scope) -> Any:
-                    return run_right(view, scope) == value
-
-        elif direct:
-            if negate:
-
-                def run(view: RequestView, scope: Scope) -> Any:
-                    return run_left(view, scope) != run_right(view, scope)
-
-            else:
-
-                def run(view: RequestView, scope: Scope) -> Any:
-                    return run_left(view, scope) == run_right(view, scope)
-
-        elif negate:
-
-            def run(view: RequestView, scope: Scope) -> Any:
-                return not v.equals(run_left(view, scope), run_right(view, scope))
-
-        else:
-
-            def run(view: RequestView, scope: Scope) -> Any:
-                return v.equals(run_left(view, scope), run_right(view, scope))
-
-        return Compiled(run, Kind.BOOL)
-
-    def ordering(self, op: BinaryOp, left: Compiled, right: Compiled) -> Compiled:
-        run_left, run_right = left.run, right.run
-        if left.kind is right.kind and left.kind in (Kind.STRING, Kind.INT):
-            direct: dict[BinaryOp, Callable[[Any, Any], Any]] = {
-                BinaryOp.LT: lambda a, b: a < b,
-                BinaryOp.LE: lambda a, b: a <= b,
-                BinaryOp.GT: lambda a, b: a > b,
-                BinaryOp.GE: lambda a, b: a >= b,
-            }
-            if right.constant:
-                value = right.value
-                match op:
-                    case BinaryOp.LT:
-                        return Compiled(
-                            lambda view, scope: run_left(view, scope) < value, Kind.BOOL
-                        )
-                    case BinaryOp.LE:
-                        return Compiled(
-                            lambda view, scope: run_left(view, scope) <= value, Kind.BOOL
-                        )
-                    case BinaryOp.GT:
-                        return Compiled(
-                            lambda view, scope: run_left(view, scope) > value, Kind.BOOL
-                        )
-                    case BinaryOp.GE:
-                        return Compiled(
-                            lambda view, scope: run_left(view, scope) >= value, Kind.BOOL
-                        )
-            compare = direct[op]
-        else:
-            compare = {
-                BinaryOp.LT: v.less,
-                BinaryOp.LE: v.less_equal,
-                BinaryOp.GT: v.greater,
-                BinaryOp.GE: v.greater_equal,
-            }[op]
-
-        def run(view: RequestView, scope: Scope) -> Any:
-            return compare(run_left(view, scope), run_right(view, scope))
-
-        return Compiled(run, Kind.BOOL)
-
-    def membership(self, item: Compiled, container: Compiled) -> Compiled:
-        run_item, run_container = item.run, container.run
-        if (
-            item.kind is Kind.STRING
-            and container.constant
-            and container.kind is Kind.LIST
-            and all(type(element) is str for element in container.value)
-        ):
-            members = frozenset(container.value)
-
-            def run_set(view: RequestView, scope: Scope) -> bool:
-                return run_item(view, scope) in members
-
-            return Compiled(run_set, Kind.BOOL)
-        if item.kind is Kind.STRING and container.kind is Kind.MAP and not container.constant:
-
-            def run_key(view: RequestView, scope: Scope) -> bool:
-                return run_item(view, scope) in run_container(view, scope)
-
-            return Compiled(run_key, Kind.BOOL)
-
-        def run(view: RequestView, scope: Scope) -> bool:
-            return v.contains(run_container(view, scope), run_item(view, scope))
-
-        return Compiled(run, Kind.BOOL)
-
-    def arithmetic(self, op: BinaryOp, left: Compiled, right: Compiled) -> Compiled:
-        operation = {
-            BinaryOp.ADD: v.add,
-            BinaryOp.SUB: v.subtract,
-            BinaryOp.MUL: v.multiply,
-            BinaryOp.DIV: v.divide,
-            BinaryOp.MOD: v.modulo,
-        }[op]
-        run_left, run_right = left.run, right.run
-        if left.kind is Kind.STRING and right.kind is Kind.STRING and op is BinaryOp.ADD:
-
-            def run_concat(view: RequestView, scope: Scope) -> Any:
-                return run_left(view, scope) + run_right(view, scope)
-
-            return Compiled(run_concat, Kind.STRING)
-
-        def run(view: RequestView, scope: Scope) -> Any:
-            return operation(run_left(view, scope), run_right(view, scope))
-
-        same = left.kind is right.kind and left.kind in (Kind.INT, Kind.UINT, Kind.DOUBLE)
-        return Compiled(run, left.kind if same else Kind.DYN)
+        return operators.binary(node.op, self.compile(node.left), self.compile(node.right))
 
     def logical_and(self, node: And) -> Compiled:
-        left = self.compile(node.left)
-        right = self.compile(node.right)
-        run_left, run_right = left.run, right.run
-
-        def run(view: RequestView, scope: Scope) -> Any:
-            try:
-                first = run_left(view, scope)
-            except ExpressionEvalError:
-                if run_right(view, scope) is False:
-                    return False
-                raise
-            if first is False:
-                return False
-            second = run_right(view, scope)
-            if first is True and (second is True or second is False):
-                return second
-            if second is False:
-                return False
-            raise v.no_overload("_&&_", first, second)
-
-        return _fold(Compiled(run, Kind.BOOL), left, right)
+        return operators.logical_and(self.compile(node.left), self.compile(node.right))
 
     def logical_or(self, node: Or) -> Compiled:
-        left = self.compile(node.left)
-        right = self.compile(node.right)
-        run_left, run_right = left.run, right.run
-
-        def run(view: RequestView, scope: Scope) -> Any:
-            try:
-                first = run_left(view, scope)
-            except ExpressionEvalError:
-                if run_right(view, scope) is True:
-                    return True
-                raise
-            if first is True:
-                return True
-            second = run_right(view, scope)
-            if first is False and (second is True or second is False):
-                return second
-            if second is True:
-                return True
-            raise v.no_overload("_||_", first, second)
-
-        return _fold(Compiled(run, Kind.BOOL), left, right)
+        return operators.logical_or(self.compile(node.left), self.compile(node.right))
 
     def conditional(self, node: Conditional) -> Compiled:
-        condition = self.compile(node.condition)
-        then = self.compile(node.then)
-        otherwise = self.compile(node.otherwise)
-        run_condition, run_then, run_otherwise = condition.run, then.run, otherwise.run
-
-        def run(view: RequestView, scope: Scope) -> Any:
-            test = run_condition(view, scope)
-            if test is True:
-                return run_then(view, scope)
-            if test is False:
-                return run_otherwise(view, scope)
-            raise v.no_overload("_?_:_", test)
-
-        kind = then.kind if then.kind is otherwise.kind else Kind.DYN
-        return _fold(Compiled(run, kind), condition, then, otherwise)
+        return operators.conditional(
+            self.compile(node.condition), self.compile(node.then), self.compile(node.otherwise)
+        )
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -623,7 +351,7 @@ class Compiler:
         def run(view: RequestView, scope: Scope) -> Any:
             return convert(run_argument(view, scope))
 
-        return _fold(Compiled(run, kind), argument)
+        return fold(Compiled(run, kind), argument)
 
     def _unknown_function(self, name: str, known: Sequence[str], what: str) -> str:
         if name in _NOT_IN_REFERENCE:
@@ -661,23 +389,14 @@ class Compiler:
             where = f"IP list {label!r}" if name == "ip_in_list" else f"{name}()"
             raise self.fail(f"{where}: {exc}", set_node) from exc
         self.address_sets[label if name == "ip_in_list" else f"cidr:{label}"] = addresses
-        chain = self.field_chain(address_node)
         address = self.compile(address_node)
-        if chain is not None and len(chain) == 2 and chain[0][0] == "ip" and chain[1][0] == "src":
-            contains_address = addresses.contains_address
-
-            def run_client(view: RequestView, scope: Scope) -> bool:
-                parsed = view.ip
-                return parsed is not None and contains_address(parsed)
-
-            return Compiled(run_client, Kind.BOOL)
         run_address = address.run
         contains = addresses.contains
 
         def run(view: RequestView, scope: Scope) -> bool:
             return contains(run_address(view, scope))
 
-        return _fold(Compiled(run, Kind.BOOL), address)
+        return fold(Compiled(run, Kind.BOOL), address)
 
     def method(self, node: Call, target_node: Node) -> Compiled:
         name = node.name
@@ -692,7 +411,7 @@ class Compiler:
             def run_size(view: RequestView, scope: Scope) -> int:
                 return v.size(run_target(view, scope))
 
-            return _fold(Compiled(run_size, Kind.INT), target)
+            return fold(Compiled(run_size, Kind.INT), target)
         if len(node.args) != 1:
             raise self.fail(f"{name}() takes 1 argument, got {len(node.args)}", node)
         if name == "matches":
@@ -723,7 +442,7 @@ class Compiler:
                 return method(receiver, argument_value)
             raise v.no_overload(name, receiver, argument_value)
 
-        return _fold(Compiled(run, Kind.BOOL), target, argument)
+        return fold(Compiled(run, Kind.BOOL), target, argument)
 
     def matches(self, node: Call, target: Compiled) -> Compiled:
         pattern_node = node.args[0]
@@ -738,12 +457,12 @@ class Compiler:
             pattern: re.Pattern[str] = compile_pattern(text)
         except PatternError as exc:
             raise self.fail(str(exc), pattern_node) from exc
-        refusal = self.pattern_check(text)
-        if refusal is not None:
+        try:
+            self.pattern_check(text)
+        except ReferenceRefusal as exc:
             raise self.fail(
-                f"pattern {text!r} is refused by CEL's regular expressions: {refusal}",
-                pattern_node,
-            )
+                f"pattern {text!r} is refused by CEL's regular expressions: {exc}", pattern_node
+            ) from exc
         search = pattern.search
         run_target = target.run
         if target.kind is Kind.STRING:
@@ -757,7 +476,7 @@ class Compiler:
                 return search(receiver) is not None
             raise v.no_overload("matches", receiver)
 
-        return _fold(Compiled(run, Kind.BOOL), target)
+        return fold(Compiled(run, Kind.BOOL), target)
 
     # --- comprehensions ----------------------------------------------------------------------
 
@@ -781,89 +500,7 @@ class Compiler:
             if transform is None:
                 raise self.fail("map() needs a value to map each element to", node)
             run_filter = predicate.run if predicate is not None else None
-            return Compiled(_mapper(run_range, run_filter, transform.run), Kind.LIST)
+            return Compiled(macros.mapper(run_range, run_filter, transform.run), Kind.LIST)
         if predicate is None:
             raise self.fail(f"{kind.value}() needs a condition", node)
-        return Compiled(_quantifier(kind, run_range, predicate.run), _MACRO_KINDS[kind])
-
-
-_MACRO_KINDS: Final = {
-    MacroKind.EXISTS: Kind.BOOL,
-    MacroKind.ALL: Kind.BOOL,
-    MacroKind.EXISTS_ONE: Kind.BOOL,
-    MacroKind.FILTER: Kind.LIST,
-}
-
-
-def _predicate_failed(value: Any) -> ExpressionEvalError:
-    return ExpressionEvalError(
-        f"a comprehension predicate must yield a bool, got {v.type_name(value)}"
-    )
-
-
-def _quantifier(kind: MacroKind, run_range: Run, body: Run) -> Run:
-    """exists / all / exists_one / filter. Elements are visited in order and an error stops the
-    walk, as in the reference implementation."""
-
-    def run_exists(view: RequestView, scope: Scope) -> Any:
-        for item in v.iteration_range(run_range(view, scope)):
-            result = body(view, (*scope, item))
-            if result is True:
-                return True
-            if result is not False:
-                raise _predicate_failed(result)
-        return False
-
-    def run_all(view: RequestView, scope: Scope) -> Any:
-        for item in v.iteration_range(run_range(view, scope)):
-            result = body(view, (*scope, item))
-            if result is False:
-                return False
-            if result is not True:
-                raise _predicate_failed(result)
-        return True
-
-    def run_exists_one(view: RequestView, scope: Scope) -> Any:
-        count = 0
-        for item in v.iteration_range(run_range(view, scope)):
-            result = body(view, (*scope, item))
-            if result is True:
-                count += 1
-            elif result is not False:
-                raise _predicate_failed(result)
-        return count == 1
-
-    def run_filter(view: RequestView, scope: Scope) -> Any:
-        out = []
-        for item in v.iteration_range(run_range(view, scope)):
-            result = body(view, (*scope, item))
-            if result is True:
-                out.append(item)
-            elif result is not False:
-                raise _predicate_failed(result)
-        return out
-
-    runs: dict[MacroKind, Run] = {
-        MacroKind.EXISTS: run_exists,
-        MacroKind.ALL: run_all,
-        MacroKind.EXISTS_ONE: run_exists_one,
-        MacroKind.FILTER: run_filter,
-    }
-    return runs[kind]
-
-
-def _mapper(run_range: Run, run_filter: Run | None, transform: Run) -> Run:
-    def run_map(view: RequestView, scope: Scope) -> Any:
-        out = []
-        for item in v.iteration_range(run_range(view, scope)):
-            inner = (*scope, item)
-            if run_filter is not None:
-                keep = run_filter(view, inner)
-                if keep is False:
-                    continue
-                if keep is not True:
-                    raise _predicate_failed(keep)
-            out.append(transform(view, inner))
-        return out
-
-    return run_map
+        return Compiled(macros.quantifier(kind, run_range, predicate.run), macros.MACRO_KINDS[kind])

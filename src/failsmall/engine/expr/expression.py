@@ -10,11 +10,12 @@ from typing import Any
 from failsmall.engine.request import RequestView
 
 from .addresses import AddressSet
-from .compiler import Compiler, Run
+from .compiled import Run
+from .compiler import Compiler, FieldUse
 from .errors import ExpressionError, ExpressionEvalError
 from .fields import reference_name
 from .parser import parse
-from .reference import reference_parse_error, reference_pattern_error
+from .reference import ReferenceRefusal, reference_check_parse, reference_check_pattern
 from .values import type_name
 
 _NO_LISTS: Mapping[str, Sequence[str]] = MappingProxyType({})
@@ -63,13 +64,14 @@ def compile_expression(
     Raises `ExpressionError` with the position and what to change.
     """
     root = parse(source)
-    compiler = Compiler(source, ip_lists, reference_pattern_error)
+    compiler = Compiler(source, ip_lists, reference_check_pattern)
     program = compiler.program(root, condition=condition)
-    refusal = reference_parse_error(source)
-    if refusal is not None:
+    try:
+        reference_check_parse(source)
+    except ReferenceRefusal as exc:
         raise ExpressionError(
-            f"the CEL reference implementation refuses this expression: {refusal}"
-        )
+            f"the CEL reference implementation refuses this expression: {exc}"
+        ) from exc
     return Expression(
         source=source,
         fields=frozenset(use.path for use in program.fields),
@@ -79,7 +81,7 @@ def compile_expression(
     )
 
 
-def _reference_source(source: str, uses: Sequence[Any]) -> str:
+def _reference_source(source: str, uses: Sequence[FieldUse]) -> str:
     out: list[str] = []
     position = 0
     for use in sorted(uses, key=lambda use: use.start):

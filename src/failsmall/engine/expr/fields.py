@@ -30,6 +30,7 @@ class Kind(enum.Enum):
     NULL = "null"
     LIST = "list"
     MAP = "map"
+    STRING_MAP = "map<string, list<string>>"
     DYN = "dyn"
 
 
@@ -78,14 +79,14 @@ _SPECS: Final = (
               "The path with percent-escapes decoded.", attrgetter("decoded_path")),
     FieldSpec("http.request.uri.query", "string", Kind.STRING,
               "The query string without the '?', as received.", attrgetter("request.query")),
-    FieldSpec("http.request.uri.args", _STRING_MAP, Kind.MAP,
+    FieldSpec("http.request.uri.args", _STRING_MAP, Kind.STRING_MAP,
               "Query arguments, decoded: name -> values in order.", attrgetter("args")),
-    FieldSpec("http.request.headers", _STRING_MAP, Kind.MAP,
+    FieldSpec("http.request.headers", _STRING_MAP, Kind.STRING_MAP,
               "Request headers: lowercase name -> values in order.", attrgetter("headers")),
     FieldSpec("http.request.headers.names", "list<string>", Kind.LIST,
               "Lowercase header names in the order received, repeats included.",
               attrgetter("header_names")),
-    FieldSpec("http.request.cookies", _STRING_MAP, Kind.MAP,
+    FieldSpec("http.request.cookies", _STRING_MAP, Kind.STRING_MAP,
               "Cookies from the Cookie headers: name -> values.", attrgetter("cookies")),
     FieldSpec("http.request.body.raw", "string", Kind.STRING,
               "The inspected body as text (invalid UTF-8 replaced), up to the WAF body buffer.",

@@ -55,7 +55,7 @@ _MACRO_ARITY: Final = {
     "filter": (2,),
     "map": (2, 3),
 }
-_MAX_DEPTH: Final = 100
+_MAX_DEPTH: Final = 32
 
 
 def parse(source: str) -> Node:
@@ -171,7 +171,8 @@ class _Parser:
                 self.take()
                 count += 1
             node = self.member()
-            for _ in range(count):
+            # As in CEL's own parser, pairs of negations cancel out: !!x is x, whatever x is.
+            if count % 2:
                 node = Unary(start, node.end, UnaryOp.NOT, node)
             return node
         if self.at("-") and not self._signed_number():
@@ -180,7 +181,7 @@ class _Parser:
                 self.take()
                 count += 1
             node = self.member()
-            for _ in range(count):
+            if count % 2:
                 node = Unary(start, node.end, UnaryOp.NEGATE, node)
             return node
         return self.member()

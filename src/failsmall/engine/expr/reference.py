@@ -29,23 +29,37 @@ class ReferenceEvalError(Exception):
     """The reference implementation failed to evaluate an expression; the message is its own."""
 
 
-def reference_parse_error(source: str) -> str | None:
-    """Why the reference refuses to parse `source`, or None when it parses."""
+class ReferenceRefusal(Exception):
+    """The reference implementation refuses an expression or a pattern; the message is its own."""
+
+
+def reference_check_parse(source: str) -> None:
+    """Raise `ReferenceRefusal` unless the reference parses `source`."""
     try:
         cel.compile(source)
     except ValueError as exc:
-        return str(exc)
-    return None
+        raise ReferenceRefusal(str(exc)) from exc
 
 
-def reference_pattern_error(pattern: str) -> str | None:
-    """Why the reference's regular-expression engine refuses `pattern`, or None."""
+def reference_parses(source: str) -> bool:
+    """Whether the reference parses `source`."""
+    try:
+        reference_check_parse(source)
+    except ReferenceRefusal:
+        return False
+    return True
+
+
+def reference_check_pattern(pattern: str) -> None:
+    """Raise `ReferenceRefusal` unless the reference's regular-expression engine accepts
+    `pattern`."""
     try:
         _PATTERN_PROBE.execute({"text": "", "pattern": pattern})
     except (RuntimeError, ValueError) as exc:
         lines = [line.strip() for line in str(exc).splitlines()]
-        return next((line for line in lines if line.startswith("error:")), lines[0])
-    return None
+        raise ReferenceRefusal(
+            next((line for line in lines if line.startswith("error:")), lines[0])
+        ) from exc
 
 
 def reference_activation(expression: Expression, view: RequestView) -> dict[str, Any]:

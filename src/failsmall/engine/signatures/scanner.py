@@ -1,16 +1,19 @@
 """Multi-pattern signature matching with hyperscan.
 
-Patterns are grouped by transform chain. Each chain compiles into one hyperscan block-mode
-database, and one more database holds every pattern of every chain. A request's distinct values
-are each scanned once with the combined database, where a pattern's hit counts when the value
-came from one of its match's targets (a bit mask per value) and its chain leaves the value
-unchanged (decided from the value's features, without running the chain). Only for chains that
-change the value is the value transformed, once per chain, and scanned with that chain's
-database. So most values cost one scan, whatever the number of rules and chains.
+Every pattern of every match compiles into one hyperscan block-mode database, each pattern
+tagged with its match's targets and transform chain. For each distinct value of a request:
 
-Hyperscan only accepts patterns it can run in linear time; a pattern it refuses
-(back-references, look-around, ...) is a build error, and there is no fallback to a
-backtracking engine.
+1. the value's features are computed once (see `transforms.features`): a chain none of whose
+   transforms is triggered would return the value unchanged, so it is not run;
+2. the chains that are triggered run, sharing the work of common prefixes
+   (`url_decode_uni, html_entity_decode, ...` is computed once for all chains starting so);
+3. each distinct result is scanned once, and a pattern's hit counts only when the value came
+   from one of its match's targets and the result is what its chain made of the value.
+
+So most values cost one scan, whatever the number of rules, targets and chains, and no value is
+transformed twice the same way. Hyperscan only accepts patterns it can run in linear time; a
+pattern it refuses (back-references, look-around, ...) is a build error, and there is no
+fallback to a backtracking engine.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import hyperscan
 
 from failsmall.engine.request import RequestView
 from failsmall.engine.signatures.targets import target_values
-from failsmall.engine.signatures.transforms import TransformFn, chain, features, triggers
+from failsmall.engine.signatures.transforms import TRANSFORMS, TransformFn, features, triggers
 from failsmall.model.rules import SignatureMatch, Target, Transform
 
 _BASE_FLAGS = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
@@ -52,110 +55,103 @@ class _Pattern:
 
 
 @dataclass(frozen=True, slots=True)
+class _Chain:
+    """One transform chain: its steps (each with the id of the prefix it completes: chains
+    that start alike share ids) and the features that trigger it."""
+
+    bit: int
+    steps: tuple[tuple[int, TransformFn], ...]
+    triggers: int
+    targets: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Database:
-    """A compiled database, its scratch space, and who owns each pattern id."""
+    """The compiled database, its scratch space, and each pattern id's owner and tags."""
 
     database: hyperscan.Database
     scratch: hyperscan.Scratch
     owners: tuple[str, ...]
     targets: tuple[int, ...]
     chains: tuple[int, ...]
-    utf8: bool
-
-    @classmethod
-    def compile(cls, patterns: Sequence[_Pattern]) -> _Database:
-        database = _compile(patterns)
-        return cls(
-            database=database,
-            scratch=hyperscan.Scratch(database),
-            owners=tuple(p.key for p in patterns),
-            targets=tuple(p.targets for p in patterns),
-            chains=tuple(p.chain for p in patterns),
-            utf8=any(p.flags & hyperscan.HS_FLAG_UTF8 for p in patterns),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Chain:
-    """One transform chain: the features that trigger it and the database of its patterns."""
-
-    bit: int
-    transforms: tuple[Transform, ...]
-    transform: TransformFn
-    triggers: int
-    targets: int
-    compiled: _Database
 
 
 class SignatureScanner:
     """Scans a request with every signature match of a bundle at once.
 
     Build it with `compile`; `scan` returns the keys (rule ids) whose match hit. A scanner owns
-    its scratch spaces (one per database: the Python binding cannot grow a scratch to fit
-    several) and is meant for one thread, like the node's request loop.
+    its hyperscan scratch space and is meant for one thread, like the node's request loop.
     """
 
-    def __init__(self, chains: tuple[_Chain, ...], combined: _Database | None) -> None:
+    def __init__(self, chains: tuple[_Chain, ...], compiled: _Database | None) -> None:
         self._chains = chains
-        self._combined = combined
+        self._compiled = compiled
         self._targets = tuple(t for t in Target if any(c.targets & _TARGET_BIT[t] for c in chains))
+        self._wanted = 0
+        for step in chains:
+            self._wanted |= step.triggers
 
     @classmethod
     def compile(cls, matches: Mapping[str, SignatureMatch]) -> SignatureScanner:
         """Compile `matches` (keyed by rule id); raise `SignatureCompileError` listing problems."""
-        grouped: dict[tuple[Transform, ...], list[_Pattern]] = {}
+        chain_bits: dict[tuple[Transform, ...], int] = {}
+        chain_targets: dict[tuple[Transform, ...], int] = {}
+        patterns: list[_Pattern] = []
         for key, match in matches.items():
             mask = 0
             for target in match.targets:
                 mask |= _TARGET_BIT[target]
             transforms = tuple(match.transforms)
-            if transforms not in grouped:
-                grouped[transforms] = []
-            bit = 1 << list(grouped).index(transforms)
+            bit = chain_bits.setdefault(transforms, 1 << len(chain_bits))
+            chain_targets[transforms] = chain_targets.get(transforms, 0) | mask
             for index, pattern in enumerate(match.patterns, start=1):
-                grouped[transforms].append(_pattern(key, index, pattern, match.caseless, mask, bit))
-        problems: list[str] = []
-        chains: list[_Chain] = []
-        for position, (transforms, patterns) in enumerate(grouped.items()):
-            try:
-                compiled = _Database.compile(patterns)
-            except hyperscan.error:
-                problems.extend(filter(None, (_check(p) for p in patterns)))
-                continue
-            targets = 0
-            for p in patterns:
-                targets |= p.targets
-            chains.append(
-                _Chain(
-                    bit=1 << position,
-                    transforms=transforms,
-                    transform=chain(transforms),
-                    triggers=triggers(transforms),
-                    targets=targets,
-                    compiled=compiled,
-                )
+                patterns.append(_pattern(key, index, pattern, match.caseless, mask, bit))
+        prefixes: dict[tuple[Transform, ...], int] = {}
+        chains = tuple(
+            _Chain(
+                bit=bit,
+                steps=tuple(
+                    (prefixes.setdefault(transforms[: i + 1], len(prefixes)), TRANSFORMS[t])
+                    for i, t in enumerate(transforms)
+                ),
+                triggers=triggers(transforms),
+                targets=chain_targets[transforms],
             )
-        if problems:
-            raise SignatureCompileError(problems)
-        every = [p for patterns in grouped.values() for p in patterns]
-        return cls(tuple(chains), _Database.compile(every) if every else None)
+            for transforms, bit in chain_bits.items()
+        )
+        if not patterns:
+            return cls(chains, None)
+        try:
+            database = _compile(patterns)
+        except hyperscan.error as exc:
+            problems = [problem for problem in map(_check, patterns) if problem]
+            raise SignatureCompileError(problems or [str(exc)]) from exc
+        compiled = _Database(
+            database=database,
+            scratch=hyperscan.Scratch(database),
+            owners=tuple(p.key for p in patterns),
+            targets=tuple(p.targets for p in patterns),
+            chains=tuple(p.chain for p in patterns),
+        )
+        return cls(chains, compiled)
 
     @property
-    def database_count(self) -> int:
-        """How many hyperscan databases the scanner holds (one per chain, plus the combined one)."""
-        return len(self._chains) + (self._combined is not None)
+    def chain_count(self) -> int:
+        """How many distinct transform chains the matches use."""
+        return len(self._chains)
 
     def scan(self, view: RequestView) -> frozenset[str]:
         """The keys whose match hit this request."""
-        combined = self._combined
-        if combined is None:
+        compiled = self._compiled
+        if compiled is None:
             return frozenset()
         hits: set[str] = set()
+        owners, pattern_targets, pattern_chains = compiled.owners, compiled.targets, compiled.chains
 
         def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
-            compiled, targets, chains = cast(tuple[_Database, int, int], context)
-            if compiled.targets[pattern_id] & targets and compiled.chains[pattern_id] & chains:
-                hits.add(compiled.owners[pattern_id])
+            targets, chains = cast(tuple[int, int], context)
+            if pattern_targets[pattern_id] & targets and pattern_chains[pattern_id] & chains:
+                hits.add(owners[pattern_id])
 
         sources: dict[str, int] = {}
         for target in self._targets:
@@ -165,30 +161,35 @@ class SignatureScanner:
         for value, targets in sources.items():
             if not value:
                 continue
-            present = features(value)
-            untouched = 0
+            present = features(value, self._wanted)
+            results: dict[str, int] = {}
+            # Results of chain prefixes for this value: chains sharing a prefix share its work.
+            done: dict[int, str] = {}
             for step in self._chains:
-                if not step.targets & targets:
-                    continue
-                if step.triggers & present:
-                    data = _encode(step.transform(value), step.compiled.utf8)
-                    if data:
-                        step.compiled.database.scan(
-                            data,
-                            match_event_handler=on_match,
-                            context=(step.compiled, targets, step.bit),
-                            scratch=step.compiled.scratch,
-                        )
-                else:
-                    untouched |= step.bit
-            if untouched:
-                combined.database.scan(
-                    _encode(value, combined.utf8),
-                    match_event_handler=on_match,
-                    context=(combined, targets, untouched),
-                    scratch=combined.scratch,
-                )
+                if step.targets & targets:
+                    result = _transform(step, value, done) if step.triggers & present else value
+                    results[result] = results.get(result, 0) | step.bit
+            for result, chains in results.items():
+                data = result.encode("utf-8", errors="replace")
+                if data:
+                    compiled.database.scan(
+                        data,
+                        match_event_handler=on_match,
+                        context=(targets, chains),
+                        scratch=compiled.scratch,
+                    )
         return frozenset(hits)
+
+
+def _transform(step: _Chain, value: str, done: dict[int, str]) -> str:
+    for prefix, transform in step.steps:
+        known = done.get(prefix)
+        if known is None:
+            value = transform(value)
+            done[prefix] = value
+        else:
+            value = known
+    return value
 
 
 def _pattern(
@@ -221,8 +222,3 @@ def _compile(patterns: Sequence[_Pattern]) -> hyperscan.Database:
         flags=[p.flags for p in patterns],
     )
     return database
-
-
-def _encode(value: str, utf8: bool) -> bytes:
-    # A UTF-8 database must only ever see valid UTF-8, so lone surrogates are replaced there.
-    return value.encode("utf-8", errors="replace" if utf8 else "surrogatepass")

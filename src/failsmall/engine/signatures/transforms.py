@@ -115,11 +115,15 @@ def lowercase(value: str) -> str:
 
 def compress_whitespace(value: str) -> str:
     """Replace every run of whitespace with a single space."""
+    if "  " not in value and value.isprintable():
+        return value
     return _WHITESPACE_RUN.sub(" ", value)
 
 
 def remove_whitespace(value: str) -> str:
     """Delete all whitespace."""
+    if " " not in value and value.isprintable():
+        return value
     return _WHITESPACE_RUN.sub("", value)
 
 
@@ -234,9 +238,7 @@ BASE64_SHAPE = 1 << 8
 COMMENT = 1 << 9
 SHELL_PUNCTUATION = 1 << 10
 
-_ODD_WHITESPACE = re.compile(r"\s\s|[^\S ]")
 _UPPER_OR_WIDE = re.compile(r"[A-Z]|[^\x00-\x7f]")
-_SHELL_PUNCTUATION = re.compile(r"[\"'^,]|\s[/(]")
 _BASE64_CANDIDATE = re.compile(r"\s*[A-Za-z0-9+/_\-]+={0,2}\s*")
 
 TRIGGERS: dict[Transform, int] = {
@@ -255,30 +257,45 @@ TRIGGERS: dict[Transform, int] = {
 }
 
 
-def features(value: str) -> int:
-    """The trigger features present in `value` (see `TRIGGERS`)."""
+ALL_FEATURES = (1 << 11) - 1
+
+
+def features(value: str, wanted: int = ALL_FEATURES) -> int:
+    """The trigger features present in `value` (see `TRIGGERS`), among those `wanted`.
+
+    A feature may be reported where the transform then finds nothing to do (a superset is
+    sound: the chain runs and returns the value unchanged), never the other way round.
+    """
     found = 0
-    if "%" in value:
+    if wanted & PERCENT and "%" in value:
         found |= PERCENT
-    if "&" in value:
+    if wanted & AMPERSAND and "&" in value:
         found |= AMPERSAND
-    if "\\" in value:
+    if wanted & BACKSLASH and "\\" in value:
         found |= BACKSLASH
-    if "\x00" in value:
+    if wanted & NUL and "\x00" in value:
         found |= NUL
-    if " " in value:
+    if wanted & SPACE and " " in value:
         found |= SPACE
-    if _ODD_WHITESPACE.search(value):
+    # Every whitespace character but the space is unprintable to Python, as are controls.
+    if wanted & ODD_WHITESPACE and ("  " in value or not value.isprintable()):
         found |= ODD_WHITESPACE
-    if _UPPER_OR_WIDE.search(value):
+    if wanted & UPPER_OR_WIDE and _UPPER_OR_WIDE.search(value):
         found |= UPPER_OR_WIDE
-    if "/." in value or "//" in value or value.startswith("."):
+    if wanted & PATH_DOTS and ("/." in value or "//" in value or value.startswith(".")):
         found |= PATH_DOTS
-    if len(value) >= 4 and _BASE64_CANDIDATE.fullmatch(value):
+    if wanted & BASE64_SHAPE and len(value) >= 4 and _BASE64_CANDIDATE.fullmatch(value):
         found |= BASE64_SHAPE
-    if "/*" in value or "*/" in value or "--" in value or "#" in value:
+    if wanted & COMMENT and ("/*" in value or "*/" in value or "--" in value or "#" in value):
         found |= COMMENT
-    if _SHELL_PUNCTUATION.search(value):
+    if wanted & SHELL_PUNCTUATION and (
+        '"' in value
+        or "'" in value
+        or "^" in value
+        or "," in value
+        or " /" in value
+        or " (" in value
+    ):
         found |= SHELL_PUNCTUATION
     return found
 

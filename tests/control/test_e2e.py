@@ -1,0 +1,76 @@
+"""End to end: a real control plane and real edge node processes on loopback. A bad bundle is
+stopped at the canary and rolled back automatically; the other nodes never receive it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from control_harness import wait_for
+from e2e_harness import (
+    RealFleet,
+    blocking_everyone,
+    needs_control_node,
+    real_fleet,
+    with_changes,
+)
+
+from failsmall.model import Capacities, Feature, FeatureFile, FeatureKind
+
+pytestmark = needs_control_node
+
+
+async def _stopped_at_the_canary(fleet: RealFleet, good: str, bad: str, rollout_id: str) -> float:
+    started = time.monotonic()
+    assert await fleet.wait_done(rollout_id) == "rolled_back"
+    await wait_for(lambda: set(fleet.reported_digests().values()) == {good}, timeout_s=30)
+    elapsed = time.monotonic() - started
+    received = [n.node_id for n in fleet.nodes if bad in n.served()]
+    assert len(received) <= 1, f"only the canary may serve the bad bundle, not {received}"
+    assert (await fleet.admin.get("/v1/status")).json()["last_good"] == good
+    return elapsed
+
+
+async def test_a_bundle_that_blocks_everyone_is_rolled_back(tmp_path: Path) -> None:
+    async with real_fleet(tmp_path) as fleet:
+        good = await fleet.seed()
+        bad, rollout_id = await fleet.push(blocking_everyone(fleet.bundle()))
+        await _stopped_at_the_canary(fleet, good, bad, rollout_id)
+        received = [n.node_id for n in fleet.nodes if bad in n.served()]
+        assert len(received) == 1
+        audit = (await fleet.admin.get("/v1/audit", params={"limit": 200})).json()
+        assert any(e["actor"] == "gate" and e["action"] == "rollback" for e in audit)
+
+
+@pytest.mark.slow
+async def test_a_fault_bundle_with_half_aborts_is_rolled_back(tmp_path: Path) -> None:
+    async with real_fleet(tmp_path) as fleet:
+        good = await fleet.seed()
+        faulty = with_changes(
+            fleet.bundle(), name="half-aborts", fault={"abort_percent": 50, "abort_status": 503}
+        )
+        bad, rollout_id = await fleet.push(faulty)
+        await _stopped_at_the_canary(fleet, good, bad, rollout_id)
+
+
+@pytest.mark.slow
+async def test_a_bundle_over_node_capacity_is_nacked_and_rolled_back(tmp_path: Path) -> None:
+    async with real_fleet(tmp_path) as fleet:
+        good = await fleet.seed()
+        features = [
+            Feature(name=f"f{i}", kind=FeatureKind.HEADER_PRESENT, param=f"x-h{i}", weight=0.1)
+            for i in range(250)
+        ]
+        base = fleet.bundle()
+        bot = base.bot.model_dump(mode="json")
+        bot["feature_file"] = FeatureFile(features=features).model_dump(mode="json")
+        too_big = with_changes(
+            base,
+            name="doubled-features",
+            bot=bot,
+            requires=Capacities(bot_feature_slots=400).model_dump(mode="json"),
+        )
+        bad, rollout_id = await fleet.push(too_big)
+        await _stopped_at_the_canary(fleet, good, bad, rollout_id)
+        assert not any(bad in n.served() for n in fleet.nodes), "a NACKed bundle is never served"

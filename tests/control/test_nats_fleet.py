@@ -1,0 +1,85 @@
+"""The control plane driving a fleet over NATS JetStream instead of HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from control_harness import (
+    HEALTHY,
+    QUICK_POLICIES,
+    ScriptedNode,
+    Traffic,
+    block_everything,
+    envelope,
+    site_bundle,
+    wait_for,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from failsmall.control.plane import ControlPlane, ControlSettings
+from failsmall.transport.nats import NatsNodeChannel
+from failsmall.transport.natsd import NatsServer
+
+
+async def test_rollout_and_rollback_over_nats(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    server = NatsServer(name="fleet", workdir=tmp_path)
+    server.start()
+    settings = ControlSettings(
+        db=tmp_path / "control.db",
+        key=key,
+        port=0,
+        transport="nats",
+        nats_servers=[server.url],
+        tick_s=0.2,
+        dead_after_s=3.0,
+        admin_token_file=tmp_path / "admin.token",
+        policies=QUICK_POLICIES,
+    )
+    plane = await ControlPlane.open(settings)
+    await plane.start()
+    good, good_raw = envelope(site_bundle(), key)
+    bad, bad_raw = envelope(block_everything(site_bundle()), key)
+
+    def traffic(digest: str) -> Traffic:
+        return Traffic(requests=20, blocked=20) if digest == bad else HEALTHY
+
+    nodes = [
+        ScriptedNode(
+            f"edge-{i}",
+            "",
+            "",
+            traffic=traffic,
+            channel=await NatsNodeChannel.connect([server.url]),
+        )
+        for i in range(4)
+    ]
+    token = (tmp_path / "admin.token").read_text().strip()
+    try:
+        for node in nodes:
+            node.start()
+        await wait_for(lambda: len(plane.fleet.live_nodes()) == 4)
+        async with httpx.AsyncClient(
+            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin:
+            seeded = await admin.post("/v1/bundles", content=good_raw, params={"policy": "global"})
+            assert seeded.status_code == 202, seeded.text
+            await wait_for(lambda: plane.driver.last_good == good)
+            await wait_for(lambda: all(n.current == good for n in nodes))
+            pushed = await admin.post("/v1/bundles", content=bad_raw)
+            rollout_id = pushed.json()["rollout_id"]
+            await wait_for(
+                lambda: (plane.store.rollout(rollout_id) or pushed).state == "rolled_back"
+            )
+            await wait_for(lambda: all(n.current == good for n in nodes))
+            assert sum(1 for n in nodes if bad in n.assigned) == 1
+    finally:
+        for node in nodes:
+            await node.stop()
+        await plane.stop()
+        server.stop()
+
+
+def _state(plane: ControlPlane, rollout_id: str) -> str:
+    row = plane.store.rollout(rollout_id)
+    return row.state if row is not None else "missing"

@@ -1,0 +1,313 @@
+"""Hand-picked corners of CEL, each evaluated by us and by the reference: both must agree.
+
+These pin down where the reference departs from the CEL specification (size() of a string counts
+UTF-8 bytes; -(INT_MIN) wraps; comprehensions stop at the first error) and Python's own traps
+(True == 1, floor division, `$` before a final newline, float formatting).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cel
+import pytest
+
+from failsmall.engine.expr import ExpressionError, ExpressionEvalError, compile_expression
+from failsmall.engine.expr.reference import reference_parses
+from failsmall.engine.request import Request, RequestView
+
+from .test_expr_differential import same_value
+
+CORNERS = [
+    "true && 1",
+    "1 && true",
+    "false && 1",
+    "1 || true",
+    "true || 1",
+    "1 || false",
+    "false || 1",
+    "1 && false",
+    "1 || 2",
+    "[0, 1].exists(x, 1/x == 1)",
+    "[1, 0].exists(x, 1/x == 1)",
+    "[0, 1].all(x, 1/x == 0)",
+    "[1, 0].all(x, 1/x == 5)",
+    "[0, 1].exists_one(x, 1/x == 1)",
+    "[1, 0].exists_one(x, 1/x == 1)",
+    "[1, 2].exists(x, x)",
+    "-9223372036854775808",
+    "-(-9223372036854775807 - 1)",
+    "-9223372036854775807 - 1 - 1",
+    "9223372036854775807 * 2",
+    "(-9223372036854775807 - 1) / -1",
+    "(-9223372036854775807 - 1) % -1",
+    "5 % 0",
+    "1u - 2u",
+    "18446744073709551615u + 1u",
+    "1u + 2u",
+    "3u / 2u",
+    "7u % 4u",
+    "-1u",
+    "1u < 2",
+    "1 < 2u",
+    "1.5 < 2u",
+    "1 == 1u",
+    "[1] == [1.0]",
+    "[1] == [1u]",
+    "{1: 2} == {1u: 2}",
+    '{"a": 1} == {"a": 1.0}',
+    '{1: "x"}[1u]',
+    '{1: "x"}[1.0]',
+    '{true: "x"}[true]',
+    '{true: "x"}[1]',
+    "[1,2][1u]",
+    "[1,2][1.0]",
+    "[1,2][-1]",
+    '"abc"[0]',
+    '{"a": 1}.a',
+    "{1: 1}.a",
+    "[1,2] in [[1,2]]",
+    '{"a":[1]} in [{"a":[1.0]}]',
+    "1 in {1: 2}",
+    "true in {1: 2}",
+    "1.0 in {1: 2}",
+    "1u in {1: 2}",
+    '"a" in {1: 2}',
+    'null in {"a": 1}',
+    '[1] in {"a": 1}',
+    '"a" == b"a"',
+    'b"a" == b"a"',
+    'b"a" < b"b"',
+    'b"a" + b"b"',
+    'size(b"\\xff")',
+    'b"\\xff" == b"\\377"',
+    'string(b"ab")',
+    'string(b"\\xff")',
+    "string(1u)",
+    "string(-0.0)",
+    "string(1e20)",
+    "string(1.0)",
+    "string(0.1)",
+    "string(1e-7)",
+    "string(123456789.0)",
+    "string(1.5e300)",
+    "string(1.5e-300)",
+    "string(1.0/3.0)",
+    "string(-1.0/0.0)",
+    'string(double("nan"))',
+    "string(9007199254740993.0)",
+    "string(2.5e-5)",
+    "string(true)",
+    "string(null)",
+    "string([1])",
+    "int(2.9e18)",
+    "int(9.2233720368547758e18)",
+    "int(-9.2233720368547758e18)",
+    'int(double("nan"))',
+    'int(double("inf"))',
+    'int("-9223372036854775808")',
+    'int("9223372036854775808")',
+    'int("0x10")',
+    'int("1_000")',
+    'int("+1")',
+    'int("1.0")',
+    "int(1u)",
+    "int(18446744073709551615u)",
+    "int(true)",
+    'double("1_0")',
+    'double("+1.5")',
+    'double(".5")',
+    'double("5.")',
+    'double(".")',
+    'double("1e400")',
+    'double("infinity")',
+    'double("-Inf")',
+    'double("nAn")',
+    'double("  ")',
+    "double(1u)",
+    'double("1e")',
+    'double("e5")',
+    "0xFFFFFFFFFFFFFFFFu",
+    "0x8000000000000000",
+    "0x7FFFFFFFFFFFFFFF",
+    "018",
+    "007",
+    "1e3",
+    ".5",
+    "1.",
+    "1.5e3u",
+    "1 == null",
+    "null in [null]",
+    "[null] == [null]",
+    "null == null",
+    "null < null",
+    "null == false",
+    "true < false",
+    "false <= true",
+    '"abc".contains("")',
+    '"abc".contains(1)',
+    '"abc".size()',
+    "[1,2].size()",
+    '{"a":1}.size()',
+    'size("héllo")',
+    'size("\\U0001F600")',
+    '"abc\\n".matches("^abc$")',
+    '"é".matches("^.$")',
+    '"1".matches("\\\\d")',
+    '"abc".matches("(?i)ABC")',
+    '"a\\nb".matches("(?m)^b$")',
+    '"a\\nb".matches("a.b")',
+    '"a\\nb".matches("(?s)a.b")',
+    '"AB".matches("^[a-z]+$")',
+    '"ǅ".matches("(?i)ǆ")',
+    '"٣".matches("^\\\\d$")',
+    '"a b".matches("\\\\bb")',
+    '"é".matches("\\\\w")',
+    '" ".matches("\\\\s")',
+    '"\\u00a0".matches("\\\\s")',
+    'double("nan") == double("nan")',
+    "1.0 == 1.0",
+    "0.0 == -0.0",
+    "9007199254740993 == 9007199254740992.0",
+    "9007199254740993 < 9007199254740992.0",
+    "9007199254740993 > 9007199254740992.0",
+    'double("nan") < 1.0',
+    '1 < double("nan")',
+    'double("nan") <= double("nan")',
+    "[1,2].map(x, x > 1, x * 10)",
+    "[1,2].filter(x, x)",
+    "[[1],[2]].map(x, x[0])",
+    "[1,2].exists(x, [3].exists(x, x == 3))",
+    '{"a": 1, "a": 2}',
+    '{"a": 1, "a": 2}["a"]',
+    "1 < 2 < 3",
+    "1 == 1 == true",
+    "!1 == 1",
+    "-1 in [-1]",
+    "1 + 2 * 3 - 4 / 2 % 3",
+    "true ? 1 : 2 ? 3 : 4",
+    "false ? 1 : true ? 2 : 3",
+    "true || false ? 1 : 2",
+    '"a\\tb"',
+    "'single'",
+    '"\\101"',
+    '"\\u00e9\\U0001F600"',
+    'R"raw\\n"',
+    "'''x'y'''",
+    '"""a"b"""',
+    '"\\a\\b\\f\\v\\?\\`"',
+    '"\\z"',
+    '"\\x4"',
+    '"\\400"',
+    '"\\377"',
+    'b"\\u00e9"',
+    'rb"\\n"',
+    'br"\\x41"',
+    'B"\\x41"',
+    "[1,2] == [1,2,3]",
+    '{"a": 1}.all(k, k == 1)',
+    "[1, 2].all(x, x > 1 || x)",
+    "2 in [1, 2] == true",
+    "!(1 in [1])",
+    "!!true",
+    "--1",
+    '--"a"',
+    '---"a"',
+    "!!1",
+    "!!!1",
+    "--(-9223372036854775807 - 1)",
+    "!" * 301 + "true",
+    "- -1",
+    "-1.5",
+    '-"a"',
+    "!-1",
+    "--9223372036854775808",
+    "[1,]",
+    '{"a": 1,}',
+    "()",
+    "(1)",
+    "[1, 2][0] + [3][0]",
+    "1 + 1.0",
+    "1.0 + 1.0",
+    "1.5 * 2.0",
+    "7.0 / 2.0",
+    "-7 / 2",
+    "-7 % 2",
+    "7 % -2",
+    '"ab" + "cd"',
+    "[1] + [2.0]",
+    '{"a": [1]}["a"] + [2]',
+    "1e308 * 10.0",
+    "-1e308 * 10.0",
+    "0.0 / 0.0",
+    "1.0 / -0.0",
+    "-0.0 == 0.0",
+    "string(0.0 / 0.0)",
+    "size([1, [2, 3]])",
+    "size({})",
+    'has({"a": 1}.a)',
+    'has({"a": 1}.b)',
+    "has([1].a)",
+    "has({1: 2}.a)",
+    "[1, 2, 3].exists_one(x, x > 1)",
+    "[].exists_one(x, true)",
+    "[1].map(x, x, x)",
+    '{"b": 2}.map(k, k)',
+    '{"b": 2}.filter(k, k == "b")',
+    '{"b": 2}.exists(k, k == 1)',
+    "null",
+    "true",
+    "1u",
+    "1 == 1.5",
+    "1u == 1.0",
+    "1u < 1.5",
+    "1 > -1u",
+    "[true] == [1]",
+    '{"a": null}["a"]',
+    '{"a": null}.a == null',
+    "{null: 1}",
+    "{1.0: 1}",
+    "{[1]: 1}",
+    "{{}: 1}",
+    'int("٣")',
+    "1 % 1u",
+]
+
+
+@pytest.mark.parametrize("source", CORNERS)
+def test_corner_agrees_with_the_reference(source: str) -> None:
+    view = RequestView(Request("GET", "/"))
+    try:
+        expression = compile_expression(source, condition=False)
+    except ExpressionError:
+        assert not reference_parses(source), f"only we refuse {source!r}"
+        return
+    ours: Any
+    theirs: Any
+    try:
+        ours = expression.evaluate_value(view)
+    except ExpressionEvalError as exc:
+        ours = exc
+    try:
+        theirs = cel.compile(source).execute({})
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
+        theirs = exc
+    if isinstance(ours, Exception) or isinstance(theirs, Exception):
+        assert isinstance(ours, Exception) and isinstance(theirs, Exception), (ours, theirs)
+    else:
+        assert same_value(ours, theirs), (ours, theirs)
+
+
+def test_known_departures() -> None:
+    # A map literal whose keys Python's dict cannot keep apart (1 and true) is refused at
+    # evaluation; the reference keeps both.
+    with pytest.raises(ExpressionEvalError, match="cannot keep apart"):
+        compile_expression('{1: "x", true: "y"}[true]', condition=False).evaluate_value(
+            RequestView(Request("GET", "/"))
+        )
+    # The reference reads `[,]` as an empty list; we refuse it, as CEL's grammar does.
+    with pytest.raises(ExpressionError):
+        compile_expression("[,] == []")
+    # A pattern that cannot compile is refused at build time, not when a request arrives.
+    with pytest.raises(ExpressionError):
+        compile_expression('"abc".matches("[")')

@@ -1,0 +1,114 @@
+"""Request bodies parsed once, by content type, for every module to share."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from failsmall.engine.request import BodyFormat, Request, RequestView, parse_body
+
+
+def view(content_type: str, body: bytes) -> RequestView:
+    headers = (("Content-Type", content_type),) if content_type else ()
+    return RequestView(Request(method="POST", path="/", headers=headers, body=body))
+
+
+def test_urlencoded_fields() -> None:
+    v = view("application/x-www-form-urlencoded", b"name=O%27Brien&q=rock+%26+roll&q=2")
+    assert v.body.format is BodyFormat.URLENCODED
+    assert v.body_args == {"name": ["O'Brien"], "q": ["rock & roll", "2"]}
+    assert v.body_arg_names == ["name", "q", "q"]
+    assert v.content_type == "application/x-www-form-urlencoded"
+
+
+def test_a_body_without_content_type_is_read_as_a_form_unless_it_looks_structured() -> None:
+    assert view("", b"a=1&b=2").body.format is BodyFormat.URLENCODED
+    assert view("", b"database(").body_arg_names == ["database("]
+    assert view("", b'{"a": 1}').body.format is BodyFormat.RAW
+    assert view("", b"<x/>").body.format is BodyFormat.RAW
+
+
+def test_json_fields_are_leaves_by_dotted_path() -> None:
+    v = view(
+        "application/json; charset=utf-8",
+        b'{"user": {"name": "Zo\\u00eb", "tags": ["a", {"deep": true}]}, "n": 3}',
+    )
+    assert v.body.format is BodyFormat.JSON
+    assert v.body_args == {
+        "user": [""],
+        "user.name": ["Zoë"],
+        "user.tags": [""],
+        "user.tags.0": ["a"],
+        "user.tags.1.deep": ["true"],
+        "n": ["3"],
+    }
+
+
+def test_malformed_json_has_no_fields_and_says_why() -> None:
+    v = view("application/json", b'{"a": ')
+    assert v.body.format is BodyFormat.MALFORMED
+    assert "invalid JSON" in v.body.problem
+    assert v.body_args == {}
+
+
+def test_multipart_fields_and_file_names() -> None:
+    body = (
+        b"--XyZ\r\n"
+        b'Content-Disposition: form-data; name="title"\r\n\r\n'
+        b"Rock & roll\r\n"
+        b"--XyZ\r\n"
+        b'Content-Disposition: form-data; name="upload"; filename="Invoice O\'Brien.pdf"\r\n'
+        b"Content-Type: application/pdf\r\n\r\n"
+        b"%PDF-1.7 \x00\xff binary\r\n"
+        b"--XyZ\n"
+        b'Content-Disposition: form-data; name="0"\n\n'
+        b'["$K1"]\n'
+        b"--XyZ--\r\n"
+    )
+    v = view('multipart/form-data; boundary="XyZ"', body)
+    assert v.body.format is BodyFormat.MULTIPART
+    assert v.body_args == {"title": ["Rock & roll"], "0": ['["$K1"]']}
+    assert v.filenames == ["Invoice O'Brien.pdf"]
+
+
+def test_multipart_without_boundary_is_malformed() -> None:
+    parsed = parse_body("multipart/form-data", b"--x\r\n\r\n")
+    assert parsed.format is BodyFormat.MALFORMED
+    assert "boundary" in parsed.problem
+
+
+def test_other_media_types_are_raw_and_empty_bodies_empty() -> None:
+    assert view("application/xml", b"<a/>").body.format is BodyFormat.RAW
+    assert view("application/json", b"").body.format is BodyFormat.EMPTY
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    content_type=st.sampled_from(
+        [
+            "",
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=b",
+            'multipart/form-data; boundary="b"',
+            "text/plain",
+        ]
+    ),
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(str.encode),
+        st.lists(st.sampled_from([b"--b", b"\r\n", b"\n", b"name=", b'"', b"{", b"[", b"="])).map(
+            b"".join
+        ),
+    ),
+)
+def test_parsing_never_raises(content_type: str, body: bytes) -> None:
+    parsed = parse_body(content_type, body)
+    assert isinstance(parsed.format, BodyFormat)
+    assert all(isinstance(n, str) and isinstance(v, str) for n, v in parsed.fields)
+
+
+def test_deeply_nested_json_is_bounded() -> None:
+    body = b'{"a":' * 500 + b"1" + b"}" * 500
+    parsed = parse_body("application/json", body)
+    assert parsed.format in (BodyFormat.JSON, BodyFormat.MALFORMED)
