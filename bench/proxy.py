@@ -193,15 +193,29 @@ def bundle_files(workdir: Path, origin_url: str) -> tuple[Path, Path, Path]:
     return paths[0], paths[1], trust
 
 
+def admin_ports(workers: int) -> list[int]:
+    """`workers` consecutive free ports (worker i serves its admin API on the first + i)."""
+    for _ in range(100):
+        first = free_port()
+        try:
+            for offset in range(1, workers):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        return [first + i for i in range(workers)]
+    raise BenchError(f"no {workers} consecutive free ports for the admin listeners")
+
+
 def node_command(
-    workdir: Path, name: str, bundle: Path, trust: Path, port: int, workers: int
+    workdir: Path, name: str, bundle: Path, trust: Path, port: int, admin_port: int, workers: int
 ) -> list[str]:
     config = NodeConfig(
         node_id=f"bench-{name}",
         state_dir=workdir / f"state-{name}",
         trust=[trust],
         listen=f"127.0.0.1:{port}",
-        admin=f"127.0.0.1:{free_port()}",
+        admin=f"127.0.0.1:{admin_port}",
         bundle_file=bundle,
         report_interval_s=5.0,
     )
@@ -261,7 +275,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
         else:
             origin_cmd = [sys.executable, str(ROOT / "bench" / "fast_origin.py"), str(origin_port)]
         empty, example, trust = bundle_files(workdir, origin_url)
-        plan: list[tuple[str, list[str], int]] = []
+        plan: list[tuple[str, list[str], int, list[int]]] = []
         if have_nginx:
             nginx_port = free_port()
             proxy_conf = nginx_conf(
@@ -276,8 +290,23 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     "nginx proxy (1 worker)",
                     ["nginx", "-c", str(proxy_conf), "-p", str(proxy_conf.parent)],
                     nginx_port,
+                    [],
                 )
             )
+        raw_port = free_port()
+        plan.append(
+            (
+                "byte pass-through (no HTTP)",
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "passthrough.py"),
+                    str(raw_port),
+                    str(origin_port),
+                ],
+                raw_port,
+                [],
+            )
+        )
         aio_port = free_port()
         plan.append(
             (
@@ -289,6 +318,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     origin_url,
                 ],
                 aio_port,
+                [],
             )
         )
         for name, bundle, workers in (
@@ -297,6 +327,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
             ("failsmall, example bundle, 2 workers", example, 2),
         ):
             port = free_port()
+            admins = admin_ports(workers)
             plan.append(
                 (
                     name,
@@ -306,9 +337,11 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                         bundle,
                         trust,
                         port,
+                        admins[0],
                         workers,
                     ),
                     port,
+                    admins,
                 )
             )
         with (
@@ -322,10 +355,12 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
             row.name = "origin direct" + (" (nginx)" if have_nginx else " (asyncio)")
             rows.append(row)
             progress.advance(task)
-            for name, cmd, port in plan:
+            for name, cmd, port, ready in plan:
                 progress.update(task, description=name)
                 log = workdir / (re.sub(r"\W+", "-", name) + ".log")
                 with process(cmd, log, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}):
+                    for admin in ready:  # every worker serves its bundle
+                        wait_http(admin, "/readyz", timeout_s=30)
                     wait_http(port, timeout_s=30)
                     run_wrk(port, min(1.0, duration_s), connections)  # warm-up
                     row = run_wrk(port, duration_s, connections)

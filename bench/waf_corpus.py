@@ -25,12 +25,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from failsmall.build.corpus import CorpusError
 from failsmall.engine import Engine, RequestView
 from failsmall.engine.request import Request
 from failsmall.engine.signatures import TRANSFORMS, target_values
 from failsmall.engine.signatures.transforms import features, triggers
 from failsmall.managed import managed_ruleset
-from failsmall.managed.corpora import CorpusError, benign_requests, crs_cases
+from failsmall.managed.corpora import benign_requests, crs_cases
 from failsmall.managed.measure import (
     BenignResult,
     FamilyResult,
@@ -210,6 +211,7 @@ def _document(
                 "tests": f.tests,
                 "blocked": f.blocked,
                 "rate": round(f.rate, 4),
+                "errored": f.errored,
                 "missed": f.missed,
             }
             for f in families.values()
@@ -218,6 +220,7 @@ def _document(
             "requests": benign.requests,
             "blocked": benign.blocked,
             "rate": round(benign.rate, 5),
+            "errored": benign.errored,
             "blocked_by_rule": benign.blocked_by_rule,
         },
         "timing_us": [
@@ -246,7 +249,15 @@ def _print(
     met: bool,
 ) -> None:
     table = Table(title=f"failsmall-managed at paranoia level {args.paranoia}: CRS PL1 attacks")
-    for column in ("family", "", "PL1 tests with expect_ids", "blocked", "rate", "target"):
+    for column in (
+        "family",
+        "",
+        "PL1 tests with expect_ids",
+        "blocked",
+        "rate",
+        "errored",
+        "target",
+    ):
         table.add_column(column, justify="left" if column in ("family", "") else "right")
     for f in families.values():
         if not f.tests:
@@ -258,17 +269,19 @@ def _print(
             str(f.tests),
             str(f.blocked),
             f"{f.rate:.1%}",
+            str(f.errored),
             "[green]ok[/green]" if ok else "[red]below 90%[/red]",
         )
     console.print(table)
 
     fp = Table(title="benign corpus")
-    for column in ("requests", "blocked", "false-positive rate", "target", "rules"):
+    for column in ("requests", "blocked", "false-positive rate", "errored", "target", "rules"):
         fp.add_column(column, justify="right" if column != "rules" else "left")
     fp.add_row(
         str(benign.requests),
         str(benign.blocked),
         f"{benign.rate:.2%}",
+        str(benign.errored),
         "[green]ok[/green]" if benign.rate <= TARGET_FALSE_POSITIVES else "[red]above 0.5%[/red]",
         ", ".join(f"{rule} x{n}" for rule, n in sorted(benign.blocked_by_rule.items())) or "-",
     )
@@ -290,7 +303,8 @@ def _print(
         )
     console.print(timing)
     console.print(
-        "baseline: the same pipeline with an empty managed phase (no signatures)",
+        "baseline: the same pipeline with an empty managed phase (no signatures); errored: a "
+        "module overran its time budget (or failed) and its failure policy decided",
         style="dim",
     )
     console.print("[green]all targets met[/green]" if met else "[red]targets missed[/red]")

@@ -162,25 +162,27 @@ class ScriptedNode:
         while True:
             try:
                 result = await channel.watch(self.node_id, revision, 2.0)
+                match result:
+                    case NoChange():
+                        continue
+                    case Assignment(digest=digest, revision=rev):
+                        await channel.fetch(digest)
+                        revision = rev
+                        self.assigned.append(digest)
+                        await self._apply(channel, digest)
             except TransportError:
                 await asyncio.sleep(0.1)
-                continue
-            match result:
-                case NoChange():
-                    continue
-                case Assignment(digest=digest, revision=rev):
-                    revision = rev
-                    self.assigned.append(digest)
-                    await channel.fetch(digest)
-                    if digest in self.refuse:
-                        report = ApplyReport(
-                            self.node_id, digest, ApplyResult.NACK, "over capacity", time.time()
-                        )
-                    else:
-                        self.current = digest
-                        self.applied.append(digest)
-                        report = ApplyReport(self.node_id, digest, ApplyResult.ACK, at=time.time())
-                    await self._send(channel.send_apply(report))
+
+    async def _apply(self, channel: NodeChannel, digest: str) -> None:
+        if digest in self.refuse:
+            report = ApplyReport(
+                self.node_id, digest, ApplyResult.NACK, "over capacity", time.time()
+            )
+        else:
+            self.current = digest
+            self.applied.append(digest)
+            report = ApplyReport(self.node_id, digest, ApplyResult.ACK, at=time.time())
+        await self._send(channel.send_apply(report))
 
     async def _report(self) -> None:
         channel = self._channel()

@@ -32,12 +32,12 @@ from failsmall.model.envelope import bundle_data
 from failsmall.rollout import GLOBAL, NAMED_POLICIES
 from failsmall.transport.natsd import free_port
 
-# The default policies, except `global` (used only to seed the fleet) bakes 5 s so that the
-# nodes have built the example's engine (managed ruleset) and reported before its gate judges.
+# The default policies, except `global` (used only to seed the fleet) bakes 8 s so that every
+# node has built the example's engine (managed ruleset) and reported before its gate judges.
 E2E_POLICIES = {
     **NAMED_POLICIES,
     "global": dataclasses.replace(
-        GLOBAL, waves=(dataclasses.replace(GLOBAL.waves[0], bake_s=5.0),)
+        GLOBAL, waves=(dataclasses.replace(GLOBAL.waves[0], bake_s=8.0),)
     ),
 }
 
@@ -105,7 +105,9 @@ class RealFleet:
             if state in ("completed", "rolled_back", "aborted"):
                 return state
             await asyncio.sleep(0.1)
-        raise AssertionError(f"rollout {rollout_id} did not finish in {timeout_s}s")
+        audit = (await self.admin.get("/v1/audit", params={"limit": 30})).json()
+        trail = "\n".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in audit)
+        raise AssertionError(f"rollout {rollout_id} did not finish in {timeout_s}s:\n{trail}")
 
     async def seed(self) -> str:
         digest, rollout_id = await self.push(self.bundle(), policy="global")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from pathlib import Path
 
 from control_harness import Fleet, envelope, site_bundle
@@ -88,3 +89,40 @@ async def test_cli_exit_codes(fleet: Fleet, tmp_path: Path) -> None:
         "--control", fleet.plane.url, "--token", viewer, env=home,
     )  # fmt: skip
     assert code == 2
+
+
+async def test_failsmall_control_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    from failsmall.build import generate_keypair
+
+    generate_keypair(tmp_path / "control.key")
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *failsmall_argv(),
+        "control",
+        "--db",
+        str(tmp_path / "control.db"),
+        "--key",
+        str(tmp_path / "control.key"),
+        "--listen",
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        token_file = tmp_path / "control.db.admin-token"
+        async with asyncio.timeout(30):
+            while not token_file.exists():
+                await asyncio.sleep(0.1)
+        env = {"FAILSMALL_HOME": str(tmp_path / "home")}
+        token = token_file.read_text().strip()
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        url = f"http://127.0.0.1:{port}"
+        code, out, err = await cli("status", "--json", "--control", url, "--token", token, env=env)
+        assert code == 0, err
+        assert json.loads(out)["nodes"] == []
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -3,9 +3,12 @@ stopped at the canary and rolled back automatically; the other nodes never recei
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from control_harness import wait_for
 from e2e_harness import (
@@ -18,11 +21,12 @@ from e2e_harness import (
 
 from failsmall.model import Capacities, Feature, FeatureFile, FeatureKind
 
-pytestmark = needs_control_node
+pytestmark = [needs_control_node, pytest.mark.slow]
 
 
-async def _stopped_at_the_canary(fleet: RealFleet, good: str, bad: str, rollout_id: str) -> float:
-    started = time.monotonic()
+async def _stopped_at_the_canary(
+    fleet: RealFleet, good: str, bad: str, rollout_id: str, started: float
+) -> float:
     assert await fleet.wait_done(rollout_id) == "rolled_back"
     await wait_for(lambda: set(fleet.reported_digests().values()) == {good}, timeout_s=30)
     elapsed = time.monotonic() - started
@@ -35,26 +39,28 @@ async def _stopped_at_the_canary(fleet: RealFleet, good: str, bad: str, rollout_
 async def test_a_bundle_that_blocks_everyone_is_rolled_back(tmp_path: Path) -> None:
     async with real_fleet(tmp_path) as fleet:
         good = await fleet.seed()
+        started = time.monotonic()
         bad, rollout_id = await fleet.push(blocking_everyone(fleet.bundle()))
-        await _stopped_at_the_canary(fleet, good, bad, rollout_id)
+        elapsed = await _stopped_at_the_canary(fleet, good, bad, rollout_id, started)
+        print(f"bad canary -> every node back on the last good bundle: {elapsed:.1f} s")
         received = [n.node_id for n in fleet.nodes if bad in n.served()]
         assert len(received) == 1
         audit = (await fleet.admin.get("/v1/audit", params={"limit": 200})).json()
         assert any(e["actor"] == "gate" and e["action"] == "rollback" for e in audit)
 
 
-@pytest.mark.slow
 async def test_a_fault_bundle_with_half_aborts_is_rolled_back(tmp_path: Path) -> None:
     async with real_fleet(tmp_path) as fleet:
         good = await fleet.seed()
         faulty = with_changes(
             fleet.bundle(), name="half-aborts", fault={"abort_percent": 50, "abort_status": 503}
         )
+        started = time.monotonic()
         bad, rollout_id = await fleet.push(faulty)
-        await _stopped_at_the_canary(fleet, good, bad, rollout_id)
+        elapsed = await _stopped_at_the_canary(fleet, good, bad, rollout_id, started)
+        print(f"50% aborts canary -> every node back on the last good bundle: {elapsed:.1f} s")
 
 
-@pytest.mark.slow
 async def test_a_bundle_over_node_capacity_is_nacked_and_rolled_back(tmp_path: Path) -> None:
     async with real_fleet(tmp_path) as fleet:
         good = await fleet.seed()
@@ -71,6 +77,31 @@ async def test_a_bundle_over_node_capacity_is_nacked_and_rolled_back(tmp_path: P
             bot=bot,
             requires=Capacities(bot_feature_slots=400).model_dump(mode="json"),
         )
+        started = time.monotonic()
         bad, rollout_id = await fleet.push(too_big)
-        await _stopped_at_the_canary(fleet, good, bad, rollout_id)
+        elapsed = await _stopped_at_the_canary(fleet, good, bad, rollout_id, started)
+        print(f"NACKed canary -> every node back on the last good bundle: {elapsed:.1f} s")
         assert not any(bad in n.served() for n in fleet.nodes), "a NACKed bundle is never served"
+
+
+async def test_a_canary_that_crashes_on_a_bundle_quarantines_it_and_rolls_back(
+    tmp_path: Path,
+) -> None:
+    async with real_fleet(tmp_path) as fleet:
+        good = await fleet.seed()
+        started = time.monotonic()
+        bad, rollout_id = await fleet.push(
+            with_changes(fleet.bundle(), name="crashes-the-canary", description="drill")
+        )
+        await wait_for(lambda: any(bad in n.served() for n in fleet.nodes), timeout_s=60)
+        canary = next(n for n in fleet.nodes if bad in n.served())
+        # The worker dies right after swapping to the bundle, as a panic in it would.
+        async with httpx.AsyncClient() as client:
+            described = (await client.get(f"http://127.0.0.1:{canary.admin_port}/config")).json()
+        os.kill(int(described["pid"]), signal.SIGKILL)
+        elapsed = await _stopped_at_the_canary(fleet, good, bad, rollout_id, started)
+        print(f"crashing canary -> every node back on the last good bundle: {elapsed:.1f} s")
+        async with httpx.AsyncClient() as client:
+            described = (await client.get(f"http://127.0.0.1:{canary.admin_port}/config")).json()
+        assert bad in described["poisoned"]
+        assert described["serving"] == good

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from control_harness import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from failsmall.control.plane import ControlPlane, ControlSettings
+from failsmall.model import Bundle
 from failsmall.transport.nats import NatsNodeChannel
 from failsmall.transport.natsd import NatsServer
 
@@ -83,3 +85,58 @@ async def test_rollout_and_rollback_over_nats(tmp_path: Path, key: Ed25519Privat
 def _state(plane: ControlPlane, rollout_id: str) -> str:
     row = plane.store.rollout(rollout_id)
     return row.state if row is not None else "missing"
+
+
+async def test_a_rollback_during_a_bus_outage_is_delivered_when_the_bus_returns(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    server = NatsServer(name="outage", workdir=tmp_path)
+    server.start()
+    settings = ControlSettings(
+        db=tmp_path / "control.db",
+        key=key,
+        port=0,
+        transport="nats",
+        nats_servers=[server.url],
+        tick_s=0.2,
+        dead_after_s=10.0,
+        admin_token_file=tmp_path / "admin.token",
+        policies=QUICK_POLICIES,
+    )
+    plane = await ControlPlane.open(settings)
+    await plane.start()
+    good, good_raw = envelope(site_bundle(), key)
+    data = site_bundle().model_dump(mode="json")
+    data["ip_lists"]["known-bad"].append("192.0.2.1")
+    new, new_raw = envelope(Bundle.model_validate(data), key)
+    nodes = []
+    for i in range(4):
+        channel = await NatsNodeChannel.connect([server.url])
+        nodes.append(ScriptedNode(f"edge-{i}", "", "", channel=channel))
+    token = (tmp_path / "admin.token").read_text().strip()
+    try:
+        for node in nodes:
+            node.start()
+        await wait_for(lambda: len(plane.fleet.live_nodes()) == 4)
+        async with httpx.AsyncClient(
+            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin:
+            await admin.post("/v1/bundles", content=good_raw, params={"policy": "global"})
+            await wait_for(lambda: plane.driver.last_good == good)
+            pushed = await admin.post("/v1/bundles", content=new_raw)
+            rollout_id = pushed.json()["rollout_id"]
+            await wait_for(lambda: any(n.current == new for n in nodes))
+            server.stop()
+            rolled = await admin.post("/v1/rollout/rollback", json={"reason": "bus drill"})
+            assert rolled.status_code == 200, rolled.text
+            assert plane.driver.deferred, "the pointer moves wait for the bus"
+            await asyncio.sleep(1.0)
+            server.start()
+            await wait_for(lambda: not plane.driver.deferred, timeout_s=20)
+            await wait_for(lambda: all(n.current == good for n in nodes), timeout_s=20)
+            await wait_for(lambda: _state(plane, rollout_id) == "rolled_back", timeout_s=40)
+    finally:
+        for node in nodes:
+            await node.stop()
+        await plane.stop()
+        server.stop()

@@ -80,7 +80,7 @@ Scope = tuple[tuple[str, str], ...]
 @functools.cache
 def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrategy[str]:
     """Source text of an expression yielding CEL type `kind` (bool, int, double, uint, string,
-    strings (list<string>), ints (list<int>), map), nested at most `depth` deep."""
+    bytes, strings (list<string>), ints (list<int>), map), nested at most `depth` deep."""
     leaves = _leaves(kind, scope)
     if depth <= 0:
         return leaves
@@ -117,6 +117,15 @@ def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrate
             st.builds(
                 "has({}.{})".format, st.sampled_from(_MAP_FIELDS), _NAMES.filter(str.isidentifier)
             ),
+            st.builds(
+                "{} {} {}".format, e("bytes"), st.sampled_from(["==", "<", "!="]), e("bytes")
+            ),
+            st.builds(
+                "{} {} {}".format, e("double"), st.sampled_from(["==", "<=", ">"]), e("double")
+            ),
+            st.builds("has({}.{})".format, e("map"), _NAMES.filter(str.isidentifier)),
+            st.builds('ip_in_cidr({}, "10.0.0.0/8")'.format, e("string")),
+            st.builds('ip_in_list({}, "office")'.format, e("string")),
             st.builds("!{}".format, e("bool")),
             st.builds("({} && {})".format, e("bool"), e("bool")),
             st.builds("({} || {})".format, e("bool"), e("bool")),
@@ -125,7 +134,9 @@ def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrate
         ]
     elif kind == "int":
         branches += [
-            st.builds("size({})".format, st.one_of(e("string"), e("strings"), e("map"))),
+            st.builds(
+                "size({})".format, st.one_of(e("string"), e("strings"), e("map"), e("bytes"))
+            ),
             st.builds("{}.size()".format, e("string")),
             st.builds(
                 "({} {} {})".format, e("int"), st.sampled_from(["+", "-", "*", "/", "%"]), e("int")
@@ -143,6 +154,8 @@ def expressions(kind: str, depth: int = 3, scope: Scope = ()) -> st.SearchStrate
             ),
             st.builds("-{}".format, e("double")),
         ]
+    elif kind == "bytes":
+        branches += [st.builds("({} + {})".format, e("bytes"), e("bytes"))]
     elif kind == "uint":
         branches += [
             st.builds(
@@ -200,6 +213,8 @@ def _leaves(kind: str, scope: Scope) -> st.SearchStrategy[str]:
         ]
     elif kind == "double":
         options += [st.sampled_from(["0.0", "1.5", "-2.25", "1e300", ".5", "3.0e-5", "100.0"])]
+    elif kind == "bytes":
+        options += [st.sampled_from(['b"ab"', 'b"\\xff"', 'b""', "b'\\001a'", 'b"é"'])]
     elif kind == "uint":
         options += [
             st.integers(0, 2**64 - 1).map("{}u".format),

@@ -66,7 +66,9 @@ def check_agreement(source: str, view: RequestView) -> None:
     assert same_value(ours, theirs), f"{source!r}: ours {ours!r}, reference {theirs!r}"
 
 
-@pytest.mark.parametrize("kind", ["bool", "int", "string", "double", "uint", "strings", "ints"])
+@pytest.mark.parametrize(
+    "kind", ["bool", "int", "string", "double", "uint", "bytes", "strings", "ints"]
+)
 def test_random_expressions_agree_with_the_reference(kind: str) -> None:
     @_SETTINGS
     @given(source=expressions(kind), view=requests())
@@ -94,15 +96,32 @@ def test_rule_shaped_expressions_agree(view: RequestView) -> None:
         check_agreement(source, view)
 
 
-@given(text=st.text(max_size=8), pattern=st.sampled_from(["^a$", "a$", "[$]", r"\$", "(?m)a$"]))
-@settings(max_examples=200, deadline=None)
-def test_end_anchors_match_like_the_reference(text: str, pattern: str) -> None:
-    view = RequestView(Request("GET", "/", body=text.encode()))
+_PATTERNS = [
+    "^a$", "a$", "[$]", r"\$", "(?m)a$", r"\w+", r"^\w+$", r"\W", r"\s", r"\S", r"\b", r"\B",
+    r"\d", r"(?i)k", r"(?i)ß", r"(?i)[a-z]", "^.$", "(?s)^.$", r"\pL", "[[:alpha:]]", r"\z",
+]  # fmt: skip
+_TRICKY_TEXT = st.text(
+    st.one_of(
+        st.sampled_from(
+            ["a", "k", "K", "\u212a", "ß", "\n", "\x1c", "\u00a0", "\u0301", "1", "١", "$"]
+        ),
+        st.characters(),
+    ),
+    max_size=6,
+)
+
+
+@given(text=_TRICKY_TEXT, pattern=st.sampled_from(_PATTERNS))
+@settings(max_examples=300, deadline=None)
+def test_patterns_match_like_the_reference(text: str, pattern: str) -> None:
+    view = RequestView(Request("GET", "/", body=text.encode("utf-8", "surrogatepass")))
     check_agreement(f"http.request.body.raw.matches({pattern!r})", view)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["bool", "int", "string", "double", "uint", "strings", "ints"])
+@pytest.mark.parametrize(
+    "kind", ["bool", "int", "string", "double", "uint", "bytes", "strings", "ints"]
+)
 def test_many_random_expressions_agree_with_the_reference(kind: str) -> None:
     @settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
     @given(source=expressions(kind, depth=4), view=requests())

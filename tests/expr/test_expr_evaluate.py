@@ -190,6 +190,22 @@ def test_matches_is_a_search_and_dollar_means_the_end_of_the_text() -> None:
     assert evaluate('"a\\nb".matches("(?m)a$")') is True
 
 
+@pytest.mark.parametrize(
+    ("text", "pattern", "matched"),
+    [
+        ("a\u0301", "^\\w+$", True),  # a combining mark is a word character in CEL
+        ("\x1c", "\\s", False),  # a file separator is not whitespace in CEL
+        ("\u00a0", "\\s", True),
+        ("\u212a", "(?i)k", True),  # the Kelvin sign folds to k
+        ("é", "\\pL", True),
+    ],
+)
+def test_patterns_mean_what_they_mean_in_cel(text: str, pattern: str, matched: bool) -> None:
+    request_view = RequestView(Request("GET", "/", body=text.encode()))
+    source = f"http.request.body.raw.matches({pattern!r})"
+    assert compile_expression(source).evaluate(request_view) is matched
+
+
 def test_fields_are_read_lazily() -> None:
     request_view = view()
     compile_expression('http.request.method == "POST"').evaluate(request_view)

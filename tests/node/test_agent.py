@@ -152,7 +152,8 @@ async def test_crash_after_apply_poisons_the_bundle_and_boots_the_previous_lkg(
 
     def poisoned_reported() -> bool:
         return any(
-            r["digest"] == bad.digest and r["result"] == "poisoned" for r in watch.apply_reports()
+            bool(r["digest"] == bad.digest and r["result"] == "poisoned")
+            for r in watch.apply_reports()
         )
 
     await eventually(poisoned_reported, what="a POISONED report")
@@ -187,7 +188,7 @@ async def test_health_reports_count_traffic(
     assert (await get(node, "/slow?s=0")).status_code == 200
 
     def counted() -> bool:
-        return sum(r["requests"] for r in watch.health_reports()) >= 6
+        return bool(sum(r["requests"] for r in watch.health_reports()) >= 6)
 
     await eventually(counted, what="health reports with the traffic")
     last = watch.health_reports()[-1]

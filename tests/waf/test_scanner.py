@@ -7,7 +7,10 @@ from pathlib import Path
 
 import hyperscan
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from failsmall.build.corpus import parse_line
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures import (
     SignatureCompileError,
@@ -16,7 +19,7 @@ from failsmall.engine.signatures import (
     target_values,
 )
 from failsmall.managed import managed_ruleset
-from failsmall.managed.corpora import benign_request, make_request
+from failsmall.managed.corpora import make_request
 from failsmall.model.rules import SignatureMatch, Target, Transform
 
 BENIGN = Path(__file__).resolve().parents[1] / "data" / "benign" / "benign.jsonl"
@@ -186,7 +189,7 @@ def test_the_scanner_agrees_with_a_rule_by_rule_reference() -> None:
     matches = {r.id: r.match for r in managed_ruleset().rules if r.match is not None}
     scanner = SignatureScanner.compile(matches)
     lines = BENIGN.read_text(encoding="utf-8").splitlines()[::60]
-    requests = [benign_request(json.loads(line)) for line in lines]
+    requests = [parse_line(json.loads(line), "benign")[0] for line in lines]
     requests += [
         make_request("GET", "/?id=1%27%20OR%201%3D1--%20", (), b""),
         make_request("GET", "/a/../../etc/passwd", (("User-Agent", "${jndi:ldap://x/a}"),), b""),
@@ -200,3 +203,34 @@ def test_the_scanner_agrees_with_a_rule_by_rule_reference() -> None:
     reference = Reference(matches)
     for request in requests:
         assert scanner.scan(RequestView(request)) == reference.hits(request)
+
+
+_MANAGED: list[SignatureScanner] = []
+
+
+def managed_scanner() -> SignatureScanner:
+    if not _MANAGED:
+        matches = {r.id: r.match for r in managed_ruleset().rules if r.match is not None}
+        _MANAGED.append(SignatureScanner.compile(matches))
+    return _MANAGED[0]
+
+
+header_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    path=st.text(max_size=40).map(lambda p: "/" + p),
+    query=st.text(max_size=60),
+    headers=st.lists(st.tuples(header_text, header_text), max_size=6),
+    content_type=st.sampled_from(
+        ["", "application/json", "application/x-www-form-urlencoded", "multipart/form-data; b=x"]
+    ),
+    body=st.binary(max_size=200),
+)
+def test_scanning_any_request_never_raises(
+    path: str, query: str, headers: list[tuple[str, str]], content_type: str, body: bytes
+) -> None:
+    all_headers = (*headers, ("Content-Type", content_type), ("Cookie", query[:20]))
+    request = Request(method="POST", path=path, query=query, headers=all_headers, body=body)
+    assert isinstance(managed_scanner().scan(RequestView(request)), frozenset)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -227,6 +228,7 @@ async def run_up(
     duration: float | None,
     config_dir: Path,
     probing: bool,
+    keep_state: bool = False,
 ) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="failsmall-up-"))
     fleet = Fleet(state_dir)
@@ -257,6 +259,10 @@ async def run_up(
     finally:
         console.print("stopping ...")
         await fleet.stop()
+        if keep_state:
+            console.print(f"state kept in {state_dir}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def up(
@@ -275,11 +281,22 @@ def up(
         bool,
         typer.Option("--probe/--no-probe", help="Send synthetic traffic so the gate has data."),
     ] = True,
+    keep_state: Annotated[
+        bool, typer.Option("--keep-state", help="Keep the state directory (logs, store).")
+    ] = False,
 ) -> None:
     """Start a control plane, edge nodes and a demo origin, and roll out the example site."""
     raise typer.Exit(
         asyncio.run(
-            run_up(nodes, control_port, first_port, duration, config or example_dir(), probing)
+            run_up(
+                nodes,
+                control_port,
+                first_port,
+                duration,
+                config or example_dir(),
+                probing,
+                keep_state,
+            )
         )
     )
 

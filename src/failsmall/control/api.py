@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, assert_never
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,7 +26,7 @@ from failsmall.control.errors import BadInputError, BundleRejectedError, NotFoun
 from failsmall.control.killswitch import KillswitchService
 from failsmall.control.openapi import openapi_document
 from failsmall.control.pushes import PushService
-from failsmall.control.store import ControlStore
+from failsmall.control.store import ControlStore, StoredRollout
 from failsmall.model import BundleError
 from failsmall.model.envelope import key_id, load_public_key
 from failsmall.rollout import (
@@ -178,6 +178,7 @@ class ControlApi:
             "nodes": nodes,
             "rollout": rollout,
             "recent_rollouts": [_rollout_row(r) for r in self.store.rollouts(limit=5)],
+            "deferred_assignments": self.driver.deferred,
         }
 
     async def list_bundles(self, request: web.Request) -> web.Response:
@@ -294,6 +295,8 @@ class ControlApi:
                 return web.json_response(
                     {"intact": False, "entries": entries, "broken_at": seq, "problem": problem}
                 )
+            case verdict:
+                assert_never(verdict)
 
     # -- tokens and keys --------------------------------------------------------------------
 
@@ -363,7 +366,7 @@ class ControlApi:
         return web.json_response({"key_id": kid}, status=201)
 
 
-def _rollout_row(row: Any) -> dict[str, Any]:
+def _rollout_row(row: StoredRollout) -> dict[str, Any]:
     return {
         "id": row.id,
         "state": row.state,

@@ -19,7 +19,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 from failsmall.control.audit import AuditLog
 from failsmall.control.fleet import FleetRegistry, health_sample
@@ -60,6 +61,15 @@ FLEET = "default"
 log = logging.getLogger(__name__)
 
 OperatorEvent = Pause | Resume | Abort | Rollback
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A pointer move the transport could not make now; it is retried on every tick."""
+
+    node_id: str
+    digest: str
+    error: str
 
 
 class NoActiveRolloutError(Exception):
@@ -124,6 +134,11 @@ class RolloutDriver:
     @property
     def last_good(self) -> str:
         return self._store.get_value(LAST_GOOD)
+
+    @property
+    def deferred(self) -> dict[str, str]:
+        """Pointer moves (node -> digest) waiting for the transport to come back."""
+        return dict(self._unsent)
 
     @property
     def active(self) -> RolloutMachine | None:
@@ -261,11 +276,15 @@ class RolloutDriver:
                         audits.append(_no_last_good(machine, node_ids, event.now))
                         continue
                     for node_id in node_ids:
-                        assignment = await self._move(node_id, digest)
-                        if assignment is not None:
-                            moved[node_id] = assignment
+                        match await self._move(node_id, digest):
+                            case Assignment() as assignment:
+                                moved[node_id] = assignment
+                            case Deferred():
+                                pass
                 case AuditEntry():
                     audits.append(command)
+                case _:
+                    assert_never(command)
         with self._store.transaction():
             if not (isinstance(event, Tick) and not event.samples):
                 self._store.add_rollout_event(machine.rollout_id, event.now, _brief(event))
@@ -288,21 +307,23 @@ class RolloutDriver:
         if machine.finished:
             self._active = None
 
-    async def _move(self, node_id: str, digest: str) -> Assignment | None:
-        """Move one pointer; on a transport failure keep it for the next tick (None)."""
+    async def _move(self, node_id: str, digest: str) -> Assignment | Deferred:
+        """Move one pointer; on a transport failure keep it for the next tick."""
         try:
             assignment = await self._channel.assign(node_id, digest)
         except TransportError as exc:
             log.warning("assigning %s to %s failed, will retry: %s", digest, node_id, exc)
             self._unsent[node_id] = digest
-            return None
+            return Deferred(node_id, digest, str(exc))
         self._unsent.pop(node_id, None)
         return assignment
 
     async def _assign(self, node_id: str, digest: str) -> None:
-        assignment = await self._move(node_id, digest)
-        if assignment is not None:
-            self._store.save_assignment(node_id, assignment)
+        match await self._move(node_id, digest):
+            case Assignment() as assignment:
+                self._store.save_assignment(node_id, assignment)
+            case Deferred():
+                pass
 
     async def _flush_unsent(self) -> None:
         for node_id, digest in list(self._unsent.items()):

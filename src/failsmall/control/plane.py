@@ -159,7 +159,6 @@ class ControlPlane:
             await self.channel.publish_bundle(bundle.digest, bundle.envelope)
         await self.channel.start(self.driver)
         await self.driver.start()
-        self.bootstrap_admin_token()
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -167,6 +166,7 @@ class ControlPlane:
         addresses = self._runner.addresses
         if addresses:
             self.port = int(addresses[0][1])
+        self.bootstrap_admin_token()
         log.info("control plane listening on http://%s:%d", self.settings.host, self.port)
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from failsmall.engine.outcomes import BotScore, NotComputed, Scored
 from failsmall.engine.request import RequestView
@@ -43,6 +43,17 @@ class BotScorer:
     features: tuple[Feature, ...]
     base_score: float
     enabled: bool
+    # User agents repeat across clients; their class depends on the string alone.
+    ua_classes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def ua_class(self, user_agent: str) -> str:
+        known = self.ua_classes.get(user_agent)
+        if known is None:
+            known = user_agent_class(user_agent)
+            if len(self.ua_classes) >= 4096:
+                self.ua_classes.clear()
+            self.ua_classes[user_agent] = known
+        return known
 
     @classmethod
     def load(cls, config: BotConfig, capacities: Capacities) -> BotScorer:
@@ -63,7 +74,7 @@ class BotScorer:
         if not self.features:
             return NotComputed("the feature file has no features")
         total = self.base_score
-        ua_class = user_agent_class(view.user_agent)
+        ua_class = self.ua_class(view.user_agent)
         for feature in self.features:
             if _present(feature, view, client_rate, ua_class):
                 total += feature.weight

@@ -158,6 +158,8 @@ class ParsedBody:
 #: Bound on JSON nesting and multipart parts, so a hostile body cannot make parsing expensive.
 MAX_BODY_DEPTH = 32
 MAX_BODY_FIELDS = 4096
+#: Longest Content-Disposition value parsed: bounds the parameter regex's work on hostile parts.
+MAX_DISPOSITION = 2048
 
 
 def parse_body(content_type: str, body: bytes) -> ParsedBody:
@@ -257,7 +259,7 @@ def _disposition(head: str) -> tuple[str, str, bool]:
             continue
         params = {
             key.lower(): (quoted if quoted is not None and quoted != "" else bare or "")
-            for key, quoted, bare in _DISPOSITION_PARAM.findall(value)
+            for key, quoted, bare in _DISPOSITION_PARAM.findall(value[:MAX_DISPOSITION])
         }
         is_file = "filename" in params or "filename*" in params
         return params.get("name", ""), params.get("filename", params.get("filename*", "")), is_file

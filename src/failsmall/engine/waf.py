@@ -101,6 +101,10 @@ class CompiledRule:
     has_signatures: bool
     killswitch: Killswitch | None
     child: CompiledRuleset | None
+    not_matched: NotMatched
+    # A signature rule that is plainly active: it is NotMatched whenever its signatures missed,
+    # which is the common case, so the evaluation loop settles it without a call.
+    signature_gated: bool
 
 
 @dataclass(frozen=True)
@@ -206,10 +210,18 @@ def _run(
 ) -> tuple[tuple[RuleOutcome, ...], int, Terminate | None]:
     """Run one ruleset. Returns its outcomes, its anomaly score and a termination, if any."""
     outcomes: list[RuleOutcome] = []
+    append = outcomes.append
     score = 0
+    hits: frozenset[str] | None = None
     for rule in compiled.rules:
+        if rule.signature_gated:
+            if hits is None:
+                hits = ev.signature_hits()
+            if rule.rule.id not in hits:
+                append(rule.not_matched)
+                continue
         outcome, effect = _evaluate_rule(rule, ev)
-        outcomes.append(outcome)
+        append(outcome)
         match effect:
             case _Continue():
                 pass
@@ -267,13 +279,13 @@ def _evaluate_rule(rule: CompiledRule, ev: Evaluation) -> tuple[RuleOutcome, _Ef
     if rule.needs_bot and ev.view.bot_score is None:
         return NotApplicable(rule_id, "bot score not computed for this request"), _CONTINUE
     if rule.has_signatures and rule_id not in ev.signature_hits():
-        return NotMatched(rule_id), _CONTINUE
+        return rule.not_matched, _CONTINUE
     try:
         hit = rule.expression.evaluate(ev.view)
     except ExpressionEvalError as exc:
         return RuleErrored(rule_id, str(exc)), _CONTINUE
     if not hit:
-        return NotMatched(rule_id), _CONTINUE
+        return rule.not_matched, _CONTINUE
     action = rule.rule.action
     ev.matched.append(rule_id)
     match action:
@@ -383,6 +395,10 @@ class _Compiler:
         if isinstance(rule.action, ExecuteAction) and rule.action.ruleset in self.rulesets:
             child = self.ruleset(rule.action.ruleset, rule.action.overrides, depth + 1)
         return CompiledRule(
+            not_matched=NotMatched(rule.id),
+            signature_gated=rule.match is not None
+            and state is not RuleState.DISABLED
+            and rule.id not in self.killswitches,
             rule=rule,
             state=state,
             action_override=chosen.action,

@@ -2,20 +2,21 @@
 
 - The OWASP CRS regression tests (go-ftw YAML), read in place from a checkout: each test stage
   whose CRS rule has paranoia level N is an attack `CorpusCase` of that rule's family.
-- The benign corpus: JSON lines of realistic requests that must not be blocked.
+- The benign corpus: JSON lines of realistic requests that must not be blocked, in the corpus
+  format of `failsmall verify`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from failsmall.build.corpus import CorpusError, parse_line, read_corpus
 from failsmall.engine.request import Request
 
 # libyaml's loader when PyYAML was built with it: the corpus is a few megabytes of YAML.
@@ -32,10 +33,6 @@ FAMILIES: dict[str, str] = {
     "942": "SQLi",
     "944": "Java",
 }
-
-
-class CorpusError(Exception):
-    """A corpus file that cannot be read as the format it claims."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,51 +154,24 @@ def make_request(
     uri: str,
     headers: tuple[tuple[str, str], ...],
     body: bytes,
-    client_ip: str = "198.51.100.7",
+    client_ip: str = "127.0.0.1",
 ) -> Request:
-    """A Request from a request line's parts (the URI split into path and query)."""
-    path, _, query = uri.partition("?")
-    host = next((value for name, value in headers if name.lower() == "host"), "")
-    return Request(
-        method=method,
-        path=path or "/",
-        query=query,
-        headers=headers,
-        body=body,
-        client_ip=client_ip,
-        host=host,
-    )
+    """A Request from a request line's parts, parsed as a corpus line would be."""
+    record = {
+        "method": method,
+        "uri": uri or "/",
+        "headers": [[name, value] for name, value in headers],
+        "body_b64": base64.b64encode(body).decode("ascii"),
+        "client_ip": client_ip,
+    }
+    return parse_line(record, f"{method} {uri}")[0]
 
 
 def benign_requests(path: Path) -> Iterator[Request]:
-    """The requests of a benign corpus JSONL file (or of every `*.jsonl` in a directory)."""
+    """The requests of a JSONL corpus file, or of every `*.jsonl` file in a directory.
+
+    Lines are read by `failsmall.build.corpus` (the format `failsmall verify` takes).
+    """
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     for file in files:
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    yield benign_request(json.loads(line))
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise CorpusError(f"{file}:{number}: not a corpus request: {exc}") from exc
-
-
-def benign_request(record: dict[str, object]) -> Request:
-    """One corpus line: method, uri, headers (object or pairs), body or body_b64, client_ip."""
-    raw_headers = record.get("headers") or {}
-    if isinstance(raw_headers, dict):
-        headers = tuple((str(k), str(v)) for k, v in raw_headers.items())
-    elif isinstance(raw_headers, list):
-        headers = tuple((str(k), str(v)) for k, v in raw_headers)
-    else:
-        raise TypeError("headers must be an object or a list of [name, value] pairs")
-    if "body_b64" in record:
-        body = base64.b64decode(str(record["body_b64"]))
-    else:
-        body = str(record.get("body") or "").encode("utf-8")
-    return make_request(
-        method=str(record["method"]),
-        uri=str(record["uri"]),
-        headers=headers,
-        body=body,
-        client_ip=str(record.get("client_ip") or "198.51.100.7"),
-    )
+        yield from read_corpus(file)

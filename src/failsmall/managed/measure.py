@@ -47,9 +47,14 @@ def managed_bundle(paranoia_level: int = 1, include_managed: bool = True) -> Bun
 
 @dataclass(frozen=True, slots=True)
 class Inspection:
-    """One request through the engine: blocked or not, the rules that matched, and how long."""
+    """One request through the engine: blocked or not, the rules that matched, and how long.
+
+    `errored` says a module failed (e.g. overran its time budget on a loaded machine) and its
+    failure policy decided the verdict.
+    """
 
     blocked: bool
+    errored: bool
     matched_rules: tuple[str, ...]
     duration_ns: int
 
@@ -66,7 +71,9 @@ class Inspector:
         started = self._clock()
         verdict = self.engine.evaluate(request, self.state)
         elapsed = self._clock() - started
-        return Inspection(verdict.decision is Decision.BLOCK, verdict.matched_rules, elapsed)
+        return Inspection(
+            verdict.decision is Decision.BLOCK, verdict.errored, verdict.matched_rules, elapsed
+        )
 
 
 @dataclass
@@ -77,6 +84,7 @@ class FamilyResult:
     name: str
     tests: int = 0
     blocked: int = 0
+    errored: int = 0
     missed: list[str] = field(default_factory=list)
 
     @property
@@ -90,6 +98,7 @@ class BenignResult:
 
     requests: int = 0
     blocked: int = 0
+    errored: int = 0
     blocked_by_rule: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -118,6 +127,8 @@ def measure_attacks(
             result.blocked += 1
         else:
             result.missed.append(case.name)
+        if inspection.errored:
+            result.errored += 1
         if durations is not None:
             durations.append(inspection.duration_ns)
         if progress is not None:
@@ -136,6 +147,8 @@ def measure_benign(
     for request in requests:
         inspection = inspector.inspect(request)
         result.requests += 1
+        if inspection.errored:
+            result.errored += 1
         if inspection.blocked:
             result.blocked += 1
             for rule_id in inspection.matched_rules:

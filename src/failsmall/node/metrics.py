@@ -54,7 +54,7 @@ class NodeCollector:
         modules = CounterMetricFamily(
             "failsmall_module_outcomes", "Module outcomes", labels=["module", "outcome"]
         )
-        for (module, outcome), value in sorted(stats.modules.items()):
+        for (module, outcome), value in sorted(stats.module_outcomes().items()):
             modules.add_metric([module, outcome], value)
         yield modules
 

@@ -12,11 +12,12 @@ import uvloop
 from failsmall.node.admin import AdminServer
 from failsmall.node.agent import ConfigAgent
 from failsmall.node.config import NodeConfig, load_trusted_keys, parse_address
+from failsmall.node.deadline import Sweeper
 from failsmall.node.dir_channel import NullChannel
 from failsmall.node.guard import CrashGuard
 from failsmall.node.lkg import LastKnownGood
 from failsmall.node.metrics import NodeCollector, node_registry
-from failsmall.node.proxy import ClientConnection, ProxyContext, Sweeper
+from failsmall.node.proxy import ClientConnection, ProxyContext
 from failsmall.node.serving import ServingSlot
 from failsmall.node.statefiles import ensure_dir
 from failsmall.transport.base import NodeChannel
@@ -58,7 +59,7 @@ class EdgeNode:
         )
         self.registry = node_registry(NodeCollector(self.ctx.stats, self.slot, self.agent))
         self.admin = AdminServer(self.slot, self.agent, self.registry)
-        self.sweeper = Sweeper(self.ctx)
+        self.sweeper = Sweeper(self.ctx.connections)
         self._server: asyncio.base_events.Server | None = None
         self.stopped = asyncio.Event()
 

@@ -18,6 +18,7 @@ from failsmall.engine.outcomes import (
     ModuleOutcome,
     Passed,
 )
+from failsmall.model.traffic import ModuleName
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.0005,
@@ -37,16 +38,12 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 )
 
 
-def outcome_kind(outcome: ModuleOutcome) -> str:
-    match outcome:
-        case Passed():
-            return "passed"
-        case Acted():
-            return "acted"
-        case ModuleErrored():
-            return "errored"
-        case Bypassed():
-            return "bypassed"
+OUTCOME_KINDS: dict[type[ModuleOutcome], str] = {
+    Passed: "passed",
+    Acted: "acted",
+    ModuleErrored: "errored",
+    Bypassed: "bypassed",
+}
 
 
 @dataclass
@@ -93,7 +90,7 @@ class TrafficStats:
     """Everything counted about traffic since the process started, plus the current window."""
 
     requests: Counter[tuple[int, str]] = field(default_factory=Counter)
-    modules: Counter[tuple[str, str]] = field(default_factory=Counter)
+    module_counts: Counter[tuple[ModuleName, type[ModuleOutcome]]] = field(default_factory=Counter)
     module_errors: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_errors: Counter[str] = field(default_factory=Counter)
@@ -118,11 +115,19 @@ class TrafficStats:
             window.blocked += 1
         elif decision == Decision.CHALLENGE:
             window.challenged += 1
+        counts = self.module_counts
         for outcome in modules:
-            self.modules[outcome.module.value, outcome_kind(outcome)] += 1
-            if isinstance(outcome, ModuleErrored):
+            counts[outcome.module, type(outcome)] += 1
+            if type(outcome) is ModuleErrored:
                 self.module_errors[outcome.module.value] += 1
                 window.module_errors += 1
+
+    def module_outcomes(self) -> dict[tuple[str, str], int]:
+        """Module outcome counts by (module, outcome kind)."""
+        return {
+            (module.value, OUTCOME_KINDS[kind]): value
+            for (module, kind), value in self.module_counts.items()
+        }
 
     def reject(self, reason: str) -> None:
         """A request refused before the engine saw it (malformed, too large, too slow)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, assert_never
 
 import aiohttp
 from aiohttp import web
@@ -113,6 +113,8 @@ class HttpControlChannel:
                 return web.json_response({"digest": digest, "revision": revision})
             case NoChange():
                 return web.Response(status=204)
+            case _:
+                assert_never(result)
 
     async def _bundle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request, ""):
@@ -191,7 +193,7 @@ class HttpNodeChannel:
             raise TransportError(f"{method} {url} failed: {exc!r}") from exc
 
     @staticmethod
-    def _raise_for(status: int, body: bytes, what: str) -> None:
+    def _raise_for(status: int, body: bytes, what: str) -> NoReturn:
         if status == 401:
             raise TransportError(f"{what}: the control plane rejected the node token")
         raise TransportError(f"{what}: HTTP {status}: {body[:200].decode(errors='replace')}")

@@ -9,7 +9,6 @@ macros are built by `operators` and `macros`.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -454,7 +453,7 @@ class Compiler:
             )
         text = pattern_node.value
         try:
-            pattern: re.Pattern[str] = compile_pattern(text)
+            search = compile_pattern(text)
         except PatternError as exc:
             raise self.fail(str(exc), pattern_node) from exc
         try:
@@ -463,7 +462,6 @@ class Compiler:
             raise self.fail(
                 f"pattern {text!r} is refused by CEL's regular expressions: {exc}", pattern_node
             ) from exc
-        search = pattern.search
         run_target = target.run
         if target.kind is Kind.STRING:
             return Compiled(

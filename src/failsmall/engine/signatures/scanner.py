@@ -30,6 +30,8 @@ from failsmall.engine.signatures.transforms import TRANSFORMS, TransformFn, feat
 from failsmall.model.rules import SignatureMatch, Target, Transform
 
 _BASE_FLAGS = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
+MEMO_MAX_VALUE = 512
+MEMO_ENTRIES = 16_384
 _TARGET_BIT = {target: 1 << index for index, target in enumerate(Target)}
 
 
@@ -87,6 +89,9 @@ class SignatureScanner:
         self._chains = chains
         self._compiled = compiled
         self._targets = tuple(t for t in Target if any(c.targets & _TARGET_BIT[t] for c in chains))
+        # Verdicts for short values seen before (user agents, accept headers, paths, cookie
+        # names repeat across clients): a value's hits depend only on the value and its targets.
+        self._memo: dict[tuple[str, int], frozenset[str]] = {}
         self._wanted = 0
         for step in chains:
             self._wanted |= step.triggers
@@ -146,21 +151,28 @@ class SignatureScanner:
         if compiled is None:
             return frozenset()
         hits: set[str] = set()
+        found: set[str] = set()
         owners, pattern_targets, pattern_chains = compiled.owners, compiled.targets, compiled.chains
 
         def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
             targets, chains = cast(tuple[int, int], context)
             if pattern_targets[pattern_id] & targets and pattern_chains[pattern_id] & chains:
-                hits.add(owners[pattern_id])
+                found.add(owners[pattern_id])
 
         sources: dict[str, int] = {}
         for target in self._targets:
             bit = _TARGET_BIT[target]
             for value in target_values(view, target):
                 sources[value] = sources.get(value, 0) | bit
+        memo = self._memo
         for value, targets in sources.items():
             if not value:
                 continue
+            known = memo.get((value, targets))
+            if known is not None:
+                hits.update(known)
+                continue
+            found.clear()
             present = features(value, self._wanted)
             results: dict[str, int] = {}
             # Results of chain prefixes for this value: chains sharing a prefix share its work.
@@ -178,6 +190,11 @@ class SignatureScanner:
                         context=(targets, chains),
                         scratch=compiled.scratch,
                     )
+            hits.update(found)
+            if len(value) <= MEMO_MAX_VALUE:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[(value, targets)] = frozenset(found)
         return frozenset(hits)
 
 

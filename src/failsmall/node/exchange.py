@@ -1,0 +1,593 @@
+"""One request and its response on a client connection.
+
+Each request is an `Exchange` that moves through `ExchangeState`:
+
+    READING --(body ended, or WAF buffer full)--> evaluate --> DELAYED? --> LOCAL | CONNECTING
+    CONNECTING --(pooled or new connection)--> UPSTREAM --(origin response ends)--> DONE
+    LOCAL (block, challenge, cache hit, error page) --> DONE
+
+Everything runs in protocol callbacks; the exchange also receives the origin's response as the
+`UpstreamListener` of the connection it borrowed from the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from enum import Enum, auto
+from typing import TYPE_CHECKING, assert_never
+
+from failsmall.engine import Decision, NoRouteError, Request, Verdict
+from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
+from failsmall.model import BodyOverBuffer, Limits
+from failsmall.node import wire
+from failsmall.node.deadline import Deadline
+from failsmall.node.serving import Serving
+from failsmall.node.upstream import OriginUnreachableError, UpstreamConnection
+
+if TYPE_CHECKING:
+    from failsmall.node.proxy import ClientConnection
+
+NO_CONFIG_BODY = (
+    b"503 Service Unavailable: this node has not received a configuration bundle yet.\n"
+    b"It serves traffic once a signed bundle is assigned to it (or found as last-known-good).\n"
+)
+CHALLENGE_BODY = (
+    b"<!doctype html><title>Checking your browser</title>"
+    b"<h1>One more step</h1><p>Please complete the challenge to continue.</p>\n"
+)
+CHALLENGE_HEADERS = [(b"X-Failsmall-Challenge", b"1"), (b"Cache-Control", b"no-store")]
+HTML = b"text/html; charset=utf-8"
+HIGH_WATER = 1024 * 1024
+EMPTY_MODULES: tuple[()] = ()
+
+
+class ExchangeState(Enum):
+    """Where one request/response exchange is; see the module docstring."""
+
+    READING = auto()
+    DELAYED = auto()
+    CONNECTING = auto()
+    UPSTREAM = auto()
+    LOCAL = auto()
+    DONE = auto()
+
+
+class RequestRejected(Exception):
+    """A request that breaks a limit; answered with `status` and the connection closed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "body",
+        "body_bytes",
+        "body_done",
+        "cache_body",
+        "chunked_in",
+        "chunked_out",
+        "close_delimited",
+        "conn",
+        "content_length",
+        "decision",
+        "discard",
+        "end_queued",
+        "expects_continue",
+        "forward",
+        "head",
+        "host",
+        "http10",
+        "keep_alive",
+        "limits",
+        "method",
+        "overflow",
+        "overflow_bytes",
+        "path",
+        "query",
+        "raw_headers",
+        "request",
+        "request_id",
+        "response_headers",
+        "response_started",
+        "serving",
+        "started",
+        "state",
+        "status",
+        "truncated",
+        "until_eof",
+        "upstream",
+        "upstream_reusable",
+        "url",
+        "verdict",
+        "xff",
+    )
+
+    def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
+        self.conn = conn
+        self.serving = serving
+        self.limits = limits
+        self.state = ExchangeState.READING
+        self.started = time.perf_counter()
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.forward: list[tuple[bytes, bytes]] = []
+        self.url = b""
+        self.method = b"GET"
+        self.path = "/"
+        self.query = ""
+        self.host = b""
+        self.xff = b""
+        self.request_id = b""
+        self.head = False
+        self.http10 = False
+        self.keep_alive = True
+        self.content_length = -1
+        self.chunked_in = False
+        self.body = bytearray()
+        self.body_bytes = 0
+        self.body_done = False
+        self.truncated = False
+        self.overflow: list[bytes] = []
+        self.overflow_bytes = 0
+        self.discard = False
+        self.end_queued = False
+        self.expects_continue = False
+        self.request: Request | None = None
+        self.verdict: Verdict | None = None
+        self.decision = "none"
+        self.upstream: UpstreamConnection | None = None
+        self.upstream_reusable = True
+        self.response_started = False
+        self.response_headers: tuple[tuple[str, str], ...] = ()
+        self.chunked_out = False
+        self.close_delimited = False
+        self.until_eof = False
+        self.cache_body: bytearray | None = None
+        self.status = 0
+
+    # -- request side ----------------------------------------------------------------------
+
+    @property
+    def evaluated(self) -> bool:
+        return self.state is not ExchangeState.READING
+
+    def ready(self) -> bool:
+        """Whether the engine can see the request: body ended or inspection buffer full."""
+        return self.body_done or len(self.body) >= self.limits.waf_body_buffer
+
+    def add_body(self, data: bytes) -> None:
+        self.body_bytes += len(data)
+        if self.discard:
+            return
+        if self.body_bytes > self.limits.max_body_bytes:
+            raise RequestRejected(413, "request body exceeds max_body_bytes")
+        if not self.evaluated:
+            room = self.limits.waf_body_buffer - len(self.body)
+            if len(data) <= room:
+                self.body += data
+                return
+            if self.limits.body_over_buffer is BodyOverBuffer.REJECT:
+                raise RequestRejected(413, "request body exceeds the WAF inspection buffer")
+            self.truncated = True
+            self.body += data[:room]
+            data = data[room:]
+        self.send_body(data)
+
+    def send_body(self, data: bytes) -> None:
+        if self.chunked_in:
+            data = wire.chunk(data)
+        upstream = self.upstream
+        if upstream is not None and self.state is ExchangeState.UPSTREAM:
+            upstream.write(data)
+        elif self.state in (ExchangeState.READING, ExchangeState.DELAYED, ExchangeState.CONNECTING):
+            self.overflow.append(data)
+            self.overflow_bytes += len(data)
+            if self.overflow_bytes > HIGH_WATER:
+                self.conn.pause_reading_for(self)
+        # LOCAL or DONE: the body is not wanted any more.
+
+    def end_body(self) -> None:
+        self.body_done = True
+        if self.chunked_in and self.evaluated and not self.discard:
+            self.send_body_end()
+
+    def send_body_end(self) -> None:
+        self.end_queued = True
+        upstream = self.upstream
+        if upstream is not None and self.state is ExchangeState.UPSTREAM:
+            upstream.write(wire.LAST_CHUNK)
+        elif self.state in (ExchangeState.DELAYED, ExchangeState.CONNECTING):
+            self.overflow.append(wire.LAST_CHUNK)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def evaluate(self) -> None:
+        serving = self.serving
+        if serving is None:
+            self.decision = "no_config"
+            self.respond_local(503, NO_CONFIG_BODY)
+            return
+        request = Request(
+            method=self.method.decode("ascii", "replace"),
+            path=self.path,
+            query=self.query,
+            headers=tuple(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in self.raw_headers
+            ),
+            body=bytes(self.body),
+            body_truncated=self.truncated or not self.body_done,
+            client_ip=self.conn.client_ip,
+            host=self.host.decode("latin-1"),
+            now=time.time(),
+        )
+        self.request = request
+        verdict = serving.engine.evaluate(request, serving.state)
+        self.verdict = verdict
+        self.decision = verdict.decision.value
+        if verdict.delay_ms > 0:
+            self.state = ExchangeState.DELAYED
+            asyncio.get_running_loop().call_later(verdict.delay_ms / 1000, self.act, verdict)
+        else:
+            self.act(verdict)
+
+    def act(self, verdict: Verdict) -> None:
+        if self.state is ExchangeState.DONE:
+            return
+        decision = verdict.decision
+        match decision:
+            case Decision.BLOCK:
+                self.respond_local(verdict.status, b"%d: request blocked\n" % verdict.status)
+            case Decision.CHALLENGE:
+                self.respond_local(403, CHALLENGE_BODY, content_type=HTML, extra=CHALLENGE_HEADERS)
+            case Decision.ERROR:
+                self.respond_local(
+                    verdict.status, b"%d: the edge could not serve this request\n" % verdict.status
+                )
+            case Decision.ALLOW:
+                self.allow(verdict)
+            case _:
+                assert_never(decision)
+
+    def allow(self, verdict: Verdict) -> None:
+        cache = verdict.cache
+        match cache:
+            case CacheHit(response=cached):
+                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in cached.headers]
+                headers.append((b"X-Cache", b"HIT"))
+                self.respond_local(
+                    cached.status, cached.body, content_type=b"", extra=headers, from_cache=True
+                )
+                return
+            case CacheMiss():
+                if not self.head:
+                    self.cache_body = bytearray()
+            case CacheBypass():
+                pass
+            case _:
+                assert_never(cache)
+        self.proxy()
+
+    # -- proxying --------------------------------------------------------------------------
+
+    def proxy(self) -> None:
+        assert self.serving is not None
+        try:
+            origin = self.serving.engine.route(self.host.decode("latin-1"), self.path)
+        except NoRouteError:
+            self.respond_local(
+                404,
+                b"404: no route for host %s path %s on this edge\n"
+                % (self.host or b"(none)", self.path.encode()),
+            )
+            return
+        pool = self.conn.ctx.pools.for_url(origin.url)
+        upstream = pool.take()
+        if upstream is not None:
+            self.attach(upstream)
+            return
+        self.state = ExchangeState.CONNECTING
+        task = asyncio.ensure_future(pool.connect(self.limits.upstream_connect_timeout_s))
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Future[UpstreamConnection]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if self.state is not ExchangeState.CONNECTING:
+            if exc is None:
+                task.result().close()
+            return
+        if exc is not None:
+            reason = str(exc) if isinstance(exc, OriginUnreachableError) else repr(exc)
+            self.conn.ctx.stats.upstream_errors["connect"] += 1
+            self.respond_local(502, b"502: origin unreachable: %s\n" % reason.encode())
+            return
+        self.attach(task.result())
+
+    def upstream_head_bytes(self, authority: bytes) -> bytes:
+        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        if not self.host:
+            # An HTTP/1.0 request may come without Host; HTTP/1.1 upstream needs one.
+            parts += [b"Host: ", authority, b"\r\n"]
+        for name, value in self.forward:
+            parts += [name, b": ", value, b"\r\n"]
+        client_ip = self.conn.client_ip.encode()
+        parts += [
+            b"X-Forwarded-For: ",
+            self.xff + b", " + client_ip if self.xff else client_ip,
+            b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
+            self.host,
+            b"\r\nX-Request-Id: ",
+            self.request_id,
+            b"\r\nVia: ",
+            wire.VIA,
+            b"\r\n",
+        ]
+        if self.chunked_in:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif self.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % self.content_length)
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def attach(self, upstream: UpstreamConnection) -> None:
+        self.upstream = upstream
+        self.state = ExchangeState.UPSTREAM
+        body = bytes(self.body)
+        if self.chunked_in and body:
+            body = wire.chunk(body)
+        pending = b"".join(self.overflow)
+        self.overflow.clear()
+        self.overflow_bytes = 0
+        end = b""
+        if self.chunked_in and self.body_done and not self.end_queued:
+            self.end_queued = True
+            end = wire.LAST_CHUNK
+        upstream.start(
+            self,
+            self.upstream_head_bytes(upstream.pool.authority) + body + pending + end,
+            head_request=self.head,
+        )
+        self.conn.resume_reading_for(self)
+        self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
+
+    # UpstreamListener ----------------------------------------------------------------------
+
+    def upstream_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> None:
+        self.upstream_reusable = keep_alive
+        self.status = status
+        length = b""
+        chunked = False
+        out = [wire.status_line(status)]
+        listed_in: list[bytes] = []
+        hop_by_hop = wire.HOP_BY_HOP
+        for name, value in headers:
+            lower = name.lower()
+            if lower in hop_by_hop or lower.startswith(b"proxy-"):
+                if lower == b"content-length":
+                    length = value
+                elif lower == b"transfer-encoding":
+                    chunked = True
+                elif lower == b"connection":
+                    listed_in.append(value)
+            else:
+                out += [name, b": ", value, b"\r\n"]
+        if listed_in:
+            listed = wire.connection_tokens(listed_in) - hop_by_hop
+            if listed:
+                out = _drop_listed(out, listed)
+        if self.cache_body is not None:
+            self.response_headers = tuple(
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
+            )
+        bodiless = self.head or status in (204, 304)
+        if chunked and not bodiless:
+            self.start_chunked_or_close(out)
+        elif length:
+            out += [b"Content-Length: ", length, b"\r\n"]
+        elif not bodiless:
+            # No length and not chunked: the origin ends the body by closing.
+            self.until_eof = True
+            self.upstream_reusable = False
+            self.start_chunked_or_close(out)
+        self.finish_head(out)
+
+    def start_chunked_or_close(self, out: list[bytes]) -> None:
+        if self.http10:
+            self.close_delimited = True
+            self.keep_alive = False
+        else:
+            self.chunked_out = True
+            out.append(b"Transfer-Encoding: chunked\r\n")
+
+    def finish_head(self, out: list[bytes]) -> None:
+        out += [b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", self.request_id, b"\r\n"]
+        if self.serving is not None:
+            out += [b"X-Failsmall-Bundle: ", self.serving.tag, b"\r\n"]
+        if not self.keep_alive:
+            out.append(b"Connection: close\r\n")
+        elif self.http10:
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        self.response_started = True
+        self.conn.write(b"".join(out))
+        self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
+
+    def upstream_body(self, data: bytes) -> None:
+        cache_body = self.cache_body
+        if cache_body is not None:
+            cache_body += data
+        self.conn.write(wire.chunk(data) if self.chunked_out else data)
+        self.conn.deadline = self.conn.loop.time() + self.limits.upstream_read_timeout_s
+
+    def upstream_done(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if self.chunked_out:
+            self.conn.write(wire.LAST_CHUNK)
+        if upstream is not None:
+            if self.upstream_reusable and self.body_done and not self.overflow:
+                upstream.pool.give_back(upstream)
+            else:
+                upstream.close()
+        if self.close_delimited or not self.body_done:
+            self.keep_alive = False
+        self.store_in_cache()
+        self.finish()
+
+    def upstream_lost(self, reason: str, got_response: bool) -> None:
+        upstream, self.upstream = self.upstream, None
+        if self.state is not ExchangeState.UPSTREAM:
+            return
+        if self.response_started:
+            if self.until_eof:
+                if self.chunked_out:
+                    self.conn.write(wire.LAST_CHUNK)
+                self.store_in_cache()
+                self.finish()
+                return
+            self.conn.ctx.stats.upstream_errors["reset_mid_response"] += 1
+            self.status = self.status or 502
+            self.keep_alive = False
+            self.finish()
+            return
+        if upstream is not None and upstream.reused and not got_response and self.replayable():
+            self.state = ExchangeState.CONNECTING
+            self.proxy_again()
+            return
+        self.conn.ctx.stats.upstream_errors["reset"] += 1
+        self.respond_local(502, b"502: %s\n" % reason.encode())
+
+    def replayable(self) -> bool:
+        return self.body_done and not self.truncated and self.body_bytes == len(self.body)
+
+    def proxy_again(self) -> None:
+        self.overflow.clear()
+        self.overflow_bytes = 0
+        self.end_queued = False
+        self.proxy()
+
+    def cork(self) -> None:
+        self.conn.cork()
+
+    def uncork(self) -> None:
+        self.conn.uncork()
+
+    def upstream_pause(self) -> None:
+        self.conn.pause_reading_for(self)
+
+    def upstream_resume(self) -> None:
+        self.conn.resume_reading_for(self)
+
+    def upstream_timed_out(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.close()
+        self.conn.ctx.stats.upstream_errors["timeout"] += 1
+        if self.response_started:
+            self.keep_alive = False
+            self.finish()
+            return
+        self.respond_local(
+            504,
+            b"504: the origin did not answer within %gs\n" % self.limits.upstream_read_timeout_s,
+        )
+
+    def store_in_cache(self) -> None:
+        body, self.cache_body = self.cache_body, None
+        serving, verdict, request = self.serving, self.verdict, self.request
+        if body is None or serving is None or verdict is None or request is None:
+            return
+        if len(body) > serving.signed.bundle.cache.max_object_bytes:
+            return
+        serving.engine.cache_store(
+            serving.state, verdict, self.status, self.response_headers, bytes(body), request
+        )
+
+    # -- local responses and completion ----------------------------------------------------
+
+    def respond_local(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: bytes = b"text/plain; charset=utf-8",
+        extra: list[tuple[bytes, bytes]] | None = None,
+        from_cache: bool = False,
+    ) -> None:
+        if self.state is ExchangeState.DONE:
+            return
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.close()
+        self.state = ExchangeState.LOCAL
+        self.status = status
+        if not self.body_done:
+            self.keep_alive = False
+            self.discard = True
+        headers = [(b"X-Request-Id", self.request_id)] if self.request_id else []
+        if self.serving is not None:
+            headers.append((b"X-Failsmall-Bundle", self.serving.tag))
+        if from_cache:
+            kept = [
+                (n, v) for n, v in extra or () if not wire.is_hop_by_hop(n.lower(), frozenset())
+            ]
+            headers += kept
+            response = wire.local_response(
+                status,
+                body,
+                keep_alive=self.keep_alive,
+                content_type=_content_type(kept),
+                extra=[h for h in headers if h[0].lower() != b"content-type"],
+                head_only=self.head,
+            )
+        else:
+            headers += extra or []
+            response = wire.local_response(
+                status,
+                body,
+                keep_alive=self.keep_alive,
+                content_type=content_type,
+                extra=headers,
+                head_only=self.head,
+            )
+        self.response_started = True
+        self.conn.write(response)
+        self.finish()
+
+    def finish(self) -> None:
+        if self.state is ExchangeState.DONE:
+            return
+        self.state = ExchangeState.DONE
+        verdict = self.verdict
+        self.conn.ctx.stats.record(
+            self.status,
+            self.decision,
+            time.perf_counter() - self.started,
+            verdict.modules if verdict is not None else EMPTY_MODULES,
+        )
+        self.conn.exchange_done(self)
+
+
+def _drop_listed(out: list[bytes], listed: frozenset[bytes]) -> list[bytes]:
+    """Remove from a head being built (status line, then name/": "/value/CRLF groups) the
+    headers that a Connection header named."""
+    kept = out[:1]
+    for i in range(1, len(out), 4):
+        if out[i].lower() not in listed:
+            kept += out[i : i + 4]
+    return kept
+
+
+def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value
+    return b"application/octet-stream"
