@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import random
 import statistics
 import sys
 import time
@@ -36,6 +37,30 @@ BROWSER = (
     ("Cookie", "session=4f9a1c0e7b2d; theme=dark; _ga=GA1.2.1234567890.1700000000"),
     ("Sec-Fetch-Mode", "navigate"),
 )
+
+
+def big_json() -> bytes:
+    rows = [
+        {
+            "id": i,
+            "name": f"Customer {i}",
+            "email": f"user{i}@example.com",
+            "address": f"{i} Main Street, Springfield",
+            "notes": "prefers email; no calls",
+        }
+        for i in range(9000)
+    ]
+    return json.dumps(rows).encode()[: 1024 * 1024]
+
+
+def big_upload() -> bytes:
+    payload = random.Random(7).randbytes(1024 * 1024 - 300)
+    return (
+        b'--xYzBoundary\r\nContent-Disposition: form-data; name="file"; '
+        b'filename="photo.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        + payload
+        + b"\r\n--xYzBoundary--\r\n"
+    )
 
 
 def requests() -> dict[str, Request]:
@@ -87,13 +112,26 @@ def requests() -> dict[str, Request]:
             client_ip="192.0.2.47",
             host="api.example",
         ),
-        "POST 1 MiB body": Request(
+        "POST 1 MiB JSON": Request(
+            "POST",
+            "/api/v1/import",
+            "",
+            (
+                ("Host", "api.example"),
+                ("Content-Type", "application/json"),
+                ("User-Agent", "okhttp/4.12"),
+            ),
+            big_json(),
+            client_ip="192.0.2.48",
+            host="api.example",
+        ),
+        "POST 1 MiB upload": Request(
             "POST",
             "/upload",
             "",
-            (*BROWSER, ("Content-Type", "application/octet-stream")),
-            b"A" * (1024 * 1024),
-            client_ip="192.0.2.48",
+            (*BROWSER, ("Content-Type", "multipart/form-data; boundary=xYzBoundary")),
+            big_upload(),
+            client_ip="192.0.2.49",
             host="shop.example",
         ),
     }
@@ -170,8 +208,8 @@ def main() -> int:
     )
     rows = []
     for name, request in requests().items():
-        engine = big if "1 MiB" in name else example
-        n = max(200, args.iterations // 20) if "1 MiB" in name else args.iterations
+        engine = big if "MiB" in name else example
+        n = max(200, args.iterations // 20) if "MiB" in name else args.iterations
         ex = measure(engine, request, n)
         base = measure(empty, request, n)
         rows.append(

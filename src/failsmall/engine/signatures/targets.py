@@ -11,7 +11,8 @@ from failsmall.model.rules import Target
 def target_values(view: RequestView, target: Target) -> list[str]:
     """The values of `target` in this request, before any transform (possibly none).
 
-    `HEADER_VALUES` leaves out the Cookie header: cookies are matched parsed, through
+    `BODY` is the body text, except for multipart bodies (see `_raw_body`). `HEADER_VALUES`
+    leaves out the Cookie header: cookies are matched parsed, through
     `COOKIE_NAMES` and `COOKIE_VALUES`. `BODY_ARG_VALUES` is the body's parsed fields, or the
     whole body text when it is not a form (XML, plain text, malformed JSON).
     """
@@ -27,7 +28,7 @@ def target_values(view: RequestView, target: Target) -> list[str]:
         case Target.ARG_VALUES:
             return [value for values in view.args.values() for value in values]
         case Target.BODY:
-            return [view.body_text] if view.request.body else []
+            return _raw_body(view)
         case Target.BODY_ARG_NAMES:
             return view.body_arg_names
         case Target.BODY_ARG_VALUES:
@@ -50,6 +51,18 @@ def target_values(view: RequestView, target: Target) -> list[str]:
             return view.filenames
         case _:
             assert_never(target)
+
+
+def _raw_body(view: RequestView) -> list[str]:
+    """The body text; for multipart, nothing: its fields and filenames are targets of their own,
+    and file contents are data, not request syntax."""
+    match view.body.format:
+        case BodyFormat.MULTIPART | BodyFormat.EMPTY:
+            return []
+        case BodyFormat.URLENCODED | BodyFormat.JSON | BodyFormat.RAW | BodyFormat.MALFORMED:
+            return [view.body_text]
+        case _:
+            assert_never(view.body.format)
 
 
 def _raw_body_or_values(view: RequestView) -> list[str]:

@@ -298,6 +298,10 @@ def features(value: str, wanted: int = ALL_FEATURES) -> int:
     sound: the chain runs and returns the value unchanged), never the other way round.
     """
     found = 0
+    # Two-character needles are only searched for when their first character occurs at all:
+    # single-character `in` is a memchr, which keeps large bodies cheap.
+    has_space = " " in value
+    has_slash = "/" in value
     if wanted & PERCENT and "%" in value:
         found |= PERCENT
     if wanted & AMPERSAND and "&" in value:
@@ -306,29 +310,41 @@ def features(value: str, wanted: int = ALL_FEATURES) -> int:
         found |= BACKSLASH
     if wanted & NUL and "\x00" in value:
         found |= NUL
-    if wanted & SPACE and " " in value:
+    if wanted & SPACE and has_space:
         found |= SPACE
     # Every whitespace character but the space is unprintable to Python, as are controls.
-    if wanted & ODD_WHITESPACE and ("  " in value or not value.isprintable()):
+    if wanted & ODD_WHITESPACE and ((has_space and "  " in value) or not value.isprintable()):
         found |= ODD_WHITESPACE
     if wanted & UPPER_OR_WIDE and _UPPER_OR_WIDE.search(value):
         found |= UPPER_OR_WIDE
-    if wanted & PATH_DOTS and ("/." in value or "//" in value or value.startswith(".")):
+    if wanted & PATH_DOTS and (
+        value.startswith(".") or (has_slash and ("/." in value or "//" in value))
+    ):
         found |= PATH_DOTS
-    if wanted & BASE64_SHAPE and len(value) >= 4 and _BASE64_CANDIDATE.fullmatch(value):
+    if wanted & BASE64_SHAPE and len(value) >= 4 and _base64_shaped(value):
         found |= BASE64_SHAPE
-    if wanted & COMMENT and ("/*" in value or "*/" in value or "--" in value or "#" in value):
+    if wanted & COMMENT and (
+        "#" in value
+        or (has_slash and ("/*" in value or "*/" in value))
+        or ("-" in value and "--" in value)
+    ):
         found |= COMMENT
     if wanted & SHELL_PUNCTUATION and (
         '"' in value
         or "'" in value
         or "^" in value
         or "," in value
-        or " /" in value
-        or " (" in value
+        or (has_space and (" /" in value or " (" in value))
     ):
         found |= SHELL_PUNCTUATION
     return found
+
+
+def _base64_shaped(value: str) -> bool:
+    core = value.strip().rstrip("=")
+    if core.isascii() and core.isalnum():
+        return True
+    return _BASE64_CANDIDATE.fullmatch(value) is not None
 
 
 def triggers(transforms: Sequence[Transform]) -> int:
