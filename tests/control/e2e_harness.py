@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import os
 import signal
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import aiohttp
 import httpx
-import pytest
 from aiohttp import web
 from control_harness import EXAMPLE, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,19 +38,6 @@ E2E_POLICIES = {
         GLOBAL, waves=(dataclasses.replace(GLOBAL.waves[0], bake_s=8.0),)
     ),
 }
-
-
-def node_follows_a_control_plane() -> bool:
-    """Whether `failsmall node` has the `--control` option (the HTTP transport) wired in."""
-    from failsmall.cli import node_cmd
-
-    return "--control" in str(inspect.signature(node_cmd.node))
-
-
-needs_control_node = pytest.mark.skipif(
-    not node_follows_a_control_plane(),
-    reason="`failsmall node` cannot follow a control plane yet (no --control option)",
-)
 
 
 @dataclass

@@ -14,14 +14,13 @@ from control_harness import wait_for
 from e2e_harness import (
     RealFleet,
     blocking_everyone,
-    needs_control_node,
     real_fleet,
     with_changes,
 )
 
 from failsmall.model import Capacities, Feature, FeatureFile, FeatureKind
 
-pytestmark = [needs_control_node, pytest.mark.slow]
+pytestmark: list[pytest.MarkDecorator] = []
 
 
 async def _stopped_at_the_canary(

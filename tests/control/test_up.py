@@ -9,12 +9,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from e2e_harness import needs_control_node
 
 from failsmall.cli.up_cmd import failsmall_argv
 from failsmall.transport.natsd import free_port
 
-pytestmark = [needs_control_node, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 
 async def test_up_serves_traffic_and_stops_by_itself(tmp_path: Path) -> None:

@@ -33,6 +33,13 @@ def node(
     bundle: Annotated[
         Path | None, typer.Option("--bundle", help="A signed bundle file to serve and watch.")
     ] = None,
+    control: Annotated[
+        str,
+        typer.Option(
+            "--control",
+            help="Control plane URL to follow (node token in $FAILSMALL_NODE_TOKEN).",
+        ),
+    ] = "",
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
     report_interval: Annotated[
         float, typer.Option("--report-interval", help="Seconds between health reports.")
@@ -53,6 +60,7 @@ def node(
         admin=admin,
         watch_dir=watch_dir,
         bundle_file=bundle,
+        control=control,
         capacities=Capacities(bot_feature_slots=bot_feature_slots, max_rules=max_rules),
         report_interval_s=report_interval,
         crash_window_s=crash_window,

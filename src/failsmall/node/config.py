@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from failsmall.model.envelope import key_id, load_public_key
 from failsmall.node.dir_channel import BundleFileChannel, DirectoryChannel
 from failsmall.node.guard import DEFAULT_WINDOW_S
 from failsmall.transport.base import NodeChannel
+from failsmall.transport.http import HttpNodeChannel
+
+NODE_TOKEN_ENV = "FAILSMALL_NODE_TOKEN"
 
 
 class NodeConfigError(Exception):
@@ -59,6 +63,7 @@ class NodeConfig:
     admin: str = "127.0.0.1:9080"
     watch_dir: Path | None = None
     bundle_file: Path | None = None
+    control: str = ""
     capacities: Capacities = field(default_factory=Capacities)
     report_interval_s: float = 1.0
     crash_window_s: float = DEFAULT_WINDOW_S
@@ -67,12 +72,20 @@ class NodeConfig:
     def validate(self) -> None:
         parse_address(self.listen, "--listen")
         parse_address(self.admin, "--admin")
-        if self.watch_dir is not None and self.bundle_file is not None:
-            raise NodeConfigError("pass either --watch-dir or --bundle, not both")
+        sources = [self.watch_dir is not None, self.bundle_file is not None, bool(self.control)]
+        if sum(sources) > 1:
+            raise NodeConfigError("pass only one of --watch-dir, --bundle and --control")
+        if self.control and not self.control.startswith(("http://", "https://")):
+            raise NodeConfigError(
+                f"--control must be an http:// URL of the control plane, got {self.control!r}"
+            )
         if not self.node_id:
             raise NodeConfigError("--node-id must not be empty")
 
     def channel(self) -> NodeChannel | None:
+        if self.control:
+            # The node token travels in the environment, never on a command line.
+            return HttpNodeChannel(self.control, os.environ.get(NODE_TOKEN_ENV, ""))
         if self.watch_dir is not None:
             return DirectoryChannel(self.watch_dir)
         if self.bundle_file is not None:
@@ -114,6 +127,7 @@ class NodeConfig:
             admin=data["admin"],
             watch_dir=Path(data["watch_dir"]) if data["watch_dir"] else None,
             bundle_file=Path(data["bundle_file"]) if data["bundle_file"] else None,
+            control=str(data.get("control", "")),
             capacities=Capacities.model_validate(data["capacities"]),
             report_interval_s=float(data["report_interval_s"]),
             crash_window_s=float(data["crash_window_s"]),
