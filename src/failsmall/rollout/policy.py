@@ -136,7 +136,9 @@ def _staged(name: str, canary_bake_s: float, bake_s: float) -> Policy:
 LOGIC = _staged("logic", canary_bake_s=5.0, bake_s=5.0)
 CONTENT = _staged("content", canary_bake_s=4.0, bake_s=3.0)
 EXPEDITED = _staged("expedited", canary_bake_s=2.0, bake_s=2.0)
-GLOBAL = Policy(name="global", waves=(Wave("global", 1.0, 1, 0.0),))
+# One wave for the whole fleet, for measuring propagation only. It still bakes: the gate must
+# see health reports before it can pass, so a bake of zero would pause every rollout.
+GLOBAL = Policy(name="global", waves=(Wave("global", 1.0, 1, 5.0),))
 
 NAMED_POLICIES: dict[str, Policy] = {p.name: p for p in (LOGIC, CONTENT, EXPEDITED, GLOBAL)}
 
