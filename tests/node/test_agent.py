@@ -243,3 +243,20 @@ async def test_a_watched_bundle_file_is_served_and_replaced(
     await eventually(nacked, what="a NACK for the truncated file")
     assert node.slot.digest == second.digest
     assert (await get(node)).status_code == 200
+
+
+async def test_a_broken_channel_is_retried_while_the_node_keeps_serving(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    node = await start_node()
+    good = keys.sign(make_bundle(origin.url, name="good"))
+    watch.publish(good)
+    await serving(node, good.digest)
+    (watch.root / "assignment.json").write_text("{not json")
+    await eventually(lambda: node.agent.status.channel_errors >= 2, what="channel retries")
+    assert (await get(node)).status_code == 200
+    assert node.slot.digest == good.digest
+    newer = keys.sign(make_bundle(origin.url, name="newer"))
+    watch.publish(newer)  # the channel recovers; the agent picks up where it was
+    await serving(node, newer.digest)
+    assert (await get(node)).status_code == 200

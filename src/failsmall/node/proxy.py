@@ -215,36 +215,40 @@ class ClientConnection(asyncio.Protocol):
                 self.pause_reading_for(self)
 
     def _read_headers(self, exchange: Exchange) -> None:
-        listed: frozenset[bytes] = frozenset()
+        """One pass over the request headers: note what the proxy needs, keep the rest."""
+        connection: list[bytes] = []
         hosts = 0
+        forward = exchange.forward
         for name, value in exchange.raw_headers:
             lower = name.lower()
-            if lower == b"host":
+            if lower not in _NOTED:
+                if not lower.startswith(b"proxy-"):
+                    forward.append((name, value))
+            elif lower == b"host":
                 hosts += 1
                 exchange.host = value
+                forward.append((name, value))
             elif lower == b"content-length":
                 exchange.content_length = _content_length(value)
             elif lower == b"transfer-encoding":
                 exchange.chunked_in = True
             elif lower == b"connection":
-                listed = wire.connection_tokens([value])
-        if hosts > 1:
-            raise RequestRejected(400, "more than one Host header")
-        if hosts == 0 and not exchange.http10:
-            raise RequestRejected(400, "HTTP/1.1 request without a Host header")
-        forward = exchange.forward
-        for name, value in exchange.raw_headers:
-            lower = name.lower()
-            if lower == b"x-forwarded-for":
+                connection.append(value)
+            elif lower == b"x-forwarded-for":
                 exchange.xff = exchange.xff + b", " + value if exchange.xff else value
             elif lower == b"x-request-id":
                 exchange.request_id = value
             elif lower == b"expect":
                 exchange.expects_continue = value.lower() == b"100-continue"
-            elif lower in _REPLACED or wire.is_hop_by_hop(lower, listed):
-                continue
-            else:
-                forward.append((name, value))
+            # Anything else noted is hop-by-hop or replaced by the proxy's own value.
+        if hosts > 1:
+            raise RequestRejected(400, "more than one Host header")
+        if hosts == 0 and not exchange.http10:
+            raise RequestRejected(400, "HTTP/1.1 request without a Host header")
+        if connection:
+            listed = wire.connection_tokens(connection) - _NOTED
+            if listed:
+                exchange.forward = [(n, v) for n, v in forward if n.lower() not in listed]
 
     def _read_target(self, exchange: Exchange) -> None:
         url = exchange.url
@@ -387,7 +391,16 @@ class ClientConnection(asyncio.Protocol):
                 assert_never(kind)
 
 
-_REPLACED = frozenset({b"via", b"x-forwarded-proto", b"x-forwarded-host"})
+_NOTED = wire.HOP_BY_HOP | {
+    b"host",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-request-id",
+    b"via",
+    b"expect",
+}
+"""Request headers `_read_headers` handles itself instead of forwarding them as they are."""
 
 
 def _content_length(value: bytes) -> int:
