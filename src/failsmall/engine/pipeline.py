@@ -177,11 +177,21 @@ class Engine:
         """The origin for a request. Raises NoRouteError."""
         return self.router.route(host, path)
 
-    def new_state(self, seed: int | None = None) -> EngineState:
+    def new_state(self, seed: int | None = None, carry: EngineState | None = None) -> EngineState:
+        """Fresh state for this engine. `carry`, the state of the engine being replaced, hands
+        over its rate-limit buckets and cached responses (resized to this bundle's budgets), so
+        a config push neither refills every bucket nor empties the cache onto the origins;
+        breakers and error budgets start anew with the new configuration."""
+        if carry is None:
+            return EngineState(
+                rng=random.Random(seed),
+                ratelimit=RateLimitState(max_keys=self.bundle.requires.max_rate_limit_keys),
+                cache=CacheStore(max_bytes=self.bundle.cache.max_bytes),
+            )
+        carry.ratelimit.max_keys = self.bundle.requires.max_rate_limit_keys
+        carry.cache.max_bytes = self.bundle.cache.max_bytes
         return EngineState(
-            rng=random.Random(seed),
-            ratelimit=RateLimitState(max_keys=self.bundle.requires.max_rate_limit_keys),
-            cache=CacheStore(max_bytes=self.bundle.cache.max_bytes),
+            clock=carry.clock, rng=carry.rng, ratelimit=carry.ratelimit, cache=carry.cache
         )
 
     def evaluate(self, request: Request, state: EngineState) -> Verdict:

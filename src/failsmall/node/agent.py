@@ -67,12 +67,15 @@ def prepare(
     return signed
 
 
-def build(signed: SignedBundle, capacities: Capacities) -> Serving:
+def build(signed: SignedBundle, capacities: Capacities, current: Serving | None) -> Serving:
+    """Build the engine of `signed`, sharing what did not change with the engine serving now
+    (compiled signatures and expressions), and its rate-limit buckets and cache."""
+    reuse = current.engine if current is not None else None
     try:
-        engine = Engine.build(signed.bundle, capacities)
+        engine = Engine.build(signed.bundle, capacities, reuse=reuse)
     except EngineBuildError as exc:
         raise ApplyRejectedError("engine build failed: " + "; ".join(exc.problems)) from exc
-    return Serving.start(engine, signed)
+    return Serving.start(engine, signed, current)
 
 
 @dataclass
@@ -122,6 +125,9 @@ class ConfigAgent:
         self._settle: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._breaker_trips_seen = 0
+        # Health windows closed by a swap, still to be sent under the digest they were served by.
+        self._closed_windows: list[HealthReport] = []
+        self._window_started = time.monotonic()
 
     # -- boot ------------------------------------------------------------------------------
 
@@ -154,7 +160,7 @@ class ConfigAgent:
                 raw = self.lkg.load(digest)
                 signed = prepare(raw, digest, self.trusted, self.capacities)
                 self._begin(digest)
-                serving = await asyncio.to_thread(build, signed, self.capacities)
+                serving = await asyncio.to_thread(build, signed, self.capacities, self.slot.current)
             except FileNotFoundError:
                 log.error("last-known-good bundle %s is missing from the state directory", digest)
                 continue
@@ -162,7 +168,7 @@ class ConfigAgent:
                 log.error("last-known-good bundle %s is unusable: %s", digest, exc)
                 self.guard.settle()
                 continue
-            self.slot.swap(serving)
+            self._swap(serving)
             self.status.booted_from = digest
             if digest != pointer.current:
                 self.lkg.demote(pointer.current)
@@ -235,12 +241,12 @@ class ConfigAgent:
         try:
             signed = prepare(raw, digest, self.trusted, self.capacities)
             self._begin(digest)
-            serving = await asyncio.to_thread(build, signed, self.capacities)
+            serving = await asyncio.to_thread(build, signed, self.capacities, self.slot.current)
         except ApplyRejectedError as exc:
             self._settle_now()
             log.error("bundle %s rejected: %s", digest, exc)
             return self._report(digest, ApplyResult.NACK, str(exc))
-        self.slot.swap(serving)
+        self._swap(serving)
         note = ""
         try:
             self.lkg.save(digest, raw)
@@ -288,18 +294,25 @@ class ConfigAgent:
             self._unsent.pop(0)
 
     async def _report_health(self) -> None:
-        last = time.monotonic()
         while True:
             await asyncio.sleep(self.report_interval_s)
-            now = time.monotonic()
-            report = self.health_report(now - last)
-            last = now
-            try:
-                await self.channel.send_health(report)
-            except TransportError as exc:
-                log.warning("health report not sent: %s", exc)
+            reports, self._closed_windows = [*self._closed_windows, self.health_report()], []
+            for report in reports:
+                try:
+                    await self.channel.send_health(report)
+                except TransportError as exc:
+                    log.warning("health report not sent: %s", exc)
 
-    def health_report(self, window_s: float) -> HealthReport:
+    def _swap(self, serving: Serving) -> None:
+        """Serve `serving` from now on; traffic counted so far stays with the old digest."""
+        if self.slot.current is not None:
+            self._closed_windows.append(self.health_report())
+        self.slot.swap(serving)
+
+    def health_report(self) -> HealthReport:
+        """Close the current window: its counts, under the digest serving now."""
+        now = time.monotonic()
+        window_s, self._window_started = now - self._window_started, now
         window = self.stats.take_window()
         trips = self._breaker_trips()
         new_trips = max(0, trips - self._breaker_trips_seen)

@@ -32,8 +32,10 @@ class Serving:
         self.tag = short_digest(self.signed.digest).encode()
 
     @classmethod
-    def start(cls, engine: Engine, signed: SignedBundle) -> Serving:
-        return cls(engine, engine.new_state(), signed)
+    def start(cls, engine: Engine, signed: SignedBundle, previous: Serving | None) -> Serving:
+        """Serve `engine`, taking over the rate-limit buckets and cache of `previous`."""
+        carry = previous.state if previous is not None else None
+        return cls(engine, engine.new_state(carry=carry), signed)
 
     @property
     def digest(self) -> str:
