@@ -37,7 +37,7 @@ def node(
         str,
         typer.Option(
             "--control",
-            help="Control plane URL to follow (node token in $FAILSMALL_NODE_TOKEN).",
+            help="Control plane URL (http://, node token in $FAILSMALL_NODE_TOKEN) or NATS servers (nats://a,nats://b).",
         ),
     ] = "",
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,

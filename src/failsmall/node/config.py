@@ -75,15 +75,20 @@ class NodeConfig:
         sources = [self.watch_dir is not None, self.bundle_file is not None, bool(self.control)]
         if sum(sources) > 1:
             raise NodeConfigError("pass only one of --watch-dir, --bundle and --control")
-        if self.control and not self.control.startswith(("http://", "https://")):
+        if self.control and not self.control.startswith(
+            ("http://", "https://", "nats://", "tls://")
+        ):
             raise NodeConfigError(
-                f"--control must be an http:// URL of the control plane, got {self.control!r}"
+                "--control must be the control plane's http:// URL or a nats:// server list, "
+                f"got {self.control!r}"
             )
         if not self.node_id:
             raise NodeConfigError("--node-id must not be empty")
 
     def channel(self) -> NodeChannel | None:
-        if self.control:
+        """The channel this configuration names; NATS channels connect asynchronously, in
+        `server.serve`."""
+        if self.control.startswith(("http://", "https://")):
             # The node token travels in the environment, never on a command line.
             return HttpNodeChannel(self.control, os.environ.get(NODE_TOKEN_ENV, ""))
         if self.watch_dir is not None:

@@ -21,6 +21,7 @@ from failsmall.node.proxy import ClientConnection, ProxyContext
 from failsmall.node.serving import ServingSlot
 from failsmall.node.statefiles import ensure_dir
 from failsmall.transport.base import NodeChannel
+from failsmall.transport.connect import connect_node_channel
 
 log = logging.getLogger("failsmall.node")
 
@@ -106,7 +107,10 @@ class EdgeNode:
 
 async def serve(config: NodeConfig) -> None:
     """Run one node until SIGTERM or SIGINT."""
-    node = EdgeNode(config)
+    channel = None
+    if config.control.startswith(("nats://", "tls://")):
+        channel = await connect_node_channel(config.control, node_id=config.node_id)
+    node = EdgeNode(config, channel=channel)
     await node.start()
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
