@@ -118,9 +118,15 @@ def test_verify_runs_every_rule_in_every_state(tmp_path: Path, key: Path) -> Non
         == 0
     )
     corpus = tmp_path / "corpus.jsonl"
+    browser = {
+        "Host": "shop.example",
+        "Accept": "text/html",
+        "Accept-Language": "en",
+        "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36",
+    }
     corpus.write_text(
         "\n".join(
-            json.dumps(x)
+            json.dumps({**x, "headers": browser})
             for x in [
                 {"method": "GET", "uri": "/admin"},
                 {"method": "POST", "uri": "/login", "body": "user=o%27brien&pass=x"},

@@ -46,6 +46,7 @@ from failsmall.engine.ratelimit import (
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.routing import Router
 from failsmall.engine.waf import Waf, WafBuildError
+from failsmall.model.bot import FeatureKind
 from failsmall.model.bundle import Bundle, capacity_problems
 from failsmall.model.rules import Override
 from failsmall.model.traffic import (
@@ -124,6 +125,9 @@ class Engine:
     rate_limits: tuple[CompiledRateLimit, ...]
     cache: CachePolicy
     router: Router
+    # Per module, in pipeline order: its settings, and its outcome when this bundle gives it
+    # nothing to do (switched off, no faults, no limits, no phases), which needs no bulkhead.
+    plan: tuple[tuple[ModuleName, ModuleSettings, ModuleOutcome | None], ...]
 
     @classmethod
     def build(
@@ -162,6 +166,7 @@ class Engine:
             rate_limits=rate_limits,
             cache=cache,
             router=Router.build(bundle),
+            plan=_plan(bundle),
         )
 
     def with_overrides(self, overrides: list[Override]) -> Engine:
@@ -198,8 +203,11 @@ class Engine:
         """Run the pipeline for one request. Never raises."""
         p = _Pass(RequestView(request), request.now)
         outcomes: list[ModuleOutcome] = []
-        for module in PIPELINE_ORDER:
-            outcome = self._run_module(module, p, state)
+        for module, settings, static in self.plan:
+            if static is not None:
+                outcomes.append(static)
+                continue
+            outcome = self._run_module(module, settings, p, state)
             outcomes.append(outcome)
             stop = _stopping(outcome)
             if stop is not None:
@@ -240,10 +248,9 @@ class Engine:
             cache=p.cache,
         )
 
-    def _run_module(self, module: ModuleName, p: _Pass, state: EngineState) -> ModuleOutcome:
-        settings = self.modules[module]
-        if not settings.enabled:
-            return Bypassed(module, "switched off in the bundle")
+    def _run_module(
+        self, module: ModuleName, settings: ModuleSettings, p: _Pass, state: EngineState
+    ) -> ModuleOutcome:
         breaker = state.breaker(module, settings)
         if not breaker.allows(p.now):
             return self._failed(module, settings, "circuit breaker open", state, p, count=False)
@@ -303,7 +310,7 @@ class Engine:
                 if result.terminate is not None:
                     t = result.terminate
                     return Acted(module, t.decision, t.status, f"rule {t.rule_id}")
-                return Passed(module)
+                return PASSED[module]
             case ModuleName.CACHE:
                 p.cache = self.cache.lookup(p.view, state.cache, p.now)
                 match p.cache:
@@ -324,16 +331,43 @@ class Engine:
             p.delay_ms = fault.delay_ms
         if fault.abort_percent and state.rng.random() * 100 < fault.abort_percent:
             return Acted(ModuleName.FAULT, Decision.ERROR, fault.abort_status, "fault abort")
-        return Passed(ModuleName.FAULT)
+        return PASSED[ModuleName.FAULT]
 
     def _ratelimit(self, p: _Pass, state: EngineState) -> ModuleOutcome:
         p.client_rate = state.ratelimit.client_rate(p.view.request.client_ip, p.now)
         hit = check_rate_limits(self.rate_limits, p.view, state.ratelimit, p.now)
         if hit is None:
-            return Passed(ModuleName.RATELIMIT)
+            return PASSED[ModuleName.RATELIMIT]
         if not hit.enforced:
             return Passed(ModuleName.RATELIMIT, f"limit {hit.rule_id} exceeded (log)")
         return Acted(ModuleName.RATELIMIT, hit.decision, hit.status, f"limit {hit.rule_id}")
+
+
+PASSED: dict[ModuleName, Passed] = {module: Passed(module) for module in ModuleName}
+SWITCHED_OFF: dict[ModuleName, Bypassed] = {
+    module: Bypassed(module, "switched off in the bundle") for module in ModuleName
+}
+
+
+def _plan(bundle: Bundle) -> tuple[tuple[ModuleName, ModuleSettings, ModuleOutcome | None], ...]:
+    rate_features = any(f.kind is FeatureKind.RATE_OVER for f in bundle.bot.feature_file.features)
+    idle = {
+        ModuleName.FAULT: not (bundle.fault.abort_percent or bundle.fault.delay_percent),
+        ModuleName.RATELIMIT: not bundle.rate_limits and not rate_features,
+        ModuleName.BOT: False,
+        ModuleName.WAF: not bundle.phases,
+        ModuleName.CACHE: False,
+    }
+    plan: list[tuple[ModuleName, ModuleSettings, ModuleOutcome | None]] = []
+    for module in PIPELINE_ORDER:
+        settings = bundle.modules[module]
+        static: ModuleOutcome | None = None
+        if not settings.enabled:
+            static = SWITCHED_OFF[module]
+        elif idle[module]:
+            static = PASSED[module]
+        plan.append((module, settings, static))
+    return tuple(plan)
 
 
 @dataclass(frozen=True, slots=True)
