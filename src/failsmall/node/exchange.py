@@ -276,9 +276,12 @@ class Exchange:
     # -- proxying --------------------------------------------------------------------------
 
     def proxy(self) -> None:
-        assert self.serving is not None
+        serving = self.serving
+        if serving is None:
+            self.respond_local(503, NO_CONFIG_BODY)
+            return
         try:
-            origin = self.serving.engine.route(self.host.decode("latin-1"), self.path)
+            origin = serving.engine.route(self.host.decode("latin-1"), self.path)
         except NoRouteError:
             self.respond_local(
                 404,

@@ -145,17 +145,23 @@ class ClientConnection(asyncio.Protocol):
         if self.deadline_kind is not Deadline.HEADERS and len(self.queue) == 1:
             self.arm(Deadline.HEADERS, exchange.limits.header_timeout_s)
 
-    def on_url(self, url: bytes) -> None:
+    def _reading(self) -> Exchange:
+        """The exchange whose request the parser is reading; llhttp calls `on_message_begin`
+        before any other callback, so there always is one."""
         exchange = self.reading
-        assert exchange is not None
+        if exchange is None:
+            raise RequestRejected(400, "request parts arrived outside a request")
+        return exchange
+
+    def on_url(self, url: bytes) -> None:
+        exchange = self._reading()
         exchange.url += url
         self.head_bytes += len(url)
         if len(exchange.url) > exchange.limits.max_uri_bytes:
             raise RequestRejected(414, "request URI is longer than max_uri_bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        exchange = self.reading
-        assert exchange is not None
+        exchange = self._reading()
         self.header_count += 1
         self.head_bytes += len(name) + len(value) + 4
         if self.header_count > exchange.limits.max_headers:
@@ -165,8 +171,7 @@ class ClientConnection(asyncio.Protocol):
         exchange.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        exchange = self.reading
-        assert exchange is not None
+        exchange = self._reading()
         limits = exchange.limits
         self.in_head = False
         self.head_bytes = 0
@@ -194,16 +199,14 @@ class ClientConnection(asyncio.Protocol):
             self.deadline_kind = Deadline.NONE
 
     def on_body(self, body: bytes) -> None:
-        exchange = self.reading
-        assert exchange is not None
+        exchange = self._reading()
         self.deadline = self.loop.time() + exchange.limits.body_timeout_s
         exchange.add_body(body)
         if not exchange.evaluated and exchange is self.queue[0] and exchange.ready():
             exchange.evaluate()
 
     def on_message_complete(self) -> None:
-        exchange = self.reading
-        assert exchange is not None
+        exchange = self._reading()
         self.reading = None
         self.in_head = True
         exchange.end_body()

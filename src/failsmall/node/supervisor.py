@@ -99,8 +99,11 @@ class Supervisor:
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
 
     def _check(self, worker: Worker, now: float) -> None:
-        assert worker.process is not None
-        code = worker.process.poll()
+        process = worker.process
+        if process is None:  # a RUNNING worker always has a process; respawn if not
+            self._spawn(worker, now)
+            return
+        code = process.poll()
         if code is None:
             if now - worker.started_at >= self.stable_after_s:
                 worker.backoff.reset()
@@ -112,7 +115,7 @@ class Supervisor:
         log.error(
             "worker %d (pid %d) exited with %d; restarting in %.2fs",
             worker.index,
-            worker.process.pid,
+            process.pid,
             code,
             delay,
         )

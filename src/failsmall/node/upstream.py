@@ -143,7 +143,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.listener = listener
         self.got_response = False
         self._skip_body = head_request
-        assert self.transport is not None
+        if self.transport is None:
+            listener.upstream_lost(
+                "the origin connection closed before the request was sent", False
+            )
+            return
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
