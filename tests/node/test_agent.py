@@ -197,6 +197,30 @@ async def test_health_reports_count_traffic(
     assert last["lkg_digest"] == digest
 
 
+async def test_traffic_before_a_swap_is_reported_under_the_old_digest(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    node = await start_node()
+    first = watch.publish(keys.sign(make_bundle(origin.url)))
+    await serving(node, first)
+    for _ in range(4):
+        assert (await get(node)).status_code == 200
+    second = watch.publish(keys.sign(make_bundle(origin.url, name="second")))
+    await serving(node, second)
+    for _ in range(3):
+        assert (await get(node)).status_code == 200
+
+    def by_digest() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for report in watch.health_reports():
+            digest = str(report["digest"])
+            counts[digest] = counts.get(digest, 0) + int(str(report["requests"]))
+        return counts
+
+    await eventually(lambda: by_digest().get(second, 0) >= 3, what="reports for the new bundle")
+    assert by_digest() == {first: 4, second: 3}
+
+
 async def test_admin_endpoints(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
