@@ -92,6 +92,7 @@ class SignatureScanner:
         # Verdicts for short values seen before (user agents, accept headers, paths, cookie
         # names repeat across clients): a value's hits depend only on the value and its targets.
         self._memo: dict[tuple[str, int], frozenset[str]] = {}
+        self._plans: dict[tuple[int, int], tuple[int, tuple[_Chain, ...]]] = {}
         self._wanted = 0
         for step in chains:
             self._wanted |= step.triggers
@@ -145,6 +146,21 @@ class SignatureScanner:
         """How many distinct transform chains the matches use."""
         return len(self._chains)
 
+    def _plan(self, targets: int, present: int) -> tuple[int, tuple[_Chain, ...]]:
+        """For values of `targets` with trigger features `present`: the bits of the chains that
+        leave such a value unchanged, and the chains that must run."""
+        unchanged = 0
+        triggered: list[_Chain] = []
+        for step in self._chains:
+            if step.targets & targets:
+                if step.triggers & present:
+                    triggered.append(step)
+                else:
+                    unchanged |= step.bit
+        plan = (unchanged, tuple(triggered))
+        self._plans[(targets, present)] = plan
+        return plan
+
     def scan(self, view: RequestView) -> frozenset[str]:
         """The keys whose match hit this request."""
         compiled = self._compiled
@@ -174,13 +190,16 @@ class SignatureScanner:
                 continue
             found.clear()
             present = features(value, self._wanted)
-            results: dict[str, int] = {}
+            plan = self._plans.get((targets, present))
+            if plan is None:
+                plan = self._plan(targets, present)
+            unchanged, triggered = plan
+            results: dict[str, int] = {value: unchanged} if unchanged else {}
             # Results of chain prefixes for this value: chains sharing a prefix share its work.
             done: dict[int, str] = {}
-            for step in self._chains:
-                if step.targets & targets:
-                    result = _transform(step, value, done) if step.triggers & present else value
-                    results[result] = results.get(result, 0) | step.bit
+            for step in triggered:
+                result = _transform(step, value, done)
+                results[result] = results.get(result, 0) | step.bit
             for result, chains in results.items():
                 data = result.encode("utf-8", errors="replace")
                 if data:
