@@ -36,11 +36,29 @@ def user_agent_class(user_agent: str) -> str:
     return "other"
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedFeature:
+    """A feature with its parameter parsed once, at load time."""
+
+    kind: FeatureKind
+    weight: float
+    param: str
+    order: tuple[str, ...]
+    threshold: float
+
+    @classmethod
+    def load(cls, feature: Feature) -> LoadedFeature:
+        param = feature.param.lower()
+        order = tuple(p.strip() for p in param.split(",") if p.strip())
+        threshold = float(param) if feature.kind is FeatureKind.RATE_OVER else 0.0
+        return cls(feature.kind, feature.weight, param, order, threshold)
+
+
 @dataclass(frozen=True)
 class BotScorer:
     """A loaded feature file, checked against the node's slot capacity."""
 
-    features: tuple[Feature, ...]
+    features: tuple[LoadedFeature, ...]
     base_score: float
     enabled: bool
     # User agents repeat across clients; their class depends on the string alone.
@@ -65,7 +83,9 @@ class BotScorer:
                 "(check the generator's query for duplicates) or raise the node capacity"
             )
         return cls(
-            tuple(config.feature_file.features), config.feature_file.base_score, config.enabled
+            tuple(LoadedFeature.load(f) for f in config.feature_file.features),
+            config.feature_file.base_score,
+            config.enabled,
         )
 
     def score(self, view: RequestView, client_rate: float) -> BotScore:
@@ -81,20 +101,19 @@ class BotScorer:
         return Scored(max(1, min(99, round(total))))
 
 
-def _present(feature: Feature, view: RequestView, client_rate: float, ua_class: str) -> bool:
-    param = feature.param.lower()
+def _present(feature: LoadedFeature, view: RequestView, client_rate: float, ua_class: str) -> bool:
     match feature.kind:
         case FeatureKind.HEADER_PRESENT:
-            return param in view.headers
+            return feature.param in view.headers
         case FeatureKind.HEADER_ABSENT:
-            return param not in view.headers
+            return feature.param not in view.headers
         case FeatureKind.HEADER_ORDER:
-            wanted = [p.strip() for p in param.split(",") if p.strip()]
-            seen = [n for n in view.header_names if n in wanted]
+            wanted = feature.order
+            seen = tuple(n for n in view.header_names if n in wanted)
             return bool(wanted) and seen[: len(wanted)] == wanted
         case FeatureKind.USER_AGENT_CLASS:
-            return ua_class == param
+            return ua_class == feature.param
         case FeatureKind.RATE_OVER:
-            return client_rate > float(param or "0")
+            return client_rate > feature.threshold
         case FeatureKind.ACCEPT_WILDCARD:
             return view.header("accept").strip() == "*/*"

@@ -25,7 +25,7 @@ from typing import cast
 import hyperscan
 
 from failsmall.engine.request import RequestView
-from failsmall.engine.signatures.targets import target_values
+from failsmall.engine.signatures.targets import EXTRACTORS
 from failsmall.engine.signatures.transforms import TRANSFORMS, TransformFn, features, triggers
 from failsmall.model.rules import SignatureMatch, Target, Transform
 
@@ -93,6 +93,7 @@ class SignatureScanner:
         # names repeat across clients): a value's hits depend only on the value and its targets.
         self._memo: dict[tuple[str, int], frozenset[str]] = {}
         self._plans: dict[tuple[int, int], tuple[int, tuple[_Chain, ...]]] = {}
+        self._extractors = tuple((_TARGET_BIT[t], EXTRACTORS[t]) for t in self._targets)
         self._wanted = 0
         for step in chains:
             self._wanted |= step.triggers
@@ -176,9 +177,8 @@ class SignatureScanner:
                 found.add(owners[pattern_id])
 
         sources: dict[str, int] = {}
-        for target in self._targets:
-            bit = _TARGET_BIT[target]
-            for value in target_values(view, target):
+        for bit, extract in self._extractors:
+            for value in extract(view):
                 sources[value] = sources.get(value, 0) | bit
         memo = self._memo
         for value, targets in sources.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import assert_never
 
 from failsmall.engine.request import BodyFormat, RequestView
@@ -12,45 +13,38 @@ def target_values(view: RequestView, target: Target) -> list[str]:
     """The values of `target` in this request, before any transform (possibly none).
 
     `BODY` is the body text, except for multipart bodies (see `_raw_body`). `HEADER_VALUES`
-    leaves out the Cookie header: cookies are matched parsed, through
-    `COOKIE_NAMES` and `COOKIE_VALUES`. `BODY_ARG_VALUES` is the body's parsed fields, or the
-    whole body text when it is not a form (XML, plain text, malformed JSON).
+    leaves out the Cookie header: cookies are matched parsed, through `COOKIE_NAMES` and
+    `COOKIE_VALUES`. `BODY_ARG_VALUES` is the body's parsed fields, or the whole body text when
+    it is not a form (XML, plain text, malformed JSON).
     """
-    match target:
-        case Target.PATH:
-            return [view.request.path]
-        case Target.URI:
-            return [view.request.uri]
-        case Target.QUERY:
-            return [view.request.query] if view.request.query else []
-        case Target.ARG_NAMES:
-            return list(view.args)
-        case Target.ARG_VALUES:
-            return [value for values in view.args.values() for value in values]
-        case Target.BODY:
-            return _raw_body(view)
-        case Target.BODY_ARG_NAMES:
-            return view.body_arg_names
-        case Target.BODY_ARG_VALUES:
-            return _raw_body_or_values(view)
-        case Target.HEADER_NAMES:
-            return view.header_names
-        case Target.HEADER_VALUES:
-            return [value for name, value in view.request.headers if name.lower() != "cookie"]
-        case Target.USER_AGENT:
-            return view.headers.get("user-agent", [])
-        case Target.REFERER:
-            return view.headers.get("referer", [])
-        case Target.COOKIE_NAMES:
-            return list(view.cookies)
-        case Target.COOKIE_VALUES:
-            return [value for values in view.cookies.values() for value in values]
-        case Target.METHOD:
-            return [view.request.method]
-        case Target.FILENAMES:
-            return view.filenames
-        case _:
-            assert_never(target)
+    return EXTRACTORS[target](view)
+
+
+Extractor = Callable[[RequestView], list[str]]
+
+EXTRACTORS: dict[Target, Extractor] = {
+    Target.PATH: lambda view: [view.request.path],
+    Target.URI: lambda view: [view.request.uri],
+    Target.QUERY: lambda view: [view.request.query] if view.request.query else [],
+    Target.ARG_NAMES: lambda view: list(view.args),
+    Target.ARG_VALUES: lambda view: [v for values in view.args.values() for v in values],
+    Target.BODY: lambda view: _raw_body(view),
+    Target.BODY_ARG_NAMES: lambda view: view.body_arg_names,
+    Target.BODY_ARG_VALUES: lambda view: _raw_body_or_values(view),
+    Target.HEADER_NAMES: lambda view: view.header_names,
+    Target.HEADER_VALUES: lambda view: [
+        value for name, value in view.request.headers if name.lower() != "cookie"
+    ],
+    Target.USER_AGENT: lambda view: view.headers.get("user-agent", []),
+    Target.REFERER: lambda view: view.headers.get("referer", []),
+    Target.COOKIE_NAMES: lambda view: list(view.cookies),
+    Target.COOKIE_VALUES: lambda view: [v for values in view.cookies.values() for v in values],
+    Target.METHOD: lambda view: [view.request.method],
+    Target.FILENAMES: lambda view: view.filenames,
+}
+_MISSING = set(Target) - set(EXTRACTORS)
+if _MISSING:
+    raise ImportError(f"signature targets without an extractor: {sorted(_MISSING)}")
 
 
 def _raw_body(view: RequestView) -> list[str]:

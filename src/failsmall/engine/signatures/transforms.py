@@ -13,6 +13,7 @@ import html
 import posixpath
 import re
 from collections.abc import Callable, Sequence
+from html.entities import html5 as html5_entities
 from urllib.parse import unquote
 
 from failsmall.model.rules import Transform
@@ -89,6 +90,15 @@ def url_decode_uni(value: str) -> str:
     return url_decode(value)
 
 
+# Where `html.unescape` can change anything: a numeric reference, a reference ending in `;`,
+# or a legacy name that HTML decodes without its `;` (`&para`, `&not`, ...). Checking this with
+# one regex first skips unescape's per-`&` Python callback for query strings like `a=1&b=2`.
+_LEGACY_NAMES = sorted((n for n in html5_entities if not n.endswith(";")), key=len, reverse=True)
+_CHARREF_START = re.compile(
+    "&(?:#|[^\t\n\f <&#;]{1,32};|" + "|".join(re.escape(n) for n in _LEGACY_NAMES) + ")"
+)
+
+
 def html_entity_decode(value: str) -> str:
     """Decode named, decimal and hexadecimal HTML character references.
 
@@ -98,7 +108,8 @@ def html_entity_decode(value: str) -> str:
     """
     if "&" not in value:
         return value
-    value = html.unescape(value)
+    if _CHARREF_START.search(value) is not None:
+        value = html.unescape(value)
     if "&" not in value:
         return value
     return _LOOSE_ENTITY.sub(lambda m: _LOOSE_ENTITIES[m.group(1).lower()], value)
