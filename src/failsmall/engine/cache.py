@@ -8,6 +8,7 @@ the bundle can force a bypass or set a TTL.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
@@ -130,6 +131,18 @@ class CachePolicy:
         if entry is not None and "no-cache" not in request_cc and _vary_matches(entry, view):
             return CacheHit(key, entry)
         return CacheMiss(key, ttl_override)
+
+    def may_store(self, miss: CacheMiss, status: int, header_names: Collection[str]) -> bool:
+        """A first look at an origin response head (lowercase header names): False when the
+        response certainly cannot be stored, so the node need not keep a copy of its body."""
+        if status not in CACHEABLE_STATUSES or "set-cookie" in header_names:
+            return False
+        return (
+            miss.ttl_override is not None
+            or self.config.default_ttl_s > 0
+            or "cache-control" in header_names
+            or "expires" in header_names
+        )
 
     def storable(
         self,

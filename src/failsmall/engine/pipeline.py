@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import TypeVar, assert_never
 
@@ -214,6 +214,12 @@ class Engine:
                 decision, status = stop
                 return self._verdict(p, outcomes, decision, status)
         return self._verdict(p, outcomes, Decision.ALLOW, 200)
+
+    def may_store(self, verdict: Verdict, status: int, header_names: Collection[str]) -> bool:
+        """Whether an origin response with this status and these (lowercase) header names can
+        possibly be stored for `verdict`; when not, there is no need to keep its body."""
+        miss = verdict.cache
+        return isinstance(miss, CacheMiss) and self.cache.may_store(miss, status, header_names)
 
     def cache_store(
         self,

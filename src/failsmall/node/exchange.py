@@ -388,9 +388,7 @@ class Exchange:
             if listed:
                 out = _drop_listed(out, listed)
         if self.cache_body is not None:
-            self.response_headers = tuple(
-                (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
-            )
+            self.keep_for_cache(status, headers)
         bodiless = self.head or status in (204, 304)
         if chunked and not bodiless:
             self.start_chunked_or_close(out)
@@ -501,6 +499,21 @@ class Exchange:
         self.respond_local(
             504,
             b"504: the origin did not answer within %gs\n" % self.limits.upstream_read_timeout_s,
+        )
+
+    def keep_for_cache(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Keep the response for the cache only if the engine may store it."""
+        serving, verdict = self.serving, self.verdict
+        names = [name.decode("latin-1").lower() for name, _ in headers]
+        if (
+            serving is None
+            or verdict is None
+            or not serving.engine.may_store(verdict, status, names)
+        ):
+            self.cache_body = None
+            return
+        self.response_headers = tuple(
+            (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
         )
 
     def store_in_cache(self) -> None:
