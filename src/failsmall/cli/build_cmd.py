@@ -127,8 +127,10 @@ def verify(
         fail(str(exc))
     rules = sum(len(rs.rules) for rs in signed.bundle.rulesets)
     with Progress(console=err_console, transient=True, disable=json_out) as progress:
-        progress.add_task(f"verifying {rules} rules × 3 states × {len(requests)} requests")
-        report = verify_bundle(signed.bundle, requests)
+        task = progress.add_task(
+            f"{rules} rules × 3 states × {len(requests)} requests", total=rules * 3
+        )
+        report = verify_bundle(signed.bundle, requests, on_variant=lambda: progress.advance(task))
     changes = [r for r in report.results if r.changed]
     if json_out:
         print_json(

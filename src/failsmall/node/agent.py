@@ -13,6 +13,7 @@ poisoned one. Channel failures are retried with backoff and jitter while traffic
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -308,6 +309,9 @@ class ConfigAgent:
         if self.slot.current is not None:
             self._closed_windows.append(self.health_report())
         self.slot.swap(serving)
+        # The compiled engine lives until the next swap: keep the collector from walking it on
+        # every full collection, whose pause would count against module time budgets.
+        gc.freeze()
 
     def health_report(self) -> HealthReport:
         """Close the current window: its counts, under the digest serving now."""
