@@ -24,7 +24,8 @@ import contextlib
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -66,6 +67,20 @@ def pointer_key(node_id: str) -> str:
     return f"node.{node_id}"
 
 
+OP_TIMEOUT_S = 10.0
+T = TypeVar("T")
+
+
+async def _bounded(op: Awaitable[T], what: str, timeout_s: float = OP_TIMEOUT_S) -> T:
+    """Await one bus operation for at most `timeout_s`: a bus that stops answering becomes a
+    TransportError the caller retries, never a task that waits forever."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await op
+    except TimeoutError as exc:
+        raise TransportError(f"{what}: no answer from NATS within {timeout_s:.0f} s") from exc
+
+
 async def _log_error(exc: Exception) -> None:
     log.info("NATS connection: %r (reconnecting)", exc)
 
@@ -102,7 +117,9 @@ class NatsNodeChannel:
     async def _pointers(self) -> KeyValue:
         if self._kv is None:
             try:
-                self._kv = await self._js.key_value(POINTERS_BUCKET)
+                self._kv = await _bounded(
+                    self._js.key_value(POINTERS_BUCKET), "opening the pointer bucket"
+                )
             except NatsFailure as exc:
                 raise TransportError(
                     f"KV bucket {POINTERS_BUCKET} is not available (is the control plane up?): "
@@ -113,7 +130,9 @@ class NatsNodeChannel:
     async def _bundles(self) -> ObjectStore:
         if self._objects is None:
             try:
-                self._objects = await self._js.object_store(BUNDLES_BUCKET)
+                self._objects = await _bounded(
+                    self._js.object_store(BUNDLES_BUCKET), "opening the bundle store"
+                )
             except NatsFailure as exc:
                 raise TransportError(
                     f"object store {BUNDLES_BUCKET} is not available: {exc!r}"
@@ -128,7 +147,7 @@ class NatsNodeChannel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout_s, 0.0)
         try:
-            watcher = await kv.watch(key)
+            watcher = await _bounded(kv.watch(key), f"watching {key}")
         except NatsFailure as exc:
             raise TransportError(f"cannot watch {key}: {exc!r}") from exc
         try:
@@ -149,7 +168,7 @@ class NatsNodeChannel:
     async def fetch(self, digest: str) -> bytes:
         store = await self._bundles()
         try:
-            result = await store.get(digest)
+            result = await _bounded(store.get(digest), f"fetching bundle {digest}")
         except nats.js.errors.ObjectNotFoundError as exc:
             raise BundleNotFoundError(f"no bundle with digest {digest} is published") from exc
         except NatsFailure as exc:
@@ -159,7 +178,10 @@ class NatsNodeChannel:
     async def _publish(self, kind: str, node_id: str, payload: dict[str, Any]) -> None:
         subject = f"{REPORTS_SUBJECT}.{kind}.{pointer_key(node_id).removeprefix('node.')}"
         try:
-            await self._js.publish(subject, json.dumps(payload).encode(), stream=REPORTS_STREAM)
+            await _bounded(
+                self._js.publish(subject, json.dumps(payload).encode(), stream=REPORTS_STREAM),
+                f"publishing the {kind} report",
+            )
         except NatsFailure as exc:
             raise TransportError(f"publishing the {kind} report failed: {exc!r}") from exc
 
@@ -170,8 +192,8 @@ class NatsNodeChannel:
         await self._publish("health", report.node_id, report.to_dict())
 
     async def close(self) -> None:
-        with contextlib.suppress(*NatsFailure):
-            await self._nc.close()
+        with contextlib.suppress(*NatsFailure, TransportError):
+            await _bounded(self._nc.close(), "closing the connection", timeout_s=5.0)
 
 
 def _decode_pointer(value: bytes) -> str:
@@ -278,20 +300,20 @@ class NatsControlChannel:
     async def publish_bundle(self, digest: str, envelope: bytes) -> None:
         store = self._bundles()
         try:
-            await store.get_info(digest)
+            await _bounded(store.get_info(digest), f"checking bundle {digest}")
             return
         except nats.js.errors.ObjectNotFoundError:
             pass
         except NatsFailure as exc:
             raise TransportError(f"checking bundle {digest} on the bus failed: {exc!r}") from exc
         try:
-            await store.put(digest, envelope)
+            await _bounded(store.put(digest, envelope), f"publishing bundle {digest}")
         except NatsFailure as exc:
             raise TransportError(f"publishing bundle {digest} failed: {exc!r}") from exc
 
     async def assign(self, node_id: str, digest: str) -> Assignment:
         try:
-            await self._bundles().get_info(digest)
+            await _bounded(self._bundles().get_info(digest), f"checking bundle {digest}")
         except nats.js.errors.ObjectNotFoundError as exc:
             raise BundleNotFoundError(
                 f"bundle {digest} is not published; publish it first"
@@ -300,7 +322,10 @@ class NatsControlChannel:
             raise TransportError(f"checking bundle {digest} on the bus failed: {exc!r}") from exc
         payload = json.dumps({"digest": digest}).encode()
         try:
-            revision = await self._pointers().put(pointer_key(node_id), payload)
+            revision = await _bounded(
+                self._pointers().put(pointer_key(node_id), payload),
+                f"moving the pointer of {node_id}",
+            )
         except NatsFailure as exc:
             raise TransportError(f"moving the pointer of {node_id} failed: {exc!r}") from exc
         return Assignment(digest=digest, revision=revision)
@@ -308,7 +333,7 @@ class NatsControlChannel:
     async def assignments(self) -> dict[str, Assignment]:
         kv = self._pointers()
         try:
-            keys = await kv.keys()
+            keys = await _bounded(kv.keys(), "listing channel pointers")
         except nats.js.errors.NoKeysError:
             return {}
         except NatsFailure as exc:
@@ -316,7 +341,7 @@ class NatsControlChannel:
         result: dict[str, Assignment] = {}
         for key in keys:
             try:
-                entry = await kv.get(key)
+                entry = await _bounded(kv.get(key), f"reading {key}")
             except nats.js.errors.KeyNotFoundError:
                 continue
             except NatsFailure as exc:
@@ -332,5 +357,5 @@ class NatsControlChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
             self._reader = None
-        with contextlib.suppress(*NatsFailure):
-            await self._nc.close()
+        with contextlib.suppress(*NatsFailure, TransportError):
+            await _bounded(self._nc.close(), "closing the connection", timeout_s=5.0)
