@@ -30,6 +30,13 @@ def _show(summary: dict[str, Any], json_out: bool) -> None:
     )
 
 
+def _act(
+    verb: str, body: dict[str, Any] | None, control: str | None, token: str | None, json_out: bool
+) -> None:
+    client = ControlClient.resolve(control, token)
+    _show(client.post(f"/v1/rollout/{verb}", body), json_out)
+
+
 @rollout_app.command()
 def pause(
     reason: ReasonOption,
@@ -38,8 +45,7 @@ def pause(
     json_out: JsonOption = False,
 ) -> None:
     """Hold the rollout at its current wave."""
-    client = ControlClient.resolve(control, token)
-    _show(client.post("/v1/rollout/pause", {"reason": reason}), json_out)
+    _act("pause", {"reason": reason}, control, token, json_out)
 
 
 @rollout_app.command()
@@ -47,8 +53,7 @@ def resume(
     control: ControlOption = None, token: TokenOption = None, json_out: JsonOption = False
 ) -> None:
     """Continue a paused rollout (the current wave bakes again)."""
-    client = ControlClient.resolve(control, token)
-    _show(client.post("/v1/rollout/resume"), json_out)
+    _act("resume", None, control, token, json_out)
 
 
 @rollout_app.command()
@@ -59,8 +64,7 @@ def abort(
     json_out: JsonOption = False,
 ) -> None:
     """Cancel the rollout: the new bundle is withdrawn from every node that had it."""
-    client = ControlClient.resolve(control, token)
-    _show(client.post("/v1/rollout/abort", {"reason": reason}), json_out)
+    _act("abort", {"reason": reason}, control, token, json_out)
 
 
 @rollout_app.command()
@@ -71,8 +75,7 @@ def rollback(
     json_out: JsonOption = False,
 ) -> None:
     """Send every node that left the last good bundle back to it, at once."""
-    client = ControlClient.resolve(control, token)
-    _show(client.post("/v1/rollout/rollback", {"reason": reason}), json_out)
+    _act("rollback", {"reason": reason}, control, token, json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -119,7 +119,6 @@ class Engine:
 
     bundle: Bundle
     limits: Limits
-    modules: dict[ModuleName, ModuleSettings]
     waf: Waf
     bot: BotScorer
     rate_limits: tuple[CompiledRateLimit, ...]
@@ -160,7 +159,6 @@ class Engine:
         return cls(
             bundle=bundle,
             limits=bundle.limits,
-            modules=dict(bundle.modules),
             waf=waf,
             bot=bot,
             rate_limits=rate_limits,

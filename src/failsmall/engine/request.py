@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -94,13 +93,6 @@ class RequestView:
     @cached_property
     def body_text(self) -> str:
         return self.request.body.decode("utf-8", errors="replace")
-
-    @cached_property
-    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-        try:
-            return ipaddress.ip_address(self.request.client_ip)
-        except ValueError:
-            return None
 
     @cached_property
     def content_type(self) -> str:
