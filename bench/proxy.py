@@ -1,9 +1,11 @@
 """Proxy throughput, side by side in one run: `python bench/proxy.py [--duration 5] [--json]`.
 
 Starts an origin (nginx if installed, else a fast asyncio origin) and measures with wrk
-(-t1 -c32): the origin direct, nginx as a reverse proxy (1 worker), a naive aiohttp proxy,
-and `failsmall node` with an empty bundle, with the example bundle (managed ruleset), and
-with the example bundle on 2 workers. Prints req/s, p50/p99 and each ratio to nginx.
+(-t1 -c32): the origin direct; nginx as a reverse proxy (1 worker) twice, with the stock
+`proxy_pass` (a new origin connection per request) and tuned with upstream keep-alive; a byte
+pass-through and a naive aiohttp proxy; and `failsmall node` with an empty bundle, with the
+example bundle (managed ruleset), and with the example bundle on 2 workers. Prints req/s,
+p50/p99 and each ratio to both nginx configurations.
 
 Needs: wrk (apt-get install -y wrk); nginx is optional (apt-get install -y nginx-light).
 """
@@ -45,6 +47,8 @@ HEADERS = (
     ("Accept", "text/html"),
     ("Accept-Language", "en"),
 )
+STOCK = "nginx proxy, stock proxy_pass"
+KEEPALIVE = "nginx proxy, upstream keep-alive"
 INSTALL_HINT = "install it with: apt-get update && apt-get install -y nginx-light wrk"
 
 
@@ -61,7 +65,8 @@ class Row:
     p50_ms: float
     p99_ms: float
     errors: int
-    ratio: float = 0.0
+    ratio_stock: float = 0.0
+    ratio_keepalive: float = 0.0
 
 
 def free_port() -> int:
@@ -277,6 +282,18 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
         empty, example, trust = bundle_files(workdir, origin_url)
         plan: list[tuple[str, list[str], int, list[int]]] = []
         if have_nginx:
+            stock_port = free_port()
+            stock_conf = nginx_conf(
+                workdir, "proxy-stock", stock_port, f"proxy_pass http://127.0.0.1:{origin_port};"
+            )
+            plan.append(
+                (
+                    STOCK,
+                    ["nginx", "-c", str(stock_conf), "-p", str(stock_conf.parent)],
+                    stock_port,
+                    [],
+                )
+            )
             nginx_port = free_port()
             proxy_conf = nginx_conf(
                 workdir,
@@ -287,7 +304,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
             )
             plan.append(
                 (
-                    "nginx proxy (1 worker)",
+                    KEEPALIVE,
                     ["nginx", "-c", str(proxy_conf), "-p", str(proxy_conf.parent)],
                     nginx_port,
                     [],
@@ -367,9 +384,11 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     row.name = name
                     rows.append(row)
                 progress.advance(task)
-    baseline = next((r for r in rows if r.name.startswith("nginx proxy")), rows[0])
+    stock = next((r for r in rows if r.name == STOCK), rows[0])
+    keepalive = next((r for r in rows if r.name == KEEPALIVE), rows[0])
     for row in rows:
-        row.ratio = row.rps / baseline.rps if baseline.rps else 0.0
+        row.ratio_stock = row.rps / stock.rps if stock.rps else 0.0
+        row.ratio_keepalive = row.rps / keepalive.rps if keepalive.rps else 0.0
     return rows
 
 
@@ -380,6 +399,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     console = Console(stderr=args.json)
+    if not console.is_terminal:
+        console.width = max(console.width, 112)
     if not 1 <= args.duration <= 60:
         console.print("[red]--duration must be between 1 and 60 seconds[/]")
         return 2
@@ -392,7 +413,8 @@ def main() -> int:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
     table = Table(title=f"reverse proxy, wrk -t1 -c{args.connections} -d{args.duration:g}s")
-    for column in ("configuration", "req/s", "p50 ms", "p99 ms", "errors", "x nginx proxy"):
+    columns = ("configuration", "req/s", "p50 ms", "p99 ms", "errors", "x stock", "x keep-alive")
+    for column in columns:
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in rows:
         table.add_row(
@@ -401,7 +423,8 @@ def main() -> int:
             f"{r.p50_ms:.2f}",
             f"{r.p99_ms:.2f}",
             str(r.errors),
-            f"{r.ratio:.2f}",
+            f"{r.ratio_stock:.2f}",
+            f"{r.ratio_keepalive:.2f}",
         )
     console.print(table)
     return 0

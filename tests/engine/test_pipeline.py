@@ -174,3 +174,22 @@ def test_module_switched_off_is_bypassed() -> None:
     v = engine.evaluate(request(), engine.new_state())
     assert isinstance(v.modules[3], Bypassed)
     assert v.decision is Decision.ALLOW
+
+
+def test_a_bot_module_that_scores_nothing_is_settled_in_the_plan_as_if_it_ran() -> None:
+    """A bot module with nothing to score is not run per request; its outcome and the score
+    the request carries are what running it would give."""
+    from failsmall.engine.pipeline import _Pass
+    from failsmall.engine.request import RequestView
+
+    for bot in ({"feature_file": {"features": []}}, {"enabled": False, "feature_file": FEATURES}):
+        engine = Engine.build(bundle(bot=bot))
+        step = engine.plan[2]
+        assert step.module is ModuleName.BOT and step.static is not None
+        p = _Pass(RequestView(request()), 1.0)
+        ran = engine._bot(p, engine.new_state())
+        v = engine.evaluate(request(), engine.new_state())
+        assert v.modules[2] == ran == step.static
+        assert v.bot == p.bot == step.bot and isinstance(v.bot, NotComputed)
+    scored = Engine.build(bundle(bot={"feature_file": FEATURES}))
+    assert scored.plan[2].static is None

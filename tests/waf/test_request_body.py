@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failsmall.engine.request import BodyFormat, Request, RequestView, parse_body
+from failsmall.engine.request import BodyFormat, Request, RequestView, parse_body, parse_form
 
 
 def view(content_type: str, body: bytes) -> RequestView:
@@ -112,3 +114,15 @@ def test_deeply_nested_json_is_bounded() -> None:
     body = b'{"a":' * 500 + b"1" + b"}" * 500
     parsed = parse_body("application/json", body)
     assert parsed.format in (BodyFormat.JSON, BodyFormat.MALFORMED)
+
+
+form_text = st.lists(
+    st.sampled_from(["&", "=", "+", "%", "%2", "%20", "%41", "%zz", "%C3%A9", "%FF", "a", "é"]),
+    max_size=16,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(form_text, st.text(max_size=40)))
+def test_parse_form_is_parse_qsl_keeping_blank_values(text: str) -> None:
+    assert parse_form(text) == parse_qsl(text, keep_blank_values=True)

@@ -18,6 +18,7 @@ from failsmall.engine.signatures import (
     chain,
     target_values,
 )
+from failsmall.engine.signatures.targets import BODY_TARGETS
 from failsmall.managed import managed_ruleset
 from failsmall.managed.corpora import make_request
 from failsmall.model.rules import SignatureMatch, Target, Transform
@@ -234,3 +235,25 @@ def test_scanning_any_request_never_raises(
     all_headers = (*headers, ("Content-Type", content_type), ("Cookie", query[:20]))
     request = Request(method="POST", path=path, query=query, headers=all_headers, body=body)
     assert isinstance(managed_scanner().scan(RequestView(request)), frozenset)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    content_type=st.sampled_from(
+        ["", "application/json", "application/x-www-form-urlencoded", "multipart/form-data; b=x"]
+    ),
+    query=st.text(max_size=20),
+)
+def test_a_request_without_a_body_has_no_body_target_values(content_type: str, query: str) -> None:
+    headers = (("Content-Type", content_type),)
+    view = RequestView(Request(method="POST", path="/", query=query, headers=headers))
+    assert all(target_values(view, target) == [] for target in BODY_TARGETS)
+
+
+def test_identical_requests_are_answered_from_the_request_memo_with_the_same_hits() -> None:
+    scanner = managed_scanner()
+    request = make_request("GET", "/a/../../etc/passwd?q=1", (("User-Agent", "x"),), b"")
+    first = scanner.scan(RequestView(request))
+    assert first and scanner.scan(RequestView(request)) == first
+    copy = make_request("GET", "/a/../../etc/passwd?q=1", (("User-Agent", "x"),), b"")
+    assert scanner.scan(RequestView(copy)) == first

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.signatures.transforms import (
+    _CHARREF_START,
+    _CHARREF_START_NO_SEMICOLON,
+    _LEGACY_NAMES,
+    ALL_FEATURES,
     TRANSFORMS,
     TRIGGERS,
+    UPPER_OR_WIDE,
     URL_DECODE_ROUNDS,
+    _features,
     base64_decode,
     chain,
     cmd_line,
@@ -142,3 +150,36 @@ IDEMPOTENT = [
 def test_idempotent_transforms(value: str, transform: Transform) -> None:
     once = TRANSFORMS[transform](value)
     assert TRANSFORMS[transform](once) == once
+
+
+# Entity-shaped text: an `&` followed by the start of a legacy name, a reference or junk.
+entity_text = st.lists(
+    st.sampled_from(
+        ["&", ";", "#", " ", "a", "A", "p", "para", "not", "notin", "amp", "lt", "GT", "copy", "x"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.one_of(entity_text, any_text))
+def test_the_grouped_charref_regex_finds_what_the_plain_alternation_finds(value: str) -> None:
+    plain = re.compile(
+        "&(?:#|[^\t\n\f <&#;]{1,32};|" + "|".join(re.escape(n) for n in _LEGACY_NAMES) + ")"
+    )
+    assert (_CHARREF_START.search(value) is None) == (plain.search(value) is None)
+    if ";" not in value:
+        assert (_CHARREF_START_NO_SEMICOLON.search(value) is None) == (plain.search(value) is None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=st.one_of(
+        st.text(st.characters(categories=["L", "N"]), max_size=20),
+        st.text(alphabet="aZ09éЖ٣", max_size=12),
+    )
+)
+def test_the_alphanumeric_shortcut_finds_the_same_features(value: str) -> None:
+    if value.isalnum():
+        assert features(value) == _features(value, ALL_FEATURES)
+        assert features(value, UPPER_OR_WIDE) == _features(value, UPPER_OR_WIDE)

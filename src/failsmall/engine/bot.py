@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from failsmall.engine.outcomes import BotScore, NotComputed, Scored
 from failsmall.engine.request import RequestView
@@ -36,22 +38,32 @@ def user_agent_class(user_agent: str) -> str:
     return "other"
 
 
+Presence = Callable[[RequestView, float, str], bool]
+"""Whether a feature is present, from the request, the client's rate and its user agent class."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedFeature:
-    """A feature with its parameter parsed once, at load time."""
+    """A feature with its parameter parsed once, at load time, and its test chosen then too."""
 
     kind: FeatureKind
     weight: float
     param: str
     order: tuple[str, ...]
     threshold: float
+    present: Presence = field(compare=False, repr=False)
 
     @classmethod
     def load(cls, feature: Feature) -> LoadedFeature:
         param = feature.param.lower()
         order = tuple(p.strip() for p in param.split(",") if p.strip())
         threshold = float(param) if feature.kind is FeatureKind.RATE_OVER else 0.0
-        return cls(feature.kind, feature.weight, param, order, threshold)
+        present = _presence(feature.kind, param, order, threshold)
+        return cls(feature.kind, feature.weight, param, order, threshold, present)
+
+
+NO_FEATURES = NotComputed("the feature file has no features")
+SWITCHED_OFF = NotComputed("bot scoring is switched off")
 
 
 @dataclass(frozen=True)
@@ -88,32 +100,46 @@ class BotScorer:
             config.enabled,
         )
 
-    def score(self, view: RequestView, client_rate: float) -> BotScore:
+    @property
+    def unscored(self) -> NotComputed | None:
+        """Why no request is scored, when none is (scoring off, no features); else None."""
         if not self.enabled:
-            return NotComputed("bot scoring is switched off")
+            return SWITCHED_OFF
         if not self.features:
-            return NotComputed("the feature file has no features")
+            return NO_FEATURES
+        return None
+
+    def score(self, view: RequestView, client_rate: float) -> BotScore:
+        unscored = self.unscored
+        if unscored is not None:
+            return unscored
         total = self.base_score
         ua_class = self.ua_class(view.user_agent)
         for feature in self.features:
-            if _present(feature, view, client_rate, ua_class):
+            if feature.present(view, client_rate, ua_class):
                 total += feature.weight
         return Scored(max(1, min(99, round(total))))
 
 
-def _present(feature: LoadedFeature, view: RequestView, client_rate: float, ua_class: str) -> bool:
-    match feature.kind:
+def _presence(kind: FeatureKind, param: str, order: tuple[str, ...], threshold: float) -> Presence:
+    match kind:
         case FeatureKind.HEADER_PRESENT:
-            return feature.param in view.headers
+            return lambda view, rate, ua_class: param in view.headers
         case FeatureKind.HEADER_ABSENT:
-            return feature.param not in view.headers
+            return lambda view, rate, ua_class: param not in view.headers
         case FeatureKind.HEADER_ORDER:
-            wanted = feature.order
-            seen = tuple(n for n in view.header_names if n in wanted)
-            return bool(wanted) and seen[: len(wanted)] == wanted
+            return lambda view, rate, ua_class: _in_order(order, view.header_names)
         case FeatureKind.USER_AGENT_CLASS:
-            return ua_class == feature.param
+            return lambda view, rate, ua_class: ua_class == param
         case FeatureKind.RATE_OVER:
-            return client_rate > feature.threshold
+            return lambda view, rate, ua_class: rate > threshold
         case FeatureKind.ACCEPT_WILDCARD:
-            return view.header("accept").strip() == "*/*"
+            return lambda view, rate, ua_class: view.header("accept").strip() == "*/*"
+        case _:
+            assert_never(kind)
+
+
+def _in_order(wanted: tuple[str, ...], names: list[str]) -> bool:
+    """Whether the first of `names` among `wanted` are `wanted`, in that order."""
+    seen = tuple(n for n in names if n in wanted)
+    return bool(wanted) and seen[: len(wanted)] == wanted

@@ -125,10 +125,18 @@ class CachePolicy:
                     return CacheBypass(f"cache rule {rule_id}")
                 ttl_override = ttl
                 break
-        key = f"{request.method}|{view.host}|{request.uri}"
-        request_cc = _directives(view.header("cache-control"))
+        query = request.query
+        key = (
+            f"{request.method}|{view.host}|{request.path}?{query}"
+            if query
+            else f"{request.method}|{view.host}|{request.path}"
+        )
         entry = store.get(key, now)
-        if entry is not None and "no-cache" not in request_cc and _vary_matches(entry, view):
+        if (
+            entry is not None
+            and "no-cache" not in _directives(view.header("cache-control"))
+            and _vary_matches(entry, view)
+        ):
             return CacheHit(key, entry)
         return CacheMiss(key, ttl_override)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar, assert_never
 
 from failsmall.engine.bot import BotScorer, FeatureFileError
-from failsmall.engine.bulkhead import Breaker, ErrorBudget
+from failsmall.engine.bulkhead import Breaker, BreakerState, ErrorBudget
 from failsmall.engine.cache import (
     CacheBypass,
     CacheDecision,
@@ -95,18 +95,24 @@ class EngineState:
         return breaker
 
 
-@dataclass
+BOT_DID_NOT_RUN = NotComputed("bot module did not run")
+CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
+
+
 class _Pass:
     """Per-request values handed from module to module."""
 
-    view: RequestView
-    now: float
-    client_rate: float = 0.0
-    bot: BotScore = field(default_factory=lambda: NotComputed("bot module did not run"))
-    rules: tuple[RuleOutcome, ...] = ()
-    matched: tuple[str, ...] = ()
-    delay_ms: int = 0
-    cache: CacheDecision = field(default_factory=lambda: CacheBypass("cache did not run"))
+    __slots__ = ("bot", "cache", "client_rate", "delay_ms", "matched", "now", "rules", "view")
+
+    def __init__(self, view: RequestView, now: float) -> None:
+        self.view = view
+        self.now = now
+        self.client_rate = 0.0
+        self.bot: BotScore = BOT_DID_NOT_RUN
+        self.rules: tuple[RuleOutcome, ...] = ()
+        self.matched: tuple[str, ...] = ()
+        self.delay_ms = 0
+        self.cache: CacheDecision = CACHE_DID_NOT_RUN
 
 
 class ModuleTimeBudgetExceeded(Exception):
@@ -124,9 +130,8 @@ class Engine:
     rate_limits: tuple[CompiledRateLimit, ...]
     cache: CachePolicy
     router: Router
-    # Per module, in pipeline order: its settings, and its outcome when this bundle gives it
-    # nothing to do (switched off, no faults, no limits, no phases), which needs no bulkhead.
-    plan: tuple[tuple[ModuleName, ModuleSettings, ModuleOutcome | None], ...]
+    # Every module, in pipeline order, and how it runs for this bundle.
+    plan: tuple[_Step, ...]
 
     @classmethod
     def build(
@@ -164,7 +169,7 @@ class Engine:
             rate_limits=rate_limits,
             cache=cache,
             router=Router.build(bundle),
-            plan=_plan(bundle),
+            plan=_plan(bundle, bot),
         )
 
     def with_overrides(self, overrides: list[Override]) -> Engine:
@@ -201,11 +206,14 @@ class Engine:
         """Run the pipeline for one request. Never raises."""
         p = _Pass(RequestView(request), request.now)
         outcomes: list[ModuleOutcome] = []
-        for module, settings, static in self.plan:
-            if static is not None:
-                outcomes.append(static)
+        for step in self.plan:
+            outcome = step.static
+            if outcome is not None:
+                outcomes.append(outcome)
+                if step.bot is not None:
+                    p.bot = step.bot
                 continue
-            outcome = self._run_module(module, settings, p, state)
+            outcome = self._run_module(step, p, state)
             outcomes.append(outcome)
             stop = _stopping(outcome)
             if stop is not None:
@@ -241,26 +249,32 @@ class Engine:
     def _verdict(
         self, p: _Pass, outcomes: list[ModuleOutcome], decision: Decision, status: int
     ) -> Verdict:
+        # Positional (in field order, the origin left empty): a quarter cheaper than keywords.
         return Verdict(
-            decision=decision,
-            status=status,
-            modules=tuple(outcomes),
-            rules=p.rules,
-            matched_rules=p.matched,
-            bot=p.bot,
-            delay_ms=p.delay_ms,
-            cache=p.cache,
+            decision,
+            status,
+            tuple(outcomes),
+            p.rules,
+            p.matched,
+            p.bot,
+            p.delay_ms,
+            "",
+            p.cache,
         )
 
-    def _run_module(
-        self, module: ModuleName, settings: ModuleSettings, p: _Pass, state: EngineState
-    ) -> ModuleOutcome:
-        breaker = state.breaker(module, settings)
-        if not breaker.allows(p.now):
-            return self._failed(module, settings, "circuit breaker open", state, p, count=False)
+    def _run_module(self, step: _Step, p: _Pass, state: EngineState) -> ModuleOutcome:
+        """Run one module inside its bulkhead: breaker, time budget, failure policy."""
+        module = step.module
+        breaker = state.breakers.get(module)
+        if breaker is None or breaker.settings is not step.settings:
+            breaker = state.breaker(module, step.settings)
+        if breaker.state is not _CLOSED and not breaker.allows(p.now):
+            return self._failed(
+                module, step.settings, "circuit breaker open", state, p, count=False
+            )
         started = state.clock()
         try:
-            outcome = self._module(module, p, state)
+            outcome = step.run(self, p, state)
             elapsed_us = (state.clock() - started) * 1e6
             if elapsed_us > self.limits.module_time_budget_us:
                 raise ModuleTimeBudgetExceeded(
@@ -268,8 +282,9 @@ class Engine:
                 )
         except Exception as exc:  # noqa: BLE001 - the bulkhead: any module failure is contained
             breaker.record_failure(p.now)
-            return self._failed(module, settings, f"{type(exc).__name__}: {exc}", state, p)
-        breaker.record_success()
+            return self._failed(module, step.settings, f"{type(exc).__name__}: {exc}", state, p)
+        if breaker.state is not _CLOSED:
+            breaker.record_success()
         return outcome
 
     def _failed(
@@ -295,39 +310,39 @@ class Engine:
             case _:
                 assert_never(policy)
 
-    def _module(self, module: ModuleName, p: _Pass, state: EngineState) -> ModuleOutcome:
-        match module:
-            case ModuleName.FAULT:
-                return self._fault(p, state)
-            case ModuleName.RATELIMIT:
-                return self._ratelimit(p, state)
-            case ModuleName.BOT:
-                p.bot = self.bot.score(p.view, p.client_rate)
-                if isinstance(p.bot, Scored):
-                    p.view.bot_score = p.bot.score
-                    return Passed(module, f"score {p.bot.score}")
-                return Passed(module, f"not computed: {p.bot.reason}")
-            case ModuleName.WAF:
-                result = self.waf.evaluate(p.view, p.now)
-                p.rules = result.outcomes
-                p.matched = result.matched
-                if result.terminate is not None:
-                    t = result.terminate
-                    return Acted(module, t.decision, t.status, f"rule {t.rule_id}")
-                return PASSED[module]
-            case ModuleName.CACHE:
-                p.cache = self.cache.lookup(p.view, state.cache, p.now)
-                match p.cache:
-                    case CacheHit():
-                        return Passed(module, "hit")
-                    case CacheMiss():
-                        return Passed(module, "miss")
-                    case CacheBypass(reason=reason):
-                        return Passed(module, f"bypass: {reason}")
-                    case _:
-                        assert_never(p.cache)
+    def _bot(self, p: _Pass, state: EngineState) -> ModuleOutcome:
+        bot = self.bot.score(p.view, p.client_rate)
+        p.bot = bot
+        match bot:
+            case Scored(score=score):
+                p.view.bot_score = score
+                return _BOT_SCORED[score]
+            case NotComputed(reason=reason):
+                return _bot_not_computed(reason)
             case _:
-                assert_never(module)
+                assert_never(bot)
+
+    def _waf(self, p: _Pass, state: EngineState) -> ModuleOutcome:
+        result = self.waf.evaluate(p.view, p.now)
+        p.rules = result.outcomes
+        p.matched = result.matched
+        if result.terminate is not None:
+            t = result.terminate
+            return Acted(ModuleName.WAF, t.decision, t.status, f"rule {t.rule_id}")
+        return PASSED[ModuleName.WAF]
+
+    def _cache(self, p: _Pass, state: EngineState) -> ModuleOutcome:
+        cache = self.cache.lookup(p.view, state.cache, p.now)
+        p.cache = cache
+        match cache:
+            case CacheMiss():
+                return _CACHE_MISS
+            case CacheHit():
+                return _CACHE_HIT
+            case CacheBypass(reason=reason):
+                return Passed(ModuleName.CACHE, f"bypass: {reason}")
+            case _:
+                assert_never(cache)
 
     def _fault(self, p: _Pass, state: EngineState) -> ModuleOutcome:
         fault = self.bundle.fault
@@ -351,10 +366,55 @@ PASSED: dict[ModuleName, Passed] = {module: Passed(module) for module in ModuleN
 SWITCHED_OFF: dict[ModuleName, Bypassed] = {
     module: Bypassed(module, "switched off in the bundle") for module in ModuleName
 }
+_CLOSED = BreakerState.CLOSED
+_CACHE_HIT = Passed(ModuleName.CACHE, "hit")
+_CACHE_MISS = Passed(ModuleName.CACHE, "miss")
+# The outcome of the bot module for each score (scores run from 1 to 99).
+_BOT_SCORED = tuple(Passed(ModuleName.BOT, f"score {score}") for score in range(100))
 
 
-def _plan(bundle: Bundle) -> tuple[tuple[ModuleName, ModuleSettings, ModuleOutcome | None], ...]:
+def _bot_not_computed(reason: str) -> Passed:
+    return Passed(ModuleName.BOT, f"not computed: {reason}")
+
+
+_ModuleRun = Callable[[Engine, _Pass, EngineState], ModuleOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One module of the plan: its settings, and how it runs for this bundle.
+
+    `static` is its outcome when the bundle gives it nothing to do (switched off, no faults, no
+    limits, no phases, a bot feature file that scores nothing): it then needs no bulkhead, and
+    `bot` is the score such a bot module settles. Else `run` runs it.
+    """
+
+    module: ModuleName
+    settings: ModuleSettings
+    static: ModuleOutcome | None
+    bot: BotScore | None
+    run: _ModuleRun
+
+
+def _module_run(module: ModuleName) -> _ModuleRun:
+    match module:
+        case ModuleName.FAULT:
+            return Engine._fault
+        case ModuleName.RATELIMIT:
+            return Engine._ratelimit
+        case ModuleName.BOT:
+            return Engine._bot
+        case ModuleName.WAF:
+            return Engine._waf
+        case ModuleName.CACHE:
+            return Engine._cache
+        case _:
+            assert_never(module)
+
+
+def _plan(bundle: Bundle, bot: BotScorer) -> tuple[_Step, ...]:
     rate_features = any(f.kind is FeatureKind.RATE_OVER for f in bundle.bot.feature_file.features)
+    unscored = bot.unscored
     idle = {
         ModuleName.FAULT: not (bundle.fault.abort_percent or bundle.fault.delay_percent),
         ModuleName.RATELIMIT: not bundle.rate_limits and not rate_features,
@@ -362,15 +422,18 @@ def _plan(bundle: Bundle) -> tuple[tuple[ModuleName, ModuleSettings, ModuleOutco
         ModuleName.WAF: not bundle.phases,
         ModuleName.CACHE: False,
     }
-    plan: list[tuple[ModuleName, ModuleSettings, ModuleOutcome | None]] = []
+    plan: list[_Step] = []
     for module in PIPELINE_ORDER:
         settings = bundle.modules[module]
         static: ModuleOutcome | None = None
+        settled: BotScore | None = None
         if not settings.enabled:
             static = SWITCHED_OFF[module]
         elif idle[module]:
             static = PASSED[module]
-        plan.append((module, settings, static))
+        elif module is ModuleName.BOT and unscored is not None:
+            static, settled = _bot_not_computed(unscored.reason), unscored
+        plan.append(_Step(module, settings, static, settled, _module_run(module)))
     return tuple(plan)
 
 

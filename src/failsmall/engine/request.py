@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
-from urllib.parse import parse_qsl, unquote
+from typing import Generic, TypeVar, overload
+from urllib.parse import unquote
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,30 @@ class Request:
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
+class _Lazy(Generic[T]):
+    """A value computed on first read and stored in the instance dict, where later reads find
+    it without calling anything: `functools.cached_property` without the lock it takes on every
+    first read in Python 3.11 (a view is used by one request, on one thread)."""
+
+    def __init__(self, compute: Callable[[RequestView], T]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    @overload
+    def __get__(self, view: None, owner: type[RequestView]) -> _Lazy[T]: ...
+
+    @overload
+    def __get__(self, view: RequestView, owner: type[RequestView]) -> T: ...
+
+    def __get__(self, view: RequestView | None, owner: type[RequestView]) -> T | _Lazy[T]:
+        if view is None:
+            return self
+        value = self._compute(view)
+        view.__dict__[self._name] = value
+        return value
+
+
 @dataclass(eq=False)
 class RequestView:
     """Derived, cached views of a request: parsed headers, args, cookies and body text.
@@ -43,44 +70,61 @@ class RequestView:
 
     request: Request
     bot_score: int | None = None
-    signature_hits: frozenset[str] = field(default_factory=frozenset)
+    signature_hits: frozenset[str] = frozenset()
 
-    @cached_property
+    @_Lazy
     def headers(self) -> dict[str, list[str]]:
+        """Header values by lowercase name, in order. Fills in `header_names` on the way."""
         out: dict[str, list[str]] = {}
+        names: list[str] = []
         for name, value in self.request.headers:
-            out.setdefault(name.lower(), []).append(value)
+            lower = name.lower()
+            names.append(lower)
+            values = out.get(lower)
+            if values is None:
+                out[lower] = [value]
+            else:
+                values.append(value)
+        self.__dict__["header_names"] = names
         return out
 
-    @cached_property
+    @_Lazy
     def header_names(self) -> list[str]:
-        return [name.lower() for name, _ in self.request.headers]
+        """Lowercase header names in the order received, repeats included."""
+        if "headers" not in self.__dict__:
+            self.headers  # noqa: B018 - indexing the headers lists their names too
+        names: list[str] = self.__dict__["header_names"]
+        return names
 
     def header(self, name: str) -> str:
         """The first value of header `name` (lowercase), or '' when absent."""
         values = self.headers.get(name)
         return values[0] if values else ""
 
-    @cached_property
+    @_Lazy
     def host(self) -> str:
         return self.request.host or self.header("host")
 
-    @cached_property
+    @_Lazy
     def user_agent(self) -> str:
         return self.header("user-agent")
 
-    @cached_property
+    @_Lazy
     def args(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for name, value in parse_qsl(self.request.query, keep_blank_values=True):
-            out.setdefault(name, []).append(value)
+        for name, value in parse_form(self.request.query):
+            values = out.get(name)
+            if values is None:
+                out[name] = [value]
+            else:
+                values.append(value)
         return out
 
-    @cached_property
+    @_Lazy
     def decoded_path(self) -> str:
         return unquote(self.request.path)
 
-    @cached_property
+    @_Lazy
     def cookies(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for raw in self.headers.get("cookie", ()):
@@ -90,21 +134,21 @@ class RequestView:
                     out.setdefault(name, []).append(value)
         return out
 
-    @cached_property
+    @_Lazy
     def body_text(self) -> str:
         return self.request.body.decode("utf-8", errors="replace")
 
-    @cached_property
+    @_Lazy
     def content_type(self) -> str:
         """The media type of the body, lowercase, without parameters ('' when absent)."""
         return self.header("content-type").split(";", 1)[0].strip().lower()
 
-    @cached_property
+    @_Lazy
     def body(self) -> ParsedBody:
         """The body parsed by content type: urlencoded, JSON or multipart fields."""
         return parse_body(self.header("content-type"), self.request.body)
 
-    @cached_property
+    @_Lazy
     def body_args(self) -> dict[str, list[str]]:
         """Body fields by name (JSON leaves by dotted path; multipart non-file fields)."""
         out: dict[str, list[str]] = {}
@@ -112,15 +156,15 @@ class RequestView:
             out.setdefault(name, []).append(value)
         return out
 
-    @cached_property
+    @_Lazy
     def body_arg_names(self) -> list[str]:
         return [name for name, _ in self.body.fields]
 
-    @cached_property
+    @_Lazy
     def body_arg_values(self) -> list[str]:
         return [value for _, value in self.body.fields]
 
-    @cached_property
+    @_Lazy
     def filenames(self) -> list[str]:
         """File names of multipart file parts, as the client sent them."""
         return list(self.body.filenames)
@@ -163,14 +207,33 @@ def parse_body(content_type: str, body: bytes) -> ParsedBody:
     if media == "application/x-www-form-urlencoded" or (
         not media and body.lstrip()[:1] not in (b"{", b"[", b"<")
     ):
-        text = body.decode("utf-8", errors="replace")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=None)
+        pairs = parse_form(body.decode("utf-8", errors="replace"))
         return ParsedBody(BodyFormat.URLENCODED, tuple(pairs[:MAX_BODY_FIELDS]))
     if media == "application/json" or media.endswith("+json"):
         return _parse_json(body)
     if media == "multipart/form-data":
         return _parse_multipart(params, body)
     return ParsedBody(BodyFormat.RAW)
+
+
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """Name/value pairs of a query string or urlencoded body, blank values kept: what
+    `urllib.parse.parse_qsl(text, keep_blank_values=True)` returns, without decoding the parts
+    that have nothing to decode."""
+    pairs: list[tuple[str, str]] = []
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((_form_decode(name), _form_decode(value)))
+    return pairs
+
+
+def _form_decode(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" in text:
+        text = unquote(text, errors="replace")
+    return text
 
 
 def _parse_json(body: bytes) -> ParsedBody:

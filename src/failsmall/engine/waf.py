@@ -13,7 +13,7 @@ state. A `disabled` rule yields `Disabled` and carries no results, whatever its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
@@ -105,29 +105,81 @@ class CompiledRule:
     # A signature rule that is plainly active: it is NotMatched whenever its signatures missed,
     # which is the common case, so the evaluation loop settles it without a call.
     signature_gated: bool
+    # What `state` means, worked out once: the outcome when disabled, and whether log-only.
+    configured: _StateEffect
+
+
+@dataclass(frozen=True, slots=True)
+class GatedRun:
+    """Consecutive signature-gated rules of a ruleset. When none of their ids is among the
+    request's signature hits, which is the common case, all of them are NotMatched at once."""
+
+    ids: frozenset[str]
+    misses: tuple[NotMatched, ...]
 
 
 @dataclass(frozen=True)
 class CompiledRuleset:
-    """A ruleset compiled for one execution context (its overrides and paranoia level)."""
+    """A ruleset compiled for one execution context (its overrides and paranoia level).
+
+    `gated_runs` is aligned with `rules`: the run of signature-gated rules starting at each rule
+    that starts one, else None.
+    """
 
     ruleset: Ruleset
     rules: tuple[CompiledRule, ...]
     threshold: int
     threshold_action: BlockAction | ChallengeAction | LogAction
+    gated_runs: tuple[GatedRun | None, ...]
+
+    @classmethod
+    def of(
+        cls,
+        ruleset: Ruleset,
+        rules: tuple[CompiledRule, ...],
+        threshold: int,
+        threshold_action: BlockAction | ChallengeAction | LogAction,
+    ) -> CompiledRuleset:
+        return cls(ruleset, rules, threshold, threshold_action, _gated_runs(rules))
 
 
-@dataclass
+def _gated_runs(rules: tuple[CompiledRule, ...]) -> tuple[GatedRun | None, ...]:
+    runs: list[GatedRun | None] = [None] * len(rules)
+    start = 0
+    while start < len(rules):
+        end = start
+        while end < len(rules) and rules[end].signature_gated:
+            end += 1
+        if end > start:
+            members = rules[start:end]
+            runs[start] = GatedRun(
+                frozenset(r.rule.id for r in members), tuple(r.not_matched for r in members)
+            )
+        start = end + 1
+    return tuple(runs)
+
+
 class Evaluation:
     """Mutable bookkeeping for one request's pass through the WAF."""
 
-    view: RequestView
-    now: float
-    scanner: SignatureScanner | None
-    scanned: bool = False
-    skipped_phases: set[Phase] = field(default_factory=set)
-    skipped_rulesets: set[str] = field(default_factory=set)
-    matched: list[str] = field(default_factory=list)
+    __slots__ = (
+        "matched",
+        "now",
+        "scanned",
+        "scanner",
+        "skipped_phases",
+        "skipped_rulesets",
+        "view",
+    )
+
+    def __init__(self, view: RequestView, now: float, scanner: SignatureScanner | None) -> None:
+        self.view = view
+        self.now = now
+        self.scanner = scanner
+        self.scanned = False
+        self.skipped_phases: set[Phase] = set()
+        self.skipped_rulesets: set[str] = set()
+        self.matched: list[str] = []
 
     def signature_hits(self) -> frozenset[str]:
         if not self.scanned:
@@ -213,13 +265,24 @@ def _run(
     append = outcomes.append
     score = 0
     hits: frozenset[str] | None = None
-    for rule in compiled.rules:
+    rules, runs = compiled.rules, compiled.gated_runs
+    index, count = 0, len(rules)
+    while index < count:
+        rule = rules[index]
         if rule.signature_gated:
             if hits is None:
                 hits = ev.signature_hits()
+            run = runs[index]
+            if run is not None and hits.isdisjoint(run.ids):
+                outcomes.extend(run.misses)
+                index += len(run.misses)
+                continue
+            index += 1
             if rule.rule.id not in hits:
                 append(rule.not_matched)
                 continue
+        else:
+            index += 1
         outcome, effect = _evaluate_rule(rule, ev)
         append(outcome)
         match effect:
@@ -265,17 +328,30 @@ def _effective_state(rule: CompiledRule, now: float) -> tuple[RuleState, str]:
     return rule.state, "disabled in configuration"
 
 
-def _evaluate_rule(rule: CompiledRule, ev: Evaluation) -> tuple[RuleOutcome, _Effect]:
-    rule_id = rule.rule.id
-    state, reason = _effective_state(rule, ev.now)
+_StateEffect = tuple[Disabled | None, bool]
+
+
+def _state_effect(rule_id: str, state: RuleState, reason: str) -> _StateEffect:
+    """A rule state's effect: the outcome of a disabled rule, and whether matches only log."""
     match state:
         case RuleState.DISABLED:
-            return Disabled(rule_id, reason), _CONTINUE
-        case RuleState.ACTIVE | RuleState.LOG_ONLY:
-            pass
+            return Disabled(rule_id, reason), False
+        case RuleState.ACTIVE:
+            return None, False
+        case RuleState.LOG_ONLY:
+            return None, True
         case _:
             assert_never(state)
-    logged_only = state is RuleState.LOG_ONLY
+
+
+def _evaluate_rule(rule: CompiledRule, ev: Evaluation) -> tuple[RuleOutcome, _Effect]:
+    rule_id = rule.rule.id
+    if rule.killswitch is None:
+        disabled, logged_only = rule.configured
+    else:
+        disabled, logged_only = _state_effect(rule_id, *_effective_state(rule, ev.now))
+    if disabled is not None:
+        return disabled, _CONTINUE
     if rule.needs_bot and ev.view.bot_score is None:
         return NotApplicable(rule_id, "bot score not computed for this request"), _CONTINUE
     if rule.has_signatures and rule_id not in ev.signature_hits():
@@ -370,7 +446,9 @@ class _Compiler:
         ruleset = self.rulesets[ruleset_id]
         if depth > MAX_EXECUTE_DEPTH:
             self.problems.append(f"ruleset {ruleset_id} is executed more than 16 levels deep")
-            return CompiledRuleset(ruleset, (), ruleset.score_threshold, ruleset.threshold_action)
+            return CompiledRuleset.of(
+                ruleset, (), ruleset.score_threshold, ruleset.threshold_action
+            )
         paranoia = overrides.paranoia_level or ruleset.paranoia_level
         rules = tuple(
             self.rule(rule, overrides, depth)
@@ -381,7 +459,7 @@ class _Compiler:
         threshold_action = ruleset.threshold_action
         if overrides.ruleset is not None and overrides.ruleset.action is not None:
             threshold_action = _override_action(threshold_action, overrides.ruleset.action)
-        return CompiledRuleset(ruleset, rules, threshold, threshold_action)
+        return CompiledRuleset.of(ruleset, rules, threshold, threshold_action)
 
     def rule(self, rule: Rule, overrides: ExecuteOverrides, depth: int) -> CompiledRule:
         chosen = _select_override(rule, overrides)
@@ -408,6 +486,7 @@ class _Compiler:
             has_signatures=rule.match is not None,
             killswitch=self.killswitches.get(rule.id),
             child=child,
+            configured=_state_effect(rule.id, state, "disabled in configuration"),
         )
 
     def expression(self, rule: Rule) -> Expression:

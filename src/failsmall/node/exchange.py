@@ -24,6 +24,7 @@ from failsmall.node import wire
 from failsmall.node.deadline import Deadline
 from failsmall.node.serving import Serving
 from failsmall.node.upstream import OriginUnreachableError, UpstreamConnection
+from failsmall.node.wire import HeaderKind
 
 if TYPE_CHECKING:
     from failsmall.node.proxy import ClientConnection
@@ -63,50 +64,43 @@ class RequestRejected(Exception):
 
 
 class Exchange:
-    """One request and its response."""
+    """One request and its response.
 
-    __slots__ = (
-        "body",
-        "body_bytes",
-        "body_done",
-        "cache_body",
-        "chunked_in",
-        "chunked_out",
-        "close_delimited",
-        "conn",
-        "content_length",
-        "decision",
-        "discard",
-        "end_queued",
-        "expects_continue",
-        "forward",
-        "head",
-        "host",
-        "http10",
-        "keep_alive",
-        "limits",
-        "method",
-        "overflow",
-        "overflow_bytes",
-        "path",
-        "query",
-        "raw_headers",
-        "request",
-        "request_id",
-        "response_headers",
-        "response_started",
-        "serving",
-        "started",
-        "state",
-        "status",
-        "truncated",
-        "until_eof",
-        "upstream",
-        "upstream_reusable",
-        "url",
-        "verdict",
-        "xff",
-    )
+    Attributes that most requests never change keep their class-level defaults, so creating
+    an exchange sets only what is per request.
+    """
+
+    url = b""
+    method = b"GET"
+    path = "/"
+    query = ""
+    host = b""
+    xff = b""
+    request_id = b""
+    head = False
+    http10 = False
+    keep_alive = True
+    content_length = -1
+    chunked_in = False
+    body_bytes = 0
+    body_done = False
+    truncated = False
+    overflow_bytes = 0
+    discard = False
+    end_queued = False
+    expects_continue = False
+    request: Request | None = None
+    verdict: Verdict | None = None
+    decision = "none"
+    upstream: UpstreamConnection | None = None
+    upstream_reusable = True
+    response_started = False
+    response_headers: tuple[tuple[str, str], ...] = ()
+    chunked_out = False
+    close_delimited = False
+    until_eof = False
+    cache_body: bytearray | None = None
+    status = 0
 
     def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
         self.conn = conn
@@ -116,39 +110,8 @@ class Exchange:
         self.started = time.perf_counter()
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.forward: list[tuple[bytes, bytes]] = []
-        self.url = b""
-        self.method = b"GET"
-        self.path = "/"
-        self.query = ""
-        self.host = b""
-        self.xff = b""
-        self.request_id = b""
-        self.head = False
-        self.http10 = False
-        self.keep_alive = True
-        self.content_length = -1
-        self.chunked_in = False
         self.body = bytearray()
-        self.body_bytes = 0
-        self.body_done = False
-        self.truncated = False
         self.overflow: list[bytes] = []
-        self.overflow_bytes = 0
-        self.discard = False
-        self.end_queued = False
-        self.expects_continue = False
-        self.request: Request | None = None
-        self.verdict: Verdict | None = None
-        self.decision = "none"
-        self.upstream: UpstreamConnection | None = None
-        self.upstream_reusable = True
-        self.response_started = False
-        self.response_headers: tuple[tuple[str, str], ...] = ()
-        self.chunked_out = False
-        self.close_delimited = False
-        self.until_eof = False
-        self.cache_body: bytearray | None = None
-        self.status = 0
 
     # -- request side ----------------------------------------------------------------------
 
@@ -217,8 +180,10 @@ class Exchange:
             path=self.path,
             query=self.query,
             headers=tuple(
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in self.raw_headers
+                [
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in self.raw_headers
+                ]
             ),
             body=bytes(self.body),
             body_truncated=self.truncated or not self.body_done,
@@ -313,15 +278,16 @@ class Exchange:
             return
         self.attach(task.result())
 
-    def upstream_head_bytes(self, authority: bytes) -> bytes:
+    def upstream_request(self, authority: bytes) -> bytes:
+        """The request as sent to the origin: head, the body read so far, and what followed."""
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
         if not self.host:
             # An HTTP/1.0 request may come without Host; HTTP/1.1 upstream needs one.
-            parts += [b"Host: ", authority, b"\r\n"]
+            parts += (b"Host: ", authority, b"\r\n")
         for name, value in self.forward:
-            parts += [name, b": ", value, b"\r\n"]
-        client_ip = self.conn.client_ip.encode()
-        parts += [
+            parts += (name, b": ", value, b"\r\n")
+        client_ip = self.conn.client_ip_bytes
+        parts += (
             b"X-Forwarded-For: ",
             self.xff + b", " + client_ip if self.xff else client_ip,
             b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
@@ -331,32 +297,28 @@ class Exchange:
             b"\r\nVia: ",
             wire.VIA,
             b"\r\n",
-        ]
+        )
         if self.chunked_in:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        elif self.content_length >= 0:
-            parts.append(b"Content-Length: %d\r\n" % self.content_length)
-        parts.append(b"\r\n")
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+            if self.body:
+                parts.append(wire.chunk(bytes(self.body)))
+        else:
+            if self.content_length >= 0:
+                parts.append(b"Content-Length: %d\r\n" % self.content_length)
+            parts += (b"\r\n", self.body)
+        if self.overflow:
+            parts += self.overflow
+            self.overflow.clear()
+            self.overflow_bytes = 0
+        if self.chunked_in and self.body_done and not self.end_queued:
+            self.end_queued = True
+            parts.append(wire.LAST_CHUNK)
         return b"".join(parts)
 
     def attach(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
         self.state = ExchangeState.UPSTREAM
-        body = bytes(self.body)
-        if self.chunked_in and body:
-            body = wire.chunk(body)
-        pending = b"".join(self.overflow)
-        self.overflow.clear()
-        self.overflow_bytes = 0
-        end = b""
-        if self.chunked_in and self.body_done and not self.end_queued:
-            self.end_queued = True
-            end = wire.LAST_CHUNK
-        upstream.start(
-            self,
-            self.upstream_head_bytes(upstream.pool.authority) + body + pending + end,
-            head_request=self.head,
-        )
+        upstream.start(self, self.upstream_request(upstream.pool.authority), head_request=self.head)
         self.conn.resume_reading_for(self)
         self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
 
@@ -371,20 +333,21 @@ class Exchange:
         chunked = False
         out = [wire.status_line(status)]
         listed_in: list[bytes] = []
-        hop_by_hop = wire.HOP_BY_HOP
+        kinds = wire.HEADER_KINDS
         for name, value in headers:
-            lower = name.lower()
-            if lower in hop_by_hop or lower.startswith(b"proxy-"):
-                if lower == b"content-length":
-                    length = value
-                elif lower == b"transfer-encoding":
-                    chunked = True
-                elif lower == b"connection":
-                    listed_in.append(value)
-            else:
-                out += [name, b": ", value, b"\r\n"]
+            kind = kinds.get(name)
+            if kind is None:
+                kind = wire.header_kind(name)
+            if kind is HeaderKind.FORWARD:
+                out += (name, b": ", value, b"\r\n")
+            elif kind is HeaderKind.CONTENT_LENGTH:
+                length = value
+            elif kind is HeaderKind.TRANSFER_ENCODING:
+                chunked = True
+            elif kind is HeaderKind.CONNECTION and value not in wire.PLAIN_CONNECTION_VALUES:
+                listed_in.append(value)
         if listed_in:
-            listed = wire.connection_tokens(listed_in) - hop_by_hop
+            listed = wire.connection_tokens(listed_in) - wire.HOP_BY_HOP
             if listed:
                 out = _drop_listed(out, listed)
         if self.cache_body is not None:
@@ -393,7 +356,7 @@ class Exchange:
         if chunked and not bodiless:
             self.start_chunked_or_close(out)
         elif length:
-            out += [b"Content-Length: ", length, b"\r\n"]
+            out += (b"Content-Length: ", length, b"\r\n")
         elif not bodiless:
             # No length and not chunked: the origin ends the body by closing.
             self.until_eof = True
@@ -504,11 +467,12 @@ class Exchange:
     def keep_for_cache(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Keep the response for the cache only if the engine may store it."""
         serving, verdict = self.serving, self.verdict
-        names = [name.decode("latin-1").lower() for name, _ in headers]
         if (
             serving is None
             or verdict is None
-            or not serving.engine.may_store(verdict, status, names)
+            or not serving.engine.may_store(
+                verdict, status, [n.decode("latin-1").lower() for n, _ in headers]
+            )
         ):
             self.cache_body = None
             return

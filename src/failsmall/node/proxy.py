@@ -17,6 +17,7 @@ import httptools
 
 from failsmall.model import BodyOverBuffer
 from failsmall.node import wire
+from failsmall.node.batching import WriteBatch
 from failsmall.node.deadline import Deadline
 from failsmall.node.exchange import Exchange, ExchangeState, RequestRejected
 from failsmall.node.serving import ServingSlot
@@ -32,10 +33,14 @@ class ProxyContext:
     """What every connection of one node process shares."""
 
     slot: ServingSlot
-    pools: Pools = field(default_factory=Pools)
+    writes: WriteBatch = field(default_factory=WriteBatch)
+    pools: Pools = field(init=False)
     stats: TrafficStats = field(default_factory=TrafficStats)
     ids: wire.RequestIds = field(default_factory=wire.RequestIds)
     connections: set[ClientConnection] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.pools = Pools(self.writes)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -47,12 +52,12 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = "127.0.0.1"
+        self.client_ip_bytes = b"127.0.0.1"
         self.queue: deque[Exchange] = deque()
         self.reading: Exchange | None = None
         self.deadline = 0.0
         self.deadline_kind = Deadline.NONE
         self.head_bytes = 0
-        self.header_count = 0
         self.in_head = True
         self.head_raw = 0
         self.lingering = False
@@ -69,6 +74,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
+            self.client_ip_bytes = self.client_ip.encode()
         self.ctx.connections.add(self)
         self.arm(Deadline.HEADERS, self.ctx.slot.limits.header_timeout_s)
 
@@ -139,7 +145,6 @@ class ClientConnection(asyncio.Protocol):
         exchange = Exchange(self, slot.current, slot.limits)
         self.reading = exchange
         self.queue.append(exchange)
-        self.header_count = 0
         self.head_bytes = 0
         self.in_head = True
         if self.deadline_kind is not Deadline.HEADERS and len(self.queue) == 1:
@@ -156,25 +161,23 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         exchange = self._reading()
         exchange.url += url
-        self.head_bytes += len(url)
         if len(exchange.url) > exchange.limits.max_uri_bytes:
             raise RequestRejected(414, "request URI is longer than max_uri_bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        exchange = self._reading()
-        self.header_count += 1
+        # Only collected here; count and size are checked once the head is complete. Until
+        # then `data_received` bounds what an unfinished head may accumulate.
         self.head_bytes += len(name) + len(value) + 4
-        if self.header_count > exchange.limits.max_headers:
-            raise RequestRejected(431, "too many request headers")
-        if self.head_bytes > exchange.limits.max_header_bytes:
-            raise RequestRejected(431, "request headers are larger than max_header_bytes")
-        exchange.raw_headers.append((name, value))
+        self._reading().raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self._reading()
         limits = exchange.limits
+        if len(exchange.raw_headers) > limits.max_headers:
+            raise RequestRejected(431, "too many request headers")
+        if self.head_bytes > limits.max_header_bytes:
+            raise RequestRejected(431, "request headers are larger than max_header_bytes")
         self.in_head = False
-        self.head_bytes = 0
         self.head_raw = 0
         parser = self.parser
         exchange.method = parser.get_method()
@@ -294,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
         if corked is not None:
             corked.append(data)
         elif self.transport is not None and not self.closed:
-            self.transport.write(data)
+            self.ctx.writes.write(self.transport, data)
 
     def cork(self) -> None:
         """Collect writes until `uncork`, so one origin read becomes one client write."""
@@ -304,11 +307,14 @@ class ClientConnection(asyncio.Protocol):
     def uncork(self) -> None:
         corked, self._corked = self._corked, None
         if corked and self.transport is not None and not self.closed:
-            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+            self.ctx.writes.write(
+                self.transport, corked[0] if len(corked) == 1 else b"".join(corked)
+            )
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.uncork()
+            self.ctx.writes.flush()
             self.closed = True
             self.transport.close()
 
@@ -324,6 +330,7 @@ class ClientConnection(asyncio.Protocol):
         self._pausers.clear()
         self.transport.resume_reading()
         if self.transport.can_write_eof():
+            self.ctx.writes.flush()
             self.transport.write_eof()
         self.arm(Deadline.IDLE, LINGER_S)
 
@@ -380,7 +387,7 @@ class ClientConnection(asyncio.Protocol):
             case Deadline.IDLE:
                 self.close()
             case Deadline.HEADERS:
-                if self.head_bytes == 0 and self.reading is None:
+                if self.reading is None:
                     self.close()
                 else:
                     self.reject(408, "request headers were not received in time")

@@ -27,9 +27,11 @@ class Serving:
     state: EngineState
     signed: SignedBundle
     tag: bytes = field(init=False)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         self.tag = short_digest(self.signed.digest).encode()
+        self.limits = self.signed.bundle.limits
 
     @classmethod
     def start(cls, engine: Engine, signed: SignedBundle, previous: Serving | None) -> Serving:
@@ -41,25 +43,17 @@ class Serving:
     def digest(self) -> str:
         return self.signed.digest
 
-    @property
-    def limits(self) -> Limits:
-        return self.signed.bundle.limits
-
 
 class ServingSlot:
-    """Holds the current `Serving`; `swap` replaces it in one step."""
+    """Holds the current `Serving` and its limits; `swap` replaces both in one step."""
 
     def __init__(self) -> None:
         self.current: Serving | None = None
+        self.limits = NO_BUNDLE_LIMITS
 
     def swap(self, serving: Serving) -> Serving | None:
-        previous, self.current = self.current, serving
+        previous, self.current, self.limits = self.current, serving, serving.limits
         return previous
-
-    @property
-    def limits(self) -> Limits:
-        current = self.current
-        return current.limits if current is not None else NO_BUNDLE_LIMITS
 
     @property
     def digest(self) -> str:

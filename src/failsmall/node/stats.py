@@ -55,7 +55,11 @@ class LatencyHistogram:
     n: int = 0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.add(bisect_left(LATENCY_BUCKETS_S, seconds), seconds)
+
+    def add(self, bucket: int, seconds: float) -> None:
+        """Count an observation whose bucket index is already known."""
+        self.counts[bucket] += 1
         self.total += seconds
         self.n += 1
 
@@ -105,10 +109,11 @@ class TrafficStats:
         modules: tuple[ModuleOutcome, ...],
     ) -> None:
         self.requests[status, decision] += 1
-        self.latency.observe(seconds)
+        bucket = bisect_left(LATENCY_BUCKETS_S, seconds)
+        self.latency.add(bucket, seconds)
         window = self.window
         window.requests += 1
-        window.latency.observe(seconds)
+        window.latency.add(bucket, seconds)
         if status >= 500:
             window.responses_5xx += 1
         if decision == Decision.BLOCK:
@@ -117,8 +122,9 @@ class TrafficStats:
             window.challenged += 1
         counts = self.module_counts
         for outcome in modules:
-            counts[outcome.module, type(outcome)] += 1
-            if type(outcome) is ModuleErrored:
+            kind = type(outcome)
+            counts[outcome.module, kind] += 1
+            if kind is ModuleErrored:
                 self.module_errors[outcome.module.value] += 1
                 window.module_errors += 1
 

@@ -8,11 +8,12 @@ connection the origin closed while idle leaves the pool on its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from failsmall.node.batching import WriteBatch
 
 MAX_IDLE_PER_ORIGIN = 256
 
@@ -148,11 +149,11 @@ class UpstreamConnection(asyncio.Protocol):
                 "the origin connection closed before the request was sent", False
             )
             return
-        self.transport.write(head)
+        self.pool.writes.write(self.transport, head)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and self.open:
-            self.transport.write(data)
+            self.pool.writes.write(self.transport, data)
 
     def pause_reading(self) -> None:
         if self.transport is not None and self.open:
@@ -184,8 +185,11 @@ class OriginUnreachableError(Exception):
 class OriginPool:
     """Idle keep-alive connections to one origin."""
 
-    def __init__(self, url: str, max_idle: int = MAX_IDLE_PER_ORIGIN) -> None:
+    def __init__(
+        self, url: str, writes: WriteBatch | None = None, max_idle: int = MAX_IDLE_PER_ORIGIN
+    ) -> None:
         parts = urlsplit(url)
+        self.writes = writes or WriteBatch()
         self.url = url
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
@@ -237,14 +241,14 @@ class OriginPool:
 class Pools:
     """One pool per origin URL, kept across bundle swaps so connections stay warm."""
 
-    def __init__(self, factory: Callable[[str], OriginPool] = OriginPool) -> None:
+    def __init__(self, writes: WriteBatch | None = None) -> None:
         self._pools: dict[str, OriginPool] = {}
-        self._factory = factory
+        self.writes = writes or WriteBatch()
 
     def for_url(self, url: str) -> OriginPool:
         pool = self._pools.get(url)
         if pool is None:
-            pool = self._pools[url] = self._factory(url)
+            pool = self._pools[url] = OriginPool(url, self.writes)
         return pool
 
     def close(self) -> None:

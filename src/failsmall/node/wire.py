@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from enum import IntEnum
 from http import HTTPStatus
 from itertools import count
 
@@ -19,6 +20,47 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
     }
 )
 """Headers never forwarded as-is. Content-Length is re-emitted by the framing code."""
+
+
+class HeaderKind(IntEnum):
+    """What the proxy does with a response header, decided by its name alone."""
+
+    FORWARD = 0
+    CONTENT_LENGTH = 1
+    TRANSFER_ENCODING = 2
+    CONNECTION = 3
+    DROP = 4
+
+
+_KIND_OF_HOP_BY_HOP = {
+    b"content-length": HeaderKind.CONTENT_LENGTH,
+    b"transfer-encoding": HeaderKind.TRANSFER_ENCODING,
+    b"connection": HeaderKind.CONNECTION,
+}
+HEADER_KINDS: dict[bytes, HeaderKind] = {}
+HEADER_KINDS_MAX = 4096
+
+
+def header_kind(name: bytes) -> HeaderKind:
+    """The kind of a response header name as sent (any case). Origins send the same few
+    names over and over, so the answer is remembered per spelling."""
+    kind = HEADER_KINDS.get(name)
+    if kind is None:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            kind = _KIND_OF_HOP_BY_HOP.get(lower, HeaderKind.DROP)
+        elif lower.startswith(b"proxy-"):
+            kind = HeaderKind.DROP
+        else:
+            kind = HeaderKind.FORWARD
+        if len(HEADER_KINDS) >= HEADER_KINDS_MAX:
+            HEADER_KINDS.clear()
+        HEADER_KINDS[name] = kind
+    return kind
+
+
+PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+"""Connection header values that name no other header (the usual ones, matched as sent)."""
 
 VIA = b"1.1 failsmall"
 SERVER_HEADER = b"failsmall"

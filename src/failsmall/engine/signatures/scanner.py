@@ -18,21 +18,28 @@ fallback to a backtracking engine.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import hyperscan
 
-from failsmall.engine.request import RequestView
-from failsmall.engine.signatures.targets import EXTRACTORS
+from failsmall.engine.request import Request, RequestView
+from failsmall.engine.signatures.targets import BODY_TARGETS, EXTRACTORS
 from failsmall.engine.signatures.transforms import TRANSFORMS, TransformFn, features, triggers
 from failsmall.model.rules import SignatureMatch, Target, Transform
 
 _BASE_FLAGS = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
 MEMO_MAX_VALUE = 512
 MEMO_ENTRIES = 16_384
+#: Whole requests are memoised too (a load tester, a retrying client), up to this size each and
+#: this many bytes in all: a request's hits depend only on its method, path, query, headers, body.
+MEMO_MAX_REQUEST = 16 * 1024
+MEMO_REQUEST_BYTES = 4 * 1024 * 1024
+NO_HITS: frozenset[str] = frozenset()
 _TARGET_BIT = {target: 1 << index for index, target in enumerate(Target)}
+_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes]
 
 
 class SignatureCompileError(Exception):
@@ -92,8 +99,16 @@ class SignatureScanner:
         # Verdicts for short values seen before (user agents, accept headers, paths, cookie
         # names repeat across clients): a value's hits depend only on the value and its targets.
         self._memo: dict[tuple[str, int], frozenset[str]] = {}
+        self._requests: dict[_RequestKey, frozenset[str]] = {}
+        self._requests_bytes = 0
         self._plans: dict[tuple[int, int], tuple[int, tuple[_Chain, ...]]] = {}
-        self._extractors = tuple((_TARGET_BIT[t], EXTRACTORS[t]) for t in self._targets)
+        # An empty body has no values for the body targets: they are not even looked at then.
+        self._extractors = tuple(
+            (_TARGET_BIT[t], EXTRACTORS[t]) for t in self._targets if t not in BODY_TARGETS
+        )
+        self._body_extractors = tuple(
+            (_TARGET_BIT[t], EXTRACTORS[t]) for t in self._targets if t in BODY_TARGETS
+        )
         self._wanted = 0
         for step in chains:
             self._wanted |= step.triggers
@@ -166,8 +181,50 @@ class SignatureScanner:
         """The keys whose match hit this request."""
         compiled = self._compiled
         if compiled is None:
-            return frozenset()
+            return NO_HITS
+        request = view.request
+        key = (request.method, request.path, request.query, request.headers, request.body)
+        size = _size(request)
+        requests = self._requests
+        if size <= MEMO_MAX_REQUEST:
+            known = requests.get(key)
+            if known is not None:
+                return known
+        sources: dict[str, int] = {}
+        seen = sources.get
+        for bit, extract in self._extractors:
+            for value in extract(view):
+                sources[value] = seen(value, 0) | bit
+        if request.body:
+            for bit, extract in self._body_extractors:
+                for value in extract(view):
+                    sources[value] = seen(value, 0) | bit
+        memo = self._memo
         hits: set[str] = set()
+        fresh: list[tuple[str, int]] = []
+        for value, targets in sources.items():
+            if value:
+                found = memo.get((value, targets))
+                if found is None:
+                    fresh.append((value, targets))
+                elif found:
+                    hits.update(found)
+        if fresh:
+            self._scan_values(compiled, fresh, hits)
+        result = frozenset(hits) if hits else NO_HITS
+        if size <= MEMO_MAX_REQUEST:
+            self._requests_bytes += size
+            if self._requests_bytes > MEMO_REQUEST_BYTES:
+                requests.clear()
+                self._requests_bytes = size
+            requests[key] = result
+        return result
+
+    def _scan_values(
+        self, compiled: _Database, values: list[tuple[str, int]], hits: set[str]
+    ) -> None:
+        """Scan values not seen before (each with the targets it came from), adding their hits
+        to `hits` and memoising the short ones."""
         found: set[str] = set()
         owners, pattern_targets, pattern_chains = compiled.owners, compiled.targets, compiled.chains
 
@@ -176,18 +233,9 @@ class SignatureScanner:
             if pattern_targets[pattern_id] & targets and pattern_chains[pattern_id] & chains:
                 found.add(owners[pattern_id])
 
-        sources: dict[str, int] = {}
-        for bit, extract in self._extractors:
-            for value in extract(view):
-                sources[value] = sources.get(value, 0) | bit
+        database, scratch = compiled.database, compiled.scratch
         memo = self._memo
-        for value, targets in sources.items():
-            if not value:
-                continue
-            known = memo.get((value, targets))
-            if known is not None:
-                hits.update(known)
-                continue
+        for value, targets in values:
             found.clear()
             present = features(value, self._wanted)
             plan = self._plans.get((targets, present))
@@ -203,18 +251,24 @@ class SignatureScanner:
             for result, chains in results.items():
                 data = result.encode("utf-8", errors="replace")
                 if data:
-                    compiled.database.scan(
+                    database.scan(
                         data,
                         match_event_handler=on_match,
                         context=(targets, chains),
-                        scratch=compiled.scratch,
+                        scratch=scratch,
                     )
-            hits.update(found)
+            if found:
+                hits.update(found)
             if len(value) <= MEMO_MAX_VALUE:
                 if len(memo) >= MEMO_ENTRIES:
                     memo.clear()
-                memo[(value, targets)] = frozenset(found)
-        return frozenset(hits)
+                memo[(value, targets)] = frozenset(found) if found else NO_HITS
+
+
+def _size(request: Request) -> int:
+    """Roughly the bytes a request takes as a memo key: its parts and a fixed overhead."""
+    header_chars = sum(map(len, itertools.chain.from_iterable(request.headers)))
+    return 256 + len(request.path) + len(request.query) + len(request.body) + header_chars
 
 
 def _transform(step: _Chain, value: str, done: dict[int, str]) -> str:

@@ -42,6 +42,10 @@ EXTRACTORS: dict[Target, Extractor] = {
     Target.METHOD: lambda view: [view.request.method],
     Target.FILENAMES: lambda view: view.filenames,
 }
+#: The targets whose values come from the body: a request without a body has none.
+BODY_TARGETS = frozenset(
+    {Target.BODY, Target.BODY_ARG_NAMES, Target.BODY_ARG_VALUES, Target.FILENAMES}
+)
 _MISSING = set(Target) - set(EXTRACTORS)
 if _MISSING:
     raise ImportError(f"signature targets without an extractor: {sorted(_MISSING)}")

@@ -94,9 +94,20 @@ def url_decode_uni(value: str) -> str:
 # or a legacy name that HTML decodes without its `;` (`&para`, `&not`, ...). Checking this with
 # one regex first skips unescape's per-`&` Python callback for query strings like `a=1&b=2`.
 _LEGACY_NAMES = sorted((n for n in html5_entities if not n.endswith(";")), key=len, reverse=True)
-_CHARREF_START = re.compile(
-    "&(?:#|[^\t\n\f <&#;]{1,32};|" + "|".join(re.escape(n) for n in _LEGACY_NAMES) + ")"
-)
+
+
+def _by_first_letter(names: Sequence[str]) -> str:
+    """An alternation of `names` grouped by first letter (`a(?:acute|grave)|...`): the same
+    strings as `a|b|...`, but at each `&` the regex tries one group instead of every name."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name[0], []).append(re.escape(name[1:]))
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rest)})" for first, rest in groups.items())
+
+
+_CHARREF_START = re.compile("&(?:#|[^\t\n\f <&#;]{1,32};|" + _by_first_letter(_LEGACY_NAMES) + ")")
+# What `_CHARREF_START` can find in a value without `;`: a numeric or a legacy reference.
+_CHARREF_START_NO_SEMICOLON = re.compile("&(?:#|" + _by_first_letter(_LEGACY_NAMES) + ")")
 
 
 def html_entity_decode(value: str) -> str:
@@ -110,7 +121,7 @@ def html_entity_decode(value: str) -> str:
         return value
     if _CHARREF_START.search(value) is not None:
         value = html.unescape(value)
-    if "&" not in value:
+    if "&" not in value or ";" not in value:  # every loose entity ends with `;`
         return value
     return _LOOSE_ENTITY.sub(lambda m: _LOOSE_ENTITIES[m.group(1).lower()], value)
 
@@ -280,7 +291,6 @@ BASE64_SHAPE = 1 << 8
 COMMENT = 1 << 9
 SHELL_PUNCTUATION = 1 << 10
 
-_UPPER_OR_WIDE = re.compile(r"[A-Z]|[^\x00-\x7f]")
 _BASE64_CANDIDATE = re.compile(r"\s*[A-Za-z0-9+/_\-]+={0,2}\s*")
 
 TRIGGERS: dict[Transform, int] = {
@@ -308,6 +318,23 @@ def features(value: str, wanted: int = ALL_FEATURES) -> int:
     A feature may be reported where the transform then finds nothing to do (a superset is
     sound: the chain runs and returns the value unchanged), never the other way round.
     """
+    if value.isalnum():
+        return _alphanumeric_features(value) & wanted
+    return _features(value, wanted)
+
+
+def _alphanumeric_features(value: str) -> int:
+    """`_features` of a value of letters and digits only, which has no punctuation, no
+    whitespace and no control characters: only case and base64 shape are left to look at."""
+    found = 0
+    if not value.isascii() or value.lower() != value:
+        found |= UPPER_OR_WIDE
+    if len(value) >= 4 and value.isascii():
+        found |= BASE64_SHAPE
+    return found
+
+
+def _features(value: str, wanted: int) -> int:
     found = 0
     # Two-character needles are only searched for when their first character occurs at all:
     # single-character `in` is a memchr, which keeps large bodies cheap.
@@ -315,7 +342,13 @@ def features(value: str, wanted: int = ALL_FEATURES) -> int:
     has_slash = "/" in value
     if wanted & PERCENT and "%" in value:
         found |= PERCENT
-    if wanted & AMPERSAND and "&" in value:
+    # An `&` that starts no character reference (`a=1&b=2`) gives `html_entity_decode` nothing
+    # to do: loose entities end with `;`, and the rest are what `_CHARREF_START` finds.
+    if (
+        wanted & AMPERSAND
+        and "&" in value
+        and (";" in value or _CHARREF_START_NO_SEMICOLON.search(value) is not None)
+    ):
         found |= AMPERSAND
     if wanted & BACKSLASH and "\\" in value:
         found |= BACKSLASH
@@ -326,7 +359,8 @@ def features(value: str, wanted: int = ALL_FEATURES) -> int:
     # Every whitespace character but the space is unprintable to Python, as are controls.
     if wanted & ODD_WHITESPACE and ((has_space and "  " in value) or not value.isprintable()):
         found |= ODD_WHITESPACE
-    if wanted & UPPER_OR_WIDE and _UPPER_OR_WIDE.search(value):
+    # An ASCII value has upper case letters if lowering changes it; any other value is wide.
+    if wanted & UPPER_OR_WIDE and (not value.isascii() or value.lower() != value):
         found |= UPPER_OR_WIDE
     if wanted & PATH_DOTS and (
         value.startswith(".") or (has_slash and ("/." in value or "//" in value))
