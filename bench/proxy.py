@@ -47,6 +47,7 @@ HEADERS = (
     ("Accept", "text/html"),
     ("Accept-Language", "en"),
 )
+DISTINCT = ROOT / "bench" / "distinct.lua"
 STOCK = "nginx proxy, stock proxy_pass"
 KEEPALIVE = "nginx proxy, upstream keep-alive"
 INSTALL_HINT = "install it with: apt-get update && apt-get install -y nginx-light wrk"
@@ -146,7 +147,7 @@ http {{
     return conf
 
 
-def run_wrk(port: int, duration_s: float, connections: int) -> Row:
+def run_wrk(port: int, duration_s: float, connections: int, script: Path | None = None) -> Row:
     out = subprocess.run(
         [
             "wrk",
@@ -154,6 +155,7 @@ def run_wrk(port: int, duration_s: float, connections: int) -> Row:
             f"-c{connections}",
             f"-d{duration_s:g}s",
             "--latency",
+            *(["-s", str(script)] if script is not None else []),
             *(arg for n, v in HEADERS for arg in ("-H", f"{n}: {v}")),
             f"http://127.0.0.1:{port}/",
         ],
@@ -280,7 +282,8 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
         else:
             origin_cmd = [sys.executable, str(ROOT / "bench" / "fast_origin.py"), str(origin_port)]
         empty, example, trust = bundle_files(workdir, origin_url)
-        plan: list[tuple[str, list[str], int, list[int]]] = []
+        # (name, command, port, admin ports to wait for, also measure distinct requests)
+        plan: list[tuple[str, list[str], int, list[int], bool]] = []
         if have_nginx:
             stock_port = free_port()
             stock_conf = nginx_conf(
@@ -292,6 +295,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     ["nginx", "-c", str(stock_conf), "-p", str(stock_conf.parent)],
                     stock_port,
                     [],
+                    False,
                 )
             )
             nginx_port = free_port()
@@ -308,6 +312,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     ["nginx", "-c", str(proxy_conf), "-p", str(proxy_conf.parent)],
                     nginx_port,
                     [],
+                    False,
                 )
             )
         raw_port = free_port()
@@ -322,6 +327,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                 ],
                 raw_port,
                 [],
+                False,
             )
         )
         aio_port = free_port()
@@ -336,6 +342,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                 ],
                 aio_port,
                 [],
+                False,
             )
         )
         for name, bundle, workers in (
@@ -359,6 +366,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     ),
                     port,
                     admins,
+                    workers == 1 and bundle is example,
                 )
             )
         with (
@@ -372,7 +380,7 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
             row.name = "origin direct" + (" (nginx)" if have_nginx else " (asyncio)")
             rows.append(row)
             progress.advance(task)
-            for name, cmd, port, ready in plan:
+            for name, cmd, port, ready, distinct in plan:
                 progress.update(task, description=name)
                 log = workdir / (re.sub(r"\W+", "-", name) + ".log")
                 with process(cmd, log, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}):
@@ -383,6 +391,10 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     row = run_wrk(port, duration_s, connections)
                     row.name = name
                     rows.append(row)
+                    if distinct:
+                        row = run_wrk(port, duration_s, connections, DISTINCT)
+                        row.name = f"{name}, distinct requests"
+                        rows.append(row)
                 progress.advance(task)
     stock = next((r for r in rows if r.name == STOCK), rows[0])
     keepalive = next((r for r in rows if r.name == KEEPALIVE), rows[0])

@@ -30,6 +30,7 @@ from failsmall.transport.base import (
     TransportError,
 )
 from failsmall.transport.http import HttpNodeChannel
+from failsmall.transport.stopping import cancel_and_wait
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site"
 
@@ -144,11 +145,7 @@ class ScriptedNode:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         await self._channel().close()
 
     def _channel(self) -> NodeChannel:

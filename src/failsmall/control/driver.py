@@ -13,7 +13,6 @@ outage delays a wave (or a rollback) but never loses it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -52,6 +51,7 @@ from failsmall.rollout import (
 )
 from failsmall.transport.base import ApplyReport, Assignment, HealthReport, TransportError
 from failsmall.transport.control import ControlChannel
+from failsmall.transport.stopping import cancel_and_wait
 
 LAST_GOOD = "last_good_digest"
 BOOK = "rollout_book"
@@ -124,9 +124,7 @@ class RolloutDriver:
 
     async def stop(self) -> None:
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait(self._ticker)
             self._ticker = None
 
     # -- queries ----------------------------------------------------------------------------

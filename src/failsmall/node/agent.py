@@ -42,6 +42,7 @@ from failsmall.transport.base import (
     NodeChannel,
     TransportError,
 )
+from failsmall.transport.stopping import cancel_and_wait
 
 log = logging.getLogger("failsmall.node.agent")
 
@@ -187,9 +188,7 @@ class ConfigAgent:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         if self._settle is not None:
             # A clean stop is not a crash: the bundle being applied is not to blame.
             self._settle.cancel()

@@ -45,6 +45,7 @@ from failsmall.transport.base import (
     TransportError,
 )
 from failsmall.transport.control import ReportSink
+from failsmall.transport.stopping import cancel_and_wait
 
 POINTERS_BUCKET = "FAILSMALL_POINTERS"
 BUNDLES_BUCKET = "FAILSMALL_BUNDLES"
@@ -162,8 +163,12 @@ class NatsNodeChannel:
                     return Assignment(digest=_decode_pointer(entry.value), revision=entry.revision)
             return NoChange(revision=after_revision)
         finally:
-            with contextlib.suppress(*NatsFailure):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(*NatsFailure, TransportError):
+                await _bounded(
+                    watcher.stop(),  # type: ignore[no-untyped-call]
+                    f"unwatching {key}",
+                    timeout_s=5.0,
+                )
 
     async def fetch(self, digest: str) -> bytes:
         store = await self._bundles()
@@ -280,8 +285,8 @@ class NatsControlChannel:
                 continue
             for message in messages:
                 await self._dispatch(message.subject, message.data, sink)
-                with contextlib.suppress(*NatsFailure):
-                    await message.ack()
+                with contextlib.suppress(*NatsFailure, TransportError):
+                    await _bounded(message.ack(), "acknowledging a report")
 
     @staticmethod
     async def _dispatch(subject: str, data: bytes, sink: ReportSink) -> None:
@@ -353,9 +358,7 @@ class NatsControlChannel:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait(self._reader)
             self._reader = None
         with contextlib.suppress(*NatsFailure, TransportError):
             await _bounded(self._nc.close(), "closing the connection", timeout_s=5.0)
