@@ -13,14 +13,15 @@ import asyncio
 
 
 class WriteBatch:
-    """Per-process queue of (transport, bytes) flushed once per event-loop iteration.
+    """Per-process queue of writes flushed once per event-loop iteration.
 
-    Order is kept per transport because every write of the proxy goes through the batch; a
+    Order is kept per transport because every write of the proxy goes through the batch, and
+    consecutive writes to one transport (a response head and its body) leave as one buffer. A
     transport is flushed before it is closed or half-closed (`flush`).
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[asyncio.WriteTransport, bytes]] = []
+        self._pending: list[tuple[asyncio.WriteTransport, list[bytes]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def write(self, transport: asyncio.WriteTransport, data: bytes) -> None:
@@ -30,11 +31,14 @@ class WriteBatch:
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self.flush)
-        pending.append((transport, data))
+        elif pending[-1][0] is transport:
+            pending[-1][1].append(data)
+            return
+        pending.append((transport, [data]))
 
     def flush(self) -> None:
         """Hand every queued write to its transport now."""
         pending, self._pending = self._pending, []
-        for transport, data in pending:
+        for transport, parts in pending:
             if not transport.is_closing():
-                transport.write(data)
+                transport.write(parts[0] if len(parts) == 1 else b"".join(parts))

@@ -438,12 +438,6 @@ class Exchange:
         self.end_queued = False
         self.proxy()
 
-    def cork(self) -> None:
-        self.conn.cork()
-
-    def uncork(self) -> None:
-        self.conn.uncork()
-
     def upstream_pause(self) -> None:
         self.conn.pause_reading_for(self)
 

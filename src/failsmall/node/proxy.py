@@ -64,7 +64,6 @@ class ClientConnection(asyncio.Protocol):
         self.drained = 0
         self.closed = False
         self._pausers: set[int] = set()
-        self._corked: list[bytes] | None = None
         self._writing_paused = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -293,27 +292,11 @@ class ClientConnection(asyncio.Protocol):
     # -- output and lifecycle --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        corked = self._corked
-        if corked is not None:
-            corked.append(data)
-        elif self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed:
             self.ctx.writes.write(self.transport, data)
-
-    def cork(self) -> None:
-        """Collect writes until `uncork`, so one origin read becomes one client write."""
-        if self._corked is None:
-            self._corked = []
-
-    def uncork(self) -> None:
-        corked, self._corked = self._corked, None
-        if corked and self.transport is not None and not self.closed:
-            self.ctx.writes.write(
-                self.transport, corked[0] if len(corked) == 1 else b"".join(corked)
-            )
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
-            self.uncork()
             self.ctx.writes.flush()
             self.closed = True
             self.transport.close()
@@ -325,7 +308,6 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.lingering:
             return
-        self.uncork()
         self.lingering = True
         self._pausers.clear()
         self.transport.resume_reading()

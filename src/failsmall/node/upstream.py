@@ -31,10 +31,6 @@ class UpstreamListener(Protocol):
 
     def upstream_lost(self, reason: str, got_response: bool) -> None: ...
 
-    def cork(self) -> None: ...
-
-    def uncork(self) -> None: ...
-
     def upstream_pause(self) -> None: ...
 
     def upstream_resume(self) -> None: ...
@@ -73,16 +69,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.open = True
 
     def data_received(self, data: bytes) -> None:
-        listener = self.listener
-        if listener is not None:
-            listener.cork()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
-        finally:
-            if listener is not None:
-                listener.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
