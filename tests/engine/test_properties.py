@@ -33,6 +33,7 @@ EXPRESSIONS = [
     "http.request.body.truncated",
     'http.request.method == "POST" && size(http.request.body.raw) > 10',
     'ip_in_cidr(ip.src, "10.0.0.0/8")',
+    'http.request.uri.args["q"][0]',  # a string when q is present: not a bool, an error
 ]
 STATES = ["active", "log_only", "disabled"]
 

@@ -1,18 +1,29 @@
-"""The scanner's fast paths agree with their definitions: one-pass target extraction with the
-extractors target by target, planned chains with whole chains, and the scanner as a whole with
-a rule-by-rule reference on requests made of fresh, attack-like and encoded values."""
+"""The scanner's fast paths agree with their definitions: feature shortcuts with the full check,
+the base64 decoder with `base64.b64decode`, planned chains with whole chains, and the scanner as
+a whole (its value, part and request memos included) with a rule-by-rule reference on requests
+made of fresh, attack-like, encoded and shared values."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.request import Request, RequestView
-from failsmall.engine.signatures import chain
-from failsmall.engine.signatures.targets import HEAD_TARGETS, TARGET_BIT, collect, sources_of
-from failsmall.engine.signatures.transforms import features
+from failsmall.engine.signatures import SignatureScanner, chain
+from failsmall.engine.signatures import scanner as scanner_module
+from failsmall.engine.signatures.targets import TARGET_BIT
+from failsmall.engine.signatures.transforms import (
+    ALL_FEATURES,
+    _features,
+    base64_decode,
+    features,
+)
 from failsmall.managed import managed_ruleset
-from failsmall.model.rules import Target, Transform
+from failsmall.model.rules import SignatureMatch, Target, Transform
 from tests.waf.test_scanner import Reference, managed_scanner
 
 FRAGMENTS = [
@@ -84,15 +95,6 @@ def requests(draw: st.DrawFn) -> Request:
     )
 
 
-@settings(max_examples=300, deadline=None)
-@given(request=requests(), targets=st.sets(st.sampled_from(sorted(HEAD_TARGETS))))
-def test_collect_finds_what_the_extractors_find(request: Request, targets: set[Target]) -> None:
-    mask = 0
-    for target in targets:
-        mask |= TARGET_BIT[target]
-    assert collect(RequestView(request), mask) == sources_of(RequestView(request), targets)
-
-
 MANAGED_MATCHES = {r.id: r.match for r in managed_ruleset().rules if r.match is not None}
 _REFERENCE: list[Reference] = []
 
@@ -109,9 +111,11 @@ def test_the_scanner_agrees_with_the_reference_on_fresh_values(request: Request)
     expected = reference().hits(request)
     scanner = managed_scanner()
     assert scanner.scan(RequestView(request)) == expected
-    # and again with every value fresh: no value memo, no request memo
-    scanner._memo.clear()
+    # and again from the memos of its values and parts alone, without the request memo
     scanner._requests.clear()
+    assert scanner.scan(RequestView(request)) == expected
+    # and again with every value fresh: no value, part or request memo
+    scanner._clear_memos()
     assert scanner.scan(RequestView(request)) == expected
 
 
@@ -148,3 +152,119 @@ def _chain_bits() -> dict[tuple[str, ...], int]:
     for match in MANAGED_MATCHES.values():
         bits.setdefault(tuple(match.transforms), 1 << len(bits))
     return bits
+
+
+ATTACKS = [
+    "<script>alert(1)</script>",
+    "%3Cscript%3E",
+    "' OR 1=1--",
+    "../../etc/passwd",
+    "${jndi:ldap://x}",
+    "PHNjcmlwdD4=",
+    "UNION/**/SELECT",
+]
+#: One match per target, with chains of their own: the managed rules leave some targets out
+#: (user agent, referer, method), and every target must be read as its definition says.
+EVERY_TARGET = {
+    f"t-{target.value}": SignatureMatch(
+        targets=[target],
+        transforms=[[], [Transform.URL_DECODE_UNI, Transform.LOWERCASE], [Transform.BASE64_DECODE]][
+            index % 3
+        ],
+        patterns=[r"<script", r"etc/passwd", r"jndi:", r"union\s*select", r"^post$"],
+    )
+    for index, target in enumerate(Target)
+}
+_EVERY_TARGET: list[tuple[SignatureScanner, Reference]] = []
+
+
+def every_target() -> tuple[SignatureScanner, Reference]:
+    if not _EVERY_TARGET:
+        _EVERY_TARGET.append((SignatureScanner.compile(EVERY_TARGET), Reference(EVERY_TARGET)))
+    return _EVERY_TARGET[0]
+
+
+@st.composite
+def related_requests(draw: st.DrawFn) -> list[Request]:
+    """Requests recombining a few query parts, headers and cookies, so that later ones meet
+    parts, pairs and values memoised from earlier ones, in other targets and combinations."""
+    pool = draw(st.lists(st.one_of(st.sampled_from(ATTACKS), any_text), min_size=1, max_size=4))
+    part = st.sampled_from(pool)
+    pair = st.tuples(part, part).map("=".join)
+    cookie = st.lists(st.one_of(pair, part), max_size=3).map("; ".join)
+    header = st.one_of(
+        st.tuples(st.sampled_from(["Cookie", "cookie"]), cookie),
+        st.tuples(st.one_of(header_names, part), part),
+    )
+    request = st.builds(
+        Request,
+        method=st.sampled_from(["GET", "POST"]),
+        path=part.map(lambda p: "/" + p),
+        query=st.lists(st.one_of(pair, part), max_size=4).map("&".join),
+        headers=st.lists(header, max_size=4).map(tuple),
+    )
+    return draw(st.lists(request, min_size=2, max_size=4))
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=related_requests(), managed=st.booleans())
+def test_the_scanner_agrees_with_the_reference_on_requests_sharing_parts(
+    batch: list[Request], managed: bool
+) -> None:
+    scanner, rules = (managed_scanner(), reference()) if managed else every_target()
+    scanner._clear_memos()
+    for request in batch:
+        assert scanner.scan(RequestView(request)) == rules.hits(request)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=related_requests(), managed=st.booleans())
+def test_memos_started_afresh_when_full_give_the_same_hits(
+    batch: list[Request], managed: bool
+) -> None:
+    scanner, rules = (managed_scanner(), reference()) if managed else every_target()
+    scanner._clear_memos()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scanner_module, "MEMO_ENTRIES", 2)
+        for request in batch:
+            assert scanner.scan(RequestView(request)) == rules.hits(request)
+            scanner._requests.clear()
+            assert scanner.scan(RequestView(request)) == rules.hits(request)
+    scanner._clear_memos()
+
+
+# Mostly plain text (words, separators, slashes), with some of what makes a value not plain.
+plainish = st.lists(
+    st.sampled_from([*"aZ/ .:?=+_-&%*#\\\t',(é", "09", "item"]),
+    max_size=10,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=st.one_of(plainish, any_text), wanted=st.integers(0, ALL_FEATURES))
+def test_the_feature_shortcuts_find_what_the_full_check_finds(value: str, wanted: int) -> None:
+    assert features(value, wanted) == _features(value, wanted) & wanted
+
+
+def reference_base64_decode(value: str) -> str:
+    """`base64_decode` as first written, with `base64.b64decode`."""
+    stripped = value.strip()
+    core = stripped.rstrip("=")
+    shaped = len(stripped) >= 4 and all(c.isascii() and (c.isalnum() or c in "+/_-") for c in core)
+    if not shaped or len(stripped) - len(core) > 2:
+        return value
+    padded = core + "=" * (-len(core) % 4)
+    try:
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return value
+    return raw.decode("utf-8", errors="replace")
+
+
+base64ish = st.text(alphabet="aZ09+/_-= \t.", max_size=14)
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=st.one_of(base64ish, any_text))
+def test_base64_decode_decodes_as_b64decode_does(value: str) -> None:
+    assert base64_decode(value) == reference_base64_decode(value)

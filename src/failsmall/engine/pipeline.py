@@ -215,6 +215,8 @@ class Engine:
                 continue
             outcome = self._run_module(step, p, state)
             outcomes.append(outcome)
+            if type(outcome) is Passed:  # the common case, which never stops the request
+                continue
             stop = _stopping(outcome)
             if stop is not None:
                 decision, status = stop

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import assert_never
 
 from failsmall.engine.expr import Expression, compile_expression
 from failsmall.engine.outcomes import Decision
@@ -70,42 +73,71 @@ class RateLimitHit:
     enforced: bool
 
 
+KeyPart = Callable[[RequestView], str]
+"""Reads one part of a bucket key off a request."""
+
+
 @dataclass(frozen=True)
 class CompiledRateLimit:
-    """A rate limit with its filter compiled and its key parts resolved."""
+    """A rate limit with its filter compiled and its key parts resolved.
+
+    `exceeded` is what the limit yields when its bucket is empty; `capacity` and `refill_per_s`
+    are the bucket's, worked out once.
+    """
 
     spec: RateLimit
     filter: Expression
+    key_parts: tuple[KeyPart, ...]
+    capacity: float
+    refill_per_s: float
+    exceeded: RateLimitHit
 
-    @property
-    def capacity(self) -> float:
-        return float(self.spec.burst or self.spec.requests)
-
-    @property
-    def refill_per_s(self) -> float:
-        return self.spec.requests / self.spec.period_s
+    @classmethod
+    def compile(cls, spec: RateLimit, ip_lists: dict[str, list[str]]) -> CompiledRateLimit:
+        return cls(
+            spec,
+            compile_expression(spec.expression, ip_lists),
+            tuple(_key_part(part) for part in spec.key),
+            float(spec.burst or spec.requests),
+            spec.requests / spec.period_s,
+            _exceeded(spec),
+        )
 
     def key(self, view: RequestView) -> str:
-        parts = [self.spec.id]
-        for part in self.spec.key:
-            match part:
-                case "ip":
-                    parts.append(view.request.client_ip)
-                case "path":
-                    parts.append(view.request.path)
-                case "host":
-                    parts.append(view.host)
-                case "method":
-                    parts.append(view.request.method)
-                case _:
-                    parts.append(view.header(part.removeprefix("header:").lower()))
-        return "\x1f".join(parts)
+        return "\x1f".join([self.spec.id, *[read(view) for read in self.key_parts]])
+
+
+def _key_part(part: str) -> KeyPart:
+    match part:
+        case "ip":
+            return attrgetter("request.client_ip")
+        case "path":
+            return attrgetter("request.path")
+        case "host":
+            return attrgetter("host")
+        case "method":
+            return attrgetter("request.method")
+        case _:
+            name = part.removeprefix("header:").lower()
+            return lambda view: view.header(name)
+
+
+def _exceeded(spec: RateLimit) -> RateLimitHit:
+    match spec.action:
+        case "block":
+            return RateLimitHit(spec.id, Decision.BLOCK, spec.status, True)
+        case "challenge":
+            return RateLimitHit(spec.id, Decision.CHALLENGE, 403, True)
+        case "log":
+            return RateLimitHit(spec.id, Decision.ALLOW, 200, False)
+        case _:
+            assert_never(spec.action)
 
 
 def compile_rate_limits(
     specs: list[RateLimit], ip_lists: dict[str, list[str]]
 ) -> tuple[CompiledRateLimit, ...]:
-    return tuple(CompiledRateLimit(s, compile_expression(s.expression, ip_lists)) for s in specs)
+    return tuple(CompiledRateLimit.compile(s, ip_lists) for s in specs)
 
 
 def check_rate_limits(
@@ -117,13 +149,6 @@ def check_rate_limits(
         if not limit.filter.evaluate(view):
             continue
         allowed = state.take(limit.key(view), limit.capacity, limit.refill_per_s, now)
-        if allowed or first is not None:
-            continue
-        match limit.spec.action:
-            case "block":
-                first = RateLimitHit(limit.spec.id, Decision.BLOCK, limit.spec.status, True)
-            case "challenge":
-                first = RateLimitHit(limit.spec.id, Decision.CHALLENGE, 403, True)
-            case "log":
-                first = RateLimitHit(limit.spec.id, Decision.ALLOW, 200, False)
+        if not allowed and first is None:
+            first = limit.exceeded
     return first

@@ -129,9 +129,9 @@ class RequestView:
         out: dict[str, list[str]] = {}
         for raw in self.headers.get("cookie", ()):
             for part in raw.split(";"):
-                name, sep, value = part.strip().partition("=")
-                if sep and name:
-                    out.setdefault(name, []).append(value)
+                pair = cookie_pair(part)
+                if pair is not None:
+                    out.setdefault(pair[0], []).append(pair[1])
         return out
 
     @_Lazy
@@ -220,12 +220,20 @@ def parse_form(text: str) -> list[tuple[str, str]]:
     """Name/value pairs of a query string or urlencoded body, blank values kept: what
     `urllib.parse.parse_qsl(text, keep_blank_values=True)` returns, without decoding the parts
     that have nothing to decode."""
-    pairs: list[tuple[str, str]] = []
-    for part in text.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            pairs.append((_form_decode(name), _form_decode(value)))
-    return pairs
+    return [form_pair(part) for part in text.split("&") if part]
+
+
+def form_pair(part: str) -> tuple[str, str]:
+    """The decoded name and value of one `name=value` part of a query string or form body."""
+    name, _, value = part.partition("=")
+    return _form_decode(name), _form_decode(value)
+
+
+def cookie_pair(part: str) -> tuple[str, str] | None:
+    """The name and value of one `;`-separated part of a Cookie header; None when it has no
+    `=` or no name (such parts are not cookies)."""
+    name, sep, value = part.strip().partition("=")
+    return (name, value) if sep and name else None
 
 
 def _form_decode(text: str) -> str:

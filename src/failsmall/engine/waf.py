@@ -13,9 +13,10 @@ state. A `disabled` rule yields `Disabled` and carries no results, whatever its 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import assert_never
+from typing import Any, NamedTuple, assert_never
 
 from failsmall.engine.expr import (
     Expression,
@@ -23,6 +24,7 @@ from failsmall.engine.expr import (
     ExpressionEvalError,
     compile_expression,
 )
+from failsmall.engine.expr.compiled import Run
 from failsmall.engine.outcomes import (
     Decision,
     Disabled,
@@ -107,6 +109,12 @@ class CompiledRule:
     signature_gated: bool
     # What `state` means, worked out once: the outcome when disabled, and whether log-only.
     configured: _StateEffect
+    # Whether nothing but the expression decides if the rule matches (no killswitch, not
+    # disabled, no signatures; a bot rule still needs a bot score): see `DirectRun`.
+    direct: bool
+    # For an execute rule whose ruleset is one run of signature-gated rules: its outcome when
+    # all of them missed, which `_run` signals by returning the run's own tuple of misses.
+    quiet: Executed | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +126,23 @@ class GatedRun:
     misses: tuple[NotMatched, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DirectRun:
+    """Consecutive direct rules of a ruleset, from one of them to the last. Their expressions are
+    tried in a row: each that yields false is NotMatched, which is the common case, and only the
+    first that does not goes through the full evaluation of a rule."""
+
+    closures: tuple[Run, ...]
+    misses: tuple[NotMatched, ...]
+    needs_bot: bool
+
+
 @dataclass(frozen=True)
 class CompiledRuleset:
     """A ruleset compiled for one execution context (its overrides and paranoia level).
 
     `gated_runs` is aligned with `rules`: the run of signature-gated rules starting at each rule
-    that starts one, else None.
+    that starts one, else None. `direct_runs` too: the run of direct rules from each direct rule.
     """
 
     ruleset: Ruleset
@@ -131,6 +150,7 @@ class CompiledRuleset:
     threshold: int
     threshold_action: BlockAction | ChallengeAction | LogAction
     gated_runs: tuple[GatedRun | None, ...]
+    direct_runs: tuple[DirectRun | None, ...]
 
     @classmethod
     def of(
@@ -140,7 +160,9 @@ class CompiledRuleset:
         threshold: int,
         threshold_action: BlockAction | ChallengeAction | LogAction,
     ) -> CompiledRuleset:
-        return cls(ruleset, rules, threshold, threshold_action, _gated_runs(rules))
+        return cls(
+            ruleset, rules, threshold, threshold_action, _gated_runs(rules), _direct_runs(rules)
+        )
 
 
 def _gated_runs(rules: tuple[CompiledRule, ...]) -> tuple[GatedRun | None, ...]:
@@ -157,6 +179,25 @@ def _gated_runs(rules: tuple[CompiledRule, ...]) -> tuple[GatedRun | None, ...]:
             )
         start = end + 1
     return tuple(runs)
+
+
+def _direct_runs(rules: tuple[CompiledRule, ...]) -> tuple[DirectRun | None, ...]:
+    runs: list[DirectRun | None] = [None] * len(rules)
+    end = len(rules)
+    for start in range(len(rules) - 1, -1, -1):
+        if not rules[start].direct:
+            end = start
+            continue
+        members = rules[start:end]
+        runs[start] = DirectRun(
+            tuple(r.expression.run for r in members),
+            tuple(r.not_matched for r in members),
+            any(r.needs_bot for r in members),
+        )
+    return tuple(runs)
+
+
+_NONE_SKIPPED: frozenset[Any] = frozenset()
 
 
 class Evaluation:
@@ -177,9 +218,14 @@ class Evaluation:
         self.now = now
         self.scanner = scanner
         self.scanned = False
-        self.skipped_phases: set[Phase] = set()
-        self.skipped_rulesets: set[str] = set()
+        # Skips are rare: both start as one shared empty set, replaced on the first skip.
+        self.skipped_phases: frozenset[Phase] = _NONE_SKIPPED
+        self.skipped_rulesets: frozenset[str] = _NONE_SKIPPED
         self.matched: list[str] = []
+
+    def skip(self, phases: Iterable[Phase], rulesets: Iterable[str]) -> None:
+        self.skipped_phases = self.skipped_phases.union(phases)
+        self.skipped_rulesets = self.skipped_rulesets.union(rulesets)
 
     def signature_hits(self) -> frozenset[str]:
         if not self.scanned:
@@ -189,9 +235,11 @@ class Evaluation:
         return self.view.signature_hits
 
 
-@dataclass(frozen=True, slots=True)
-class WafResult:
-    """What the WAF decided: the outcomes of every evaluated rule and a termination, if any."""
+class WafResult(NamedTuple):
+    """What the WAF decided: the outcomes of every evaluated rule and a termination, if any.
+
+    A named tuple rather than a frozen dataclass: one is made per request, at a third the cost.
+    """
 
     outcomes: tuple[RuleOutcome, ...]
     terminate: Terminate | None
@@ -246,15 +294,15 @@ class Waf:
 
     def evaluate(self, view: RequestView, now: float) -> WafResult:
         ev = Evaluation(view, now, self.scanner)
-        outcomes: list[RuleOutcome] = []
+        outcomes: tuple[RuleOutcome, ...] = ()
         for phase, ruleset in self.phases:
-            if phase in ev.skipped_phases:
+            if ev.skipped_phases and phase in ev.skipped_phases:
                 continue
             results, _score, terminate = _run(ruleset, ev)
-            outcomes.extend(results)
+            outcomes += results
             if terminate is not None:
-                return WafResult(tuple(outcomes), terminate, tuple(ev.matched))
-        return WafResult(tuple(outcomes), None, tuple(ev.matched))
+                return WafResult(outcomes, terminate, tuple(ev.matched))
+        return WafResult(outcomes, None, tuple(ev.matched))
 
 
 def _run(
@@ -263,9 +311,10 @@ def _run(
     """Run one ruleset. Returns its outcomes, its anomaly score and a termination, if any."""
     outcomes: list[RuleOutcome] = []
     append = outcomes.append
+    view = ev.view
     score = 0
     hits: frozenset[str] | None = None
-    rules, runs = compiled.rules, compiled.gated_runs
+    rules, runs, direct_runs = compiled.rules, compiled.gated_runs, compiled.direct_runs
     index, count = 0, len(rules)
     while index < count:
         rule = rules[index]
@@ -274,6 +323,8 @@ def _run(
                 hits = ev.signature_hits()
             run = runs[index]
             if run is not None and hits.isdisjoint(run.ids):
+                if len(run.misses) == count:  # the whole ruleset: its misses, shared
+                    return _finish(compiled, run.misses, 0)
                 outcomes.extend(run.misses)
                 index += len(run.misses)
                 continue
@@ -281,10 +332,28 @@ def _run(
             if rule.rule.id not in hits:
                 append(rule.not_matched)
                 continue
+            outcome, effect = _evaluate_rule(rule, ev)
+        elif (direct := direct_runs[index]) is not None and (
+            view.bot_score is not None or not direct.needs_bot
+        ):
+            missed, hit = _leading_misses(direct.closures, view)
+            if missed:
+                outcomes.extend(direct.misses[:missed])
+                index += missed
+                if missed == len(direct.misses):
+                    continue
+                rule = rules[index]
+            index += 1
+            if hit:  # a direct rule that matched: what `_evaluate_rule` would do next
+                outcome, effect = _apply(rule, ev, rule.configured[1])
+            else:  # an error or a value that is not a bool: `_evaluate_rule` says which
+                outcome, effect = _evaluate_rule(rule, ev)
         else:
             index += 1
-        outcome, effect = _evaluate_rule(rule, ev)
+            outcome, effect = _evaluate_rule(rule, ev)
         append(outcome)
+        if effect is _CONTINUE:
+            continue
         match effect:
             case _Continue():
                 pass
@@ -296,11 +365,33 @@ def _run(
                 return tuple(outcomes), score, effect
             case _:
                 assert_never(effect)
+    return _finish(compiled, tuple(outcomes), score)
+
+
+def _leading_misses(closures: tuple[Run, ...], view: RequestView) -> tuple[int, bool]:
+    """How many of the expressions, from the first, yield false on the request; and whether the
+    one after them yielded true (rather than an error or a value that is not a bool)."""
+    missed = 0
+    for run in closures:
+        try:
+            value = run(view, ())
+        except ExpressionEvalError:
+            return missed, False
+        if value is not False:
+            return missed, value is True
+        missed += 1
+    return missed, False
+
+
+def _finish(
+    compiled: CompiledRuleset, outcomes: tuple[RuleOutcome, ...], score: int
+) -> tuple[tuple[RuleOutcome, ...], int, Terminate | None]:
+    """A ruleset's results once its rules ran: the threshold action applies when reached."""
     if score >= compiled.threshold and compiled.ruleset.kind == "managed":
         terminate = _terminating(compiled.threshold_action, compiled.ruleset.id)
         if terminate is not None:
-            return tuple(outcomes), score, terminate
-    return tuple(outcomes), score, None
+            return outcomes, score, terminate
+    return outcomes, score, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,9 +453,17 @@ def _evaluate_rule(rule: CompiledRule, ev: Evaluation) -> tuple[RuleOutcome, _Ef
         return RuleErrored(rule_id, str(exc)), _CONTINUE
     if not hit:
         return rule.not_matched, _CONTINUE
+    return _apply(rule, ev, logged_only)
+
+
+def _apply(rule: CompiledRule, ev: Evaluation, logged_only: bool) -> tuple[RuleOutcome, _Effect]:
+    """The outcome and effect of a rule whose expression matched."""
+    rule_id = rule.rule.id
     action = rule.rule.action
     ev.matched.append(rule_id)
-    match action:
+    match action:  # execute first: the entry rule of the managed phase matches every request
+        case ExecuteAction():
+            return _execute(rule, action, ev, logged_only)
         case BlockAction() | ChallengeAction() | LogAction():
             effective = _override_action(action, rule.action_override)
             outcome = Matched(rule_id, effective.type, logged_only)
@@ -376,12 +475,9 @@ def _evaluate_rule(rule: CompiledRule, ev: Evaluation) -> tuple[RuleOutcome, _Ef
         case SkipAction():
             if logged_only:
                 return Matched(rule_id, "skip", True), _CONTINUE
-            ev.skipped_phases.update(action.phases)
-            ev.skipped_rulesets.update(action.rulesets)
+            ev.skip(action.phases, action.rulesets)
             effect: _Effect = _StopRuleset() if action.rest_of_ruleset else _CONTINUE
             return Matched(rule_id, "skip"), effect
-        case ExecuteAction():
-            return _execute(rule, action, ev, logged_only)
         case _:
             assert_never(action)
 
@@ -394,6 +490,9 @@ def _execute(
     if child is None or action.ruleset in ev.skipped_rulesets:
         return NotApplicable(rule_id, f"ruleset {action.ruleset} skipped"), _CONTINUE
     results, score, terminate = _run(child, ev)
+    quiet = rule.quiet
+    if quiet is not None and results is quiet.results and terminate is None:
+        return quiet, _CONTINUE
     executed = Executed(rule_id, action.ruleset, results, score, terminate is not None)
     if terminate is None or logged_only:
         return executed, _CONTINUE
@@ -467,11 +566,16 @@ class _Compiler:
         points = rule.action.points if isinstance(rule.action, ScoreAction) else 0
         score = chosen.score if chosen.score is not None else points
         expression = self.expression(rule)
+        configured = _state_effect(rule.id, state, "disabled in configuration")
         if rule.match is not None:
             self.signatures[rule.id] = rule.match
         child = None
+        quiet = None
         if isinstance(rule.action, ExecuteAction) and rule.action.ruleset in self.rulesets:
             child = self.ruleset(rule.action.ruleset, rule.action.overrides, depth + 1)
+            first = child.gated_runs[0] if child.gated_runs else None
+            if first is not None and len(first.misses) == len(child.rules):
+                quiet = Executed(rule.id, rule.action.ruleset, first.misses, 0, False)
         return CompiledRule(
             not_matched=NotMatched(rule.id),
             signature_gated=rule.match is not None
@@ -486,7 +590,11 @@ class _Compiler:
             has_signatures=rule.match is not None,
             killswitch=self.killswitches.get(rule.id),
             child=child,
-            configured=_state_effect(rule.id, state, "disabled in configuration"),
+            quiet=quiet,
+            configured=configured,
+            direct=rule.match is None
+            and configured[0] is None
+            and rule.id not in self.killswitches,
         )
 
     def expression(self, rule: Rule) -> Expression:

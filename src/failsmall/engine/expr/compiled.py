@@ -18,16 +18,23 @@ from .fields import Kind
 
 Scope = tuple[Any, ...]
 Run = Callable[[RequestView, Scope], Any]
+Read = Callable[[RequestView], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """A compiled node: its closure, the CEL type it always yields, and its value if constant."""
+    """A compiled node: its closure, the CEL type it always yields, and its value if constant.
+
+    `read` is set when the node reads a field and nothing else: `read(view)` is `run(view, scope)`
+    with one call less, for the operators that apply to fields most (comparisons with constants,
+    string methods, IP lists).
+    """
 
     run: Run
     kind: Kind
     constant: bool = False
     value: Any = None
+    read: Read | None = None
 
 
 def kind_of(value: object) -> Kind:

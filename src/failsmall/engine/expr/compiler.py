@@ -18,7 +18,7 @@ from failsmall.engine.request import RequestView
 from . import macros, operators
 from . import values as v
 from .addresses import AddressSet, AddressSetError
-from .compiled import Compiled, Run, Scope, constant, fold
+from .compiled import Compiled, Read, Run, Scope, constant, fold
 from .errors import ExpressionError, ExpressionEvalError
 from .fields import FIELDS, ROOTS, FieldSpec, Kind
 from .patterns import PatternError, compile_pattern
@@ -220,7 +220,7 @@ class Compiler:
         def run_field(view: RequestView, scope: Scope) -> Any:
             return read(view)
 
-        compiled = Compiled(run_field, spec.kind)
+        compiled = Compiled(run_field, spec.kind, read=read)
         for name, select_node in chain[length:]:
             if compiled.kind is not Kind.STRING_MAP:
                 full = ".".join(name for name, _ in chain)
@@ -391,6 +391,9 @@ class Compiler:
         address = self.compile(address_node)
         run_address = address.run
         contains = addresses.contains
+        read = address.read
+        if read is not None:
+            return Compiled(lambda view, scope: contains(read(view)), Kind.BOOL)
 
         def run(view: RequestView, scope: Scope) -> bool:
             return contains(run_address(view, scope))
@@ -424,6 +427,8 @@ class Compiler:
         }[name]
         if target.kind is Kind.STRING and argument.constant and argument.kind is Kind.STRING:
             text = argument.value
+            if target.read is not None:
+                return _field_method(name, target.read, text)
             if name == "startsWith":
                 return Compiled(
                     lambda view, scope: run_target(view, scope).startswith(text), Kind.BOOL
@@ -502,3 +507,12 @@ class Compiler:
         if predicate is None:
             raise self.fail(f"{kind.value}() needs a condition", node)
         return Compiled(macros.quantifier(kind, run_range, predicate.run), macros.MACRO_KINDS[kind])
+
+
+def _field_method(name: str, read: Read, text: str) -> Compiled:
+    """`field.startsWith(text)`, `.endsWith(text)` or `.contains(text)` on a string field."""
+    if name == "startsWith":
+        return Compiled(lambda view, scope: read(view).startswith(text), Kind.BOOL)
+    if name == "endsWith":
+        return Compiled(lambda view, scope: read(view).endswith(text), Kind.BOOL)
+    return Compiled(lambda view, scope: text in read(view), Kind.BOOL)

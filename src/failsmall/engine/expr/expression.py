@@ -46,6 +46,11 @@ class Expression:
             f"the expression yielded a {type_name(result)}, not a bool: {self.source}"
         )
 
+    @property
+    def run(self) -> Run:
+        """The compiled closure: `run(view, ())` is the value `evaluate` checks and returns."""
+        return self._run
+
     def evaluate_value(self, view: RequestView) -> Any:
         """The value of the expression on the request, whatever its type (for tools and tests)."""
         return self._run(view, ())

@@ -72,6 +72,11 @@ def equality(left: Compiled, right: Compiled, negate: bool) -> Compiled:
     direct = (left.constant and left.kind in (Kind.STRING, Kind.BYTES)) or (
         left.kind is right.kind and left.kind in (Kind.STRING, Kind.INT, Kind.BOOL)
     )
+    if direct and left.constant and right.read is not None:
+        value, read = left.value, right.read
+        if negate:
+            return Compiled(lambda view, scope: read(view) != value, Kind.BOOL)
+        return Compiled(lambda view, scope: read(view) == value, Kind.BOOL)
     if direct and left.constant:
         value = left.value
         if negate:

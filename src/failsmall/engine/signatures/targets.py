@@ -53,79 +53,19 @@ if _MISSING:
 
 #: Each target's bit in a target mask: a value's targets are the mask of those it comes from.
 TARGET_BIT: dict[Target, int] = {target: 1 << index for index, target in enumerate(Target)}
-_PATH, _URI, _QUERY, _METHOD = (
-    TARGET_BIT[t] for t in (Target.PATH, Target.URI, Target.QUERY, Target.METHOD)
-)
-_ARG_NAMES, _ARG_VALUES = TARGET_BIT[Target.ARG_NAMES], TARGET_BIT[Target.ARG_VALUES]
-_HEADER_NAMES, _HEADER_VALUES = TARGET_BIT[Target.HEADER_NAMES], TARGET_BIT[Target.HEADER_VALUES]
-_USER_AGENT, _REFERER = TARGET_BIT[Target.USER_AGENT], TARGET_BIT[Target.REFERER]
-_COOKIE_NAMES, _COOKIE_VALUES = TARGET_BIT[Target.COOKIE_NAMES], TARGET_BIT[Target.COOKIE_VALUES]
-_FROM_HEADERS = _HEADER_NAMES | _HEADER_VALUES | _USER_AGENT | _REFERER
-#: The targets `collect` reads: every one but those of the body.
+#: The targets of the request head: every one but those of the body.
 HEAD_TARGETS = frozenset(Target) - BODY_TARGETS
 
 
 def sources_of(view: RequestView, targets: Iterable[Target]) -> dict[str, int]:
     """Every value of `targets` in this request, with the mask of the targets it is a value
-    of: the definition, target by target, that `collect` computes in one pass."""
+    of: the definition, target by target, of what the scanner reads part by part."""
     sources: dict[str, int] = {}
     for target in targets:
         bit = TARGET_BIT[target]
         for value in EXTRACTORS[target](view):
             sources[value] = sources.get(value, 0) | bit
     return sources
-
-
-def collect(view: RequestView, mask: int) -> dict[str, int]:
-    """`sources_of(view, targets)` for the `HEAD_TARGETS` whose bits are in `mask`, in one pass
-    over the request's parts, without a list per target: header values are read once for the
-    header, user agent and referer targets, arguments once for their names and values."""
-    request = view.request
-    sources: dict[str, int] = {}
-    seen = sources.get
-    if mask & _PATH:
-        sources[request.path] = _PATH
-    if mask & _URI:
-        uri = request.uri
-        sources[uri] = seen(uri, 0) | _URI
-    query = request.query
-    if mask & _QUERY and query:
-        sources[query] = seen(query, 0) | _QUERY
-    if mask & _METHOD:
-        sources[request.method] = seen(request.method, 0) | _METHOD
-    if mask & (_ARG_NAMES | _ARG_VALUES) and query:
-        _add_fields(sources, view.args, mask & _ARG_NAMES, mask & _ARG_VALUES)
-    if mask & _FROM_HEADERS and request.headers:
-        names_bit, values_bit = mask & _HEADER_NAMES, mask & _HEADER_VALUES
-        agent_bit, referer_bit = mask & _USER_AGENT, mask & _REFERER
-        for name, values in view.headers.items():
-            if names_bit:
-                sources[name] = seen(name, 0) | names_bit
-            if name == "cookie":
-                continue  # matched parsed, through the cookie targets
-            bits = values_bit
-            if name == "user-agent":
-                bits |= agent_bit
-            elif name == "referer":
-                bits |= referer_bit
-            if bits:
-                for value in values:
-                    sources[value] = seen(value, 0) | bits
-    if mask & (_COOKIE_NAMES | _COOKIE_VALUES) and request.headers:
-        _add_fields(sources, view.cookies, mask & _COOKIE_NAMES, mask & _COOKIE_VALUES)
-    return sources
-
-
-def _add_fields(
-    sources: dict[str, int], fields: dict[str, list[str]], names_bit: int, values_bit: int
-) -> None:
-    seen = sources.get
-    for name, values in fields.items():
-        if names_bit:
-            sources[name] = seen(name, 0) | names_bit
-        if values_bit:
-            for value in values:
-                sources[value] = seen(value, 0) | values_bit
 
 
 def _raw_body(view: RequestView) -> list[str]:

@@ -7,7 +7,6 @@ the common case where there is nothing to do, because they run on every request.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import html
 import posixpath
@@ -182,15 +181,22 @@ def normalize_path(value: str) -> str:
 def base64_decode(value: str) -> str:
     """Decode standard or URL-safe base64; a value that is not base64 passes unchanged."""
     stripped = value.strip()
-    if len(stripped) < 4 or not _BASE64_SHAPE.fullmatch(stripped):
+    if len(stripped) < 4:
+        return value
+    if not (stripped.isascii() and stripped.isalnum()) and not _BASE64_SHAPE.fullmatch(stripped):
         return value
     core = stripped.rstrip("=")
-    padded = core + "=" * (-len(core) % 4)
-    try:
-        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError):
+    if len(core) % 4 == 1:  # no base64 string has such a length, padded or not
         return value
-    return raw.decode("utf-8", errors="replace")
+    padded = core + "=" * (-len(core) % 4)
+    if "-" in padded or "_" in padded:
+        padded = padded.replace("-", "+").replace("_", "/")
+    # `base64.b64decode(padded, validate=True)` without its wrapping: `padded` is ASCII.
+    try:
+        raw = binascii.a2b_base64(padded, strict_mode=True)
+    except binascii.Error:
+        return value
+    return raw.decode("utf-8", "replace")
 
 
 def remove_comments(value: str) -> str:
@@ -320,7 +326,16 @@ def features(value: str, wanted: int = ALL_FEATURES) -> int:
     """
     if value.isalnum():
         return _alphanumeric_features(value) & wanted
+    # (A value with an `&`, like a query string or a URI, is never plain: no regex for it.)
+    if "&" not in value and _PLAIN.fullmatch(value) is not None:
+        return _plain_features(value, wanted)
     return _features(value, wanted)
+
+
+#: ASCII words joined by single separators, maybe between slashes (`/products/42`, `item 42`,
+#: `en-GB`, `shop.example`, `a=1`): no `%&\`, no control, no `/.`, `//`, `/*`, `*/`, `--`,
+#: `  `, ` /` and nothing else `_features` looks for but a space, case and base64 shape.
+_PLAIN = re.compile(r"/?[A-Za-z0-9]++(?:[ .:?=+/_-][A-Za-z0-9]++)*+/?")
 
 
 def _alphanumeric_features(value: str) -> int:
@@ -332,6 +347,18 @@ def _alphanumeric_features(value: str) -> int:
     if len(value) >= 4 and value.isascii():
         found |= BASE64_SHAPE
     return found
+
+
+def _plain_features(value: str, wanted: int) -> int:
+    """`_features` of a value `_PLAIN` matches: only space, case and base64 shape are left."""
+    found = 0
+    if " " in value:
+        found |= SPACE  # and then it is not base64-shaped: its spaces are inner ones
+    elif wanted & BASE64_SHAPE and len(value) >= 4 and _base64_shaped(value):
+        found |= BASE64_SHAPE
+    if value.lower() != value:
+        found |= UPPER_OR_WIDE
+    return found & wanted
 
 
 def _features(value: str, wanted: int) -> int:

@@ -1,0 +1,261 @@
+"""Each fast path of the engine against the slow path it stands for: same outcomes, always."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from failsmall.build import load_config_dir
+from failsmall.engine import Engine, Request
+from failsmall.engine.bot import BotScorer, _in_order
+from failsmall.engine.expr.addresses import AddressSet
+from failsmall.engine.outcomes import Decision, Passed
+from failsmall.engine.pipeline import _stopping
+from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
+from failsmall.engine.request import RequestView
+from failsmall.engine.waf import CompiledRuleset, Waf
+from failsmall.model import Bundle
+from failsmall.model.bot import BotConfig
+from failsmall.model.traffic import Capacities, ModuleName, RateLimit
+from tests.engine.factory import request
+from tests.engine.test_properties import bundles, requests
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site"
+
+
+# ---- the WAF evaluation loop ---------------------------------------------------------------
+
+
+def reference(waf: Waf) -> Waf:
+    """The same WAF with every shortcut of the evaluation loop taken out: each rule goes through
+    `_evaluate_rule`, one by one, and each execute rule builds its `Executed` anew."""
+    return replace(waf, phases=tuple((phase, _plain(rs)) for phase, rs in waf.phases))
+
+
+def _plain(compiled: CompiledRuleset) -> CompiledRuleset:
+    rules = tuple(
+        replace(
+            rule,
+            child=_plain(rule.child) if rule.child is not None else None,
+            signature_gated=False,
+            direct=False,
+            quiet=None,
+        )
+        for rule in compiled.rules
+    )
+    none = (None,) * len(rules)
+    return replace(compiled, rules=rules, gated_runs=none, direct_runs=none)
+
+
+def same_waf_results(waf: Waf, req: Request, bot_score: int | None) -> None:
+    fast_view = RequestView(req, bot_score=bot_score)
+    slow_view = RequestView(req, bot_score=bot_score)
+    fast = waf.evaluate(fast_view, req.now)
+    slow = reference(waf).evaluate(slow_view, req.now)
+    assert fast == slow
+    assert fast_view.signature_hits == slow_view.signature_hits
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bundles(), st.lists(requests, min_size=1, max_size=3), st.none() | st.integers(1, 99))
+def test_waf_shortcuts_yield_what_rule_by_rule_evaluation_yields(
+    bundle: Bundle, reqs: list[Request], bot_score: int | None
+) -> None:
+    waf = Engine.build(bundle).waf
+    for req in reqs:
+        same_waf_results(waf, req, bot_score)
+
+
+@pytest.fixture(scope="module")
+def example() -> Engine:
+    return Engine.build(load_config_dir(EXAMPLE))
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "ip"),
+    [
+        ("/products/42", "ref=home", "192.0.2.44"),  # benign: all signatures miss
+        ("/products/42", "id=1%27%20union%20select%20password%20from%20users--", "192.0.2.44"),
+        ("/download", "file=../../../../etc/passwd", "192.0.2.44"),
+        ("/admin/users", "", "192.0.2.44"),  # a custom block
+        ("/login", "", "192.0.2.44"),
+        ("/", "", "203.0.113.9"),  # the office skips the managed phase
+        ("/", "", "198.51.100.7"),  # known bad
+        ("/", "", "2001:db8:10::1"),
+        ("/", "", "not an address"),
+    ],
+)
+@pytest.mark.parametrize("bot_score", [None, 2, 20, 90])
+def test_example_bundle_waf_shortcuts(
+    example: Engine, path: str, query: str, ip: str, bot_score: int | None
+) -> None:
+    same_waf_results(example.waf, request(path, query=query, ip=ip), bot_score)
+
+
+def test_a_passing_module_never_stops_the_request() -> None:
+    for module in ModuleName:
+        assert _stopping(Passed(module)) is None
+        assert _stopping(Passed(module, "detail")) is None
+
+
+# ---- bot scoring -----------------------------------------------------------------------------
+
+FEATURE_KINDS = {
+    "header_present": st.sampled_from(["accept", "accept-language", "x-a"]),
+    "header_absent": st.sampled_from(["accept", "accept-language", "x-a"]),
+    "header_order": st.sampled_from(["host,user-agent,accept", "accept,host", "x-a,x-a"]),
+    "user_agent_class": st.sampled_from(["browser", "curl", "python", "empty", "other"]),
+    "rate_over": st.sampled_from(["0", "0.5", "20", "100"]),
+    "accept_wildcard": st.just(""),
+}
+
+whole_weights = st.integers(-100, 100).map(float)
+any_weights = st.floats(-100, 100, allow_nan=False)
+
+
+@st.composite
+def feature_files(draw: st.DrawFn, weights: st.SearchStrategy[float]) -> dict[str, Any]:
+    features = []
+    for index in range(draw(st.integers(1, 12))):
+        kind = draw(st.sampled_from(sorted(FEATURE_KINDS)))
+        features.append(
+            {
+                "name": f"f{index}",
+                "kind": kind,
+                "param": draw(FEATURE_KINDS[kind]),
+                "weight": draw(weights),
+            }
+        )
+    base = draw(st.integers(1, 99).map(float) | st.floats(1, 99))
+    return {"base_score": base, "features": features}
+
+
+bot_requests = st.builds(
+    lambda headers, ua: Request("GET", "/", headers=(*headers, ("User-Agent", ua))),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Host", "Accept", "accept-language", "X-A", "Cookie"]),
+            st.sampled_from(["*/*", " */* ", "text/html", ""]),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["curl/8", "Mozilla/5.0 (X11) Chrome/1 Safari/1", "", "python-requests/2"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    feature_files(whole_weights) | feature_files(any_weights),
+    st.lists(bot_requests, min_size=1, max_size=3),
+    st.floats(0, 200),
+)
+def test_tallied_scores_equal_feature_by_feature_scores(
+    feature_file: dict[str, Any], reqs: list[Request], rate: float
+) -> None:
+    config = BotConfig.model_validate({"feature_file": feature_file})
+    fast = BotScorer.load(config, Capacities())
+    slow = BotScorer(fast.features, fast.base_score, fast.enabled)  # no tally: the loop
+    if (
+        all(float(f.weight).is_integer() for f in fast.features)
+        and float(fast.base_score).is_integer()
+    ):
+        assert fast.tally is not None
+    for req in reqs:
+        assert fast.score(RequestView(req), rate) == slow.score(RequestView(req), rate)
+
+
+def in_order_reference(wanted: tuple[str, ...], names: list[str]) -> bool:
+    seen = tuple(n for n in names if n in wanted)
+    return bool(wanted) and seen[: len(wanted)] == wanted
+
+
+@given(
+    st.lists(st.sampled_from("abcd"), max_size=4).map(tuple),
+    st.lists(st.sampled_from("abcde"), max_size=8),
+)
+def test_header_order_matches_its_definition(wanted: tuple[str, ...], names: list[str]) -> None:
+    assert _in_order(wanted, names) is in_order_reference(wanted, names)
+
+
+# ---- rate limits -----------------------------------------------------------------------------
+
+
+def key_reference(spec: RateLimit, view: RequestView) -> str:
+    parts = [spec.id]
+    for part in spec.key:
+        match part:
+            case "ip":
+                parts.append(view.request.client_ip)
+            case "path":
+                parts.append(view.request.path)
+            case "host":
+                parts.append(view.host)
+            case "method":
+                parts.append(view.request.method)
+            case _:
+                parts.append(view.header(part.removeprefix("header:").lower()))
+    return "\x1f".join(parts)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["ip", "path", "host", "method", "header:X-Api-Key", "header:accept"]),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["block", "challenge", "log"]),
+    st.sampled_from(["/", "/api/x"]),
+    st.sampled_from([(), (("X-Api-Key", "k-1"),), (("Accept", "*/*"), ("x-api-key", "k-2"))]),
+    st.none() | st.integers(1, 50),
+)
+def test_compiled_key_parts_and_hits(
+    key: list[str],
+    action: str,
+    path: str,
+    headers: tuple[tuple[str, str], ...],
+    burst: int | None,
+) -> None:
+    fields = {"id": "l", "expression": "true", "key": key, "requests": 3, "period_s": 7}
+    spec = RateLimit.model_validate({**fields, "burst": burst, "action": action})
+    (limit,) = compile_rate_limits([spec], {})
+    view = RequestView(Request("GET", path, headers=headers, client_ip="192.0.2.1", host="h"))
+    assert limit.key(view) == key_reference(spec, view)
+    assert limit.capacity == float(spec.burst or spec.requests)
+    assert limit.refill_per_s == spec.requests / spec.period_s
+    decision, status, enforced = {
+        "block": (Decision.BLOCK, 429, True),
+        "challenge": (Decision.CHALLENGE, 403, True),
+        "log": (Decision.ALLOW, 200, False),
+    }[action]
+    expected = RateLimitHit("l", decision, status, enforced)
+    assert limit.exceeded == expected
+
+
+# ---- IP sets ---------------------------------------------------------------------------------
+
+networks = st.one_of(
+    st.builds(lambda a, p: f"{a}/{p}", st.ip_addresses(v=4), st.integers(0, 32)),
+    st.builds(lambda a, p: f"{a}/{p}", st.ip_addresses(v=6), st.integers(0, 128)),
+)
+probes = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.sampled_from(["", "1.2.3", "::ffff:1.2.3.4", "1.2.3.4 ", "01.2.3.4", "x"]),
+)
+
+
+@given(st.lists(networks, max_size=5), probes)
+def test_membership_of_any_address_matches_ipaddress(entries: list[str], probe: str) -> None:
+    try:
+        address = ipaddress.ip_address(probe)
+    except ValueError:
+        expected = False
+    else:
+        expected = any(address in ipaddress.ip_network(e, strict=False) for e in entries)
+    assert AddressSet(entries).contains(probe) is expected
