@@ -90,9 +90,13 @@ class RealFleet:
             if state in ("completed", "rolled_back", "aborted"):
                 return state
             await asyncio.sleep(0.1)
-        audit = (await self.admin.get("/v1/audit", params={"limit": 30})).json()
-        trail = "\n".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in audit)
+        trail = await self.audit_trail()
         raise AssertionError(f"rollout {rollout_id} did not finish in {timeout_s}s:\n{trail}")
+
+    async def audit_trail(self, limit: int = 30) -> str:
+        """The latest audit entries, one per line, for assertion messages."""
+        audit = (await self.admin.get("/v1/audit", params={"limit": limit})).json()
+        return "\n".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in audit)
 
     async def seed(self) -> str:
         digest, rollout_id = await self.push(self.bundle(), policy="global")

@@ -26,7 +26,8 @@ pytestmark: list[pytest.MarkDecorator] = []
 async def _stopped_at_the_canary(
     fleet: RealFleet, good: str, bad: str, rollout_id: str, started: float
 ) -> float:
-    assert await fleet.wait_done(rollout_id) == "rolled_back"
+    state = await fleet.wait_done(rollout_id)
+    assert state == "rolled_back", f"rollout ended {state}:\n{await fleet.audit_trail()}"
     await wait_for(lambda: set(fleet.reported_digests().values()) == {good}, timeout_s=30)
     elapsed = time.monotonic() - started
     received = [n.node_id for n in fleet.nodes if bad in n.served()]
@@ -43,7 +44,7 @@ async def test_a_bundle_that_blocks_everyone_is_rolled_back(tmp_path: Path) -> N
         elapsed = await _stopped_at_the_canary(fleet, good, bad, rollout_id, started)
         print(f"bad canary -> every node back on the last good bundle: {elapsed:.1f} s")
         received = [n.node_id for n in fleet.nodes if bad in n.served()]
-        assert len(received) == 1
+        assert len(received) == 1, f"served by {received}:\n{await fleet.audit_trail()}"
         audit = (await fleet.admin.get("/v1/audit", params={"limit": 200})).json()
         assert any(e["actor"] == "gate" and e["action"] == "rollback" for e in audit)
 
