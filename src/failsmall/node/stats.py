@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import get_args
 
 from failsmall.engine.outcomes import (
     Acted,
@@ -44,6 +45,8 @@ OUTCOME_KINDS: dict[type[ModuleOutcome], str] = {
     ModuleErrored: "errored",
     Bypassed: "bypassed",
 }
+if set(OUTCOME_KINDS) != set(get_args(ModuleOutcome)):
+    raise ImportError("OUTCOME_KINDS must name every kind of ModuleOutcome")
 
 
 @dataclass
@@ -94,7 +97,10 @@ class TrafficStats:
     """Everything counted about traffic since the process started, plus the current window."""
 
     requests: Counter[tuple[int, str]] = field(default_factory=Counter)
-    module_counts: Counter[tuple[ModuleName, type[ModuleOutcome]]] = field(default_factory=Counter)
+    # Per module, per outcome kind; every pair exists from the start, so counting is two lookups.
+    module_counts: dict[ModuleName, dict[type[ModuleOutcome], int]] = field(
+        default_factory=lambda: {module: dict.fromkeys(OUTCOME_KINDS, 0) for module in ModuleName}
+    )
     module_errors: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_errors: Counter[str] = field(default_factory=Counter)
@@ -123,7 +129,7 @@ class TrafficStats:
         counts = self.module_counts
         for outcome in modules:
             kind = type(outcome)
-            counts[outcome.module, kind] += 1
+            counts[outcome.module][kind] += 1
             if kind is ModuleErrored:
                 self.module_errors[outcome.module.value] += 1
                 window.module_errors += 1
@@ -132,7 +138,9 @@ class TrafficStats:
         """Module outcome counts by (module, outcome kind)."""
         return {
             (module.value, OUTCOME_KINDS[kind]): value
-            for (module, kind), value in self.module_counts.items()
+            for module, kinds in self.module_counts.items()
+            for kind, value in kinds.items()
+            if value
         }
 
     def reject(self, reason: str) -> None:
