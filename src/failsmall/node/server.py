@@ -65,7 +65,14 @@ class EdgeNode:
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
+        """Start the admin listener, boot from the last-known-good bundle, then bind the proxy
+        port: a worker restarted beside others on a shared port takes connections only once it
+        serves its bundle, so none of them meet a 503 while it boots."""
         loop = asyncio.get_running_loop()
+        admin_host, admin_port = parse_address(self.config.admin, "--admin")
+        await self.admin.start(admin_host, admin_port)
+        self.admin_port = self.admin.port
+        await self.agent.boot()
         host, port = parse_address(self.config.listen, "--listen")
         self._server = await loop.create_server(
             lambda: ClientConnection(self.ctx),
@@ -76,11 +83,7 @@ class EdgeNode:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.agent.address = f"{host}:{self.port}"
-        admin_host, admin_port = parse_address(self.config.admin, "--admin")
-        await self.admin.start(admin_host, admin_port)
-        self.admin_port = self.admin.port
         self.sweeper.start()
-        await self.agent.boot()
         self.agent.start()
         log.info(
             "node %s listening on %s:%d (admin %s:%d)",
