@@ -55,8 +55,6 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip_bytes = b"127.0.0.1"
         self.queue: deque[Exchange] = deque()
         self.reading: Exchange | None = None
-        # The header list of the request being read (`reading.raw_headers`), for on_header.
-        self.headers: list[tuple[bytes, bytes]] = []
         self.deadline = 0.0
         self.deadline_kind = Deadline.NONE
         self.head_bytes = 0
@@ -146,7 +144,6 @@ class ClientConnection(asyncio.Protocol):
         exchange = Exchange(self, slot.current, slot.limits)
         self.reading = exchange
         self.queue.append(exchange)
-        self.headers = exchange.raw_headers
         self.head_bytes = 0
         self.in_head = True
         if self.deadline_kind is not Deadline.HEADERS and len(self.queue) == 1:
@@ -170,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
         # Only collected here; count and size are checked once the head is complete. Until
         # then `data_received` bounds what an unfinished head may accumulate.
         self.head_bytes += len(name) + len(value) + 4
-        self.headers.append((name, value))
+        self._reading().raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self._reading()

@@ -175,11 +175,9 @@ class OriginUnreachableError(Exception):
 class OriginPool:
     """Idle keep-alive connections to one origin."""
 
-    def __init__(
-        self, url: str, writes: WriteBatch | None = None, max_idle: int = MAX_IDLE_PER_ORIGIN
-    ) -> None:
+    def __init__(self, url: str, writes: WriteBatch, max_idle: int = MAX_IDLE_PER_ORIGIN) -> None:
         parts = urlsplit(url)
-        self.writes = writes or WriteBatch()
+        self.writes = writes
         self.url = url
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
@@ -231,9 +229,9 @@ class OriginPool:
 class Pools:
     """One pool per origin URL, kept across bundle swaps so connections stay warm."""
 
-    def __init__(self, writes: WriteBatch | None = None) -> None:
+    def __init__(self, writes: WriteBatch) -> None:
         self._pools: dict[str, OriginPool] = {}
-        self.writes = writes or WriteBatch()
+        self.writes = writes
 
     def for_url(self, url: str) -> OriginPool:
         pool = self._pools.get(url)

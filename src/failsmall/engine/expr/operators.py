@@ -204,47 +204,36 @@ def arithmetic(op: BinaryOp, left: Compiled, right: Compiled) -> Compiled:
 def logical_and(left: Compiled, right: Compiled) -> Compiled:
     """`left && right`: false if either side is false, even when the other fails; else an error
     if either side fails or is not a bool."""
-    run_left, run_right = left.run, right.run
-
-    def run(view: RequestView, scope: Scope) -> Any:
-        try:
-            first = run_left(view, scope)
-        except ExpressionEvalError:
-            if run_right(view, scope) is False:
-                return False
-            raise
-        if first is False:
-            return False
-        second = run_right(view, scope)
-        if first is True and (second is True or second is False):
-            return second
-        if second is False:
-            return False
-        raise v.no_overload("_&&_", first, second)
-
-    return fold(Compiled(run, Kind.BOOL), left, right)
+    return _short_circuit(left, right, False, "_&&_")
 
 
 def logical_or(left: Compiled, right: Compiled) -> Compiled:
     """`left || right`: true if either side is true, even when the other fails; else an error
     if either side fails or is not a bool."""
+    return _short_circuit(left, right, True, "_||_")
+
+
+def _short_circuit(left: Compiled, right: Compiled, decisive: bool, name: str) -> Compiled:
+    """CEL's commutative `&&` / `||`: `decisive` (false for `&&`, true for `||`) on either side
+    decides, whatever the other side does; otherwise both must be bools."""
     run_left, run_right = left.run, right.run
+    other = not decisive
 
     def run(view: RequestView, scope: Scope) -> Any:
         try:
             first = run_left(view, scope)
         except ExpressionEvalError:
-            if run_right(view, scope) is True:
-                return True
+            if run_right(view, scope) is decisive:
+                return decisive
             raise
-        if first is True:
-            return True
+        if first is decisive:
+            return decisive
         second = run_right(view, scope)
-        if first is False and (second is True or second is False):
+        if first is other and (second is True or second is False):
             return second
-        if second is True:
-            return True
-        raise v.no_overload("_||_", first, second)
+        if second is decisive:
+            return decisive
+        raise v.no_overload(name, first, second)
 
     return fold(Compiled(run, Kind.BOOL), left, right)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import assert_never
 
 from failsmall.engine.request import BodyFormat, RequestView
@@ -55,17 +55,6 @@ if _MISSING:
 TARGET_BIT: dict[Target, int] = {target: 1 << index for index, target in enumerate(Target)}
 #: The targets of the request head: every one but those of the body.
 HEAD_TARGETS = frozenset(Target) - BODY_TARGETS
-
-
-def sources_of(view: RequestView, targets: Iterable[Target]) -> dict[str, int]:
-    """Every value of `targets` in this request, with the mask of the targets it is a value
-    of: the definition, target by target, of what the scanner reads part by part."""
-    sources: dict[str, int] = {}
-    for target in targets:
-        bit = TARGET_BIT[target]
-        for value in EXTRACTORS[target](view):
-            sources[value] = sources.get(value, 0) | bit
-    return sources
 
 
 def _raw_body(view: RequestView) -> list[str]:
