@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -232,6 +233,36 @@ async def start_node(tmp_path: Path, keys: Keys, watch: WatchDir) -> AsyncIterat
     for node in nodes:
         if not node.stopped.is_set():
             await node.stop()
+
+
+CannedNode = Callable[[bytes], contextlib.AbstractAsyncContextManager[EdgeNode]]
+
+
+@pytest.fixture
+def canned_node(start_node: StartNode, watch: WatchDir, keys: Keys) -> CannedNode:
+    """`async with canned_node(raw) as node`: a node serving a bundle whose only origin answers
+    every request with the bytes `raw`, then closes the connection (for responses a real origin
+    would not send)."""
+
+    @contextlib.asynccontextmanager
+    async def run(response: bytes) -> AsyncIterator[EdgeNode]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(response)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        try:
+            node = await start_node()
+            origin = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            await serving(node, watch.publish(keys.sign(make_bundle(origin))))
+            yield node
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    return run
 
 
 async def serving(node: EdgeNode, digest: str, timeout_s: float = 10.0) -> None:

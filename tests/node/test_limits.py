@@ -11,6 +11,7 @@ import pytest
 
 from failsmall.node.server import EdgeNode
 from tests.node.conftest import (
+    CannedNode,
     Keys,
     OriginServer,
     StartNode,
@@ -185,25 +186,9 @@ async def test_slow_origin_gives_504_and_next_request_is_fine(node: EdgeNode) ->
     await still_serves(node)
 
 
-async def test_origin_that_resets_mid_response_closes_the_client(
-    start_node: StartNode, watch: WatchDir, keys: Keys
-) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await start_node()
-        digest = watch.publish(keys.sign(make_bundle(f"http://127.0.0.1:{port}")))
-        await serving(node, digest)
+async def test_origin_that_resets_mid_response_closes_the_client(canned_node: CannedNode) -> None:
+    async with canned_node(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial") as node:
         raw = await raw_exchange(node.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", timeout_s=3)
         assert raw.startswith(b"HTTP/1.1 200 ")
         assert raw.endswith(b"partial")  # truncated, and the connection closed
         assert node.ctx.stats.upstream_errors["reset_mid_response"] == 1
-    finally:
-        server.close()
-        await server.wait_closed()

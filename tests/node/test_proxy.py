@@ -11,6 +11,7 @@ import httpx
 from failsmall.model import BodyOverBuffer
 from failsmall.node.server import EdgeNode
 from tests.node.conftest import (
+    CannedNode,
     Keys,
     OriginServer,
     StartNode,
@@ -145,25 +146,12 @@ async def test_hop_by_hop_headers_are_removed_and_forwarding_headers_added(
     assert response.json()["path"] == "/echo?q=1"
 
 
-async def test_hop_by_hop_response_headers_are_removed(
-    start_node: StartNode, watch: WatchDir, keys: Keys
-) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Private\r\n"
-            b"X-Private: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\n"
-            b"X-Public: 2\r\n\r\nok"
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await start_node()
-        digest = watch.publish(keys.sign(make_bundle(f"http://127.0.0.1:{port}")))
-        await serving(node, digest)
+async def test_hop_by_hop_response_headers_are_removed(canned_node: CannedNode) -> None:
+    async with canned_node(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Private\r\n"
+        b"X-Private: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\n"
+        b"X-Public: 2\r\n\r\nok"
+    ) as node:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
             got = await client.get("/")
         assert got.status_code == 200 and got.text == "ok"
@@ -172,9 +160,6 @@ async def test_hop_by_hop_response_headers_are_removed(
             assert name not in got.headers
         generated = got.headers["x-request-id"]
         assert generated and generated != "client-id-42"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_pipelined_requests_are_answered_in_order(
@@ -240,29 +225,17 @@ async def test_unknown_host_gets_404(
 
 
 async def test_origin_body_ended_by_close_is_rechunked_for_the_client(
-    start_node: StartNode, watch: WatchDir, keys: Keys
+    canned_node: CannedNode,
 ) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await start_node()
-        digest = watch.publish(keys.sign(make_bundle(f"http://127.0.0.1:{port}")))
-        await serving(node, digest)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
-            for _ in range(2):  # the client connection stays usable
-                got = await client.get("/")
-                assert got.status_code == 200
-                assert got.text == "until the end"
-                assert got.headers["transfer-encoding"] == "chunked"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with (
+        canned_node(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end") as node,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client,
+    ):
+        for _ in range(2):  # the client connection stays usable
+            got = await client.get("/")
+            assert got.status_code == 200
+            assert got.text == "until the end"
+            assert got.headers["transfer-encoding"] == "chunked"
 
 
 async def test_engine_decisions_block_challenge_abort_and_delay(
