@@ -20,7 +20,7 @@ from failsmall.model import verify_envelope
 from failsmall.model.envelope import key_id
 from failsmall.node.config import NodeConfig
 from failsmall.node.lkg import LastKnownGood
-from tests.node.conftest import Keys, WatchDir, make_bundle
+from tests.node.conftest import Keys, WatchDir, make_bundle, node_config
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
 
@@ -95,13 +95,13 @@ def test_kill_9_during_apply_leaves_lkg_intact_and_the_node_boots(
 ) -> None:
     rng = random.Random(4)
     admin = f"127.0.0.1:{free_port()}"
-    config = NodeConfig(
+    config = node_config(
+        tmp_path,
+        keys,
+        watch,
         node_id="crashy",
-        state_dir=tmp_path / "state",
-        trust=[keys.public_path],
         listen=f"127.0.0.1:{free_port()}",
         admin=admin,
-        watch_dir=watch.root,
         crash_window_s=0.3,
         report_interval_s=5,
     ).for_worker(0, 1)
@@ -226,13 +226,13 @@ def test_dying_right_after_an_apply_poisons_that_bundle(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     admin = f"127.0.0.1:{free_port()}"
-    config = NodeConfig(
+    config = node_config(
+        tmp_path,
+        keys,
+        watch,
         node_id="loopy",
-        state_dir=tmp_path / "state",
-        trust=[keys.public_path],
         listen=f"127.0.0.1:{free_port()}",
         admin=admin,
-        watch_dir=watch.root,
         crash_window_s=8.0,
         report_interval_s=5,
     ).for_worker(0, 1)
