@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,8 +27,25 @@ from failsmall.transport.nats import NatsNodeChannel
 from failsmall.transport.natsd import NatsServer
 
 
-async def test_rollout_and_rollback_over_nats(tmp_path: Path, key: Ed25519PrivateKey) -> None:
-    server = NatsServer(name="fleet", workdir=tmp_path)
+@dataclass
+class NatsFleet:
+    """A NATS server, a control plane on it, four scripted nodes following it, an admin client."""
+
+    server: NatsServer
+    plane: ControlPlane
+    nodes: list[ScriptedNode]
+    admin: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def nats_fleet(
+    tmp_path: Path,
+    key: Ed25519PrivateKey,
+    name: str,
+    dead_after_s: float,
+    traffic: Callable[[str], Traffic] = lambda digest: HEALTHY,
+) -> AsyncIterator[NatsFleet]:
+    server = NatsServer(name=name, workdir=tmp_path)
     server.start()
     settings = ControlSettings(
         db=tmp_path / "control.db",
@@ -34,52 +54,52 @@ async def test_rollout_and_rollback_over_nats(tmp_path: Path, key: Ed25519Privat
         transport="nats",
         nats_servers=[server.url],
         tick_s=0.2,
-        dead_after_s=3.0,
+        dead_after_s=dead_after_s,
         admin_token_file=tmp_path / "admin.token",
         policies=QUICK_POLICIES,
     )
     plane = await ControlPlane.open(settings)
     await plane.start()
+    nodes: list[ScriptedNode] = []
+    try:
+        for i in range(4):
+            channel = await NatsNodeChannel.connect([server.url])
+            nodes.append(ScriptedNode(f"edge-{i}", "", "", traffic=traffic, channel=channel))
+        for node in nodes:
+            node.start()
+        await wait_for(lambda: len(plane.fleet.live_nodes()) == 4)
+        token = (tmp_path / "admin.token").read_text().strip()
+        async with httpx.AsyncClient(
+            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin:
+            yield NatsFleet(server, plane, nodes, admin)
+    finally:
+        for node in nodes:
+            await node.stop()
+        await plane.stop()
+        server.stop()
+
+
+async def test_rollout_and_rollback_over_nats(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     good, good_raw = envelope(site_bundle(), key)
     bad, bad_raw = envelope(block_everything(site_bundle()), key)
 
     def traffic(digest: str) -> Traffic:
         return Traffic(requests=20, blocked=20) if digest == bad else HEALTHY
 
-    nodes = [
-        ScriptedNode(
-            f"edge-{i}",
-            "",
-            "",
-            traffic=traffic,
-            channel=await NatsNodeChannel.connect([server.url]),
+    async with nats_fleet(tmp_path, key, "fleet", dead_after_s=3.0, traffic=traffic) as fleet:
+        plane, nodes = fleet.plane, fleet.nodes
+        seeded = await fleet.admin.post(
+            "/v1/bundles", content=good_raw, params={"policy": "global"}
         )
-        for i in range(4)
-    ]
-    token = (tmp_path / "admin.token").read_text().strip()
-    try:
-        for node in nodes:
-            node.start()
-        await wait_for(lambda: len(plane.fleet.live_nodes()) == 4)
-        async with httpx.AsyncClient(
-            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as admin:
-            seeded = await admin.post("/v1/bundles", content=good_raw, params={"policy": "global"})
-            assert seeded.status_code == 202, seeded.text
-            await wait_for(lambda: plane.driver.last_good == good)
-            await wait_for(lambda: all(n.current == good for n in nodes))
-            pushed = await admin.post("/v1/bundles", content=bad_raw)
-            rollout_id = pushed.json()["rollout_id"]
-            await wait_for(
-                lambda: (plane.store.rollout(rollout_id) or pushed).state == "rolled_back"
-            )
-            await wait_for(lambda: all(n.current == good for n in nodes))
-            assert sum(1 for n in nodes if bad in n.assigned) == 1
-    finally:
-        for node in nodes:
-            await node.stop()
-        await plane.stop()
-        server.stop()
+        assert seeded.status_code == 202, seeded.text
+        await wait_for(lambda: plane.driver.last_good == good)
+        await wait_for(lambda: all(n.current == good for n in nodes))
+        pushed = await fleet.admin.post("/v1/bundles", content=bad_raw)
+        rollout_id = pushed.json()["rollout_id"]
+        await wait_for(lambda: _state(plane, rollout_id) == "rolled_back")
+        await wait_for(lambda: all(n.current == good for n in nodes))
+        assert sum(1 for n in nodes if bad in n.assigned) == 1
 
 
 def _state(plane: ControlPlane, rollout_id: str) -> str:
@@ -90,53 +110,23 @@ def _state(plane: ControlPlane, rollout_id: str) -> str:
 async def test_a_rollback_during_a_bus_outage_is_delivered_when_the_bus_returns(
     tmp_path: Path, key: Ed25519PrivateKey
 ) -> None:
-    server = NatsServer(name="outage", workdir=tmp_path)
-    server.start()
-    settings = ControlSettings(
-        db=tmp_path / "control.db",
-        key=key,
-        port=0,
-        transport="nats",
-        nats_servers=[server.url],
-        tick_s=0.2,
-        dead_after_s=10.0,
-        admin_token_file=tmp_path / "admin.token",
-        policies=QUICK_POLICIES,
-    )
-    plane = await ControlPlane.open(settings)
-    await plane.start()
     good, good_raw = envelope(site_bundle(), key)
     data = site_bundle().model_dump(mode="json")
     data["ip_lists"]["known-bad"].append("192.0.2.1")
     new, new_raw = envelope(Bundle.model_validate(data), key)
-    nodes = []
-    for i in range(4):
-        channel = await NatsNodeChannel.connect([server.url])
-        nodes.append(ScriptedNode(f"edge-{i}", "", "", channel=channel))
-    token = (tmp_path / "admin.token").read_text().strip()
-    try:
-        for node in nodes:
-            node.start()
-        await wait_for(lambda: len(plane.fleet.live_nodes()) == 4)
-        async with httpx.AsyncClient(
-            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as admin:
-            await admin.post("/v1/bundles", content=good_raw, params={"policy": "global"})
-            await wait_for(lambda: plane.driver.last_good == good)
-            pushed = await admin.post("/v1/bundles", content=new_raw)
-            rollout_id = pushed.json()["rollout_id"]
-            await wait_for(lambda: any(n.current == new for n in nodes))
-            server.stop()
-            rolled = await admin.post("/v1/rollout/rollback", json={"reason": "bus drill"})
-            assert rolled.status_code == 200, rolled.text
-            assert plane.driver.deferred, "the pointer moves wait for the bus"
-            await asyncio.sleep(1.0)
-            server.start()
-            await wait_for(lambda: not plane.driver.deferred, timeout_s=20)
-            await wait_for(lambda: all(n.current == good for n in nodes), timeout_s=20)
-            await wait_for(lambda: _state(plane, rollout_id) == "rolled_back", timeout_s=40)
-    finally:
-        for node in nodes:
-            await node.stop()
-        await plane.stop()
+    async with nats_fleet(tmp_path, key, "outage", dead_after_s=10.0) as fleet:
+        plane, nodes, server = fleet.plane, fleet.nodes, fleet.server
+        await fleet.admin.post("/v1/bundles", content=good_raw, params={"policy": "global"})
+        await wait_for(lambda: plane.driver.last_good == good)
+        pushed = await fleet.admin.post("/v1/bundles", content=new_raw)
+        rollout_id = pushed.json()["rollout_id"]
+        await wait_for(lambda: any(n.current == new for n in nodes))
         server.stop()
+        rolled = await fleet.admin.post("/v1/rollout/rollback", json={"reason": "bus drill"})
+        assert rolled.status_code == 200, rolled.text
+        assert plane.driver.deferred, "the pointer moves wait for the bus"
+        await asyncio.sleep(1.0)
+        server.start()
+        await wait_for(lambda: not plane.driver.deferred, timeout_s=20)
+        await wait_for(lambda: all(n.current == good for n in nodes), timeout_s=20)
+        await wait_for(lambda: _state(plane, rollout_id) == "rolled_back", timeout_s=40)
