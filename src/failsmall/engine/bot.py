@@ -66,80 +66,6 @@ NO_FEATURES = NotComputed("the feature file has no features")
 SWITCHED_OFF = NotComputed("bot scoring is switched off")
 # Scores are whole numbers from 1 to 99: one shared outcome each.
 _SCORED = tuple(Scored(score) for score in range(100))
-# Below this, sums of whole numbers held in floats are exact whatever the order of the terms.
-_EXACT_BOUND = 2.0**52
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """The features regrouped so that a score takes a few lookups instead of a call per feature.
-
-    Only built when the base score and every weight are whole numbers small enough that every
-    partial sum is exact: adding the weights grouped, in any order, then gives the very total
-    the feature loop gives.
-    """
-
-    ua_weights: dict[str, float]
-    # Header name, weight when present, weight when absent.
-    headers: tuple[tuple[str, float, float], ...]
-    orders: tuple[tuple[tuple[str, ...], float], ...]
-    accept_wildcard: float
-    rates: tuple[tuple[float, float], ...]
-
-    @classmethod
-    def of(cls, features: tuple[LoadedFeature, ...], base_score: float) -> Tally | None:
-        """The tally of a feature file, or None when its weights are not exact integers."""
-        magnitude = abs(base_score) + sum(abs(f.weight) for f in features)
-        if not (magnitude < _EXACT_BOUND and float(base_score).is_integer()):
-            return None
-        if not all(float(f.weight).is_integer() for f in features):
-            return None
-        ua_weights: dict[str, float] = {}
-        headers: dict[str, tuple[float, float]] = {}
-        orders: list[tuple[tuple[str, ...], float]] = []
-        accept_wildcard = 0.0
-        rates: list[tuple[float, float]] = []
-        for f in features:
-            match f.kind:
-                case FeatureKind.USER_AGENT_CLASS:
-                    ua_weights[f.param] = ua_weights.get(f.param, 0.0) + f.weight
-                case FeatureKind.HEADER_PRESENT:
-                    present, absent = headers.get(f.param, (0.0, 0.0))
-                    headers[f.param] = present + f.weight, absent
-                case FeatureKind.HEADER_ABSENT:
-                    present, absent = headers.get(f.param, (0.0, 0.0))
-                    headers[f.param] = present, absent + f.weight
-                case FeatureKind.HEADER_ORDER:
-                    orders.append((f.order, f.weight))
-                case FeatureKind.ACCEPT_WILDCARD:
-                    accept_wildcard += f.weight
-                case FeatureKind.RATE_OVER:
-                    rates.append((f.threshold, f.weight))
-                case _:
-                    assert_never(f.kind)
-        return cls(
-            ua_weights,
-            tuple((name, present, absent) for name, (present, absent) in headers.items()),
-            tuple(orders),
-            accept_wildcard,
-            tuple(rates),
-        )
-
-    def total(self, view: RequestView, client_rate: float, ua_class: str) -> float:
-        """The sum of the weights of the features present."""
-        total = self.ua_weights.get(ua_class, 0.0)
-        headers = view.headers
-        for name, present, absent in self.headers:
-            total += present if name in headers else absent
-        for order, weight in self.orders:
-            if _in_order(order, view.header_names):
-                total += weight
-        if self.accept_wildcard and view.header("accept").strip() == "*/*":
-            total += self.accept_wildcard
-        for threshold, weight in self.rates:
-            if client_rate > threshold:
-                total += weight
-        return total
 
 
 @dataclass(frozen=True)
@@ -151,8 +77,6 @@ class BotScorer:
     enabled: bool
     # User agents repeat across clients; their class depends on the string alone.
     ua_classes: dict[str, str] = field(default_factory=dict, compare=False)
-    # The features regrouped for speed, when that gives the same totals (see `Tally`).
-    tally: Tally | None = field(default=None, compare=False)
 
     def ua_class(self, user_agent: str) -> str:
         known = self.ua_classes.get(user_agent)
@@ -174,7 +98,7 @@ class BotScorer:
             )
         features = tuple(LoadedFeature.load(f) for f in config.feature_file.features)
         base_score = config.feature_file.base_score
-        return cls(features, base_score, config.enabled, tally=Tally.of(features, base_score))
+        return cls(features, base_score, config.enabled)
 
     @property
     def unscored(self) -> NotComputed | None:
@@ -190,13 +114,10 @@ class BotScorer:
         if unscored is not None:
             return unscored
         ua_class = self.ua_class(view.user_agent)
-        if self.tally is not None:
-            total = self.base_score + self.tally.total(view, client_rate, ua_class)
-        else:
-            total = self.base_score
-            for feature in self.features:
-                if feature.present(view, client_rate, ua_class):
-                    total += feature.weight
+        total = self.base_score
+        for feature in self.features:
+            if feature.present(view, client_rate, ua_class):
+                total += feature.weight
         return _SCORED[max(1, min(99, round(total)))]
 
 
