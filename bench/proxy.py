@@ -5,7 +5,8 @@ Starts an origin (nginx if installed, else a fast asyncio origin) and measures w
 `proxy_pass` (a new origin connection per request) and tuned with upstream keep-alive; a byte
 pass-through and a naive aiohttp proxy; and `failsmall node` with an empty bundle, with the
 example bundle (managed ruleset), and with the example bundle on 2 workers. Prints req/s,
-p50/p99 and each ratio to both nginx configurations.
+p50/p99, the CPU time each request cost the proxy (all its processes, user + system) and each
+ratio to both nginx configurations.
 
 Needs: wrk (apt-get install -y wrk); nginx is optional (apt-get install -y nginx-light).
 """
@@ -37,6 +38,7 @@ from failsmall.build import load_config_dir
 from failsmall.model import Bundle, Origin, Route, sign_bundle
 from failsmall.model.envelope import public_key_pem
 from failsmall.node.config import NodeConfig
+from failsmall.transport.natsd import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "site"
@@ -66,14 +68,9 @@ class Row:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0  # the proxy's user + system CPU per request, all its processes
     ratio_stock: float = 0.0
     ratio_keepalive: float = 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(port: int, path: str = "/", timeout_s: float = 15.0, want: int = 200) -> None:
@@ -115,6 +112,50 @@ def process(cmd: list[str], log: Path, **kwargs: object) -> Iterator[subprocess.
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # Fields after the command name, which is in parentheses and may contain spaces.
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds used so far by `root` and its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(
+                    int(entry.name)
+                )
+            except (OSError, ValueError, IndexError):
+                continue  # the process ended while we looked
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            fields = _stat_fields(pid)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * _TICK_S
+    return total
+
+
+def run_wrk_measuring(
+    pid: int, port: int, duration_s: float, connections: int, script: Path | None = None
+) -> Row:
+    """`run_wrk`, also charging the CPU time of process tree `pid` to each request."""
+    before = tree_cpu_s(pid)
+    row = run_wrk(port, duration_s, connections, script)
+    used = tree_cpu_s(pid) - before
+    requests = row.rps * duration_s
+    row.cpu_us = used / requests * 1e6 if requests else 0.0
+    return row
 
 
 def nginx_conf(workdir: Path, name: str, port: int, location: str, extra_http: str = "") -> Path:
@@ -370,29 +411,30 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                 )
             )
         with (
-            process(origin_cmd, workdir / "origin.log"),
+            process(origin_cmd, workdir / "origin.log") as origin,
             Progress(console=console, transient=True) as progress,
         ):
             wait_http(origin_port)
             task = progress.add_task("measuring", total=len(plan) + 1)
             progress.update(task, description="origin direct")
-            row = run_wrk(origin_port, duration_s, connections)
+            row = run_wrk_measuring(origin.pid, origin_port, duration_s, connections)
             row.name = "origin direct" + (" (nginx)" if have_nginx else " (asyncio)")
             rows.append(row)
             progress.advance(task)
             for name, cmd, port, ready, distinct in plan:
                 progress.update(task, description=name)
                 log = workdir / (re.sub(r"\W+", "-", name) + ".log")
-                with process(cmd, log, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}):
+                env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+                with process(cmd, log, env=env) as proxy:
                     for admin in ready:  # every worker serves its bundle
                         wait_http(admin, "/readyz", timeout_s=30)
                     wait_http(port, timeout_s=30)
                     run_wrk(port, min(1.0, duration_s), connections)  # warm-up
-                    row = run_wrk(port, duration_s, connections)
+                    row = run_wrk_measuring(proxy.pid, port, duration_s, connections)
                     row.name = name
                     rows.append(row)
                     if distinct:
-                        row = run_wrk(port, duration_s, connections, DISTINCT)
+                        row = run_wrk_measuring(proxy.pid, port, duration_s, connections, DISTINCT)
                         row.name = f"{name}, distinct requests"
                         rows.append(row)
                 progress.advance(task)
@@ -425,7 +467,16 @@ def main() -> int:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
     table = Table(title=f"reverse proxy, wrk -t1 -c{args.connections} -d{args.duration:g}s")
-    columns = ("configuration", "req/s", "p50 ms", "p99 ms", "errors", "x stock", "x keep-alive")
+    columns = (
+        "configuration",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU µs/req",
+        "x stock",
+        "x keep-alive",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in rows:
@@ -435,6 +486,7 @@ def main() -> int:
             f"{r.p50_ms:.2f}",
             f"{r.p99_ms:.2f}",
             str(r.errors),
+            f"{r.cpu_us:.1f}",
             f"{r.ratio_stock:.2f}",
             f"{r.ratio_keepalive:.2f}",
         )

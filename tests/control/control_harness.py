@@ -251,11 +251,16 @@ class Fleet:
         raise AssertionError(f"rollout {rollout_id} did not finish in {timeout_s}s: {trail}")
 
 
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 15) -> None:
+async def wait_for(
+    predicate: Callable[[], bool],
+    timeout_s: float = 15,
+    explain: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll `predicate` until it holds; on timeout fail with what `explain` says of the state."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"condition not reached in {timeout_s}s\n{explain()}")
         await asyncio.sleep(0.05)
 
 

@@ -157,6 +157,16 @@ async def _traffic(nodes: list[EdgeProcess], sent: dict[str, int], stop: asyncio
             await asyncio.sleep(0.025)
 
 
+def _fleet_state(plane: ControlPlane, processes: list[EdgeProcess]) -> str:
+    """Which nodes the plane hears, and each process's exit code and last log lines."""
+    lines = [f"live: {sorted(plane.fleet.live_nodes())}"]
+    for edge in processes:
+        tail = edge.log.read_text(errors="replace").splitlines()[-15:]
+        lines.append(f"--- {edge.node_id} (exit code {edge.process.poll()}):")
+        lines.extend(tail)
+    return "\n".join(lines)
+
+
 @contextlib.asynccontextmanager
 async def real_fleet(tmp_path: Path, nodes: int = 4) -> AsyncIterator[RealFleet]:
     public, _ = generate_keypair(tmp_path / "signing.key")
@@ -191,7 +201,11 @@ async def real_fleet(tmp_path: Path, nodes: int = 4) -> AsyncIterator[RealFleet]
                     env={**os.environ, NODE_TOKEN_ENV: node_token},
                 )
             processes.append(EdgeProcess(node_id, port, admin_port, log, process))
-        await wait_for(lambda: len(plane.fleet.live_nodes()) == nodes, timeout_s=60)
+        await wait_for(
+            lambda: len(plane.fleet.live_nodes()) == nodes,
+            timeout_s=60,
+            explain=lambda: _fleet_state(plane, processes),
+        )
         sent: dict[str, int] = {}
         traffic = asyncio.create_task(_traffic(processes, sent, stop))
         async with httpx.AsyncClient(

@@ -21,6 +21,7 @@ from failsmall.model import Bundle, Limits, Origin, Route, SignedBundle, sign_bu
 from failsmall.model.envelope import public_key_pem
 from failsmall.node.config import NodeConfig
 from failsmall.node.server import EdgeNode
+from failsmall.transport.natsd import free_port
 
 
 @dataclass
@@ -300,9 +301,7 @@ def origin_process() -> Iterator[str]:
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     script = Path(__file__).with_name("origin_main.py")
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'src'}"}

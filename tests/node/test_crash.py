@@ -20,15 +20,11 @@ from failsmall.model import verify_envelope
 from failsmall.model.envelope import key_id
 from failsmall.node.config import NodeConfig
 from failsmall.node.lkg import LastKnownGood
+from failsmall.node.supervisor import WorkerExit
+from failsmall.transport.natsd import free_port
 from tests.node.conftest import Keys, WatchDir, make_bundle, node_config
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(check: object, timeout_s: float, what: str) -> object:
@@ -82,6 +78,46 @@ def spawn_worker(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    processes.append(proc)
+    return proc
+
+
+def spawn_supervisor(
+    state_dir: Path,
+    keys: Keys,
+    watch: WatchDir,
+    listen: str,
+    admin: str,
+    processes: list[subprocess.Popen[bytes]],
+    *extra: str,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """`failsmall node` (the supervisor and its workers) following `watch`."""
+    argv = [
+        sys.executable,
+        "-c",
+        "from failsmall.cli.main import app; app()",
+        "node",
+        "--node-id",
+        "sup",
+        "--state-dir",
+        str(state_dir),
+        "--trust",
+        str(keys.public_path),
+        "--listen",
+        listen,
+        "--admin",
+        admin,
+        "--watch-dir",
+        str(watch.root),
+        *extra,
+    ]
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(argv, env=ENV, stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
     processes.append(proc)
     return proc
 
@@ -151,34 +187,18 @@ def test_supervisor_restarts_killed_workers_sharing_one_port(
             break
         except OSError:
             admin_port = free_port()
-    supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from failsmall.cli.main import app; app()",
-            "node",
-            "--node-id",
-            "sup",
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--trust",
-            str(keys.public_path),
-            "--listen",
-            listen,
-            "--admin",
-            f"127.0.0.1:{admin_port}",
-            "--watch-dir",
-            str(watch.root),
-            "--workers",
-            "2",
-            "--crash-window",
-            "0.2",
-        ],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    supervisor = spawn_supervisor(
+        tmp_path / "state",
+        keys,
+        watch,
+        listen,
+        f"127.0.0.1:{admin_port}",
+        processes,
+        "--workers",
+        "2",
+        "--crash-window",
+        "0.2",
     )
-    processes.append(supervisor)
     admins = [f"127.0.0.1:{admin_port}", f"127.0.0.1:{admin_port + 1}"]
     pids = []
     for admin in admins:
@@ -256,3 +276,66 @@ def test_dying_right_after_an_apply_poisons_that_bundle(
         lambda: [r for r in watch.apply_reports() if r["result"] == "poisoned"], 10, "report"
     )
     assert reports[0]["digest"] == bad.digest  # type: ignore[index]
+
+
+def test_a_worker_that_cannot_bind_says_why_and_serves_once_the_port_is_free(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    signed = keys.sign(make_bundle(origin_process))
+    watch.publish(signed)
+    listen_port = free_port()
+    log = tmp_path / "node.log"
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", listen_port))
+    holder.listen()
+    with holder:
+        supervisor = spawn_supervisor(
+            tmp_path / "state",
+            keys,
+            watch,
+            f"127.0.0.1:{listen_port}",
+            f"127.0.0.1:{free_port()}",
+            processes,
+            log=log,
+        )
+        message = f"cannot listen on 127.0.0.1:{listen_port} for the proxy: Address already in use"
+        wait_for(lambda: message in log.read_text(), 30, "the worker to report the held port")
+        assert supervisor.poll() is None  # the supervisor retries: the port may free up
+    # The port is free now: the next restart binds it and serves the bundle.
+    wait_for(
+        lambda: httpx.get(f"http://127.0.0.1:{listen_port}/hello", timeout=2).status_code == 200,
+        40,
+        "the restarted worker to serve on the freed port",
+    )
+    assert "Traceback" not in log.read_text()
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(15) == 0
+
+
+def test_a_worker_that_cannot_use_its_state_dir_stops_the_node_without_restarts(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    log = tmp_path / "node.log"
+    supervisor = spawn_supervisor(
+        not_a_dir / "state",
+        keys,
+        watch,
+        f"127.0.0.1:{free_port()}",
+        f"127.0.0.1:{free_port()}",
+        processes,
+        log=log,
+    )
+    assert supervisor.wait(30) == WorkerExit.BAD_CONFIG
+    text = log.read_text()
+    assert text.count("cannot create state directory") == 1
+    assert "not restarting" in text
+    assert "Traceback" not in text

@@ -4,12 +4,12 @@ keeps serving the next request."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
 
 from failsmall.node.server import EdgeNode
+from failsmall.transport.natsd import free_port
 from tests.node.conftest import (
     CannedNode,
     Keys,
@@ -159,9 +159,7 @@ async def test_idle_keepalive_connection_is_closed(node: EdgeNode) -> None:
 async def test_origin_down_gives_502(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
+    dead_port = free_port()
     node = await start_node()
     bundle = make_bundle(f"http://127.0.0.1:{dead_port}", limits=fast_limits())
     digest = watch.publish(keys.sign(bundle))

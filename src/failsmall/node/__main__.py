@@ -7,8 +7,9 @@ import logging
 import sys
 
 from failsmall.node.config import NodeConfig, NodeConfigError
-from failsmall.node.server import run
+from failsmall.node.server import ListenError, run
 from failsmall.node.statefiles import StateDirError
+from failsmall.node.supervisor import WorkerExit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         run(NodeConfig.from_json(args.config_json))
     except (NodeConfigError, StateDirError) as exc:
         print(f"failsmall node: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return WorkerExit.BAD_CONFIG
+    except ListenError as exc:
+        print(f"failsmall node: {exc}", file=sys.stderr)
+        return WorkerExit.CANNOT_LISTEN
+    return WorkerExit.OK
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -24,6 +25,17 @@ from failsmall.transport.base import NodeChannel
 from failsmall.transport.connect import connect_node_channel
 
 log = logging.getLogger("failsmall.node")
+
+
+class ListenError(Exception):
+    """A listener could not bind its address; the message names it and what to do."""
+
+    def __init__(self, what: str, host: str, port: int, cause: OSError) -> None:
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        super().__init__(
+            f"cannot listen on {host}:{port} for {what}: {reason}. If another process holds "
+            "the port, stop it or choose another address."
+        )
 
 
 @dataclass(eq=False)
@@ -70,17 +82,24 @@ class EdgeNode:
         serves its bundle, so none of them meet a 503 while it boots."""
         loop = asyncio.get_running_loop()
         admin_host, admin_port = parse_address(self.config.admin, "--admin")
-        await self.admin.start(admin_host, admin_port)
+        try:
+            await self.admin.start(admin_host, admin_port)
+        except OSError as exc:
+            raise ListenError("the admin API", admin_host, admin_port, exc) from exc
         self.admin_port = self.admin.port
         await self.agent.boot()
         host, port = parse_address(self.config.listen, "--listen")
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self.ctx),
-            host,
-            port,
-            reuse_port=self.config.reuse_port or None,
-            backlog=2048,
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self.ctx),
+                host,
+                port,
+                reuse_port=self.config.reuse_port or None,
+                backlog=2048,
+            )
+        except OSError as exc:
+            await self.admin.stop()
+            raise ListenError("the proxy", host, port, exc) from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self.agent.address = f"{host}:{self.port}"
         self.sweeper.start()

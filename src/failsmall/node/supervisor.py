@@ -4,7 +4,12 @@ Each worker is `python -m failsmall.node --config-json ...`, binding the shared 
 SO_REUSEPORT. A worker's life:
 
     STARTING --(spawned)--> RUNNING --(exits)--> BACKOFF --(delay elapsed)--> STARTING
+    RUNNING --(exits with BAD_CONFIG)--> the supervisor stops every worker and exits with it
     any state --(supervisor told to stop)--> STOPPING --(exited)--> (gone)
+
+A worker that cannot bind its port (CANNOT_LISTEN) is restarted like any other: the port may
+be free again soon (an outgoing connection or a dying process held it). A configuration error
+is not retried, since every restart would fail the same way.
 
 The restart delay grows exponentially with full jitter and resets once a worker has stayed
 up for `stable_after_s`, so a crash-looping worker neither spins nor restarts in step with
@@ -19,13 +24,21 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from enum import Enum, auto
+from enum import Enum, IntEnum, auto
 from types import FrameType
 
 from failsmall.node.backoff import Backoff
 from failsmall.node.config import NodeConfig
 
 log = logging.getLogger("failsmall.node.supervisor")
+
+
+class WorkerExit(IntEnum):
+    """What a worker's exit code means to its supervisor."""
+
+    OK = 0
+    BAD_CONFIG = 2
+    CANNOT_LISTEN = 3
 
 
 class WorkerState(Enum):
@@ -64,6 +77,7 @@ class Supervisor:
         self.workers = [Worker(i, config.for_worker(i, workers)) for i in range(workers)]
         self.stable_after_s = stable_after_s
         self._stopping = False
+        self._exit_code = WorkerExit.OK
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self._stopping = True
@@ -76,7 +90,7 @@ class Supervisor:
             self.tick(time.monotonic())
             time.sleep(poll_s)
         self.stop_all()
-        return 0
+        return int(self._exit_code)
 
     def tick(self, now: float) -> None:
         for worker in self.workers:
@@ -107,6 +121,16 @@ class Supervisor:
         if code is None:
             if now - worker.started_at >= self.stable_after_s:
                 worker.backoff.reset()
+            return
+        if code == WorkerExit.BAD_CONFIG:
+            log.error(
+                "worker %d (pid %d) cannot run with this configuration (its error is above); "
+                "not restarting, stopping the node",
+                worker.index,
+                process.pid,
+            )
+            self._exit_code = WorkerExit.BAD_CONFIG
+            self._stopping = True
             return
         delay = worker.backoff.next_delay()
         worker.restarts += 1

@@ -6,6 +6,7 @@ Every server gets `sync_interval: always`, its own store directory and free loop
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -32,10 +33,46 @@ def nats_server_binary() -> str:
     return found
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback TCP port that is free now, for a process started next to bind.
+
+    The port is taken from below the kernel's ephemeral range: a port from `bind(0)` could be
+    picked as the source port of some outgoing connection before the new process binds it.
+    No port is handed out twice by one process.
+    """
+    low = _ephemeral_low()
+    if low - _LOWEST_PORT >= 1000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST_PORT, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _handed_out.add(port)
+    return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for_port(
