@@ -454,7 +454,7 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(stderr=args.json)
     if not console.is_terminal:
-        console.width = max(console.width, 112)
+        console.width = max(console.width, 132)
     if not 1 <= args.duration <= 60:
         console.print("[red]--duration must be between 1 and 60 seconds[/]")
         return 2
