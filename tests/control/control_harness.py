@@ -292,7 +292,7 @@ async def running_fleet(tmp_path: Path, key: Ed25519PrivateKey) -> AsyncIterator
         async with httpx.AsyncClient(
             base_url=plane.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
         ) as admin:
-            response = await admin.post("/v1/tokens", json={"principal": "fleet", "role": "node"})
+            response = await admin.post("/v1/tokens", json={"principal": "edge-*", "role": "node"})
             response.raise_for_status()
             fleet = Fleet(plane, admin, response.json()["token"], [])
             try:

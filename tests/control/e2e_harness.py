@@ -182,7 +182,7 @@ async def real_fleet(tmp_path: Path, nodes: int = 4) -> AsyncIterator[RealFleet]
     )
     plane = await ControlPlane.open(settings)
     await plane.start()
-    node_token = plane.tokens.issue("e2e", Role.NODE, time.time()).token
+    node_token = plane.tokens.issue("edge-*", Role.NODE, time.time()).token
     admin_token = (tmp_path / "admin.token").read_text().strip()
     processes: list[EdgeProcess] = []
     stop = asyncio.Event()

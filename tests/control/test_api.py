@@ -51,6 +51,33 @@ async def test_roles_limit_what_a_token_may_do(fleet: Fleet, key: Ed25519Private
     assert fleet.plane.store.bundles() == []
 
 
+async def test_a_node_token_acts_only_as_the_nodes_its_principal_names(
+    fleet: Fleet, key: Ed25519PrivateKey
+) -> None:
+    await fleet.add_nodes(1)  # edge-0, which the fleet's `edge-*` token serves
+    digest, raw = envelope(site_bundle(), key)
+    assert (await fleet.push(raw, policy="global")).status_code == 202
+    one = await _client(fleet, await fleet.token("node", "edge-7"))
+    viewer = await _client(fleet, await fleet.token("viewer", "val"))
+    health = {"node_id": "edge-0", "digest": "", "at": 0.0}
+    async with one, viewer:
+        watch = {"after": "0", "timeout": "0"}
+        assert (await one.get("/v1/nodes/edge-7/assignment", params=watch)).status_code == 204
+        refused = await one.get("/v1/nodes/edge-0/assignment", params=watch)
+        assert refused.status_code == 401
+        assert "edge-0" in refused.json()["error"]
+        # It may not report for another node, so a leaked token cannot feed the health gate.
+        assert (await one.post("/v1/nodes/edge-0/health", json=health)).status_code == 401
+        assert (await one.post("/v1/nodes/edge-70/health", json=health)).status_code == 401
+        # Bundles are fetched by digest, which no single node owns.
+        fetched = await one.get(f"/v1/bundles/{digest}")
+        assert fetched.status_code == 200
+        assert fetched.content == raw
+        assert (await viewer.get(f"/v1/bundles/{digest}")).status_code == 401
+        assert (await viewer.get("/v1/nodes/edge-7/assignment", params=watch)).status_code == 401
+    assert "edge-7" not in fleet.plane.fleet.live_nodes()
+
+
 async def test_tokens_are_stored_hashed_and_can_be_revoked(fleet: Fleet) -> None:
     response = await fleet.admin.post("/v1/tokens", json={"principal": "olga", "role": "operator"})
     issued = response.json()

@@ -26,7 +26,7 @@ async def test_restart_mid_rollout_resumes_it(tmp_path: Path, key: Ed25519Privat
             headers = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(base_url=plane.url, headers=headers, timeout=30) as admin:
                 node_token = (
-                    await admin.post("/v1/tokens", json={"principal": "f", "role": "node"})
+                    await admin.post("/v1/tokens", json={"principal": "edge-*", "role": "node"})
                 ).json()["token"]
                 nodes = [ScriptedNode(f"edge-{i}", plane.url, node_token) for i in range(4)]
                 for node in nodes:

@@ -174,10 +174,11 @@ async def start_fleet(
         ) from exc
     plane = fleet.plane
     admin_token = (fleet.state_dir / "admin.token").read_text().strip()
-    node_token = plane.tokens.issue("up-nodes", Role.NODE, time.time()).token
-    environment = {**os.environ, NODE_TOKEN_ENV: node_token}
     for i in range(nodes):
         node_id = f"edge-{i + 1}"
+        # Each node its own token, valid only for its id.
+        node_token = plane.tokens.issue(node_id, Role.NODE, time.time()).token
+        environment = {**os.environ, NODE_TOKEN_ENV: node_token}
         argv = node_argv(
             node_id,
             fleet.state_dir / node_id,

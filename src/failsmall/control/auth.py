@@ -2,7 +2,9 @@
 
 Roles: `viewer` reads; `operator` pushes and pauses, resumes, aborts and rolls back rollouts;
 `killswitch` flips rule states; `admin` manages tokens and keys (and may do everything);
-`node` is what edge nodes use on the transport routes. Tokens are random 256-bit strings shown
+`node` is what edge nodes use on the transport routes, each token only for the node ids its
+principal name matches (`edge-7`, or a glob such as `edge-*`), so a leaked node token cannot
+report for, or watch the assignments of, other nodes. Tokens are random 256-bit strings shown
 once at creation; only their sha256 is stored, and they are never logged.
 """
 
@@ -12,6 +14,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import assert_never
 
 from failsmall.control.store import ControlStore
 
@@ -59,6 +63,23 @@ class Principal:
                 f"{self.name} has role {self.role.value}, which may not do this "
                 f"(needs {role.value}); ask an admin for a {role.value} token"
             )
+
+    def may_act_as_node(self, node_id: str) -> bool:
+        """Whether this principal may use the node transport routes as node `node_id`, or, when
+        `node_id` is empty, the routes no single node owns (fetching a bundle by digest).
+
+        An admin may act as any node. A node token acts as the node ids its principal name
+        matches: one id (`edge-7`) or a glob (`edge-*`; `*` for every node).
+        """
+        match self.role:
+            case Role.ADMIN:
+                return True
+            case Role.NODE:
+                return not node_id or fnmatchcase(node_id, self.name)
+            case Role.VIEWER | Role.OPERATOR | Role.KILLSWITCH:
+                return False
+            case _:
+                assert_never(self.role)
 
 
 @dataclass(frozen=True, slots=True)

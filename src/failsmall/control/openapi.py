@@ -62,7 +62,12 @@ ENDPOINTS: tuple[tuple[str, str, str, str, dict[str, Any] | None], ...] = (
             "type": "object",
             "required": ["principal", "role"],
             "properties": {
-                "principal": {"type": "string", "minLength": 1},
+                "principal": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "who the token is for; for a node token, the node ids it "
+                    "may act as (an id, or a glob such as edge-*)",
+                },
                 "role": {"enum": ["viewer", "operator", "killswitch", "admin", "node"]},
             },
         },

@@ -118,7 +118,7 @@ class ControlPlane:
 
                 def node_auth(token: str, node_id: str) -> bool:
                     try:
-                        return tokens.authenticate(token).role in (Role.NODE, Role.ADMIN)
+                        return tokens.authenticate(token).may_act_as_node(node_id)
                     except UnauthorisedError:
                         return False
 

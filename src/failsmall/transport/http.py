@@ -34,7 +34,8 @@ from failsmall.transport.control import ReportSink
 
 MAX_WATCH_S = 60.0
 NodeTokenCheck = Callable[[str, str], bool]
-"""Decides whether a bearer token may act as the given node id: `check(token, node_id)`."""
+"""Decides whether a bearer token may act as the given node id: `check(token, node_id)`; an
+empty node id asks about the routes no single node owns (fetching a bundle)."""
 
 
 def fixed_node_token(expected: str) -> NodeTokenCheck:
@@ -48,6 +49,14 @@ def fixed_node_token(expected: str) -> NodeTokenCheck:
 
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _not_this_node(node_id: str) -> web.Response:
+    return _json_error(
+        401,
+        f"a valid node token for node {node_id!r} is required (Authorization: Bearer ...); "
+        "a node token acts only for the node ids its principal name matches",
+    )
 
 
 def bearer_token(request: web.Request) -> str:
@@ -99,7 +108,7 @@ class HttpControlChannel:
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         node_id = request.match_info["node_id"]
         if not self._authorised(request, node_id):
-            return _json_error(401, "a valid node token is required (Authorization: Bearer ...)")
+            return _not_this_node(node_id)
         try:
             after = int(request.query.get("after", "0"))
             timeout = float(request.query.get("timeout", "30"))
@@ -128,7 +137,7 @@ class HttpControlChannel:
     async def _report_body(self, request: web.Request) -> dict[str, Any] | web.Response:
         node_id = request.match_info["node_id"]
         if not self._authorised(request, node_id):
-            return _json_error(401, "a valid node token is required (Authorization: Bearer ...)")
+            return _not_this_node(node_id)
         if self._sink is None:
             return _json_error(503, "the control plane is starting; retry shortly")
         try:
