@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +23,12 @@ from control_harness import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from failsmall.cli.up_cmd import node_argv
 from failsmall.control.plane import ControlPlane, ControlSettings
 from failsmall.model import Bundle
+from failsmall.model.envelope import public_key_pem
 from failsmall.transport.nats import NatsNodeChannel
-from failsmall.transport.natsd import NatsServer
+from failsmall.transport.natsd import NatsServer, free_port
 
 
 @dataclass
@@ -130,3 +134,67 @@ async def test_a_rollback_during_a_bus_outage_is_delivered_when_the_bus_returns(
         await wait_for(lambda: not plane.driver.deferred, timeout_s=20)
         await wait_for(lambda: all(n.current == good for n in nodes), timeout_s=20)
         await wait_for(lambda: _state(plane, rollout_id) == "rolled_back", timeout_s=40)
+
+
+async def test_a_node_process_follows_the_control_plane_through_a_leaf_node(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """The control plane on a hub server with JetStream domain `hub`; a real `failsmall node`
+    connected only to a leaf node of it (no JetStream there), as an edge site would be."""
+    hub = NatsServer(
+        name="hub", workdir=tmp_path, leafnode_port=free_port(), jetstream_domain="hub"
+    )
+    leaf = NatsServer(name="leaf", workdir=tmp_path, leaf_of=[hub.leafnode_port], jetstream=False)
+    hub.start()
+    leaf.start()
+    trust = tmp_path / "signing.pub"
+    trust.write_bytes(public_key_pem(key.public_key()))
+    settings = ControlSettings(
+        db=tmp_path / "control.db",
+        key=key,
+        port=0,
+        transport="nats",
+        nats_servers=[hub.url],
+        tick_s=0.2,
+        admin_token_file=tmp_path / "admin.token",
+        policies=QUICK_POLICIES,
+    )
+    plane = await ControlPlane.open(settings)
+    await plane.start()
+    admin_port = free_port()
+    log = tmp_path / "edge-1.log"
+    argv = [
+        *node_argv("edge-1", tmp_path / "edge-1", trust, free_port(), admin_port, leaf.url),
+        "--jetstream-domain",
+        "hub",
+    ]
+    with log.open("ab") as out:
+        node = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        await wait_for(
+            lambda: "edge-1" in plane.fleet.live_nodes(), 30, explain=lambda: log.read_text()
+        )
+        digest, raw = envelope(site_bundle(), key)
+        token = (tmp_path / "admin.token").read_text().strip()
+        async with httpx.AsyncClient(
+            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin:
+            pushed = await admin.post("/v1/bundles", content=raw, params={"policy": "global"})
+            assert pushed.status_code == 202, pushed.text
+        # Assignment, fetch and ACK all crossed the leaf connection.
+        await wait_for(
+            lambda: any(
+                n["node_id"] == "edge-1" and n["digest"] == digest for n in plane.store.nodes()
+            ),
+            30,
+            explain=lambda: log.read_text(),
+        )
+        async with httpx.AsyncClient() as client:
+            config = (await client.get(f"http://127.0.0.1:{admin_port}/config")).json()
+        assert config["serving"] == digest
+    finally:
+        node.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(node.wait, 15)
+        await plane.stop()
+        leaf.stop()
+        hub.stop()

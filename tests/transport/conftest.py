@@ -6,22 +6,24 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from transport_harness import HttpHarness, NatsHarness, TransportHarness
+from transport_harness import HttpHarness, NatsHarness, NatsLeafHarness, TransportHarness
 
 from failsmall.transport.natsd import NatsCluster
 
 
-@pytest.fixture(params=["http", "nats"])
+@pytest.fixture(params=["http", "nats", "nats-leaf"])
 async def transport(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[TransportHarness]:
     harness: HttpHarness | NatsHarness
-    if request.param == "http":
-        harness = HttpHarness()
-        await harness.start()
-    else:
-        harness = NatsHarness(tmp_path)
-        await harness.start()
+    match request.param:
+        case "http":
+            harness = HttpHarness()
+        case "nats":
+            harness = NatsHarness(tmp_path)
+        case "nats-leaf":
+            harness = NatsLeafHarness(tmp_path)
+    await harness.start()
     try:
         yield harness
     finally:

@@ -148,3 +148,32 @@ class NatsHarness(TransportHarness):
             await node.close()
         await self.control.close()
         await asyncio.to_thread(self.server.stop)
+
+
+class NatsLeafHarness(NatsHarness):
+    """JetStream on a hub server; nodes connect to a leaf node of it that has no JetStream, as
+    an edge site would. The control side stays on the hub."""
+
+    kind = "nats-leaf"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.server = NatsServer(
+            name="hub", workdir=workdir, leafnode_port=free_port(), jetstream_domain="hub"
+        )
+        self.leaf = NatsServer(
+            name="leaf", workdir=workdir, leaf_of=[self.server.leafnode_port], jetstream=False
+        )
+
+    async def start(self) -> None:
+        await super().start()
+        await asyncio.to_thread(self.leaf.start)
+
+    async def node(self) -> NodeChannel:
+        node = await NatsNodeChannel.connect([self.leaf.url], jetstream_domain="hub")
+        self._nodes.append(node)
+        return node
+
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.to_thread(self.leaf.stop)

@@ -40,6 +40,13 @@ def node(
             help="Control plane URL (http://, node token in $FAILSMALL_NODE_TOKEN) or NATS servers (nats://a,nats://b).",
         ),
     ] = "",
+    jetstream_domain: Annotated[
+        str,
+        typer.Option(
+            "--jetstream-domain",
+            help="The control plane's JetStream domain, if --control names leaf nodes.",
+        ),
+    ] = "",
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
     report_interval: Annotated[
         float, typer.Option("--report-interval", help="Seconds between health reports.")
@@ -61,6 +68,7 @@ def node(
         watch_dir=watch_dir,
         bundle_file=bundle,
         control=control,
+        jetstream_domain=jetstream_domain,
         capacities=Capacities(bot_feature_slots=bot_feature_slots, max_rules=max_rules),
         report_interval_s=report_interval,
         crash_window_s=crash_window,

@@ -64,6 +64,7 @@ class NodeConfig:
     watch_dir: Path | None = None
     bundle_file: Path | None = None
     control: str = ""
+    jetstream_domain: str = ""
     capacities: Capacities = field(default_factory=Capacities)
     report_interval_s: float = 1.0
     crash_window_s: float = DEFAULT_WINDOW_S
@@ -84,6 +85,8 @@ class NodeConfig:
             )
         if not self.node_id:
             raise NodeConfigError("--node-id must not be empty")
+        if self.jetstream_domain and not self.control.startswith(("nats://", "tls://")):
+            raise NodeConfigError("--jetstream-domain needs a nats:// --control server list")
 
     def channel(self) -> NodeChannel | None:
         """The channel this configuration names; NATS channels connect asynchronously, in
@@ -133,6 +136,7 @@ class NodeConfig:
             watch_dir=Path(data["watch_dir"]) if data["watch_dir"] else None,
             bundle_file=Path(data["bundle_file"]) if data["bundle_file"] else None,
             control=str(data.get("control", "")),
+            jetstream_domain=str(data.get("jetstream_domain", "")),
             capacities=Capacities.model_validate(data["capacities"]),
             report_interval_s=float(data["report_interval_s"]),
             crash_window_s=float(data["crash_window_s"]),

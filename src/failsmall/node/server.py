@@ -131,7 +131,9 @@ async def serve(config: NodeConfig) -> None:
     """Run one node until SIGTERM or SIGINT."""
     channel = None
     if config.control.startswith(("nats://", "tls://")):
-        channel = await connect_node_channel(config.control, node_id=config.node_id)
+        channel = await connect_node_channel(
+            config.control, node_id=config.node_id, jetstream_domain=config.jetstream_domain
+        )
     node = EdgeNode(config, channel=channel)
     await node.start()
     loop = asyncio.get_running_loop()

@@ -7,9 +7,12 @@ from failsmall.transport.http import HttpNodeChannel
 from failsmall.transport.nats import NatsNodeChannel
 
 
-async def connect_node_channel(url: str, token: str = "", node_id: str = "") -> NodeChannel:
+async def connect_node_channel(
+    url: str, token: str = "", node_id: str = "", jetstream_domain: str = ""
+) -> NodeChannel:
     """The node side of the transport `url` names. HTTP needs the node `token`; NATS takes a
-    comma-separated server list. Raises TransportError for an unknown scheme or no connection."""
+    comma-separated server list, and the control plane's `jetstream_domain` when those servers
+    are leaf nodes. Raises TransportError for an unknown scheme or no connection."""
     if url.startswith(("http://", "https://")):
         if not token:
             raise TransportError(
@@ -18,5 +21,7 @@ async def connect_node_channel(url: str, token: str = "", node_id: str = "") -> 
         return HttpNodeChannel(url, token)
     if url.startswith(("nats://", "tls://")):
         servers = [s.strip() for s in url.split(",") if s.strip()]
-        return await NatsNodeChannel.connect(servers, name=f"failsmall-node-{node_id}".rstrip("-"))
+        return await NatsNodeChannel.connect(
+            servers, name=f"failsmall-node-{node_id}".rstrip("-"), jetstream_domain=jetstream_domain
+        )
     raise TransportError(f"unknown transport URL {url!r}: use http://HOST:PORT or nats://HOST:PORT")

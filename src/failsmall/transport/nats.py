@@ -105,15 +105,20 @@ async def _connect(servers: list[str], name: str) -> Client:
 class NatsNodeChannel:
     """The node side of the NATS transport (implements `NodeChannel`)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, jetstream_domain: str = "") -> None:
         self._nc = client
-        self._js: JetStreamContext = client.jetstream()
+        # Beyond a leaf node connection, JetStream answers only under its domain's API prefix.
+        self._js: JetStreamContext = client.jetstream(domain=jetstream_domain or None)
         self._kv: KeyValue | None = None
         self._objects: ObjectStore | None = None
 
     @classmethod
-    async def connect(cls, servers: list[str], name: str = "failsmall-node") -> NatsNodeChannel:
-        return cls(await _connect(servers, name))
+    async def connect(
+        cls, servers: list[str], name: str = "failsmall-node", jetstream_domain: str = ""
+    ) -> NatsNodeChannel:
+        """Connect to `servers`; `jetstream_domain` names the control plane's JetStream when
+        the servers are leaf nodes of the servers it runs on."""
+        return cls(await _connect(servers, name), jetstream_domain)
 
     async def _pointers(self) -> KeyValue:
         if self._kv is None:
@@ -123,8 +128,9 @@ class NatsNodeChannel:
                 )
             except NatsFailure as exc:
                 raise TransportError(
-                    f"KV bucket {POINTERS_BUCKET} is not available (is the control plane up?): "
-                    f"{exc!r}"
+                    f"KV bucket {POINTERS_BUCKET} is not available: is the control plane up, "
+                    "and, if this node connects through a leaf node, is --jetstream-domain "
+                    f"set to the control plane's JetStream domain? ({exc!r})"
                 ) from exc
         return self._kv
 

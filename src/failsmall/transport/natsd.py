@@ -1,7 +1,8 @@
 """Run real `nats-server` processes with JetStream on loopback (single server or a cluster).
 
 Used by the NATS contract tests, the propagation benchmark and `failsmall up --transport nats`.
-Every server gets `sync_interval: always`, its own store directory and free loopback ports.
+Every JetStream server gets `sync_interval: always`, its own store directory and free loopback
+ports; a server can also be a hub for leaf nodes, or a leaf node without JetStream of its own.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def _wait_for_port(
     raise NatsServerError(f"nats-server did not listen on port {port} within {timeout_s}s")
 
 
+def _wait_for_log(log: Path, line: str, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while line not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise NatsServerError(f"nats-server did not {what} within {timeout_s}s: {log}")
+        time.sleep(0.05)
+
+
 @dataclass
 class NatsServer:
     """One nats-server process with JetStream; restartable on the same ports and store."""
@@ -99,6 +108,13 @@ class NatsServer:
     client_port: int = field(default_factory=free_port)
     cluster_port: int = 0
     routes: list[int] = field(default_factory=list)
+    leafnode_port: int = 0
+    """Accept leaf node connections on this port (a hub)."""
+    leaf_of: list[int] = field(default_factory=list)
+    """Be a leaf node of the hubs listening on these leafnode ports."""
+    jetstream: bool = True
+    jetstream_domain: str = ""
+    """The JetStream domain, which clients beyond a leaf node connection name to reach it."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -107,14 +123,16 @@ class NatsServer:
 
     def _config(self) -> str:
         store = self.workdir / f"{self.name}-store"
-        lines = [
-            f'server_name: "{self.name}"',
-            "listen: 127.0.0.1:" + str(self.client_port),
-            "jetstream {",
-            f'  store_dir: "{store}"',
-            "  sync_interval: always",
-            "}",
-        ]
+        lines = [f'server_name: "{self.name}"', "listen: 127.0.0.1:" + str(self.client_port)]
+        if self.jetstream:
+            domain = [f"  domain: {self.jetstream_domain}"] if self.jetstream_domain else []
+            lines += ["jetstream {", f'  store_dir: "{store}"', "  sync_interval: always"]
+            lines += [*domain, "}"]
+        if self.leafnode_port:
+            lines += ["leafnodes {", f"  listen: 127.0.0.1:{self.leafnode_port}", "}"]
+        if self.leaf_of:
+            remotes = ", ".join(f'{{url: "nats-leaf://127.0.0.1:{p}"}}' for p in self.leaf_of)
+            lines += ["leafnodes {", f"  remotes: [{remotes}]", "}"]
         if self.cluster_port:
             route_urls = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
             lines += [
@@ -136,6 +154,8 @@ class NatsServer:
                 [nats_server_binary(), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
             )
         _wait_for_port(self.client_port, self.process, log, timeout_s)
+        if self.leaf_of:
+            _wait_for_log(log, "Leafnode connection created", "connect to its hub", timeout_s)
 
     def stop(self) -> None:
         if self.process is None:
