@@ -72,6 +72,38 @@ def status_of(raw: bytes) -> int:
         ),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 5000 + b"\r\n\r\n", 431),
         (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n", 413),
+        # Framing a front end and an origin could read differently (request smuggling).
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            501,
+        ),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            b"Transfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\nHost: a\n\n", 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;x\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"FFFFFFFFFFFFFFFFF1\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
     ],
     ids=[
         "garbage",
@@ -87,6 +119,22 @@ def status_of(raw: bytes) -> int:
         "too-many-headers",
         "header-too-large",
         "declared-body-too-large",
+        "two-lengths",
+        "same-length-twice",
+        "length-list",
+        "signed-length",
+        "chunked-not-last",
+        "coding-before-chunked",
+        "unknown-coding",
+        "two-transfer-encodings",
+        "space-before-colon",
+        "transfer-encoding-in-http-1.0",
+        "obs-fold",
+        "nul-in-header-value",
+        "cr-in-header-value",
+        "bare-lf-line-ends",
+        "bare-lf-after-chunk-extension",
+        "chunk-size-overflow",
     ],
 )
 async def test_bad_request_is_answered_and_node_keeps_serving(
@@ -190,3 +238,29 @@ async def test_origin_that_resets_mid_response_closes_the_client(canned_node: Ca
         assert raw.startswith(b"HTTP/1.1 200 ")
         assert raw.endswith(b"partial")  # truncated, and the connection closed
         assert node.ctx.stats.upstream_errors["reset_mid_response"] == 1
+
+
+CLOSING_GET = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\x00b\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["two-lengths", "length-and-chunked", "obs-fold", "nul-in-value", "bad-status"],
+)
+async def test_a_response_with_ambiguous_framing_is_a_502(
+    canned_node: CannedNode, response: bytes
+) -> None:
+    """An origin response the node cannot frame without guessing is never passed on."""
+    async with canned_node(response) as node:
+        raw = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
+        assert status_of(raw) == 502
+        assert b"hello" not in raw
+        again = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
+        assert status_of(again) == 502  # and the node keeps answering

@@ -43,6 +43,17 @@ class ProxyContext:
         self.pools = Pools(self.writes)
 
 
+def _check_transfer_coding(value: bytes, http10: bool) -> None:
+    """Accept `Transfer-Encoding: chunked` alone. The parser already refuses a request whose
+    last coding is not chunked; a coding before it (`gzip, chunked`) would be lost when the
+    body is re-framed for the origin, so it is not implemented here, as in nginx."""
+    if http10:
+        # RFC 9112 6.1: in HTTP/1.0 the framing is faulty; a smuggling vector otherwise.
+        raise RequestRejected(400, "Transfer-Encoding in an HTTP/1.0 request")
+    if value.strip().lower() != b"chunked":
+        raise RequestRejected(501, "only the chunked transfer coding is supported")
+
+
 class ClientConnection(asyncio.Protocol):
     """One client TCP connection: parses requests, answers them in order, enforces limits."""
 
@@ -236,6 +247,7 @@ class ClientConnection(asyncio.Protocol):
             elif lower == b"content-length":
                 exchange.content_length = _content_length(value)
             elif lower == b"transfer-encoding":
+                _check_transfer_coding(value, exchange.http10)
                 exchange.chunked_in = True
             elif lower == b"connection":
                 connection.append(value)
