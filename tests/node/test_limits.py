@@ -251,8 +251,9 @@ CLOSING_GET = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
         b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\x00b\r\n\r\n",
         b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     ],
-    ids=["two-lengths", "length-and-chunked", "obs-fold", "nul-in-value", "bad-status"],
+    ids=["two-lengths", "length-and-chunked", "obs-fold", "nul-in-value", "bad-status", "101"],
 )
 async def test_a_response_with_ambiguous_framing_is_a_502(
     canned_node: CannedNode, response: bytes
@@ -264,3 +265,19 @@ async def test_a_response_with_ambiguous_framing_is_a_502(
         assert b"hello" not in raw
         again = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
         assert status_of(again) == 502  # and the node keeps answering
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"],
+    ids=["100", "103"],
+)
+async def test_interim_responses_from_the_origin_give_way_to_the_final_one(
+    canned_node: CannedNode, interim: bytes
+) -> None:
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    async with canned_node(interim + final) as node:
+        raw = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
+        assert status_of(raw) == 200
+        assert raw.endswith(b"\r\n\r\nhello")
+        assert raw.count(b"HTTP/1.1 ") == 1

@@ -71,6 +71,10 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The node never asks for an upgrade (it refuses them with 400), so a 101 is a
+            # protocol the client did not request.
+            self._fail("origin switched protocols (101) unasked; upgrades are not proxied")
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
 
