@@ -38,6 +38,8 @@ class ProxyContext:
     stats: TrafficStats = field(default_factory=TrafficStats)
     ids: wire.RequestIds = field(default_factory=wire.RequestIds)
     connections: set[ClientConnection] = field(default_factory=set)
+    draining: bool = False
+    """The node is stopping: every response closes its connection."""
 
     def __post_init__(self) -> None:
         self.pools = Pools(self.writes)
@@ -193,7 +195,7 @@ class ClientConnection(asyncio.Protocol):
         exchange.method = parser.get_method()
         exchange.head = exchange.method == b"HEAD"
         exchange.http10 = parser.get_http_version() == "1.0"
-        exchange.keep_alive = parser.should_keep_alive()
+        exchange.keep_alive = parser.should_keep_alive() and not self.ctx.draining
         self._read_headers(exchange)
         self._read_target(exchange)
         if exchange.content_length > limits.max_body_bytes:
@@ -348,6 +350,18 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.write(wire.local_response(status, body, keep_alive=False))
         self.linger()
+
+    def drain(self) -> None:
+        """The node is stopping: close now if idle between requests; otherwise answer the
+        requests already received and close after the last (it says `Connection: close` if
+        its head is not sent yet)."""
+        if self.closed:
+            return
+        if not self.queue:
+            self.close()
+            return
+        for exchange in self.queue:
+            exchange.keep_alive = False
 
     def exchange_done(self, exchange: Exchange) -> None:
         if self.queue and self.queue[0] is exchange:

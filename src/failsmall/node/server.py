@@ -26,6 +26,9 @@ from failsmall.transport.connect import connect_node_channel
 
 log = logging.getLogger("failsmall.node")
 
+DRAIN_GRACE_S = 5.0
+"""How long a stopping node lets requests in flight finish (the supervisor waits 10 s)."""
+
 
 class ListenError(Exception):
     """A listener could not bind its address; the message names it and what to do."""
@@ -113,9 +116,25 @@ class EdgeNode:
             self.admin_port,
         )
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = DRAIN_GRACE_S) -> None:
+        """Stop accepting connections, let the requests in flight finish for up to `grace_s`
+        (idle keep-alive connections close at once), then stop everything."""
+        loop = asyncio.get_running_loop()
         if self._server is not None:
             self._server.close()
+        self.ctx.draining = True
+        for conn in list(self.ctx.connections):
+            conn.drain()
+        self.ctx.writes.flush()
+        deadline = loop.time() + grace_s
+        while self.ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.ctx.connections:
+            log.warning(
+                "%d connections still busy after %.1fs of draining; closing them",
+                len(self.ctx.connections),
+                grace_s,
+            )
         await self.agent.stop()
         await self.sweeper.stop()
         await self.admin.stop()
