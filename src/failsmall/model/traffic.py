@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from failsmall.model.base import Strict
 from failsmall.model.rules import RuleId
@@ -15,10 +16,38 @@ MIB = 1024 * KIB
 
 
 class Origin(Strict):
-    """An upstream server, addressed as http://host:port."""
+    """An upstream server, addressed as http://host:port or https://host:port.
+
+    Over https the origin's certificate is verified: against `tls_ca_pem` (PEM CA
+    certificates, public data that may travel in a bundle) or, when that is empty, the node's
+    system trust store; for `tls_server_name`, also sent as SNI, or the URL's host.
+    """
 
     id: RuleId
-    url: str = Field(pattern=r"^http://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$")
+    url: str = Field(pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$")
+    tls_ca_pem: str = ""
+    tls_server_name: str = Field(default="", pattern=r"^[A-Za-z0-9.\-]*$", max_length=253)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("https://")
+
+    @model_validator(mode="after")
+    def _tls_settings_need_https(self) -> Origin:
+        if (self.tls_ca_pem or self.tls_server_name) and not self.tls:
+            raise ValueError(
+                f"origin {self.id}: tls_ca_pem and tls_server_name need an https:// url"
+            )
+        if self.tls_ca_pem:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+                    cadata=self.tls_ca_pem
+                )
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(
+                    f"origin {self.id}: tls_ca_pem holds no usable PEM certificate ({exc})"
+                ) from exc
+        return self
 
 
 class Route(Strict):

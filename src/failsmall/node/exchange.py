@@ -254,7 +254,7 @@ class Exchange:
                 % (self.host or b"(none)", self.path.encode()),
             )
             return
-        pool = self.conn.ctx.pools.for_url(origin.url)
+        pool = self.conn.ctx.pools.for_origin(origin)
         upstream = pool.take()
         if upstream is not None:
             self.attach(upstream)

@@ -2,17 +2,20 @@
 
 An `UpstreamConnection` serves one exchange at a time and reports the response to it through
 the `UpstreamListener` callbacks. Idle connections wait in their origin's `OriginPool`; a
-connection the origin closed while idle leaves the pool on its own.
+connection the origin closed while idle leaves the pool on its own. An https origin's pool
+opens TLS connections that verify the origin's certificate (see `Origin`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from failsmall.model import Origin
 from failsmall.node.batching import WriteBatch
 
 MAX_IDLE_PER_ORIGIN = 256
@@ -179,15 +182,23 @@ class OriginUnreachableError(Exception):
 class OriginPool:
     """Idle keep-alive connections to one origin."""
 
-    def __init__(self, url: str, writes: WriteBatch, max_idle: int = MAX_IDLE_PER_ORIGIN) -> None:
-        parts = urlsplit(url)
+    def __init__(
+        self, origin: Origin, writes: WriteBatch, max_idle: int = MAX_IDLE_PER_ORIGIN
+    ) -> None:
+        parts = urlsplit(origin.url)
         self.writes = writes
-        self.url = url
+        self.url = origin.url
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if origin.tls else 80)
         self.authority = f"{self.host}:{self.port}".encode()
         self.max_idle = max_idle
         self._idle: list[UpstreamConnection] = []
+        self._tls: ssl.SSLContext | None = None
+        self._server_name: str | None = None
+        if origin.tls:
+            # Certificate and host name are verified (PROTOCOL_TLS_CLIENT's defaults).
+            self._tls = ssl.create_default_context(cadata=origin.tls_ca_pem or None)
+            self._server_name = origin.tls_server_name or self.host
 
     def take(self) -> UpstreamConnection | None:
         """An idle open connection, most recently used first; None when a new one is needed."""
@@ -213,7 +224,13 @@ class OriginPool:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    self.host,
+                    self.port,
+                    ssl=self._tls,
+                    server_hostname=self._server_name,
+                ),
                 timeout_s,
             )
         except TimeoutError as exc:
@@ -231,16 +248,18 @@ class OriginPool:
 
 
 class Pools:
-    """One pool per origin URL, kept across bundle swaps so connections stay warm."""
+    """One pool per origin (URL and TLS settings), kept across bundle swaps so connections
+    stay warm."""
 
     def __init__(self, writes: WriteBatch) -> None:
-        self._pools: dict[str, OriginPool] = {}
+        self._pools: dict[tuple[str, str, str], OriginPool] = {}
         self.writes = writes
 
-    def for_url(self, url: str) -> OriginPool:
-        pool = self._pools.get(url)
+    def for_origin(self, origin: Origin) -> OriginPool:
+        key = (origin.url, origin.tls_server_name, origin.tls_ca_pem)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[url] = OriginPool(url, self.writes)
+            pool = self._pools[key] = OriginPool(origin, self.writes)
         return pool
 
     def close(self) -> None:
