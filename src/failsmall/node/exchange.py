@@ -280,7 +280,7 @@ class Exchange:
 
     def upstream_request(self, authority: bytes) -> bytes:
         """The request as sent to the origin: head, the body read so far, and what followed."""
-        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        parts: list[bytes | bytearray] = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
         if not self.host:
             # An HTTP/1.0 request may come without Host; HTTP/1.1 upstream needs one.
             parts += (b"Host: ", authority, b"\r\n")
