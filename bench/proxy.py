@@ -4,9 +4,9 @@ Starts an origin (nginx if installed, else a fast asyncio origin) and measures w
 (-t1 -c32): the origin direct; nginx as a reverse proxy (1 worker) twice, with the stock
 `proxy_pass` (a new origin connection per request) and tuned with upstream keep-alive; a byte
 pass-through and a naive aiohttp proxy; and `failsmall node` with an empty bundle, with the
-example bundle (managed ruleset), and with the example bundle on 2 workers. Prints req/s,
-p50/p99, the CPU time each request cost the proxy (all its processes, user + system) and each
-ratio to both nginx configurations.
+example bundle (managed ruleset), with it and an access log, and with it on 2 workers. Prints
+req/s, p50/p99, the CPU time each request cost the proxy (all its processes, user + system) and
+each ratio to both nginx configurations.
 
 Needs: wrk (apt-get install -y wrk); nginx is optional (apt-get install -y nginx-light).
 """
@@ -256,7 +256,14 @@ def admin_ports(workers: int) -> list[int]:
 
 
 def node_command(
-    workdir: Path, name: str, bundle: Path, trust: Path, port: int, admin_port: int, workers: int
+    workdir: Path,
+    name: str,
+    bundle: Path,
+    trust: Path,
+    port: int,
+    admin_port: int,
+    workers: int,
+    access_log: str = "",
 ) -> list[str]:
     config = NodeConfig(
         node_id=f"bench-{name}",
@@ -266,6 +273,7 @@ def node_command(
         admin=f"127.0.0.1:{admin_port}",
         bundle_file=bundle,
         report_interval_s=5.0,
+        access_log=access_log,
     )
     if workers == 1:
         return [
@@ -386,10 +394,11 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                 False,
             )
         )
-        for name, bundle, workers in (
-            ("failsmall, empty bundle", empty, 1),
-            ("failsmall, example bundle", example, 1),
-            ("failsmall, example bundle, 2 workers", example, 2),
+        for name, bundle, workers, access_log in (
+            ("failsmall, empty bundle", empty, 1, ""),
+            ("failsmall, example bundle", example, 1, ""),
+            ("failsmall, example bundle, access log", example, 1, str(workdir / "access.log")),
+            ("failsmall, example bundle, 2 workers", example, 2, ""),
         ):
             port = free_port()
             admins = admin_ports(workers)
@@ -398,16 +407,17 @@ def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
                     name,
                     node_command(
                         workdir,
-                        name.split(",")[1].strip().replace(" ", "-") + f"-{workers}",
+                        re.sub(r"\W+", "-", name.split(",", 1)[1].strip()) + f"-{workers}",
                         bundle,
                         trust,
                         port,
                         admins[0],
                         workers,
+                        access_log,
                     ),
                     port,
                     admins,
-                    workers == 1 and bundle is example,
+                    workers == 1 and bundle is example and not access_log,
                 )
             )
         with (

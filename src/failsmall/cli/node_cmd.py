@@ -47,6 +47,12 @@ def node(
             help="The control plane's JetStream domain, if --control names leaf nodes.",
         ),
     ] = "",
+    access_log: Annotated[
+        str,
+        typer.Option(
+            "--access-log", help="Append a JSON line per request to this file (-: stdout)."
+        ),
+    ] = "",
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
     report_interval: Annotated[
         float, typer.Option("--report-interval", help="Seconds between health reports.")
@@ -69,6 +75,7 @@ def node(
         bundle_file=bundle,
         control=control,
         jetstream_domain=jetstream_domain,
+        access_log=access_log,
         capacities=Capacities(bot_feature_slots=bot_feature_slots, max_rules=max_rules),
         report_interval_s=report_interval,
         crash_window_s=crash_window,

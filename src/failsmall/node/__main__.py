@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from failsmall.node.access_log import AccessLogError
 from failsmall.node.config import NodeConfig, NodeConfigError
 from failsmall.node.server import ListenError, run
 from failsmall.node.statefiles import StateDirError
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         run(NodeConfig.from_json(args.config_json))
-    except (NodeConfigError, StateDirError) as exc:
+    except (NodeConfigError, StateDirError, AccessLogError) as exc:
         print(f"failsmall node: {exc}", file=sys.stderr)
         return WorkerExit.BAD_CONFIG
     except ListenError as exc:

@@ -65,6 +65,8 @@ class NodeConfig:
     bundle_file: Path | None = None
     control: str = ""
     jetstream_domain: str = ""
+    access_log: str = ""
+    """A file to append a JSON line per request to (`-`: standard output); empty: none."""
     capacities: Capacities = field(default_factory=Capacities)
     report_interval_s: float = 1.0
     crash_window_s: float = DEFAULT_WINDOW_S
@@ -137,6 +139,7 @@ class NodeConfig:
             bundle_file=Path(data["bundle_file"]) if data["bundle_file"] else None,
             control=str(data.get("control", "")),
             jetstream_domain=str(data.get("jetstream_domain", "")),
+            access_log=str(data.get("access_log", "")),
             capacities=Capacities.model_validate(data["capacities"]),
             report_interval_s=float(data["report_interval_s"]),
             crash_window_s=float(data["crash_window_s"]),

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from enum import Enum, auto
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 from failsmall.engine import Decision, NoRouteError, Request, Verdict
 from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
+from failsmall.engine.outcomes import Scored
 from failsmall.model import BodyOverBuffer, Limits
 from failsmall.node import wire
+from failsmall.node.access_log import cache_field
 from failsmall.node.deadline import Deadline
 from failsmall.node.serving import Serving
 from failsmall.node.upstream import OriginUnreachableError, UpstreamConnection
@@ -71,7 +73,7 @@ class Exchange:
     """
 
     url = b""
-    method = b"GET"
+    method = b""  # until the head is parsed
     path = "/"
     query = ""
     host = b""
@@ -101,6 +103,8 @@ class Exchange:
     until_eof = False
     cache_body: bytearray | None = None
     status = 0
+    note = ""
+    origin_id = ""
 
     def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
         self.conn = conn
@@ -254,6 +258,7 @@ class Exchange:
                 % (self.host or b"(none)", self.path.encode()),
             )
             return
+        self.origin_id = origin.id
         pool = self.conn.ctx.pools.for_origin(origin)
         upstream = pool.take()
         if upstream is not None:
@@ -541,13 +546,47 @@ class Exchange:
             return
         self.state = ExchangeState.DONE
         verdict = self.verdict
-        self.conn.ctx.stats.record(
+        seconds = time.perf_counter() - self.started
+        ctx = self.conn.ctx
+        ctx.stats.record(
             self.status,
             self.decision,
-            time.perf_counter() - self.started,
+            seconds,
             verdict.modules if verdict is not None else EMPTY_MODULES,
         )
+        if ctx.access_log is not None:
+            ctx.access_log.add(self.log_entry(seconds))
         self.conn.exchange_done(self)
+
+    def log_entry(self, seconds: float) -> dict[str, Any]:
+        """This exchange's access log line: what identifies and explains it, no secrets (the
+        path but not the query; no header, cookie or body)."""
+        entry: dict[str, Any] = {"client": self.conn.client_ip}
+        if self.method:  # the head was parsed
+            entry["id"] = self.request_id.decode("latin-1")
+            entry["method"] = self.method.decode("latin-1")
+            entry["host"] = self.host.decode("latin-1")
+            entry["path"] = self.path
+        entry["status"] = self.status
+        entry["decision"] = self.decision
+        entry["ms"] = round(seconds * 1000, 3)
+        entry["body_bytes"] = self.body_bytes
+        if self.serving is not None:
+            entry["bundle"] = self.serving.tag.decode()
+        if self.origin_id:
+            entry["origin"] = self.origin_id
+        verdict = self.verdict
+        if verdict is not None:
+            entry["cache"] = cache_field(verdict.cache)
+            if verdict.matched_rules:
+                entry["rules"] = list(verdict.matched_rules)
+            if isinstance(verdict.bot, Scored):
+                entry["bot"] = verdict.bot.score
+            if verdict.errored:
+                entry["errored"] = True
+        if self.note:
+            entry["note"] = self.note
+        return entry
 
 
 def _drop_listed(out: list[bytes], listed: frozenset[bytes]) -> list[bytes]:

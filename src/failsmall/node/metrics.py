@@ -72,6 +72,12 @@ class NodeCollector:
             upstream.add_metric([kind], value)
         yield upstream
 
+        yield CounterMetricFamily(
+            "failsmall_access_log_write_errors",
+            "Access log lines lost because the write failed (disk full, file gone)",
+            value=stats.access_log_write_errors,
+        )
+
         latency = HistogramMetricFamily(
             "failsmall_request_duration_seconds", "Time from request head to response end"
         )

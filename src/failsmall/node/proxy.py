@@ -17,6 +17,7 @@ import httptools
 
 from failsmall.model import BodyOverBuffer
 from failsmall.node import wire
+from failsmall.node.access_log import AccessLog
 from failsmall.node.batching import WriteBatch
 from failsmall.node.deadline import Deadline
 from failsmall.node.exchange import Exchange, ExchangeState, RequestRejected
@@ -40,6 +41,8 @@ class ProxyContext:
     connections: set[ClientConnection] = field(default_factory=set)
     draining: bool = False
     """The node is stopping: every response closes its connection."""
+    access_log: AccessLog | None = None
+    """Where a line per request goes; None when the node keeps no access log."""
 
     def __post_init__(self) -> None:
         self.pools = Pools(self.writes)
@@ -345,10 +348,20 @@ class ClientConnection(asyncio.Protocol):
         if head is not None and head.state is not ExchangeState.DONE:
             head.keep_alive = False
             head.decision = "rejected"
+            head.note = reason
             self.reading = None
             head.respond_local(status, body)
         else:
             self.write(wire.local_response(status, body, keep_alive=False))
+            if self.ctx.access_log is not None:
+                self.ctx.access_log.add(
+                    {
+                        "client": self.client_ip,
+                        "status": status,
+                        "decision": "rejected",
+                        "note": reason,
+                    }
+                )
         self.linger()
 
     def drain(self) -> None:

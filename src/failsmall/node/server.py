@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import uvloop
 
+from failsmall.node.access_log import AccessLog
 from failsmall.node.admin import AdminServer
 from failsmall.node.agent import ConfigAgent
 from failsmall.node.config import NodeConfig, load_trusted_keys, parse_address
@@ -57,6 +58,8 @@ class EdgeNode:
     def __post_init__(self) -> None:
         self.config.validate()
         self.ctx = ProxyContext(self.slot)
+        if self.config.access_log:
+            self.ctx.access_log = AccessLog(self.config.access_log, self.ctx.stats)
         state_dir = ensure_dir(self.config.state_dir)
         self.lkg = LastKnownGood(state_dir)
         self.guard = CrashGuard(state_dir, self.config.crash_window_s)
@@ -141,6 +144,8 @@ class EdgeNode:
         for conn in list(self.ctx.connections):
             conn.close()
         self.ctx.pools.close()
+        if self.ctx.access_log is not None:
+            self.ctx.access_log.close()
         if self._server is not None:
             await self._server.wait_closed()
         self.stopped.set()

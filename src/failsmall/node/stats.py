@@ -104,6 +104,7 @@ class TrafficStats:
     module_errors: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_errors: Counter[str] = field(default_factory=Counter)
+    access_log_write_errors: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     window: Window = field(default_factory=Window)
 

@@ -1,0 +1,116 @@
+"""The access log: a JSON line per request that says what happened and why, and no secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from failsmall.model import BlockAction, Phase, Rule, Ruleset
+from failsmall.node.access_log import AccessLog, AccessLogError
+from failsmall.node.stats import TrafficStats
+from tests.node.conftest import (
+    Keys,
+    OriginServer,
+    StartNode,
+    WatchDir,
+    eventually,
+    make_bundle,
+    raw_exchange,
+    serving,
+)
+
+SECRET = "s3cr3t-session-value"
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_each_request_gets_a_line_saying_what_was_decided_and_why(
+    tmp_path: Path, start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    log = tmp_path / "access.log"
+    node = await start_node(access_log=str(log))
+    rules = Ruleset(
+        id="custom",
+        rules=[
+            Rule(
+                id="block-admin",
+                expression='http.request.uri.path.startsWith("/admin")',
+                action=BlockAction(status=451),
+            )
+        ],
+    )
+    bundle = make_bundle(origin.url, rulesets=[rules], phases={Phase.CUSTOM: "custom"})
+    signed = keys.sign(bundle)
+    await serving(node, watch.publish(signed))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
+        ok = await client.get(
+            f"/hello?token={SECRET}",
+            headers={"Cookie": f"session={SECRET}", "Authorization": f"Bearer {SECRET}"},
+        )
+        assert ok.status_code == 200
+        assert (await client.get("/admin/users")).status_code == 451
+    raw = await raw_exchange(node.port, b"GARBAGE\r\n\r\n", timeout_s=2)
+    assert raw.startswith(b"HTTP/1.1 400 ")
+    await eventually(lambda: len(log.read_text().splitlines()) == 3, what="three log lines")
+    allowed, blocked, rejected = lines(log)
+    assert allowed["status"] == 200
+    assert allowed["decision"] == "allow"
+    assert allowed["path"] == "/hello"
+    assert allowed["origin"] == "web"
+    assert allowed["bundle"] == ok.headers["x-failsmall-bundle"]
+    assert signed.digest.removeprefix("sha256:").startswith(allowed["bundle"])
+    assert allowed["id"] == ok.headers["x-request-id"]
+    assert allowed["ms"] >= 0
+    assert blocked["status"] == 451
+    assert blocked["decision"] == "block"
+    assert blocked["rules"] == ["block-admin"]
+    assert rejected["status"] == 400
+    assert rejected["decision"] == "rejected"
+    assert "malformed" in rejected["note"]
+    assert "path" not in rejected  # the head was never parsed
+    assert SECRET not in log.read_text()  # no query string, cookie or header values
+
+
+def test_an_access_log_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "missing-dir" / "access.log"
+    try:
+        AccessLog(str(target), TrafficStats())
+    except AccessLogError as exc:
+        assert str(target) in str(exc)
+    else:
+        raise AssertionError("opening an access log in a missing directory succeeded")
+
+
+def test_the_node_command_refuses_an_unwritable_access_log(tmp_path: Path, keys: Keys) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from failsmall.cli.main import app; app()",
+            "node",
+            "--node-id",
+            "n",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--trust",
+            str(keys.public_path),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--access-log",
+            str(tmp_path / "missing-dir" / "access.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot open access log" in result.stdout + result.stderr
