@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from failsmall.model import BlockAction, Phase, Rule, Ruleset
-from failsmall.node.access_log import AccessLog, AccessLogError
+from failsmall.node.access_log import AccessEntry, AccessLog, AccessLogError
 from failsmall.node.stats import TrafficStats
 from tests.node.conftest import (
     Keys,
@@ -114,3 +116,51 @@ def test_the_node_command_refuses_an_unwritable_access_log(tmp_path: Path, keys:
     )
     assert result.returncode == 2
     assert "cannot open access log" in result.stdout + result.stderr
+
+
+@given(
+    client=st.text(max_size=40),
+    method=st.text(max_size=10),
+    host=st.text(max_size=60),
+    path=st.text(max_size=200),
+    status=st.integers(100, 599),
+    ms=st.floats(0, 1e6),
+    rules=st.lists(st.text(max_size=30), max_size=4),
+    bot=st.integers(-1, 99),
+    note=st.text(max_size=80),
+)
+def test_every_line_is_one_json_object_holding_exactly_its_values(
+    client: str,
+    method: str,
+    host: str,
+    path: str,
+    status: int,
+    ms: float,
+    rules: list[str],
+    bot: int,
+    note: str,
+) -> None:
+    entry = AccessEntry(
+        client,
+        status,
+        "block",
+        ms,
+        request_id="r-1",
+        method=method,
+        host=host,
+        path=path,
+        rules=tuple(rules),
+        bot=bot,
+        note=note,
+    )
+    line = entry.to_line(1795738910.081)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["client"] == client
+    assert data["status"] == status
+    assert abs(data["ms"] - ms) <= 0.0005 + ms * 1e-12
+    assert data.get("path") == (path if method else None)
+    assert data.get("host") == (host if method else None)
+    assert data.get("rules", []) == rules
+    assert data.get("bot") == (bot if bot >= 0 else None)
+    assert data.get("note", "") == note

@@ -10,14 +10,68 @@ hold a secret: the path but not the query string, no header or cookie values, no
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as quote  # the C encoder of JSON strings
 from pathlib import Path
-from typing import Any, assert_never
+from typing import assert_never
 
 from failsmall.engine.cache import CacheBypass, CacheDecision, CacheHit, CacheMiss
 from failsmall.node.stats import TrafficStats
+
+
+@dataclass(slots=True)
+class AccessEntry:
+    """One line of the access log. `method`, `host` and `path` are empty when the request's
+    head was never parsed (a malformed request); such lines leave them out."""
+
+    client: str
+    status: int
+    decision: str
+    ms: float
+    request_id: str = ""
+    method: str = ""
+    host: str = ""
+    path: str = ""
+    body_bytes: int = 0
+    bundle: str = ""
+    origin: str = ""
+    cache: str = ""
+    rules: tuple[str, ...] = ()
+    bot: int = -1  # the bot score (1-99); below 0 when none was computed (left out)
+    errored: tuple[str, ...] = ()
+    note: str = ""
+
+    def to_line(self, ts: float) -> str:
+        """The JSON line; built by hand because `json.dumps` costs several times more on a
+        path taken for every request. Every string goes through JSON's own escaping."""
+        parts = [f'{{"ts":{ts:.3f},"client":{quote(self.client)}']
+        if self.method:
+            parts.append(
+                f',"id":{quote(self.request_id)},"method":{quote(self.method)}'
+                f',"host":{quote(self.host)},"path":{quote(self.path)}'
+            )
+        parts.append(
+            f',"status":{self.status},"decision":{quote(self.decision)},"ms":{self.ms:.3f}'
+            f',"body_bytes":{self.body_bytes}'
+        )
+        if self.bundle:
+            parts.append(f',"bundle":{quote(self.bundle)}')
+        if self.origin:
+            parts.append(f',"origin":{quote(self.origin)}')
+        if self.cache:
+            parts.append(f',"cache":{quote(self.cache)}')
+        if self.rules:
+            parts.append(f',"rules":[{",".join(map(quote, self.rules))}]')
+        if self.bot >= 0:
+            parts.append(f',"bot":{self.bot}')
+        if self.errored:
+            parts.append(f',"errored":[{",".join(map(quote, self.errored))}]')
+        if self.note:
+            parts.append(f',"note":{quote(self.note)}')
+        parts.append("}")
+        return "".join(parts)
 
 
 class AccessLogError(Exception):
@@ -42,16 +96,15 @@ class AccessLog:
         self._lines: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, entry: dict[str, Any]) -> None:
+    def add(self, entry: AccessEntry) -> None:
         """Queue one request's line; it is written at the end of this loop iteration."""
-        entry["ts"] = round(time.time(), 3)
         lines = self._lines
         if not lines:
             loop = self._loop
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self.flush)
-        lines.append(json.dumps(entry, separators=(",", ":")))
+        lines.append(entry.to_line(time.time()))
 
     def flush(self) -> None:
         if not self._lines:

@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from enum import Enum, auto
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from failsmall.engine import Decision, NoRouteError, Request, Verdict
 from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
-from failsmall.engine.outcomes import Scored
+from failsmall.engine.outcomes import ModuleErrored, Scored
 from failsmall.model import BodyOverBuffer, Limits
 from failsmall.node import wire
-from failsmall.node.access_log import cache_field
+from failsmall.node.access_log import AccessEntry, cache_field
 from failsmall.node.deadline import Deadline
 from failsmall.node.serving import Serving
 from failsmall.node.upstream import OriginUnreachableError, UpstreamConnection
@@ -558,34 +558,30 @@ class Exchange:
             ctx.access_log.add(self.log_entry(seconds))
         self.conn.exchange_done(self)
 
-    def log_entry(self, seconds: float) -> dict[str, Any]:
+    def log_entry(self, seconds: float) -> AccessEntry:
         """This exchange's access log line: what identifies and explains it, no secrets (the
         path but not the query; no header, cookie or body)."""
-        entry: dict[str, Any] = {"client": self.conn.client_ip}
+        entry = AccessEntry(
+            self.conn.client_ip, self.status, self.decision, seconds * 1000, note=self.note
+        )
         if self.method:  # the head was parsed
-            entry["id"] = self.request_id.decode("latin-1")
-            entry["method"] = self.method.decode("latin-1")
-            entry["host"] = self.host.decode("latin-1")
-            entry["path"] = self.path
-        entry["status"] = self.status
-        entry["decision"] = self.decision
-        entry["ms"] = round(seconds * 1000, 3)
-        entry["body_bytes"] = self.body_bytes
+            entry.request_id = self.request_id.decode("latin-1")
+            entry.method = self.method.decode("latin-1")
+            entry.host = self.host.decode("latin-1")
+            entry.path = self.path
+            entry.body_bytes = self.body_bytes
+            entry.origin = self.origin_id
         if self.serving is not None:
-            entry["bundle"] = self.serving.tag.decode()
-        if self.origin_id:
-            entry["origin"] = self.origin_id
+            entry.bundle = self.serving.tag.decode()
         verdict = self.verdict
         if verdict is not None:
-            entry["cache"] = cache_field(verdict.cache)
-            if verdict.matched_rules:
-                entry["rules"] = list(verdict.matched_rules)
-            if isinstance(verdict.bot, Scored):
-                entry["bot"] = verdict.bot.score
-            if verdict.errored:
-                entry["errored"] = True
-        if self.note:
-            entry["note"] = self.note
+            entry.cache = cache_field(verdict.cache)
+            entry.rules = verdict.matched_rules
+            if type(verdict.bot) is Scored:
+                entry.bot = verdict.bot.score
+            entry.errored = tuple(
+                m.module.value for m in verdict.modules if type(m) is ModuleErrored
+            )
         return entry
 
 

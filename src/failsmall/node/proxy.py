@@ -17,7 +17,7 @@ import httptools
 
 from failsmall.model import BodyOverBuffer
 from failsmall.node import wire
-from failsmall.node.access_log import AccessLog
+from failsmall.node.access_log import AccessEntry, AccessLog
 from failsmall.node.batching import WriteBatch
 from failsmall.node.deadline import Deadline
 from failsmall.node.exchange import Exchange, ExchangeState, RequestRejected
@@ -355,12 +355,7 @@ class ClientConnection(asyncio.Protocol):
             self.write(wire.local_response(status, body, keep_alive=False))
             if self.ctx.access_log is not None:
                 self.ctx.access_log.add(
-                    {
-                        "client": self.client_ip,
-                        "status": status,
-                        "decision": "rejected",
-                        "note": reason,
-                    }
+                    AccessEntry(self.client_ip, status, "rejected", 0.0, note=reason)
                 )
         self.linger()
 
