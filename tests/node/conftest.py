@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from failsmall.model import Bundle, Limits, Origin, Route, SignedBundle, sign_bundle
@@ -90,7 +90,19 @@ def origin_app(state: OriginServer) -> web.Application:
             text=f"cached body {state.requests}", headers={"Cache-Control": "max-age=60"}
         )
 
+    async def websocket_echo(request: web.Request) -> web.WebSocketResponse:
+        await count(request)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                await ws.send_str(f"echo: {message.data}")
+            elif message.type is WSMsgType.BINARY:
+                await ws.send_bytes(message.data[::-1])
+        return ws
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/ws", websocket_echo)
     app.router.add_get("/hello", hello)
     app.router.add_route("*", "/echo", echo_headers)
     app.router.add_get("/big", big)

@@ -5,6 +5,11 @@ Each request is an `Exchange` that moves through `ExchangeState`:
     READING --(body ended, or WAF buffer full)--> evaluate --> DELAYED? --> LOCAL | CONNECTING
     CONNECTING --(pooled or new connection)--> UPSTREAM --(origin response ends)--> DONE
     LOCAL (block, challenge, cache hit, error page) --> DONE
+    UPSTREAM --(a WebSocket handshake the origin answered 101)--> TUNNEL --(either side
+        closes, or idle for idle_timeout_s)--> DONE
+
+A WebSocket handshake is a request like any other (the engine sees it and may block it); once
+the origin switches protocols, the exchange relays bytes both ways until one side closes.
 
 Everything runs in protocol callbacks; the exchange also receives the origin's response as the
 `UpstreamListener` of the connection it borrowed from the pool.
@@ -42,6 +47,9 @@ CHALLENGE_BODY = (
 CHALLENGE_HEADERS = [(b"X-Failsmall-Challenge", b"1"), (b"Cache-Control", b"no-store")]
 HTML = b"text/html; charset=utf-8"
 HIGH_WATER = 1024 * 1024
+EARLY_TUNNEL_BYTES = 64 * 1024
+"""What a client may send after its WebSocket handshake before the origin has accepted it."""
+UPGRADE_HEADERS = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
 EMPTY_MODULES: tuple[()] = ()
 
 
@@ -52,6 +60,7 @@ class ExchangeState(Enum):
     DELAYED = auto()
     CONNECTING = auto()
     UPSTREAM = auto()
+    TUNNEL = auto()
     LOCAL = auto()
     DONE = auto()
 
@@ -105,6 +114,8 @@ class Exchange:
     status = 0
     note = ""
     origin_id = ""
+    websocket = False
+    early: list[bytes] | None = None  # client bytes sent before the tunnel opened
 
     def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
         self.conn = conn
@@ -303,6 +314,8 @@ class Exchange:
             wire.VIA,
             b"\r\n",
         )
+        if self.websocket:
+            parts.append(UPGRADE_HEADERS)
         if self.chunked_in:
             parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
             if self.body:
@@ -323,7 +336,12 @@ class Exchange:
     def attach(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
         self.state = ExchangeState.UPSTREAM
-        upstream.start(self, self.upstream_request(upstream.pool.authority), head_request=self.head)
+        upstream.start(
+            self,
+            self.upstream_request(upstream.pool.authority),
+            head_request=self.head,
+            upgrade=self.websocket,
+        )
         self.conn.resume_reading_for(self)
         self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
 
@@ -334,6 +352,9 @@ class Exchange:
     ) -> None:
         self.upstream_reusable = keep_alive
         self.status = status
+        if status == 101:
+            self.switching_protocols(headers)
+            return
         length = b""
         chunked = False
         out = [wire.status_line(status)]
@@ -369,6 +390,68 @@ class Exchange:
             self.start_chunked_or_close(out)
         self.finish_head(out)
 
+    def switching_protocols(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """The origin accepted a WebSocket handshake (the upstream connection reports a 101
+        only for one): pass its 101 on, with the upgrade headers the proxy speaks."""
+        out = [wire.status_line(101)]
+        for name, value in headers:
+            if wire.header_kind(name) is HeaderKind.FORWARD:
+                out += (name, b": ", value, b"\r\n")
+        out += [UPGRADE_HEADERS, b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", self.request_id]
+        if self.serving is not None:
+            out += [b"\r\nX-Failsmall-Bundle: ", self.serving.tag]
+        out.append(b"\r\n\r\n")
+        self.response_started = True
+        self.conn.write(b"".join(out))
+
+    def upstream_switched(self, rest: bytes) -> None:
+        """The origin's 101 has ended: from now on bytes are relayed both ways."""
+        upstream = self.upstream
+        if upstream is None or self.state is not ExchangeState.UPSTREAM:
+            return
+        self.state = ExchangeState.TUNNEL
+        if rest:
+            self.conn.write(rest)
+        for data in self.early or ():
+            upstream.write(data)
+        self.early = None
+        self.conn.arm(Deadline.IDLE, self.limits.idle_timeout_s)
+
+    def tunnel_from_client(self, data: bytes) -> None:
+        """Bytes the client sent after its WebSocket handshake."""
+        match self.state:
+            case ExchangeState.TUNNEL:
+                if self.upstream is not None:
+                    self.upstream.write(data)
+                self.conn.deadline = self.conn.loop.time() + self.limits.idle_timeout_s
+            case (
+                ExchangeState.READING
+                | ExchangeState.DELAYED
+                | ExchangeState.CONNECTING
+                | ExchangeState.UPSTREAM
+            ):
+                early = self.early = self.early or []
+                early.append(data)
+                if sum(map(len, early)) > EARLY_TUNNEL_BYTES:
+                    self.conn.close()
+            case ExchangeState.LOCAL | ExchangeState.DONE:
+                pass  # refused or over: the connection closes after the answer
+            case _:
+                assert_never(self.state)
+
+    def tunnel_from_origin(self, data: bytes) -> None:
+        self.conn.write(data)
+        self.conn.deadline = self.conn.loop.time() + self.limits.idle_timeout_s
+
+    def tunnel_closed(self) -> None:
+        """The client connection of a tunnel is gone: close the origin's side, count it."""
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.close()
+        if self.state is ExchangeState.TUNNEL:
+            self.state = ExchangeState.DONE
+            self.record()
+
     def start_chunked_or_close(self, out: list[bytes]) -> None:
         if self.http10:
             self.close_delimited = True
@@ -402,7 +485,12 @@ class Exchange:
         if self.chunked_out:
             self.conn.write(wire.LAST_CHUNK)
         if upstream is not None:
-            if self.upstream_reusable and self.body_done and not self.overflow:
+            if (
+                self.upstream_reusable
+                and self.body_done
+                and not self.overflow
+                and not self.websocket
+            ):
                 upstream.pool.give_back(upstream)
             else:
                 upstream.close()
@@ -413,6 +501,10 @@ class Exchange:
 
     def upstream_lost(self, reason: str, got_response: bool) -> None:
         upstream, self.upstream = self.upstream, None
+        if self.state is ExchangeState.TUNNEL:
+            self.keep_alive = False
+            self.finish()
+            return
         if self.state is not ExchangeState.UPSTREAM:
             return
         if self.response_started:
@@ -545,6 +637,11 @@ class Exchange:
         if self.state is ExchangeState.DONE:
             return
         self.state = ExchangeState.DONE
+        self.record()
+        self.conn.exchange_done(self)
+
+    def record(self) -> None:
+        """Count the finished exchange and write its access log line."""
         verdict = self.verdict
         seconds = time.perf_counter() - self.started
         ctx = self.conn.ctx
@@ -556,7 +653,6 @@ class Exchange:
         )
         if ctx.access_log is not None:
             ctx.access_log.add(self.log_entry(seconds))
-        self.conn.exchange_done(self)
 
     def log_entry(self, seconds: float) -> AccessEntry:
         """This exchange's access log line: what identifies and explains it, no secrets (the

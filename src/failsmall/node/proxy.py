@@ -81,6 +81,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self._pausers: set[int] = set()
         self._writing_paused = False
+        self.upgraded: Exchange | None = None  # the WebSocket handshake that ended HTTP here
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -96,6 +97,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.ctx.connections.discard(self)
+        if self.upgraded is not None:
+            self.upgraded.tunnel_closed()
         for exchange in self.queue:
             upstream, exchange.upstream = exchange.upstream, None
             if upstream is not None:
@@ -105,6 +108,9 @@ class ClientConnection(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded is not None:
+            self.upgraded.tunnel_from_client(data)
+            return
         if self.reading is None and self.deadline_kind is Deadline.IDLE:
             self.arm(Deadline.HEADERS, self.ctx.slot.limits.header_timeout_s)
         if self.lingering:
@@ -130,13 +136,27 @@ class ClientConnection(asyncio.Protocol):
                 self.reject(cause.status, cause.reason)
             else:
                 self.reject(400, f"malformed request: {exc}")
-        except httptools.HttpParserUpgrade:
-            self.reject(400, "protocol upgrades are not supported by this edge")
+        except httptools.HttpParserUpgrade as exc:
+            handshake = self.queue[-1] if self.queue else None
+            if handshake is None or not handshake.websocket:
+                self.reject(
+                    400, "only WebSocket upgrades (GET with Upgrade: websocket) are proxied"
+                )
+                return
+            # No more HTTP on this connection: what follows the handshake is for the tunnel.
+            self.upgraded = handshake
+            rest = data[int(exc.args[0]) :]
+            if rest:
+                handshake.tunnel_from_client(rest)
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
 
     def eof_received(self) -> bool:
-        """The client half-closed: answer what it already sent, then close."""
+        """The client half-closed: answer what it already sent, then close. A tunnel ends
+        (returning False lets the transport close, and `connection_lost` closes the origin's
+        side)."""
+        if self.upgraded is not None:
+            return False
         for exchange in self.queue:
             exchange.keep_alive = False
         return bool(self.queue)
@@ -238,6 +258,7 @@ class ClientConnection(asyncio.Protocol):
     def _read_headers(self, exchange: Exchange) -> None:
         """One pass over the request headers: note what the proxy needs, keep the rest."""
         connection: list[bytes] = []
+        upgrade = b""
         hosts = 0
         forward = exchange.forward
         for name, value in exchange.raw_headers:
@@ -256,6 +277,8 @@ class ClientConnection(asyncio.Protocol):
                 exchange.chunked_in = True
             elif lower == b"connection":
                 connection.append(value)
+            elif lower == b"upgrade":
+                upgrade = value
             elif lower == b"x-forwarded-for":
                 exchange.xff = exchange.xff + b", " + value if exchange.xff else value
             elif lower == b"x-request-id":
@@ -268,9 +291,18 @@ class ClientConnection(asyncio.Protocol):
         if hosts == 0 and not exchange.http10:
             raise RequestRejected(400, "HTTP/1.1 request without a Host header")
         if connection:
-            listed = wire.connection_tokens(connection) - _NOTED
+            tokens = wire.connection_tokens(connection)
+            listed = tokens - _NOTED
             if listed:
                 exchange.forward = [(n, v) for n, v in forward if n.lower() not in listed]
+            if (
+                upgrade.strip().lower() == b"websocket"
+                and b"upgrade" in tokens
+                and exchange.method == b"GET"
+                and not exchange.http10
+            ):
+                exchange.websocket = True
+                exchange.keep_alive = False  # after the handshake, HTTP is over here
 
     def _read_target(self, exchange: Exchange) -> None:
         url = exchange.url

@@ -32,6 +32,10 @@ class UpstreamListener(Protocol):
 
     def upstream_done(self) -> None: ...
 
+    def upstream_switched(self, rest: bytes) -> None: ...
+
+    def tunnel_from_origin(self, data: bytes) -> None: ...
+
     def upstream_lost(self, reason: str, got_response: bool) -> None: ...
 
     def upstream_pause(self) -> None: ...
@@ -46,6 +50,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_headers",
         "_parser",
         "_skip_body",
+        "_tunnel",
+        "_upgrade",
         "got_response",
         "listener",
         "open",
@@ -64,6 +70,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._skip_body = False
+        self._upgrade = False  # the request asked to switch to WebSocket
+        self._tunnel = False  # it did: bytes are relayed as they come
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -72,12 +80,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.open = True
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel:
+            if self.listener is not None:
+                self.listener.tunnel_from_origin(data)
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # The node never asks for an upgrade (it refuses them with 400), so a 101 is a
-            # protocol the client did not request.
-            self._fail("origin switched protocols (101) unasked; upgrades are not proxied")
+        except httptools.HttpParserUpgrade as exc:
+            listener = self.listener
+            if not self._upgrade or listener is None:
+                # Only a WebSocket handshake may be answered with 101.
+                self._fail("origin switched protocols (101) unasked; upgrades are not proxied")
+                return
+            self._tunnel = True
+            listener.upstream_switched(data[int(exc.args[0]) :])
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
 
@@ -113,6 +129,9 @@ class UpstreamConnection(asyncio.Protocol):
         if listener is None:
             return
         status = self._parser.get_status_code()
+        if status == 101 and self._upgrade:
+            listener.upstream_head(status, self._headers, False)
+            return
         if 100 <= status < 200:
             return
         listener.upstream_head(status, self._headers, self._parser.should_keep_alive())
@@ -136,11 +155,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- used by the exchange --------------------------------------------------------------
 
-    def start(self, listener: UpstreamListener, head: bytes, *, head_request: bool) -> None:
-        """Bind this connection to an exchange and send the request head."""
+    def start(
+        self, listener: UpstreamListener, head: bytes, *, head_request: bool, upgrade: bool = False
+    ) -> None:
+        """Bind this connection to an exchange and send the request head; `upgrade` when it
+        is a WebSocket handshake, which the origin may answer by switching protocols."""
         self.listener = listener
         self.got_response = False
         self._skip_body = head_request
+        self._upgrade = upgrade
         if self.transport is None:
             listener.upstream_lost(
                 "the origin connection closed before the request was sent", False
