@@ -281,3 +281,23 @@ async def test_interim_responses_from_the_origin_give_way_to_the_final_one(
         assert status_of(raw) == 200
         assert raw.endswith(b"\r\n\r\nhello")
         assert raw.count(b"HTTP/1.1 ") == 1
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-Many-%d: %s\r\n" % (i, b"m" * 40) for i in range(2000))
+        + b"Content-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Never-Ends: " + b"n" * 200_000,
+    ],
+    ids=["one-huge-header", "many-headers", "unfinished-header"],
+)
+async def test_an_origin_response_head_past_its_bound_is_a_502(
+    canned_node: CannedNode, head: bytes
+) -> None:
+    async with canned_node(head) as node:
+        raw = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
+        assert status_of(raw) == 502
+        assert b"response head over" in raw

@@ -19,6 +19,16 @@ from failsmall.model import Origin
 from failsmall.node.batching import WriteBatch
 
 MAX_IDLE_PER_ORIGIN = 256
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+"""A response head larger than this is a 502: the node does not buffer without bound for an
+origin either."""
+
+
+class ResponseHeadTooLarge(Exception):
+    """An origin's response head grew past MAX_RESPONSE_HEAD_BYTES."""
+
+
+_HEAD_TOO_LARGE = f"origin sent a response head over {MAX_RESPONSE_HEAD_BYTES} bytes"
 
 
 class UpstreamListener(Protocol):
@@ -47,6 +57,9 @@ class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an origin."""
 
     __slots__ = (
+        "_awaiting_head",
+        "_head_bytes",
+        "_head_raw",
         "_headers",
         "_parser",
         "_skip_body",
@@ -69,6 +82,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_response = False
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0  # of the headers parsed so far
+        self._head_raw = 0  # of the input while a head was incomplete
+        self._awaiting_head = False
         self._skip_body = False
         self._upgrade = False  # the request asked to switch to WebSocket
         self._tunnel = False  # it did: bytes are relayed as they come
@@ -86,6 +102,18 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if self._awaiting_head:
+                # The parser keeps an unfinished header to itself: bound what it may hold.
+                self._head_raw += len(data)
+                if self._head_raw > MAX_RESPONSE_HEAD_BYTES:
+                    raise ResponseHeadTooLarge(_HEAD_TOO_LARGE)
+        except ResponseHeadTooLarge as exc:
+            self._fail(str(exc))
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, ResponseHeadTooLarge):
+                self._fail(str(exc.__context__))
+            else:
+                self._fail(f"origin sent a malformed response: {exc}")
         except httptools.HttpParserUpgrade as exc:
             listener = self.listener
             if not self._upgrade or listener is None:
@@ -119,12 +147,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._headers = []
+        self._awaiting_head = True  # again, after an interim 1xx response
         self.got_response = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_RESPONSE_HEAD_BYTES:
+            raise ResponseHeadTooLarge(_HEAD_TOO_LARGE)
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._awaiting_head = False
         listener = self.listener
         if listener is None:
             return
@@ -164,6 +197,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_response = False
         self._skip_body = head_request
         self._upgrade = upgrade
+        self._awaiting_head = True
+        self._head_bytes = self._head_raw = 0
         if self.transport is None:
             listener.upstream_lost(
                 "the origin connection closed before the request was sent", False
