@@ -16,6 +16,7 @@ from tests.node.conftest import (
     OriginServer,
     StartNode,
     WatchDir,
+    eventually,
     fast_limits,
     make_bundle,
     raw_exchange,
@@ -301,3 +302,26 @@ async def test_an_origin_response_head_past_its_bound_is_a_502(
         raw = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
         assert status_of(raw) == 502
         assert b"response head over" in raw
+
+
+async def test_connections_past_the_limit_are_shed_with_a_503_and_the_rest_keep_working(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    node = await start_node()
+    limits = fast_limits(max_connections=3, header_timeout_s=5.0)
+    await serving(node, watch.publish(keys.sign(make_bundle(origin.url, limits=limits))))
+    held = [await asyncio.open_connection("127.0.0.1", node.port) for _ in range(3)]
+    await eventually(lambda: len(node.ctx.connections) == 3, what="three open connections")
+    shed = await raw_exchange(node.port, CLOSING_GET, timeout_s=3)
+    assert status_of(shed) == 503
+    assert b"Retry-After: 1" in shed
+    assert b"limit of 3 connections" in shed
+    # A connection already open is served as usual.
+    reader, writer = held[0]
+    writer.write(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readuntil(b"hello"), 5)).startswith(b"HTTP/1.1 200 ")
+    for _, writer in held:
+        writer.close()
+    await eventually(lambda: not node.ctx.connections, what="the held connections to close")
+    await still_serves(node)
+    assert node.ctx.stats.rejected["503"] == 1

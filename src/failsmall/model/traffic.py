@@ -80,6 +80,8 @@ class Limits(Strict):
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     upstream_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     module_time_budget_us: int = Field(default=50_000, ge=100, le=10_000_000)
+    max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Open client connections per node process; past it, new ones get a 503 and close."""
 
 
 class Capacities(Strict):

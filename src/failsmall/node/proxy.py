@@ -59,6 +59,9 @@ def _check_transfer_coding(value: bytes, http10: bool) -> None:
         raise RequestRejected(501, "only the chunked transfer coding is supported")
 
 
+RETRY_SOON = [(b"Retry-After", b"1")]
+
+
 class ClientConnection(asyncio.Protocol):
     """One client TCP connection: parses requests, answers them in order, enforces limits."""
 
@@ -91,8 +94,18 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
             self.client_ip_bytes = self.client_ip.encode()
-        self.ctx.connections.add(self)
-        self.arm(Deadline.HEADERS, self.ctx.slot.limits.header_timeout_s)
+        connections = self.ctx.connections
+        connections.add(self)
+        limits = self.ctx.slot.limits
+        if len(connections) > limits.max_connections:
+            # Shed at the door, cheaply, rather than slow down every connection already open.
+            self.reject(
+                503,
+                f"this node is at its limit of {limits.max_connections} connections; retry soon",
+                extra=RETRY_SOON,
+            )
+            return
+        self.arm(Deadline.HEADERS, limits.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -369,7 +382,9 @@ class ClientConnection(asyncio.Protocol):
         self.deadline_kind = kind
         self.deadline = self.loop.time() + seconds
 
-    def reject(self, status: int, reason: str) -> None:
+    def reject(
+        self, status: int, reason: str, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         """Answer a request that broke a limit or could not be parsed, then close."""
         self.ctx.stats.reject(str(status))
         head = self.queue[0] if self.queue else None
@@ -384,7 +399,7 @@ class ClientConnection(asyncio.Protocol):
             self.reading = None
             head.respond_local(status, body)
         else:
-            self.write(wire.local_response(status, body, keep_alive=False))
+            self.write(wire.local_response(status, body, keep_alive=False, extra=extra))
             if self.ctx.access_log is not None:
                 self.ctx.access_log.add(
                     AccessEntry(self.client_ip, status, "rejected", 0.0, note=reason)
