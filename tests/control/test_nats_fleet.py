@@ -41,17 +41,11 @@ class NatsFleet:
     admin: httpx.AsyncClient
 
 
-@contextlib.asynccontextmanager
-async def nats_fleet(
-    tmp_path: Path,
-    key: Ed25519PrivateKey,
-    name: str,
-    dead_after_s: float,
-    traffic: Callable[[str], Traffic] = lambda digest: HEALTHY,
-) -> AsyncIterator[NatsFleet]:
-    server = NatsServer(name=name, workdir=tmp_path)
-    server.start()
-    settings = ControlSettings(
+def nats_settings(
+    tmp_path: Path, key: Ed25519PrivateKey, server: NatsServer, dead_after_s: float = 5.0
+) -> ControlSettings:
+    """A control plane on `server` with quick rollout policies."""
+    return ControlSettings(
         db=tmp_path / "control.db",
         key=key,
         port=0,
@@ -62,7 +56,19 @@ async def nats_fleet(
         admin_token_file=tmp_path / "admin.token",
         policies=QUICK_POLICIES,
     )
-    plane = await ControlPlane.open(settings)
+
+
+@contextlib.asynccontextmanager
+async def nats_fleet(
+    tmp_path: Path,
+    key: Ed25519PrivateKey,
+    name: str,
+    dead_after_s: float,
+    traffic: Callable[[str], Traffic] = lambda digest: HEALTHY,
+) -> AsyncIterator[NatsFleet]:
+    server = NatsServer(name=name, workdir=tmp_path)
+    server.start()
+    plane = await ControlPlane.open(nats_settings(tmp_path, key, server, dead_after_s))
     await plane.start()
     nodes: list[ScriptedNode] = []
     try:
@@ -149,17 +155,7 @@ async def test_a_node_process_follows_the_control_plane_through_a_leaf_node(
     leaf.start()
     trust = tmp_path / "signing.pub"
     trust.write_bytes(public_key_pem(key.public_key()))
-    settings = ControlSettings(
-        db=tmp_path / "control.db",
-        key=key,
-        port=0,
-        transport="nats",
-        nats_servers=[hub.url],
-        tick_s=0.2,
-        admin_token_file=tmp_path / "admin.token",
-        policies=QUICK_POLICIES,
-    )
-    plane = await ControlPlane.open(settings)
+    plane = await ControlPlane.open(nats_settings(tmp_path, key, hub))
     await plane.start()
     admin_port = free_port()
     log = tmp_path / "edge-1.log"

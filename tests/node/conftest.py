@@ -278,6 +278,15 @@ def canned_node(start_node: StartNode, watch: WatchDir, keys: Keys) -> CannedNod
     return run
 
 
+async def ready_node(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer, **bundle: Any
+) -> EdgeNode:
+    """A node serving a bundle whose origin is `origin`, with `bundle`'s other fields."""
+    node = await start_node()
+    await serving(node, watch.publish(keys.sign(make_bundle(origin.url, **bundle))))
+    return node
+
+
 async def serving(node: EdgeNode, digest: str, timeout_s: float = 10.0) -> None:
     await eventually(lambda: node.slot.digest == digest, timeout_s, f"node to serve {digest}")
 

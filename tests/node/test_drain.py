@@ -13,16 +13,14 @@ from tests.node.conftest import (
     StartNode,
     WatchDir,
     eventually,
-    make_bundle,
-    serving,
+    ready_node,
 )
 
 
 async def test_a_stopping_node_finishes_requests_in_flight_and_closes_idle_connections(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    node = await start_node()
-    await serving(node, watch.publish(keys.sign(make_bundle(origin.url))))
+    node = await ready_node(start_node, watch, keys, origin)
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", node.port)
     idle_writer.write(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
     first = await idle_reader.readuntil(b"hello")
@@ -46,8 +44,7 @@ async def test_a_stopping_node_finishes_requests_in_flight_and_closes_idle_conne
 async def test_a_request_still_running_after_the_grace_period_is_cut(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    node = await start_node()
-    await serving(node, watch.publish(keys.sign(make_bundle(origin.url))))
+    node = await ready_node(start_node, watch, keys, origin)
     async with httpx.AsyncClient() as client:
         slow = asyncio.create_task(client.get(f"http://127.0.0.1:{node.port}/slow?s=1.5"))
         await eventually(lambda: origin.requests >= 1, what="the slow request at the origin")

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import httpx
 
 from failsmall.model import BodyOverBuffer
-from failsmall.node.server import EdgeNode
 from tests.node.conftest import (
     CannedNode,
     Keys,
@@ -19,17 +18,9 @@ from tests.node.conftest import (
     fast_limits,
     make_bundle,
     raw_exchange,
+    ready_node,
     serving,
 )
-
-
-async def ready_node(
-    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer, **bundle: object
-) -> EdgeNode:
-    node = await start_node()
-    digest = watch.publish(keys.sign(make_bundle(origin.url, **bundle)))  # type: ignore[arg-type]
-    await serving(node, digest)
-    return node
 
 
 def headers_seen(response: httpx.Response) -> dict[str, list[str]]:

@@ -9,7 +9,6 @@ import aiohttp
 import pytest
 
 from failsmall.model import BlockAction, Phase, Rule, Ruleset
-from failsmall.node.server import EdgeNode
 from tests.node.conftest import (
     Keys,
     OriginServer,
@@ -17,9 +16,8 @@ from tests.node.conftest import (
     WatchDir,
     eventually,
     fast_limits,
-    make_bundle,
     raw_exchange,
-    serving,
+    ready_node,
 )
 
 HANDSHAKE = (
@@ -28,18 +26,10 @@ HANDSHAKE = (
 )
 
 
-async def ws_node(
-    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer, **bundle: object
-) -> EdgeNode:
-    node = await start_node()
-    await serving(node, watch.publish(keys.sign(make_bundle(origin.url, **bundle))))  # type: ignore[arg-type]
-    return node
-
-
 async def test_messages_flow_both_ways_through_the_node(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    node = await ws_node(start_node, watch, keys, origin)
+    node = await ready_node(start_node, watch, keys, origin)
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(f"http://127.0.0.1:{node.port}/ws") as ws,
@@ -69,7 +59,7 @@ async def test_the_engine_judges_the_handshake(
             )
         ],
     )
-    node = await ws_node(
+    node = await ready_node(
         start_node, watch, keys, origin, rulesets=[rules], phases={Phase.CUSTOM: "custom"}
     )
     async with aiohttp.ClientSession() as session:
@@ -82,7 +72,7 @@ async def test_the_engine_judges_the_handshake(
 async def test_an_origin_that_declines_the_upgrade_answers_normally_and_the_connection_closes(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    node = await ws_node(start_node, watch, keys, origin)
+    node = await ready_node(start_node, watch, keys, origin)
     raw = await raw_exchange(node.port, HANDSHAKE.replace(b"/ws", b"/hello"), timeout_s=3)
     assert raw.startswith(b"HTTP/1.1 200 ")
     assert b"Connection: close" in raw
@@ -92,7 +82,7 @@ async def test_an_origin_that_declines_the_upgrade_answers_normally_and_the_conn
 async def test_a_tunnel_idle_past_the_idle_timeout_is_closed(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    node = await ws_node(start_node, watch, keys, origin, limits=fast_limits(idle_timeout_s=0.3))
+    node = await ready_node(start_node, watch, keys, origin, limits=fast_limits(idle_timeout_s=0.3))
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(f"http://127.0.0.1:{node.port}/ws", autoping=False) as ws,
@@ -119,7 +109,7 @@ async def test_other_upgrades_are_refused(
     origin: OriginServer,
     request_bytes: bytes,
 ) -> None:
-    node = await ws_node(start_node, watch, keys, origin)
+    node = await ready_node(start_node, watch, keys, origin)
     raw = await raw_exchange(node.port, request_bytes, timeout_s=3)
     assert raw.startswith(b"HTTP/1.1 400 ")
 
@@ -127,7 +117,7 @@ async def test_other_upgrades_are_refused(
 async def test_bytes_sent_right_after_the_handshake_reach_the_origin(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    node = await ws_node(start_node, watch, keys, origin)
+    node = await ready_node(start_node, watch, keys, origin)
     reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
     # A masked text frame "hi" sent with the handshake, before the 101 arrives.
     mask = b"\x01\x02\x03\x04"
