@@ -39,7 +39,7 @@ class AccessEntry:
     origin: str = ""
     cache: str = ""
     rules: tuple[str, ...] = ()
-    bot: int = -1  # the bot score (1-99); below 0 when none was computed (left out)
+    bot: int | None = None  # the bot score (1-99), when the bot module computed one
     errored: tuple[str, ...] = ()
     note: str = ""
 
@@ -64,7 +64,7 @@ class AccessEntry:
             parts.append(f',"cache":{quote(self.cache)}')
         if self.rules:
             parts.append(f',"rules":[{",".join(map(quote, self.rules))}]')
-        if self.bot >= 0:
+        if self.bot is not None:
             parts.append(f',"bot":{self.bot}')
         if self.errored:
             parts.append(f',"errored":[{",".join(map(quote, self.errored))}]')
