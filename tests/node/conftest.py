@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -113,15 +114,24 @@ def origin_app(state: OriginServer) -> web.Application:
 
 @pytest.fixture
 async def origin() -> AsyncIterator[OriginServer]:
+    async with running_origin() as state:
+        yield state
+
+
+@contextlib.asynccontextmanager
+async def running_origin(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[OriginServer]:
+    """The test origin (`origin_app`) on a free loopback port, over TLS with `ssl_context`."""
     state = OriginServer()
     runner = web.AppRunner(origin_app(state), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     server: Any = site._server
     state.port = server.sockets[0].getsockname()[1]
-    yield state
-    await runner.cleanup()
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
 
 
 @dataclass

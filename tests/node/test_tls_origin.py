@@ -8,11 +8,9 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,7 +24,7 @@ from tests.node.conftest import (
     StartNode,
     WatchDir,
     make_bundle,
-    origin_app,
+    running_origin,
     serving,
 )
 
@@ -121,16 +119,8 @@ def authority() -> Authority:
 
 @pytest.fixture
 async def tls_origin(tmp_path: Path, authority: Authority) -> AsyncIterator[OriginServer]:
-    state = OriginServer()
-    runner = web.AppRunner(origin_app(state), access_log=None)
-    await runner.setup()
-    context = authority.server_context(tmp_path, "origin.test")
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    server: Any = site._server
-    state.port = server.sockets[0].getsockname()[1]
-    yield state
-    await runner.cleanup()
+    async with running_origin(authority.server_context(tmp_path, "origin.test")) as state:
+        yield state
 
 
 async def _node_for(

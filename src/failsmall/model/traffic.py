@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,8 +15,13 @@ KIB = 1024
 MIB = 1024 * KIB
 
 
+ORIGIN_URL = r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$"
+
+
 class Origin(Strict):
-    """An upstream server, addressed as http://host:port or https://host:port.
+    """An upstream service: a server addressed as http://host:port or https://host:port, and
+    maybe `replicas`, more servers of the same service (same scheme and TLS settings). Requests
+    are spread over the servers in turn; one that cannot be reached is left out for a while.
 
     Over https the origin's certificate is verified: against `tls_ca_pem` (PEM CA
     certificates, public data that may travel in a bundle) or, when that is empty, the node's
@@ -24,7 +29,10 @@ class Origin(Strict):
     """
 
     id: RuleId
-    url: str = Field(pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$")
+    url: str = Field(pattern=ORIGIN_URL)
+    replicas: list[Annotated[str, Field(pattern=ORIGIN_URL)]] = Field(
+        default_factory=list, max_length=63
+    )
     tls_ca_pem: str = ""
     tls_server_name: str = Field(default="", pattern=r"^[A-Za-z0-9.\-]*$", max_length=253)
 
@@ -32,8 +40,18 @@ class Origin(Strict):
     def tls(self) -> bool:
         return self.url.startswith("https://")
 
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every server of the origin: `url` first, then the replicas."""
+        return (self.url, *self.replicas)
+
     @model_validator(mode="after")
-    def _tls_settings_need_https(self) -> Origin:
+    def _consistent(self) -> Origin:
+        servers = self.servers
+        if len(set(servers)) != len(servers):
+            raise ValueError(f"origin {self.id}: a server is listed twice in url and replicas")
+        if any(server.startswith("https://") != self.tls for server in servers):
+            raise ValueError(f"origin {self.id}: url and replicas must share one scheme")
         if (self.tls_ca_pem or self.tls_server_name) and not self.tls:
             raise ValueError(
                 f"origin {self.id}: tls_ca_pem and tls_server_name need an https:// url"

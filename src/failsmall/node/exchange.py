@@ -18,6 +18,7 @@ Everything runs in protocol callbacks; the exchange also receives the origin's r
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from enum import Enum, auto
 from typing import TYPE_CHECKING, assert_never
@@ -30,7 +31,12 @@ from failsmall.node import wire
 from failsmall.node.access_log import AccessEntry, cache_field
 from failsmall.node.deadline import Deadline
 from failsmall.node.serving import Serving
-from failsmall.node.upstream import OriginUnreachableError, UpstreamConnection
+from failsmall.node.upstream import (
+    OriginPool,
+    OriginServers,
+    OriginUnreachableError,
+    UpstreamConnection,
+)
 from failsmall.node.wire import HeaderKind
 
 if TYPE_CHECKING:
@@ -115,6 +121,7 @@ class Exchange:
     note = ""
     origin_id = ""
     websocket = False
+    connect_failures = 0
     early: list[bytes] | None = None  # client bytes sent before the tunnel opened
 
     def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
@@ -270,16 +277,22 @@ class Exchange:
             )
             return
         self.origin_id = origin.id
-        pool = self.conn.ctx.pools.for_origin(origin)
+        servers = self.conn.ctx.pools.for_origin(origin)
+        self.use(servers, servers.pick(self.conn.loop.time()))
+
+    def use(self, servers: OriginServers, pool: OriginPool) -> None:
+        """Send the request over an idle connection to `pool`'s server, or a new one."""
         upstream = pool.take()
         if upstream is not None:
             self.attach(upstream)
             return
         self.state = ExchangeState.CONNECTING
         task = asyncio.ensure_future(pool.connect(self.limits.upstream_connect_timeout_s))
-        task.add_done_callback(self._connected)
+        task.add_done_callback(functools.partial(self._connected, servers, pool))
 
-    def _connected(self, task: asyncio.Future[UpstreamConnection]) -> None:
+    def _connected(
+        self, servers: OriginServers, pool: OriginPool, task: asyncio.Future[UpstreamConnection]
+    ) -> None:
         if task.cancelled():
             return
         exc = task.exception()
@@ -290,6 +303,13 @@ class Exchange:
         if exc is not None:
             reason = str(exc) if isinstance(exc, OriginUnreachableError) else repr(exc)
             self.conn.ctx.stats.upstream_errors["connect"] += 1
+            now = self.conn.loop.time()
+            servers.mark_down(pool, now)
+            self.connect_failures += 1
+            if self.connect_failures < len(servers.pools):
+                # Nothing was sent: another server of the origin may answer.
+                self.use(servers, servers.pick(now))
+                return
             self.respond_local(502, b"502: origin unreachable: %s\n" % reason.encode())
             return
         self.attach(task.result())

@@ -19,6 +19,8 @@ from failsmall.model import Origin
 from failsmall.node.batching import WriteBatch
 
 MAX_IDLE_PER_ORIGIN = 256
+EJECT_S = 10.0
+"""How long a server that refused or timed out a connection is left out of its origin's turn."""
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 """A response head larger than this is a 502: the node does not buffer without bound for an
 origin either."""
@@ -238,14 +240,20 @@ class OriginUnreachableError(Exception):
 
 
 class OriginPool:
-    """Idle keep-alive connections to one origin."""
+    """Idle keep-alive connections to one server of an origin."""
 
     def __init__(
-        self, origin: Origin, writes: WriteBatch, max_idle: int = MAX_IDLE_PER_ORIGIN
+        self,
+        origin: Origin,
+        url: str,
+        writes: WriteBatch,
+        index: int = 0,
+        max_idle: int = MAX_IDLE_PER_ORIGIN,
     ) -> None:
-        parts = urlsplit(origin.url)
+        parts = urlsplit(url)
         self.writes = writes
-        self.url = origin.url
+        self.url = url
+        self.index = index
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if origin.tls else 80)
         self.authority = f"{self.host}:{self.port}".encode()
@@ -305,21 +313,55 @@ class OriginPool:
         self._idle.clear()
 
 
-class Pools:
-    """One pool per origin (URL and TLS settings), kept across bundle swaps so connections
-    stay warm."""
+class OriginServers:
+    """The servers of one origin, each with its pool. `pick` hands them out in turn and leaves
+    out, for `EJECT_S`, a server that could not be reached (passive health checking); when
+    every server is left out it still hands one out, so marks alone never refuse a request."""
 
-    def __init__(self, writes: WriteBatch) -> None:
-        self._pools: dict[tuple[str, str, str], OriginPool] = {}
-        self.writes = writes
+    def __init__(self, origin: Origin, writes: WriteBatch) -> None:
+        self.pools = [
+            OriginPool(origin, url, writes, index) for index, url in enumerate(origin.servers)
+        ]
+        self._down_until = [0.0] * len(self.pools)
+        self._next = 0
 
-    def for_origin(self, origin: Origin) -> OriginPool:
-        key = (origin.url, origin.tls_server_name, origin.tls_ca_pem)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = OriginPool(origin, self.writes)
-        return pool
+    def pick(self, now: float) -> OriginPool:
+        pools = self.pools
+        count = len(pools)
+        if count == 1:
+            return pools[0]
+        start = self._next
+        for step in range(count):
+            index = (start + step) % count
+            if self._down_until[index] <= now:
+                self._next = index + 1
+                return pools[index]
+        self._next = start + 1
+        return pools[start % count]
+
+    def mark_down(self, pool: OriginPool, now: float) -> None:
+        self._down_until[pool.index] = now + EJECT_S
 
     def close(self) -> None:
-        for pool in self._pools.values():
+        for pool in self.pools:
             pool.close()
+
+
+class Pools:
+    """The servers of every origin (by URLs and TLS settings), kept across bundle swaps so
+    connections stay warm."""
+
+    def __init__(self, writes: WriteBatch) -> None:
+        self._origins: dict[tuple[object, ...], OriginServers] = {}
+        self.writes = writes
+
+    def for_origin(self, origin: Origin) -> OriginServers:
+        key = (origin.url, *origin.replicas, origin.tls_server_name, origin.tls_ca_pem)
+        servers = self._origins.get(key)
+        if servers is None:
+            servers = self._origins[key] = OriginServers(origin, self.writes)
+        return servers
+
+    def close(self) -> None:
+        for servers in self._origins.values():
+            servers.close()
