@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
@@ -14,7 +18,7 @@ from failsmall.model import (
     sign_bundle,
     verify_envelope,
 )
-from failsmall.model.envelope import key_id
+from failsmall.model.envelope import ENVELOPE_FORMAT, bundle_data, canonical_json, key_id
 from tests.engine.factory import bundle, waf_bundle
 
 
@@ -75,3 +79,41 @@ def test_signed_envelope_round_trip_and_tampering() -> None:
     )
     with pytest.raises(SignatureError, match="does not verify"):
         verify_envelope(forged, trusted)
+
+
+def _signed_raw(data: dict[str, object], key: Ed25519PrivateKey) -> bytes:
+    """An envelope over exactly `data`, as a signer of another version might have written."""
+    digest = "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+    signature = base64.b64encode(key.sign(digest.encode())).decode()
+    envelope = {
+        "format": ENVELOPE_FORMAT,
+        "digest": digest,
+        "key_id": key_id(key.public_key()),
+        "signature": signature,
+        "bundle": data,
+    }
+    return json.dumps(envelope).encode()
+
+
+def test_a_bundle_signed_before_a_field_existed_still_verifies() -> None:
+    """A node's last-known-good survives an upgrade that adds fields with defaults."""
+    key = Ed25519PrivateKey.generate()
+    trusted = {key_id(key.public_key()): key.public_key()}
+    data = bundle_data(bundle(name="old", limits={"max_headers": 50}))
+    del data["limits"]["max_connections"]
+    for origin in data["origins"]:
+        del origin["replicas"], origin["tls_ca_pem"], origin["tls_server_name"]
+    raw = _signed_raw(data, key)
+    signed = verify_envelope(raw, trusted)
+    assert signed.digest == json.loads(raw)["digest"]
+    assert signed.bundle.limits.max_headers == 50
+    assert signed.bundle.limits.max_connections == 10_000
+
+
+def test_a_value_that_reads_back_differently_is_not_canonical() -> None:
+    key = Ed25519PrivateKey.generate()
+    trusted = {key_id(key.public_key()): key.public_key()}
+    data = bundle_data(bundle(name="coerced"))
+    data["limits"]["max_headers"] = 100.0  # valid as an int, but not what a node serves
+    with pytest.raises(DigestMismatchError, match="not in canonical form"):
+        verify_envelope(_signed_raw(data, key), trusted)

@@ -138,12 +138,29 @@ def _content(envelope: dict[str, Any]) -> SignedBundle:
         bundle = Bundle.model_validate(envelope["bundle"])
     except ValidationError as exc:
         raise BundleValidationError(f"bundle does not validate: {exc}") from exc
-    if bundle_digest(bundle) != actual:
+    if canonical_json(_as_given(bundle_data(bundle), envelope["bundle"])) != canonical_json(
+        envelope["bundle"]
+    ):
         raise DigestMismatchError(
-            "bundle content is not in canonical form (defaults or field order differ); "
+            "bundle content is not in canonical form (a value reads back differently); "
             "rebuild it with `failsmall build`"
         )
     return SignedBundle(bundle, envelope["digest"], envelope["key_id"], envelope["signature"])
+
+
+def _as_given(parsed: Any, given: Any) -> Any:
+    """`parsed` (a validated bundle, dumped) without the fields `given` leaves out.
+
+    Every value the signer wrote must read back exactly as written, or the node would serve
+    something other than what was signed. A field left out takes its default: so a bundle
+    signed before a field existed keeps verifying on a node that knows the field (a node's
+    last-known-good survives an upgrade of the node).
+    """
+    if isinstance(parsed, dict) and isinstance(given, dict):
+        return {k: _as_given(v, given[k]) for k, v in parsed.items() if k in given}
+    if isinstance(parsed, list) and isinstance(given, list) and len(parsed) == len(given):
+        return [_as_given(p, g) for p, g in zip(parsed, given, strict=True)]
+    return parsed
 
 
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:
