@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
 from failsmall.model import BodyOverBuffer
 from tests.node.conftest import (
@@ -309,3 +310,50 @@ async def test_http10_client_without_keepalive(
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"Transfer-Encoding" not in head
     assert len(body) == 100
+
+
+@pytest.mark.parametrize(
+    ("trusted", "forwarded_for", "status"),
+    [
+        (["127.0.0.0/8"], "203.0.113.9", 403),  # behind a trusted balancer: the listed client
+        (["127.0.0.0/8"], "203.0.113.9, 198.51.100.7", 200),  # a forged hop is not believed
+        ([], "203.0.113.9", 200),  # no trusted proxies: X-Forwarded-For is only forwarded
+    ],
+    ids=["trusted-peer", "forged-hop", "untrusted-peer"],
+)
+async def test_behind_trusted_proxies_rules_see_the_forwarded_client(
+    start_node: StartNode,
+    watch: WatchDir,
+    keys: Keys,
+    origin: OriginServer,
+    trusted: list[str],
+    forwarded_for: str,
+    status: int,
+) -> None:
+    from failsmall.model import BlockAction, Phase, Rule, Ruleset
+
+    rules = Ruleset(
+        id="custom",
+        rules=[
+            Rule(
+                id="block-bad",
+                expression='ip_in_list(ip.src, "bad")',
+                action=BlockAction(status=403),
+            )
+        ],
+    )
+    node = await ready_node(
+        start_node,
+        watch,
+        keys,
+        origin,
+        rulesets=[rules],
+        phases={Phase.CUSTOM: "custom"},
+        ip_lists={"bad": ["203.0.113.9"]},
+        trusted_proxies=trusted,
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
+        got = await client.get("/echo", headers={"X-Forwarded-For": forwarded_for})
+    assert got.status_code == status
+    if status == 200:  # the origin sees the chain with this hop appended
+        assert headers_seen(got)["x-forwarded-for"] == [f"{forwarded_for}, 127.0.0.1"]

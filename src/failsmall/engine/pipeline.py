@@ -23,6 +23,7 @@ from failsmall.engine.cache import (
     CachePolicy,
     CacheStore,
 )
+from failsmall.engine.client_address import ClientAddresses
 from failsmall.engine.expr import ExpressionError
 from failsmall.engine.outcomes import (
     Acted,
@@ -130,6 +131,7 @@ class Engine:
     rate_limits: tuple[CompiledRateLimit, ...]
     cache: CachePolicy
     router: Router
+    clients: ClientAddresses
     # Every module, in pipeline order, and how it runs for this bundle.
     plan: tuple[_Step, ...]
 
@@ -169,6 +171,7 @@ class Engine:
             rate_limits=rate_limits,
             cache=cache,
             router=Router.build(bundle),
+            clients=ClientAddresses.build(bundle.trusted_proxies),
             plan=_plan(bundle, bot),
         )
 
@@ -180,6 +183,10 @@ class Engine:
         except WafBuildError as exc:
             raise EngineBuildError(exc.problems) from exc
         return replace(self, bundle=bundle, waf=waf)
+
+    def client_address(self, peer: str, forwarded_for: str) -> str:
+        """The address a request comes from (see `client_address`)."""
+        return self.clients.resolve(peer, forwarded_for)
 
     def route(self, host: str, path: str) -> Origin:
         """The origin for a request. Raises NoRouteError."""

@@ -36,6 +36,9 @@ class Bundle(Strict):
     phases: dict[Phase, RuleId] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
     ip_lists: dict[RuleId, list[str]] = Field(default_factory=dict)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Load balancers in front of the edge (IPs or CIDRs): a request from one of them takes its
+    client address from X-Forwarded-For."""
     bot: BotConfig = Field(default_factory=BotConfig)
     rate_limits: list[RateLimit] = Field(default_factory=list)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -50,12 +53,14 @@ class Bundle(Strict):
     @classmethod
     def _networks(cls, lists: dict[str, list[str]]) -> dict[str, list[str]]:
         for name, entries in lists.items():
-            for entry in entries:
-                try:
-                    ipaddress.ip_network(entry, strict=False)
-                except ValueError as exc:
-                    raise ValueError(f"ip list {name!r}: {entry!r} is not an IP or CIDR") from exc
+            _check_networks(entries, f"ip list {name!r}")
         return lists
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, entries: list[str]) -> list[str]:
+        _check_networks(entries, "trusted_proxies")
+        return entries
 
     @field_validator("modules")
     @classmethod
@@ -183,3 +188,11 @@ def _find_cycle(edges: dict[str, set[str]]) -> list[str]:
             if found:
                 return found
     return []
+
+
+def _check_networks(entries: list[str], where: str) -> None:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {entry!r} is not an IP or CIDR") from exc

@@ -120,6 +120,7 @@ class Exchange:
     status = 0
     note = ""
     origin_id = ""
+    client = ""  # the client address the engine saw (see Engine.client_address)
     websocket = False
     connect_failures = 0
     early: list[bytes] | None = None  # client bytes sent before the tunnel opened
@@ -197,6 +198,10 @@ class Exchange:
             self.decision = "no_config"
             self.respond_local(503, NO_CONFIG_BODY)
             return
+        client = self.conn.client_ip
+        if self.xff:
+            client = serving.engine.client_address(client, self.xff.decode("latin-1"))
+        self.client = client
         request = Request(
             method=self.method.decode("ascii", "replace"),
             path=self.path,
@@ -209,7 +214,7 @@ class Exchange:
             ),
             body=bytes(self.body),
             body_truncated=self.truncated or not self.body_done,
-            client_ip=self.conn.client_ip,
+            client_ip=client,
             host=self.host.decode("latin-1"),
             now=time.time(),
         )
@@ -678,7 +683,11 @@ class Exchange:
         """This exchange's access log line: what identifies and explains it, no secrets (the
         path but not the query; no header, cookie or body)."""
         entry = AccessEntry(
-            self.conn.client_ip, self.status, self.decision, seconds * 1000, note=self.note
+            self.client or self.conn.client_ip,
+            self.status,
+            self.decision,
+            seconds * 1000,
+            note=self.note,
         )
         if self.method:  # the head was parsed
             entry.request_id = self.request_id.decode("latin-1")
