@@ -18,7 +18,18 @@ import pytest
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from failsmall.model import Bundle, Limits, Origin, Route, SignedBundle, sign_bundle
+from failsmall.model import (
+    BlockAction,
+    Bundle,
+    Limits,
+    Origin,
+    Phase,
+    Route,
+    Rule,
+    Ruleset,
+    SignedBundle,
+    sign_bundle,
+)
 from failsmall.model.envelope import public_key_pem
 from failsmall.node.config import NodeConfig
 from failsmall.node.server import EdgeNode
@@ -161,6 +172,16 @@ def make_bundle(origin_url: str, name: str = "test", **fields: Any) -> Bundle:
     }
     values.update(fields)
     return Bundle(**values)
+
+
+def blocking(rule_id: str, expression: str, status: int = 403) -> dict[str, Any]:
+    """Bundle fields for a custom ruleset of one rule blocking with `status` what `expression`
+    matches (pass them on to `make_bundle` or `ready_node`)."""
+    rule = Rule(id=rule_id, expression=expression, action=BlockAction(status=status))
+    return {
+        "rulesets": [Ruleset(id="custom", rules=[rule])],
+        "phases": {Phase.CUSTOM: "custom"},
+    }
 
 
 def fast_limits(**overrides: Any) -> Limits:

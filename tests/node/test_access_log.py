@@ -12,7 +12,6 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from failsmall.model import BlockAction, Phase, Rule, Ruleset
 from failsmall.node.access_log import AccessEntry, AccessLog, AccessLogError
 from failsmall.node.stats import TrafficStats
 from tests.node.conftest import (
@@ -20,6 +19,7 @@ from tests.node.conftest import (
     OriginServer,
     StartNode,
     WatchDir,
+    blocking,
     eventually,
     make_bundle,
     raw_exchange,
@@ -38,17 +38,9 @@ async def test_each_request_gets_a_line_saying_what_was_decided_and_why(
 ) -> None:
     log = tmp_path / "access.log"
     node = await start_node(access_log=str(log))
-    rules = Ruleset(
-        id="custom",
-        rules=[
-            Rule(
-                id="block-admin",
-                expression='http.request.uri.path.startsWith("/admin")',
-                action=BlockAction(status=451),
-            )
-        ],
+    bundle = make_bundle(
+        origin.url, **blocking("block-admin", 'http.request.uri.path.startsWith("/admin")', 451)
     )
-    bundle = make_bundle(origin.url, rulesets=[rules], phases={Phase.CUSTOM: "custom"})
     signed = keys.sign(bundle)
     await serving(node, watch.publish(signed))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:

@@ -16,6 +16,7 @@ from tests.node.conftest import (
     OriginServer,
     StartNode,
     WatchDir,
+    blocking,
     fast_limits,
     make_bundle,
     raw_exchange,
@@ -330,25 +331,12 @@ async def test_behind_trusted_proxies_rules_see_the_forwarded_client(
     forwarded_for: str,
     status: int,
 ) -> None:
-    from failsmall.model import BlockAction, Phase, Rule, Ruleset
-
-    rules = Ruleset(
-        id="custom",
-        rules=[
-            Rule(
-                id="block-bad",
-                expression='ip_in_list(ip.src, "bad")',
-                action=BlockAction(status=403),
-            )
-        ],
-    )
     node = await ready_node(
         start_node,
         watch,
         keys,
         origin,
-        rulesets=[rules],
-        phases={Phase.CUSTOM: "custom"},
+        **blocking("block-bad", 'ip_in_list(ip.src, "bad")'),
         ip_lists={"bad": ["203.0.113.9"]},
         trusted_proxies=trusted,
     )

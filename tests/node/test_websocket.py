@@ -8,12 +8,12 @@ import asyncio
 import aiohttp
 import pytest
 
-from failsmall.model import BlockAction, Phase, Rule, Ruleset
 from tests.node.conftest import (
     Keys,
     OriginServer,
     StartNode,
     WatchDir,
+    blocking,
     eventually,
     fast_limits,
     raw_exchange,
@@ -49,18 +49,8 @@ async def test_messages_flow_both_ways_through_the_node(
 async def test_the_engine_judges_the_handshake(
     start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
-    rules = Ruleset(
-        id="custom",
-        rules=[
-            Rule(
-                id="no-sockets",
-                expression='http.request.uri.path == "/ws"',
-                action=BlockAction(status=403),
-            )
-        ],
-    )
     node = await ready_node(
-        start_node, watch, keys, origin, rulesets=[rules], phases={Phase.CUSTOM: "custom"}
+        start_node, watch, keys, origin, **blocking("no-sockets", 'http.request.uri.path == "/ws"')
     )
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
