@@ -82,7 +82,6 @@ class AccessLog:
     """Appends JSON lines to a file (or standard output for `-`), once per loop iteration."""
 
     def __init__(self, target: str, stats: TrafficStats) -> None:
-        self.target = target
         self.stats = stats
         if target == "-":
             self._fd = os.dup(1)
