@@ -124,6 +124,7 @@ class Exchange:
     websocket = False
     connect_failures = 0
     early: list[bytes] | None = None  # client bytes sent before the tunnel opened
+    refusal: tuple[int, str] | None = None  # (status, reason) once the request broke a limit
 
     def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
         self.conn = conn
@@ -657,6 +658,15 @@ class Exchange:
         self.response_started = True
         self.conn.write(response)
         self.finish()
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer that the request broke a limit or could not be parsed; the connection
+        closes after it (lingering for what the client still sends)."""
+        self.keep_alive = False
+        self.discard = True
+        self.decision = "rejected"
+        self.note = reason
+        self.respond_local(status, b"%d: %s\n" % (status, reason.encode()))
 
     def finish(self) -> None:
         if self.state is ExchangeState.DONE:

@@ -77,9 +77,12 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.deadline_kind = Deadline.NONE
         self.head_bytes = 0
-        self.in_head = True
+        self.in_head = False  # inside a request head that has not ended yet
         self.head_raw = 0
+        self.heads_begun = 0
+        self.body_in_feed = False
         self.lingering = False
+        self.refusing = False  # a refused request waits behind earlier ones; input is dropped
         self.drained = 0
         self.closed = False
         self._pausers: set[int] = set()
@@ -126,21 +129,17 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.reading is None and self.deadline_kind is Deadline.IDLE:
             self.arm(Deadline.HEADERS, self.ctx.slot.limits.header_timeout_s)
-        if self.lingering:
+        if self.lingering or self.refusing:
             self.drained += len(data)
             if self.drained > DRAIN_LIMIT:
                 self.close()
             return
-        started_in_head = self.in_head
+        was_in_head, heads_before = self.in_head, self.heads_begun
+        self.body_in_feed = False
         try:
             self.parser.feed_data(data)
-            if started_in_head and self.in_head:
-                # A head still incomplete after this much input is oversized even if no
-                # single header has ended yet (the parser would keep accumulating it).
-                self.head_raw += len(data)
-                limits = self.ctx.slot.limits
-                if self.head_raw > limits.max_header_bytes + limits.max_uri_bytes:
-                    raise RequestRejected(431, "request head is larger than max_header_bytes")
+            if self.in_head:
+                self._bound_unfinished_head(data, was_in_head and heads_before == self.heads_begun)
         except RequestRejected as exc:
             self.reject(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
@@ -152,6 +151,7 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             handshake = self.queue[-1] if self.queue else None
             if handshake is None or not handshake.websocket:
+                self.reading = handshake  # the request refused is the one asking to upgrade
                 self.reject(
                     400, "only WebSocket upgrades (GET with Upgrade: websocket) are proxied"
                 )
@@ -163,6 +163,19 @@ class ClientConnection(asyncio.Protocol):
                 handshake.tunnel_from_client(rest)
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
+
+    def _bound_unfinished_head(self, data: bytes, all_head: bool) -> None:
+        """Refuse a head still unfinished after more input than a whole head may have, counting
+        only bytes that belong to it: all of `data` when the head began before it, else the
+        partial line `data` ends with (when no body came before it in `data`, so that line is
+        the head's). The parser holds an unfinished line whole, whatever its length."""
+        if all_head:
+            self.head_raw += len(data)
+        elif not self.body_in_feed:
+            self.head_raw = len(data) - data.rfind(b"\n") - 1
+        limits = self.ctx.slot.limits
+        if self.head_raw > limits.max_header_bytes + limits.max_uri_bytes:
+            raise RequestRejected(431, "request head is larger than max_header_bytes")
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it already sent, then close. A tunnel ends
@@ -194,7 +207,9 @@ class ClientConnection(asyncio.Protocol):
         self.reading = exchange
         self.queue.append(exchange)
         self.head_bytes = 0
+        self.head_raw = 0
         self.in_head = True
+        self.heads_begun += 1
         if self.deadline_kind is not Deadline.HEADERS and len(self.queue) == 1:
             self.arm(Deadline.HEADERS, exchange.limits.header_timeout_s)
 
@@ -226,7 +241,6 @@ class ClientConnection(asyncio.Protocol):
         if self.head_bytes > limits.max_header_bytes:
             raise RequestRejected(431, "request headers are larger than max_header_bytes")
         self.in_head = False
-        self.head_raw = 0
         parser = self.parser
         exchange.method = parser.get_method()
         exchange.head = exchange.method == b"HEAD"
@@ -251,6 +265,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         exchange = self._reading()
+        self.body_in_feed = True
         self.deadline = self.loop.time() + exchange.limits.body_timeout_s
         exchange.add_body(body)
         if not exchange.evaluated and exchange is self.queue[0] and exchange.ready():
@@ -259,7 +274,6 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange = self._reading()
         self.reading = None
-        self.in_head = True
         exchange.end_body()
         if exchange.state is ExchangeState.READING:
             self.deadline_kind = Deadline.NONE
@@ -385,19 +399,20 @@ class ClientConnection(asyncio.Protocol):
     def reject(
         self, status: int, reason: str, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        """Answer a request that broke a limit or could not be parsed, then close."""
+        """Answer a request that broke a limit or could not be parsed, then close. Requests
+        pipelined before it are answered first: its refusal waits its turn."""
         self.ctx.stats.reject(str(status))
         head = self.queue[0] if self.queue else None
+        if head is not None and head is not self.reading and not self.lingering:
+            self._refuse_in_turn(status, reason)
+            return
         if head is not None and head.response_started:
             self.close()
             return
         body = b"%d: %s\n" % (status, reason.encode())
         if head is not None and head.state is not ExchangeState.DONE:
-            head.keep_alive = False
-            head.decision = "rejected"
-            head.note = reason
             self.reading = None
-            head.respond_local(status, body)
+            head.refuse(status, reason)
         else:
             self.write(wire.local_response(status, body, keep_alive=False, extra=extra))
             if self.ctx.access_log is not None:
@@ -405,6 +420,18 @@ class ClientConnection(asyncio.Protocol):
                     AccessEntry(self.client_ip, status, "rejected", 0.0, note=reason)
                 )
         self.linger()
+
+    def _refuse_in_turn(self, status: int, reason: str) -> None:
+        """Stop reading requests; the one being read (or a stand-in for input that never became
+        one) is refused once every request before it is answered."""
+        offender = self.reading
+        self.reading = None
+        if offender is None:
+            offender = Exchange(self, self.ctx.slot.current, self.ctx.slot.limits)
+            self.queue.append(offender)
+        offender.refusal = (status, reason)
+        offender.keep_alive = False
+        self.refusing = True
 
     def drain(self) -> None:
         """The node is stopping: close now if idle between requests; otherwise answer the
@@ -432,7 +459,9 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.queue:
             nxt = self.queue[0]
-            if nxt.state is ExchangeState.READING and nxt.ready():
+            if nxt.refusal is not None:
+                nxt.refuse(*nxt.refusal)
+            elif nxt.state is ExchangeState.READING and nxt.ready():
                 if self.reading is not nxt:
                     self.resume_reading_for(self)
                 nxt.evaluate()
