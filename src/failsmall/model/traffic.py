@@ -13,6 +13,7 @@ from failsmall.model.rules import RuleId
 
 KIB = 1024
 MIB = 1024 * KIB
+GIB = 1024 * MIB
 
 
 ORIGIN_URL = r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$"
@@ -100,6 +101,15 @@ class Limits(Strict):
     module_time_budget_us: int = Field(default=50_000, ge=100, le=10_000_000)
     max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
     """Open client connections per node process; past it, new ones get a 503 and close."""
+    max_connections_per_client: int = Field(default=256, ge=1, le=1_000_000)
+    """Open connections one client address may hold per node process; past it, its new ones
+    get a 429 and close. Peers listed in the bundle's `trusted_proxies` are not capped."""
+    min_body_rate_bytes_s: int = Field(default=500, ge=1, le=1 * GIB)
+    """The slowest a request body may arrive: `body_rate_grace_s` after its head, plus one
+    second per this many bytes received, is when it must have ended, or the request gets a
+    408 (Apache's mod_reqtimeout MinRate)."""
+    body_rate_grace_s: float = Field(default=20.0, gt=0, le=3600)
+    """How long a request body may take before `min_body_rate_bytes_s` starts to count."""
 
 
 class Capacities(Strict):

@@ -449,7 +449,7 @@ class Exchange:
             case ExchangeState.TUNNEL:
                 if self.upstream is not None:
                     self.upstream.write(data)
-                self.conn.deadline = self.conn.loop.time() + self.limits.idle_timeout_s
+                self.conn.extend(self.limits.idle_timeout_s)
             case (
                 ExchangeState.READING
                 | ExchangeState.DELAYED
@@ -467,7 +467,7 @@ class Exchange:
 
     def tunnel_from_origin(self, data: bytes) -> None:
         self.conn.write(data)
-        self.conn.deadline = self.conn.loop.time() + self.limits.idle_timeout_s
+        self.conn.extend(self.limits.idle_timeout_s)
 
     def tunnel_closed(self) -> None:
         """The client connection of a tunnel is gone: close the origin's side, count it."""
@@ -504,7 +504,7 @@ class Exchange:
         if cache_body is not None:
             cache_body += data
         self.conn.write(wire.chunk(data) if self.chunked_out else data)
-        self.conn.deadline = self.conn.loop.time() + self.limits.upstream_read_timeout_s
+        self.conn.extend(self.limits.upstream_read_timeout_s)
 
     def upstream_done(self) -> None:
         upstream, self.upstream = self.upstream, None

@@ -72,6 +72,25 @@ class NodeCollector:
             upstream.add_metric([kind], value)
         yield upstream
 
+        refused = CounterMetricFamily(
+            "failsmall_connections_refused",
+            "New connections refused at the door, by the limit they hit",
+            labels=["limit"],
+        )
+        for limit, value in sorted(stats.connections_refused.items()):
+            refused.add_metric([limit], value)
+        yield refused
+        yield CounterMetricFamily(
+            "failsmall_requests_abandoned",
+            "Requests whose client closed the connection before sending them whole",
+            value=stats.abandoned,
+        )
+        yield CounterMetricFamily(
+            "failsmall_slow_bodies",
+            "Requests refused with 408 because their body arrived slower than the minimum rate",
+            value=stats.slow_bodies,
+        )
+
         yield CounterMetricFamily(
             "failsmall_access_log_write_errors",
             "Access log lines lost because the write failed (disk full, file gone)",

@@ -9,7 +9,7 @@ parsing, and one deadline per connection covers the idle, header, body and origi
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import assert_never, cast
 
@@ -39,6 +39,8 @@ class ProxyContext:
     stats: TrafficStats = field(default_factory=TrafficStats)
     ids: wire.RequestIds = field(default_factory=wire.RequestIds)
     connections: set[ClientConnection] = field(default_factory=set)
+    clients: Counter[str] = field(default_factory=Counter)
+    """Open connections per client address (trusted proxies are not counted)."""
     draining: bool = False
     """The node is stopping: every response closes its connection."""
     access_log: AccessLog | None = None
@@ -74,8 +76,13 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip_bytes = b"127.0.0.1"
         self.queue: deque[Exchange] = deque()
         self.reading: Exchange | None = None
-        self.deadline = 0.0
+        self.deadline = 0.0  # the earlier of `due` and `body_by`, what the sweeper checks
         self.deadline_kind = Deadline.NONE
+        self.due = 0.0  # when what `deadline_kind` guards times out
+        self.body_by = 0.0  # when the body being read must have ended (minimum rate); 0: none
+        self.body_started = 0.0
+        self.paused_at = 0.0
+        self.counted_client = False
         self.head_bytes = 0
         self.in_head = False  # inside a request head that has not ended yet
         self.head_raw = 0
@@ -102,17 +109,44 @@ class ClientConnection(asyncio.Protocol):
         limits = self.ctx.slot.limits
         if len(connections) > limits.max_connections:
             # Shed at the door, cheaply, rather than slow down every connection already open.
+            self.ctx.stats.connections_refused["node_limit"] += 1
             self.reject(
                 503,
                 f"this node is at its limit of {limits.max_connections} connections; retry soon",
                 extra=RETRY_SOON,
             )
             return
+        if not self._trusted_proxy():
+            self.counted_client = True
+            clients = self.ctx.clients
+            clients[self.client_ip] += 1
+            if clients[self.client_ip] > limits.max_connections_per_client:
+                self.ctx.stats.connections_refused["client_limit"] += 1
+                self.reject(
+                    429,
+                    f"too many connections from {self.client_ip} (this node allows "
+                    f"{limits.max_connections_per_client} per client); retry soon",
+                    extra=RETRY_SOON,
+                )
+                return
         self.arm(Deadline.HEADERS, limits.header_timeout_s)
+
+    def _trusted_proxy(self) -> bool:
+        """Whether the peer is one of the bundle's trusted proxies (a load balancer in front of
+        the edge, whose connections carry many clients)."""
+        serving = self.ctx.slot.current
+        trusted = serving.engine.clients.trusted if serving is not None else None
+        return trusted is not None and trusted.contains(self.client_ip)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.ctx.connections.discard(self)
+        if self.counted_client:
+            self.counted_client = False
+            clients = self.ctx.clients
+            clients[self.client_ip] -= 1
+            if clients[self.client_ip] <= 0:
+                del clients[self.client_ip]
         if self.upgraded is not None:
             self.upgraded.tunnel_closed()
         for exchange in self.queue:
@@ -178,11 +212,23 @@ class ClientConnection(asyncio.Protocol):
             raise RequestRejected(431, "request head is larger than max_header_bytes")
 
     def eof_received(self) -> bool:
-        """The client half-closed: answer what it already sent, then close. A tunnel ends
-        (returning False lets the transport close, and `connection_lost` closes the origin's
-        side)."""
+        """The client half-closed: answer the requests it sent whole, then close. A request it
+        had not finished never will be: it is dropped (counted as abandoned), and with nothing
+        before it the connection closes at once. A tunnel ends. (Returning False lets the
+        transport close, and `connection_lost` closes the origin's side.)"""
         if self.upgraded is not None:
             return False
+        cut = self.reading
+        if cut is not None:
+            self.reading = None
+            self.ctx.stats.abandoned += 1
+            self._stop_body_clock()
+            if cut in self.queue:
+                self.queue.remove(cut)
+            upstream, cut.upstream = cut.upstream, None
+            if upstream is not None:
+                upstream.close()
+            cut.state = ExchangeState.DONE
         for exchange in self.queue:
             exchange.keep_alive = False
         return bool(self.queue)
@@ -260,20 +306,23 @@ class ClientConnection(asyncio.Protocol):
             if exchange.expects_continue and not exchange.http10:
                 self.write(wire.CONTINUE)
             self.arm(Deadline.BODY, limits.body_timeout_s)
+            self._start_body_clock()
         else:
             self.deadline_kind = Deadline.NONE
 
     def on_body(self, body: bytes) -> None:
         exchange = self._reading()
         self.body_in_feed = True
-        self.deadline = self.loop.time() + exchange.limits.body_timeout_s
         exchange.add_body(body)
+        self.extend(exchange.limits.body_timeout_s)
+        self._track_body()
         if not exchange.evaluated and exchange is self.queue[0] and exchange.ready():
             exchange.evaluate()
 
     def on_message_complete(self) -> None:
         exchange = self._reading()
         self.reading = None
+        self._stop_body_clock()
         exchange.end_body()
         if exchange.state is ExchangeState.READING:
             self.deadline_kind = Deadline.NONE
@@ -357,13 +406,53 @@ class ClientConnection(asyncio.Protocol):
     def pause_reading_for(self, owner: object) -> None:
         if not self._pausers and self.transport is not None and not self.closed:
             self.transport.pause_reading()
+            # The client cannot send while the node does not read: its body rate is not counted.
+            self.paused_at = self.loop.time()
         self._pausers.add(id(owner))
+        self._track_body()
 
     def resume_reading_for(self, owner: object) -> None:
         if id(owner) in self._pausers:
             self._pausers.discard(id(owner))
             if not self._pausers and self.transport is not None and not self.closed:
                 self.transport.resume_reading()
+                if self.body_started:
+                    self.body_started += self.loop.time() - self.paused_at
+                self._track_body()
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    def arm(self, kind: Deadline, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.extend(seconds)
+
+    def extend(self, seconds: float) -> None:
+        """Move the deadline of what the connection waits for to `seconds` from now."""
+        self.due = self.loop.time() + seconds
+        self.deadline = min(self.due, self.body_by) if self.body_by else self.due
+
+    def _start_body_clock(self) -> None:
+        self.body_started = self.loop.time()
+        self._track_body()
+
+    def _stop_body_clock(self) -> None:
+        self.body_started = 0.0
+        self._track_body()
+
+    def _track_body(self) -> None:
+        """When the body being read must have ended at the bundle's minimum rate, given what
+        has arrived (no such time while the node itself does not read)."""
+        exchange = self.reading
+        if exchange is None or not self.body_started or self._pausers:
+            self.body_by = 0.0
+        else:
+            limits = exchange.limits
+            self.body_by = (
+                self.body_started
+                + limits.body_rate_grace_s
+                + exchange.body_bytes / limits.min_body_rate_bytes_s
+            )
+        self.deadline = min(self.due, self.body_by) if self.body_by else self.due
 
     # -- output and lifecycle --------------------------------------------------------------
 
@@ -386,15 +475,13 @@ class ClientConnection(asyncio.Protocol):
             return
         self.lingering = True
         self._pausers.clear()
+        self.reading = None
+        self._stop_body_clock()
         self.transport.resume_reading()
         if self.transport.can_write_eof():
             self.ctx.writes.flush()
             self.transport.write_eof()
         self.arm(Deadline.IDLE, LINGER_S)
-
-    def arm(self, kind: Deadline, seconds: float) -> None:
-        self.deadline_kind = kind
-        self.deadline = self.loop.time() + seconds
 
     def reject(
         self, status: int, reason: str, extra: list[tuple[bytes, bytes]] | None = None
@@ -426,6 +513,7 @@ class ClientConnection(asyncio.Protocol):
         one) is refused once every request before it is answered."""
         offender = self.reading
         self.reading = None
+        self._stop_body_clock()
         if offender is None:
             offender = Exchange(self, self.ctx.slot.current, self.ctx.slot.limits)
             self.queue.append(offender)
@@ -473,6 +561,15 @@ class ClientConnection(asyncio.Protocol):
         """The deadline passed: answer or close according to what it guarded."""
         kind = self.deadline_kind
         self.deadline_kind = Deadline.NONE
+        exchange = self.reading
+        if self.body_by and exchange is not None and self.loop.time() >= self.body_by:
+            self._stop_body_clock()
+            self.ctx.stats.slow_bodies += 1
+            self.reject(
+                408,
+                f"request body arrived slower than {exchange.limits.min_body_rate_bytes_s} bytes/s",
+            )
+            return
         match kind:
             case Deadline.NONE:
                 return

@@ -104,6 +104,12 @@ class TrafficStats:
     module_errors: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_errors: Counter[str] = field(default_factory=Counter)
+    connections_refused: Counter[str] = field(default_factory=Counter)
+    """New connections refused at the door, by limit: `node_limit` or `client_limit`."""
+    abandoned: int = 0
+    """Requests whose client closed before sending them whole."""
+    slow_bodies: int = 0
+    """Requests refused because their body arrived slower than the minimum rate."""
     access_log_write_errors: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     window: Window = field(default_factory=Window)
