@@ -1,7 +1,8 @@
 """The admin listener: health, readiness, Prometheus metrics and the config view.
 
 GET /healthz   200 while the process runs
-GET /readyz    200 when a bundle is served, else 503 with the reason
+GET /readyz    200 when a bundle is served, else 503 with the reason; a line per failing
+               background loop ("degraded: ...") either way
 GET /metrics   Prometheus text format
 GET /config    JSON: serving digest, LKG digests, poisoned digests, apply history
 """
@@ -51,12 +52,13 @@ class AdminServer:
         return web.Response(text="ok\n")
 
     async def readyz(self, request: web.Request) -> web.Response:
+        degraded = "".join(f"degraded: {line}\n" for line in self.agent.degraded())
         if self.slot.current is None:
             return web.Response(
                 status=503,
-                text="not ready: no configuration bundle has been received yet\n",
+                text="not ready: no configuration bundle has been received yet\n" + degraded,
             )
-        return web.Response(text=f"ready: serving {self.slot.digest}\n")
+        return web.Response(text=f"ready: serving {self.slot.digest}\n{degraded}")
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -23,15 +23,16 @@ from typing import Any, assert_never
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from failsmall.backoff import Backoff
 from failsmall.engine import Engine, EngineBuildError
 from failsmall.model import BundleError, Capacities, SignedBundle, capacity_problems
 from failsmall.model import verify_envelope as verify
-from failsmall.node.backoff import Backoff
 from failsmall.node.guard import Clean, CrashGuard, Poisoned
 from failsmall.node.lkg import LastKnownGood, LkgPointer
 from failsmall.node.serving import Serving, ServingSlot
 from failsmall.node.statefiles import StateDirError
 from failsmall.node.stats import TrafficStats
+from failsmall.supervise import SupervisedLoop, degraded
 from failsmall.transport.base import (
     ApplyReport,
     ApplyResult,
@@ -125,11 +126,15 @@ class ConfigAgent:
         self.status = AgentStatus()
         self._unsent: list[ApplyReport] = []
         self._settle: asyncio.TimerHandle | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._breaker_trips_seen = 0
         # Health windows closed by a swap, still to be sent under the digest they were served by.
         self._closed_windows: list[HealthReport] = []
         self._window_started = time.monotonic()
+        self.loops: list[SupervisedLoop] = [
+            SupervisedLoop("follow_assignments", self._follow_once, log=log, backoff=self.backoff),
+            SupervisedLoop("report_health", self._report_health_once, log=log),
+        ]
+        """The node's background loops; the node adds its own, so that all show in health."""
 
     # -- boot ------------------------------------------------------------------------------
 
@@ -182,39 +187,34 @@ class ConfigAgent:
     # -- the loops -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.ensure_future(self._follow_assignments()),
-            asyncio.ensure_future(self._report_health()),
-        ]
+        for loop in self.loops:
+            loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(*self._tasks)
+        await cancel_and_wait(*(loop.task for loop in self.loops if loop.task is not None))
         if self._settle is not None:
             # A clean stop is not a crash: the bundle being applied is not to blame.
             self._settle.cancel()
             self._settle_now()
         await self.channel.close()
 
-    async def _follow_assignments(self) -> None:
-        while True:
-            try:
-                await self._flush_reports()
-                change = await self.channel.watch(
-                    self.node_id, self.status.revision, self.watch_timeout_s
-                )
-                self.backoff.reset()
-                match change:
-                    case NoChange():
-                        continue
-                    case Assignment():
-                        await self.follow(change)
-                    case _:
-                        assert_never(change)
-            except TransportError as exc:
-                self.status.channel_errors += 1
-                delay = self.backoff.next_delay()
-                log.warning("control channel failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
+    async def _follow_once(self) -> None:
+        """One turn of following assignments: send what is unsent, wait for a change, act."""
+        try:
+            await self._flush_reports()
+            change = await self.channel.watch(
+                self.node_id, self.status.revision, self.watch_timeout_s
+            )
+        except TransportError:
+            self.status.channel_errors += 1
+            raise
+        match change:
+            case NoChange():
+                return
+            case Assignment():
+                await self.follow(change)
+            case _:
+                assert_never(change)
 
     async def follow(self, assignment: Assignment) -> ApplyReport:
         """Act on one assignment: ACK what is served, refuse the poisoned, apply the rest."""
@@ -293,15 +293,19 @@ class ConfigAgent:
             await self.channel.send_apply(self._unsent[0])
             self._unsent.pop(0)
 
-    async def _report_health(self) -> None:
-        while True:
-            await asyncio.sleep(self.report_interval_s)
-            reports, self._closed_windows = [*self._closed_windows, self.health_report()], []
-            for report in reports:
-                try:
-                    await self.channel.send_health(report)
-                except TransportError as exc:
-                    log.warning("health report not sent: %s", exc)
+    async def _report_health_once(self) -> None:
+        """Wait a report interval, then send the windows it closed (a window whose report
+        cannot be sent is dropped: the next one carries on from it)."""
+        await asyncio.sleep(self.report_interval_s)
+        reports, self._closed_windows = [*self._closed_windows, self.health_report()], []
+        unsent = 0
+        for report in reports:
+            try:
+                await self.channel.send_health(report)
+            except TransportError:
+                unsent += 1
+                if unsent == len(reports):
+                    raise
 
     def _swap(self, serving: Serving) -> None:
         """Serve `serving` from now on; traffic counted so far stays with the old digest."""
@@ -335,7 +339,12 @@ class ConfigAgent:
             p99_ms=window.latency.quantile(0.99) * 1000,
             poisoned=tuple(sorted(self.guard.poisoned)),
             address=self.address,
+            degraded=self.degraded(),
         )
+
+    def degraded(self) -> tuple[str, ...]:
+        """What is failing in this node's background loops, one line each; empty when none."""
+        return tuple(failing.describe() for failing in degraded(self.loops))
 
     def _breaker_trips(self) -> int:
         serving = self.slot.current
@@ -360,4 +369,5 @@ class ConfigAgent:
             "applies": dict(self.status.applies),
             "last_apply": last.to_dict() if last is not None else None,
             "channel_errors": self.status.channel_errors,
+            "degraded": list(self.degraded()),
         }

@@ -8,9 +8,15 @@ deadline passed. Re-arming is a float assignment, cheaper than a timer per reque
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from enum import Enum, auto
 from typing import Protocol
+
+from failsmall.supervise import SupervisedLoop
+from failsmall.transport.stopping import cancel_and_wait
+
+log = logging.getLogger("failsmall.node")
 
 
 class Deadline(Enum):
@@ -33,30 +39,28 @@ class HasDeadline(Protocol):
 
 
 class Sweeper:
-    """Checks every connection's deadline a few times a second (one timer for all)."""
+    """Checks every connection's deadline a few times a second (one timer for all), as a
+    supervised loop: a failing sweep is logged, retried and shown as degraded health."""
 
     def __init__(self, connections: Iterable[HasDeadline], interval_s: float = 0.1) -> None:
         self.connections = connections
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self.loop = SupervisedLoop("deadline_sweeper", self._sweep_once, log=log)
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self.loop.start()
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.interval_s)
-            now = loop.time()
-            expired = [
-                c
-                for c in self.connections
-                if c.deadline_kind is not Deadline.NONE and c.deadline <= now
-            ]
-            for conn in expired:
-                conn.expire()
+    async def _sweep_once(self) -> None:
+        await asyncio.sleep(self.interval_s)
+        now = asyncio.get_running_loop().time()
+        expired = [
+            conn
+            for conn in self.connections
+            if conn.deadline_kind is not Deadline.NONE and conn.deadline <= now
+        ]
+        for conn in expired:
+            conn.expire()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self.loop.task is not None:
+            await cancel_and_wait(self.loop.task)

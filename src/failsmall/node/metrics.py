@@ -21,6 +21,7 @@ from failsmall.engine.bulkhead import BreakerState
 from failsmall.node.agent import ConfigAgent
 from failsmall.node.serving import ServingSlot
 from failsmall.node.stats import LATENCY_BUCKETS_S, TrafficStats
+from failsmall.supervise import Healthy
 
 
 class NodeCollector:
@@ -145,6 +146,22 @@ class NodeCollector:
         for result, value in sorted(self.agent.status.applies.items()):
             applies.add_metric([result], value)
         yield applies
+
+        failures = CounterMetricFamily(
+            "failsmall_loop_failures",
+            "Failed steps of the node's supervised background loops",
+            labels=["loop"],
+        )
+        failing = GaugeMetricFamily(
+            "failsmall_loop_failing",
+            "1 while a supervised background loop's last step failed (the node is degraded)",
+            labels=["loop"],
+        )
+        for loop in self.agent.loops:
+            failures.add_metric([loop.name], loop.total_failures)
+            failing.add_metric([loop.name], 0.0 if isinstance(loop.health, Healthy) else 1.0)
+        yield failures
+        yield failing
 
         poisoned = GaugeMetricFamily("failsmall_poisoned_bundles", "Quarantined bundle digests")
         poisoned.add_metric([], float(len(self.agent.guard.poisoned)))

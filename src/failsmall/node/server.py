@@ -79,6 +79,7 @@ class EdgeNode:
         self.registry = node_registry(NodeCollector(self.ctx.stats, self.slot, self.agent))
         self.admin = AdminServer(self.slot, self.agent, self.registry)
         self.sweeper = Sweeper(self.ctx.connections)
+        self.agent.loops.append(self.sweeper.loop)
         self._server: asyncio.base_events.Server | None = None
         self.stopped = asyncio.Event()
 

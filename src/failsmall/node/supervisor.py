@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum, auto
 from types import FrameType
 
-from failsmall.node.backoff import Backoff
+from failsmall.backoff import Backoff
 from failsmall.node.config import NodeConfig
 
 log = logging.getLogger("failsmall.node.supervisor")

@@ -89,10 +89,14 @@ class HealthReport:
     p99_ms: float = 0.0
     poisoned: tuple[str, ...] = field(default_factory=tuple)
     address: str = ""
+    degraded: tuple[str, ...] = ()
+    """What is failing on the node (a background loop and its last error), one line each; the
+    node serves on, but something it should do (follow assignments, persist state) is not done."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["poisoned"] = list(self.poisoned)
+        data["degraded"] = list(self.degraded)
         return data
 
     @classmethod
@@ -112,6 +116,7 @@ class HealthReport:
             p99_ms=float(data.get("p99_ms", 0.0)),
             poisoned=tuple(str(d) for d in data.get("poisoned", ())),
             address=str(data.get("address", "")),
+            degraded=tuple(str(line) for line in data.get("degraded", ())),
         )
 
 
