@@ -131,7 +131,7 @@ async def test_applied_bundle_becomes_lkg_and_node_boots_from_it(
     assert (await get(again)).status_code == 200
 
 
-async def test_crash_after_apply_poisons_the_bundle_and_boots_the_previous_lkg(
+async def test_a_fault_after_apply_quarantines_the_bundle_and_boots_the_previous_lkg(
     tmp_path: Path, start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
 ) -> None:
     good = keys.sign(make_bundle(origin.url, name="good"))
@@ -140,14 +140,17 @@ async def test_crash_after_apply_poisons_the_bundle_and_boots_the_previous_lkg(
     lkg = LastKnownGood(state)
     lkg.save(good.digest, good.to_bytes())
     lkg.save(bad.digest, bad.to_bytes())
-    # The process applied `bad` 2 s ago and died (the marker was never cleared).
+    # The process applied `bad` 2 s ago and died of a fault it recorded (the marker was never
+    # cleared): the files such a death leaves, as in test_crash.py with a real process.
     CrashGuard(state).begin(bad.digest, time.time() - 2)
+    (state / "fault.log").write_text("Fatal Python error: Segmentation fault\n\nThread ...\n")
     watch.publish(bad)  # the control plane still assigns it
 
     node = await start_node()
     assert node.slot.digest == good.digest
     assert (await get(node)).status_code == 200
     assert node.guard.is_poisoned(bad.digest)
+    assert "Segmentation fault" in node.guard.quarantined[bad.digest].cause
     assert LastKnownGood(state).pointer().current == good.digest
 
     def poisoned_reported() -> bool:
@@ -163,6 +166,28 @@ async def test_crash_after_apply_poisons_the_bundle_and_boots_the_previous_lkg(
         config = (await client.get(f"http://127.0.0.1:{node.admin_port}/config")).json()
     assert config["poisoned"] == [bad.digest]
     assert config["serving"] == good.digest
+    await eventually(
+        lambda: any(r["quarantined"] for r in watch.health_reports()), what="a health report"
+    )
+    quarantined = [r for r in watch.health_reports() if r["quarantined"]][-1]["quarantined"]
+    assert [q["digest"] for q in quarantined] == [bad.digest]
+
+
+async def test_a_death_with_no_recorded_cause_does_not_quarantine(
+    tmp_path: Path, start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    good = keys.sign(make_bundle(origin.url, name="good"))
+    newer = keys.sign(make_bundle(origin.url, name="newer"))
+    state = tmp_path / "state"
+    lkg = LastKnownGood(state)
+    lkg.save(good.digest, good.to_bytes())
+    lkg.save(newer.digest, newer.to_bytes())
+    CrashGuard(state).begin(newer.digest, time.time() - 2)  # killed from outside: no fault.log
+    node = await start_node()
+    assert node.slot.digest == newer.digest
+    assert not node.guard.quarantined
+    marker = json.loads((state / "applying.json").read_text())
+    assert (marker["digest"], marker["deaths"]) == (newer.digest, 1)
 
 
 async def test_an_old_marker_is_not_a_crash_loop(

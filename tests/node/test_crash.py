@@ -24,7 +24,9 @@ from failsmall.node.supervisor import WorkerExit
 from failsmall.transport.natsd import free_port
 from tests.node.conftest import Keys, WatchDir, make_bundle, node_config
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+CRASHING_WORKER = (str(Path(__file__).with_name("crashing_worker.py")),)
 
 
 def wait_for(check: object, timeout_s: float, what: str) -> object:
@@ -62,13 +64,14 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def spawn_worker(
-    config: NodeConfig, processes: list[subprocess.Popen[bytes]]
+    config: NodeConfig,
+    processes: list[subprocess.Popen[bytes]],
+    entry: tuple[str, ...] = ("-m", "failsmall.node"),
 ) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "failsmall.node",
+            *entry,
             "--log-level",
             "WARNING",
             "--config-json",
@@ -238,13 +241,15 @@ def test_supervisor_restarts_killed_workers_sharing_one_port(
             os.kill(int(pid), 0)
 
 
-def test_dying_right_after_an_apply_poisons_that_bundle(
+def started_on(
     tmp_path: Path,
     keys: Keys,
     watch: WatchDir,
     origin_process: str,
     processes: list[subprocess.Popen[bytes]],
-) -> None:
+    entry: tuple[str, ...] = ("-m", "failsmall.node"),
+) -> tuple[NodeConfig, str, subprocess.Popen[bytes]]:
+    """A worker serving a first good bundle, with a crash window longer than the test."""
     admin = f"127.0.0.1:{free_port()}"
     config = node_config(
         tmp_path,
@@ -253,29 +258,86 @@ def test_dying_right_after_an_apply_poisons_that_bundle(
         node_id="loopy",
         listen=f"127.0.0.1:{free_port()}",
         admin=admin,
-        crash_window_s=8.0,
-        report_interval_s=5,
+        crash_window_s=60.0,
+        report_interval_s=0.3,
     ).for_worker(0, 1)
     good = keys.sign(make_bundle(origin_process, name="good"))
     watch.publish(good)
-    proc = spawn_worker(config, processes)
+    proc = spawn_worker(config, processes, entry)
     wait_for(lambda: (config_of(admin) or {}).get("serving") == good.digest, 20, "good bundle")
-    bad = keys.sign(make_bundle(origin_process, name="bad"))
-    watch.publish(bad)
-    wait_for(lambda: (config_of(admin) or {}).get("serving") == bad.digest, 20, "bad bundle")
-    proc.kill()  # dies within the window after applying `bad`
+    return config, good.digest, proc
+
+
+def poisoned_reports(watch: WatchDir) -> list[dict[str, object]]:
+    return [r for r in watch.apply_reports() if r["result"] == "poisoned"]
+
+
+def test_kill_9_twice_after_an_apply_does_not_quarantine_the_bundle_a_third_time_does(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    config, good, proc = started_on(tmp_path, keys, watch, origin_process, processes)
+    admin = config.admin
+    newer = keys.sign(make_bundle(origin_process, name="newer"))
+    watch.publish(newer)
+    wait_for(lambda: (config_of(admin) or {}).get("serving") == newer.digest, 20, "newer bundle")
+    for _ in range(2):  # killed from outside, within the crash window of the apply
+        proc.kill()
+        assert proc.wait() == -signal.SIGKILL
+        proc = spawn_worker(config, processes)
+        served = wait_for(lambda: (c := config_of(admin)) and c.get("serving") and c, 20, "boot")
+        assert served["serving"] == newer.digest  # type: ignore[index]
+        assert served["poisoned"] == []  # type: ignore[index]
+    assert httpx.get(f"http://{config.listen}/hello", timeout=5).status_code == 200
+    assert not poisoned_reports(watch)
+    # Three deaths in a row with no recorded cause, each soon after applying it: quarantined
+    # (what a bundle that exhausts memory and meets the OOM killer looks like).
+    proc.kill()
     proc.wait()
     spawn_worker(config, processes)
-    config_now = wait_for(
-        lambda: (c := config_of(admin)) and c.get("serving") and c, 20, "the restarted node"
+    served = wait_for(lambda: (c := config_of(admin)) and c.get("serving") and c, 20, "boot")
+    assert served["serving"] == good  # type: ignore[index]
+    assert served["poisoned"] == [newer.digest]  # type: ignore[index]
+    reports = wait_for(lambda: poisoned_reports(watch), 10, "a POISONED report")
+    assert "died 3 times" in str(reports[0]["error"])  # type: ignore[index]
+
+
+def test_a_bundle_that_crashes_the_worker_is_quarantined_and_reported(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    config, good, proc = started_on(
+        tmp_path, keys, watch, origin_process, processes, CRASHING_WORKER
     )
-    assert config_now["serving"] == good.digest  # type: ignore[index]
-    assert config_now["poisoned"] == [bad.digest]  # type: ignore[index]
+    admin = config.admin
+    bad = keys.sign(make_bundle(origin_process, name="segfault-on-requests"))
+    watch.publish(bad)
+    wait_for(lambda: (config_of(admin) or {}).get("serving") == bad.digest, 20, "the bad bundle")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://{config.listen}/hello", timeout=5)
+    assert proc.wait(10) == -signal.SIGSEGV
+    spawn_worker(config, processes, CRASHING_WORKER)  # as the supervisor restarts it
+    served = wait_for(lambda: (c := config_of(admin)) and c.get("serving") and c, 20, "boot")
+    assert served["serving"] == good  # type: ignore[index]
+    assert served["poisoned"] == [bad.digest]  # type: ignore[index]
+    quarantined = served["quarantined"]  # type: ignore[index]
+    assert "Segmentation fault" in quarantined[0]["cause"]
     assert httpx.get(f"http://{config.listen}/hello", timeout=5).status_code == 200
-    reports = wait_for(
-        lambda: [r for r in watch.apply_reports() if r["result"] == "poisoned"], 10, "report"
+    reports = wait_for(lambda: poisoned_reports(watch), 10, "a POISONED report")
+    assert reports[0]["digest"] == bad.digest
+    assert "Segmentation fault" in str(reports[0]["error"])
+    health = wait_for(
+        lambda: [r for r in watch.health_reports() if r.get("quarantined")], 10, "health"
     )
-    assert reports[0]["digest"] == bad.digest  # type: ignore[index]
+    latest = health[-1]  # type: ignore[index]
+    assert latest["digest"] == good and latest["poisoned"] == [bad.digest]
+    assert "Segmentation fault" in latest["quarantined"][0]["cause"]
 
 
 def test_a_worker_that_cannot_bind_says_why_and_serves_once_the_port_is_free(

@@ -88,8 +88,8 @@ def test_nacks_and_crash_loops_fail_without_any_traffic() -> None:
     poisoned = verdict(empty, poisoned=tuple(f"edge-{i}" for i in range(7)))
     assert isinstance(poisoned, GateFail)
     assert (
-        "7 node(s) crash-looped on it: edge-0, edge-1, edge-2, edge-3, edge-4 and 2 more"
-        in (poisoned.reasons[0])
+        "7 node(s) quarantined it after it brought them down: "
+        "edge-0, edge-1, edge-2, edge-3, edge-4 and 2 more" in (poisoned.reasons[0])
     )
 
 

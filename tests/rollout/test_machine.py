@@ -106,7 +106,7 @@ def test_a_refusal_or_crash_loop_stops_the_rollout_without_waiting(outcome: Appl
     h.start()
     h.ack(outcome)
     assert isinstance(h.machine.state, RollingBack)
-    assert "refused" in h.machine.state.reason or "crash-looped" in h.machine.state.reason
+    assert "refused" in h.machine.state.reason or "quarantined it" in h.machine.state.reason
 
 
 def test_a_poisoned_digest_in_a_health_sample_fails_the_gate() -> None:

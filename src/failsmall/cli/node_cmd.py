@@ -58,7 +58,12 @@ def node(
         float, typer.Option("--report-interval", help="Seconds between health reports.")
     ] = 1.0,
     crash_window: Annotated[
-        float, typer.Option("--crash-window", help="Dying this soon after an apply poisons it.")
+        float,
+        typer.Option(
+            "--crash-window",
+            help="A death this soon after an apply counts against that bundle (quarantined on "
+            "a recorded fault, or after 3 such deaths).",
+        ),
     ] = DEFAULT_WINDOW_S,
     bot_feature_slots: Annotated[int, typer.Option("--bot-feature-slots")] = 200,
     max_rules: Annotated[int, typer.Option("--max-rules")] = 10_000,

@@ -10,6 +10,7 @@ import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from failsmall.cli.control_client import (
     ControlClient,
@@ -21,11 +22,50 @@ from failsmall.cli.control_client import (
 from failsmall.cli.output import console, print_json
 
 
+def node_state(node: dict[str, Any]) -> Text:
+    """What a node's row needs said: why it is not on its assigned bundle (quarantined,
+    refused, still applying), what it quarantined, and what is failing on it; else "ok"."""
+    health = node["health"]
+    assigned, serving = node["assigned"], node["digest"]
+    quarantined = {q["digest"]: q.get("cause", "") for q in health.get("quarantined", [])}
+    notes: list[tuple[str, str]] = []
+    if not node["live"]:
+        notes.append(("not reporting", "red"))
+    if assigned and serving != assigned:
+        last = node.get("last_apply") or {}
+        if assigned in quarantined:
+            notes.append((f"quarantined {short(assigned)}: {quarantined[assigned]}", "red"))
+        elif last.get("digest") == assigned and last.get("result") == "nack":
+            notes.append((f"refused {short(assigned)}: {last.get('error', '')}", "red"))
+        elif node["live"]:
+            notes.append((f"applying {short(assigned)}", "yellow"))
+    for digest, cause in quarantined.items():
+        if digest != assigned:
+            notes.append((f"quarantined {short(digest)}: {cause}", "yellow"))
+    for line in health.get("degraded", []):
+        notes.append((f"degraded: {line}", "yellow"))
+    if not notes:
+        return Text("ok", style="green")
+    text = Text()
+    for index, (note, style) in enumerate(notes):
+        if index:
+            text.append("\n")
+        text.append(printable(note), style=style)
+    return text
+
+
+def printable(text: str) -> str:
+    """`text` without control characters, which would act on the operator's terminal."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def render(status: dict[str, Any]) -> Group:
-    """Tables for the nodes and the current rollout."""
+    """Tables for the nodes (with why one is not on its assigned bundle) and the current
+    rollout."""
     good = status["last_good"]
     nodes = Table(title=f"fleet: last good {short(good)} {status['last_good_name']}")
-    for column in ("node", "live", "serving", "assigned", "req/s", "5xx", "blocked", "p99 ms"):
+    columns = ("node", "live", "serving", "assigned", "req/s", "5xx", "blocked", "p99 ms", "state")
+    for column in columns:
         nodes.add_column(column, justify="right" if column[0] in "r5bp" else "left")
     for node in status["nodes"]:
         health = node["health"]
@@ -41,6 +81,7 @@ def render(status: dict[str, Any]) -> Group:
             str(health["responses_5xx"]),
             str(health["blocked"]),
             f"{health['p99_ms']:.1f}",
+            node_state(node),
         )
     parts: list[Any] = [nodes]
     rollout = status.get("rollout")

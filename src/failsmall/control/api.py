@@ -166,7 +166,12 @@ class ControlApi:
             node["health"] = {
                 k: health.get(k, 0)
                 for k in ("requests", "responses_5xx", "blocked", "challenged", "module_errors")
-            } | {"p99_ms": health.get("p99_ms", 0.0), "window_s": health.get("window_s", 0.0)}
+            } | {
+                "p99_ms": health.get("p99_ms", 0.0),
+                "window_s": health.get("window_s", 0.0),
+                "quarantined": health.get("quarantined", []),
+                "degraded": health.get("degraded", []),
+            }
             nodes.append(node)
         rollout: dict[str, Any] | None = None
         machine = self.driver.active

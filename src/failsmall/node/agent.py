@@ -27,7 +27,7 @@ from failsmall.backoff import Backoff
 from failsmall.engine import Engine, EngineBuildError
 from failsmall.model import BundleError, Capacities, SignedBundle, capacity_problems
 from failsmall.model import verify_envelope as verify
-from failsmall.node.guard import Clean, CrashGuard, Poisoned
+from failsmall.node.guard import Clean, CrashGuard, Poisoned, Survived
 from failsmall.node.lkg import LastKnownGood, LkgPointer
 from failsmall.node.serving import Serving, ServingSlot
 from failsmall.node.statefiles import StateDirError
@@ -50,6 +50,18 @@ log = logging.getLogger("failsmall.node.agent")
 
 class ApplyRejectedError(Exception):
     """A bundle this node must not serve; the message says why (sent back as the NACK)."""
+
+
+class QuarantinedError(Exception):
+    """Applying a bundle brought out a fault in the node: it is quarantined; the message says
+    what happened (sent back with the POISONED report)."""
+
+
+def _quarantine_note(cause: str) -> str:
+    return (
+        f"quarantined on this node: {cause}; it is not applied, and the previous "
+        "last-known-good is served"
+    )
 
 
 def prepare(
@@ -139,24 +151,30 @@ class ConfigAgent:
     # -- boot ------------------------------------------------------------------------------
 
     async def boot(self) -> None:
-        """Serve the newest usable LKG bundle; quarantine one the process just died with."""
+        """Serve the newest usable LKG bundle; quarantine one the evidence blames for the
+        previous process's death (see `guard`)."""
         check = self.guard.check_on_boot(time.time())
         match check:
-            case Clean():
-                pass
-            case Poisoned(digest=digest, died_after_s=age):
-                log.error("bundle %s poisoned: the node died %.1fs after applying it", digest, age)
-                self.lkg.demote(digest)
-                self._record(
-                    ApplyReport(
-                        self.node_id,
-                        digest,
-                        ApplyResult.POISONED,
-                        f"the node died {age:.1f}s after applying this bundle; it is "
-                        "quarantined and the previous last-known-good is served",
-                        time.time(),
+            case Clean(previous_fault=fault):
+                if fault:
+                    log.error(
+                        "the previous process died of %r, not within %gs of an apply: "
+                        "no bundle is blamed",
+                        fault,
+                        self.guard.window_s,
                     )
+            case Survived(digest=digest, deaths=deaths):
+                log.warning(
+                    "the node died %d time(s) within %gs of applying %s, with no recorded "
+                    "cause (a signal from outside?): serving it again, not quarantined",
+                    deaths,
+                    self.guard.window_s,
+                    digest,
                 )
+            case Poisoned(digest=digest, cause=cause):
+                log.error("bundle %s quarantined: %s", digest, cause)
+                self.lkg.demote(digest)
+                self._report(digest, ApplyResult.POISONED, _quarantine_note(cause))
             case _:
                 assert_never(check)
         pointer = self.lkg.pointer()
@@ -167,13 +185,18 @@ class ConfigAgent:
                 raw = self.lkg.load(digest)
                 signed = prepare(raw, digest, self.trusted, self.capacities)
                 self._begin(digest)
-                serving = await asyncio.to_thread(build, signed, self.capacities, self.slot.current)
+                serving = await self._build(digest, signed)
             except FileNotFoundError:
                 log.error("last-known-good bundle %s is missing from the state directory", digest)
                 continue
             except ApplyRejectedError as exc:
                 log.error("last-known-good bundle %s is unusable: %s", digest, exc)
                 self.guard.settle()
+                continue
+            except QuarantinedError as exc:
+                self._settle_now()
+                self.lkg.demote(digest)
+                self._report(digest, ApplyResult.POISONED, _quarantine_note(str(exc)))
                 continue
             self._swap(serving)
             self.status.booted_from = digest
@@ -219,10 +242,9 @@ class ConfigAgent:
     async def follow(self, assignment: Assignment) -> ApplyReport:
         """Act on one assignment: ACK what is served, refuse the poisoned, apply the rest."""
         digest = assignment.digest
-        if self.guard.is_poisoned(digest):
-            report = self._report(
-                digest, ApplyResult.POISONED, "this bundle crashed this node before; not applied"
-            )
+        quarantine = self.guard.quarantined.get(digest)
+        if quarantine is not None:
+            report = self._report(digest, ApplyResult.POISONED, _quarantine_note(quarantine.cause))
         elif digest == self.slot.digest:
             report = self._report(digest, ApplyResult.ACK)
         else:
@@ -241,11 +263,14 @@ class ConfigAgent:
         try:
             signed = prepare(raw, digest, self.trusted, self.capacities)
             self._begin(digest)
-            serving = await asyncio.to_thread(build, signed, self.capacities, self.slot.current)
+            serving = await self._build(digest, signed)
         except ApplyRejectedError as exc:
             self._settle_now()
             log.error("bundle %s rejected: %s", digest, exc)
             return self._report(digest, ApplyResult.NACK, str(exc))
+        except QuarantinedError as exc:
+            self._settle_now()
+            return self._report(digest, ApplyResult.POISONED, _quarantine_note(str(exc)))
         self._swap(serving)
         note = ""
         try:
@@ -256,6 +281,20 @@ class ConfigAgent:
         self._schedule_settle()
         log.info("now serving bundle %s", digest)
         return self._report(digest, ApplyResult.ACK, note)
+
+    async def _build(self, digest: str, signed: SignedBundle) -> Serving:
+        """Build the engine of `signed` off the event loop. A refusal is an ApplyRejectedError;
+        any other exception is a fault the bundle brings out in this node's code: the bundle is
+        quarantined (QuarantinedError), as if the process had died of it."""
+        try:
+            return await asyncio.to_thread(build, signed, self.capacities, self.slot.current)
+        except ApplyRejectedError:
+            raise
+        except Exception as exc:
+            cause = f"building its engine raised {type(exc).__name__}: {exc}"
+            log.exception("bundle %s quarantined: %s", digest, cause)
+            self.guard.quarantine(digest, cause, time.time())
+            raise QuarantinedError(cause) from exc
 
     # -- crash marker ----------------------------------------------------------------------
 
@@ -337,9 +376,10 @@ class ConfigAgent:
             module_errors=window.module_errors,
             breaker_trips=new_trips,
             p99_ms=window.latency.quantile(0.99) * 1000,
-            poisoned=tuple(sorted(self.guard.poisoned)),
+            poisoned=tuple(sorted(self.guard.quarantined)),
             address=self.address,
             degraded=self.degraded(),
+            quarantined=tuple(q for _, q in sorted(self.guard.quarantined.items())),
         )
 
     def degraded(self) -> tuple[str, ...]:
@@ -363,7 +403,8 @@ class ConfigAgent:
             "serving": self.slot.digest,
             "bundle_name": current.signed.bundle.name if current is not None else "",
             "lkg": {"current": pointer.current, "previous": pointer.previous},
-            "poisoned": sorted(self.guard.poisoned),
+            "poisoned": sorted(self.guard.quarantined),
+            "quarantined": [q.to_dict() for _, q in sorted(self.guard.quarantined.items())],
             "revision": self.status.revision,
             "booted_from": self.status.booted_from,
             "applies": dict(self.status.applies),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import uvloop
 
-from failsmall.node.access_log import AccessLog
+from failsmall.node.access_log import AccessLog, AccessLogError
 from failsmall.node.admin import AdminServer
 from failsmall.node.agent import ConfigAgent
 from failsmall.node.config import NodeConfig, load_trusted_keys, parse_address
@@ -21,7 +21,7 @@ from failsmall.node.lkg import LastKnownGood
 from failsmall.node.metrics import NodeCollector, node_registry
 from failsmall.node.proxy import ClientConnection, ProxyContext
 from failsmall.node.serving import ServingSlot
-from failsmall.node.statefiles import ensure_dir
+from failsmall.node.statefiles import StateDirError, ensure_dir
 from failsmall.transport.base import NodeChannel
 from failsmall.transport.connect import connect_node_channel
 
@@ -160,7 +160,14 @@ async def serve(config: NodeConfig) -> None:
             config.control, node_id=config.node_id, jetstream_domain=config.jetstream_domain
         )
     node = EdgeNode(config, channel=channel)
-    await node.start()
+    node.guard.record_faults()
+    try:
+        await node.start()
+    except (ListenError, StateDirError, AccessLogError):
+        raise  # the operator's to fix, with an exit code that says so; no bundle's fault
+    except Exception as exc:
+        node.guard.record_exception(exc)
+        raise
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

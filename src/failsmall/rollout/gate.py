@@ -5,7 +5,8 @@ adds the samples taken during a wave's bake window into one `SideStats` per side
 old bundle) and asks `evaluate_gate` for a verdict:
 
 - `GateFail(reasons)`: the new bundle is worse than the baseline beyond a threshold, a node
-  NACKed it, or a node crash-looped on it. A fail always stops the rollout.
+  NACKed it, or a node quarantined it (the evidence said it brought the node down). A fail
+  always stops the rollout.
 - `GateInconclusive(reason)`: too little traffic or too few nodes reporting to tell. The gate
   never passes on no data.
 - `GatePass(summary)`: enough data and nothing worse than the thresholds allow.
@@ -209,7 +210,10 @@ def _failures(t: GateThresholds, data: GateInput) -> list[str]:
     if len(data.nacks) > t.max_nacks:
         reasons.append(f"{len(data.nacks)} node(s) refused the bundle: {_few(data.nacks)}")
     if len(data.poisoned) > t.max_poisoned:
-        reasons.append(f"{len(data.poisoned)} node(s) crash-looped on it: {_few(data.poisoned)}")
+        reasons.append(
+            f"{len(data.poisoned)} node(s) quarantined it after it brought them down: "
+            f"{_few(data.poisoned)}"
+        )
     rate_checks = (
         ("5xx rate", new.responses_5xx, new.error_rate, base.error_rate, t.error_factor,
          t.error_margin),

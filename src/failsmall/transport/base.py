@@ -72,6 +72,23 @@ class ApplyReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A bundle a node will not serve: the evidence (`cause`) says it brought the node down.
+    The node serves its previous last-known-good instead and answers the assignment POISONED."""
+
+    digest: str
+    cause: str
+    at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Quarantine:
+        return cls(str(data["digest"]), str(data.get("cause", "")), float(data.get("at", 0.0)))
+
+
+@dataclass(frozen=True, slots=True)
 class HealthReport:
     """A node's traffic health over the last window, per bundle digest it served."""
 
@@ -92,11 +109,14 @@ class HealthReport:
     degraded: tuple[str, ...] = ()
     """What is failing on the node (a background loop and its last error), one line each; the
     node serves on, but something it should do (follow assignments, persist state) is not done."""
+    quarantined: tuple[Quarantine, ...] = ()
+    """The bundles in `poisoned`, each with the evidence that quarantined it."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["poisoned"] = list(self.poisoned)
         data["degraded"] = list(self.degraded)
+        data["quarantined"] = [q.to_dict() for q in self.quarantined]
         return data
 
     @classmethod
@@ -117,6 +137,7 @@ class HealthReport:
             poisoned=tuple(str(d) for d in data.get("poisoned", ())),
             address=str(data.get("address", "")),
             degraded=tuple(str(line) for line in data.get("degraded", ())),
+            quarantined=tuple(Quarantine.from_dict(q) for q in data.get("quarantined", ())),
         )
 
 
