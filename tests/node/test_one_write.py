@@ -3,6 +3,7 @@ requests pipelined in one write: each is answered exactly as when sent piece by 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
@@ -11,6 +12,7 @@ import h11
 import pytest
 
 from failsmall.model import BodyOverBuffer, Limits
+from failsmall.node.proxy import PARSE_BYTES, PIPELINE_DEPTH
 from failsmall.node.server import EdgeNode
 from tests.node.conftest import (
     Keys,
@@ -185,3 +187,50 @@ async def test_an_endless_head_after_a_pipelined_request_is_refused_after_its_an
     got = responses(await raw_exchange(node.port, first + endless, timeout_s=10))
     assert [status for status, _ in got] == [200, 431]
     assert echoed(got[0][1])["path"] == "/echo?i=0"
+
+
+async def test_thousands_of_pipelined_requests_are_parsed_a_few_at_a_time_and_all_answered(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    node = await node_with(Limits(), start_node, watch, keys, origin)
+    count = 3000
+    first = b"GET /slow?s=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+    rest = [b"GET /echo?i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(1, count)]
+    rest[-1] = rest[-1][:-2] + b"Connection: close\r\n\r\n"
+    deepest = 0
+
+    async def watch_queues() -> None:
+        nonlocal deepest
+        while True:
+            for conn in list(node.ctx.connections):
+                deepest = max(deepest, len(conn.queue))
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.ensure_future(watch_queues())
+    try:
+        raw = await raw_exchange(node.port, first + b"".join(rest), timeout_s=60)
+    finally:
+        watcher.cancel()
+    got = responses(raw)
+    assert [status for status, _ in got] == [200] * count
+    paths = [echoed(body)["path"] for _, body in got[1:]]
+    assert paths == [f"/echo?i={i}" for i in range(1, count)]
+    # While the first was at the origin, the input behind it stayed mostly unparsed.
+    assert 0 < deepest <= PIPELINE_DEPTH + PARSE_BYTES // min(map(len, rest)) + 2
+
+
+async def test_pipelined_requests_then_a_half_close_are_all_answered_and_a_cut_one_dropped(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    node = await node_with(Limits(), start_node, watch, keys, origin)
+    count = 500
+    whole = b"".join(b"GET /echo?i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(count))
+    cut = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\npartial"
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.write(whole + cut)
+    writer.write_eof()
+    raw = await asyncio.wait_for(reader.read(), 30)  # the node closes after the last answer
+    writer.close()
+    got = responses(raw)
+    assert [echoed(body)["path"] for _, body in got] == [f"/echo?i={i}" for i in range(count)]
+    assert node.ctx.stats.abandoned == 1

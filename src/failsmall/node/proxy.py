@@ -27,6 +27,13 @@ from failsmall.node.upstream import Pools
 
 DRAIN_LIMIT = 1024 * 1024
 LINGER_S = 2.0
+PIPELINE_DEPTH = 32
+"""Requests parsed ahead of the one being answered; input past them waits unparsed."""
+PARSE_BYTES = 4096
+"""Input is parsed this much at a time, so that a read full of tiny pipelined requests stops
+near PIPELINE_DEPTH queued requests instead of becoming thousands of them."""
+UNPARSED = object()
+"""Who pauses reading while input waits unparsed."""
 
 
 @dataclass(eq=False)
@@ -88,6 +95,9 @@ class ClientConnection(asyncio.Protocol):
         self.head_raw = 0
         self.heads_begun = 0
         self.body_in_feed = False
+        self.unparsed = b""  # input past PIPELINE_DEPTH queued requests, parsed in turn
+        self.parsing = False
+        self.eof = False
         self.lingering = False
         self.refusing = False  # a refused request waits behind earlier ones; input is dropped
         self.drained = 0
@@ -168,6 +178,36 @@ class ClientConnection(asyncio.Protocol):
             if self.drained > DRAIN_LIMIT:
                 self.close()
             return
+        if self.unparsed:
+            self.unparsed += data
+            return
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Feed `data` to the parser PARSE_BYTES at a time; once more than PIPELINE_DEPTH
+        requests are queued, keep the rest unparsed (and reading paused) until answers make
+        room (`exchange_done`)."""
+        self.parsing = True
+        try:
+            offset = 0
+            while offset < len(data):
+                if len(self.queue) > PIPELINE_DEPTH:
+                    self.unparsed = data[offset:]
+                    self.pause_reading_for(UNPARSED)
+                    return
+                piece = data if len(data) <= PARSE_BYTES else data[offset : offset + PARSE_BYTES]
+                offset += len(piece)
+                self._feed(piece)
+                if self.upgraded is not None:
+                    if offset < len(data):
+                        self.upgraded.tunnel_from_client(data[offset:])
+                    return
+                if self.closed or self.lingering or self.refusing:
+                    return
+        finally:
+            self.parsing = False
+
+    def _feed(self, data: bytes) -> None:
         was_in_head, heads_before = self.in_head, self.heads_begun
         self.body_in_feed = False
         try:
@@ -218,6 +258,14 @@ class ClientConnection(asyncio.Protocol):
         transport close, and `connection_lost` closes the origin's side.)"""
         if self.upgraded is not None:
             return False
+        self.eof = True
+        if self.unparsed:  # parsed in turn; `_input_ended` runs once it all is
+            return True
+        return self._input_ended()
+
+    def _input_ended(self) -> bool:
+        """No more input will come: drop a request cut short, answer the rest, then close
+        (False: close now)."""
         cut = self.reading
         if cut is not None:
             self.reading = None
@@ -229,8 +277,8 @@ class ClientConnection(asyncio.Protocol):
             if upstream is not None:
                 upstream.close()
             cut.state = ExchangeState.DONE
-        for exchange in self.queue:
-            exchange.keep_alive = False
+        if self.queue:
+            self.queue[-1].keep_alive = False  # the connection closes after the last answer
         return bool(self.queue)
 
     def pause_writing(self) -> None:
@@ -474,6 +522,7 @@ class ClientConnection(asyncio.Protocol):
         if self.lingering:
             return
         self.lingering = True
+        self.unparsed = b""
         self._pausers.clear()
         self.reading = None
         self._stop_body_clock()
@@ -520,6 +569,7 @@ class ClientConnection(asyncio.Protocol):
         offender.refusal = (status, reason)
         offender.keep_alive = False
         self.refusing = True
+        self.unparsed = b""
 
     def drain(self) -> None:
         """The node is stopping: close now if idle between requests; otherwise answer the
@@ -545,6 +595,14 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.closed or self.lingering:
             return
+        if self.unparsed and not self.parsing and len(self.queue) <= PIPELINE_DEPTH:
+            unparsed, self.unparsed = self.unparsed, b""
+            self.resume_reading_for(UNPARSED)
+            self._parse(unparsed)
+            if self.eof and not self.unparsed and not self._input_ended():
+                self.close()
+            if self.closed or self.lingering:
+                return
         if self.queue:
             nxt = self.queue[0]
             if nxt.refusal is not None:
