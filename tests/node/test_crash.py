@@ -201,6 +201,7 @@ def test_supervisor_restarts_killed_workers_sharing_one_port(
         "2",
         "--crash-window",
         "0.2",
+        log=tmp_path / "node.log",
     )
     admins = [f"127.0.0.1:{admin_port}", f"127.0.0.1:{admin_port + 1}"]
     pids = []
@@ -234,6 +235,7 @@ def test_supervisor_restarts_killed_workers_sharing_one_port(
     for _ in range(20):
         statuses.append(httpx.get(f"http://{listen}/hello", timeout=5).status_code)
     assert set(statuses) == {200}
+    assert f"worker 0 (pid {pids[0]}) was killed by SIGKILL" in (tmp_path / "node.log").read_text()
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(15) == 0
     for pid in pids[1:]:

@@ -64,6 +64,16 @@ class Worker:
     restarts: int = 0
 
 
+def exit_cause(code: int) -> str:
+    """How a worker ended, as people read it (a negative code is the signal that ended it)."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with {code}"
+
+
 def worker_command(config: NodeConfig) -> list[str]:
     return [sys.executable, "-m", "failsmall.node", "--config-json", config.to_json()]
 
@@ -137,10 +147,10 @@ class Supervisor:
         worker.restart_at = now + delay
         worker.state = WorkerState.BACKOFF
         log.error(
-            "worker %d (pid %d) exited with %d; restarting in %.2fs",
+            "worker %d (pid %d) %s; restarting in %.2fs",
             worker.index,
             process.pid,
-            code,
+            exit_cause(code),
             delay,
         )
 
