@@ -403,3 +403,22 @@ def test_a_worker_that_cannot_use_its_state_dir_stops_the_node_without_restarts(
     assert text.count("cannot create state directory") == 1
     assert "not restarting" in text
     assert "Traceback" not in text
+
+
+def test_a_worker_that_aborts_after_an_apply_quarantines_that_bundle(
+    tmp_path: Path,
+    keys: Keys,
+    watch: WatchDir,
+    origin_process: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    config, good, proc = started_on(tmp_path, keys, watch, origin_process, processes)
+    newer = keys.sign(make_bundle(origin_process, name="newer"))
+    watch.publish(newer)
+    wait_for(lambda: (config_of(config.admin) or {}).get("serving") == newer.digest, 20, "newer")
+    proc.send_signal(signal.SIGABRT)  # what abort() in a native extension raises
+    assert proc.wait(10) == -signal.SIGABRT
+    spawn_worker(config, processes)
+    served = wait_for(lambda: (c := config_of(config.admin)) and c.get("serving") and c, 20, "boot")
+    assert served["serving"] == good  # type: ignore[index]
+    assert "Aborted" in served["quarantined"][0]["cause"]  # type: ignore[index]
