@@ -203,17 +203,17 @@ def _client(kind: ClientKind, rng: random.Random) -> tuple[list[tuple[str, str]]
             raise AssertionError(f"unknown client kind {kind}")
 
 
-def request_id(item: LabelledRequest, n: int) -> str:
+def request_id(item: LabelledRequest, n: int, prefix: str = GENERATOR_ID_PREFIX) -> str:
     """`gen-bot-scanner-17`: the label travels in the request id, which the node logs."""
     label = "bot" if item.is_bot else "human"
-    return f"{GENERATOR_ID_PREFIX}-{label}-{item.kind.value}-{n}"
+    return f"{prefix}-{label}-{item.kind.value}-{n}"
 
 
-def raw_request(item: LabelledRequest, n: int) -> bytes:
+def raw_request(item: LabelledRequest, n: int, prefix: str = GENERATOR_ID_PREFIX) -> bytes:
     request = item.request
     lines = [f"{request.method} {request.path} HTTP/1.1"]
     lines += [f"{name}: {value}" for name, value in request.headers]
-    lines.append(f"X-Request-Id: {request_id(item, n)}")
+    lines.append(f"X-Request-Id: {request_id(item, n, prefix)}")
     body = b"user=alice&password=hunter2" if request.method == "POST" else b""
     if body:
         lines.append(f"Content-Length: {len(body)}")
@@ -229,7 +229,14 @@ class Sent:
     failed: int = 0
 
 
-async def send(host: str, port: int, items: Sequence[LabelledRequest], *, start: int = 0) -> Sent:
+async def send(
+    host: str,
+    port: int,
+    items: Sequence[LabelledRequest],
+    *,
+    start: int = 0,
+    id_prefix: str = GENERATOR_ID_PREFIX,
+) -> Sent:
     """Send each request on its own connection (sources 127.0.0.x, one per client kind, so the
     node's per-client rate sees kinds apart)."""
     sent = Sent()
@@ -244,7 +251,7 @@ async def send(host: str, port: int, items: Sequence[LabelledRequest], *, start:
             sent.failed += 1
             continue
         try:
-            writer.write(raw_request(item, n))
+            writer.write(raw_request(item, n, id_prefix))
             await writer.drain()
             if await asyncio.wait_for(reader.read(), 10):
                 sent.answered += 1
