@@ -32,6 +32,16 @@ def _logged(path: Path, prefix: str) -> list[dict[str, object]]:
     return [e for e in lines if str(e.get("id", "")).startswith(prefix)]
 
 
+def _json_documents(text: str) -> list[dict[str, object]]:
+    decoder, documents, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        document, at = decoder.raw_decode(text, at)
+        documents.append(document)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return documents
+
+
 def _score(file: FeatureFile, present: set[str]) -> int:
     total = file.base_score + sum(f.weight for f in file.features if f.key in present)
     return max(1, min(99, round(total)))
@@ -164,6 +174,26 @@ async def test_generated_traffic_becomes_weights_the_fleet_scores_with(tmp_path:
         assert "rolled_back" in json.loads(out)["error"]
         await wait_for(lambda: all(published["digest"] in n.served()[-1:] for n in fleet.nodes), 30)
         assert await fleet.last_good() == published["digest"]
+
+        # Every cycle regenerates from the store (without the copy: the ATTACH was that
+        # connection's); the same rows give the same file, so nothing is pushed again.
+        code, out, err = await fleet.cli(
+            *publish[:2],
+            str(tmp_path / "cycle.yaml"),
+            *publish[2:],
+            "--every",
+            "1s",
+            "--times",
+            "2",
+            "--source",
+            analytics,
+            "--table",
+            TABLE,
+        )
+        assert code == 0, err
+        cycles = _json_documents(out)
+        assert [c["outcome"] for c in cycles] == ["unchanged", "unchanged"]
+        assert cycles[0]["version"] == learned.version
 
         entries = sorted(PublishState(state).entries(), key=lambda e: int(e["seq"]))
         assert [e["action"] for e in entries] == [

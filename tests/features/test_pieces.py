@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from failsmall.build import generate_keypair
 from failsmall.cli.main import app
 from failsmall.engine.bot import BotScorer
 from failsmall.engine.outcomes import Scored
@@ -19,15 +20,16 @@ from failsmall.engine.request import Request, RequestView
 from failsmall.features.generate import generate_feature_file
 from failsmall.features.guards import Acceptance, GuardRefused, check
 from failsmall.features.ingest import ingest_access_log, ingest_generated
-from failsmall.features.metadata import SchemaError
-from failsmall.features.source import open_source
-from failsmall.features.traffic import candidate_features, generate
+from failsmall.features.metadata import SchemaError, feature_columns
+from failsmall.features.source import ColumnInfo, open_source
+from failsmall.features.traffic import CANDIDATE_KEYS, candidate_features, generate
 from failsmall.model.bot import BotConfig, FeatureFile, FeatureKind, feature_from_key, feature_key
 from failsmall.model.traffic import Capacities
 from failsmall.node.access_log import AccessEntry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site" / "features.yaml"
 TABLE = "http_requests_features"
+CANDIDATES = list(CANDIDATE_KEYS[:6])
 
 
 def _example() -> FeatureFile:
@@ -159,3 +161,58 @@ def test_the_cli_generates_a_file_a_node_loads(tmp_path: Path) -> None:
         app, ["features", "generate", "--source", "nope:x", "--out", str(out), "--json"]
     )
     assert result.exit_code == 2 and "unknown source" in json.loads(result.output)["error"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["default", "r0", "r1"]), st.sampled_from(CANDIDATES)),
+        unique=True,
+    )
+)
+def test_dedupe_keeps_each_name_once_and_lists_every_duplicate(
+    rows: list[tuple[str, str]],
+) -> None:
+    columns = feature_columns([ColumnInfo(db, name, "UInt8") for db, name in rows])
+    names = [name for _, name in rows]
+    assert columns.keys == tuple(sorted(set(names)))
+    assert set(columns.duplicates) == {n for n in names if names.count(n) > 1}
+    for name, databases in columns.duplicates.items():
+        assert sorted(databases) == sorted(db for db, n in rows if n == name)
+        assert name in columns.warning()
+
+
+def test_every_cycle_that_cannot_generate_is_reported_and_the_next_one_tries_again(
+    tmp_path: Path,
+) -> None:
+    generate_keypair(tmp_path / "k.pem")
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "publish",
+            str(tmp_path / "f.yaml"),
+            "--key",
+            str(tmp_path / "k.pem"),
+            "--config",
+            str(EXAMPLE.parent),
+            "--state",
+            str(tmp_path / "state"),
+            "--every",
+            "0s",
+            "--times",
+            "3",
+            "--source",
+            f"sqlite:{tmp_path / 'empty.db'}",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1
+    decoder, at, documents = json.JSONDecoder(), 0, []
+    text = result.output
+    while text[at:].strip():
+        document, end = decoder.raw_decode(text[at:].lstrip())
+        documents.append(document)
+        at = len(text) - len(text[at:].lstrip()) + end
+    assert [d["outcome"] for d in documents] == ["failed"] * 3
+    assert "no such table" in documents[0]["error"]
+    assert not (tmp_path / "state" / "last-published.yaml").exists()

@@ -47,7 +47,7 @@ from failsmall.features.ingest import (
     ingest_generated,
 )
 from failsmall.features.metadata import SchemaError
-from failsmall.features.publish import PublishRejected, PublishState, publish
+from failsmall.features.publish import PublishRejected, PublishState, publish, who
 from failsmall.features.source import Source, SourceError, open_source
 from failsmall.features.traffic import candidate_features, generate
 from failsmall.model import Bundle, BundleError
@@ -356,36 +356,52 @@ def publish_cmd(
     except (KeyFileError, ConfigError, BuildError, BundleError, OSError) as exc:
         _fail(json_out, str(exc), [], "", Exit.BAD_INPUT)
     pipeline = PublishState(state)
-    accepted = Acceptance(_who(), reason.strip()) if accept_delta else None
+    accepted = Acceptance(who(), reason.strip()) if accept_delta else None
     pusher = ControlPusher(ControlClient.resolve(control, token), timeout, json_out)
     cycle, failures = 0, 0
     while True:
         cycle += 1
-        if every:
-            generated = run_generate(
-                source, table, DEFAULT_HELD_OUT, DEFAULT_THRESHOLD, None, json_out
+        if every and not _regenerate(source, table, file, json_out):
+            failures += 1
+        else:
+            ok = _publish_once(
+                file,
+                bundle,
+                signing,
+                pusher,
+                pipeline,
+                capacity,
+                max_delta,
+                accepted,
+                json_out,
+                once=not every,
             )
-            write_feature_file(generated.data, file)
-            if generated.columns.warning() and not json_out:
-                err_console.print(f"[bold yellow]warning:[/] {_safe(generated.columns.warning())}")
-        ok = _publish_once(
-            file,
-            bundle,
-            signing,
-            pusher,
-            pipeline,
-            capacity,
-            max_delta,
-            accepted,
-            json_out,
-            once=not every,
-        )
-        failures += 0 if ok else 1
+            failures += 0 if ok else 1
         if not every or (times and cycle >= times):
             break
         time.sleep(period)
     if failures:
         raise typer.Exit(int(Exit.FAILED))
+
+
+def _regenerate(source: str, table: str, file: Path, json_out: bool) -> bool:
+    """One cycle's generation; a failure is reported and the next cycle tries again."""
+    try:
+        store = open_source(source)
+        try:
+            generated = generate_feature_file(store, table)
+        finally:
+            store.close()
+        write_feature_file(generated.data, file)
+    except SchemaError as exc:
+        _report(json_out, {"outcome": "failed", "error": str(exc), "problems": exc.problems})
+        return False
+    except (SourceError, NotEnoughRows, OSError) as exc:
+        _report(json_out, {"outcome": "failed", "error": str(exc), "problems": []})
+        return False
+    if generated.columns.warning() and not json_out:
+        err_console.print(f"[bold yellow]warning:[/] {_safe(generated.columns.warning())}")
+    return True
 
 
 def _publish_once(
@@ -462,15 +478,9 @@ def _report(json_out: bool, data: dict[str, Any]) -> None:
     elif outcome == "unchanged":
         console.print(f"feature file {_safe(str(data['version']))} unchanged; nothing pushed")
     else:
-        err_console.print(f"[bold red]refused:[/] {_safe(str(data['error']))}")
+        err_console.print(f"[bold red]{outcome}:[/] {_safe(str(data['error']))}")
         for problem in data["problems"]:
             err_console.print(f"  - {_safe(problem)}")
-
-
-def _who() -> str:
-    from failsmall.features.publish import _who as who
-
-    return who()
 
 
 def register(app: typer.Typer) -> None:

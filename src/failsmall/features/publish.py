@@ -68,7 +68,7 @@ class PublishState:
     def audit(self, action: str, reason: str, details: dict[str, Any]) -> None:
         store = ControlStore(self.directory / "audit.db")
         try:
-            AuditLog(store).append(time.time(), _who(), action, reason, details)
+            AuditLog(store).append(time.time(), who(), action, reason, details)
         finally:
             store.close()
 
@@ -148,7 +148,8 @@ def publish(
     return Published(version, signed.digest, str(pushed["rollout_id"]), report)
 
 
-def _who() -> str:
+def who() -> str:
+    """Who publishes: the user running the command."""
     try:
         return f"{ACTOR}:{getpass.getuser()}"
     except (KeyError, OSError):

@@ -96,18 +96,3 @@ def open_source(url: str) -> Source:
                 f"unknown source {url!r}: use sqlite:PATH, chdb:PATH or "
                 "clickhouse://host:port/database"
             )
-
-
-def counts_from_rows(keys: Sequence[str], rows: npt.NDArray[np.uint8]) -> LabelCounts:
-    """Counts from a matrix of rows: feature values, then the label (1 bot, 0 human)."""
-    if rows.size == 0:
-        width = len(keys)
-        empty = np.zeros((0, width), dtype=np.uint8)
-        none = np.zeros(0, dtype=np.int64)
-        return LabelCounts(tuple(keys), empty, none, none)
-    patterns, inverse = np.unique(rows[:, :-1], axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    labels = rows[:, -1].astype(np.int64)
-    bots = np.bincount(inverse, weights=labels, minlength=len(patterns)).astype(np.int64)
-    totals = np.bincount(inverse, minlength=len(patterns)).astype(np.int64)
-    return LabelCounts(tuple(keys), patterns.astype(np.uint8), bots, totals - bots)
