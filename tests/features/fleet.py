@@ -66,6 +66,21 @@ class FeatureFleet:
         assert process.returncode is not None
         return process.returncode, out.decode(), err.decode()
 
+    async def rollout_end(self, rollout_id: str, timeout_s: float = 90) -> str:
+        """The state a rollout ends in (completed, rolled_back or aborted)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            row = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()
+            if row["state"] in ("completed", "rolled_back", "aborted"):
+                return str(row["state"])
+            await asyncio.sleep(0.2)
+        row = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()
+        audit = "\n".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in await self.audit())
+        raise AssertionError(
+            f"rollout {rollout_id} did not end in {timeout_s} s: {row['state']}, "
+            f"events {row['events'][-5:]}\n{audit}\n" + _fleet_state(self.plane, self.nodes)
+        )
+
     async def last_good(self) -> str:
         return str((await self.admin.get("/v1/status")).json()["last_good"])
 
@@ -127,10 +142,12 @@ async def feature_fleet(tmp_path: Path, nodes: int = 2) -> AsyncIterator[Feature
             fleet = FeatureFleet(
                 tmp_path, plane, admin, admin_token, tmp_path / "signing.key", base_file, processes
             )
+            rollout_id = pushed.json()["rollout_id"]
+            state = await fleet.rollout_end(rollout_id)
+            assert state == "completed", f"seeding ended {state}:\n{await fleet.audit()}"
             await wait_for(
                 lambda: all(signed.digest in n.served() for n in processes), timeout_s=60
             )
-            await wait_for(lambda: plane.driver.active is None, timeout_s=60)
             yield fleet
     finally:
         stop.set()

@@ -22,7 +22,8 @@ from failsmall.features.guards import Acceptance, GuardRefused, check
 from failsmall.features.ingest import ingest_access_log, ingest_generated
 from failsmall.features.metadata import SchemaError, feature_columns
 from failsmall.features.source import ColumnInfo, open_source
-from failsmall.features.traffic import CANDIDATE_KEYS, candidate_features, generate
+from failsmall.features.sqlite import SqliteSource
+from failsmall.features.traffic import CANDIDATE_KEYS, candidate_features, generate, table_rows
 from failsmall.model.bot import BotConfig, FeatureFile, FeatureKind, feature_from_key, feature_key
 from failsmall.model.traffic import Capacities
 from failsmall.node.access_log import AccessEntry
@@ -216,3 +217,28 @@ def test_every_cycle_that_cannot_generate_is_reported_and_the_next_one_tries_aga
     assert [d["outcome"] for d in documents] == ["failed"] * 3
     assert "no such table" in documents[0]["error"]
     assert not (tmp_path / "state" / "last-published.yaml").exists()
+
+
+def test_sqlite_counts_per_combination_match_the_rows_also_past_one_packed_word(
+    tmp_path: Path,
+) -> None:
+    keys = (*CANDIDATE_KEYS, *(f"hdr:x-signal-{i:03}" for i in range(60)))
+    source = open_source(f"sqlite:{tmp_path / 'a.db'}")
+    assert isinstance(source, SqliteSource)
+    traffic = list(generate(1500, seed=3))
+    features = candidate_features(keys)
+    rows = list(table_rows(iter(traffic), features))
+    # A few rows with the signals past the 62nd column set, so every word is exercised.
+    rows += [(*(int(i % 7 == 0) for i in range(len(keys))), 1, "t") for _ in range(5)]
+    source.ensure_table(TABLE, keys)
+    source.insert(TABLE, keys, rows)
+    counts = source.label_counts(TABLE, keys)
+    expected: dict[tuple[int, ...], list[int]] = {}
+    for row in rows:
+        pattern, label = tuple(int(v) for v in row[: len(keys)]), int(row[-2])
+        expected.setdefault(pattern, [0, 0])[label] += 1
+    found = {
+        tuple(int(v) for v in p): [int(h), int(b)]
+        for p, b, h in zip(counts.patterns, counts.bots, counts.humans, strict=True)
+    }
+    assert found == expected

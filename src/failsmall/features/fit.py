@@ -63,23 +63,55 @@ def fit_weights(
     x = np.hstack([np.ones((len(counts.patterns), 1)), counts.patterns.astype(np.float64)])
     n = (counts.bots + counts.humans).astype(np.float64)
     y = counts.bots.astype(np.float64)
-    beta = np.zeros(x.shape[1])
-    penalty = np.full(x.shape[1], l2)
-    penalty[0] = 0.0  # the intercept is not shrunk
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-        gradient = x.T @ (y - n * p) - penalty * beta
-        hessian = (x.T * (n * p * (1 - p))) @ x + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
-        beta += step
-        if float(np.max(np.abs(step))) < 1e-8:
-            break
+    beta = _newton(x, n, y, np.zeros(x.shape[1]), l2, free_intercept=True)
+    # A feature file's base score lies in 1..99. When the best intercept puts it outside, the
+    # intercept is held at the bound and the feature weights are fitted around it, rather than
+    # clamping the base afterwards (which would shift every score).
+    lowest, highest = (threshold - 99) / SCALE, (threshold - 1) / SCALE
+    if not lowest <= beta[0] <= highest:
+        beta[0] = float(np.clip(beta[0], lowest, highest))
+        beta = _newton(x, n, y, beta, l2, free_intercept=False)
     base = float(np.clip(threshold - SCALE * beta[0], 1, 99))
     weights = {
         key: float(np.clip(round(-SCALE * b, 2), -100, 100)) + 0.0
         for key, b in zip(counts.keys, beta[1:], strict=True)
     }
     return Weights(round(base, 2), weights)
+
+
+def _newton(
+    x: Floats, n: Floats, y: Floats, beta: Floats, l2: float, *, free_intercept: bool
+) -> Floats:
+    """Maximise the penalised log-likelihood of `y` bots out of `n` rows per pattern; with
+    `free_intercept` False the intercept (column 0) keeps its value."""
+    beta = beta.copy()
+    penalty = np.full(x.shape[1], l2)
+    penalty[0] = 0.0  # the intercept is not shrunk
+    free = slice(0 if free_intercept else 1, None)
+
+    def objective(b: Floats) -> float:
+        z = x @ b
+        return float(y @ z - n @ np.logaddexp(0.0, z) - 0.5 * (penalty * b) @ b)
+
+    current = objective(beta)
+    for _ in range(100):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (x @ beta)))  # the logistic function, without overflow
+        gradient = (x.T @ (y - n * p) - penalty * beta)[free]
+        hessian = ((x.T * (n * p * (1 - p))) @ x + np.diag(penalty + 1e-9))[free, free]
+        step = np.linalg.solve(hessian, gradient)
+        # Newton's step, halved until the objective does not get worse (it can overshoot
+        # when some combinations are all bots or all humans).
+        for _ in range(30):
+            trial = beta.copy()
+            trial[free] += step
+            value = objective(trial)
+            if value >= current - 1e-9:
+                break
+            step = step / 2
+        beta, improvement, current = trial, value - current, value
+        if float(np.max(np.abs(step))) < 1e-8 or abs(improvement) < 1e-10:
+            break
+    return beta
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,9 @@ _DATABASES = "SELECT name FROM pragma_database_list"
 _COLUMNS = "SELECT ?, name, type FROM pragma_table_info(?, ?)"
 
 
+PACK = 62  # feature values packed into one signed 64-bit integer
+
+
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -78,21 +81,28 @@ class SqliteSource:
         return sorted(found, key=lambda c: (c.name, c.database))
 
     def label_counts(self, table: str, keys: Sequence[str]) -> LabelCounts:
-        width = len(keys)
-        columns = ", ".join(quote(k) for k in keys)
-        group = f" GROUP BY {columns}" if keys else ""
-        select = f"{columns}, " if keys else ""
+        # Grouping by the feature values packed into integers (62 per integer) is several
+        # times faster in SQLite than grouping by each column.
+        words = [keys[i : i + PACK] for i in range(0, len(keys), PACK)]
+        packed = [
+            " | ".join(f"(({quote(k)} != 0) << {bit})" for bit, k in enumerate(word))
+            for word in words
+        ]
+        select = "".join(f"{p}, " for p in packed)
+        group = " GROUP BY " + ", ".join(str(i + 1) for i in range(len(packed))) if packed else ""
         rows = self._run(
             f"SELECT {select}SUM({LABEL}), COUNT(*) FROM {quote(self.database)}.{quote(table)}"
             f" WHERE {LABEL} IN (0, 1){group}",
             [],
         )
         rows = [r for r in rows if r[-1]]
-        data = np.array(rows, dtype=np.int64).reshape(len(rows), width + 2)
-        bots = data[:, width]
-        return LabelCounts(
-            tuple(keys), data[:, :width].astype(np.uint8), bots, data[:, width + 1] - bots
-        )
+        data = np.array(rows, dtype=np.int64).reshape(len(rows), len(packed) + 2)
+        patterns = np.zeros((len(rows), len(keys)), dtype=np.uint8)
+        for w, word in enumerate(words):
+            for bit in range(len(word)):
+                patterns[:, w * PACK + bit] = (data[:, w] >> bit) & 1
+        bots = data[:, len(packed)]
+        return LabelCounts(tuple(keys), patterns, bots, data[:, len(packed) + 1] - bots)
 
     def ensure_table(self, table: str, keys: Sequence[str]) -> None:
         target = f"{quote(self.database)}.{quote(table)}"

@@ -124,9 +124,18 @@ def feature_values(features: Sequence[Feature], request: Request, rate: float) -
     return _values(loaded, request, rate)
 
 
-def _values(loaded: Sequence[LoadedFeature], request: Request, rate: float) -> tuple[int, ...]:
+def _values(
+    loaded: Sequence[LoadedFeature],
+    request: Request,
+    rate: float,
+    ua_classes: dict[str, str] | None = None,
+) -> tuple[int, ...]:
     view = RequestView(request)
-    ua_class = user_agent_class(view.user_agent)
+    agent = view.user_agent
+    known = ua_classes if ua_classes is not None else {}
+    ua_class = known.get(agent)
+    if ua_class is None:
+        ua_class = known[agent] = user_agent_class(agent)
     return tuple(int(f.present(view, rate, ua_class)) for f in loaded)
 
 
@@ -135,8 +144,9 @@ def table_rows(
 ) -> Iterator[tuple[int | str, ...]]:
     """Rows for a feature table: values, label (1 bot), labelled_by."""
     loaded = [LoadedFeature.load(f) for f in features]
+    ua_classes: dict[str, str] = {}  # the generator's user agents are a few strings
     for item in requests:
-        values = _values(loaded, item.request, item.rate)
+        values = _values(loaded, item.request, item.rate, ua_classes)
         yield (*values, int(item.is_bot), f"generator:{item.kind.value}")
 
 
