@@ -143,11 +143,17 @@ async def feature_fleet(tmp_path: Path, nodes: int = 2) -> AsyncIterator[Feature
                 tmp_path, plane, admin, admin_token, tmp_path / "signing.key", base_file, processes
             )
             rollout_id = pushed.json()["rollout_id"]
+            # On a loaded machine the nodes may build the first engine after the wave's bake
+            # and its extensions: the gate then pauses as inconclusive, and once every node
+            # serves the bundle it is resumed, as an operator would.
+            await wait_for(
+                lambda: all(signed.digest in n.served() for n in processes), timeout_s=120
+            )
+            row = (await admin.get(f"/v1/rollouts/{rollout_id}")).json()
+            if row["state"] == "paused":
+                await admin.post("/v1/rollout/resume", json={})
             state = await fleet.rollout_end(rollout_id)
             assert state == "completed", f"seeding ended {state}:\n{await fleet.audit()}"
-            await wait_for(
-                lambda: all(signed.digest in n.served() for n in processes), timeout_s=60
-            )
             yield fleet
     finally:
         stop.set()

@@ -21,7 +21,7 @@ from failsmall.features.generate import generate_feature_file
 from failsmall.features.guards import Acceptance, GuardRefused, check
 from failsmall.features.ingest import ingest_access_log, ingest_generated
 from failsmall.features.metadata import SchemaError, feature_columns
-from failsmall.features.source import ColumnInfo, open_source
+from failsmall.features.source import ColumnInfo, SourceError, open_source
 from failsmall.features.sqlite import SqliteSource
 from failsmall.features.traffic import CANDIDATE_KEYS, candidate_features, generate, table_rows
 from failsmall.model.bot import BotConfig, FeatureFile, FeatureKind, feature_from_key, feature_key
@@ -242,3 +242,20 @@ def test_sqlite_counts_per_combination_match_the_rows_also_past_one_packed_word(
         for p, b, h in zip(counts.patterns, counts.bots, counts.humans, strict=True)
     }
     assert found == expected
+
+
+def test_a_sqlite_url_attaches_databases_whose_copies_only_the_unfiltered_query_sees(
+    tmp_path: Path,
+) -> None:
+    for name in ("main.db", "r0.db"):
+        source = open_source(f"sqlite:{tmp_path / name}")
+        ingest_generated(source, TABLE, generate(50, seed=1), candidate_features())
+        source.close()
+    source = open_source(f"sqlite:{tmp_path / 'main.db'}?attach=r0:{tmp_path / 'r0.db'}")
+    filtered = source.columns(TABLE)
+    unfiltered = source.columns(TABLE, database_filter=False)
+    assert {c.database for c in filtered} == {"main"}
+    assert {c.database for c in unfiltered} == {"main", "r0"}
+    assert len(unfiltered) == 2 * len(filtered)
+    with pytest.raises(SourceError, match="unknown option"):
+        open_source(f"sqlite:{tmp_path / 'main.db'}?attch=r0:x")
