@@ -259,3 +259,31 @@ def test_a_sqlite_url_attaches_databases_whose_copies_only_the_unfiltered_query_
     assert len(unfiltered) == 2 * len(filtered)
     with pytest.raises(SourceError, match="unknown option"):
         open_source(f"sqlite:{tmp_path / 'main.db'}?attch=r0:x")
+
+
+def test_a_refused_file_changes_nothing_and_the_audit_says_why(tmp_path: Path) -> None:
+    generate_keypair(tmp_path / "k.pem")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "last-published.yaml").write_text(EXAMPLE.read_text())
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "version: small\nfeatures:\n"
+        "  - {name: ua:curl, kind: user_agent_class, param: curl, weight: -40}\n"
+    )
+    runner = CliRunner()
+    args = ["features", "publish", str(small), "--key", str(tmp_path / "k.pem")]
+    args += ["--config", str(EXAMPLE.parent), "--state", str(state), "--json"]
+    # No control plane runs: a refused file never reaches one.
+    args += ["--control", "http://127.0.0.1:9"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    refusal = json.loads(result.output)
+    assert refusal["problems"][0].startswith("delta: feature count changes by 93%")
+    assert (state / "last-published.yaml").read_text() == EXAMPLE.read_text()
+    audit = runner.invoke(app, ["features", "audit", "--state", str(state), "--json"])
+    (entry,) = json.loads(audit.output)
+    assert entry["action"] == "features_refused"
+    assert entry["details"]["problems"] == refusal["problems"]
+    table = runner.invoke(app, ["features", "audit", "--state", str(state)])
+    assert table.exit_code == 0 and "features_refused" in table.output

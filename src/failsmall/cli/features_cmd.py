@@ -483,5 +483,37 @@ def _report(json_out: bool, data: dict[str, Any]) -> None:
             err_console.print(f"  - {_safe(problem)}")
 
 
+@features_app.command("audit")
+def audit_cmd(
+    state: Annotated[
+        Path, typer.Option("--state", help="The state directory given to publish.")
+    ] = Path(".failsmall-features"),
+    json_out: JsonOption = False,
+) -> None:
+    """What publishing decided: published, refused by a guard, accepted past the delta guard,
+    rejected by the fleet; with who and why."""
+    if not (state / "audit.db").exists():
+        _fail(
+            json_out,
+            f"no audit log in {state}",
+            [],
+            "pass the --state given to publish",
+            Exit.BAD_INPUT,
+        )
+    entries = PublishState(state).entries()
+    if json_out:
+        print_json(entries)
+        return
+    out = Table(title=f"feature publishing audit ({_safe(str(state))})")
+    for column in ("seq", "at", "actor", "action", "reason"):
+        out.add_column(column)
+    for e in sorted(entries, key=lambda e: int(e["seq"])):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["at"])))
+        problems = e["details"].get("problems", [])
+        reason = "; ".join([str(e["reason"]), *map(str, problems)])
+        out.add_row(str(e["seq"]), when, _safe(str(e["actor"])), str(e["action"]), _safe(reason))
+    console.print(out)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(features_app, name="features")
