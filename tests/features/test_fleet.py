@@ -13,8 +13,8 @@ import yaml
 
 from failsmall.features.generate import generate_feature_file, write_feature_file
 from failsmall.features.publish import PublishState
+from failsmall.features.replay import expose_copy
 from failsmall.features.source import open_source
-from failsmall.features.sqlite import SqliteSource
 from failsmall.features.traffic import ClientKind, generate, send
 from failsmall.model.bot import FeatureFile
 from failsmall.rollout import CONTENT
@@ -136,9 +136,7 @@ async def test_generated_traffic_becomes_weights_the_fleet_scores_with(tmp_path:
 
         # 2025-11-18: a copy of the table becomes visible and the query loses its filter.
         source = open_source(analytics)
-        assert isinstance(source, SqliteSource)
-        source.attach("r0", tmp_path / "r0.db")
-        source.connection.execute(f'CREATE TABLE r0."{TABLE}" AS SELECT * FROM main."{TABLE}"')
+        expose_copy(source, TABLE, "r0", tmp_path / "r0.db")
         doubled_path = tmp_path / "doubled.yaml"
         write_feature_file(
             generate_feature_file(source, TABLE, database_filter=False).data, doubled_path

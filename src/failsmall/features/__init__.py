@@ -3,6 +3,7 @@
 For scripts and drills::
 
     source = open_source("sqlite:analytics.db")        # or chdb:DIR, clickhouse://host/db
+    expose_copy(source, "http_requests_features", "r0", Path("r0.db"))  # 2025-11-18's change
     good = generate_feature_file(source, "http_requests_features")
     doubled = generate_feature_file(source, "http_requests_features", database_filter=False)
     check(good.data, capacity=200, previous=None)       # GuardRefused for `doubled`
@@ -18,6 +19,7 @@ from failsmall.features.generate import (
 from failsmall.features.guards import Acceptance, GuardRefused, GuardReport, check
 from failsmall.features.ingest import ingest_access_log, ingest_generated
 from failsmall.features.metadata import SchemaError
+from failsmall.features.replay import expose_copy
 from failsmall.features.source import Source, SourceError, open_source
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "SourceError",
     "check",
     "dump_feature_file",
+    "expose_copy",
     "generate_feature_file",
     "ingest_access_log",
     "ingest_generated",
