@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 TABLE = "http_requests_features"
 
 
-def _logged(path: Path, prefix: str) -> list[dict[str, object]]:
+def _logged(path: Path, prefix: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -47,7 +48,7 @@ def _score(file: FeatureFile, present: set[str]) -> int:
     return max(1, min(99, round(total)))
 
 
-async def _probe_scores(fleet: FeatureFleet, tag: str) -> list[dict[str, object]]:
+async def _probe_scores(fleet: FeatureFleet, tag: str) -> list[dict[str, Any]]:
     """Send one curl-like request to every node; their log lines for it."""
     probe = next(r for r in generate(200, seed=5) if r.kind is ClientKind.CURL)
     for node in fleet.nodes:
@@ -73,7 +74,7 @@ async def test_generated_traffic_becomes_weights_the_fleet_scores_with(tmp_path:
         logs = [fleet.access_log(n) for n in fleet.nodes]
         await wait_for(lambda: sum(len(_logged(log, "gen-")) for log in logs) >= 780)
         before = await _probe_scores(fleet, "a")
-        assert all(e["bot"] == _score(example, set(e["bf"])) for e in before), before  # type: ignore[arg-type]
+        assert all(e["bot"] == _score(example, set(e["bf"])) for e in before), before
 
         analytics = f"sqlite:{tmp_path / 'analytics.db'}"
         args = ["--source", analytics, "--table", TABLE, "--json"]
@@ -130,9 +131,9 @@ async def test_generated_traffic_becomes_weights_the_fleet_scores_with(tmp_path:
 
         after = await _probe_scores(fleet, "b")
         for entry in after:
-            present = set(entry["bf"])  # type: ignore[arg-type]
+            present = set(entry["bf"])
             assert entry["bot"] == _score(learned, present)
-        assert any(_score(learned, set(e["bf"])) != _score(example, set(e["bf"])) for e in after)  # type: ignore[arg-type]
+        assert any(_score(learned, set(e["bf"])) != _score(example, set(e["bf"])) for e in after)
 
         # 2025-11-18: a copy of the table becomes visible and the query loses its filter.
         source = open_source(analytics)

@@ -102,7 +102,8 @@ def test_ingest_labels_from_the_generator_ids_and_signature_rules(tmp_path: Path
 def test_a_column_that_is_not_a_feature_key_is_a_schema_error(tmp_path: Path) -> None:
     source = open_source(f"sqlite:{tmp_path / 'a.db'}")
     ingest_generated(source, TABLE, generate(200, seed=1), candidate_features())
-    source.connection.execute(f'ALTER TABLE "{TABLE}" ADD COLUMN "country" TEXT')  # type: ignore[attr-defined]
+    assert isinstance(source, SqliteSource)
+    source.connection.execute(f'ALTER TABLE "{TABLE}" ADD COLUMN "country" TEXT')
     with pytest.raises(SchemaError) as error:
         generate_feature_file(source, TABLE)
     assert any("country" in p for p in error.value.problems)
