@@ -52,20 +52,21 @@ class LoadedFeature:
     order: tuple[str, ...]
     threshold: float
     present: Presence = field(compare=False, repr=False)
+    key: str = ""
+    bit: int = 0  # this feature's bit in the mask of present features
 
     @classmethod
-    def load(cls, feature: Feature) -> LoadedFeature:
+    def load(cls, feature: Feature, position: int = 0) -> LoadedFeature:
         param = feature.param.lower()
         order = tuple(p.strip() for p in param.split(",") if p.strip())
         threshold = float(param) if feature.kind is FeatureKind.RATE_OVER else 0.0
         present = _presence(feature.kind, param, order, threshold)
-        return cls(feature.kind, feature.weight, param, order, threshold, present)
+        bit = 1 << position
+        return cls(feature.kind, feature.weight, param, order, threshold, present, feature.key, bit)
 
 
 NO_FEATURES = NotComputed("the feature file has no features")
 SWITCHED_OFF = NotComputed("bot scoring is switched off")
-# Scores are whole numbers from 1 to 99: one shared outcome each.
-_SCORED = tuple(Scored(score) for score in range(100))
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class BotScorer:
     enabled: bool
     # User agents repeat across clients; their class depends on the string alone.
     ua_classes: dict[str, str] = field(default_factory=dict, compare=False)
+    # The score depends only on which features are present: one outcome per set of them,
+    # carrying their keys (for the access log), kept by mask of present features.
+    outcomes: dict[int, Scored] = field(default_factory=dict, compare=False)
 
     def ua_class(self, user_agent: str) -> str:
         known = self.ua_classes.get(user_agent)
@@ -96,7 +100,9 @@ class BotScorer:
                 f"the {capacities.bot_feature_slots} slots this node has; regenerate it "
                 "(check the generator's query for duplicates) or raise the node capacity"
             )
-        features = tuple(LoadedFeature.load(f) for f in config.feature_file.features)
+        features = tuple(
+            LoadedFeature.load(f, i) for i, f in enumerate(config.feature_file.features)
+        )
         base_score = config.feature_file.base_score
         return cls(features, base_score, config.enabled)
 
@@ -114,11 +120,23 @@ class BotScorer:
         if unscored is not None:
             return unscored
         ua_class = self.ua_class(view.user_agent)
-        total = self.base_score
+        mask = 0
         for feature in self.features:
             if feature.present(view, client_rate, ua_class):
-                total += feature.weight
-        return _SCORED[max(1, min(99, round(total)))]
+                mask |= feature.bit
+        known = self.outcomes.get(mask)
+        if known is None:
+            known = self._outcome(mask)
+        return known
+
+    def _outcome(self, mask: int) -> Scored:
+        present = [f for f in self.features if f.bit & mask]
+        total = self.base_score + sum(f.weight for f in present)
+        outcome = Scored(max(1, min(99, round(total))), tuple(f.key for f in present))
+        if len(self.outcomes) >= 4096:
+            self.outcomes.clear()
+        self.outcomes[mask] = outcome
+        return outcome
 
 
 def _presence(kind: FeatureKind, param: str, order: tuple[str, ...], threshold: float) -> Presence:

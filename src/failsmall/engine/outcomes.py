@@ -86,9 +86,11 @@ RuleOutcome = Matched | NotMatched | Disabled | NotApplicable | RuleErrored | Ex
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """A bot score from 1 (certainly a bot) to 99 (certainly a human)."""
+    """A bot score from 1 (certainly a bot) to 99 (certainly a human), and the keys of the
+    features that were present (what the node reports to analytics)."""
 
     score: int
+    features: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,39 @@ class FeatureKind(StrEnum):
     ACCEPT_WILDCARD = "accept_wildcard"
 
 
+# A feature's key names what it reads (kind and parameter), independent of the name a file gives
+# it: nodes log present features by key, and the analytics table has one column per key.
+KEY_PREFIXES: dict[FeatureKind, str] = {
+    FeatureKind.HEADER_PRESENT: "hdr",
+    FeatureKind.HEADER_ABSENT: "nohdr",
+    FeatureKind.HEADER_ORDER: "order",
+    FeatureKind.USER_AGENT_CLASS: "ua",
+    FeatureKind.RATE_OVER: "rate",
+    FeatureKind.ACCEPT_WILDCARD: "accept-any",
+}
+_KINDS_BY_PREFIX = {prefix: kind for kind, prefix in KEY_PREFIXES.items()}
+
+
+def feature_key(kind: FeatureKind, param: str) -> str:
+    """`ua:browser`, `hdr:accept-language`, `rate:20`, `accept-any`: kind and parameter."""
+    param = param.strip().lower()
+    prefix = KEY_PREFIXES[kind]
+    return f"{prefix}:{param}" if param and kind is not FeatureKind.ACCEPT_WILDCARD else prefix
+
+
+def feature_from_key(key: str, weight: float = 0.0) -> Feature:
+    """The feature a key names, named by its key; ValueError (saying why) for a bad key."""
+    prefix, _, param = key.partition(":")
+    kind = _KINDS_BY_PREFIX.get(prefix)
+    if kind is None:
+        known = ", ".join(sorted(_KINDS_BY_PREFIX))
+        raise ValueError(f"{key!r} is not a feature key: it starts with none of {known}")
+    feature = Feature(name=key, kind=kind, param=param, weight=weight)
+    if feature.key != key:
+        raise ValueError(f"{key!r} is not a feature key: it is spelled {feature.key!r}")
+    return feature
+
+
 class Feature(Strict):
     """One feature with its weight. Negative weights push the score towards `bot`."""
 
@@ -55,6 +88,10 @@ class Feature(Strict):
             case FeatureKind.USER_AGENT_CLASS | FeatureKind.ACCEPT_WILDCARD:
                 pass
         return self
+
+    @property
+    def key(self) -> str:
+        return feature_key(self.kind, self.param)
 
 
 class FeatureFile(Strict):

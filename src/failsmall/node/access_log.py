@@ -4,7 +4,9 @@ edge ("why was this request blocked, by which rule, under which bundle?").
 Lines are collected during one event-loop iteration and written together at its end, with one
 `write` to a file opened for appending (so several workers can share it and `logrotate`'s
 `copytruncate` works). A line carries what identifies and explains a request, never what may
-hold a secret: the path but not the query string, no header or cookie values, no body.
+hold a secret: the path but not the query string, no header or cookie values, no body. Scored
+requests carry the keys of the bot features that were present (`"bf"`), which
+`failsmall features ingest` loads into an analytics table.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class AccessEntry:
     cache: str = ""
     rules: tuple[str, ...] = ()
     bot: int | None = None  # the bot score (1-99), when the bot module computed one
+    bot_features: tuple[str, ...] = ()  # keys of the bot features present (`ua:curl`, ...)
     errored: tuple[str, ...] = ()
     note: str = ""
 
@@ -66,6 +69,8 @@ class AccessEntry:
             parts.append(f',"rules":[{",".join(map(quote, self.rules))}]')
         if self.bot is not None:
             parts.append(f',"bot":{self.bot}')
+            if self.bot_features:
+                parts.append(f',"bf":[{",".join(map(quote, self.bot_features))}]')
         if self.errored:
             parts.append(f',"errored":[{",".join(map(quote, self.errored))}]')
         if self.note:

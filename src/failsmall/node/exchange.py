@@ -714,6 +714,7 @@ class Exchange:
             entry.rules = verdict.matched_rules
             if type(verdict.bot) is Scored:
                 entry.bot = verdict.bot.score
+                entry.bot_features = verdict.bot.features
             entry.errored = tuple(
                 m.module.value for m in verdict.modules if type(m) is ModuleErrored
             )
