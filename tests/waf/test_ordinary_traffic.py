@@ -1,0 +1,105 @@
+"""Classes of ordinary traffic the managed ruleset must let through, beside the attacks that look
+most like them, which it must still block.
+
+Each case stands for a class seen in real browsing traffic (telemetry beacons, stack traces,
+route templates, search boxes with technical text...), written here by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from failsmall.engine import Decision, Engine, Request
+from failsmall.managed.corpora import make_request
+from failsmall.managed.measure import Inspector, managed_bundle
+
+
+@pytest.fixture(scope="module")
+def inspector() -> Iterator[Inspector]:
+    yield Inspector(Engine.build(managed_bundle(paranoia_level=1)))
+
+
+def json_post(document: object, path: str = "/collect") -> Request:
+    body = json.dumps(document).encode()
+    return make_request("POST", path, (("Content-Type", "application/json"),), body)
+
+
+def text_post(text: str, path: str = "/log") -> Request:
+    return make_request("POST", path, (("Content-Type", "text/plain"),), text.encode())
+
+
+def query(path: str, **params: str) -> Request:
+    uri = path + "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+    return make_request("GET", uri, (), b"")
+
+
+ORDINARY = {
+    "JSON beacon with negative numbers and @-prefixed strings (text/plain)": text_post(
+        json.dumps({"density": "@1x", "in_new_ab": True, "wanna_go_back": "-1", "Error": "-1"})
+    ),
+    "JSON beacon in a query parameter": query(
+        "/log", common=json.dumps({"locale": "zh-CN", "density": "@2x", "ret": "-3"})
+    ),
+    "JavaScript stack trace": text_post(
+        "TypeError: x is undefined\n    at e.<anonymous>(https://cdn.example/app.js:1:17558)\n"
+        "    at $g (https://cdn.example/react.production.js:110:176)\n    at ja (x.js:1:2)"
+    ),
+    "route templates in web vitals": json_post(
+        {"route": "/[...slug]", "transaction": "/blog/[slug]", "page": "/topics/[id]"}
+    ),
+    "XPath and CSS paths of clicked elements": json_post(
+        {"elePath": '//*[@id="toolbar"]/div[1]/div[3]/ul[1]/li[2]/a[1]', "css": "ul/li[]/div"}
+    ),
+    "regular expression quantifiers": json_post({"pattern": "(:[0-9]{1,6})|cdn\\.ms"}),
+    "minified JavaScript functions": json_post({"value": "function(){var res=[],json={}"}),
+    "search for SQL words": query("/search", q="site:example.com union select 关键字怎么用"),
+    "search for a SQL statement": query("/search", q="select user_id, name from users where x"),
+    "search about SQL injection": query("/search", q="sql注入的“and 1=1，and 1=2”测试法"),
+    "telemetry event type perf": json_post({"list": [{"payload": {"type": "perf"}}]}),
+    "a form field called uname": make_request(
+        "POST",
+        "/login",
+        (("Content-Type", "application/x-www-form-urlencoded"),),
+        b"uname=alice&pw=x",
+    ),
+    "rich text with span styles": json_post(
+        {"msg": '<p></p><h2 class="h2"><span style="color:#197CFF">notice</span></h2>'}
+    ),
+    "C code sample with printf": json_post({"code": 'int main() {\n printf("hello\\n");\n}'}),
+    "front-end action types with @@": make_request(
+        "GET", "/", (("X-Userdata", "actionType=@@container(instance/list)"),), b""
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ORDINARY))
+def test_ordinary_traffic_passes(inspector: Inspector, name: str) -> None:
+    verdict = inspector.engine.evaluate(ORDINARY[name], inspector.state)
+    assert verdict.decision is Decision.ALLOW, verdict.matched_rules
+
+
+LOOKALIKE_ATTACKS = {
+    "JSON path comparison injection": query("/get", q="'{\"a\":2}' < '$.c[2].f' = 7"),
+    "Postgres JSON containment": query("/get", q='x\' @> \'{"role":"admin"}'),
+    "glob-disguised path": query("/run", cmd="cat /[e]tc/pa[s]swd"),
+    "glob inside a path word": query("/run", cmd="ls /b[i]n"),
+    "brace expansion": query("/run", cmd="{cat,/etc/passwd}"),
+    "Shellshock": make_request("GET", "/cgi-bin/x", (("User-Agent", "() { :; }; echo; id"),), b""),
+    "process substitution": query("/run", cmd="diff <(ls /) x"),
+    "union select with columns": query("/item", id="1 union select username || '~' || pw from u"),
+    "union select alone": query("/item", id="1' union select"),
+    "statement after a closing quote": query("/item", id="x'; select * from users where 1"),
+    "tautology after a quote": query("/item", id="1' and 1=1"),
+    "variable function call": query("/x", a="1;$f($_GET[c])"),
+    "perf with an operand": query("/x", a="perf --version"),
+}
+
+
+@pytest.mark.parametrize("name", list(LOOKALIKE_ATTACKS))
+def test_lookalike_attacks_are_blocked(inspector: Inspector, name: str) -> None:
+    verdict = inspector.engine.evaluate(LOOKALIKE_ATTACKS[name], inspector.state)
+    assert verdict.decision is Decision.BLOCK, name
