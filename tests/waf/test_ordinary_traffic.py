@@ -87,6 +87,9 @@ ORDINARY = {
     ),
     "campaign tags with dashes": query("/", cm_mmc="OSearch_Baidu-_---_---_--"),
     "a bare site URL with an empty query": json_post({"bd_vid_url": "https://example.cc/?"}),
+    "a compressed blob in a JSON string": json_post(
+        {"replayContent": "q\u00bf\u00e4$[\u00ebB\u00b08Y\u0017/[Km\u0089R\u0087]x"}
+    ),
 }
 
 
@@ -110,6 +113,8 @@ LOOKALIKE_ATTACKS = {
     "tautology after a quote": query("/item", id="1' and 1=1"),
     "variable function call": query("/x", a="1;$f($_GET[c])"),
     "perf with an operand": query("/x", a="perf --version"),
+    "bash arithmetic expansion": query("/x", a="echo $[1+2]"),
+    "Postgres JSON path operator on a number": query("/x", a="x' -> 1"),
     "javascript: URL": query("/x", u="javascript:alert(1)"),
     "javascript: after an inert no-op": query("/x", u="javascript:void(0);alert(1)"),
     "bare javascript: probe": query("/x", u="javascript:"),
