@@ -106,8 +106,9 @@ def test_an_exception_for_one_rule_leaves_the_others() -> None:
     ("exception", "message"),
     [
         ({"id": "x", "paths": ["/search"]}, "selects no rule"),
-        ({"id": "x", "rules": ["fsm-nope-001"]}, "unknown rule"),
-        ({"id": "x", "tags": ["family:nope"]}, "no rule carries"),
+        ({"id": "x", "rules": ["fsm-nope-001"]}, "not a signature rule"),
+        ({"id": "x", "rules": ["execute-failsmall-managed"]}, "not a signature rule"),
+        ({"id": "x", "tags": ["family:nope"]}, "no signature rule carries"),
         ({"id": "x", "tags": ["family:sqli"], "paths": [""]}, "empty value"),
     ],
 )

@@ -136,19 +136,20 @@ def reference_problems(bundle: Bundle) -> list[str]:
 
 
 def exception_problems(bundle: Bundle) -> list[str]:
-    """Exceptions with a duplicate id, an unknown rule, or a tag no rule carries."""
-    rules = [r for rs in bundle.rulesets for r in rs.rules]
+    """Exceptions with a duplicate id, a rule without signatures (exceptions let signature
+    matches through; other rules take an override), or a tag no signature rule carries."""
+    rules = [r for rs in bundle.rulesets for r in rs.rules if r.match is not None]
     known_rules = {r.id for r in rules}
     known_tags = {t for r in rules for t in r.tags}
     problems = [f"duplicate exception id {i!r}" for i in _dupes([e.id for e in bundle.exceptions])]
     for exception in bundle.exceptions:
         problems += [
-            f"exception {exception.id!r} names unknown rule {rule!r}"
+            f"exception {exception.id!r} names rule {rule!r}, which is not a signature rule"
             for rule in exception.rules
             if rule not in known_rules
         ]
         problems += [
-            f"exception {exception.id!r} names tag {tag!r}, which no rule carries"
+            f"exception {exception.id!r} names tag {tag!r}, which no signature rule carries"
             for tag in exception.tags
             if tag not in known_tags
         ]
