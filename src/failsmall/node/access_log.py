@@ -4,7 +4,9 @@ edge ("why was this request blocked, by which rule, under which bundle?").
 Lines are collected during one event-loop iteration and written together at its end, with one
 `write` to a file opened for appending (so several workers can share it and `logrotate`'s
 `copytruncate` works). A line carries what identifies and explains a request, never what may
-hold a secret: the path but not the query string, no header or cookie values, no body.
+hold a secret: the path but not the query string, no header or cookie values, no body. For the
+signature rules a request matched, `fields` names the fields each matched on (`args.q`,
+`headers.referer`): names only, never values, so `failsmall tune` can scope an exception.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class AccessEntry:
     origin: str = ""
     cache: str = ""
     rules: tuple[str, ...] = ()
+    fields: dict[str, tuple[str, ...]] | None = None  # signature rule -> fields it matched on
     bot: int | None = None  # the bot score (1-99), when the bot module computed one
     errored: tuple[str, ...] = ()
     note: str = ""
@@ -64,6 +67,12 @@ class AccessEntry:
             parts.append(f',"cache":{quote(self.cache)}')
         if self.rules:
             parts.append(f',"rules":[{",".join(map(quote, self.rules))}]')
+        if self.fields:
+            listed = (
+                f"{quote(rule)}:[{','.join(map(quote, names))}]"
+                for rule, names in self.fields.items()
+            )
+            parts.append(f',"fields":{{{",".join(listed)}}}')
         if self.bot is not None:
             parts.append(f',"bot":{self.bot}')
         if self.errored:

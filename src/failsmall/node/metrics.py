@@ -72,6 +72,17 @@ class NodeCollector:
             upstream.add_metric([kind], value)
         yield upstream
 
+        rules = CounterMetricFamily(
+            "failsmall_rule_matches",
+            "Requests each WAF rule matched, and whether the request was blocked",
+            labels=["rule", "blocked"],
+        )
+        for rule, value in sorted(stats.rule_matches.items()):
+            blocked = stats.rule_blocks.get(rule, 0)
+            rules.add_metric([rule, "true"], blocked)
+            rules.add_metric([rule, "false"], value - blocked)
+        yield rules
+
         yield CounterMetricFamily(
             "failsmall_access_log_write_errors",
             "Access log lines lost because the write failed (disk full, file gone)",

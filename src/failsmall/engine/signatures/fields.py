@@ -8,11 +8,22 @@ answers "on which field": `path`, `query`, `args.<name>`, `body.<name>`, `header
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import assert_never
+from typing import Protocol, assert_never
 
-from failsmall.engine.request import BodyFormat, RequestView
+from failsmall.engine.request import BodyFormat, Request, RequestView
 from failsmall.engine.signatures.scanner import SignatureScanner
-from failsmall.model.rules import Target
+from failsmall.model.rules import SignatureMatch, Target
+
+
+class SignatureSource(Protocol):
+    """What `signature_fields` needs of a compiled WAF."""
+
+    @property
+    def scanner(self) -> SignatureScanner | None: ...
+
+    @property
+    def signatures(self) -> dict[str, SignatureMatch]: ...
+
 
 #: The field holding the whole body, when the body is not a form (XML, text, malformed JSON).
 BODY_FIELD = "body"
@@ -93,3 +104,14 @@ def matching_fields(
             for rule_id in hits:
                 found.setdefault(rule_id, {})[name] = None
     return {rule_id: tuple(names) for rule_id, names in found.items()}
+
+
+def signature_fields(
+    waf: SignatureSource, request: Request, matched: Iterable[str]
+) -> dict[str, tuple[str, ...]] | None:
+    """The fields each matched signature rule of a verdict matched on; None when no signature
+    rule matched (the common case, which costs a set lookup per matched rule)."""
+    rules = [rule for rule in matched if rule in waf.signatures]
+    if not rules or waf.scanner is None:
+        return None
+    return matching_fields(waf.scanner, RequestView(request), rules)
