@@ -32,6 +32,7 @@ from failsmall.build.verify import VerifyReport
 from failsmall.cli.output import Exit, console, err_console, fail, print_json, printable
 from failsmall.engine import Engine, EngineBuildError
 from failsmall.engine.outcomes import verdict_to_dict
+from failsmall.engine.signatures.fields import signature_fields
 from failsmall.model import Bundle, BundleError
 from failsmall.model.envelope import SignedBundle
 
@@ -240,7 +241,12 @@ def inspect(
                 "reason": f"body of {seen.size} bytes exceeds the WAF buffer ({seen.buffer})",
             }
         else:
-            result = verdict_to_dict(engine.evaluate(seen, state))
+            verdict = engine.evaluate(seen, state)
+            result = verdict_to_dict(verdict)
+            fields = signature_fields(engine.waf, seen, verdict.matched_rules)
+            if fields:
+                result["fields"] = fields
+        result.update(method=request.method, host=request.host, path=request.path)
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
         else:

@@ -44,3 +44,6 @@ up_cmd.register(app)
 from failsmall.cli import expr_cmd  # noqa: E402
 
 expr_cmd.register(app)
+from failsmall.cli import tune_cmd  # noqa: E402
+
+tune_cmd.register(app)
