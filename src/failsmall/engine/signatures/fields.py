@@ -12,6 +12,7 @@ from typing import Protocol, assert_never
 
 from failsmall.engine.request import BodyFormat, Request, RequestView
 from failsmall.engine.signatures.scanner import SignatureScanner
+from failsmall.engine.signatures.targets import EXTRACTORS
 from failsmall.model.rules import SignatureMatch, Target
 
 
@@ -50,7 +51,7 @@ def named_values(view: RequestView, target: Target) -> list[tuple[str, str]]:
         case Target.ARG_VALUES:
             return [(f"args.{name}", v) for name, values in view.args.items() for v in values]
         case Target.BODY:
-            return [(BODY_FIELD, text) for text in _raw_body(view)]
+            return [(BODY_FIELD, text) for text in EXTRACTORS[Target.BODY](view)]
         case Target.BODY_ARG_NAMES:
             return [(f"body.{name}", name) for name in view.body_arg_names]
         case Target.BODY_ARG_VALUES:
@@ -77,16 +78,6 @@ def named_values(view: RequestView, target: Target) -> list[tuple[str, str]]:
             return [("files", name) for name in view.filenames]
         case _:
             assert_never(target)
-
-
-def _raw_body(view: RequestView) -> list[str]:
-    match view.body.format:
-        case BodyFormat.MULTIPART | BodyFormat.EMPTY:
-            return []
-        case BodyFormat.URLENCODED | BodyFormat.JSON | BodyFormat.RAW | BodyFormat.MALFORMED:
-            return [view.body_text]
-        case _:
-            assert_never(view.body.format)
 
 
 def matching_fields(
