@@ -3,10 +3,13 @@ classified as logic changes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from failsmall.engine import Decision, Engine, Request
@@ -150,3 +153,40 @@ def test_matching_fields_names_the_fields_a_rule_hit_and_never_their_values() ->
     assert fields
     named = {name for names in fields.values() for name in names}
     assert named == {"args.q", "body.items.1.note"}
+
+
+PAYLOADS = [SQLI, "red shoes", "<script>alert(1)</script>", "../../etc/passwd", "1;cat /etc/x"]
+EXCEPTIONS = [
+    {"id": "x", "tags": ["family:sqli"]},
+    {"id": "x", "tags": ["family:xss"], "paths": ["/search"]},
+    {"id": "x", "rules": ["fsm-lfi-001", "fsm-lfi-002"], "fields": ["args.q"]},
+    {"id": "x", "tags": ["family:rce"], "methods": ["POST"], "hosts": ["*.example"]},
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    exception=st.sampled_from(EXCEPTIONS),
+    path=st.sampled_from(["/search", "/login", "/api/x"]),
+    host=st.sampled_from(["shop.example", "example", "other.test"]),
+    values=st.lists(st.sampled_from(PAYLOADS), min_size=1, max_size=3),
+    names=st.lists(st.sampled_from(["q", "id", "page"]), min_size=3, max_size=3),
+)
+def test_an_exception_only_ever_lets_requests_through(
+    exception: dict[str, Any], path: str, host: str, values: list[str], names: list[str]
+) -> None:
+    """Exceptions remove signature hits and nothing else: a request the bundle with an exception
+    blocks is blocked without it, and the verdict is the same on every evaluation."""
+    query = "&".join(f"{n}={quote(v)}" for n, v in zip(names, values, strict=False))
+    request = make_request("GET", f"{path}?{query}", (("Host", host),), b"")
+    plain, with_exception = engines(EXCEPTIONS.index(exception))
+    decision = with_exception.evaluate(request, with_exception.new_state(seed=0)).decision
+    assert decision is with_exception.evaluate(request, with_exception.new_state(seed=1)).decision
+    if decision is Decision.BLOCK:
+        assert plain.evaluate(request, plain.new_state(seed=0)).decision is Decision.BLOCK
+
+
+@functools.cache
+def engines(index: int) -> tuple[Engine, Engine]:
+    """The engines without and with `EXCEPTIONS[index]`."""
+    return build(bundle_with()), build(bundle_with(EXCEPTIONS[index]))
