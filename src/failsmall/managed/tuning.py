@@ -8,9 +8,10 @@ host, path and method, and on those fields only. Requests logged with the same h
 method and rules share one proposal, whose fields are the union of theirs.
 
 What an exception would let through is measured, not guessed: each known attack is replayed
-in the exception's scope (its host, path and method; for an `args.<name>` field, with each
-query value of the attack moved into that parameter too), through the engine with and without
-the exception. An attack blocked without it and let through with it is a cost of accepting it.
+in the exception's scope (its host, path and method; for an `args.<name>` or `body.<name>`
+field, with each query and form value of the attack alone in that parameter too), through the
+engine with and without the exception. An attack blocked without it and let through with it is
+a cost of accepting it.
 """
 
 from __future__ import annotations
@@ -123,22 +124,40 @@ class Exposure:
 
 
 def in_scope(attack: Request, exception: RuleException) -> list[Request]:
-    """The attack replayed in the exception's scope: moved to its host, path and method, and
-    for each `args.<name>` field, with each of its query values in parameter <name> as well."""
+    """The attack replayed in the exception's scope: moved to its host, path and method; and
+    for each `args.<name>` (or `body.<name>`) field, each of the attack's query and form values
+    alone in query parameter (or form field) <name>."""
     host = exception.hosts[0].removeprefix("*.") if exception.hosts else attack.host
     path = exception.paths[0].rstrip("*") or "/" if exception.paths else attack.path
     method = exception.methods[0] if exception.methods else attack.method
     headers = tuple((k, v) for k, v in attack.headers if k.lower() != "host")
     if host:
         headers = (("Host", host), *headers)
-    moved = [_request(attack, method, path, attack.query, headers, host)]
+    moved = [_request(attack, method, path, attack.query, headers, attack.body, host)]
     values = [part.partition("=")[2] for part in attack.query.split("&") if "=" in part]
-    for name in (f.removeprefix("args.") for f in exception.fields if f.startswith("args.")):
-        if name.endswith("*"):
+    if _is_form(attack):
+        body = attack.body.decode("utf-8", errors="replace")
+        values += [part.partition("=")[2] for part in body.split("&") if "=" in part]
+    bare = tuple((k, v) for k, v in headers if k.lower() != "content-type")
+    form = (*bare, ("Content-Type", "application/x-www-form-urlencoded"))
+    for field_name in exception.fields:
+        scope, _, name = field_name.partition(".")
+        if not name or name.endswith("*") or (scope == "body" and "." in name):
             continue
         for value in values:
-            moved.append(_request(attack, method, path, f"{quote(name)}={value}", headers, host))
+            pair = f"{quote(name)}={value}"
+            if scope == "args":
+                moved.append(_request(attack, method, path, pair, bare, b"", host))
+            elif scope == "body":
+                moved.append(_request(attack, method, path, "", form, pair.encode(), host))
     return moved
+
+
+def _is_form(request: Request) -> bool:
+    for name, value in request.headers:
+        if name.lower() == "content-type":
+            return value.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
+    return bool(request.body) and request.body[:1] not in (b"{", b"[", b"<")
 
 
 def _request(
@@ -147,6 +166,7 @@ def _request(
     path: str,
     query: str,
     headers: tuple[tuple[str, str], ...],
+    body: bytes,
     host: str,
 ) -> Request:
     return Request(
@@ -154,8 +174,8 @@ def _request(
         path=path,
         query=query,
         headers=headers,
-        body=attack.body,
-        body_truncated=attack.body_truncated,
+        body=body,
+        body_truncated=attack.body_truncated and body == attack.body,
         client_ip=attack.client_ip,
         host=host,
         now=attack.now,
