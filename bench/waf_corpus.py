@@ -1,14 +1,19 @@
 """Detection and false positives of the `failsmall-managed` ruleset, through the real engine.
 
-Usage: python bench/waf_corpus.py [--json] [--corpus DIR] [--benign PATH] [--paranoia N]
+Usage: python bench/waf_corpus.py [--json] [--corpus DIR] [--benign PATH] [--blazehttp DIR]
+                                  [--paranoia N [N ...]]
 
 Reads the OWASP CRS regression tests in place (default `../shared/corpora/crs-regression`
 relative to the repository root; never copied), turns each test input into a request and runs
-it through `Engine.build(bundle)` of a bundle whose managed phase executes `failsmall-managed`.
-For each attack family it counts the CRS paranoia-level-1 tests that expect a detection and how
-many the engine blocks; then the share of the benign corpus blocked; then inspection time per
-request, against a baseline measured in the same run: the same pipeline with an empty managed
-phase. Exit status: 0 when every target is met, 1 when one is missed, 2 on bad input.
+it through `Engine.build(bundle)` of a bundle whose managed phase executes `failsmall-managed`
+at each paranoia level asked for (default 1 and 2). For each attack family it counts the CRS
+paranoia-level-1 tests that expect a detection and how many the engine blocks; then the share of
+the benign corpus blocked; then, with `--blazehttp DIR` (the `testcases` directory of a
+chaitin/blazehttp checkout, GPL-3.0, read in place; only the cases under 00-7f, the tuning half),
+real traffic: the share of legitimate requests blocked and of attacks detected, per rule and
+per family; then inspection time per request, against a baseline measured in the same run: the
+same pipeline with an empty managed phase. Exit status: 0 when every target is met, 1 when one
+is missed, 2 on bad input. The blazehttp targets apply to paranoia level 1, the level shipped.
 """
 
 from __future__ import annotations
@@ -31,15 +36,23 @@ from failsmall.engine.request import Request
 from failsmall.engine.signatures import TRANSFORMS, target_values
 from failsmall.engine.signatures.transforms import features, triggers
 from failsmall.managed import managed_ruleset
-from failsmall.managed.corpora import benign_requests, crs_cases
+from failsmall.managed.corpora import (
+    CorpusCase,
+    LabelledRequest,
+    benign_requests,
+    blazehttp_cases,
+    crs_cases,
+)
 from failsmall.managed.measure import (
     BenignResult,
     FamilyResult,
     Inspector,
+    LabelledResult,
     attack_cases,
     managed_bundle,
     measure_attacks,
     measure_benign,
+    measure_labelled,
     percentile,
 )
 from failsmall.model.rules import Target
@@ -50,6 +63,10 @@ DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "crs-regression"
 DEFAULT_BENIGN = REPO / "tests" / "data" / "benign"
 TARGET_DETECTION = 0.90
 TARGET_FALSE_POSITIVES = 0.005
+#: Real traffic (blazehttp), at paranoia level 1: the share of legitimate requests blocked, and
+#: of attacks detected.
+TARGET_REAL_FALSE_POSITIVES = 0.002
+TARGET_REAL_DETECTION = 0.80
 
 
 @dataclass(frozen=True)
@@ -75,33 +92,71 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--benign", type=Path, default=DEFAULT_BENIGN)
-    parser.add_argument("--paranoia", type=int, default=1, choices=(1, 2, 3, 4))
+    parser.add_argument(
+        "--blazehttp",
+        type=Path,
+        default=None,
+        help="the testcases directory of a chaitin/blazehttp checkout (cases under 00-7f read)",
+    )
+    parser.add_argument("--paranoia", type=int, nargs="+", default=[1, 2], choices=(1, 2, 3, 4))
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
 
     if not args.benign.exists():
-        console.print(f"[red]benign corpus {args.benign} not found[/red]")
-        return 2
-    engine = Engine.build(managed_bundle(args.paranoia))
-    baseline = Engine.build(managed_bundle(args.paranoia, include_managed=False))
+        return _bad_input(console, args, f"benign corpus {args.benign} not found")
     try:
         benign = list(benign_requests(args.benign))
         cases = attack_cases(crs_cases(args.corpus)) if args.corpus.is_dir() else []
+        real = list(blazehttp_cases(args.blazehttp)) if args.blazehttp is not None else []
     except CorpusError as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+        return _bad_input(console, args, str(exc))
     if not cases:
         console.print(
             f"[yellow]CRS regression corpus not found at {args.corpus}: skipping detection "
             "rates (pass --corpus DIR)[/yellow]"
         )
+    if args.blazehttp is None:
+        console.print(
+            "[yellow]no real-traffic corpus: pass --blazehttp DIR, the testcases directory of "
+            "a chaitin/blazehttp checkout, for false positives on real traffic[/yellow]"
+        )
+    documents = []
+    all_met = True
+    for level in args.paranoia:
+        document, met = _run_level(console, args, level, cases, benign, real)
+        documents.append(document)
+        all_met = all_met and met
+    if args.json:
+        print(json.dumps({"runs": documents, "targets_met": all_met}, indent=2))
+    return 0 if all_met else 1
 
+
+def _bad_input(console: Console, args: argparse.Namespace, message: str) -> int:
+    if args.json:
+        print(json.dumps({"error": message}))
+    else:
+        console.print(f"[red]{message}[/red]")
+    return 2
+
+
+def _run_level(
+    console: Console,
+    args: argparse.Namespace,
+    level: int,
+    cases: list[CorpusCase],
+    benign: list[Request],
+    real: list[LabelledRequest],
+) -> tuple[dict[str, object], bool]:
+    """Measure one paranoia level; print its tables unless `--json`. Returns its document."""
+    engine = Engine.build(managed_bundle(level))
+    baseline = Engine.build(managed_bundle(level, include_managed=False))
     inspector, base = Inspector(engine), Inspector(baseline)
     attack_ns: list[int] = []
     benign_ns: list[int] = []
     base_attack_ns: list[int] = []
     base_benign_ns: list[int] = []
+    labelled: LabelledResult | None = None
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -110,13 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("attack corpus", total=len(cases))
+        task = progress.add_task(f"PL{level} attack corpus", total=len(cases))
         families = measure_attacks(inspector, cases, attack_ns, lambda: progress.advance(task))
-        task = progress.add_task("benign corpus", total=len(benign))
+        task = progress.add_task(f"PL{level} benign corpus", total=len(benign))
         false_positives = measure_benign(
             inspector, benign, benign_ns, lambda: progress.advance(task)
         )
-        task = progress.add_task("baseline", total=len(cases) + len(benign))
+        if real:
+            task = progress.add_task(f"PL{level} blazehttp", total=len(real))
+            labelled = measure_labelled(inspector, real, lambda: progress.advance(task))
+        task = progress.add_task(f"PL{level} baseline", total=len(cases) + len(benign))
         measure_attacks(base, cases, base_attack_ns, lambda: progress.advance(task))
         measure_benign(base, benign, base_benign_ns, lambda: progress.advance(task))
 
@@ -126,14 +184,81 @@ def main(argv: list[str] | None = None) -> int:
     ]
     transforms = _transform_costs(benign)
     met = _targets_met(families, false_positives, bool(cases))
-    if args.json:
-        document = _document(args, families, false_positives, timings, met)
-        document["transforms_ns_per_value"] = transforms
-        print(json.dumps(document, indent=2))
-    else:
-        _print(console, args, families, false_positives, timings, met)
+    if labelled is not None and level == 1:
+        met = met and _real_targets_met(labelled)
+    document = _document(args, level, families, false_positives, timings, met)
+    if labelled is not None:
+        document["blazehttp"] = _labelled_document(labelled)
+    document["transforms_ns_per_value"] = transforms
+    if not args.json:
+        _print(console, level, families, false_positives, timings, met)
+        if labelled is not None:
+            _print_labelled(console, level, labelled)
         _print_transforms(console, transforms)
-    return 0 if met else 1
+    return document, met
+
+
+def _real_targets_met(result: LabelledResult) -> bool:
+    return (
+        result.false_positive_rate <= TARGET_REAL_FALSE_POSITIVES
+        and result.detection_rate >= TARGET_REAL_DETECTION
+    )
+
+
+def _labelled_document(result: LabelledResult) -> dict[str, object]:
+    return {
+        "attacks": result.attacks,
+        "detected": result.detected,
+        "detection_rate": round(result.detection_rate, 4),
+        "legitimate": result.legitimate,
+        "blocked": result.blocked,
+        "false_positive_rate": round(result.false_positive_rate, 5),
+        "errored": result.errored,
+        "detected_by_rule": dict(sorted(result.detected_by_rule.items())),
+        "blocked_by_rule": dict(sorted(result.blocked_by_rule.items())),
+        "detected_by_family": dict(sorted(result.detected_by_family.items())),
+        "blocked_by_family": dict(sorted(result.blocked_by_family.items())),
+        "missed": result.missed,
+        "false_positives": result.false_positives,
+        "targets": {
+            "detection": TARGET_REAL_DETECTION,
+            "false_positives": TARGET_REAL_FALSE_POSITIVES,
+        },
+    }
+
+
+def _print_labelled(console: Console, level: int, result: LabelledResult) -> None:
+    summary = Table(title=f"blazehttp (real traffic, cases 00-7f) at paranoia level {level}")
+    for column in ("", "requests", "blocked", "rate", "target"):
+        summary.add_column(column, justify="left" if not column else "right")
+    fp_ok = result.false_positive_rate <= TARGET_REAL_FALSE_POSITIVES
+    det_ok = result.detection_rate >= TARGET_REAL_DETECTION
+    summary.add_row(
+        "legitimate blocked",
+        str(result.legitimate),
+        str(result.blocked),
+        f"{result.false_positive_rate:.2%}",
+        f"<= {TARGET_REAL_FALSE_POSITIVES:.1%} "
+        + ("[green]ok[/green]" if fp_ok else "[red]no[/red]"),
+    )
+    summary.add_row(
+        "attacks detected",
+        str(result.attacks),
+        str(result.detected),
+        f"{result.detection_rate:.2%}",
+        f">= {TARGET_REAL_DETECTION:.0%} " + ("[green]ok[/green]" if det_ok else "[red]no[/red]"),
+    )
+    console.print(summary)
+    for title, detected, blocked in (
+        ("per family", result.detected_by_family, result.blocked_by_family),
+        ("per rule", result.detected_by_rule, result.blocked_by_rule),
+    ):
+        table = Table(title=f"blazehttp at paranoia level {level}, {title}")
+        for column in ("", "attacks detected", "legitimate blocked"):
+            table.add_column(column, justify="left" if not column else "right")
+        for key in sorted(set(detected) | set(blocked)):
+            table.add_row(key, str(detected.get(key, 0)), str(blocked.get(key, 0)))
+        console.print(table)
 
 
 def _transform_costs(requests: list[Request]) -> dict[str, float]:
@@ -196,13 +321,14 @@ def _targets_met(
 
 def _document(
     args: argparse.Namespace,
+    level: int,
     families: dict[str, FamilyResult],
     benign: BenignResult,
     timings: list[tuple[Timing, Timing]],
     met: bool,
 ) -> dict[str, object]:
     return {
-        "paranoia_level": args.paranoia,
+        "paranoia_level": level,
         "corpus": str(args.corpus),
         "families": [
             {
@@ -242,13 +368,13 @@ def _document(
 
 def _print(
     console: Console,
-    args: argparse.Namespace,
+    level: int,
     families: dict[str, FamilyResult],
     benign: BenignResult,
     timings: list[tuple[Timing, Timing]],
     met: bool,
 ) -> None:
-    table = Table(title=f"failsmall-managed at paranoia level {args.paranoia}: CRS PL1 attacks")
+    table = Table(title=f"failsmall-managed at paranoia level {level}: CRS PL1 attacks")
     for column in (
         "family",
         "",

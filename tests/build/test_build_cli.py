@@ -183,3 +183,100 @@ def test_schema_is_json_schema() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["title"] == "Bundle" and "rulesets" in schema["properties"]
+
+
+SITE_RULES = (
+    "phases: {http_request_firewall_custom: site}\nrulesets:\n"
+    "  - id: site\n    rules:\n      - id: no-admin\n"
+    "        expression: 'http.request.uri.path.startsWith(\"/admin\")'\n"
+    "        action: {type: block}\n"
+)
+
+
+def site_bundle(tmp_path: Path, key: Path) -> Path:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "bundle.yaml").write_text(SITE_RULES)
+    out = tmp_path / "site.bundle"
+    result = runner.invoke(app, ["build", str(config), "-o", str(out), "--key", str(key)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_verify_checks_expected_verdicts_like_site_regression_tests(
+    tmp_path: Path, key: Path
+) -> None:
+    bundle = site_bundle(tmp_path, key)
+    corpus = tmp_path / "site-tests.jsonl"
+    lines = [
+        {"uri": "/admin/users", "expect": "block"},
+        {"uri": "/admin", "expect": "block:403"},
+        {"uri": "/products", "expect": "allow"},
+        {"uri": "/about"},
+    ]
+    corpus.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = runner.invoke(app, ["verify", str(bundle), "--corpus", str(corpus), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["ok"], report["expectations"], report["mismatches"]) == (True, 3, [])
+
+    lines[2] = {"uri": "/admin/secret", "expect": "allow"}
+    lines.append({"uri": "/x", "expect": "block:451"})
+    corpus.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = runner.invoke(app, ["verify", str(bundle), "--corpus", str(corpus), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert [(m["request"], m["expected"], m["got"]) for m in report["mismatches"]] == [
+        ("GET /admin/secret", "allow", "block:403"),
+        ("GET /x", "block:451", "allow:200"),
+    ]
+    result = runner.invoke(app, ["verify", str(bundle), "--corpus", str(corpus)])
+    assert result.exit_code == 1
+    assert "2 verdict(s) differ from the expected" in result.output
+
+
+def test_verify_refuses_an_expectation_it_cannot_check(tmp_path: Path, key: Path) -> None:
+    bundle = site_bundle(tmp_path, key)
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_text(json.dumps({"uri": "/", "expect": "blocked"}) + "\n")
+    result = runner.invoke(app, ["verify", str(bundle), "--corpus", str(corpus)])
+    assert result.exit_code == 2
+    assert "expect must be one of" in result.output
+
+
+def test_exceptions_yaml_is_part_of_the_bundle_and_checked(tmp_path: Path, key: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "bundle.yaml").write_text(
+        "phases: {http_request_firewall_managed: entry}\nrulesets:\n"
+        "  - id: entry\n    rules:\n      - id: run-managed\n"
+        "        action: {type: execute, ruleset: failsmall-managed}\n"
+    )
+    exception = {
+        "id": "search-sql",
+        "reason": "search box for SQL snippets",
+        "author": "ops",
+        "tags": ["family:sqli"],
+        "paths": ["/search"],
+        "fields": ["args.q"],
+    }
+    (config / "exceptions.yaml").write_text(json.dumps([exception]))
+    out = tmp_path / "b.bundle"
+    result = runner.invoke(app, ["build", str(config), "-o", str(out), "--key", str(key)])
+    assert result.exit_code == 0, result.output
+    requests = tmp_path / "r.jsonl"
+    sqli = "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    requests.write_text(
+        json.dumps({"uri": sqli}) + "\n" + json.dumps({"uri": sqli.replace("search", "s")}) + "\n"
+    )
+    result = runner.invoke(app, ["inspect", str(out), "--requests", str(requests), "--json"])
+    assert result.exit_code == 0, result.output
+    decisions = [json.loads(line)["decision"] for line in result.stdout.splitlines()]
+    assert decisions == ["allow", "block"]
+
+    (config / "exceptions.yaml").write_text(json.dumps([{**exception, "tags": []}]))
+    result = runner.invoke(app, ["build", str(config), "-o", str(out), "--key", str(key)])
+    assert result.exit_code == 2
+    output = result.output.replace("\n", "")
+    assert "exceptions.yaml" in output and "selects no rule" in output

@@ -12,6 +12,8 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from failsmall.managed import MANAGED_RULESET_ID, managed_ruleset
+from failsmall.model.rules import ExecuteAction, Phase, Rule, Ruleset
 from failsmall.node.access_log import AccessEntry, AccessLog, AccessLogError
 from failsmall.node.stats import TrafficStats
 from tests.node.conftest import (
@@ -72,6 +74,41 @@ async def test_each_request_gets_a_line_saying_what_was_decided_and_why(
     assert SECRET not in log.read_text()  # no query string, cookie or header values
 
 
+async def test_a_blocked_request_names_the_rule_and_field_in_the_log_and_the_metrics(
+    tmp_path: Path, start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    log = tmp_path / "access.log"
+    node = await start_node(access_log=str(log))
+    entry = Ruleset(
+        id="entry",
+        rules=[Rule(id="run-managed", action=ExecuteAction(ruleset=MANAGED_RULESET_ID))],
+    )
+    bundle = make_bundle(
+        origin.url, rulesets=[managed_ruleset(), entry], phases={Phase.MANAGED: "entry"}
+    )
+    digest = watch.publish(keys.sign(bundle))
+    try:  # compiling the managed signatures takes a while on a loaded machine
+        await serving(node, digest, timeout_s=60)
+    except AssertionError:
+        raise AssertionError(f"not served: {watch.apply_reports()}") from None
+    attack = f"1' UNION SELECT password FROM users WHERE name='{SECRET}'--"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
+        assert (await client.get("/hello", params={"q": "red shoes"})).status_code == 200
+        assert (await client.get("/hello", params={"page": "2", "q": attack})).status_code == 403
+    await eventually(lambda: len(log.read_text().splitlines()) == 2, what="two log lines")
+    allowed, blocked = lines(log)
+    assert "fields" not in allowed
+    assert blocked["fields"]
+    assert all(names == ["args.q"] for names in blocked["fields"].values())
+    assert set(blocked["fields"]) <= set(blocked["rules"])
+    assert SECRET not in log.read_text()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.admin_port}") as client:
+        metrics = (await client.get("/metrics")).text
+    for rule in blocked["fields"]:
+        assert f'failsmall_rule_matches_total{{blocked="true",rule="{rule}"}} 1.0' in metrics
+    assert 'failsmall_rule_matches_total{blocked="false",rule="run-managed"} 1.0' in metrics
+
+
 def test_an_access_log_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "access.log"
     try:
@@ -118,6 +155,7 @@ def test_the_node_command_refuses_an_unwritable_access_log(tmp_path: Path, keys:
     status=st.integers(100, 599),
     ms=st.floats(0, 1e6),
     rules=st.lists(st.text(max_size=30), max_size=4),
+    fields=st.dictionaries(st.text(max_size=20), st.lists(st.text(max_size=20), max_size=3)),
     bot=st.none() | st.integers(1, 99),
     note=st.text(max_size=80),
 )
@@ -129,6 +167,7 @@ def test_every_line_is_one_json_object_holding_exactly_its_values(
     status: int,
     ms: float,
     rules: list[str],
+    fields: dict[str, list[str]],
     bot: int | None,
     note: str,
 ) -> None:
@@ -142,6 +181,7 @@ def test_every_line_is_one_json_object_holding_exactly_its_values(
         host=host,
         path=path,
         rules=tuple(rules),
+        fields={rule: tuple(names) for rule, names in fields.items()},
         bot=bot,
         note=note,
     )
@@ -154,5 +194,6 @@ def test_every_line_is_one_json_object_holding_exactly_its_values(
     assert data.get("path") == (path if method else None)
     assert data.get("host") == (host if method else None)
     assert data.get("rules", []) == rules
+    assert data.get("fields", {}) == fields
     assert data.get("bot") == bot
     assert data.get("note", "") == note

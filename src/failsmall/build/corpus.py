@@ -1,7 +1,10 @@
 """Request corpora (JSON lines) for `verify` and `inspect`, turned into engine requests.
 
-A line: {"method", "uri", "headers": {..} or [[k, v], ..], "body" or "body_b64", "client_ip"}.
-The body is cut to the bundle's WAF buffer exactly as the node cuts it.
+A line: {"method", "uri", "headers": {..} or [[k, v], ..], "body" or "body_b64", "client_ip"},
+and optionally "expect": the decision the site expects (`allow`, `block`, `challenge`, `error`),
+or a decision and status (`block:403`); `failsmall verify` fails when a verdict differs, which
+makes a corpus a site's regression tests. The body is cut to the bundle's WAF buffer exactly as
+the node cuts it.
 """
 
 from __future__ import annotations
@@ -94,7 +97,45 @@ def within_buffer(request: Request, limits: Limits) -> Request | BodyRejected:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """The verdict a corpus line expects: a decision, and a status when one is given."""
+
+    decision: str
+    status: int | None = None
+
+    def met_by(self, decision: str, status: int) -> bool:
+        return decision == self.decision and (self.status is None or status == self.status)
+
+    def __str__(self) -> str:
+        return self.decision if self.status is None else f"{self.decision}:{self.status}"
+
+
+EXPECTED_DECISIONS = ("allow", "block", "challenge", "error")
+
+
+def parse_expectation(value: Any, where: str) -> Expectation | None:
+    """The `expect` field of a corpus line (None when absent). Raises CorpusError."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    decision, _, status = text.partition(":")
+    if decision not in EXPECTED_DECISIONS or (status and not status.isdigit()):
+        raise CorpusError(
+            f"{where}: expect must be one of {', '.join(EXPECTED_DECISIONS)}, optionally with "
+            f"a status (block:403), not {value!r}"
+        )
+    return Expectation(decision, int(status) if status else None)
+
+
 def read_corpus(path: Path, now: float = 0.0) -> Iterator[Request]:
+    """The requests of a corpus file."""
+    for request, _ in read_corpus_cases(path, now):
+        yield request
+
+
+def read_corpus_cases(path: Path, now: float = 0.0) -> Iterator[tuple[Request, Expectation | None]]:
+    """The requests of a corpus file, each with the verdict its line expects, if any."""
     try:
         fh = path.open(encoding="utf-8")
     except OSError as exc:
@@ -108,4 +149,7 @@ def read_corpus(path: Path, now: float = 0.0) -> Iterator[Request]:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CorpusError(f"{where}: not JSON: {exc}") from exc
-            yield parse_line(data, where, now)[0]
+            expected = parse_expectation(
+                data.get("expect") if isinstance(data, dict) else None, where
+            )
+            yield parse_line(data, where, now)[0], expected

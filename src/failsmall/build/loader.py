@@ -6,6 +6,7 @@ Layout of a config directory:
     rulesets/*.yaml      one ruleset per file
     features.yaml        optional: the bot feature file
     overrides.yaml       optional: a list of rule state overrides (killswitches)
+    exceptions.yaml      optional: a list of rule exceptions (`failsmall tune --accept` adds to it)
 
 Rulesets executed but not defined in the directory are taken from the managed rulesets shipped
 with failsmall (e.g. `failsmall-managed`).
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from failsmall.build.yamlfile import YamlFileError, read_yaml
 from failsmall.model.bot import FeatureFile
 from failsmall.model.bundle import Bundle
-from failsmall.model.rules import Override, Ruleset
+from failsmall.model.rules import Override, RuleException, Ruleset
 
 MANAGED_PACKAGE = "failsmall.managed"
 
@@ -79,15 +80,20 @@ def load_config_dir(directory: Path) -> Bundle:
         data = _read_mapping(features, problems)
         if data and _validate(FeatureFile, data, features, problems):
             top.setdefault("bot", {})["feature_file"] = data
-    overrides_file = directory / "overrides.yaml"
-    if overrides_file.exists():
-        data = _read_yaml(overrides_file, problems)
+    for name, model, key in (
+        ("overrides.yaml", Override, "overrides"),
+        ("exceptions.yaml", RuleException, "exceptions"),
+    ):
+        listed = directory / name
+        if not listed.exists():
+            continue
+        data = _read_yaml(listed, problems)
         if isinstance(data, list):
             for i, item in enumerate(data):
-                _validate(Override, item, overrides_file, problems, prefix=f"[{i}]")
-            top["overrides"] = data
+                _validate(model, item, listed, problems, prefix=f"[{i}]")
+            top[key] = [*(top.get(key) or []), *data]
         elif data is not None:
-            problems.append(ConfigProblem(str(overrides_file), "", "must be a list of overrides"))
+            problems.append(ConfigProblem(str(listed), "", f"must be a list of {key}"))
     _add_managed(rulesets, problems)
     top["rulesets"] = rulesets
     if problems:
@@ -137,7 +143,7 @@ def _read_mapping(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
 
 
 def _validate(
-    model: type[Ruleset] | type[FeatureFile] | type[Override],
+    model: type[Ruleset] | type[FeatureFile] | type[Override] | type[RuleException],
     data: Any,
     path: Path,
     problems: list[ConfigProblem],

@@ -11,7 +11,7 @@ import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from failsmall.build.corpus import BodyRejected, within_buffer
+from failsmall.build.corpus import BodyRejected, Expectation, within_buffer
 from failsmall.engine import Engine, EngineState, ModuleErrored, RuleErrored, Verdict, walk_rules
 from failsmall.engine.request import Request
 from failsmall.model.bundle import Bundle
@@ -40,6 +40,16 @@ class VariantResult:
     errored: int
 
 
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """A request whose authored verdict is not the one its corpus line expects."""
+
+    request_index: int
+    request: str
+    expected: str
+    got: str
+
+
 @dataclass
 class VerifyReport:
     """Everything `verify` found."""
@@ -49,10 +59,12 @@ class VerifyReport:
     errored: list[ErroredOutcome] = field(default_factory=list)
     results: list[VariantResult] = field(default_factory=list)
     authored: list[str] = field(default_factory=list)
+    expectations: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errored
+        return not self.errored and not self.mismatches
 
 
 def _run(engine: Engine, requests: Sequence[Request]) -> list[Verdict | BodyRejected]:
@@ -92,19 +104,49 @@ def _errors(variant: str, results: list[Verdict | BodyRejected]) -> list[Errored
     return found
 
 
+def _mismatches(
+    requests: Sequence[Request],
+    authored: list[Verdict | BodyRejected],
+    expected: Sequence[Expectation | None],
+) -> list[Mismatch]:
+    found: list[Mismatch] = []
+    for index, (request, result, expectation) in enumerate(
+        zip(requests, authored, expected, strict=True)
+    ):
+        if expectation is None:
+            continue
+        match result:
+            case BodyRejected():
+                decision, status = "block", 413
+            case Verdict(decision=verdict_decision, status=status):
+                decision = verdict_decision.value
+        if not expectation.met_by(decision, status):
+            got = f"{decision}:{status}"
+            found.append(Mismatch(index, f"{request.method} {request.uri}", str(expectation), got))
+    return found
+
+
 def verify_bundle(
     bundle: Bundle,
     requests: Sequence[Request],
     on_variant: Callable[[], None] = lambda: None,
+    expected: Sequence[Expectation | None] = (),
 ) -> VerifyReport:
     """Run `requests` through the bundle as authored and with every rule in every state.
 
-    `on_variant` is called after each rule/state variant, for progress display.
+    `expected`, aligned with `requests` when given, holds the verdict each request's corpus
+    line expects (or None): a request whose authored verdict differs is a mismatch, and the
+    report is not ok. `on_variant` is called after each rule/state variant, for progress display.
     """
+    if expected and len(expected) != len(requests):
+        raise ValueError("expected verdicts must be aligned with the requests")
     engine = Engine.build(bundle)
     report = VerifyReport(requests=len(requests))
     authored = _run(engine, requests)
     report.authored = [_summary(r) for r in authored]
+    if expected:
+        report.expectations = sum(1 for e in expected if e is not None)
+        report.mismatches = _mismatches(requests, authored, expected)
     report.errored.extend(_errors("authored", authored))
     base = [o for o in bundle.overrides]
     rule_ids = [rule.id for rs in bundle.rulesets for rule in rs.rules]

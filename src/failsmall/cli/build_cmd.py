@@ -21,16 +21,18 @@ from failsmall.build import (
     build_bundle,
     generate_keypair,
     read_bundle_file,
-    read_corpus,
+    read_corpus_cases,
     read_private_key,
     read_public_keys,
     verify_bundle,
     write_bundle_file,
 )
 from failsmall.build.corpus import BodyRejected, parse_line, within_buffer
-from failsmall.cli.output import Exit, console, err_console, fail, print_json
+from failsmall.build.verify import VerifyReport
+from failsmall.cli.output import Exit, console, err_console, fail, print_json, printable
 from failsmall.engine import Engine, EngineBuildError
 from failsmall.engine.outcomes import verdict_to_dict
+from failsmall.engine.signatures.fields import signature_fields
 from failsmall.model import Bundle, BundleError
 from failsmall.model.envelope import SignedBundle
 
@@ -115,22 +117,33 @@ def _load(bundle_path: Path, trust: list[Path] | None) -> SignedBundle:
 
 def verify(
     bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Signed bundle file.")],
-    corpus: Annotated[Path, typer.Option("--corpus", help="Requests, one JSON per line.")],
+    corpus: Annotated[
+        Path,
+        typer.Option(
+            "--corpus", help="Requests, one JSON per line; a line's `expect` is its verdict."
+        ),
+    ],
     trust: TrustOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Run a corpus through the real engine, as authored and with every rule in every state."""
+    """Run a corpus through the real engine, as authored and with every rule in every state.
+
+    Fails when an outcome errors, or when a verdict differs from the one its line expects."""
     signed = _load(bundle_path, trust)
     try:
-        requests = list(read_corpus(corpus))
+        cases = list(read_corpus_cases(corpus))
     except CorpusError as exc:
         fail(str(exc))
+    requests = [request for request, _ in cases]
+    expected = [expectation for _, expectation in cases]
     rules = sum(len(rs.rules) for rs in signed.bundle.rulesets)
     with Progress(console=err_console, transient=True, disable=json_out) as progress:
         task = progress.add_task(
             f"{rules} rules × 3 states × {len(requests)} requests", total=rules * 3
         )
-        report = verify_bundle(signed.bundle, requests, on_variant=lambda: progress.advance(task))
+        report = verify_bundle(
+            signed.bundle, requests, on_variant=lambda: progress.advance(task), expected=expected
+        )
     changes = [r for r in report.results if r.changed]
     if json_out:
         print_json(
@@ -141,6 +154,8 @@ def verify(
                 "variants": report.variants,
                 "authored": dict(Counter(report.authored)),
                 "errored": [asdict(e) for e in report.errored],
+                "expectations": report.expectations,
+                "mismatches": [asdict(m) for m in report.mismatches],
                 "changes": [
                     {"rule": r.rule, "state": r.state.value, "changed": r.changed} for r in changes
                 ],
@@ -163,14 +178,29 @@ def verify(
             for r in sorted(changes, key=lambda r: -r.changed)[:30]:
                 table.add_row(r.rule, r.state.value, str(r.changed))
             console.print(table)
-        if report.ok:
+        if not report.errored:
             console.print("[green]✓ no errored outcome[/] in any rule state")
         else:
             console.print(f"[bold red]✗ {len(report.errored)} errored outcome(s)[/]")
             for e in report.errored[:20]:
                 console.print(f"  {e.variant} request #{e.request_index}: {e.where}: {e.error}")
+        _print_mismatches(report)
     if not report.ok:
         raise typer.Exit(int(Exit.FAILED))
+
+
+def _print_mismatches(report: VerifyReport) -> None:
+    if not report.expectations:
+        return
+    if not report.mismatches:
+        console.print(f"[green]✓ {report.expectations} expected verdict(s) met[/]")
+        return
+    table = Table(title=f"{len(report.mismatches)} verdict(s) differ from the expected")
+    for column in ("request #", "request", "expected", "got"):
+        table.add_column(column)
+    for m in report.mismatches[:50]:
+        table.add_row(str(m.request_index + 1), printable(m.request[:80]), m.expected, m.got)
+    console.print(table)
 
 
 def inspect(
@@ -211,7 +241,12 @@ def inspect(
                 "reason": f"body of {seen.size} bytes exceeds the WAF buffer ({seen.buffer})",
             }
         else:
-            result = verdict_to_dict(engine.evaluate(seen, state))
+            verdict = engine.evaluate(seen, state)
+            result = verdict_to_dict(verdict)
+            fields = signature_fields(engine.waf, seen, verdict.matched_rules)
+            if fields:
+                result["fields"] = fields
+        result.update(method=request.method, host=request.host, path=request.path)
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
         else:

@@ -47,3 +47,6 @@ expr_cmd.register(app)
 from failsmall.cli import features_cmd  # noqa: E402
 
 features_cmd.register(app)
+from failsmall.cli import tune_cmd  # noqa: E402
+
+tune_cmd.register(app)

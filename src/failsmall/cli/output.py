@@ -24,6 +24,13 @@ class Exit(IntEnum):
     UNAUTHORISED = 4
 
 
+def printable(text: str) -> str:
+    """`text` for a terminal: control characters from user data shown as escapes, and rich
+    markup taken literally."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown.replace("[", "\\[")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

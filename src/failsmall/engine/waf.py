@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, assert_never
 
+from failsmall.engine.exceptions import NO_EXCEPTIONS, Exceptions
 from failsmall.engine.expr import (
     Expression,
     ExpressionError,
@@ -204,6 +205,7 @@ class Evaluation:
     """Mutable bookkeeping for one request's pass through the WAF."""
 
     __slots__ = (
+        "exceptions",
         "matched",
         "now",
         "scanned",
@@ -213,10 +215,17 @@ class Evaluation:
         "view",
     )
 
-    def __init__(self, view: RequestView, now: float, scanner: SignatureScanner | None) -> None:
+    def __init__(
+        self,
+        view: RequestView,
+        now: float,
+        scanner: SignatureScanner | None,
+        exceptions: Exceptions = NO_EXCEPTIONS,
+    ) -> None:
         self.view = view
         self.now = now
         self.scanner = scanner
+        self.exceptions = exceptions
         self.scanned = False
         # Skips are rare: both start as one shared empty set, replaced on the first skip.
         self.skipped_phases: frozenset[Phase] = _NONE_SKIPPED
@@ -231,7 +240,10 @@ class Evaluation:
         if not self.scanned:
             self.scanned = True
             if self.scanner is not None:
-                self.view.signature_hits = self.scanner.scan(self.view)
+                hits = self.scanner.scan(self.view)
+                if self.exceptions:  # the one place rule exceptions apply
+                    hits = self.exceptions.apply(self.view, hits, self.scanner)
+                self.view.signature_hits = hits
         return self.view.signature_hits
 
 
@@ -255,6 +267,7 @@ class Waf:
     expressions: dict[str, Expression]
     signatures: dict[str, SignatureMatch]
     ip_lists: dict[str, list[str]]
+    exceptions: Exceptions = NO_EXCEPTIONS
 
     @classmethod
     def build(cls, bundle: Bundle, reuse: Waf | None = None) -> Waf:
@@ -290,10 +303,20 @@ class Waf:
                 compiler.problems.extend(exc.problems)
         if compiler.problems:
             raise WafBuildError(compiler.problems)
-        return cls(phases, scanner, compiler.expressions, compiler.signatures, bundle.ip_lists)
+        exceptions = Exceptions.build(
+            bundle.exceptions, (r for rs in bundle.rulesets for r in rs.rules)
+        )
+        return cls(
+            phases,
+            scanner,
+            compiler.expressions,
+            compiler.signatures,
+            bundle.ip_lists,
+            exceptions,
+        )
 
     def evaluate(self, view: RequestView, now: float) -> WafResult:
-        ev = Evaluation(view, now, self.scanner)
+        ev = Evaluation(view, now, self.scanner, self.exceptions)
         outcomes: tuple[RuleOutcome, ...] = ()
         for phase, ruleset in self.phases:
             if ev.skipped_phases and phase in ev.skipped_phases:

@@ -175,3 +175,50 @@ def benign_requests(path: Path) -> Iterator[Request]:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     for file in files:
         yield from read_corpus(file)
+
+
+#: The blazehttp test cases usable for tuning: those whose first directory's name begins with
+#: one of these hex digits. The cases under 8-f are a held-out evaluation set: never read.
+BLAZEHTTP_TUNING_PREFIXES = frozenset("01234567")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledRequest:
+    """One request of a labelled corpus: an attack (`.black`) or legitimate (`.white`)."""
+
+    name: str
+    attack: bool
+    request: Request
+
+
+def blazehttp_cases(testcases_dir: Path) -> Iterator[LabelledRequest]:
+    """The tuning half of the blazehttp corpus (chaitin/blazehttp, `testcases/`), in name order.
+
+    Each `.white` (legitimate) or `.black` (attack) file holds one raw HTTP/1.1 request. Only
+    cases under a first directory whose name begins with 0-7 are read (see
+    `BLAZEHTTP_TUNING_PREFIXES`). Raises CorpusError when the directory holds no such case.
+    """
+    if not testcases_dir.is_dir():
+        raise CorpusError(
+            f"blazehttp test cases not found at {testcases_dir}: pass the `testcases` directory "
+            "of a chaitin/blazehttp checkout"
+        )
+    found = False
+    for first in sorted(testcases_dir.iterdir()):
+        if not first.is_dir() or first.name[:1] not in BLAZEHTTP_TUNING_PREFIXES:
+            continue
+        for path in sorted(first.rglob("*")):
+            if path.suffix not in (".white", ".black") or not path.is_file():
+                continue
+            found = True
+            name = str(path.relative_to(testcases_dir))
+            try:
+                request = raw_http_request(path.read_bytes())
+            except CorpusError as exc:
+                raise CorpusError(f"{path}: {exc}") from exc
+            yield LabelledRequest(name, path.suffix == ".black", request)
+    if not found:
+        raise CorpusError(
+            f"{testcases_dir} holds no .white or .black case under a directory 00-7f: is it "
+            "the `testcases` directory of chaitin/blazehttp?"
+        )

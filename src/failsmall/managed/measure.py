@@ -1,7 +1,9 @@
 """Measuring the managed ruleset with the production engine: detection per family, false positives.
 
 A request counts as blocked when the engine's verdict is `block`. The engine is the one nodes
-run, built from a bundle whose managed phase executes `failsmall-managed` at a paranoia level.
+run, built from a bundle whose managed phase executes `failsmall-managed` at a paranoia level,
+with the module time budget raised out of the way (`MEASURE_LIMITS`): on a loaded machine a
+budget overrun would decide verdicts, and the figures are about the rules.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from dataclasses import dataclass, field
 
 from failsmall.engine import Decision, Engine, EngineState, Request
 from failsmall.managed import MANAGED_RULESET_ID, managed_ruleset
-from failsmall.managed.corpora import FAMILIES, CorpusCase
+from failsmall.managed.corpora import FAMILIES, CorpusCase, LabelledRequest
 from failsmall.model.bundle import Bundle
 from failsmall.model.rules import ExecuteAction, ExecuteOverrides, Phase, Rule, Ruleset
+from failsmall.model.traffic import Limits
 
 ENTRY_RULESET_ID = "measure-managed-entry"
+#: Limits of the measured bundle: the production defaults, with the time budget out of the way.
+MEASURE_LIMITS = Limits(module_time_budget_us=10_000_000)
 
 
 def managed_bundle(paranoia_level: int = 1, include_managed: bool = True) -> Bundle:
@@ -42,6 +47,7 @@ def managed_bundle(paranoia_level: int = 1, include_managed: bool = True) -> Bun
         name=f"failsmall-managed-pl{paranoia_level}",
         rulesets=rulesets,
         phases={Phase.MANAGED: ENTRY_RULESET_ID},
+        limits=MEASURE_LIMITS,
     )
 
 
@@ -155,6 +161,80 @@ def measure_benign(
                 result.blocked_by_rule[rule_id] = result.blocked_by_rule.get(rule_id, 0) + 1
         if durations is not None:
             durations.append(inspection.duration_ns)
+        if progress is not None:
+            progress()
+    return result
+
+
+def rule_families(ruleset: Ruleset | None = None) -> dict[str, tuple[str, ...]]:
+    """Rule id -> the families it is tagged with (`family:<name>`), for the managed ruleset."""
+    rules = (ruleset or managed_ruleset()).rules
+    return {
+        rule.id: tuple(t.removeprefix("family:") for t in rule.tags if t.startswith("family:"))
+        for rule in rules
+    }
+
+
+@dataclass
+class LabelledResult:
+    """Detection and false positives on a labelled corpus (attacks and legitimate requests).
+
+    `*_by_rule` count the requests each managed rule matched among those blocked; `*_by_family`
+    the requests some rule of the family matched (a request may count in several families).
+    """
+
+    attacks: int = 0
+    detected: int = 0
+    legitimate: int = 0
+    blocked: int = 0
+    errored: int = 0
+    detected_by_rule: dict[str, int] = field(default_factory=dict)
+    blocked_by_rule: dict[str, int] = field(default_factory=dict)
+    detected_by_family: dict[str, int] = field(default_factory=dict)
+    blocked_by_family: dict[str, int] = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected / self.attacks if self.attacks else 0.0
+
+    @property
+    def false_positive_rate(self) -> float:
+        return self.blocked / self.legitimate if self.legitimate else 0.0
+
+
+def measure_labelled(
+    inspector: Inspector,
+    cases: Iterable[LabelledRequest],
+    progress: Callable[[], None] | None = None,
+) -> LabelledResult:
+    """How many attacks the engine blocks and how many legitimate requests, by rule and family."""
+    families = rule_families()
+    result = LabelledResult()
+    for case in cases:
+        inspection = inspector.inspect(case.request)
+        if inspection.errored:
+            result.errored += 1
+        if case.attack:
+            result.attacks += 1
+            by_rule, by_family = result.detected_by_rule, result.detected_by_family
+            if inspection.blocked:
+                result.detected += 1
+            else:
+                result.missed.append(case.name)
+        else:
+            result.legitimate += 1
+            by_rule, by_family = result.blocked_by_rule, result.blocked_by_family
+            if inspection.blocked:
+                result.blocked += 1
+                result.false_positives.append(case.name)
+        if inspection.blocked:
+            rules = [r for r in inspection.matched_rules if r in families]
+            for rule_id in rules:
+                by_rule[rule_id] = by_rule.get(rule_id, 0) + 1
+            for family in {f for r in rules for f in families[r]}:
+                by_family[family] = by_family.get(family, 0) + 1
         if progress is not None:
             progress()
     return result

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from failsmall.model.base import Strict
 from failsmall.model.bot import BotConfig
-from failsmall.model.rules import Override, Phase, RuleId, Ruleset
+from failsmall.model.rules import Override, Phase, RuleException, RuleId, Ruleset
 from failsmall.model.traffic import (
     CacheConfig,
     Capacities,
@@ -35,6 +35,8 @@ class Bundle(Strict):
     rulesets: list[Ruleset] = Field(default_factory=list)
     phases: dict[Phase, RuleId] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
+    exceptions: list[RuleException] = Field(default_factory=list)
+    """Signature matches let through in a narrow scope (false positives tuned away)."""
     ip_lists: dict[RuleId, list[str]] = Field(default_factory=dict)
     trusted_proxies: list[str] = Field(default_factory=list)
     """Load balancers in front of the edge (IPs or CIDRs): a request from one of them takes its
@@ -120,6 +122,7 @@ def reference_problems(bundle: Bundle) -> list[str]:
     problems += [
         f"duplicate override for rule {i!r}" for i in _dupes([o.rule for o in bundle.overrides])
     ]
+    problems += exception_problems(bundle)
     origin_ids = [o.id for o in bundle.origins]
     problems += [f"duplicate origin id {i!r}" for i in _dupes(origin_ids)]
     for route in bundle.routes:
@@ -129,6 +132,27 @@ def reference_problems(bundle: Bundle) -> list[str]:
         f"duplicate rate limit id {i!r}" for i in _dupes([r.id for r in bundle.rate_limits])
     ]
     problems += capacity_problems(bundle, bundle.requires)
+    return problems
+
+
+def exception_problems(bundle: Bundle) -> list[str]:
+    """Exceptions with a duplicate id, a rule without signatures (exceptions let signature
+    matches through; other rules take an override), or a tag no signature rule carries."""
+    rules = [r for rs in bundle.rulesets for r in rs.rules if r.match is not None]
+    known_rules = {r.id for r in rules}
+    known_tags = {t for r in rules for t in r.tags}
+    problems = [f"duplicate exception id {i!r}" for i in _dupes([e.id for e in bundle.exceptions])]
+    for exception in bundle.exceptions:
+        problems += [
+            f"exception {exception.id!r} names rule {rule!r}, which is not a signature rule"
+            for rule in exception.rules
+            if rule not in known_rules
+        ]
+        problems += [
+            f"exception {exception.id!r} names tag {tag!r}, which no signature rule carries"
+            for tag in exception.tags
+            if tag not in known_tags
+        ]
     return problems
 
 

@@ -195,3 +195,42 @@ class Override(Strict):
     reason: str = Field(min_length=1)
     author: str = Field(min_length=1)
     expires_at: AwareDatetime | None = None
+
+
+class RuleException(Strict):
+    """Lets requests through signature rules that blocked them wrongly, in a narrow scope.
+
+    Selects rules by id (`rules`) or tag (`tags`); at least one must be given, so that an empty
+    selector never means every rule. The scope fields narrow where it applies; each one left
+    empty applies everywhere, and a request is in scope when it matches every one given:
+    `hosts` (exact, or `*.example.com` for its subdomains), `paths` and `fields` (exact, or a
+    prefix ending in `*`), `methods`. With `fields`, only the selected rules' matches on those
+    fields (named as the access log names them: `args.q`, `body.items.*`, `headers.referer`,
+    `cookies.sid`, `path`, `body`) are let through: a match on any other field still counts.
+    """
+
+    id: RuleId
+    reason: str = Field(min_length=1)
+    author: str = Field(min_length=1)
+    rules: list[RuleId] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    hosts: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=list)
+    fields: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _selects_rules(self) -> RuleException:
+        if not (self.rules or self.tags):
+            raise ValueError(
+                f"exception {self.id!r} selects no rule: give `rules` or `tags` (an empty "
+                "selector never means every rule)"
+            )
+        empty = [
+            name
+            for name in ("tags", "hosts", "paths", "methods", "fields")
+            if any(not value.strip() for value in getattr(self, name))
+        ]
+        if empty:
+            raise ValueError(f"exception {self.id!r} has an empty value in {', '.join(empty)}")
+        return self

@@ -6,7 +6,9 @@ Lines are collected during one event-loop iteration and written together at its 
 `copytruncate` works). A line carries what identifies and explains a request, never what may
 hold a secret: the path but not the query string, no header or cookie values, no body. Scored
 requests carry the keys of the bot features that were present (`"bf"`), which
-`failsmall features ingest` loads into an analytics table.
+`failsmall features ingest` loads into an analytics table. For the signature rules a request
+matched, `fields` names the fields each matched on (`args.q`, `headers.referer`): names only,
+never values, so `failsmall tune` can scope an exception.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class AccessEntry:
     origin: str = ""
     cache: str = ""
     rules: tuple[str, ...] = ()
+    fields: dict[str, tuple[str, ...]] | None = None  # signature rule -> fields it matched on
     bot: int | None = None  # the bot score (1-99), when the bot module computed one
     bot_features: tuple[str, ...] = ()  # keys of the bot features present (`ua:curl`, ...)
     errored: tuple[str, ...] = ()
@@ -67,6 +70,12 @@ class AccessEntry:
             parts.append(f',"cache":{quote(self.cache)}')
         if self.rules:
             parts.append(f',"rules":[{",".join(map(quote, self.rules))}]')
+        if self.fields:
+            listed = (
+                f"{quote(rule)}:[{','.join(map(quote, names))}]"
+                for rule, names in self.fields.items()
+            )
+            parts.append(f',"fields":{{{",".join(listed)}}}')
         if self.bot is not None:
             parts.append(f',"bot":{self.bot}')
             if self.bot_features:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, assert_never
 from failsmall.engine import Decision, NoRouteError, Request, Verdict
 from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
 from failsmall.engine.outcomes import ModuleErrored, Scored
+from failsmall.engine.signatures.fields import signature_fields
 from failsmall.model import BodyOverBuffer, Limits
 from failsmall.node import wire
 from failsmall.node.access_log import AccessEntry, cache_field
@@ -686,6 +687,8 @@ class Exchange:
             seconds,
             verdict.modules if verdict is not None else EMPTY_MODULES,
         )
+        if verdict is not None and verdict.matched_rules:
+            ctx.stats.record_rules(verdict.matched_rules, self.decision)
         if ctx.access_log is not None:
             ctx.access_log.add(self.log_entry(seconds))
 
@@ -712,6 +715,10 @@ class Exchange:
         if verdict is not None:
             entry.cache = cache_field(verdict.cache)
             entry.rules = verdict.matched_rules
+            if self.serving is not None and self.request is not None:
+                entry.fields = signature_fields(
+                    self.serving.engine.waf, self.request, verdict.matched_rules
+                )
             if type(verdict.bot) is Scored:
                 entry.bot = verdict.bot.score
                 entry.bot_features = verdict.bot.features

@@ -91,6 +91,16 @@ class NodeCollector:
             "Requests refused with 408 because their body arrived slower than the minimum rate",
             value=stats.slow_bodies,
         )
+        rules = CounterMetricFamily(
+            "failsmall_rule_matches",
+            "Requests each WAF rule matched, and whether the request was blocked",
+            labels=["rule", "blocked"],
+        )
+        for rule, value in sorted(stats.rule_matches.items()):
+            blocked = stats.rule_blocks.get(rule, 0)
+            rules.add_metric([rule, "true"], blocked)
+            rules.add_metric([rule, "false"], value - blocked)
+        yield rules
 
         yield CounterMetricFamily(
             "failsmall_access_log_write_errors",

@@ -110,6 +110,9 @@ class TrafficStats:
     """Requests whose client closed before sending them whole."""
     slow_bodies: int = 0
     """Requests refused because their body arrived slower than the minimum rate."""
+    # Per WAF rule: requests it matched (whatever the decision), and those it blocked.
+    rule_matches: Counter[str] = field(default_factory=Counter)
+    rule_blocks: Counter[str] = field(default_factory=Counter)
     access_log_write_errors: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     window: Window = field(default_factory=Window)
@@ -140,6 +143,12 @@ class TrafficStats:
             if kind is ModuleErrored:
                 self.module_errors[outcome.module.value] += 1
                 window.module_errors += 1
+
+    def record_rules(self, matched: tuple[str, ...], decision: str) -> None:
+        """Count the rules a request matched, and, when it was blocked, as blocking it."""
+        self.rule_matches.update(matched)
+        if decision == Decision.BLOCK:
+            self.rule_blocks.update(matched)
 
     def module_outcomes(self) -> dict[tuple[str, str], int]:
         """Module outcome counts by (module, outcome kind)."""

@@ -8,7 +8,8 @@ The class is computed from what changed, never taken from the author:
 - `logic`: anything else: actions, rule states, expressions, rules or rulesets added or
   removed, module switches, limits, capacities, rate limits, routes, origins, fault settings.
   Fields not known to be content are logic, so a new field is treated strictly until it is
-  listed here.
+  listed here. Rule exceptions are logic: adding, widening or removing one changes which
+  rules decide which requests, as a rule state does, and a too-broad one disarms a rule.
 
 A change that touches more than one class is `logic`. The first bundle ever is `logic`.
 """
@@ -86,6 +87,7 @@ _KEYED_LISTS: dict[str, str] = {
     "rulesets": "id",
     "rules": "id",
     "overrides": "rule",
+    "exceptions": "id",
     "features": "name",
     "origins": "id",
     "rate_limits": "id",

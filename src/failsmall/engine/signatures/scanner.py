@@ -268,6 +268,10 @@ class SignatureScanner:
             requests[key] = result
         return result
 
+    def value_hits(self, value: str, target: Target) -> frozenset[str]:
+        """The keys whose match hits `value` as a value of `target`."""
+        return self._value_hits(value, TARGET_BIT[target])
+
     def _scan_head(self, request: Request, hits: set[str]) -> None:
         """Add the hits of the values of the head targets (every target but the body's).
 
