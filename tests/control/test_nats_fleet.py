@@ -134,10 +134,10 @@ async def test_a_rollback_during_a_bus_outage_is_delivered_when_the_bus_returns(
         server.stop()
         rolled = await fleet.admin.post("/v1/rollout/rollback", json={"reason": "bus drill"})
         assert rolled.status_code == 200, rolled.text
-        assert plane.driver.deferred, "the pointer moves wait for the bus"
+        assert plane.pending_moves(), "the pointer moves wait for the bus"
         await asyncio.sleep(1.0)
         server.start()
-        await wait_for(lambda: not plane.driver.deferred, timeout_s=20)
+        await wait_for(lambda: not plane.pending_moves(), timeout_s=20)
         await wait_for(lambda: all(n.current == good for n in nodes), timeout_s=20)
         await wait_for(lambda: _state(plane, rollout_id) == "rolled_back", timeout_s=40)
 

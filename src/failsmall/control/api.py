@@ -109,6 +109,8 @@ class ControlApi:
         driver: RolloutDriver,
         pushes: PushService,
         killswitches: KillswitchService,
+        control_health: Callable[[], dict[str, Any]],
+        pending_moves: Callable[[], dict[str, str]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -117,6 +119,8 @@ class ControlApi:
         self.driver = driver
         self.pushes = pushes
         self.killswitches = killswitches
+        self.control_health = control_health
+        self.pending_moves = pending_moves
         self.clock = clock
 
     def routes(self) -> list[web.RouteDef]:
@@ -178,7 +182,8 @@ class ControlApi:
             "nodes": nodes,
             "rollout": rollout,
             "recent_rollouts": [_rollout_row(r) for r in self.store.rollouts(limit=5)],
-            "deferred_assignments": self.driver.deferred,
+            "deferred_assignments": self.pending_moves(),
+            "control": self.control_health(),
         }
 
     async def list_bundles(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ killswitches and the HTTP API, started and stopped as one unit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,13 +24,17 @@ from failsmall.control.driver import RolloutDriver
 from failsmall.control.fleet import FleetRegistry
 from failsmall.control.killswitch import KillswitchService
 from failsmall.control.pushes import PushService
+from failsmall.control.reconcile import Reconciler
 from failsmall.control.store import ControlStore
 from failsmall.model.envelope import key_id, load_public_key
 from failsmall.rollout import NAMED_POLICIES, Policy
+from failsmall.supervise import LoopHealth, LoopState, SupervisedLoop
+from failsmall.transport.base import TransportError
 from failsmall.transport.board import PointerBoard
 from failsmall.transport.control import ControlChannel
 from failsmall.transport.http import HttpControlChannel
 from failsmall.transport.nats import NatsControlChannel
+from failsmall.transport.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +75,14 @@ class ControlPlane:
         self.clock = clock
         self.tokens = TokenBook(store)
         self.audit = AuditLog(store)
-        self.fleet = FleetRegistry(store, settings.dead_after_s)
+        self.fleet = FleetRegistry(store, settings.dead_after_s, started_at=clock())
+        self.reconciler = Reconciler(store, channel, clock)
+        self._reconciling = SupervisedLoop("pointer reconciler", self.reconciler.step, log)
+        self._reconciler_task: asyncio.Task[None] | None = None
         self.driver = RolloutDriver(
             store=store,
             audit=self.audit,
-            channel=channel,
+            wake=self.reconciler.wake,
             fleet=self.fleet,
             clock=clock,
             tick_s=settings.tick_s,
@@ -101,6 +109,8 @@ class ControlPlane:
             driver=self.driver,
             pushes=self.pushes,
             killswitches=self.killswitches,
+            control_health=self.health,
+            pending_moves=self.pending_moves,
             clock=clock,
         )
         self._runner: web.AppRunner | None = None
@@ -122,7 +132,8 @@ class ControlPlane:
                     except UnauthorisedError:
                         return False
 
-                channel = HttpControlChannel(node_auth, PointerBoard(store.assignments()))
+                board = PointerBoard(store.assignments(), record=store.save_assignment)
+                channel = HttpControlChannel(node_auth, board)
             case "nats":
                 channel = await NatsControlChannel.connect(
                     settings.nats_servers, replicas=settings.nats_replicas
@@ -158,7 +169,9 @@ class ControlPlane:
         for bundle in self.store.bundles():
             await self.channel.publish_bundle(bundle.digest, bundle.envelope)
         await self.channel.start(self.driver)
+        await self._read_back_pointers()
         await self.driver.start()
+        self._reconciler_task = asyncio.create_task(self._reconciling.run())
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -169,12 +182,43 @@ class ControlPlane:
         self.bootstrap_admin_token()
         log.info("control plane listening on http://%s:%d", self.settings.host, self.port)
 
+    async def _read_back_pointers(self) -> None:
+        """Record the pointers the transport holds: a move made just before a crash is then
+        not made again (and the HTTP board's were recorded before they were made)."""
+        try:
+            held = await self.channel.assignments()
+        except TransportError as exc:
+            log.warning("cannot read the pointers back from the transport (%s); the reconciler "
+                        "will move every pending node again", exc)  # fmt: skip
+            return
+        stored = self.store.assignments()
+        for node_id, assignment in held.items():
+            if stored.get(node_id) != assignment:
+                self.reconciler.record(node_id, assignment)
+
+    def pending_moves(self) -> dict[str, str]:
+        """Desired pointer moves (node -> digest) the transport has not made yet."""
+        return {move.node_id: move.digest for move in self.reconciler.pending()}
+
+    def health(self) -> dict[str, object]:
+        """The state of every background loop; `degraded` if any of them is."""
+        loops: list[LoopHealth] = [self.driver.health(), self._reconciling.health()]
+        loops += self.channel.health()
+        degraded = any(loop.state is LoopState.DEGRADED for loop in loops)
+        return {
+            "state": (LoopState.DEGRADED if degraded else LoopState.HEALTHY).value,
+            "loops": [loop.to_dict() for loop in loops],
+        }
+
     @property
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.port}"
 
     async def stop(self) -> None:
         await self.driver.stop()
+        if self._reconciler_task is not None:
+            await cancel_and_wait(self._reconciler_task)
+            self._reconciler_task = None
         await self.channel.close()
         if self._runner is not None:
             await self._runner.cleanup()

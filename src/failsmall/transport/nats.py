@@ -11,6 +11,8 @@ Layout on the bus (created by the control side, bound by nodes):
 - Stream `FAILSMALL_REPORTS` on `failsmall.reports.apply.<node>` and
   `failsmall.reports.health.<node>`: nodes publish with JetStream acks; the control plane reads
   through the durable pull consumer `control`, so reports sent while it restarts are not lost.
+  The reader runs under supervision (`failsmall.supervise`): a failure is logged within budget,
+  retried with backoff and shown as degraded health.
 
 Resync: every `watch` opens a fresh KV watcher, whose first delivery is the key's current
 value. After a reconnect or a missed revision the node therefore sees the latest assignment,
@@ -36,6 +38,7 @@ from nats.js.client import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from nats.js.object_store import ObjectStore
 
+from failsmall.supervise import LoopHealth, SupervisedLoop
 from failsmall.transport.base import (
     ApplyReport,
     Assignment,
@@ -225,6 +228,7 @@ class NatsControlChannel:
         self._kv: KeyValue | None = None
         self._objects: ObjectStore | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._reading: SupervisedLoop | None = None
 
     @classmethod
     async def connect(
@@ -275,24 +279,29 @@ class NatsControlChannel:
             )
         except NatsFailure as exc:
             raise TransportError(f"cannot subscribe to node reports: {exc!r}") from exc
-        self._reader = asyncio.create_task(self._read_reports(subscription, sink))
+
+        async def read() -> None:
+            await self._read_reports(subscription, sink)
+
+        self._reading = SupervisedLoop("NATS report reader", read, log)
+        self._reader = asyncio.create_task(self._reading.run())
+
+    def health(self) -> list[LoopHealth]:
+        return [self._reading.health()] if self._reading is not None else []
 
     async def _read_reports(
         self, subscription: JetStreamContext.PullSubscription, sink: ReportSink
     ) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(batch=256, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except NatsFailure as exc:
-                log.warning("reading node reports failed, retrying: %r", exc)
-                await asyncio.sleep(0.25)
-                continue
-            for message in messages:
-                await self._dispatch(message.subject, message.data, sink)
-                with contextlib.suppress(*NatsFailure, TransportError):
-                    await _bounded(message.ack(), "acknowledging a report")
+        """Read one batch of reports and hand each to `sink`. A batch that cannot be fetched
+        raises (the supervisor retries); an unacknowledged report is delivered again."""
+        try:
+            messages = await subscription.fetch(batch=256, timeout=1.0)
+        except nats.errors.TimeoutError:
+            return
+        for message in messages:
+            await self._dispatch(message.subject, message.data, sink)
+            with contextlib.suppress(*NatsFailure, TransportError):
+                await _bounded(message.ack(), "acknowledging a report")
 
     @staticmethod
     async def _dispatch(subject: str, data: bytes, sink: ReportSink) -> None:
