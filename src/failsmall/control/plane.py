@@ -18,13 +18,14 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from failsmall.control.api import MAX_BODY, ControlApi, json_errors
-from failsmall.control.audit import AuditLog
+from failsmall.control.audit import AuditLog, CheckpointFile
 from failsmall.control.auth import Role, TokenBook, UnauthorisedError
 from failsmall.control.driver import RolloutDriver
 from failsmall.control.fleet import FleetRegistry
 from failsmall.control.killswitch import KillswitchService
 from failsmall.control.pushes import PushService
 from failsmall.control.reconcile import Reconciler
+from failsmall.control.refusals import RefusalAudit
 from failsmall.control.store import ControlStore
 from failsmall.model.envelope import key_id, load_public_key
 from failsmall.rollout import NAMED_POLICIES, Policy
@@ -56,7 +57,29 @@ class ControlSettings:
     tick_s: float = 1.0
     dead_after_s: float = 5.0
     admin_token_file: Path | None = None
+    audit_checkpoints: Path | None = None
+    """Where signed audit checkpoints are appended; beside the store unless set."""
     policies: dict[str, Policy] = field(default_factory=lambda: dict(NAMED_POLICIES))
+
+
+class NodeAuth:
+    """Decides whether a token may use the node transport routes as a node; each refusal is
+    passed to `refused(principal, node_id)` (the audit, once the plane exists)."""
+
+    def __init__(self, tokens: TokenBook) -> None:
+        self._tokens = tokens
+        self.refused: Callable[[str, str], None] = lambda principal, node_id: None
+
+    def check(self, token: str, node_id: str) -> bool:
+        try:
+            principal = self._tokens.authenticate(token)
+        except UnauthorisedError:
+            self.refused("unknown", node_id)
+            return False
+        if principal.may_act_as_node(node_id):
+            return True
+        self.refused(principal.name, node_id)
+        return False
 
 
 class ControlPlane:
@@ -74,7 +97,11 @@ class ControlPlane:
         self.channel = channel
         self.clock = clock
         self.tokens = TokenBook(store)
-        self.audit = AuditLog(store)
+        checkpoints = settings.audit_checkpoints or settings.db.with_name(
+            settings.db.name + ".audit-checkpoints"
+        )
+        self.audit = AuditLog(store, settings.key, CheckpointFile(checkpoints))
+        self.refusals = RefusalAudit(self.audit, clock)
         self.fleet = FleetRegistry(store, settings.dead_after_s, started_at=clock())
         self.reconciler = Reconciler(store, channel, clock)
         self._reconciling = SupervisedLoop("pointer reconciler", self.reconciler.step, log)
@@ -98,10 +125,13 @@ class ControlPlane:
             channel=channel,
             driver=self.driver,
             trusted=trusted,
+            refusals=self.refusals,
             clock=clock,
             policies=settings.policies,
         )
-        self.killswitches = KillswitchService(pushes=self.pushes, key=settings.key, clock=clock)
+        self.killswitches = KillswitchService(
+            pushes=self.pushes, audit=self.audit, key=settings.key, clock=clock
+        )
         self.api = ControlApi(
             store=store,
             tokens=self.tokens,
@@ -109,6 +139,7 @@ class ControlPlane:
             driver=self.driver,
             pushes=self.pushes,
             killswitches=self.killswitches,
+            refusals=self.refusals,
             control_health=self.health,
             pending_moves=self.pending_moves,
             clock=clock,
@@ -122,23 +153,18 @@ class ControlPlane:
     ) -> ControlPlane:
         store = ControlStore(settings.db)
         channel: ControlChannel
+        node_auth = NodeAuth(TokenBook(store))
         match settings.transport:
             case "http":
-                tokens = TokenBook(store)
-
-                def node_auth(token: str, node_id: str) -> bool:
-                    try:
-                        return tokens.authenticate(token).may_act_as_node(node_id)
-                    except UnauthorisedError:
-                        return False
-
                 board = PointerBoard(store.assignments(), record=store.save_assignment)
-                channel = HttpControlChannel(node_auth, board)
+                channel = HttpControlChannel(node_auth.check, board)
             case "nats":
                 channel = await NatsControlChannel.connect(
                     settings.nats_servers, replicas=settings.nats_replicas
                 )
-        return cls(settings, store, channel, clock)
+        plane = cls(settings, store, channel, clock)
+        node_auth.refused = plane.refusals.node_route
+        return plane
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)

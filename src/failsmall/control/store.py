@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +139,7 @@ class ControlStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._after_commit: list[Callable[[], None]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -164,14 +165,25 @@ class ControlStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: everything inside commits together or not at all."""
+        """One atomic write: everything inside commits together or not at all. Callbacks
+        registered inside with `after_commit` run once it has committed."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
+            self._after_commit.clear()
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the open transaction commits (dropped if it rolls back)."""
+        if not self.db.in_transaction:
+            raise RuntimeError("after_commit needs an open transaction (ControlStore.transaction)")
+        self._after_commit.append(callback)
 
     # -- fleet values -----------------------------------------------------------------------
 
