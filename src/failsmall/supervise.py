@@ -115,6 +115,7 @@ class SupervisedLoop:
                 self._state = LoopState.HEALTHY
                 self._last_error = ""
                 self._in_a_row = 0
+                await asyncio.sleep(0)  # a step that never waits must not starve the loop
 
     def _failed(self, exc: Exception) -> float:
         """Record one failure and return how long to wait before the next step."""

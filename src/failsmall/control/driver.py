@@ -266,6 +266,26 @@ class RolloutDriver:
                     audits.append(command)
                 case _:
                     assert_never(command)
+        try:
+            self._record(machine, event, moves, audits)
+        except BaseException:
+            # Not stored, so not decided: the machine goes back to its stored state.
+            self._active = self._stored_machine(machine.rollout_id)
+            raise
+        if machine.finished:
+            self._active = None
+        if moves:
+            self._wake()
+
+    def _record(
+        self,
+        machine: RolloutMachine,
+        event: Event,
+        moves: list[Assign],
+        audits: list[AuditEntry],
+    ) -> None:
+        """Store one step: the event, desired moves, audit entries and the machine itself."""
+        book = self._book.finish(machine.rollout_id) if machine.finished else self._book
         with self._store.transaction():
             if not (isinstance(event, Tick) and not event.samples):
                 self._store.add_rollout_event(machine.rollout_id, event.now, _brief(event))
@@ -281,14 +301,14 @@ class RolloutDriver:
             created_by = row.created_by if row else ""
             self._store.save_rollout(self._row(machine, change_class, created_by, event.now))
             if machine.finished:
-                self._book = self._book.finish(machine.rollout_id)
-                self._store.set_value(BOOK, json.dumps(self._book.to_dict()))
+                self._store.set_value(BOOK, json.dumps(book.to_dict()))
                 if isinstance(machine.state, Completed):
                     self._store.set_value(LAST_GOOD, machine.to_digest)
-        if machine.finished:
-            self._active = None
-        if moves:
-            self._wake()
+        self._book = book
+
+    def _stored_machine(self, rollout_id: str) -> RolloutMachine | None:
+        row = self._store.rollout(rollout_id)
+        return RolloutMachine.from_dict(row.machine) if row is not None else None
 
     def _row(
         self, machine: RolloutMachine, change_class: str, by: str, now: float
