@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from control_harness import site_bundle
+from control_harness import ScriptedNode, site_bundle
 from e2e_harness import EdgeProcess, steady_traffic
 
 from failsmall.build import generate_keypair, read_private_key
@@ -27,7 +27,8 @@ from failsmall.cli.up_cmd import NODE_TOKEN_ENV, node_argv
 from failsmall.control.store import ControlStore
 from failsmall.model import Bundle, sign_bundle
 from failsmall.model.envelope import bundle_data
-from failsmall.transport.natsd import free_port
+from failsmall.transport.nats import NatsNodeChannel
+from failsmall.transport.natsd import NatsServer, free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,6 +61,7 @@ class PlaneProcess:
     key: Path
     port: int
     log: Path
+    extra: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,7 +69,8 @@ class PlaneProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        argv = [sys.executable, str(PLANE_SCRIPT), str(self.db), str(self.key), str(self.port)]
+        argv = [sys.executable, str(PLANE_SCRIPT), str(self.db), str(self.key), str(self.port),
+                *self.extra]  # fmt: skip
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         await eventually(self._answers, timeout_s=30, explain=self.tail)
@@ -246,3 +249,65 @@ async def test_a_rollout_survives_sigkills_of_the_control_plane(tmp_path: Path, 
         assert {n: a.digest for n, a in store.assignments().items()} == store.desired()
     finally:
         store.close()
+
+
+async def test_a_rollback_decided_during_a_bus_outage_survives_a_sigkill(tmp_path: Path) -> None:
+    """The rollback's pointer moves cannot be made while the bus is down; the control plane is
+    then killed. Restarted once the bus is back, it still makes them: they were stored."""
+    generate_keypair(tmp_path / "signing.key")
+    key = read_private_key(tmp_path / "signing.key")
+    server = NatsServer(name="bus", workdir=tmp_path)
+    server.start()
+    plane = PlaneProcess(
+        tmp_path / "control.db", tmp_path / "signing.key", free_port(), tmp_path / "plane.log",
+        extra=("--nats", server.url, "--dead-after", "60"),
+    )  # fmt: skip
+    nodes: list[ScriptedNode] = []
+    try:
+        await plane.start()
+        token = (tmp_path / "admin.token").read_text().strip()
+        for i in range(4):
+            channel = await NatsNodeChannel.connect([server.url])
+            nodes.append(ScriptedNode(f"edge-{i}", "", "", channel=channel))
+        for node in nodes:
+            node.start()
+        async with httpx.AsyncClient(
+            base_url=plane.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin:
+
+            async def live() -> bool:
+                status = (await admin.get("/v1/status")).json()
+                return sum(1 for n in status["nodes"] if n["live"]) == len(nodes)
+
+            await wait_for_async(live, 30, plane.tail)
+            good = sign_bundle(_bundle(8001), key)
+            seeded = await admin.post(
+                "/v1/bundles", content=good.to_bytes(), params={"policy": "global"}
+            )
+            assert seeded.status_code == 202, seeded.text
+            await eventually(lambda: all(n.current == good.digest for n in nodes), 30)
+
+            async def seeded_done() -> bool:
+                return bool((await admin.get("/v1/status")).json()["last_good"] == good.digest)
+
+            await wait_for_async(seeded_done, 30, plane.tail)
+            new = sign_bundle(_bundle(8001, "192.0.2.77"), key)
+            pushed = await admin.post("/v1/bundles", content=new.to_bytes())
+            assert pushed.status_code == 202, pushed.text
+            await eventually(lambda: any(n.current == new.digest for n in nodes), 30)
+            await asyncio.to_thread(server.stop)
+            rolled = await admin.post("/v1/rollout/rollback", json={"reason": "bus drill"})
+            assert rolled.status_code == 200, rolled.text
+        await plane.kill()
+        await asyncio.to_thread(server.start)
+        await plane.start()
+        await eventually(
+            lambda: all(n.current == good.digest for n in nodes),
+            30,
+            lambda: f"{[n.current == good.digest for n in nodes]}\n{plane.tail()}",
+        )
+    finally:
+        for node in nodes:
+            await node.stop()
+        await plane.stop()
+        server.stop()
