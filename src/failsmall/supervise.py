@@ -23,9 +23,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import assert_never
+from enum import StrEnum
+from typing import Any, assert_never
 
 from failsmall.backoff import Backoff
+
+
+class LoopState(StrEnum):
+    """How a supervised loop is doing: its last step returned, or raised."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,13 @@ class Healthy:
     """The loop's last step succeeded (or it has not failed yet)."""
 
     name: str
+
+    @property
+    def state(self) -> LoopState:
+        return LoopState.HEALTHY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,19 @@ class Failing:
     failures: int
     since: float
     error: str
+
+    @property
+    def state(self) -> LoopState:
+        return LoopState.DEGRADED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "failures_in_a_row": self.failures,
+            "since": self.since,
+            "last_error": self.error,
+        }
 
     def describe(self) -> str:
         when = time.strftime("%H:%M:%S", time.gmtime(self.since))
@@ -91,8 +119,8 @@ class SupervisedLoop:
         self,
         name: str,
         step: Callable[[], Awaitable[None]],
-        *,
         log: logging.Logger,
+        *,
         backoff: Backoff | None = None,
         budget: LogBudget | None = None,
     ) -> None:
@@ -124,6 +152,7 @@ class SupervisedLoop:
                 await asyncio.sleep(delay)
             else:
                 self._succeeded()
+                await asyncio.sleep(0)  # a step that never waits must not starve the event loop
 
     def _failed(self, exc: Exception, delay: float) -> None:
         self.total_failures += 1

@@ -135,7 +135,9 @@ async def _serving(session: aiohttp.ClientSession, node: EdgeProcess) -> bool:
         return False
 
 
-async def _traffic(nodes: list[EdgeProcess], sent: dict[str, int], stop: asyncio.Event) -> None:
+async def steady_traffic(
+    nodes: list[EdgeProcess], sent: dict[str, int], stop: asyncio.Event
+) -> None:
     """About 40 requests per second to every node that serves a bundle, until `stop`."""
     timeout = aiohttp.ClientTimeout(total=2)
     ready: set[str] = set()
@@ -207,7 +209,7 @@ async def real_fleet(tmp_path: Path, nodes: int = 4) -> AsyncIterator[RealFleet]
             explain=lambda: _fleet_state(plane, processes),
         )
         sent: dict[str, int] = {}
-        traffic = asyncio.create_task(_traffic(processes, sent, stop))
+        traffic = asyncio.create_task(steady_traffic(processes, sent, stop))
         async with httpx.AsyncClient(
             base_url=plane.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60
         ) as admin:

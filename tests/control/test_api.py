@@ -112,7 +112,16 @@ async def test_bad_pushes_are_refused_and_change_nothing(fleet: Fleet) -> None:
     assert fleet.plane.store.bundles() == []
     assert (await fleet.status())["rollout"] is None
     audit_after = (await fleet.admin.get("/v1/audit", params={"limit": 1000})).json()
-    assert audit_after == audit_before
+    # Nothing changed but the record of what was refused.
+    assert audit_after[: len(audit_before)] == audit_before
+    added = audit_after[len(audit_before) :]
+    assert [e["action"] for e in added] == ["refused_push"] * 4
+    assert [e["details"]["refused_by"] for e in added] == [
+        "EnvelopeFormatError",
+        "EnvelopeFormatError",
+        "SignatureError",
+        "SignatureError",
+    ]
 
 
 async def test_unknown_policy_and_class_downgrade_are_refused(

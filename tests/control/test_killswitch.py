@@ -54,6 +54,12 @@ async def test_killswitch_rolls_out_an_override_bundle(
     assert good != new_digest
     audit = (await fleet.admin.get("/v1/audit", params={"limit": 500})).json()
     assert any(e["actor"] == "kim" and e["action"] == "push" for e in audit)
+    flips = [e for e in audit if e["action"] == "killswitch_set"]
+    assert [(e["actor"], e["reason"]) for e in flips] == [
+        ("kim", "admin block misfires on checkout")
+    ]
+    assert flips[0]["details"]["rule"] == "block-admin"
+    assert flips[0]["details"]["rollout_id"] == body["rollout_id"]
 
 
 async def test_killswitch_needs_a_reason_and_a_known_rule(
@@ -93,3 +99,8 @@ async def test_clearing_a_killswitch_lifts_the_override(
     assert cleared.json()["change_class"] == "killswitch"
     assert await fleet.wait_rollout_done(cleared.json()["rollout_id"]) == "completed"
     assert (await fleet.admin.get("/v1/killswitches")).json() == []
+    audit = (await fleet.admin.get("/v1/audit", params={"limit": 500})).json()
+    cleared_entries = [e for e in audit if e["action"] == "killswitch_clear"]
+    assert [(e["reason"], e["details"]["rule"]) for e in cleared_entries] == [
+        ("list fixed", "block-known-bad")
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -134,10 +135,10 @@ async def test_a_rollback_during_a_bus_outage_is_delivered_when_the_bus_returns(
         server.stop()
         rolled = await fleet.admin.post("/v1/rollout/rollback", json={"reason": "bus drill"})
         assert rolled.status_code == 200, rolled.text
-        assert plane.driver.deferred, "the pointer moves wait for the bus"
+        assert plane.pending_moves(), "the pointer moves wait for the bus"
         await asyncio.sleep(1.0)
         server.start()
-        await wait_for(lambda: not plane.driver.deferred, timeout_s=20)
+        await wait_for(lambda: not plane.pending_moves(), timeout_s=20)
         await wait_for(lambda: all(n.current == good for n in nodes), timeout_s=20)
         await wait_for(lambda: _state(plane, rollout_id) == "rolled_back", timeout_s=40)
 
@@ -194,3 +195,35 @@ async def test_a_node_process_follows_the_control_plane_through_a_leaf_node(
         await plane.stop()
         leaf.stop()
         hub.stop()
+
+
+async def test_the_report_reader_survives_a_locked_store_and_shows_it(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    good, good_raw = envelope(site_bundle(), key)
+    async with nats_fleet(tmp_path, key, "reader", dead_after_s=10.0) as fleet:
+        plane = fleet.plane
+
+        def reader_state() -> str:
+            loops = plane.health()["loops"]
+            assert isinstance(loops, list)
+            return str(next(x["state"] for x in loops if x["name"] == "NATS report reader"))
+
+        assert reader_state() == "healthy"
+        plane.store.db.execute("PRAGMA busy_timeout = 50")
+        other = sqlite3.connect(plane.store.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            await wait_for(lambda: reader_state() == "degraded")
+            status = (await fleet.admin.get("/v1/status")).json()
+            assert status["control"]["state"] == "degraded"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await wait_for(lambda: reader_state() == "healthy")
+        seeded = await fleet.admin.post(
+            "/v1/bundles", content=good_raw, params={"policy": "global"}
+        )
+        assert seeded.status_code == 202, seeded.text
+        await wait_for(lambda: plane.driver.last_good == good, timeout_s=30)
+        await wait_for(lambda: all(n.current == good for n in fleet.nodes))

@@ -114,3 +114,31 @@ async def test_a_good_bundle_completes_wave_by_wave(fleet: Fleet, key: Ed25519Pr
     assert await fleet.wait_rollout_done(body["rollout_id"], timeout_s=40) == "completed"
     await wait_for(lambda: all(n.current == new_digest for n in fleet.nodes))
     assert (await fleet.status())["last_good"] == new_digest
+
+
+async def test_a_rollback_is_stored_as_one_step_before_any_pointer_moves(
+    fleet: Fleet, key: Ed25519PrivateKey
+) -> None:
+    await fleet.add_nodes(6)
+    good = await _seed(fleet, key)
+    new_digest, new = envelope(site_bundle("to-roll-back"), key)
+    await fleet.push(new)
+    await wait_for(lambda: sum(n.current == new_digest for n in fleet.nodes) >= 2)
+    store = fleet.plane.store
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    rolled = await fleet.admin.post("/v1/rollout/rollback", json={"reason": "drill"})
+    store.db.set_trace_callback(None)
+    assert rolled.status_code == 200, rolled.text
+    # Every node's desired bundle is the good one as soon as the rollback is acknowledged, and
+    # it was written by one transaction (the rollout step), whatever the transport did since.
+    assert set(store.desired().values()) == {good}
+    desired_writes = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO desired")]
+    assert desired_writes, statements
+    begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
+    commits = [i for i, s in enumerate(statements) if s == "COMMIT"]
+    opened = max(b for b in begins if b < desired_writes[0])
+    closed = min(c for c in commits if c > opened)
+    assert all(opened < i < closed for i in desired_writes)
+    await wait_for(lambda: all(n.current == good for n in fleet.nodes))
+    await wait_for(lambda: not fleet.plane.pending_moves())

@@ -42,12 +42,17 @@ def entries(
 def verify(
     control: ControlOption = None, token: TokenOption = None, json_out: JsonOption = False
 ) -> None:
-    """Check the hash chain; exits 1 if any entry was edited, inserted or removed."""
+    """Check the hash chain against the signed checkpoints; exits 1 if any entry was edited,
+    inserted or removed, or if the checkpoints are missing."""
     result = ControlClient.resolve(control, token).get("/v1/audit/verify")
     if json_out:
         print_json(result)
     elif result["intact"]:
-        console.print(f"[green]audit log intact[/]: {result['entries']} entries")
+        unanchored = result.get("unanchored", 0)
+        note = f", {unanchored} after the latest signed checkpoint" if unanchored else ""
+        console.print(f"[green]audit log intact[/]: {result['entries']} entries{note}")
+    elif result["broken_at"] is None:
+        console.print(f"[bold red]audit log cannot be verified[/]: {result['problem']}")
     else:
         console.print(
             f"[bold red]audit log tampered[/] at entry {result['broken_at']}: {result['problem']}"

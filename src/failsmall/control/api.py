@@ -13,7 +13,7 @@ from typing import Any, assert_never
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from failsmall.control.audit import AuditLog, ChainBroken, ChainIntact
+from failsmall.control.audit import AnchorMissing, AuditLog, ChainBroken, ChainIntact
 from failsmall.control.auth import (
     ForbiddenError,
     Principal,
@@ -26,6 +26,7 @@ from failsmall.control.errors import BadInputError, BundleRejectedError, NotFoun
 from failsmall.control.killswitch import KillswitchService
 from failsmall.control.openapi import openapi_document
 from failsmall.control.pushes import PushService
+from failsmall.control.refusals import RefusalAudit
 from failsmall.control.store import ControlStore, StoredRollout
 from failsmall.model import BundleError
 from failsmall.model.envelope import key_id, load_public_key
@@ -109,6 +110,9 @@ class ControlApi:
         driver: RolloutDriver,
         pushes: PushService,
         killswitches: KillswitchService,
+        refusals: RefusalAudit,
+        control_health: Callable[[], dict[str, Any]],
+        pending_moves: Callable[[], dict[str, str]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -117,6 +121,9 @@ class ControlApi:
         self.driver = driver
         self.pushes = pushes
         self.killswitches = killswitches
+        self.refusals = refusals
+        self.control_health = control_health
+        self.pending_moves = pending_moves
         self.clock = clock
 
     def routes(self) -> list[web.RouteDef]:
@@ -141,9 +148,21 @@ class ControlApi:
         ]
 
     def _principal(self, request: web.Request, role: Role) -> Principal:
-        principal = self.tokens.authenticate(bearer_token(request))
-        principal.require(role)
+        """Who is asking, if their role allows `role`; every refusal is audited."""
+        try:
+            principal = self.tokens.authenticate(bearer_token(request))
+        except UnauthorisedError as exc:
+            self.refusals.unauthorised(_route(request), request.remote or "", str(exc))
+            raise
+        self._require(request, principal, role)
         return principal
+
+    def _require(self, request: web.Request, principal: Principal, role: Role) -> None:
+        try:
+            principal.require(role)
+        except ForbiddenError as exc:
+            self.refusals.forbidden(principal.name, principal.role.value, _route(request), str(exc))
+            raise
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -183,7 +202,8 @@ class ControlApi:
             "nodes": nodes,
             "rollout": rollout,
             "recent_rollouts": [_rollout_row(r) for r in self.store.rollouts(limit=5)],
-            "deferred_assignments": self.driver.deferred,
+            "deferred_assignments": self.pending_moves(),
+            "control": self.control_health(),
         }
 
     async def list_bundles(self, request: web.Request) -> web.Response:
@@ -294,11 +314,23 @@ class ControlApi:
     async def audit_verify(self, request: web.Request) -> web.Response:
         self._principal(request, Role.VIEWER)
         match self.audit.verify():
-            case ChainIntact(entries=entries, head=head):
-                return web.json_response({"intact": True, "entries": entries, "head": head})
+            case ChainIntact(entries=entries, head=head, anchored=anchored, unanchored=unanchored):
+                return web.json_response(
+                    {
+                        "intact": True,
+                        "entries": entries,
+                        "head": head,
+                        "anchored_through": anchored,
+                        "unanchored": unanchored,
+                    }
+                )
             case ChainBroken(seq=seq, problem=problem, entries=entries):
                 return web.json_response(
                     {"intact": False, "entries": entries, "broken_at": seq, "problem": problem}
+                )
+            case AnchorMissing(entries=entries, problem=problem):
+                return web.json_response(
+                    {"intact": False, "entries": entries, "broken_at": None, "problem": problem}
                 )
             case verdict:
                 assert_never(verdict)
@@ -369,6 +401,12 @@ class ControlApi:
         self.pushes.trusted[kid] = public
         self.audit.append(self.clock(), principal.name, "key_trust", f"trusted key {kid}", {})
         return web.json_response({"key_id": kid}, status=201)
+
+
+def _route(request: web.Request) -> str:
+    """The method and route template (`POST /v1/rollout/{command}`), never the query."""
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else request.path}"
 
 
 def _rollout_row(row: StoredRollout) -> dict[str, Any]:

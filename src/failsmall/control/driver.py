@@ -2,12 +2,15 @@
 
 It feeds the machine a `Tick` every `tick_s` with the health samples received since the last
 one, an `Applied` per apply report, `NodeJoined`/`NodeLeft` from the registry and the operator's
-`Pause`/`Resume`/`Abort`/`Rollback`; it executes the returned commands in order (`Assign` moves
-channel pointers through the transport, `AuditEntry` appends to the audit log) and persists the
-machine after every step, so a restarted control plane resumes the rollout where it was.
+`Pause`/`Resume`/`Abort`/`Rollback`. It records the returned commands with the machine in one
+store transaction: an `Assign` becomes desired state for its nodes (`ControlStore.set_desired`),
+an `AuditEntry` an audit row. It never talks to the transport: the reconciler
+(`control/reconcile.py`) moves the pointers, woken through `wake` after every step. A restarted
+control plane therefore resumes the rollout where it was and still makes every move decided
+before the restart; a rollback of N nodes is one stored step.
 
-An assignment the transport cannot make right now is kept and retried on every tick, so a bus
-outage delays a wave (or a rollback) but never loses it.
+The ticker runs under supervision (`failsmall.supervise`): a tick that fails is logged within
+budget, retried with backoff and shown as degraded health.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, assert_never
 
 from failsmall.control.audit import AuditLog
@@ -49,8 +51,8 @@ from failsmall.rollout import (
     fleet_order,
     state_name,
 )
-from failsmall.transport.base import ApplyReport, Assignment, HealthReport, TransportError
-from failsmall.transport.control import ControlChannel
+from failsmall.supervise import LoopHealth, SupervisedLoop
+from failsmall.transport.base import ApplyReport, HealthReport
 from failsmall.transport.stopping import cancel_and_wait
 
 LAST_GOOD = "last_good_digest"
@@ -61,15 +63,6 @@ FLEET = "default"
 log = logging.getLogger(__name__)
 
 OperatorEvent = Pause | Resume | Abort | Rollback
-
-
-@dataclass(frozen=True, slots=True)
-class Deferred:
-    """A pointer move the transport could not make now; it is retried on every tick."""
-
-    node_id: str
-    digest: str
-    error: str
 
 
 class NoActiveRolloutError(Exception):
@@ -84,21 +77,21 @@ class RolloutDriver:
         *,
         store: ControlStore,
         audit: AuditLog,
-        channel: ControlChannel,
+        wake: Callable[[], None],
         fleet: FleetRegistry,
         clock: Callable[[], float] = time.time,
         tick_s: float = 1.0,
     ) -> None:
         self._store = store
         self._audit = audit
-        self._channel = channel
+        self._wake = wake
         self._fleet = fleet
         self._clock = clock
         self.tick_s = tick_s
         self._lock = asyncio.Lock()
         self._samples: list[HealthSample] = []
-        self._unsent: dict[str, str] = {}
         self._active: RolloutMachine | None = None
+        self._loop = SupervisedLoop("rollout ticker", self._tick_after_sleep, log)
         self._ticker: asyncio.Task[None] | None = None
         raw_book = store.get_value(BOOK)
         self._book = RolloutBook.from_dict(json.loads(raw_book)) if raw_book else RolloutBook(FLEET)
@@ -120,7 +113,7 @@ class RolloutDriver:
                     f"control plane restarted; rollout {row.id} resumes in {row.state}",
                     {"rollout_id": row.id},
                 )  # fmt: skip
-        self._ticker = asyncio.create_task(self._tick_forever())
+        self._ticker = asyncio.create_task(self._loop.run())
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -133,10 +126,9 @@ class RolloutDriver:
     def last_good(self) -> str:
         return self._store.get_value(LAST_GOOD)
 
-    @property
-    def deferred(self) -> dict[str, str]:
-        """Pointer moves (node -> digest) waiting for the transport to come back."""
-        return dict(self._unsent)
+    def health(self) -> LoopHealth:
+        """The ticker's health: degraded while its ticks fail."""
+        return self._loop.health
 
     @property
     def active(self) -> RolloutMachine | None:
@@ -232,10 +224,9 @@ class RolloutDriver:
                 await self._joined(report.node_id, now)
 
     async def tick(self) -> None:
-        """One tick: declare silent nodes gone, feed the health samples, retry assignments."""
+        """One tick: declare silent nodes gone and feed the health samples."""
         async with self._lock:
             now = self._clock()
-            await self._flush_unsent()
             for node_id in self._fleet.sweep(now):
                 if self._active is not None:
                     await self._handle(self._active, NodeLeft(now, node_id))
@@ -243,13 +234,9 @@ class RolloutDriver:
             if self._active is not None:
                 await self._handle(self._active, Tick(now, samples))
 
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            try:
-                await self.tick()
-            except TransportError as exc:
-                log.warning("rollout tick could not reach the transport: %s", exc)
+    async def _tick_after_sleep(self) -> None:
+        await asyncio.sleep(self.tick_s)
+        await self.tick()
 
     # -- the loop body --------------------------------------------------------------------
 
@@ -258,36 +245,52 @@ class RolloutDriver:
             await self._handle(self._active, NodeJoined(now, node_id))
             return
         good = self.last_good
-        current = self._store.assignments().get(node_id)
-        if good and (current is None or current.digest != good):
-            await self._assign(node_id, good)
+        if good and self._store.desired().get(node_id) != good:
+            self._store.set_desired([node_id], good)
+            self._wake()
 
     async def _handle(self, machine: RolloutMachine, event: Event) -> None:
-        """Feed one event, execute its commands, and record everything in one transaction."""
+        """Feed one event and record the machine, its desired moves and its audit entries in
+        one transaction; then wake the reconciler to make the moves."""
         step = machine.handle(event)
-        moved: dict[str, Assignment] = {}
+        moves: list[Assign] = []
         audits: list[AuditEntry] = []
         for command in step.commands:
             match command:
                 case Assign(node_ids=node_ids, digest=digest):
-                    if not digest:
+                    if digest:
+                        moves.append(command)
+                    else:
                         audits.append(_no_last_good(machine, node_ids, event.now))
-                        continue
-                    for node_id in node_ids:
-                        match await self._move(node_id, digest):
-                            case Assignment() as assignment:
-                                moved[node_id] = assignment
-                            case Deferred():
-                                pass
                 case AuditEntry():
                     audits.append(command)
                 case _:
                     assert_never(command)
+        try:
+            self._record(machine, event, moves, audits)
+        except BaseException:
+            # Not stored, so not decided: the machine goes back to its stored state.
+            self._active = self._stored_machine(machine.rollout_id)
+            raise
+        if machine.finished:
+            self._active = None
+        if moves:
+            self._wake()
+
+    def _record(
+        self,
+        machine: RolloutMachine,
+        event: Event,
+        moves: list[Assign],
+        audits: list[AuditEntry],
+    ) -> None:
+        """Store one step: the event, desired moves, audit entries and the machine itself."""
+        book = self._book.finish(machine.rollout_id) if machine.finished else self._book
         with self._store.transaction():
             if not (isinstance(event, Tick) and not event.samples):
                 self._store.add_rollout_event(machine.rollout_id, event.now, _brief(event))
-            for node_id, assignment in moved.items():
-                self._store.save_assignment(node_id, assignment)
+            for move in moves:
+                self._store.set_desired(move.node_ids, move.digest)
             for entry in audits:
                 details = {"rollout_id": entry.rollout_id, **entry.details}
                 self._audit.append_in_transaction(
@@ -298,34 +301,14 @@ class RolloutDriver:
             created_by = row.created_by if row else ""
             self._store.save_rollout(self._row(machine, change_class, created_by, event.now))
             if machine.finished:
-                self._book = self._book.finish(machine.rollout_id)
-                self._store.set_value(BOOK, json.dumps(self._book.to_dict()))
+                self._store.set_value(BOOK, json.dumps(book.to_dict()))
                 if isinstance(machine.state, Completed):
                     self._store.set_value(LAST_GOOD, machine.to_digest)
-        if machine.finished:
-            self._active = None
+        self._book = book
 
-    async def _move(self, node_id: str, digest: str) -> Assignment | Deferred:
-        """Move one pointer; on a transport failure keep it for the next tick."""
-        try:
-            assignment = await self._channel.assign(node_id, digest)
-        except TransportError as exc:
-            log.warning("assigning %s to %s failed, will retry: %s", digest, node_id, exc)
-            self._unsent[node_id] = digest
-            return Deferred(node_id, digest, str(exc))
-        self._unsent.pop(node_id, None)
-        return assignment
-
-    async def _assign(self, node_id: str, digest: str) -> None:
-        match await self._move(node_id, digest):
-            case Assignment() as assignment:
-                self._store.save_assignment(node_id, assignment)
-            case Deferred():
-                pass
-
-    async def _flush_unsent(self) -> None:
-        for node_id, digest in list(self._unsent.items()):
-            await self._assign(node_id, digest)
+    def _stored_machine(self, rollout_id: str) -> RolloutMachine | None:
+        row = self._store.rollout(rollout_id)
+        return RolloutMachine.from_dict(row.machine) if row is not None else None
 
     def _row(
         self, machine: RolloutMachine, change_class: str, by: str, now: float

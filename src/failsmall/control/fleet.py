@@ -1,7 +1,9 @@
 """The node registry: who is in the fleet, alive, on which bundle, and what they last reported.
 
 A node joins by reporting (health or apply); it is declared gone when nothing was heard from it
-for `dead_after_s`, and joins again with its next report.
+for `dead_after_s`, and joins again with its next report. Silence while the control plane itself
+was down says nothing about a node: a restarted registry gives every node that was live
+`dead_after_s` from its start to be heard again.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ def health_sample(report: HealthReport) -> HealthSample:
 class FleetRegistry:
     """Tracks node liveness in the control store."""
 
-    def __init__(self, store: ControlStore, dead_after_s: float = 5.0) -> None:
+    def __init__(self, store: ControlStore, dead_after_s: float, started_at: float) -> None:
         self._store = store
         self.dead_after_s = dead_after_s
         self._live: dict[str, float] = {
-            n["node_id"]: float(n["last_seen"]) for n in store.nodes() if n["live"]
+            n["node_id"]: max(float(n["last_seen"]), started_at) for n in store.nodes() if n["live"]
         }
 
     def live_nodes(self) -> frozenset[str]:

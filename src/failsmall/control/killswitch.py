@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from failsmall.build.corpus import BodyRejected, within_buffer
+from failsmall.control.audit import AuditLog
 from failsmall.control.auth import Principal
 from failsmall.control.errors import BadInputError, BundleRejectedError, NotFoundError
 from failsmall.control.pushes import PushResult, PushService
@@ -62,9 +64,15 @@ class KillswitchService:
     """Sets, clears and lists rule state overrides on the fleet's current bundle."""
 
     def __init__(
-        self, *, pushes: PushService, key: Ed25519PrivateKey, clock: Callable[[], float]
+        self,
+        *,
+        pushes: PushService,
+        audit: AuditLog,
+        key: Ed25519PrivateKey,
+        clock: Callable[[], float],
     ) -> None:
         self._pushes = pushes
+        self._audit = audit
         self._key = key
         self._clock = clock
 
@@ -112,7 +120,10 @@ class KillswitchService:
             expires_at=now + timedelta(seconds=ttl_s) if ttl_s else None,
         )
         kept = [o for o in _live(list(base.overrides), now) if o.rule != rule]
-        return await self._roll_out(base, [*kept, override], by)
+        result = await self._roll_out(base, [*kept, override], by)
+        details = {"rule": rule, "state": rule_state.value, "ttl_s": ttl_s}
+        self._audited(by, "killswitch_set", override.reason, result, details)
+        return result
 
     async def clear(self, rule: str, reason: str, by: Principal) -> PushResult:
         if not reason.strip():
@@ -122,7 +133,16 @@ class KillswitchService:
             raise NotFoundError(f"rule {rule!r} has no killswitch in the current bundle")
         now = datetime.fromtimestamp(self._clock(), UTC)
         kept = [o for o in _live(list(base.overrides), now) if o.rule != rule]
-        return await self._roll_out(base, kept, by)
+        result = await self._roll_out(base, kept, by)
+        self._audited(by, "killswitch_clear", reason.strip(), result, {"rule": rule})
+        return result
+
+    def _audited(
+        self, by: Principal, action: str, reason: str, result: PushResult, details: dict[str, Any]
+    ) -> None:
+        """Record the flip with the operator's own reason, beside the push it started."""
+        ids = {"digest": result.digest, "rollout_id": result.rollout_id}
+        self._audit.append(self._clock(), by.name, action, reason, {**details, **ids})
 
     async def _roll_out(self, base: Bundle, overrides: list[Override], by: Principal) -> PushResult:
         data = bundle_data(base)

@@ -4,6 +4,7 @@ killswitches and the HTTP API, started and stopped as one unit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,19 +18,24 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from failsmall.control.api import MAX_BODY, ControlApi, json_errors
-from failsmall.control.audit import AuditLog
+from failsmall.control.audit import AuditLog, CheckpointFile
 from failsmall.control.auth import Role, TokenBook, UnauthorisedError
 from failsmall.control.driver import RolloutDriver
 from failsmall.control.fleet import FleetRegistry
 from failsmall.control.killswitch import KillswitchService
 from failsmall.control.pushes import PushService
+from failsmall.control.reconcile import Reconciler
+from failsmall.control.refusals import RefusalAudit
 from failsmall.control.store import ControlStore
 from failsmall.model.envelope import key_id, load_public_key
 from failsmall.rollout import NAMED_POLICIES, Policy
+from failsmall.supervise import LoopHealth, LoopState, SupervisedLoop
+from failsmall.transport.base import TransportError
 from failsmall.transport.board import PointerBoard
 from failsmall.transport.control import ControlChannel
 from failsmall.transport.http import HttpControlChannel
 from failsmall.transport.nats import NatsControlChannel
+from failsmall.transport.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,29 @@ class ControlSettings:
     tick_s: float = 1.0
     dead_after_s: float = 5.0
     admin_token_file: Path | None = None
+    audit_checkpoints: Path | None = None
+    """Where signed audit checkpoints are appended; beside the store unless set."""
     policies: dict[str, Policy] = field(default_factory=lambda: dict(NAMED_POLICIES))
+
+
+class NodeAuth:
+    """Decides whether a token may use the node transport routes as a node; each refusal is
+    passed to `refused(principal, node_id)` (the audit, once the plane exists)."""
+
+    def __init__(self, tokens: TokenBook) -> None:
+        self._tokens = tokens
+        self.refused: Callable[[str, str], None] = lambda principal, node_id: None
+
+    def check(self, token: str, node_id: str) -> bool:
+        try:
+            principal = self._tokens.authenticate(token)
+        except UnauthorisedError:
+            self.refused("unknown", node_id)
+            return False
+        if principal.may_act_as_node(node_id):
+            return True
+        self.refused(principal.name, node_id)
+        return False
 
 
 class ControlPlane:
@@ -69,12 +97,19 @@ class ControlPlane:
         self.channel = channel
         self.clock = clock
         self.tokens = TokenBook(store)
-        self.audit = AuditLog(store)
-        self.fleet = FleetRegistry(store, settings.dead_after_s)
+        checkpoints = settings.audit_checkpoints or settings.db.with_name(
+            settings.db.name + ".audit-checkpoints"
+        )
+        self.audit = AuditLog(store, settings.key, CheckpointFile(checkpoints))
+        self.refusals = RefusalAudit(self.audit, clock)
+        self.fleet = FleetRegistry(store, settings.dead_after_s, started_at=clock())
+        self.reconciler = Reconciler(store, channel, clock)
+        self._reconciling = SupervisedLoop("pointer reconciler", self.reconciler.step, log)
+        self._reconciler_task: asyncio.Task[None] | None = None
         self.driver = RolloutDriver(
             store=store,
             audit=self.audit,
-            channel=channel,
+            wake=self.reconciler.wake,
             fleet=self.fleet,
             clock=clock,
             tick_s=settings.tick_s,
@@ -90,10 +125,13 @@ class ControlPlane:
             channel=channel,
             driver=self.driver,
             trusted=trusted,
+            refusals=self.refusals,
             clock=clock,
             policies=settings.policies,
         )
-        self.killswitches = KillswitchService(pushes=self.pushes, key=settings.key, clock=clock)
+        self.killswitches = KillswitchService(
+            pushes=self.pushes, audit=self.audit, key=settings.key, clock=clock
+        )
         self.api = ControlApi(
             store=store,
             tokens=self.tokens,
@@ -101,6 +139,9 @@ class ControlPlane:
             driver=self.driver,
             pushes=self.pushes,
             killswitches=self.killswitches,
+            refusals=self.refusals,
+            control_health=self.health,
+            pending_moves=self.pending_moves,
             clock=clock,
         )
         self._runner: web.AppRunner | None = None
@@ -112,22 +153,18 @@ class ControlPlane:
     ) -> ControlPlane:
         store = ControlStore(settings.db)
         channel: ControlChannel
+        node_auth = NodeAuth(TokenBook(store))
         match settings.transport:
             case "http":
-                tokens = TokenBook(store)
-
-                def node_auth(token: str, node_id: str) -> bool:
-                    try:
-                        return tokens.authenticate(token).may_act_as_node(node_id)
-                    except UnauthorisedError:
-                        return False
-
-                channel = HttpControlChannel(node_auth, PointerBoard(store.assignments()))
+                board = PointerBoard(store.assignments(), record=store.save_assignment)
+                channel = HttpControlChannel(node_auth.check, board)
             case "nats":
                 channel = await NatsControlChannel.connect(
                     settings.nats_servers, replicas=settings.nats_replicas
                 )
-        return cls(settings, store, channel, clock)
+        plane = cls(settings, store, channel, clock)
+        node_auth.refused = plane.refusals.node_route
+        return plane
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
@@ -158,7 +195,9 @@ class ControlPlane:
         for bundle in self.store.bundles():
             await self.channel.publish_bundle(bundle.digest, bundle.envelope)
         await self.channel.start(self.driver)
+        await self._read_back_pointers()
         await self.driver.start()
+        self._reconciler_task = asyncio.create_task(self._reconciling.run())
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -169,12 +208,43 @@ class ControlPlane:
         self.bootstrap_admin_token()
         log.info("control plane listening on http://%s:%d", self.settings.host, self.port)
 
+    async def _read_back_pointers(self) -> None:
+        """Record the pointers the transport holds: a move made just before a crash is then
+        not made again (and the HTTP board's were recorded before they were made)."""
+        try:
+            held = await self.channel.assignments()
+        except TransportError as exc:
+            log.warning("cannot read the pointers back from the transport (%s); the reconciler "
+                        "will move every pending node again", exc)  # fmt: skip
+            return
+        stored = self.store.assignments()
+        for node_id, assignment in held.items():
+            if stored.get(node_id) != assignment:
+                self.reconciler.record(node_id, assignment)
+
+    def pending_moves(self) -> dict[str, str]:
+        """Desired pointer moves (node -> digest) the transport has not made yet."""
+        return {move.node_id: move.digest for move in self.reconciler.pending()}
+
+    def health(self) -> dict[str, object]:
+        """The state of every background loop; `degraded` if any of them is."""
+        loops: list[LoopHealth] = [self.driver.health(), self._reconciling.health]
+        loops += self.channel.health()
+        degraded = any(loop.state is LoopState.DEGRADED for loop in loops)
+        return {
+            "state": (LoopState.DEGRADED if degraded else LoopState.HEALTHY).value,
+            "loops": [loop.to_dict() for loop in loops],
+        }
+
     @property
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.port}"
 
     async def stop(self) -> None:
         await self.driver.stop()
+        if self._reconciler_task is not None:
+            await cancel_and_wait(self._reconciler_task)
+            self._reconciler_task = None
         await self.channel.close()
         if self._runner is not None:
             await self._runner.cleanup()

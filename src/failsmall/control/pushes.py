@@ -1,6 +1,8 @@
 """Pushing a bundle: verify, compile, classify, store, publish, and start its rollout.
 
-Nothing is stored or published unless every check passed, so a refused push changes nothing.
+Nothing is stored or published unless every check passed, so a refused push changes nothing
+but the audit log: a bundle refused for its signature, digest or content, or because the
+engine cannot build it, and a policy its pusher may not ask for, are audited as refusals.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from failsmall.control.audit import AuditLog
-from failsmall.control.auth import Principal, Role
+from failsmall.control.auth import ForbiddenError, Principal, Role
 from failsmall.control.driver import RolloutDriver
 from failsmall.control.errors import BadInputError, BundleRejectedError
+from failsmall.control.refusals import RefusalAudit
 from failsmall.control.store import ControlStore, StoredBundle
 from failsmall.engine import Engine, EngineBuildError
-from failsmall.model import Bundle, SignedBundle, verify_envelope
+from failsmall.model import Bundle, BundleError, SignedBundle, verify_envelope
 from failsmall.rollout import (
     GLOBAL,
     NAMED_POLICIES,
@@ -63,6 +66,7 @@ class PushService:
         channel: ControlChannel,
         driver: RolloutDriver,
         trusted: dict[str, Ed25519PublicKey],
+        refusals: RefusalAudit,
         clock: Callable[[], float],
         policies: dict[str, Policy] | None = None,
     ) -> None:
@@ -71,6 +75,7 @@ class PushService:
         self._channel = channel
         self._driver = driver
         self.trusted = trusted
+        self._refusals = refusals
         self._clock = clock
         self.policies = dict(policies or NAMED_POLICIES)
         self._parsed: dict[str, Bundle] = {}
@@ -98,9 +103,18 @@ class PushService:
         """Verify `raw`, build its engine and roll it out. Raises BundleError,
         BundleRejectedError, BadInputError, ClassDowngradeError, ForbiddenError or a rollout
         conflict; a refused push stores and publishes nothing."""
-        signed = await asyncio.to_thread(verify_envelope, raw, self.trusted)
+        try:
+            signed = await asyncio.to_thread(verify_envelope, raw, self.trusted)
+        except BundleError as exc:
+            self._refusals.push(by.name, str(exc), {"refused_by": type(exc).__name__})
+            raise
         current = self.current_bundle()
-        classification = await asyncio.to_thread(_check, signed.bundle, current)
+        try:
+            classification = await asyncio.to_thread(_check, signed.bundle, current)
+        except BundleRejectedError as exc:
+            details = {"refused_by": "engine", "digest": signed.digest}
+            self._refusals.push(by.name, str(exc), details | {"problems": exc.problems[:20]})
+            raise
         return await self.start_rollout(
             signed,
             raw,
@@ -175,7 +189,12 @@ class PushService:
             return default
         chosen = self._named(policy_name)
         if chosen.name == GLOBAL.name:
-            by.require(Role.ADMIN)
+            try:
+                by.require(Role.ADMIN)
+            except ForbiddenError as exc:
+                route = "POST /v1/bundles?policy=global"
+                self._refusals.forbidden(by.name, by.role.value, route, str(exc))
+                raise
             return chosen
         raise BadInputError(
             f"a {change_class.value} change rolls out with policy {default.name!r}; only "

@@ -1,11 +1,13 @@
 """The control plane's SQLite store (stdlib sqlite3, WAL).
 
 Tables: `bundles` (signed envelopes by digest), `fleet` (small named values: the last good
-bundle, the rollout book), `assignments` (channel pointers, so the HTTP transport resumes with the
-same revisions), `rollouts` + `rollout_events` (each rollout with its serialised machine),
-`nodes` (registry and last reports), `tokens` (hashed) and
-`audit` (append-only, hash-chained; see `audit.py`). Killswitch state lives in the bundles
-themselves (their overrides), so the store and the fleet cannot disagree about it.
+bundle, the rollout book), `desired` (the bundle each node should serve, written in the same
+transaction as the rollout step that decided it), `assignments` (the channel pointers the
+transport holds, so the reconciler knows which desired moves are still to make and the HTTP
+transport resumes with the same revisions), `rollouts` + `rollout_events` (each rollout with
+its serialised machine), `nodes` (registry and last reports), `tokens` (hashed) and `audit`
+(append-only, hash-chained; see `audit.py`). Killswitch state lives in the bundles themselves
+(their overrides), so the store and the fleet cannot disagree about it.
 
 All calls are short synchronous transactions made from the event loop's thread. WAL with
 `synchronous=NORMAL`: a crash of the process loses nothing committed; a power cut may lose
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,10 @@ CREATE TABLE IF NOT EXISTS bundles (
 CREATE TABLE IF NOT EXISTS fleet (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS desired (
+    node_id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS assignments (
     node_id TEXT PRIMARY KEY,
@@ -133,29 +139,51 @@ class ControlStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._after_commit: list[Callable[[], None]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
+            had_desired = self._has_table("desired")
             self.db.executescript(SCHEMA)
+            if not had_desired:
+                # A store from before desired state: what the pointers say is what was decided.
+                self.db.execute(
+                    "INSERT OR IGNORE INTO desired SELECT node_id, digest FROM assignments"
+                )
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the control store {path}: {exc}") from exc
+
+    def _has_table(self, name: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.db.execute(query, (name,)).fetchone() is not None
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: everything inside commits together or not at all."""
+        """One atomic write: everything inside commits together or not at all. Callbacks
+        registered inside with `after_commit` run once it has committed."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
+            self._after_commit.clear()
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the open transaction commits (dropped if it rolls back)."""
+        if not self.db.in_transaction:
+            raise RuntimeError("after_commit needs an open transaction (ControlStore.transaction)")
+        self._after_commit.append(callback)
 
     # -- fleet values -----------------------------------------------------------------------
 
@@ -192,6 +220,22 @@ class ControlStore:
     def bundles(self) -> list[StoredBundle]:
         rows = self.db.execute("SELECT * FROM bundles ORDER BY pushed_at").fetchall()
         return [StoredBundle(*row) for row in rows]
+
+    # -- desired state ------------------------------------------------------------------------
+
+    def set_desired(self, node_ids: tuple[str, ...] | list[str], digest: str) -> None:
+        """Record that every node in `node_ids` should serve `digest` (one statement, so
+        inside a transaction a move of many nodes is one stored step)."""
+        self.db.executemany(
+            "INSERT INTO desired VALUES(?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+            "digest = excluded.digest",
+            [(node_id, digest) for node_id in node_ids],
+        )
+
+    def desired(self) -> dict[str, str]:
+        """The bundle digest each node should serve."""
+        rows = self.db.execute("SELECT node_id, digest FROM desired").fetchall()
+        return {str(n): str(d) for n, d in rows}
 
     # -- channel pointers --------------------------------------------------------------------
 

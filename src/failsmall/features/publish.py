@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from failsmall.control.audit import AuditLog
+from failsmall.control.audit import AuditLog, CheckpointFile, read_entries
 from failsmall.control.store import ControlStore
 from failsmall.features.generate import write_feature_file
 from failsmall.features.guards import (
@@ -65,17 +65,21 @@ class PublishState:
             return None
         return FeatureFile.model_validate(yaml.safe_load(self.last_published.read_text()))
 
-    def audit(self, action: str, reason: str, details: dict[str, Any]) -> None:
+    def audit(
+        self, key: Ed25519PrivateKey, action: str, reason: str, details: dict[str, Any]
+    ) -> None:
+        """Append to the pipeline's audit log, anchored by checkpoints signed with `key`."""
         store = ControlStore(self.directory / "audit.db")
+        checkpoints = CheckpointFile(self.directory / "audit.db.audit-checkpoints")
         try:
-            AuditLog(store).append(time.time(), who(), action, reason, details)
+            AuditLog(store, key, checkpoints).append(time.time(), who(), action, reason, details)
         finally:
             store.close()
 
     def entries(self) -> list[dict[str, Any]]:
         store = ControlStore(self.directory / "audit.db")
         try:
-            return [e.to_dict() for e in AuditLog(store).entries(limit=1000)]
+            return [e.to_dict() for e in read_entries(store, limit=1000)]
         finally:
             store.close()
 
@@ -109,6 +113,7 @@ def publish(
         )
     except GuardRefused as exc:
         state.audit(
+            key,
             "features_refused",
             f"feature file {version!r} refused before publishing",
             {"version": version, "problems": exc.problems},
@@ -116,6 +121,7 @@ def publish(
         raise
     if report.accepted is not None:
         state.audit(
+            key,
             "features_delta_accepted",
             report.accepted.reason,
             {"version": version, "guards": report.to_dict()},
@@ -128,7 +134,7 @@ def publish(
         pushed = pusher.push(signed.to_bytes())
         final = pusher.wait(str(pushed["rollout_id"]))
     except PublishRejected as exc:
-        state.audit("features_rejected", str(exc), {"version": version})
+        state.audit(key, "features_rejected", str(exc), {"version": version})
         raise
     if final.get("state") != "completed":
         why = (
@@ -136,11 +142,15 @@ def publish(
             f"{final.get('state')}; the fleet stays on its last good bundle"
         )
         state.audit(
-            "features_rejected", why, {"version": version, "digest": signed.digest, "final": final}
+            key,
+            "features_rejected",
+            why,
+            {"version": version, "digest": signed.digest, "final": final},
         )
         raise PublishRejected(why)
     write_feature_file(parsed.model_dump(mode="json"), state.last_published)
     state.audit(
+        key,
         "features_published",
         f"published feature file {version!r}",
         {"version": version, "digest": signed.digest, "guards": report.to_dict()},

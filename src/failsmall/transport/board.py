@@ -3,12 +3,15 @@
 A `PointerBoard` maps node ids to assignments. Every `assign` takes the next fleet-wide
 revision, so revisions grow across the whole board exactly as NATS KV revisions do, and a node
 that reconnects can compare the revision it last saw with the current one.
+
+`record` (if given) is called with every new assignment before any waiting node can see it: a
+board rebuilt from what was recorded never hands out a revision a node has already seen.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from failsmall.transport.base import Assignment, NoChange
 
@@ -16,7 +19,12 @@ from failsmall.transport.base import Assignment, NoChange
 class PointerBoard:
     """Assignments per node, with long-poll waiting for an assignment newer than a revision."""
 
-    def __init__(self, assignments: Mapping[str, Assignment] | None = None) -> None:
+    def __init__(
+        self,
+        assignments: Mapping[str, Assignment] | None = None,
+        record: Callable[[str, Assignment], None] | None = None,
+    ) -> None:
+        self._record = record
         self._assignments: dict[str, Assignment] = dict(assignments or {})
         self._revision = max((a.revision for a in self._assignments.values()), default=0)
         self._changed = asyncio.Condition()
@@ -35,8 +43,10 @@ class PointerBoard:
         return self._assignments.get(node_id, NoChange(revision=0))
 
     async def assign(self, node_id: str, digest: str) -> Assignment:
-        self._revision += 1
-        assignment = Assignment(digest=digest, revision=self._revision)
+        assignment = Assignment(digest=digest, revision=self._revision + 1)
+        if self._record is not None:
+            self._record(node_id, assignment)
+        self._revision = assignment.revision
         self._assignments[node_id] = assignment
         async with self._changed:
             self._changed.notify_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from failsmall.supervise import LoopHealth
 from failsmall.transport.base import ApplyReport, Assignment, HealthReport
 
 
@@ -37,6 +38,10 @@ class ControlChannel(Protocol):
 
     async def assignments(self) -> dict[str, Assignment]:
         """The current pointer of every node that has one."""
+        ...
+
+    def health(self) -> list[LoopHealth]:
+        """The health of the transport's own background loops (none for some transports)."""
         ...
 
     async def close(self) -> None: ...

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, assert_never
 import aiohttp
 from aiohttp import web
 
+from failsmall.supervise import LoopHealth
 from failsmall.transport.base import (
     ApplyReport,
     Assignment,
@@ -87,6 +88,10 @@ class HttpControlChannel:
 
     async def assignments(self) -> dict[str, Assignment]:
         return self.board.snapshot()
+
+    def health(self) -> list[LoopHealth]:
+        """No background loop: reports arrive on the control plane's own HTTP server."""
+        return []
 
     async def close(self) -> None:
         """Stop taking reports and end every long-poll in flight."""

@@ -11,10 +11,17 @@ Layout on the bus (created by the control side, bound by nodes):
 - Stream `FAILSMALL_REPORTS` on `failsmall.reports.apply.<node>` and
   `failsmall.reports.health.<node>`: nodes publish with JetStream acks; the control plane reads
   through the durable pull consumer `control`, so reports sent while it restarts are not lost.
+  The reader runs under supervision (`failsmall.supervise`): a failure is logged within budget,
+  retried with backoff and shown as degraded health.
 
-Resync: every `watch` opens a fresh KV watcher, whose first delivery is the key's current
-value. After a reconnect or a missed revision the node therefore sees the latest assignment,
-never an older one.
+Following a pointer: a node keeps one long-lived KV watcher per key (an ordered push consumer,
+whose first delivery is the key's current value), instead of opening one per `watch` call. It
+remembers the newest assignment the watcher delivered, so a `watch` that asks again for a
+revision already delivered gets it at once. Resync: after a reconnect of the client the watcher
+is opened again (its first delivery is then the current value), and a `watch` that ends without
+news checks the key with one direct read; a newer revision there than the watcher delivered (a
+watcher left behind by a JetStream restart beyond a leaf node) is returned and the watcher is
+opened again. Either way the node sees the latest assignment, never an older one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nats
@@ -36,6 +44,7 @@ from nats.js.client import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from nats.js.object_store import ObjectStore
 
+from failsmall.supervise import LoopHealth, SupervisedLoop
 from failsmall.transport.base import (
     ApplyReport,
     Assignment,
@@ -102,6 +111,22 @@ async def _connect(servers: list[str], name: str) -> Client:
         raise TransportError(f"cannot connect to NATS at {', '.join(servers)}: {exc!r}") from exc
 
 
+@dataclass
+class _Follow:
+    """One long-lived watcher on a node's pointer key, and what it delivered."""
+
+    watcher: KeyValue.KeyWatcher
+    reconnects: int
+    latest: Assignment | None = None
+
+    def saw(self, assignment: Assignment) -> None:
+        if self.latest is None or assignment.revision > self.latest.revision:
+            self.latest = assignment
+
+    def newer_than(self, revision: int) -> Assignment | None:
+        return self.latest if self.latest is not None and self.latest.revision > revision else None
+
+
 class NatsNodeChannel:
     """The node side of the NATS transport (implements `NodeChannel`)."""
 
@@ -111,6 +136,7 @@ class NatsNodeChannel:
         self._js: JetStreamContext = client.jetstream(domain=jetstream_domain or None)
         self._kv: KeyValue | None = None
         self._objects: ObjectStore | None = None
+        self._follows: dict[str, _Follow] = {}
 
     @classmethod
     async def connect(
@@ -151,27 +177,73 @@ class NatsNodeChannel:
     ) -> Assignment | NoChange:
         key = pointer_key(node_id)
         kv = await self._pointers()
+        follow = await self._follow(kv, key)
+        if (known := follow.newer_than(after_revision)) is not None:
+            return known
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout_s, 0.0)
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    entry = await follow.watcher.updates(timeout=remaining)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    break
+                if entry is None:
+                    continue  # the marker after the initial value
+                if not isinstance(entry, KeyValue.Entry):
+                    raise TransportError(f"the watcher on {key} was stopped")
+                if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                    continue
+                if entry.revision is not None:
+                    follow.saw(Assignment(_decode_pointer(entry.value), entry.revision))
+                if (newer := follow.newer_than(after_revision)) is not None:
+                    return newer
+            return await self._check(kv, key, follow, after_revision)
+        except (*NatsFailure, TransportError) as exc:
+            await self._unfollow(key)
+            if isinstance(exc, TransportError):
+                raise
+            raise TransportError(f"watching {key} failed: {exc!r}") from exc
+
+    async def _follow(self, kv: KeyValue, key: str) -> _Follow:
+        """The key's watcher, opened on first use and again after a reconnect."""
+        reconnects = int(self._nc.stats["reconnects"])
+        follow = self._follows.get(key)
+        if follow is not None and follow.reconnects == reconnects:
+            return follow
+        await self._unfollow(key)
         try:
             watcher = await _bounded(kv.watch(key), f"watching {key}")
         except NatsFailure as exc:
             raise TransportError(f"cannot watch {key}: {exc!r}") from exc
+        self._follows[key] = follow = _Follow(watcher, reconnects)
+        return follow
+
+    async def _check(
+        self, kv: KeyValue, key: str, follow: _Follow, after_revision: int
+    ) -> Assignment | NoChange:
+        """After a quiet watch, read the key once: a newer revision than the watcher delivered
+        means the watcher fell behind; return it and open the watcher again."""
         try:
-            while (remaining := deadline - loop.time()) > 0:
-                try:
-                    entry = await watcher.updates(timeout=remaining)  # type: ignore[no-untyped-call]
-                except nats.errors.TimeoutError:
-                    break
-                if entry is None or entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
-                    continue
-                if entry.revision is not None and entry.revision > after_revision:
-                    return Assignment(digest=_decode_pointer(entry.value), revision=entry.revision)
+            entry = await _bounded(kv.get(key), f"reading {key}")
+        except nats.js.errors.KeyNotFoundError:
             return NoChange(revision=after_revision)
-        finally:
+        if entry.value is None or entry.revision is None:
+            return NoChange(revision=after_revision)
+        current = Assignment(_decode_pointer(entry.value), entry.revision)
+        if follow.latest is None or current.revision > follow.latest.revision:
+            if follow.latest is not None:
+                log.info("watcher on %s missed revision %d; watching again", key, current.revision)
+                await self._unfollow(key)
+            follow.saw(current)
+        return current if current.revision > after_revision else NoChange(after_revision)
+
+    async def _unfollow(self, key: str) -> None:
+        follow = self._follows.pop(key, None)
+        if follow is not None:
             with contextlib.suppress(*NatsFailure, TransportError):
                 await _bounded(
-                    watcher.stop(),  # type: ignore[no-untyped-call]
+                    follow.watcher.stop(),  # type: ignore[no-untyped-call]
                     f"unwatching {key}",
                     timeout_s=5.0,
                 )
@@ -203,6 +275,8 @@ class NatsNodeChannel:
         await self._publish("health", report.node_id, report.to_dict())
 
     async def close(self) -> None:
+        for key in list(self._follows):
+            await self._unfollow(key)
         with contextlib.suppress(*NatsFailure, TransportError):
             await _bounded(self._nc.close(), "closing the connection", timeout_s=5.0)
 
@@ -225,6 +299,7 @@ class NatsControlChannel:
         self._kv: KeyValue | None = None
         self._objects: ObjectStore | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._reading: SupervisedLoop | None = None
 
     @classmethod
     async def connect(
@@ -275,24 +350,29 @@ class NatsControlChannel:
             )
         except NatsFailure as exc:
             raise TransportError(f"cannot subscribe to node reports: {exc!r}") from exc
-        self._reader = asyncio.create_task(self._read_reports(subscription, sink))
+
+        async def read() -> None:
+            await self._read_reports(subscription, sink)
+
+        self._reading = SupervisedLoop("NATS report reader", read, log)
+        self._reader = asyncio.create_task(self._reading.run())
+
+    def health(self) -> list[LoopHealth]:
+        return [self._reading.health] if self._reading is not None else []
 
     async def _read_reports(
         self, subscription: JetStreamContext.PullSubscription, sink: ReportSink
     ) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(batch=256, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except NatsFailure as exc:
-                log.warning("reading node reports failed, retrying: %r", exc)
-                await asyncio.sleep(0.25)
-                continue
-            for message in messages:
-                await self._dispatch(message.subject, message.data, sink)
-                with contextlib.suppress(*NatsFailure, TransportError):
-                    await _bounded(message.ack(), "acknowledging a report")
+        """Read one batch of reports and hand each to `sink`. A batch that cannot be fetched
+        raises (the supervisor retries); an unacknowledged report is delivered again."""
+        try:
+            messages = await subscription.fetch(batch=256, timeout=1.0)
+        except nats.errors.TimeoutError:
+            return
+        for message in messages:
+            await self._dispatch(message.subject, message.data, sink)
+            with contextlib.suppress(*NatsFailure, TransportError):
+                await _bounded(message.ack(), "acknowledging a report")
 
     @staticmethod
     async def _dispatch(subject: str, data: bytes, sink: ReportSink) -> None:

@@ -1,0 +1,161 @@
+"""The audit log as someone with write access to the control plane's files would attack it:
+rows rewritten with every later hash recomputed, the last entries deleted, the checkpoint file
+deleted or forged. And what the control plane refused is in the log, without any token."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import httpx
+from control_harness import Fleet, envelope, site_bundle
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_cli import cli
+
+from failsmall.control.audit import Checkpoint, entry_hash
+
+
+async def _log_with_entries(fleet: Fleet, count: int = 6) -> None:
+    for i in range(count):
+        await fleet.token("viewer", f"reader-{i}")
+
+
+def _attacker(fleet: Fleet) -> sqlite3.Connection:
+    """A second connection to the store file, with the append-only guards dropped."""
+    db = sqlite3.connect(fleet.plane.store.path, isolation_level=None)
+    db.execute("DROP TRIGGER IF EXISTS audit_no_update")
+    db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+    return db
+
+
+def _rechain_from(db: sqlite3.Connection, first: int) -> None:
+    """Recompute every hash from entry `first` on, as a careful forger would."""
+    rows = db.execute("SELECT * FROM audit WHERE seq >= ? ORDER BY seq", (first,)).fetchall()
+    prev = db.execute("SELECT hash FROM audit WHERE seq = ?", (first - 1,)).fetchone()
+    prev_hash = prev[0] if prev else "0" * 64
+    for seq, at, actor, action, reason, details, _, _ in rows:
+        digest = entry_hash(seq, at, actor, action, reason, details, prev_hash)
+        db.execute(
+            "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev_hash, digest, seq)
+        )
+        prev_hash = digest
+
+
+async def _verify(fleet: Fleet) -> dict[str, object]:
+    response = await fleet.admin.get("/v1/audit/verify")
+    assert response.status_code == 200, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+async def test_an_intact_log_is_anchored_by_signed_checkpoints(fleet: Fleet) -> None:
+    await _log_with_entries(fleet)
+    result = await _verify(fleet)
+    assert result["intact"] is True
+    assert result["anchored_through"] == result["entries"]
+    assert result["unanchored"] == 0
+    path = fleet.plane.audit.checkpoints.path
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    last = Checkpoint.from_line(path.read_bytes().splitlines()[-1])
+    assert last.seq == result["entries"] and last.hash == result["head"]
+
+
+async def test_a_rewritten_row_with_every_later_hash_recomputed_is_detected(fleet: Fleet) -> None:
+    await _log_with_entries(fleet)
+    db = _attacker(fleet)
+    db.execute("UPDATE audit SET actor = 'nobody', reason = 'nothing happened' WHERE seq = 3")
+    _rechain_from(db, 3)
+    result = await _verify(fleet)
+    assert result["intact"] is False
+    assert result["broken_at"] == 3
+    assert "signed checkpoint" in str(result["problem"])
+
+
+async def test_deleting_the_last_entries_is_detected(fleet: Fleet) -> None:
+    await _log_with_entries(fleet)
+    entries = int(str((await _verify(fleet))["entries"]))
+    _attacker(fleet).execute("DELETE FROM audit WHERE seq > ?", (entries - 2,))
+    result = await _verify(fleet)
+    assert result["intact"] is False
+    assert result["broken_at"] == entries - 1
+    assert "deleted" in str(result["problem"])
+
+
+async def test_a_deleted_checkpoint_file_is_reported_not_intact(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    await _log_with_entries(fleet)
+    path = fleet.plane.audit.checkpoints.path
+    path.unlink()
+    result = await _verify(fleet)
+    assert result["intact"] is False
+    assert result["broken_at"] is None
+    assert str(path) in str(result["problem"]) and "missing" in str(result["problem"])
+    env = {"FAILSMALL_HOME": str(tmp_path / "home")}
+    token = (tmp_path / "admin.token").read_text().strip()
+    args = ("audit", "verify", "--control", fleet.plane.url, "--token", token)
+    code, out, _ = await cli(*args, env=env)
+    assert code == 1
+    assert "cannot be verified" in out and "missing" in out
+    code, out, _ = await cli(*args, "--json", env=env)
+    assert code == 1
+    assert json.loads(out)["intact"] is False
+
+
+async def test_a_checkpoint_signed_by_another_key_is_a_forgery(fleet: Fleet) -> None:
+    await _log_with_entries(fleet)
+    db = _attacker(fleet)
+    db.execute("UPDATE audit SET reason = 'rewritten' WHERE seq = 2")
+    _rechain_from(db, 2)
+    seq, head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    forged = Checkpoint.sign(int(seq), str(head), Ed25519PrivateKey.generate())
+    with fleet.plane.audit.checkpoints.path.open("ab") as out:
+        out.write(forged.to_line())
+    result = await _verify(fleet)
+    assert result["intact"] is False
+    assert result["broken_at"] == 2
+
+
+async def test_refusals_are_audited_without_the_token(fleet: Fleet, key: Ed25519PrivateKey) -> None:
+    viewer = await fleet.token("viewer", "vic")
+    url = fleet.plane.url
+    wrong_token = "not-a-real-token-1234567890"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as anyone:
+        assert (await anyone.get("/v1/status")).status_code == 401
+        unknown = {"Authorization": f"Bearer {wrong_token}"}
+        assert (await anyone.get("/v1/bundles", headers=unknown)).status_code == 401
+        as_viewer = {"Authorization": f"Bearer {viewer}"}
+        _, raw = envelope(site_bundle(), key)
+        forbidden = await anyone.post("/v1/bundles", content=raw, headers=as_viewer)
+        assert forbidden.status_code == 403
+        as_viewer_node = await anyone.get("/v1/nodes/edge-1/assignment", headers=as_viewer)
+        assert as_viewer_node.status_code in (401, 403)
+    _, untrusted = envelope(site_bundle("from-a-stranger"), Ed25519PrivateKey.generate())
+    refused = await fleet.push(untrusted)
+    assert refused.status_code == 400
+    audit = (await fleet.admin.get("/v1/audit", params={"limit": 500})).json()
+    refusals = [(e["actor"], e["action"], e["details"].get("route", "")) for e in audit]
+    assert ("unknown", "refused_unauthorised", "GET /v1/status") in refusals
+    assert ("unknown", "refused_unauthorised", "GET /v1/bundles") in refusals
+    assert ("vic", "refused_forbidden", "POST /v1/bundles") in refusals
+    assert ("vic", "refused_node_route", "") in refusals
+    pushes = [e for e in audit if e["action"] == "refused_push"]
+    assert len(pushes) == 1 and pushes[0]["actor"] == "admin"
+    assert pushes[0]["details"]["refused_by"] == "SignatureError"
+    text = json.dumps(audit)
+    assert wrong_token not in text and viewer not in text
+    assert (await _verify(fleet))["intact"] is True
+
+
+async def test_a_flood_of_refusals_is_recorded_within_budget(fleet: Fleet) -> None:
+    before = len((await fleet.admin.get("/v1/audit", params={"limit": 10_000})).json())
+    async with httpx.AsyncClient(base_url=fleet.plane.url, timeout=30) as anyone:
+        for _ in range(200):
+            assert (await anyone.get("/v1/status")).status_code == 401
+    audit = (await fleet.admin.get("/v1/audit", params={"limit": 10_000})).json()
+    recorded = [e for e in audit if e["action"] == "refused_unauthorised"]
+    assert 20 <= len(recorded) < 100
+    assert len(audit) - before == len(recorded)
+    counted = sum(int(e["details"].get("not_recorded_before", 0)) for e in recorded)
+    assert len(recorded) + counted + fleet.plane.refusals.not_recorded == 200
