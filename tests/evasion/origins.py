@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 #: A SQL injection the managed ruleset blocks when it arrives plainly in a form field.
-ATTACK = "1' UNION SELECT password FROM users--"
+ATTACK = "1' UNION SELECT name, pass FROM accounts--"
 
 #: The resources the edge protects: `/admin` behind a rule, `/login` behind a rate limit.
 PROTECTED = ("admin", "login")
@@ -72,7 +72,7 @@ def app(witness: Witness) -> web.Application:
         witness.payloads.extend(found)
         return web.json_response({"fields": len(values), "attack": bool(found)})
 
-    application = web.Application(client_max_size=16 * 1024 * 1024)
+    application = web.Application(client_max_size=16 * 1024 * 1024, client_max_fields=100_000)
     for name in PROTECTED:
         application.router.add_route("*", f"/{name}", protected(name))
     application.router.add_post("/submit", submit)
