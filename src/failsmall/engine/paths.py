@@ -4,7 +4,7 @@ rate-limit keys.
 `normalize_path` turns the path as received into the path an origin serves:
 
 1. percent-escapes are decoded **once** (`%61` -> `a`, `%2F` -> `/`, `%2e%2e` -> `..`), as
-   nginx, uvicorn, gunicorn and Go decode them before routing; a run of escapes is read as
+   nginx and uvicorn decode them before routing; a run of escapes is read as
    UTF-8, invalid sequences becoming U+FFFD. The percent sign itself stays written `%25` (from
    `%25` or from a stray `%`), so a double-encoded `%2561` reads `%2561`, never `a`: the
    result means the same thing when normalized again (idempotent), and a rule that wants to see
