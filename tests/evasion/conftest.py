@@ -17,7 +17,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from failsmall.managed.measure import managed_bundle
-from failsmall.model import Origin, RateLimit, Route
+from failsmall.model import Limits, Origin, RateLimit, Route
 from failsmall.model.envelope import public_key_pem
 from failsmall.node.server import EdgeNode
 from tests.evasion.origins import Witness, app_origin, file_origin
@@ -92,6 +92,9 @@ def edge_bundle_fields(app_url: str, files_url: str) -> dict[str, object]:
         "rulesets": [*custom["rulesets"], *managed.rulesets],
         "phases": {**custom["phases"], **managed.phases},
         "trusted_proxies": ["127.0.0.1"],
+        # The wall-clock budget only as a watchdog: on a loaded machine, no verdict here may
+        # depend on how long inspection took.
+        "limits": Limits(module_time_budget_us=10_000_000),
         "rate_limits": [
             RateLimit(
                 id="login",
