@@ -28,9 +28,11 @@ class Router:
     def route(self, host: str, path: str) -> Origin:
         """The origin for `host` and `path` (as received): prefixes are matched against the
         path as the origin resolves it, the one rules and rate limits read."""
-        path = normalize_path(path)
+        resolved = normalize_path(path)
         bare = host.lower().rsplit(":", 1)[0] if not host.startswith("[") else host.lower()
         for route_host, prefix, origin in self.routes:
-            if route_host in ("*", bare) and path.startswith(prefix):
+            if route_host in ("*", bare) and resolved.startswith(prefix):
                 return origin
-        raise NoRouteError(f"no route for host {host!r} path {path!r}; add one to routes")
+        raise NoRouteError(
+            f"no route for host {host!r} path {path!r} (resolved {resolved!r}); add one to routes"
+        )
