@@ -11,13 +11,16 @@ rate-limit keys.
    double encoding reads `raw.http.request.uri.path`;
 2. backslashes are slashes (IIS, and Cloudflare's normalization);
 3. repeated slashes are merged (nginx's `merge_slashes`);
-4. dot segments are removed (RFC 3986 section 5.2.4), after decoding, so `%2e%2e` counts; a
-   dot segment carrying a path parameter (`..;x`, `.;`) counts as one, the way Servlet
-   containers read it.
+4. path parameters are dropped from every segment (`/admin;jsessionid=1` -> `/admin`,
+   `/x/..;/admin` -> `/admin`), the way Servlet containers (Tomcat, Jetty, so Spring) read
+   them; for other origins `/admin;x` is another resource, usually missing, so a rule for
+   `/admin` matching it blocks nothing they would serve;
+5. dot segments are removed (RFC 3986 section 5.2.4), after all of the above, so `%2e%2e`
+   and `..;x` count.
 
 The result always starts with `/` (`*`, the target of `OPTIONS *`, stays `*`) and keeps a
 trailing slash. A path that none of these steps would change is returned as it is, at the cost
-of four substring checks.
+of five substring checks.
 """
 
 from __future__ import annotations
@@ -26,26 +29,29 @@ import re
 from typing import Final
 
 _ESCAPES: Final = re.compile(r"((?:%[0-9A-Fa-f]{2})+)")
-_DOTS: Final = frozenset({".", ".."})
+#: Last segments after which the path names a directory: `/a/`, `/a/.`, `/a/b/..`.
+_LAST_OF_A_DIRECTORY: Final = frozenset({"", ".", ".."})
 
 
 def normalize_path(raw: str) -> str:
     """The path `raw` (as received, percent-encoded) as the origin will resolve it."""
-    if raw[:1] == "/" and not ("%" in raw or "\\" in raw or "//" in raw or "/." in raw):
+    if raw[:1] == "/" and not (
+        "%" in raw or "\\" in raw or "//" in raw or "/." in raw or ";" in raw
+    ):
         return raw
     if raw == "*":
         return raw
     segments: list[str] = []
-    parts = percent_decode_once(raw).replace("\\", "/").split("/")
-    for part in parts:
-        name = part.split(";", 1)[0]
+    names = [
+        part.split(";", 1)[0] for part in percent_decode_once(raw).replace("\\", "/").split("/")
+    ]
+    for name in names:
         if name == "..":
             if segments:
                 segments.pop()
-        elif part and name != ".":
-            segments.append(part)
-    last = parts[-1].split(";", 1)[0]
-    trailing = "/" if segments and (last == "" or last in _DOTS) else ""
+        elif name and name != ".":
+            segments.append(name)
+    trailing = "/" if segments and names[-1] in _LAST_OF_A_DIRECTORY else ""
     return "/" + "/".join(segments) + trailing
 
 
