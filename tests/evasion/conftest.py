@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -108,22 +109,30 @@ def edge_bundle_fields(app_url: str, files_url: str) -> dict[str, object]:
     }
 
 
+@contextlib.asynccontextmanager
+async def running_edge(root: Path, bundle_fields: dict[str, object]) -> AsyncIterator[int]:
+    """A node serving a bundle of `bundle_fields`, signed by a key of its own; its port."""
+    private = Ed25519PrivateKey.generate()
+    keys = Keys(private, root / "trusted.pub")
+    root.mkdir(parents=True, exist_ok=True)
+    keys.public_path.write_bytes(public_key_pem(private.public_key()))
+    watch = WatchDir(root / "watch")
+    node = EdgeNode(node_config(root, keys, watch))
+    await node.start()
+    try:
+        bundle = make_bundle("http://127.0.0.1:9", **bundle_fields)
+        await serving(node, watch.publish(keys.sign(bundle)), timeout_s=60)
+        yield node.port
+    finally:
+        await node.stop()
+
+
 @pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     """One node for the whole suite (starting one compiles the managed ruleset); each test
     that needs a rate-limit bucket of its own sends from its own client address."""
     root = tmp_path_factory.mktemp("evasion")
-    private = Ed25519PrivateKey.generate()
-    keys = Keys(private, root / "trusted.pub")
-    keys.public_path.write_bytes(public_key_pem(private.public_key()))
-    watch = WatchDir(root / "watch")
     async with app_origin() as app, contextlib.AsyncExitStack() as stack:
         files = stack.enter_context(file_origin(root / "site"))
-        node = EdgeNode(node_config(root, keys, watch))
-        await node.start()
-        try:
-            bundle = make_bundle(app.url, **edge_bundle_fields(app.url, files.url))
-            await serving(node, watch.publish(keys.sign(bundle)), timeout_s=60)
-            yield Edge(node.port, app, files)
-        finally:
-            await node.stop()
+        async with running_edge(root / "node", edge_bundle_fields(app.url, files.url)) as port:
+            yield Edge(port, app, files)
