@@ -40,9 +40,10 @@ def evaluate(source: str, request_view: RequestView | None = None, **lists: list
     [
         ("http.request.method", "POST"),
         ("http.host", "example.com"),
-        ("http.request.uri", "/admin/a%20b?id=1&id=2&q=x%20y"),
-        ("http.request.uri.path", "/admin/a%20b"),
-        ("http.request.uri.path.decoded", "/admin/a b"),
+        ("http.request.uri", "/admin/a b?id=1&id=2&q=x%20y"),
+        ("http.request.uri.path", "/admin/a b"),
+        ("raw.http.request.uri", "/admin/a%20b?id=1&id=2&q=x%20y"),
+        ("raw.http.request.uri.path", "/admin/a%20b"),
         ("http.request.uri.query", "id=1&id=2&q=x%20y"),
         ("http.request.uri.args", {"id": ["1", "2"], "q": ["x y"]}),
         ("http.request.headers['x-forwarded-for']", ["1.1.1.1", "2.2.2.2"]),

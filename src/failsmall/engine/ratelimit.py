@@ -112,7 +112,7 @@ def _key_part(part: str) -> KeyPart:
         case "ip":
             return attrgetter("request.client_ip")
         case "path":
-            return attrgetter("request.path")
+            return attrgetter("normalized_path")
         case "host":
             return attrgetter("host")
         case "method":

@@ -10,6 +10,8 @@ from enum import StrEnum
 from typing import Generic, TypeVar, overload
 from urllib.parse import unquote
 
+from failsmall.engine.paths import normalize_path
+
 T = TypeVar("T")
 
 
@@ -121,8 +123,15 @@ class RequestView:
         return out
 
     @_Lazy
-    def decoded_path(self) -> str:
-        return unquote(self.request.path)
+    def normalized_path(self) -> str:
+        """The path as the origin will resolve it (`engine/paths.py`)."""
+        return normalize_path(self.request.path)
+
+    @_Lazy
+    def normalized_uri(self) -> str:
+        """The normalized path and the query as received: /path?query."""
+        query = self.request.query
+        return f"{self.normalized_path}?{query}" if query else self.normalized_path
 
     @_Lazy
     def cookies(self) -> dict[str, list[str]]:

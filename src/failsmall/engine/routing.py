@@ -1,9 +1,10 @@
-"""Routing: host and longest path prefix to an origin."""
+"""Routing: host and longest path prefix of the normalized path to an origin."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from failsmall.engine.paths import normalize_path
 from failsmall.model.bundle import Bundle
 from failsmall.model.traffic import Origin
 
@@ -25,8 +26,13 @@ class Router:
         return cls(tuple((r.host.lower(), r.path_prefix, origins[r.origin]) for r in ordered))
 
     def route(self, host: str, path: str) -> Origin:
+        """The origin for `host` and `path` (as received): prefixes are matched against the
+        path as the origin resolves it, the one rules and rate limits read."""
+        resolved = normalize_path(path)
         bare = host.lower().rsplit(":", 1)[0] if not host.startswith("[") else host.lower()
         for route_host, prefix, origin in self.routes:
-            if route_host in ("*", bare) and path.startswith(prefix):
+            if route_host in ("*", bare) and resolved.startswith(prefix):
                 return origin
-        raise NoRouteError(f"no route for host {host!r} path {path!r}; add one to routes")
+        raise NoRouteError(
+            f"no route for host {host!r} path {path!r} (resolved {resolved!r}); add one to routes"
+        )

@@ -1,0 +1,124 @@
+"""Bodies that hide `ATTACK` from the WAF's parser while the origin's parser delivers it to
+the application. Each must be blocked at the edge, or answered with the over-limit action
+the bundle declares; nothing of it may reach the origin's application."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.evasion.conftest import Edge, Sent
+from tests.evasion.evasion import assert_edge_stops
+from tests.evasion.origins import ATTACK
+
+pytestmark = pytest.mark.asyncio(loop_scope="package")
+
+FORM = ("Content-Type", "application/x-www-form-urlencoded")
+FORM_BODY = urlencode({"q": ATTACK}).encode()
+#: Deeper than any JSON depth limit the WAF declares (32 today), shallow for a JSON parser.
+DEPTH = 256
+#: Harmless fields in front of the payload (the WAF stops at 4,096 today).
+FIELDS = 4096
+
+
+def form(body: bytes, *headers: tuple[str, str]) -> Sent:
+    return Sent("POST", "/submit", headers=(FORM, *headers), body=body)
+
+
+def multipart(content_type: str, disposition: str, value: str) -> Sent:
+    body = (
+        f'--real\r\nContent-Disposition: form-data; name="q"{disposition}\r\n\r\n'
+        f"{value}\r\n--real--\r\n"
+    ).encode()
+    return Sent("POST", "/submit", headers=(("Content-Type", content_type),), body=body)
+
+
+def full_width(text: str) -> str:
+    """`text` in the Unicode full-width forms of its ASCII characters (space: U+3000)."""
+    return "".join(
+        "\u3000" if c == " " else chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text
+    )
+
+
+def nested(depth: int) -> bytes:
+    document: object = {"q": ATTACK}
+    for _ in range(depth):
+        document = {"a": document}
+    return json.dumps(document).encode()
+
+
+def parsed_elsewhere(reason: str) -> pytest.MarkDecorator:
+    """A case the WAF's body parsing does not handle yet: it fails today for `reason`."""
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+PLAIN = {
+    "urlencoded": form(FORM_BODY),
+    "json": Sent(
+        "POST",
+        "/submit",
+        headers=(("Content-Type", "application/json"),),
+        body=json.dumps({"q": ATTACK}).encode(),
+    ),
+    "multipart": multipart("multipart/form-data; boundary=real", "", ATTACK),
+}
+
+
+@pytest.mark.parametrize("request_", PLAIN.values(), ids=PLAIN.keys())
+async def test_the_payload_sent_plainly_is_blocked(edge: Edge, request_: Sent) -> None:
+    await assert_edge_stops(edge, request_, "the payload")
+
+
+EVASIONS = [
+    pytest.param(
+        Sent(
+            "POST",
+            "/submit",
+            headers=(("Content-Type", "application/json"),),
+            body=nested(DEPTH),
+        ),
+        id="json-nested-past-the-depth-limit",
+        marks=parsed_elsewhere("JSON flattening stops silently past 32 levels"),
+    ),
+    pytest.param(
+        form("&".join(f"f{i}=x" for i in range(FIELDS)).encode() + b"&" + FORM_BODY),
+        id="payload-behind-4096-harmless-fields",
+        marks=parsed_elsewhere("fields past the 4,096th are dropped without an outcome"),
+    ),
+    pytest.param(
+        multipart('multipart/form-data; charset="boundary=fake"; boundary=real', "", ATTACK),
+        id="multipart-second-boundary-in-another-parameter",
+        marks=parsed_elsewhere("the boundary is searched for, not read from its parameter"),
+    ),
+    pytest.param(
+        multipart("multipart/form-data; boundary=real", '; filename=""', ATTACK),
+        id="multipart-part-with-empty-filename",
+        marks=parsed_elsewhere('a part with filename="" is skipped as a file'),
+    ),
+    pytest.param(
+        form(gzip.compress(FORM_BODY, mtime=0), ("Content-Encoding", "gzip")),
+        id="gzip-body",
+        marks=parsed_elsewhere("Content-Encoding: gzip bodies are not decoded for inspection"),
+    ),
+    pytest.param(
+        form(zlib.compress(FORM_BODY), ("Content-Encoding", "deflate")),
+        id="deflate-body",
+        marks=parsed_elsewhere("Content-Encoding: deflate bodies are not decoded"),
+    ),
+    pytest.param(
+        form(urlencode({"q": full_width(ATTACK)}).encode()),
+        id="full-width-payload",
+        marks=parsed_elsewhere("full-width characters are not folded to ASCII before matching"),
+    ),
+]
+
+
+@pytest.mark.parametrize("request_", EVASIONS)
+async def test_a_body_the_origin_reads_is_inspected_the_same_way(
+    edge: Edge, request_: Sent
+) -> None:
+    await assert_edge_stops(edge, request_, "the payload")
