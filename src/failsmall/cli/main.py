@@ -44,3 +44,6 @@ up_cmd.register(app)
 from failsmall.cli import expr_cmd  # noqa: E402
 
 expr_cmd.register(app)
+from failsmall.cli import drill_cmd  # noqa: E402
+
+drill_cmd.register(app)

@@ -42,12 +42,15 @@ def changed(bundle: Bundle, change: Change, dead_port: int) -> Bundle:
     return Bundle.model_validate(data)
 
 
-def with_feature_file(bundle: Bundle, features: FeatureFile, label: str) -> Bundle:
-    """`bundle` carrying another bot feature file. Its declared need (`requires`) is sized to
-    the file, as the pipeline that generates it declares: the node checks it against what it
-    has."""
+def with_feature_file(bundle: Bundle, features: FeatureFile, label: str = "") -> Bundle:
+    """`bundle` carrying another bot feature file (and `+label` on its name, when given). Its
+    declared need (`requires`) is sized to the file, as the pipeline that generates it
+    declares: the node checks it against what it has. The same file gives the same bundle."""
+    if features == bundle.bot.feature_file and not label:
+        return bundle
     data = bundle_data(bundle)
-    data["name"] = f"{bundle.name}+features-{label}"
+    if label:
+        data["name"] = f"{bundle.name}+{label}"
     data["bot"]["feature_file"] = features.model_dump(mode="json")
     requires = data["requires"]
     requires["bot_feature_slots"] = max(requires["bot_feature_slots"], features.slots)

@@ -35,7 +35,7 @@ def seed_bundle(origin_port: int, features: int = 0) -> Bundle:
     bundle = demo_bundle(example_dir(), origin_port)
     if features <= bundle.bot.feature_file.slots:
         return bundle
-    return with_feature_file(bundle, padded(bundle.bot.feature_file, features), "seed")
+    return with_feature_file(bundle, padded(bundle.bot.feature_file, features))
 
 
 async def wait_until(

@@ -131,8 +131,11 @@ class Drill:
                     await self._step(step, rollbacks)
                 await asyncio.sleep(self.scenario.observe_s)
             except asyncio.CancelledError:
-                self.run.interrupted = "interrupted"
-                raise
+                # Ctrl-C or SIGTERM: the rollbacks below still run, then the report is made.
+                self.run.interrupted = "interrupted by a signal"
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
             except FleetError as exc:
                 self.run.interrupted = str(exc)
                 recorder.event("fault", f"drill step failed: {exc}")
@@ -237,9 +240,11 @@ class Drill:
                     started = loop.time()
                     files = feature_files(base, base.slots, capacity, cycle)
                     doubled = which == "doubled"
-                    label = f"features {which} #{cycle}" if doubled else "features good"
+                    label = f"features doubled #{cycle}" if doubled else "features good"
                     bundle = with_feature_file(
-                        fleet.seed_bundle, files.doubled if doubled else files.good, which
+                        fleet.seed_bundle,
+                        files.doubled if doubled else files.good,
+                        f"features-doubled-{cycle}" if doubled else "",
                     )
                     self._pushed(await fleet.push(bundle, f"drill: {label}"), label, doubled)
                     await asyncio.sleep(max(0.0, started + cycle_s - loop.time()))
@@ -303,9 +308,17 @@ def _steps_s(steps: list[Step]) -> float:
     return total
 
 
+FleetFactory = Callable[[Scenario], contextlib.AbstractAsyncContextManager[Fleet]]
+
+
 async def run_drill(
-    scenario: Scenario, fleet_factory: Callable[[], contextlib.AbstractAsyncContextManager[Fleet]]
+    scenario: Scenario,
+    fleet_factory: FleetFactory,
+    started: Callable[[Drill], None] = lambda drill: None,
 ) -> DrillRun:
-    """Start a fleet, run the scenario on it, stop the fleet (always)."""
-    async with fleet_factory() as fleet:
-        return await Drill(scenario, fleet).execute()
+    """Start a fleet, run the scenario on it, stop the fleet (always). `started` is handed the
+    drill once its fleet is up (to follow its events)."""
+    async with fleet_factory(scenario) as fleet:
+        drill = Drill(scenario, fleet)
+        started(drill)
+        return await drill.execute()
