@@ -4,8 +4,10 @@ stand-ins, the open-loop load generator against a real server, and the report's 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from aiohttp import web
@@ -17,6 +19,7 @@ from failsmall.drill.features import FeatureFileError, feature_files
 from failsmall.drill.fleet import Serving
 from failsmall.drill.hotwired.parts import PreallocatedBot, PreFixKillswitch
 from failsmall.drill.load import Answer, OpenLoop, Outcome
+from failsmall.drill.page import render
 from failsmall.drill.record import Recorder
 from failsmall.drill.report import Measured, NotMeasured, figures
 from failsmall.drill.runner import DrillRun
@@ -205,3 +208,16 @@ def test_no_alarm_means_no_timings() -> None:
     f = figures(run)
     assert isinstance(f.time_to_detect, NotMeasured)
     assert isinstance(f.time_to_roll_back, NotMeasured)
+
+
+def test_the_html_page_is_self_contained_and_escapes_what_it_shows() -> None:
+    bad = "sha256:bad"
+    run = _run_with([(4.0, "gate", "gate gate_fail: <script>alert(1)</script>", bad)], bad)
+    page = render([figures(run), figures(run)])
+    assert page.startswith("<!doctype html>")
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "src=" not in page and "href=" not in page and "url(" not in page
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(svgs) == 6, "requests, nodes and events for each of the two runs"
+    for svg in svgs:
+        ElementTree.fromstring(svg)
