@@ -15,7 +15,9 @@ import yaml
 
 from failsmall.cli.up_cmd import failsmall_argv
 from failsmall.drill import scenario as scenarios
-from failsmall.drill.profiles import Profile, factory
+from failsmall.drill.defended import local_fleet
+from failsmall.drill.fleet import FleetError
+from failsmall.drill.profiles import Profile, RunningFleet, factory
 from failsmall.drill.report import Figures, Measured, figures
 from failsmall.drill.runner import run_drill
 from failsmall.drill.scenario import Scenario
@@ -32,8 +34,10 @@ def short(name: str, **changes: Any) -> Scenario:
     return base.model_copy(update={"warmup_s": 3, "observe_s": 1, "recover_s": 45, **changes})
 
 
-async def drill(scenario: Scenario, profile: Profile) -> Figures:
-    result = figures(await run_drill(scenario, factory(profile)))
+async def drill(
+    scenario: Scenario, profile: Profile, running: RunningFleet | None = None
+) -> Figures:
+    result = figures(await run_drill(scenario, factory(profile, running=running)))
     print(json.dumps({k: v for k, v in result.to_dict().items() if k != "timeline"}, indent=1))
     assert result.steady_before, "the steady state must hold before any fault"
     return result
@@ -114,6 +118,14 @@ async def test_a_node_lost_costs_only_its_own_traffic(name: str) -> None:
     assert f.steady_after, "the node comes back (from its LKG) and serves again"
 
 
+async def test_a_node_cut_from_the_control_plane_keeps_serving() -> None:
+    scenario = short("partition")
+    step = scenario.steps[0].model_copy(update={"for_s": 10})
+    f = await drill(scenario.model_copy(update={"steps": [step]}), Profile.DEFAULT)
+    assert f.failed_share <= MAX_FAILED
+    assert f.steady_after
+
+
 async def test_the_fleet_keeps_serving_while_the_control_plane_is_down() -> None:
     scenario = short("control-down")
     step = scenario.steps[0].model_copy(update={"for_s": 10})
@@ -145,3 +157,17 @@ def test_the_command_reports_as_json_and_html_from_an_edited_copy(tmp_path: Path
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "<svg" in html
     assert "src=" not in html and "href=" not in html, "no external assets"
+
+
+async def test_a_drill_against_a_running_fleet(tmp_path: Path) -> None:
+    """`--control URL`: the drill starts nothing, takes the fleet's bundle as its seed and
+    sends load to the addresses the nodes report."""
+    async with local_fleet(3, keep=tmp_path) as running:
+        token = running.api.headers["Authorization"].removeprefix("Bearer ")
+        url = str(running.api.base_url).rstrip("/")
+        target = RunningFleet(url, token, tmp_path / "signing.key")
+        f = await drill(short("bad-rule"), Profile.DEFAULT, target)
+        assert len(f.nodes_served_bad) == 1
+        assert f.steady_after
+        with pytest.raises(FleetError, match="drop --control"):
+            await run_drill(short("kill-node"), factory(Profile.DEFAULT, running=target))

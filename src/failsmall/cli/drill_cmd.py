@@ -18,11 +18,12 @@ from typing import Annotated, NoReturn
 import typer
 from rich.markup import escape
 
+from failsmall.cli.control_client import ControlClient
 from failsmall.cli.output import Exit, console, err_console, print_json
 from failsmall.drill import scenario as scenarios
 from failsmall.drill.fleet import FleetError
 from failsmall.drill.page import render
-from failsmall.drill.profiles import Profile, factory
+from failsmall.drill.profiles import Profile, RunningFleet, factory
 from failsmall.drill.record import Event
 from failsmall.drill.report import Figures, figures
 from failsmall.drill.runner import Drill, run_drill
@@ -58,7 +59,11 @@ async def _follow(drill_box: list[Drill], quiet: bool, stop: asyncio.Event) -> N
 
 
 async def run(
-    scenario: Scenario, profiles: list[Profile], keep: Path | None, quiet: bool
+    scenario: Scenario,
+    profiles: list[Profile],
+    keep: Path | None,
+    quiet: bool,
+    running: RunningFleet | None = None,
 ) -> list[Figures]:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -80,12 +85,13 @@ async def run(
     try:
         for profile in profiles:
             if not quiet:
-                err_console.print(f"[bold]{profile.value}[/]: starting a fleet of {scenario.nodes}")
+                where = "the running fleet" if running else f"a fleet of {scenario.nodes}"
+                err_console.print(f"[bold]{profile.value}[/]: {where}")
             box: list[Drill] = []
             stop = asyncio.Event()
             follower = asyncio.create_task(_follow(box, quiet, stop))
             try:
-                outcome = await run_drill(scenario, factory(profile, keep), box.append)
+                outcome = await run_drill(scenario, factory(profile, keep, running), box.append)
             finally:
                 stop.set()
                 await follower
@@ -127,6 +133,19 @@ def drill(
     show: Annotated[
         bool, typer.Option("--show", help="Print the scenario's YAML (to copy and edit).")
     ] = False,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control",
+            help="Drill a running fleet through this control plane URL instead of starting one "
+            "(admin token from --token, FAILSMALL_TOKEN or `failsmall up`'s file).",
+        ),
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", help="Admin token.")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="With --control: a signing key the control plane trusts."),
+    ] = None,
 ) -> None:
     """Replay an outage against a local fleet under load; report what users would have seen."""
     if listing:
@@ -155,8 +174,18 @@ def drill(
     profiles: list[Profile] = (
         [Profile.DEFAULT, Profile.HOTWIRED] if profile is Profile.HOTWIRED else [profile]
     )
+    running: RunningFleet | None = None
+    if control is not None:
+        if key is None:
+            _fail(
+                "--control needs --key: the signing key faults are pushed with",
+                as_json,
+                Exit.BAD_INPUT,
+            )
+        client = ControlClient.resolve(control, token)
+        running = RunningFleet(client.url, client.token, key)
     try:
-        results = asyncio.run(run(loaded, profiles, keep_state, quiet=as_json))
+        results = asyncio.run(run(loaded, profiles, keep_state, quiet=as_json, running=running))
     except FleetError as exc:
         _fail(f"the drill's fleet failed: {exc}", as_json, Exit.FAILED)
     if html is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import shutil
 import tempfile
 import time
@@ -20,7 +21,7 @@ import aiohttp
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from failsmall.build import generate_keypair, read_private_key
+from failsmall.build import KeyFileError, generate_keypair, read_private_key
 from failsmall.cli.up_cmd import NODE_TOKEN_ENV, PROBE_HEADERS, failsmall_argv, node_argv
 from failsmall.drill.fleet import (
     Fleet,
@@ -36,7 +37,9 @@ from failsmall.drill.fleet import (
     node_view,
 )
 from failsmall.drill.launch import all_serving, origin_process, seed_bundle, wait_listening
+from failsmall.drill.partition import CuttableLink
 from failsmall.model import Bundle, sign_bundle
+from failsmall.model.envelope import read_envelope_unverified_signature
 from failsmall.transport.natsd import free_port
 
 AUDIT_KINDS = {
@@ -64,6 +67,7 @@ class DefendedFleet(Fleet):
         seed: Bundle,
         nodes: list[NodeProcess],
         plane: NodeProcess | None,
+        targets: list[tuple[str, str, int]] | None = None,
     ) -> None:
         self.api = api
         self.key = key
@@ -72,10 +76,12 @@ class DefendedFleet(Fleet):
         self.nodes = nodes
         self.plane = plane
         self.dead_port = free_port()
+        self.links: dict[str, CuttableLink] = {}
         self._audit_seq = 0
         self._nacks_seen: set[tuple[str, str]] = set()
         self._poisoned_seen: set[tuple[str, str]] = set()
-        self._remote_targets: list[tuple[str, str, int]] = []
+        self._remote_targets = targets or []
+        """Where load goes when the drill did not start the nodes."""
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -234,6 +240,7 @@ async def local_fleet(
         state_dir / "control.log",
     )
     processes: list[NodeProcess] = []
+    links: dict[str, CuttableLink] = {}
     stop_probing = asyncio.Event()
     try:
         origin.start()
@@ -252,7 +259,9 @@ async def local_fleet(
             for i in range(nodes):
                 node_id = f"edge-{i + 1}"
                 port, admin_port = free_port(), free_port()
-                argv = node_argv(node_id, state_dir / node_id, public, port, admin_port, url)
+                links[node_id] = link = CuttableLink(control_port)
+                await link.start()
+                argv = node_argv(node_id, state_dir / node_id, public, port, admin_port, link.url)
                 process = NodeProcess(node_id, port, admin_port, argv, state_dir / f"{node_id}.log")
                 process.env[NODE_TOKEN_ENV] = node_token
                 process.start()
@@ -264,6 +273,7 @@ async def local_fleet(
                 processes,
                 plane,
             )
+            fleet.links = links
             await _wait_reporting(fleet, nodes)
             prober = asyncio.create_task(_seed_traffic(processes, stop_probing))
             try:
@@ -276,6 +286,8 @@ async def local_fleet(
         stop_probing.set()
         for process in processes:
             await process.stop()
+        for link in links.values():
+            await link.stop()
         await plane.stop()
         await origin.stop()
         if keep is None:
@@ -332,3 +344,51 @@ async def _seed_traffic(nodes: list[NodeProcess], stop: asyncio.Event) -> None:
                         await response.read()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
+
+
+@contextlib.asynccontextmanager
+async def remote_fleet(control: str, token: str, key_path: Path) -> AsyncIterator[DefendedFleet]:
+    """A fleet already running, reached through its control plane's API with an admin token.
+    The seed is the bundle it serves now; faults are signed with `key_path` (a key the control
+    plane trusts); load goes to the proxy addresses its nodes report (loopback only)."""
+    try:
+        key = read_private_key(key_path)
+    except (OSError, ValueError, KeyFileError) as exc:
+        raise FleetError(f"cannot read the signing key {key_path}: {exc}") from exc
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=control, headers=headers, timeout=60) as api:
+        try:
+            response = await api.get("/v1/status")
+        except httpx.HTTPError as exc:
+            raise FleetError(f"cannot reach the control plane at {control}: {exc}") from exc
+        if response.status_code != 200:
+            raise FleetError(
+                f"the control plane answered {response.status_code}: {_error(response)}"
+            )
+        status = response.json()
+        last_good = str(status["last_good"])
+        if not last_good:
+            raise FleetError("the fleet has no good bundle yet; push one before a drill")
+        envelope = await api.get(f"/v1/bundles/{last_good}")
+        if envelope.status_code != 200:
+            raise FleetError(
+                f"cannot fetch the fleet's bundle {last_good} ({envelope.status_code}): a drill "
+                "against a running fleet needs an admin token"
+            )
+        seed = read_envelope_unverified_signature(envelope.content).bundle
+        targets: list[tuple[str, str, int]] = []
+        for node in status["nodes"]:
+            host, _, port = str(node["address"]).rpartition(":")
+            if not node["live"]:
+                continue
+            if not port.isdigit() or not ipaddress.ip_address(host.strip("[]")).is_loopback:
+                raise FleetError(
+                    f"node {node['node_id']} listens on {node['address']}, not loopback: drills "
+                    "send load only to this machine"
+                )
+            targets.append((str(node["node_id"]), host.strip("[]"), int(port)))
+        if not targets:
+            raise FleetError("no node of the fleet is live")
+        fleet = DefendedFleet(api, key, seed, [], None, targets)
+        await fleet.events()
+        yield fleet

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
+from failsmall.drill.partition import CuttableLink
 from failsmall.model import Bundle
 
 
@@ -156,6 +157,9 @@ class Fleet(abc.ABC):
     seed_digest: str
     dead_port: int
     """A loopback port nothing listens on (for a route to a dead origin)."""
+    links: dict[str, CuttableLink]
+    """Each node's link to the control plane, by node id (empty when the drill did not start
+    the nodes)."""
 
     @abc.abstractmethod
     async def push(self, bundle: Bundle, why: str) -> PushOutcome:
@@ -196,6 +200,10 @@ class Fleet(abc.ABC):
     def load_targets(self) -> list[tuple[str, str, int]]:
         """Where load goes: (node id, host, port) for every node."""
         return [(n.node_id, "127.0.0.1", n.port) for n in self.nodes]
+
+    def link(self, index: int) -> CuttableLink:
+        """Node `index`'s (1-based) link to the control plane."""
+        return self.links[self.node(index).node_id]
 
     def node(self, index: int) -> NodeProcess:
         """Node `index` (1-based), or FleetError naming how many there are."""

@@ -19,16 +19,18 @@ from typing import assert_never
 
 import aiohttp
 
-from failsmall.drill.changes import changed, with_feature_file
-from failsmall.drill.features import feature_files
+from failsmall.drill.changes import ChangeError, changed, with_feature_file
+from failsmall.drill.features import FeatureFileError, feature_files
 from failsmall.drill.fleet import Fleet, FleetError, Pushed, PushOutcome, Refused, Serving
 from failsmall.drill.load import OpenLoop
+from failsmall.drill.partition import CuttableLink
 from failsmall.drill.record import Recorder
 from failsmall.drill.scenario import (
     ControlDownStep,
     FlapFeaturesStep,
     KillNodeStep,
     KillswitchStep,
+    PartitionStep,
     PushStep,
     Scenario,
     Step,
@@ -136,7 +138,7 @@ class Drill:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-            except FleetError as exc:
+            except (FleetError, ChangeError, FeatureFileError) as exc:
                 self.run.interrupted = str(exc)
                 recorder.event("fault", f"drill step failed: {exc}")
             finally:
@@ -268,10 +270,22 @@ class Drill:
                     await fleet.control_down()
                     recorder.event("fault", "control plane stopped")
                     await asyncio.sleep(for_s)
+            case PartitionStep(nodes=indexes, for_s=for_s):
+                links = [(fleet.node(i).node_id, fleet.link(i)) for i in indexes]
+                async with contextlib.AsyncExitStack() as local:
+                    for node_id, link in links:
+                        local.callback(self._mend, node_id, link)
+                        link.cut()
+                        recorder.event("fault", f"transport cut between {node_id} and control")
+                    await asyncio.sleep(for_s)
             case WaitStep(seconds=seconds):
                 await asyncio.sleep(seconds)
             case _:
                 assert_never(step)
+
+    def _mend(self, node_id: str, link: CuttableLink) -> None:
+        link.mend()
+        self.recorder.event("restore", f"transport mended between {node_id} and control")
 
     async def _restart(self, node_id: str, index: int) -> None:
         node = self.fleet.node(index)
@@ -299,7 +313,12 @@ def _steps_s(steps: list[Step]) -> float:
                 total += s
             case FlapFeaturesStep(sequence=sequence, cycle_s=cycle_s):
                 total += len(sequence) * cycle_s
-            case KillNodeStep(down_s=s) | StopNodeStep(for_s=s) | ControlDownStep(for_s=s):
+            case (
+                KillNodeStep(down_s=s)
+                | StopNodeStep(for_s=s)
+                | ControlDownStep(for_s=s)
+                | PartitionStep(for_s=s)
+            ):
                 total += s
             case WaitStep(seconds=s):
                 total += s

@@ -110,6 +110,15 @@ class ControlDownStep(Strict):
     for_s: float = Field(default=10, ge=0, le=600)
 
 
+class PartitionStep(Strict):
+    """Cut the transport between some nodes and the control plane (a fault-injecting TCP proxy
+    sits on each node's link); rolled back by mending it."""
+
+    type: Literal["partition"]
+    nodes: list[int] = Field(default_factory=lambda: [2], min_length=1)
+    for_s: float = Field(default=20, ge=0, le=600)
+
+
 class WaitStep(Strict):
     type: Literal["wait"]
     seconds: float = Field(ge=0, le=600)
@@ -122,6 +131,7 @@ Step = Annotated[
     | KillNodeStep
     | StopNodeStep
     | ControlDownStep
+    | PartitionStep
     | WaitStep,
     Field(discriminator="type"),
 ]
@@ -160,13 +170,11 @@ class Scenario(Strict):
     recover_s: float = Field(default=45, gt=0, le=600)
     steps: list[Step] = Field(min_length=1)
 
-    def needs_processes(self) -> bool:
-        """Whether a step signals node processes (only on a fleet the drill started)."""
-        return any(isinstance(s, KillNodeStep | StopNodeStep) for s in self.steps)
-
-    def needs_control(self) -> bool:
-        """Whether a step stops the control plane (only one the drill started)."""
-        return any(isinstance(s, ControlDownStep) for s in self.steps)
+    def needs_local_fleet(self) -> bool:
+        """Whether a step signals processes or cuts links, which only a fleet the drill
+        started allows."""
+        local = KillNodeStep | StopNodeStep | ControlDownStep | PartitionStep
+        return any(isinstance(s, local) for s in self.steps)
 
 
 def library() -> list[str]:

@@ -28,6 +28,7 @@ from failsmall.drill.fleet import (
     python_argv,
 )
 from failsmall.drill.launch import all_serving, origin_process, seed_bundle, wait_listening
+from failsmall.drill.partition import CuttableLink
 from failsmall.model import Bundle, Override, RuleState
 from failsmall.model.envelope import bundle_data, canonical_json
 from failsmall.transport.natsd import free_port
@@ -84,6 +85,7 @@ class HotwiredFleet(Fleet):
         self.seed_digest = digest_of(seed)
         self.nodes = nodes
         self.dead_port = free_port()
+        self.links: dict[str, CuttableLink] = {}
         self._events: list[FleetEvent] = []
 
     async def push(self, bundle: Bundle, why: str) -> PushOutcome:
@@ -148,19 +150,23 @@ async def hotwired_fleet(
     origin = origin_process(state_dir)
     control = InstantPush(free_port())
     processes: list[NodeProcess] = []
+    links: dict[str, CuttableLink] = {}
     try:
         origin.start()
         await wait_listening(origin, origin.port)
         await control.start()
         fleet = HotwiredFleet(control, seed_bundle(origin.port, seed_features), processes)
+        fleet.links = links
         await fleet.push(fleet.seed_bundle, "drill seed")
         for i in range(nodes):
             node_id = f"edge-{i + 1}"
             port, admin_port = free_port(), free_port()
+            links[node_id] = link = CuttableLink(control.port)
+            await link.start()
             argv = [
                 *python_argv("failsmall.drill.hotwired"),
                 *("--node-id", node_id, "--listen", f"127.0.0.1:{port}"),
-                *("--admin", f"127.0.0.1:{admin_port}", "--control", control.url),
+                *("--admin", f"127.0.0.1:{admin_port}", "--control", link.url),
             ]
             process = NodeProcess(node_id, port, admin_port, argv, state_dir / f"{node_id}.log")
             process.start()
@@ -179,6 +185,8 @@ async def hotwired_fleet(
     finally:
         for process in processes:
             await process.stop()
+        for link in links.values():
+            await link.stop()
         await control.stop()
         await origin.stop()
         if keep is None:
