@@ -6,6 +6,7 @@ Scenario durations are shortened here (the rollout policies are the shipped ones
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,37 @@ async def test_a_drill_against_a_running_fleet(tmp_path: Path) -> None:
         assert f.steady_after
         with pytest.raises(FleetError, match="drop --control"):
             await run_drill(short("kill-node"), factory(Profile.DEFAULT, running=target))
+
+
+def test_ctrl_c_rolls_the_faults_back_then_reports(tmp_path: Path) -> None:
+    """SIGINT in the middle of a fault: the rollback runs (the stopped node is resumed), the
+    fleet is stopped, and the report says the drill was interrupted."""
+    data = yaml.safe_load(scenarios.library_text("stop-node"))
+    data.update(warmup_s=3, observe_s=1, recover_s=30, load={"rate": 100})
+    data["steps"][0]["for_s"] = 120
+    mine = tmp_path / "long-stop.yaml"
+    mine.write_text(yaml.safe_dump(data))
+    process = subprocess.Popen(
+        [*failsmall_argv(), "drill", str(mine)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None and process.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if "SIGSTOP edge-2" in line:
+                process.send_signal(signal.SIGINT)
+                break
+        rest, out = process.stderr.read(), process.stdout.read()
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = "".join(seen) + rest
+    assert "SIGCONT edge-2" in log, log[-3000:]
+    assert "rollbacks done" in log
+    assert code == 1, "an interrupted drill is not a passed one"
+    assert "fault phase ended early" in out and "interrupted" in out
