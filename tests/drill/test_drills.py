@@ -73,7 +73,11 @@ def flapping() -> Scenario:
 
 def killswitch_now() -> Scenario:
     base = short("2025-12-05")
-    steps = [s.model_copy(update={"hold_s": 2}) for s in base.steps]
+    raise_buffer, killswitch = base.steps
+    steps = [
+        raise_buffer.model_copy(update={"hold_s": 0}),
+        killswitch.model_copy(update={"hold_s": 4}),
+    ]
     return base.model_copy(update={"steps": steps})
 
 

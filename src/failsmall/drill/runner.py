@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 import aiohttp
+import httpx
 
 from failsmall.drill.changes import ChangeError, changed, with_feature_file
 from failsmall.drill.features import FeatureFileError, feature_files
@@ -103,6 +104,7 @@ class Drill:
         )
         load_task = asyncio.create_task(load.run(self._stop_load))
         watch_task = asyncio.create_task(self._watch())
+        judge_task = asyncio.create_task(self._judge())
         try:
             await asyncio.sleep(scenario.warmup_s)
             self.run.steady_before = self._steady_now()
@@ -119,6 +121,7 @@ class Drill:
             await load_task
             self._stop_watch.set()
             await watch_task
+            await judge_task
         return self.run
 
     def _steady_now(self) -> bool:
@@ -169,24 +172,35 @@ class Drill:
     # -- watching ---------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Sample node views and fleet events, and check the hypothesis, until told to stop.
-        A failed sample is recorded as an unreachable node, never stops the watch."""
-        loop = asyncio.get_running_loop()
-        next_check = loop.time()
+        """Sample node views and fleet events until told to stop. A sample that fails is
+        recorded as an event and retried on the next round; it never stops the watch."""
+        failing = ""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
             while not self._stop_watch.is_set():
                 t = self.recorder.now()
-                for node_id, view in (await self.fleet.views(session)).items():
-                    self.recorder.view(node_id, view, t)
-                    for event in self.fleet.node_events(node_id, view, self.recorder.wall0 + t):
+                try:
+                    for node_id, view in (await self.fleet.views(session)).items():
+                        self.recorder.view(node_id, view, t)
+                        wall = self.recorder.wall0 + t
+                        for event in self.fleet.node_events(node_id, view, wall):
+                            self.recorder.fleet_event(event)
+                    for event in await self.fleet.events():
                         self.recorder.fleet_event(event)
-                for event in await self.fleet.events():
-                    self.recorder.fleet_event(event)
-                if loop.time() >= next_check:
-                    self.recorder.check(loop.time())
-                    next_check = loop.time() + CHECK_S
+                    failing = ""
+                except (httpx.HTTPError, FleetError) as exc:
+                    if not failing:
+                        self.recorder.event("control", f"watching the fleet failed: {exc}")
+                    failing = str(exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_watch.wait(), SAMPLE_S)
+
+    async def _judge(self) -> None:
+        """Check the steady-state hypothesis every CHECK_S, whatever the fleet answers."""
+        loop = asyncio.get_running_loop()
+        while not self._stop_watch.is_set():
+            self.recorder.check(loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_watch.wait(), CHECK_S)
 
     # -- steps ------------------------------------------------------------------------------
 
