@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -161,7 +162,7 @@ def drill(
         if loaded is None:
             raise ScenarioError("name a scenario (see `failsmall drill --list`)")
         if show:
-            console.print(escape(scenarios.library_text(scenario)), highlight=False)
+            sys.stdout.write(scenarios.text(scenario))
             raise typer.Exit(int(Exit.OK))
         changes: dict[str, object] = {}
         if rate is not None:

@@ -211,12 +211,17 @@ def parse(text: str, where: str) -> Scenario:
         raise ScenarioError(f"{where}: {problems}") from exc
 
 
-def load(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a YAML file by path."""
+def text(name_or_path: str) -> str:
+    """The YAML of a built-in scenario by name, or of a file by path."""
     path = Path(name_or_path)
     if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
         try:
-            return parse(path.read_text(), str(path))
+            return path.read_text()
         except OSError as exc:
             raise ScenarioError(f"cannot read {path}: {exc.strerror}") from exc
-    return parse(library_text(name_or_path), name_or_path)
+    return library_text(name_or_path)
+
+
+def load(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a YAML file by path."""
+    return parse(text(name_or_path), name_or_path)
