@@ -50,3 +50,6 @@ features_cmd.register(app)
 from failsmall.cli import tune_cmd  # noqa: E402
 
 tune_cmd.register(app)
+from failsmall.cli import drill_cmd  # noqa: E402
+
+drill_cmd.register(app)

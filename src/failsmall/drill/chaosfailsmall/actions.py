@@ -1,0 +1,106 @@
+"""Chaos Toolkit actions on a failsmall fleet (through the control plane's HTTP API and the
+nodes' admin endpoints)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from failsmall.drill.chaosfailsmall import (
+    Configuration,
+    FailsmallActivityError,
+    Secrets,
+    answer,
+    control,
+)
+
+__all__ = [
+    "clear_killswitch",
+    "kill_node_worker",
+    "push_bundle",
+    "roll_back",
+    "set_killswitch",
+    "wait_for_rollout",
+]
+
+
+def push_bundle(
+    path: str, configuration: Configuration | None = None, secrets: Secrets | None = None
+) -> dict[str, Any]:
+    """Push a signed bundle envelope file; its rollout starts with the policy of its class."""
+    with control(configuration, secrets) as client:
+        result: dict[str, Any] = answer(
+            client.post("/v1/bundles", content=Path(path).read_bytes()), 202
+        )
+        return result
+
+
+def set_killswitch(
+    rule: str,
+    reason: str,
+    state: str = "disabled",
+    configuration: Configuration | None = None,
+    secrets: Secrets | None = None,
+) -> dict[str, Any]:
+    """Switch a rule off (or to log only) through the fleet's killswitch path."""
+    with control(configuration, secrets) as client:
+        body = {"rule": rule, "state": state, "reason": reason}
+        result: dict[str, Any] = answer(client.post("/v1/killswitches", json=body), 202)
+        return result
+
+
+def clear_killswitch(
+    rule: str,
+    reason: str,
+    configuration: Configuration | None = None,
+    secrets: Secrets | None = None,
+) -> dict[str, Any]:
+    """Lift a rule's killswitch."""
+    with control(configuration, secrets) as client:
+        response = client.post(f"/v1/killswitches/{rule}/clear", json={"reason": reason})
+        result: dict[str, Any] = answer(response, 202)
+        return result
+
+
+def roll_back(
+    reason: str, configuration: Configuration | None = None, secrets: Secrets | None = None
+) -> dict[str, Any]:
+    """Roll back the rollout under way."""
+    with control(configuration, secrets) as client:
+        result: dict[str, Any] = answer(
+            client.post("/v1/rollout/rollback", json={"reason": reason}), 200
+        )
+        return result
+
+
+def wait_for_rollout(
+    timeout_s: float = 120,
+    configuration: Configuration | None = None,
+    secrets: Secrets | None = None,
+) -> str:
+    """Wait until no rollout is under way; returns how the latest one ended."""
+    deadline = time.monotonic() + timeout_s
+    with control(configuration, secrets) as client:
+        while time.monotonic() < deadline:
+            status = answer(client.get("/v1/status"), 200)
+            if status["rollout"] is None:
+                recent = status.get("recent_rollouts") or [{}]
+                return str(recent[0].get("state", "none"))
+            time.sleep(0.25)
+    raise FailsmallActivityError(f"a rollout is still under way after {timeout_s:g} s")
+
+
+def kill_node_worker(admin_url: str) -> int:
+    """kill -9 the worker behind a node's admin endpoint (its supervisor starts another, which
+    boots from its last-known-good bundle). Returns the pid killed. Loopback nodes only."""
+    if httpx.URL(admin_url).host not in ("127.0.0.1", "localhost", "::1"):
+        raise FailsmallActivityError("only a node on this machine (loopback) can be killed")
+    described = answer(httpx.get(f"{admin_url.rstrip('/')}/config", timeout=5), 200)
+    pid = int(described["pid"])
+    os.kill(pid, signal.SIGKILL)
+    return pid

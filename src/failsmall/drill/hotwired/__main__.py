@@ -1,0 +1,3 @@
+from failsmall.drill.hotwired.node import main
+
+main()

@@ -1,0 +1,106 @@
+"""The chaosfailsmall extension: the example Chaos Toolkit experiment runs against a real local
+fleet and writes Chaos Toolkit's journal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from chaoslib.experiment import run_experiment
+
+from failsmall.cli.up_cmd import PROBE_HEADERS
+from failsmall.drill.defended import local_fleet
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
+
+
+class FleetThread(threading.Thread):
+    """A local fleet served from its own event loop, so that Chaos Toolkit (which installs
+    signal handlers) runs on the main thread."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.ready = threading.Event()
+        self.info: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        self._done: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, which raises it
+            self.error = exc
+            self.ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        async with local_fleet(3) as fleet:
+            self.info = {
+                "control": str(fleet.api.base_url).rstrip("/"),
+                "token": fleet.api.headers["Authorization"].removeprefix("Bearer "),
+                "nodes": ",".join(f"http://127.0.0.1:{n.port}" for n in fleet.nodes),
+                "seed": fleet.seed_digest,
+            }
+            users = asyncio.create_task(_users([n.port for n in fleet.nodes], self._done))
+            self.ready.set()
+            await self._done.wait()
+            await users
+            self.info["status"] = await fleet.status()
+
+    def finish(self) -> None:
+        if self._loop is not None and self._done is not None:
+            self._loop.call_soon_threadsafe(self._done.set)
+        self.join(60)
+
+
+async def _users(ports: list[int], done: asyncio.Event) -> None:
+    """The fleet's users: about 20 page requests per second per node, so that each rollout's
+    health gate has traffic to judge."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while not done.is_set():
+            for port in ports:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    url = f"http://127.0.0.1:{port}/"
+                    async with session.get(url, headers=PROBE_HEADERS) as response:
+                        await response.read()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.05)
+
+
+def test_the_killswitch_experiment_completes_without_deviation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = resources.files("failsmall.drill.chaosfailsmall").joinpath("experiments")
+    experiment = json.loads(folder.joinpath("killswitch-on-an-execute-rule.json").read_text())
+    fleet = FleetThread()
+    fleet.start()
+    try:
+        assert fleet.ready.wait(120), "the fleet did not start in 120 s"
+        if fleet.error is not None:
+            raise fleet.error
+        monkeypatch.setenv("FAILSMALL_CONTROL", fleet.info["control"])
+        monkeypatch.setenv("FAILSMALL_TOKEN", fleet.info["token"])
+        monkeypatch.setenv("FAILSMALL_NODES", fleet.info["nodes"])
+        journal = run_experiment(experiment)
+    finally:
+        fleet.finish()
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps(journal, indent=2, default=str))
+    assert journal["status"] == "completed", json.dumps(journal["run"], default=str)[:3000]
+    assert journal["deviated"] is False
+    names = [r["activity"]["name"] for r in journal["run"]]
+    assert "killswitch-the-execute-rule" in names
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]
+    status = fleet.info["status"]
+    assert status["rollout"] is None
+    assert status["last_good"] == fleet.info["seed"], "lifting the killswitch restores the seed"
+    assert json.loads(path.read_text())["experiment"]["title"].startswith("A killswitch")
