@@ -20,7 +20,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "control"))
 
 from control_harness import EXAMPLE, wait_for
-from e2e_harness import E2E_POLICIES, EdgeProcess, _fleet_state, _traffic
+from e2e_harness import E2E_POLICIES, EdgeProcess, _fleet_state, steady_traffic
 
 from failsmall.build import generate_keypair, read_private_key, write_bundle_file
 from failsmall.cli.demo_origin import start_demo_origin
@@ -128,7 +128,7 @@ async def feature_fleet(tmp_path: Path, nodes: int = 2) -> AsyncIterator[Feature
             timeout_s=60,
             explain=lambda: _fleet_state(plane, processes),
         )
-        traffic = asyncio.create_task(_traffic(processes, {}, stop))
+        traffic = asyncio.create_task(steady_traffic(processes, {}, stop))
         signed = sign_bundle(demo_bundle(EXAMPLE, origin_port), key)
         base_file = tmp_path / "base.bundle"
         write_bundle_file(signed, base_file)
