@@ -44,7 +44,7 @@ def keygen(
     key: Annotated[Path, typer.Argument(help="Where to write the private key (PEM).")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Generate an Ed25519 signing key and its public half (KEY.pub)."""
+    """Generate an Ed25519 signing key (0600) and its public half beside it, as .pub (0644)."""
     try:
         public, kid = generate_keypair(key)
     except (KeyFileError, OSError) as exc:
