@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from failsmall.control.api import MAX_BODY, ControlApi, json_errors
 from failsmall.control.audit import AuditLog
-from failsmall.control.auth import Role, TokenBook, UnauthorisedError
+from failsmall.control.auth import Role, TokenBook, server_log
 from failsmall.control.driver import RolloutDriver
 from failsmall.control.fleet import FleetRegistry
 from failsmall.control.killswitch import KillswitchService
@@ -114,15 +114,8 @@ class ControlPlane:
         channel: ControlChannel
         match settings.transport:
             case "http":
-                tokens = TokenBook(store)
-
-                def node_auth(token: str, node_id: str) -> bool:
-                    try:
-                        return tokens.authenticate(token).may_act_as_node(node_id)
-                    except UnauthorisedError:
-                        return False
-
-                channel = HttpControlChannel(node_auth, PointerBoard(store.assignments()))
+                node_access = TokenBook(store).node_access
+                channel = HttpControlChannel(node_access, PointerBoard(store.assignments()))
             case "nats":
                 channel = await NatsControlChannel.connect(
                     settings.nats_servers, replicas=settings.nats_replicas
@@ -159,7 +152,9 @@ class ControlPlane:
             await self.channel.publish_bundle(bundle.digest, bundle.envelope)
         await self.channel.start(self.driver)
         await self.driver.start()
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, logger=server_log, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
