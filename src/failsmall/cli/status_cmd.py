@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 
 from failsmall.cli.control_client import (
     ControlClient,
@@ -18,13 +17,13 @@ from failsmall.cli.control_client import (
     TokenOption,
     short,
 )
-from failsmall.cli.output import console, print_json
+from failsmall.cli.output import DataTable, console, plain, print_json
 
 
 def render(status: dict[str, Any]) -> Group:
     """Tables for the nodes and the current rollout."""
     good = status["last_good"]
-    nodes = Table(title=f"fleet: last good {short(good)} {status['last_good_name']}")
+    nodes = DataTable(title=f"fleet: last good {short(good)} {status['last_good_name']}")
     for column in ("node", "live", "serving", "assigned", "req/s", "5xx", "blocked", "p99 ms"):
         nodes.add_column(column, justify="right" if column[0] in "r5bp" else "left")
     for node in status["nodes"]:
@@ -34,8 +33,8 @@ def render(status: dict[str, Any]) -> Group:
         style = "green" if node["digest"] == good else "yellow"
         nodes.add_row(
             node["node_id"],
-            "yes" if node["live"] else "[red]no[/]",
-            f"[{style}]{serving}[/]",
+            "yes" if node["live"] else plain("no", "red"),
+            plain(serving, style),
             short(node["assigned"]),
             f"{health['requests'] / window:.0f}",
             str(health["responses_5xx"]),
@@ -45,7 +44,7 @@ def render(status: dict[str, Any]) -> Group:
     parts: list[Any] = [nodes]
     rollout = status.get("rollout")
     if rollout:
-        waves = Table(
+        waves = DataTable(
             title=f"rollout {rollout['rollout_id']}: {rollout['state']} "
             f"(policy {rollout['policy']}, {short(rollout['from_digest'])} -> "
             f"{short(rollout['to_digest'])}, exposed {rollout['exposed']}/"
@@ -62,7 +61,7 @@ def render(status: dict[str, Any]) -> Group:
                 ", ".join(wave["on_new"]) or "-",
             )
         parts.append(waves)
-    recent = Table(title="recent rollouts")
+    recent = DataTable(title="recent rollouts")
     for column in ("id", "state", "class", "policy", "bundle", "by", "at"):
         recent.add_column(column)
     for row in status["recent_rollouts"]:
