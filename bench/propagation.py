@@ -145,14 +145,19 @@ class Rig:
         response.raise_for_status()
         return signed.digest, response.json()["rollout_id"], started
 
-    async def wait_done(self, rollout_id: str, timeout_s: float = 60) -> str:
+    async def wait_done(self, rollout_id: str, timeout_s: float = 120) -> str:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()["state"]
-            if state in ("completed", "rolled_back", "aborted"):
-                return str(state)
+            row = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()
+            if row["state"] in ("completed", "rolled_back", "aborted"):
+                return str(row["state"])
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"rollout {rollout_id} did not finish in {timeout_s}s")
+        audit = (await self.admin.get("/v1/audit", params={"limit": 10})).json()
+        trail = "; ".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in audit)
+        raise TimeoutError(
+            f"rollout {rollout_id} still {row['state']} after {timeout_s:g} s "
+            f"(a loaded machine starves the agents' health reports); last audit entries: {trail}"
+        )
 
 
 @contextlib.asynccontextmanager
