@@ -51,12 +51,20 @@ def spawn(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Pope
         )
 
 
-def log_tail(log: Path, lines: int = 15) -> str:
-    """The last `lines` lines of a log file, for an error message."""
+def log_size(log: Path) -> int:
+    """Where what a child writes next will start (0 for a log that does not exist yet)."""
+    try:
+        return log.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def log_tail(log: Path, lines: int = 15, since: int = 0) -> str:
+    """The last `lines` lines of a log file written after offset `since`, for a message."""
     try:
         with log.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(fh.tell() - 64 * 1024, 0))
+            fh.seek(max(fh.tell() - 64 * 1024, since))
             text = fh.read().decode("utf-8", errors="replace")
     except OSError as exc:
         return f"(cannot read {log}: {exc})"

@@ -41,7 +41,7 @@ from failsmall.build import (
     load_config_dir,
     read_private_key,
 )
-from failsmall.cli.children import busy_ports, death_notice, log_tail, spawn
+from failsmall.cli.children import busy_ports, death_notice, log_size, log_tail, spawn
 from failsmall.cli.control_client import connection_file, write_connection_file
 from failsmall.cli.demo_origin import start_demo_origin
 from failsmall.cli.output import Exit, console, err_console, plain
@@ -220,6 +220,8 @@ class Fleet:
     plane: ControlPlane | None = None
     origin: web.AppRunner | None = None
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_starts: dict[str, int] = field(default_factory=dict)
+    """Where each node's log began this run (a resumed state directory keeps older runs')."""
     prober: asyncio.Task[None] | None = None
     stop_probing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -237,7 +239,8 @@ class Fleet:
     def cannot_listen(self) -> str:
         """A node's log line saying it cannot bind its address (its workers then retry)."""
         for node_id in self.nodes:
-            for line in log_tail(self.log(node_id), 50).splitlines():
+            since = self.log_starts.get(node_id, 0)
+            for line in log_tail(self.log(node_id), 50, since).splitlines():
                 if "cannot listen on" in line:
                     return f"{node_id}: {line.strip()}"
         return ""
@@ -330,6 +333,7 @@ async def start_fleet(
             plane.url,
         )
         environment = {**os.environ, NODE_TOKEN_ENV: node_token}
+        fleet.log_starts[node_id] = log_size(fleet.log(node_id))
         fleet.nodes[node_id] = spawn(argv, fleet.log(node_id), environment)
     await _wait_for_reports(fleet, plane, nodes)
     if probing:
