@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import signal
@@ -115,13 +116,28 @@ PROBE_HEADERS = {
 """What the probe sends: a browser's request for the demo shop's home page."""
 
 
-async def probe(ports: list[int], stop: asyncio.Event) -> None:
+async def probe(ports: list[int], stop: asyncio.Event, first_port: int) -> None:
     """Synthetic traffic (about 20 requests/s per node) so that the health gate has data to
-    judge: a rollout never passes on no data, and a demo fleet has no users."""
+    judge: a rollout never passes on no data, and a demo fleet has no users.
+
+    Only nodes that serve a bundle are probed: a node without one answers 503 at once, and
+    its instant answers would be the baseline the first rollout's latency is judged against.
+    """
     timeout = aiohttp.ClientTimeout(total=2)
+    serving: set[int] = set()
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        while not stop.is_set():
+        for round_ in itertools.count():
+            if stop.is_set():
+                return
+            if round_ % 20 == 0:  # about once a second
+                for i, port in enumerate(ports):
+                    if port not in serving and await _ready(
+                        session, port, admin_port(first_port, i)
+                    ):
+                        serving.add(port)
             for port in ports:
+                if port not in serving:
+                    continue
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(
                         f"http://127.0.0.1:{port}/", headers=PROBE_HEADERS
@@ -320,6 +336,7 @@ async def start_fleet(
         ) from exc
     plane = fleet.plane
     admin_token = _token(plane.tokens, state, "admin.token", "admin", Role.ADMIN)
+    write_connection_file(plane.url, admin_token)  # other commands work while nodes start
     for i in range(nodes):
         node_id = f"edge-{i + 1}"
         # Each node its own token, valid only for its id.
@@ -338,7 +355,7 @@ async def start_fleet(
     await _wait_for_reports(fleet, plane, nodes)
     if probing:
         ports = [first_port + i for i in range(nodes)]
-        fleet.prober = asyncio.create_task(probe(ports, fleet.stop_probing))
+        fleet.prober = asyncio.create_task(probe(ports, fleet.stop_probing, first_port))
     await _roll_out(fleet, plane, sign_bundle(demo_bundle(config_dir, origin_port), key))
     await _wait_until_serving(fleet, first_port)
     return plane.url, admin_token
@@ -387,6 +404,7 @@ async def _roll_out(fleet: Fleet, plane: ControlPlane, signed: SignedBundle) -> 
             console.print("the fleet serves the example bundle already (resumed)")
             return
         result = await plane.pushes.push(signed.to_bytes(), Principal("up", Role.ADMIN, "up"))
+        told = False
         while (machine := plane.driver.active) is not None:
             summary = machine.summary()
             progress.update(
@@ -396,9 +414,29 @@ async def _roll_out(fleet: Fleet, plane: ControlPlane, signed: SignedBundle) -> 
             )
             if notice := fleet.first_death():
                 raise UpError(notice)
+            if summary["state"] == "paused" and not told:
+                told = True
+                why = next((e.reason for e in reversed(plane.audit.entries(5))), "")
+                progress.console.print(
+                    plain(
+                        f"the gate paused the rollout ({why}); on a loaded machine the canary "
+                        "can take long to build its engine. Resume it from another terminal: "
+                        "failsmall rollout resume",
+                        "yellow",
+                    )
+                )
             await asyncio.sleep(0.25)
     row = plane.store.rollout(result.rollout_id)
-    console.print(f"example bundle rollout: [bold]{row.state if row else 'unknown'}[/]")
+    state = row.state if row else "unknown"
+    if state != "completed":
+        why = "; ".join(
+            f"{e.actor} {e.action}: {e.reason}" for e in plane.audit.entries(5) if e.reason
+        )
+        raise UpError(
+            f"the example bundle's rollout ended {state}, so the fleet has no good bundle "
+            f"(a heavily loaded machine can fail the health gate). The audit log: {why}"
+        )
+    console.print(f"example bundle rollout: [bold]{state}[/]")
 
 
 async def _ready(session: aiohttp.ClientSession, proxy: int, admin: int) -> bool:
@@ -478,8 +516,8 @@ async def run_up(
                 await starting
             return int(Exit.FAILED)
         stopping.cancel()
-        url, admin_token = starting.result()
-        saved = write_connection_file(url, admin_token)
+        url, _ = starting.result()
+        saved = connection_file()
         console.print(f"\n[bold green]failsmall is up[/] (state in {state.path})")
         console.print(f"  control plane  {url}   (admin token saved in {saved})")
         for i in range(nodes):
