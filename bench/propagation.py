@@ -145,14 +145,19 @@ class Rig:
         response.raise_for_status()
         return signed.digest, response.json()["rollout_id"], started
 
-    async def wait_done(self, rollout_id: str, timeout_s: float = 60) -> str:
+    async def wait_done(self, rollout_id: str, timeout_s: float = 120) -> str:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()["state"]
-            if state in ("completed", "rolled_back", "aborted"):
-                return str(state)
+            row = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()
+            if row["state"] in ("completed", "rolled_back", "aborted"):
+                return str(row["state"])
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"rollout {rollout_id} did not finish in {timeout_s}s")
+        audit = (await self.admin.get("/v1/audit", params={"limit": 10})).json()
+        trail = "; ".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in audit)
+        raise TimeoutError(
+            f"rollout {rollout_id} still {row['state']} after {timeout_s:g} s "
+            f"(a loaded machine starves the agents' health reports); last audit entries: {trail}"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -181,7 +186,7 @@ async def rig(
         base_url=plane.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60
     )
     node_token = (
-        await admin.post("/v1/tokens", json={"principal": "bench", "role": "node"})
+        await admin.post("/v1/tokens", json={"principal": "edge-*", "role": "node"})
     ).json()["token"]
     agents = []
     for i in range(nodes):
@@ -191,12 +196,10 @@ async def rig(
         else:
             channel = HttpNodeChannel(plane.url, node_token)
         agents.append(Agent(f"edge-{i:03d}", channel, trusted))
-    for agent in agents:
-        agent.start()
-    deadline = time.monotonic() + 30
-    while len(plane.fleet.live_nodes()) < nodes and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
     try:
+        for agent in agents:
+            agent.start()
+        await ready(plane, agents)
         yield Rig(plane, admin, agents, key)
     finally:
         for agent in agents:
@@ -205,6 +208,21 @@ async def rig(
         await plane.stop()
         if server is not None:
             server.stop()
+
+
+async def ready(plane: ControlPlane, agents: list[Agent], timeout_s: float = 180) -> None:
+    """Until the control plane has heard every agent: a push before that is refused (409, no
+    live node) or rolls out to part of the fleet. Fails naming the agents it has not heard."""
+    started = time.monotonic()
+    wanted = {agent.node_id for agent in agents}
+    while missing := wanted - plane.fleet.live_nodes():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(
+                f"{len(missing)} of {len(wanted)} agents not heard from in {timeout_s:g} s: "
+                + ", ".join(sorted(missing)[:10])
+            )
+        await asyncio.sleep(0.1)
+    console.print(f"  {len(wanted)} agents reported in {time.monotonic() - started:.1f} s")
 
 
 def percentile(values: list[float], q: float) -> float:

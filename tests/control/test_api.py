@@ -64,17 +64,17 @@ async def test_a_node_token_acts_only_as_the_nodes_its_principal_names(
         watch = {"after": "0", "timeout": "0"}
         assert (await one.get("/v1/nodes/edge-7/assignment", params=watch)).status_code == 204
         refused = await one.get("/v1/nodes/edge-0/assignment", params=watch)
-        assert refused.status_code == 401
+        assert refused.status_code == 403
         assert "edge-0" in refused.json()["error"]
         # It may not report for another node, so a leaked token cannot feed the health gate.
-        assert (await one.post("/v1/nodes/edge-0/health", json=health)).status_code == 401
-        assert (await one.post("/v1/nodes/edge-70/health", json=health)).status_code == 401
+        assert (await one.post("/v1/nodes/edge-0/health", json=health)).status_code == 403
+        assert (await one.post("/v1/nodes/edge-70/health", json=health)).status_code == 403
         # Bundles are fetched by digest, which no single node owns.
         fetched = await one.get(f"/v1/bundles/{digest}")
         assert fetched.status_code == 200
         assert fetched.content == raw
-        assert (await viewer.get(f"/v1/bundles/{digest}")).status_code == 401
-        assert (await viewer.get("/v1/nodes/edge-7/assignment", params=watch)).status_code == 401
+        assert (await viewer.get(f"/v1/bundles/{digest}")).status_code == 403
+        assert (await viewer.get("/v1/nodes/edge-7/assignment", params=watch)).status_code == 403
     assert "edge-7" not in fleet.plane.fleet.live_nodes()
 
 

@@ -6,12 +6,19 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
+import httpx
 from control_harness import Fleet, envelope, site_bundle
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
+from failsmall.cli.main import app
 from failsmall.cli.up_cmd import failsmall_argv
+from failsmall.control.auth import Role
+from failsmall.model import Bundle
+from failsmall.model.envelope import bundle_data
 from failsmall.transport.natsd import free_port
 
 
@@ -126,3 +133,113 @@ async def test_failsmall_control_serves_and_stops_on_sigterm(tmp_path: Path) -> 
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def in_process(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """The CLI run in this process (in a thread: it makes blocking calls to the control plane
+    this event loop serves), for tests that run many commands; returns (exit code, stdout)."""
+    runner = CliRunner()
+    result = await asyncio.to_thread(
+        runner.invoke, app, list(args), env={"COLUMNS": "200", **env}, catch_exceptions=False
+    )
+    return result.exit_code, result.stdout
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m\u202eevil\r"
+
+
+async def test_killswitch_list_and_audit_show_control_characters_escaped(
+    fleet: Fleet, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    """Data the API did not vet (an authored bundle's override, a principal from an older
+    store) reaches the terminal escaped, never as a terminal escape sequence."""
+    await fleet.add_nodes(1)
+    # A principal created before names were checked: straight into the store.
+    mallory = fleet.plane.tokens.issue("mallory" + ESCAPES, Role.ADMIN, time.time()).token
+    data = bundle_data(site_bundle())
+    data["overrides"] = [
+        {
+            "rule": "block-admin",
+            "state": "log_only",
+            "reason": "[bold]fp[/bold] " + ESCAPES,
+            "author": "eve" + ESCAPES,
+        }
+    ]
+    _, raw = envelope(Bundle.model_validate(data), key)
+    async with httpx.AsyncClient(
+        base_url=fleet.plane.url, headers={"Authorization": f"Bearer {mallory}"}
+    ) as client:
+        pushed = await client.post("/v1/bundles", content=raw, params={"policy": "global"})
+        assert pushed.status_code == 202, pushed.text
+    assert await fleet.wait_rollout_done(pushed.json()["rollout_id"]) == "completed"
+    env = {"FAILSMALL_CONTROL": fleet.plane.url, "FAILSMALL_TOKEN": mallory}
+    for command in (("killswitch", "list"), ("audit",), ("status",)):
+        code, out = await in_process(*command, env=env | {"FAILSMALL_HOME": str(tmp_path)})
+        assert code == 0, out
+        for char in ("\x1b", "\x07", "\r", "\u202e"):
+            assert char not in out, (command, out)
+        assert "\\x1b" in out, (command, out)
+    code, out = await in_process("killswitch", "list", env=env | {"FAILSMALL_HOME": str(tmp_path)})
+    assert "[bold]fp[/bold]" in out, "brackets in data are shown, not read as markup"
+
+
+async def _json_error(*args: str, code: int, env: dict[str, str]) -> dict[str, object]:
+    exit_code, out = await in_process(*args, env=env)
+    assert exit_code == code, (args, out)
+    error = json.loads(out)
+    assert isinstance(error, dict), (args, out)
+    assert set(error) == {"ok", "error", "kind", "exit_code", "hint", "problems"}, (args, out)
+    assert error["ok"] is False and error["exit_code"] == code and error["error"], (args, out)
+    return error
+
+
+async def test_every_json_command_reports_errors_as_json(fleet: Fleet, tmp_path: Path) -> None:
+    home = {"FAILSMALL_HOME": str(tmp_path / "home")}
+    nowhere = home | {
+        "FAILSMALL_CONTROL": f"http://127.0.0.1:{free_port()}",
+        "FAILSMALL_TOKEN": "x",
+    }
+    stranger = home | {"FAILSMALL_CONTROL": fleet.plane.url, "FAILSMALL_TOKEN": "fs_nobody"}
+    admin = home | {
+        "FAILSMALL_CONTROL": fleet.plane.url,
+        "FAILSMALL_TOKEN": await fleet.token("admin", "cli-admin"),
+    }
+    bundle = tmp_path / "site.bundle"
+    bundle.write_bytes(b"{}")
+    # Against the control plane: unreachable (3), unauthorised (4), refused by its state (1).
+    for command in (
+        ("status", "--json"),
+        ("push", str(bundle), "--json"),
+        ("killswitch", "list", "--json"),
+        ("killswitch", "set", "r", "--state", "disabled", "--reason", "x", "--json"),
+        ("killswitch", "clear", "r", "--reason", "x", "--json"),
+        ("audit", "--json"),
+        ("audit", "verify", "--json"),
+        ("rollout", "pause", "--reason", "x", "--json"),
+        ("rollout", "resume", "--json"),
+    ):
+        assert (await _json_error(*command, code=3, env=nowhere))["kind"] == "unreachable"
+        assert (await _json_error(*command, code=4, env=stranger))["kind"] == "unauthorised"
+    refused = await _json_error("rollout", "abort", "--reason", "x", "--json", code=1, env=admin)
+    assert "no rollout is running" in str(refused["error"])
+    bad = await _json_error("push", str(bundle), "--json", code=2, env=admin)
+    assert bad["kind"] == "bad_input"
+    await _json_error("push", str(tmp_path / "missing"), "--json", code=2, env=admin)
+    await _json_error("killswitch", "set", "r", "--state", "on", "--reason", "x", "--json",
+                      code=2, env=admin)  # fmt: skip
+    # Offline commands.
+    await _json_error("keygen", str(bundle), "--json", code=2, env=home)
+    await _json_error("inspect", str(bundle), "--requests", "-", "--json", code=2, env=home)
+    await _json_error("verify", str(bundle), "--corpus", str(bundle), "--json", code=2, env=home)
+    await _json_error("sim", "no-such-scenario", "--json", code=2, env=home)
+    await _json_error("expr", "check", "http.request.uri.path ==", "--json", code=2, env=home)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bundle.yaml").write_text("name: x\norigins: 7\n")
+    key = tmp_path / "k.key"
+    await in_process("keygen", str(key), env=home)
+    problems = await _json_error(
+        "build", str(broken), "-o", str(tmp_path / "o"), "--key", str(key), "--json",
+        code=2, env=home,
+    )  # fmt: skip
+    assert problems["problems"]

@@ -119,6 +119,7 @@ def test_patterns_match_like_the_reference(text: str, pattern: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 5000 examples: minutes of CPU on a loaded machine, bounded work
 @pytest.mark.parametrize(
     "kind", ["bool", "int", "string", "double", "uint", "bytes", "strings", "ints"]
 )

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from failsmall.engine.request import Request
 from failsmall.model.traffic import BodyOverBuffer, Limits
@@ -128,6 +128,44 @@ def parse_expectation(value: Any, where: str) -> Expectation | None:
     return Expectation(decision, int(status) if status else None)
 
 
+def json_lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a JSON Lines stream, decoded as UTF-8.
+
+    JSON Lines are separated by `\n` only (a `\r` before it is JSON whitespace). A JSON string
+    may hold U+0085, U+2028 or U+2029, which `str.splitlines()` and text-mode files would take
+    for line breaks, so the split is made on the bytes.
+    """
+    for number, raw in enumerate(stream, start=1):
+        yield number, raw.decode("utf-8")
+
+
+def read_requests(stream: BinaryIO, name: str, now: float = 0.0) -> Iterator[Request]:
+    """The requests of a JSONL corpus stream; blank lines and `#` comments are skipped."""
+    for request, _ in read_cases(stream, name, now):
+        yield request
+
+
+def read_cases(
+    stream: BinaryIO, name: str, now: float = 0.0
+) -> Iterator[tuple[Request, Expectation | None]]:
+    """The requests of a JSONL corpus stream, each with the verdict its line expects, if any."""
+    try:
+        for number, line in json_lines(stream):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            where = f"{name}:{number}"
+            try:
+                data = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise CorpusError(f"{where}: not JSON: {exc}") from exc
+            expected = parse_expectation(
+                data.get("expect") if isinstance(data, dict) else None, where
+            )
+            yield parse_line(data, where, now)[0], expected
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{name}: not UTF-8 text: {exc}") from exc
+
+
 def read_corpus(path: Path, now: float = 0.0) -> Iterator[Request]:
     """The requests of a corpus file."""
     for request, _ in read_corpus_cases(path, now):
@@ -137,19 +175,8 @@ def read_corpus(path: Path, now: float = 0.0) -> Iterator[Request]:
 def read_corpus_cases(path: Path, now: float = 0.0) -> Iterator[tuple[Request, Expectation | None]]:
     """The requests of a corpus file, each with the verdict its line expects, if any."""
     try:
-        fh = path.open(encoding="utf-8")
+        fh = path.open("rb")
     except OSError as exc:
         raise CorpusError(f"cannot open corpus {path}: {exc}") from exc
     with fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            where = f"{path}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{where}: not JSON: {exc}") from exc
-            expected = parse_expectation(
-                data.get("expect") if isinstance(data, dict) else None, where
-            )
-            yield parse_line(data, where, now)[0], expected
+        yield from read_cases(fh, str(path), now)

@@ -22,17 +22,24 @@ class KeyFileError(Exception):
 
 
 def generate_keypair(private_path: Path) -> tuple[Path, str]:
-    """Write a new private key (mode 0600) and its `.pub` beside it. Returns (pub path, key id)."""
+    """Write a new private key (mode 0600) and its `.pub` beside it (mode 0644), whatever the
+    umask. Returns (pub path, key id)."""
     if private_path.exists():
         raise KeyFileError(f"{private_path} already exists; refusing to overwrite a key")
     key = Ed25519PrivateKey.generate()
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_key_pem(key))
+    _write(private_path, private_key_pem(key), 0o600, os.O_EXCL)
     public_path = private_path.with_suffix(".pub")
-    public_path.write_bytes(public_key_pem(key.public_key()))
+    _write(public_path, public_key_pem(key.public_key()), 0o644, os.O_TRUNC)
     return public_path, key_id(key.public_key())
+
+
+def _write(path: Path, data: bytes, mode: int, flags: int) -> None:
+    """Write `path` with exactly `mode`: the umask only narrows what `open` creates."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, mode)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fd, mode)
+        fh.write(data)
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:

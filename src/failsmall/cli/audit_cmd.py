@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from failsmall.cli.control_client import ControlClient, ControlOption, JsonOption, TokenOption
-from failsmall.cli.output import Exit, console, print_json
+from failsmall.cli.output import DataTable, Exit, console, print_json
 
 audit_app = typer.Typer(help="The append-only audit log.", invoke_without_command=True)
 
@@ -29,9 +28,7 @@ def entries(
     if json_out:
         print_json(rows)
         return
-    table = Table(title="audit log")
-    for column in ("#", "at (UTC)", "actor", "action", "reason"):
-        table.add_column(column)
+    table = DataTable("#", "at (UTC)", "actor", "action", "reason", title="audit log")
     for row in rows:
         at = datetime.fromtimestamp(row["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(str(row["seq"]), at, row["actor"], row["action"], row["reason"])

@@ -7,11 +7,10 @@ import sys
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
 from failsmall.build import (
     BuildError,
@@ -21,17 +20,30 @@ from failsmall.build import (
     build_bundle,
     generate_keypair,
     read_bundle_file,
+    read_corpus,
     read_corpus_cases,
     read_private_key,
     read_public_keys,
     verify_bundle,
     write_bundle_file,
 )
-from failsmall.build.corpus import BodyRejected, parse_line, within_buffer
+from failsmall.build.corpus import BodyRejected, read_requests, within_buffer
 from failsmall.build.verify import VerifyReport
-from failsmall.cli.output import Exit, console, err_console, fail, print_json, printable
+from failsmall.cli.output import (
+    DataTable,
+    Exit,
+    JsonOption,
+    console,
+    err_console,
+    fail,
+    json_option,
+    plain,
+    print_json,
+)
 from failsmall.engine import Engine, EngineBuildError
 from failsmall.engine.outcomes import verdict_to_dict
+from failsmall.engine.pipeline import EngineState
+from failsmall.engine.request import Request
 from failsmall.engine.signatures.fields import signature_fields
 from failsmall.model import Bundle, BundleError
 from failsmall.model.envelope import SignedBundle
@@ -44,9 +56,9 @@ TrustOption = Annotated[
 
 def keygen(
     key: Annotated[Path, typer.Argument(help="Where to write the private key (PEM).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
-    """Generate an Ed25519 signing key and its public half (KEY.pub)."""
+    """Generate an Ed25519 signing key (0600) and its public half beside it, as .pub (0644)."""
     try:
         public, kid = generate_keypair(key)
     except (KeyFileError, OSError) as exc:
@@ -62,7 +74,7 @@ def build(
     config_dir: Annotated[Path, typer.Argument(help="Config directory (bundle.yaml, rulesets/).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the signed bundle.")],
     key: Annotated[Path, typer.Option("--key", help="Ed25519 private key (see keygen).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Validate, compile (CEL, signatures, capacities) and sign a config directory."""
     try:
@@ -72,9 +84,9 @@ def build(
     try:
         signed = build_bundle(config_dir, private)
     except ConfigError as exc:
-        _report_problems([str(p) for p in exc.problems], json_out)
+        _report_problems([str(p) for p in exc.problems])
     except BuildError as exc:
-        _report_problems(exc.problems, json_out)
+        _report_problems(exc.problems)
     write_bundle_file(signed, out)
     bundle = signed.bundle
     summary = {
@@ -91,21 +103,17 @@ def build(
         print_json(summary)
         return
     console.print(f"[green]✓[/] built [bold]{out}[/]")
-    table = Table(show_header=False, box=None, padding=(0, 2))
+    table = DataTable(show_header=False, box=None, padding=(0, 2))
     for name, value in summary.items():
         table.add_row(name, str(value))
     console.print(table)
 
 
-def _report_problems(problems: list[str], json_out: bool) -> None:
-    if json_out:
-        print_json({"ok": False, "problems": problems})
-    else:
-        err_console.print(f"[bold red]build failed[/] with {len(problems)} problem(s):")
-        for problem in problems:
-            err_console.print(f"  [red]•[/] {problem}")
-        err_console.print("[dim]no bundle was written[/]")
-    raise typer.Exit(int(Exit.BAD_INPUT))
+def _report_problems(problems: list[str]) -> NoReturn:
+    fail(
+        f"build failed with {len(problems)} problem(s); no bundle was written",
+        problems=problems,
+    )
 
 
 def _load(bundle_path: Path, trust: list[Path] | None) -> SignedBundle:
@@ -124,7 +132,7 @@ def verify(
         ),
     ],
     trust: TrustOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Run a corpus through the real engine, as authored and with every rule in every state.
 
@@ -171,7 +179,7 @@ def verify(
             + ", ".join(f"{k} ×{v}" for k, v in sorted(Counter(report.authored).items()))
         )
         if changes:
-            table = Table(title="verdict changes when a rule is forced into a state")
+            table = DataTable(title="verdict changes when a rule is forced into a state")
             table.add_column("rule")
             table.add_column("state")
             table.add_column("verdicts changed", justify="right")
@@ -183,7 +191,9 @@ def verify(
         else:
             console.print(f"[bold red]✗ {len(report.errored)} errored outcome(s)[/]")
             for e in report.errored[:20]:
-                console.print(f"  {e.variant} request #{e.request_index}: {e.where}: {e.error}")
+                console.print(
+                    plain(f"  {e.variant} request #{e.request_index}: {e.where}: {e.error}")
+                )
         _print_mismatches(report)
     if not report.ok:
         raise typer.Exit(int(Exit.FAILED))
@@ -195,11 +205,12 @@ def _print_mismatches(report: VerifyReport) -> None:
     if not report.mismatches:
         console.print(f"[green]✓ {report.expectations} expected verdict(s) met[/]")
         return
-    table = Table(title=f"{len(report.mismatches)} verdict(s) differ from the expected")
-    for column in ("request #", "request", "expected", "got"):
-        table.add_column(column)
+    table = DataTable(
+        "request #", "request", "expected", "got",
+        title=f"{len(report.mismatches)} verdict(s) differ from the expected",
+    )  # fmt: skip
     for m in report.mismatches[:50]:
-        table.add_row(str(m.request_index + 1), printable(m.request[:80]), m.expected, m.got)
+        table.add_row(str(m.request_index + 1), m.request[:80], m.expected, m.got)
     console.print(table)
 
 
@@ -209,7 +220,7 @@ def inspect(
         Path, typer.Option("--requests", help="Requests, one JSON per line ('-' for stdin).")
     ],
     trust: TrustOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON verdict per line.")] = False,
+    json_out: Annotated[bool, json_option("One JSON verdict per line.")] = False,
 ) -> None:
     """The offline rule tester: one verdict per request, from the production engine."""
     signed = _load(bundle_path, trust)
@@ -218,55 +229,61 @@ def inspect(
     except EngineBuildError as exc:
         fail("; ".join(exc.problems))
     state = engine.new_state(seed=0)
-    lines = sys.stdin if str(requests_path) == "-" else _open(requests_path)
-    table = Table(title=f"verdicts for {bundle_path.name}")
-    for col in ("#", "request", "decision", "status", "matched rules", "bot"):
-        table.add_column(col)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            request, _ = parse_line(json.loads(line), f"{requests_path}:{number}")
-        except (CorpusError, json.JSONDecodeError) as exc:
-            fail(f"{requests_path}:{number}: {exc}")
-        seen = within_buffer(request, engine.limits)
-        if isinstance(seen, BodyRejected):
-            result: dict[str, object] = {
-                "decision": "block",
-                "status": 413,
-                "matched_rules": [],
-                "bot_score": "not_computed",
-                "modules": [],
-                "rules": [],
-                "reason": f"body of {seen.size} bytes exceeds the WAF buffer ({seen.buffer})",
-            }
-        else:
-            verdict = engine.evaluate(seen, state)
-            result = verdict_to_dict(verdict)
-            fields = signature_fields(engine.waf, seen, verdict.matched_rules)
-            if fields:
-                result["fields"] = fields
-        result.update(method=request.method, host=request.host, path=request.path)
-        if json_out:
-            sys.stdout.write(json.dumps(result) + "\n")
-        else:
-            table.add_row(
-                str(number),
-                f"{request.method} {request.uri[:60]}",
-                str(result["decision"]),
-                str(result["status"]),
-                ", ".join(map(str, result["matched_rules"]))[:60],  # type: ignore[call-overload]
-                str(result["bot_score"]),
-            )
+    table = DataTable(
+        "#", "request", "decision", "status", "matched rules", "bot",
+        title=f"verdicts for {bundle_path.name}",
+    )  # fmt: skip
+    try:
+        requests = (
+            read_requests(sys.stdin.buffer, "-")
+            if str(requests_path) == "-"
+            else read_corpus(requests_path)
+        )
+        for number, request in enumerate(requests, start=1):
+            _inspect_one(engine, state, number, request, table, json_out)
+    except CorpusError as exc:
+        fail(str(exc), "one JSON object per line, separated by \\n")
     if not json_out:
         console.print(table)
 
 
-def _open(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc}")
+def _inspect_one(
+    engine: Engine,
+    state: EngineState,
+    number: int,
+    request: Request,
+    table: DataTable,
+    json_out: bool,
+) -> None:
+    seen = within_buffer(request, engine.limits)
+    if isinstance(seen, BodyRejected):
+        result: dict[str, object] = {
+            "decision": "block",
+            "status": 413,
+            "matched_rules": [],
+            "bot_score": "not_computed",
+            "modules": [],
+            "rules": [],
+            "reason": f"body of {seen.size} bytes exceeds the WAF buffer ({seen.buffer})",
+        }
+    else:
+        verdict = engine.evaluate(seen, state)
+        result = verdict_to_dict(verdict)
+        fields = signature_fields(engine.waf, seen, verdict.matched_rules)
+        if fields:
+            result["fields"] = fields
+    result.update(method=request.method, host=request.host, path=request.path)
+    if json_out:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        table.add_row(
+            str(number),
+            f"{request.method} {request.uri[:60]}",
+            str(result["decision"]),
+            str(result["status"]),
+            ", ".join(map(str, result["matched_rules"]))[:60],  # type: ignore[call-overload]
+            str(result["bot_score"]),
+        )
 
 
 def schema(

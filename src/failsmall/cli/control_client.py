@@ -14,6 +14,7 @@ import httpx
 import typer
 
 from failsmall.cli.output import Exit, fail
+from failsmall.cli.output import JsonOption as JsonOption  # the option commands import here
 
 DEFAULT_CONTROL = "http://127.0.0.1:7070"
 
@@ -27,7 +28,6 @@ TokenOption = Annotated[
     str | None,
     typer.Option("--token", help="Bearer token (env FAILSMALL_TOKEN)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def connection_file() -> Path:
@@ -82,7 +82,14 @@ class ControlClient:
             )
         if response.status_code >= 400:
             self._fail(response)
-        return response.json()
+        try:
+            return response.json()
+        except json.JSONDecodeError:
+            fail(
+                f"{self.url}{path} answered {response.status_code} with a body that is not JSON",
+                "is --control the control plane's API address?",
+                Exit.FAILED,
+            )
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

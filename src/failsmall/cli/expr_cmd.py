@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from failsmall.build.corpus import CorpusError, read_corpus
 from failsmall.build.loader import ConfigError, load_config_dir
-from failsmall.cli.output import Exit, console, fail, print_json
+from failsmall.cli.output import DataTable, Exit, JsonOption, console, fail, plain, print_json
 from failsmall.engine.expr import (
     FIELDS,
     Expression,
@@ -40,13 +40,13 @@ expr_app = typer.Typer(
 
 @expr_app.command("fields")
 def fields(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the fields a rule expression can read, with their CEL types."""
     if as_json:
         print_json([{"field": s.path, "type": s.cel_type, "doc": s.doc} for s in FIELDS.values()])
         return
-    table = Table(title="rule expression fields")
+    table = DataTable(title="rule expression fields")
     table.add_column("field", style="bold")
     table.add_column("CEL type")
     table.add_column("description")
@@ -81,7 +81,7 @@ def check(
     reference: Annotated[
         bool, typer.Option("--reference", help="Also evaluate with the reference CEL.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compile EXPRESSION as a build would; evaluate it on --requests if given.
 
@@ -148,16 +148,16 @@ def _evaluate(compiled: Expression, view: RequestView, number: int, reference: b
 
 
 def _print_results(results: list[_Result], reference: bool) -> None:
-    table = Table(title="results")
+    table = DataTable(title="results")
     table.add_column("line", justify="right")
     table.add_column("result")
     if reference:
         table.add_column("reference")
         table.add_column("agree")
     for result in results:
-        row = [str(result.line), result.ours]
+        row: list[str | Text] = [str(result.line), result.ours]
         if reference:
-            row += [result.reference, "yes" if result.agree else "[bold red]NO[/]"]
+            row += [result.reference, "yes" if result.agree else plain("NO", "bold red")]
         table.add_row(*row)
     console.print(table)
 

@@ -53,6 +53,7 @@ from failsmall.features.traffic import candidate_features, generate
 from failsmall.model import Bundle, BundleError
 from failsmall.model.bot import Feature, FeatureFile
 from failsmall.model.envelope import key_id
+from failsmall.model.text import printable
 
 features_app = typer.Typer(
     help="Bot feature files: ingest traffic, generate weights, publish through the rollout.",
@@ -64,12 +65,11 @@ SourceOption = Annotated[
     str, typer.Option("--source", help="sqlite:PATH, chdb:PATH or clickhouse://host:port/db.")
 ]
 TableOption = Annotated[str, typer.Option("--table", help="The feature table.")]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _safe(text: str) -> str:
     """User data for the terminal: no control characters, no rich markup."""
-    return escape(_CONTROL.sub("?", text))
+    return escape(printable(text))
 
 
 def _fail(json_out: bool, message: str, problems: list[str], hint: str, code: Exit) -> NoReturn:

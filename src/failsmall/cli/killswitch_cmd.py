@@ -6,7 +6,6 @@ import re
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from failsmall.cli.control_client import (
     ControlClient,
@@ -15,7 +14,7 @@ from failsmall.cli.control_client import (
     TokenOption,
     short,
 )
-from failsmall.cli.output import console, fail, print_json
+from failsmall.cli.output import DataTable, console, fail, print_json
 
 killswitch_app = typer.Typer(help="Switch a rule off (or to log-only) through a staged rollout.")
 
@@ -84,9 +83,10 @@ def list_(
     if json_out:
         print_json(overrides)
         return
-    table = Table(title="killswitches in the current bundle")
-    for column in ("rule", "state", "author", "reason", "expires", "expired"):
-        table.add_column(column)
+    table = DataTable(
+        "rule", "state", "author", "reason", "expires", "expired",
+        title="killswitches in the current bundle",
+    )  # fmt: skip
     for o in overrides:
         table.add_row(
             o["rule"],

@@ -2,6 +2,8 @@
 
 import typer
 
+from failsmall.cli import output
+
 app = typer.Typer(
     name="failsmall",
     help="failsmall: an edge platform that fails small.",
@@ -9,6 +11,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _each_run() -> None:
+    """failsmall: an edge platform that fails small."""
+    output.start_command()
+
 
 # Command registrations: one line per command module.
 from failsmall.cli import build_cmd  # noqa: E402

@@ -16,7 +16,7 @@ from failsmall.cli.control_client import (
     TokenOption,
     short,
 )
-from failsmall.cli.output import Exit, console, fail, print_json
+from failsmall.cli.output import Exit, console, fail, plain, print_json
 
 TERMINAL = ("completed", "rolled_back", "aborted")
 
@@ -88,7 +88,7 @@ def push(
             f"change; rollout {result['rollout_id']} with policy {result['policy']}"
         )
         for line in result["differences"][:10]:
-            console.print(f"  [dim]{line}[/]")
+            console.print(plain(f"  {line}", "dim"))
     if not wait:
         if json_out:
             print_json(result)

@@ -74,7 +74,8 @@ def rollback(
     token: TokenOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Send every node that left the last good bundle back to it, at once."""
+    """Send every node that left the last good bundle back to it: one stored step, which a
+    reconciler pushes to every node."""
     _act("rollback", {"reason": reason}, control, token, json_out)
 
 

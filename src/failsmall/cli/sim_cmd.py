@@ -16,9 +16,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.text import Text
 
-from failsmall.cli.output import Exit, console, fail, print_json
+from failsmall.cli.output import DataTable, Exit, JsonOption, console, fail, plain, print_json
 from failsmall.sim import SCENARIOS, ScenarioResult, SimSettings, run_scenario
 
 ALL = "all"
@@ -30,7 +30,7 @@ def sim(
     ],
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=100_000, help="Fleet size.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run).")] = 1,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Drive the real rollout state machine over a simulated fleet and report what happened.
 
@@ -85,7 +85,7 @@ def _print(result: ScenarioResult, wall_s: float) -> None:
         f"{result.nodes} nodes, seed {result.seed}: {result.events} simulated events, "
         f"{result.audit_entries} audit entries, {wall_s:.2f} s of wall time"
     )
-    rollouts = Table(title="rollouts", title_justify="left", box=box.SIMPLE_HEAD)
+    rollouts = DataTable(title="rollouts", title_justify="left", box=box.SIMPLE_HEAD)
     rollouts.add_column("bundle", no_wrap=True)
     rollouts.add_column("class", no_wrap=True)
     rollouts.add_column("outcome", no_wrap=True)
@@ -115,39 +115,41 @@ def _print(result: ScenarioResult, wall_s: float) -> None:
             console.print(f"  [dim]{r.label}:[/] {r.reason}")
     labels = [label for label in result.labels if any(
         label in row.serving for row in result.timeline)]  # fmt: skip
-    timeline = Table(title="nodes per bundle", title_justify="left", box=box.SIMPLE_HEAD)
+    timeline = DataTable(title="nodes per bundle", title_justify="left", box=box.SIMPLE_HEAD)
     timeline.add_column("t (s)", justify="right")
     for label in labels:
         timeline.add_column(label, justify="right")
     for row in result.short_timeline():
         timeline.add_row(f"{row.at:.1f}", *(str(row.serving.get(label, 0)) for label in labels))
     console.print(timeline)
-    checks = Table(title="properties", title_justify="left", box=box.SIMPLE_HEAD)
+    checks = DataTable(title="properties", title_justify="left", box=box.SIMPLE_HEAD)
     checks.add_column("")
     checks.add_column("property")
     checks.add_column("figure")
     for check in result.checks:
-        checks.add_row("[green]✓[/]" if check.holds else "[red]✗[/]", check.name, check.detail)
+        checks.add_row(
+            plain("✓", "green") if check.holds else plain("✗", "red"), check.name, check.detail
+        )
     console.print(checks)
 
 
 def _print_summary(results: list[tuple[ScenarioResult, float]]) -> None:
-    table = Table(title="summary", title_justify="left")
+    table = DataTable(title="summary", title_justify="left")
     for column in ("scenario", "held", "rollouts", "wall"):
         table.add_column(column)
     for result, wall in results:
         table.add_row(
             result.scenario,
-            "[green]yes[/]" if result.held else "[red]no[/]",
+            plain("yes", "green") if result.held else plain("no", "red"),
             ", ".join(f"{r.label} {r.final_state}" for r in result.rollouts),
             f"{wall:.2f} s",
         )
     console.print(table)
 
 
-def _outcome(state: str) -> str:
+def _outcome(state: str) -> Text:
     colour = {"completed": "green", "rolled_back": "yellow", "paused": "cyan"}.get(state, "red")
-    return f"[{colour}]{state}[/]"
+    return plain(state, colour)
 
 
 def register(app: typer.Typer) -> None:

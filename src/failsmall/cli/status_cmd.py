@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from failsmall.cli.control_client import (
@@ -19,7 +18,8 @@ from failsmall.cli.control_client import (
     TokenOption,
     short,
 )
-from failsmall.cli.output import console, print_json
+from failsmall.cli.output import DataTable, console, plain, print_json
+from failsmall.model.text import printable
 
 
 def node_state(node: dict[str, Any]) -> Text:
@@ -54,16 +54,11 @@ def node_state(node: dict[str, Any]) -> Text:
     return text
 
 
-def printable(text: str) -> str:
-    """`text` without control characters, which would act on the operator's terminal."""
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)
-
-
 def render(status: dict[str, Any]) -> Group:
     """Tables for the nodes (with why one is not on its assigned bundle) and the current
     rollout."""
     good = status["last_good"]
-    nodes = Table(title=f"fleet: last good {short(good)} {status['last_good_name']}")
+    nodes = DataTable(title=f"fleet: last good {short(good)} {status['last_good_name']}")
     columns = ("node", "live", "serving", "assigned", "req/s", "5xx", "blocked", "p99 ms", "state")
     for column in columns:
         nodes.add_column(column, justify="right" if column[0] in "r5bp" else "left")
@@ -74,8 +69,8 @@ def render(status: dict[str, Any]) -> Group:
         style = "green" if node["digest"] == good else "yellow"
         nodes.add_row(
             node["node_id"],
-            "yes" if node["live"] else "[red]no[/]",
-            f"[{style}]{serving}[/]",
+            "yes" if node["live"] else plain("no", "red"),
+            plain(serving, style),
             short(node["assigned"]),
             f"{health['requests'] / window:.0f}",
             str(health["responses_5xx"]),
@@ -86,7 +81,7 @@ def render(status: dict[str, Any]) -> Group:
     parts: list[Any] = [nodes]
     rollout = status.get("rollout")
     if rollout:
-        waves = Table(
+        waves = DataTable(
             title=f"rollout {rollout['rollout_id']}: {rollout['state']} "
             f"(policy {rollout['policy']}, {short(rollout['from_digest'])} -> "
             f"{short(rollout['to_digest'])}, exposed {rollout['exposed']}/"
@@ -103,7 +98,7 @@ def render(status: dict[str, Any]) -> Group:
                 ", ".join(wave["on_new"]) or "-",
             )
         parts.append(waves)
-    recent = Table(title="recent rollouts")
+    recent = DataTable(title="recent rollouts")
     for column in ("id", "state", "class", "policy", "bundle", "by", "at"):
         recent.add_column(column)
     for row in status["recent_rollouts"]:

@@ -16,12 +16,11 @@ from typing import Annotated, NoReturn
 import typer
 import yaml
 from rich.progress import Progress
-from rich.table import Table
 
 from failsmall.build import CorpusError, read_corpus
 from failsmall.build.yamlfile import YamlFileError, read_yaml
 from failsmall.cli.build_cmd import TrustOption, _load
-from failsmall.cli.output import Exit, console, err_console, fail, print_json, printable
+from failsmall.cli.output import DataTable, Exit, console, err_console, fail, print_json
 from failsmall.engine import Engine, EngineBuildError
 from failsmall.managed.corpora import FAMILIES, crs_cases
 from failsmall.managed.measure import attack_cases
@@ -181,7 +180,7 @@ def _print(
     written: Path | None,
     config: Path | None,
 ) -> None:
-    table = Table(title=f"{len(proposals)} proposed exception(s), narrowest first")
+    table = DataTable(title=f"{len(proposals)} proposed exception(s), narrowest first")
     for column in ("id", "requests", "rules", "scope", "fields", "attacks let through"):
         table.add_column(column, justify="right" if column == "requests" else "left")
     for proposal, exp in zip(proposals, exposures, strict=True):
@@ -197,8 +196,8 @@ def _print(
             e.id,
             str(proposal.requests),
             ", ".join(e.rules),
-            printable(scope),
-            printable(", ".join(e.fields)),
+            scope,
+            ", ".join(e.fields),
             let_through,
         )
     console.print(table)

@@ -30,6 +30,7 @@ from failsmall.control.refusals import RefusalAudit
 from failsmall.control.store import ControlStore, StoredRollout
 from failsmall.model import BundleError
 from failsmall.model.envelope import key_id, load_public_key
+from failsmall.model.text import unsafe_characters
 from failsmall.rollout import (
     Abort,
     ClassDowngradeError,
@@ -43,10 +44,17 @@ from failsmall.rollout import (
     UnknownPolicyError,
 )
 from failsmall.transport.base import TransportError
-from failsmall.transport.http import bearer_token
+from failsmall.transport.http import BodyTooLargeError, NotJsonError, bearer_token, read_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 64 * 1024 * 1024
+"""The largest request: a signed bundle envelope."""
+MAX_JSON_BODY = 64 * 1024
+"""The largest JSON body of the other routes (a reason, a token request, a public key)."""
+MAX_REASON = 1000
+MAX_NAME = 200
+"""Longest reason, and longest principal name or rule id, in characters."""
+MAX_AUDIT_SEQ = 2**63 - 1
 
 _STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (UnauthorisedError, 401),
@@ -63,6 +71,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (NoActiveRolloutError, 409),
     (EmptySelectionError, 409),
     (TransportError, 503),
+    (BodyTooLargeError, 413),
+    (NotJsonError, 400),
 )
 
 
@@ -82,20 +92,31 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"the request body must be JSON: {exc}") from exc
+    data = await read_json(request, MAX_JSON_BODY)
     if not isinstance(data, dict):
         raise BadInputError("the request body must be a JSON object")
     return data
 
 
+def _text(data: dict[str, Any], field: str, longest: int, what: str) -> str:
+    """A required one-line field, stripped: a string of 1 to `longest` characters with no
+    control character (it is stored, audited and shown on operators' terminals)."""
+    value = data.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise BadInputError(f"a non-empty '{field}' is required: {what}")
+    value = value.strip()
+    if len(value) > longest:
+        raise BadInputError(f"'{field}' is {len(value)} characters; at most {longest} are kept")
+    if unsafe := unsafe_characters(value):
+        raise BadInputError(
+            f"'{field}' holds control characters ({', '.join(unsafe)}); send one line of "
+            "printable text"
+        )
+    return value
+
+
 def _reason(data: dict[str, Any]) -> str:
-    reason = data.get("reason", "")
-    if not isinstance(reason, str) or not reason.strip():
-        raise BadInputError("a non-empty 'reason' is required: say why")
-    return reason.strip()
+    return _text(data, "reason", MAX_REASON, "say why")
 
 
 class ControlApi:
@@ -281,10 +302,11 @@ class ControlApi:
     async def set_killswitch(self, request: web.Request) -> web.Response:
         principal = self._principal(request, Role.KILLSWITCH)
         data = await _json_body(request)
-        rule, state = data.get("rule"), data.get("state")
+        rule = _text(data, "rule", MAX_NAME, "the id of the rule to switch")
+        state = data.get("state")
         ttl = data.get("ttl_s")
-        if not isinstance(rule, str) or not isinstance(state, str):
-            raise BadInputError("'rule' and 'state' are required strings")
+        if not isinstance(state, str):
+            raise BadInputError("'state' is required: disabled or log_only")
         if ttl is not None and not isinstance(ttl, int | float):
             raise BadInputError("'ttl_s' must be a number of seconds")
         result = await self.killswitches.set(
@@ -309,6 +331,8 @@ class ControlApi:
             raise BadInputError("'limit' and 'after' must be integers") from exc
         if not 1 <= limit <= 10_000:
             raise BadInputError("'limit' must be between 1 and 10000")
+        if not 0 <= after <= MAX_AUDIT_SEQ:
+            raise BadInputError(f"'after' must be an entry number between 0 and {MAX_AUDIT_SEQ}")
         return web.json_response([e.to_dict() for e in self.audit.entries(limit, after)])
 
     async def audit_verify(self, request: web.Request) -> web.Response:
@@ -344,15 +368,13 @@ class ControlApi:
     async def create_token(self, request: web.Request) -> web.Response:
         principal = self._principal(request, Role.ADMIN)
         data = await _json_body(request)
-        name = data.get("principal")
+        name = _text(data, "principal", MAX_NAME, "who the token is for")
         try:
             role = Role(str(data.get("role", "")))
         except ValueError as exc:
             known = ", ".join(r.value for r in Role)
             raise BadInputError(f"'role' must be one of {known}") from exc
-        if not isinstance(name, str) or not name.strip():
-            raise BadInputError("'principal' (who the token is for) is required")
-        issued = self.tokens.issue(name.strip(), role, self.clock())
+        issued = self.tokens.issue(name, role, self.clock())
         self.audit.append(
             self.clock(),
             principal.name,

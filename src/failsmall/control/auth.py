@@ -11,6 +11,8 @@ once at creation; only their sha256 is stored, and they are never logged.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,8 +20,45 @@ from fnmatch import fnmatchcase
 from typing import assert_never
 
 from failsmall.control.store import ControlStore
+from failsmall.transport.http import NodeAccess
 
 TOKEN_PREFIX = "fs_"
+
+_SECRETS = re.compile(
+    r"(?P<header>(?:proxy-)?authorization\s*:\s*)[^'\"\r\n]*"  # a header line, to its end
+    r"|(?P<bearer>bearer\s+)[^\s'\"]+"
+    rf"|\b(?P<token>{TOKEN_PREFIX})[\w-]+",
+    re.IGNORECASE,
+)
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with Authorization header values, bearer credentials and tokens cut out."""
+    return _SECRETS.sub(
+        lambda m: (m.group("header") or m.group("bearer") or m.group("token")) + "[redacted]", text
+    )
+
+
+class SecretRedactor(logging.Filter):
+    """Cuts secrets out of a log record's message, traceback and stack before any handler
+    sees it. aiohttp logs a request it cannot parse with the offending header line, so a token
+    followed by a stray control character would otherwise reach the log whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_secrets(record.getMessage()), None
+        if record.exc_info is not None:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_secrets(record.stack_info)
+        return True
+
+
+server_log = logging.getLogger("failsmall.control.http")
+"""The logger the control plane's HTTP server writes to (parse errors, handler failures)."""
+server_log.addFilter(SecretRedactor())
 
 
 class Role(StrEnum):
@@ -125,6 +164,14 @@ class TokenBook:
         if row is None:
             raise UnauthorisedError("the token is unknown or revoked; ask an admin for a new one")
         return Principal(str(row[0]), Role(row[1]), str(row[2]))
+
+    def node_access(self, token: str, node_id: str) -> NodeAccess:
+        """What `token` may do on the transport routes of `node_id` (see `may_act_as_node`)."""
+        try:
+            principal = self.authenticate(token)
+        except UnauthorisedError:
+            return NodeAccess.UNKNOWN_TOKEN
+        return NodeAccess.ALLOWED if principal.may_act_as_node(node_id) else NodeAccess.FORBIDDEN
 
     def revoke(self, token_id: str) -> bool:
         cursor = self._store.db.execute(

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from failsmall.control.api import MAX_BODY, ControlApi, json_errors
 from failsmall.control.audit import AuditLog, CheckpointFile
-from failsmall.control.auth import Role, TokenBook, UnauthorisedError
+from failsmall.control.auth import Role, TokenBook, UnauthorisedError, server_log
 from failsmall.control.driver import RolloutDriver
 from failsmall.control.fleet import FleetRegistry
 from failsmall.control.killswitch import KillswitchService
@@ -33,7 +33,7 @@ from failsmall.supervise import LoopHealth, LoopState, SupervisedLoop
 from failsmall.transport.base import TransportError
 from failsmall.transport.board import PointerBoard
 from failsmall.transport.control import ControlChannel
-from failsmall.transport.http import HttpControlChannel
+from failsmall.transport.http import HttpControlChannel, NodeAccess
 from failsmall.transport.nats import NatsControlChannel
 from failsmall.transport.stopping import cancel_and_wait
 
@@ -70,16 +70,16 @@ class NodeAuth:
         self._tokens = tokens
         self.refused: Callable[[str, str], None] = lambda principal, node_id: None
 
-    def check(self, token: str, node_id: str) -> bool:
+    def check(self, token: str, node_id: str) -> NodeAccess:
         try:
             principal = self._tokens.authenticate(token)
         except UnauthorisedError:
             self.refused("unknown", node_id)
-            return False
+            return NodeAccess.UNKNOWN_TOKEN
         if principal.may_act_as_node(node_id):
-            return True
+            return NodeAccess.ALLOWED
         self.refused(principal.name, node_id)
-        return False
+        return NodeAccess.FORBIDDEN
 
 
 class ControlPlane:
@@ -198,7 +198,9 @@ class ControlPlane:
         await self._read_back_pointers()
         await self.driver.start()
         self._reconciler_task = asyncio.create_task(self._reconciling.run())
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, logger=server_log, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()

@@ -16,7 +16,9 @@ the last commits but never corrupts the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -142,6 +144,7 @@ class ControlStore:
         self._after_commit: list[Callable[[], None]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(path)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -352,6 +355,20 @@ class ControlStore:
             }
             for r in rows
         ]
+
+
+def _owner_only(path: Path) -> None:
+    """Create the store file mode 0600 (it holds token hashes and the audit log) and take group
+    and other access away from an existing one and its WAL and shared-memory files. SQLite
+    creates `-wal` and `-shm` with the database file's mode, so they follow."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(path.name + suffix), 0o600)
 
 
 def _rollout(row: tuple[Any, ...]) -> StoredRollout:

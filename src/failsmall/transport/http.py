@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, NoReturn, assert_never
 
 import aiohttp
@@ -34,30 +35,77 @@ from failsmall.transport.board import PointerBoard
 from failsmall.transport.control import ReportSink
 
 MAX_WATCH_S = 60.0
-NodeTokenCheck = Callable[[str, str], bool]
-"""Decides whether a bearer token may act as the given node id: `check(token, node_id)`; an
-empty node id asks about the routes no single node owns (fetching a bundle)."""
+MAX_REPORT_BYTES = 256 * 1024
+
+
+class NodeAccess(Enum):
+    """What a bearer token may do on a node's routes: act as that node, nothing because nobody
+    knows the token (401), or nothing because the token belongs to someone else (403)."""
+
+    ALLOWED = "allowed"
+    UNKNOWN_TOKEN = "unknown_token"
+    FORBIDDEN = "forbidden"
+
+
+NodeTokenCheck = Callable[[str, str], NodeAccess]
+"""Decides what a bearer token may do as the given node id: `check(token, node_id)`; an empty
+node id asks about the routes no single node owns (fetching a bundle)."""
 
 
 def fixed_node_token(expected: str) -> NodeTokenCheck:
     """A check that accepts one shared fleet token for every node."""
 
-    def check(token: str, node_id: str) -> bool:
-        return hmac.compare_digest(token.encode(), expected.encode())
+    def check(token: str, node_id: str) -> NodeAccess:
+        if hmac.compare_digest(token.encode(), expected.encode()):
+            return NodeAccess.ALLOWED
+        return NodeAccess.UNKNOWN_TOKEN
 
     return check
+
+
+class BodyTooLargeError(Exception):
+    """A request body over the route's limit (413)."""
+
+
+class NotJsonError(Exception):
+    """A request body that is not JSON, or nested deeper than the decoder goes (400)."""
+
+
+async def read_json(request: web.BaseRequest, limit: int) -> Any:
+    """The request's JSON body, read up to `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLargeError(f"the request body is over {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.content.iter_any():
+        raw += chunk
+        if len(raw) > limit:
+            raise BodyTooLargeError(f"the request body is over {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, depth
+        raise NotJsonError(f"the request body must be JSON: {type(exc).__name__}: {exc}") from exc
 
 
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _not_this_node(node_id: str) -> web.Response:
-    return _json_error(
-        401,
-        f"a valid node token for node {node_id!r} is required (Authorization: Bearer ...); "
-        "a node token acts only for the node ids its principal name matches",
-    )
+def _refused(access: NodeAccess, node_id: str) -> web.Response:
+    """The answer for a token that may not act as `node_id` ("" for any node)."""
+    who = f"node {node_id!r}" if node_id else "a node"
+    match access:
+        case NodeAccess.UNKNOWN_TOKEN:
+            return _json_error(
+                401, f"a valid node token for {who} is required (Authorization: Bearer ...)"
+            )
+        case NodeAccess.FORBIDDEN | NodeAccess.ALLOWED:
+            return _json_error(
+                403,
+                f"this token may not act as {who}: a node token acts only for the node ids its "
+                "principal name matches, and other roles not at all",
+            )
+        case _:
+            assert_never(access)
 
 
 def bearer_token(request: web.Request) -> str:
@@ -106,14 +154,14 @@ class HttpControlChannel:
             web.post("/v1/nodes/{node_id}/health", self._health),
         ]
 
-    def _authorised(self, request: web.Request, node_id: str) -> bool:
+    def _access(self, request: web.Request, node_id: str) -> NodeAccess:
         token = bearer_token(request)
-        return bool(token) and self._node_auth(token, node_id)
+        return self._node_auth(token, node_id) if token else NodeAccess.UNKNOWN_TOKEN
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         node_id = request.match_info["node_id"]
-        if not self._authorised(request, node_id):
-            return _not_this_node(node_id)
+        if (access := self._access(request, node_id)) is not NodeAccess.ALLOWED:
+            return _refused(access, node_id)
         try:
             after = int(request.query.get("after", "0"))
             timeout = float(request.query.get("timeout", "30"))
@@ -131,8 +179,8 @@ class HttpControlChannel:
                 assert_never(result)
 
     async def _bundle(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorised(request, ""):
-            return _json_error(401, "a valid node token is required (Authorization: Bearer ...)")
+        if (access := self._access(request, "")) is not NodeAccess.ALLOWED:
+            return _refused(access, "")
         digest = request.match_info["digest"]
         envelope = self._bundles.get(digest)
         if envelope is None:
@@ -141,14 +189,16 @@ class HttpControlChannel:
 
     async def _report_body(self, request: web.Request) -> dict[str, Any] | web.Response:
         node_id = request.match_info["node_id"]
-        if not self._authorised(request, node_id):
-            return _not_this_node(node_id)
+        if (access := self._access(request, node_id)) is not NodeAccess.ALLOWED:
+            return _refused(access, node_id)
         if self._sink is None:
             return _json_error(503, "the control plane is starting; retry shortly")
         try:
-            data = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _json_error(400, "the report must be a JSON object")
+            data = await read_json(request, MAX_REPORT_BYTES)
+        except BodyTooLargeError as exc:
+            return _json_error(413, f"{exc}; a report is a small JSON object")
+        except NotJsonError as exc:
+            return _json_error(400, f"the report must be a JSON object: {exc}")
         if not isinstance(data, dict):
             return _json_error(400, "the report must be a JSON object")
         if data.get("node_id") != node_id:
@@ -208,8 +258,8 @@ class HttpNodeChannel:
 
     @staticmethod
     def _raise_for(status: int, body: bytes, what: str) -> NoReturn:
-        if status == 401:
-            raise TransportError(f"{what}: the control plane rejected the node token")
+        if status in (401, 403):
+            raise TransportError(f"{what}: the control plane rejected the node token ({status})")
         raise TransportError(f"{what}: HTTP {status}: {body[:200].decode(errors='replace')}")
 
     async def watch(
