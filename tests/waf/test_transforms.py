@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from failsmall.engine.signatures.transforms import (
     js_decode,
     lowercase,
     normalize_path,
+    percent_decode,
     remove_comments,
     remove_nulls,
     remove_whitespace,
@@ -183,3 +185,14 @@ def test_the_alphanumeric_shortcut_finds_the_same_features(value: str) -> None:
     if value.isalnum():
         assert features(value) == _features(value, ALL_FEATURES)
         assert features(value, UPPER_OR_WIDE) == _features(value, UPPER_OR_WIDE)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(["%", "%4", "%41", "%C3", "%A9", "%e4%bd%a0", "%FF", "a", "é", "%%", "+"]),
+        max_size=20,
+    ).map("".join)
+)
+def test_percent_decode_is_unquote_with_replacement(text: str) -> None:
+    assert percent_decode(text) == unquote(text, errors="replace")

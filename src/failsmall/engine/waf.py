@@ -6,6 +6,11 @@ tag > ruleset); `skip` skips the rest of a ruleset, later phases or named rulese
 to the executing ruleset's anomaly score, and a ruleset whose score reaches its threshold applies
 its threshold action.
 
+Inspection is bounded by the bundle's work limits (`failsmall.engine.work`): when decoding,
+parsing or scanning the request reaches one, the result names it, and `limits.waf_over_limit`
+decides: `inspect_partial` keeps the rules' verdict on what was inspected; `block` (403) and
+`challenge` answer the request so unless a rule already blocked it.
+
 Every evaluated rule yields exactly one outcome. A rule's effective state is decided first: a
 bundle override (killswitch) that has not expired, else an execute override, else the authored
 state. A `disabled` rule yields `Disabled` and carries no results, whatever its action.
@@ -37,6 +42,7 @@ from failsmall.engine.outcomes import (
 )
 from failsmall.engine.request import RequestView
 from failsmall.engine.signatures import SignatureCompileError, SignatureScanner
+from failsmall.engine.work import LimitReached
 from failsmall.model.bundle import Bundle
 from failsmall.model.rules import (
     PHASE_ORDER,
@@ -55,8 +61,10 @@ from failsmall.model.rules import (
     SignatureMatch,
     SkipAction,
 )
+from failsmall.model.traffic import Limits, OverLimit
 
 CHALLENGE_STATUS = 403
+OVER_LIMIT_STATUS = 403
 PARANOIA_TAG = "paranoia:"
 MAX_EXECUTE_DEPTH = 16
 
@@ -71,11 +79,17 @@ class WafBuildError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Terminate:
-    """A terminating action: the request ends with this decision and status."""
+    """A terminating action: the request ends with this decision and status, because of a rule
+    (`rule_id`) or of a work limit (`limit`, with `rule_id` empty)."""
 
     decision: Decision
     status: int
     rule_id: str
+    limit: str = ""
+
+    @property
+    def cause(self) -> str:
+        return f"over limit {self.limit}" if self.limit else f"rule {self.rule_id}"
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,7 @@ class Evaluation:
     __slots__ = (
         "matched",
         "now",
+        "reached",
         "scanned",
         "scanner",
         "skipped_phases",
@@ -218,6 +233,7 @@ class Evaluation:
         self.now = now
         self.scanner = scanner
         self.scanned = False
+        self.reached: LimitReached | None = None
         # Skips are rare: both start as one shared empty set, replaced on the first skip.
         self.skipped_phases: frozenset[Phase] = _NONE_SKIPPED
         self.skipped_rulesets: frozenset[str] = _NONE_SKIPPED
@@ -231,7 +247,9 @@ class Evaluation:
         if not self.scanned:
             self.scanned = True
             if self.scanner is not None:
-                self.view.signature_hits = self.scanner.scan(self.view)
+                result = self.scanner.inspect(self.view)
+                self.view.signature_hits = result.hits
+                self.reached = result.reached
         return self.view.signature_hits
 
 
@@ -244,6 +262,7 @@ class WafResult(NamedTuple):
     outcomes: tuple[RuleOutcome, ...]
     terminate: Terminate | None
     matched: tuple[str, ...]
+    over_limits: tuple[LimitReached, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -295,14 +314,43 @@ class Waf:
     def evaluate(self, view: RequestView, now: float) -> WafResult:
         ev = Evaluation(view, now, self.scanner)
         outcomes: tuple[RuleOutcome, ...] = ()
+        terminate: Terminate | None = None
         for phase, ruleset in self.phases:
             if ev.skipped_phases and phase in ev.skipped_phases:
                 continue
             results, _score, terminate = _run(ruleset, ev)
             outcomes += results
             if terminate is not None:
-                return WafResult(outcomes, terminate, tuple(ev.matched))
-        return WafResult(outcomes, None, tuple(ev.matched))
+                break
+        reached = view.body_limits
+        if ev.reached is not None:
+            reached = (*reached, ev.reached)
+        if not reached:
+            return WafResult(outcomes, terminate, tuple(ev.matched))
+        return WafResult(
+            outcomes, _over_limit(terminate, reached, view.limits), tuple(ev.matched), reached
+        )
+
+
+def _over_limit(
+    terminate: Terminate | None, reached: tuple[LimitReached, ...], limits: Limits
+) -> Terminate | None:
+    """The termination of a request whose inspection reached a work limit."""
+    action = limits.waf_over_limit
+    limit = reached[0].limit
+    match action:
+        case OverLimit.INSPECT_PARTIAL:
+            return terminate
+        case OverLimit.BLOCK:
+            if terminate is not None and terminate.decision is Decision.BLOCK:
+                return terminate
+            return Terminate(Decision.BLOCK, OVER_LIMIT_STATUS, "", limit)
+        case OverLimit.CHALLENGE:
+            if terminate is not None:
+                return terminate
+            return Terminate(Decision.CHALLENGE, CHALLENGE_STATUS, "", limit)
+        case _:
+            assert_never(action)
 
 
 def _run(

@@ -13,7 +13,6 @@ import posixpath
 import re
 from collections.abc import Callable, Sequence
 from html.entities import html5 as html5_entities
-from urllib.parse import unquote
 
 from failsmall.model.rules import Transform
 
@@ -73,11 +72,24 @@ def url_decode(value: str) -> str:
     for _ in range(URL_DECODE_ROUNDS):
         if "%" not in value:
             break
-        decoded = unquote(value, errors="replace")
+        decoded = percent_decode(value)
         if decoded == value:
             break
         value = decoded
     return value
+
+
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _decode_run(match: re.Match[str]) -> str:
+    return bytes.fromhex(match.group().replace("%", "")).decode("utf-8", "replace")
+
+
+def percent_decode(value: str) -> str:
+    """`urllib.parse.unquote(value, errors="replace")`, one call per run of escapes rather
+    than per escape: linear in the value with a small constant, also on binary bodies."""
+    return _PERCENT_RUN.sub(_decode_run, value)
 
 
 def url_decode_uni(value: str) -> str:
