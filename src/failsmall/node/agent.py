@@ -317,6 +317,7 @@ class ConfigAgent:
         now = time.monotonic()
         window_s, self._window_started = now - self._window_started, now
         window = self.stats.take_window()
+        self._log_module_errors()
         trips = self._breaker_trips()
         new_trips = max(0, trips - self._breaker_trips_seen)
         self._breaker_trips_seen = trips
@@ -336,6 +337,19 @@ class ConfigAgent:
             poisoned=tuple(sorted(self.guard.poisoned)),
             address=self.address,
         )
+
+    def _log_module_errors(self) -> None:
+        """Log the engine's module error reports (already within their budget: see
+        `failsmall.engine.bulkhead.ErrorBudget`) and how many were dropped past it."""
+        serving = self.slot.current
+        if serving is None:
+            return
+        errors = serving.state.errors
+        for report in errors.drain():
+            log.warning("module %s: %s", report.module, report.error)
+        if errors.dropped:
+            log.warning("%d module error reports dropped past the error budget", errors.dropped)
+            errors.dropped = 0
 
     def _breaker_trips(self) -> int:
         serving = self.slot.current
