@@ -64,6 +64,8 @@ MEMO_MAX_VALUE = 512
 #: Whole requests are remembered too (a load tester, a retrying client), up to this size each:
 #: a request's hits depend only on its method, path, query, headers and body.
 MEMO_MAX_REQUEST = 16 * 1024
+#: Values longer than this share transform results between chains by input (see `_scan_value`).
+SHARED_TRANSFORM_MIN = 1024
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go.
 MEMO_BYTES = 8 * 1024 * 1024
 #: The fixed cost of one memo entry, in the same rough bytes.
@@ -530,8 +532,14 @@ class SignatureScanner:
         # chains sharing a prefix share its work through `done`.
         results: dict[str, int] = {value: unchanged} if unchanged else {}
         done: dict[int, str] = {}
+        # A long value's chains often reach one transform with equal inputs by different
+        # prefixes (every decoding step before it left the value as it was): each transform
+        # runs once per distinct input.
+        applied: dict[tuple[TransformFn, str], str] | None = (
+            {} if len(value) > SHARED_TRANSFORM_MIN else None
+        )
         for bit, steps in triggered:
-            result = _transform(steps, value, done)
+            result = _transform(steps, value, done, applied)
             results[result] = results.get(result, 0) | bit
         found = NO_HITS
         chars = 0
@@ -593,14 +601,26 @@ def _size(request: Request) -> int:
     return 256 + len(request.path) + len(request.query) + len(request.body) + header_chars
 
 
-def _transform(steps: tuple[tuple[int, TransformFn], ...], value: str, done: dict[int, str]) -> str:
+def _transform(
+    steps: tuple[tuple[int, TransformFn], ...],
+    value: str,
+    done: dict[int, str],
+    applied: dict[tuple[TransformFn, str], str] | None,
+) -> str:
     for prefix, transform in steps:
         known = done.get(prefix)
-        if known is None:
-            value = transform(value)
-            done[prefix] = value
-        else:
+        if known is not None:
             value = known
+            continue
+        if applied is None:
+            value = transform(value)
+        else:
+            key = (transform, value)
+            output = applied.get(key)
+            if output is None:
+                output = applied[key] = transform(value)
+            value = output
+        done[prefix] = value
     return value
 
 
