@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bundle = managed_bundle()
     engine = Engine.build(bundle)
-    big_bundle = bundle.model_copy(
-        update={"limits": bundle.limits.model_copy(update={"waf_body_buffer": MIB})}
-    )
+    # A 1 MiB buffer, and the value limit scaled with it (the default suits 128 KiB).
+    big_limits = {"waf_body_buffer": MIB, "waf_max_values": 8 * bundle.limits.waf_max_values}
+    big_bundle = bundle.model_copy(update={"limits": bundle.limits.model_copy(update=big_limits)})
     big = Engine.build(big_bundle)
     files = corpus_files(args.blazehttp)
     requests = load(files)
