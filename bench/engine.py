@@ -197,9 +197,14 @@ def main() -> int:
     args = parser.parse_args()
     example = Engine.build(load_config_dir(ROOT / "examples" / "site"))
     empty = Engine.build(Bundle(limits={"waf_body_buffer": 1024 * 1024}))  # type: ignore[arg-type]
+    # A 1 MiB buffer, and the value limit scaled with it (the default suits 128 KiB).
+    big_limits = {
+        "waf_body_buffer": 1024 * 1024,
+        "waf_max_values": 8 * example.limits.waf_max_values,
+    }
     big = Engine.build(
         load_config_dir(ROOT / "examples" / "site").model_copy(
-            update={"limits": example.limits.model_copy(update={"waf_body_buffer": 1024 * 1024})}
+            update={"limits": example.limits.model_copy(update=big_limits)}
         )
     )
     rows = []

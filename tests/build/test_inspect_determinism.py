@@ -120,6 +120,7 @@ def test_inspect_is_byte_identical_in_any_order_and_under_load(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_inspect_over_the_blazehttp_corpus_is_byte_identical(
     signed: tuple[Path, Path], tmp_path: Path
 ) -> None:
