@@ -204,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
     if args.blazehttp is None or not args.blazehttp.is_dir():
+        where = f"at {args.blazehttp}" if args.blazehttp is not None else "given"
         message = (
-            f"no blazehttp corpus at {args.blazehttp}: clone github.com/chaitin/blazehttp "
+            f"no blazehttp corpus {where}: clone github.com/chaitin/blazehttp "
             "into a temporary directory (never into this repository) and pass its "
             "`testcases` directory as --blazehttp DIR"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from failsmall.cli.main import app
@@ -27,10 +29,20 @@ runner = CliRunner()
 
 @pytest.fixture
 def signed(tmp_path: Path) -> tuple[Path, Path]:
+    """The example site's bundle without what decides by request history on purpose (rate
+    limits, and bot features that count a client's rate): what is left must not depend on it."""
+    config = tmp_path / "site"
+    shutil.copytree(EXAMPLE, config)
+    settings = yaml.safe_load((config / "bundle.yaml").read_text())
+    settings.pop("rate_limits", None)
+    (config / "bundle.yaml").write_text(yaml.safe_dump(settings))
+    features = yaml.safe_load((config / "features.yaml").read_text())
+    features["features"] = [f for f in features["features"] if f["kind"] != "rate_over"]
+    (config / "features.yaml").write_text(yaml.safe_dump(features))
     key = tmp_path / "keys" / "signing.pem"
     assert runner.invoke(app, ["keygen", str(key)]).exit_code == 0
     bundle = tmp_path / "site.bundle"
-    result = runner.invoke(app, ["build", str(EXAMPLE), "-o", str(bundle), "--key", str(key)])
+    result = runner.invoke(app, ["build", str(config), "-o", str(bundle), "--key", str(key)])
     assert result.exit_code == 0, result.output
     return bundle, key.with_suffix(".pub")
 

@@ -125,7 +125,8 @@ class Acted:
 
 @dataclass(frozen=True, slots=True)
 class ModuleErrored:
-    """The module failed (exception, time budget, broken config); `policy` was applied."""
+    """The module failed (raised), or is skipped while its circuit breaker is open; `policy`
+    (its `failure_policy`, or its `while_open`) was applied."""
 
     module: ModuleName
     error: str

@@ -309,7 +309,7 @@ class ConfigAgent:
             self._closed_windows.append(self.health_report())
         self.slot.swap(serving)
         # The compiled engine lives until the next swap: keep the collector from walking it on
-        # every full collection, whose pause would count against module time budgets.
+        # every full collection, whose pause would add to request latency.
         gc.freeze()
 
     def health_report(self) -> HealthReport:
