@@ -219,3 +219,34 @@ def test_counted_work_never_exceeds_the_declared_limits(
     if result.reached is None and view.body.reached is None:
         full = scanner.inspect(RequestView(post(data, content_type), limits=engine.limits))
         assert full.hits == result.hits
+
+
+def test_a_body_no_rule_reads_is_not_over_a_limit() -> None:
+    bundle = managed_bundle()
+    skip = {
+        "id": "office",
+        "rules": [
+            {
+                "id": "office-skips-managed",
+                "expression": 'ip.src == "192.0.2.10"',
+                "action": {"type": "skip", "phases": ["http_request_firewall_managed"]},
+            }
+        ],
+    }
+    data = bundle.model_dump()
+    data["rulesets"].append(skip)
+    data["phases"]["http_request_firewall_custom"] = "office"
+    engine = Engine.build(Bundle.model_validate(data))
+    framing = post(b"--a\r\n\r\nx", "multipart/form-data; boundary=a; boundary=b")
+    office = Request(
+        framing.method,
+        framing.path,
+        headers=framing.headers,
+        body=framing.body,
+        client_ip="192.0.2.10",
+        host=framing.host,
+    )
+    assert engine.evaluate(office, engine.new_state()).decision is Decision.ALLOW
+    other = engine.evaluate(framing, engine.new_state())
+    assert other.decision is Decision.BLOCK
+    assert [r.limit for r in other.over_limits] == ["multipart_framing"]

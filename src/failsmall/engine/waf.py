@@ -322,7 +322,9 @@ class Waf:
             outcomes += results
             if terminate is not None:
                 break
-        reached = view.body_limits
+        # The body's limits count when something read the body (the scanner, a rule, another
+        # module): a request whose body no rule inspects was not inspected in part.
+        reached = view.body_limits if _body_read(view) else ()
         if ev.reached is not None:
             reached = (*reached, ev.reached)
         if not reached:
@@ -330,6 +332,10 @@ class Waf:
         return WafResult(
             outcomes, _over_limit(terminate, reached, view.limits), tuple(ev.matched), reached
         )
+
+
+def _body_read(view: RequestView) -> bool:
+    return "decoded" in view.__dict__ or "body" in view.__dict__
 
 
 def _over_limit(
