@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.body import ParsedBody
+from failsmall.engine.multipart import Ambiguous, _delimiter_lines
 from failsmall.engine.request import BodyFormat, Request, RequestView, parse_form
 from failsmall.engine.request import parse_body as parse_with_limits
 from failsmall.model.traffic import Limits
@@ -141,3 +143,25 @@ form_text = st.lists(
 @given(text=st.one_of(form_text, st.text(max_size=40)))
 def test_parse_form_is_parse_qsl_keeping_blank_values(text: str) -> None:
     assert parse_form(text) == parse_qsl(text, keep_blank_values=True)
+
+
+_STRICT = re.compile(rb"(?:\A|\r\n)--b(--)?[ \t]*(?:\r\n|\Z)")
+_LOOSE = re.compile(rb"(?:\A|\n)--b(?:--)?[ \t]*\r?(?:\n|\Z)")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    body=st.lists(
+        st.sampled_from([b"--b", b"--", b"\r\n", b"\n", b"\r", b" ", b"x"]), max_size=14
+    ).map(b"".join)
+)
+def test_delimiter_lines_are_the_rfc_2046_regex_or_ambiguous(body: bytes) -> None:
+    strict = [(m.start(), m.end(), bool(m.group(1))) for m in _STRICT.finditer(body)]
+    loose = len(_LOOSE.findall(body))
+    try:
+        lines = _delimiter_lines(body, b"--b")
+    except Ambiguous:
+        assert loose != len(strict)
+        return
+    assert loose == len(strict)
+    assert [(line.start, line.end, line.close) for line in lines] == strict

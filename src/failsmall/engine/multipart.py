@@ -131,24 +131,19 @@ def split_parts(body: bytes, boundary: str, truncated: bool, max_parts: int) -> 
     A body cut at the WAF buffer (`truncated`) may end inside a part: the parts up to there are
     returned, the last one as far as it goes.
     """
-    delimiter = b"--" + boundary.encode("latin-1")
-    pattern = re.compile(rb"(?:\A|\r\n)" + re.escape(delimiter) + rb"(--)?[ \t]*(?:\r\n|\Z)")
-    found = list(pattern.finditer(body))
-    loose = re.compile(rb"(?:\A|\n)" + re.escape(delimiter) + rb"(?:--)?[ \t]*\r?(?:\n|\Z)")
-    if sum(1 for _ in loose.finditer(body)) != len(found):
-        raise Ambiguous("a delimiter line ends with a bare LF, which origins read differently")
+    found = _delimiter_lines(body, b"--" + boundary.encode("latin-1"))
     if not found:
         if truncated:
             return []
         raise Ambiguous("no delimiter line for the boundary")
     parts: list[Part] = []
     closed = False
-    for index, match in enumerate(found):
-        if match.group(1):  # the close delimiter: whatever follows is epilogue
+    for index, line in enumerate(found):
+        if line.close:  # the close delimiter: whatever follows is epilogue
             closed = True
             break
-        start = match.end()
-        end = found[index + 1].start() if index + 1 < len(found) else len(body)
+        start = line.end
+        end = found[index + 1].start if index + 1 < len(found) else len(body)
         last = index + 1 >= len(found)
         if last and not truncated:
             raise Ambiguous("the body ends without a close delimiter")
@@ -158,6 +153,53 @@ def split_parts(body: bytes, boundary: str, truncated: bool, max_parts: int) -> 
     if not closed and not truncated:
         raise Ambiguous("the body ends without a close delimiter")
     return parts
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A delimiter line: where it starts (its CRLF included), where the part after it starts,
+    and whether it is the close delimiter."""
+
+    start: int
+    end: int
+    close: bool
+
+
+_BLANKS = frozenset(b" \t")
+
+
+def _delimiter_lines(body: bytes, delimiter: bytes) -> list[_Line]:
+    """Every delimiter line of `body` (RFC 2046: CRLF, `--boundary`, maybe `--`, maybe spaces,
+    then CRLF or the end), found with `bytes.find` so a large file part costs a memchr pass.
+    Raises Ambiguous for a line an origin could take for a delimiter that RFC 2046 does not:
+    one after a bare LF, or ending with one."""
+    lines: list[_Line] = []
+    size = len(body)
+    consumed = 0  # the end of the last delimiter line: its CRLF is not the next one's
+    position = body.find(delimiter)
+    while position >= 0:
+        after_crlf = position - 2 >= consumed and body[position - 2 : position] == b"\r\n"
+        after_lf = position - 1 >= consumed and body[position - 1] == 0x0A
+        end = position + len(delimiter)
+        close = body.startswith(b"--", end)
+        cursor = end + 2 if close else end
+        while cursor < size and body[cursor] in _BLANKS:
+            cursor += 1
+        starts_line = position == 0 or after_lf
+        if starts_line and body[cursor:] == b"\r":
+            raise Ambiguous("a delimiter line ends with a bare CR, which origins read otherwise")
+        if cursor >= size or body.startswith(b"\r\n", cursor):
+            if starts_line and not (position == 0 or after_crlf):
+                raise Ambiguous(
+                    "a delimiter line follows a bare LF, which origins read differently"
+                )
+            if starts_line:
+                consumed = min(cursor + 2, size)
+                lines.append(_Line(position - 2 if after_crlf else position, consumed, close))
+        elif starts_line and body[cursor] == 0x0A:
+            raise Ambiguous("a delimiter line ends with a bare LF, which origins read otherwise")
+        position = body.find(delimiter, end)
+    return lines
 
 
 class PartLimit(Exception):
