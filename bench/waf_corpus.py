@@ -430,7 +430,7 @@ def _print(
     console.print(timing)
     console.print(
         "baseline: the same pipeline with an empty managed phase (no signatures); errored: a "
-        "module overran its time budget (or failed) and its failure policy decided",
+        "module failed and its failure policy decided",
         style="dim",
     )
     console.print("[green]all targets met[/green]" if met else "[red]targets missed[/red]")

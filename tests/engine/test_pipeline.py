@@ -65,7 +65,7 @@ def test_module_exception_is_contained_and_policy_applied() -> None:
     assert (v.decision, v.status) == (Decision.ERROR, 503)
 
 
-def test_time_budget_overrun_is_an_error_and_trips_the_breaker() -> None:
+def test_a_module_past_the_watchdog_budget_keeps_its_verdict_and_never_trips_the_breaker() -> None:
     b = bundle(
         modules={"bot": {"breaker_failures": 3, "breaker_cooldown_s": 30}},
         bot={"feature_file": FEATURES},
@@ -74,24 +74,77 @@ def test_time_budget_overrun_is_an_error_and_trips_the_breaker() -> None:
     state = engine.new_state()
     ticks = itertools.count()
     state.clock = lambda: float(next(ticks))  # every module appears to take one second
-    outcomes = [engine.evaluate(request(now=100.0 + i), state).modules[2] for i in range(5)]
-    assert all(isinstance(o, ModuleErrored) for o in outcomes[:3])
-    assert "budget" in outcomes[0].error  # type: ignore[union-attr]
-    assert state.breakers[ModuleName.BOT].state is BreakerState.OPEN
-    assert isinstance(outcomes[3], ModuleErrored) and outcomes[3].error == "circuit breaker open"
-    assert state.module_errors[ModuleName.BOT] == 3
+    verdicts = [engine.evaluate(request(now=100.0 + i), state) for i in range(10)]
+    assert all(v.modules[2] == Passed(ModuleName.BOT, "score 80") for v in verdicts)
+    assert all(v.bot == Scored(80) and not v.errored for v in verdicts)
+    assert ModuleName.BOT not in state.breakers or (
+        state.breakers[ModuleName.BOT].state is BreakerState.CLOSED
+    )
+    assert state.module_overruns[ModuleName.BOT] == 10
+    assert not state.module_errors
+    reports = state.errors.drain()
+    assert reports and "watchdog" in reports[0].error and "verdict is kept" in reports[0].error
+
+
+FAILING_LIMIT = [
+    {"id": "rl", "expression": 'http.request.headers["x"][0] == "1"', "requests": 1, "period_s": 1}
+]
+
+
+def test_failures_open_the_breaker_loudly_and_while_open_decides() -> None:
+    b = bundle(
+        rate_limits=FAILING_LIMIT,
+        modules={
+            "ratelimit": {
+                "breaker_failures": 3,
+                "breaker_cooldown_s": 30,
+                "failure_policy": "fail_open",
+                "while_open": "fail_closed",
+            }
+        },
+    )
+    engine = Engine.build(b)
+    state = engine.new_state()
+    verdicts = [engine.evaluate(request(now=100.0 + i), state) for i in range(5)]
+    assert [v.decision for v in verdicts] == [Decision.ALLOW] * 3 + [Decision.ERROR] * 2
+    assert verdicts[3].status == 503
+    opened = verdicts[3].modules[1]
+    assert isinstance(opened, ModuleErrored) and opened.error == "circuit breaker open"
+    assert state.breakers[ModuleName.RATELIMIT].state is BreakerState.OPEN
+    assert state.open_breakers() == [(ModuleName.RATELIMIT, state.breakers[ModuleName.RATELIMIT])]
+    assert state.module_errors[ModuleName.RATELIMIT] == 3
+    reports = [r.error for r in state.errors.drain()]
+    assert any("circuit breaker opened after 3 failures" in r and "503" in r for r in reports)
+    # After the cooldown a request goes through again (half open).
+    later = engine.evaluate(request(now=200.0), state)
+    assert isinstance(later.modules[1], ModuleErrored) and later.decision is Decision.ALLOW
+
+
+def test_the_waf_breaker_fails_closed_unless_the_bundle_says_otherwise() -> None:
+    assert bundle().modules[ModuleName.WAF].while_open.value == "fail_closed"
+    assert bundle().modules[ModuleName.BOT].while_open.value == "fail_open"
+    tuned = bundle(modules={"waf": {"failure_policy": "fail_closed"}})
+    assert tuned.modules[ModuleName.WAF].while_open.value == "fail_closed"
+    relaxed = bundle(modules={"waf": {"while_open": "fail_open"}})
+    assert relaxed.modules[ModuleName.WAF].while_open.value == "fail_open"
+
+
+def test_a_breaker_report_gets_through_an_exhausted_error_budget() -> None:
+    b = bundle(
+        rate_limits=FAILING_LIMIT,
+        modules={"ratelimit": {"breaker_failures": 50, "breaker_window_s": 1}},
+    )
+    engine = Engine.build(b)
+    state = engine.new_state()
+    for i in range(50):
+        engine.evaluate(request(now=100.0 + i / 1000), state)
+    reports = [r.error for r in state.errors.drain()]
+    assert state.errors.dropped > 0
+    assert any("circuit breaker opened" in r for r in reports)
 
 
 def test_error_reports_are_budgeted() -> None:
-    failing_limit = [
-        {
-            "id": "rl",
-            "expression": 'http.request.headers["x"][0] == "1"',
-            "requests": 1,
-            "period_s": 1,
-        }
-    ]
-    b = bundle(rate_limits=failing_limit, modules={"ratelimit": {"breaker_failures": 10**6}})
+    b = bundle(rate_limits=FAILING_LIMIT, modules={"ratelimit": {"breaker_failures": 10**6}})
     engine = Engine.build(b)
     state = engine.new_state()
     for i in range(1000):

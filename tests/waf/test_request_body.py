@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failsmall.engine.request import BodyFormat, Request, RequestView, parse_body, parse_form
+from failsmall.engine.body import ParsedBody
+from failsmall.engine.multipart import Ambiguous, _delimiter_lines
+from failsmall.engine.request import BodyFormat, Request, RequestView, parse_form
+from failsmall.engine.request import parse_body as parse_with_limits
+from failsmall.model.traffic import Limits
+
+LIMITS = Limits()
+
+
+def parse_body(content_type: str, body: bytes) -> ParsedBody:
+    return parse_with_limits(content_type, body, False, LIMITS)
 
 
 def view(content_type: str, body: bytes) -> RequestView:
@@ -62,21 +73,23 @@ def test_multipart_fields_and_file_names() -> None:
         b'Content-Disposition: form-data; name="upload"; filename="Invoice O\'Brien.pdf"\r\n'
         b"Content-Type: application/pdf\r\n\r\n"
         b"%PDF-1.7 \x00\xff binary\r\n"
-        b"--XyZ\n"
-        b'Content-Disposition: form-data; name="0"\n\n'
-        b'["$K1"]\n'
+        b"--XyZ\r\n"
+        b'Content-Disposition: form-data; name="0"\r\n\r\n'
+        b'["$K1"]\r\n'
         b"--XyZ--\r\n"
     )
     v = view('multipart/form-data; boundary="XyZ"', body)
     assert v.body.format is BodyFormat.MULTIPART
     assert v.body_args == {"title": ["Rock & roll"], "0": ['["$K1"]']}
     assert v.filenames == ["Invoice O'Brien.pdf"]
+    assert v.body.reached is None
 
 
-def test_multipart_without_boundary_is_malformed() -> None:
+def test_multipart_without_boundary_reaches_the_framing_limit() -> None:
     parsed = parse_body("multipart/form-data", b"--x\r\n\r\n")
-    assert parsed.format is BodyFormat.MALFORMED
-    assert "boundary" in parsed.problem
+    assert parsed.format is BodyFormat.MULTIPART
+    assert parsed.reached is not None and parsed.reached.limit == "multipart_framing"
+    assert "boundary" in parsed.reached.detail
 
 
 def test_other_media_types_are_raw_and_empty_bodies_empty() -> None:
@@ -110,10 +123,14 @@ def test_parsing_never_raises(content_type: str, body: bytes) -> None:
     assert all(isinstance(n, str) and isinstance(v, str) for n, v in parsed.fields)
 
 
-def test_deeply_nested_json_is_bounded() -> None:
-    body = b'{"a":' * 500 + b"1" + b"}" * 500
+def test_json_deeper_than_the_limit_reaches_it_rather_than_stopping_silently() -> None:
+    for levels in (LIMITS.waf_max_body_depth + 1, 500, 5000):
+        body = b'{"a":' * levels + b'"x"' + b"}" * levels
+        parsed = parse_body("application/json", body)
+        assert parsed.reached is not None and parsed.reached.limit == "waf_max_body_depth"
+    body = b'{"a":' * LIMITS.waf_max_body_depth + b'"x"' + b"}" * LIMITS.waf_max_body_depth
     parsed = parse_body("application/json", body)
-    assert parsed.format in (BodyFormat.JSON, BodyFormat.MALFORMED)
+    assert parsed.reached is None and parsed.fields[-1][1] == "x"
 
 
 form_text = st.lists(
@@ -126,3 +143,25 @@ form_text = st.lists(
 @given(text=st.one_of(form_text, st.text(max_size=40)))
 def test_parse_form_is_parse_qsl_keeping_blank_values(text: str) -> None:
     assert parse_form(text) == parse_qsl(text, keep_blank_values=True)
+
+
+_STRICT = re.compile(rb"(?:\A|\r\n)--b(--)?[ \t]*(?:\r\n|\Z)")
+_LOOSE = re.compile(rb"(?:\A|\n)--b(?:--)?[ \t]*\r?(?:\n|\Z)")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    body=st.lists(
+        st.sampled_from([b"--b", b"--", b"\r\n", b"\n", b"\r", b" ", b"x"]), max_size=14
+    ).map(b"".join)
+)
+def test_delimiter_lines_are_the_rfc_2046_regex_or_ambiguous(body: bytes) -> None:
+    strict = [(m.start(), m.end(), bool(m.group(1))) for m in _STRICT.finditer(body)]
+    loose = len(_LOOSE.findall(body))
+    try:
+        lines = _delimiter_lines(body, b"--b")
+    except Ambiguous:
+        assert loose != len(strict)
+        return
+    assert loose == len(strict)
+    assert [(line.start, line.end, line.close) for line in lines] == strict

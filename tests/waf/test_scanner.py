@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import hyperscan
@@ -178,9 +179,11 @@ class Reference:
 
             for target in match.targets:
                 for value in target_values(view, target):
-                    data = transform(value).encode("utf-8", errors="replace")
-                    if data:
-                        database.scan(data, match_event_handler=on_match)
+                    # A value is matched as written and in its NFKC form.
+                    for form in {value, unicodedata.normalize("NFKC", value)}:
+                        data = transform(form).encode("utf-8", errors="replace")
+                        if data:
+                            database.scan(data, match_event_handler=on_match)
             if found:
                 hits.add(key)
         return hits

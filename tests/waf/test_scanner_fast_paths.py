@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,7 +111,7 @@ def test_the_scanner_agrees_with_the_reference_on_fresh_values(request: Request)
     scanner = managed_scanner()
     assert scanner.scan(RequestView(request)) == expected
     # and again from the memos of its values and parts alone, without the request memo
-    scanner._requests.clear()
+    forget_requests(scanner)
     assert scanner.scan(RequestView(request)) == expected
     # and again with every value fresh: no value, part or request memo
     scanner._clear_memos()
@@ -219,18 +218,30 @@ def test_the_scanner_agrees_with_the_reference_on_requests_sharing_parts(
 
 @settings(max_examples=40, deadline=None)
 @given(batch=related_requests(), managed=st.booleans())
-def test_memos_started_afresh_when_full_give_the_same_hits(
+def test_a_memo_that_forgets_its_oldest_entries_gives_the_same_hits(
     batch: list[Request], managed: bool
 ) -> None:
     scanner, rules = (managed_scanner(), reference()) if managed else every_target()
     scanner._clear_memos()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(scanner_module, "MEMO_ENTRIES", 2)
+    budget = scanner.memo.max_bytes
+    scanner.memo.max_bytes = 2 * scanner_module.MEMO_ENTRY_OVERHEAD + 64
+    try:
         for request in batch:
             assert scanner.scan(RequestView(request)) == rules.hits(request)
-            scanner._requests.clear()
+            forget_requests(scanner)
             assert scanner.scan(RequestView(request)) == rules.hits(request)
-    scanner._clear_memos()
+            assert scanner.memo.size <= scanner.memo.max_bytes
+    finally:
+        scanner.memo.max_bytes = budget
+        scanner._clear_memos()
+
+
+def forget_requests(scanner: SignatureScanner) -> None:
+    """Drop the whole-request entries of the scanner's memo (keys of six parts), keeping the
+    values and head parts."""
+    entries = scanner.memo._entries
+    for key in [k for k in entries if isinstance(k, tuple) and len(k) == 6]:
+        scanner.memo.size -= entries.pop(key)[1]
 
 
 # Mostly plain text (words, separators, slashes), with some of what makes a value not plain.

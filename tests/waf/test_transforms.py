@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from failsmall.engine.signatures import transforms as transforms_module
 from failsmall.engine.signatures.transforms import (
     _CHARREF_START,
     _CHARREF_START_NO_SEMICOLON,
@@ -27,6 +29,7 @@ from failsmall.engine.signatures.transforms import (
     js_decode,
     lowercase,
     normalize_path,
+    percent_decode,
     remove_comments,
     remove_nulls,
     remove_whitespace,
@@ -183,3 +186,54 @@ def test_the_alphanumeric_shortcut_finds_the_same_features(value: str) -> None:
     if value.isalnum():
         assert features(value) == _features(value, ALL_FEATURES)
         assert features(value, UPPER_OR_WIDE) == _features(value, UPPER_OR_WIDE)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(["%", "%4", "%41", "%C3", "%A9", "%e4%bd%a0", "%FF", "a", "é", "%%", "+"]),
+        max_size=20,
+    ).map("".join)
+)
+def test_percent_decode_is_unquote_with_replacement(text: str) -> None:
+    assert percent_decode(text) == unquote(text, errors="replace")
+
+
+_REFERENCE_JS_ESCAPE = re.compile(
+    r"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|([0-7]{1,3})|(.))", re.DOTALL
+)
+_REFERENCE_JS_SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v"}
+
+
+def reference_js_decode(value: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        unicode, hex_byte, octal, other = match.groups()
+        if unicode is not None:
+            return chr(int(unicode, 16))
+        if hex_byte is not None:
+            return chr(int(hex_byte, 16))
+        if octal is not None:
+            return chr(int(octal, 8) & 0xFF)
+        return str(_REFERENCE_JS_SIMPLE.get(other, other))
+
+    return _REFERENCE_JS_ESCAPE.sub(one, value)
+
+
+escapes = st.lists(
+    st.sampled_from(["\\", '\\"', "\\\\", "\\n", "\\u0041", "\\x41", "\\101", "a", "é", "\n"]),
+    max_size=16,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=st.one_of(escapes, st.text(max_size=30)))
+def test_js_decode_is_the_escape_by_escape_regex(text: str) -> None:
+    assert js_decode(text) == reference_js_decode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=" ,'\"^\\/(ab\té", max_size=30))
+def test_cmd_line_deletes_and_replaces_like_translate(text: str) -> None:
+    translated = text.translate(str.maketrans({"\\": "", '"': "", "'": "", "^": "", ",": " "}))
+    expected = transforms_module._compress(translated).replace(" /", "/").replace(" (", "(")
+    assert cmd_line(text) == expected

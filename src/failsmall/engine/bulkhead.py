@@ -51,16 +51,19 @@ class Breaker:
             self.state = BreakerState.CLOSED
             self.failures.clear()
 
-    def record_failure(self, now: float) -> None:
+    def record_failure(self, now: float) -> bool:
+        """Count a failure; True when it opened the breaker."""
         if self.state is BreakerState.HALF_OPEN:
             self._open(now)
-            return
+            return True
         self.failures.append(now)
         horizon = now - self.settings.breaker_window_s
         while self.failures and self.failures[0] < horizon:
             self.failures.popleft()
         if len(self.failures) >= self.settings.breaker_failures:
             self._open(now)
+            return True
+        return False
 
     def _open(self, now: float) -> None:
         self.state = BreakerState.OPEN
@@ -94,13 +97,16 @@ class ErrorBudget:
     dropped: int = 0
     pending: deque[ErrorReport] = field(default_factory=deque)
 
-    def report(self, now: float, module: str, error: str) -> None:
+    def report(self, now: float, module: str, error: str, urgent: bool = False) -> None:
+        """Queue a report within budget, else count it dropped. An `urgent` one (a breaker that
+        opened: rare by construction, one per trip) is kept even when the tokens ran out, as
+        long as the queue has room."""
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens < 1.0 or len(self.pending) >= self.capacity:
+        if len(self.pending) >= self.capacity or (self.tokens < 1.0 and not urgent):
             self.dropped += 1
             return
-        self.tokens -= 1.0
+        self.tokens = max(0.0, self.tokens - 1.0)
         self.pending.append(ErrorReport(now, module, error[:500]))
 
     def drain(self) -> list[ErrorReport]:

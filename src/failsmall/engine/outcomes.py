@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import assert_never
 
 from failsmall.engine.cache import CacheBypass, CacheDecision
+from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import FailurePolicy, ModuleName
 
 
@@ -126,7 +127,8 @@ class Acted:
 
 @dataclass(frozen=True, slots=True)
 class ModuleErrored:
-    """The module failed (exception, time budget, broken config); `policy` was applied."""
+    """The module failed (raised), or is skipped while its circuit breaker is open; `policy`
+    (its `failure_policy`, or its `while_open`) was applied."""
 
     module: ModuleName
     error: str
@@ -160,6 +162,8 @@ class Verdict:
     delay_ms: int = 0
     origin: str = ""
     cache: CacheDecision = field(default_factory=lambda: CacheBypass("cache did not run"))
+    # The work limits the WAF's inspection of this request reached (see `failsmall.engine.work`).
+    over_limits: tuple[LimitReached, ...] = ()
 
     @property
     def errored(self) -> bool:
@@ -251,4 +255,5 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, object]:
         "bot_score": bot_to_json(verdict.bot),
         "modules": [module_to_dict(m) for m in verdict.modules],
         "rules": [rule_to_dict(r) for r in verdict.rules],
+        "over_limits": [{"limit": r.limit, "detail": r.detail} for r in verdict.over_limits],
     }

@@ -1,8 +1,16 @@
 """The per-request pipeline: modules in a fixed order, each inside a bulkhead.
 
-fault -> ratelimit -> bot -> waf -> cache. A module that raises, overruns its time budget or
-cannot be built yields `ModuleErrored`, and its failure policy decides: `fail_open` lets the
-request continue, `fail_closed` answers 503. Nothing raises out of `Engine.evaluate`.
+fault -> ratelimit -> bot -> waf -> cache. A module that raises yields `ModuleErrored`, and
+its failure policy decides: `fail_open` lets the request continue, `fail_closed` answers 503.
+Nothing raises out of `Engine.evaluate`.
+
+A verdict is a function of the request and the bundle. The clock only feeds a watchdog: a
+module that completes past `limits.module_time_budget_us` keeps its verdict, and the overrun is
+counted and reported (a defect to look at, not a failure of the request). Work caused by the
+input is bounded by counted work limits instead (see `failsmall.engine.work`), so it never
+trips a breaker. Failures (exceptions) do: `breaker_failures` of them within the window open a
+module's breaker, which is reported at once, and while it is open the module is skipped and
+its `while_open` policy applies to every request.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from failsmall.engine.ratelimit import (
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.routing import Router
 from failsmall.engine.waf import Waf, WafBuildError
+from failsmall.engine.work import LimitReached
 from failsmall.model.bot import FeatureKind
 from failsmall.model.bundle import Bundle, capacity_problems
 from failsmall.model.rules import Override
@@ -87,6 +96,16 @@ class EngineState:
     breakers: dict[ModuleName, Breaker] = field(default_factory=dict)
     errors: ErrorBudget = field(default_factory=ErrorBudget)
     module_errors: dict[ModuleName, int] = field(default_factory=dict)
+    # Modules that completed past the watchdog budget (their verdicts were kept).
+    module_overruns: dict[ModuleName, int] = field(default_factory=dict)
+
+    def open_breakers(self) -> list[tuple[ModuleName, Breaker]]:
+        """The modules whose circuit breaker is not closed, in pipeline order."""
+        return [
+            (module, breaker)
+            for module, breaker in sorted(self.breakers.items())
+            if breaker.state is not BreakerState.CLOSED
+        ]
 
     def breaker(self, module: ModuleName, settings: ModuleSettings) -> Breaker:
         breaker = self.breakers.get(module)
@@ -103,7 +122,17 @@ CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
 class _Pass:
     """Per-request values handed from module to module."""
 
-    __slots__ = ("bot", "cache", "client_rate", "delay_ms", "matched", "now", "rules", "view")
+    __slots__ = (
+        "bot",
+        "cache",
+        "client_rate",
+        "delay_ms",
+        "matched",
+        "now",
+        "over_limits",
+        "rules",
+        "view",
+    )
 
     def __init__(self, view: RequestView, now: float) -> None:
         self.view = view
@@ -114,10 +143,7 @@ class _Pass:
         self.matched: tuple[str, ...] = ()
         self.delay_ms = 0
         self.cache: CacheDecision = CACHE_DID_NOT_RUN
-
-
-class ModuleTimeBudgetExceeded(Exception):
-    """A module took longer than its time budget."""
+        self.over_limits: tuple[LimitReached, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,7 +237,7 @@ class Engine:
 
     def evaluate(self, request: Request, state: EngineState) -> Verdict:
         """Run the pipeline for one request. Never raises."""
-        p = _Pass(RequestView(request), request.now)
+        p = _Pass(RequestView(request, limits=self.limits), request.now)
         outcomes: list[ModuleOutcome] = []
         for step in self.plan:
             outcome = step.static
@@ -269,46 +295,52 @@ class Engine:
             p.delay_ms,
             "",
             p.cache,
+            p.over_limits,
         )
 
     def _run_module(self, step: _Step, p: _Pass, state: EngineState) -> ModuleOutcome:
-        """Run one module inside its bulkhead: breaker, time budget, failure policy."""
+        """Run one module inside its bulkhead: breaker, failure policy, watchdog."""
         module = step.module
         breaker = state.breakers.get(module)
         if breaker is None or breaker.settings is not step.settings:
             breaker = state.breaker(module, step.settings)
         if breaker.state is not _CLOSED and not breaker.allows(p.now):
-            return self._failed(
-                module, step.settings, "circuit breaker open", state, p, count=False
-            )
+            return self._policy(module, step.settings.while_open, "circuit breaker open", p)
         started = state.clock()
         try:
             outcome = step.run(self, p, state)
-            elapsed_us = (state.clock() - started) * 1e6
-            if elapsed_us > self.limits.module_time_budget_us:
-                raise ModuleTimeBudgetExceeded(
-                    f"took {elapsed_us:.0f} µs, budget {self.limits.module_time_budget_us} µs"
-                )
         except Exception as exc:  # noqa: BLE001 - the bulkhead: any module failure is contained
-            breaker.record_failure(p.now)
-            return self._failed(module, step.settings, f"{type(exc).__name__}: {exc}", state, p)
+            error = f"{type(exc).__name__}: {exc}"
+            state.module_errors[module] = state.module_errors.get(module, 0) + 1
+            state.errors.report(p.now, module.value, error)
+            if breaker.record_failure(p.now):
+                state.errors.report(
+                    p.now,
+                    module.value,
+                    f"circuit breaker opened after {step.settings.breaker_failures} failures "
+                    f"within {step.settings.breaker_window_s:g} s; for "
+                    f"{step.settings.breaker_cooldown_s:g} s the module is skipped and "
+                    f"requests {_WHILE_OPEN[step.settings.while_open]}",
+                    urgent=True,
+                )
+            return self._policy(module, step.settings.failure_policy, error, p)
+        elapsed_us = (state.clock() - started) * 1e6
+        if elapsed_us > self.limits.module_time_budget_us:  # a defect to report, not a failure
+            state.module_overruns[module] = state.module_overruns.get(module, 0) + 1
+            state.errors.report(
+                p.now,
+                module.value,
+                f"completed in {elapsed_us:.0f} µs, past the {self.limits.module_time_budget_us} "
+                "µs watchdog budget (its verdict is kept)",
+            )
         if breaker.state is not _CLOSED:
             breaker.record_success()
         return outcome
 
-    def _failed(
-        self,
-        module: ModuleName,
-        settings: ModuleSettings,
-        error: str,
-        state: EngineState,
-        p: _Pass,
-        count: bool = True,
+    def _policy(
+        self, module: ModuleName, policy: FailurePolicy, error: str, p: _Pass
     ) -> ModuleOutcome:
-        if count:
-            state.module_errors[module] = state.module_errors.get(module, 0) + 1
-            state.errors.report(p.now, module.value, error)
-        policy = settings.failure_policy
+        """The outcome of a module that failed, or is skipped while its breaker is open."""
         match policy:
             case FailurePolicy.FAIL_OPEN:
                 if module is ModuleName.BOT:
@@ -335,9 +367,14 @@ class Engine:
         result = self.waf.evaluate(p.view, p.now)
         p.rules = result.outcomes
         p.matched = result.matched
+        p.over_limits = result.over_limits
         if result.terminate is not None:
             t = result.terminate
-            return Acted(ModuleName.WAF, t.decision, t.status, f"rule {t.rule_id}")
+            return Acted(ModuleName.WAF, t.decision, t.status, t.cause)
+        if result.over_limits:
+            return Passed(
+                ModuleName.WAF, f"over limit {result.over_limits[0].limit}: inspected in part"
+            )
         return PASSED[ModuleName.WAF]
 
     def _cache(self, p: _Pass, state: EngineState) -> ModuleOutcome:
@@ -376,6 +413,10 @@ SWITCHED_OFF: dict[ModuleName, Bypassed] = {
     module: Bypassed(module, "switched off in the bundle") for module in ModuleName
 }
 _CLOSED = BreakerState.CLOSED
+_WHILE_OPEN = {
+    FailurePolicy.FAIL_OPEN: "pass uninspected (fail_open)",
+    FailurePolicy.FAIL_CLOSED: "are answered 503 (fail_closed)",
+}
 _CACHE_HIT = Passed(ModuleName.CACHE, "hit")
 _CACHE_MISS = Passed(ModuleName.CACHE, "miss")
 # The outcome of the bot module for each score (scores run from 1 to 99).

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Generic, TypeVar, overload
-from urllib.parse import unquote
 
+from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
+from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
+from failsmall.engine.forms import cookie_pair, form_pair, parse_form
 from failsmall.engine.paths import normalize_path
+from failsmall.engine.work import LimitReached
+from failsmall.model.traffic import Limits
+
+__all__ = [
+    "BodyFormat",
+    "ParsedBody",
+    "Request",
+    "RequestView",
+    "cookie_pair",
+    "form_pair",
+    "parse_body",
+    "parse_form",
+]
 
 T = TypeVar("T")
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +86,8 @@ class RequestView:
     request: Request
     bot_score: int | None = None
     signature_hits: frozenset[str] = frozenset()
+    # The bundle's limits: they bound body decoding and parsing (see `failsmall.engine.work`).
+    limits: Limits = DEFAULT_LIMITS
 
     @_Lazy
     def headers(self) -> dict[str, list[str]]:
@@ -144,8 +159,14 @@ class RequestView:
         return out
 
     @_Lazy
+    def decoded(self) -> DecodedBody:
+        """The body decoded through its Content-Encoding, as the origin will read it."""
+        codings = content_codings(self.headers.get("content-encoding", []))
+        return decode_body(codings, self.request.body, self.request.body_truncated, self.limits)
+
+    @_Lazy
     def body_text(self) -> str:
-        return self.request.body.decode("utf-8", errors="replace")
+        return self.decoded.data.decode("utf-8", errors="replace")
 
     @_Lazy
     def content_type(self) -> str:
@@ -155,7 +176,19 @@ class RequestView:
     @_Lazy
     def body(self) -> ParsedBody:
         """The body parsed by content type: urlencoded, JSON or multipart fields."""
-        return parse_body(self.header("content-type"), self.request.body)
+        return parse_body(
+            self.header("content-type"),
+            self.decoded.data,
+            self.request.body_truncated,
+            self.limits,
+        )
+
+    @_Lazy
+    def body_limits(self) -> tuple[LimitReached, ...]:
+        """The work limits decoding and parsing the body reached (none for most bodies)."""
+        if not self.request.body:
+            return ()
+        return tuple(r for r in (self.decoded.reached, self.body.reached) if r is not None)
 
     @_Lazy
     def body_args(self) -> dict[str, list[str]]:
@@ -177,162 +210,3 @@ class RequestView:
     def filenames(self) -> list[str]:
         """File names of multipart file parts, as the client sent them."""
         return list(self.body.filenames)
-
-
-class BodyFormat(StrEnum):
-    """How a request body was parsed."""
-
-    EMPTY = "empty"
-    URLENCODED = "urlencoded"
-    JSON = "json"
-    MULTIPART = "multipart"
-    RAW = "raw"
-    MALFORMED = "malformed"
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedBody:
-    """The fields of a body. `MALFORMED` bodies have no fields and say why in `problem`."""
-
-    format: BodyFormat
-    fields: tuple[tuple[str, str], ...] = ()
-    filenames: tuple[str, ...] = ()
-    problem: str = ""
-
-
-#: Bound on JSON nesting and multipart parts, so a hostile body cannot make parsing expensive.
-MAX_BODY_DEPTH = 32
-MAX_BODY_FIELDS = 4096
-#: Longest Content-Disposition value parsed: bounds the parameter regex's work on hostile parts.
-MAX_DISPOSITION = 2048
-
-
-def parse_body(content_type: str, body: bytes) -> ParsedBody:
-    """Parse `body` according to its `content_type` header; never raises."""
-    if not body:
-        return ParsedBody(BodyFormat.EMPTY)
-    media, _, params = content_type.partition(";")
-    media = media.strip().lower()
-    if media == "application/x-www-form-urlencoded" or (
-        not media and body.lstrip()[:1] not in (b"{", b"[", b"<")
-    ):
-        pairs = parse_form(body.decode("utf-8", errors="replace"))
-        return ParsedBody(BodyFormat.URLENCODED, tuple(pairs[:MAX_BODY_FIELDS]))
-    if media == "application/json" or media.endswith("+json"):
-        return _parse_json(body)
-    if media == "multipart/form-data":
-        return _parse_multipart(params, body)
-    return ParsedBody(BodyFormat.RAW)
-
-
-def parse_form(text: str) -> list[tuple[str, str]]:
-    """Name/value pairs of a query string or urlencoded body, blank values kept: what
-    `urllib.parse.parse_qsl(text, keep_blank_values=True)` returns, without decoding the parts
-    that have nothing to decode."""
-    return [form_pair(part) for part in text.split("&") if part]
-
-
-def form_pair(part: str) -> tuple[str, str]:
-    """The decoded name and value of one `name=value` part of a query string or form body."""
-    name, _, value = part.partition("=")
-    return _form_decode(name), _form_decode(value)
-
-
-def cookie_pair(part: str) -> tuple[str, str] | None:
-    """The name and value of one `;`-separated part of a Cookie header; None when it has no
-    `=` or no name (such parts are not cookies)."""
-    name, sep, value = part.strip().partition("=")
-    return (name, value) if sep and name else None
-
-
-def _form_decode(text: str) -> str:
-    if "+" in text:
-        text = text.replace("+", " ")
-    if "%" in text:
-        text = unquote(text, errors="replace")
-    return text
-
-
-def _parse_json(body: bytes) -> ParsedBody:
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        return ParsedBody(BodyFormat.MALFORMED, problem=f"invalid JSON body: {exc}")
-    fields: list[tuple[str, str]] = []
-    _flatten_json(document, "", fields, 0)
-    return ParsedBody(BodyFormat.JSON, tuple(fields[:MAX_BODY_FIELDS]))
-
-
-def _flatten_json(node: object, path: str, out: list[tuple[str, str]], depth: int) -> None:
-    if depth > MAX_BODY_DEPTH or len(out) >= MAX_BODY_FIELDS:
-        return
-    if isinstance(node, dict):
-        for key, value in node.items():
-            child = f"{path}.{key}" if path else str(key)
-            if not isinstance(value, (dict, list)):
-                out.append((child, _json_scalar(value)))
-            else:
-                out.append((child, ""))
-                _flatten_json(value, child, out, depth + 1)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            child = f"{path}.{index}" if path else str(index)
-            if isinstance(value, (dict, list)):
-                _flatten_json(value, child, out, depth + 1)
-            else:
-                out.append((child, _json_scalar(value)))
-    else:
-        out.append((path, _json_scalar(node)))
-
-
-def _json_scalar(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-_BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
-_DISPOSITION_PARAM = re.compile(r';\s*([a-zA-Z*]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))')
-
-
-def _parse_multipart(params: str, body: bytes) -> ParsedBody:
-    found = _BOUNDARY.search(params)
-    if found is None:
-        return ParsedBody(BodyFormat.MALFORMED, problem="multipart body without a boundary")
-    delimiter = b"--" + (found.group(1) or found.group(2)).encode("latin-1", errors="replace")
-    fields: list[tuple[str, str]] = []
-    filenames: list[str] = []
-    chunks = body.split(delimiter)
-    for chunk in chunks[1 : MAX_BODY_FIELDS + 1]:
-        if chunk.startswith(b"--"):
-            break
-        head, sep, content = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = chunk.lstrip(b"\r\n").partition(b"\n\n")
-        if not sep:
-            continue
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        elif content.endswith(b"\n"):
-            content = content[:-1]
-        name, filename, is_file = _disposition(head.decode("utf-8", errors="replace"))
-        if is_file:
-            filenames.append(filename)
-        else:
-            fields.append((name, content.decode("utf-8", errors="replace")))
-    return ParsedBody(BodyFormat.MULTIPART, tuple(fields), tuple(filenames))
-
-
-def _disposition(head: str) -> tuple[str, str, bool]:
-    """(field name, file name, is a file part) from a part's headers."""
-    for line in head.splitlines():
-        header, _, value = line.partition(":")
-        if header.strip().lower() != "content-disposition":
-            continue
-        params = {
-            key.lower(): (quoted if quoted is not None and quoted != "" else bare or "")
-            for key, quoted, bare in _DISPOSITION_PARAM.findall(value[:MAX_DISPOSITION])
-        }
-        is_file = "filename" in params or "filename*" in params
-        return params.get("name", ""), params.get("filename", params.get("filename*", "")), is_file
-    return "", "", False

@@ -6,6 +6,11 @@ tag > ruleset); `skip` skips the rest of a ruleset, later phases or named rulese
 to the executing ruleset's anomaly score, and a ruleset whose score reaches its threshold applies
 its threshold action.
 
+Inspection is bounded by the bundle's work limits (`failsmall.engine.work`): when decoding,
+parsing or scanning the request reaches one, the result names it, and `limits.waf_over_limit`
+decides: `inspect_partial` keeps the rules' verdict on what was inspected; `block` (403) and
+`challenge` answer the request so unless a rule already blocked it.
+
 Every evaluated rule yields exactly one outcome. A rule's effective state is decided first: a
 bundle override (killswitch) that has not expired, else an execute override, else the authored
 state. A `disabled` rule yields `Disabled` and carries no results, whatever its action.
@@ -38,6 +43,7 @@ from failsmall.engine.outcomes import (
 )
 from failsmall.engine.request import RequestView
 from failsmall.engine.signatures import SignatureCompileError, SignatureScanner
+from failsmall.engine.work import LimitReached
 from failsmall.model.bundle import Bundle
 from failsmall.model.rules import (
     PHASE_ORDER,
@@ -56,8 +62,10 @@ from failsmall.model.rules import (
     SignatureMatch,
     SkipAction,
 )
+from failsmall.model.traffic import Limits, OverLimit
 
 CHALLENGE_STATUS = 403
+OVER_LIMIT_STATUS = 403
 PARANOIA_TAG = "paranoia:"
 MAX_EXECUTE_DEPTH = 16
 
@@ -72,11 +80,17 @@ class WafBuildError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Terminate:
-    """A terminating action: the request ends with this decision and status."""
+    """A terminating action: the request ends with this decision and status, because of a rule
+    (`rule_id`) or of a work limit (`limit`, with `rule_id` empty)."""
 
     decision: Decision
     status: int
     rule_id: str
+    limit: str = ""
+
+    @property
+    def cause(self) -> str:
+        return f"over limit {self.limit}" if self.limit else f"rule {self.rule_id}"
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,7 @@ class Evaluation:
         "exceptions",
         "matched",
         "now",
+        "reached",
         "scanned",
         "scanner",
         "skipped_phases",
@@ -227,6 +242,7 @@ class Evaluation:
         self.scanner = scanner
         self.exceptions = exceptions
         self.scanned = False
+        self.reached: LimitReached | None = None
         # Skips are rare: both start as one shared empty set, replaced on the first skip.
         self.skipped_phases: frozenset[Phase] = _NONE_SKIPPED
         self.skipped_rulesets: frozenset[str] = _NONE_SKIPPED
@@ -240,10 +256,12 @@ class Evaluation:
         if not self.scanned:
             self.scanned = True
             if self.scanner is not None:
-                hits = self.scanner.scan(self.view)
+                result = self.scanner.inspect(self.view)
+                hits = result.hits
                 if self.exceptions:  # the one place rule exceptions apply
                     hits = self.exceptions.apply(self.view, hits, self.scanner)
                 self.view.signature_hits = hits
+                self.reached = result.reached
         return self.view.signature_hits
 
 
@@ -256,6 +274,7 @@ class WafResult(NamedTuple):
     outcomes: tuple[RuleOutcome, ...]
     terminate: Terminate | None
     matched: tuple[str, ...]
+    over_limits: tuple[LimitReached, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -318,14 +337,49 @@ class Waf:
     def evaluate(self, view: RequestView, now: float) -> WafResult:
         ev = Evaluation(view, now, self.scanner, self.exceptions)
         outcomes: tuple[RuleOutcome, ...] = ()
+        terminate: Terminate | None = None
         for phase, ruleset in self.phases:
             if ev.skipped_phases and phase in ev.skipped_phases:
                 continue
             results, _score, terminate = _run(ruleset, ev)
             outcomes += results
             if terminate is not None:
-                return WafResult(outcomes, terminate, tuple(ev.matched))
-        return WafResult(outcomes, None, tuple(ev.matched))
+                break
+        # The body's limits count when something read the body (the scanner, a rule, another
+        # module): a request whose body no rule inspects was not inspected in part.
+        reached = view.body_limits if _body_read(view) else ()
+        if ev.reached is not None:
+            reached = (*reached, ev.reached)
+        if not reached:
+            return WafResult(outcomes, terminate, tuple(ev.matched))
+        return WafResult(
+            outcomes, _over_limit(terminate, reached, view.limits), tuple(ev.matched), reached
+        )
+
+
+def _body_read(view: RequestView) -> bool:
+    return "decoded" in view.__dict__ or "body" in view.__dict__
+
+
+def _over_limit(
+    terminate: Terminate | None, reached: tuple[LimitReached, ...], limits: Limits
+) -> Terminate | None:
+    """The termination of a request whose inspection reached a work limit."""
+    action = limits.waf_over_limit
+    limit = reached[0].limit
+    match action:
+        case OverLimit.INSPECT_PARTIAL:
+            return terminate
+        case OverLimit.BLOCK:
+            if terminate is not None and terminate.decision is Decision.BLOCK:
+                return terminate
+            return Terminate(Decision.BLOCK, OVER_LIMIT_STATUS, "", limit)
+        case OverLimit.CHALLENGE:
+            if terminate is not None:
+                return terminate
+            return Terminate(Decision.CHALLENGE, CHALLENGE_STATUS, "", limit)
+        case _:
+            assert_never(action)
 
 
 def _run(

@@ -55,8 +55,7 @@ def managed_bundle(paranoia_level: int = 1, include_managed: bool = True) -> Bun
 class Inspection:
     """One request through the engine: blocked or not, the rules that matched, and how long.
 
-    `errored` says a module failed (e.g. overran its time budget on a loaded machine) and its
-    failure policy decided the verdict.
+    `errored` says a module failed (raised) and its failure policy decided the verdict.
     """
 
     blocked: bool

@@ -69,7 +69,13 @@ class Bundle(Strict):
     def _all_modules(
         cls, modules: dict[ModuleName, ModuleSettings]
     ) -> dict[ModuleName, ModuleSettings]:
-        return {**default_modules(), **modules}
+        merged = {**default_modules(), **modules}
+        waf = merged[ModuleName.WAF]
+        if "while_open" not in waf.model_fields_set:  # the WAF's own default (fail closed)
+            merged[ModuleName.WAF] = waf.model_copy(
+                update={"while_open": default_modules()[ModuleName.WAF].while_open}
+            )
+        return merged
 
     @model_validator(mode="after")
     def _references(self) -> Bundle:

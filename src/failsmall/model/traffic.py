@@ -84,8 +84,28 @@ class BodyOverBuffer(StrEnum):
     REJECT = "reject"
 
 
+class OverLimit(StrEnum):
+    """What the WAF does with a request whose inspection goes past one of its work limits.
+
+    `inspect_partial`: the verdict comes from what was inspected within the limits; `block`
+    (403) and `challenge`: the request is answered so whatever rules said of the part inspected.
+    Either way the verdict names the limit that was reached.
+    """
+
+    INSPECT_PARTIAL = "inspect_partial"
+    BLOCK = "block"
+    CHALLENGE = "challenge"
+
+
 class Limits(Strict):
-    """Request limits and timeouts, enforced by the node and used by `verify`."""
+    """Request limits and timeouts, enforced by the node and used by `verify`.
+
+    The `waf_*` work limits bound what one request can make the WAF do, in counted work rather
+    than time, so a verdict is a function of the request and the bundle: values inspected,
+    characters produced by transforms, nesting depth of a body, content-coding layers and their
+    expansion. The defaults cover real traffic (see docs/waf.md); a request that goes past one
+    gets `waf_over_limit`.
+    """
 
     waf_body_buffer: int = Field(default=128 * KIB, ge=1 * KIB, le=16 * MIB)
     body_over_buffer: BodyOverBuffer = BodyOverBuffer.INSPECT_PARTIAL
@@ -99,6 +119,8 @@ class Limits(Strict):
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     upstream_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     module_time_budget_us: int = Field(default=50_000, ge=100, le=10_000_000)
+    """A watchdog against defects: a module that completes past it keeps its verdict, and the
+    overrun is counted and reported; it never trips a breaker."""
     max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
     """Open client connections per node process; past it, new ones get a 503 and close."""
     max_connections_per_client: int = Field(default=256, ge=1, le=1_000_000)
@@ -110,6 +132,19 @@ class Limits(Strict):
     408 (Apache's mod_reqtimeout MinRate)."""
     body_rate_grace_s: float = Field(default=20.0, gt=0, le=3600)
     """How long a request body may take before `min_body_rate_bytes_s` starts to count."""
+    # ---- WAF work limits (counted work, never time) ----
+    waf_max_values: int = Field(default=16_384, ge=16, le=1_000_000)
+    """Values inspected per request: query and body fields and names, headers, cookies."""
+    waf_max_transformed_chars: int = Field(default=16 * MIB, ge=64 * KIB, le=1024 * MIB)
+    """Characters scanned per request, summed over every value and each of its transforms."""
+    waf_max_body_depth: int = Field(default=64, ge=1, le=256)
+    """Nesting depth of a JSON body (objects and arrays) or of multipart bodies in parts."""
+    waf_max_decode_depth: int = Field(default=2, ge=0, le=8)
+    """Content-coding layers decoded for inspection (`Content-Encoding: gzip, gzip` is 2)."""
+    waf_max_expansion: int = Field(default=100, ge=1, le=10_000)
+    """Largest ratio of decoded to encoded body size; past it a body is a decompression bomb."""
+    waf_over_limit: OverLimit = OverLimit.BLOCK
+    """What happens to a request past a WAF work limit (see `OverLimit`)."""
 
 
 class Capacities(Strict):
@@ -206,20 +241,29 @@ PIPELINE_ORDER: tuple[ModuleName, ...] = tuple(ModuleName)
 
 
 class ModuleSettings(Strict):
-    """Per-module switch, failure policy and circuit breaker."""
+    """Per-module switch, failure policy and circuit breaker.
+
+    `failure_policy` applies to a request on which the module failed (raised); `while_open`
+    to every request while the module's breaker is open, that is while the module is skipped.
+    Work caused by the input never counts as a failure (see `Limits`).
+    """
 
     enabled: bool = True
     failure_policy: FailurePolicy = FailurePolicy.FAIL_OPEN
+    while_open: FailurePolicy = FailurePolicy.FAIL_OPEN
     breaker_failures: int = Field(default=20, ge=1, le=1_000_000)
     breaker_window_s: float = Field(default=10.0, gt=0, le=3600)
     breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 def default_modules() -> dict[ModuleName, ModuleSettings]:
+    """Every module's default settings. The WAF's breaker fails closed: a node whose security
+    module is out answers 503 and reports itself unready, so traffic drains to nodes that still
+    inspect, rather than passing uninspected (see docs/waf.md)."""
     return {
         ModuleName.FAULT: ModuleSettings(),
         ModuleName.RATELIMIT: ModuleSettings(),
         ModuleName.BOT: ModuleSettings(),
-        ModuleName.WAF: ModuleSettings(),
+        ModuleName.WAF: ModuleSettings(while_open=FailurePolicy.FAIL_CLOSED),
         ModuleName.CACHE: ModuleSettings(),
     }

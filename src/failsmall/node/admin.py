@@ -2,7 +2,9 @@
 
 GET /healthz   200 while the process runs
 GET /readyz    200 when a bundle is served, else 503 with the reason; a line per failing
-               background loop ("degraded: ...") either way
+               background loop ("degraded: ..."); a module whose circuit breaker is open makes
+               it say `degraded`, with 503 when that module fails closed (the node answers 503
+               anyway: traffic should go to other nodes)
 GET /metrics   Prometheus text format
 GET /config    JSON: serving digest, LKG digests, poisoned digests, apply history
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from failsmall.model.traffic import FailurePolicy
 from failsmall.node.agent import ConfigAgent
 from failsmall.node.metrics import render
 from failsmall.node.serving import ServingSlot
@@ -58,7 +61,21 @@ class AdminServer:
                 status=503,
                 text="not ready: no configuration bundle has been received yet\n" + degraded,
             )
-        return web.Response(text=f"ready: serving {self.slot.digest}\n{degraded}")
+        serving = self.slot.current
+        open_breakers = serving.state.open_breakers()
+        if not open_breakers:
+            return web.Response(text=f"ready: serving {self.slot.digest}\n{degraded}")
+        settings = serving.engine.bundle.modules
+        closed = any(settings[m].while_open is FailurePolicy.FAIL_CLOSED for m, _ in open_breakers)
+        described = ", ".join(
+            f"{module.value} circuit breaker {breaker.state.value} "
+            f"({settings[module].while_open.value}, {breaker.trips} trips)"
+            for module, breaker in open_breakers
+        )
+        return web.Response(
+            status=503 if closed else 200,
+            text=f"degraded: {described}; serving {self.slot.digest}\n{degraded}",
+        )
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(

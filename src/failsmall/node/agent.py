@@ -352,7 +352,7 @@ class ConfigAgent:
             self._closed_windows.append(self.health_report())
         self.slot.swap(serving)
         # The compiled engine lives until the next swap: keep the collector from walking it on
-        # every full collection, whose pause would count against module time budgets.
+        # every full collection, whose pause would add to request latency.
         gc.freeze()
 
     def health_report(self) -> HealthReport:
@@ -360,6 +360,7 @@ class ConfigAgent:
         now = time.monotonic()
         window_s, self._window_started = now - self._window_started, now
         window = self.stats.take_window()
+        self._log_module_errors()
         trips = self._breaker_trips()
         new_trips = max(0, trips - self._breaker_trips_seen)
         self._breaker_trips_seen = trips
@@ -385,6 +386,19 @@ class ConfigAgent:
     def degraded(self) -> tuple[str, ...]:
         """What is failing in this node's background loops, one line each; empty when none."""
         return tuple(failing.describe() for failing in degraded(self.loops))
+
+    def _log_module_errors(self) -> None:
+        """Log the engine's module error reports (already within their budget: see
+        `failsmall.engine.bulkhead.ErrorBudget`) and how many were dropped past it."""
+        serving = self.slot.current
+        if serving is None:
+            return
+        errors = serving.state.errors
+        for report in errors.drain():
+            log.warning("module %s: %s", report.module, report.error)
+        if errors.dropped:
+            log.warning("%d module error reports dropped past the error budget", errors.dropped)
+            errors.dropped = 0
 
     def _breaker_trips(self) -> int:
         serving = self.slot.current

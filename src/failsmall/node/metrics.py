@@ -134,6 +134,22 @@ class NodeCollector:
                     )
         yield breakers
 
+        trips = CounterMetricFamily(
+            "failsmall_breaker_trips", "Times a module's circuit breaker opened", labels=["module"]
+        )
+        overruns = CounterMetricFamily(
+            "failsmall_module_overruns",
+            "Module runs that completed past the watchdog time budget (their verdicts were kept)",
+            labels=["module"],
+        )
+        if serving is not None:
+            for module, breaker in sorted(serving.state.breakers.items()):
+                trips.add_metric([module.value], breaker.trips)
+            for module, count in sorted(serving.state.module_overruns.items()):
+                overruns.add_metric([module.value], count)
+        yield trips
+        yield overruns
+
         info = InfoMetricFamily("failsmall_bundle", "The bundle this node serves")
         lkg = self.agent.lkg.pointer()
         info.add_metric(

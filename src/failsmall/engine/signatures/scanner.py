@@ -18,20 +18,30 @@ of a Cookie header. A browser's headers and steady cookies cost one lookup each;
 cookie, path id and query values are what is scanned.
 
 So most values cost one scan, whatever the number of rules, targets and chains, and no value is
-transformed twice the same way. Hyperscan only accepts patterns it can run in linear time; a
-pattern it refuses (back-references, look-around, ...) is a build error, and there is no
-fallback to a backtracking engine.
+transformed twice the same way. A value that is not ASCII is also scanned in its NFKC form, so a
+payload in full-width or other compatibility characters (`ＳＥＬＥＣＴ`) is caught as written.
+
+Everything remembered lives in one `BoundedMemo`, which forgets its oldest entries a few at a
+time when full, so a flood of unique values never makes every client pay for a cleared memo.
+Each memo entry keeps the work its value cost (values, characters scanned), so the work counted
+for a request, and whether it reached a limit of the bundle (see `failsmall.engine.work`), is
+the same whether its parts were remembered or scanned.
+
+Hyperscan only accepts patterns it can run in linear time; a pattern it refuses
+(back-references, look-around, ...) is a build error, and there is no fallback to a
+backtracking engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple
 
 import hyperscan
 
-from failsmall.engine.request import Request, RequestView, cookie_pair, form_pair
+from failsmall.engine.request import BodyFormat, Request, RequestView, cookie_pair, form_pair
 from failsmall.engine.signatures.targets import (
     BODY_TARGETS,
     EXTRACTORS,
@@ -45,17 +55,23 @@ from failsmall.engine.signatures.transforms import (
     features,
     triggers,
 )
+from failsmall.engine.work import LimitReached, WorkCount
 from failsmall.model.rules import SignatureMatch, Target, Transform
 
 _BASE_FLAGS = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
+#: Values and head parts up to this many characters are remembered.
 MEMO_MAX_VALUE = 512
-MEMO_ENTRIES = 16_384
-#: Whole requests are memoised too (a load tester, a retrying client), up to this size each and
-#: this many bytes in all: a request's hits depend only on its method, path, query, headers, body.
+#: Whole requests are remembered too (a load tester, a retrying client), up to this size each:
+#: a request's hits depend only on its method, path, query, headers and body.
 MEMO_MAX_REQUEST = 16 * 1024
-MEMO_REQUEST_BYTES = 4 * 1024 * 1024
+#: Values longer than this share transform results between chains by input (see `_scan_value`).
+SHARED_TRANSFORM_MIN = 1024
+#: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go.
+MEMO_BYTES = 8 * 1024 * 1024
+#: The fixed cost of one memo entry, in the same rough bytes.
+MEMO_ENTRY_OVERHEAD = 128
 NO_HITS: frozenset[str] = frozenset()
-_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes]
+_RequestKey = tuple[str, str, str, str, tuple[tuple[str, str], ...], bytes]
 _PATH, _URI, _QUERY, _METHOD = (
     TARGET_BIT[t] for t in (Target.PATH, Target.URI, Target.QUERY, Target.METHOD)
 )
@@ -64,6 +80,78 @@ _HEADER_NAMES, _HEADER_VALUES = TARGET_BIT[Target.HEADER_NAMES], TARGET_BIT[Targ
 _USER_AGENT, _REFERER = TARGET_BIT[Target.USER_AGENT], TARGET_BIT[Target.REFERER]
 _COOKIE_NAMES, _COOKIE_VALUES = TARGET_BIT[Target.COOKIE_NAMES], TARGET_BIT[Target.COOKIE_VALUES]
 _FROM_HEADERS = _HEADER_NAMES | _HEADER_VALUES | _USER_AGENT | _REFERER
+_BODY_ARG_NAMES, _BODY_ARG_VALUES = (
+    TARGET_BIT[Target.BODY_ARG_NAMES],
+    TARGET_BIT[Target.BODY_ARG_VALUES],
+)
+_FILENAMES = TARGET_BIT[Target.FILENAMES]
+#: Body formats whose fields are named: their names and values are inspected pair by pair.
+_FORMS = frozenset({BodyFormat.URLENCODED, BodyFormat.JSON, BodyFormat.MULTIPART})
+
+
+class Known(NamedTuple):
+    """What scanning a value (or a head part, or a request) found and cost: the keys hit, the
+    values it holds and the characters scanned for it, transforms included."""
+
+    hits: frozenset[str]
+    values: int
+    chars: int
+
+
+class ScanResult(NamedTuple):
+    """The keys hit by a request, the work counted for it, and the limit that stopped the
+    inspection if one did (then `hits` are those of the values inspected before)."""
+
+    hits: frozenset[str]
+    values: int
+    chars: int
+    reached: LimitReached | None
+
+
+class BoundedMemo:
+    """One memo for everything the scanner remembers, bounded by the size of its keys.
+
+    When full, the oldest entries are forgotten one by one (insertion order), as many as make
+    room for the new one: eviction is gradual, and a flood of unique values only pushes out the
+    oldest entries instead of clearing everything at once.
+    """
+
+    __slots__ = ("_entries", "max_bytes", "size")
+
+    def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: dict[Hashable, tuple[Known, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> Known | None:
+        entry = self._entries.get(key)
+        return entry[0] if entry is not None else None
+
+    def put(self, key: Hashable, known: Known, size: int) -> None:
+        entries = self._entries
+        cost = size + MEMO_ENTRY_OVERHEAD
+        if cost > self.max_bytes or key in entries:
+            return
+        self.size += cost
+        while self.size > self.max_bytes:
+            oldest = next(iter(entries))
+            self.size -= entries.pop(oldest)[1]
+        entries[key] = (known, cost)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
+NOTHING = Known(NO_HITS, 0, 0)
+# Memo keys: (value, targets) for a value (targets > 0), (part, _ARG_PART) for a raw query part,
+# (part, _COOKIE_PART) for a raw cookie part, the (name, value) pair for a header, and a
+# 6-tuple for a request: shapes that cannot collide.
+_ARG_PART = 0
+_COOKIE_PART = -1
 
 
 class SignatureCompileError(Exception):
@@ -138,15 +226,10 @@ class SignatureScanner:
         self._chains = chains
         self._compiled = compiled
         self._targets = tuple(t for t in Target if any(c.targets & TARGET_BIT[t] for c in chains))
-        # Verdicts for short values seen before (user agents, accept headers, paths, cookie
-        # names repeat across clients): a value's hits depend only on the value and its targets.
-        self._memo: dict[tuple[str, int], frozenset[str]] = {}
-        # ... and for the parts of a request head (see `_scan_head`).
-        self._arg_parts: dict[str, frozenset[str]] = {}
-        self._header_pairs: dict[tuple[str, str], frozenset[str]] = {}
-        self._cookie_parts: dict[str, frozenset[str]] = {}
-        self._requests: dict[_RequestKey, frozenset[str]] = {}
-        self._requests_bytes = 0
+        # What short values seen before found and cost (user agents, accept headers, paths,
+        # cookie names repeat across clients: a value's hits depend only on the value and its
+        # targets), and the parts of a request head (see `_scan_head`), and whole requests.
+        self.memo = BoundedMemo()
         self._by_targets: dict[int, _Targets] = {}
         self._head_mask = 0
         for target in self._targets:
@@ -157,6 +240,10 @@ class SignatureScanner:
             (TARGET_BIT[t], EXTRACTORS[t]) for t in self._targets if t in BODY_TARGETS
         )
         self._scan_result = _result_scanner(compiled) if compiled is not None else _no_hits
+        wanted = {bit for bit, _ in self._body_extractors}
+        self._names_bit = _BODY_ARG_NAMES if _BODY_ARG_NAMES in wanted else 0
+        self._values_bit = _BODY_ARG_VALUES if _BODY_ARG_VALUES in wanted else 0
+        self._filenames_bit = _FILENAMES if _FILENAMES in wanted else 0
 
     @classmethod
     def compile(cls, matches: Mapping[str, SignatureMatch]) -> SignatureScanner:
@@ -236,44 +323,69 @@ class SignatureScanner:
         return plan
 
     def scan(self, view: RequestView) -> frozenset[str]:
-        """The keys whose match hit this request."""
-        if self._compiled is None:
-            return NO_HITS
-        request = view.request
-        key = (request.method, request.path, request.query, request.headers, request.body)
-        size = _size(request)
-        requests = self._requests
-        if size <= MEMO_MAX_REQUEST:
-            known = requests.get(key)
-            if known is not None:
-                return known
-        hits: set[str] = set()
-        self._scan_head(request, hits)
-        if request.body and self._body_extractors:
-            sources: dict[str, int] = {}
-            seen = sources.get
-            for bit, extract in self._body_extractors:
-                for value in extract(view):
-                    sources[value] = seen(value, 0) | bit
-            for value, targets in sources.items():
-                found = self._value_hits(value, targets)
-                if found:
-                    hits.update(found)
-        result = frozenset(hits) if hits else NO_HITS
-        if size <= MEMO_MAX_REQUEST:
-            self._requests_bytes += size
-            if self._requests_bytes > MEMO_REQUEST_BYTES:
-                requests.clear()
-                self._requests_bytes = size
-            requests[key] = result
-        return result
+        """The keys whose match hit this request (within the limits of `view.limits`)."""
+        return self.inspect(view).hits
 
     def value_hits(self, value: str, target: Target) -> frozenset[str]:
         """The keys whose match hits `value` as a value of `target`."""
-        return self._value_hits(value, TARGET_BIT[target])
+        return self._value_hits(value, TARGET_BIT[target]).hits
 
-    def _scan_head(self, request: Request, hits: set[str]) -> None:
-        """Add the hits of the values of the head targets (every target but the body's).
+    def inspect(self, view: RequestView) -> ScanResult:
+        """The keys whose match hit this request, the work counted, and the limit reached."""
+        limits = view.limits
+        work = WorkCount(limits.waf_max_values, limits.waf_max_transformed_chars)
+        if self._compiled is None:
+            return ScanResult(NO_HITS, 0, 0, None)
+        request = view.request
+        size = _size(request)
+        key: _RequestKey | None = None
+        if size <= MEMO_MAX_REQUEST:
+            key = ("request", request.method, request.path, request.query, request.headers,
+                   request.body)  # fmt: skip
+            known = self.memo.get(key)
+            if known is not None and work.fits(known.values, known.chars):
+                return ScanResult(known.hits, known.values, known.chars, None)
+        hits: set[str] = set()
+        if self._scan_head(request, hits, work) and request.body and self._body_extractors:
+            value_hits = self._value_hits
+            for value, targets in self._body_sources(view).items():
+                found = value_hits(value, targets)
+                if not work.fits(found.values, found.chars):
+                    break
+                if found.hits:
+                    hits.update(found.hits)
+        result = frozenset(hits) if hits else NO_HITS
+        if key is not None and work.reached is None:
+            self.memo.put(key, Known(result, work.values, work.chars), size)
+        return ScanResult(result, work.values, work.chars, work.reached)
+
+    def _body_sources(self, view: RequestView) -> dict[str, int]:
+        """The distinct values of the body targets with the mask of their targets, in the order
+        of the body: its text, then each field's name and value in turn (so a limit cuts the
+        body at one place, not every name before any value), then file names."""
+        sources: dict[str, int] = {}
+        seen = sources.get
+        pairs = self._names_bit and self._values_bit and view.body.format in _FORMS
+        for bit, extract in self._body_extractors:
+            if pairs and bit & (self._names_bit | self._values_bit):
+                continue
+            if bit == self._filenames_bit:
+                continue
+            for value in extract(view):
+                sources[value] = seen(value, 0) | bit
+        if pairs:
+            names, values = self._names_bit, self._values_bit
+            for name, value in view.body.fields:
+                sources[name] = seen(name, 0) | names
+                sources[value] = seen(value, 0) | values
+        if self._filenames_bit:
+            for value in view.filenames:
+                sources[value] = seen(value, 0) | self._filenames_bit
+        return sources
+
+    def _scan_head(self, request: Request, hits: set[str], work: WorkCount) -> bool:
+        """Add the hits of the values of the head targets (every target but the body's); False
+        when a work limit stopped it.
 
         A value's hits are the union of its hits as a value of each of its targets, so the
         parts of a request are memoised one by one, whatever else the request holds: the raw
@@ -282,6 +394,7 @@ class SignatureScanner:
         """
         mask = self._head_mask
         value_hits = self._value_hits
+        fits = work.fits
         query = request.query
         for bit, value in (
             (mask & _PATH, request.path),
@@ -291,52 +404,54 @@ class SignatureScanner:
         ):
             if bit:
                 found = value_hits(value, bit)
-                if found:
-                    hits.update(found)
+                if not fits(found.values, found.chars):
+                    return False
+                if found.hits:
+                    hits.update(found.hits)
+        memo = self.memo.get
         if query and mask & (_ARG_NAMES | _ARG_VALUES):
-            known_arg = self._arg_parts.get
             for part in query.split("&"):
                 if part:
-                    found_part = known_arg(part)
-                    if found_part is None:
-                        found_part = self._arg_part_hits(part)
-                    if found_part:
-                        hits.update(found_part)
+                    found = memo((part, _ARG_PART)) or self._arg_part_hits(part)
+                    if not fits(found.values, found.chars):
+                        return False
+                    if found.hits:
+                        hits.update(found.hits)
         if request.headers and mask & (_FROM_HEADERS | _COOKIE_NAMES | _COOKIE_VALUES):
-            known_header = self._header_pairs.get
             for pair in request.headers:
-                found_pair = known_header(pair)
-                if found_pair is None:
-                    found_pair = self._header_hits(pair)
-                if found_pair:
-                    hits.update(found_pair)
+                found = memo(pair) or self._header_hits(pair)
+                if not fits(found.values, found.chars):
+                    return False
+                if found.hits:
+                    hits.update(found.hits)
+        return True
 
-    def _arg_part_hits(self, part: str) -> frozenset[str]:
+    def _arg_part_hits(self, part: str) -> Known:
         """The hits of the name and value of one raw `name=value` part of the query."""
         name, value = form_pair(part)
         mask = self._head_mask
-        found = NO_HITS
+        found = NOTHING
         if mask & _ARG_NAMES:
             found = self._value_hits(name, _ARG_NAMES)
         if mask & _ARG_VALUES:
-            found = found | self._value_hits(value, _ARG_VALUES)
+            found = _plus(found, self._value_hits(value, _ARG_VALUES))
         if len(part) <= MEMO_MAX_VALUE:
-            _remember(self._arg_parts, part, found)
+            self.memo.put((part, _ARG_PART), found, len(part))
         return found
 
-    def _header_hits(self, pair: tuple[str, str]) -> frozenset[str]:
+    def _header_hits(self, pair: tuple[str, str]) -> Known:
         """The hits of one header: its lowercase name, and its value for the header value, user
         agent and referer targets, or, for a Cookie header, its cookies' names and values."""
         name, value = pair
         lower = name.lower()
         mask = self._head_mask
-        found = NO_HITS
+        found = NOTHING
         if mask & _HEADER_NAMES:
             found = self._value_hits(lower, _HEADER_NAMES)
         if lower == "cookie":  # matched parsed, through the cookie targets
             if mask & (_COOKIE_NAMES | _COOKIE_VALUES):
                 for part in value.split(";"):
-                    found = found | self._cookie_part_hits(part)
+                    found = _plus(found, self._cookie_part_hits(part))
         else:
             bits = mask & _HEADER_VALUES
             if lower == "user-agent":
@@ -344,51 +459,57 @@ class SignatureScanner:
             elif lower == "referer":
                 bits |= mask & _REFERER
             if bits:
-                found = found | self._value_hits(value, bits)
+                found = _plus(found, self._value_hits(value, bits))
         if len(name) + len(value) <= MEMO_MAX_VALUE:
-            _remember(self._header_pairs, pair, found)
+            self.memo.put(pair, found, len(name) + len(value))
         return found
 
-    def _cookie_part_hits(self, part: str) -> frozenset[str]:
+    def _cookie_part_hits(self, part: str) -> Known:
         """The hits of the name and value of one raw `;`-separated part of a Cookie header."""
-        known = self._cookie_parts.get(part)
+        key = (part, _COOKIE_PART)
+        known = self.memo.get(key)
         if known is not None:
             return known
-        found = NO_HITS
+        found = NOTHING
         cookie = cookie_pair(part)
         if cookie is not None:
             mask = self._head_mask
             if mask & _COOKIE_NAMES:
                 found = self._value_hits(cookie[0], _COOKIE_NAMES)
             if mask & _COOKIE_VALUES:
-                found = found | self._value_hits(cookie[1], _COOKIE_VALUES)
+                found = _plus(found, self._value_hits(cookie[1], _COOKIE_VALUES))
         if len(part) <= MEMO_MAX_VALUE:
-            _remember(self._cookie_parts, part, found)
+            self.memo.put(key, found, len(part))
         return found
 
-    def _value_hits(self, value: str, targets: int) -> frozenset[str]:
-        """The hits of `value` as a value of `targets`: memoised, or scanned (and memoised when
-        short). An empty value has none."""
+    def _value_hits(self, value: str, targets: int) -> Known:
+        """The hits of `value` as a value of `targets`, and its cost: memoised, or scanned (and
+        memoised when short). An empty value has none. A value that is not ASCII is scanned as
+        written and in its NFKC form."""
         if not value:
-            return NO_HITS
+            return NOTHING
         key = (value, targets)
-        found = self._memo.get(key)
+        found = self.memo.get(key)
         if found is None:
-            found = self._scan_value(value, targets)
+            hits, chars = self._scan_value(value, targets)
+            if not value.isascii():
+                folded = unicodedata.normalize("NFKC", value)
+                if folded != value:
+                    more, more_chars = self._scan_value(folded, targets)
+                    hits, chars = hits | more, chars + more_chars
+            found = Known(hits, 1, chars)
             if len(value) <= MEMO_MAX_VALUE:
-                _remember(self._memo, key, found)
+                self.memo.put(key, found, len(value))
         return found
 
     def _clear_memos(self) -> None:
         """Forget every memoised value, part and request (tests use it to scan from scratch)."""
-        for memo in (self._memo, self._arg_parts, self._header_pairs, self._cookie_parts):
-            memo.clear()
-        self._requests.clear()
-        self._requests_bytes = 0
+        self.memo.clear()
 
-    def _scan_value(self, value: str, targets: int) -> frozenset[str]:
+    def _scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]:
         """Scan a value not seen before as a value of `targets`: run the chains its features
-        trigger (see `_plan`) and scan each distinct result once."""
+        trigger (see `_plan`) and scan each distinct result once. Returns the hits and the
+        characters scanned."""
         known = self._by_targets.get(targets)
         if known is None:
             known = self._for_targets(targets)
@@ -399,30 +520,39 @@ class SignatureScanner:
         unchanged, triggered = plan
         scan_result = self._scan_result
         if not triggered:
-            return scan_result(value, targets, unchanged)
+            return scan_result(value, targets, unchanged), len(value)
         if len(triggered) == 1:
             bit, steps = triggered[0]
             result = value
             for _, transform in steps:
                 result = transform(result)
             if result == value:
-                return scan_result(value, targets, unchanged | bit)
+                return scan_result(value, targets, unchanged | bit), len(value)
             found = scan_result(value, targets, unchanged) if unchanged else NO_HITS
             more = scan_result(result, targets, bit)
-            return found | more if found and more else found or more
+            chars = len(result) + (len(value) if unchanged else 0)
+            return (found | more if found and more else found or more), chars
         # Each distinct result of the value's chains, with the bits of the chains making it;
         # chains sharing a prefix share its work through `done`.
         results: dict[str, int] = {value: unchanged} if unchanged else {}
         done: dict[int, str] = {}
+        # A long value's chains often reach one transform with equal inputs by different
+        # prefixes (every decoding step before it left the value as it was): each transform
+        # runs once per distinct input.
+        applied: dict[tuple[TransformFn, str], str] | None = (
+            {} if len(value) > SHARED_TRANSFORM_MIN else None
+        )
         for bit, steps in triggered:
-            result = _transform(steps, value, done)
+            result = _transform(steps, value, done, applied)
             results[result] = results.get(result, 0) | bit
         found = NO_HITS
+        chars = 0
         for result, chains in results.items():
+            chars += len(result)
             more = scan_result(result, targets, chains)
             if more:
                 found = found | more if found else more
-        return found
+        return found, chars
 
 
 def _result_scanner(compiled: _Database) -> Callable[[str, int, int], frozenset[str]]:
@@ -459,14 +589,14 @@ def _no_hits(result: str, targets: int, chains: int) -> frozenset[str]:
     return NO_HITS
 
 
-_Key = TypeVar("_Key")
-
-
-def _remember(memo: dict[_Key, frozenset[str]], key: _Key, found: frozenset[str]) -> None:
-    """Memoise `found` under `key`, starting `memo` afresh when it is full."""
-    if len(memo) >= MEMO_ENTRIES:
-        memo.clear()
-    memo[key] = found
+def _plus(a: Known, b: Known) -> Known:
+    """The hits and cost of two values together."""
+    if not b.values:
+        return a
+    if not a.values:
+        return b
+    return Known(a.hits | b.hits if a.hits and b.hits else a.hits or b.hits,
+                 a.values + b.values, a.chars + b.chars)  # fmt: skip
 
 
 def _size(request: Request) -> int:
@@ -475,14 +605,26 @@ def _size(request: Request) -> int:
     return 256 + len(request.path) + len(request.query) + len(request.body) + header_chars
 
 
-def _transform(steps: tuple[tuple[int, TransformFn], ...], value: str, done: dict[int, str]) -> str:
+def _transform(
+    steps: tuple[tuple[int, TransformFn], ...],
+    value: str,
+    done: dict[int, str],
+    applied: dict[tuple[TransformFn, str], str] | None,
+) -> str:
     for prefix, transform in steps:
         known = done.get(prefix)
-        if known is None:
-            value = transform(value)
-            done[prefix] = value
-        else:
+        if known is not None:
             value = known
+            continue
+        if applied is None:
+            value = transform(value)
+        else:
+            key = (transform, value)
+            output = applied.get(key)
+            if output is None:
+                output = applied[key] = transform(value)
+            value = output
+        done[prefix] = value
     return value
 
 

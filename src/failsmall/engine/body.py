@@ -1,0 +1,175 @@
+"""Request bodies parsed by content type, within the bundle's WAF work limits.
+
+urlencoded, JSON and multipart bodies become named fields; anything else is raw text. A body
+past a limit (more fields than `waf_max_values`, JSON or multipart nested deeper than
+`waf_max_body_depth`, multipart framing an origin could read otherwise) keeps the fields parsed
+within the limits and says which limit it reached: inspection never stops silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from failsmall.engine.forms import parse_form
+from failsmall.engine.multipart import Ambiguous, PartLimit, boundary_of, split_parts
+from failsmall.engine.work import LimitReached
+from failsmall.model.traffic import Limits
+
+
+class BodyFormat(StrEnum):
+    """How a request body was parsed."""
+
+    EMPTY = "empty"
+    URLENCODED = "urlencoded"
+    JSON = "json"
+    MULTIPART = "multipart"
+    RAW = "raw"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """The fields of a body. `MALFORMED` bodies have no fields and say why in `problem`;
+    `reached` is the work limit that stopped parsing, if one did."""
+
+    format: BodyFormat
+    fields: tuple[tuple[str, str], ...] = ()
+    filenames: tuple[str, ...] = ()
+    problem: str = ""
+    reached: LimitReached | None = None
+
+
+def parse_body(content_type: str, body: bytes, truncated: bool, limits: Limits) -> ParsedBody:
+    """Parse `body` (already content-decoded) by its `content_type` header; never raises."""
+    if not body:
+        return ParsedBody(BodyFormat.EMPTY)
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded" or (
+        not media and body.lstrip()[:1] not in (b"{", b"[", b"<")
+    ):
+        return _parse_urlencoded(body, limits)
+    if media == "application/json" or media.endswith("+json"):
+        return _parse_json(body, limits)
+    if media == "multipart/form-data":
+        return _parse_multipart(content_type, body, truncated, limits, 1)
+    return ParsedBody(BodyFormat.RAW)
+
+
+def _too_many(limits: Limits) -> LimitReached:
+    return LimitReached("waf_max_values", f"more than {limits.waf_max_values} body fields")
+
+
+def _too_deep(limits: Limits, what: str) -> LimitReached:
+    return LimitReached(
+        "waf_max_body_depth", f"{what} nested deeper than {limits.waf_max_body_depth} levels"
+    )
+
+
+def _parse_urlencoded(body: bytes, limits: Limits) -> ParsedBody:
+    parts = body.decode("utf-8", errors="replace").split("&", limits.waf_max_values)
+    reached = None
+    if len(parts) > limits.waf_max_values:
+        parts.pop()
+        reached = _too_many(limits)
+    pairs = parse_form("&".join(parts))
+    return ParsedBody(BodyFormat.URLENCODED, tuple(pairs), reached=reached)
+
+
+class _JsonLimit(Exception):
+    """Flattening a JSON document reached a limit."""
+
+    def __init__(self, reached: LimitReached) -> None:
+        super().__init__(reached.detail)
+        self.reached = reached
+
+
+def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        return ParsedBody(BodyFormat.JSON, reached=_too_deep(limits, "JSON"))
+    except ValueError as exc:
+        return ParsedBody(BodyFormat.MALFORMED, problem=f"invalid JSON body: {exc}")
+    fields: list[tuple[str, str]] = []
+    try:
+        _flatten_json(document, "", fields, 0, limits)
+    except _JsonLimit as exc:
+        return ParsedBody(BodyFormat.JSON, tuple(fields), reached=exc.reached)
+    return ParsedBody(BodyFormat.JSON, tuple(fields))
+
+
+def _flatten_json(
+    node: object, path: str, out: list[tuple[str, str]], depth: int, limits: Limits
+) -> None:
+    """Append the leaves of `node` (and each object key, with an empty value) as dotted paths,
+    depth first in document order. Raises _JsonLimit past the field count or the depth."""
+    if isinstance(node, (dict, list)):
+        if depth >= limits.waf_max_body_depth:
+            raise _JsonLimit(_too_deep(limits, "JSON"))
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(value, (dict, list)):
+                if isinstance(node, dict):
+                    _append(out, (child, ""), limits)
+                _flatten_json(value, child, out, depth + 1, limits)
+            else:
+                _append(out, (child, _json_scalar(value)), limits)
+    else:
+        _append(out, (path, _json_scalar(node)), limits)
+
+
+def _append(out: list[tuple[str, str]], pair: tuple[str, str], limits: Limits) -> None:
+    if len(out) >= limits.waf_max_values:
+        raise _JsonLimit(_too_many(limits))
+    out.append(pair)
+
+
+def _json_scalar(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _parse_multipart(
+    content_type: str, body: bytes, truncated: bool, limits: Limits, depth: int
+) -> ParsedBody:
+    fields: list[tuple[str, str]] = []
+    filenames: list[str] = []
+    reached = _multipart_into(content_type, body, truncated, limits, depth, fields, filenames)
+    return ParsedBody(BodyFormat.MULTIPART, tuple(fields), tuple(filenames), reached=reached)
+
+
+def _multipart_into(
+    content_type: str,
+    body: bytes,
+    truncated: bool,
+    limits: Limits,
+    depth: int,
+    fields: list[tuple[str, str]],
+    filenames: list[str],
+) -> LimitReached | None:
+    if depth > limits.waf_max_body_depth:
+        return _too_deep(limits, "multipart")
+    try:
+        boundary = boundary_of(content_type)
+        room = limits.waf_max_values - len(fields) - len(filenames)
+        parts = split_parts(body, boundary, truncated, max(room, 0))
+    except Ambiguous as exc:
+        return LimitReached("multipart_framing", str(exc))
+    except PartLimit:
+        return _too_many(limits)
+    for part in parts:
+        if part.content_type.lower().startswith("multipart/"):
+            reached = _multipart_into(
+                part.content_type, part.content, truncated, limits, depth + 1, fields, filenames
+            )
+            if reached is not None:
+                return reached
+        elif part.filename is not None:
+            filenames.append(part.filename)
+        else:
+            fields.append((part.name, part.content.decode("utf-8", errors="replace")))
+    return None
