@@ -51,11 +51,6 @@ def nested(depth: int) -> bytes:
     return json.dumps(document).encode()
 
 
-def parsed_elsewhere(reason: str) -> pytest.MarkDecorator:
-    """A case the WAF's body parsing does not handle yet: it fails today for `reason`."""
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 PLAIN = {
     "urlencoded": form(FORM_BODY),
     "json": Sent(
@@ -82,37 +77,30 @@ EVASIONS = [
             body=nested(DEPTH),
         ),
         id="json-nested-past-the-depth-limit",
-        marks=parsed_elsewhere("JSON flattening stops silently past 32 levels"),
     ),
     pytest.param(
         form("&".join(f"f{i}=x" for i in range(FIELDS)).encode() + b"&" + FORM_BODY),
         id="payload-behind-4096-harmless-fields",
-        marks=parsed_elsewhere("fields past the 4,096th are dropped without an outcome"),
     ),
     pytest.param(
         multipart('multipart/form-data; charset="boundary=fake"; boundary=real', "", ATTACK),
         id="multipart-second-boundary-in-another-parameter",
-        marks=parsed_elsewhere("the boundary is searched for, not read from its parameter"),
     ),
     pytest.param(
         multipart("multipart/form-data; boundary=real", '; filename=""', ATTACK),
         id="multipart-part-with-empty-filename",
-        marks=parsed_elsewhere('a part with filename="" is skipped as a file'),
     ),
     pytest.param(
         form(gzip.compress(FORM_BODY, mtime=0), ("Content-Encoding", "gzip")),
         id="gzip-body",
-        marks=parsed_elsewhere("Content-Encoding: gzip bodies are not decoded for inspection"),
     ),
     pytest.param(
         form(zlib.compress(FORM_BODY), ("Content-Encoding", "deflate")),
         id="deflate-body",
-        marks=parsed_elsewhere("Content-Encoding: deflate bodies are not decoded"),
     ),
     pytest.param(
         form(urlencode({"q": full_width(ATTACK)}).encode()),
         id="full-width-payload",
-        marks=parsed_elsewhere("full-width characters are not folded to ASCII before matching"),
     ),
 ]
 
