@@ -55,5 +55,7 @@ async def test_an_open_breaker_is_loud(
     assert 'failsmall_breaker_state{module="ratelimit",state="open"} 1.0' in metrics
     assert 'failsmall_breaker_trips_total{module="ratelimit"} 1.0' in metrics
     with caplog.at_level(logging.WARNING):
-        node.agent.health_report()
+        report = node.agent.health_report()
+    # The control plane (and so `failsmall status`) hears of the open breaker too.
+    assert any(line.startswith("ratelimit circuit breaker open") for line in report.degraded)
     assert any("circuit breaker opened after 3 failures" in r.getMessage() for r in caplog.records)

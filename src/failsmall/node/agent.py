@@ -384,8 +384,20 @@ class ConfigAgent:
         )
 
     def degraded(self) -> tuple[str, ...]:
-        """What is failing in this node's background loops, one line each; empty when none."""
-        return tuple(failing.describe() for failing in degraded(self.loops))
+        """What is failing on this node, one line each: modules whose circuit breaker is open
+        (with what the module does while it is), then background loops; empty when none. The
+        same lines go to `/readyz`, the health reports and so `failsmall status`."""
+        loops = tuple(failing.describe() for failing in degraded(self.loops))
+        serving = self.slot.current
+        if serving is None:
+            return loops
+        settings = serving.engine.bundle.modules
+        breakers = tuple(
+            f"{module.value} circuit breaker {breaker.state.value} "
+            f"({settings[module].while_open.value}, {breaker.trips} trips)"
+            for module, breaker in serving.state.open_breakers()
+        )
+        return breakers + loops
 
     def _log_module_errors(self) -> None:
         """Log the engine's module error reports (already within their budget: see
