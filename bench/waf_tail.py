@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine import big_json  # bench/engine.py: the same 1 MiB document
 from failsmall.build.corpus import BodyRejected, CorpusError, within_buffer
 from failsmall.engine import Engine, EngineState, Request, RequestView
 from failsmall.managed.corpora import raw_http_request
@@ -144,26 +145,6 @@ def beacon(size: int, seed: int) -> bytes:
         if total > size:
             return json.dumps(events).encode()
         events.append(event)
-        i += 1
-
-
-def big_json() -> bytes:
-    """A JSON document just under 1 MiB: an import of customer records."""
-    rows: list[dict[str, object]] = []
-    size = 2
-    i = 0
-    while True:
-        row = {
-            "id": i,
-            "name": f"Customer {i}",
-            "email": f"user{i}@example.com",
-            "address": f"{i} Main Street, Springfield",
-            "notes": "prefers email; no calls",
-        }
-        size += len(json.dumps(row)) + 2
-        if size > MIB:
-            return json.dumps(rows).encode()
-        rows.append(row)
         i += 1
 
 
