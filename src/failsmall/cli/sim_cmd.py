@@ -20,6 +20,7 @@ from rich.text import Text
 
 from failsmall.cli.output import DataTable, Exit, JsonOption, console, fail, plain, print_json
 from failsmall.sim import SCENARIOS, ScenarioResult, SimSettings, run_scenario
+from failsmall.sim.figures import Figures, timing_text
 
 ALL = "all"
 
@@ -122,6 +123,7 @@ def _print(result: ScenarioResult, wall_s: float) -> None:
     for row in result.short_timeline():
         timeline.add_row(f"{row.at:.1f}", *(str(row.serving.get(label, 0)) for label in labels))
     console.print(timeline)
+    _print_figures(result.figures)
     checks = DataTable(title="properties", title_justify="left", box=box.SIMPLE_HEAD)
     checks.add_column("")
     checks.add_column("property")
@@ -131,6 +133,20 @@ def _print(result: ScenarioResult, wall_s: float) -> None:
             plain("✓", "green") if check.holds else plain("✗", "red"), check.name, check.detail
         )
     console.print(checks)
+
+
+def _print_figures(figures: Figures) -> None:
+    table = DataTable(title="figures (as a drill reports them)", title_justify="left",
+                      box=box.SIMPLE_HEAD)  # fmt: skip
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("share of requests failed", f"{figures.failed_share:.4%}")
+    table.add_row("requests failed", f"{figures.requests_failed:,} of {figures.requests:,}")
+    table.add_row("nodes that served a bad bundle", f"{figures.nodes_served_bad:,}")
+    table.add_row("time to detect", timing_text(figures.time_to_detect))
+    table.add_row("time to roll back", timing_text(figures.time_to_roll_back))
+    table.add_row("widest version skew", str(figures.widest_skew))
+    console.print(table)
 
 
 def _print_summary(results: list[tuple[ScenarioResult, float]]) -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from failsmall.sim.figures import Figures
 
 
 @dataclass(frozen=True, slots=True)
 class RolloutRecord:
     """One rollout as the simulator saw it. Times are virtual seconds since the scenario began.
 
-    - `detected_at`: when the health gate failed (or a node refused/crashed), if it did.
+    - `detected_at`: the first alarm: the health gate failing, or a rollback or abort (a node
+      refusing or quarantining the bundle), if there was one.
     - `restored_at`: when the last node stopped serving the new bundle after a rollback or
       abort (equal to `detected_at` when no node ever served it).
     - `max_assigned`: the most live nodes assigned the new bundle at once.
     - `max_running` / `ever_ran`: nodes actually serving it at once / ever.
     - `max_assigned_seen` / `limit_breaches`: the simulator's own count of nodes assigned the
       new bundle, and how many times it exceeded what the current wave allowed (must be 0).
+    - `requests_failed`: users' requests failed from its start until it settled (traffic model).
     """
 
     label: str
@@ -37,6 +42,7 @@ class RolloutRecord:
     detected_at: float = -1.0
     restored_at: float = -1.0
     differences: tuple[str, ...] = ()
+    requests_failed: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -52,6 +58,7 @@ class RolloutRecord:
         data["differences"] = list(self.differences)
         data["duration_s"] = round(self.duration_s, 3)
         data["time_to_restore_s"] = round(self.time_to_restore_s, 3)
+        data["requests_failed"] = round(self.requests_failed)
         return data
 
 
@@ -85,6 +92,7 @@ class ScenarioResult:
     checks: tuple[Check, ...]
     audit_entries: int
     events: int
+    figures: Figures
     labels: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -112,6 +120,7 @@ class ScenarioResult:
             "nodes": self.nodes,
             "seed": self.seed,
             "held": self.held,
+            **self.figures.to_dict(),
             "rollouts": [r.to_dict() for r in self.rollouts],
             "timeline": [
                 {"at": row.at, "serving": dict(row.serving)} for row in self.short_timeline(50)

@@ -23,6 +23,7 @@ from failsmall.model import Bundle
 from failsmall.rollout import EXPEDITED, policy_named
 from failsmall.sim import bundles
 from failsmall.sim.behaviour import BLOCKS_EVERYONE, CRASH_LOOP, HALF_ABORTED, HEALTHY, Behaviour
+from failsmall.sim.figures import figures
 from failsmall.sim.report import Check, RolloutRecord, ScenarioResult
 from failsmall.sim.world import SimSettings, World
 
@@ -60,6 +61,7 @@ def run_scenario(
         world.on_report = progress
     records, checks = scenario.run(world)
     world.close_timeline()
+    world.traffic.advance(world.now)
     checks += [
         Check(
             f"{r.label}: never more nodes assigned than the wave allowed",
@@ -78,6 +80,13 @@ def run_scenario(
         checks=tuple(checks),
         audit_entries=len(world.audit),
         events=world.events,
+        figures=figures(
+            records,
+            world.traffic,
+            world.failed_share_of,
+            world.nodes_that_served,
+            world.widest_skew,
+        ),
         labels=tuple(world.labels.values()),
     )
 

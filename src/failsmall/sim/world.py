@@ -6,7 +6,9 @@ behaviour says so until its guard quarantines it and boots its last-known-good (
 nothing while it crashes), and reports health every second for the bundle it serves. Some
 nodes can be cut off by a network partition: they keep serving, receive nothing and report
 nothing until it heals. Nodes can leave and new ones join. The control plane's side is the
-real `RolloutMachine`, ticked every second with the reports received.
+real `RolloutMachine`, ticked every second with the reports received. Users' requests are
+counted by the traffic model (`sim.traffic`): each node serves `requests_per_node_s` and fails
+the share its bundle's behaviour says.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from failsmall.rollout import (
 from failsmall.sim.behaviour import HEALTHY, Behaviour
 from failsmall.sim.clock import EventQueue
 from failsmall.sim.report import RolloutRecord, TimelineRow
+from failsmall.sim.traffic import Traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,9 @@ class World:
         self.audit: list[AuditEntry] = []
         self.timeline: list[TimelineRow] = []
         self.events = 0
-        self.traffic_scale = 1.0
+        self.traffic = Traffic(settings.requests_per_node_s, len(self.nodes))
+        self._traffic_scale = 1.0
+        self._widest_skew = 1
         self.on_report: Callable[[float], None] = _ignore
         self._machine: RolloutMachine | None = None
         self._assigned: Counter[str] = Counter({digest: len(self.nodes)})
@@ -155,6 +160,29 @@ class World:
     @property
     def now(self) -> float:
         return self.queue.now
+
+    @property
+    def traffic_scale(self) -> float:
+        """Users' traffic as a multiple of `requests_per_node_s` (0: no traffic at all)."""
+        return self._traffic_scale
+
+    @traffic_scale.setter
+    def traffic_scale(self, scale: float) -> None:
+        self._traffic_scale = scale
+        self.traffic.set_rate(self.now, self.settings.requests_per_node_s * scale)
+
+    @property
+    def widest_skew(self) -> int:
+        """The most distinct bundles served at one instant so far."""
+        return self._widest_skew
+
+    def nodes_that_served(self, digests: set[str]) -> int:
+        """How many nodes ever served any of `digests`."""
+        return len(set().union(*(self._ever_ran.get(d, set()) for d in digests)))
+
+    def failed_share_of(self, digest: str) -> float:
+        """The share of requests a node serving `digest` fails (crash-looping included)."""
+        return self.behaviours[digest].failed_share
 
     # -- scenario controls ---------------------------------------------------------------
 
@@ -215,6 +243,8 @@ class World:
         self._limit_breaches = 0
         started = self.now
         audit_start = len(self.audit)
+        self.traffic.advance(started)
+        failed_before = self.traffic.failed
         self._handle(Start(started, by="sim"))
         canary = len(machine.ever_exposed())
 
@@ -230,7 +260,8 @@ class World:
             if state_name(machine.state) == "completed":
                 self.last_good = digest
         entries = self.audit[audit_start:]
-        detected = [e.at for e in entries if e.action == "gate_fail"]
+        detected = [e.at for e in entries if e.action in {"gate_fail", "rollback", "abort"}]
+        self.traffic.advance(self.now)
         ended = [e.at for e in entries if e.action in {"complete", "rolled_back", "abort"}]
         reason = ""
         if isinstance(machine.state, RolledBack):
@@ -259,6 +290,7 @@ class World:
             detected_at=detected[0] if detected else -1.0,
             restored_at=restored,
             differences=_first(classification.describe(), 20),
+            requests_failed=self.traffic.failed - failed_before,
         )
 
     def close_timeline(self) -> None:
@@ -395,7 +427,9 @@ class World:
         if self._running_now[previous] == 0:
             self._cleared_at[previous] = self.now
         node.running = digest
+        self.traffic.swap(self.now, self.failed_share_of(previous), self.failed_share_of(digest))
         self._running_now[digest] += 1
+        self._widest_skew = max(self._widest_skew, sum(1 for n in self._running_now.values() if n))
         self._max_running[digest] = max(self._max_running[digest], self._running_now[digest])
         self._ever_ran.setdefault(digest, set()).add(node.node_id)
 
@@ -415,6 +449,7 @@ class World:
         self._peak_nodes = max(self._peak_nodes, len(self.nodes))
         self._assigned[node.assigned] += 1
         self._running_now[node.running] += 1
+        self.traffic.join(self.now, self.failed_share_of(node.running))
         self._ever_ran.setdefault(node.running, set()).add(node.node_id)
         self._handle(NodeJoined(self.now, node.node_id))
 
@@ -424,6 +459,7 @@ class World:
         node = self.nodes.pop(self.rng.choice(sorted(self.nodes)))
         self._assigned[node.assigned] -= 1
         self._running_now[node.running] -= 1
+        self.traffic.leave(self.now, self.failed_share_of(node.running))
         if self._running_now[node.running] == 0:
             self._cleared_at[node.running] = self.now
         self._handle(NodeLeft(self.now, node.node_id))
