@@ -1,9 +1,11 @@
-"""`failsmall sim SCENARIO`: run a rollout scenario over a simulated fleet."""
+"""`failsmall sim SCENARIO`: run a rollout scenario over a simulated fleet; `failsmall sim
+--compare`: every built-in rollout policy over the same fault, drawn as a trade-off."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,23 +22,57 @@ from rich.text import Text
 
 from failsmall.cli.output import DataTable, Exit, JsonOption, console, fail, plain, print_json
 from failsmall.sim import SCENARIOS, ScenarioResult, SimSettings, run_scenario
+from failsmall.sim.compare import FLEET, PolicyPoint, compare_policies
+from failsmall.sim.faults import FAULTS
 from failsmall.sim.figures import Figures, timing_text
+from failsmall.sim.plot import NothingToDrawError, trade_off, write_png
 
 ALL = "all"
 
 
 def sim(
     scenario: Annotated[
-        str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}, or {ALL!r} for every one.")
-    ],
-    nodes: Annotated[int, typer.Option("--nodes", min=1, max=100_000, help="Fleet size.")] = 5000,
+        str,
+        typer.Argument(help=f"One of: {', '.join(SCENARIOS)}, or {ALL!r} for every one."),
+    ] = "",
+    nodes: Annotated[
+        int,
+        typer.Option(
+            "--nodes",
+            min=0,
+            max=100_000,
+            help=f"Fleet size (default 5000; {FLEET:,} = 330 sites x 100 nodes with --compare).",
+        ),
+    ] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run).")] = 1,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Run every built-in rollout policy over the same fault and draw the trade-off.",
+        ),
+    ] = False,
+    fault: Annotated[
+        str, typer.Option("--fault", help=f"With --compare: one of {', '.join(FAULTS)}.")
+    ] = "bad-canary",
+    png: Annotated[
+        Path, typer.Option("--png", help="With --compare: where to write the picture.")
+    ] = Path("sim-trade-off.png"),
     json_out: JsonOption = False,
 ) -> None:
-    """Drive the real rollout state machine over a simulated fleet and report what happened.
+    """Drive the real rollout state machine over a simulated fleet and report what happened,
+    with the figures a drill reports.
 
-    Exits 1 if any property the scenario must hold did not hold.
+    Exits 1 if any property the scenario must hold did not hold, 2 for bad input.
     """
+    if compare:
+        if scenario:
+            fail("--compare runs its own fault", "drop the scenario, or choose it with --fault")
+        _compare(nodes or FLEET, seed, fault, png, json_out)
+        return
+    if not scenario:
+        fail("no scenario given", f"name one of {', '.join(SCENARIOS)}, or {ALL}; or --compare")
+    nodes = nodes or 5000
     names = list(SCENARIOS) if scenario == ALL else [scenario]
     if scenario != ALL and scenario not in SCENARIOS:
         fail(
@@ -71,6 +107,73 @@ def sim(
             _print_summary(results)
     if not all(result.held for result, _ in results):
         raise typer.Exit(int(Exit.FAILED))
+
+
+def _compare(nodes: int, seed: int, fault: str, png: Path, json_out: bool) -> None:
+    if fault not in FAULTS:
+        fail(f"no fault named {fault!r}", f"choose one of {', '.join(FAULTS)}")
+    if not png.parent.is_dir():
+        fail(f"cannot write {png}: no directory {png.parent}", "create it or choose another --png")
+    settings = SimSettings(nodes=nodes, seed=seed)
+    started = time.perf_counter()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=json_out,
+    ) as progress:
+        task = progress.add_task(f"policies on {nodes:,} nodes")
+
+        def report(step: str) -> None:
+            progress.update(task, description=f"{nodes:,} nodes, {step}")
+
+        points = compare_policies(settings, fault, progress=report)
+    wall = time.perf_counter() - started
+    title = f"rollout policies on {nodes:,} simulated nodes, fault {fault!r} (seed {seed})"
+    try:
+        figure = trade_off(points, title)
+    except NothingToDrawError as error:
+        fail(str(error), "see the figures with --json")
+    try:
+        write_png(figure, png)
+    except OSError as error:
+        fail(f"cannot write {png}: {error.strerror}", "choose another --png")
+    if json_out:
+        print_json(
+            {
+                "nodes": nodes,
+                "seed": seed,
+                "fault": fault,
+                "png": str(png),
+                "wall_s": round(wall, 3),
+                "policies": [point.to_dict() for point in points],
+            }
+        )
+        return
+    _print_points(points, nodes, fault)
+    console.print(f"wrote {png} ({wall:.1f} s of wall time)")
+
+
+def _print_points(points: list[PolicyPoint], nodes: int, fault: str) -> None:
+    table = DataTable(title=f"policies on {nodes:,} nodes: a good change, then {fault}",
+                      title_justify="left")  # fmt: skip
+    for column in ("policy", "reaches fleet", "nodes on bad", "requests failed", "failed",
+                   "detect", "roll back"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for point in points:
+        f = point.fault
+        table.add_row(
+            point.policy,
+            timing_text(point.reach),
+            f"{f.nodes_served_bad:,}",
+            f"{f.requests_failed:,}",
+            f"{f.failed_share:.3%}",
+            timing_text(f.time_to_detect),
+            timing_text(f.time_to_roll_back),
+        )
+    console.print(table)
 
 
 def _reporter(progress: Progress, task: TaskID) -> Callable[[float], None]:

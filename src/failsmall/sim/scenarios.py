@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from failsmall.model import Bundle
 from failsmall.rollout import EXPEDITED, policy_named
 from failsmall.sim import bundles
-from failsmall.sim.behaviour import BLOCKS_EVERYONE, CRASH_LOOP, HALF_ABORTED, HEALTHY, Behaviour
+from failsmall.sim.behaviour import HEALTHY
+from failsmall.sim.faults import FAULTS, Fault
 from failsmall.sim.figures import figures
 from failsmall.sim.report import Check, RolloutRecord, ScenarioResult
 from failsmall.sim.world import SimSettings, World
@@ -141,12 +141,10 @@ def _good(world: World) -> tuple[list[RolloutRecord], list[Check]]:
     ]
 
 
-def _bad(
-    change: Callable[[Bundle], Bundle], behaviour: Behaviour, label: str
-) -> Callable[[World], tuple[list[RolloutRecord], list[Check]]]:
+def _bad(fault: Fault) -> Callable[[World], tuple[list[RolloutRecord], list[Check]]]:
     def run(world: World) -> tuple[list[RolloutRecord], list[Check]]:
         world.idle_until(3.0)
-        record = world.roll_out(change(bundles.site(1)), label, behaviour)
+        record = world.roll_out(fault.change(bundles.site(1)), fault.label, fault.behaviour)
         return [record], _stopped_at_canary(record, world, may_run=True)
 
     return run
@@ -264,12 +262,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "bad-canary",
             "a WAF rule that blocks every request is stopped at the canary",
-            _bad(bundles.block_everyone, BLOCKS_EVERYONE, "v2-blocks-all"),
+            _bad(FAULTS["bad-canary"]),
         ),
         Scenario(
             "fault-abort",
             "a bundle that aborts half the requests with 5xx is stopped at the canary",
-            _bad(bundles.half_aborted, HALF_ABORTED, "v2-aborts"),
+            _bad(FAULTS["fault-abort"]),
         ),
         Scenario(
             "capacity-nack",
@@ -279,7 +277,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "crash-loop",
             "a bundle the canary crash-loops on is quarantined and rolled back",
-            _bad(bundles.bigger_body_buffer, CRASH_LOOP, "v2-crashes"),
+            _bad(FAULTS["crash-loop"]),
         ),
         Scenario("killswitch", "a killswitch goes out canary-first, expedited", _killswitch),
         Scenario(

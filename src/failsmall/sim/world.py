@@ -143,6 +143,7 @@ class World:
         self.traffic = Traffic(settings.requests_per_node_s, len(self.nodes))
         self._traffic_scale = 1.0
         self._widest_skew = 1
+        self._everywhere_at: dict[str, float] = {}
         self.on_report: Callable[[float], None] = _ignore
         self._machine: RolloutMachine | None = None
         self._assigned: Counter[str] = Counter({digest: len(self.nodes)})
@@ -175,6 +176,10 @@ class World:
     def widest_skew(self) -> int:
         """The most distinct bundles served at one instant so far."""
         return self._widest_skew
+
+    def everywhere_at(self, digest: str) -> float:
+        """When every node first served `digest`; -1 if that never happened."""
+        return self._everywhere_at.get(digest, -1.0)
 
     def nodes_that_served(self, digests: set[str]) -> int:
         """How many nodes ever served any of `digests`."""
@@ -429,6 +434,8 @@ class World:
         node.running = digest
         self.traffic.swap(self.now, self.failed_share_of(previous), self.failed_share_of(digest))
         self._running_now[digest] += 1
+        if self._running_now[digest] == len(self.nodes):
+            self._everywhere_at.setdefault(digest, self.now)
         self._widest_skew = max(self._widest_skew, sum(1 for n in self._running_now.values() if n))
         self._max_running[digest] = max(self._max_running[digest], self._running_now[digest])
         self._ever_ran.setdefault(digest, set()).add(node.node_id)
