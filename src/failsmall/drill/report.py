@@ -19,22 +19,12 @@ from typing import Any
 from failsmall.drill.load import FAILED, Outcome
 from failsmall.drill.record import Event, VersionSample
 from failsmall.drill.runner import DrillRun
+from failsmall.rollout.figures import BAD_SHARE, timing_value
+from failsmall.rollout.figures import Measured as Measured
+from failsmall.rollout.figures import NotMeasured as NotMeasured
+from failsmall.rollout.figures import Timing as Timing
 
-BAD_SHARE = 0.05
 ALARM_KINDS = ("gate", "rollback", "nack", "quarantine", "hypothesis")
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class NotMeasured:
-    why: str
-
-
-Timing = Measured | NotMeasured
 
 
 @dataclass(frozen=True)
@@ -88,8 +78,8 @@ class Figures:
             "bad_bundles": self.bad_bundles,
             "nodes_served_bad_bundle": self.nodes_served_bad,
             "nodes_served_a_faulty_push": self.nodes_served_faulty_push,
-            "time_to_detect_s": _timing(self.time_to_detect),
-            "time_to_roll_back_s": _timing(self.time_to_roll_back),
+            "time_to_detect_s": timing_value(self.time_to_detect),
+            "time_to_roll_back_s": timing_value(self.time_to_roll_back),
             "widest_version_skew": self.widest_skew,
             "steady_state_before": self.steady_before,
             "steady_state_after": self.steady_after,
@@ -113,14 +103,6 @@ class Figures:
                 "labels": self.labels,
             },
         }
-
-
-def _timing(timing: Timing) -> float | dict[str, str]:
-    match timing:
-        case Measured(seconds=seconds):
-            return round(seconds, 2)
-        case NotMeasured(why=why):
-            return {"not_measured": why}
 
 
 def figures(run: DrillRun) -> Figures:

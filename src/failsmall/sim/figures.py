@@ -1,7 +1,8 @@
 """A simulated run's figures, under the same names and definitions as a drill's
 (`failsmall.drill.report`), computed from what the simulator counted instead of what a live
-fleet recorded. (`sim/` may import only `model` and `rollout`, and the drill's figures are
-computed from its recordings, so the definitions are restated here, not shared.)
+fleet recorded. The timing types and the bad-share threshold are shared
+(`failsmall.rollout.figures`); the computations are not, since a drill computes its figures
+from its recordings and `sim/` may import only `model` and `rollout`.
 
 - failed share: users' requests failed over all requests served during the run (traffic
   model: every node serves a fixed rate and fails its bundle's `failed_share`);
@@ -19,24 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from failsmall.rollout.figures import BAD_SHARE, Measured, NotMeasured, Timing, timing_value
 from failsmall.sim.report import RolloutRecord
 from failsmall.sim.traffic import Traffic
 
-BAD_SHARE = 0.05
-"""As in a drill: a bundle under which a node fails this share of requests is a bad bundle."""
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class NotMeasured:
-    why: str
-
-
-Timing = Measured | NotMeasured
+__all__ = [
+    "Figures",
+    "Measured",
+    "NotMeasured",
+    "Timing",
+    "figures",
+    "is_bad",
+    "timing_text",
+    "timing_value",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +63,6 @@ class Figures:
             "time_to_roll_back_s": timing_value(self.time_to_roll_back),
             "widest_version_skew": self.widest_skew,
         }
-
-
-def timing_value(timing: Timing) -> float | dict[str, str]:
-    match timing:
-        case Measured(seconds=seconds):
-            return round(seconds, 3)
-        case NotMeasured(why=why):
-            return {"not_measured": why}
-        case _:
-            assert_never(timing)
 
 
 def timing_text(timing: Timing) -> str:
