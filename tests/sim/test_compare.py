@@ -83,3 +83,9 @@ def test_compare_on_330_sites_of_100_nodes(tmp_path: Path) -> None:
     assert by_policy["logic"]["nodes_served_bad_bundle"] <= 330
     assert by_policy["global"]["nodes_served_bad_bundle"] > 30_000
     assert _png_size(png.read_bytes()) == (1100, 480)
+
+
+def test_a_scenario_and_compare_together_are_refused() -> None:
+    out = CliRunner().invoke(app, ["sim", "good", "--compare", "--json"])
+    assert out.exit_code == 2
+    assert "--fault" in out.output

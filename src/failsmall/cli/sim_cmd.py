@@ -36,14 +36,14 @@ def sim(
         typer.Argument(help=f"One of: {', '.join(SCENARIOS)}, or {ALL!r} for every one."),
     ] = "",
     nodes: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--nodes",
-            min=0,
+            min=1,
             max=100_000,
             help=f"Fleet size (default 5000; {FLEET:,} = 330 sites x 100 nodes with --compare).",
         ),
-    ] = 0,
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run).")] = 1,
     compare: Annotated[
         bool,
@@ -68,11 +68,11 @@ def sim(
     if compare:
         if scenario:
             fail("--compare runs its own fault", "drop the scenario, or choose it with --fault")
-        _compare(nodes or FLEET, seed, fault, png, json_out)
+        _compare(FLEET if nodes is None else nodes, seed, fault, png, json_out)
         return
     if not scenario:
         fail("no scenario given", f"name one of {', '.join(SCENARIOS)}, or {ALL}; or --compare")
-    nodes = nodes or 5000
+    nodes = 5000 if nodes is None else nodes
     names = list(SCENARIOS) if scenario == ALL else [scenario]
     if scenario != ALL and scenario not in SCENARIOS:
         fail(
