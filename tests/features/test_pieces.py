@@ -340,6 +340,30 @@ async def test_a_refused_file_changes_nothing_and_the_control_plane_audit_says_w
         assert [e["actor"] for e in json.loads(out) if e["action"] == "features_refused"] == [
             "olga"
         ]
+
+        # A hostile file: hundreds of problems naming features with escapes and long names.
+        # Its refusal is recorded, printable and bounded.
+        hostile = tmp_path / "hostile.yaml"
+        name = "\x1b]0;owned\x07" + "x" * 5000
+        features = [
+            {"name": f"{name}{i}", "kind": "user_agent_class", "param": "curl", "weight": math.nan}
+            for i in range(400)
+        ]
+        hostile.write_text(yaml.safe_dump({"version": "h\x1b[2J", "features": features}))
+        hostile_args = [*args[:2], str(hostile), *args[3:]]
+        code, out, err = await _failsmall(*hostile_args, "--json", token=operator, **run)
+        assert code == 1, f"{out}\n{err}"
+        assert len(json.loads(out)["problems"]) == 402  # capacity, delta, 400 weights
+        code, out, _ = await _failsmall("audit", "--json", token=viewer, **run)
+        last = json.loads(out)[-1]
+        assert (last["actor"], last["action"]) == ("olga", "features_refused")
+        problems = last["details"]["problems"]
+        assert len(problems) == 11 and problems[-1] == "... and 392 more"
+        assert all(len(p) <= 300 for p in problems) and len(last["reason"]) <= 1000
+        assert "\x1b" not in out and "\\x1b" in last["reason"]
+        code, out, _ = await _failsmall("audit", token=viewer, **run)
+        assert code == 0 and "\x1b" not in out and "\x07" not in out
+
         code, out, _ = await _failsmall("audit", "verify", "--json", token=viewer, **run)
         assert code == 0 and json.loads(out)["intact"] is True
 

@@ -57,10 +57,11 @@ MAX_NAME = 200
 """Longest reason, and longest principal name or rule id, in characters."""
 MAX_AUDIT_SEQ = 2**63 - 1
 CLIENT_ACTION = re.compile(r"features_[a-z][a-z_]{0,39}")
+MAX_ACTION = 49
 """The actions a client may record in the audit log (`POST /v1/audit`): decisions of the bot
 feature pipeline. Every other action is the control plane's own and cannot be forged."""
 MAX_DETAILS = 16 * 1024
-"""The largest `details` of a client-recorded audit entry, in bytes of compact JSON."""
+"""The largest `details` of a client-recorded audit entry, in bytes of compact UTF-8 JSON."""
 
 _STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (UnauthorisedError, 401),
@@ -131,7 +132,7 @@ def _details(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadInputError("'details' must be a JSON object")
     try:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     except RecursionError as exc:
         raise BadInputError("'details' is nested too deeply") from exc
     if size > MAX_DETAILS:
@@ -375,7 +376,7 @@ class ControlApi:
         accepted, a rollout rejected); the actor is the token's principal."""
         principal = self._principal(request, Role.OPERATOR)
         data = await _json_body(request)
-        action = _text(data, "action", 50, "what was decided, e.g. features_refused")
+        action = _text(data, "action", MAX_ACTION, "what was decided, e.g. features_refused")
         if not CLIENT_ACTION.fullmatch(action):
             raise BadInputError(
                 f"'action' {action!r} is not one a client may record: use features_ and "

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from failsmall.control.api import MAX_REASON
 from failsmall.features.generate import write_feature_file
 from failsmall.features.guards import (
     DEFAULT_MAX_DELTA,
@@ -29,8 +30,11 @@ from failsmall.model.envelope import bundle_data
 from failsmall.model.text import printable
 
 ACTOR = "features"
-MAX_REASON = 1000
-"""The longest reason the control plane keeps (`control.api.MAX_REASON`)."""
+DETAIL_TEXT = 300
+DETAIL_ITEMS = 10
+"""A recorded decision's details keep each string to 300 characters and each list to 10 items
+(then a line saying how many more), which keeps them under the control plane's limit on a
+client's details (`control.api.MAX_DETAILS`, 16 KiB) whatever the feature file holds."""
 
 
 class PublishRejected(Exception):
@@ -170,26 +174,29 @@ def _record(
     problems: list[str] | None = None,
 ) -> None:
     """Record a decision; a failure to record carries the decision's problems with it."""
-    reason = printable(reason)
-    if len(reason) > MAX_REASON:
-        reason = reason[: MAX_REASON - 1] + "…"
     try:
-        control.record(action, reason, _printable(details))
+        control.record(action, _clip(printable(reason), MAX_REASON), _for_audit(details))
     except DecisionUnrecorded as exc:
         raise DecisionUnrecorded(f"{reason}; {exc}", problems or []) from exc
 
 
-def _printable(value: Any) -> Any:
-    """`value` (JSON) with every string's control characters replaced by visible escapes."""
+def _for_audit(value: Any) -> Any:
+    """`value` (JSON) with every string made printable and clipped, and every list clipped."""
     match value:
         case str():
-            return printable(value)
+            return _clip(printable(value), DETAIL_TEXT)
         case dict():
-            return {printable(str(k)): _printable(v) for k, v in value.items()}
+            return {_for_audit(str(k)): _for_audit(v) for k, v in value.items()}
         case list() | tuple():
-            return [_printable(v) for v in value]
+            kept = [_for_audit(v) for v in value[:DETAIL_ITEMS]]
+            more = len(value) - DETAIL_ITEMS
+            return [*kept, f"... and {more} more"] if more > 0 else kept
         case _:
             return value
+
+
+def _clip(text: str, longest: int) -> str:
+    return text if len(text) <= longest else text[: longest - 1] + "…"
 
 
 def who() -> str:
