@@ -353,7 +353,9 @@ def publish_cmd(
     token: TokenOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Guard FILE, build a bundle with it and roll it out (class content, canary first)."""
+    """Guard FILE, build a bundle with it and roll it out (class content, canary first). Every
+    decision is recorded in the control plane's audit log (`failsmall audit`); the token needs
+    the operator role."""
     if (config is None) == (base is None):
         _fail(
             json_out,
