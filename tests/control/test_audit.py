@@ -159,3 +159,76 @@ async def test_a_flood_of_refusals_is_recorded_within_budget(fleet: Fleet) -> No
     assert len(audit) - before == len(recorded)
     counted = sum(int(e["details"].get("not_recorded_before", 0)) for e in recorded)
     assert len(recorded) + counted + fleet.plane.refusals.not_recorded == 200
+
+
+async def test_a_client_records_a_decision_as_its_token_principal(fleet: Fleet) -> None:
+    operator = await fleet.token("operator", "olga")
+    decision = {
+        "action": "features_refused",
+        "reason": "feature file 'v2' refused: delta 93%",
+        "details": {"version": "v2", "problems": ["delta: 93%"]},
+        "actor": "someone-else",
+    }
+    async with httpx.AsyncClient(base_url=fleet.plane.url, timeout=30) as client:
+        as_operator = {"Authorization": f"Bearer {operator}"}
+        recorded = await client.post("/v1/audit", json=decision, headers=as_operator)
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["actor"] == "olga"
+    as_admin = await fleet.admin.post("/v1/audit", json=decision | {"action": "features_published"})
+    assert as_admin.status_code == 201 and as_admin.json()["actor"] == "admin"
+    audit = (await fleet.admin.get("/v1/audit", params={"limit": 500})).json()
+    mine = [e for e in audit if e["action"].startswith("features_")]
+    assert [(e["actor"], e["action"]) for e in mine] == [
+        ("olga", "features_refused"),
+        ("admin", "features_published"),
+    ]
+    assert mine[0]["reason"] == decision["reason"]
+    assert mine[0]["details"] == decision["details"]
+    assert (await _verify(fleet))["intact"] is True
+    document = (await fleet.admin.get("/v1/openapi.json")).json()
+    assert "`operator`" in document["paths"]["/v1/audit"]["post"]["description"]
+
+
+async def test_a_client_cannot_forge_or_smuggle_audit_entries(fleet: Fleet) -> None:
+    viewer = await fleet.token("viewer", "vic")
+    flipper = await fleet.token("killswitch", "kim")
+    before = (await _verify(fleet))["entries"]
+    decision = {"action": "features_refused", "reason": "r"}
+    async with httpx.AsyncClient(base_url=fleet.plane.url, timeout=30) as client:
+        for token in (viewer, flipper):
+            denied = await client.post(
+                "/v1/audit", json=decision, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert denied.status_code == 403, denied.text
+        assert (await client.post("/v1/audit", json=decision)).status_code == 401
+    bad_bodies = [
+        ({"action": "rollout_completed", "reason": "r"}, "not one a client may record"),
+        ({"action": "killswitch_set", "reason": "r"}, "not one a client may record"),
+        ({"action": "token_create", "reason": "r"}, "not one a client may record"),
+        ({"action": "features_", "reason": "r"}, "not one a client may record"),
+        ({"action": "features_X", "reason": "r"}, "not one a client may record"),
+        ({"action": "features_" + "a" * 41, "reason": "r"}, "at most 49"),
+        ({"action": "features_a-b", "reason": "r"}, "at most 40 after features_"),
+        ({"action": "features_refused"}, "'reason' is required"),
+        ({"action": "features_refused", "reason": "a\x1b[2Jb"}, "control characters"),
+        ({"action": "features_refused", "reason": "x" * 1001}, "at most 1000"),
+        ({"action": "features_refused", "reason": "r", "details": []}, "JSON object"),
+        ({"action": "features_refused", "reason": "r", "details": {"k": ["\u202e"]}}, "control"),
+        ({"action": "features_refused", "reason": "r", "details": {"\x07": 1}}, "control"),
+        ({"action": "features_refused", "reason": "r", "details": {"k": "x" * 17_000}}, "bytes"),
+    ]
+    for body, why in bad_bodies:
+        response = await fleet.admin.post("/v1/audit", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert why in response.json()["error"], (body, response.text)
+    huge = {"action": "features_refused", "reason": "r", "details": {"k": "x" * 70_000}}
+    assert (await fleet.admin.post("/v1/audit", json=huge)).status_code == 413
+    audit = (await fleet.admin.get("/v1/audit", params={"limit": 500})).json()
+    assert not [e for e in audit if e["action"].startswith("features_")]
+    refused = [e for e in audit if e["action"] == "refused_forbidden"]
+    assert {(e["actor"], e["details"]["route"]) for e in refused} == {
+        ("vic", "POST /v1/audit"),
+        ("kim", "POST /v1/audit"),
+    }
+    result = await _verify(fleet)
+    assert result["intact"] is True and int(str(result["entries"])) > int(str(before))

@@ -19,7 +19,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "control"))
 
-from control_harness import EXAMPLE, wait_for
+from control_harness import EXAMPLE, running_fleet, wait_for
 from e2e_harness import E2E_POLICIES, EdgeProcess, _fleet_state, steady_traffic
 
 from failsmall.build import generate_keypair, read_private_key, write_bundle_file
@@ -30,7 +30,7 @@ from failsmall.control.plane import ControlPlane, ControlSettings
 from failsmall.model import sign_bundle
 from failsmall.transport.natsd import free_port
 
-__all__ = ["EXAMPLE", "FeatureFleet", "feature_fleet", "wait_for"]
+__all__ = ["EXAMPLE", "FeatureFleet", "feature_fleet", "running_fleet", "wait_for"]
 
 
 @dataclass
@@ -85,7 +85,7 @@ class FeatureFleet:
         return str((await self.admin.get("/v1/status")).json()["last_good"])
 
     async def audit(self) -> list[dict[str, object]]:
-        return list((await self.admin.get("/v1/audit", params={"limit": 200})).json())
+        return list((await self.admin.get("/v1/audit", params={"limit": 5000})).json())
 
 
 @contextlib.asynccontextmanager

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from failsmall.build import generate_keypair
 from failsmall.cli.main import app
+from failsmall.cli.up_cmd import failsmall_argv
 from failsmall.engine.bot import BotScorer
 from failsmall.engine.outcomes import Scored
 from failsmall.engine.request import Request, RequestView
@@ -27,6 +31,9 @@ from failsmall.features.traffic import CANDIDATE_KEYS, candidate_features, gener
 from failsmall.model.bot import BotConfig, FeatureFile, FeatureKind, feature_from_key, feature_key
 from failsmall.model.traffic import Capacities
 from failsmall.node.access_log import AccessEntry
+from failsmall.transport.natsd import free_port
+
+from .fleet import running_fleet
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site" / "features.yaml"
 TABLE = "http_requests_features"
@@ -262,8 +269,9 @@ def test_a_sqlite_url_attaches_databases_whose_copies_only_the_unfiltered_query_
         open_source(f"sqlite:{tmp_path / 'main.db'}?attch=r0:x")
 
 
-def test_a_refused_file_changes_nothing_and_the_audit_says_why(tmp_path: Path) -> None:
-    generate_keypair(tmp_path / "k.pem")
+def _refusable_state(tmp_path: Path) -> tuple[Path, Path]:
+    """A state directory that last published the example file, and a file of one feature the
+    delta guard refuses against it."""
     state = tmp_path / "state"
     state.mkdir()
     (state / "last-published.yaml").write_text(EXAMPLE.read_text())
@@ -272,19 +280,103 @@ def test_a_refused_file_changes_nothing_and_the_audit_says_why(tmp_path: Path) -
         "version: small\nfeatures:\n"
         "  - {name: ua:curl, kind: user_agent_class, param: curl, weight: -40}\n"
     )
-    runner = CliRunner()
+    return state, small
+
+
+async def _failsmall(*args: str, token: str, control: str, home: Path) -> tuple[int, str, str]:
+    """Run `failsmall ARGS` as its own process (the control plane serves in this one)."""
+    env = {**os.environ, "COLUMNS": "200", "FAILSMALL_HOME": str(home)}
+    env |= {"FAILSMALL_CONTROL": control, "FAILSMALL_TOKEN": token}
+    process = await asyncio.create_subprocess_exec(
+        *failsmall_argv(),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_refused_file_changes_nothing_and_the_control_plane_audit_says_why(
+    tmp_path: Path,
+) -> None:
+    generate_keypair(tmp_path / "k.pem")
+    state, small = _refusable_state(tmp_path)
+    args = ["features", "publish", str(small), "--key", str(tmp_path / "k.pem")]
+    args += ["--config", str(EXAMPLE.parent), "--state", str(state)]
+    async with running_fleet(tmp_path, Ed25519PrivateKey.generate()) as fleet:
+        operator = await fleet.token("operator", "olga")
+        viewer = await fleet.token("viewer", "vic")
+        run = {"control": fleet.plane.url, "home": tmp_path / "home"}
+        code, out, err = await _failsmall(*args, "--json", token=operator, **run)
+        assert code == 1, f"{out}\n{err}"
+        refusal = json.loads(out)
+        assert refusal["problems"][0].startswith("delta: feature count changes by 93%")
+        assert "failsmall audit" in refusal["hint"]
+        assert (state / "last-published.yaml").read_text() == EXAMPLE.read_text()
+        assert not (state / "audit.db").exists()
+
+        code, out, _ = await _failsmall("audit", "--json", token=viewer, **run)
+        assert code == 0
+        (entry,) = [e for e in json.loads(out) if e["action"].startswith("features_")]
+        assert (entry["actor"], entry["action"]) == ("olga", "features_refused")
+        assert entry["details"]["problems"] == refusal["problems"]
+        assert refusal["problems"][0] in entry["reason"]
+        code, out, _ = await _failsmall("audit", token=viewer, **run)
+        assert code == 0 and "features_refused" in out and "olga" in out
+        assert "delta: feature count changes by 93%" in out
+
+        # A viewer may not record the decision: the refusal still stands and the CLI says
+        # that it is not in the audit log.
+        code, out, err = await _failsmall(*args, "--json", token=viewer, **run)
+        assert code == 1, f"{out}\n{err}"
+        unrecorded = json.loads(out)
+        assert "not recorded in the audit log" in unrecorded["error"]
+        assert "403" in unrecorded["error"]
+        assert unrecorded["problems"] == refusal["problems"]
+        code, out, _ = await _failsmall("audit", "--json", token=viewer, **run)
+        assert [e["actor"] for e in json.loads(out) if e["action"] == "features_refused"] == [
+            "olga"
+        ]
+
+        # A hostile file: hundreds of problems naming features with escapes and long names.
+        # Its refusal is recorded, printable and bounded.
+        hostile = tmp_path / "hostile.yaml"
+        name = "\x1b]0;owned\x07" + "x" * 5000
+        features = [
+            {"name": f"{name}{i}", "kind": "user_agent_class", "param": "curl", "weight": math.nan}
+            for i in range(400)
+        ]
+        hostile.write_text(yaml.safe_dump({"version": "h\x1b[2J", "features": features}))
+        hostile_args = [*args[:2], str(hostile), *args[3:]]
+        code, out, err = await _failsmall(*hostile_args, "--json", token=operator, **run)
+        assert code == 1, f"{out}\n{err}"
+        assert len(json.loads(out)["problems"]) == 402  # capacity, delta, 400 weights
+        code, out, _ = await _failsmall("audit", "--json", token=viewer, **run)
+        last = json.loads(out)[-1]
+        assert (last["actor"], last["action"]) == ("olga", "features_refused")
+        problems = last["details"]["problems"]
+        assert len(problems) == 11 and problems[-1] == "... and 392 more"
+        assert all(len(p) <= 300 for p in problems) and len(last["reason"]) <= 1000
+        assert "\x1b" not in out and "\\x1b" in last["reason"]
+        code, out, _ = await _failsmall("audit", token=viewer, **run)
+        assert code == 0 and "\x1b" not in out and "\x07" not in out
+
+        code, out, _ = await _failsmall("audit", "verify", "--json", token=viewer, **run)
+        assert code == 0 and json.loads(out)["intact"] is True
+
+
+def test_a_refusal_the_control_plane_cannot_record_says_so(tmp_path: Path) -> None:
+    generate_keypair(tmp_path / "k.pem")
+    state, small = _refusable_state(tmp_path)
     args = ["features", "publish", str(small), "--key", str(tmp_path / "k.pem")]
     args += ["--config", str(EXAMPLE.parent), "--state", str(state), "--json"]
-    # No control plane runs: a refused file never reaches one.
-    args += ["--control", "http://127.0.0.1:9"]
-    result = runner.invoke(app, args)
+    args += ["--control", f"http://127.0.0.1:{free_port()}", "--token", "fs_x"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     refusal = json.loads(result.output)
+    assert "cannot reach the control plane" in refusal["error"]
     assert refusal["problems"][0].startswith("delta: feature count changes by 93%")
     assert (state / "last-published.yaml").read_text() == EXAMPLE.read_text()
-    audit = runner.invoke(app, ["features", "audit", "--state", str(state), "--json"])
-    (entry,) = json.loads(audit.output)
-    assert entry["action"] == "features_refused"
-    assert entry["details"]["problems"] == refusal["problems"]
-    table = runner.invoke(app, ["features", "audit", "--state", str(state)])
-    assert table.exit_code == 0 and "features_refused" in table.output

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 import yaml
 from pydantic import ValidationError
@@ -47,7 +48,13 @@ from failsmall.features.ingest import (
     ingest_generated,
 )
 from failsmall.features.metadata import SchemaError
-from failsmall.features.publish import PublishRejected, PublishState, publish, who
+from failsmall.features.publish import (
+    DecisionUnrecorded,
+    PublishRejected,
+    PublishState,
+    publish,
+    who,
+)
 from failsmall.features.source import Source, SourceError, open_source
 from failsmall.features.traffic import candidate_features, generate
 from failsmall.model import Bundle, BundleError
@@ -257,8 +264,9 @@ def generate_cmd(
     console.print(_quality_table(generated, compare))
 
 
-class ControlPusher:
-    """The control plane through the CLI's client: push declared `content`, then wait."""
+class ControlPlaneClient:
+    """The control plane through the CLI's client: push declared `content`, wait, and record
+    decisions in its audit log."""
 
     def __init__(self, client: ControlClient, timeout_s: float, quiet: bool) -> None:
         self.client, self.timeout_s, self.quiet = client, timeout_s, quiet
@@ -271,6 +279,33 @@ class ControlPusher:
 
     def wait(self, rollout_id: str) -> dict[str, Any]:
         return wait_for_rollout(self.client, rollout_id, self.timeout_s, self.quiet)
+
+    def record(self, action: str, reason: str, details: dict[str, Any]) -> None:
+        body = {"action": action, "reason": reason, "details": details}
+        headers = {"Authorization": f"Bearer {self.client.token}"} if self.client.token else {}
+        try:
+            response = httpx.post(
+                f"{self.client.url}/v1/audit",
+                json=body,
+                headers=headers,
+                timeout=self.client.timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            raise DecisionUnrecorded(
+                f"not recorded in the audit log: cannot reach the control plane at "
+                f"{self.client.url} ({exc})",
+                [],
+            ) from exc
+        if response.status_code != 201:
+            try:
+                error = str(response.json().get("error", response.text))
+            except (ValueError, AttributeError):
+                error = response.text[:200]
+            raise DecisionUnrecorded(
+                f"not recorded in the audit log: the control plane answered "
+                f"{response.status_code}: {error}",
+                [],
+            )
 
 
 def _duration(text: str) -> float:
@@ -293,7 +328,7 @@ def publish_cmd(
         Path | None, typer.Option("--base", help="Or: a signed bundle file to carry the file.")
     ] = None,
     state: Annotated[
-        Path, typer.Option("--state", help="Last published file and the audit log.")
+        Path, typer.Option("--state", help="Where the last published file is kept.")
     ] = Path(".failsmall-features"),
     capacity: Annotated[
         int | None, typer.Option("--capacity", help="Feature slots (default: the bundle's).")
@@ -318,7 +353,9 @@ def publish_cmd(
     token: TokenOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Guard FILE, build a bundle with it and roll it out (class content, canary first)."""
+    """Guard FILE, build a bundle with it and roll it out (class content, canary first). Every
+    decision is recorded in the control plane's audit log (`failsmall audit`); the token needs
+    the operator role."""
     if (config is None) == (base is None):
         _fail(
             json_out,
@@ -357,7 +394,7 @@ def publish_cmd(
         _fail(json_out, str(exc), [], "", Exit.BAD_INPUT)
     pipeline = PublishState(state)
     accepted = Acceptance(who(), reason.strip()) if accept_delta else None
-    pusher = ControlPusher(ControlClient.resolve(control, token), timeout, json_out)
+    control_plane = ControlPlaneClient(ControlClient.resolve(control, token), timeout, json_out)
     cycle, failures = 0, 0
     while True:
         cycle += 1
@@ -368,7 +405,7 @@ def publish_cmd(
                 file,
                 bundle,
                 signing,
-                pusher,
+                control_plane,
                 pipeline,
                 capacity,
                 max_delta,
@@ -408,7 +445,7 @@ def _publish_once(
     file: Path,
     bundle: Bundle,
     signing: Any,
-    pusher: ControlPusher,
+    control: ControlPlaneClient,
     pipeline: PublishState,
     capacity: int | None,
     max_delta: float,
@@ -429,7 +466,7 @@ def _publish_once(
             data,
             base=bundle,
             key=signing,
-            pusher=pusher,
+            control=control,
             state=pipeline,
             capacity=capacity,
             max_delta=max_delta,
@@ -444,6 +481,9 @@ def _publish_once(
         )
     except PublishRejected as exc:
         return _refused(json_out, once, str(exc), [])
+    except DecisionUnrecorded as exc:
+        unrecorded = "check the control plane and the token's role (operator or admin)"
+        return _refused(json_out, once, str(exc), exc.problems, unrecorded)
     _report(
         json_out,
         {
@@ -457,8 +497,13 @@ def _publish_once(
     return True
 
 
-def _refused(json_out: bool, once: bool, message: str, problems: list[str]) -> bool:
-    hint = "the fleet stays on its last good bundle; the refusal is in the audit log"
+def _refused(
+    json_out: bool,
+    once: bool,
+    message: str,
+    problems: list[str],
+    hint: str = "the fleet stays on its last good bundle; `failsmall audit` shows why",
+) -> bool:
     if once:
         _fail(json_out, message, problems, hint, Exit.FAILED)
     _report(json_out, {"outcome": "refused", "error": message, "problems": problems})
@@ -481,38 +526,6 @@ def _report(json_out: bool, data: dict[str, Any]) -> None:
         err_console.print(f"[bold red]{outcome}:[/] {_safe(str(data['error']))}")
         for problem in data["problems"]:
             err_console.print(f"  - {_safe(problem)}")
-
-
-@features_app.command("audit")
-def audit_cmd(
-    state: Annotated[
-        Path, typer.Option("--state", help="The state directory given to publish.")
-    ] = Path(".failsmall-features"),
-    json_out: JsonOption = False,
-) -> None:
-    """What publishing decided: published, refused by a guard, accepted past the delta guard,
-    rejected by the fleet; with who and why."""
-    if not (state / "audit.db").exists():
-        _fail(
-            json_out,
-            f"no audit log in {state}",
-            [],
-            "pass the --state given to publish",
-            Exit.BAD_INPUT,
-        )
-    entries = PublishState(state).entries()
-    if json_out:
-        print_json(entries)
-        return
-    out = Table(title=f"feature publishing audit ({_safe(str(state))})")
-    for column in ("seq", "at", "actor", "action", "reason"):
-        out.add_column(column)
-    for e in sorted(entries, key=lambda e: int(e["seq"])):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["at"])))
-        problems = e["details"].get("problems", [])
-        reason = "; ".join([str(e["reason"]), *map(str, problems)])
-        out.add_row(str(e["seq"]), when, _safe(str(e["actor"])), str(e["action"]), _safe(reason))
-    console.print(out)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ status and change nothing. The OpenAPI document is at `/v1/openapi.json`.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, assert_never
@@ -55,6 +56,12 @@ MAX_REASON = 1000
 MAX_NAME = 200
 """Longest reason, and longest principal name or rule id, in characters."""
 MAX_AUDIT_SEQ = 2**63 - 1
+CLIENT_ACTION = re.compile(r"features_[a-z][a-z_]{0,39}")
+MAX_ACTION = 49
+"""The actions a client may record in the audit log (`POST /v1/audit`): decisions of the bot
+feature pipeline. Every other action is the control plane's own and cannot be forged."""
+MAX_DETAILS = 16 * 1024
+"""The largest `details` of a client-recorded audit entry, in bytes of compact UTF-8 JSON."""
 
 _STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (UnauthorisedError, 401),
@@ -119,6 +126,34 @@ def _reason(data: dict[str, Any]) -> str:
     return _text(data, "reason", MAX_REASON, "say why")
 
 
+def _details(value: object) -> dict[str, Any]:
+    """A client's `details`: a JSON object of at most MAX_DETAILS bytes whose keys and strings
+    hold no control character."""
+    if not isinstance(value, dict):
+        raise BadInputError("'details' must be a JSON object")
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except RecursionError as exc:
+        raise BadInputError("'details' is nested too deeply") from exc
+    if size > MAX_DETAILS:
+        raise BadInputError(f"'details' is {size} bytes of JSON; at most {MAX_DETAILS} are kept")
+    pending: list[object] = [value]
+    while pending:
+        match pending.pop():
+            case str() as text if unsafe := unsafe_characters(text):
+                raise BadInputError(
+                    f"'details' holds control characters ({', '.join(unsafe)}) in {text[:40]!r}"
+                )
+            case dict() as mapping:
+                pending.extend(mapping.keys())
+                pending.extend(mapping.values())
+            case list() as items:
+                pending.extend(items)
+            case _:
+                pass
+    return value
+
+
 class ControlApi:
     """The operator-facing routes of the control plane."""
 
@@ -160,6 +195,7 @@ class ControlApi:
             web.post("/v1/killswitches", self.set_killswitch),
             web.post("/v1/killswitches/{rule}/clear", self.clear_killswitch),
             web.get("/v1/audit", self.audit_entries),
+            web.post("/v1/audit", self.record_decision),
             web.get("/v1/audit/verify", self.audit_verify),
             web.get("/v1/tokens", self.list_tokens),
             web.post("/v1/tokens", self.create_token),
@@ -334,6 +370,21 @@ class ControlApi:
         if not 0 <= after <= MAX_AUDIT_SEQ:
             raise BadInputError(f"'after' must be an entry number between 0 and {MAX_AUDIT_SEQ}")
         return web.json_response([e.to_dict() for e in self.audit.entries(limit, after)])
+
+    async def record_decision(self, request: web.Request) -> web.Response:
+        """A client's record of a decision it made (a feature file refused by a guard, a delta
+        accepted, a rollout rejected); the actor is the token's principal."""
+        principal = self._principal(request, Role.OPERATOR)
+        data = await _json_body(request)
+        action = _text(data, "action", MAX_ACTION, "what was decided, e.g. features_refused")
+        if not CLIENT_ACTION.fullmatch(action):
+            raise BadInputError(
+                f"'action' {action!r} is not one a client may record: use features_ and "
+                "lower-case letters or underscores (at most 40 after features_)"
+            )
+        details = _details(data.get("details", {}))
+        record = self.audit.append(self.clock(), principal.name, action, _reason(data), details)
+        return web.json_response(record.to_dict(), status=201)
 
     async def audit_verify(self, request: web.Request) -> web.Response:
         self._principal(request, Role.VIEWER)

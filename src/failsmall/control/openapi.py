@@ -51,6 +51,21 @@ ENDPOINTS: tuple[tuple[str, str, str, str, dict[str, Any] | None], ...] = (
     ),
     ("post", "/v1/killswitches/{rule}/clear", "killswitch", "Lift a killswitch", _REASON),
     ("get", "/v1/audit", "viewer", "Audit log entries (query: limit, after)", None),
+    (
+        "post",
+        "/v1/audit",
+        "operator",
+        "Record a client's decision (actor: the token's principal); actions features_* only",
+        {
+            "type": "object",
+            "required": ["action", "reason"],
+            "properties": {
+                "action": {"type": "string", "pattern": "^features_[a-z][a-z_]{0,39}$"},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 1000},
+                "details": {"type": "object", "description": "at most 16 KiB of JSON"},
+            },
+        },
+    ),
     ("get", "/v1/audit/verify", "viewer", "Check the audit hash chain", None),
     ("get", "/v1/tokens", "admin", "Tokens (ids and roles; never the secrets)", None),
     (
