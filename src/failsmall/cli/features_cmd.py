@@ -30,7 +30,7 @@ from failsmall.cli.control_client import (
     JsonOption,
     TokenOption,
 )
-from failsmall.cli.output import Exit, console, err_console, print_json
+from failsmall.cli.output import Exit, console, err_console, fail, print_json
 from failsmall.cli.push_cmd import wait_for_rollout
 from failsmall.features.fit import DEFAULT_THRESHOLD, NotEnoughRows, Quality
 from failsmall.features.generate import (
@@ -80,15 +80,8 @@ def _safe(text: str) -> str:
 
 
 def _fail(json_out: bool, message: str, problems: list[str], hint: str, code: Exit) -> NoReturn:
-    if json_out:
-        print_json({"error": message, "problems": problems, "hint": hint})
-    else:
-        err_console.print(f"[bold red]error:[/] {_safe(message)}")
-        for problem in problems:
-            err_console.print(f"  - {_safe(problem)}")
-        if hint:
-            err_console.print(f"[dim]hint:[/] {_safe(hint)}")
-    raise typer.Exit(int(code))
+    """The shared error report (`--json` is already known to `fail` through `JsonOption`)."""
+    fail(message, hint, code, problems)
 
 
 def _open(url: str, json_out: bool) -> Source:

@@ -20,7 +20,6 @@ from fnmatch import fnmatchcase
 from typing import assert_never
 
 from failsmall.control.store import ControlStore
-from failsmall.transport.http import NodeAccess
 
 TOKEN_PREFIX = "fs_"
 
@@ -164,14 +163,6 @@ class TokenBook:
         if row is None:
             raise UnauthorisedError("the token is unknown or revoked; ask an admin for a new one")
         return Principal(str(row[0]), Role(row[1]), str(row[2]))
-
-    def node_access(self, token: str, node_id: str) -> NodeAccess:
-        """What `token` may do on the transport routes of `node_id` (see `may_act_as_node`)."""
-        try:
-            principal = self.authenticate(token)
-        except UnauthorisedError:
-            return NodeAccess.UNKNOWN_TOKEN
-        return NodeAccess.ALLOWED if principal.may_act_as_node(node_id) else NodeAccess.FORBIDDEN
 
     def revoke(self, token_id: str) -> bool:
         cursor = self._store.db.execute(
