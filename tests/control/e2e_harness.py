@@ -22,7 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from failsmall.build import generate_keypair, read_private_key
 from failsmall.cli.demo_origin import start_demo_origin
-from failsmall.cli.up_cmd import NODE_TOKEN_ENV, PROBE_HEADERS, demo_bundle, node_argv
+from failsmall.cli.up_cmd import (
+    NODE_TOKEN_ENV,
+    PROBE_HEADERS,
+    demo_bundle,
+    failsmall_argv,
+    node_argv,
+)
 from failsmall.control.auth import Role
 from failsmall.control.plane import ControlPlane, ControlSettings
 from failsmall.model import Bundle, SignedBundle, sign_bundle
@@ -62,14 +68,47 @@ class EdgeProcess:
 
 @dataclass
 class RealFleet:
-    """Everything one end-to-end test runs against."""
+    """Everything one end-to-end test runs against. Every node writes its access log to
+    `access_log(node)`."""
 
+    tmp: Path
     plane: ControlPlane
     admin: httpx.AsyncClient
+    admin_token: str
+    key_file: Path
     key: Ed25519PrivateKey
     origin_port: int
     nodes: list[EdgeProcess]
     sent: dict[str, int] = field(default_factory=dict)
+
+    def access_log(self, node: EdgeProcess) -> Path:
+        return self.tmp / f"{node.node_id}.access.log"
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """Run `failsmall ARGS` as its own process against this fleet's control plane."""
+        env = {
+            **os.environ,
+            "FAILSMALL_CONTROL": self.plane.url,
+            "FAILSMALL_TOKEN": self.admin_token,
+            "FAILSMALL_HOME": str(self.tmp / "home"),
+            "COLUMNS": "200",
+        }
+        process = await asyncio.create_subprocess_exec(
+            *failsmall_argv(),
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 240)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def last_good(self) -> str:
+        return str((await self.admin.get("/v1/status")).json()["last_good"])
+
+    async def audit(self, limit: int = 5000) -> list[dict[str, object]]:
+        return list((await self.admin.get("/v1/audit", params={"limit": limit})).json())
 
     def bundle(self) -> Bundle:
         return demo_bundle(EXAMPLE, self.origin_port)
@@ -84,24 +123,37 @@ class RealFleet:
         return signed.digest, str(response.json()["rollout_id"])
 
     async def wait_done(self, rollout_id: str, timeout_s: float = 90) -> str:
+        """The state a rollout ends in (completed, rolled_back or aborted)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             state = str((await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()["state"])
             if state in ("completed", "rolled_back", "aborted"):
                 return state
             await asyncio.sleep(0.1)
-        trail = await self.audit_trail()
-        raise AssertionError(f"rollout {rollout_id} did not finish in {timeout_s}s:\n{trail}")
+        row = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()
+        raise AssertionError(
+            f"rollout {rollout_id} did not finish in {timeout_s}s: {row['state']}, "
+            f"events {row['events'][-5:]}\n{await self.audit_trail()}\n"
+            + _fleet_state(self.plane, self.nodes)
+        )
 
     async def audit_trail(self, limit: int = 30) -> str:
         """The latest audit entries, one per line, for assertion messages."""
-        audit = (await self.admin.get("/v1/audit", params={"limit": limit})).json()
+        audit = await self.audit(limit)
         return "\n".join(f"{e['actor']} {e['action']}: {e['reason']}" for e in audit)
 
     async def seed(self) -> str:
+        """Roll the example bundle out to every node (`global`); its digest."""
         digest, rollout_id = await self.push(self.bundle(), policy="global")
-        assert await self.wait_done(rollout_id) == "completed"
-        await wait_for(lambda: all(digest in n.served() for n in self.nodes), timeout_s=30)
+        # On a loaded machine the nodes may build the first engine after the wave's bake
+        # and its extensions: the gate then pauses as inconclusive, and once every node
+        # serves the bundle it is resumed, as an operator would.
+        await wait_for(lambda: all(digest in n.served() for n in self.nodes), timeout_s=120)
+        row = (await self.admin.get(f"/v1/rollouts/{rollout_id}")).json()
+        if row["state"] == "paused":
+            await self.admin.post("/v1/rollout/resume", json={})
+        state = await self.wait_done(rollout_id)
+        assert state == "completed", f"seeding ended {state}:\n{await self.audit_trail()}"
         return digest
 
     def reported_digests(self) -> dict[str, str]:
@@ -195,6 +247,7 @@ async def real_fleet(tmp_path: Path, nodes: int = 4) -> AsyncIterator[RealFleet]
             port, admin_port = free_port(), free_port()
             log = tmp_path / f"{node_id}.log"
             argv = node_argv(node_id, tmp_path / node_id, public, port, admin_port, plane.url)
+            argv += ["--access-log", str(tmp_path / f"{node_id}.access.log")]
             with log.open("ab") as out:
                 process = subprocess.Popen(
                     argv,
@@ -213,7 +266,17 @@ async def real_fleet(tmp_path: Path, nodes: int = 4) -> AsyncIterator[RealFleet]
         async with httpx.AsyncClient(
             base_url=plane.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60
         ) as admin:
-            yield RealFleet(plane, admin, key, origin_port, processes, sent)
+            yield RealFleet(
+                tmp_path,
+                plane,
+                admin,
+                admin_token,
+                tmp_path / "signing.key",
+                key,
+                origin_port,
+                processes,
+                sent,
+            )
     finally:
         stop.set()
         if traffic is not None:

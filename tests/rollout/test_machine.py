@@ -137,9 +137,9 @@ def test_inconclusive_extends_then_pauses_for_a_person() -> None:
     h = Harness(100)
     h.start()
     bake(h, 5, requests=0)
-    assert h.machine.state == Baking(0, 0.0, extensions=1)
+    assert h.machine.state == Baking(0, 0.0, extensions=1, extended_at=5.0)
     bake(h, 5, requests=0)
-    assert h.machine.state == Baking(0, 0.0, extensions=2)
+    assert h.machine.state == Baking(0, 0.0, extensions=2, extended_at=10.0)
     bake(h, 5, requests=0)
     assert isinstance(h.machine.state, Paused)
     assert h.machine.state.by == "gate"
@@ -152,6 +152,22 @@ def test_inconclusive_extends_then_pauses_for_a_person() -> None:
     assert h.machine.state == Baking(0, h.now)
     bake(h, 5)
     assert len(h.on_new()) == 10
+
+
+def test_late_ticks_after_an_outage_extend_once_per_bake_period() -> None:
+    """A control plane that was down for minutes wakes up past the bake's end: the gate is
+    inconclusive (no samples came in), and that grants one extension, a whole bake period
+    from now, instead of burning every extension on consecutive ticks and pausing."""
+    h = Harness(100)
+    h.start()
+    h.tick(dt=300.0, requests=0)
+    assert h.machine.state == Baking(0, 0.0, extensions=1, extended_at=300.0)
+    for _ in range(3):
+        h.tick(requests=0)
+    assert isinstance(h.machine.state, Baking), "one late tick must not exhaust the extensions"
+    assert h.actions().count("bake_extended") == 1
+    bake(h, 5)
+    assert len(h.on_new()) == 10, "traffic after the outage lets the canary pass"
 
 
 def test_a_silent_canary_never_passes() -> None:

@@ -1,5 +1,7 @@
 """The `failsmall` command: one module per command group, registered here."""
 
+import sys
+
 import typer
 
 from failsmall.cli import output
@@ -62,3 +64,34 @@ tune_cmd.register(app)
 from failsmall.cli import drill_cmd  # noqa: E402
 
 drill_cmd.register(app)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run `failsmall`. With `--json`, a usage error (an unknown option, a missing or malformed
+    argument) is answered in the JSON error shape of `output.fail` too, so a program driving
+    the CLI never has to parse usage text."""
+    argv = sys.argv[1:] if args is None else args
+    if "--json" not in argv:
+        app(args=argv, prog_name="failsmall")
+        return
+    try:
+        code = app(args=argv, prog_name="failsmall", standalone_mode=False)
+    except typer.TyperException as exc:
+        context = getattr(exc, "ctx", None)
+        where = getattr(context, "command_path", "failsmall")
+        exit_code = output.Exit.BAD_INPUT if exc.exit_code == 2 else output.Exit.FAILED
+        output.print_json(
+            {
+                "ok": False,
+                "error": exc.format_message(),
+                "kind": exit_code.name.lower(),
+                "exit_code": int(exit_code),
+                "hint": f"see `{where} --help`",
+                "problems": [],
+            }
+        )
+        sys.exit(int(exit_code))
+    except typer.Abort:
+        output.err_console.print("aborted")
+        sys.exit(int(output.Exit.FAILED))
+    sys.exit(code if isinstance(code, int) else 0)

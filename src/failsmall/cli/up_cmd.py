@@ -81,7 +81,7 @@ def failsmall_argv() -> list[str]:
     script = Path(sys.executable).parent / "failsmall"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from failsmall.cli.main import app; app()"]
+    return [sys.executable, "-c", "from failsmall.cli.main import main; main()"]
 
 
 def node_argv(

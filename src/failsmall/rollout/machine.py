@@ -31,7 +31,7 @@ listed raises `InvalidTransitionError` and changes nothing):
 | baking(k)      | Tick, bake over, pass, k < last       | baking(k+1) | Assign wave k+1->new     |
 | baking(last)   | Tick, bake over, pass                 | completed   | Assign late joiners->new |
 | baking(k)      | pass, and wave k+1 adds no node       | baking(k+2) | (wave k+1 skipped)       |
-| baking(k)      | Tick, bake over, inconclusive, e < max| baking(k)   | (bake extended)          |
+| baking(k)      | Tick, bake over, inconclusive, e < max| baking(k)   | (bake extended)(3)       |
 | baking(k)      | Tick, bake over, inconclusive, e = max| paused(k)   |                          |
 | baking(k)      | NodeJoined                            | baking(k)   | Assign joiner (1)        |
 | baking(k)      | Pause                                 | paused(k)   |                          |
@@ -49,6 +49,7 @@ Every transition also emits an `AuditEntry` saying who decided and why.
 it in a wave already promoted (k-1), or it had the new bundle before and is still in wave k (a
 node that restarts keeps its place); otherwise it gets the last good bundle.
 (2) members of wave k that joined while paused; the bake restarts from the resume.
+(3) a new bake period of the wave's `bake_s`, counted from the tick that grants it.
 
 "exposed" is every node assigned the new bundle, including nodes that have since left, so a
 node that comes back finds its pointer on the last good bundle. Node confirmations: an ACK of
@@ -599,9 +600,9 @@ class RolloutMachine:
             case _:
                 assert_never(verdict)
         match self.state:
-            case Baking(wave=wave, since=since, extensions=extensions):
+            case Baking(wave=wave, extensions=extensions) as baking:
                 spec = self.policy.waves[wave]
-                if self._now < since + spec.bake_s * (1 + extensions):
+                if self._now < baking.bake_ends(spec.bake_s):
                     return
                 if old.requests >= self.policy.gate.min_requests:
                     self._baseline = old
@@ -611,7 +612,9 @@ class RolloutMachine:
                         self._promote(wave)
                     case GateInconclusive(reason=reason):
                         if extensions < self.policy.max_extensions:
-                            self.state = replace(self.state, extensions=extensions + 1)
+                            self.state = replace(
+                                baking, extensions=extensions + 1, extended_at=self._now
+                            )
                             self._audit(
                                 GATE, "bake_extended", reason, wave=spec.name,
                                 extension=extensions + 1,

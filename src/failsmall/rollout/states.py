@@ -15,11 +15,18 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class Baking:
-    """Wave `wave` is assigned; its bake ends at `since + bake_s x (1 + extensions)`."""
+    """Wave `wave` is assigned; its bake ends `bake_s` after `since`, or after the latest
+    extension (`extended_at`): an extension is a whole new bake period from the moment it is
+    granted, so ticks that arrive late (a control plane that was down) cannot use them up."""
 
     wave: int
     since: float
     extensions: int = 0
+    extended_at: float | None = None
+
+    def bake_ends(self, bake_s: float) -> float:
+        start = self.since if self.extended_at is None else self.extended_at
+        return start + bake_s
 
 
 @dataclass(frozen=True, slots=True)
