@@ -395,8 +395,28 @@ def _latency(out: str, pct: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def drain(pid: int, timeout_s: float = 60.0) -> None:
+    """Wait until process tree `pid` is idle: requests queued by an earlier wrk run are done.
+
+    A proxy slower than the offered load (nginx + ModSecurity on JSON bodies) still works
+    through the requests wrk left behind when it stopped; without this the next measurement
+    would be charged with them. Idle: under 10 ms of CPU in 200 ms.
+    """
+    deadline = time.monotonic() + timeout_s
+    used = tree_cpu_s(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = tree_cpu_s(pid)
+        if now - used < 0.01:
+            return
+        used = now
+    raise BenchError(f"still busy {timeout_s:g}s after wrk stopped")
+
+
 def measure_cell(pid: int, port: int, duration_s: int, connections: int, column: Column) -> Cell:
-    """`run_wrk`, also charging the CPU time of process tree `pid` to each request."""
+    """`run_wrk` on an idle proxy, also charging the CPU time of process tree `pid` to each
+    request."""
+    drain(pid)
     before = tree_cpu_s(pid)
     cell = run_wrk(port, duration_s, connections, column)
     used = tree_cpu_s(pid) - before
@@ -662,6 +682,7 @@ def measure_contender(
         for column in Column:
             step(f"{contender.name}: {column.label}")
             if warmup:
+                drain(proxy.pid)
                 run_wrk(contender.port, 1, connections, column)
             row.cells[column] = measure_cell(
                 proxy.pid, contender.port, duration_s, connections, column
