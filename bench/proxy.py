@@ -801,6 +801,19 @@ def conditions(duration_s: int, connections: int, have_nginx: bool) -> str:
     )
 
 
+def load_text(load: tuple[float, ...]) -> str:
+    return "1-minute load average before/after: " + " / ".join(f"{x:.2f}" for x in load)
+
+
+def cpu_ratio(rows: Sequence[Row], name: str, baseline: str, column: Column) -> float | None:
+    """CPU per request of `baseline` ÷ that of `name`: how many of `name`'s requests fit in the
+    CPU time one of `baseline`'s takes. Steadier than req/s on a loaded machine."""
+    row, base = find(rows, name), find(rows, baseline)
+    if row is None or base is None or not row.cells[column].cpu_us:
+        return None
+    return base.cells[column].cpu_us / row.cells[column].cpu_us
+
+
 def fmt_ratio(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -831,7 +844,7 @@ def print_table(
                 table.add_row(row.name, f"[{colour}]{row.outcome.value}: {reason}[/]")
             case _:
                 assert_never(row.outcome)
-    table.caption = f"{header}; load average before/after: {', '.join(map(str, load))}"
+    table.caption = f"{header}; {load_text(load)}"
     console.print(table)
     for row in rows:
         if row.outcome is Outcome.FAILED and "\n" in row.reason:
@@ -865,7 +878,7 @@ def markdown(rows: Sequence[Row], header: str, load: tuple[float, ...]) -> str:
         return f"{rps / 1000:.1f}k" if rps >= 1000 else f"{rps:.0f}"
 
     lines = [
-        f"{header}; load average before/after: {', '.join(map(str, load))}.",
+        f"{header}; {load_text(load)}.",
         "Cells: req/s (× keep-alive nginx / × stock nginx).",
         "",
         "| proxy | " + " | ".join(c.label for c in Column) + " |",
@@ -885,6 +898,19 @@ def markdown(rows: Sequence[Row], header: str, load: tuple[float, ...]) -> str:
     lines.append("| managed ÷ ModSecurity + CRS | " + " | ".join(modsec) + " |")
     workers = [fmt_ratio(ratio(rows, WORKERS2, MANAGED, c)) for c in Column]
     lines.append("| `--workers 2` ÷ 1 worker | " + " | ".join(workers) + " |")
+    lines += [
+        "",
+        "CPU µs per request (the proxy's processes, user + system):",
+        "",
+        "| proxy | " + " | ".join(c.label for c in Column) + " |",
+        "|---|" + "---:|" * len(Column),
+    ]
+    for row in rows:
+        if row.outcome is Outcome.MEASURED:
+            cpu = [f"{row.cells[c].cpu_us:,.0f}" for c in Column]
+            lines.append(f"| {row.name} | " + " | ".join(cpu) + " |")
+    by_cpu = [fmt_ratio(cpu_ratio(rows, MANAGED, MODSEC, c), 1) for c in Column]
+    lines.append("| ModSecurity + CRS ÷ managed | " + " | ".join(by_cpu) + " |")
     lines += ["", "| target | column | measured | |", "|---|---|---:|---|"]
     for result in goal_results(rows):
         lines.append(
