@@ -283,10 +283,18 @@ def check_blocks_attacks(port: int) -> None:
             )
 
 
-def wait_http(port: int, path: str = "/", timeout_s: float = 15.0) -> None:
+def wait_http(
+    port: int,
+    path: str = "/",
+    timeout_s: float = 15.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until `port` answers GET `path` with 200; give up early if `proc` has exited."""
     deadline = time.monotonic() + timeout_s
     last = "no connection"
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"it exited with status {proc.returncode} before serving")
         try:
             status = http_status(port, raw_request("GET", path), timeout_s=1)
         except (OSError, BenchError) as exc:
@@ -675,8 +683,8 @@ def measure_contender(
     row = Row(contender.name, Outcome.MEASURED)
     with process(contender.command, log, contender.env) as proxy:
         for admin in contender.admin_ports:  # every worker serves its bundle
-            wait_http(admin, "/readyz", timeout_s=60)
-        wait_http(contender.port, timeout_s=60)
+            wait_http(admin, "/readyz", timeout_s=60, proc=proxy)
+        wait_http(contender.port, timeout_s=60, proc=proxy)
         if contender.waf:
             check_blocks_attacks(contender.port)
         for column in Column:
@@ -720,7 +728,7 @@ def measure(
             process(origin_cmd, workdir / "origin.log") as origin,
             Progress(console=console, transient=True) as progress,
         ):
-            wait_http(origin_port)
+            wait_http(origin_port, proc=origin)
             measured = 1 + sum(isinstance(c, Contender) for c in contenders)
             task = progress.add_task("starting", total=measured * len(Column))
             started = 0

@@ -89,3 +89,12 @@ def test_modsecurity_configuration_blocks_and_loads_the_crs(tmp_path: Path) -> N
     done = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "rules loaded inline/local/remote: 0/" in done.stderr
+
+
+def test_a_proxy_that_does_not_start_fails_its_row_with_its_output(tmp_path: Path) -> None:
+    crash = "import sys; print('cannot bind: address in use'); sys.exit(3)"
+    contender = proxy.Contender("broken", [sys.executable, "-c", crash], proxy.free_port())
+    with pytest.raises(proxy.BenchError) as failed:
+        proxy.measure_contender(contender, tmp_path, 1, False, 4, lambda _: None)
+    assert "exited with status 3 before serving" in str(failed.value)
+    assert "cannot bind: address in use" in str(failed.value)
