@@ -79,7 +79,8 @@ MODSEC = "nginx + ModSecurity v3 + OWASP CRS PL1"
 WORKERS2 = "failsmall node --workers 2, managed ruleset"
 
 NGINX_HINT = "install it with: apt-get install -y nginx"
-MODSEC_HINT = "install them with: apt-get install -y libnginx-mod-http-modsecurity modsecurity-crs"
+MODSEC_PACKAGES = "libnginx-mod-http-modsecurity modsecurity-crs"
+MODSEC_HINT = f"install them with: apt-get install -y {MODSEC_PACKAGES}"
 MODSEC_MODULE = Path("/usr/lib/nginx/modules/ngx_http_modsecurity_module.so")
 MODSEC_CONF = Path("/etc/nginx/modsecurity.conf")  # Debian's recommended ModSecurity settings
 UNICODE_MAPPING = Path("/etc/nginx/unicode.mapping")
@@ -647,7 +648,10 @@ def plan(workdir: Path, origin_port: int, have_nginx: bool) -> list[Contender | 
     rows.append(node_contender(EMPTY, workdir, bundles["empty"], trust, 1, waf=False))
     rows.append(node_contender(MANAGED, workdir, bundles["managed"], trust, 1, waf=True))
     rows.append(node_contender(EXAMPLE_SITE, workdir, bundles["example"], trust, 1, waf=True))
-    missing = modsecurity_missing() if have_nginx else f"nginx not found; {NGINX_HINT}"
+    if have_nginx:
+        missing = modsecurity_missing()
+    else:
+        missing = f"nginx not found; {NGINX_HINT} {MODSEC_PACKAGES}"
     if missing:
         rows.append(Unavailable(MODSEC, missing))
     else:

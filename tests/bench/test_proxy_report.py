@@ -98,3 +98,21 @@ def test_a_proxy_that_does_not_start_fails_its_row_with_its_output(tmp_path: Pat
         proxy.measure_contender(contender, tmp_path, 1, False, 4, lambda _: None)
     assert "exited with status 3 before serving" in str(failed.value)
     assert "cannot bind: address in use" in str(failed.value)
+
+
+def test_without_nginx_its_rows_are_skipped_saying_what_to_install(tmp_path: Path) -> None:
+    rows = proxy.plan(tmp_path, proxy.free_port(), have_nginx=False)
+    skipped = {r.name: r.reason for r in rows if isinstance(r, proxy.Unavailable)}
+    assert set(skipped) == {proxy.STOCK, proxy.KEEPALIVE, proxy.MODSEC}
+    assert "apt-get install -y nginx libnginx-mod-http-modsecurity" in skipped[proxy.MODSEC]
+    names = [r.name for r in rows]
+    assert names == [
+        proxy.STOCK,
+        proxy.KEEPALIVE,
+        proxy.NAIVE,
+        proxy.EMPTY,
+        proxy.MANAGED,
+        proxy.EXAMPLE_SITE,
+        proxy.MODSEC,
+        proxy.WORKERS2,
+    ]
