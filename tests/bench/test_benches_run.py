@@ -23,12 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 REPO = Path(__file__).resolve().parents[2]
 BLAZEHTTP = Path(os.environ.get("FAILSMALL_BLAZEHTTP", "/tmp/blazehttp/testcases"))
 CRS_CORPUS = REPO.parent / "shared" / "corpora" / "crs-regression"
-WAF_ROWS = {
-    "failsmall node, managed ruleset as shipped",
-    "failsmall node, example site",
-    "nginx + ModSecurity v3 + OWASP CRS PL1",
-    "failsmall node --workers 2, managed ruleset",
-}
 MODSEC = "nginx + ModSecurity v3 + OWASP CRS PL1"
 
 
@@ -61,8 +55,8 @@ def test_proxy_quick() -> None:
                 slow_waf = name == MODSEC  # answers ~8 KiB JSON in seconds: maybe none in 1 s
                 for column, cell in row["cells"].items():
                     assert cell["rps"] > 0 or (slow_waf and column.startswith("json")), (name, cell)
-                    if name not in WAF_ROWS:
-                        assert cell["errors"] == 0, (name, column, cell)
+                    # A WAF that blocked the bench's benign traffic would be measured on 403s.
+                    assert cell["errors"] == 0, (name, column, cell)
             case "skipped":
                 assert "apt-get install" in row["reason"], row
                 assert "nginx" in name or "ModSecurity" in name, row
