@@ -1,14 +1,26 @@
-"""Proxy throughput, side by side in one run: `python bench/proxy.py [--duration 5] [--json]`.
+"""Proxy throughput, side by side in one run: `python bench/proxy.py [--duration 5 | --quick]`.
 
 Starts an origin (nginx if installed, else a fast asyncio origin) and measures with wrk
-(-t1 -c32): the origin direct; nginx as a reverse proxy (1 worker) twice, with the stock
-`proxy_pass` (a new origin connection per request) and tuned with upstream keep-alive; a byte
-pass-through and a naive aiohttp proxy; and `failsmall node` with an empty bundle, with the
-example bundle (managed ruleset), with it and an access log, and with it on 2 workers. Prints
-req/s, p50/p99, the CPU time each request cost the proxy (all its processes, user + system) and
-each ratio to both nginx configurations.
+(-t1 -c32) four kinds of traffic: a browser GET the same each time; browser GETs with a
+distinct path id, query and session cookie each (`bench/distinct.lua`); a JSON POST of about
+8 KiB, the same body each time; and about 8 KiB JSON bodies built anew for each request
+(`bench/json_body.lua`). Rows: the origin direct; nginx as a reverse proxy (1 worker) with the
+stock `proxy_pass` (a new origin connection per request) and tuned with upstream keep-alive;
+a naive aiohttp proxy; `failsmall node` with an empty bundle, with the managed ruleset as
+shipped, with the example site; nginx (keep-alive upstream) + ModSecurity v3 + OWASP CRS at
+paranoia level 1 in blocking mode, from Debian's packages; and `failsmall node --workers 2`
+with the managed ruleset. A WAF row is measured only after an attack in the query and one in a
+JSON body were both answered 403 through it.
 
-Needs: wrk (apt-get install -y wrk); nginx is optional (apt-get install -y nginx-light).
+Prints req/s, p50/p99, the CPU time each request cost the proxy (all its processes, user +
+system), the ratios to both nginx configurations, and the issue's targets next to the
+measured ratios; `--json` prints one JSON document, `--markdown` the tables for
+docs/benchmarks.md. Exit status: 0 when every row was measured or skipped (a missing nginx or
+ModSecurity package skips its rows, saying how to install it), 1 when a row failed, 2 when
+the bench cannot run at all (wrk missing, bad arguments).
+
+Needs: wrk; optional: nginx, libnginx-mod-http-modsecurity, modsecurity-crs
+(apt-get install -y wrk nginx libnginx-mod-http-modsecurity modsecurity-crs).
 """
 
 from __future__ import annotations
@@ -24,10 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import assert_never
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
@@ -35,12 +49,15 @@ from rich.progress import Progress
 from rich.table import Table
 
 from failsmall.build import load_config_dir
+from failsmall.managed.measure import managed_bundle
 from failsmall.model import Bundle, Origin, Route, sign_bundle
 from failsmall.model.envelope import public_key_pem
+from failsmall.model.traffic import Limits
 from failsmall.node.config import NodeConfig
 from failsmall.transport.natsd import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
 EXAMPLE = ROOT / "examples" / "site"
 BODY = "hello from the origin\n" * 28
 HEADERS = (
@@ -49,60 +66,261 @@ HEADERS = (
     ("Accept", "text/html"),
     ("Accept-Language", "en"),
 )
-DISTINCT = ROOT / "bench" / "distinct.lua"
-STOCK = "nginx proxy, stock proxy_pass"
-KEEPALIVE = "nginx proxy, upstream keep-alive"
-INSTALL_HINT = "install it with: apt-get update && apt-get install -y nginx-light wrk"
+WRK_TIMEOUT = "30s"  # nginx + ModSecurity answers ~8 KiB JSON bodies in seconds under -c32
+
+ORIGIN = "origin direct"
+STOCK = "nginx, stock proxy_pass"
+KEEPALIVE = "nginx, upstream keep-alive"
+NAIVE = "naive aiohttp proxy"
+EMPTY = "failsmall node, empty bundle"
+MANAGED = "failsmall node, managed ruleset as shipped"
+EXAMPLE_SITE = "failsmall node, example site"
+MODSEC = "nginx + ModSecurity v3 + OWASP CRS PL1"
+WORKERS2 = "failsmall node --workers 2, managed ruleset"
+
+NGINX_HINT = "install it with: apt-get install -y nginx"
+MODSEC_PACKAGES = "libnginx-mod-http-modsecurity modsecurity-crs"
+MODSEC_HINT = f"install them with: apt-get install -y {MODSEC_PACKAGES}"
+MODSEC_MODULE = Path("/usr/lib/nginx/modules/ngx_http_modsecurity_module.so")
+MODSEC_CONF = Path("/etc/nginx/modsecurity.conf")  # Debian's recommended ModSecurity settings
+UNICODE_MAPPING = Path("/etc/nginx/unicode.mapping")
+CRS_SETUP = Path("/etc/modsecurity/crs/crs-setup.conf")
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
+CRS_EXCLUSIONS = (
+    Path("/etc/modsecurity/crs/REQUEST-900-EXCLUSION-RULES-BEFORE-CRS.conf"),
+    Path("/etc/modsecurity/crs/RESPONSE-999-EXCLUSION-RULES-AFTER-CRS.conf"),
+)
 
 
 class BenchError(Exception):
-    """The benchmark cannot run; the message says what is missing."""
+    """The benchmark, or one row of it, cannot run; the message says what went wrong."""
+
+
+class Column(StrEnum):
+    """The traffic each row is measured with."""
+
+    GET = "get"
+    GET_DISTINCT = "get_distinct"
+    JSON = "json"
+    JSON_DISTINCT = "json_distinct"
+
+    @property
+    def label(self) -> str:
+        match self:
+            case Column.GET:
+                return "browser GET, same each time"
+            case Column.GET_DISTINCT:
+                return "browser GET, distinct query and cookies"
+            case Column.JSON:
+                return "JSON POST ~8 KiB, same body"
+            case Column.JSON_DISTINCT:
+                return "JSON POST ~8 KiB, distinct bodies"
+            case _:
+                assert_never(self)
+
+    def wrk_script(self) -> tuple[list[str], list[str]]:
+        """wrk's options for this column's Lua script, and the arguments after the URL."""
+        match self:
+            case Column.GET:
+                return [], []
+            case Column.GET_DISTINCT:
+                return ["-s", str(BENCH / "distinct.lua")], []
+            case Column.JSON:
+                return ["-s", str(BENCH / "json_body.lua")], ["--", "same"]
+            case Column.JSON_DISTINCT:
+                return ["-s", str(BENCH / "json_body.lua")], ["--", "distinct"]
+            case _:
+                assert_never(self)
+
+
+class Outcome(StrEnum):
+    """What became of one row."""
+
+    MEASURED = "measured"
+    SKIPPED = "skipped"  # an optional tool is not installed; `reason` says how to install it
+    FAILED = "failed"  # it did not start, did not block an attack, or wrk failed; see `reason`
+
+
+@dataclass
+class Cell:
+    """One row measured with one column's traffic."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx/3xx responses and socket errors (connect, read, write, timeout)
+    cpu_us: float = 0.0  # the proxy's user + system CPU per request, all its processes
+    ratio_keepalive: float | None = None
+    ratio_stock: float | None = None
 
 
 @dataclass
 class Row:
-    """One measured configuration."""
+    """One configuration: measured in every column, skipped, or failed with a reason."""
 
     name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    cpu_us: float = 0.0  # the proxy's user + system CPU per request, all its processes
-    ratio_stock: float = 0.0
-    ratio_keepalive: float = 0.0
+    outcome: Outcome
+    reason: str = ""
+    cells: dict[Column, Cell] = field(default_factory=dict)
 
 
-def wait_http(port: int, path: str = "/", timeout_s: float = 15.0, want: int = 200) -> None:
+@dataclass(frozen=True)
+class Contender:
+    """A proxy to start and measure: its command, its port, and how to know it is ready."""
+
+    name: str
+    command: list[str]
+    port: int
+    admin_ports: tuple[int, ...] = ()  # each serves /readyz once its worker has the bundle
+    waf: bool = False  # must answer attacks 403 before it is measured
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A row whose tool is not installed."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target from the performance issue: `row` ÷ `baseline` ≥ `minimum` in `columns`."""
+
+    label: str
+    row: str
+    baseline: str
+    minimum: float
+    columns: tuple[Column, ...]
+
+
+GOALS = (
+    Goal("empty bundle ≥ 0.8× keep-alive nginx", EMPTY, KEEPALIVE, 0.8, tuple(Column)),
+    Goal(
+        "managed, distinct GETs ≥ 0.5× keep-alive nginx",
+        MANAGED,
+        KEEPALIVE,
+        0.5,
+        (Column.GET_DISTINCT,),
+    ),
+    Goal(
+        "managed, distinct ~8 KiB JSON ≥ 0.25× keep-alive nginx",
+        MANAGED,
+        KEEPALIVE,
+        0.25,
+        (Column.JSON_DISTINCT,),
+    ),
+    Goal("managed ≥ 30× nginx + ModSecurity + CRS PL1", MANAGED, MODSEC, 30.0, tuple(Column)),
+)
+
+
+class Verdict(StrEnum):
+    MET = "met"
+    NOT_MET = "not met"
+    UNMEASURED = "unmeasured"  # the row or its baseline was skipped or failed
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    label: str
+    column: Column
+    ratio: float | None
+    minimum: float
+    verdict: Verdict
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def http_status(port: int, request: bytes, timeout_s: float = 10.0) -> int:
+    """Send one raw request to 127.0.0.1:`port` and return the response's status code."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise BenchError(f"port {port} closed the connection without a response")
+            head += chunk
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if match is None:
+        raise BenchError(f"port {port} answered something that is not HTTP: {head[:60]!r}")
+    return int(match.group(1))
+
+
+def raw_request(method: str, target: str, body: bytes = b"", content_type: str = "") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in HEADERS)]
+    if content_type:
+        lines.append(f"Content-Type: {content_type}")
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+ATTACKS = (
+    ("an XSS in the query", raw_request("GET", "/search?q=%3Cscript%3Ealert(1)%3C/script%3E")),
+    (
+        "an SQL injection in a JSON body",
+        raw_request(
+            "POST",
+            "/checkout",
+            b'{"coupon": "x\' UNION SELECT password FROM users--"}',
+            "application/json",
+        ),
+    ),
+)
+
+
+def check_blocks_attacks(port: int) -> None:
+    """Raise unless every attack in ATTACKS is answered 403: a WAF that is off is not measured."""
+    for what, request in ATTACKS:
+        status = http_status(port, request)
+        if status != 403:
+            raise BenchError(
+                f"{what} was answered {status}, not 403: the WAF is not inspecting, so the row "
+                "is not measured"
+            )
+
+
+def wait_http(
+    port: int,
+    path: str = "/",
+    timeout_s: float = 15.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until `port` answers GET `path` with 200; give up early if `proc` has exited."""
     deadline = time.monotonic() + timeout_s
-    lines = [f"GET {path} HTTP/1.1", *(f"{n}: {v}" for n, v in HEADERS), "Connection: close"]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    last = "no connection"
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"it exited with status {proc.returncode} before serving")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(request)
-                head = sock.recv(64)
-                if head.startswith(b"HTTP/1.1 %d" % want):
-                    return
-        except OSError:
-            pass
+            status = http_status(port, raw_request("GET", path), timeout_s=1)
+        except (OSError, BenchError) as exc:
+            last = str(exc)
+        else:
+            if status == 200:
+                return
+            last = f"status {status}"
         time.sleep(0.1)
-    raise BenchError(f"nothing answered {want} on port {port} within {timeout_s:g}s")
+    raise BenchError(f"nothing answered 200 on port {port}{path} within {timeout_s:g}s ({last})")
 
 
 @contextmanager
-def process(cmd: list[str], log: Path, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `cmd` for the duration of the block; a BenchError inside gets the log's tail."""
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            cmd,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            **kwargs,  # type: ignore[call-overload]
+            cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
     try:
         yield proc
     except BenchError as exc:
-        tail = log.read_text(errors="replace")[-2000:]
+        tail = log.read_text(errors="replace")[-1500:]
         raise BenchError(f"{exc}\n--- {log.name} ---\n{tail}") from exc
     finally:
         if proc.poll() is None:
@@ -141,29 +359,94 @@ def tree_cpu_s(root: int) -> float:
         try:
             fields = _stat_fields(pid)
         except OSError:
-            continue
+            continue  # the process ended while we looked
         total += (int(fields[11]) + int(fields[12])) * _TICK_S
     return total
 
 
-def run_wrk_measuring(
-    pid: int, port: int, duration_s: float, connections: int, script: Path | None = None
-) -> Row:
-    """`run_wrk`, also charging the CPU time of process tree `pid` to each request."""
+# --- wrk -------------------------------------------------------------------------------------
+
+
+def run_wrk(port: int, duration_s: int, connections: int, column: Column) -> Cell:
+    options, script_args = column.wrk_script()
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        f"--timeout={WRK_TIMEOUT}",
+        "--latency",
+        *options,
+        *(arg for n, v in HEADERS for arg in ("-H", f"{n}: {v}")),
+        f"http://127.0.0.1:{port}/",
+        *script_args,
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"wrk did not finish within {duration_s + 60}s") from exc
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    if done.returncode != 0 or rps is None:
+        raise BenchError(f"wrk failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    errors = 0
+    for match in re.finditer(r"(Non-2xx or 3xx responses|Socket errors):\s*(.*)", done.stdout):
+        errors += sum(int(n) for n in re.findall(r"\d+", match.group(2)))
+    return Cell(
+        float(rps.group(1)), _latency(done.stdout, "50%"), _latency(done.stdout, "99%"), errors
+    )
+
+
+def _latency(out: str, pct: str) -> float:
+    match = re.search(rf"^\s+{re.escape(pct)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if match is None:
+        return 0.0
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def drain(pid: int, timeout_s: float = 60.0) -> None:
+    """Wait until process tree `pid` is idle: requests queued by an earlier wrk run are done.
+
+    A proxy slower than the offered load (nginx + ModSecurity on JSON bodies) still works
+    through the requests wrk left behind when it stopped; without this the next measurement
+    would be charged with them. Idle: under 10 ms of CPU in 200 ms.
+    """
+    deadline = time.monotonic() + timeout_s
+    used = tree_cpu_s(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = tree_cpu_s(pid)
+        if now - used < 0.01:
+            return
+        used = now
+    raise BenchError(f"still busy {timeout_s:g}s after wrk stopped")
+
+
+def measure_cell(pid: int, port: int, duration_s: int, connections: int, column: Column) -> Cell:
+    """`run_wrk` on an idle proxy, also charging the CPU time of process tree `pid` to each
+    request."""
+    drain(pid)
     before = tree_cpu_s(pid)
-    row = run_wrk(port, duration_s, connections, script)
+    cell = run_wrk(port, duration_s, connections, column)
     used = tree_cpu_s(pid) - before
-    requests = row.rps * duration_s
-    row.cpu_us = used / requests * 1e6 if requests else 0.0
-    return row
+    requests = cell.rps * duration_s
+    cell.cpu_us = used / requests * 1e6 if requests else 0.0
+    return cell
 
 
-def nginx_conf(workdir: Path, name: str, port: int, location: str, extra_http: str = "") -> Path:
+# --- configurations --------------------------------------------------------------------------
+
+
+def nginx_conf(
+    workdir: Path, name: str, port: int, location: str, http: str = "", main: str = ""
+) -> list[str]:
+    """An nginx command line running a 1-worker config of its own under `workdir`/`name`."""
     prefix = workdir / name
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
         f"""
+{main}
 worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;
@@ -177,7 +460,7 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     keepalive_requests 1000000;
-    {extra_http}
+    {http}
     server {{
         listen 127.0.0.1:{port} reuseport;
         location / {{ {location} }}
@@ -185,63 +468,99 @@ http {{
 }}
 """
     )
-    return conf
+    return ["nginx", "-c", str(conf), "-p", str(prefix)]
 
 
-def run_wrk(port: int, duration_s: float, connections: int, script: Path | None = None) -> Row:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration_s:g}s",
-            "--latency",
-            *(["-s", str(script)] if script is not None else []),
-            *(arg for n, v in HEADERS for arg in ("-H", f"{n}: {v}")),
-            f"http://127.0.0.1:{port}/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=duration_s + 30,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = 0
-    for match in re.finditer(r"(Non-2xx or 3xx responses|Socket errors):\s*(.*)", out):
-        errors += sum(int(n) for n in re.findall(r"\d+", match.group(2)))
-    return Row("", rps, _latency(out, "50%"), _latency(out, "99%"), errors)
+KEEPALIVE_LOCATION = (
+    'proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";'
+)
 
 
-def _latency(out: str, pct: str) -> float:
-    match = re.search(rf"^\s+{re.escape(pct)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    if match is None:
-        return 0.0
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+def keepalive_upstream(origin_port: int) -> str:
+    return f"upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}"
 
 
-def bundle_files(workdir: Path, origin_url: str) -> tuple[Path, Path, Path]:
-    """Signed envelopes for an empty bundle and the example bundle, and the trusted key."""
+def modsecurity_missing() -> str:
+    """Why the ModSecurity row cannot run here, or "" when it can."""
+    missing = [
+        str(p)
+        for p in (MODSEC_MODULE, MODSEC_CONF, UNICODE_MAPPING, CRS_SETUP, CRS_RULES)
+        if not p.exists()
+    ]
+    if missing:
+        return f"{', '.join(missing)} not found; {MODSEC_HINT}"
+    return ""
+
+
+def modsecurity_rules(workdir: Path) -> Path:
+    """ModSecurity + CRS configured as Debian's README.Debian says, in `workdir`.
+
+    Debian's /etc/nginx/modsecurity.conf with `SecRuleEngine On` (blocking) instead of
+    `DetectionOnly`, request body inspection on (as shipped), then the CRS: crs-setup.conf
+    (anomaly scoring, inbound threshold 5), paranoia level 1, and the rules with `Include`
+    for `IncludeOptional` as the README asks. Only the log and temporary paths move to
+    `workdir`, and the status engine is off (no network from the bench).
+    """
+    prefix = workdir / "modsecurity"
+    prefix.mkdir(parents=True, exist_ok=True)
+    settings = MODSEC_CONF.read_text()
+    for pattern, replacement in (
+        (r"^SecRuleEngine .*$", "SecRuleEngine On"),
+        (r"^SecRequestBodyAccess .*$", "SecRequestBodyAccess On"),
+        (r"^SecAuditLog .*$", f"SecAuditLog {prefix}/audit.log"),
+        (r"^SecTmpDir .*$", f"SecTmpDir {prefix}/"),
+        (r"^SecDataDir .*$", f"SecDataDir {prefix}/"),
+        (r"^SecUnicodeMapFile \S+", f"SecUnicodeMapFile {UNICODE_MAPPING}"),
+        (r"^SecStatusEngine .*$", "SecStatusEngine Off"),
+    ):
+        settings, count = re.subn(pattern, replacement, settings, flags=re.M)
+        if count != 1 and pattern != r"^SecStatusEngine .*$":
+            raise BenchError(f"{MODSEC_CONF} has no single `{pattern}` line to configure")
+    (prefix / "modsecurity.conf").write_text(settings)
+    rules = prefix / "rules.conf"
+    rules.write_text(
+        "\n".join(
+            [
+                f"Include {prefix}/modsecurity.conf",
+                f"Include {CRS_SETUP}",
+                'SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=1"',
+                *(f"Include {p}" for p in CRS_EXCLUSIONS[:1] if p.exists()),
+                f"Include {CRS_RULES}/*.conf",
+                *(f"Include {p}" for p in CRS_EXCLUSIONS[1:] if p.exists()),
+                "",
+            ]
+        )
+    )
+    return rules
+
+
+def bundle_files(workdir: Path, origin_url: str) -> tuple[dict[str, Path], Path]:
+    """Signed envelopes for the empty, managed and example bundles, and the trusted key."""
     key = Ed25519PrivateKey.generate()
     trust = workdir / "bench.pub"
     trust.write_bytes(public_key_pem(key.public_key()))
     origins = [Origin(id="web", url=origin_url)]
-    empty = Bundle(name="empty", origins=origins, routes=[Route(origin="web")])
-    example = load_config_dir(EXAMPLE).model_copy(
-        update={
-            "origins": [Origin(id="web", url=origin_url), Origin(id="api", url=origin_url)],
-        }
+    routes = [Route(origin="web")]
+    managed = managed_bundle(1).model_copy(
+        update={"name": "managed", "origins": origins, "routes": routes, "limits": Limits()}
     )
-    example = Bundle.model_validate(example.model_dump())
-    paths = []
-    for name, bundle in (("empty", empty), ("example", example)):
+    example = load_config_dir(EXAMPLE).model_copy(
+        update={"origins": [Origin(id="web", url=origin_url), Origin(id="api", url=origin_url)]}
+    )
+    paths = {}
+    for name, bundle in (
+        ("empty", Bundle(name="empty", origins=origins, routes=routes)),
+        ("managed", managed),
+        ("example", example),
+    ):
         path = workdir / f"{name}.bundle.json"
-        path.write_bytes(sign_bundle(bundle, key).to_bytes())
-        paths.append(path)
-    return paths[0], paths[1], trust
+        signed = sign_bundle(Bundle.model_validate(bundle.model_dump()), key)
+        path.write_bytes(signed.to_bytes())
+        paths[name] = path
+    return paths, trust
 
 
-def admin_ports(workers: int) -> list[int]:
+def admin_ports(workers: int) -> tuple[int, ...]:
     """`workers` consecutive free ports (worker i serves its admin API on the first + i)."""
     for _ in range(100):
         first = free_port()
@@ -251,32 +570,27 @@ def admin_ports(workers: int) -> list[int]:
                     sock.bind(("127.0.0.1", first + offset))
         except OSError:
             continue
-        return [first + i for i in range(workers)]
+        return tuple(first + i for i in range(workers))
     raise BenchError(f"no {workers} consecutive free ports for the admin listeners")
 
 
-def node_command(
-    workdir: Path,
-    name: str,
-    bundle: Path,
-    trust: Path,
-    port: int,
-    admin_port: int,
-    workers: int,
-    access_log: str = "",
-) -> list[str]:
+def node_contender(
+    name: str, workdir: Path, bundle: Path, trust: Path, workers: int, waf: bool
+) -> Contender:
+    port = free_port()
+    admins = admin_ports(workers)
+    slug = re.sub(r"\W+", "-", name).strip("-")
     config = NodeConfig(
-        node_id=f"bench-{name}",
-        state_dir=workdir / f"state-{name}",
+        node_id=f"bench-{slug}",
+        state_dir=workdir / f"state-{slug}",
         trust=[trust],
         listen=f"127.0.0.1:{port}",
-        admin=f"127.0.0.1:{admin_port}",
+        admin=f"127.0.0.1:{admins[0]}",
         bundle_file=bundle,
         report_interval_s=5.0,
-        access_log=access_log,
     )
     if workers == 1:
-        return [
+        cmd = [
             sys.executable,
             "-m",
             "failsmall.node",
@@ -285,223 +599,390 @@ def node_command(
             "--config-json",
             config.for_worker(0, 1).to_json(),
         ]
-    return [
-        sys.executable,
-        "-c",
-        "from failsmall.cli.main import app; app()",
-        "node",
-        "--node-id",
-        config.node_id,
-        "--state-dir",
-        str(config.state_dir),
-        "--trust",
-        str(trust),
-        "--listen",
-        config.listen,
-        "--admin",
-        config.admin,
-        "--bundle",
-        str(bundle),
-        "--workers",
-        str(workers),
-        "--report-interval",
-        "5",
-    ]
+    else:
+        cmd = [
+            sys.executable,
+            "-c",
+            "from failsmall.cli.main import app; app()",
+            "node",
+            "--node-id",
+            config.node_id,
+            "--state-dir",
+            str(config.state_dir),
+            "--trust",
+            str(trust),
+            "--listen",
+            config.listen,
+            "--admin",
+            config.admin,
+            "--bundle",
+            str(bundle),
+            "--workers",
+            str(workers),
+            "--report-interval",
+            "5",
+        ]
+    return Contender(name, cmd, port, admins, waf, {"PYTHONPATH": str(ROOT / "src")})
 
 
-def measure(duration_s: float, connections: int, console: Console) -> list[Row]:
+def plan(workdir: Path, origin_port: int, have_nginx: bool) -> list[Contender | Unavailable]:
+    """Every row after the origin, in the order they are measured."""
+    origin_url = f"http://127.0.0.1:{origin_port}"
+    bundles, trust = bundle_files(workdir, origin_url)
+    rows: list[Contender | Unavailable] = []
+    if have_nginx:
+        port = free_port()
+        location = f"proxy_pass http://127.0.0.1:{origin_port};"
+        rows.append(Contender(STOCK, nginx_conf(workdir, "stock", port, location), port))
+        port = free_port()
+        cmd = nginx_conf(
+            workdir, "keepalive", port, KEEPALIVE_LOCATION, keepalive_upstream(origin_port)
+        )
+        rows.append(Contender(KEEPALIVE, cmd, port))
+    else:
+        rows += [Unavailable(STOCK, f"nginx not found; {NGINX_HINT}")]
+        rows += [Unavailable(KEEPALIVE, f"nginx not found; {NGINX_HINT}")]
+    port = free_port()
+    cmd = [sys.executable, str(BENCH / "aiohttp_proxy.py"), str(port), origin_url]
+    rows.append(Contender(NAIVE, cmd, port))
+    rows.append(node_contender(EMPTY, workdir, bundles["empty"], trust, 1, waf=False))
+    rows.append(node_contender(MANAGED, workdir, bundles["managed"], trust, 1, waf=True))
+    rows.append(node_contender(EXAMPLE_SITE, workdir, bundles["example"], trust, 1, waf=True))
+    if have_nginx:
+        missing = modsecurity_missing()
+    else:
+        missing = f"nginx not found; {NGINX_HINT} {MODSEC_PACKAGES}"
+    if missing:
+        rows.append(Unavailable(MODSEC, missing))
+    else:
+        port = free_port()
+        cmd = nginx_conf(
+            workdir,
+            "modsecurity",
+            port,
+            KEEPALIVE_LOCATION,
+            keepalive_upstream(origin_port)
+            + f"\n    modsecurity on;\n    modsecurity_rules_file {modsecurity_rules(workdir)};",
+            f"load_module {MODSEC_MODULE};",
+        )
+        rows.append(Contender(MODSEC, cmd, port, waf=True))
+    rows.append(node_contender(WORKERS2, workdir, bundles["managed"], trust, 2, waf=True))
+    return rows
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+Step = Callable[[str], None]
+
+
+def measure_contender(
+    contender: Contender,
+    workdir: Path,
+    duration_s: int,
+    warmup: bool,
+    connections: int,
+    step: Step,
+) -> Row:
+    log = workdir / (re.sub(r"\W+", "-", contender.name).strip("-") + ".log")
+    row = Row(contender.name, Outcome.MEASURED)
+    with process(contender.command, log, contender.env) as proxy:
+        for admin in contender.admin_ports:  # every worker serves its bundle
+            wait_http(admin, "/readyz", timeout_s=60, proc=proxy)
+        wait_http(contender.port, timeout_s=60, proc=proxy)
+        if contender.waf:
+            check_blocks_attacks(contender.port)
+        for column in Column:
+            step(f"{contender.name}: {column.label}")
+            if warmup:
+                drain(proxy.pid)
+                run_wrk(contender.port, 1, connections, column)
+            row.cells[column] = measure_cell(
+                proxy.pid, contender.port, duration_s, connections, column
+            )
+        if proxy.poll() is not None:
+            raise BenchError(f"it exited with status {proxy.returncode} while measured")
+    return row
+
+
+def measure(
+    duration_s: int, warmup: bool, connections: int, console: Console
+) -> tuple[list[Row], bool]:
+    """Every row, in one run. Returns the rows and whether nginx is the origin."""
     if shutil.which("wrk") is None:
-        raise BenchError(f"wrk is not installed; {INSTALL_HINT}")
+        raise BenchError("wrk is not installed; install it with: apt-get install -y wrk")
     have_nginx = shutil.which("nginx") is not None
-    if not have_nginx:
-        console.print(f"[yellow]nginx not found, using the asyncio origin; {INSTALL_HINT}[/]")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="failsmall-bench-") as tmp:
         workdir = Path(tmp)
         origin_port = free_port()
-        origin_url = f"http://127.0.0.1:{origin_port}"
         if have_nginx:
-            conf = nginx_conf(
+            origin_cmd = nginx_conf(
                 workdir,
                 "origin",
                 origin_port,
                 f'default_type text/plain; return 200 "{BODY.encode("unicode_escape").decode()}";',
             )
-            origin_cmd = ["nginx", "-c", str(conf), "-p", str(conf.parent)]
         else:
-            origin_cmd = [sys.executable, str(ROOT / "bench" / "fast_origin.py"), str(origin_port)]
-        empty, example, trust = bundle_files(workdir, origin_url)
-        # (name, command, port, admin ports to wait for, also measure distinct requests)
-        plan: list[tuple[str, list[str], int, list[int], bool]] = []
-        if have_nginx:
-            stock_port = free_port()
-            stock_conf = nginx_conf(
-                workdir, "proxy-stock", stock_port, f"proxy_pass http://127.0.0.1:{origin_port};"
+            console.print(
+                f"[yellow]nginx not found, the origin is bench/fast_origin.py; {NGINX_HINT}"
             )
-            plan.append(
-                (
-                    STOCK,
-                    ["nginx", "-c", str(stock_conf), "-p", str(stock_conf.parent)],
-                    stock_port,
-                    [],
-                    False,
-                )
-            )
-            nginx_port = free_port()
-            proxy_conf = nginx_conf(
-                workdir,
-                "proxy",
-                nginx_port,
-                'proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";',
-                f"upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}",
-            )
-            plan.append(
-                (
-                    KEEPALIVE,
-                    ["nginx", "-c", str(proxy_conf), "-p", str(proxy_conf.parent)],
-                    nginx_port,
-                    [],
-                    False,
-                )
-            )
-        raw_port = free_port()
-        plan.append(
-            (
-                "byte pass-through (no HTTP)",
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "passthrough.py"),
-                    str(raw_port),
-                    str(origin_port),
-                ],
-                raw_port,
-                [],
-                False,
-            )
-        )
-        aio_port = free_port()
-        plan.append(
-            (
-                "aiohttp proxy (naive)",
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "aiohttp_proxy.py"),
-                    str(aio_port),
-                    origin_url,
-                ],
-                aio_port,
-                [],
-                False,
-            )
-        )
-        for name, bundle, workers, access_log in (
-            ("failsmall, empty bundle", empty, 1, ""),
-            ("failsmall, example bundle", example, 1, ""),
-            ("failsmall, example bundle, access log", example, 1, str(workdir / "access.log")),
-            ("failsmall, example bundle, 2 workers", example, 2, ""),
-        ):
-            port = free_port()
-            admins = admin_ports(workers)
-            plan.append(
-                (
-                    name,
-                    node_command(
-                        workdir,
-                        re.sub(r"\W+", "-", name.split(",", 1)[1].strip()) + f"-{workers}",
-                        bundle,
-                        trust,
-                        port,
-                        admins[0],
-                        workers,
-                        access_log,
-                    ),
-                    port,
-                    admins,
-                    workers == 1 and bundle is example and not access_log,
-                )
-            )
+            origin_cmd = [sys.executable, str(BENCH / "fast_origin.py"), str(origin_port)]
+        contenders = plan(workdir, origin_port, have_nginx)
         with (
             process(origin_cmd, workdir / "origin.log") as origin,
             Progress(console=console, transient=True) as progress,
         ):
-            wait_http(origin_port)
-            task = progress.add_task("measuring", total=len(plan) + 1)
-            progress.update(task, description="origin direct")
-            row = run_wrk_measuring(origin.pid, origin_port, duration_s, connections)
-            row.name = "origin direct" + (" (nginx)" if have_nginx else " (asyncio)")
+            wait_http(origin_port, proc=origin)
+            measured = 1 + sum(isinstance(c, Contender) for c in contenders)
+            task = progress.add_task("starting", total=measured * len(Column))
+            started = 0
+
+            def step(what: str) -> None:
+                nonlocal started
+                progress.update(task, description=what, completed=started)
+                started += 1
+
+            row = Row(ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"), Outcome.MEASURED)
+            for column in Column:
+                step(f"{row.name}: {column.label}")
+                row.cells[column] = measure_cell(
+                    origin.pid, origin_port, duration_s, connections, column
+                )
             rows.append(row)
-            progress.advance(task)
-            for name, cmd, port, ready, distinct in plan:
-                progress.update(task, description=name)
-                log = workdir / (re.sub(r"\W+", "-", name) + ".log")
-                env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-                with process(cmd, log, env=env) as proxy:
-                    for admin in ready:  # every worker serves its bundle
-                        wait_http(admin, "/readyz", timeout_s=30)
-                    wait_http(port, timeout_s=30)
-                    run_wrk(port, min(1.0, duration_s), connections)  # warm-up
-                    row = run_wrk_measuring(proxy.pid, port, duration_s, connections)
-                    row.name = name
-                    rows.append(row)
-                    if distinct:
-                        row = run_wrk_measuring(proxy.pid, port, duration_s, connections, DISTINCT)
-                        row.name = f"{name}, distinct requests"
+            for planned in contenders:
+                match planned:
+                    case Unavailable(name, reason):
+                        rows.append(Row(name, Outcome.SKIPPED, reason))
+                    case Contender():
+                        try:
+                            row = measure_contender(
+                                planned, workdir, duration_s, warmup, connections, step
+                            )
+                        except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                            row = Row(planned.name, Outcome.FAILED, str(exc))
                         rows.append(row)
-                progress.advance(task)
-    stock = next((r for r in rows if r.name == STOCK), rows[0])
-    keepalive = next((r for r in rows if r.name == KEEPALIVE), rows[0])
+                        done = sum(r.outcome is not Outcome.SKIPPED for r in rows)
+                        started = done * len(Column)
+                    case _:
+                        assert_never(planned)
+    add_ratios(rows)
+    return rows, have_nginx
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def find(rows: Sequence[Row], name: str) -> Row | None:
+    return next((r for r in rows if r.name == name and r.outcome is Outcome.MEASURED), None)
+
+
+def ratio(rows: Sequence[Row], name: str, baseline: str, column: Column) -> float | None:
+    row, base = find(rows, name), find(rows, baseline)
+    if row is None or base is None or not base.cells[column].rps:
+        return None
+    return row.cells[column].rps / base.cells[column].rps
+
+
+def add_ratios(rows: list[Row]) -> None:
     for row in rows:
-        row.ratio_stock = row.rps / stock.rps if stock.rps else 0.0
-        row.ratio_keepalive = row.rps / keepalive.rps if keepalive.rps else 0.0
-    return rows
+        for column, cell in row.cells.items():
+            cell.ratio_keepalive = ratio(rows, row.name, KEEPALIVE, column)
+            cell.ratio_stock = ratio(rows, row.name, STOCK, column)
+
+
+def goal_results(rows: Sequence[Row]) -> list[GoalResult]:
+    results = []
+    for goal in GOALS:
+        for column in goal.columns:
+            value = ratio(rows, goal.row, goal.baseline, column)
+            if value is None:
+                verdict = Verdict.UNMEASURED
+            else:
+                verdict = Verdict.MET if value >= goal.minimum else Verdict.NOT_MET
+            results.append(GoalResult(goal.label, column, value, goal.minimum, verdict))
+    return results
+
+
+def conditions(duration_s: int, connections: int, have_nginx: bool) -> str:
+    cores = os.cpu_count() or 0
+    origin = "nginx (1 worker)" if have_nginx else "bench/fast_origin.py"
+    return (
+        f"wrk -t1 -c{connections} -d{duration_s}s; origin: {origin}. wrk, the origin and the "
+        f"proxy all share this machine's {cores} cores (no pinning): `--workers 2` competes "
+        "with wrk and the origin for them"
+    )
+
+
+def load_text(load: tuple[float, ...]) -> str:
+    return "1-minute load average before/after: " + " / ".join(f"{x:.2f}" for x in load)
+
+
+def cpu_ratio(rows: Sequence[Row], name: str, baseline: str, column: Column) -> float | None:
+    """CPU per request of `baseline` ÷ that of `name`: how many of `name`'s requests fit in the
+    CPU time one of `baseline`'s takes. Steadier than req/s on a loaded machine."""
+    row, base = find(rows, name), find(rows, baseline)
+    if row is None or base is None or not row.cells[column].cpu_us:
+        return None
+    return base.cells[column].cpu_us / row.cells[column].cpu_us
+
+
+def fmt_ratio(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def print_table(
+    console: Console, rows: Sequence[Row], header: str, load: tuple[float, ...]
+) -> None:
+    table = Table(title="reverse proxy: req/s (× keep-alive nginx / × stock nginx)")
+    table.add_column("configuration")
+    for column in Column:
+        table.add_column(column.label, justify="right")
+    for row in rows:
+        match row.outcome:
+            case Outcome.MEASURED:
+                cells = []
+                for column in Column:
+                    cell = row.cells[column]
+                    errors = f"\n[red]{cell.errors} errors[/]" if cell.errors else ""
+                    cells.append(
+                        f"{cell.rps:,.0f} ({fmt_ratio(cell.ratio_keepalive)} / "
+                        f"{fmt_ratio(cell.ratio_stock)})\n"
+                        f"[dim]p99 {cell.p99_ms:.1f} ms · {cell.cpu_us:.0f} µs CPU[/]{errors}"
+                    )
+                table.add_row(row.name, *cells)
+            case Outcome.SKIPPED | Outcome.FAILED:
+                colour = "yellow" if row.outcome is Outcome.SKIPPED else "red"
+                reason = row.reason.splitlines()[0] if row.reason else ""
+                table.add_row(row.name, f"[{colour}]{row.outcome.value}: {reason}[/]")
+            case _:
+                assert_never(row.outcome)
+    table.caption = f"{header}; {load_text(load)}"
+    console.print(table)
+    for row in rows:
+        if row.outcome is Outcome.FAILED and "\n" in row.reason:
+            console.print(f"[red]{row.name} failed:[/] {row.reason}", markup=False)
+    goals = Table(title="targets (ratios measured in this run)")
+    for name in ("target", "column", "measured", "verdict"):
+        goals.add_column(name, justify="right" if name == "measured" else "left")
+    for result in goal_results(rows):
+        colour = {"met": "green", "not met": "red", "unmeasured": "yellow"}[result.verdict]
+        goals.add_row(
+            result.label,
+            result.column.label,
+            fmt_ratio(result.ratio),
+            f"[{colour}]{result.verdict.value}[/]",
+        )
+    console.print(goals)
+    workers = [ratio(rows, WORKERS2, MANAGED, c) for c in Column]
+    console.print(
+        "--workers 2 ÷ 1 worker (managed): "
+        + ", ".join(f"{c.label} {fmt_ratio(w)}" for c, w in zip(Column, workers, strict=True))
+    )
+    modsec = [ratio(rows, MANAGED, MODSEC, c) for c in Column]
+    console.print(
+        "managed ÷ nginx + ModSecurity + CRS: "
+        + ", ".join(f"{c.label} {fmt_ratio(m, 1)}" for c, m in zip(Column, modsec, strict=True))
+    )
+
+
+def markdown(rows: Sequence[Row], header: str, load: tuple[float, ...]) -> str:
+    def k(rps: float) -> str:
+        return f"{rps / 1000:.1f}k" if rps >= 1000 else f"{rps:.0f}"
+
+    lines = [
+        f"{header}; {load_text(load)}.",
+        "Cells: req/s (× keep-alive nginx / × stock nginx).",
+        "",
+        "| proxy | " + " | ".join(c.label for c in Column) + " |",
+        "|---|" + "---:|" * len(Column),
+    ]
+    for row in rows:
+        if row.outcome is Outcome.MEASURED:
+            cells = [
+                f"{k(c.rps)} ({fmt_ratio(c.ratio_keepalive)} / {fmt_ratio(c.ratio_stock)})"
+                + (f", {c.errors} errors" if c.errors else "")
+                for c in (row.cells[col] for col in Column)
+            ]
+        else:
+            cells = [row.outcome.value] + [""] * (len(Column) - 1)
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+    modsec = [fmt_ratio(ratio(rows, MANAGED, MODSEC, c), 1) for c in Column]
+    lines.append("| managed ÷ ModSecurity + CRS | " + " | ".join(modsec) + " |")
+    workers = [fmt_ratio(ratio(rows, WORKERS2, MANAGED, c)) for c in Column]
+    lines.append("| `--workers 2` ÷ 1 worker | " + " | ".join(workers) + " |")
+    lines += [
+        "",
+        "CPU µs per request (the proxy's processes, user + system):",
+        "",
+        "| proxy | " + " | ".join(c.label for c in Column) + " |",
+        "|---|" + "---:|" * len(Column),
+    ]
+    for row in rows:
+        if row.outcome is Outcome.MEASURED:
+            cpu = [f"{row.cells[c].cpu_us:,.0f}" for c in Column]
+            lines.append(f"| {row.name} | " + " | ".join(cpu) + " |")
+    by_cpu = [fmt_ratio(cpu_ratio(rows, MANAGED, MODSEC, c), 1) for c in Column]
+    lines.append("| ModSecurity + CRS ÷ managed | " + " | ".join(by_cpu) + " |")
+    lines += ["", "| target | column | measured | |", "|---|---|---:|---|"]
+    for result in goal_results(rows):
+        lines.append(
+            f"| {result.label} | {result.column.label} | {fmt_ratio(result.ratio)} | "
+            f"{result.verdict.value} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args()
-    console = Console(stderr=args.json)
-    if not console.is_terminal:
-        console.width = max(console.width, 132)
-    if not 1 <= args.duration <= 60:
-        console.print("[red]--duration must be between 1 and 60 seconds[/]")
-        return 2
-    try:
-        rows = measure(args.duration, args.connections, console)
-    except BenchError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    if args.json:
-        print(json.dumps([asdict(r) for r in rows], indent=2))
-        return 0
-    table = Table(title=f"reverse proxy, wrk -t1 -c{args.connections} -d{args.duration:g}s")
-    columns = (
-        "configuration",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "CPU µs/req",
-        "x stock",
-        "x keep-alive",
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 s per measurement, no warm-up (a smoke run)"
     )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "configuration" else "right")
-    for r in rows:
-        table.add_row(
-            r.name,
-            f"{r.rps:,.0f}",
-            f"{r.p50_ms:.2f}",
-            f"{r.p99_ms:.2f}",
-            str(r.errors),
-            f"{r.cpu_us:.1f}",
-            f"{r.ratio_stock:.2f}",
-            f"{r.ratio_keepalive:.2f}",
-        )
-    console.print(table)
-    return 0
+    parser.add_argument("--connections", type=int, default=32)
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document")
+    output.add_argument("--markdown", action="store_true", help="print markdown tables")
+    args = parser.parse_args()
+    console = Console(stderr=args.json or args.markdown)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    duration_s = 1 if args.quick else args.duration
+
+    def fail(message: str) -> int:
+        if args.json:
+            print(json.dumps({"error": message}))
+        console.print(f"[red]error:[/] {message}")
+        return 2
+
+    if not 1 <= duration_s <= 60:
+        return fail("--duration must be between 1 and 60 seconds")
+    if not 1 <= args.connections <= 1000:
+        return fail("--connections must be between 1 and 1000")
+    load_before = os.getloadavg()[0]
+    try:
+        rows, have_nginx = measure(duration_s, not args.quick, args.connections, console)
+    except BenchError as exc:
+        return fail(str(exc))
+    load = (load_before, os.getloadavg()[0])
+    header = conditions(duration_s, args.connections, have_nginx)
+    if args.json:
+        document = {
+            "conditions": header,
+            "duration_s": duration_s,
+            "connections": args.connections,
+            "cpus": os.cpu_count(),
+            "load_average_1m": {"before": load[0], "after": load[1]},
+            "columns": {c.value: c.label for c in Column},
+            "rows": [asdict(r) for r in rows],
+            "targets": [asdict(g) for g in goal_results(rows)],
+        }
+        print(json.dumps(document, indent=2))
+    elif args.markdown:
+        print_table(console, rows, header, load)
+        print(markdown(rows, header, load))
+    else:
+        print_table(console, rows, header, load)
+    return 1 if any(r.outcome is Outcome.FAILED for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""Every `bench/*.py` script runs from a clean checkout in its shortest mode, with sane output.
+
+Each script runs as a user runs it (`python bench/NAME.py ...` from the repository root, the
+README's install and nothing else). A script whose external tool is absent (wrk, the blazehttp
+corpus) is skipped with the reason; the proxy bench itself skips its nginx and ModSecurity rows
+when those packages are absent, and this test checks that it says how to install them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+REPO = Path(__file__).resolve().parents[2]
+BLAZEHTTP = Path(os.environ.get("FAILSMALL_BLAZEHTTP", "/tmp/blazehttp/testcases"))
+CRS_CORPUS = REPO.parent / "shared" / "corpora" / "crs-regression"
+MODSEC = "nginx + ModSecurity v3 + OWASP CRS PL1"
+
+
+def bench(*args: str, timeout_s: float = 360) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+
+
+def json_out(done: subprocess.CompletedProcess[str], *codes: int) -> Any:
+    assert done.returncode in codes, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def test_proxy_quick() -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed: apt-get install -y wrk")
+    report = json_out(bench("bench/proxy.py", "--quick", "--json"), 0)
+    rows = {row["name"]: row for row in report["rows"]}
+    assert len(rows) == 9
+    for name, row in rows.items():
+        match row["outcome"]:
+            case "measured":
+                assert set(row["cells"]) == set(report["columns"])
+                slow_waf = name == MODSEC  # answers ~8 KiB JSON in seconds: maybe none in 1 s
+                for column, cell in row["cells"].items():
+                    assert cell["rps"] > 0 or (slow_waf and column.startswith("json")), (name, cell)
+                    # A WAF that blocked the bench's benign traffic would be measured on 403s.
+                    assert cell["errors"] == 0, (name, column, cell)
+            case "skipped":
+                assert "apt-get install" in row["reason"], row
+                assert "nginx" in name or "ModSecurity" in name, row
+            case other:
+                pytest.fail(f"{name}: {other}: {row['reason']}")
+    have_modsec = Path("/usr/lib/nginx/modules/ngx_http_modsecurity_module.so").exists()
+    if shutil.which("nginx") is not None and have_modsec:
+        assert rows[MODSEC]["outcome"] == "measured"
+    assert {t["verdict"] for t in report["targets"]} <= {"met", "not met", "unmeasured"}
+    assert report["load_average_1m"]["before"] >= 0
+
+
+def test_proxy_rejects_bad_arguments() -> None:
+    done = bench("bench/proxy.py", "--duration", "0", "--json")
+    assert done.returncode == 2
+    assert "between 1 and 60" in json.loads(done.stdout)["error"]
+
+
+def test_engine() -> None:
+    rows = json_out(bench("bench/engine.py", "--iterations", "20", "--json"), 0)
+    assert rows and all(row["p50_us"] > 0 for row in rows)
+
+
+def test_expr() -> None:
+    report = json_out(bench("bench/expr.py", "--iterations", "200", "--json"), 0)
+    assert report
+
+
+def test_features() -> None:
+    done = bench("bench/features.py", "--rows", "2000", "--source", "sqlite")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "held-out quality" in done.stdout
+    assert "completed on 2 nodes" in done.stdout
+
+
+def test_propagation() -> None:
+    done = bench("bench/propagation.py", "--nodes", "3", "--rounds", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nats" in done.stdout.lower()
+
+
+def test_waf_corpus() -> None:
+    # Exit 1 means a quality target is missed: a finding, reported in the JSON.
+    report = json_out(
+        bench("bench/waf_corpus.py", "--paranoia", "1", "--corpus", str(CRS_CORPUS), "--json"),
+        0,
+        1,
+    )
+    assert report
+
+
+def test_waf_tail() -> None:
+    if not BLAZEHTTP.is_dir():
+        pytest.skip(f"blazehttp corpus not at {BLAZEHTTP}: set FAILSMALL_BLAZEHTTP=DIR")
+    report = json_out(bench("bench/waf_tail.py", "--blazehttp", str(BLAZEHTTP), "--json"), 0, 1)
+    assert report

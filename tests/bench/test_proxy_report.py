@@ -1,0 +1,118 @@
+"""The proxy bench's reading of its figures (targets, ratios) and its ModSecurity configuration."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_proxy_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_proxy", REPO / "bench" / "proxy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_proxy"] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+proxy = load_proxy_bench()
+
+
+def measured(name: str, rps: float) -> object:
+    cells = {c: proxy.Cell(rps=rps, p50_ms=1.0, p99_ms=2.0, errors=0) for c in proxy.Column}
+    return proxy.Row(name, proxy.Outcome.MEASURED, cells=cells)
+
+
+def verdicts(rows: list[object]) -> dict[tuple[str, str], tuple[float | None, str]]:
+    return {(g.label, g.column.value): (g.ratio, g.verdict.value) for g in proxy.goal_results(rows)}
+
+
+def test_targets_are_ratios_to_their_baselines_in_every_column_they_name() -> None:
+    rows = [
+        measured(proxy.KEEPALIVE, 10_000),
+        measured(proxy.STOCK, 4_000),
+        measured(proxy.EMPTY, 8_000),
+        measured(proxy.MANAGED, 3_000),
+        measured(proxy.MODSEC, 100),
+    ]
+    proxy.add_ratios(rows)
+    found = verdicts(rows)
+    assert found[("empty bundle ≥ 0.8× keep-alive nginx", "json_distinct")] == (0.8, "met")
+    managed_get = found[("managed, distinct GETs ≥ 0.5× keep-alive nginx", "get_distinct")]
+    assert managed_get == (0.3, "not met")
+    assert found[("managed ≥ 30× nginx + ModSecurity + CRS PL1", "get")] == (30.0, "met")
+    assert len(found) == 4 + 1 + 1 + 4  # the every-column targets once per column
+    empty = rows[2]
+    assert empty.cells[proxy.Column.GET].ratio_stock == 2.0  # type: ignore[attr-defined]
+
+
+def test_a_skipped_or_failed_baseline_leaves_its_targets_unmeasured() -> None:
+    rows = [
+        measured(proxy.KEEPALIVE, 10_000),
+        measured(proxy.MANAGED, 3_000),
+        proxy.Row(proxy.MODSEC, proxy.Outcome.SKIPPED, "not installed"),
+        proxy.Row(proxy.EMPTY, proxy.Outcome.FAILED, "did not start"),
+    ]
+    proxy.add_ratios(rows)
+    found = verdicts(rows)
+    assert found[("managed ≥ 30× nginx + ModSecurity + CRS PL1", "json")] == (None, "unmeasured")
+    assert found[("empty bundle ≥ 0.8× keep-alive nginx", "get")] == (None, "unmeasured")
+    assert f"| {proxy.EMPTY} | failed |" in proxy.markdown(rows, "conditions", (1.0, 2.0))
+
+
+def test_modsecurity_configuration_blocks_and_loads_the_crs(tmp_path: Path) -> None:
+    missing = proxy.modsecurity_missing()
+    if shutil.which("nginx") is None or missing:
+        pytest.skip(missing or "nginx not found; apt-get install -y nginx")
+    rules = proxy.modsecurity_rules(tmp_path)
+    settings = (tmp_path / "modsecurity" / "modsecurity.conf").read_text()
+    assert "\nSecRuleEngine On\n" in settings
+    assert "\nSecRequestBodyAccess On\n" in settings
+    assert "setvar:tx.paranoia_level=1" in rules.read_text()
+    command = proxy.nginx_conf(
+        tmp_path,
+        "check",
+        proxy.free_port(),
+        proxy.KEEPALIVE_LOCATION,
+        proxy.keepalive_upstream(proxy.free_port())
+        + f"\nmodsecurity on;\nmodsecurity_rules_file {rules};",
+        f"load_module {proxy.MODSEC_MODULE};",
+    )
+    done = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "rules loaded inline/local/remote: 0/" in done.stderr
+
+
+def test_a_proxy_that_does_not_start_fails_its_row_with_its_output(tmp_path: Path) -> None:
+    crash = "import sys; print('cannot bind: address in use'); sys.exit(3)"
+    contender = proxy.Contender("broken", [sys.executable, "-c", crash], proxy.free_port())
+    with pytest.raises(proxy.BenchError) as failed:
+        proxy.measure_contender(contender, tmp_path, 1, False, 4, lambda _: None)
+    assert "exited with status 3 before serving" in str(failed.value)
+    assert "cannot bind: address in use" in str(failed.value)
+
+
+def test_without_nginx_its_rows_are_skipped_saying_what_to_install(tmp_path: Path) -> None:
+    rows = proxy.plan(tmp_path, proxy.free_port(), have_nginx=False)
+    skipped = {r.name: r.reason for r in rows if isinstance(r, proxy.Unavailable)}
+    assert set(skipped) == {proxy.STOCK, proxy.KEEPALIVE, proxy.MODSEC}
+    assert "apt-get install -y nginx libnginx-mod-http-modsecurity" in skipped[proxy.MODSEC]
+    names = [r.name for r in rows]
+    assert names == [
+        proxy.STOCK,
+        proxy.KEEPALIVE,
+        proxy.NAIVE,
+        proxy.EMPTY,
+        proxy.MANAGED,
+        proxy.EXAMPLE_SITE,
+        proxy.MODSEC,
+        proxy.WORKERS2,
+    ]
