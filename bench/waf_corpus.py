@@ -127,8 +127,27 @@ def main(argv: list[str] | None = None) -> int:
         document, met = _run_level(console, args, level, cases, benign, real)
         documents.append(document)
         all_met = all_met and met
+    unmeasured = [
+        name
+        for name, measured in (("CRS detection rates", bool(cases)), ("real traffic", bool(real)))
+        if not measured
+    ]
     if args.json:
-        print(json.dumps({"runs": documents, "targets_met": all_met}, indent=2))
+        print(
+            json.dumps(
+                {"runs": documents, "targets_met": all_met, "unmeasured": unmeasured}, indent=2
+            )
+        )
+    elif not all_met:
+        console.print("[red]targets missed[/red]")
+    elif unmeasured:
+        console.print(
+            "[yellow]targets met for what was measured; not measured: "
+            + ", ".join(unmeasured)
+            + "[/yellow]"
+        )
+    else:
+        console.print("[green]all targets met[/green]")
     return 0 if all_met else 1
 
 
@@ -433,7 +452,9 @@ def _print(
         "module failed and its failure policy decided",
         style="dim",
     )
-    console.print("[green]all targets met[/green]" if met else "[red]targets missed[/red]")
+    console.print(
+        f"paranoia level {level}: " + ("[green]met[/green]" if met else "[red]missed[/red]")
+    )
 
 
 def _ratio(value: float, baseline: float) -> float:
