@@ -251,10 +251,10 @@ class Drill:
             case FlapFeaturesStep(capacity=capacity, sequence=sequence, cycle_s=cycle_s):
                 self._restore_once(rollbacks)
                 loop = asyncio.get_running_loop()
-                base = fleet.seed_bundle.bot.feature_file
+                features = self.scenario.seed_features
+                files = await asyncio.to_thread(feature_files, features, capacity)
                 for cycle, which in enumerate(sequence, start=1):
                     started = loop.time()
-                    files = feature_files(base, base.slots, capacity, cycle)
                     doubled = which == "doubled"
                     label = f"features doubled #{cycle}" if doubled else "features good"
                     bundle = with_feature_file(

@@ -162,7 +162,8 @@ class Scenario(Strict):
     incident: str = ""
     nodes: int = Field(default=3, ge=1, le=10)
     seed_features: int = Field(default=0, ge=0, le=10_000)
-    """Grow the seed bundle's bot feature file to this many features (0: as the example)."""
+    """0: the seed carries the example's bot feature file; above 0: the file the feature
+    pipeline learns from a table of this many feature columns (at least its 22 candidates)."""
     load: LoadSpec = Field(default_factory=LoadSpec)
     hypothesis: Hypothesis = Field(default_factory=Hypothesis)
     warmup_s: float = Field(default=4, ge=0, le=120)
