@@ -1,0 +1,73 @@
+"""The scenario library parses, its bundle changes build valid bundles, and the fault-injecting
+link slows, cuts and mends a real TCP connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from failsmall.cli.up_cmd import demo_bundle, example_dir
+from failsmall.drill import scenario as scenarios
+from failsmall.drill.changes import changed
+from failsmall.drill.link import FaultyLink
+from failsmall.drill.scenario import Pattern
+
+
+@pytest.mark.parametrize("name", scenarios.library())
+def test_every_library_scenario_parses(name: str) -> None:
+    assert scenarios.load(name).name == name
+
+
+def test_a_pattern_change_adds_log_rules_at_the_top() -> None:
+    seed = demo_bundle(example_dir(), 1)
+    pattern = r"""(["'])(?:.*=.*)\1"""
+    bundle = changed(seed, Pattern(type="pattern", pattern=pattern, rules=3), dead_port=9)
+    custom = next(r for r in bundle.rulesets if r.id == "site-custom")
+    added = custom.rules[:3]
+    assert [r.id for r in added] == ["drill-pattern-1", "drill-pattern-2", "drill-pattern-3"]
+    assert all(r.action.type == "log" for r in added)
+    assert '.matches("([\\"\'])(?:.*=.*)\\\\1")' in added[0].expression
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def _round_trip(port: int) -> tuple[bytes, float]:
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"ping")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(1024), 10)
+    writer.close()
+    return answer, time.monotonic() - started
+
+
+async def test_the_link_holds_replies_back_cuts_and_mends() -> None:
+    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = FaultyLink(port)
+    await link.start()
+    try:
+        assert (await _round_trip(link.port))[0] == b"ping"
+        link.slow(0.5)
+        answer, took = await _round_trip(link.port)
+        assert answer == b"ping" and took >= 0.5
+        link.cut()
+        try:
+            answer = (await _round_trip(link.port))[0]
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b"", "a cut link closes every connection at once"
+        link.mend()
+        assert (await _round_trip(link.port))[0] == b"ping"
+        assert link.delay_s == 0.0, "mended: no delay left"
+    finally:
+        await link.stop()
+        server.close()
+        await server.wait_closed()
