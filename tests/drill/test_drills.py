@@ -156,9 +156,10 @@ async def test_a_node_lost_costs_only_its_own_traffic(name: str) -> None:
     assert f.steady_after, "the node comes back (from its LKG) and serves again"
 
 
-async def test_a_node_cut_from_the_control_plane_keeps_serving() -> None:
+@pytest.mark.parametrize("mode", ["cut", "blackhole"])
+async def test_a_node_cut_from_the_control_plane_keeps_serving(mode: str) -> None:
     scenario = short("partition")
-    step = scenario.steps[0].model_copy(update={"for_s": 10})
+    step = scenario.steps[0].model_copy(update={"for_s": 10, "mode": mode})
     f = await drill(scenario.model_copy(update={"steps": [step]}), Profile.DEFAULT)
     assert f.failed_share <= MAX_FAILED
     assert f.steady_after

@@ -1,12 +1,13 @@
 """A fault-injecting TCP proxy, between a node and its control plane or between the nodes and
 their origin: the transport can be cut (every open connection closed, new ones refused by
-closing them at once), slowed (every reply held back a while) and mended."""
+closing them at once), black-holed (nothing passes either way and nothing is closed, as when
+packets are dropped: each side waits on its own timeouts), slowed (every reply held back a
+while) and mended."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 
 from failsmall.transport.natsd import free_port
 
@@ -22,6 +23,8 @@ class FaultyLink:
         self.cut_off = False
         self.delay_s = 0.0
         """How long each chunk of a reply is held back."""
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -34,6 +37,7 @@ class FaultyLink:
 
     async def stop(self) -> None:
         self.cut()
+        self._flowing.set()  # wakes held relays, which find their connections closed
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -43,17 +47,26 @@ class FaultyLink:
         for writer in list(self._writers):
             writer.close()
 
+    def blackhole(self) -> None:
+        self._flowing.clear()
+
     def slow(self, delay_s: float) -> None:
         self.delay_s = delay_s
 
     def mend(self) -> None:
         self.cut_off = False
         self.delay_s = 0.0
+        self._flowing.set()
+
+    @property
+    def black_holed(self) -> bool:
+        return not self._flowing.is_set()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.cut_off:
             writer.close()
             return
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -62,25 +75,24 @@ class FaultyLink:
         self._writers.update((writer, up_writer))
         try:
             await asyncio.gather(
-                _pipe(reader, up_writer, lambda: 0.0), _pipe(up_reader, writer, self._delay)
+                self._pipe(reader, up_writer, replies=False),
+                self._pipe(up_reader, writer, replies=True),
             )
         finally:
             self._writers.difference_update((writer, up_writer))
             for w in (writer, up_writer):
                 w.close()
 
-    def _delay(self) -> float:
-        return self.delay_s
-
-
-async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: Callable[[], float]
-) -> None:
-    """Copy until either side closes (a cut closes both), holding each chunk `delay()`."""
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(CHUNK):
-            if (held := delay()) > 0:
-                await asyncio.sleep(held)
-            writer.write(data)
-            await writer.drain()
-    writer.close()
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool
+    ) -> None:
+        """Copy until either side closes (a cut closes both); replies wait `delay_s`, and
+        nothing passes while the link is black-holed."""
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(CHUNK):
+                if replies and self.delay_s > 0:
+                    await asyncio.sleep(self.delay_s)
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        writer.close()

@@ -306,13 +306,19 @@ class Drill:
                     await fleet.control_down()
                     recorder.event("fault", "control plane stopped")
                     await asyncio.sleep(for_s)
-            case PartitionStep(nodes=indexes, for_s=for_s):
+            case PartitionStep(nodes=indexes, for_s=for_s, mode=mode):
                 links = [(fleet.node(i).node_id, fleet.link(i)) for i in indexes]
                 async with contextlib.AsyncExitStack() as local:
                     for node_id, link in links:
                         local.callback(self._mend, node_id, link)
-                        link.cut()
-                        recorder.event("fault", f"transport cut between {node_id} and control")
+                        match mode:
+                            case "cut":
+                                link.cut()
+                            case "blackhole":
+                                link.blackhole()
+                            case _:
+                                assert_never(mode)
+                        recorder.event("fault", f"transport {mode} between {node_id} and control")
                     await asyncio.sleep(for_s)
             case SlowOriginStep(delay_s=delay_s, for_s=for_s):
                 link = fleet.origin()

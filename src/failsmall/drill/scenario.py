@@ -137,6 +137,8 @@ class PartitionStep(Strict):
 
     type: Literal["partition"]
     nodes: list[int] = Field(default_factory=lambda: [2], min_length=1)
+    mode: Literal["cut", "blackhole"] = "cut"
+    """`cut`: connections closed and refused; `blackhole`: nothing passes, nothing closes."""
     for_s: float = Field(default=20, ge=0, le=600)
 
 

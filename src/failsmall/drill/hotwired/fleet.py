@@ -38,6 +38,9 @@ def digest_of(bundle: Bundle) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(bundle_data(bundle))).hexdigest()
 
 
+SETTLE_S = 20.0
+
+
 class InstantPush:
     """One pointer for the whole fleet: a push is seen by every node on its next poll."""
 
@@ -111,9 +114,11 @@ class HotwiredFleet(Fleet):
         return await self.push(Bundle.model_validate(data), f"killswitch {rule}: {why}")
 
     async def settle(self, timeout_s: float) -> None:
-        """Nothing rolls out: a push is everywhere as soon as each node polls. This waits
-        until every running node serves the pointer's bundle (or `timeout_s`)."""
-        deadline = time.monotonic() + timeout_s
+        """Nothing rolls out: a push is everywhere as soon as each node polls and has built
+        it. This waits until every running node serves the pointer's bundle, at most
+        `timeout_s` or SETTLE_S: a bundle the nodes cannot build, or nodes too busy to say
+        what they serve, would otherwise hold the drill for the whole timeout."""
+        deadline = time.monotonic() + min(timeout_s, SETTLE_S)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             running = [n for n in self.nodes if n.running()]
             while not await all_serving(session, running, self.control.digest):
