@@ -7,7 +7,7 @@ import pytest
 
 from failsmall.cli.up_cmd import PROBE_HEADERS, demo_bundle, example_dir
 from failsmall.drill.changes import with_feature_file
-from failsmall.drill.features import REPLICA_DATABASE, FeatureFileError, feature_files
+from failsmall.drill.features import REPLICA_DATABASE, feature_files
 from failsmall.engine import Request, RequestView, Scored
 from failsmall.engine.bot import BotScorer
 from failsmall.features import GuardRefused, check
@@ -35,11 +35,6 @@ def test_the_publish_guard_passes_the_good_file_and_refuses_the_doubled_one() ->
     check(files.good.model_dump(mode="json"), capacity=200, previous=None)
     with pytest.raises(GuardRefused, match="200"):
         check(files.doubled.model_dump(mode="json"), capacity=200, previous=files.good)
-
-
-def test_a_doubled_file_within_capacity_replays_nothing() -> None:
-    with pytest.raises(FeatureFileError, match="set `seed_features` above 100"):
-        feature_files(60, capacity=200)
 
 
 def test_the_drill_load_is_not_scored_a_bot_by_the_learned_file() -> None:

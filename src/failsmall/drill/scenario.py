@@ -56,7 +56,7 @@ class FeatureFileSize(Strict):
     `features` columns: a content update with as many inputs as that."""
 
     type: Literal["feature_file"]
-    features: int = Field(default=201, ge=22, le=10_000)
+    features: int = Field(default=201, ge=22, le=1_000)
 
 
 class Pattern(Strict):
@@ -194,7 +194,7 @@ class Scenario(Strict):
     title: str = ""
     incident: str = ""
     nodes: int = Field(default=3, ge=1, le=10)
-    seed_features: int = Field(default=0, ge=0, le=10_000)
+    seed_features: int = Field(default=0, ge=0, le=1_000)
     """0: the seed carries the example's bot feature file; above 0: the file the feature
     pipeline learns from a table of this many feature columns (at least its 22 candidates)."""
     load: LoadSpec = Field(default_factory=LoadSpec)
