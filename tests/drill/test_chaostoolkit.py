@@ -7,15 +7,18 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 from chaoslib.experiment import run_experiment
 
 from failsmall.cli.up_cmd import PROBE_HEADERS
+from failsmall.drill.chaosfailsmall.actions import stop_node_worker
 from failsmall.drill.defended import local_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
@@ -48,6 +51,7 @@ class FleetThread(threading.Thread):
                 "control": str(fleet.api.base_url).rstrip("/"),
                 "token": fleet.api.headers["Authorization"].removeprefix("Bearer "),
                 "nodes": ",".join(f"http://127.0.0.1:{n.port}" for n in fleet.nodes),
+                "admins": ",".join(f"http://127.0.0.1:{n.admin_port}" for n in fleet.nodes),
                 "seed": fleet.seed_digest,
             }
             users = asyncio.create_task(_users([n.port for n in fleet.nodes], self._done))
@@ -91,6 +95,7 @@ def test_the_killswitch_experiment_completes_without_deviation(
         monkeypatch.setenv("FAILSMALL_TOKEN", fleet.info["token"])
         monkeypatch.setenv("FAILSMALL_NODES", fleet.info["nodes"])
         journal = run_experiment(experiment)
+        stopped_node_answered = _stop_a_node(fleet.info)
     finally:
         fleet.finish()
     path = tmp_path / "journal.json"
@@ -104,3 +109,21 @@ def test_the_killswitch_experiment_completes_without_deviation(
     assert status["rollout"] is None
     assert status["last_good"] == fleet.info["seed"], "lifting the killswitch restores the seed"
     assert json.loads(path.read_text())["experiment"]["title"].startswith("A killswitch")
+    assert stopped_node_answered == (False, True), "stopped: no answer; resumed: answers"
+
+
+def _stop_a_node(info: dict[str, Any]) -> tuple[bool, bool]:
+    """The `stop_node_worker` action on node 2 for 3 s: whether the node answered a page
+    request while stopped, and once resumed."""
+    admin, page = info["admins"].split(",")[1], info["nodes"].split(",")[1] + "/"
+    stopper = threading.Thread(target=stop_node_worker, args=(admin, 3.0))
+    stopper.start()
+    time.sleep(1.0)
+    try:
+        httpx.get(page, headers=PROBE_HEADERS, timeout=1.0)
+        while_stopped = True
+    except httpx.TimeoutException:
+        while_stopped = False
+    stopper.join(30)
+    after = httpx.get(page, headers=PROBE_HEADERS, timeout=10.0).status_code == 200
+    return while_stopped, after

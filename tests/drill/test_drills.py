@@ -104,6 +104,39 @@ async def test_2025_12_05_hotwired_reproduces_the_outage() -> None:
     assert_outage(await drill(killswitch_now(), Profile.HOTWIRED))
 
 
+async def test_2024_07_19_content_with_one_field_too_many_is_refused_at_the_canary() -> None:
+    f = await drill(short("2024-07-19"), Profile.DEFAULT)
+    assert_contained(f)
+    assert f.bad_bundles, "the 201-feature file is a bad bundle (NACKed)"
+    assert f.nodes_served_bad == [], "a NACKed bundle is never served"
+    refused = [e.text for e in f.events if e.kind == "gate" and "refused the bundle" in e.text]
+    assert refused, "the canary's NACK fails the gate"
+
+
+async def test_2024_07_19_hotwired_reproduces_the_outage() -> None:
+    assert_outage(await drill(short("2024-07-19"), Profile.HOTWIRED))
+
+
+async def test_2019_07_02_backtracking_refused_at_build_expensive_stopped_at_the_canary() -> None:
+    f = await drill(short("2019-07-02"), Profile.DEFAULT)
+    refused = [e.text for e in f.events if e.kind == "refused"]
+    assert refused and "linear time" in refused[0], "the build error is shown"
+    assert len(f.nodes_served_bad) <= 1, f"only the canary may serve it: {f.nodes_served_bad}"
+    gate = [e.text for e in f.events if e.kind == "gate" and "p99" in e.text]
+    assert gate, "the health gate's latency signal stopped it"
+    assert isinstance(f.time_to_roll_back, Measured)
+    assert f.steady_after
+
+
+async def test_a_slow_origin_shows_as_latency_and_passes() -> None:
+    scenario = short("slow-origin")
+    step = scenario.steps[0].model_copy(update={"for_s": 6})
+    f = await drill(scenario.model_copy(update={"steps": [step]}), Profile.DEFAULT)
+    assert f.p99_ms >= 1500, "replies that need the origin wait for it"
+    assert f.bad_bundles == {} and f.nodes_served_bad == []
+    assert f.steady_after, "the origin's pace comes back and so does the steady state"
+
+
 @pytest.mark.parametrize("name", ["bad-rule", "origin-shift", "error-storm"])
 async def test_a_bad_bundle_is_stopped_at_the_canary(name: str) -> None:
     f = await drill(short(name), Profile.DEFAULT)
@@ -123,9 +156,10 @@ async def test_a_node_lost_costs_only_its_own_traffic(name: str) -> None:
     assert f.steady_after, "the node comes back (from its LKG) and serves again"
 
 
-async def test_a_node_cut_from_the_control_plane_keeps_serving() -> None:
+@pytest.mark.parametrize("mode", ["cut", "blackhole"])
+async def test_a_node_cut_from_the_control_plane_keeps_serving(mode: str) -> None:
     scenario = short("partition")
-    step = scenario.steps[0].model_copy(update={"for_s": 10})
+    step = scenario.steps[0].model_copy(update={"for_s": 10, "mode": mode})
     f = await drill(scenario.model_copy(update={"steps": [step]}), Profile.DEFAULT)
     assert f.failed_share <= MAX_FAILED
     assert f.steady_after

@@ -23,7 +23,7 @@ from failsmall.drill.page import render
 from failsmall.drill.record import Recorder
 from failsmall.drill.report import Measured, NotMeasured, figures
 from failsmall.drill.runner import DrillRun
-from failsmall.drill.scenario import BlockEveryone, BodyBuffer, DeadOrigin, Hypothesis
+from failsmall.drill.scenario import BlockEveryone, BodyBuffer, DeadOrigin, Hypothesis, Pattern
 from failsmall.engine import Engine, Request, RequestView
 from failsmall.model import Bundle, Capacities, capacity_problems
 from failsmall.model.envelope import bundle_data
@@ -61,9 +61,18 @@ def test_changes_make_the_bundle_they_name() -> None:
     assert next(o for o in dead.origins if o.id == "web").url == "http://127.0.0.1:4321"
 
 
+def test_a_pattern_change_adds_log_rules_at_the_top() -> None:
+    pattern = r"""(["'])(?:.*=.*)\1"""
+    bundle = changed(seed(), Pattern(type="pattern", pattern=pattern, rules=3), dead_port=9)
+    added = bundle.ruleset("site-custom").rules[:3]
+    assert [r.id for r in added] == ["drill-pattern-1", "drill-pattern-2", "drill-pattern-3"]
+    assert all(r.action.type == "log" for r in added)
+    assert '.matches("([\\"\'])(?:.*=.*)\\\\1")' in added[0].expression
+
+
 def test_the_doubled_feature_file_passes_node_capacity_and_the_good_one_does_not() -> None:
     base = seed()
-    files = feature_files(base.bot.feature_file, 120, 200, cycle=1)
+    files = feature_files(120, 200)
     assert files.good.slots == 120 and files.doubled.slots == 240
     names = [f.name for f in files.doubled.features]
     assert len(set(names)) == len(names), "the doubled file still parses"
@@ -73,12 +82,12 @@ def test_the_doubled_feature_file_passes_node_capacity_and_the_good_one_does_not
     assert capacity_problems(good, node) == []
     assert capacity_problems(doubled, node), "a node must see the doubled file as over capacity"
     assert with_feature_file(good, files.good) == good, "the same file gives the same bundle"
-    with pytest.raises(FeatureFileError, match="replays nothing"):
-        feature_files(base.bot.feature_file, 60, 200, cycle=1)
+    with pytest.raises(FeatureFileError, match="replays nothing; set `seed_features` above 100"):
+        feature_files(60, 200)
 
 
 def test_the_preallocated_bot_raises_past_its_capacity() -> None:
-    files = feature_files(seed().bot.feature_file, 120, 200, cycle=1)
+    files = feature_files(120, 200)
     view = RequestView(Request("GET", "/", headers=(("user-agent", "curl/8"),)))
     PreallocatedBot(files.good, 200).score(view)
     with pytest.raises(IndexError):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from failsmall.cli.main import app
 from failsmall.sim import SimSettings, run_scenario
 from failsmall.sim.figures import Measured, NotMeasured
-from failsmall.sim.traffic import Traffic
+from failsmall.sim.traffic import Failing, Traffic
 
 EXACT = SimSettings(nodes=100, seed=1, apply_sigma=0.0)
 
@@ -26,6 +26,7 @@ def test_bad_rule_on_the_canary_hand_checked() -> None:
     result = run_scenario("bad-canary", EXACT)
     f = result.figures
     assert (f.requests, f.requests_failed) == (21_000, 50)
+    assert f.requests_lost == 0, "blocked requests are answered"
     assert f.failed_share == 50 / 21_000
     assert f.bad_bundles == ("v2-blocks-all",)
     assert f.nodes_served_bad == 1
@@ -44,6 +45,7 @@ def test_crash_loop_fails_everything_until_quarantine() -> None:
     # The canary crash-loops from 3.2 s until its guard quarantines the bundle 3 s later.
     f = run_scenario("crash-loop", EXACT).figures
     assert (f.requests_failed, f.nodes_served_bad) == (150, 1)
+    assert f.requests_lost == 150, "a crash-looping node answers nothing: every failure is lost"
     assert f.time_to_detect == Measured(3.2)
 
 
@@ -63,12 +65,14 @@ def test_good_change_has_no_bad_bundle_to_time() -> None:
 
 def test_traffic_counts_each_span_at_its_failing_share() -> None:
     traffic = Traffic(rate_per_node_s=10.0, nodes=4)
-    traffic.swap(1.0, 0.0, 1.0)  # one node starts failing everything at 1 s
-    traffic.join(2.0, 0.5)  # a fifth node joins at 2 s failing half
-    traffic.leave(3.0, 1.0)  # the failing node leaves at 3 s
+    down = Failing(failed=1.0, lost=1.0)
+    traffic.swap(1.0, Failing(), down)  # one node answers nothing from 1 s
+    traffic.join(2.0, Failing(failed=0.5))  # a fifth node joins at 2 s failing half
+    traffic.leave(3.0, down)  # the silent node leaves at 3 s
     traffic.advance(4.0)
     assert traffic.requests == 10 * (4 * 2 + 5 * 1 + 4 * 1)
     assert traffic.failed == 10 * (1 * 1 + 1.5 * 1 + 0.5 * 1)
+    assert traffic.lost == 10 * (1 * 1 + 1 * 1)
 
 
 def test_same_seed_same_figures() -> None:
@@ -86,5 +90,6 @@ def test_json_carries_the_figures() -> None:
     data = json.loads(out.output)
     assert data["nodes_served_bad_bundle"] == 1
     assert data["requests_failed"] > 0
+    assert data["requests_lost"] == 0
     assert data["time_to_detect_s"] >= 0
     assert data["widest_version_skew"] == 2

@@ -245,6 +245,7 @@ def _print_figures(figures: Figures) -> None:
     table.add_column("value", justify="right")
     table.add_row("share of requests failed", f"{figures.failed_share:.4%}")
     table.add_row("requests failed", f"{figures.requests_failed:,} of {figures.requests:,}")
+    table.add_row("requests lost (never answered)", f"{figures.requests_lost:,}")
     table.add_row("nodes that served a bad bundle", f"{figures.nodes_served_bad:,}")
     table.add_row("time to detect", timing_text(figures.time_to_detect))
     table.add_row("time to roll back", timing_text(figures.time_to_roll_back))

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import assert_never
 
-from failsmall.drill.scenario import Aborts, BlockEveryone, BodyBuffer, Change, DeadOrigin
+from failsmall.drill.features import generated
+from failsmall.drill.scenario import (
+    Aborts,
+    BlockEveryone,
+    BodyBuffer,
+    Change,
+    DeadOrigin,
+    FeatureFileSize,
+    Pattern,
+)
 from failsmall.model import Bundle, FeatureFile
 from failsmall.model.envelope import bundle_data
 
@@ -37,6 +47,20 @@ def changed(bundle: Bundle, change: Change, dead_port: int) -> Bundle:
         case Aborts(percent=percent, status=status):
             data["name"] = f"{bundle.name}+aborts-{percent:g}"
             data["fault"] = {"abort_percent": percent, "abort_status": status}
+        case FeatureFileSize(features=features):
+            return with_feature_file(bundle, generated(features).good, f"features-{features}")
+        case Pattern(pattern=pattern, rules=count, ruleset=ruleset_id):
+            data["name"] = f"{bundle.name}+pattern-x{count}"
+            ruleset = next((r for r in data["rulesets"] if r["id"] == ruleset_id), None)
+            if ruleset is None:
+                raise ChangeError(f"the bundle has no ruleset {ruleset_id!r} to add rules to")
+            quoted = json.dumps(pattern)  # a JSON string is a valid CEL string literal
+            test = f"http.user_agent.matches({quoted}) || http.request.uri.matches({quoted})"
+            added = [
+                {"id": f"drill-pattern-{i}", "expression": test, "action": {"type": "log"}}
+                for i in range(1, count + 1)
+            ]
+            ruleset["rules"][0:0] = added
         case _:
             assert_never(change)
     return Bundle.model_validate(data)

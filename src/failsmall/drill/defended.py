@@ -37,7 +37,7 @@ from failsmall.drill.fleet import (
     node_view,
 )
 from failsmall.drill.launch import all_serving, origin_process, seed_bundle, wait_listening
-from failsmall.drill.partition import CuttableLink
+from failsmall.drill.link import FaultyLink
 from failsmall.model import Bundle, sign_bundle
 from failsmall.model.envelope import read_envelope_unverified_signature
 from failsmall.transport.natsd import free_port
@@ -76,7 +76,7 @@ class DefendedFleet(Fleet):
         self.nodes = nodes
         self.plane = plane
         self.dead_port = free_port()
-        self.links: dict[str, CuttableLink] = {}
+        self.links: dict[str, FaultyLink] = {}
         self._audit_seq = 0
         self._nacks_seen: set[tuple[str, str]] = set()
         self._poisoned_seen: set[tuple[str, str]] = set()
@@ -216,7 +216,7 @@ def _error(response: httpx.Response) -> str:
 
 @contextlib.asynccontextmanager
 async def local_fleet(
-    nodes: int, seed_features: int = 0, keep: Path | None = None
+    nodes: int, seed_features: int = 0, keep: Path | None = None, origin_link: bool = False
 ) -> AsyncIterator[DefendedFleet]:
     """Start origin, control plane and `nodes` nodes on free loopback ports, seed them with the
     example site, and stop everything on the way out, whatever happened."""
@@ -240,12 +240,18 @@ async def local_fleet(
         state_dir / "control.log",
     )
     processes: list[NodeProcess] = []
-    links: dict[str, CuttableLink] = {}
+    links: dict[str, FaultyLink] = {}
+    between: FaultyLink | None = None
     stop_probing = asyncio.Event()
     try:
         origin.start()
         plane.start()
         await wait_listening(origin, origin.port)
+        origin_port = origin.port
+        if origin_link:
+            between = FaultyLink(origin.port)
+            await between.start()
+            origin_port = between.port
         await wait_listening(plane, plane.port)
         admin_token = (state_dir / "admin.token").read_text().strip()
         url = f"http://127.0.0.1:{control_port}"
@@ -259,7 +265,7 @@ async def local_fleet(
             for i in range(nodes):
                 node_id = f"edge-{i + 1}"
                 port, admin_port = free_port(), free_port()
-                links[node_id] = link = CuttableLink(control_port)
+                links[node_id] = link = FaultyLink(control_port)
                 await link.start()
                 argv = node_argv(node_id, state_dir / node_id, public, port, admin_port, link.url)
                 process = NodeProcess(node_id, port, admin_port, argv, state_dir / f"{node_id}.log")
@@ -269,11 +275,12 @@ async def local_fleet(
             fleet = DefendedFleet(
                 api,
                 read_private_key(key_path),
-                seed_bundle(origin.port, seed_features),
+                seed_bundle(origin_port, seed_features),
                 processes,
                 plane,
             )
             fleet.links = links
+            fleet.origin_link = between
             await _wait_reporting(fleet, nodes)
             prober = asyncio.create_task(_seed_traffic(processes, stop_probing))
             try:
@@ -286,7 +293,7 @@ async def local_fleet(
         stop_probing.set()
         for process in processes:
             await process.stop()
-        for link in links.values():
+        for link in [*links.values(), *([between] if between else [])]:
             await link.stop()
         await plane.stop()
         await origin.stop()

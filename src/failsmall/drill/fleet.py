@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from failsmall.drill.partition import CuttableLink
+from failsmall.drill.link import FaultyLink
 from failsmall.model import Bundle
 
 
@@ -157,9 +157,11 @@ class Fleet(abc.ABC):
     seed_digest: str
     dead_port: int
     """A loopback port nothing listens on (for a route to a dead origin)."""
-    links: dict[str, CuttableLink]
+    links: dict[str, FaultyLink]
     """Each node's link to the control plane, by node id (empty when the drill did not start
     the nodes)."""
+    origin_link: FaultyLink | None = None
+    """The link between the nodes and the origin, when the drill put one there."""
 
     @abc.abstractmethod
     async def push(self, bundle: Bundle, why: str) -> PushOutcome:
@@ -201,9 +203,18 @@ class Fleet(abc.ABC):
         """Where load goes: (node id, host, port) for every node."""
         return [(n.node_id, "127.0.0.1", n.port) for n in self.nodes]
 
-    def link(self, index: int) -> CuttableLink:
+    def link(self, index: int) -> FaultyLink:
         """Node `index`'s (1-based) link to the control plane."""
         return self.links[self.node(index).node_id]
+
+    def origin(self) -> FaultyLink:
+        """The link between the nodes and their origin, or FleetError saying why there is none."""
+        if self.origin_link is None:
+            raise FleetError(
+                "this fleet has no fault-injecting link in front of its origin: origin faults "
+                "need a fleet the drill starts (drop --control)"
+            )
+        return self.origin_link
 
     def node(self, index: int) -> NodeProcess:
         """Node `index` (1-based), or FleetError naming how many there are."""

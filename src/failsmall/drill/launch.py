@@ -11,7 +11,7 @@ import aiohttp
 
 from failsmall.cli.up_cmd import demo_bundle, example_dir
 from failsmall.drill.changes import with_feature_file
-from failsmall.drill.features import padded
+from failsmall.drill.features import generated
 from failsmall.drill.fleet import FleetError, NodeProcess, Serving, node_view, python_argv
 from failsmall.model import Bundle
 from failsmall.transport.natsd import free_port
@@ -30,12 +30,13 @@ def origin_process(state_dir: Path) -> NodeProcess:
 
 
 def seed_bundle(origin_port: int, features: int = 0) -> Bundle:
-    """The example site (managed ruleset, bot features, rate limits) served by the origin, its
-    bot feature file grown to `features` entries when that is more than it has."""
+    """The example site (managed ruleset, bot features, rate limits) served by the origin. With
+    `features` above 0 its bot feature file is the one the feature pipeline learns from a
+    table of that many feature columns (see `failsmall.drill.features`)."""
     bundle = demo_bundle(example_dir(), origin_port)
-    if features <= bundle.bot.feature_file.slots:
+    if features == 0:
         return bundle
-    return with_feature_file(bundle, padded(bundle.bot.feature_file, features))
+    return with_feature_file(bundle, generated(features).good)
 
 
 async def wait_until(

@@ -45,9 +45,13 @@ def factory(
                     )
                 return remote_fleet(running.control, running.token, running.key)
             case Profile.DEFAULT:
-                return local_fleet(scenario.nodes, scenario.seed_features, where)
+                return local_fleet(
+                    scenario.nodes, scenario.seed_features, where, scenario.needs_origin_link()
+                )
             case Profile.HOTWIRED:
-                return hotwired_fleet(scenario.nodes, scenario.seed_features, where)
+                return hotwired_fleet(
+                    scenario.nodes, scenario.seed_features, where, scenario.needs_origin_link()
+                )
             case _:
                 assert_never(profile)
 

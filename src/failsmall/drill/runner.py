@@ -21,19 +21,21 @@ import aiohttp
 import httpx
 
 from failsmall.drill.changes import ChangeError, changed, with_feature_file
-from failsmall.drill.features import FeatureFileError, feature_files
+from failsmall.drill.features import FeatureFileError, feature_files, generated
 from failsmall.drill.fleet import Fleet, FleetError, Pushed, PushOutcome, Refused, Serving
+from failsmall.drill.link import FaultyLink
 from failsmall.drill.load import OpenLoop
-from failsmall.drill.partition import CuttableLink
 from failsmall.drill.record import Recorder
 from failsmall.drill.scenario import (
     ControlDownStep,
+    FeatureFileSize,
     FlapFeaturesStep,
     KillNodeStep,
     KillswitchStep,
     PartitionStep,
     PushStep,
     Scenario,
+    SlowOriginStep,
     Step,
     StopNodeStep,
     WaitStep,
@@ -88,6 +90,7 @@ class Drill:
     async def execute(self) -> DrillRun:
         scenario, recorder = self.scenario, self.recorder
         loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._learn_feature_files)
         recorder.mono0, recorder.wall0 = loop.time(), time.time()
         recorder.load_clock0 = recorder.mono0
         budget = (
@@ -123,6 +126,23 @@ class Drill:
             await watch_task
             await judge_task
         return self.run
+
+    def _learn_feature_files(self) -> None:
+        """Run the feature pipeline for the steps that push its files before the load starts:
+        it takes seconds of CPU, which would otherwise show in the drill's latency. A failure
+        is recorded; the step then fails with the same message."""
+        sizes = set()
+        for step in self.scenario.steps:
+            match step:
+                case FlapFeaturesStep():
+                    sizes.add(self.scenario.seed_features)
+                case PushStep(change=FeatureFileSize(features=features)):
+                    sizes.add(features)
+        for size in sorted(sizes):
+            try:
+                generated(size)
+            except FeatureFileError as exc:
+                self.recorder.event("fault", f"the feature pipeline failed: {exc}")
 
     def _steady_now(self) -> bool:
         return self.recorder.checks[-1].holds if self.recorder.checks else False
@@ -235,7 +255,9 @@ class Drill:
         match step:
             case PushStep(change=change, wait=wait, hold_s=hold_s):
                 self._restore_once(rollbacks)
-                bundle = changed(fleet.seed_bundle, change, fleet.dead_port)
+                bundle = await asyncio.to_thread(
+                    changed, fleet.seed_bundle, change, fleet.dead_port
+                )
                 label = bundle.name.removeprefix(fleet.seed_bundle.name + "+")
                 digest = self._pushed(await fleet.push(bundle, f"drill: {label}"), label, True)
                 if digest and wait == "rollout":
@@ -251,10 +273,10 @@ class Drill:
             case FlapFeaturesStep(capacity=capacity, sequence=sequence, cycle_s=cycle_s):
                 self._restore_once(rollbacks)
                 loop = asyncio.get_running_loop()
-                base = fleet.seed_bundle.bot.feature_file
+                features = self.scenario.seed_features
+                files = await asyncio.to_thread(feature_files, features, capacity)
                 for cycle, which in enumerate(sequence, start=1):
                     started = loop.time()
-                    files = feature_files(base, base.slots, capacity, cycle)
                     doubled = which == "doubled"
                     label = f"features doubled #{cycle}" if doubled else "features good"
                     bundle = with_feature_file(
@@ -284,22 +306,35 @@ class Drill:
                     await fleet.control_down()
                     recorder.event("fault", "control plane stopped")
                     await asyncio.sleep(for_s)
-            case PartitionStep(nodes=indexes, for_s=for_s):
+            case PartitionStep(nodes=indexes, for_s=for_s, mode=mode):
                 links = [(fleet.node(i).node_id, fleet.link(i)) for i in indexes]
                 async with contextlib.AsyncExitStack() as local:
                     for node_id, link in links:
                         local.callback(self._mend, node_id, link)
-                        link.cut()
-                        recorder.event("fault", f"transport cut between {node_id} and control")
+                        match mode:
+                            case "cut":
+                                link.cut()
+                            case "blackhole":
+                                link.blackhole()
+                            case _:
+                                assert_never(mode)
+                        recorder.event("fault", f"transport {mode} between {node_id} and control")
+                    await asyncio.sleep(for_s)
+            case SlowOriginStep(delay_s=delay_s, for_s=for_s):
+                link = fleet.origin()
+                async with contextlib.AsyncExitStack() as local:
+                    local.callback(self._mend, "the nodes", link, "the origin")
+                    link.slow(delay_s)
+                    recorder.event("fault", f"every origin reply held back {delay_s:g} s")
                     await asyncio.sleep(for_s)
             case WaitStep(seconds=seconds):
                 await asyncio.sleep(seconds)
             case _:
                 assert_never(step)
 
-    def _mend(self, node_id: str, link: CuttableLink) -> None:
+    def _mend(self, node_id: str, link: FaultyLink, other: str = "control") -> None:
         link.mend()
-        self.recorder.event("restore", f"transport mended between {node_id} and control")
+        self.recorder.event("restore", f"transport mended between {node_id} and {other}")
 
     async def _restart(self, node_id: str, index: int) -> None:
         node = self.fleet.node(index)
@@ -332,6 +367,7 @@ def _steps_s(steps: list[Step]) -> float:
                 | StopNodeStep(for_s=s)
                 | ControlDownStep(for_s=s)
                 | PartitionStep(for_s=s)
+                | SlowOriginStep(for_s=s)
             ):
                 total += s
             case WaitStep(seconds=s):

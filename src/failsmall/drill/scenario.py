@@ -51,7 +51,28 @@ class Aborts(Strict):
     status: int = Field(default=503, ge=500, le=599)
 
 
-Change = Annotated[BodyBuffer | BlockEveryone | DeadOrigin | Aborts, Field(discriminator="type")]
+class FeatureFileSize(Strict):
+    """Replace the bot feature file with the one the feature pipeline learns from a table of
+    `features` columns: a content update with as many inputs as that."""
+
+    type: Literal["feature_file"]
+    features: int = Field(default=201, ge=22, le=1_000)
+
+
+class Pattern(Strict):
+    """Insert `rules` log rules that test `pattern` against the user agent and the URI at the
+    top of the site's custom rules: a pattern the build may refuse, or an expensive one."""
+
+    type: Literal["pattern"]
+    pattern: str = Field(min_length=1, max_length=4096)
+    rules: int = Field(default=1, ge=1, le=200)
+    ruleset: str = "site-custom"
+
+
+Change = Annotated[
+    BodyBuffer | BlockEveryone | DeadOrigin | Aborts | FeatureFileSize | Pattern,
+    Field(discriminator="type"),
+]
 
 # -- steps ------------------------------------------------------------------------------------
 
@@ -116,7 +137,18 @@ class PartitionStep(Strict):
 
     type: Literal["partition"]
     nodes: list[int] = Field(default_factory=lambda: [2], min_length=1)
+    mode: Literal["cut", "blackhole"] = "cut"
+    """`cut`: connections closed and refused; `blackhole`: nothing passes, nothing closes."""
     for_s: float = Field(default=20, ge=0, le=600)
+
+
+class SlowOriginStep(Strict):
+    """Hold back every reply of the origin `delay_s` (a fault-injecting TCP proxy sits between
+    the nodes and the origin); rolled back by mending the link."""
+
+    type: Literal["slow_origin"]
+    delay_s: float = Field(default=1.5, gt=0, le=60)
+    for_s: float = Field(default=10, ge=0, le=600)
 
 
 class WaitStep(Strict):
@@ -132,6 +164,7 @@ Step = Annotated[
     | StopNodeStep
     | ControlDownStep
     | PartitionStep
+    | SlowOriginStep
     | WaitStep,
     Field(discriminator="type"),
 ]
@@ -161,8 +194,9 @@ class Scenario(Strict):
     title: str = ""
     incident: str = ""
     nodes: int = Field(default=3, ge=1, le=10)
-    seed_features: int = Field(default=0, ge=0, le=10_000)
-    """Grow the seed bundle's bot feature file to this many features (0: as the example)."""
+    seed_features: int = Field(default=0, ge=0, le=1_000)
+    """0: the seed carries the example's bot feature file; above 0: the file the feature
+    pipeline learns from a table of this many feature columns (at least its 22 candidates)."""
     load: LoadSpec = Field(default_factory=LoadSpec)
     hypothesis: Hypothesis = Field(default_factory=Hypothesis)
     warmup_s: float = Field(default=4, ge=0, le=120)
@@ -173,8 +207,12 @@ class Scenario(Strict):
     def needs_local_fleet(self) -> bool:
         """Whether a step signals processes or cuts links, which only a fleet the drill
         started allows."""
-        local = KillNodeStep | StopNodeStep | ControlDownStep | PartitionStep
+        local = KillNodeStep | StopNodeStep | ControlDownStep | PartitionStep | SlowOriginStep
         return any(isinstance(s, local) for s in self.steps)
+
+    def needs_origin_link(self) -> bool:
+        """Whether a step slows the origin, which needs a proxy in front of it."""
+        return any(isinstance(s, SlowOriginStep) for s in self.steps)
 
 
 def library() -> list[str]:

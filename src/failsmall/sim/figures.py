@@ -6,6 +6,7 @@ from its recordings and `sim/` may import only `model` and `rollout`.
 
 - failed share: users' requests failed over all requests served during the run (traffic
   model: every node serves a fixed rate and fails its bundle's `failed_share`);
+- requests lost: the failed requests never answered (a crash-looping node's);
 - bad bundles: bundles a rollout pushed that were rolled back or aborted (the gate failed, or a
   node refused or quarantined it), or under which a node fails at least `BAD_SHARE` of requests;
 - nodes that served a bad bundle: how many nodes ever served one;
@@ -42,6 +43,7 @@ class Figures:
 
     requests: int
     requests_failed: int
+    requests_lost: int
     bad_bundles: tuple[str, ...]
     nodes_served_bad: int
     time_to_detect: Timing
@@ -57,6 +59,7 @@ class Figures:
             "requests": self.requests,
             "requests_failed": self.requests_failed,
             "failed_share": self.failed_share,
+            "requests_lost": self.requests_lost,
             "bad_bundles": list(self.bad_bundles),
             "nodes_served_bad_bundle": self.nodes_served_bad,
             "time_to_detect_s": timing_value(self.time_to_detect),
@@ -110,6 +113,7 @@ def figures(
     return Figures(
         requests=round(traffic.requests),
         requests_failed=round(traffic.failed),
+        requests_lost=round(traffic.lost),
         bad_bundles=tuple(r.label for r in bad),
         nodes_served_bad=nodes_that_served({r.digest for r in bad}),
         time_to_detect=detect,

@@ -52,7 +52,7 @@ from failsmall.rollout import (
 from failsmall.sim.behaviour import HEALTHY, Behaviour
 from failsmall.sim.clock import EventQueue
 from failsmall.sim.report import RolloutRecord, TimelineRow
-from failsmall.sim.traffic import Traffic
+from failsmall.sim.traffic import Failing, Traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +188,11 @@ class World:
     def failed_share_of(self, digest: str) -> float:
         """The share of requests a node serving `digest` fails (crash-looping included)."""
         return self.behaviours[digest].failed_share
+
+    def failing_of(self, digest: str) -> Failing:
+        """What a node serving `digest` fails and loses, for the traffic model."""
+        behaviour = self.behaviours[digest]
+        return Failing(behaviour.failed_share, behaviour.lost_share)
 
     # -- scenario controls ---------------------------------------------------------------
 
@@ -432,7 +437,7 @@ class World:
         if self._running_now[previous] == 0:
             self._cleared_at[previous] = self.now
         node.running = digest
-        self.traffic.swap(self.now, self.failed_share_of(previous), self.failed_share_of(digest))
+        self.traffic.swap(self.now, self.failing_of(previous), self.failing_of(digest))
         self._running_now[digest] += 1
         if self._running_now[digest] == len(self.nodes):
             self._everywhere_at.setdefault(digest, self.now)
@@ -456,7 +461,7 @@ class World:
         self._peak_nodes = max(self._peak_nodes, len(self.nodes))
         self._assigned[node.assigned] += 1
         self._running_now[node.running] += 1
-        self.traffic.join(self.now, self.failed_share_of(node.running))
+        self.traffic.join(self.now, self.failing_of(node.running))
         self._ever_ran.setdefault(node.running, set()).add(node.node_id)
         self._handle(NodeJoined(self.now, node.node_id))
 
@@ -466,7 +471,7 @@ class World:
         node = self.nodes.pop(self.rng.choice(sorted(self.nodes)))
         self._assigned[node.assigned] -= 1
         self._running_now[node.running] -= 1
-        self.traffic.leave(self.now, self.failed_share_of(node.running))
+        self.traffic.leave(self.now, self.failing_of(node.running))
         if self._running_now[node.running] == 0:
             self._cleared_at[node.running] = self.now
         self._handle(NodeLeft(self.now, node.node_id))

@@ -23,8 +23,10 @@ __all__ = [
     "clear_killswitch",
     "kill_node_worker",
     "push_bundle",
+    "resume_node_worker",
     "roll_back",
     "set_killswitch",
+    "stop_node_worker",
     "wait_for_rollout",
 ]
 
@@ -98,9 +100,33 @@ def wait_for_rollout(
 def kill_node_worker(admin_url: str) -> int:
     """kill -9 the worker behind a node's admin endpoint (its supervisor starts another, which
     boots from its last-known-good bundle). Returns the pid killed. Loopback nodes only."""
-    if httpx.URL(admin_url).host not in ("127.0.0.1", "localhost", "::1"):
-        raise FailsmallActivityError("only a node on this machine (loopback) can be killed")
-    described = answer(httpx.get(f"{admin_url.rstrip('/')}/config", timeout=5), 200)
-    pid = int(described["pid"])
+    pid = _worker_pid(admin_url)
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def stop_node_worker(admin_url: str, seconds: float) -> int:
+    """SIGSTOP the worker behind a node's admin endpoint for `seconds` (at most 600), then
+    SIGCONT it, whatever happens meanwhile. Returns its pid. Loopback nodes only."""
+    if not 0 <= seconds <= 600:
+        raise FailsmallActivityError(f"seconds must lie in 0..600, not {seconds}")
+    pid = _worker_pid(admin_url)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return pid
+
+
+def resume_node_worker(pid: int) -> int:
+    """SIGCONT a stopped worker (a rollback for an interrupted `stop_node_worker`)."""
+    os.kill(pid, signal.SIGCONT)
+    return pid
+
+
+def _worker_pid(admin_url: str) -> int:
+    if httpx.URL(admin_url).host not in ("127.0.0.1", "localhost", "::1"):
+        raise FailsmallActivityError("only a node on this machine (loopback) can be signalled")
+    described = answer(httpx.get(f"{admin_url.rstrip('/')}/config", timeout=5), 200)
+    return int(described["pid"])

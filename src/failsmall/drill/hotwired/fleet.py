@@ -28,7 +28,7 @@ from failsmall.drill.fleet import (
     python_argv,
 )
 from failsmall.drill.launch import all_serving, origin_process, seed_bundle, wait_listening
-from failsmall.drill.partition import CuttableLink
+from failsmall.drill.link import FaultyLink
 from failsmall.model import Bundle, Override, RuleState
 from failsmall.model.envelope import bundle_data, canonical_json
 from failsmall.transport.natsd import free_port
@@ -36,6 +36,9 @@ from failsmall.transport.natsd import free_port
 
 def digest_of(bundle: Bundle) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(bundle_data(bundle))).hexdigest()
+
+
+SETTLE_S = 20.0
 
 
 class InstantPush:
@@ -85,7 +88,7 @@ class HotwiredFleet(Fleet):
         self.seed_digest = digest_of(seed)
         self.nodes = nodes
         self.dead_port = free_port()
-        self.links: dict[str, CuttableLink] = {}
+        self.links: dict[str, FaultyLink] = {}
         self._events: list[FleetEvent] = []
 
     async def push(self, bundle: Bundle, why: str) -> PushOutcome:
@@ -111,9 +114,11 @@ class HotwiredFleet(Fleet):
         return await self.push(Bundle.model_validate(data), f"killswitch {rule}: {why}")
 
     async def settle(self, timeout_s: float) -> None:
-        """Nothing rolls out: a push is everywhere as soon as each node polls. This waits
-        until every running node serves the pointer's bundle (or `timeout_s`)."""
-        deadline = time.monotonic() + timeout_s
+        """Nothing rolls out: a push is everywhere as soon as each node polls and has built
+        it. This waits until every running node serves the pointer's bundle, at most
+        `timeout_s` or SETTLE_S: a bundle the nodes cannot build, or nodes too busy to say
+        what they serve, would otherwise hold the drill for the whole timeout."""
+        deadline = time.monotonic() + min(timeout_s, SETTLE_S)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             running = [n for n in self.nodes if n.running()]
             while not await all_serving(session, running, self.control.digest):
@@ -143,25 +148,32 @@ class HotwiredFleet(Fleet):
 
 @contextlib.asynccontextmanager
 async def hotwired_fleet(
-    nodes: int, seed_features: int = 0, keep: Path | None = None
+    nodes: int, seed_features: int = 0, keep: Path | None = None, origin_link: bool = False
 ) -> AsyncIterator[HotwiredFleet]:
     state_dir = keep or Path(tempfile.mkdtemp(prefix="failsmall-drill-hotwired-"))
     state_dir.mkdir(parents=True, exist_ok=True)
     origin = origin_process(state_dir)
     control = InstantPush(free_port())
     processes: list[NodeProcess] = []
-    links: dict[str, CuttableLink] = {}
+    links: dict[str, FaultyLink] = {}
+    between: FaultyLink | None = None
     try:
         origin.start()
         await wait_listening(origin, origin.port)
+        origin_port = origin.port
+        if origin_link:
+            between = FaultyLink(origin.port)
+            await between.start()
+            origin_port = between.port
         await control.start()
-        fleet = HotwiredFleet(control, seed_bundle(origin.port, seed_features), processes)
+        fleet = HotwiredFleet(control, seed_bundle(origin_port, seed_features), processes)
         fleet.links = links
+        fleet.origin_link = between
         await fleet.push(fleet.seed_bundle, "drill seed")
         for i in range(nodes):
             node_id = f"edge-{i + 1}"
             port, admin_port = free_port(), free_port()
-            links[node_id] = link = CuttableLink(control.port)
+            links[node_id] = link = FaultyLink(control.port)
             await link.start()
             argv = [
                 *python_argv("failsmall.drill.hotwired"),
@@ -185,7 +197,7 @@ async def hotwired_fleet(
     finally:
         for process in processes:
             await process.stop()
-        for link in links.values():
+        for link in [*links.values(), *([between] if between else [])]:
             await link.stop()
         await control.stop()
         await origin.stop()

@@ -20,7 +20,14 @@ import aiohttp
 from aiohttp import web
 
 from failsmall.drill.hotwired.parts import PreallocatedBot, PreFixKillswitch
-from failsmall.engine import Decision, Engine, EngineState, Request, RequestView
+from failsmall.engine import (
+    Decision,
+    Engine,
+    EngineBuildError,
+    EngineState,
+    Request,
+    RequestView,
+)
 from failsmall.model import Bundle, Capacities
 
 log = logging.getLogger("failsmall.drill.hotwired")
@@ -45,6 +52,8 @@ class HotwiredNode:
         self.loaded: Loaded | None = None
         self.state: EngineState | None = None
         self.client: aiohttp.ClientSession | None = None
+        self.unbuildable = ""
+        """A bundle the engine could not build, not tried again."""
 
     # -- configuration: take whatever the pointer says ----------------------------------------
 
@@ -59,9 +68,16 @@ class HotwiredNode:
                     ) as response:
                         if response.status == 200:
                             body = await response.json()
-                            self.swap(str(body["digest"]), Bundle.model_validate(body["bundle"]))
+                            digest = str(body["digest"])
+                            if digest != self.unbuildable:
+                                self.swap(digest, Bundle.model_validate(body["bundle"]))
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     log.warning("control unreachable: %s", exc)
+                except EngineBuildError as exc:
+                    # Nothing checked the bundle before it reached every node; the engine's
+                    # own compiler cannot build it, so the node stays on what it had.
+                    self.unbuildable = str(body["digest"])
+                    log.error("cannot build bundle %s: %s", self.unbuildable, exc)
                 await asyncio.sleep(POLL_S)
 
     def swap(self, digest: str, bundle: Bundle) -> None:
