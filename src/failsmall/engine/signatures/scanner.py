@@ -35,6 +35,7 @@ backtracking engine.
 from __future__ import annotations
 
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -121,7 +122,9 @@ class BoundedMemo:
     def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._entries: dict[Hashable, tuple[Known, int]] = {}
+        # An OrderedDict, not a dict: taking the oldest entry of a dict whose front was popped
+        # again and again walks over every deleted slot (quadratic in a flood of values).
+        self._entries: OrderedDict[Hashable, tuple[Known, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -137,8 +140,7 @@ class BoundedMemo:
             return
         self.size += cost
         while self.size > self.max_bytes:
-            oldest = next(iter(entries))
-            self.size -= entries.pop(oldest)[1]
+            self.size -= entries.popitem(last=False)[1][1]
         entries[key] = (known, cost)
 
     def clear(self) -> None:
