@@ -1,0 +1,18 @@
+"""The compiled part of the package: the signature scanner's per-value work, linked to libhs.
+
+Everything else is declared in pyproject.toml. Building needs a C compiler and the Hyperscan
+headers and library (Debian/Ubuntu: `apt-get install libhyperscan-dev`).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "failsmall.engine.signatures._native",
+            sources=["src/failsmall/engine/signatures/_native.c"],
+            libraries=["hs"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        )
+    ],
+)

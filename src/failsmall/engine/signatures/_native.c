@@ -1,0 +1,913 @@
+/* The scanner's per-value work in C: features, transform chains and hyperscan scans.
+ *
+ * `ValueScanner.scan_value(value, targets)` does what the readable Python reference
+ * (`failsmall.engine.signatures.reference.ReferenceValueScanner`) does, with the same results:
+ * compute the value's trigger features, run the transform chains they trigger (sharing the work
+ * of common prefixes), scan each distinct result once with libhs, and keep a pattern's hit only
+ * when the value came from one of its match's targets and the result is what its chain made of
+ * the value. It returns the keys hit and the characters scanned.
+ *
+ * Features of ASCII values and the transforms on ASCII text (lowercase, whitespace, NULs,
+ * comments, command lines) run here; so does each decoding transform's check that it has
+ * nothing to do. What is left (decoding an escape, a non-ASCII value) is handed, value by value,
+ * to the reference function of that transform or of the features, so both paths give one
+ * answer by construction there; tests check the rest on random inputs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <hs/hs.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
+enum {
+    F_PERCENT = 1 << 0,
+    F_AMPERSAND = 1 << 1,
+    F_BACKSLASH = 1 << 2,
+    F_NUL = 1 << 3,
+    F_SPACE = 1 << 4,
+    F_ODD_WHITESPACE = 1 << 5,
+    F_UPPER_OR_WIDE = 1 << 6,
+    F_PATH_DOTS = 1 << 7,
+    F_BASE64_SHAPE = 1 << 8,
+    F_COMMENT = 1 << 9,
+    F_SHELL_PUNCTUATION = 1 << 10,
+};
+
+typedef enum {
+    T_URL_DECODE,
+    T_URL_DECODE_UNI,
+    T_HTML_ENTITY_DECODE,
+    T_LOWERCASE,
+    T_COMPRESS_WHITESPACE,
+    T_REMOVE_WHITESPACE,
+    T_REMOVE_NULLS,
+    T_NORMALIZE_PATH,
+    T_BASE64_DECODE,
+    T_REMOVE_COMMENTS,
+    T_CMD_LINE,
+    T_JS_DECODE,
+    T_COUNT
+} transform_id;
+
+static const char *const TRANSFORM_NAMES[T_COUNT] = {
+    "url_decode",     "url_decode_uni",  "html_entity_decode", "lowercase",
+    "compress_whitespace", "remove_whitespace", "remove_nulls", "normalize_path",
+    "base64_decode",  "remove_comments", "cmd_line",           "js_decode",
+};
+
+#define MAX_CHAINS 64
+#define MAX_STEPS 32
+
+static PyObject *CompileError;
+
+/* ---- ASCII helpers ------------------------------------------------------------------- */
+
+/* Python's str.isspace() for an ASCII character: \t \n \v \f \r, \x1c-\x1f and the space. */
+static inline int is_space(unsigned char c) {
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+}
+
+static inline int is_printable(unsigned char c) { return c >= 0x20 && c < 0x7f; }
+
+static inline int is_alnum(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static inline int is_b64(unsigned char c) {
+    return is_alnum(c) || c == '+' || c == '/' || c == '_' || c == '-';
+}
+
+static int has_pair(const unsigned char *s, Py_ssize_t n, char a, char b) {
+    const unsigned char *p = s, *end = s + n;
+    while (p + 1 < end) {
+        p = memchr(p, a, (size_t)(end - p - 1));
+        if (p == NULL) return 0;
+        if (p[1] == (unsigned char)b) return 1;
+        p++;
+    }
+    return 0;
+}
+
+static inline int has_char(const unsigned char *s, Py_ssize_t n, char c) {
+    return n > 0 && memchr(s, c, (size_t)n) != NULL;
+}
+
+/* `_base64_shaped`: the stripped value without trailing `=` is alphanumeric, or the value is
+ * `\s*[A-Za-z0-9+/_-]+={0,2}\s*`. */
+static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t a = 0, b = n;
+    while (a < b && is_space(s[a])) a++;
+    while (b > a && is_space(s[b - 1])) b--;
+    Py_ssize_t c = b;
+    while (c > a && s[c - 1] == '=') c--;
+    if (c > a) {
+        int alnum = 1;
+        for (Py_ssize_t i = a; i < c; i++) {
+            if (!is_alnum(s[i])) { alnum = 0; break; }
+        }
+        if (alnum) return 1;
+    }
+    Py_ssize_t i = 0;
+    while (i < n && is_space(s[i])) i++;
+    Py_ssize_t start = i;
+    while (i < n && is_b64(s[i])) i++;
+    if (i == start) return 0;
+    int eq = 0;
+    while (i < n && s[i] == '=' && eq < 2) { i++; eq++; }
+    while (i < n && is_space(s[i])) i++;
+    return i == n;
+}
+
+/* Features of an ASCII value; -1 when the reference must decide (an `&` without `;` or `&#`,
+ * where only the legacy entity names tell). */
+static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
+    long found = 0;
+    int has_space = has_char(s, n, ' ');
+    int has_slash = has_char(s, n, '/');
+    if ((wanted & F_PERCENT) && has_char(s, n, '%')) found |= F_PERCENT;
+    if ((wanted & F_AMPERSAND) && has_char(s, n, '&')) {
+        if (has_char(s, n, ';') || has_pair(s, n, '&', '#')) found |= F_AMPERSAND;
+        else return -1;
+    }
+    if ((wanted & F_BACKSLASH) && has_char(s, n, '\\')) found |= F_BACKSLASH;
+    if ((wanted & F_NUL) && has_char(s, n, '\0')) found |= F_NUL;
+    if ((wanted & F_SPACE) && has_space) found |= F_SPACE;
+    if (wanted & (F_ODD_WHITESPACE | F_UPPER_OR_WIDE)) {
+        int printable = 1, upper = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = s[i];
+            if (!is_printable(c)) printable = 0;
+            else if (c >= 'A' && c <= 'Z') upper = 1;
+        }
+        if ((wanted & F_ODD_WHITESPACE) && ((has_space && has_pair(s, n, ' ', ' ')) || !printable))
+            found |= F_ODD_WHITESPACE;
+        if ((wanted & F_UPPER_OR_WIDE) && upper) found |= F_UPPER_OR_WIDE;
+    }
+    if ((wanted & F_PATH_DOTS) &&
+        ((n > 0 && s[0] == '.') ||
+         (has_slash && (has_pair(s, n, '/', '.') || has_pair(s, n, '/', '/')))))
+        found |= F_PATH_DOTS;
+    if ((wanted & F_BASE64_SHAPE) && n >= 4 && base64_shaped(s, n)) found |= F_BASE64_SHAPE;
+    if ((wanted & F_COMMENT) &&
+        (has_char(s, n, '#') ||
+         (has_slash && (has_pair(s, n, '/', '*') || has_pair(s, n, '*', '/'))) ||
+         has_pair(s, n, '-', '-')))
+        found |= F_COMMENT;
+    if ((wanted & F_SHELL_PUNCTUATION) &&
+        (has_char(s, n, '"') || has_char(s, n, '\'') || has_char(s, n, '^') ||
+         has_char(s, n, ',') ||
+         (has_space && (has_pair(s, n, ' ', '/') || has_pair(s, n, ' ', '(')))))
+        found |= F_SHELL_PUNCTUATION;
+    return found;
+}
+
+/* The features of `value` among `wanted`, asking `reference` where C does not decide. */
+static long value_features(PyObject *value, long wanted, PyObject *reference) {
+    if (PyUnicode_IS_ASCII(value)) {
+        long found = ascii_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
+                                    wanted);
+        if (found >= 0) return found;
+    }
+    PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
+    if (result == NULL) return -1;
+    long found = PyLong_AsLong(result);
+    Py_DECREF(result);
+    return found;
+}
+
+/* ---- transforms on ASCII text ------------------------------------------------------- */
+
+static PyObject *new_ascii(Py_ssize_t n, unsigned char **out) {
+    PyObject *s = PyUnicode_New(n, 127);
+    if (s != NULL) *out = PyUnicode_1BYTE_DATA(s);
+    return s;
+}
+
+static PyObject *shrink(PyObject *s, Py_ssize_t n) {
+    /* A fresh ASCII string cut to its first n characters. */
+    if (n == PyUnicode_GET_LENGTH(s)) return s;
+    PyObject *cut = PyUnicode_Substring(s, 0, n);
+    Py_DECREF(s);
+    return cut;
+}
+
+static PyObject *ascii_lowercase(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), i = 0;
+    while (i < n && !(s[i] >= 'A' && s[i] <= 'Z')) i++;
+    if (i == n) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    for (i = 0; i < n; i++) o[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (unsigned char)(s[i] + 32) : s[i];
+    return out;
+}
+
+static PyObject *ascii_remove_nulls(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    if (!has_char(s, n, '\0')) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i]) o[k++] = s[i];
+    return shrink(out, k);
+}
+
+/* Every run of whitespace becomes one space (`_compress`, which is " ".join(split()) with a
+ * space kept at either end where the value had whitespace). */
+static Py_ssize_t compress_into(const unsigned char *s, Py_ssize_t n, unsigned char *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (is_space(s[i])) {
+            o[k++] = ' ';
+            while (i < n && is_space(s[i])) i++;
+        } else {
+            o[k++] = s[i++];
+        }
+    }
+    return k;
+}
+
+static int all_printable(const unsigned char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!is_printable(s[i])) return 0;
+    return 1;
+}
+
+static PyObject *ascii_compress_whitespace(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (!has_pair(s, n, ' ', ' ') && all_printable(s, n)) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    return shrink(out, compress_into(s, n, o));
+}
+
+static PyObject *ascii_remove_whitespace(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    if (!has_char(s, n, ' ') && all_printable(s, n)) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!is_space(s[i])) o[k++] = s[i];
+    return shrink(out, k);
+}
+
+/* `cmd_line`: delete \ " ' ^, `,` to a space, compress whitespace, then " /" to "/" and
+ * " (" to "(" (two passes, as the reference's two str.replace calls). */
+static PyObject *ascii_cmd_line(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    unsigned char *a = PyMem_Malloc((size_t)n + 1), *b = PyMem_Malloc((size_t)n + 1);
+    if (a == NULL || b == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
+        a[k++] = c == ',' ? ' ' : c;
+    }
+    k = compress_into(a, k, b);
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (b[i] == ' ' && i + 1 < k && b[i + 1] == '/') continue;
+        a[m++] = b[i];
+    }
+    k = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (a[i] == ' ' && i + 1 < m && a[i + 1] == '(') continue;
+        b[k++] = a[i];
+    }
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, b, k);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return out;
+}
+
+static Py_ssize_t find2(const unsigned char *s, Py_ssize_t n, Py_ssize_t from, char a, char b) {
+    for (Py_ssize_t i = from; i + 1 < n; i++)
+        if (s[i] == (unsigned char)a && s[i + 1] == (unsigned char)b) return i;
+    return -1;
+}
+
+/* `remove_comments`: block comments to a space (MySQL `/ *!NNNNN` keeps its content, an
+ * unterminated one comments out the rest, a stray `*` `/` becomes a space), then `--` and `#`
+ * to the end of the line. */
+static PyObject *ascii_remove_comments(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    int block = has_pair(s, n, '/', '*') || has_pair(s, n, '*', '/');
+    if (!block && !has_pair(s, n, '-', '-') && !has_char(s, n, '#')) return Py_NewRef(value);
+    unsigned char *a = PyMem_Malloc((size_t)n + 1), *b = PyMem_Malloc((size_t)n + 1);
+    if (a == NULL || b == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t k = 0;
+    if (block) {
+        Py_ssize_t position = 0;
+        for (;;) {
+            Py_ssize_t start = find2(s, n, position, '/', '*');
+            if (start < 0) {
+                memcpy(a + k, s + position, (size_t)(n - position));
+                k += n - position;
+                break;
+            }
+            memcpy(a + k, s + position, (size_t)(start - position));
+            k += start - position;
+            a[k++] = ' ';
+            if (start + 2 < n && s[start + 2] == '!') {
+                position = start + 3;
+                while (position < n && position - start < 9 && s[position] >= '0' &&
+                       s[position] <= '9')
+                    position++;
+                continue;
+            }
+            Py_ssize_t end = find2(s, n, start + 2, '*', '/');
+            if (end < 0) {
+                position = n;
+                continue;
+            }
+            position = end + 2;
+        }
+        /* .replace("*" "/", " ") */
+        Py_ssize_t m = 0;
+        for (Py_ssize_t i = 0; i < k;) {
+            if (a[i] == '*' && i + 1 < k && a[i + 1] == '/') {
+                b[m++] = ' ';
+                i += 2;
+            } else {
+                b[m++] = a[i++];
+            }
+        }
+        memcpy(a, b, (size_t)m);
+        k = m;
+    } else {
+        memcpy(a, s, (size_t)n);
+        k = n;
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < k;) {
+        if (a[i] == '#' || (a[i] == '-' && i + 1 < k && a[i + 1] == '-')) {
+            while (i < k && a[i] != '\n') i++;
+        } else {
+            b[m++] = a[i++];
+        }
+    }
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, b, m);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return out;
+}
+
+/* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by
+ * calling `reference`, the readable implementation. */
+static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
+    int ascii = PyUnicode_IS_ASCII(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    switch ((transform_id)id) {
+    case T_URL_DECODE:
+    case T_URL_DECODE_UNI:
+        if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
+        break;
+    case T_HTML_ENTITY_DECODE:
+        if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
+        break;
+    case T_JS_DECODE:
+        if (PyUnicode_FindChar(value, '\\', 0, n, 1) == -1) return Py_NewRef(value);
+        break;
+    case T_REMOVE_NULLS:
+        if (PyUnicode_FindChar(value, 0, 0, n, 1) == -1) return Py_NewRef(value);
+        if (ascii) return ascii_remove_nulls(value);
+        break;
+    case T_BASE64_DECODE:
+        if (n < 4) return Py_NewRef(value);
+        break;
+    case T_NORMALIZE_PATH:
+        if (ascii) {
+            const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+            if (!has_char(s, n, '\\') && !has_pair(s, n, '/', '.') && !has_pair(s, n, '/', '/') &&
+                !(n > 0 && s[0] == '.'))
+                return Py_NewRef(value);
+        }
+        break;
+    case T_LOWERCASE:
+        if (ascii) return ascii_lowercase(value);
+        break;
+    case T_COMPRESS_WHITESPACE:
+        if (ascii) return ascii_compress_whitespace(value);
+        break;
+    case T_REMOVE_WHITESPACE:
+        if (ascii) return ascii_remove_whitespace(value);
+        break;
+    case T_REMOVE_COMMENTS:
+        if (ascii) return ascii_remove_comments(value);
+        break;
+    case T_CMD_LINE:
+        if (ascii) return ascii_cmd_line(value);
+        break;
+    default:
+        break;
+    }
+    PyObject *out = PyObject_CallOneArg(reference, value);
+    if (out != NULL && !PyUnicode_Check(out)) {
+        PyErr_Format(PyExc_TypeError, "transform %s returned %s, not str", TRANSFORM_NAMES[id],
+                     Py_TYPE(out)->tp_name);
+        Py_CLEAR(out);
+    }
+    return out;
+}
+
+static int transform_by_name(PyObject *name) {
+    const char *text = PyUnicode_AsUTF8(name);
+    if (text == NULL) return -1;
+    for (int i = 0; i < T_COUNT; i++)
+        if (strcmp(text, TRANSFORM_NAMES[i]) == 0) return i;
+    PyErr_Format(PyExc_ValueError, "unknown transform %R", name);
+    return -1;
+}
+
+/* ---- the value scanner -------------------------------------------------------------- */
+
+typedef struct {
+    int prefix;
+    int transform;
+    long triggers;
+    PyObject *reference; /* borrowed from the scanner's `references` tuple */
+} step_t;
+
+typedef struct {
+    uint64_t bit;
+    uint64_t targets;
+    long triggers;
+    int nsteps;
+    step_t steps[MAX_STEPS];
+} chain_t;
+
+typedef struct {
+    PyObject_HEAD
+    hs_database_t *database;
+    hs_scratch_t *scratch;
+    Py_ssize_t npatterns;
+    PyObject *owners;     /* tuple of str: each pattern id's key */
+    uint64_t *targets;    /* each pattern id's target mask */
+    uint64_t *chains;     /* each pattern id's chain bits */
+    unsigned int *matched;
+    Py_ssize_t nmatched;
+    int nchains;
+    chain_t *chain;
+    int nprefixes;
+    PyObject **done; /* per prefix id: its result for the value being scanned */
+    PyObject *references; /* keeps the reference transform functions alive */
+    PyObject *features;   /* the reference features function */
+    PyObject *empty;      /* frozenset() */
+} ValueScanner;
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *context) {
+    ValueScanner *self = context;
+    (void)from;
+    (void)to;
+    (void)flags;
+    if (self->nmatched < self->npatterns) self->matched[self->nmatched++] = id;
+    return 0;
+}
+
+/* Scan one result for patterns of `targets` and `chains`, adding their keys to the set `*hits`
+ * (created on the first hit). Returns -1 on error. */
+static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, uint64_t chains,
+                       PyObject **hits) {
+    const char *data;
+    Py_ssize_t size;
+    PyObject *encoded = NULL;
+    if (PyUnicode_IS_ASCII(result)) {
+        data = (const char *)PyUnicode_1BYTE_DATA(result);
+        size = PyUnicode_GET_LENGTH(result);
+    } else {
+        encoded = PyUnicode_AsEncodedString(result, "utf-8", "replace");
+        if (encoded == NULL) return -1;
+        data = PyBytes_AS_STRING(encoded);
+        size = PyBytes_GET_SIZE(encoded);
+    }
+    if (size == 0) {
+        Py_XDECREF(encoded);
+        return 0;
+    }
+    if ((uint64_t)size > UINT32_MAX) {
+        Py_XDECREF(encoded);
+        PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
+        return -1;
+    }
+    self->nmatched = 0;
+    hs_error_t err = hs_scan(self->database, data, (unsigned int)size, 0, self->scratch, on_match,
+                             self);
+    Py_XDECREF(encoded);
+    if (err != HS_SUCCESS) {
+        PyErr_Format(PyExc_RuntimeError, "hs_scan failed with error %d", (int)err);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->nmatched; i++) {
+        unsigned int id = self->matched[i];
+        if (!(self->targets[id] & targets) || !(self->chains[id] & chains)) continue;
+        if (*hits == NULL && (*hits = PySet_New(NULL)) == NULL) return -1;
+        if (PySet_Add(*hits, PyTuple_GET_ITEM(self->owners, id)) < 0) return -1;
+    }
+    return 0;
+}
+
+static void ValueScanner_dealloc(ValueScanner *self) {
+    if (self->scratch) hs_free_scratch(self->scratch);
+    if (self->database) hs_free_database(self->database);
+    PyMem_Free(self->targets);
+    PyMem_Free(self->chains);
+    PyMem_Free(self->matched);
+    PyMem_Free(self->chain);
+    PyMem_Free(self->done);
+    Py_XDECREF(self->owners);
+    Py_XDECREF(self->references);
+    Py_XDECREF(self->features);
+    Py_XDECREF(self->empty);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static uint64_t as_u64(PyObject *o) {
+    return (uint64_t)PyLong_AsUnsignedLongLong(o);
+}
+
+/* ValueScanner(expressions, flags, owners, targets, chains, chain_table, features)
+ *   expressions: list[bytes]; flags, targets, chains: list[int]; owners: list[str];
+ *   chain_table: list of (bit, targets, triggers, steps), steps a list of
+ *   (prefix id, transform name, reference function, trigger features);
+ *   features: the reference `features(value, wanted)`. */
+static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwargs) {
+    PyObject *expressions, *flags, *owners, *targets, *chains, *table, *features;
+    static char *kwlist[] = {"expressions", "flags", "owners", "targets", "chains",
+                             "chain_table", "features", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!O:ValueScanner", kwlist,
+                                     &PyList_Type, &expressions, &PyList_Type, &flags,
+                                     &PyList_Type, &owners, &PyList_Type, &targets, &PyList_Type,
+                                     &chains, &PyList_Type, &table, &features))
+        return -1;
+    if (self->database != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ValueScanner is already initialised");
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(expressions);
+    if (n == 0 || PyList_GET_SIZE(flags) != n || PyList_GET_SIZE(owners) != n ||
+        PyList_GET_SIZE(targets) != n || PyList_GET_SIZE(chains) != n) {
+        PyErr_SetString(PyExc_ValueError,
+                        "expressions, flags, owners, targets and chains must be non-empty lists "
+                        "of one length");
+        return -1;
+    }
+    if (PyList_GET_SIZE(table) > MAX_CHAINS) {
+        PyErr_Format(PyExc_ValueError, "%zd transform chains: at most %d are supported",
+                     PyList_GET_SIZE(table), MAX_CHAINS);
+        return -1;
+    }
+    const char **patterns = PyMem_Calloc((size_t)n, sizeof(char *));
+    unsigned int *pflags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    unsigned int *ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    self->targets = PyMem_Calloc((size_t)n, sizeof(uint64_t));
+    self->chains = PyMem_Calloc((size_t)n, sizeof(uint64_t));
+    self->matched = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    self->chain = PyMem_Calloc(MAX_CHAINS, sizeof(chain_t));
+    int ok = 0;
+    if (!patterns || !pflags || !ids || !self->targets || !self->chains || !self->matched ||
+        !self->chain) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    self->npatterns = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(expressions, i);
+        if (!PyBytes_Check(e)) {
+            PyErr_SetString(PyExc_TypeError, "expressions must be bytes");
+            goto done;
+        }
+        patterns[i] = PyBytes_AS_STRING(e);
+        pflags[i] = (unsigned int)PyLong_AsUnsignedLong(PyList_GET_ITEM(flags, i));
+        ids[i] = (unsigned int)i;
+        self->targets[i] = as_u64(PyList_GET_ITEM(targets, i));
+        self->chains[i] = as_u64(PyList_GET_ITEM(chains, i));
+        if (!PyUnicode_Check(PyList_GET_ITEM(owners, i))) {
+            PyErr_SetString(PyExc_TypeError, "owners must be str");
+            goto done;
+        }
+    }
+    if (PyErr_Occurred()) goto done;
+    self->owners = PyList_AsTuple(owners);
+    self->references = PyList_New(0);
+    if (self->owners == NULL || self->references == NULL) goto done;
+    self->nchains = (int)PyList_GET_SIZE(table);
+    int nprefixes = 0;
+    for (int c = 0; c < self->nchains; c++) {
+        PyObject *row = PyList_GET_ITEM(table, c), *steps;
+        chain_t *chain = &self->chain[c];
+        unsigned long long bit, ctargets;
+        if (!PyArg_ParseTuple(row, "KKlO!", &bit, &ctargets, &chain->triggers, &PyList_Type,
+                              &steps))
+            goto done;
+        chain->bit = bit;
+        chain->targets = ctargets;
+        if (PyList_GET_SIZE(steps) > MAX_STEPS) {
+            PyErr_Format(PyExc_ValueError, "a transform chain of %zd steps: at most %d",
+                         PyList_GET_SIZE(steps), MAX_STEPS);
+            goto done;
+        }
+        chain->nsteps = (int)PyList_GET_SIZE(steps);
+        for (int s = 0; s < chain->nsteps; s++) {
+            step_t *step = &chain->steps[s];
+            PyObject *name, *reference;
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(steps, s), "iUOl", &step->prefix, &name,
+                                  &reference, &step->triggers))
+                goto done;
+            if ((step->transform = transform_by_name(name)) < 0) goto done;
+            if (!PyCallable_Check(reference)) {
+                PyErr_SetString(PyExc_TypeError, "a step's reference transform is not callable");
+                goto done;
+            }
+            if (PyList_Append(self->references, reference) < 0) goto done;
+            step->reference = reference;
+            if (step->prefix < 0) {
+                PyErr_SetString(PyExc_ValueError, "negative prefix id");
+                goto done;
+            }
+            if (step->prefix >= nprefixes) nprefixes = step->prefix + 1;
+        }
+    }
+    self->nprefixes = nprefixes;
+    self->done = PyMem_Calloc((size_t)nprefixes + 1, sizeof(PyObject *));
+    if (self->done == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    self->features = Py_NewRef(features);
+    if ((self->empty = PyFrozenSet_New(NULL)) == NULL) goto done;
+    hs_compile_error_t *error = NULL;
+    hs_error_t err = hs_compile_ext_multi(patterns, pflags, ids, NULL, (unsigned int)n,
+                                          HS_MODE_BLOCK, NULL, &self->database, &error);
+    if (err != HS_SUCCESS) {
+        PyObject *exc = Py_BuildValue("(si)", error ? error->message : "compile failed",
+                                      error ? error->expression : -1);
+        if (exc != NULL) {
+            PyErr_SetObject(CompileError, exc);
+            Py_DECREF(exc);
+        }
+        hs_free_compile_error(error);
+        self->database = NULL;
+        goto done;
+    }
+    if (hs_alloc_scratch(self->database, &self->scratch) != HS_SUCCESS) {
+        PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
+        goto done;
+    }
+    ok = 1;
+done:
+    PyMem_Free(patterns);
+    PyMem_Free(pflags);
+    PyMem_Free(ids);
+    return ok ? 0 : -1;
+}
+
+typedef struct {
+    PyObject *result;
+    uint64_t chains;
+} found_t;
+
+typedef struct {
+    int transform;
+    PyObject *input;
+    PyObject *output;
+} applied_t;
+
+/* A long value's chains often reach one transform with equal inputs by different prefixes:
+ * above this many characters each transform runs once per distinct input. */
+#define SHARED_TRANSFORM_MIN 1024
+
+static PyObject *ValueScanner_scan_value(ValueScanner *self, PyObject *const *args,
+                                         Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan_value(value: str, targets: int)");
+        return NULL;
+    }
+    PyObject *value = args[0];
+    uint64_t targets = as_u64(args[1]);
+    if (targets == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    long wanted = 0;
+    for (int c = 0; c < self->nchains; c++)
+        if (self->chain[c].targets & targets) wanted |= self->chain[c].triggers;
+    long present = value_features(value, wanted, self->features);
+    if (present == -1 && PyErr_Occurred()) return NULL;
+    found_t results[MAX_CHAINS + 1];
+    int nresults = 0;
+    uint64_t unchanged = 0;
+    int triggered = 0;
+    for (int c = 0; c < self->nchains; c++) {
+        chain_t *chain = &self->chain[c];
+        if (!(chain->targets & targets)) continue;
+        if (chain->triggers & present) triggered = 1;
+        else unchanged |= chain->bit;
+    }
+    PyObject *hits = NULL, *out = NULL;
+    Py_ssize_t chars = 0;
+    int nprefixes = self->nprefixes;
+    applied_t *applied = NULL;
+    int napplied = 0;
+    if (unchanged) results[nresults++] = (found_t){Py_NewRef(value), unchanged};
+    if (triggered) {
+        memset(self->done, 0, sizeof(PyObject *) * (size_t)(nprefixes + 1));
+        if (PyUnicode_GET_LENGTH(value) > SHARED_TRANSFORM_MIN) {
+            applied = PyMem_Calloc(MAX_CHAINS * MAX_STEPS, sizeof(applied_t));
+            if (applied == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+        }
+        for (int c = 0; c < self->nchains; c++) {
+            chain_t *chain = &self->chain[c];
+            if (!(chain->targets & targets) || !(chain->triggers & present)) continue;
+            int first = 0;
+            while (!(chain->steps[first].triggers & present)) first++;
+            PyObject *current = Py_NewRef(value);
+            for (int s = first; s < chain->nsteps; s++) {
+                step_t *step = &chain->steps[s];
+                PyObject *known = self->done[step->prefix];
+                if (known != NULL) {
+                    Py_SETREF(current, Py_NewRef(known));
+                    continue;
+                }
+                PyObject *next = NULL;
+                if (applied != NULL) {
+                    for (int a = 0; a < napplied; a++) {
+                        if (applied[a].transform != step->transform) continue;
+                        int same = applied[a].input == current;
+                        if (!same) {
+                            same = PyUnicode_Compare(applied[a].input, current) == 0;
+                            if (PyErr_Occurred()) goto chain_error;
+                        }
+                        if (same) {
+                            next = Py_NewRef(applied[a].output);
+                            break;
+                        }
+                    }
+                }
+                if (next == NULL) {
+                    next = apply_transform(step->transform, current, step->reference);
+                    if (next == NULL) goto chain_error;
+                    if (applied != NULL && napplied < MAX_CHAINS * MAX_STEPS) {
+                        applied[napplied++] = (applied_t){step->transform, Py_NewRef(current),
+                                                          Py_NewRef(next)};
+                    }
+                }
+                Py_SETREF(current, next);
+                self->done[step->prefix] = Py_NewRef(current);
+            }
+            int r = 0;
+            for (; r < nresults; r++) {
+                if (results[r].result == current) break;
+                int cmp = PyUnicode_Compare(results[r].result, current);
+                if (cmp == -1 && PyErr_Occurred()) goto chain_error;
+                if (cmp == 0) break;
+            }
+            if (r == nresults) {
+                results[nresults++] = (found_t){current, chain->bit};
+            } else {
+                results[r].chains |= chain->bit;
+                Py_DECREF(current);
+            }
+            continue;
+        chain_error:
+            Py_DECREF(current);
+            goto error;
+        }
+    }
+    for (int r = 0; r < nresults; r++) {
+        chars += PyUnicode_GET_LENGTH(results[r].result);
+        if (scan_result(self, results[r].result, targets, results[r].chains, &hits) < 0)
+            goto error;
+    }
+    if (hits != NULL) {
+        PyObject *frozen = PyFrozenSet_New(hits);
+        if (frozen == NULL) goto error;
+        Py_SETREF(hits, frozen);
+    }
+    out = Py_BuildValue("(On)", hits ? hits : self->empty, chars);
+error:
+    Py_XDECREF(hits);
+    for (int r = 0; r < nresults; r++) Py_DECREF(results[r].result);
+    if (triggered)
+        for (int p = 0; p <= nprefixes; p++) Py_CLEAR(self->done[p]);
+    if (applied != NULL) {
+        for (int a = 0; a < napplied; a++) {
+            Py_DECREF(applied[a].input);
+            Py_DECREF(applied[a].output);
+        }
+        PyMem_Free(applied);
+    }
+    return out;
+}
+
+static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan(result: str, targets: int, chains: int)");
+        return NULL;
+    }
+    uint64_t targets = as_u64(args[1]), chains = as_u64(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *hits = NULL;
+    if (scan_result(self, args[0], targets, chains, &hits) < 0) {
+        Py_XDECREF(hits);
+        return NULL;
+    }
+    if (hits == NULL) return Py_NewRef(self->empty);
+    PyObject *frozen = PyFrozenSet_New(hits);
+    Py_DECREF(hits);
+    return frozen;
+}
+
+static PyMethodDef ValueScanner_methods[] = {
+    {"scan_value", (PyCFunction)(void (*)(void))ValueScanner_scan_value, METH_FASTCALL,
+     "scan_value(value, targets) -> (hits, chars): the keys hit by `value` as a value of "
+     "`targets`, and the characters scanned."},
+    {"scan", (PyCFunction)(void (*)(void))ValueScanner_scan, METH_FASTCALL,
+     "scan(result, targets, chains) -> hits: the keys of the patterns of `targets` and `chains` "
+     "matching `result` as it is."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ValueScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "failsmall.engine.signatures._native.ValueScanner",
+    .tp_basicsize = sizeof(ValueScanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Signature patterns compiled with libhs, with the transform chains of their "
+              "matches: scans values the way the reference value scanner does.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ValueScanner_init,
+    .tp_dealloc = (destructor)ValueScanner_dealloc,
+    .tp_methods = ValueScanner_methods,
+};
+
+/* ---- module functions (the same code the scanner runs, for tests) ---------------------- */
+
+static PyObject *native_features(PyObject *module, PyObject *args) {
+    PyObject *value, *reference;
+    long wanted;
+    if (!PyArg_ParseTuple(args, "UlO:features", &value, &wanted, &reference)) return NULL;
+    long found = value_features(value, wanted, reference);
+    if (found == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(found);
+}
+
+static PyObject *native_transform(PyObject *module, PyObject *args) {
+    PyObject *name, *value, *reference;
+    if (!PyArg_ParseTuple(args, "UUO:transform", &name, &value, &reference)) return NULL;
+    int id = transform_by_name(name);
+    if (id < 0) return NULL;
+    return apply_transform(id, value, reference);
+}
+
+static PyMethodDef native_methods[] = {
+    {"features", native_features, METH_VARARGS,
+     "features(value, wanted, reference) -> int: the trigger features of `value` among "
+     "`wanted`, asking `reference` where C does not decide."},
+    {"transform", native_transform, METH_VARARGS,
+     "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
+     "`reference` where C does not decide."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "_native",
+    "The signature scanner's per-value work in C (libhs, features, transforms).", -1,
+    native_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&ValueScannerType) < 0) return NULL;
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) return NULL;
+    CompileError = PyErr_NewException("failsmall.engine.signatures._native.CompileError",
+                                      PyExc_ValueError, NULL);
+    if (CompileError == NULL || PyModule_AddObjectRef(module, "CompileError", CompileError) < 0 ||
+        PyModule_AddObjectRef(module, "ValueScanner", (PyObject *)&ValueScannerType) < 0 ||
+        PyModule_AddStringConstant(module, "HS_VERSION", hs_version()) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_CASELESS", HS_FLAG_CASELESS) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_DOTALL", HS_FLAG_DOTALL) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_SINGLEMATCH", HS_FLAG_SINGLEMATCH) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_UTF8", HS_FLAG_UTF8) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_UCP", HS_FLAG_UCP) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

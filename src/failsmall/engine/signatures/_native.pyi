@@ -1,0 +1,29 @@
+from collections.abc import Callable
+
+HS_VERSION: str
+HS_FLAG_CASELESS: int
+HS_FLAG_DOTALL: int
+HS_FLAG_SINGLEMATCH: int
+HS_FLAG_UTF8: int
+HS_FLAG_UCP: int
+
+class CompileError(ValueError): ...
+
+_Step = tuple[int, str, Callable[[str], str], int]
+
+class ValueScanner:
+    def __init__(
+        self,
+        expressions: list[bytes],
+        flags: list[int],
+        owners: list[str],
+        targets: list[int],
+        chains: list[int],
+        chain_table: list[tuple[int, int, int, list[_Step]]],
+        features: Callable[[str, int], int],
+    ) -> None: ...
+    def scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]: ...
+    def scan(self, result: str, targets: int, chains: int) -> frozenset[str]: ...
+
+def features(value: str, wanted: int, reference: Callable[[str, int], int]) -> int: ...
+def transform(name: str, value: str, reference: Callable[[str], str]) -> str: ...

@@ -1,0 +1,71 @@
+"""The value scanner the engine runs: the compiled `_native` extension, linked to libhs.
+
+`NativeValueScanner` scans a value of some targets the way `reference.ReferenceValueScanner`
+does (features, triggered transform chains, one hyperscan scan per distinct result), in C. The
+extension is built by `pip install` from `setup.py`; there is no fallback to the Python path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from failsmall.engine.signatures.compiled import Chain, Pattern, SignatureCompileError
+from failsmall.engine.signatures.transforms import TRANSFORMS, TRIGGERS, features
+
+try:
+    from failsmall.engine.signatures import _native
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "the compiled signature scanner (failsmall/engine/signatures/_native.c) is not built: "
+        "install a C compiler and the Hyperscan library and headers (Debian/Ubuntu: "
+        "`apt-get install gcc libhyperscan-dev`), then reinstall the package "
+        "(`pip install -e .` in a checkout)"
+    ) from exc
+
+NativeValueScanner = _native.ValueScanner
+HS_VERSION = _native.HS_VERSION
+
+
+def native_value_scanner(
+    chains: Sequence[Chain], patterns: Sequence[Pattern]
+) -> _native.ValueScanner:
+    """Compile `patterns` with libhs, with `chains`; raise `SignatureCompileError` naming every
+    pattern libhs refuses."""
+    try:
+        return _build(chains, patterns)
+    except _native.CompileError as exc:
+        problems = [problem for problem in map(_check, patterns) if problem]
+        raise SignatureCompileError(problems or [str(exc)]) from exc
+
+
+def _build(chains: Sequence[Chain], patterns: Sequence[Pattern]) -> _native.ValueScanner:
+    table = [
+        (
+            chain.bit,
+            chain.targets,
+            chain.triggers,
+            [
+                (prefix, transform.value, TRANSFORMS[transform], TRIGGERS[transform])
+                for (prefix, _), transform in zip(chain.steps, chain.transforms, strict=True)
+            ],
+        )
+        for chain in chains
+    ]
+    return _native.ValueScanner(
+        [p.expression for p in patterns],
+        [p.flags for p in patterns],
+        [p.key for p in patterns],
+        [p.targets for p in patterns],
+        [p.chain for p in patterns],
+        table,
+        features,
+    )
+
+
+def _check(pattern: Pattern) -> str:
+    """'' when libhs compiles `pattern` on its own, else a problem naming it."""
+    try:
+        _build([], [pattern])
+    except _native.CompileError as exc:
+        return f"rule {pattern.key} pattern {pattern.index}: {exc.args[0]}"
+    return ""
