@@ -453,9 +453,20 @@ typedef struct {
     step_t steps[MAX_STEPS];
 } chain_t;
 
+#define MAX_SUBSETS 64
+
+/* A database of the patterns of a few targets: a value of those targets only is scanned with
+ * it, which is much faster on long text than the database of every pattern. */
+typedef struct {
+    uint64_t targets;
+    hs_database_t *database;
+} subset_t;
+
 typedef struct {
     PyObject_HEAD
     hs_database_t *database;
+    int nsubsets;
+    subset_t subsets[MAX_SUBSETS];
     hs_scratch_t *scratch;
     Py_ssize_t npatterns;
     PyObject *owners;     /* tuple of str: each pattern id's key */
@@ -508,7 +519,14 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
         return -1;
     }
     self->nmatched = 0;
-    hs_error_t err = hs_scan(self->database, data, (unsigned int)size, 0, self->scratch, on_match,
+    hs_database_t *database = self->database;
+    for (int i = 0; i < self->nsubsets; i++) {
+        if (!(targets & ~self->subsets[i].targets)) {
+            database = self->subsets[i].database;
+            break;
+        }
+    }
+    hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
                              self);
     Py_XDECREF(encoded);
     if (err != HS_SUCCESS) {
@@ -527,6 +545,7 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
 static void ValueScanner_dealloc(ValueScanner *self) {
     if (self->scratch) hs_free_scratch(self->scratch);
     if (self->database) hs_free_database(self->database);
+    for (int i = 0; i < self->nsubsets; i++) hs_free_database(self->subsets[i].database);
     PyMem_Free(self->targets);
     PyMem_Free(self->chains);
     PyMem_Free(self->matched);
@@ -543,20 +562,45 @@ static uint64_t as_u64(PyObject *o) {
     return (uint64_t)PyLong_AsUnsignedLongLong(o);
 }
 
-/* ValueScanner(expressions, flags, owners, targets, chains, chain_table, features)
+static int compile_database(const char **patterns, unsigned int *flags, unsigned int *ids,
+                            unsigned int n, hs_database_t **database) {
+    hs_compile_error_t *error = NULL;
+    hs_error_t err = hs_compile_ext_multi(patterns, flags, ids, NULL, n, HS_MODE_BLOCK, NULL,
+                                          database, &error);
+    if (err == HS_SUCCESS) return 0;
+    /* The expression index is that of `patterns`, which callers keep in pattern id order. */
+    PyObject *exc = Py_BuildValue("(si)", error ? error->message : "compile failed",
+                                  error ? (int)ids[error->expression < 0 ? 0 : error->expression]
+                                        : -1);
+    if (exc != NULL) {
+        PyErr_SetObject(CompileError, exc);
+        Py_DECREF(exc);
+    }
+    hs_free_compile_error(error);
+    *database = NULL;
+    return -1;
+}
+
+/* ValueScanner(expressions, flags, owners, targets, chains, chain_table, features, subsets)
  *   expressions: list[bytes]; flags, targets, chains: list[int]; owners: list[str];
  *   chain_table: list of (bit, targets, triggers, steps), steps a list of
  *   (prefix id, transform name, reference function, trigger features);
- *   features: the reference `features(value, wanted)`. */
+ *   features: the reference `features(value, wanted)`;
+ *   subsets: list of (target mask, every pattern id of those targets, ascending). */
 static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwargs) {
-    PyObject *expressions, *flags, *owners, *targets, *chains, *table, *features;
+    PyObject *expressions, *flags, *owners, *targets, *chains, *table, *features, *subsets;
     static char *kwlist[] = {"expressions", "flags", "owners", "targets", "chains",
-                             "chain_table", "features", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!O:ValueScanner", kwlist,
+                             "chain_table", "features", "subsets", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!OO!:ValueScanner", kwlist,
                                      &PyList_Type, &expressions, &PyList_Type, &flags,
                                      &PyList_Type, &owners, &PyList_Type, &targets, &PyList_Type,
-                                     &chains, &PyList_Type, &table, &features))
+                                     &chains, &PyList_Type, &table, &features, &PyList_Type,
+                                     &subsets))
         return -1;
+    if (PyList_GET_SIZE(subsets) > MAX_SUBSETS) {
+        PyErr_Format(PyExc_ValueError, "at most %d subsets", MAX_SUBSETS);
+        return -1;
+    }
     if (self->database != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "ValueScanner is already initialised");
         return -1;
@@ -574,6 +618,8 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
                      PyList_GET_SIZE(table), MAX_CHAINS);
         return -1;
     }
+    const char **sub_patterns = NULL;
+    unsigned int *sub_flags = NULL, *sub_ids = NULL;
     const char **patterns = PyMem_Calloc((size_t)n, sizeof(char *));
     unsigned int *pflags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
     unsigned int *ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
@@ -653,29 +699,70 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
     }
     self->features = Py_NewRef(features);
     if ((self->empty = PyFrozenSet_New(NULL)) == NULL) goto done;
-    hs_compile_error_t *error = NULL;
-    hs_error_t err = hs_compile_ext_multi(patterns, pflags, ids, NULL, (unsigned int)n,
-                                          HS_MODE_BLOCK, NULL, &self->database, &error);
-    if (err != HS_SUCCESS) {
-        PyObject *exc = Py_BuildValue("(si)", error ? error->message : "compile failed",
-                                      error ? error->expression : -1);
-        if (exc != NULL) {
-            PyErr_SetObject(CompileError, exc);
-            Py_DECREF(exc);
-        }
-        hs_free_compile_error(error);
-        self->database = NULL;
-        goto done;
-    }
+    if (compile_database(patterns, pflags, ids, (unsigned int)n, &self->database) < 0) goto done;
     if (hs_alloc_scratch(self->database, &self->scratch) != HS_SUCCESS) {
         PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
         goto done;
+    }
+    sub_patterns = PyMem_Calloc((size_t)n, sizeof(char *));
+    sub_flags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    sub_ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    if (!sub_patterns || !sub_flags || !sub_ids) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subsets); i++) {
+        unsigned long long mask;
+        PyObject *members;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(subsets, i), "KO!", &mask, &PyList_Type, &members))
+            goto done;
+        Py_ssize_t m = PyList_GET_SIZE(members);
+        if (m == 0 || m > n) {
+            PyErr_SetString(PyExc_ValueError, "a subset holds between 1 and every pattern");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            Py_ssize_t id = PyLong_AsSsize_t(PyList_GET_ITEM(members, j));
+            if (id < 0 || id >= n) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a subset's pattern id is out of range");
+                goto done;
+            }
+            if (!(self->targets[id] & mask)) {
+                PyErr_SetString(PyExc_ValueError, "a subset holds a pattern of other targets");
+                goto done;
+            }
+            sub_patterns[j] = patterns[id];
+            sub_flags[j] = pflags[id];
+            sub_ids[j] = (unsigned int)id;
+        }
+        /* Every pattern of the subset's targets must be in it, or a hit would be lost. */
+        Py_ssize_t expected = 0;
+        for (Py_ssize_t id = 0; id < n; id++)
+            if (self->targets[id] & mask) expected++;
+        if (expected != m) {
+            PyErr_SetString(PyExc_ValueError, "a subset leaves out patterns of its targets");
+            goto done;
+        }
+        subset_t *subset = &self->subsets[self->nsubsets];
+        if (compile_database(sub_patterns, sub_flags, sub_ids, (unsigned int)m,
+                             &subset->database) < 0)
+            goto done;
+        subset->targets = mask;
+        self->nsubsets++;
+        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS) {
+            PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
+            goto done;
+        }
     }
     ok = 1;
 done:
     PyMem_Free(patterns);
     PyMem_Free(pflags);
     PyMem_Free(ids);
+    PyMem_Free(sub_patterns);
+    PyMem_Free(sub_flags);
+    PyMem_Free(sub_ids);
     return ok ? 0 : -1;
 }
 

@@ -24,6 +24,9 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 NativeValueScanner = _native.ValueScanner
 HS_VERSION = _native.HS_VERSION
+#: A target whose patterns are at most this share of all gets a database of its own: its values
+#: (the body text, the URI, the query string) are scanned with a few patterns, not with all.
+SUBSET_SHARE = 1 / 8
 
 
 def native_value_scanner(
@@ -59,7 +62,21 @@ def _build(chains: Sequence[Chain], patterns: Sequence[Pattern]) -> _native.Valu
         [p.chain for p in patterns],
         table,
         features,
+        _subsets(patterns),
     )
+
+
+def _subsets(patterns: Sequence[Pattern]) -> list[tuple[int, list[int]]]:
+    """Each target with few patterns, and the ids of every pattern of that target."""
+    bits = sorted(
+        {1 << i for p in patterns for i in range(p.targets.bit_length()) if p.targets >> i & 1}
+    )
+    subsets = []
+    for bit in bits:
+        ids = [i for i, p in enumerate(patterns) if p.targets & bit]
+        if len(ids) <= SUBSET_SHARE * len(patterns):
+            subsets.append((bit, ids))
+    return subsets
 
 
 def _check(pattern: Pattern) -> str:
