@@ -455,10 +455,12 @@ typedef struct {
 
 #define MAX_SUBSETS 64
 
-/* A database of the patterns of a few targets: a value of those targets only is scanned with
- * it, which is much faster on long text than the database of every pattern. */
+/* A database of the patterns of some targets and some chains: a result of a value of those
+ * targets only, made by those chains only, is scanned with it, which costs much less than
+ * the database of every pattern. */
 typedef struct {
     uint64_t targets;
+    uint64_t chains;
     hs_database_t *database;
 } subset_t;
 
@@ -521,7 +523,7 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
     self->nmatched = 0;
     hs_database_t *database = self->database;
     for (int i = 0; i < self->nsubsets; i++) {
-        if (!(targets & ~self->subsets[i].targets)) {
+        if (!(targets & ~self->subsets[i].targets) && !(chains & ~self->subsets[i].chains)) {
             database = self->subsets[i].database;
             break;
         }
@@ -586,7 +588,8 @@ static int compile_database(const char **patterns, unsigned int *flags, unsigned
  *   chain_table: list of (bit, targets, triggers, steps), steps a list of
  *   (prefix id, transform name, reference function, trigger features);
  *   features: the reference `features(value, wanted)`;
- *   subsets: list of (target mask, every pattern id of those targets, ascending). */
+ *   subsets: list of (target mask, chain mask, every pattern id of those targets and chains,
+ *   ascending), the first that holds what a scan needs is used. */
 static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwargs) {
     PyObject *expressions, *flags, *owners, *targets, *chains, *table, *features, *subsets;
     static char *kwlist[] = {"expressions", "flags", "owners", "targets", "chains",
@@ -712,9 +715,10 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subsets); i++) {
-        unsigned long long mask;
+        unsigned long long mask, chain_mask;
         PyObject *members;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(subsets, i), "KO!", &mask, &PyList_Type, &members))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(subsets, i), "KKO!", &mask, &chain_mask,
+                              &PyList_Type, &members))
             goto done;
         Py_ssize_t m = PyList_GET_SIZE(members);
         if (m == 0 || m > n) {
@@ -728,8 +732,9 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
                     PyErr_SetString(PyExc_ValueError, "a subset's pattern id is out of range");
                 goto done;
             }
-            if (!(self->targets[id] & mask)) {
-                PyErr_SetString(PyExc_ValueError, "a subset holds a pattern of other targets");
+            if (!(self->targets[id] & mask) || !(self->chains[id] & chain_mask)) {
+                PyErr_SetString(PyExc_ValueError,
+                                "a subset holds a pattern of other targets or chains");
                 goto done;
             }
             sub_patterns[j] = patterns[id];
@@ -739,9 +744,10 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
         /* Every pattern of the subset's targets must be in it, or a hit would be lost. */
         Py_ssize_t expected = 0;
         for (Py_ssize_t id = 0; id < n; id++)
-            if (self->targets[id] & mask) expected++;
+            if ((self->targets[id] & mask) && (self->chains[id] & chain_mask)) expected++;
         if (expected != m) {
-            PyErr_SetString(PyExc_ValueError, "a subset leaves out patterns of its targets");
+            PyErr_SetString(PyExc_ValueError,
+                            "a subset leaves out patterns of its targets and chains");
             goto done;
         }
         subset_t *subset = &self->subsets[self->nsubsets];
@@ -749,6 +755,7 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
                              &subset->database) < 0)
             goto done;
         subset->targets = mask;
+        subset->chains = chain_mask;
         self->nsubsets++;
         if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS) {
             PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");

@@ -24,8 +24,9 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 NativeValueScanner = _native.ValueScanner
 HS_VERSION = _native.HS_VERSION
-#: A target whose patterns are at most this share of all gets a database of its own: its values
-#: (the body text, the URI, the query string) are scanned with a few patterns, not with all.
+#: A target or a chain whose patterns are at most this share of all gets a database of its own:
+#: its values (the body text, the URI, the query string) or the results it makes (a lowercased
+#: or base64-decoded value) are scanned with a few patterns, not with all.
 SUBSET_SHARE = 1 / 8
 
 
@@ -66,17 +67,28 @@ def _build(chains: Sequence[Chain], patterns: Sequence[Pattern]) -> _native.Valu
     )
 
 
-def _subsets(patterns: Sequence[Pattern]) -> list[tuple[int, list[int]]]:
-    """Each target with few patterns, and the ids of every pattern of that target."""
-    bits = sorted(
-        {1 << i for p in patterns for i in range(p.targets.bit_length()) if p.targets >> i & 1}
-    )
-    subsets = []
-    for bit in bits:
+def _subsets(patterns: Sequence[Pattern]) -> list[tuple[int, int, list[int]]]:
+    """Each target and each chain with few patterns (as its target mask, its chain mask and the
+    ids of every pattern of it), smallest first: a scan uses the first that holds every pattern
+    of the value's targets and of the result's chains."""
+    every = (1 << 64) - 1
+    subsets: list[tuple[int, int, list[int]]] = []
+    for bit in _bits(patterns, "targets"):
         ids = [i for i, p in enumerate(patterns) if p.targets & bit]
-        if len(ids) <= SUBSET_SHARE * len(patterns):
-            subsets.append((bit, ids))
-    return subsets
+        subsets.append((bit, every, ids))
+    for bit in _bits(patterns, "chain"):
+        ids = [i for i, p in enumerate(patterns) if p.chain & bit]
+        subsets.append((every, bit, ids))
+    few = [s for s in subsets if len(s[2]) <= SUBSET_SHARE * len(patterns)]
+    return sorted(few, key=lambda s: len(s[2]))
+
+
+def _bits(patterns: Sequence[Pattern], field: str) -> list[int]:
+    """The distinct bits of the masks `field` of `patterns`."""
+    mask = 0
+    for pattern in patterns:
+        mask |= getattr(pattern, field)
+    return [1 << i for i in range(mask.bit_length()) if mask >> i & 1]
 
 
 def _check(pattern: Pattern) -> str:
