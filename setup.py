@@ -1,4 +1,5 @@
-"""The compiled part of the package: the signature scanner's per-value work, linked to libhs.
+"""The compiled part of the package: the WAF's per-value work (JSON fields, features, transforms,
+hyperscan scans), linked to libhs.
 
 Everything else is declared in pyproject.toml. Building needs a C compiler and the Hyperscan
 headers and library (Debian/Ubuntu: `apt-get install libhyperscan-dev`).
@@ -9,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "failsmall.engine.signatures._native",
-            sources=["src/failsmall/engine/signatures/_native.c"],
+            "failsmall.engine._native",
+            sources=["src/failsmall/engine/_native.c"],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )

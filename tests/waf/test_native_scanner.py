@@ -12,8 +12,11 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from failsmall.engine import _native
+from failsmall.engine.body import Flattened, flatten_json_reference
+from failsmall.engine.native import flatten_json
 from failsmall.engine.request import Request, RequestView
-from failsmall.engine.signatures import SignatureScanner, _native
+from failsmall.engine.signatures import SignatureScanner
 from failsmall.engine.signatures.compiled import compile_matches
 from failsmall.engine.signatures.native import HS_VERSION, native_value_scanner
 from failsmall.engine.signatures.reference import ReferenceValueScanner
@@ -166,3 +169,32 @@ def test_a_request_gets_the_references_hits_work_and_limit(
     reference._clear_memos()
     expected = reference.inspect(RequestView(request, limits=limits))
     assert native.inspect(RequestView(request, limits=limits)) == expected
+
+
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    values,
+)
+json_documents = st.recursive(
+    json_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=6), st.dictionaries(values, children, max_size=6)
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=700, deadline=None)
+@given(
+    document=json_documents,
+    max_values=st.integers(min_value=0, max_value=80),
+    max_depth=st.integers(min_value=1, max_value=8),
+)
+def test_a_json_document_flattens_to_the_references_fields_and_limit(
+    document: object, max_values: int, max_depth: int
+) -> None:
+    fields, status = flatten_json(document, max_values, max_depth, json.dumps)
+    assert (fields, Flattened(status)) == flatten_json_reference(document, max_values, max_depth)

@@ -1,4 +1,4 @@
-"""The value scanner the engine runs: the compiled `_native` extension, linked to libhs.
+"""The value scanner the engine runs: the compiled `failsmall.engine._native`, linked to libhs.
 
 `NativeValueScanner` scans a value of some targets the way `reference.ReferenceValueScanner`
 does (features, triggered transform chains, one hyperscan scan per distinct result), in C. The
@@ -9,18 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from failsmall.engine.native import extension as _native
 from failsmall.engine.signatures.compiled import Chain, Pattern, SignatureCompileError
 from failsmall.engine.signatures.transforms import TRANSFORMS, TRIGGERS, features
-
-try:
-    from failsmall.engine.signatures import _native
-except ImportError as exc:  # pragma: no cover - only without a build
-    raise ImportError(
-        "the compiled signature scanner (failsmall/engine/signatures/_native.c) is not built: "
-        "install a C compiler and the Hyperscan library and headers (Debian/Ubuntu: "
-        "`apt-get install gcc libhyperscan-dev`), then reinstall the package "
-        "(`pip install -e .` in a checkout)"
-    ) from exc
 
 NativeValueScanner = _native.ValueScanner
 HS_VERSION = _native.HS_VERSION

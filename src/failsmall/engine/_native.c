@@ -1,4 +1,5 @@
-/* The scanner's per-value work in C: features, transform chains and hyperscan scans.
+/* The WAF's per-value work in C: JSON documents to fields, and for the signature scanner,
+ * features, transform chains and hyperscan scans.
  *
  * `ValueScanner.scan_value(value, targets)` does what the readable Python reference
  * (`failsmall.engine.signatures.reference.ReferenceValueScanner`) does, with the same results:
@@ -940,7 +941,7 @@ static PyMethodDef ValueScanner_methods[] = {
 };
 
 static PyTypeObject ValueScannerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "failsmall.engine.signatures._native.ValueScanner",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "failsmall.engine._native.ValueScanner",
     .tp_basicsize = sizeof(ValueScanner),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Signature patterns compiled with libhs, with the transform chains of their "
@@ -970,10 +971,148 @@ static PyObject *native_transform(PyObject *module, PyObject *args) {
     return apply_transform(id, value, reference);
 }
 
+/* ---- JSON documents to fields ----------------------------------------------------- */
+
+typedef enum { FLAT_OK = 0, FLAT_TOO_MANY = 1, FLAT_TOO_DEEP = 2, FLAT_ERROR = -1 } flat_status;
+
+typedef struct {
+    PyObject *out;    /* list of (path, value) */
+    Py_ssize_t max_values;
+    int max_depth;
+    PyObject *dumps;  /* json.dumps, for a scalar of a type json.loads does not make */
+    PyObject *dot;
+    PyObject *empty;
+} flat_t;
+
+static PyObject *json_scalar(flat_t *f, PyObject *value) {
+    if (PyUnicode_Check(value)) return Py_NewRef(value);
+    if (value == Py_True) return PyUnicode_FromString("true");
+    if (value == Py_False) return PyUnicode_FromString("false");
+    if (value == Py_None) return PyUnicode_FromString("null");
+    if (PyLong_CheckExact(value)) return PyLong_Type.tp_repr(value);
+    if (PyFloat_CheckExact(value)) {
+        double d = PyFloat_AS_DOUBLE(value);
+        if (d != d) return PyUnicode_FromString("NaN");
+        if (d == Py_HUGE_VAL) return PyUnicode_FromString("Infinity");
+        if (d == -Py_HUGE_VAL) return PyUnicode_FromString("-Infinity");
+        return PyFloat_Type.tp_repr(value);
+    }
+    return PyObject_CallOneArg(f->dumps, value);
+}
+
+static flat_status flat_append(flat_t *f, PyObject *path, PyObject *value) {
+    if (PyList_GET_SIZE(f->out) >= f->max_values) return FLAT_TOO_MANY;
+    PyObject *pair = PyTuple_Pack(2, path, value);
+    if (pair == NULL) return FLAT_ERROR;
+    int err = PyList_Append(f->out, pair);
+    Py_DECREF(pair);
+    return err < 0 ? FLAT_ERROR : FLAT_OK;
+}
+
+static flat_status flatten(flat_t *f, PyObject *node, PyObject *path, int depth);
+
+static flat_status flatten_child(flat_t *f, int in_dict, PyObject *path, PyObject *key,
+                                 PyObject *value, int depth) {
+    PyObject *child;
+    if (PyUnicode_GET_LENGTH(path)) {
+        PyObject *head = PyUnicode_Concat(path, f->dot);
+        if (head == NULL) return FLAT_ERROR;
+        PyObject *text = PyObject_Str(key);
+        if (text == NULL) {
+            Py_DECREF(head);
+            return FLAT_ERROR;
+        }
+        child = PyUnicode_Concat(head, text);
+        Py_DECREF(head);
+        Py_DECREF(text);
+    } else {
+        child = PyObject_Str(key);
+    }
+    if (child == NULL) return FLAT_ERROR;
+    flat_status status;
+    if (PyDict_Check(value) || PyList_Check(value)) {
+        status = in_dict ? flat_append(f, child, f->empty) : FLAT_OK;
+        if (status == FLAT_OK) status = flatten(f, value, child, depth + 1);
+    } else {
+        PyObject *scalar = json_scalar(f, value);
+        if (scalar == NULL) {
+            status = FLAT_ERROR;
+        } else {
+            if (!PyUnicode_Check(scalar)) {
+                PyErr_SetString(PyExc_TypeError, "json.dumps returned something else than str");
+                status = FLAT_ERROR;
+            } else {
+                status = flat_append(f, child, scalar);
+            }
+            Py_DECREF(scalar);
+        }
+    }
+    Py_DECREF(child);
+    return status;
+}
+
+static flat_status flatten(flat_t *f, PyObject *node, PyObject *path, int depth) {
+    if (PyDict_Check(node)) {
+        if (depth >= f->max_depth) return FLAT_TOO_DEEP;
+        PyObject *key, *value;
+        Py_ssize_t position = 0;
+        while (PyDict_Next(node, &position, &key, &value)) {
+            Py_INCREF(key);
+            Py_INCREF(value);
+            flat_status status = flatten_child(f, 1, path, key, value, depth);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (status != FLAT_OK) return status;
+        }
+        return FLAT_OK;
+    }
+    if (PyList_Check(node)) {
+        if (depth >= f->max_depth) return FLAT_TOO_DEEP;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(node); i++) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL) return FLAT_ERROR;
+            PyObject *value = Py_NewRef(PyList_GET_ITEM(node, i));
+            flat_status status = flatten_child(f, 0, path, index, value, depth);
+            Py_DECREF(index);
+            Py_DECREF(value);
+            if (status != FLAT_OK) return status;
+        }
+        return FLAT_OK;
+    }
+    PyObject *scalar = json_scalar(f, node);
+    if (scalar == NULL) return FLAT_ERROR;
+    flat_status status = flat_append(f, path, scalar);
+    Py_DECREF(scalar);
+    return status;
+}
+
+static PyObject *native_flatten_json(PyObject *module, PyObject *args) {
+    PyObject *document, *dumps;
+    Py_ssize_t max_values;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "OniO:flatten_json", &document, &max_values, &max_depth, &dumps))
+        return NULL;
+    flat_t f = {PyList_New(0), max_values, max_depth, dumps, PyUnicode_FromString("."),
+                PyUnicode_FromString("")};
+    PyObject *result = NULL;
+    if (f.out != NULL && f.dot != NULL && f.empty != NULL) {
+        flat_status status = flatten(&f, document, f.empty, 0);
+        if (status != FLAT_ERROR) result = Py_BuildValue("(Oi)", f.out, (int)status);
+    }
+    Py_XDECREF(f.out);
+    Py_XDECREF(f.dot);
+    Py_XDECREF(f.empty);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"features", native_features, METH_VARARGS,
      "features(value, wanted, reference) -> int: the trigger features of `value` among "
      "`wanted`, asking `reference` where C does not decide."},
+    {"flatten_json", native_flatten_json, METH_VARARGS,
+     "flatten_json(document, max_values, max_depth, dumps) -> (fields, status): the leaves of a "
+     "parsed JSON document (and each object key, with an empty value) as dotted paths, depth "
+     "first in document order; status 0, or 1 past max_values, 2 past max_depth."},
     {"transform", native_transform, METH_VARARGS,
      "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
      "`reference` where C does not decide."},
@@ -982,7 +1121,7 @@ static PyMethodDef native_methods[] = {
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",
-    "The signature scanner's per-value work in C (libhs, features, transforms).", -1,
+    "The WAF's per-value work in C (JSON fields, libhs scans, features, transforms).", -1,
     native_methods, NULL, NULL, NULL, NULL,
 };
 
@@ -990,7 +1129,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0) return NULL;
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) return NULL;
-    CompileError = PyErr_NewException("failsmall.engine.signatures._native.CompileError",
+    CompileError = PyErr_NewException("failsmall.engine._native.CompileError",
                                       PyExc_ValueError, NULL);
     if (CompileError == NULL || PyModule_AddObjectRef(module, "CompileError", CompileError) < 0 ||
         PyModule_AddObjectRef(module, "ValueScanner", (PyObject *)&ValueScannerType) < 0 ||
