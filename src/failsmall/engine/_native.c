@@ -912,6 +912,124 @@ error:
     return out;
 }
 
+static PyObject *nfkc_normalize; /* unicodedata.normalize */
+static PyObject *NFKC;
+
+/* The hits and characters of a value not seen before: as written, and for a value that is not
+ * ASCII, also in its NFKC form when that differs. Returns a new (hits, chars) tuple. */
+static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
+    PyObject *args[2] = {value, targets};
+    PyObject *found = ValueScanner_scan_value(self, args, 2);
+    if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
+    PyObject *folded = PyObject_CallFunctionObjArgs(nfkc_normalize, NFKC, value, NULL);
+    if (folded == NULL) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    int same = PyUnicode_Compare(folded, value) == 0;
+    if (!same && !PyErr_Occurred()) {
+        args[0] = folded;
+        PyObject *more = ValueScanner_scan_value(self, args, 2);
+        if (more == NULL) {
+            Py_DECREF(folded);
+            Py_DECREF(found);
+            return NULL;
+        }
+        PyObject *hits = PyNumber_Or(PyTuple_GET_ITEM(found, 0), PyTuple_GET_ITEM(more, 0));
+        Py_ssize_t chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(found, 1)) +
+                           PyLong_AsSsize_t(PyTuple_GET_ITEM(more, 1));
+        Py_DECREF(more);
+        Py_DECREF(found);
+        found = hits == NULL ? NULL : Py_BuildValue("(Nn)", hits, chars);
+    }
+    Py_DECREF(folded);
+    if (PyErr_Occurred()) Py_CLEAR(found);
+    return found;
+}
+
+/* scan_sources(sources, memo, room_values, room_chars)
+ *   -> (hits, values, chars, stopped, fresh)
+ * Each (value, targets) of `sources` in order: its (hits, values, chars) from `memo` (keyed by
+ * (value, targets), entries (known, cost)), or scanned as a fresh value (then listed in
+ * `fresh` as (value, targets, hits, chars)). Stops before the first value whose work does not
+ * fit the room left, which `stopped` gives as (values, chars); else `stopped` is None. */
+static PyObject *ValueScanner_scan_sources(ValueScanner *self, PyObject *const *args,
+                                           Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_sources(sources: dict, memo: dict, room_values, room_chars)");
+        return NULL;
+    }
+    PyObject *sources = args[0], *memo = args[1];
+    Py_ssize_t room_values = PyLong_AsSsize_t(args[2]), room_chars = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *hits = PySet_New(NULL), *fresh = PyList_New(0), *stopped = NULL, *out = NULL;
+    if (hits == NULL || fresh == NULL) goto done;
+    Py_ssize_t values = 0, chars = 0, position = 0;
+    PyObject *value, *targets;
+    while (PyDict_Next(sources, &position, &value, &targets)) {
+        if (!PyUnicode_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "sources must map str to int");
+            goto done;
+        }
+        if (PyUnicode_GET_LENGTH(value) == 0) continue;
+        PyObject *key = PyTuple_Pack(2, value, targets);
+        if (key == NULL) goto done;
+        PyObject *entry = PyDict_GetItemWithError(memo, key); /* borrowed */
+        Py_DECREF(key);
+        PyObject *found_hits;
+        Py_ssize_t found_values, found_chars;
+        PyObject *scanned = NULL;
+        if (entry != NULL) {
+            PyObject *known = PyTuple_GET_ITEM(entry, 0);
+            found_hits = PyTuple_GET_ITEM(known, 0);
+            found_values = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 1));
+            found_chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 2));
+        } else {
+            if (PyErr_Occurred()) goto done;
+            scanned = fresh_value(self, value, targets);
+            if (scanned == NULL) goto done;
+            found_hits = PyTuple_GET_ITEM(scanned, 0);
+            found_values = 1;
+            found_chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1));
+            PyObject *row = PyTuple_Pack(4, value, targets, found_hits, PyTuple_GET_ITEM(scanned, 1));
+            if (row == NULL || PyList_Append(fresh, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(scanned);
+                goto done;
+            }
+            Py_DECREF(row);
+        }
+        if (values + found_values > room_values || chars + found_chars > room_chars) {
+            stopped = Py_BuildValue("(nn)", found_values, found_chars);
+            Py_XDECREF(scanned);
+            if (stopped == NULL) goto done;
+            break;
+        }
+        values += found_values;
+        chars += found_chars;
+        int err = 0;
+        if (PySet_GET_SIZE(found_hits)) {
+            PyObject *iterator = PyObject_GetIter(found_hits), *item;
+            if (iterator == NULL) err = -1;
+            while (err == 0 && (item = PyIter_Next(iterator)) != NULL) {
+                err = PySet_Add(hits, item);
+                Py_DECREF(item);
+            }
+            Py_XDECREF(iterator);
+            if (PyErr_Occurred()) err = -1;
+        }
+        Py_XDECREF(scanned);
+        if (err < 0) goto done;
+    }
+    out = Py_BuildValue("(OnnOO)", hits, values, chars, stopped ? stopped : Py_None, fresh);
+done:
+    Py_XDECREF(hits);
+    Py_XDECREF(fresh);
+    Py_XDECREF(stopped);
+    return out;
+}
+
 static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "scan(result: str, targets: int, chains: int)");
@@ -934,6 +1052,10 @@ static PyMethodDef ValueScanner_methods[] = {
     {"scan_value", (PyCFunction)(void (*)(void))ValueScanner_scan_value, METH_FASTCALL,
      "scan_value(value, targets) -> (hits, chars): the keys hit by `value` as a value of "
      "`targets`, and the characters scanned."},
+    {"scan_sources", (PyCFunction)(void (*)(void))ValueScanner_scan_sources, METH_FASTCALL,
+     "scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stopped, "
+     "fresh): the values of `sources` in order, remembered in `memo` or scanned, within the "
+     "room left."},
     {"scan", (PyCFunction)(void (*)(void))ValueScanner_scan, METH_FASTCALL,
      "scan(result, targets, chains) -> hits: the keys of the patterns of `targets` and `chains` "
      "matching `result` as it is."},
@@ -1127,6 +1249,12 @@ static struct PyModuleDef native_module = {
 
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0) return NULL;
+    PyObject *unicodedata = PyImport_ImportModule("unicodedata");
+    if (unicodedata == NULL) return NULL;
+    nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");
+    Py_DECREF(unicodedata);
+    if (nfkc_normalize == NULL || (NFKC = PyUnicode_InternFromString("NFKC")) == NULL)
+        return NULL;
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) return NULL;
     CompileError = PyErr_NewException("failsmall.engine._native.CompileError",

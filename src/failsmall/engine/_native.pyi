@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 
 HS_VERSION: str
 HS_FLAG_CASELESS: int
@@ -25,6 +25,15 @@ class ValueScanner:
     ) -> None: ...
     def scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]: ...
     def scan(self, result: str, targets: int, chains: int) -> frozenset[str]: ...
+    def scan_sources(
+        self,
+        sources: dict[str, int],
+        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        room_values: int,
+        room_chars: int,
+    ) -> tuple[
+        set[str], int, int, tuple[int, int] | None, list[tuple[str, int, frozenset[str], int]]
+    ]: ...
 
 def features(value: str, wanted: int, reference: Callable[[str, int], int]) -> int: ...
 def transform(name: str, value: str, reference: Callable[[str], str]) -> str: ...

@@ -15,7 +15,8 @@ The engine runs the compiled scanner; tests check that both give the same hits a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Hashable, Mapping, Sequence
 
 import hyperscan
 
@@ -23,6 +24,8 @@ from failsmall.engine.signatures.compiled import Chain, Pattern
 from failsmall.engine.signatures.transforms import TransformFn, features
 
 NO_HITS: frozenset[str] = frozenset()
+#: A value scanned for `scan_sources`: the value, its targets, its hits and characters scanned.
+Fresh = tuple[str, int, frozenset[str], int]
 #: Values longer than this share transform results between chains by input (see `scan_value`).
 SHARED_TRANSFORM_MIN = 1024
 
@@ -111,6 +114,43 @@ class ReferenceValueScanner:
             if more:
                 found = found | more if found else more
         return found, chars
+
+    def scan_sources(
+        self,
+        sources: dict[str, int],
+        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        room_values: int,
+        room_chars: int,
+    ) -> tuple[set[str], int, int, tuple[int, int] | None, list[Fresh]]:
+        """The values of `sources` (each with its target mask) in order: their hits, values and
+        characters from `memo` (keyed by `(value, targets)`), or scanned as fresh values (then
+        listed as `(value, targets, hits, chars)`), stopping before the first whose work does
+        not fit the room left, which is returned as its `(values, chars)`. A value that is not
+        ASCII is also scanned in its NFKC form."""
+        hits: set[str] = set()
+        values = chars = 0
+        fresh: list[Fresh] = []
+        for value, targets in sources.items():
+            if not value:
+                continue
+            entry = memo.get((value, targets))
+            if entry is not None:
+                found, found_values, found_chars = entry[0]
+            else:
+                found, found_chars = self.scan_value(value, targets)
+                if not value.isascii():
+                    folded = unicodedata.normalize("NFKC", value)
+                    if folded != value:
+                        more, more_chars = self.scan_value(folded, targets)
+                        found, found_chars = found | more, found_chars + more_chars
+                found_values = 1
+                fresh.append((value, targets, found, found_chars))
+            if values + found_values > room_values or chars + found_chars > room_chars:
+                return hits, values, chars, (found_values, found_chars), fresh
+            values += found_values
+            chars += found_chars
+            hits |= found
+        return hits, values, chars, None, fresh
 
     def _for_targets(self, targets: int) -> _Targets:
         """What is worked out once for values of `targets` (see `_Targets`)."""

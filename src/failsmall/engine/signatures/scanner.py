@@ -139,6 +139,11 @@ class BoundedMemo:
         self._entries.clear()
         self.size = 0
 
+    @property
+    def entries(self) -> Mapping[Hashable, tuple[Known, int]]:
+        """What is remembered, by key: each entry's `Known` and its cost (read only)."""
+        return self._entries
+
 
 NOTHING = Known(NO_HITS, 0, 0)
 # Memo keys: (value, targets) for a value (targets > 0), (part, _ARG_PART) for a raw query part,
@@ -149,9 +154,19 @@ _COOKIE_PART = -1
 
 
 class ValueScanner(Protocol):
-    """Scans one value as a value of some targets: the keys hit and the characters scanned."""
+    """Scans values as values of some targets (see `reference.ReferenceValueScanner`)."""
 
     def scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]: ...
+
+    def scan_sources(
+        self,
+        sources: dict[str, int],
+        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        room_values: int,
+        room_chars: int,
+    ) -> tuple[
+        set[str], int, int, tuple[int, int] | None, list[tuple[str, int, frozenset[str], int]]
+    ]: ...
 
 
 #: Builds a value scanner from the chains and patterns of a bundle's matches.
@@ -231,17 +246,34 @@ class SignatureScanner:
                 return ScanResult(known.hits, known.values, known.chars, None)
         hits: set[str] = set()
         if self._scan_head(request, hits, work) and request.body and self._body_extractors:
-            value_hits = self._value_hits
-            for value, targets in self._body_sources(view).items():
-                found = value_hits(value, targets)
-                if not work.fits(found.values, found.chars):
-                    break
-                if found.hits:
-                    hits.update(found.hits)
+            self._scan_body(self._values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
         if key is not None and work.reached is None:
             self.memo.put(key, Known(result, work.values, work.chars), size)
         return ScanResult(result, work.values, work.chars, work.reached)
+
+    def _scan_body(
+        self, values: ValueScanner, sources: dict[str, int], hits: set[str], work: WorkCount
+    ) -> None:
+        """Add the hits of the body's values (`sources`, see `_body_sources`) in order, as far
+        as they fit the work limits, all in one call of the value scanner; then remember the
+        short values it scanned."""
+        found, count, chars, stopped, fresh = values.scan_sources(
+            sources,
+            self.memo.entries,
+            work.max_values - work.values,
+            work.max_chars - work.chars,
+        )
+        hits |= found
+        work.values += count
+        work.chars += chars
+        if stopped is not None:
+            fits = work.fits(*stopped)
+            assert not fits, "scan_sources stopped at a value that fits"
+        put = self.memo.put
+        for value, targets, value_hits, value_chars in fresh:
+            if len(value) <= MEMO_MAX_VALUE:
+                put((value, targets), Known(value_hits, 1, value_chars), len(value))
 
     def _body_sources(self, view: RequestView) -> dict[str, int]:
         """The distinct values of the body targets with the mask of their targets, in the order
