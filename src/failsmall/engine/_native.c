@@ -1227,10 +1227,53 @@ static PyObject *native_flatten_json(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* add_fields(sources, fields, names, values): for each (name, value) of `fields` in order,
+ * `sources[name] |= names` and `sources[value] |= values` (a new key starts at 0). */
+static PyObject *native_add_fields(PyObject *module, PyObject *args) {
+    PyObject *sources, *fields, *names, *values;
+    if (!PyArg_ParseTuple(args, "O!OO!O!:add_fields", &PyDict_Type, &sources, &fields,
+                          &PyLong_Type, &names, &PyLong_Type, &values))
+        return NULL;
+    PyObject *sequence = PySequence_Fast(fields, "fields must be a sequence of pairs");
+    if (sequence == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    PyObject **items = PySequence_Fast_ITEMS(sequence);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "fields must be a sequence of (name, value) pairs");
+            goto error;
+        }
+        for (int side = 0; side < 2; side++) {
+            PyObject *key = PyTuple_GET_ITEM(pair, side), *bit = side ? values : names;
+            PyObject *old = PyDict_GetItemWithError(sources, key);
+            PyObject *mask;
+            if (old == NULL) {
+                if (PyErr_Occurred()) goto error;
+                mask = Py_NewRef(bit);
+            } else {
+                mask = PyNumber_Or(old, bit);
+                if (mask == NULL) goto error;
+            }
+            int err = PyDict_SetItem(sources, key, mask);
+            Py_DECREF(mask);
+            if (err < 0) goto error;
+        }
+    }
+    Py_DECREF(sequence);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(sequence);
+    return NULL;
+}
+
 static PyMethodDef native_methods[] = {
     {"features", native_features, METH_VARARGS,
      "features(value, wanted, reference) -> int: the trigger features of `value` among "
      "`wanted`, asking `reference` where C does not decide."},
+    {"add_fields", native_add_fields, METH_VARARGS,
+     "add_fields(sources, fields, names, values): or each field's name and value into "
+     "`sources` with the bit of names or of values, in order."},
     {"flatten_json", native_flatten_json, METH_VARARGS,
      "flatten_json(document, max_values, max_depth, dumps) -> (fields, status): the leaves of a "
      "parsed JSON document (and each object key, with an empty value) as dotted paths, depth "

@@ -1,4 +1,4 @@
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 HS_VERSION: str
 HS_FLAG_CASELESS: int
@@ -40,3 +40,6 @@ def transform(name: str, value: str, reference: Callable[[str], str]) -> str: ..
 def flatten_json(
     document: object, max_values: int, max_depth: int, dumps: Callable[[object], str]
 ) -> tuple[list[tuple[str, str]], int]: ...
+def add_fields(
+    sources: dict[str, int], fields: Sequence[tuple[str, str]], names: int, values: int
+) -> None: ...

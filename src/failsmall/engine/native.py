@@ -13,6 +13,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "libhyperscan-dev`), then reinstall the package (`pip install -e .` in a checkout)"
     ) from exc
 
+add_fields = extension.add_fields
 flatten_json = extension.flatten_json
 
-__all__ = ["extension", "flatten_json"]
+__all__ = ["add_fields", "extension", "flatten_json"]

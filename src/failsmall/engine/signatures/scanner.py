@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
+from failsmall.engine.native import add_fields
 from failsmall.engine.request import BodyFormat, Request, RequestView, cookie_pair, form_pair
 from failsmall.engine.signatures.compiled import (
     Chain,
@@ -290,10 +291,7 @@ class SignatureScanner:
             for value in extract(view):
                 sources[value] = seen(value, 0) | bit
         if pairs:
-            names, values = self._names_bit, self._values_bit
-            for name, value in view.body.fields:
-                sources[name] = seen(name, 0) | names
-                sources[value] = seen(value, 0) | values
+            add_fields(sources, view.body.fields, self._names_bit, self._values_bit)
         if self._filenames_bit:
             for value in view.filenames:
                 sources[value] = seen(value, 0) | self._filenames_bit
