@@ -44,6 +44,18 @@ MORE_FRAGMENTS = [
     '\\"',
     "\\101",
     "\\x41",
+    "\\u00e9",
+    "\\uD83D",
+    "\\x4",
+    "\\8",
+    "\\777",
+    "%u00e9",
+    "%uD83D",
+    "%u004",
+    "%2",
+    "%252541",
+    "%C3",
+    "%A9",
     "/*!50000",
     "*",
     "!",
@@ -103,6 +115,18 @@ def test_features_are_the_references(value: str, wanted: int) -> None:
 @settings(max_examples=600, deadline=None)
 @given(value=values, transform=st.sampled_from(list(Transform)))
 def test_each_transform_is_the_references(value: str, transform: Transform) -> None:
+    reference = TRANSFORMS[transform]
+    assert _native.transform(transform.value, value, reference) == reference(value)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    value=values,
+    transform=st.sampled_from(
+        [Transform.URL_DECODE, Transform.URL_DECODE_UNI, Transform.JS_DECODE, Transform.CMD_LINE]
+    ),
+)
+def test_each_decoding_transform_in_c_is_the_references(value: str, transform: Transform) -> None:
     reference = TRANSFORMS[transform]
     assert _native.transform(transform.value, value, reference) == reference(value)
 

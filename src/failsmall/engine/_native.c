@@ -370,6 +370,243 @@ static PyObject *ascii_remove_comments(PyObject *value) {
     return out;
 }
 
+/* ---- decoding transforms on any text ---------------------------------------------- */
+
+/* A growing UCS-4 buffer for a transform's output. */
+typedef struct {
+    Py_UCS4 *data;
+    Py_ssize_t length, capacity;
+} ucs4_t;
+
+static int ucs4_reserve(ucs4_t *b, Py_ssize_t more) {
+    if (b->length + more <= b->capacity) return 0;
+    Py_ssize_t capacity = (b->length + more) * 2 + 16;
+    Py_UCS4 *data = PyMem_Realloc(b->data, (size_t)capacity * sizeof(Py_UCS4));
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static inline int ucs4_put(ucs4_t *b, Py_UCS4 c) {
+    if (b->length == b->capacity && ucs4_reserve(b, 1) < 0) return -1;
+    b->data[b->length++] = c;
+    return 0;
+}
+
+static PyObject *ucs4_finish(ucs4_t *b) {
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b->data ? b->data : (Py_UCS4[]){0},
+                                              b->length);
+    PyMem_Free(b->data);
+    b->data = NULL;
+    return out;
+}
+
+static inline int hex_value(Py_UCS4 c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* `js_decode`: `\\` is a backslash; `\uXXXX`, `\xHH`, octal `\OOO` (& 0xFF) their character;
+ * `\n \r \t \b \f \v` their control; any other escaped character itself; a backslash ending
+ * the value stays. (The reference pairs backslashes with str.split first: the same.) */
+static PyObject *js_decode(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    ucs4_t b = {NULL, 0, 0};
+    if (ucs4_reserve(&b, n) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c != '\\') {
+            b.data[b.length++] = c;
+            i++;
+            continue;
+        }
+        if (i + 1 == n) {
+            b.data[b.length++] = '\\';
+            i++;
+            continue;
+        }
+        Py_UCS4 e = PyUnicode_READ(kind, data, i + 1);
+        if (e == '\\') {
+            b.data[b.length++] = '\\';
+            i += 2;
+            continue;
+        }
+        if (e == 'u' && i + 6 <= n) {
+            int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
+                h1 = hex_value(PyUnicode_READ(kind, data, i + 3)),
+                h2 = hex_value(PyUnicode_READ(kind, data, i + 4)),
+                h3 = hex_value(PyUnicode_READ(kind, data, i + 5));
+            if (h0 >= 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
+                b.data[b.length++] = (Py_UCS4)(h0 << 12 | h1 << 8 | h2 << 4 | h3);
+                i += 6;
+                continue;
+            }
+        }
+        if (e == 'x' && i + 4 <= n) {
+            int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
+                h1 = hex_value(PyUnicode_READ(kind, data, i + 3));
+            if (h0 >= 0 && h1 >= 0) {
+                b.data[b.length++] = (Py_UCS4)(h0 << 4 | h1);
+                i += 4;
+                continue;
+            }
+        }
+        if (e >= '0' && e <= '7') {
+            int octal = 0;
+            Py_ssize_t j = i + 1;
+            while (j < n && j < i + 4) {
+                Py_UCS4 d = PyUnicode_READ(kind, data, j);
+                if (d < '0' || d > '7') break;
+                octal = octal * 8 + (int)(d - '0');
+                j++;
+            }
+            b.data[b.length++] = (Py_UCS4)(octal & 0xFF);
+            i = j;
+            continue;
+        }
+        switch (e) {
+        case 'n': e = '\n'; break;
+        case 'r': e = '\r'; break;
+        case 't': e = '\t'; break;
+        case 'b': e = '\b'; break;
+        case 'f': e = '\f'; break;
+        case 'v': e = '\v'; break;
+        default: break;
+        }
+        b.data[b.length++] = e;
+        i += 2;
+    }
+    return ucs4_finish(&b);
+}
+
+/* `percent_decode`: each run of `%XX` escapes becomes its bytes decoded as UTF-8 with
+ * replacement characters; everything else stays. */
+static PyObject *percent_decode(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    ucs4_t b = {NULL, 0, 0};
+    char *bytes = PyMem_Malloc((size_t)n / 3 + 1);
+    if (bytes == NULL || ucs4_reserve(&b, n) < 0) {
+        PyMem_Free(bytes);
+        PyMem_Free(b.data);
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_ssize_t k = 0;
+        while (i + 2 < n && PyUnicode_READ(kind, data, i) == '%') {
+            int h0 = hex_value(PyUnicode_READ(kind, data, i + 1)),
+                h1 = hex_value(PyUnicode_READ(kind, data, i + 2));
+            if (h0 < 0 || h1 < 0) break;
+            bytes[k++] = (char)(h0 << 4 | h1);
+            i += 3;
+        }
+        if (k == 0) {
+            b.data[b.length++] = PyUnicode_READ(kind, data, i);
+            i++;
+            continue;
+        }
+        PyObject *decoded = PyUnicode_DecodeUTF8(bytes, k, "replace");
+        if (decoded == NULL) goto error;
+        Py_ssize_t m = PyUnicode_GET_LENGTH(decoded);
+        if (ucs4_reserve(&b, m) < 0) {
+            Py_DECREF(decoded);
+            goto error;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) b.data[b.length++] = PyUnicode_READ_CHAR(decoded, j);
+        Py_DECREF(decoded);
+    }
+    PyMem_Free(bytes);
+    return ucs4_finish(&b);
+error:
+    PyMem_Free(bytes);
+    PyMem_Free(b.data);
+    return NULL;
+}
+
+#define URL_DECODE_ROUNDS 3
+
+/* `url_decode`: percent-decode until stable, at most three rounds. */
+static PyObject *url_decode(PyObject *value) {
+    PyObject *current = Py_NewRef(value);
+    for (int round = 0; round < URL_DECODE_ROUNDS; round++) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(current);
+        if (PyUnicode_FindChar(current, '%', 0, n, 1) == -1) break;
+        PyObject *decoded = percent_decode(current);
+        if (decoded == NULL) {
+            Py_DECREF(current);
+            return NULL;
+        }
+        int same = PyUnicode_Compare(decoded, current) == 0;
+        if (same) {
+            Py_DECREF(decoded);
+            break;
+        }
+        Py_SETREF(current, decoded);
+    }
+    return current;
+}
+
+/* `url_decode_uni`: `%uXXXX` (or `%UXXXX`) to its character, then `url_decode`. */
+static PyObject *url_decode_uni(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    int has_u = 0;
+    for (Py_ssize_t i = 0; i + 1 < n; i++) {
+        if (PyUnicode_READ(kind, data, i) == '%') {
+            Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
+            if (u == 'u' || u == 'U') {
+                has_u = 1;
+                break;
+            }
+        }
+    }
+    if (!has_u) return url_decode(value);
+    ucs4_t b = {NULL, 0, 0};
+    if (ucs4_reserve(&b, n) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c == '%' && i + 6 <= n) {
+            Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
+            if (u == 'u' || u == 'U') {
+                int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
+                    h1 = hex_value(PyUnicode_READ(kind, data, i + 3)),
+                    h2 = hex_value(PyUnicode_READ(kind, data, i + 4)),
+                    h3 = hex_value(PyUnicode_READ(kind, data, i + 5));
+                if (h0 >= 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
+                    b.data[b.length++] = (Py_UCS4)(h0 << 12 | h1 << 8 | h2 << 4 | h3);
+                    i += 6;
+                    continue;
+                }
+            }
+        }
+        /* The reference turns every `%U` into `%u` first. */
+        if (c == '%' && i + 1 < n && PyUnicode_READ(kind, data, i + 1) == 'U') {
+            b.data[b.length++] = '%';
+            b.data[b.length++] = 'u';
+            i += 2;
+            continue;
+        }
+        b.data[b.length++] = c;
+        i++;
+    }
+    PyObject *replaced = ucs4_finish(&b);
+    if (replaced == NULL) return NULL;
+    PyObject *out = url_decode(replaced);
+    Py_DECREF(replaced);
+    return out;
+}
+
 /* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by
  * calling `reference`, the readable implementation. */
 static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
@@ -377,15 +614,17 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     switch ((transform_id)id) {
     case T_URL_DECODE:
+        if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
+        return url_decode(value);
     case T_URL_DECODE_UNI:
         if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
-        break;
+        return url_decode_uni(value);
     case T_HTML_ENTITY_DECODE:
         if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
         break;
     case T_JS_DECODE:
         if (PyUnicode_FindChar(value, '\\', 0, n, 1) == -1) return Py_NewRef(value);
-        break;
+        return js_decode(value);
     case T_REMOVE_NULLS:
         if (PyUnicode_FindChar(value, 0, 0, n, 1) == -1) return Py_NewRef(value);
         if (ascii) return ascii_remove_nulls(value);
