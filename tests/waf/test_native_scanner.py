@@ -72,6 +72,9 @@ MORE_FRAGMENTS = [
     "ß",
     "\u2028",
     "\u00a0",
+    "\u3000",
+    "\u0660",
+    "/*!٣",
     "\ud800",
     "😀",
     "Q2FsbA==",
@@ -119,14 +122,24 @@ def test_each_transform_is_the_references(value: str, transform: Transform) -> N
     assert _native.transform(transform.value, value, reference) == reference(value)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=2500, deadline=None)
 @given(
     value=values,
     transform=st.sampled_from(
-        [Transform.URL_DECODE, Transform.URL_DECODE_UNI, Transform.JS_DECODE, Transform.CMD_LINE]
+        [
+            Transform.URL_DECODE,
+            Transform.URL_DECODE_UNI,
+            Transform.JS_DECODE,
+            Transform.CMD_LINE,
+            Transform.COMPRESS_WHITESPACE,
+            Transform.REMOVE_WHITESPACE,
+            Transform.REMOVE_COMMENTS,
+            Transform.REMOVE_NULLS,
+            Transform.LOWERCASE,
+        ]
     ),
 )
-def test_each_decoding_transform_in_c_is_the_references(value: str, transform: Transform) -> None:
+def test_each_transform_done_in_c_is_the_references(value: str, transform: Transform) -> None:
     reference = TRANSFORMS[transform]
     assert _native.transform(transform.value, value, reference) == reference(value)
 

@@ -607,6 +607,177 @@ static PyObject *url_decode_uni(PyObject *value) {
     return out;
 }
 
+/* ---- the whitespace, NUL, comment and command-line transforms on any text ---------- */
+
+/* The same as their ASCII versions above, over code points: whitespace is str.isspace(),
+ * printable str.isprintable(), a digit str.isdigit(). */
+
+static inline int u_space(Py_UCS4 c) { return Py_UNICODE_ISSPACE(c); }
+
+static int u_has_pair(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = 0; i + 1 < n; i++)
+        if (s[i] == a && s[i + 1] == b) return 1;
+    return 0;
+}
+
+static int u_has(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 c) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i] == c) return 1;
+    return 0;
+}
+
+static int u_printable(const Py_UCS4 *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!Py_UNICODE_ISPRINTABLE(s[i])) return 0;
+    return 1;
+}
+
+static Py_ssize_t u_compress(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (u_space(s[i])) {
+            o[k++] = ' ';
+            while (i < n && u_space(s[i])) i++;
+        } else {
+            o[k++] = s[i++];
+        }
+    }
+    return k;
+}
+
+static Py_ssize_t u_find2(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t from, Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = from; i + 1 < n; i++)
+        if (s[i] == a && s[i + 1] == b) return i;
+    return -1;
+}
+
+/* Run transform `id` (one of those above) on any text; NULL with no error set when the value
+ * is returned unchanged by the fast path (the caller returns it). */
+static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    Py_UCS4 *s = PyUnicode_AsUCS4Copy(value);
+    if (s == NULL) return NULL;
+    Py_UCS4 *a = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
+    Py_UCS4 *b = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
+    PyObject *out = NULL;
+    *unchanged = 0;
+    if (a == NULL || b == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t k = 0, m = 0;
+    switch ((transform_id)id) {
+    case T_REMOVE_NULLS:
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (s[i]) b[k++] = s[i];
+        break;
+    case T_COMPRESS_WHITESPACE:
+        if (!u_has_pair(s, n, ' ', ' ') && u_printable(s, n)) {
+            *unchanged = 1;
+            goto done;
+        }
+        k = u_compress(s, n, b);
+        break;
+    case T_REMOVE_WHITESPACE:
+        if (!u_has(s, n, ' ') && u_printable(s, n)) {
+            *unchanged = 1;
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!u_space(s[i])) b[k++] = s[i];
+        break;
+    case T_CMD_LINE:
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = s[i];
+            if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
+            a[m++] = c == ',' ? ' ' : c;
+        }
+        m = u_compress(a, m, b);
+        for (Py_ssize_t i = 0; i < m; i++) {
+            if (b[i] == ' ' && i + 1 < m && b[i + 1] == '/') continue;
+            a[k++] = b[i];
+        }
+        m = k;
+        k = 0;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            if (a[i] == ' ' && i + 1 < m && a[i + 1] == '(') continue;
+            b[k++] = a[i];
+        }
+        break;
+    case T_REMOVE_COMMENTS: {
+        int block = u_has_pair(s, n, '/', '*') || u_has_pair(s, n, '*', '/');
+        if (!block && !u_has_pair(s, n, '-', '-') && !u_has(s, n, '#')) {
+            *unchanged = 1;
+            goto done;
+        }
+        if (block) {
+            Py_ssize_t position = 0;
+            for (;;) {
+                Py_ssize_t start = u_find2(s, n, position, '/', '*');
+                if (start < 0) {
+                    memcpy(a + m, s + position, (size_t)(n - position) * sizeof(Py_UCS4));
+                    m += n - position;
+                    break;
+                }
+                memcpy(a + m, s + position, (size_t)(start - position) * sizeof(Py_UCS4));
+                m += start - position;
+                a[m++] = ' ';
+                if (start + 2 < n && s[start + 2] == '!') {
+                    position = start + 3;
+                    while (position < n && position - start < 9 && Py_UNICODE_ISDIGIT(s[position]))
+                        position++;
+                    continue;
+                }
+                Py_ssize_t end = u_find2(s, n, start + 2, '*', '/');
+                if (end < 0) {
+                    position = n;
+                    continue;
+                }
+                position = end + 2;
+            }
+            for (Py_ssize_t i = 0; i < m;) {
+                if (a[i] == '*' && i + 1 < m && a[i + 1] == '/') {
+                    b[k++] = ' ';
+                    i += 2;
+                } else {
+                    b[k++] = a[i++];
+                }
+            }
+            memcpy(a, b, (size_t)k * sizeof(Py_UCS4));
+            m = k;
+        } else {
+            memcpy(a, s, (size_t)n * sizeof(Py_UCS4));
+            m = n;
+        }
+        k = 0;
+        for (Py_ssize_t i = 0; i < m;) {
+            if (a[i] == '#' || (a[i] == '-' && i + 1 < m && a[i + 1] == '-')) {
+                while (i < m && a[i] != '\n') i++;
+            } else {
+                b[k++] = a[i++];
+            }
+        }
+        break;
+    }
+    default:
+        PyErr_SetString(PyExc_SystemError, "no code-point version of this transform");
+        goto done;
+    }
+    out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b, k);
+done:
+    PyMem_Free(s);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return out;
+}
+
+static PyObject *any_text(int id, PyObject *value) {
+    int unchanged;
+    PyObject *out = unicode_transform(id, value, &unchanged);
+    if (out == NULL && unchanged) return Py_NewRef(value);
+    return out;
+}
+
 /* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by
  * calling `reference`, the readable implementation. */
 static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
@@ -628,7 +799,7 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
     case T_REMOVE_NULLS:
         if (PyUnicode_FindChar(value, 0, 0, n, 1) == -1) return Py_NewRef(value);
         if (ascii) return ascii_remove_nulls(value);
-        break;
+        return any_text(id, value);
     case T_BASE64_DECODE:
         if (n < 4) return Py_NewRef(value);
         break;
@@ -645,16 +816,16 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
         break;
     case T_COMPRESS_WHITESPACE:
         if (ascii) return ascii_compress_whitespace(value);
-        break;
+        return any_text(id, value);
     case T_REMOVE_WHITESPACE:
         if (ascii) return ascii_remove_whitespace(value);
-        break;
+        return any_text(id, value);
     case T_REMOVE_COMMENTS:
         if (ascii) return ascii_remove_comments(value);
-        break;
+        return any_text(id, value);
     case T_CMD_LINE:
         if (ascii) return ascii_cmd_line(value);
-        break;
+        return any_text(id, value);
     default:
         break;
     }
