@@ -9,6 +9,7 @@ import functools
 import json
 import unicodedata
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,7 @@ from failsmall.engine.signatures.compiled import compile_matches
 from failsmall.engine.signatures.native import HS_VERSION, native_value_scanner
 from failsmall.engine.signatures.reference import ReferenceValueScanner
 from failsmall.engine.signatures.targets import TARGET_BIT
-from failsmall.engine.signatures.transforms import ALL_FEATURES, TRANSFORMS, features
+from failsmall.engine.signatures.transforms import ALL_FEATURES, AMPERSAND, TRANSFORMS, features
 from failsmall.model.rules import Target, Transform
 from failsmall.model.traffic import Limits
 from tests.waf.test_scanner_fast_paths import FRAGMENTS, MANAGED_MATCHES
@@ -235,3 +236,22 @@ def test_a_json_document_flattens_to_the_references_fields_and_limit(
 ) -> None:
     fields, status = flatten_json(document, max_values, max_depth, json.dumps)
     assert (fields, Flattened(status)) == flatten_json_reference(document, max_values, max_depth)
+
+
+def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
+    """Its scratch space belongs to one scan: a scan entering while another runs (here from
+    inside a Python transform; in practice another thread) is refused, and the first goes on."""
+    holder: list[_native.ValueScanner] = []
+
+    def reentering(value: str) -> str:
+        holder[0].scan_value("x", 1)
+        return value
+
+    step = (0, Transform.HTML_ENTITY_DECODE.value, reentering, AMPERSAND)
+    scanner = _native.ValueScanner(
+        [b"abc"], [8], ["k"], [1], [1], [(1, 1, AMPERSAND, [step])], features, []
+    )
+    holder.append(scanner)
+    with pytest.raises(RuntimeError, match="one thing at a time"):
+        scanner.scan_value("a&b;", 1)
+    assert scanner.scan_value("abc", 1) == (frozenset({"k"}), 3)

@@ -894,6 +894,7 @@ typedef struct {
     PyObject *references; /* keeps the reference transform functions alive */
     PyObject *features;   /* the reference features function */
     PyObject *empty;      /* frozenset() */
+    int busy; /* a scan is under way: the scratch space and `done` are in use */
 } ValueScanner;
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
@@ -1199,8 +1200,7 @@ typedef struct {
  * above this many characters each transform runs once per distinct input. */
 #define SHARED_TRANSFORM_MIN 1024
 
-static PyObject *ValueScanner_scan_value(ValueScanner *self, PyObject *const *args,
-                                         Py_ssize_t nargs) {
+static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "scan_value(value: str, targets: int)");
         return NULL;
@@ -1329,7 +1329,7 @@ static PyObject *NFKC;
  * ASCII, also in its NFKC form when that differs. Returns a new (hits, chars) tuple. */
 static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
     PyObject *args[2] = {value, targets};
-    PyObject *found = ValueScanner_scan_value(self, args, 2);
+    PyObject *found = scan_value_impl(self, args, 2);
     if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
     PyObject *folded = PyObject_CallFunctionObjArgs(nfkc_normalize, NFKC, value, NULL);
     if (folded == NULL) {
@@ -1339,7 +1339,7 @@ static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targ
     int same = PyUnicode_Compare(folded, value) == 0;
     if (!same && !PyErr_Occurred()) {
         args[0] = folded;
-        PyObject *more = ValueScanner_scan_value(self, args, 2);
+        PyObject *more = scan_value_impl(self, args, 2);
         if (more == NULL) {
             Py_DECREF(folded);
             Py_DECREF(found);
@@ -1363,8 +1363,8 @@ static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targ
  * (value, targets), entries (known, cost)), or scanned as a fresh value (then listed in
  * `fresh` as (value, targets, hits, chars)). Stops before the first value whose work does not
  * fit the room left, which `stopped` gives as (values, chars); else `stopped` is None. */
-static PyObject *ValueScanner_scan_sources(ValueScanner *self, PyObject *const *args,
-                                           Py_ssize_t nargs) {
+static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
+                                   Py_ssize_t nargs) {
     if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError,
                         "scan_sources(sources: dict, memo: dict, room_values, room_chars)");
@@ -1440,6 +1440,34 @@ done:
     return out;
 }
 
+/* The scratch space, the matched ids and `done` belong to the scan under way: a second scan
+ * entering meanwhile (another thread, while a Python transform runs) is refused. */
+static int enter(ValueScanner *self) {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a ValueScanner scans one thing at a time: give each thread its own");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
+static PyObject *ValueScanner_scan_value(ValueScanner *self, PyObject *const *args,
+                                         Py_ssize_t nargs) {
+    if (enter(self) < 0) return NULL;
+    PyObject *out = scan_value_impl(self, args, nargs);
+    self->busy = 0;
+    return out;
+}
+
+static PyObject *ValueScanner_scan_sources(ValueScanner *self, PyObject *const *args,
+                                           Py_ssize_t nargs) {
+    if (enter(self) < 0) return NULL;
+    PyObject *out = scan_sources_impl(self, args, nargs);
+    self->busy = 0;
+    return out;
+}
+
 static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "scan(result: str, targets: int, chains: int)");
@@ -1448,7 +1476,10 @@ static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py
     uint64_t targets = as_u64(args[1]), chains = as_u64(args[2]);
     if (PyErr_Occurred()) return NULL;
     PyObject *hits = NULL;
-    if (scan_result(self, args[0], targets, chains, &hits) < 0) {
+    if (enter(self) < 0) return NULL;
+    int err = scan_result(self, args[0], targets, chains, &hits);
+    self->busy = 0;
+    if (err < 0) {
         Py_XDECREF(hits);
         return NULL;
     }
