@@ -178,7 +178,8 @@ class SignatureScanner:
     """Scans a request with every signature match of a bundle at once.
 
     Build it with `compile`; `scan` returns the keys (rule ids) whose match hit. A scanner owns
-    its hyperscan scratch space and is meant for one thread, like the node's request loop.
+    its hyperscan scratch space and is meant for one thread, like the node's request loop (the
+    compiled value scanner refuses a scan while another is under way).
     """
 
     def __init__(self, chains: Sequence[Chain], values: ValueScanner | None) -> None:
