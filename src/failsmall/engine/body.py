@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
+from typing import assert_never
 
 from failsmall.engine.forms import parse_form
 from failsmall.engine.multipart import Ambiguous, PartLimit, boundary_of, split_parts
+from failsmall.engine.native import flatten_json
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
 
@@ -77,12 +79,12 @@ def _parse_urlencoded(body: bytes, limits: Limits) -> ParsedBody:
     return ParsedBody(BodyFormat.URLENCODED, tuple(pairs), reached=reached)
 
 
-class _JsonLimit(Exception):
-    """Flattening a JSON document reached a limit."""
+class Flattened(IntEnum):
+    """How flattening a JSON document ended: every leaf, or stopped at a limit."""
 
-    def __init__(self, reached: LimitReached) -> None:
-        super().__init__(reached.detail)
-        self.reached = reached
+    COMPLETE = 0
+    TOO_MANY = 1
+    TOO_DEEP = 2
 
 
 def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
@@ -92,38 +94,69 @@ def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
         return ParsedBody(BodyFormat.JSON, reached=_too_deep(limits, "JSON"))
     except ValueError as exc:
         return ParsedBody(BodyFormat.MALFORMED, problem=f"invalid JSON body: {exc}")
+    fields, status = flatten_json(
+        document, limits.waf_max_values, limits.waf_max_body_depth, json.dumps
+    )
+    match Flattened(status):
+        case Flattened.COMPLETE:
+            return ParsedBody(BodyFormat.JSON, tuple(fields))
+        case Flattened.TOO_MANY:
+            return ParsedBody(BodyFormat.JSON, tuple(fields), reached=_too_many(limits))
+        case Flattened.TOO_DEEP:
+            return ParsedBody(BodyFormat.JSON, tuple(fields), reached=_too_deep(limits, "JSON"))
+        case unknown:
+            assert_never(unknown)
+
+
+def flatten_json_reference(
+    document: object, max_values: int, max_depth: int
+) -> tuple[list[tuple[str, str]], Flattened]:
+    """What the compiled `flatten_json` does, in Python: the leaves of `document` (and each
+    object key, with an empty value) as dotted paths, depth first in document order, stopping
+    before the field past `max_values` or the container nested `max_depth` deep."""
     fields: list[tuple[str, str]] = []
     try:
-        _flatten_json(document, "", fields, 0, limits)
+        _flatten_json(document, "", fields, 0, max_values, max_depth)
     except _JsonLimit as exc:
-        return ParsedBody(BodyFormat.JSON, tuple(fields), reached=exc.reached)
-    return ParsedBody(BodyFormat.JSON, tuple(fields))
+        return fields, exc.status
+    return fields, Flattened.COMPLETE
+
+
+class _JsonLimit(Exception):
+    """Flattening a JSON document reached a limit."""
+
+    def __init__(self, status: Flattened) -> None:
+        super().__init__(status.name)
+        self.status = status
 
 
 def _flatten_json(
-    node: object, path: str, out: list[tuple[str, str]], depth: int, limits: Limits
+    node: object,
+    path: str,
+    out: list[tuple[str, str]],
+    depth: int,
+    max_values: int,
+    max_depth: int,
 ) -> None:
-    """Append the leaves of `node` (and each object key, with an empty value) as dotted paths,
-    depth first in document order. Raises _JsonLimit past the field count or the depth."""
     if isinstance(node, (dict, list)):
-        if depth >= limits.waf_max_body_depth:
-            raise _JsonLimit(_too_deep(limits, "JSON"))
+        if depth >= max_depth:
+            raise _JsonLimit(Flattened.TOO_DEEP)
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in items:
             child = f"{path}.{key}" if path else str(key)
             if isinstance(value, (dict, list)):
                 if isinstance(node, dict):
-                    _append(out, (child, ""), limits)
-                _flatten_json(value, child, out, depth + 1, limits)
+                    _append(out, (child, ""), max_values)
+                _flatten_json(value, child, out, depth + 1, max_values, max_depth)
             else:
-                _append(out, (child, _json_scalar(value)), limits)
+                _append(out, (child, _json_scalar(value)), max_values)
     else:
-        _append(out, (path, _json_scalar(node)), limits)
+        _append(out, (path, _json_scalar(node)), max_values)
 
 
-def _append(out: list[tuple[str, str]], pair: tuple[str, str], limits: Limits) -> None:
-    if len(out) >= limits.waf_max_values:
-        raise _JsonLimit(_too_many(limits))
+def _append(out: list[tuple[str, str]], pair: tuple[str, str], max_values: int) -> None:
+    if len(out) >= max_values:
+        raise _JsonLimit(Flattened.TOO_MANY)
     out.append(pair)
 
 

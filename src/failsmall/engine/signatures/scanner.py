@@ -1,15 +1,12 @@
 """Multi-pattern signature matching with hyperscan.
 
 Every pattern of every match compiles into one hyperscan block-mode database, each pattern
-tagged with its match's targets and transform chain. For each new value of some targets:
-
-1. the value's features are computed once (see `transforms.features`), among those the chains
-   of its targets look at: a chain none of whose transforms is triggered would return the value
-   unchanged, so it is not run, and a triggered chain runs from its first triggered step;
-2. the chains that are triggered run, sharing the work of common prefixes
-   (`url_decode_uni, html_entity_decode, ...` is computed once for all chains starting so);
-3. each distinct result is scanned once, and a pattern's hit counts only when the value came
-   from one of its match's targets and the result is what its chain made of the value.
+tagged with its match's targets and transform chain (see `compiled`). A new value of some
+targets costs one call of the value scanner: it computes the value's trigger features, runs
+the transform chains they trigger (sharing common prefixes), and scans each distinct result
+once, keeping a pattern's hit only when the value came from one of its match's targets and the
+result is what its chain made of the value. The engine's value scanner is compiled C linked to
+libhs (`native`); `reference` is the same in Python, and tests hold the two to one answer.
 
 A value's hits are the union of its hits as a value of each of its targets, so they are
 memoised by value and targets, and so are the parts of a request head, whatever else the request
@@ -35,37 +32,34 @@ backtracking engine.
 from __future__ import annotations
 
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-import hyperscan
-
+from failsmall.engine.native import add_fields
 from failsmall.engine.request import BodyFormat, Request, RequestView, cookie_pair, form_pair
+from failsmall.engine.signatures.compiled import (
+    Chain,
+    Pattern,
+    SignatureCompileError,
+    compile_matches,
+)
+from failsmall.engine.signatures.native import native_value_scanner
 from failsmall.engine.signatures.targets import (
     BODY_TARGETS,
     EXTRACTORS,
     HEAD_TARGETS,
     TARGET_BIT,
 )
-from failsmall.engine.signatures.transforms import (
-    TRANSFORMS,
-    TRIGGERS,
-    TransformFn,
-    features,
-    triggers,
-)
 from failsmall.engine.work import LimitReached, WorkCount
-from failsmall.model.rules import SignatureMatch, Target, Transform
+from failsmall.model.rules import SignatureMatch, Target
 
-_BASE_FLAGS = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
+__all__ = ["SignatureCompileError", "SignatureScanner"]
 #: Values and head parts up to this many characters are remembered.
 MEMO_MAX_VALUE = 512
 #: Whole requests are remembered too (a load tester, a retrying client), up to this size each:
 #: a request's hits depend only on its method, path, query, headers and body.
 MEMO_MAX_REQUEST = 16 * 1024
-#: Values longer than this share transform results between chains by input (see `_scan_value`).
-SHARED_TRANSFORM_MIN = 1024
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go.
 MEMO_BYTES = 8 * 1024 * 1024
 #: The fixed cost of one memo entry, in the same rough bytes.
@@ -121,7 +115,9 @@ class BoundedMemo:
     def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._entries: dict[Hashable, tuple[Known, int]] = {}
+        # An OrderedDict, not a dict: taking the oldest entry of a dict whose front was popped
+        # again and again walks over every deleted slot (quadratic in a flood of values).
+        self._entries: OrderedDict[Hashable, tuple[Known, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -137,13 +133,17 @@ class BoundedMemo:
             return
         self.size += cost
         while self.size > self.max_bytes:
-            oldest = next(iter(entries))
-            self.size -= entries.pop(oldest)[1]
+            self.size -= entries.popitem(last=False)[1][1]
         entries[key] = (known, cost)
 
     def clear(self) -> None:
         self._entries.clear()
         self.size = 0
+
+    @property
+    def entries(self) -> Mapping[Hashable, tuple[Known, int]]:
+        """What is remembered, by key: each entry's `Known` and its cost (read only)."""
+        return self._entries
 
 
 NOTHING = Known(NO_HITS, 0, 0)
@@ -154,83 +154,42 @@ _ARG_PART = 0
 _COOKIE_PART = -1
 
 
-class SignatureCompileError(Exception):
-    """Some signature patterns cannot be compiled; `problems` names every one of them."""
+class ValueScanner(Protocol):
+    """Scans values as values of some targets (see `reference.ReferenceValueScanner`)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            "signature patterns do not compile (hyperscan accepts linear-time patterns only): "
-            + "; ".join(problems)
-        )
+    def scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]: ...
 
-
-@dataclass(frozen=True, slots=True)
-class _Pattern:
-    key: str
-    index: int
-    expression: bytes
-    flags: int
-    targets: int
-    chain: int
+    def scan_sources(
+        self,
+        sources: dict[str, int],
+        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        room_values: int,
+        room_chars: int,
+    ) -> tuple[
+        set[str], int, int, tuple[int, int] | None, list[tuple[str, int, frozenset[str], int]]
+    ]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Chain:
-    """One transform chain: its steps (each with the id of the prefix it completes: chains
-    that start alike share ids), the features that trigger each step, and the chain."""
-
-    bit: int
-    steps: tuple[tuple[int, TransformFn], ...]
-    step_triggers: tuple[int, ...]
-    triggers: int
-    targets: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Database:
-    """The compiled database, its scratch space, and each pattern id's owner and tags."""
-
-    database: hyperscan.Database
-    scratch: hyperscan.Scratch
-    owners: tuple[str, ...]
-    targets: tuple[int, ...]
-    chains: tuple[int, ...]
-
-
-class _Targets:
-    """What the scanner works out once for values of one target mask: the trigger features the
-    chains of those targets look at, and a plan for each combination of them (see `_plan`)."""
-
-    __slots__ = ("plans", "wanted")
-
-    def __init__(self, wanted: int) -> None:
-        self.wanted = wanted
-        self.plans: dict[int, _Plan] = {}
-
-
-#: For values of some targets with some trigger features: the bits of the chains that leave such
-#: a value unchanged, and the chains that must run, each as its bit and its steps from the first
-#: triggered one on (the steps before it pass the value on unchanged).
-_Plan = tuple[int, tuple[tuple[int, tuple[tuple[int, TransformFn], ...]], ...]]
+#: Builds a value scanner from the chains and patterns of a bundle's matches.
+ValueScannerFactory = Callable[[Sequence[Chain], Sequence[Pattern]], ValueScanner]
 
 
 class SignatureScanner:
     """Scans a request with every signature match of a bundle at once.
 
     Build it with `compile`; `scan` returns the keys (rule ids) whose match hit. A scanner owns
-    its hyperscan scratch space and is meant for one thread, like the node's request loop.
+    its hyperscan scratch space and is meant for one thread, like the node's request loop (the
+    compiled value scanner refuses a scan while another is under way).
     """
 
-    def __init__(self, chains: tuple[_Chain, ...], compiled: _Database | None) -> None:
-        self._chains = chains
-        self._compiled = compiled
+    def __init__(self, chains: Sequence[Chain], values: ValueScanner | None) -> None:
+        self._chains = tuple(chains)
+        self._values = values
         self._targets = tuple(t for t in Target if any(c.targets & TARGET_BIT[t] for c in chains))
         # What short values seen before found and cost (user agents, accept headers, paths,
         # cookie names repeat across clients: a value's hits depend only on the value and its
         # targets), and the parts of a request head (see `_scan_head`), and whole requests.
         self.memo = BoundedMemo()
-        self._by_targets: dict[int, _Targets] = {}
         self._head_mask = 0
         for target in self._targets:
             if target in HEAD_TARGETS:
@@ -239,88 +198,30 @@ class SignatureScanner:
         self._body_extractors = tuple(
             (TARGET_BIT[t], EXTRACTORS[t]) for t in self._targets if t in BODY_TARGETS
         )
-        self._scan_result = _result_scanner(compiled) if compiled is not None else _no_hits
+        self._scan_value = values.scan_value if values is not None else _no_hits
         wanted = {bit for bit, _ in self._body_extractors}
         self._names_bit = _BODY_ARG_NAMES if _BODY_ARG_NAMES in wanted else 0
         self._values_bit = _BODY_ARG_VALUES if _BODY_ARG_VALUES in wanted else 0
         self._filenames_bit = _FILENAMES if _FILENAMES in wanted else 0
 
     @classmethod
-    def compile(cls, matches: Mapping[str, SignatureMatch]) -> SignatureScanner:
-        """Compile `matches` (keyed by rule id); raise `SignatureCompileError` listing problems."""
-        chain_bits: dict[tuple[Transform, ...], int] = {}
-        chain_targets: dict[tuple[Transform, ...], int] = {}
-        patterns: list[_Pattern] = []
-        for key, match in matches.items():
-            mask = 0
-            for target in match.targets:
-                mask |= TARGET_BIT[target]
-            transforms = tuple(match.transforms)
-            bit = chain_bits.setdefault(transforms, 1 << len(chain_bits))
-            chain_targets[transforms] = chain_targets.get(transforms, 0) | mask
-            for index, pattern in enumerate(match.patterns, start=1):
-                patterns.append(_pattern(key, index, pattern, match.caseless, mask, bit))
-        prefixes: dict[tuple[Transform, ...], int] = {}
-        chains = tuple(
-            _Chain(
-                bit=bit,
-                steps=tuple(
-                    (prefixes.setdefault(transforms[: i + 1], len(prefixes)), TRANSFORMS[t])
-                    for i, t in enumerate(transforms)
-                ),
-                step_triggers=tuple(TRIGGERS[t] for t in transforms),
-                triggers=triggers(transforms),
-                targets=chain_targets[transforms],
-            )
-            for transforms, bit in chain_bits.items()
-        )
+    def compile(
+        cls,
+        matches: Mapping[str, SignatureMatch],
+        value_scanner: ValueScannerFactory = native_value_scanner,
+    ) -> SignatureScanner:
+        """Compile `matches` (keyed by rule id) into a scanner whose values are scanned by what
+        `value_scanner` builds (the compiled one unless a test asks for the reference); raise
+        `SignatureCompileError` listing problems."""
+        chains, patterns = compile_matches(matches)
         if not patterns:
             return cls(chains, None)
-        try:
-            database = _compile(patterns)
-        except hyperscan.error as exc:
-            problems = [problem for problem in map(_check, patterns) if problem]
-            raise SignatureCompileError(problems or [str(exc)]) from exc
-        compiled = _Database(
-            database=database,
-            scratch=hyperscan.Scratch(database),
-            owners=tuple(p.key for p in patterns),
-            targets=tuple(p.targets for p in patterns),
-            chains=tuple(p.chain for p in patterns),
-        )
-        return cls(chains, compiled)
+        return cls(chains, value_scanner(chains, patterns))
 
     @property
     def chain_count(self) -> int:
         """How many distinct transform chains the matches use."""
         return len(self._chains)
-
-    def _for_targets(self, targets: int) -> _Targets:
-        """What is worked out once for values of `targets` (see `_Targets`)."""
-        wanted = 0
-        for step in self._chains:
-            if step.targets & targets:
-                wanted |= step.triggers
-        known = self._by_targets[targets] = _Targets(wanted)
-        return known
-
-    def _plan(self, known: _Targets, targets: int, present: int) -> _Plan:
-        """For values of `targets` with trigger features `present`: the bits of the chains that
-        leave such a value unchanged, and the chains that must run, from their first triggered
-        step on. Features of a value are computed among `known.wanted` only: the triggers of
-        the chains of `targets`, so every chain here sees all of its features that are present."""
-        unchanged = 0
-        triggered: list[tuple[int, tuple[tuple[int, TransformFn], ...]]] = []
-        for step in self._chains:
-            if step.targets & targets:
-                if step.triggers & present:
-                    first = next(i for i, t in enumerate(step.step_triggers) if t & present)
-                    triggered.append((step.bit, step.steps[first:]))
-                else:
-                    unchanged |= step.bit
-        plan = (unchanged, tuple(triggered))
-        known.plans[present] = plan
-        return plan
 
     def scan(self, view: RequestView) -> frozenset[str]:
         """The keys whose match hit this request (within the limits of `view.limits`)."""
@@ -334,7 +235,7 @@ class SignatureScanner:
         """The keys whose match hit this request, the work counted, and the limit reached."""
         limits = view.limits
         work = WorkCount(limits.waf_max_values, limits.waf_max_transformed_chars)
-        if self._compiled is None:
+        if self._values is None:
             return ScanResult(NO_HITS, 0, 0, None)
         request = view.request
         size = _size(request)
@@ -347,17 +248,34 @@ class SignatureScanner:
                 return ScanResult(known.hits, known.values, known.chars, None)
         hits: set[str] = set()
         if self._scan_head(request, hits, work) and request.body and self._body_extractors:
-            value_hits = self._value_hits
-            for value, targets in self._body_sources(view).items():
-                found = value_hits(value, targets)
-                if not work.fits(found.values, found.chars):
-                    break
-                if found.hits:
-                    hits.update(found.hits)
+            self._scan_body(self._values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
         if key is not None and work.reached is None:
             self.memo.put(key, Known(result, work.values, work.chars), size)
         return ScanResult(result, work.values, work.chars, work.reached)
+
+    def _scan_body(
+        self, values: ValueScanner, sources: dict[str, int], hits: set[str], work: WorkCount
+    ) -> None:
+        """Add the hits of the body's values (`sources`, see `_body_sources`) in order, as far
+        as they fit the work limits, all in one call of the value scanner; then remember the
+        short values it scanned."""
+        found, count, chars, stopped, fresh = values.scan_sources(
+            sources,
+            self.memo.entries,
+            work.max_values - work.values,
+            work.max_chars - work.chars,
+        )
+        hits |= found
+        work.values += count
+        work.chars += chars
+        if stopped is not None:
+            fits = work.fits(*stopped)
+            assert not fits, "scan_sources stopped at a value that fits"
+        put = self.memo.put
+        for value, targets, value_hits, value_chars in fresh:
+            if len(value) <= MEMO_MAX_VALUE:
+                put((value, targets), Known(value_hits, 1, value_chars), len(value))
 
     def _body_sources(self, view: RequestView) -> dict[str, int]:
         """The distinct values of the body targets with the mask of their targets, in the order
@@ -374,10 +292,7 @@ class SignatureScanner:
             for value in extract(view):
                 sources[value] = seen(value, 0) | bit
         if pairs:
-            names, values = self._names_bit, self._values_bit
-            for name, value in view.body.fields:
-                sources[name] = seen(name, 0) | names
-                sources[value] = seen(value, 0) | values
+            add_fields(sources, view.body.fields, self._names_bit, self._values_bit)
         if self._filenames_bit:
             for value in view.filenames:
                 sources[value] = seen(value, 0) | self._filenames_bit
@@ -506,87 +421,9 @@ class SignatureScanner:
         """Forget every memoised value, part and request (tests use it to scan from scratch)."""
         self.memo.clear()
 
-    def _scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]:
-        """Scan a value not seen before as a value of `targets`: run the chains its features
-        trigger (see `_plan`) and scan each distinct result once. Returns the hits and the
-        characters scanned."""
-        known = self._by_targets.get(targets)
-        if known is None:
-            known = self._for_targets(targets)
-        present = features(value, known.wanted)
-        plan = known.plans.get(present)
-        if plan is None:
-            plan = self._plan(known, targets, present)
-        unchanged, triggered = plan
-        scan_result = self._scan_result
-        if not triggered:
-            return scan_result(value, targets, unchanged), len(value)
-        if len(triggered) == 1:
-            bit, steps = triggered[0]
-            result = value
-            for _, transform in steps:
-                result = transform(result)
-            if result == value:
-                return scan_result(value, targets, unchanged | bit), len(value)
-            found = scan_result(value, targets, unchanged) if unchanged else NO_HITS
-            more = scan_result(result, targets, bit)
-            chars = len(result) + (len(value) if unchanged else 0)
-            return (found | more if found and more else found or more), chars
-        # Each distinct result of the value's chains, with the bits of the chains making it;
-        # chains sharing a prefix share its work through `done`.
-        results: dict[str, int] = {value: unchanged} if unchanged else {}
-        done: dict[int, str] = {}
-        # A long value's chains often reach one transform with equal inputs by different
-        # prefixes (every decoding step before it left the value as it was): each transform
-        # runs once per distinct input.
-        applied: dict[tuple[TransformFn, str], str] | None = (
-            {} if len(value) > SHARED_TRANSFORM_MIN else None
-        )
-        for bit, steps in triggered:
-            result = _transform(steps, value, done, applied)
-            results[result] = results.get(result, 0) | bit
-        found = NO_HITS
-        chars = 0
-        for result, chains in results.items():
-            chars += len(result)
-            more = scan_result(result, targets, chains)
-            if more:
-                found = found | more if found else more
-        return found, chars
 
-
-def _result_scanner(compiled: _Database) -> Callable[[str, int, int], frozenset[str]]:
-    """A function scanning one result of a value of some targets with `compiled`, returning the
-    keys of the patterns of those targets and of the chains that made the result."""
-    scan, scratch = compiled.database.scan, compiled.scratch
-    owners, pattern_targets, pattern_chains = compiled.owners, compiled.targets, compiled.chains
-    # Pattern ids reported by the scan in progress: the match handler only collects them.
-    matched: list[int] = []
-    add = matched.append
-
-    def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
-        add(pattern_id)
-
-    def scan_result(result: str, targets: int, chains: int) -> frozenset[str]:
-        data = result.encode("utf-8", "replace")
-        if not data:
-            return NO_HITS
-        scan(data, on_match, 0, None, scratch)
-        if not matched:
-            return NO_HITS
-        found = frozenset(
-            owners[pattern_id]
-            for pattern_id in matched
-            if pattern_targets[pattern_id] & targets and pattern_chains[pattern_id] & chains
-        )
-        matched.clear()
-        return found
-
-    return scan_result
-
-
-def _no_hits(result: str, targets: int, chains: int) -> frozenset[str]:
-    return NO_HITS
+def _no_hits(value: str, targets: int) -> tuple[frozenset[str], int]:
+    return NO_HITS, 0
 
 
 def _plus(a: Known, b: Known) -> Known:
@@ -603,58 +440,3 @@ def _size(request: Request) -> int:
     """Roughly the bytes a request takes as a memo key: its parts and a fixed overhead."""
     header_chars = sum([len(name) + len(value) for name, value in request.headers])
     return 256 + len(request.path) + len(request.query) + len(request.body) + header_chars
-
-
-def _transform(
-    steps: tuple[tuple[int, TransformFn], ...],
-    value: str,
-    done: dict[int, str],
-    applied: dict[tuple[TransformFn, str], str] | None,
-) -> str:
-    for prefix, transform in steps:
-        known = done.get(prefix)
-        if known is not None:
-            value = known
-            continue
-        if applied is None:
-            value = transform(value)
-        else:
-            key = (transform, value)
-            output = applied.get(key)
-            if output is None:
-                output = applied[key] = transform(value)
-            value = output
-        done[prefix] = value
-    return value
-
-
-def _pattern(
-    key: str, index: int, expression: str, caseless: bool, targets: int, chain_bit: int
-) -> _Pattern:
-    flags = _BASE_FLAGS
-    if caseless:
-        flags |= hyperscan.HS_FLAG_CASELESS
-    if not expression.isascii():
-        flags |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
-    return _Pattern(key, index, expression.encode("utf-8"), flags, targets, chain_bit)
-
-
-def _check(pattern: _Pattern) -> str:
-    """'' when hyperscan compiles `pattern` on its own, else a problem naming it."""
-    try:
-        _compile([pattern])
-    except hyperscan.error as exc:
-        message = exc.args[0] if exc.args else str(exc)
-        return f"rule {pattern.key} pattern {pattern.index}: {message}"
-    return ""
-
-
-def _compile(patterns: Sequence[_Pattern]) -> hyperscan.Database:
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(
-        expressions=[p.expression for p in patterns],
-        ids=list(range(len(patterns))),
-        elements=len(patterns),
-        flags=[p.flags for p in patterns],
-    )
-    return database

@@ -1,0 +1,1758 @@
+/* The WAF's per-value work in C: JSON documents to fields, and for the signature scanner,
+ * features, transform chains and hyperscan scans.
+ *
+ * `ValueScanner.scan_value(value, targets)` does what the readable Python reference
+ * (`failsmall.engine.signatures.reference.ReferenceValueScanner`) does, with the same results:
+ * compute the value's trigger features, run the transform chains they trigger (sharing the work
+ * of common prefixes), scan each distinct result once with libhs, and keep a pattern's hit only
+ * when the value came from one of its match's targets and the result is what its chain made of
+ * the value. It returns the keys hit and the characters scanned.
+ *
+ * Features of ASCII values and the transforms on ASCII text (lowercase, whitespace, NULs,
+ * comments, command lines) run here; so does each decoding transform's check that it has
+ * nothing to do. What is left (decoding an escape, a non-ASCII value) is handed, value by value,
+ * to the reference function of that transform or of the features, so both paths give one
+ * answer by construction there; tests check the rest on random inputs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <hs/hs.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
+enum {
+    F_PERCENT = 1 << 0,
+    F_AMPERSAND = 1 << 1,
+    F_BACKSLASH = 1 << 2,
+    F_NUL = 1 << 3,
+    F_SPACE = 1 << 4,
+    F_ODD_WHITESPACE = 1 << 5,
+    F_UPPER_OR_WIDE = 1 << 6,
+    F_PATH_DOTS = 1 << 7,
+    F_BASE64_SHAPE = 1 << 8,
+    F_COMMENT = 1 << 9,
+    F_SHELL_PUNCTUATION = 1 << 10,
+};
+
+typedef enum {
+    T_URL_DECODE,
+    T_URL_DECODE_UNI,
+    T_HTML_ENTITY_DECODE,
+    T_LOWERCASE,
+    T_COMPRESS_WHITESPACE,
+    T_REMOVE_WHITESPACE,
+    T_REMOVE_NULLS,
+    T_NORMALIZE_PATH,
+    T_BASE64_DECODE,
+    T_REMOVE_COMMENTS,
+    T_CMD_LINE,
+    T_JS_DECODE,
+    T_COUNT
+} transform_id;
+
+static const char *const TRANSFORM_NAMES[T_COUNT] = {
+    "url_decode",     "url_decode_uni",  "html_entity_decode", "lowercase",
+    "compress_whitespace", "remove_whitespace", "remove_nulls", "normalize_path",
+    "base64_decode",  "remove_comments", "cmd_line",           "js_decode",
+};
+
+#define MAX_CHAINS 64
+#define MAX_STEPS 32
+
+static PyObject *CompileError;
+
+/* ---- ASCII helpers ------------------------------------------------------------------- */
+
+/* Python's str.isspace() for an ASCII character: \t \n \v \f \r, \x1c-\x1f and the space. */
+static inline int is_space(unsigned char c) {
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+}
+
+static inline int is_printable(unsigned char c) { return c >= 0x20 && c < 0x7f; }
+
+static inline int is_alnum(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static inline int is_b64(unsigned char c) {
+    return is_alnum(c) || c == '+' || c == '/' || c == '_' || c == '-';
+}
+
+static int has_pair(const unsigned char *s, Py_ssize_t n, char a, char b) {
+    const unsigned char *p = s, *end = s + n;
+    while (p + 1 < end) {
+        p = memchr(p, a, (size_t)(end - p - 1));
+        if (p == NULL) return 0;
+        if (p[1] == (unsigned char)b) return 1;
+        p++;
+    }
+    return 0;
+}
+
+static inline int has_char(const unsigned char *s, Py_ssize_t n, char c) {
+    return n > 0 && memchr(s, c, (size_t)n) != NULL;
+}
+
+/* `_base64_shaped`: the stripped value without trailing `=` is alphanumeric, or the value is
+ * `\s*[A-Za-z0-9+/_-]+={0,2}\s*`. */
+static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t a = 0, b = n;
+    while (a < b && is_space(s[a])) a++;
+    while (b > a && is_space(s[b - 1])) b--;
+    Py_ssize_t c = b;
+    while (c > a && s[c - 1] == '=') c--;
+    if (c > a) {
+        int alnum = 1;
+        for (Py_ssize_t i = a; i < c; i++) {
+            if (!is_alnum(s[i])) { alnum = 0; break; }
+        }
+        if (alnum) return 1;
+    }
+    Py_ssize_t i = 0;
+    while (i < n && is_space(s[i])) i++;
+    Py_ssize_t start = i;
+    while (i < n && is_b64(s[i])) i++;
+    if (i == start) return 0;
+    int eq = 0;
+    while (i < n && s[i] == '=' && eq < 2) { i++; eq++; }
+    while (i < n && is_space(s[i])) i++;
+    return i == n;
+}
+
+/* Features of an ASCII value; -1 when the reference must decide (an `&` without `;` or `&#`,
+ * where only the legacy entity names tell). */
+static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
+    long found = 0;
+    int has_space = has_char(s, n, ' ');
+    int has_slash = has_char(s, n, '/');
+    if ((wanted & F_PERCENT) && has_char(s, n, '%')) found |= F_PERCENT;
+    if ((wanted & F_AMPERSAND) && has_char(s, n, '&')) {
+        if (has_char(s, n, ';') || has_pair(s, n, '&', '#')) found |= F_AMPERSAND;
+        else return -1;
+    }
+    if ((wanted & F_BACKSLASH) && has_char(s, n, '\\')) found |= F_BACKSLASH;
+    if ((wanted & F_NUL) && has_char(s, n, '\0')) found |= F_NUL;
+    if ((wanted & F_SPACE) && has_space) found |= F_SPACE;
+    if (wanted & (F_ODD_WHITESPACE | F_UPPER_OR_WIDE)) {
+        int printable = 1, upper = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = s[i];
+            if (!is_printable(c)) printable = 0;
+            else if (c >= 'A' && c <= 'Z') upper = 1;
+        }
+        if ((wanted & F_ODD_WHITESPACE) && ((has_space && has_pair(s, n, ' ', ' ')) || !printable))
+            found |= F_ODD_WHITESPACE;
+        if ((wanted & F_UPPER_OR_WIDE) && upper) found |= F_UPPER_OR_WIDE;
+    }
+    if ((wanted & F_PATH_DOTS) &&
+        ((n > 0 && s[0] == '.') ||
+         (has_slash && (has_pair(s, n, '/', '.') || has_pair(s, n, '/', '/')))))
+        found |= F_PATH_DOTS;
+    if ((wanted & F_BASE64_SHAPE) && n >= 4 && base64_shaped(s, n)) found |= F_BASE64_SHAPE;
+    if ((wanted & F_COMMENT) &&
+        (has_char(s, n, '#') ||
+         (has_slash && (has_pair(s, n, '/', '*') || has_pair(s, n, '*', '/'))) ||
+         has_pair(s, n, '-', '-')))
+        found |= F_COMMENT;
+    if ((wanted & F_SHELL_PUNCTUATION) &&
+        (has_char(s, n, '"') || has_char(s, n, '\'') || has_char(s, n, '^') ||
+         has_char(s, n, ',') ||
+         (has_space && (has_pair(s, n, ' ', '/') || has_pair(s, n, ' ', '(')))))
+        found |= F_SHELL_PUNCTUATION;
+    return found;
+}
+
+/* The features of `value` among `wanted`, asking `reference` where C does not decide. */
+static long value_features(PyObject *value, long wanted, PyObject *reference) {
+    if (PyUnicode_IS_ASCII(value)) {
+        long found = ascii_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
+                                    wanted);
+        if (found >= 0) return found;
+    }
+    PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
+    if (result == NULL) return -1;
+    long found = PyLong_AsLong(result);
+    Py_DECREF(result);
+    return found;
+}
+
+/* ---- transforms on ASCII text ------------------------------------------------------- */
+
+static PyObject *new_ascii(Py_ssize_t n, unsigned char **out) {
+    PyObject *s = PyUnicode_New(n, 127);
+    if (s != NULL) *out = PyUnicode_1BYTE_DATA(s);
+    return s;
+}
+
+static PyObject *shrink(PyObject *s, Py_ssize_t n) {
+    /* A fresh ASCII string cut to its first n characters. */
+    if (n == PyUnicode_GET_LENGTH(s)) return s;
+    PyObject *cut = PyUnicode_Substring(s, 0, n);
+    Py_DECREF(s);
+    return cut;
+}
+
+static PyObject *ascii_lowercase(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), i = 0;
+    while (i < n && !(s[i] >= 'A' && s[i] <= 'Z')) i++;
+    if (i == n) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    for (i = 0; i < n; i++) o[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (unsigned char)(s[i] + 32) : s[i];
+    return out;
+}
+
+static PyObject *ascii_remove_nulls(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    if (!has_char(s, n, '\0')) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i]) o[k++] = s[i];
+    return shrink(out, k);
+}
+
+/* Every run of whitespace becomes one space (`_compress`, which is " ".join(split()) with a
+ * space kept at either end where the value had whitespace). */
+static Py_ssize_t compress_into(const unsigned char *s, Py_ssize_t n, unsigned char *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (is_space(s[i])) {
+            o[k++] = ' ';
+            while (i < n && is_space(s[i])) i++;
+        } else {
+            o[k++] = s[i++];
+        }
+    }
+    return k;
+}
+
+static int all_printable(const unsigned char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!is_printable(s[i])) return 0;
+    return 1;
+}
+
+static PyObject *ascii_compress_whitespace(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (!has_pair(s, n, ' ', ' ') && all_printable(s, n)) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    return shrink(out, compress_into(s, n, o));
+}
+
+static PyObject *ascii_remove_whitespace(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    if (!has_char(s, n, ' ') && all_printable(s, n)) return Py_NewRef(value);
+    unsigned char *o;
+    PyObject *out = new_ascii(n, &o);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!is_space(s[i])) o[k++] = s[i];
+    return shrink(out, k);
+}
+
+/* `cmd_line`: delete \ " ' ^, `,` to a space, compress whitespace, then " /" to "/" and
+ * " (" to "(" (two passes, as the reference's two str.replace calls). */
+static PyObject *ascii_cmd_line(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    unsigned char *a = PyMem_Malloc((size_t)n + 1), *b = PyMem_Malloc((size_t)n + 1);
+    if (a == NULL || b == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
+        a[k++] = c == ',' ? ' ' : c;
+    }
+    k = compress_into(a, k, b);
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (b[i] == ' ' && i + 1 < k && b[i + 1] == '/') continue;
+        a[m++] = b[i];
+    }
+    k = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (a[i] == ' ' && i + 1 < m && a[i + 1] == '(') continue;
+        b[k++] = a[i];
+    }
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, b, k);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return out;
+}
+
+static Py_ssize_t find2(const unsigned char *s, Py_ssize_t n, Py_ssize_t from, char a, char b) {
+    for (Py_ssize_t i = from; i + 1 < n; i++)
+        if (s[i] == (unsigned char)a && s[i + 1] == (unsigned char)b) return i;
+    return -1;
+}
+
+/* `remove_comments`: block comments to a space (MySQL `/ *!NNNNN` keeps its content, an
+ * unterminated one comments out the rest, a stray `*` `/` becomes a space), then `--` and `#`
+ * to the end of the line. */
+static PyObject *ascii_remove_comments(PyObject *value) {
+    const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    int block = has_pair(s, n, '/', '*') || has_pair(s, n, '*', '/');
+    if (!block && !has_pair(s, n, '-', '-') && !has_char(s, n, '#')) return Py_NewRef(value);
+    unsigned char *a = PyMem_Malloc((size_t)n + 1), *b = PyMem_Malloc((size_t)n + 1);
+    if (a == NULL || b == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t k = 0;
+    if (block) {
+        Py_ssize_t position = 0;
+        for (;;) {
+            Py_ssize_t start = find2(s, n, position, '/', '*');
+            if (start < 0) {
+                memcpy(a + k, s + position, (size_t)(n - position));
+                k += n - position;
+                break;
+            }
+            memcpy(a + k, s + position, (size_t)(start - position));
+            k += start - position;
+            a[k++] = ' ';
+            if (start + 2 < n && s[start + 2] == '!') {
+                position = start + 3;
+                while (position < n && position - start < 9 && s[position] >= '0' &&
+                       s[position] <= '9')
+                    position++;
+                continue;
+            }
+            Py_ssize_t end = find2(s, n, start + 2, '*', '/');
+            if (end < 0) {
+                position = n;
+                continue;
+            }
+            position = end + 2;
+        }
+        /* .replace("*" "/", " ") */
+        Py_ssize_t m = 0;
+        for (Py_ssize_t i = 0; i < k;) {
+            if (a[i] == '*' && i + 1 < k && a[i + 1] == '/') {
+                b[m++] = ' ';
+                i += 2;
+            } else {
+                b[m++] = a[i++];
+            }
+        }
+        memcpy(a, b, (size_t)m);
+        k = m;
+    } else {
+        memcpy(a, s, (size_t)n);
+        k = n;
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < k;) {
+        if (a[i] == '#' || (a[i] == '-' && i + 1 < k && a[i + 1] == '-')) {
+            while (i < k && a[i] != '\n') i++;
+        } else {
+            b[m++] = a[i++];
+        }
+    }
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, b, m);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return out;
+}
+
+/* ---- decoding transforms on any text ---------------------------------------------- */
+
+/* A growing UCS-4 buffer for a transform's output. */
+typedef struct {
+    Py_UCS4 *data;
+    Py_ssize_t length, capacity;
+} ucs4_t;
+
+static int ucs4_reserve(ucs4_t *b, Py_ssize_t more) {
+    if (b->length + more <= b->capacity) return 0;
+    Py_ssize_t capacity = (b->length + more) * 2 + 16;
+    Py_UCS4 *data = PyMem_Realloc(b->data, (size_t)capacity * sizeof(Py_UCS4));
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static inline int ucs4_put(ucs4_t *b, Py_UCS4 c) {
+    if (b->length == b->capacity && ucs4_reserve(b, 1) < 0) return -1;
+    b->data[b->length++] = c;
+    return 0;
+}
+
+static PyObject *ucs4_finish(ucs4_t *b) {
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b->data ? b->data : (Py_UCS4[]){0},
+                                              b->length);
+    PyMem_Free(b->data);
+    b->data = NULL;
+    return out;
+}
+
+static inline int hex_value(Py_UCS4 c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* `js_decode`: `\\` is a backslash; `\uXXXX`, `\xHH`, octal `\OOO` (& 0xFF) their character;
+ * `\n \r \t \b \f \v` their control; any other escaped character itself; a backslash ending
+ * the value stays. (The reference pairs backslashes with str.split first: the same.) */
+static PyObject *js_decode(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    ucs4_t b = {NULL, 0, 0};
+    if (ucs4_reserve(&b, n) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c != '\\') {
+            b.data[b.length++] = c;
+            i++;
+            continue;
+        }
+        if (i + 1 == n) {
+            b.data[b.length++] = '\\';
+            i++;
+            continue;
+        }
+        Py_UCS4 e = PyUnicode_READ(kind, data, i + 1);
+        if (e == '\\') {
+            b.data[b.length++] = '\\';
+            i += 2;
+            continue;
+        }
+        if (e == 'u' && i + 6 <= n) {
+            int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
+                h1 = hex_value(PyUnicode_READ(kind, data, i + 3)),
+                h2 = hex_value(PyUnicode_READ(kind, data, i + 4)),
+                h3 = hex_value(PyUnicode_READ(kind, data, i + 5));
+            if (h0 >= 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
+                b.data[b.length++] = (Py_UCS4)(h0 << 12 | h1 << 8 | h2 << 4 | h3);
+                i += 6;
+                continue;
+            }
+        }
+        if (e == 'x' && i + 4 <= n) {
+            int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
+                h1 = hex_value(PyUnicode_READ(kind, data, i + 3));
+            if (h0 >= 0 && h1 >= 0) {
+                b.data[b.length++] = (Py_UCS4)(h0 << 4 | h1);
+                i += 4;
+                continue;
+            }
+        }
+        if (e >= '0' && e <= '7') {
+            int octal = 0;
+            Py_ssize_t j = i + 1;
+            while (j < n && j < i + 4) {
+                Py_UCS4 d = PyUnicode_READ(kind, data, j);
+                if (d < '0' || d > '7') break;
+                octal = octal * 8 + (int)(d - '0');
+                j++;
+            }
+            b.data[b.length++] = (Py_UCS4)(octal & 0xFF);
+            i = j;
+            continue;
+        }
+        switch (e) {
+        case 'n': e = '\n'; break;
+        case 'r': e = '\r'; break;
+        case 't': e = '\t'; break;
+        case 'b': e = '\b'; break;
+        case 'f': e = '\f'; break;
+        case 'v': e = '\v'; break;
+        default: break;
+        }
+        b.data[b.length++] = e;
+        i += 2;
+    }
+    return ucs4_finish(&b);
+}
+
+/* `percent_decode`: each run of `%XX` escapes becomes its bytes decoded as UTF-8 with
+ * replacement characters; everything else stays. */
+static PyObject *percent_decode(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    ucs4_t b = {NULL, 0, 0};
+    char *bytes = PyMem_Malloc((size_t)n / 3 + 1);
+    if (bytes == NULL || ucs4_reserve(&b, n) < 0) {
+        PyMem_Free(bytes);
+        PyMem_Free(b.data);
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_ssize_t k = 0;
+        while (i + 2 < n && PyUnicode_READ(kind, data, i) == '%') {
+            int h0 = hex_value(PyUnicode_READ(kind, data, i + 1)),
+                h1 = hex_value(PyUnicode_READ(kind, data, i + 2));
+            if (h0 < 0 || h1 < 0) break;
+            bytes[k++] = (char)(h0 << 4 | h1);
+            i += 3;
+        }
+        if (k == 0) {
+            b.data[b.length++] = PyUnicode_READ(kind, data, i);
+            i++;
+            continue;
+        }
+        PyObject *decoded = PyUnicode_DecodeUTF8(bytes, k, "replace");
+        if (decoded == NULL) goto error;
+        Py_ssize_t m = PyUnicode_GET_LENGTH(decoded);
+        if (ucs4_reserve(&b, m) < 0) {
+            Py_DECREF(decoded);
+            goto error;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) b.data[b.length++] = PyUnicode_READ_CHAR(decoded, j);
+        Py_DECREF(decoded);
+    }
+    PyMem_Free(bytes);
+    return ucs4_finish(&b);
+error:
+    PyMem_Free(bytes);
+    PyMem_Free(b.data);
+    return NULL;
+}
+
+#define URL_DECODE_ROUNDS 3
+
+/* `url_decode`: percent-decode until stable, at most three rounds. */
+static PyObject *url_decode(PyObject *value) {
+    PyObject *current = Py_NewRef(value);
+    for (int round = 0; round < URL_DECODE_ROUNDS; round++) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(current);
+        if (PyUnicode_FindChar(current, '%', 0, n, 1) == -1) break;
+        PyObject *decoded = percent_decode(current);
+        if (decoded == NULL) {
+            Py_DECREF(current);
+            return NULL;
+        }
+        int same = PyUnicode_Compare(decoded, current) == 0;
+        if (same) {
+            Py_DECREF(decoded);
+            break;
+        }
+        Py_SETREF(current, decoded);
+    }
+    return current;
+}
+
+/* `url_decode_uni`: `%uXXXX` (or `%UXXXX`) to its character, then `url_decode`. */
+static PyObject *url_decode_uni(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    int has_u = 0;
+    for (Py_ssize_t i = 0; i + 1 < n; i++) {
+        if (PyUnicode_READ(kind, data, i) == '%') {
+            Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
+            if (u == 'u' || u == 'U') {
+                has_u = 1;
+                break;
+            }
+        }
+    }
+    if (!has_u) return url_decode(value);
+    ucs4_t b = {NULL, 0, 0};
+    if (ucs4_reserve(&b, n) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c == '%' && i + 6 <= n) {
+            Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
+            if (u == 'u' || u == 'U') {
+                int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
+                    h1 = hex_value(PyUnicode_READ(kind, data, i + 3)),
+                    h2 = hex_value(PyUnicode_READ(kind, data, i + 4)),
+                    h3 = hex_value(PyUnicode_READ(kind, data, i + 5));
+                if (h0 >= 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
+                    b.data[b.length++] = (Py_UCS4)(h0 << 12 | h1 << 8 | h2 << 4 | h3);
+                    i += 6;
+                    continue;
+                }
+            }
+        }
+        /* The reference turns every `%U` into `%u` first. */
+        if (c == '%' && i + 1 < n && PyUnicode_READ(kind, data, i + 1) == 'U') {
+            b.data[b.length++] = '%';
+            b.data[b.length++] = 'u';
+            i += 2;
+            continue;
+        }
+        b.data[b.length++] = c;
+        i++;
+    }
+    PyObject *replaced = ucs4_finish(&b);
+    if (replaced == NULL) return NULL;
+    PyObject *out = url_decode(replaced);
+    Py_DECREF(replaced);
+    return out;
+}
+
+/* ---- the whitespace, NUL, comment and command-line transforms on any text ---------- */
+
+/* The same as their ASCII versions above, over code points: whitespace is str.isspace(),
+ * printable str.isprintable(), a digit str.isdigit(). */
+
+static inline int u_space(Py_UCS4 c) { return Py_UNICODE_ISSPACE(c); }
+
+static int u_has_pair(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = 0; i + 1 < n; i++)
+        if (s[i] == a && s[i + 1] == b) return 1;
+    return 0;
+}
+
+static int u_has(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 c) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i] == c) return 1;
+    return 0;
+}
+
+static int u_printable(const Py_UCS4 *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!Py_UNICODE_ISPRINTABLE(s[i])) return 0;
+    return 1;
+}
+
+static Py_ssize_t u_compress(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (u_space(s[i])) {
+            o[k++] = ' ';
+            while (i < n && u_space(s[i])) i++;
+        } else {
+            o[k++] = s[i++];
+        }
+    }
+    return k;
+}
+
+static Py_ssize_t u_find2(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t from, Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = from; i + 1 < n; i++)
+        if (s[i] == a && s[i + 1] == b) return i;
+    return -1;
+}
+
+/* Run transform `id` (one of those above) on any text; NULL with no error set when the value
+ * is returned unchanged by the fast path (the caller returns it). */
+static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    Py_UCS4 *s = PyUnicode_AsUCS4Copy(value);
+    if (s == NULL) return NULL;
+    Py_UCS4 *a = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
+    Py_UCS4 *b = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
+    PyObject *out = NULL;
+    *unchanged = 0;
+    if (a == NULL || b == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t k = 0, m = 0;
+    switch ((transform_id)id) {
+    case T_REMOVE_NULLS:
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (s[i]) b[k++] = s[i];
+        break;
+    case T_COMPRESS_WHITESPACE:
+        if (!u_has_pair(s, n, ' ', ' ') && u_printable(s, n)) {
+            *unchanged = 1;
+            goto done;
+        }
+        k = u_compress(s, n, b);
+        break;
+    case T_REMOVE_WHITESPACE:
+        if (!u_has(s, n, ' ') && u_printable(s, n)) {
+            *unchanged = 1;
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!u_space(s[i])) b[k++] = s[i];
+        break;
+    case T_CMD_LINE:
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = s[i];
+            if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
+            a[m++] = c == ',' ? ' ' : c;
+        }
+        m = u_compress(a, m, b);
+        for (Py_ssize_t i = 0; i < m; i++) {
+            if (b[i] == ' ' && i + 1 < m && b[i + 1] == '/') continue;
+            a[k++] = b[i];
+        }
+        m = k;
+        k = 0;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            if (a[i] == ' ' && i + 1 < m && a[i + 1] == '(') continue;
+            b[k++] = a[i];
+        }
+        break;
+    case T_REMOVE_COMMENTS: {
+        int block = u_has_pair(s, n, '/', '*') || u_has_pair(s, n, '*', '/');
+        if (!block && !u_has_pair(s, n, '-', '-') && !u_has(s, n, '#')) {
+            *unchanged = 1;
+            goto done;
+        }
+        if (block) {
+            Py_ssize_t position = 0;
+            for (;;) {
+                Py_ssize_t start = u_find2(s, n, position, '/', '*');
+                if (start < 0) {
+                    memcpy(a + m, s + position, (size_t)(n - position) * sizeof(Py_UCS4));
+                    m += n - position;
+                    break;
+                }
+                memcpy(a + m, s + position, (size_t)(start - position) * sizeof(Py_UCS4));
+                m += start - position;
+                a[m++] = ' ';
+                if (start + 2 < n && s[start + 2] == '!') {
+                    position = start + 3;
+                    while (position < n && position - start < 9 && Py_UNICODE_ISDIGIT(s[position]))
+                        position++;
+                    continue;
+                }
+                Py_ssize_t end = u_find2(s, n, start + 2, '*', '/');
+                if (end < 0) {
+                    position = n;
+                    continue;
+                }
+                position = end + 2;
+            }
+            for (Py_ssize_t i = 0; i < m;) {
+                if (a[i] == '*' && i + 1 < m && a[i + 1] == '/') {
+                    b[k++] = ' ';
+                    i += 2;
+                } else {
+                    b[k++] = a[i++];
+                }
+            }
+            memcpy(a, b, (size_t)k * sizeof(Py_UCS4));
+            m = k;
+        } else {
+            memcpy(a, s, (size_t)n * sizeof(Py_UCS4));
+            m = n;
+        }
+        k = 0;
+        for (Py_ssize_t i = 0; i < m;) {
+            if (a[i] == '#' || (a[i] == '-' && i + 1 < m && a[i + 1] == '-')) {
+                while (i < m && a[i] != '\n') i++;
+            } else {
+                b[k++] = a[i++];
+            }
+        }
+        break;
+    }
+    default:
+        PyErr_SetString(PyExc_SystemError, "no code-point version of this transform");
+        goto done;
+    }
+    out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b, k);
+done:
+    PyMem_Free(s);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return out;
+}
+
+static PyObject *any_text(int id, PyObject *value) {
+    int unchanged;
+    PyObject *out = unicode_transform(id, value, &unchanged);
+    if (out == NULL && unchanged) return Py_NewRef(value);
+    return out;
+}
+
+/* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by
+ * calling `reference`, the readable implementation. */
+static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
+    int ascii = PyUnicode_IS_ASCII(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    switch ((transform_id)id) {
+    case T_URL_DECODE:
+        if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
+        return url_decode(value);
+    case T_URL_DECODE_UNI:
+        if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
+        return url_decode_uni(value);
+    case T_HTML_ENTITY_DECODE:
+        if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
+        break;
+    case T_JS_DECODE:
+        if (PyUnicode_FindChar(value, '\\', 0, n, 1) == -1) return Py_NewRef(value);
+        return js_decode(value);
+    case T_REMOVE_NULLS:
+        if (PyUnicode_FindChar(value, 0, 0, n, 1) == -1) return Py_NewRef(value);
+        if (ascii) return ascii_remove_nulls(value);
+        return any_text(id, value);
+    case T_BASE64_DECODE:
+        if (n < 4) return Py_NewRef(value);
+        break;
+    case T_NORMALIZE_PATH:
+        if (ascii) {
+            const unsigned char *s = PyUnicode_1BYTE_DATA(value);
+            if (!has_char(s, n, '\\') && !has_pair(s, n, '/', '.') && !has_pair(s, n, '/', '/') &&
+                !(n > 0 && s[0] == '.'))
+                return Py_NewRef(value);
+        }
+        break;
+    case T_LOWERCASE:
+        if (ascii) return ascii_lowercase(value);
+        break;
+    case T_COMPRESS_WHITESPACE:
+        if (ascii) return ascii_compress_whitespace(value);
+        return any_text(id, value);
+    case T_REMOVE_WHITESPACE:
+        if (ascii) return ascii_remove_whitespace(value);
+        return any_text(id, value);
+    case T_REMOVE_COMMENTS:
+        if (ascii) return ascii_remove_comments(value);
+        return any_text(id, value);
+    case T_CMD_LINE:
+        if (ascii) return ascii_cmd_line(value);
+        return any_text(id, value);
+    default:
+        break;
+    }
+    PyObject *out = PyObject_CallOneArg(reference, value);
+    if (out != NULL && !PyUnicode_Check(out)) {
+        PyErr_Format(PyExc_TypeError, "transform %s returned %s, not str", TRANSFORM_NAMES[id],
+                     Py_TYPE(out)->tp_name);
+        Py_CLEAR(out);
+    }
+    return out;
+}
+
+static int transform_by_name(PyObject *name) {
+    const char *text = PyUnicode_AsUTF8(name);
+    if (text == NULL) return -1;
+    for (int i = 0; i < T_COUNT; i++)
+        if (strcmp(text, TRANSFORM_NAMES[i]) == 0) return i;
+    PyErr_Format(PyExc_ValueError, "unknown transform %R", name);
+    return -1;
+}
+
+/* ---- the value scanner -------------------------------------------------------------- */
+
+typedef struct {
+    int prefix;
+    int transform;
+    long triggers;
+    PyObject *reference; /* borrowed from the scanner's `references` tuple */
+} step_t;
+
+typedef struct {
+    uint64_t bit;
+    uint64_t targets;
+    long triggers;
+    int nsteps;
+    step_t steps[MAX_STEPS];
+} chain_t;
+
+#define MAX_SUBSETS 64
+
+/* A database of the patterns of some targets and some chains: a result of a value of those
+ * targets only, made by those chains only, is scanned with it, which costs much less than
+ * the database of every pattern. */
+typedef struct {
+    uint64_t targets;
+    uint64_t chains;
+    hs_database_t *database;
+} subset_t;
+
+typedef struct {
+    PyObject_HEAD
+    hs_database_t *database;
+    int nsubsets;
+    subset_t subsets[MAX_SUBSETS];
+    hs_scratch_t *scratch;
+    Py_ssize_t npatterns;
+    PyObject *owners;     /* tuple of str: each pattern id's key */
+    uint64_t *targets;    /* each pattern id's target mask */
+    uint64_t *chains;     /* each pattern id's chain bits */
+    unsigned int *matched;
+    Py_ssize_t nmatched;
+    int nchains;
+    chain_t *chain;
+    int nprefixes;
+    PyObject **done; /* per prefix id: its result for the value being scanned */
+    PyObject *references; /* keeps the reference transform functions alive */
+    PyObject *features;   /* the reference features function */
+    PyObject *empty;      /* frozenset() */
+    int busy; /* a scan is under way: the scratch space and `done` are in use */
+} ValueScanner;
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *context) {
+    ValueScanner *self = context;
+    (void)from;
+    (void)to;
+    (void)flags;
+    if (self->nmatched < self->npatterns) self->matched[self->nmatched++] = id;
+    return 0;
+}
+
+/* Scan one result for patterns of `targets` and `chains`, adding their keys to the set `*hits`
+ * (created on the first hit). Returns -1 on error. */
+static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, uint64_t chains,
+                       PyObject **hits) {
+    const char *data;
+    Py_ssize_t size;
+    PyObject *encoded = NULL;
+    if (PyUnicode_IS_ASCII(result)) {
+        data = (const char *)PyUnicode_1BYTE_DATA(result);
+        size = PyUnicode_GET_LENGTH(result);
+    } else {
+        encoded = PyUnicode_AsEncodedString(result, "utf-8", "replace");
+        if (encoded == NULL) return -1;
+        data = PyBytes_AS_STRING(encoded);
+        size = PyBytes_GET_SIZE(encoded);
+    }
+    if (size == 0) {
+        Py_XDECREF(encoded);
+        return 0;
+    }
+    if ((uint64_t)size > UINT32_MAX) {
+        Py_XDECREF(encoded);
+        PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
+        return -1;
+    }
+    self->nmatched = 0;
+    hs_database_t *database = self->database;
+    for (int i = 0; i < self->nsubsets; i++) {
+        if (!(targets & ~self->subsets[i].targets) && !(chains & ~self->subsets[i].chains)) {
+            database = self->subsets[i].database;
+            break;
+        }
+    }
+    hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
+                             self);
+    Py_XDECREF(encoded);
+    if (err != HS_SUCCESS) {
+        PyErr_Format(PyExc_RuntimeError, "hs_scan failed with error %d", (int)err);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->nmatched; i++) {
+        unsigned int id = self->matched[i];
+        if (!(self->targets[id] & targets) || !(self->chains[id] & chains)) continue;
+        if (*hits == NULL && (*hits = PySet_New(NULL)) == NULL) return -1;
+        if (PySet_Add(*hits, PyTuple_GET_ITEM(self->owners, id)) < 0) return -1;
+    }
+    return 0;
+}
+
+static void ValueScanner_dealloc(ValueScanner *self) {
+    if (self->scratch) hs_free_scratch(self->scratch);
+    if (self->database) hs_free_database(self->database);
+    for (int i = 0; i < self->nsubsets; i++) hs_free_database(self->subsets[i].database);
+    PyMem_Free(self->targets);
+    PyMem_Free(self->chains);
+    PyMem_Free(self->matched);
+    PyMem_Free(self->chain);
+    PyMem_Free(self->done);
+    Py_XDECREF(self->owners);
+    Py_XDECREF(self->references);
+    Py_XDECREF(self->features);
+    Py_XDECREF(self->empty);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static uint64_t as_u64(PyObject *o) {
+    return (uint64_t)PyLong_AsUnsignedLongLong(o);
+}
+
+static int compile_database(const char **patterns, unsigned int *flags, unsigned int *ids,
+                            unsigned int n, hs_database_t **database) {
+    hs_compile_error_t *error = NULL;
+    hs_error_t err = hs_compile_ext_multi(patterns, flags, ids, NULL, n, HS_MODE_BLOCK, NULL,
+                                          database, &error);
+    if (err == HS_SUCCESS) return 0;
+    /* The expression index is that of `patterns`, which callers keep in pattern id order. */
+    PyObject *exc = Py_BuildValue("(si)", error ? error->message : "compile failed",
+                                  error ? (int)ids[error->expression < 0 ? 0 : error->expression]
+                                        : -1);
+    if (exc != NULL) {
+        PyErr_SetObject(CompileError, exc);
+        Py_DECREF(exc);
+    }
+    hs_free_compile_error(error);
+    *database = NULL;
+    return -1;
+}
+
+/* ValueScanner(expressions, flags, owners, targets, chains, chain_table, features, subsets)
+ *   expressions: list[bytes]; flags, targets, chains: list[int]; owners: list[str];
+ *   chain_table: list of (bit, targets, triggers, steps), steps a list of
+ *   (prefix id, transform name, reference function, trigger features);
+ *   features: the reference `features(value, wanted)`;
+ *   subsets: list of (target mask, chain mask, every pattern id of those targets and chains,
+ *   ascending), the first that holds what a scan needs is used. */
+static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwargs) {
+    PyObject *expressions, *flags, *owners, *targets, *chains, *table, *features, *subsets;
+    static char *kwlist[] = {"expressions", "flags", "owners", "targets", "chains",
+                             "chain_table", "features", "subsets", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!OO!:ValueScanner", kwlist,
+                                     &PyList_Type, &expressions, &PyList_Type, &flags,
+                                     &PyList_Type, &owners, &PyList_Type, &targets, &PyList_Type,
+                                     &chains, &PyList_Type, &table, &features, &PyList_Type,
+                                     &subsets))
+        return -1;
+    if (PyList_GET_SIZE(subsets) > MAX_SUBSETS) {
+        PyErr_Format(PyExc_ValueError, "at most %d subsets", MAX_SUBSETS);
+        return -1;
+    }
+    if (self->database != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ValueScanner is already initialised");
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(expressions);
+    if (n == 0 || PyList_GET_SIZE(flags) != n || PyList_GET_SIZE(owners) != n ||
+        PyList_GET_SIZE(targets) != n || PyList_GET_SIZE(chains) != n) {
+        PyErr_SetString(PyExc_ValueError,
+                        "expressions, flags, owners, targets and chains must be non-empty lists "
+                        "of one length");
+        return -1;
+    }
+    if (PyList_GET_SIZE(table) > MAX_CHAINS) {
+        PyErr_Format(PyExc_ValueError, "%zd transform chains: at most %d are supported",
+                     PyList_GET_SIZE(table), MAX_CHAINS);
+        return -1;
+    }
+    const char **sub_patterns = NULL;
+    unsigned int *sub_flags = NULL, *sub_ids = NULL;
+    const char **patterns = PyMem_Calloc((size_t)n, sizeof(char *));
+    unsigned int *pflags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    unsigned int *ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    self->targets = PyMem_Calloc((size_t)n, sizeof(uint64_t));
+    self->chains = PyMem_Calloc((size_t)n, sizeof(uint64_t));
+    self->matched = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    self->chain = PyMem_Calloc(MAX_CHAINS, sizeof(chain_t));
+    int ok = 0;
+    if (!patterns || !pflags || !ids || !self->targets || !self->chains || !self->matched ||
+        !self->chain) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    self->npatterns = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(expressions, i);
+        if (!PyBytes_Check(e)) {
+            PyErr_SetString(PyExc_TypeError, "expressions must be bytes");
+            goto done;
+        }
+        patterns[i] = PyBytes_AS_STRING(e);
+        pflags[i] = (unsigned int)PyLong_AsUnsignedLong(PyList_GET_ITEM(flags, i));
+        ids[i] = (unsigned int)i;
+        self->targets[i] = as_u64(PyList_GET_ITEM(targets, i));
+        self->chains[i] = as_u64(PyList_GET_ITEM(chains, i));
+        if (!PyUnicode_Check(PyList_GET_ITEM(owners, i))) {
+            PyErr_SetString(PyExc_TypeError, "owners must be str");
+            goto done;
+        }
+    }
+    if (PyErr_Occurred()) goto done;
+    self->owners = PyList_AsTuple(owners);
+    self->references = PyList_New(0);
+    if (self->owners == NULL || self->references == NULL) goto done;
+    self->nchains = (int)PyList_GET_SIZE(table);
+    int nprefixes = 0;
+    for (int c = 0; c < self->nchains; c++) {
+        PyObject *row = PyList_GET_ITEM(table, c), *steps;
+        chain_t *chain = &self->chain[c];
+        unsigned long long bit, ctargets;
+        if (!PyArg_ParseTuple(row, "KKlO!", &bit, &ctargets, &chain->triggers, &PyList_Type,
+                              &steps))
+            goto done;
+        chain->bit = bit;
+        chain->targets = ctargets;
+        if (PyList_GET_SIZE(steps) > MAX_STEPS) {
+            PyErr_Format(PyExc_ValueError, "a transform chain of %zd steps: at most %d",
+                         PyList_GET_SIZE(steps), MAX_STEPS);
+            goto done;
+        }
+        chain->nsteps = (int)PyList_GET_SIZE(steps);
+        for (int s = 0; s < chain->nsteps; s++) {
+            step_t *step = &chain->steps[s];
+            PyObject *name, *reference;
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(steps, s), "iUOl", &step->prefix, &name,
+                                  &reference, &step->triggers))
+                goto done;
+            if ((step->transform = transform_by_name(name)) < 0) goto done;
+            if (!PyCallable_Check(reference)) {
+                PyErr_SetString(PyExc_TypeError, "a step's reference transform is not callable");
+                goto done;
+            }
+            if (PyList_Append(self->references, reference) < 0) goto done;
+            step->reference = reference;
+            if (step->prefix < 0) {
+                PyErr_SetString(PyExc_ValueError, "negative prefix id");
+                goto done;
+            }
+            if (step->prefix >= nprefixes) nprefixes = step->prefix + 1;
+        }
+    }
+    self->nprefixes = nprefixes;
+    self->done = PyMem_Calloc((size_t)nprefixes + 1, sizeof(PyObject *));
+    if (self->done == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    self->features = Py_NewRef(features);
+    if ((self->empty = PyFrozenSet_New(NULL)) == NULL) goto done;
+    if (compile_database(patterns, pflags, ids, (unsigned int)n, &self->database) < 0) goto done;
+    if (hs_alloc_scratch(self->database, &self->scratch) != HS_SUCCESS) {
+        PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
+        goto done;
+    }
+    sub_patterns = PyMem_Calloc((size_t)n, sizeof(char *));
+    sub_flags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    sub_ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
+    if (!sub_patterns || !sub_flags || !sub_ids) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subsets); i++) {
+        unsigned long long mask, chain_mask;
+        PyObject *members;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(subsets, i), "KKO!", &mask, &chain_mask,
+                              &PyList_Type, &members))
+            goto done;
+        Py_ssize_t m = PyList_GET_SIZE(members);
+        if (m == 0 || m > n) {
+            PyErr_SetString(PyExc_ValueError, "a subset holds between 1 and every pattern");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            Py_ssize_t id = PyLong_AsSsize_t(PyList_GET_ITEM(members, j));
+            if (id < 0 || id >= n) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a subset's pattern id is out of range");
+                goto done;
+            }
+            if (!(self->targets[id] & mask) || !(self->chains[id] & chain_mask)) {
+                PyErr_SetString(PyExc_ValueError,
+                                "a subset holds a pattern of other targets or chains");
+                goto done;
+            }
+            sub_patterns[j] = patterns[id];
+            sub_flags[j] = pflags[id];
+            sub_ids[j] = (unsigned int)id;
+        }
+        /* Every pattern of the subset's targets must be in it, or a hit would be lost. */
+        Py_ssize_t expected = 0;
+        for (Py_ssize_t id = 0; id < n; id++)
+            if ((self->targets[id] & mask) && (self->chains[id] & chain_mask)) expected++;
+        if (expected != m) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a subset leaves out patterns of its targets and chains");
+            goto done;
+        }
+        subset_t *subset = &self->subsets[self->nsubsets];
+        if (compile_database(sub_patterns, sub_flags, sub_ids, (unsigned int)m,
+                             &subset->database) < 0)
+            goto done;
+        subset->targets = mask;
+        subset->chains = chain_mask;
+        self->nsubsets++;
+        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS) {
+            PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
+            goto done;
+        }
+    }
+    ok = 1;
+done:
+    PyMem_Free(patterns);
+    PyMem_Free(pflags);
+    PyMem_Free(ids);
+    PyMem_Free(sub_patterns);
+    PyMem_Free(sub_flags);
+    PyMem_Free(sub_ids);
+    return ok ? 0 : -1;
+}
+
+typedef struct {
+    PyObject *result;
+    uint64_t chains;
+} found_t;
+
+typedef struct {
+    int transform;
+    PyObject *input;
+    PyObject *output;
+} applied_t;
+
+/* A long value's chains often reach one transform with equal inputs by different prefixes:
+ * above this many characters each transform runs once per distinct input. */
+#define SHARED_TRANSFORM_MIN 1024
+
+static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan_value(value: str, targets: int)");
+        return NULL;
+    }
+    PyObject *value = args[0];
+    uint64_t targets = as_u64(args[1]);
+    if (targets == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    long wanted = 0;
+    for (int c = 0; c < self->nchains; c++)
+        if (self->chain[c].targets & targets) wanted |= self->chain[c].triggers;
+    long present = value_features(value, wanted, self->features);
+    if (present == -1 && PyErr_Occurred()) return NULL;
+    found_t results[MAX_CHAINS + 1];
+    int nresults = 0;
+    uint64_t unchanged = 0;
+    int triggered = 0;
+    for (int c = 0; c < self->nchains; c++) {
+        chain_t *chain = &self->chain[c];
+        if (!(chain->targets & targets)) continue;
+        if (chain->triggers & present) triggered = 1;
+        else unchanged |= chain->bit;
+    }
+    PyObject *hits = NULL, *out = NULL;
+    Py_ssize_t chars = 0;
+    int nprefixes = self->nprefixes;
+    applied_t *applied = NULL;
+    int napplied = 0;
+    if (unchanged) results[nresults++] = (found_t){Py_NewRef(value), unchanged};
+    if (triggered) {
+        memset(self->done, 0, sizeof(PyObject *) * (size_t)(nprefixes + 1));
+        if (PyUnicode_GET_LENGTH(value) > SHARED_TRANSFORM_MIN) {
+            applied = PyMem_Calloc(MAX_CHAINS * MAX_STEPS, sizeof(applied_t));
+            if (applied == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+        }
+        for (int c = 0; c < self->nchains; c++) {
+            chain_t *chain = &self->chain[c];
+            if (!(chain->targets & targets) || !(chain->triggers & present)) continue;
+            int first = 0;
+            while (!(chain->steps[first].triggers & present)) first++;
+            PyObject *current = Py_NewRef(value);
+            for (int s = first; s < chain->nsteps; s++) {
+                step_t *step = &chain->steps[s];
+                PyObject *known = self->done[step->prefix];
+                if (known != NULL) {
+                    Py_SETREF(current, Py_NewRef(known));
+                    continue;
+                }
+                PyObject *next = NULL;
+                if (applied != NULL) {
+                    for (int a = 0; a < napplied; a++) {
+                        if (applied[a].transform != step->transform) continue;
+                        int same = applied[a].input == current;
+                        if (!same) {
+                            same = PyUnicode_Compare(applied[a].input, current) == 0;
+                            if (PyErr_Occurred()) goto chain_error;
+                        }
+                        if (same) {
+                            next = Py_NewRef(applied[a].output);
+                            break;
+                        }
+                    }
+                }
+                if (next == NULL) {
+                    next = apply_transform(step->transform, current, step->reference);
+                    if (next == NULL) goto chain_error;
+                    if (applied != NULL && napplied < MAX_CHAINS * MAX_STEPS) {
+                        applied[napplied++] = (applied_t){step->transform, Py_NewRef(current),
+                                                          Py_NewRef(next)};
+                    }
+                }
+                Py_SETREF(current, next);
+                self->done[step->prefix] = Py_NewRef(current);
+            }
+            int r = 0;
+            for (; r < nresults; r++) {
+                if (results[r].result == current) break;
+                int cmp = PyUnicode_Compare(results[r].result, current);
+                if (cmp == -1 && PyErr_Occurred()) goto chain_error;
+                if (cmp == 0) break;
+            }
+            if (r == nresults) {
+                results[nresults++] = (found_t){current, chain->bit};
+            } else {
+                results[r].chains |= chain->bit;
+                Py_DECREF(current);
+            }
+            continue;
+        chain_error:
+            Py_DECREF(current);
+            goto error;
+        }
+    }
+    for (int r = 0; r < nresults; r++) {
+        chars += PyUnicode_GET_LENGTH(results[r].result);
+        if (scan_result(self, results[r].result, targets, results[r].chains, &hits) < 0)
+            goto error;
+    }
+    if (hits != NULL) {
+        PyObject *frozen = PyFrozenSet_New(hits);
+        if (frozen == NULL) goto error;
+        Py_SETREF(hits, frozen);
+    }
+    out = Py_BuildValue("(On)", hits ? hits : self->empty, chars);
+error:
+    Py_XDECREF(hits);
+    for (int r = 0; r < nresults; r++) Py_DECREF(results[r].result);
+    if (triggered)
+        for (int p = 0; p <= nprefixes; p++) Py_CLEAR(self->done[p]);
+    if (applied != NULL) {
+        for (int a = 0; a < napplied; a++) {
+            Py_DECREF(applied[a].input);
+            Py_DECREF(applied[a].output);
+        }
+        PyMem_Free(applied);
+    }
+    return out;
+}
+
+static PyObject *nfkc_normalize; /* unicodedata.normalize */
+static PyObject *NFKC;
+
+/* The hits and characters of a value not seen before: as written, and for a value that is not
+ * ASCII, also in its NFKC form when that differs. Returns a new (hits, chars) tuple. */
+static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
+    PyObject *args[2] = {value, targets};
+    PyObject *found = scan_value_impl(self, args, 2);
+    if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
+    PyObject *folded = PyObject_CallFunctionObjArgs(nfkc_normalize, NFKC, value, NULL);
+    if (folded == NULL) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    int same = PyUnicode_Compare(folded, value) == 0;
+    if (!same && !PyErr_Occurred()) {
+        args[0] = folded;
+        PyObject *more = scan_value_impl(self, args, 2);
+        if (more == NULL) {
+            Py_DECREF(folded);
+            Py_DECREF(found);
+            return NULL;
+        }
+        PyObject *hits = PyNumber_Or(PyTuple_GET_ITEM(found, 0), PyTuple_GET_ITEM(more, 0));
+        Py_ssize_t chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(found, 1)) +
+                           PyLong_AsSsize_t(PyTuple_GET_ITEM(more, 1));
+        Py_DECREF(more);
+        Py_DECREF(found);
+        found = hits == NULL ? NULL : Py_BuildValue("(Nn)", hits, chars);
+    }
+    Py_DECREF(folded);
+    if (PyErr_Occurred()) Py_CLEAR(found);
+    return found;
+}
+
+/* scan_sources(sources, memo, room_values, room_chars)
+ *   -> (hits, values, chars, stopped, fresh)
+ * Each (value, targets) of `sources` in order: its (hits, values, chars) from `memo` (keyed by
+ * (value, targets), entries (known, cost)), or scanned as a fresh value (then listed in
+ * `fresh` as (value, targets, hits, chars)). Stops before the first value whose work does not
+ * fit the room left, which `stopped` gives as (values, chars); else `stopped` is None. */
+static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
+                                   Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_sources(sources: dict, memo: dict, room_values, room_chars)");
+        return NULL;
+    }
+    PyObject *sources = args[0], *memo = args[1];
+    Py_ssize_t room_values = PyLong_AsSsize_t(args[2]), room_chars = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *hits = PySet_New(NULL), *fresh = PyList_New(0), *stopped = NULL, *out = NULL;
+    if (hits == NULL || fresh == NULL) goto done;
+    Py_ssize_t values = 0, chars = 0, position = 0;
+    PyObject *value, *targets;
+    while (PyDict_Next(sources, &position, &value, &targets)) {
+        if (!PyUnicode_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "sources must map str to int");
+            goto done;
+        }
+        if (PyUnicode_GET_LENGTH(value) == 0) continue;
+        PyObject *key = PyTuple_Pack(2, value, targets);
+        if (key == NULL) goto done;
+        PyObject *entry = PyDict_GetItemWithError(memo, key); /* borrowed */
+        Py_DECREF(key);
+        PyObject *found_hits;
+        Py_ssize_t found_values, found_chars;
+        PyObject *scanned = NULL;
+        if (entry != NULL) {
+            PyObject *known = PyTuple_GET_ITEM(entry, 0);
+            found_hits = PyTuple_GET_ITEM(known, 0);
+            found_values = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 1));
+            found_chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 2));
+        } else {
+            if (PyErr_Occurred()) goto done;
+            scanned = fresh_value(self, value, targets);
+            if (scanned == NULL) goto done;
+            found_hits = PyTuple_GET_ITEM(scanned, 0);
+            found_values = 1;
+            found_chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1));
+            PyObject *row = PyTuple_Pack(4, value, targets, found_hits, PyTuple_GET_ITEM(scanned, 1));
+            if (row == NULL || PyList_Append(fresh, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(scanned);
+                goto done;
+            }
+            Py_DECREF(row);
+        }
+        if (values + found_values > room_values || chars + found_chars > room_chars) {
+            stopped = Py_BuildValue("(nn)", found_values, found_chars);
+            Py_XDECREF(scanned);
+            if (stopped == NULL) goto done;
+            break;
+        }
+        values += found_values;
+        chars += found_chars;
+        int err = 0;
+        if (PySet_GET_SIZE(found_hits)) {
+            PyObject *iterator = PyObject_GetIter(found_hits), *item;
+            if (iterator == NULL) err = -1;
+            while (err == 0 && (item = PyIter_Next(iterator)) != NULL) {
+                err = PySet_Add(hits, item);
+                Py_DECREF(item);
+            }
+            Py_XDECREF(iterator);
+            if (PyErr_Occurred()) err = -1;
+        }
+        Py_XDECREF(scanned);
+        if (err < 0) goto done;
+    }
+    out = Py_BuildValue("(OnnOO)", hits, values, chars, stopped ? stopped : Py_None, fresh);
+done:
+    Py_XDECREF(hits);
+    Py_XDECREF(fresh);
+    Py_XDECREF(stopped);
+    return out;
+}
+
+/* The scratch space, the matched ids and `done` belong to the scan under way: a second scan
+ * entering meanwhile (another thread, while a Python transform runs) is refused. */
+static int enter(ValueScanner *self) {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a ValueScanner scans one thing at a time: give each thread its own");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
+static PyObject *ValueScanner_scan_value(ValueScanner *self, PyObject *const *args,
+                                         Py_ssize_t nargs) {
+    if (enter(self) < 0) return NULL;
+    PyObject *out = scan_value_impl(self, args, nargs);
+    self->busy = 0;
+    return out;
+}
+
+static PyObject *ValueScanner_scan_sources(ValueScanner *self, PyObject *const *args,
+                                           Py_ssize_t nargs) {
+    if (enter(self) < 0) return NULL;
+    PyObject *out = scan_sources_impl(self, args, nargs);
+    self->busy = 0;
+    return out;
+}
+
+static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan(result: str, targets: int, chains: int)");
+        return NULL;
+    }
+    uint64_t targets = as_u64(args[1]), chains = as_u64(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *hits = NULL;
+    if (enter(self) < 0) return NULL;
+    int err = scan_result(self, args[0], targets, chains, &hits);
+    self->busy = 0;
+    if (err < 0) {
+        Py_XDECREF(hits);
+        return NULL;
+    }
+    if (hits == NULL) return Py_NewRef(self->empty);
+    PyObject *frozen = PyFrozenSet_New(hits);
+    Py_DECREF(hits);
+    return frozen;
+}
+
+static PyMethodDef ValueScanner_methods[] = {
+    {"scan_value", (PyCFunction)(void (*)(void))ValueScanner_scan_value, METH_FASTCALL,
+     "scan_value(value, targets) -> (hits, chars): the keys hit by `value` as a value of "
+     "`targets`, and the characters scanned."},
+    {"scan_sources", (PyCFunction)(void (*)(void))ValueScanner_scan_sources, METH_FASTCALL,
+     "scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stopped, "
+     "fresh): the values of `sources` in order, remembered in `memo` or scanned, within the "
+     "room left."},
+    {"scan", (PyCFunction)(void (*)(void))ValueScanner_scan, METH_FASTCALL,
+     "scan(result, targets, chains) -> hits: the keys of the patterns of `targets` and `chains` "
+     "matching `result` as it is."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ValueScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "failsmall.engine._native.ValueScanner",
+    .tp_basicsize = sizeof(ValueScanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Signature patterns compiled with libhs, with the transform chains of their "
+              "matches: scans values the way the reference value scanner does.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ValueScanner_init,
+    .tp_dealloc = (destructor)ValueScanner_dealloc,
+    .tp_methods = ValueScanner_methods,
+};
+
+/* ---- module functions (the same code the scanner runs, for tests) ---------------------- */
+
+static PyObject *native_features(PyObject *module, PyObject *args) {
+    PyObject *value, *reference;
+    long wanted;
+    if (!PyArg_ParseTuple(args, "UlO:features", &value, &wanted, &reference)) return NULL;
+    long found = value_features(value, wanted, reference);
+    if (found == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(found);
+}
+
+static PyObject *native_transform(PyObject *module, PyObject *args) {
+    PyObject *name, *value, *reference;
+    if (!PyArg_ParseTuple(args, "UUO:transform", &name, &value, &reference)) return NULL;
+    int id = transform_by_name(name);
+    if (id < 0) return NULL;
+    return apply_transform(id, value, reference);
+}
+
+/* ---- JSON documents to fields ----------------------------------------------------- */
+
+typedef enum { FLAT_OK = 0, FLAT_TOO_MANY = 1, FLAT_TOO_DEEP = 2, FLAT_ERROR = -1 } flat_status;
+
+typedef struct {
+    PyObject *out;    /* list of (path, value) */
+    Py_ssize_t max_values;
+    int max_depth;
+    PyObject *dumps;  /* json.dumps, for a scalar of a type json.loads does not make */
+    PyObject *dot;
+    PyObject *empty;
+} flat_t;
+
+static PyObject *json_scalar(flat_t *f, PyObject *value) {
+    if (PyUnicode_Check(value)) return Py_NewRef(value);
+    if (value == Py_True) return PyUnicode_FromString("true");
+    if (value == Py_False) return PyUnicode_FromString("false");
+    if (value == Py_None) return PyUnicode_FromString("null");
+    if (PyLong_CheckExact(value)) return PyLong_Type.tp_repr(value);
+    if (PyFloat_CheckExact(value)) {
+        double d = PyFloat_AS_DOUBLE(value);
+        if (d != d) return PyUnicode_FromString("NaN");
+        if (d == Py_HUGE_VAL) return PyUnicode_FromString("Infinity");
+        if (d == -Py_HUGE_VAL) return PyUnicode_FromString("-Infinity");
+        return PyFloat_Type.tp_repr(value);
+    }
+    return PyObject_CallOneArg(f->dumps, value);
+}
+
+static flat_status flat_append(flat_t *f, PyObject *path, PyObject *value) {
+    if (PyList_GET_SIZE(f->out) >= f->max_values) return FLAT_TOO_MANY;
+    PyObject *pair = PyTuple_Pack(2, path, value);
+    if (pair == NULL) return FLAT_ERROR;
+    int err = PyList_Append(f->out, pair);
+    Py_DECREF(pair);
+    return err < 0 ? FLAT_ERROR : FLAT_OK;
+}
+
+static flat_status flatten(flat_t *f, PyObject *node, PyObject *path, int depth);
+
+static flat_status flatten_child(flat_t *f, int in_dict, PyObject *path, PyObject *key,
+                                 PyObject *value, int depth) {
+    PyObject *child;
+    if (PyUnicode_GET_LENGTH(path)) {
+        PyObject *head = PyUnicode_Concat(path, f->dot);
+        if (head == NULL) return FLAT_ERROR;
+        PyObject *text = PyObject_Str(key);
+        if (text == NULL) {
+            Py_DECREF(head);
+            return FLAT_ERROR;
+        }
+        child = PyUnicode_Concat(head, text);
+        Py_DECREF(head);
+        Py_DECREF(text);
+    } else {
+        child = PyObject_Str(key);
+    }
+    if (child == NULL) return FLAT_ERROR;
+    flat_status status;
+    if (PyDict_Check(value) || PyList_Check(value)) {
+        status = in_dict ? flat_append(f, child, f->empty) : FLAT_OK;
+        if (status == FLAT_OK) status = flatten(f, value, child, depth + 1);
+    } else {
+        PyObject *scalar = json_scalar(f, value);
+        if (scalar == NULL) {
+            status = FLAT_ERROR;
+        } else {
+            if (!PyUnicode_Check(scalar)) {
+                PyErr_SetString(PyExc_TypeError, "json.dumps returned something else than str");
+                status = FLAT_ERROR;
+            } else {
+                status = flat_append(f, child, scalar);
+            }
+            Py_DECREF(scalar);
+        }
+    }
+    Py_DECREF(child);
+    return status;
+}
+
+static flat_status flatten(flat_t *f, PyObject *node, PyObject *path, int depth) {
+    if (PyDict_Check(node)) {
+        if (depth >= f->max_depth) return FLAT_TOO_DEEP;
+        PyObject *key, *value;
+        Py_ssize_t position = 0;
+        while (PyDict_Next(node, &position, &key, &value)) {
+            Py_INCREF(key);
+            Py_INCREF(value);
+            flat_status status = flatten_child(f, 1, path, key, value, depth);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (status != FLAT_OK) return status;
+        }
+        return FLAT_OK;
+    }
+    if (PyList_Check(node)) {
+        if (depth >= f->max_depth) return FLAT_TOO_DEEP;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(node); i++) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL) return FLAT_ERROR;
+            PyObject *value = Py_NewRef(PyList_GET_ITEM(node, i));
+            flat_status status = flatten_child(f, 0, path, index, value, depth);
+            Py_DECREF(index);
+            Py_DECREF(value);
+            if (status != FLAT_OK) return status;
+        }
+        return FLAT_OK;
+    }
+    PyObject *scalar = json_scalar(f, node);
+    if (scalar == NULL) return FLAT_ERROR;
+    flat_status status = flat_append(f, path, scalar);
+    Py_DECREF(scalar);
+    return status;
+}
+
+static PyObject *native_flatten_json(PyObject *module, PyObject *args) {
+    PyObject *document, *dumps;
+    Py_ssize_t max_values;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "OniO:flatten_json", &document, &max_values, &max_depth, &dumps))
+        return NULL;
+    flat_t f = {PyList_New(0), max_values, max_depth, dumps, PyUnicode_FromString("."),
+                PyUnicode_FromString("")};
+    PyObject *result = NULL;
+    if (f.out != NULL && f.dot != NULL && f.empty != NULL) {
+        flat_status status = flatten(&f, document, f.empty, 0);
+        if (status != FLAT_ERROR) result = Py_BuildValue("(Oi)", f.out, (int)status);
+    }
+    Py_XDECREF(f.out);
+    Py_XDECREF(f.dot);
+    Py_XDECREF(f.empty);
+    return result;
+}
+
+/* add_fields(sources, fields, names, values): for each (name, value) of `fields` in order,
+ * `sources[name] |= names` and `sources[value] |= values` (a new key starts at 0). */
+static PyObject *native_add_fields(PyObject *module, PyObject *args) {
+    PyObject *sources, *fields, *names, *values;
+    if (!PyArg_ParseTuple(args, "O!OO!O!:add_fields", &PyDict_Type, &sources, &fields,
+                          &PyLong_Type, &names, &PyLong_Type, &values))
+        return NULL;
+    PyObject *sequence = PySequence_Fast(fields, "fields must be a sequence of pairs");
+    if (sequence == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    PyObject **items = PySequence_Fast_ITEMS(sequence);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "fields must be a sequence of (name, value) pairs");
+            goto error;
+        }
+        for (int side = 0; side < 2; side++) {
+            PyObject *key = PyTuple_GET_ITEM(pair, side), *bit = side ? values : names;
+            PyObject *old = PyDict_GetItemWithError(sources, key);
+            PyObject *mask;
+            if (old == NULL) {
+                if (PyErr_Occurred()) goto error;
+                mask = Py_NewRef(bit);
+            } else {
+                mask = PyNumber_Or(old, bit);
+                if (mask == NULL) goto error;
+            }
+            int err = PyDict_SetItem(sources, key, mask);
+            Py_DECREF(mask);
+            if (err < 0) goto error;
+        }
+    }
+    Py_DECREF(sequence);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(sequence);
+    return NULL;
+}
+
+static PyMethodDef native_methods[] = {
+    {"features", native_features, METH_VARARGS,
+     "features(value, wanted, reference) -> int: the trigger features of `value` among "
+     "`wanted`, asking `reference` where C does not decide."},
+    {"add_fields", native_add_fields, METH_VARARGS,
+     "add_fields(sources, fields, names, values): or each field's name and value into "
+     "`sources` with the bit of names or of values, in order."},
+    {"flatten_json", native_flatten_json, METH_VARARGS,
+     "flatten_json(document, max_values, max_depth, dumps) -> (fields, status): the leaves of a "
+     "parsed JSON document (and each object key, with an empty value) as dotted paths, depth "
+     "first in document order; status 0, or 1 past max_values, 2 past max_depth."},
+    {"transform", native_transform, METH_VARARGS,
+     "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
+     "`reference` where C does not decide."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "_native",
+    "The WAF's per-value work in C (JSON fields, libhs scans, features, transforms).", -1,
+    native_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&ValueScannerType) < 0) return NULL;
+    PyObject *unicodedata = PyImport_ImportModule("unicodedata");
+    if (unicodedata == NULL) return NULL;
+    nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");
+    Py_DECREF(unicodedata);
+    if (nfkc_normalize == NULL || (NFKC = PyUnicode_InternFromString("NFKC")) == NULL)
+        return NULL;
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) return NULL;
+    CompileError = PyErr_NewException("failsmall.engine._native.CompileError",
+                                      PyExc_ValueError, NULL);
+    if (CompileError == NULL || PyModule_AddObjectRef(module, "CompileError", CompileError) < 0 ||
+        PyModule_AddObjectRef(module, "ValueScanner", (PyObject *)&ValueScannerType) < 0 ||
+        PyModule_AddStringConstant(module, "HS_VERSION", hs_version()) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_CASELESS", HS_FLAG_CASELESS) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_DOTALL", HS_FLAG_DOTALL) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_SINGLEMATCH", HS_FLAG_SINGLEMATCH) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_UTF8", HS_FLAG_UTF8) < 0 ||
+        PyModule_AddIntConstant(module, "HS_FLAG_UCP", HS_FLAG_UCP) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,91 @@
+"""The value scanner the engine runs: the compiled `failsmall.engine._native`, linked to libhs.
+
+`NativeValueScanner` scans a value of some targets the way `reference.ReferenceValueScanner`
+does (features, triggered transform chains, one hyperscan scan per distinct result), in C. The
+extension is built by `pip install` from `setup.py`; there is no fallback to the Python path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from failsmall.engine.native import extension as _native
+from failsmall.engine.signatures.compiled import Chain, Pattern, SignatureCompileError
+from failsmall.engine.signatures.transforms import TRANSFORMS, TRIGGERS, features
+
+NativeValueScanner = _native.ValueScanner
+HS_VERSION = _native.HS_VERSION
+#: A target or a chain whose patterns are at most this share of all gets a database of its own:
+#: its values (the body text, the URI, the query string) or the results it makes (a lowercased
+#: or base64-decoded value) are scanned with a few patterns, not with all.
+SUBSET_SHARE = 1 / 8
+
+
+def native_value_scanner(
+    chains: Sequence[Chain], patterns: Sequence[Pattern]
+) -> _native.ValueScanner:
+    """Compile `patterns` with libhs, with `chains`; raise `SignatureCompileError` naming every
+    pattern libhs refuses."""
+    try:
+        return _build(chains, patterns)
+    except _native.CompileError as exc:
+        problems = [problem for problem in map(_check, patterns) if problem]
+        raise SignatureCompileError(problems or [str(exc)]) from exc
+
+
+def _build(chains: Sequence[Chain], patterns: Sequence[Pattern]) -> _native.ValueScanner:
+    table = [
+        (
+            chain.bit,
+            chain.targets,
+            chain.triggers,
+            [
+                (prefix, transform.value, TRANSFORMS[transform], TRIGGERS[transform])
+                for (prefix, _), transform in zip(chain.steps, chain.transforms, strict=True)
+            ],
+        )
+        for chain in chains
+    ]
+    return _native.ValueScanner(
+        [p.expression for p in patterns],
+        [p.flags for p in patterns],
+        [p.key for p in patterns],
+        [p.targets for p in patterns],
+        [p.chain for p in patterns],
+        table,
+        features,
+        _subsets(patterns),
+    )
+
+
+def _subsets(patterns: Sequence[Pattern]) -> list[tuple[int, int, list[int]]]:
+    """Each target and each chain with few patterns (as its target mask, its chain mask and the
+    ids of every pattern of it), smallest first: a scan uses the first that holds every pattern
+    of the value's targets and of the result's chains."""
+    every = (1 << 64) - 1
+    subsets: list[tuple[int, int, list[int]]] = []
+    for bit in _bits(patterns, "targets"):
+        ids = [i for i, p in enumerate(patterns) if p.targets & bit]
+        subsets.append((bit, every, ids))
+    for bit in _bits(patterns, "chain"):
+        ids = [i for i, p in enumerate(patterns) if p.chain & bit]
+        subsets.append((every, bit, ids))
+    few = [s for s in subsets if len(s[2]) <= SUBSET_SHARE * len(patterns)]
+    return sorted(few, key=lambda s: len(s[2]))
+
+
+def _bits(patterns: Sequence[Pattern], field: str) -> list[int]:
+    """The distinct bits of the masks `field` of `patterns`."""
+    mask = 0
+    for pattern in patterns:
+        mask |= getattr(pattern, field)
+    return [1 << i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
+def _check(pattern: Pattern) -> str:
+    """'' when libhs compiles `pattern` on its own, else a problem naming it."""
+    try:
+        _build([], [pattern])
+    except _native.CompileError as exc:
+        return f"rule {pattern.key} pattern {pattern.index}: {exc.args[0]}"
+    return ""

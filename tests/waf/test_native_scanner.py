@@ -1,0 +1,257 @@
+"""The compiled value scanner gives exactly what the readable reference gives: features,
+transforms, scans of values of every target mask, and whole requests with their counted work
+and the limit they reach, on random inputs (non-ASCII, NFKC forms, escapes, percent and HTML
+entities, comments, long values)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from failsmall.engine import _native
+from failsmall.engine.body import Flattened, flatten_json_reference
+from failsmall.engine.native import flatten_json
+from failsmall.engine.request import Request, RequestView
+from failsmall.engine.signatures import SignatureScanner
+from failsmall.engine.signatures.compiled import compile_matches
+from failsmall.engine.signatures.native import HS_VERSION, native_value_scanner
+from failsmall.engine.signatures.reference import ReferenceValueScanner
+from failsmall.engine.signatures.targets import TARGET_BIT
+from failsmall.engine.signatures.transforms import ALL_FEATURES, AMPERSAND, TRANSFORMS, features
+from failsmall.model.rules import Target, Transform
+from failsmall.model.traffic import Limits
+from tests.waf.test_scanner_fast_paths import FRAGMENTS, MANAGED_MATCHES
+
+MORE_FRAGMENTS = [
+    *FRAGMENTS,
+    "&amp",
+    "&para",
+    "&#60",
+    "&#x;",
+    "&TAB;",
+    "&newline;",
+    "%3c",
+    "%e2%80%8b",
+    "%ff",
+    "%%",
+    "%U0041",
+    "\\\\",
+    "\\'",
+    '\\"',
+    "\\101",
+    "\\x41",
+    "\\u00e9",
+    "\\uD83D",
+    "\\x4",
+    "\\8",
+    "\\777",
+    "%u00e9",
+    "%uD83D",
+    "%u004",
+    "%2",
+    "%252541",
+    "%C3",
+    "%A9",
+    "/*!50000",
+    "*",
+    "!",
+    "\n",
+    "\r",
+    "\x0b",
+    "\x1c",
+    "\x7f",
+    "\x01",
+    "ＳＥＬＥＣＴ",
+    "ﬁ",
+    "①",
+    "İ",
+    "ß",
+    "\u2028",
+    "\u00a0",
+    "\u3000",
+    "\u0660",
+    "/*!٣",
+    "\ud800",
+    "😀",
+    "Q2FsbA==",
+    "-_",
+    "===",
+    "(",
+    "cat /etc",
+    " /",
+    " (",
+]
+fragments = st.lists(st.sampled_from(MORE_FRAGMENTS), max_size=12).map("".join)
+#: Values made of fragments, any text, or a long repetition (over the 1,024 characters past
+#: which chains share transform results by input).
+values = st.one_of(
+    fragments,
+    st.text(max_size=30),
+    st.tuples(fragments, st.integers(min_value=40, max_value=300)).map(lambda p: p[0] * p[1]),
+)
+wanted_masks = st.one_of(st.just(ALL_FEATURES), st.integers(min_value=0, max_value=ALL_FEATURES))
+target_masks = st.sets(st.sampled_from(list(Target)), min_size=1).map(
+    lambda targets: functools.reduce(lambda mask, t: mask | TARGET_BIT[t], targets, 0)
+)
+
+
+@functools.cache
+def scanners() -> tuple[_native.ValueScanner, ReferenceValueScanner]:
+    chains, patterns = compile_matches(MANAGED_MATCHES)
+    return native_value_scanner(chains, patterns), ReferenceValueScanner(chains, patterns)
+
+
+def test_the_extension_links_the_hyperscan_library() -> None:
+    assert HS_VERSION.split(".")[0] == "5"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=values, wanted=wanted_masks)
+def test_features_are_the_references(value: str, wanted: int) -> None:
+    assert _native.features(value, wanted, features) == features(value, wanted)
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=values, transform=st.sampled_from(list(Transform)))
+def test_each_transform_is_the_references(value: str, transform: Transform) -> None:
+    reference = TRANSFORMS[transform]
+    assert _native.transform(transform.value, value, reference) == reference(value)
+
+
+@settings(max_examples=2500, deadline=None)
+@given(
+    value=values,
+    transform=st.sampled_from(
+        [
+            Transform.URL_DECODE,
+            Transform.URL_DECODE_UNI,
+            Transform.JS_DECODE,
+            Transform.CMD_LINE,
+            Transform.COMPRESS_WHITESPACE,
+            Transform.REMOVE_WHITESPACE,
+            Transform.REMOVE_COMMENTS,
+            Transform.REMOVE_NULLS,
+            Transform.LOWERCASE,
+        ]
+    ),
+)
+def test_each_transform_done_in_c_is_the_references(value: str, transform: Transform) -> None:
+    reference = TRANSFORMS[transform]
+    assert _native.transform(transform.value, value, reference) == reference(value)
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=values, targets=target_masks)
+def test_a_value_scans_to_the_references_hits_and_characters(value: str, targets: int) -> None:
+    native, reference = scanners()
+    assert native.scan_value(value, targets) == reference.scan_value(value, targets)
+    folded = unicodedata.normalize("NFKC", value)
+    assert native.scan_value(folded, targets) == reference.scan_value(folded, targets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=values, targets=target_masks, chains=st.integers(min_value=1, max_value=2**12 - 1))
+def test_a_result_scans_to_the_references_hits(value: str, targets: int, chains: int) -> None:
+    native, reference = scanners()
+    assert native.scan(value, targets, chains) == reference.scan(value, targets, chains)
+
+
+@functools.cache
+def request_scanners() -> tuple[SignatureScanner, SignatureScanner]:
+    return (
+        SignatureScanner.compile(MANAGED_MATCHES),
+        SignatureScanner.compile(MANAGED_MATCHES, ReferenceValueScanner),
+    )
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    fields = draw(st.lists(st.tuples(values, values), max_size=40))
+    match draw(st.sampled_from(["json", "form", "text"])):
+        case "json":
+            return "application/json", json.dumps(dict(fields)).encode()
+        case "form":
+            body = "&".join(f"{name}={value}" for name, value in fields)
+            return "application/x-www-form-urlencoded", body.encode("utf-8", "surrogatepass")
+        case _:
+            return "text/plain", " ".join(v for _, v in fields).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    path=values,
+    query=st.lists(st.tuples(values, values).map("=".join), max_size=5).map("&".join),
+    headers=st.lists(st.tuples(st.sampled_from(["User-Agent", "Cookie", "X-A"]), values)),
+    body=bodies(),
+    max_values=st.integers(min_value=16, max_value=80),
+    max_chars=st.sampled_from([64 * 1024, 16 * 1024 * 1024]),
+)
+def test_a_request_gets_the_references_hits_work_and_limit(
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: tuple[str, bytes],
+    max_values: int,
+    max_chars: int,
+) -> None:
+    content_type, data = body
+    request = Request("POST", "/" + path, query, (*headers, ("Content-Type", content_type)), data)
+    limits = Limits(waf_max_values=max_values, waf_max_transformed_chars=max_chars)
+    native, reference = request_scanners()
+    native._clear_memos()
+    reference._clear_memos()
+    expected = reference.inspect(RequestView(request, limits=limits))
+    assert native.inspect(RequestView(request, limits=limits)) == expected
+
+
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    values,
+)
+json_documents = st.recursive(
+    json_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=6), st.dictionaries(values, children, max_size=6)
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=700, deadline=None)
+@given(
+    document=json_documents,
+    max_values=st.integers(min_value=0, max_value=80),
+    max_depth=st.integers(min_value=1, max_value=8),
+)
+def test_a_json_document_flattens_to_the_references_fields_and_limit(
+    document: object, max_values: int, max_depth: int
+) -> None:
+    fields, status = flatten_json(document, max_values, max_depth, json.dumps)
+    assert (fields, Flattened(status)) == flatten_json_reference(document, max_values, max_depth)
+
+
+def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
+    """Its scratch space belongs to one scan: a scan entering while another runs (here from
+    inside a Python transform; in practice another thread) is refused, and the first goes on."""
+    holder: list[_native.ValueScanner] = []
+
+    def reentering(value: str) -> str:
+        holder[0].scan_value("x", 1)
+        return value
+
+    step = (0, Transform.HTML_ENTITY_DECODE.value, reentering, AMPERSAND)
+    scanner = _native.ValueScanner(
+        [b"abc"], [8], ["k"], [1], [1], [(1, 1, AMPERSAND, [step])], features, []
+    )
+    holder.append(scanner)
+    with pytest.raises(RuntimeError, match="one thing at a time"):
+        scanner.scan_value("a&b;", 1)
+    assert scanner.scan_value("abc", 1) == (frozenset({"k"}), 3)
