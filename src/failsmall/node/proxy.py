@@ -297,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         slot = self.ctx.slot
-        exchange = Exchange(self, slot.current, slot.limits)
+        exchange = Exchange(self, self.ctx, slot.current, slot.limits)
         self.reading = exchange
         self.queue.append(exchange)
         self.head_bytes = 0
@@ -564,7 +564,7 @@ class ClientConnection(asyncio.Protocol):
         self.reading = None
         self._stop_body_clock()
         if offender is None:
-            offender = Exchange(self, self.ctx.slot.current, self.ctx.slot.limits)
+            offender = Exchange(self, self.ctx, self.ctx.slot.current, self.ctx.slot.limits)
             self.queue.append(offender)
         offender.refusal = (status, reason)
         offender.keep_alive = False
