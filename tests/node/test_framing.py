@@ -165,7 +165,7 @@ def test_the_response_reads_back_as_the_origin_meant_it(
     pieces: list[bytes],
 ) -> None:
     body = b"".join(pieces)
-    origin = [(name, b"x") for name in hop] + list(forward)
+    origin = [(name, b"keep-alive") for name in hop] + list(forward)  # names no header
     if listed and forward:
         # The origin's Connection header names one of its headers: hop-by-hop too.
         origin.append((b"Connection", forward[0][0]))

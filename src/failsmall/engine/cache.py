@@ -212,7 +212,12 @@ class CachePolicy:
                 vary += (v.strip().lower() for v in value.decode("latin-1").split(","))
             elif lower == b"expires" and expires is None:
                 expires = value.decode("latin-1")
-        cc = _directives(", ".join(cache_control))
+        if not cache_control:
+            if expires is None and miss.ttl_override is None and not self.config.default_ttl_s:
+                return _NO_LIFETIME  # the common case of a response the origin did not mark
+            cc: dict[str, str] = {}
+        else:
+            cc = _directives(", ".join(cache_control))
         for directive in ("no-store", "private", "no-cache"):
             if directive in cc:
                 return NotStored(f"Cache-Control: {directive}")

@@ -244,7 +244,7 @@ class Engine:
     def evaluate(self, request: Request, state: EngineState) -> Verdict:
         """Route the request, then run the pipeline for it. Never raises."""
         view = RequestView(request, limits=self.limits)
-        route = self.router.route(view.host, request.path, view.normalized_path)
+        route = self.router.route(request.host or view.host, request.path, view.normalized_path)
         if isinstance(route, Unrouted):
             return Verdict(Decision.UNROUTED, UNROUTED_STATUS, route, ())
         p = _Pass(view, request.now)
