@@ -51,22 +51,30 @@ HEADERS = st.lists(
 BODY = st.lists(st.binary(min_size=1, max_size=50), max_size=4)
 
 
-def server_reads(data: bytes) -> tuple[h11.Request, bytes]:
-    conn = h11.Connection(h11.SERVER)
+def read_message(
+    conn: h11.Connection, data: bytes, *, closes: bool = False
+) -> tuple[object, bytes]:
+    """The head event and the body bytes of the one message `data` holds, as h11 reads it."""
     conn.receive_data(data)
-    request: h11.Request | None = None
+    if closes:
+        conn.receive_data(b"")
+    head: object = None
     body = b""
     while True:
         event = conn.next_event()
-        if isinstance(event, h11.Request):
-            request = event
+        if isinstance(event, h11.Request | h11.Response):
+            head = event
         elif isinstance(event, h11.Data):
             body += event.data
         elif isinstance(event, h11.EndOfMessage):
-            break
+            return head, body
         else:
-            raise AssertionError(f"the request did not end: {event!r}")
-    assert request is not None
+            raise AssertionError(f"the message did not end: {event!r}")
+
+
+def server_reads(data: bytes) -> tuple[h11.Request, bytes]:
+    request, body = read_message(h11.Connection(h11.SERVER), data)
+    assert isinstance(request, h11.Request)
     return request, body
 
 
@@ -74,22 +82,8 @@ def client_reads(method: bytes, data: bytes, *, closes: bool) -> tuple[h11.Respo
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method=method, target="/", headers=[("Host", "o")]))
     conn.send(h11.EndOfMessage())
-    conn.receive_data(data)
-    if closes:
-        conn.receive_data(b"")
-    response: h11.Response | None = None
-    body = b""
-    while True:
-        event = conn.next_event()
-        if isinstance(event, h11.Response):
-            response = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            break
-        else:
-            raise AssertionError(f"the response did not end: {event!r}")
-    assert response is not None
+    response, body = read_message(conn, data, closes=closes)
+    assert isinstance(response, h11.Response)
     return response, body
 
 
