@@ -212,7 +212,13 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=5000)
     args = parser.parse_args()
     example = Engine.build(load_config_dir(ROOT / "examples" / "site"))
-    empty = Engine.build(Bundle(limits={"waf_body_buffer": 1024 * 1024}))  # type: ignore[arg-type]
+    empty = Engine.build(
+        Bundle(
+            limits={"waf_body_buffer": 1024 * 1024},  # type: ignore[arg-type]
+            origins=example.bundle.origins,
+            routes=example.bundle.routes,
+        )
+    )
     # A 1 MiB buffer, and the value limit scaled with it (the default suits 128 KiB).
     big_limits = {
         "waf_body_buffer": 1024 * 1024,

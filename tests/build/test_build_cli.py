@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from failsmall.cli.main import app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site"
+ROUTED = "origins: [{id: web, url: 'http://127.0.0.1:9'}]\nroutes: [{origin: web}]\n"
+"""Every request to one origin: the engine inspects routed requests only."""
 runner = CliRunner()
 
 
@@ -148,7 +150,7 @@ def test_verify_fails_on_errored_outcome(tmp_path: Path, key: Path) -> None:
     config = tmp_path / "config"
     config.mkdir()
     (config / "bundle.yaml").write_text(
-        "phases: {http_request_firewall_custom: e}\nrulesets:\n"
+        ROUTED + "phases: {http_request_firewall_custom: e}\nrulesets:\n"
         "  - id: e\n    rules:\n      - id: oops\n"
         '        expression: \'http.request.headers["x-token"][0] == "a"\'\n'
         "        action: {type: block}\n"
@@ -186,7 +188,7 @@ def test_schema_is_json_schema() -> None:
 
 
 SITE_RULES = (
-    "phases: {http_request_firewall_custom: site}\nrulesets:\n"
+    ROUTED + "phases: {http_request_firewall_custom: site}\nrulesets:\n"
     "  - id: site\n    rules:\n      - id: no-admin\n"
     "        expression: 'http.request.uri.path.startsWith(\"/admin\")'\n"
     "        action: {type: block}\n"
@@ -249,7 +251,7 @@ def test_exceptions_yaml_is_part_of_the_bundle_and_checked(tmp_path: Path, key: 
     config = tmp_path / "config"
     config.mkdir()
     (config / "bundle.yaml").write_text(
-        "phases: {http_request_firewall_managed: entry}\nrulesets:\n"
+        ROUTED + "phases: {http_request_firewall_managed: entry}\nrulesets:\n"
         "  - id: entry\n    rules:\n      - id: run-managed\n"
         "        action: {type: execute, ruleset: failsmall-managed}\n"
     )

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 ENTRY = (
+    "origins: [{id: web, url: 'http://127.0.0.1:9'}]\nroutes: [{origin: web}]\n"
     "phases: {http_request_firewall_managed: entry}\nrulesets:\n"
     "  - id: entry\n    rules:\n      - id: run-managed\n"
     "        action: {type: execute, ruleset: failsmall-managed}\n"

@@ -7,12 +7,15 @@ from typing import Any
 from failsmall.engine import Request
 from failsmall.model import Bundle
 
+ROUTED: dict[str, Any] = {
+    "origins": [{"id": "web", "url": "http://127.0.0.1:9"}],
+    "routes": [{"origin": "web"}],
+}
+"""Every request to one origin: the engine inspects routed requests only."""
+
 
 def bundle(**fields: Any) -> Bundle:
-    data: dict[str, Any] = {
-        "origins": [{"id": "web", "url": "http://127.0.0.1:9"}],
-        "routes": [{"origin": "web"}],
-    }
+    data: dict[str, Any] = dict(ROUTED)
     data.update(fields)
     return Bundle.model_validate(data)
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from typing import assert_never
 
 from failsmall.engine import (
     Acted,
     Bypassed,
+    CacheFill,
     Decision,
     Engine,
     ModuleErrored,
     NotComputed,
+    NotStored,
     Passed,
+    Routed,
     Scored,
+    Unrouted,
+    Verdict,
 )
 from failsmall.engine.bulkhead import BreakerState
 from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
@@ -25,6 +31,26 @@ FEATURES = {
         {"name": "lang", "kind": "header_present", "param": "accept-language", "weight": 10},
     ]
 }
+
+
+def store(
+    engine: Engine,
+    verdict: Verdict,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"x",
+) -> bool:
+    """The response phase as the node runs it: head, body in two pieces, end."""
+    plan = engine.on_response(verdict, status, headers)
+    match plan:
+        case CacheFill():
+            plan.add(body[:1])
+            plan.add(body[1:])
+            return plan.commit()
+        case NotStored():
+            return False
+        case _:
+            assert_never(plan)
 
 
 def test_modules_run_in_order_and_all_pass() -> None:
@@ -191,17 +217,15 @@ def test_cache_stores_honours_headers_and_bypasses_authorization() -> None:
     req = request("/page", now=50.0)
     miss = engine.evaluate(req, state)
     assert isinstance(miss.cache, CacheMiss)
-    assert engine.cache_store(state, miss, 200, (("Cache-Control", "max-age=60"),), b"hi", req)
+    assert store(engine, miss, 200, [(b"Cache-Control", b"max-age=60")], b"hi")
     hit = engine.evaluate(request("/page", now=60.0), state)
     assert isinstance(hit.cache, CacheHit) and hit.cache.response.body == b"hi"
     assert isinstance(engine.evaluate(request("/page", now=200.0), state).cache, CacheMiss)
     # never stored: Set-Cookie, no-store
     req2 = request("/c", now=50.0)
     v2 = engine.evaluate(req2, state)
-    assert not engine.cache_store(
-        state, v2, 200, (("Set-Cookie", "a=b"), ("Cache-Control", "max-age=60")), b"x", req2
-    )
-    assert not engine.cache_store(state, v2, 200, (("Cache-Control", "no-store"),), b"x", req2)
+    assert not store(engine, v2, 200, [(b"Set-Cookie", b"a=b"), (b"Cache-Control", b"max-age=60")])
+    assert not store(engine, v2, 200, [(b"Cache-Control", b"no-store")])
     auth = request("/page", headers={"Host": "shop.example", "Authorization": "Bearer x"}, now=55.0)
     assert isinstance(engine.evaluate(auth, state).cache, CacheBypass)
     assert isinstance(engine.evaluate(request("/account/me"), state).cache, CacheBypass)
@@ -212,9 +236,7 @@ def test_vary_is_honoured() -> None:
     state = engine.new_state()
     en = request("/v", headers={"Host": "h", "Accept-Language": "en"}, now=1.0)
     v = engine.evaluate(en, state)
-    engine.cache_store(
-        state, v, 200, (("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")), b"en", en
-    )
+    assert store(engine, v, 200, [(b"Cache-Control", b"max-age=60"), (b"Vary", b"Accept-Language")])
     de = request("/v", headers={"Host": "h", "Accept-Language": "de"}, now=2.0)
     assert isinstance(engine.evaluate(de, state).cache, CacheMiss)
     assert isinstance(engine.evaluate(en, state).cache, CacheHit)
@@ -246,3 +268,58 @@ def test_a_bot_module_that_scores_nothing_is_settled_in_the_plan_as_if_it_ran() 
         assert v.bot == p.bot == step.bot and isinstance(v.bot, NotComputed)
     scored = Engine.build(bundle(bot={"feature_file": FEATURES}))
     assert scored.plan[2].static is None
+
+
+def test_routing_comes_first_and_an_unrouted_request_runs_no_module() -> None:
+    engine = Engine.build(
+        waf_bundle(
+            [{"id": "b", "action": {"type": "block"}}],
+            origins=[{"id": "api", "url": "http://127.0.0.1:9"}],
+            routes=[{"host": "api.example", "origin": "api"}],
+        )
+    )
+    state = engine.new_state()
+    unrouted = engine.evaluate(request(), state)  # Host: shop.example
+    assert unrouted.decision is Decision.UNROUTED and unrouted.status == 404
+    assert unrouted.modules == () and unrouted.rules == ()
+    assert isinstance(unrouted.route, Unrouted) and "shop.example" in unrouted.route.reason
+    routed = engine.evaluate(request(headers={"Host": "API.example:8080"}), state)
+    assert routed.decision is Decision.BLOCK and routed.matched_rules == ("b",)
+    assert isinstance(routed.route, Routed) and routed.route.origin.id == "api"
+    # A block still says where the request would have gone; so does an unrouted one why not.
+    assert not store(engine, unrouted, 200, [(b"Cache-Control", b"max-age=60")])
+
+
+def test_the_response_phase_says_why_a_response_is_not_stored() -> None:
+    engine = Engine.build(bundle())
+    state = engine.new_state()
+    miss = engine.evaluate(request("/r", now=10.0), state)
+
+    def reason(status: int, headers: list[tuple[bytes, bytes]]) -> str:
+        plan = engine.on_response(miss, status, headers)
+        assert isinstance(plan, NotStored)
+        return plan.reason
+
+    assert reason(500, []) == "status 500 is not cacheable"
+    assert "cookie" in reason(200, [(b"SET-COOKIE", b"a=b"), (b"Cache-Control", b"max-age=9")])
+    assert reason(200, [(b"cache-control", b"public, no-cache")]) == "Cache-Control: no-cache"
+    assert "lifetime" in reason(200, [])  # no TTL in the bundle, none in the response
+    assert reason(200, [(b"Cache-Control", b"max-age=9"), (b"Vary", b"*")]) == "Vary: *"
+    head = engine.evaluate(request("/r", method="HEAD", now=10.0), state)
+    assert isinstance(head.cache, CacheMiss)
+    plan = engine.on_response(head, 200, [(b"Cache-Control", b"max-age=60")])
+    assert isinstance(plan, NotStored) and "HEAD" in plan.reason
+    bypass = engine.evaluate(request("/r", method="POST", now=10.0), state)
+    assert isinstance(engine.on_response(bypass, 200, []), NotStored)
+
+
+def test_a_response_body_over_max_object_bytes_is_let_go_and_not_stored() -> None:
+    engine = Engine.build(bundle(cache={"max_object_bytes": 4}))
+    state = engine.new_state()
+    miss = engine.evaluate(request("/big", now=10.0), state)
+    assert not store(engine, miss, 200, [(b"Cache-Control", b"max-age=60")], b"12345")
+    assert isinstance(engine.evaluate(request("/big", now=11.0), state).cache, CacheMiss)
+    assert store(engine, miss, 200, [(b"Cache-Control", b"max-age=60")], b"1234")
+    hit = engine.evaluate(request("/big", now=11.0), state).cache
+    assert isinstance(hit, CacheHit) and hit.response.body == b"1234"
+    assert hit.response.headers == ((b"Cache-Control", b"max-age=60"),)

@@ -6,7 +6,7 @@ import pytest
 
 from failsmall.engine import Decision, Disabled, Engine, EngineBuildError, walk_rules
 from failsmall.model import Bundle, Capacities
-from tests.engine.factory import request
+from tests.engine.factory import ROUTED, request
 
 MIB = 1024 * 1024
 
@@ -16,6 +16,7 @@ def test_2025_12_05_killswitch_on_execute_rule_with_1mib_bodies() -> None:
     large bodies: no errored outcome, no 500, the disabled rule carries no results."""
     bundle = Bundle.model_validate(
         {
+            **ROUTED,
             "limits": {"waf_body_buffer": MIB},
             "rulesets": [
                 {
@@ -87,6 +88,7 @@ def test_rebuild_reuses_signature_databases_only_when_patterns_are_unchanged() -
     first = Engine.build(
         Bundle.model_validate(
             {
+                **ROUTED,
                 "rulesets": [{"id": "e", "rules": [rule]}],
                 "phases": {"http_request_firewall_custom": "e"},
             }

@@ -9,11 +9,13 @@ import pytest
 from failsmall.engine import Decision, Engine, EngineBuildError, Request
 from failsmall.managed.corpora import make_request
 from failsmall.model import Bundle
+from tests.engine.factory import ROUTED
 
 
 def engine(rules: list[dict[str, Any]]) -> Engine:
     bundle = Bundle.model_validate(
         {
+            **ROUTED,
             "rulesets": [{"id": "entry", "rules": rules}],
             "phases": {"http_request_firewall_custom": "entry"},
         }

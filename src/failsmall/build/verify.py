@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from failsmall.build.corpus import BodyRejected, Expectation, within_buffer
-from failsmall.engine import Engine, EngineState, ModuleErrored, RuleErrored, Verdict, walk_rules
+from failsmall.engine import (
+    Engine,
+    EngineState,
+    ModuleErrored,
+    RuleErrored,
+    Unrouted,
+    Verdict,
+    walk_rules,
+)
 from failsmall.engine.request import Request
 from failsmall.model.bundle import Bundle
 from failsmall.model.rules import Override, RuleState
@@ -97,6 +105,16 @@ def _errors(variant: str, results: list[Verdict | BodyRejected]) -> list[Errored
     return found
 
 
+def _unrouted(results: list[Verdict | BodyRejected]) -> list[ErroredOutcome]:
+    """Requests the bundle routes nowhere: a node answers them 404 without inspecting them, so
+    they verify nothing (a corpus for this bundle needs hosts and paths it routes)."""
+    return [
+        ErroredOutcome("authored", index, "route", result.route.reason)
+        for index, result in enumerate(results)
+        if isinstance(result, Verdict) and isinstance(result.route, Unrouted)
+    ]
+
+
 def _mismatches(
     requests: Sequence[Request],
     authored: list[Verdict | BodyRejected],
@@ -140,6 +158,7 @@ def verify_bundle(
     if expected:
         report.expectations = sum(1 for e in expected if e is not None)
         report.mismatches = _mismatches(requests, authored, expected)
+    report.errored.extend(_unrouted(authored))
     report.errored.extend(_errors("authored", authored))
     base = [o for o in bundle.overrides]
     rule_ids = [rule.id for rs in bundle.rulesets for rule in rs.rules]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -153,6 +154,20 @@ class KillswitchService:
         return await self._pushes.start_rollout(signed, signed.to_bytes(), by, classification)
 
 
+def _on_every_route(bundle: Bundle) -> list[Request]:
+    """The sample requests sent along each route of the bundle (its host, under its path
+    prefix): the engine inspects routed requests only."""
+    out: list[Request] = []
+    for route in bundle.routes:
+        prefix = route.path_prefix.rstrip("/")
+        for sample in SAMPLE_REQUESTS:
+            headers = sample.headers
+            if route.host != "*":
+                headers = tuple((n, route.host if n == "host" else v) for n, v in headers)
+            out.append(replace(sample, path=prefix + sample.path, headers=headers))
+    return out
+
+
 def _verify(bundle: Bundle, base: Bundle) -> Classification:
     """Build the production engine from the killswitch bundle and run the built-in sample
     through it as it will be served; any errored outcome refuses the bundle. CPU-bound."""
@@ -164,7 +179,7 @@ def _verify(bundle: Bundle, base: Bundle) -> Classification:
         ) from exc
     state = engine.new_state(seed=0)
     problems: list[str] = []
-    for index, request in enumerate(SAMPLE_REQUESTS):
+    for index, request in enumerate(_on_every_route(bundle)):
         seen = within_buffer(request, engine.limits)
         if isinstance(seen, BodyRejected):
             continue

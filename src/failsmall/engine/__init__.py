@@ -1,5 +1,6 @@
 """The functional core of the data plane: no sockets, no files, no clocks except those passed in."""
 
+from failsmall.engine.cache import CacheFill, NotStored, ResponsePlan
 from failsmall.engine.outcomes import (
     Acted,
     BotScore,
@@ -22,12 +23,13 @@ from failsmall.engine.outcomes import (
 )
 from failsmall.engine.pipeline import Engine, EngineBuildError, EngineState
 from failsmall.engine.request import Request, RequestView
-from failsmall.engine.routing import NoRouteError
+from failsmall.engine.routing import Route, Routed, Unrouted
 
 __all__ = [
     "Acted",
     "BotScore",
     "Bypassed",
+    "CacheFill",
     "Decision",
     "Disabled",
     "Engine",
@@ -37,16 +39,20 @@ __all__ = [
     "Matched",
     "ModuleErrored",
     "ModuleOutcome",
-    "NoRouteError",
     "NotApplicable",
     "NotComputed",
     "NotMatched",
+    "NotStored",
     "Passed",
     "Request",
     "RequestView",
+    "ResponsePlan",
+    "Route",
+    "Routed",
     "RuleErrored",
     "RuleOutcome",
     "Scored",
+    "Unrouted",
     "Verdict",
     "walk_rules",
 ]

@@ -3,13 +3,18 @@
 Requests with Authorization and responses with Set-Cookie are never cached; Cache-Control
 (no-store, private, no-cache, max-age, s-maxage), Expires and Vary are honoured; cache rules in
 the bundle can force a bypass or set a TTL.
+
+A request is looked up when it is evaluated: a hit is served, a miss carries the handle its
+response is stored with. When the origin's response head arrives, `CachePolicy.on_response`
+decides from it alone whether the response can be stored: `NotStored`, or a `CacheFill` that
+keeps the body as it streams and puts the entry in the store when it has ended.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 
 from failsmall.engine.expr import Expression, compile_expression
@@ -25,7 +30,7 @@ class CachedResponse:
     """A stored response."""
 
     status: int
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[bytes, bytes], ...]  # as the origin sent them
     body: bytes
     stored_at: float
     expires_at: float
@@ -45,21 +50,10 @@ class CacheHit:
 
 
 @dataclass(frozen=True, slots=True)
-class CacheMiss:
-    """Not stored; the origin's response may be stored under `key`."""
-
-    key: str
-    ttl_override: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class CacheBypass:
     """The cache is not used for this request."""
 
     reason: str
-
-
-CacheDecision = CacheHit | CacheMiss | CacheBypass
 
 
 @dataclass
@@ -93,6 +87,62 @@ class CacheStore:
     def _remove(self, key: str) -> None:
         entry = self.entries.pop(key)
         self.used_bytes -= entry.size
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMiss:
+    """Not stored; the origin's response may be stored under `key`. This is the handle the
+    response is stored with: the request (for `Vary`), when it was seen, and the store."""
+
+    key: str
+    ttl_override: int | None
+    now: float
+    view: RequestView = field(compare=False, repr=False)
+    store: CacheStore = field(compare=False, repr=False)
+
+
+CacheDecision = CacheHit | CacheMiss | CacheBypass
+
+
+@dataclass(frozen=True, slots=True)
+class NotStored:
+    """The origin's response is not stored, for `reason`."""
+
+    reason: str
+
+
+@dataclass(eq=False, slots=True)
+class CacheFill:
+    """An origin response being kept for the cache: `add` its body as it arrives, `commit`
+    once it has ended. A body that outgrows `max_bytes` is let go (and `commit` stores
+    nothing), so a large download is never held in memory for the cache."""
+
+    store: CacheStore
+    key: str
+    entry: CachedResponse  # the body is filled in by `commit`
+    max_bytes: int
+    body: bytearray = field(default_factory=bytearray)
+    too_big: bool = False
+
+    def add(self, data: bytes) -> None:
+        if self.too_big:
+            return
+        if len(self.body) + len(data) > self.max_bytes:
+            self.too_big = True
+            self.body = bytearray()
+            return
+        self.body += data
+
+    def commit(self) -> bool:
+        """Store the response whose body has ended; False when it was too large."""
+        if self.too_big:
+            return False
+        self.store.put(self.key, replace(self.entry, body=bytes(self.body)))
+        return True
+
+
+ResponsePlan = CacheFill | NotStored
+"""What happens to an origin response: see `Engine.on_response`."""
 
 
 @dataclass(frozen=True)
@@ -138,49 +188,53 @@ class CachePolicy:
             and _vary_matches(entry, view)
         ):
             return CacheHit(key, entry)
-        return CacheMiss(key, ttl_override)
+        return CacheMiss(key, ttl_override, now, view, store)
 
-    def may_store(self, miss: CacheMiss, status: int, header_names: Collection[str]) -> bool:
-        """A first look at an origin response head (lowercase header names): False when the
-        response certainly cannot be stored, so the node need not keep a copy of its body."""
-        if status not in CACHEABLE_STATUSES or "set-cookie" in header_names:
-            return False
-        return (
-            miss.ttl_override is not None
-            or self.config.default_ttl_s > 0
-            or "cache-control" in header_names
-            or "expires" in header_names
-        )
-
-    def storable(
-        self,
-        miss: CacheMiss,
-        view: RequestView,
-        status: int,
-        headers: tuple[tuple[str, str], ...],
-        body: bytes,
-        now: float,
-    ) -> CachedResponse | None:
-        """The entry to store for this origin response, or None when it must not be cached."""
-        if status not in CACHEABLE_STATUSES or len(body) > self.config.max_object_bytes:
-            return None
-        lower = [(k.lower(), v) for k, v in headers]
-        names = {k for k, _ in lower}
-        if "set-cookie" in names:
-            return None
-        cc = _directives(", ".join(v for k, v in lower if k == "cache-control"))
-        if "no-store" in cc or "private" in cc or "no-cache" in cc:
-            return None
-        ttl = _ttl(cc, lower, now, miss.ttl_override, self.config.default_ttl_s)
+    def on_response(
+        self, miss: CacheMiss, status: int, headers: Sequence[tuple[bytes, bytes]]
+    ) -> ResponsePlan:
+        """Whether the origin's response to a cache miss can be stored, decided from its status
+        and headers (as sent); when it can, the `CacheFill` that keeps its body."""
+        if miss.view.request.method == "HEAD":
+            return _HEAD_NOT_STORED
+        if status not in CACHEABLE_STATUSES:
+            return NotStored(f"status {status} is not cacheable")
+        cache_control: list[str] = []
+        vary: list[str] = []
+        expires: str | None = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"set-cookie":
+                return _SETS_COOKIE
+            if lower == b"cache-control":
+                cache_control.append(value.decode("latin-1"))
+            elif lower == b"vary":
+                vary += (v.strip().lower() for v in value.decode("latin-1").split(","))
+            elif lower == b"expires" and expires is None:
+                expires = value.decode("latin-1")
+        if not cache_control:
+            if expires is None and miss.ttl_override is None and not self.config.default_ttl_s:
+                return _NO_LIFETIME  # the common case of a response the origin did not mark
+            cc: dict[str, str] = {}
+        else:
+            cc = _directives(", ".join(cache_control))
+        for directive in ("no-store", "private", "no-cache"):
+            if directive in cc:
+                return NotStored(f"Cache-Control: {directive}")
+        now = miss.now
+        ttl = _ttl(cc, expires, now, miss.ttl_override, self.config.default_ttl_s)
         if ttl <= 0:
-            return None
-        vary_names = [
-            v.strip().lower() for k, value in lower if k == "vary" for v in value.split(",")
-        ]
-        if "*" in vary_names:
-            return None
-        vary = tuple((name, view.header(name)) for name in vary_names if name)
-        return CachedResponse(status, headers, body, now, now + ttl, vary)
+            return _NO_LIFETIME
+        if "*" in vary:
+            return NotStored("Vary: *")
+        varies = tuple((name, miss.view.header(name)) for name in vary if name)
+        entry = CachedResponse(status, tuple(headers), b"", now, now + ttl, varies)
+        return CacheFill(miss.store, miss.key, entry, self.config.max_object_bytes)
+
+
+_HEAD_NOT_STORED = NotStored("the response to a HEAD request has no body to store")
+_SETS_COOKIE = NotStored("the response sets a cookie")
+_NO_LIFETIME = NotStored("the response has no freshness lifetime")
 
 
 def _directives(value: str) -> dict[str, str]:
@@ -194,7 +248,7 @@ def _directives(value: str) -> dict[str, str]:
 
 def _ttl(
     cc: dict[str, str],
-    headers: list[tuple[str, str]],
+    expires: str | None,
     now: float,
     override: int | None,
     default: int,
@@ -207,12 +261,11 @@ def _ttl(
                 return float(int(cc[directive]))
             except ValueError:
                 return 0.0
-    for name, value in headers:
-        if name == "expires":
-            try:
-                return parsedate_to_datetime(value).timestamp() - now
-            except (TypeError, ValueError):
-                return 0.0
+    if expires is not None:
+        try:
+            return parsedate_to_datetime(expires).timestamp() - now
+        except (TypeError, ValueError):
+            return 0.0
     return float(default)
 
 

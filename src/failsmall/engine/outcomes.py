@@ -11,18 +11,21 @@ from enum import StrEnum
 from typing import assert_never
 
 from failsmall.engine.cache import CacheBypass, CacheDecision
+from failsmall.engine.routing import Route, Routed, Unrouted
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import FailurePolicy, ModuleName
 
 
 class Decision(StrEnum):
     """The verdict for a request. `error` is an edge-generated failure status (a fault
-    injection abort or a fail-closed module)."""
+    injection abort or a fail-closed module); `unrouted`: the bundle routes the request to no
+    origin, so no module ran for it."""
 
     ALLOW = "allow"
     BLOCK = "block"
     CHALLENGE = "challenge"
     ERROR = "error"
+    UNROUTED = "unrouted"
 
 
 # ---- rule outcomes -------------------------------------------------------------------------
@@ -151,16 +154,17 @@ ModuleOutcome = Passed | Acted | ModuleErrored | Bypassed
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the pipeline decided for one request, and why."""
+    """What the engine decided for one request, and why: where it goes (`route`), what each
+    module said, and (on a cache miss, in `cache`) the handle its response is stored with."""
 
     decision: Decision
     status: int
+    route: Route
     modules: tuple[ModuleOutcome, ...]
     rules: tuple[RuleOutcome, ...] = ()
     matched_rules: tuple[str, ...] = ()
     bot: BotScore = field(default_factory=lambda: NotComputed("bot module did not run"))
     delay_ms: int = 0
-    origin: str = ""
     cache: CacheDecision = field(default_factory=lambda: CacheBypass("cache did not run"))
     # The work limits the WAF's inspection of this request reached (see `failsmall.engine.work`).
     over_limits: tuple[LimitReached, ...] = ()
@@ -247,10 +251,21 @@ def bot_to_json(bot: BotScore) -> int | str:
             assert_never(bot)
 
 
+def route_to_dict(route: Route) -> dict[str, str]:
+    match route:
+        case Routed(origin=origin):
+            return {"origin": origin.id}
+        case Unrouted(reason=reason):
+            return {"unrouted": reason}
+        case _:
+            assert_never(route)
+
+
 def verdict_to_dict(verdict: Verdict) -> dict[str, object]:
     return {
         "decision": verdict.decision.value,
         "status": verdict.status,
+        "route": route_to_dict(verdict.route),
         "matched_rules": list(verdict.matched_rules),
         "bot_score": bot_to_json(verdict.bot),
         "modules": [module_to_dict(m) for m in verdict.modules],

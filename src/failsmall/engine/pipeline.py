@@ -1,8 +1,16 @@
 """The per-request pipeline: modules in a fixed order, each inside a bulkhead.
 
-fault -> ratelimit -> bot -> waf -> cache. A module that raises yields `ModuleErrored`, and
-its failure policy decides: `fail_open` lets the request continue, `fail_closed` answers 503.
-Nothing raises out of `Engine.evaluate`.
+The engine has two phases, as a proxy filter has a decode and an encode side:
+
+- `Engine.evaluate(request, state) -> Verdict`: route the request, then run the modules
+  fault -> ratelimit -> bot -> waf -> cache. A request the bundle does not route is answered
+  `Decision.UNROUTED` at the cost of the route lookup; no module runs for it. The verdict
+  carries the route and, on a cache miss, the handle its response is stored with.
+- `Engine.on_response(verdict, status, headers) -> ResponsePlan`: what becomes of the origin's
+  response (for now: whether the cache keeps it, see `failsmall.engine.cache`).
+
+A module that raises yields `ModuleErrored`, and its failure policy decides: `fail_open` lets
+the request continue, `fail_closed` answers 503. Nothing raises out of `Engine.evaluate`.
 
 A verdict is a function of the request and the bundle. The clock only feeds a watchdog: a
 module that completes past `limits.module_time_budget_us` keeps its verdict, and the overrun is
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar, assert_never
 
@@ -30,6 +38,8 @@ from failsmall.engine.cache import (
     CacheMiss,
     CachePolicy,
     CacheStore,
+    NotStored,
+    ResponsePlan,
 )
 from failsmall.engine.client_address import ClientAddresses
 from failsmall.engine.expr import ExpressionError
@@ -53,7 +63,7 @@ from failsmall.engine.ratelimit import (
     compile_rate_limits,
 )
 from failsmall.engine.request import Request, RequestView
-from failsmall.engine.routing import Router
+from failsmall.engine.routing import Routed, Router, Unrouted
 from failsmall.engine.waf import Waf, WafBuildError
 from failsmall.engine.work import LimitReached
 from failsmall.model.bot import FeatureKind
@@ -66,10 +76,10 @@ from failsmall.model.traffic import (
     Limits,
     ModuleName,
     ModuleSettings,
-    Origin,
 )
 
 FAIL_CLOSED_STATUS = 503
+UNROUTED_STATUS = 404
 T = TypeVar("T")
 
 
@@ -214,10 +224,6 @@ class Engine:
         """The address a request comes from (see `client_address`)."""
         return self.clients.resolve(peer, forwarded_for)
 
-    def route(self, host: str, path: str) -> Origin:
-        """The origin for a request. Raises NoRouteError."""
-        return self.router.route(host, path)
-
     def new_state(self, seed: int | None = None, carry: EngineState | None = None) -> EngineState:
         """Fresh state for this engine. `carry`, the state of the engine being replaced, hands
         over its rate-limit buckets and cached responses (resized to this bundle's budgets), so
@@ -236,8 +242,12 @@ class Engine:
         )
 
     def evaluate(self, request: Request, state: EngineState) -> Verdict:
-        """Run the pipeline for one request. Never raises."""
-        p = _Pass(RequestView(request, limits=self.limits), request.now)
+        """Route the request, then run the pipeline for it. Never raises."""
+        view = RequestView(request, limits=self.limits)
+        route = self.router.route(request.host or view.host, request.path, view.normalized_path)
+        if isinstance(route, Unrouted):
+            return Verdict(Decision.UNROUTED, UNROUTED_STATUS, route, ())
+        p = _Pass(view, request.now)
         outcomes: list[ModuleOutcome] = []
         for step in self.plan:
             outcome = step.static
@@ -253,47 +263,44 @@ class Engine:
             stop = _stopping(outcome)
             if stop is not None:
                 decision, status = stop
-                return self._verdict(p, outcomes, decision, status)
-        return self._verdict(p, outcomes, Decision.ALLOW, 200)
+                return self._verdict(p, route, outcomes, decision, status)
+        return self._verdict(p, route, outcomes, Decision.ALLOW, 200)
 
-    def may_store(self, verdict: Verdict, status: int, header_names: Collection[str]) -> bool:
-        """Whether an origin response with this status and these (lowercase) header names can
-        possibly be stored for `verdict`; when not, there is no need to keep its body."""
-        miss = verdict.cache
-        return isinstance(miss, CacheMiss) and self.cache.may_store(miss, status, header_names)
-
-    def cache_store(
-        self,
-        state: EngineState,
-        verdict: Verdict,
-        status: int,
-        headers: tuple[tuple[str, str], ...],
-        body: bytes,
-        request: Request,
-    ) -> bool:
-        """Store an origin response for a cache miss when HTTP caching rules allow it."""
-        miss = verdict.cache
-        if not isinstance(miss, CacheMiss):
-            return False
-        entry = self.cache.storable(miss, RequestView(request), status, headers, body, request.now)
-        if entry is None:
-            return False
-        state.cache.put(miss.key, entry)
-        return True
+    def on_response(
+        self, verdict: Verdict, status: int, headers: Sequence[tuple[bytes, bytes]]
+    ) -> ResponsePlan:
+        """The response phase: given the origin's status and headers (as sent) for a request
+        evaluated to `verdict`, what becomes of the response. A `CacheFill` keeps the body for
+        the cache (`add` each piece, `commit` at its end); `NotStored` says why not."""
+        cache = verdict.cache
+        match cache:
+            case CacheMiss():
+                return self.cache.on_response(cache, status, headers)
+            case CacheHit():
+                return _SERVED_FROM_CACHE
+            case CacheBypass():
+                return _NOT_A_MISS
+            case _:
+                assert_never(cache)
 
     def _verdict(
-        self, p: _Pass, outcomes: list[ModuleOutcome], decision: Decision, status: int
+        self,
+        p: _Pass,
+        route: Routed,
+        outcomes: list[ModuleOutcome],
+        decision: Decision,
+        status: int,
     ) -> Verdict:
-        # Positional (in field order, the origin left empty): a quarter cheaper than keywords.
+        # Positional (in field order): a quarter cheaper than keywords.
         return Verdict(
             decision,
             status,
+            route,
             tuple(outcomes),
             p.rules,
             p.matched,
             p.bot,
             p.delay_ms,
-            "",
             p.cache,
             p.over_limits,
         )
@@ -417,6 +424,8 @@ _WHILE_OPEN = {
     FailurePolicy.FAIL_OPEN: "pass uninspected (fail_open)",
     FailurePolicy.FAIL_CLOSED: "are answered 503 (fail_closed)",
 }
+_SERVED_FROM_CACHE = NotStored("the response was served from the cache")
+_NOT_A_MISS = NotStored("the cache was bypassed for the request")
 _CACHE_HIT = Passed(ModuleName.CACHE, "hit")
 _CACHE_MISS = Passed(ModuleName.CACHE, "miss")
 # The outcome of the bot module for each score (scores run from 1 to 99).

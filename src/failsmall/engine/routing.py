@@ -1,38 +1,57 @@
-"""Routing: host and longest path prefix of the normalized path to an origin."""
+"""Routing: host and longest path prefix of the normalized path to an origin.
+
+The engine routes a request before anything else (see `Engine.evaluate`): a request for a host
+or path the bundle does not route is answered at the cost of this lookup, without running the
+pipeline.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from failsmall.engine.paths import normalize_path
 from failsmall.model.bundle import Bundle
 from failsmall.model.traffic import Origin
 
 
-class NoRouteError(Exception):
-    """No route in the bundle matches the request's host and path."""
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """The request goes to `origin`."""
+
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Unrouted:
+    """No route in the bundle matches the request's host and path; `reason` says which."""
+
+    reason: str
+
+
+Route = Routed | Unrouted
 
 
 @dataclass(frozen=True)
 class Router:
     """Routes sorted so that exact hosts beat `*` and longer prefixes beat shorter ones."""
 
-    routes: tuple[tuple[str, str, Origin], ...]
+    routes: tuple[tuple[str, str, Routed], ...]
 
     @classmethod
     def build(cls, bundle: Bundle) -> Router:
         origins = {o.id: o for o in bundle.origins}
         ordered = sorted(bundle.routes, key=lambda r: (r.host == "*", -len(r.path_prefix)))
-        return cls(tuple((r.host.lower(), r.path_prefix, origins[r.origin]) for r in ordered))
+        return cls(
+            tuple((r.host.lower(), r.path_prefix, Routed(origins[r.origin])) for r in ordered)
+        )
 
-    def route(self, host: str, path: str) -> Origin:
-        """The origin for `host` and `path` (as received): prefixes are matched against the
-        path as the origin resolves it, the one rules and rate limits read."""
-        resolved = normalize_path(path)
+    def route(self, host: str, path: str, resolved: str) -> Route:
+        """Where a request for `host` and `path` (as received) goes. Prefixes are matched
+        against `resolved`, the path as the origin resolves it (the one rules and rate limits
+        read, `RequestView.normalized_path`)."""
         bare = host.lower().rsplit(":", 1)[0] if not host.startswith("[") else host.lower()
-        for route_host, prefix, origin in self.routes:
-            if route_host in ("*", bare) and resolved.startswith(prefix):
-                return origin
-        raise NoRouteError(
+        for route_host, prefix, routed in self.routes:
+            if (route_host == "*" or route_host == bare) and resolved.startswith(prefix):
+                return routed
+        return Unrouted(
             f"no route for host {host!r} path {path!r} (resolved {resolved!r}); add one to routes"
         )

@@ -17,11 +17,14 @@ from failsmall.managed import MANAGED_RULESET_ID, managed_ruleset
 from failsmall.managed.corpora import FAMILIES, CorpusCase, LabelledRequest
 from failsmall.model.bundle import Bundle
 from failsmall.model.rules import ExecuteAction, ExecuteOverrides, Phase, Rule, Ruleset
-from failsmall.model.traffic import Limits
+from failsmall.model.traffic import Limits, Origin, Route
 
 ENTRY_RULESET_ID = "measure-managed-entry"
 #: Limits of the measured bundle: the production defaults, with the time budget out of the way.
 MEASURE_LIMITS = Limits(module_time_budget_us=10_000_000)
+#: Where the measured bundle routes every request (the engine inspects routed requests only;
+#: nothing here connects to it).
+MEASURE_ORIGIN = Origin(id="measured-origin", url="http://127.0.0.1:9")
 
 
 def managed_bundle(paranoia_level: int = 1, include_managed: bool = True) -> Bundle:
@@ -48,6 +51,8 @@ def managed_bundle(paranoia_level: int = 1, include_managed: bool = True) -> Bun
         rulesets=rulesets,
         phases={Phase.MANAGED: ENTRY_RULESET_ID},
         limits=MEASURE_LIMITS,
+        origins=[MEASURE_ORIGIN],
+        routes=[Route(origin=MEASURE_ORIGIN.id)],
     )
 
 

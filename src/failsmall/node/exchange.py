@@ -12,7 +12,9 @@ A WebSocket handshake is a request like any other (the engine sees it and may bl
 the origin switches protocols, the exchange relays bytes both ways until one side closes.
 
 Everything runs in protocol callbacks; the exchange also receives the origin's response as the
-`UpstreamListener` of the connection it borrowed from the pool.
+`UpstreamListener` of the connection it borrowed from the pool. It reaches its client
+connection only through `ClientSide` and the node's shared parts through `ExchangeContext`;
+what it writes is framed by the pure functions of `failsmall.node.framing`.
 """
 
 from __future__ import annotations
@@ -20,28 +22,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Sequence
 from enum import Enum, auto
-from typing import TYPE_CHECKING, assert_never
+from typing import Protocol, assert_never
 
-from failsmall.engine import Decision, NoRouteError, Request, Verdict
-from failsmall.engine.cache import CacheBypass, CacheHit, CacheMiss
+from failsmall.engine import CacheFill, Decision, NotStored, Request, Routed, Unrouted, Verdict
+from failsmall.engine.cache import CacheBypass, CachedResponse, CacheHit, CacheMiss
 from failsmall.engine.outcomes import ModuleErrored, Scored
 from failsmall.engine.signatures.fields import signature_fields
-from failsmall.model import BodyOverBuffer, Limits
-from failsmall.node import wire
-from failsmall.node.access_log import AccessEntry, cache_field
+from failsmall.model import BodyOverBuffer, Limits, Origin
+from failsmall.node import framing, wire
+from failsmall.node.access_log import AccessEntry, AccessLog, cache_field
 from failsmall.node.deadline import Deadline
+from failsmall.node.framing import BodyFraming
 from failsmall.node.serving import Serving
+from failsmall.node.stats import TrafficStats
 from failsmall.node.upstream import (
     OriginPool,
     OriginServers,
     OriginUnreachableError,
+    Pools,
     UpstreamConnection,
 )
-from failsmall.node.wire import HeaderKind
-
-if TYPE_CHECKING:
-    from failsmall.node.proxy import ClientConnection
 
 NO_CONFIG_BODY = (
     b"503 Service Unavailable: this node has not received a configuration bundle yet.\n"
@@ -56,8 +58,46 @@ HTML = b"text/html; charset=utf-8"
 HIGH_WATER = 1024 * 1024
 EARLY_TUNNEL_BYTES = 64 * 1024
 """What a client may send after its WebSocket handshake before the origin has accepted it."""
-UPGRADE_HEADERS = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
 EMPTY_MODULES: tuple[()] = ()
+
+
+class ClientSide(Protocol):
+    """What an exchange needs from the client connection it answers on."""
+
+    client_ip: str
+    client_ip_bytes: bytes
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the client (in order, batched per event-loop iteration)."""
+
+    def close(self) -> None: ...
+
+    def pause_reading_for(self, owner: object) -> None:
+        """Stop reading the client until every owner that paused has resumed."""
+
+    def resume_reading_for(self, owner: object) -> None: ...
+
+    def arm(self, kind: Deadline, seconds: float) -> None:
+        """Wait at most `seconds` for what `kind` names (the connection's single deadline)."""
+
+    def extend(self, seconds: float) -> None:
+        """Move the deadline of what is awaited to `seconds` from now (progress was made)."""
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        """The exchange has ended; the connection moves to the next request or closes."""
+
+
+class ExchangeContext(Protocol):
+    """What the exchanges of one node process share."""
+
+    @property
+    def pools(self) -> Pools: ...
+
+    @property
+    def stats(self) -> TrafficStats: ...
+
+    @property
+    def access_log(self) -> AccessLog | None: ...
 
 
 class ExchangeState(Enum):
@@ -113,13 +153,12 @@ class Exchange:
     upstream: UpstreamConnection | None = None
     upstream_reusable = True
     response_started = False
-    response_headers: tuple[tuple[str, str], ...] = ()
-    chunked_out = False
-    close_delimited = False
+    framing_out = BodyFraming.AS_SENT  # how the response body is framed to the client
     until_eof = False
-    cache_body: bytearray | None = None
+    fill: CacheFill | None = None  # the response being kept for the cache, if it is
     status = 0
     note = ""
+    origin: Origin  # where an allowed request goes (set by `allow`)
     origin_id = ""
     client = ""  # the client address the engine saw (see Engine.client_address)
     websocket = False
@@ -127,8 +166,11 @@ class Exchange:
     early: list[bytes] | None = None  # client bytes sent before the tunnel opened
     refusal: tuple[int, str] | None = None  # (status, reason) once the request broke a limit
 
-    def __init__(self, conn: ClientConnection, serving: Serving | None, limits: Limits) -> None:
+    def __init__(
+        self, conn: ClientSide, ctx: ExchangeContext, serving: Serving | None, limits: Limits
+    ) -> None:
         self.conn = conn
+        self.ctx = ctx
         self.serving = serving
         self.limits = limits
         self.state = ExchangeState.READING
@@ -167,8 +209,7 @@ class Exchange:
         self.send_body(data)
 
     def send_body(self, data: bytes) -> None:
-        if self.chunked_in:
-            data = wire.chunk(data)
+        data = framing.request_body(data, chunked=self.chunked_in)
         upstream = self.upstream
         if upstream is not None and self.state is ExchangeState.UPSTREAM:
             upstream.write(data)
@@ -243,6 +284,12 @@ class Exchange:
                 self.respond_local(
                     verdict.status, b"%d: the edge could not serve this request\n" % verdict.status
                 )
+            case Decision.UNROUTED:
+                self.respond_local(
+                    404,
+                    b"404: no route for host %s path %s on this edge\n"
+                    % (self.host or b"(none)", self.path.encode()),
+                )
             case Decision.ALLOW:
                 self.allow(verdict)
             case _:
@@ -252,40 +299,29 @@ class Exchange:
         cache = verdict.cache
         match cache:
             case CacheHit(response=cached):
-                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in cached.headers]
-                headers.append((b"X-Cache", b"HIT"))
-                self.respond_local(
-                    cached.status, cached.body, content_type=b"", extra=headers, from_cache=True
-                )
+                self.respond_local(cached.status, cached.body, cached=cached)
                 return
-            case CacheMiss():
-                if not self.head:
-                    self.cache_body = bytearray()
-            case CacheBypass():
+            case CacheMiss() | CacheBypass():
                 pass
             case _:
                 assert_never(cache)
-        self.proxy()
+        route = verdict.route
+        match route:
+            case Routed(origin=origin):
+                self.origin = origin
+                self.origin_id = origin.id
+                self.proxy()
+            case Unrouted():  # never allowed: `act` answers it
+                pass
+            case _:
+                assert_never(route)
 
     # -- proxying --------------------------------------------------------------------------
 
     def proxy(self) -> None:
-        serving = self.serving
-        if serving is None:
-            self.respond_local(503, NO_CONFIG_BODY)
-            return
-        try:
-            origin = serving.engine.route(self.host.decode("latin-1"), self.path)
-        except NoRouteError:
-            self.respond_local(
-                404,
-                b"404: no route for host %s path %s on this edge\n"
-                % (self.host or b"(none)", self.path.encode()),
-            )
-            return
-        self.origin_id = origin.id
-        servers = self.conn.ctx.pools.for_origin(origin)
-        self.use(servers, servers.pick(self.conn.loop.time()))
+        """Send the request to `origin` (set by `allow`), on one of its servers."""
+        servers = self.ctx.pools.for_origin(self.origin)
+        self.use(servers, servers.pick(asyncio.get_running_loop().time()))
 
     def use(self, servers: OriginServers, pool: OriginPool) -> None:
         """Send the request over an idle connection to `pool`'s server, or a new one."""
@@ -309,8 +345,8 @@ class Exchange:
             return
         if exc is not None:
             reason = str(exc) if isinstance(exc, OriginUnreachableError) else repr(exc)
-            self.conn.ctx.stats.upstream_errors["connect"] += 1
-            now = self.conn.loop.time()
+            self.ctx.stats.upstream_errors["connect"] += 1
+            now = asyncio.get_running_loop().time()
             servers.mark_down(pool, now)
             self.connect_failures += 1
             if self.connect_failures < len(servers.pools):
@@ -323,39 +359,30 @@ class Exchange:
 
     def upstream_request(self, authority: bytes) -> bytes:
         """The request as sent to the origin: head, the body read so far, and what followed."""
-        parts: list[bytes | bytearray] = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
-        if not self.host:
-            # An HTTP/1.0 request may come without Host; HTTP/1.1 upstream needs one.
-            parts += (b"Host: ", authority, b"\r\n")
-        for name, value in self.forward:
-            parts += (name, b": ", value, b"\r\n")
-        client_ip = self.conn.client_ip_bytes
-        parts += (
-            b"X-Forwarded-For: ",
-            self.xff + b", " + client_ip if self.xff else client_ip,
-            b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
+        chunked = self.chunked_in
+        parts: list[bytes | bytearray] = []
+        parts += framing.request_head(
+            self.method,
+            self.url,
             self.host,
-            b"\r\nX-Request-Id: ",
+            authority,
+            self.forward,
+            self.xff,
+            self.conn.client_ip_bytes,
             self.request_id,
-            b"\r\nVia: ",
-            wire.VIA,
-            b"\r\n",
+            websocket=self.websocket,
+            chunked=chunked,
+            content_length=self.content_length,
         )
-        if self.websocket:
-            parts.append(UPGRADE_HEADERS)
-        if self.chunked_in:
-            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
-            if self.body:
-                parts.append(wire.chunk(bytes(self.body)))
-        else:
-            if self.content_length >= 0:
-                parts.append(b"Content-Length: %d\r\n" % self.content_length)
-            parts += (b"\r\n", self.body)
+        if self.body:
+            parts.append(
+                framing.request_body(bytes(self.body), chunked=True) if chunked else self.body
+            )
         if self.overflow:
             parts += self.overflow
             self.overflow.clear()
             self.overflow_bytes = 0
-        if self.chunked_in and self.body_done and not self.end_queued:
+        if chunked and self.body_done and not self.end_queued:
             self.end_queued = True
             parts.append(wire.LAST_CHUNK)
         return b"".join(parts)
@@ -382,54 +409,40 @@ class Exchange:
         if status == 101:
             self.switching_protocols(headers)
             return
-        length = b""
-        chunked = False
-        out = [wire.status_line(status)]
-        listed_in: list[bytes] = []
-        kinds = wire.HEADER_KINDS
-        for name, value in headers:
-            kind = kinds.get(name)
-            if kind is None:
-                kind = wire.header_kind(name)
-            if kind is HeaderKind.FORWARD:
-                out += (name, b": ", value, b"\r\n")
-            elif kind is HeaderKind.CONTENT_LENGTH:
-                length = value
-            elif kind is HeaderKind.TRANSFER_ENCODING:
-                chunked = True
-            elif kind is HeaderKind.CONNECTION and value not in wire.PLAIN_CONNECTION_VALUES:
-                listed_in.append(value)
-        if listed_in:
-            listed = wire.connection_tokens(listed_in) - wire.HOP_BY_HOP
-            if listed:
-                out = _drop_listed(out, listed)
-        if self.cache_body is not None:
-            self.keep_for_cache(status, headers)
-        bodiless = self.head or status in (204, 304)
-        if chunked and not bodiless:
-            self.start_chunked_or_close(out)
-        elif length:
-            out += (b"Content-Length: ", length, b"\r\n")
-        elif not bodiless:
-            # No length and not chunked: the origin ends the body by closing.
+        verdict = self.verdict
+        if verdict is not None and self.serving is not None:
+            plan = self.serving.engine.on_response(verdict, status, headers)
+            match plan:
+                case CacheFill():
+                    self.fill = plan
+                case NotStored():
+                    pass
+                case _:
+                    assert_never(plan)
+        head = framing.response_head(
+            status,
+            headers,
+            head_request=self.head,
+            http10=self.http10,
+            keep_alive=self.keep_alive,
+            request_id=self.request_id,
+            bundle_tag=self.serving.tag if self.serving is not None else b"",
+        )
+        self.framing_out = head.framing
+        self.keep_alive = head.keep_alive
+        if head.until_eof:
             self.until_eof = True
             self.upstream_reusable = False
-            self.start_chunked_or_close(out)
-        self.finish_head(out)
+        self.response_started = True
+        self.conn.write(head.head)
+        self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
 
     def switching_protocols(self, headers: list[tuple[bytes, bytes]]) -> None:
         """The origin accepted a WebSocket handshake (the upstream connection reports a 101
         only for one): pass its 101 on, with the upgrade headers the proxy speaks."""
-        out = [wire.status_line(101)]
-        for name, value in headers:
-            if wire.header_kind(name) is HeaderKind.FORWARD:
-                out += (name, b": ", value, b"\r\n")
-        out += [UPGRADE_HEADERS, b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", self.request_id]
-        if self.serving is not None:
-            out += [b"\r\nX-Failsmall-Bundle: ", self.serving.tag]
-        out.append(b"\r\n\r\n")
         self.response_started = True
-        self.conn.write(b"".join(out))
+        tag = self.serving.tag if self.serving is not None else b""
+        self.conn.write(framing.switching_protocols_head(headers, self.request_id, tag))
 
     def upstream_switched(self, rest: bytes) -> None:
         """The origin's 101 has ended: from now on bytes are relayed both ways."""
@@ -479,37 +492,16 @@ class Exchange:
             self.state = ExchangeState.DONE
             self.record()
 
-    def start_chunked_or_close(self, out: list[bytes]) -> None:
-        if self.http10:
-            self.close_delimited = True
-            self.keep_alive = False
-        else:
-            self.chunked_out = True
-            out.append(b"Transfer-Encoding: chunked\r\n")
-
-    def finish_head(self, out: list[bytes]) -> None:
-        out += [b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", self.request_id, b"\r\n"]
-        if self.serving is not None:
-            out += [b"X-Failsmall-Bundle: ", self.serving.tag, b"\r\n"]
-        if not self.keep_alive:
-            out.append(b"Connection: close\r\n")
-        elif self.http10:
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        self.response_started = True
-        self.conn.write(b"".join(out))
-        self.conn.arm(Deadline.UPSTREAM, self.limits.upstream_read_timeout_s)
-
     def upstream_body(self, data: bytes) -> None:
-        cache_body = self.cache_body
-        if cache_body is not None:
-            cache_body += data
-        self.conn.write(wire.chunk(data) if self.chunked_out else data)
+        fill = self.fill
+        if fill is not None:
+            fill.add(data)
+        self.conn.write(framing.response_body(data, self.framing_out))
         self.conn.extend(self.limits.upstream_read_timeout_s)
 
     def upstream_done(self) -> None:
         upstream, self.upstream = self.upstream, None
-        if self.chunked_out:
+        if self.framing_out is BodyFraming.CHUNKED:
             self.conn.write(wire.LAST_CHUNK)
         if upstream is not None:
             if (
@@ -521,7 +513,7 @@ class Exchange:
                 upstream.pool.give_back(upstream)
             else:
                 upstream.close()
-        if self.close_delimited or not self.body_done:
+        if self.framing_out is BodyFraming.CLOSE or not self.body_done:
             self.keep_alive = False
         self.store_in_cache()
         self.finish()
@@ -536,12 +528,12 @@ class Exchange:
             return
         if self.response_started:
             if self.until_eof:
-                if self.chunked_out:
+                if self.framing_out is BodyFraming.CHUNKED:
                     self.conn.write(wire.LAST_CHUNK)
                 self.store_in_cache()
                 self.finish()
                 return
-            self.conn.ctx.stats.upstream_errors["reset_mid_response"] += 1
+            self.ctx.stats.upstream_errors["reset_mid_response"] += 1
             self.status = self.status or 502
             self.keep_alive = False
             self.finish()
@@ -550,7 +542,7 @@ class Exchange:
             self.state = ExchangeState.CONNECTING
             self.proxy_again()
             return
-        self.conn.ctx.stats.upstream_errors["reset"] += 1
+        self.ctx.stats.upstream_errors["reset"] += 1
         self.respond_local(502, b"502: %s\n" % reason.encode())
 
     def replayable(self) -> bool:
@@ -572,7 +564,7 @@ class Exchange:
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.close()
-        self.conn.ctx.stats.upstream_errors["timeout"] += 1
+        self.ctx.stats.upstream_errors["timeout"] += 1
         if self.response_started:
             self.keep_alive = False
             self.finish()
@@ -582,32 +574,10 @@ class Exchange:
             b"504: the origin did not answer within %gs\n" % self.limits.upstream_read_timeout_s,
         )
 
-    def keep_for_cache(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """Keep the response for the cache only if the engine may store it."""
-        serving, verdict = self.serving, self.verdict
-        if (
-            serving is None
-            or verdict is None
-            or not serving.engine.may_store(
-                verdict, status, [n.decode("latin-1").lower() for n, _ in headers]
-            )
-        ):
-            self.cache_body = None
-            return
-        self.response_headers = tuple(
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
-        )
-
     def store_in_cache(self) -> None:
-        body, self.cache_body = self.cache_body, None
-        serving, verdict, request = self.serving, self.verdict, self.request
-        if body is None or serving is None or verdict is None or request is None:
-            return
-        if len(body) > serving.signed.bundle.cache.max_object_bytes:
-            return
-        serving.engine.cache_store(
-            serving.state, verdict, self.status, self.response_headers, bytes(body), request
-        )
+        fill, self.fill = self.fill, None
+        if fill is not None:
+            fill.commit()
 
     # -- local responses and completion ----------------------------------------------------
 
@@ -617,9 +587,10 @@ class Exchange:
         body: bytes,
         *,
         content_type: bytes = b"text/plain; charset=utf-8",
-        extra: list[tuple[bytes, bytes]] | None = None,
-        from_cache: bool = False,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+        cached: CachedResponse | None = None,
     ) -> None:
+        """Answer from the edge: `body`, or the `cached` response."""
         if self.state is ExchangeState.DONE:
             return
         upstream, self.upstream = self.upstream, None
@@ -630,31 +601,27 @@ class Exchange:
         if not self.body_done:
             self.keep_alive = False
             self.discard = True
-        headers = [(b"X-Request-Id", self.request_id)] if self.request_id else []
-        if self.serving is not None:
-            headers.append((b"X-Failsmall-Bundle", self.serving.tag))
-        if from_cache:
-            kept = [
-                (n, v) for n, v in extra or () if not wire.is_hop_by_hop(n.lower(), frozenset())
-            ]
-            headers += kept
-            response = wire.local_response(
+        tag = self.serving.tag if self.serving is not None else b""
+        if cached is not None:
+            response = framing.cached_response(
                 status,
-                body,
+                cached.headers,
+                cached.body,
                 keep_alive=self.keep_alive,
-                content_type=_content_type(kept),
-                extra=[h for h in headers if h[0].lower() != b"content-type"],
-                head_only=self.head,
+                head_request=self.head,
+                request_id=self.request_id,
+                bundle_tag=tag,
             )
         else:
-            headers += extra or []
-            response = wire.local_response(
+            response = framing.local_response(
                 status,
                 body,
                 keep_alive=self.keep_alive,
+                head_request=self.head,
+                request_id=self.request_id,
+                bundle_tag=tag,
                 content_type=content_type,
-                extra=headers,
-                head_only=self.head,
+                extra=extra,
             )
         self.response_started = True
         self.conn.write(response)
@@ -680,7 +647,7 @@ class Exchange:
         """Count the finished exchange and write its access log line."""
         verdict = self.verdict
         seconds = time.perf_counter() - self.started
-        ctx = self.conn.ctx
+        ctx = self.ctx
         ctx.stats.record(
             self.status,
             self.decision,
@@ -726,20 +693,3 @@ class Exchange:
                 m.module.value for m in verdict.modules if type(m) is ModuleErrored
             )
         return entry
-
-
-def _drop_listed(out: list[bytes], listed: frozenset[bytes]) -> list[bytes]:
-    """Remove from a head being built (status line, then name/": "/value/CRLF groups) the
-    headers that a Connection header named."""
-    kept = out[:1]
-    for i in range(1, len(out), 4):
-        if out[i].lower() not in listed:
-            kept += out[i : i + 4]
-    return kept
-
-
-def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
-    for name, value in headers:
-        if name.lower() == b"content-type":
-            return value
-    return b"application/octet-stream"

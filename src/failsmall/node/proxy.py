@@ -297,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         slot = self.ctx.slot
-        exchange = Exchange(self, slot.current, slot.limits)
+        exchange = Exchange(self, self.ctx, slot.current, slot.limits)
         self.reading = exchange
         self.queue.append(exchange)
         self.head_bytes = 0
@@ -325,7 +325,10 @@ class ClientConnection(asyncio.Protocol):
         # Only collected here; count and size are checked once the head is complete. Until
         # then `data_received` bounds what an unfinished head may accumulate.
         self.head_bytes += len(name) + len(value) + 4
-        self._reading().raw_headers.append((name, value))
+        exchange = self.reading
+        if exchange is None:
+            exchange = self._reading()  # raises
+        exchange.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self._reading()
@@ -472,12 +475,13 @@ class ClientConnection(asyncio.Protocol):
 
     def arm(self, kind: Deadline, seconds: float) -> None:
         self.deadline_kind = kind
-        self.extend(seconds)
+        due = self.due = self.loop.time() + seconds
+        self.deadline = min(due, self.body_by) if self.body_by else due
 
     def extend(self, seconds: float) -> None:
         """Move the deadline of what the connection waits for to `seconds` from now."""
-        self.due = self.loop.time() + seconds
-        self.deadline = min(self.due, self.body_by) if self.body_by else self.due
+        due = self.due = self.loop.time() + seconds
+        self.deadline = min(due, self.body_by) if self.body_by else due
 
     def _start_body_clock(self) -> None:
         self.body_started = self.loop.time()
@@ -564,7 +568,7 @@ class ClientConnection(asyncio.Protocol):
         self.reading = None
         self._stop_body_clock()
         if offender is None:
-            offender = Exchange(self, self.ctx.slot.current, self.ctx.slot.limits)
+            offender = Exchange(self, self.ctx, self.ctx.slot.current, self.ctx.slot.limits)
             self.queue.append(offender)
         offender.refusal = (status, reason)
         offender.keep_alive = False

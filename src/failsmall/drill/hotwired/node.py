@@ -27,8 +27,9 @@ from failsmall.engine import (
     EngineState,
     Request,
     RequestView,
+    Routed,
 )
-from failsmall.model import Bundle, Capacities
+from failsmall.model import Bundle, Capacities, Origin
 
 log = logging.getLogger("failsmall.drill.hotwired")
 
@@ -109,16 +110,17 @@ class HotwiredNode:
         loaded.bot.score(RequestView(edge_request))
         verdict = loaded.engine.evaluate(edge_request, state)
         loaded.killswitch.read_results(verdict)
-        match verdict.decision:
-            case Decision.ALLOW:
-                return await self.forward(loaded.engine, request, body)
-            case Decision.BLOCK | Decision.ERROR:
+        match verdict.decision, verdict.route:
+            case Decision.ALLOW, Routed(origin=origin):
+                return await self.forward(origin, request, body)
+            case Decision.UNROUTED | Decision.ALLOW, _:
+                return web.Response(status=404, text="no route\n")
+            case Decision.BLOCK | Decision.ERROR, _:
                 return web.Response(status=verdict.status, text=f"{verdict.status}\n")
-            case Decision.CHALLENGE:
+            case Decision.CHALLENGE, _:
                 return web.Response(status=403, text="challenge\n")
 
-    async def forward(self, engine: Engine, request: web.Request, body: bytes) -> web.Response:
-        origin = engine.route(request.host, request.path)
+    async def forward(self, origin: Origin, request: web.Request, body: bytes) -> web.Response:
         assert self.client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with self.client.request(

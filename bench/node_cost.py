@@ -1,0 +1,112 @@
+"""The node's CPU per request, A/B between git revisions: `python bench/node_cost.py REV [REV...]`.
+
+Each revision's `src/` is exported (git archive) and served by a one-worker node with the empty
+bundle (or `--bundle example`, or `--workers N`) in front of nginx; wrk -t1 -c32 runs against
+each in turn, round after round, so that every revision sees the same changing machine load.
+Prints req/s and the CPU time per request of the node's processes (user + system, from /proc),
+per round and as medians. On a shared machine req/s follows the load; CPU per request is the
+figure to compare, and still varies by some 20 % between rounds: compare medians of several.
+
+Needs: wrk and nginx (apt-get install -y wrk nginx-light), and a git checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for the helpers of bench/proxy.py
+import proxy as bench
+from failsmall.transport.natsd import free_port
+
+
+def export(rev: str, into: Path) -> Path:
+    """The `src/` of git revision `rev` (`.` for the working tree), as a directory."""
+    if rev == ".":
+        return bench.ROOT / "src"
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(bench.ROOT), "archive", rev, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("revs", nargs="+", help="git revisions ('.' is the working tree)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bundle", choices=["empty", "example"], default="empty")
+    args = parser.parse_args()
+    console = Console()
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        console.print(f"[red]{', '.join(missing)} not found; {bench.INSTALL_HINT}[/]")
+        return 2
+    results: dict[str, list[bench.Row]] = {rev: [] for rev in args.revs}
+    with tempfile.TemporaryDirectory(prefix="failsmall-node-cost-") as tmp:
+        workdir = Path(tmp)
+        trees = {rev: export(rev, workdir / f"tree-{i}") for i, rev in enumerate(args.revs)}
+        origin_port = free_port()
+        body = bench.BODY.encode("unicode_escape").decode()
+        conf = bench.nginx_conf(
+            workdir, "origin", origin_port, f'default_type text/plain; return 200 "{body}";'
+        )
+        empty, example, trust = bench.bundle_files(workdir, f"http://127.0.0.1:{origin_port}")
+        bundle = empty if args.bundle == "empty" else example
+        origin_cmd = ["nginx", "-c", str(conf), "-p", str(conf.parent)]
+        with bench.process(origin_cmd, workdir / "origin.log"):
+            bench.wait_http(origin_port)
+            for round_ in range(args.rounds):
+                for i, rev in enumerate(args.revs):
+                    port, admins = free_port(), bench.admin_ports(args.workers)
+                    name = f"r{round_}-{i}"
+                    cmd = bench.node_command(
+                        workdir, name, bundle, trust, port, admins[0], args.workers
+                    )
+                    env = {**os.environ, "PYTHONPATH": str(trees[rev])}
+                    with bench.process(cmd, workdir / f"{name}.log", env=env) as node:
+                        for admin in admins:
+                            bench.wait_http(admin, "/readyz", timeout_s=30)
+                        bench.wait_http(port, timeout_s=30)
+                        bench.run_wrk(port, 1.0, args.connections)  # warm-up
+                        row = bench.run_wrk_measuring(
+                            node.pid, port, args.duration, args.connections
+                        )
+                    results[rev].append(row)
+                    console.print(
+                        f"round {round_} {rev}: {row.rps:,.0f} req/s, "
+                        f"{row.cpu_us:.1f} µs CPU per request, {row.errors} errors"
+                    )
+    table = Table(
+        title=f"node, {args.bundle} bundle, {args.workers} worker(s), "
+        f"wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds"
+    )
+    for column in ("revision", "median req/s", "median µs CPU/request", "range µs"):
+        table.add_column(column, justify="left" if column == "revision" else "right")
+    for rev, rows in results.items():
+        cpu = [r.cpu_us for r in rows]
+        table.add_row(
+            rev,
+            f"{statistics.median(r.rps for r in rows):,.0f}",
+            f"{statistics.median(cpu):.1f}",
+            f"{min(cpu):.0f}–{max(cpu):.0f}",
+        )
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
