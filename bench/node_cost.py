@@ -7,13 +7,13 @@ Prints req/s and the CPU time per request of the node's processes (user + system
 per round and as medians. On a shared machine req/s follows the load; CPU per request is the
 figure to compare, and still varies by some 20 % between rounds: compare medians of several.
 
-Needs: wrk and nginx (apt-get install -y wrk nginx-light), and a git checkout.
+Needs: wrk and nginx (apt-get install -y wrk nginx), a git checkout, and for revisions with a
+compiled extension a C compiler and libhyperscan-dev.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -30,14 +30,31 @@ from failsmall.transport.natsd import free_port
 
 
 def export(rev: str, into: Path) -> Path:
-    """The `src/` of git revision `rev` (`.` for the working tree), as a directory."""
+    """The `src/` of git revision `rev` (`.` for the working tree), as a directory, with its
+    compiled extension built in place when the revision has one (`setup.py`)."""
     if rev == ".":
         return bench.ROOT / "src"
     into.mkdir()
+    paths = ["src"]
+    listed = subprocess.run(
+        ["git", "-C", str(bench.ROOT), "ls-tree", "--name-only", rev, "setup.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if listed.strip():
+        paths += ["setup.py", "pyproject.toml", "README.md"]
     archive = subprocess.run(
-        ["git", "-C", str(bench.ROOT), "archive", rev, "src"], check=True, capture_output=True
+        ["git", "-C", str(bench.ROOT), "archive", rev, *paths], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    if listed.strip():
+        subprocess.run(
+            [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+            cwd=into,
+            check=True,
+            capture_output=True,
+        )
     return into / "src"
 
 
@@ -45,54 +62,58 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("revs", nargs="+", help="git revisions ('.' is the working tree)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--bundle", choices=["empty", "example"], default="empty")
+    parser.add_argument("--bundle", choices=["empty", "managed", "example"], default="empty")
+    parser.add_argument(
+        "--traffic",
+        choices=[c.value for c in bench.Column],
+        default=bench.Column.GET.value,
+        help="the proxy bench's columns: get, get_distinct, json, json_distinct",
+    )
     args = parser.parse_args()
     console = Console()
     missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
     if missing:
         console.print(f"[red]{', '.join(missing)} not found; {bench.INSTALL_HINT}[/]")
         return 2
-    results: dict[str, list[bench.Row]] = {rev: [] for rev in args.revs}
+    results: dict[str, list[bench.Cell]] = {rev: [] for rev in args.revs}
     with tempfile.TemporaryDirectory(prefix="failsmall-node-cost-") as tmp:
         workdir = Path(tmp)
         trees = {rev: export(rev, workdir / f"tree-{i}") for i, rev in enumerate(args.revs)}
         origin_port = free_port()
         body = bench.BODY.encode("unicode_escape").decode()
-        conf = bench.nginx_conf(
+        origin_cmd = bench.nginx_conf(
             workdir, "origin", origin_port, f'default_type text/plain; return 200 "{body}";'
         )
-        empty, example, trust = bench.bundle_files(workdir, f"http://127.0.0.1:{origin_port}")
-        bundle = empty if args.bundle == "empty" else example
-        origin_cmd = ["nginx", "-c", str(conf), "-p", str(conf.parent)]
+        bundles, trust = bench.bundle_files(workdir, f"http://127.0.0.1:{origin_port}")
+        column = bench.Column(args.traffic)
         with bench.process(origin_cmd, workdir / "origin.log"):
             bench.wait_http(origin_port)
             for round_ in range(args.rounds):
                 for i, rev in enumerate(args.revs):
-                    port, admins = free_port(), bench.admin_ports(args.workers)
-                    name = f"r{round_}-{i}"
-                    cmd = bench.node_command(
-                        workdir, name, bundle, trust, port, admins[0], args.workers
+                    node = bench.node_contender(
+                        f"r{round_}-{i}", workdir, bundles[args.bundle], trust, args.workers, False
                     )
-                    env = {**os.environ, "PYTHONPATH": str(trees[rev])}
-                    with bench.process(cmd, workdir / f"{name}.log", env=env) as node:
-                        for admin in admins:
-                            bench.wait_http(admin, "/readyz", timeout_s=30)
-                        bench.wait_http(port, timeout_s=30)
-                        bench.run_wrk(port, 1.0, args.connections)  # warm-up
-                        row = bench.run_wrk_measuring(
-                            node.pid, port, args.duration, args.connections
+                    env = {**node.env, "PYTHONPATH": str(trees[rev])}
+                    log = workdir / f"r{round_}-{i}.log"
+                    with bench.process(node.command, log, env=env) as proc:
+                        for admin in node.admin_ports:
+                            bench.wait_http(admin, "/readyz", timeout_s=60)
+                        bench.wait_http(node.port, timeout_s=60)
+                        bench.run_wrk(node.port, 1, args.connections, column)  # warm-up
+                        cell = bench.measure_cell(
+                            proc.pid, node.port, args.duration, args.connections, column
                         )
-                    results[rev].append(row)
+                    results[rev].append(cell)
                     console.print(
-                        f"round {round_} {rev}: {row.rps:,.0f} req/s, "
-                        f"{row.cpu_us:.1f} µs CPU per request, {row.errors} errors"
+                        f"round {round_} {rev}: {cell.rps:,.0f} req/s, "
+                        f"{cell.cpu_us:.1f} µs CPU per request, {cell.errors} errors"
                     )
     table = Table(
         title=f"node, {args.bundle} bundle, {args.workers} worker(s), "
-        f"wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds"
+        f"{column.label}, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds"
     )
     for column in ("revision", "median req/s", "median µs CPU/request", "range µs"):
         table.add_column(column, justify="left" if column == "revision" else "right")

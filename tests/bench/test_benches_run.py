@@ -113,3 +113,14 @@ def test_waf_tail() -> None:
         pytest.skip(f"blazehttp corpus not at {BLAZEHTTP}: set FAILSMALL_BLAZEHTTP=DIR")
     report = json_out(bench("bench/waf_tail.py", "--blazehttp", str(BLAZEHTTP), "--json"), 0, 1)
     assert report
+
+
+def test_node_cost() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    done = bench("bench/node_cost.py", ".", "HEAD", "--rounds", "1", "--duration", "1")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    rounds = [line for line in done.stdout.splitlines() if line.startswith("round 0")]
+    assert len(rounds) == 2, done.stdout
+    assert all(line.endswith(", 0 errors") for line in rounds), done.stdout
