@@ -248,3 +248,19 @@ def test_full_width_payloads_are_caught() -> None:
     assert verdict(post(b"comment=" + plain, "application/x-www-form-urlencoded")).decision is (
         Decision.ALLOW
     )
+
+
+def test_the_fields_named_for_a_verdict_are_read_with_the_bundles_limits() -> None:
+    """Three gzip layers are within a bundle allowing three: the SQL injection is found in the
+    `comment` field, and that is the field named (read with the default two layers, the body
+    would be undecodable and no field would be named)."""
+    from failsmall.engine.signatures.fields import signature_fields
+
+    body = gzip.compress(gzip.compress(gzip.compress(FORM)))
+    request = post(body, "application/x-www-form-urlencoded", "gzip, gzip, gzip")
+    e = engine(waf_max_decode_depth=3)
+    v = e.evaluate(request, e.new_state())
+    assert v.decision is Decision.BLOCK and not v.over_limits
+    fields = signature_fields(e.waf, request, v.matched_rules, e.limits)
+    assert fields
+    assert all(names == ("body.comment",) for names in fields.values()), fields

@@ -269,7 +269,7 @@ def _inspect_one(
     else:
         verdict = engine.evaluate(seen, state)
         result = verdict_to_dict(verdict)
-        fields = signature_fields(engine.waf, seen, verdict.matched_rules)
+        fields = signature_fields(engine.waf, seen, verdict.matched_rules, engine.limits)
         if fields:
             result["fields"] = fields
     result.update(method=request.method, host=request.host, path=request.path)

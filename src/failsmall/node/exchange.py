@@ -683,8 +683,9 @@ class Exchange:
             entry.cache = cache_field(verdict.cache)
             entry.rules = verdict.matched_rules
             if self.serving is not None and self.request is not None:
+                engine = self.serving.engine
                 entry.fields = signature_fields(
-                    self.serving.engine.waf, self.request, verdict.matched_rules
+                    engine.waf, self.request, verdict.matched_rules, engine.limits
                 )
             if type(verdict.bot) is Scored:
                 entry.bot = verdict.bot.score

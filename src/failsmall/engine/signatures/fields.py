@@ -14,6 +14,7 @@ from failsmall.engine.request import BodyFormat, Request, RequestView
 from failsmall.engine.signatures.scanner import SignatureScanner
 from failsmall.engine.signatures.targets import EXTRACTORS
 from failsmall.model.rules import SignatureMatch, Target
+from failsmall.model.traffic import Limits
 
 
 class SignatureSource(Protocol):
@@ -98,11 +99,14 @@ def matching_fields(
 
 
 def signature_fields(
-    waf: SignatureSource, request: Request, matched: Iterable[str]
+    waf: SignatureSource, request: Request, matched: Iterable[str], limits: Limits
 ) -> dict[str, tuple[str, ...]] | None:
     """The fields each matched signature rule of a verdict matched on; None when no signature
-    rule matched (the common case, which costs a set lookup per matched rule)."""
+    rule matched (the common case, which costs a set lookup per matched rule).
+
+    `limits` are the bundle's, the ones the verdict was reached with: they decide how the body
+    is decoded and parsed, so with any others the fields named could be other fields."""
     rules = [rule for rule in matched if rule in waf.signatures]
     if not rules or waf.scanner is None:
         return None
-    return matching_fields(waf.scanner, RequestView(request), rules)
+    return matching_fields(waf.scanner, RequestView(request, limits=limits), rules)
