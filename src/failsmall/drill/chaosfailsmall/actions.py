@@ -1,5 +1,5 @@
-"""Chaos Toolkit actions on a failsmall fleet (through the control plane's HTTP API and the
-nodes' admin endpoints)."""
+"""Chaos Toolkit actions on a failsmall fleet (through the control plane's HTTP API, the
+nodes' admin endpoints and the drill's link control)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from failsmall.drill.chaosfailsmall import (
 __all__ = [
     "clear_killswitch",
     "kill_node_worker",
+    "mend_node",
+    "partition_node",
     "push_bundle",
     "resume_node_worker",
     "roll_back",
@@ -125,8 +127,53 @@ def resume_node_worker(pid: int) -> int:
     return pid
 
 
+def partition_node(
+    links_url: str, node_id: str, mode: str = "cut", seconds: float | None = None
+) -> dict[str, Any]:
+    """Cut (or black-hole, `mode="blackhole"`) the transport between a node and its control
+    plane, through the link control a local drill fleet serves at `links_url`. With `seconds`
+    (at most 600), mend it after that long, whatever happens meanwhile; without, the link stays
+    cut until `mend_node`. Returns the link's state as the link control last reported it."""
+    if mode not in ("cut", "blackhole"):
+        raise FailsmallActivityError(f"mode must be cut or blackhole, not {mode!r}")
+    if seconds is not None and not 0 <= seconds <= 600:
+        raise FailsmallActivityError(f"seconds must lie in 0..600, not {seconds}")
+    state = _set_link(links_url, node_id, mode)
+    if seconds is None:
+        return state
+    try:
+        time.sleep(seconds)
+    finally:
+        state = _set_link(links_url, node_id, "mended")
+    return state
+
+
+def mend_node(links_url: str, node_id: str) -> dict[str, Any]:
+    """Let the transport between a node and its control plane through again (a rollback for
+    `partition_node`; mending a link that is not cut changes nothing)."""
+    return _set_link(links_url, node_id, "mended")
+
+
+def _set_link(links_url: str, node_id: str, state: str) -> dict[str, Any]:
+    _require_loopback(links_url, "only a fleet on this machine (loopback) can be partitioned")
+    try:
+        response = httpx.post(
+            f"{links_url.rstrip('/')}/links/{node_id}", json={"state": state}, timeout=10
+        )
+    except httpx.HTTPError as exc:
+        raise FailsmallActivityError(
+            f"cannot reach the link control at {links_url}: {exc}"
+        ) from exc
+    result: dict[str, Any] = answer(response, 200)
+    return result
+
+
+def _require_loopback(url: str, message: str) -> None:
+    if httpx.URL(url).host not in ("127.0.0.1", "localhost", "::1"):
+        raise FailsmallActivityError(message)
+
+
 def _worker_pid(admin_url: str) -> int:
-    if httpx.URL(admin_url).host not in ("127.0.0.1", "localhost", "::1"):
-        raise FailsmallActivityError("only a node on this machine (loopback) can be signalled")
+    _require_loopback(admin_url, "only a node on this machine (loopback) can be signalled")
     described = answer(httpx.get(f"{admin_url.rstrip('/')}/config", timeout=5), 200)
     return int(described["pid"])
