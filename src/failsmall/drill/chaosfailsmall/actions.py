@@ -18,6 +18,7 @@ from failsmall.drill.chaosfailsmall import (
     answer,
     control,
 )
+from failsmall.drill.chaosfailsmall.probes import live_nodes
 
 __all__ = [
     "clear_killswitch",
@@ -29,6 +30,7 @@ __all__ = [
     "roll_back",
     "set_killswitch",
     "stop_node_worker",
+    "wait_for_live_nodes",
     "wait_for_rollout",
 ]
 
@@ -97,6 +99,26 @@ def wait_for_rollout(
                 return str(recent[0].get("state", "none"))
             time.sleep(0.25)
     raise FailsmallActivityError(f"a rollout is still under way after {timeout_s:g} s")
+
+
+def wait_for_live_nodes(
+    count: int,
+    timeout_s: float = 60,
+    configuration: Configuration | None = None,
+    secrets: Secrets | None = None,
+) -> int:
+    """Wait until at least `count` nodes report to the control plane (after a partition is
+    mended or a worker restarted); returns how many do."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = live_nodes(configuration, secrets)
+        if live >= count:
+            return live
+        if time.monotonic() > deadline:
+            raise FailsmallActivityError(
+                f"only {live} nodes report to the control plane after {timeout_s:g} s, not {count}"
+            )
+        time.sleep(0.25)
 
 
 def kill_node_worker(admin_url: str) -> int:
