@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -14,6 +18,8 @@ import pytest
 from failsmall.drill.chaosfailsmall import FailsmallActivityError
 from failsmall.drill.chaosfailsmall.actions import mend_node, partition_node
 from failsmall.drill.link import FaultyLink, LinkControl, LinkState
+
+T = TypeVar("T")
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -145,3 +151,44 @@ async def test_partitioning_through_the_link_control_stops_and_restores_relayed_
         assert await asyncio.wait_for(reader.read(1024), 10) == b"ping", "held bytes arrive"
         writer.close()
         assert await _relays(link.port)
+
+
+class Interrupted(Exception):
+    """Raised by a signal handler in the middle of a timed partition."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def test_an_interrupted_timed_partition_still_mends() -> None:
+    """A timed partition whose wait is broken off (as by Ctrl-C) mends the link on the way out."""
+    loop = asyncio.new_event_loop()
+    serving = threading.Thread(target=loop.run_forever, daemon=True)
+    serving.start()
+
+    def on_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(30)
+
+    controlled = controlled_link()
+    link, control = on_loop(controlled.__aenter__())
+    previous = signal.signal(signal.SIGUSR1, _interrupt)
+    try:
+        seen: list[LinkState] = []
+
+        def look_then_interrupt() -> None:
+            seen.append(link.state)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        threading.Timer(1.0, look_then_interrupt).start()
+        with pytest.raises(Interrupted):
+            partition_node(control.url, "edge-1", seconds=60)
+        assert seen == [LinkState.CUT], "cut while the partition lasted"
+        assert link.state is LinkState.MENDED
+        assert on_loop(_relays(link.port))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        on_loop(controlled.__aexit__(None, None, None))
+        loop.call_soon_threadsafe(loop.stop)
+        serving.join(10)
+        loop.close()
