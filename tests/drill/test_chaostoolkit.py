@@ -1,4 +1,5 @@
-"""The chaosfailsmall extension: the example Chaos Toolkit experiment runs against a real local
+"""The chaosfailsmall extension: the example Chaos Toolkit experiment (a node partitioned from its
+control plane through the fleet's link control, then a killswitch) runs against a real local
 fleet and writes Chaos Toolkit's journal."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from failsmall.cli.up_cmd import PROBE_HEADERS
 from failsmall.drill.chaosfailsmall.actions import stop_node_worker
 from failsmall.drill.defended import local_fleet
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(260)]
 
 
 class FleetThread(threading.Thread):
@@ -53,6 +54,7 @@ class FleetThread(threading.Thread):
                 "nodes": ",".join(f"http://127.0.0.1:{n.port}" for n in fleet.nodes),
                 "admins": ",".join(f"http://127.0.0.1:{n.admin_port}" for n in fleet.nodes),
                 "seed": fleet.seed_digest,
+                "links": fleet.links_url,
             }
             users = asyncio.create_task(_users([n.port for n in fleet.nodes], self._done))
             self.ready.set()
@@ -94,6 +96,7 @@ def test_the_killswitch_experiment_completes_without_deviation(
         monkeypatch.setenv("FAILSMALL_CONTROL", fleet.info["control"])
         monkeypatch.setenv("FAILSMALL_TOKEN", fleet.info["token"])
         monkeypatch.setenv("FAILSMALL_NODES", fleet.info["nodes"])
+        monkeypatch.setenv("FAILSMALL_LINKS", fleet.info["links"])
         journal = run_experiment(experiment)
         stopped_node_answered = _stop_a_node(fleet.info)
     finally:
@@ -102,9 +105,15 @@ def test_the_killswitch_experiment_completes_without_deviation(
     path.write_text(json.dumps(journal, indent=2, default=str))
     assert journal["status"] == "completed", json.dumps(journal["run"], default=str)[:3000]
     assert journal["deviated"] is False
-    names = [r["activity"]["name"] for r in journal["run"]]
-    assert "killswitch-the-execute-rule" in names
-    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]
+    runs = {r["activity"]["name"]: r for r in journal["run"]}
+    assert runs["killswitch-the-execute-rule"]["status"] == "succeeded"
+    partition = runs["partition-edge-2"]
+    assert partition["status"] == "succeeded"
+    assert partition["output"] == {"node_id": "edge-2", "state": "mended"}
+    assert runs["live-nodes-while-edge-2-is-cut"]["output"] == 2, "the cut node fell silent"
+    assert runs["error-rate-while-edge-2-is-cut"]["output"] <= 0.01, "and kept serving"
+    assert runs["wait-for-edge-2-to-report-again"]["output"] == 3, "mended, it reports again"
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"] * 3
     status = fleet.info["status"]
     assert status["rollout"] is None
     assert status["last_good"] == fleet.info["seed"], "lifting the killswitch restores the seed"

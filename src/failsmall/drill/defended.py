@@ -37,7 +37,7 @@ from failsmall.drill.fleet import (
     node_view,
 )
 from failsmall.drill.launch import all_serving, origin_process, seed_bundle, wait_listening
-from failsmall.drill.link import FaultyLink
+from failsmall.drill.link import FaultyLink, LinkControl
 from failsmall.model import Bundle, sign_bundle
 from failsmall.model.envelope import read_envelope_unverified_signature
 from failsmall.transport.natsd import free_port
@@ -77,6 +77,8 @@ class DefendedFleet(Fleet):
         self.plane = plane
         self.dead_port = free_port()
         self.links: dict[str, FaultyLink] = {}
+        self.links_url = ""
+        """Where `LinkControl` serves the links (empty when the drill did not start the nodes)."""
         self._audit_seq = 0
         self._nacks_seen: set[tuple[str, str]] = set()
         self._poisoned_seen: set[tuple[str, str]] = set()
@@ -219,7 +221,8 @@ async def local_fleet(
     nodes: int, seed_features: int = 0, keep: Path | None = None, origin_link: bool = False
 ) -> AsyncIterator[DefendedFleet]:
     """Start origin, control plane and `nodes` nodes on free loopback ports, seed them with the
-    example site, and stop everything on the way out, whatever happened."""
+    example site, and stop everything on the way out, whatever happened. Each node reaches the
+    control plane through a `FaultyLink`; `fleet.links_url` serves them to other processes."""
     state_dir = keep or Path(tempfile.mkdtemp(prefix="failsmall-drill-"))
     state_dir.mkdir(parents=True, exist_ok=True)
     origin = origin_process(state_dir)
@@ -242,6 +245,7 @@ async def local_fleet(
     processes: list[NodeProcess] = []
     links: dict[str, FaultyLink] = {}
     between: FaultyLink | None = None
+    link_control = LinkControl(links)
     stop_probing = asyncio.Event()
     try:
         origin.start()
@@ -281,6 +285,8 @@ async def local_fleet(
             )
             fleet.links = links
             fleet.origin_link = between
+            await link_control.start()
+            fleet.links_url = link_control.url
             await _wait_reporting(fleet, nodes)
             prober = asyncio.create_task(_seed_traffic(processes, stop_probing))
             try:
@@ -291,6 +297,7 @@ async def local_fleet(
             yield fleet
     finally:
         stop_probing.set()
+        await link_control.stop()
         for process in processes:
             await process.stop()
         for link in [*links.values(), *([between] if between else [])]:

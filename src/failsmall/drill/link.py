@@ -2,16 +2,40 @@
 their origin: the transport can be cut (every open connection closed, new ones refused by
 closing them at once), black-holed (nothing passes either way and nothing is closed, as when
 packets are dropped: each side waits on its own timeouts), slowed (every reply held back a
-while) and mended."""
+while) and mended.
+
+`LinkControl` lets another process (a Chaos Toolkit experiment) cut and mend a fleet's links
+over HTTP on loopback, the way Toxiproxy's API does:
+
+    GET  /links               {"edge-1": "mended", "edge-2": "cut", ...}
+    POST /links/{node_id}     {"state": "cut" | "blackhole" | "mended"} -> {"node_id", "state"}
+
+An unknown node answers 404 and a body that is not one of those states 400, both with a JSON
+`error`; neither changes a link."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import assert_never
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from failsmall.transport.natsd import free_port
 
 CHUNK = 64 * 1024
+
+
+class LinkState(StrEnum):
+    """What a link does to the bytes it relays. `slow` is only reported: it is set in-process."""
+
+    MENDED = "mended"
+    CUT = "cut"
+    BLACKHOLE = "blackhole"
+    SLOW = "slow"
 
 
 class FaultyLink:
@@ -62,6 +86,16 @@ class FaultyLink:
     def black_holed(self) -> bool:
         return not self._flowing.is_set()
 
+    @property
+    def state(self) -> LinkState:
+        if self.cut_off:
+            return LinkState.CUT
+        if self.black_holed:
+            return LinkState.BLACKHOLE
+        if self.delay_s > 0:
+            return LinkState.SLOW
+        return LinkState.MENDED
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.cut_off:
             writer.close()
@@ -96,3 +130,70 @@ class FaultyLink:
                 writer.write(data)
                 await writer.drain()
         writer.close()
+
+
+WANTED = 'the body must be {"state": "cut" | "blackhole" | "mended"}'
+
+
+class LinkChange(BaseModel):
+    """The body of `POST /links/{node_id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: LinkState
+
+
+class LinkControl:
+    """An HTTP listener on a free loopback port that reports and sets a fleet's links."""
+
+    def __init__(self, links: Mapping[str, FaultyLink]) -> None:
+        self.links = links
+        self.port = free_port()
+        app = web.Application()
+        app.router.add_get("/links", self._list)
+        app.router.add_post("/links/{node_id}", self._set)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response({node_id: link.state for node_id, link in self.links.items()})
+
+    async def _set(self, request: web.Request) -> web.Response:
+        node_id = request.match_info["node_id"]
+        link = self.links.get(node_id)
+        if link is None:
+            known = ", ".join(sorted(self.links)) or "none"
+            return _refuse(404, f"no link for node {node_id!r}; known nodes: {known}")
+        body = await request.read()
+        try:
+            change = LinkChange.model_validate_json(body)
+        except ValidationError:
+            shown = body[:100].decode(errors="replace")
+            return _refuse(400, f"{WANTED}, not {shown!r}")
+        match change.state:
+            case LinkState.CUT:
+                link.mend()
+                link.cut()
+            case LinkState.BLACKHOLE:
+                link.mend()
+                link.blackhole()
+            case LinkState.MENDED:
+                link.mend()
+            case LinkState.SLOW:
+                return _refuse(400, f"{WANTED}: slowing a link is not offered here")
+            case _ as unreachable:
+                assert_never(unreachable)
+        return web.json_response({"node_id": node_id, "state": link.state})
+
+
+def _refuse(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

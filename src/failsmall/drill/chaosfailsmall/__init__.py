@@ -1,7 +1,9 @@
 """chaosfailsmall: a Chaos Toolkit extension that drives a failsmall fleet.
 
 Actions (`failsmall.drill.chaosfailsmall.actions`): push a signed bundle, set or clear a
-killswitch, roll back the rollout under way, wait for it to end, kill -9 a node's worker.
+killswitch, roll back the rollout under way, wait for it to end, kill -9 or stop a node's
+worker, partition a node from its control plane and mend it (through the link control a local
+drill fleet serves: `local_fleet(...).links_url`).
 Probes (`failsmall.drill.chaosfailsmall.probes`): fleet health, rollout state, error rate.
 
 Every function takes the experiment's `configuration` (`failsmall_control`: the control plane
