@@ -655,12 +655,12 @@ static Py_ssize_t u_find2(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t from, Py_UC
  * is returned unchanged by the fast path (the caller returns it). */
 static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    *unchanged = 0;
     Py_UCS4 *s = PyUnicode_AsUCS4Copy(value);
     if (s == NULL) return NULL;
     Py_UCS4 *a = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
     Py_UCS4 *b = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
     PyObject *out = NULL;
-    *unchanged = 0;
     if (a == NULL || b == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -1086,6 +1086,7 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
             goto done;
         }
         chain->nsteps = (int)PyList_GET_SIZE(steps);
+        long step_triggers = 0;
         for (int s = 0; s < chain->nsteps; s++) {
             step_t *step = &chain->steps[s];
             PyObject *name, *reference;
@@ -1104,6 +1105,13 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
                 goto done;
             }
             if (step->prefix >= nprefixes) nprefixes = step->prefix + 1;
+            step_triggers |= step->triggers;
+        }
+        /* A scan runs a triggered chain from its first step with a present trigger. */
+        if (chain->triggers & ~step_triggers) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a transform chain's triggers must be those of its steps");
+            goto done;
         }
     }
     self->nprefixes = nprefixes;
@@ -1595,7 +1603,17 @@ static flat_status flatten_child(flat_t *f, int in_dict, PyObject *path, PyObjec
     flat_status status;
     if (PyDict_Check(value) || PyList_Check(value)) {
         status = in_dict ? flat_append(f, child, f->empty) : FLAT_OK;
-        if (status == FLAT_OK) status = flatten(f, value, child, depth + 1);
+        /* Each level is a C stack frame: a document nested deeper than Python allows (built
+         * in Python, or with a large max_depth) raises RecursionError, as the reference does,
+         * rather than overflowing the stack. */
+        if (status == FLAT_OK) {
+            if (Py_EnterRecursiveCall(" while flattening a JSON document")) {
+                status = FLAT_ERROR;
+            } else {
+                status = flatten(f, value, child, depth + 1);
+                Py_LeaveRecursiveCall();
+            }
+        }
     } else {
         PyObject *scalar = json_scalar(f, value);
         if (scalar == NULL) {

@@ -1,0 +1,148 @@
+"""The compiled engine part on hostile input: nothing an attacker sends (or a caller passes) may
+crash the process or disagree with the readable reference. Deep documents, escapes that decode
+to surrogates or wide characters, NULs, lone surrogates, empty and buffer-sized values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from failsmall.engine import _native
+from failsmall.engine.body import BodyFormat, parse_body
+from failsmall.engine.request import Request, RequestView
+from failsmall.engine.signatures.transforms import ALL_FEATURES, AMPERSAND, PERCENT, TRANSFORMS
+from failsmall.engine.signatures.transforms import features as reference_features
+from failsmall.model.rules import Transform
+from failsmall.model.traffic import Limits
+from tests.waf.test_native_scanner import request_scanners, scanners
+
+MIB = 1024 * 1024
+
+
+def test_a_document_nested_past_the_stack_raises_recursion_error_instead_of_crashing() -> None:
+    """A document built in Python can be nested deeper than `json.loads` allows: with a
+    `max_depth` out of the way, flattening it must raise RecursionError (as the reference
+    does), not overflow the C stack. Run in a child process, which a crash would kill."""
+    program = textwrap.dedent(
+        """
+        import json
+        from failsmall.engine.native import flatten_json
+        top = node = []
+        for _ in range(1_000_000):
+            child = []
+            node.append(child)
+            node = child
+        try:
+            flatten_json(top, 10**6, 10**7, json.dumps)
+        except RecursionError:
+            print("RecursionError")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "RecursionError"
+
+
+@pytest.mark.parametrize("depth", [63, 64, 65, 256, 2_000, 100_000])
+@pytest.mark.parametrize("opening", ["[", '{"a":', '[{"\\ud800":'])
+def test_a_deep_json_body_stops_at_the_depth_limit(opening: str, depth: int) -> None:
+    closing = {"[": "]", '{"a":': "}", '[{"\\ud800":': "}]"}[opening]
+    body = (opening * depth + "1" + closing * depth).encode()
+    limits = Limits(waf_max_body_depth=64)
+    parsed = parse_body("application/json", body, False, limits)
+    assert parsed.format is BodyFormat.JSON
+    nested = depth * (2 if opening.startswith("[{") else 1)
+    assert (parsed.reached is not None) == (nested > 64)
+    assert parsed.reached is None or parsed.reached.limit == "waf_max_body_depth"
+
+
+def test_a_wide_document_stops_at_the_value_limit() -> None:
+    document = json.dumps({f"k{i}": [i, None, "\x00"] for i in range(100_000)}).encode()
+    limits = Limits()
+    parsed = parse_body("application/json", document, False, limits)
+    assert parsed.reached is not None and parsed.reached.limit == "waf_max_values"
+    assert len(parsed.fields) == limits.waf_max_values
+
+
+def test_a_chain_whose_triggers_no_step_has_is_refused() -> None:
+    """A scan starts a triggered chain at its first step with a present trigger: a chain whose
+    triggers are not its steps' would run off the end of its steps."""
+    step = (0, Transform.URL_DECODE.value, TRANSFORMS[Transform.URL_DECODE], PERCENT)
+    with pytest.raises(ValueError, match="triggers must be those of its steps"):
+        _native.ValueScanner(
+            [b"abc"], [8], ["k"], [1], [1], [(1, 1, AMPERSAND, [step])], reference_features, []
+        )
+
+
+#: Values that decode to more, wider or odder characters than they hold, or hold what C
+#: strings cannot: escapes of surrogates and of the largest code points, cut-off escapes,
+#: NULs, lone surrogates, and the empty value.
+HOSTILE_VALUES = [
+    "",
+    "\x00",
+    "\x00" * 4096,
+    "\ud800",
+    "\udfff\ud800",
+    "%ud800%udfff",
+    "%uD83D%uDE00",
+    "%UFFFF%u",
+    "%u%U%u0",
+    "%ed%a0%80%f4%90%80%80%c0%af",
+    "%f0%9f%98%80" * 3000,
+    "%" * 5000,
+    "%25" * 5000,
+    "%252525252541",
+    "\\uD800\\uDFFF\\u",
+    "\\x\\x4\\777\\0\\00\\000\\0000\\",
+    "\\" * 4097,
+    "\\u00e9" * 3000,
+    "&#xD800;&#1114112;&#x110000;&#0;&#",
+    "/*!" + "9" * 50 + "*/--#\n/*",
+    "/*" * 3000,
+    "\U0010ffff\u0085\u00ad\ufeff\u2028" * 500,
+    "ＳＥＬＥＣＴ ﬁ İ ß \u3000 \u00a0",
+    "a" * MIB,
+    "%u0041" * (MIB // 6),
+    "\\u0041" * (MIB // 6),
+    "é%41\\x41 /*x*/" * (MIB // 16),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=range(len(HOSTILE_VALUES)))
+def test_hostile_values_transform_and_scan_as_the_reference_does(value: str) -> None:
+    for transform in Transform:
+        reference = TRANSFORMS[transform]
+        assert _native.transform(transform.value, value, reference) == reference(value), transform
+    assert _native.features(value, ALL_FEATURES, reference_features) == reference_features(
+        value, ALL_FEATURES
+    )
+    native, reference_scanner = scanners()
+    assert native.scan_value(value, 0xFFFF) == reference_scanner.scan_value(value, 0xFFFF)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"\\ud800": "\\udfff", "a\\u0000b": [%s]}' % b"1," * 200 + b"1]}"),
+        ("application/json", b'{"a": "%s"}' % (b"\\u0000" * 100_000)),
+        ("application/x-www-form-urlencoded", b"%u0000=%ud800&" * 5_000),
+        ("application/x-www-form-urlencoded", b"\xff\xfe\x00=\xed\xa0\x80&" * 5_000),
+        ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; name=x\r\n"),
+        ("text/plain", b"\x00\xc0\xaf%c0%af\\x00" * (MIB // 16)),
+    ],
+    ids=["json-surrogates", "json-nuls", "form-escapes", "form-bad-utf8", "multipart-cut", "raw"],
+)
+def test_hostile_bodies_get_the_references_hits_and_work(content_type: str, body: bytes) -> None:
+    request = Request("POST", "/", "", (("Content-Type", content_type),), body)
+    native, reference = request_scanners()
+    native._clear_memos()
+    reference._clear_memos()
+    limits = Limits()
+    expected = reference.inspect(RequestView(request, limits=limits))
+    assert native.inspect(RequestView(request, limits=limits)) == expected
