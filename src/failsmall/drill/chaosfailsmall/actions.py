@@ -66,8 +66,13 @@ def clear_killswitch(
     configuration: Configuration | None = None,
     secrets: Secrets | None = None,
 ) -> dict[str, Any]:
-    """Lift a rule's killswitch."""
+    """Lift a rule's killswitch. A rule with no killswitch in the current bundle is already
+    what this action asks for (the switch was never set, or a rollback took it away), so that
+    is a success that says so: as an experiment's rollback, this action converges."""
     with control(configuration, secrets) as client:
+        current = answer(client.get("/v1/killswitches"), 200)
+        if rule not in {str(entry.get("rule")) for entry in current}:
+            return {"rule": rule, "cleared": False, "note": "no killswitch set on this rule"}
         response = client.post(f"/v1/killswitches/{rule}/clear", json={"reason": reason})
         result: dict[str, Any] = answer(response, 202)
         return result
