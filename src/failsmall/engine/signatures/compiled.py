@@ -7,12 +7,20 @@ compare it with) are built from these.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 from failsmall.engine.signatures.targets import TARGET_BIT
 from failsmall.engine.signatures.transforms import TRANSFORMS, TRIGGERS, TransformFn, triggers
 from failsmall.model.rules import SignatureMatch, Transform
+
+#: A value scanned fresh by `scan_sources`: the value, its targets, its hits, its characters.
+Fresh = tuple[str, int, frozenset[str], int]
+#: What `scan_sources` reads remembered values from: `(value, targets)` -> (known, cost).
+SourcesMemo = Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]]
+#: What `scan_sources` returns: hits, values, characters, the limit reached (its index and
+#: kind) if one was, and the values scanned fresh.
+SourcesScan = tuple[set[str], int, int, tuple[int, int] | None, list[Fresh]]
 
 # Hyperscan's pattern flags (hs_compile.h); the same in every Hyperscan 5 release.
 HS_FLAG_CASELESS = 1

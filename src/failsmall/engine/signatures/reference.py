@@ -16,16 +16,15 @@ The engine runs the compiled scanner; tests check that both give the same hits a
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 
 import hyperscan
 
-from failsmall.engine.signatures.compiled import Chain, Pattern
+from failsmall.engine.signatures.compiled import Chain, Fresh, Pattern, SourcesMemo, SourcesScan
 from failsmall.engine.signatures.transforms import TransformFn, features
 
 NO_HITS: frozenset[str] = frozenset()
 #: A value scanned for `scan_sources`: the value, its targets, its hits and characters scanned.
-Fresh = tuple[str, int, frozenset[str], int]
 #: Values longer than this share transform results between chains by input (see `scan_value`).
 SHARED_TRANSFORM_MIN = 1024
 
@@ -118,10 +117,10 @@ class ReferenceValueScanner:
     def scan_sources(
         self,
         sources: dict[str, int],
-        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        memo: SourcesMemo,
         room_values: int,
         room_chars: int,
-    ) -> tuple[set[str], int, int, tuple[int, int] | None, list[Fresh]]:
+    ) -> SourcesScan:
         """The values of `sources` (each with its target mask) in order: their hits, values and
         characters from `memo` (keyed by `(value, targets)`), or scanned as fresh values (then
         listed as `(value, targets, hits, chars)`), stopping before the first whose work does

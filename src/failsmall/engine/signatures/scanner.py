@@ -42,6 +42,8 @@ from failsmall.engine.signatures.compiled import (
     Chain,
     Pattern,
     SignatureCompileError,
+    SourcesMemo,
+    SourcesScan,
     compile_matches,
 )
 from failsmall.engine.signatures.native import native_value_scanner
@@ -162,12 +164,10 @@ class ValueScanner(Protocol):
     def scan_sources(
         self,
         sources: dict[str, int],
-        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        memo: SourcesMemo,
         room_values: int,
         room_chars: int,
-    ) -> tuple[
-        set[str], int, int, tuple[int, int] | None, list[tuple[str, int, frozenset[str], int]]
-    ]: ...
+    ) -> SourcesScan: ...
 
 
 #: Builds a value scanner from the chains and patterns of a bundle's matches.
