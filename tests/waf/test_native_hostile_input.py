@@ -111,6 +111,14 @@ HOSTILE_VALUES = [
     "%u0041" * (MIB // 6),
     "\\u0041" * (MIB // 6),
     "é%41\\x41 /*x*/" * (MIB // 16),
+    "&ſol;&İ;&ıı;&SOL;&lt&#x&#&",
+    "&" * 100_000,
+    "&amp" * (MIB // 4),
+    "&#" + "9" * 100_000 + ";&#x" + "f" * 100_000,
+    "&CounterClockwiseContourIntegral;&notinva&" * 3000,
+    "&" + "a" * 31 + "é;" + "&" + "\U0010ffff" * 40,
+    "Q2FsbA" * (MIB // 6) + "==",
+    "\u3000" + "-_" * 1000 + "=\x1c",
 ]
 
 
@@ -124,6 +132,24 @@ def test_hostile_values_transform_and_scan_as_the_reference_does(value: str) -> 
     )
     native, reference_scanner = scanners()
     assert native.scan_value(value, 0xFFFF) == reference_scanner.scan_value(value, 0xFFFF)
+
+
+@pytest.mark.parametrize("letter", ["ſ", "ı", "İ", "\u212a"])
+def test_a_loose_reference_with_a_letter_only_unicode_folds_to_ascii_is_left_as_written(
+    letter: str,
+) -> None:
+    """A caseless Unicode regex takes `ſ` for `s` (and `ı`, `İ` for `i`); the loose references
+    are decoded in ASCII case only, so `&ſol;` stays as written instead of failing the lookup
+    of its name (which made the WAF's outcome `errored`, and let the request through)."""
+    value = f"&{letter}ol;&sem{letter};&{letter}emi;"
+    reference = TRANSFORMS[Transform.HTML_ENTITY_DECODE]
+    assert reference(value) == value
+    assert _native.transform("html_entity_decode", value, reference) == value
+    request = Request("GET", "/", "q=" + value, (), b"")
+    native, reference_scanner = request_scanners()
+    limits = Limits()
+    expected = reference_scanner.inspect(RequestView(request, limits=limits))
+    assert native.inspect(RequestView(request, limits=limits)) == expected
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,13 @@ entities, comments, long values)."""
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
 import json
 import unicodedata
+from collections.abc import Callable
+from html.entities import html5
 
 import pytest
 from hypothesis import given, settings
@@ -19,10 +23,11 @@ from failsmall.engine.native import flatten_json
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures import SignatureScanner
 from failsmall.engine.signatures.compiled import compile_matches
+from failsmall.engine.signatures.entities import LOOSE_ENTITIES
 from failsmall.engine.signatures.native import HS_VERSION, native_value_scanner
 from failsmall.engine.signatures.reference import ReferenceValueScanner
 from failsmall.engine.signatures.targets import TARGET_BIT
-from failsmall.engine.signatures.transforms import ALL_FEATURES, AMPERSAND, TRANSFORMS, features
+from failsmall.engine.signatures.transforms import ALL_FEATURES, PATH_DOTS, TRANSFORMS, features
 from failsmall.model.rules import Target, Transform
 from failsmall.model.traffic import Limits
 from tests.waf.test_scanner_fast_paths import FRAGMENTS, MANAGED_MATCHES
@@ -137,12 +142,111 @@ def test_each_transform_is_the_references(value: str, transform: Transform) -> N
             Transform.REMOVE_COMMENTS,
             Transform.REMOVE_NULLS,
             Transform.LOWERCASE,
+            Transform.HTML_ENTITY_DECODE,
+            Transform.BASE64_DECODE,
         ]
     ),
 )
 def test_each_transform_done_in_c_is_the_references(value: str, transform: Transform) -> None:
     reference = TRANSFORMS[transform]
     assert _native.transform(transform.value, value, reference) == reference(value)
+
+
+def _cased(char: str, how: str) -> str:
+    """`char` lower or upper, or the non-ASCII letter `how` a caseless regex takes for it."""
+    special = {"ſ": "s", "ı": "i", "İ": "i"}
+    if how == "lower":
+        return char
+    if how in special and special[how] == char:
+        return how
+    return char.upper()
+
+
+def _base64_value(
+    parts: tuple[bytes, Callable[[bytes], bytes], str, str, int, tuple[int, str] | None],
+) -> str:
+    raw, encode, padding, space, cut, change = parts
+    text = encode(raw).decode().rstrip("=") + padding
+    text = text[: len(text) - cut] if cut < len(text) else text
+    if change is not None and text:
+        at = change[0] % len(text)
+        text = text[:at] + change[1] + text[at + 1 :]
+    return space + text + space
+
+
+#: Pieces of character references: every name HTML knows (with and without its `;`, cut short,
+#: run on), numbers at the edges of what `html.unescape` replaces, the loose names in mixed case
+#: (and with letters a caseless Unicode regex would also take), and what ends a name.
+_ENTITY_NAMES = sorted(html5)
+_INVALID_NUMBERS = sorted(
+    {*html._invalid_charrefs, *html._invalid_codepoints}  # type: ignore[attr-defined]
+)
+entity_pieces = st.one_of(
+    st.sampled_from(_ENTITY_NAMES).map(lambda name: "&" + name),
+    st.tuples(st.sampled_from(_ENTITY_NAMES), st.integers(1, 33)).map(lambda p: "&" + p[0][: p[1]]),
+    st.sampled_from(list(LOOSE_ENTITIES)).flatmap(
+        lambda name: st.lists(
+            st.sampled_from(["lower", "upper", "ſ", "ı", "İ"]),
+            min_size=len(name),
+            max_size=len(name),
+        ).map(lambda how: "&" + "".join(_cased(c, h) for c, h in zip(name, how, strict=True)) + ";")
+    ),
+    st.tuples(
+        st.sampled_from(["&#", "&#x", "&#X"]),
+        st.one_of(
+            st.sampled_from(_INVALID_NUMBERS),
+            st.integers(0, 0x110001),
+            st.sampled_from([0xD7FF, 0xD800, 0xDFFF, 0xE000, 0x10FFFF, 0x110000, 10**30]),
+        ),
+        st.sampled_from(["", ";", "0", "g", "x"]),
+    ).map(lambda p: p[0] + (format(p[1], "x" if "x" in p[0].lower() else "d")) + p[2]),
+    st.tuples(
+        st.sampled_from(["&#", "&#x"]),
+        st.integers(0, 5000),
+        st.sampled_from(["65", "0", "d800", "9" * 5000]),
+    ).map(lambda p: p[0] + "0" * p[1] + p[2]),
+    st.sampled_from(["&", "&#", "&#x", ";", "\t", "\n", "\f", " ", "<", "#", "\r", "é", "a" * 40]),
+    st.text(max_size=3),
+)
+entity_text = st.lists(entity_pieces, max_size=20).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=entity_text)
+def test_html_entity_decode_in_c_is_the_references_on_entity_dense_text(value: str) -> None:
+    reference = TRANSFORMS[Transform.HTML_ENTITY_DECODE]
+    assert _native.transform("html_entity_decode", value, reference) == reference(value)
+
+
+def test_html_entity_decode_in_c_decodes_every_name_and_every_invalid_number() -> None:
+    reference = TRANSFORMS[Transform.HTML_ENTITY_DECODE]
+    for name in _ENTITY_NAMES:
+        for value in (f"&{name}", f"&{name}x;", f"x&{name}&{name};", f"&{name}" + "é;"):
+            assert _native.transform("html_entity_decode", value, reference) == reference(value)
+    for number in [*_INVALID_NUMBERS, 0xD800, 0xDFFF, 0x10FFFF, 0x110000]:
+        for value in (f"&#{number};", f"&#x{number:x}", f"&#X{number:X};x"):
+            assert _native.transform("html_entity_decode", value, reference) == reference(value)
+
+
+#: Base64 of random bytes, standard or URL-safe, with or without its padding, inside
+#: whitespace, cut or with a character changed.
+base64_text = st.tuples(
+    st.binary(max_size=64),
+    st.sampled_from([base64.b64encode, base64.urlsafe_b64encode]),
+    st.sampled_from(["", "=", "==", "==="]),
+    st.sampled_from(["", " ", "\n\t", "\u3000", "\x1c"]),
+    st.integers(0, 3),
+    st.one_of(
+        st.none(), st.tuples(st.integers(0, 100), st.sampled_from(["=", "é", " ", "*", "-"]))
+    ),
+).map(_base64_value)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=st.one_of(base64_text, values))
+def test_base64_decode_in_c_is_the_references(value: str) -> None:
+    reference = TRANSFORMS[Transform.BASE64_DECODE]
+    assert _native.transform("base64_decode", value, reference) == reference(value)
 
 
 @settings(max_examples=800, deadline=None)
@@ -247,11 +351,11 @@ def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
         holder[0].scan_value("x", 1)
         return value
 
-    step = (0, Transform.HTML_ENTITY_DECODE.value, reentering, AMPERSAND)
+    step = (0, Transform.NORMALIZE_PATH.value, reentering, PATH_DOTS)
     scanner = _native.ValueScanner(
-        [b"abc"], [8], ["k"], [1], [1], [(1, 1, AMPERSAND, [step])], features, []
+        [b"abc"], [8], ["k"], [1], [1], [(1, 1, PATH_DOTS, [step])], features, []
     )
     holder.append(scanner)
     with pytest.raises(RuntimeError, match="one thing at a time"):
-        scanner.scan_value("a&b;", 1)
+        scanner.scan_value("a/./b", 1)
     assert scanner.scan_value("abc", 1) == (frozenset({"k"}), 3)

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_transforms.h"
+
 /* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
 enum {
     F_PERCENT = 1 << 0,
@@ -791,8 +793,7 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
         if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
         return url_decode_uni(value);
     case T_HTML_ENTITY_DECODE:
-        if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
-        break;
+        return fs_html_entity_decode(value);
     case T_JS_DECODE:
         if (PyUnicode_FindChar(value, '\\', 0, n, 1) == -1) return Py_NewRef(value);
         return js_decode(value);
@@ -801,8 +802,7 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
         if (ascii) return ascii_remove_nulls(value);
         return any_text(id, value);
     case T_BASE64_DECODE:
-        if (n < 4) return Py_NewRef(value);
-        break;
+        return fs_base64_decode(value);
     case T_NORMALIZE_PATH:
         if (ascii) {
             const unsigned char *s = PyUnicode_1BYTE_DATA(value);

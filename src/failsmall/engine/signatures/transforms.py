@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from html.entities import html5 as html5_entities
 
+from failsmall.engine.signatures.entities import LOOSE_ENTITIES as _LOOSE_ENTITIES
 from failsmall.model.rules import Transform
 
 TransformFn = Callable[[str], str]
@@ -25,37 +26,9 @@ _PERCENT_U = re.compile(r"%u([0-9a-fA-F]{4})")
 _LINE_COMMENT = re.compile(r"(?:--|#)[^\n]*")
 _CMD_DELETED_CHARS = ("\\", '"', "'", "^")
 _JS_SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v", "0": "\x00"}
-_LOOSE_ENTITIES = {
-    "tab": "\t",
-    "newline": "\n",
-    "colon": ":",
-    "lpar": "(",
-    "rpar": ")",
-    "lbrace": "{",
-    "rbrace": "}",
-    "lcub": "{",
-    "rcub": "}",
-    "lsqb": "[",
-    "rsqb": "]",
-    "sol": "/",
-    "bsol": "\\",
-    "quot": '"',
-    "apos": "'",
-    "lt": "<",
-    "gt": ">",
-    "amp": "&",
-    "semi": ";",
-    "equals": "=",
-    "grave": "`",
-    "excl": "!",
-    "dollar": "$",
-    "period": ".",
-    "comma": ",",
-    "plus": "+",
-    "num": "#",
-    "percnt": "%",
-}
-_LOOSE_ENTITY = re.compile("&(" + "|".join(_LOOSE_ENTITIES) + ");", re.IGNORECASE)
+# In any ASCII case only: a caseless Unicode regex also takes `ſ`, `ı` and `İ` for letters,
+# whose `.lower()` is no key of the table.
+_LOOSE_ENTITY = re.compile("&(" + "|".join(_LOOSE_ENTITIES) + ");", re.IGNORECASE | re.ASCII)
 _BASE64_SHAPE = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
 
 
@@ -119,6 +92,19 @@ _CHARREF_START = re.compile("&(?:#|[^\t\n\f <&#;]{1,32};|" + _by_first_letter(_L
 _CHARREF_START_NO_SEMICOLON = re.compile("&(?:#|" + _by_first_letter(_LEGACY_NAMES) + ")")
 
 
+# A numeric reference's digits, past its leading zeros. `html.unescape` reads them with `int`,
+# which refuses more than 4,300 digits (`sys.get_int_max_str_digits`): `_short_number` writes
+# each number with at most 8, the same number or one as far past Unicode.
+_NUMBER = re.compile(r"&#(?:([xX])0*([0-9a-fA-F]+)|0*([0-9]+))")
+
+
+def _short_number(match: re.Match[str]) -> str:
+    x, hexadecimal, decimal = match.groups()
+    if x is not None:
+        return f"&#{x}{hexadecimal if len(hexadecimal) <= 8 else 'FFFFFFFF'}"
+    return f"&#{decimal if len(decimal) <= 8 else '99999999'}"
+
+
 def html_entity_decode(value: str) -> str:
     """Decode named, decimal and hexadecimal HTML character references.
 
@@ -129,6 +115,8 @@ def html_entity_decode(value: str) -> str:
     if "&" not in value:
         return value
     if _CHARREF_START.search(value) is not None:
+        if "&#" in value:
+            value = _NUMBER.sub(_short_number, value)
         value = html.unescape(value)
     if "&" not in value or ";" not in value:  # every loose entity ends with `;`
         return value

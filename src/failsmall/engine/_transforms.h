@@ -1,0 +1,17 @@
+/* The decoding transforms compiled apart from the value scanner (`_transforms.c`): each takes
+ * a str and returns a new reference to its result (the value itself when it is unchanged), or
+ * NULL with an exception set (only when memory runs out). */
+#ifndef FAILSMALL_TRANSFORMS_H
+#define FAILSMALL_TRANSFORMS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* `transforms.html_entity_decode`: `html.unescape`, then the loose references in any case. */
+PyObject *fs_html_entity_decode(PyObject *value);
+
+/* `transforms.base64_decode`: standard or URL-safe base64 to UTF-8 text (with replacement
+ * characters); a value that is not base64 passes unchanged. */
+PyObject *fs_base64_decode(PyObject *value);
+
+#endif
