@@ -10,10 +10,13 @@ from functools import cache
 
 import brotli
 import pytest
+from aiohttp import BodyPartReader, ClientSession, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from failsmall.engine import Decision, Engine, Request, RequestView, Verdict
 from failsmall.managed.measure import managed_bundle
 from failsmall.model.traffic import Limits
+from failsmall.transport.natsd import free_port
 
 SQLI = b"1' UNION SELECT username, password FROM users--"
 
@@ -134,6 +137,69 @@ def test_ambiguous_framing_gets_the_over_limit_action(body: bytes, why: str) -> 
     v = verdict(post(body.replace(SQLI, b"harmless"), "multipart/form-data; boundary=real"))
     assert v.decision is Decision.BLOCK
     assert limits_of(v) == ["multipart_framing"] and why in v.over_limits[0].detail
+
+
+async def _origin_fields(body: bytes, content_type: str) -> list[tuple[str, str]] | str:
+    """The fields a real origin (aiohttp's multipart reader, on a loopback socket) reads from
+    `body`, or the error it refuses the body with."""
+
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            fields: list[tuple[str, str]] = []
+            async for field in await request.multipart():
+                assert isinstance(field, BodyPartReader)
+                fields.append((field.name or "", (await field.read()).decode("latin-1")))
+        except HttpProcessingError as exc:  # InvalidHeader, BadHttpMessage
+            return web.json_response({"error": repr(exc)})
+        return web.json_response({"fields": fields})
+
+    app = web.Application()
+    app.router.add_post("/upload", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        async with ClientSession() as client:
+            url = f"http://127.0.0.1:{port}/upload"
+            async with client.post(url, data=body, headers={"Content-Type": content_type}) as r:
+                answer = await r.json()
+    finally:
+        await runner.cleanup()
+    if "error" in answer:
+        return str(answer["error"])
+    return [(name, value) for name, value in answer["fields"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A `--real` line right after a delimiter line: RFC 2046 and aiohttp read it as a line
+        # of the part (a header that does not parse), a lenient parser as an empty part.
+        b"--real\r\n" + MULTIPART,
+        part("note", b"hello") + b"--real\r\n" + MULTIPART.removeprefix(part("note", b"hello")),
+        # With a blank line of its own, it is a delimiter for everyone: an empty part.
+        b"--real\r\n\r\n" + MULTIPART,
+        MULTIPART,
+    ],
+    ids=["after-first-line", "after-a-part", "after-an-empty-part", "plain"],
+)
+async def test_a_delimiter_line_is_one_where_a_real_origin_reads_one(body: bytes) -> None:
+    """The WAF reads the fields the origin reads, or calls the framing ambiguous (and gets the
+    over-limit action): it never inspects fields other than those the origin acts on."""
+    content_type = "multipart/form-data; boundary=real"
+    origin = await _origin_fields(body, content_type)
+    request = post(body, content_type)
+    v = verdict(request)
+    if limits_of(v) == ["multipart_framing"]:
+        assert v.decision is Decision.BLOCK
+        return
+    assert limits_of(v) == []
+    seen = RequestView(request, limits=Limits()).body.fields
+    assert isinstance(origin, list), f"the origin refused the body ({origin}); the WAF read {seen}"
+    assert [(name, value) for name, value in seen if name] == [f for f in origin if f[0]]
+    assert v.decision is Decision.BLOCK  # the SQL injection in field q is seen
 
 
 def test_a_body_cut_at_the_buffer_is_inspected_as_far_as_it_goes() -> None:

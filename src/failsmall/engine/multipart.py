@@ -172,14 +172,16 @@ def _delimiter_lines(body: bytes, delimiter: bytes) -> list[_Line]:
     """Every delimiter line of `body` (RFC 2046: CRLF, `--boundary`, maybe `--`, maybe spaces,
     then CRLF or the end), found with `bytes.find` so a large file part costs a memchr pass.
     Raises Ambiguous for a line an origin could take for a delimiter that RFC 2046 does not:
-    one after a bare LF, or ending with one."""
+    one after a bare LF, or ending with one, or one right after a delimiter line, whose CRLF
+    is that line's end and not this one's start (RFC 2046 and aiohttp read `--b` there as a
+    line of the part; a lenient parser reads an empty part)."""
     lines: list[_Line] = []
     size = len(body)
     consumed = 0  # the end of the last delimiter line: its CRLF is not the next one's
     position = body.find(delimiter)
     while position >= 0:
         after_crlf = position - 2 >= consumed and body[position - 2 : position] == b"\r\n"
-        after_lf = position - 1 >= consumed and body[position - 1] == 0x0A
+        after_lf = position >= 1 and body[position - 1] == 0x0A
         end = position + len(delimiter)
         close = body.startswith(b"--", end)
         cursor = end + 2 if close else end
@@ -191,7 +193,8 @@ def _delimiter_lines(body: bytes, delimiter: bytes) -> list[_Line]:
         if cursor >= size or body.startswith(b"\r\n", cursor):
             if starts_line and not (position == 0 or after_crlf):
                 raise Ambiguous(
-                    "a delimiter line follows a bare LF, which origins read differently"
+                    "a delimiter line follows a bare LF or the previous delimiter line, "
+                    "which origins read differently"
                 )
             if starts_line:
                 consumed = min(cursor + 2, size)
