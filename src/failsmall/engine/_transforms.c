@@ -21,6 +21,7 @@
 typedef struct {
     Py_UCS4 *data;
     Py_ssize_t length, capacity;
+    int changed; /* whether anything was decoded (else the text is its input) */
 } text_t;
 
 static int text_reserve(text_t *t, Py_ssize_t more) {
@@ -134,6 +135,7 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
             if (number > NO_CODEPOINT) number = NO_CODEPOINT;
         }
         if (j < n && AT(j) == ';') j++;
+        t->changed = 1;
         *failed = put_numeric(t, number);
         return j;
     }
@@ -165,6 +167,7 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
     if (entity == NULL) {
         *failed = text_put(t, '&');
     } else {
+        t->changed = 1;
         *failed = text_put(t, entity->codepoints[0]);
         if (!*failed && entity->count == 2) *failed = text_put(t, entity->codepoints[1]);
     }
@@ -173,21 +176,40 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
 #undef AT
 }
 
-/* `html.unescape(value)` into `t`. */
+/* Append `value[from:to]` to `t`, which has room for it. */
+static void copy_run(text_t *t, int kind, const void *data, Py_ssize_t from, Py_ssize_t to) {
+    Py_UCS4 *out = t->data + t->length;
+    Py_ssize_t count = to - from;
+    switch (kind) {
+    case PyUnicode_1BYTE_KIND:
+        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS1 *)data)[from + k];
+        break;
+    case PyUnicode_2BYTE_KIND:
+        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS2 *)data)[from + k];
+        break;
+    default:
+        memcpy(out, (const Py_UCS4 *)data + from, (size_t)count * sizeof(Py_UCS4));
+        break;
+    }
+    t->length += count;
+}
+
+/* `html.unescape(value)` into `t`: the text between references is copied in runs. */
 static int unescape(text_t *t, PyObject *value) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    if (text_reserve(t, n) < 0) return -1;
     for (Py_ssize_t i = 0; i < n;) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c != '&') {
-            if (text_put(t, c) < 0) return -1;
-            i++;
-            continue;
+        Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
+        if (amp == -2) return -1;
+        Py_ssize_t stop = amp < 0 ? n : amp;
+        if (stop > i) {
+            if (text_reserve(t, stop - i) < 0) return -1;
+            copy_run(t, kind, data, i, stop);
         }
+        if (amp < 0) break;
         int failed = 0;
-        i = unescape_at(t, kind, data, n, i, &failed);
+        i = unescape_at(t, kind, data, n, amp, &failed);
         if (failed) return -1;
     }
     return 0;
@@ -224,6 +246,7 @@ static void decode_loose(text_t *t) {
             continue;
         }
         s[k++] = LOOSE_ENTITIES[e].replacement;
+        t->changed = 1;
         i += LOOSE_ENTITIES[e].length + 2;
     }
     t->length = k;
@@ -232,12 +255,16 @@ static void decode_loose(text_t *t) {
 PyObject *fs_html_entity_decode(PyObject *value) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
-    text_t t = {NULL, 0, 0};
+    text_t t = {NULL, 0, 0, 0};
     if (unescape(&t, value) < 0) {
         PyMem_Free(t.data);
         return NULL;
     }
     decode_loose(&t);
+    if (!t.changed) {
+        PyMem_Free(t.data);
+        return Py_NewRef(value);
+    }
     return text_finish(&t);
 }
 
