@@ -264,7 +264,7 @@ class Exchange:
         self.request = request
         verdict = serving.engine.evaluate(request, serving.state)
         self.verdict = verdict
-        self.decision = verdict.decision.value
+        self.decision = verdict.decision  # a StrEnum: its own name, without `.value`'s lookup
         if verdict.delay_ms > 0:
             self.state = ExchangeState.DELAYED
             asyncio.get_running_loop().call_later(verdict.delay_ms / 1000, self.act, verdict)
@@ -321,7 +321,8 @@ class Exchange:
     def proxy(self) -> None:
         """Send the request to `origin` (set by `allow`), on one of its servers."""
         servers = self.ctx.pools.for_origin(self.origin)
-        self.use(servers, servers.pick(asyncio.get_running_loop().time()))
+        only = servers.only
+        self.use(servers, only or servers.pick(asyncio.get_running_loop().time()))
 
     def use(self, servers: OriginServers, pool: OriginPool) -> None:
         """Send the request over an idle connection to `pool`'s server, or a new one."""

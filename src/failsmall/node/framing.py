@@ -17,8 +17,8 @@ Nothing here reads a socket or a clock; `failsmall.node.exchange` calls these an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import Enum, auto
+from typing import NamedTuple
 
 from failsmall.node import wire
 from failsmall.node.wire import HeaderKind
@@ -38,9 +38,9 @@ class BodyFraming(Enum):
     """Ended by closing the client connection (for an HTTP/1.0 client)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
-    """The head to send the client, and what it commits the exchange to."""
+class ResponseHead(NamedTuple):
+    """The head to send the client, and what it commits the exchange to (a tuple: built for
+    every proxied response, it costs a third of a frozen dataclass)."""
 
     head: bytes
     framing: BodyFraming

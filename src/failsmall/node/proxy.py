@@ -181,6 +181,14 @@ class ClientConnection(asyncio.Protocol):
         if self.unparsed:
             self.unparsed += data
             return
+        if len(data) <= PARSE_BYTES and len(self.queue) <= PIPELINE_DEPTH:
+            # The common case, one piece: what `_parse` does for it, without its loop.
+            self.parsing = True
+            try:
+                self._feed(data)
+            finally:
+                self.parsing = False
+            return
         self._parse(data)
 
     def _parse(self, data: bytes) -> None:
@@ -373,7 +381,8 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange = self._reading()
         self.reading = None
-        self._stop_body_clock()
+        if self.body_started:
+            self._stop_body_clock()
         exchange.end_body()
         if exchange.state is ExchangeState.READING:
             self.deadline_kind = Deadline.NONE
@@ -590,7 +599,8 @@ class ClientConnection(asyncio.Protocol):
     def exchange_done(self, exchange: Exchange) -> None:
         if self.queue and self.queue[0] is exchange:
             self.queue.popleft()
-        self.resume_reading_for(exchange)
+        if self._pausers:
+            self.resume_reading_for(exchange)
         if not exchange.keep_alive:
             if exchange.discard:
                 self.linger()
@@ -616,7 +626,8 @@ class ClientConnection(asyncio.Protocol):
                     self.resume_reading_for(self)
                 nxt.evaluate()
             return
-        self.resume_reading_for(self)
+        if self._pausers:
+            self.resume_reading_for(self)
         self.arm(Deadline.IDLE, exchange.limits.idle_timeout_s)
 
     def expire(self) -> None:
