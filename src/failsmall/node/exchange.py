@@ -516,7 +516,8 @@ class Exchange:
                 upstream.close()
         if self.framing_out is BodyFraming.CLOSE or not self.body_done:
             self.keep_alive = False
-        self.store_in_cache()
+        if self.fill is not None:
+            self.store_in_cache()
         self.finish()
 
     def upstream_lost(self, reason: str, got_response: bool) -> None:

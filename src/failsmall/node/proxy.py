@@ -317,14 +317,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _reading(self) -> Exchange:
         """The exchange whose request the parser is reading; llhttp calls `on_message_begin`
-        before any other callback, so there always is one."""
+        before any other callback, so there always is one (callbacks read `self.reading or
+        self._reading()`: the call only when there is none, to raise)."""
         exchange = self.reading
         if exchange is None:
             raise RequestRejected(400, "request parts arrived outside a request")
         return exchange
 
     def on_url(self, url: bytes) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         exchange.url += url
         if len(exchange.url) > exchange.limits.max_uri_bytes:
             raise RequestRejected(414, "request URI is longer than max_uri_bytes")
@@ -333,13 +334,11 @@ class ClientConnection(asyncio.Protocol):
         # Only collected here; count and size are checked once the head is complete. Until
         # then `data_received` bounds what an unfinished head may accumulate.
         self.head_bytes += len(name) + len(value) + 4
-        exchange = self.reading
-        if exchange is None:
-            exchange = self._reading()  # raises
+        exchange = self.reading or self._reading()
         exchange.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         limits = exchange.limits
         if len(exchange.raw_headers) > limits.max_headers:
             raise RequestRejected(431, "too many request headers")
@@ -370,7 +369,7 @@ class ClientConnection(asyncio.Protocol):
             self.deadline_kind = Deadline.NONE
 
     def on_body(self, body: bytes) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         self.body_in_feed = True
         exchange.add_body(body)
         self.extend(exchange.limits.body_timeout_s)
@@ -379,7 +378,7 @@ class ClientConnection(asyncio.Protocol):
             exchange.evaluate()
 
     def on_message_complete(self) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         self.reading = None
         if self.body_started:
             self._stop_body_clock()
