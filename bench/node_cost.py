@@ -7,6 +7,10 @@ Prints req/s and the CPU time per request of the node's processes (user + system
 per round and as medians. On a shared machine req/s follows the load; CPU per request is the
 figure to compare, and still varies by some 20 % between rounds: compare medians of several.
 
+The empty bundle is built and signed by each revision's own code, so that a revision from
+before a change to the bundle model still loads it; the managed and example bundles come from
+the working tree's code.
+
 Needs: wrk and nginx (apt-get install -y wrk nginx), a git checkout, and for revisions with a
 compiled extension a C compiler and libhyperscan-dev.
 """
@@ -14,6 +18,7 @@ compiled extension a C compiler and libhyperscan-dev.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,11 +26,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for the helpers of bench/proxy.py
 import proxy as bench
+from failsmall.model.envelope import public_key_pem
 from failsmall.transport.natsd import free_port
 
 
@@ -58,6 +66,32 @@ def export(rev: str, into: Path) -> Path:
     return into / "src"
 
 
+SIGN_EMPTY = """
+import sys
+from pathlib import Path
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from failsmall.model import Bundle, Origin, Route, sign_bundle
+key = load_pem_private_key(Path(sys.argv[1]).read_bytes(), None)
+origins, routes = [Origin(id="web", url=sys.argv[2])], [Route(origin="web")]
+bundle = Bundle.model_validate(Bundle(name="empty", origins=origins, routes=routes).model_dump())
+Path(sys.argv[3]).write_bytes(sign_bundle(bundle, key).to_bytes())
+"""
+
+
+def empty_bundle(tree: Path, workdir: Path, name: str, origin_url: str) -> tuple[Path, Path]:
+    """The empty bundle as revision `tree`'s code builds and signs it, and its trusted key."""
+    key = Ed25519PrivateKey.generate()
+    key_file, trust, bundle = (workdir / f"{name}{ext}" for ext in (".key", ".pub", ".json"))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    trust.write_bytes(public_key_pem(key.public_key()))
+    subprocess.run(
+        [sys.executable, "-c", SIGN_EMPTY, str(key_file), origin_url, str(bundle)],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+    )
+    return bundle, trust
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("revs", nargs="+", help="git revisions ('.' is the working tree)")
@@ -87,14 +121,22 @@ def main() -> int:
         origin_cmd = bench.nginx_conf(
             workdir, "origin", origin_port, f'default_type text/plain; return 200 "{body}";'
         )
-        bundles, trust = bench.bundle_files(workdir, f"http://127.0.0.1:{origin_port}")
+        origin_url = f"http://127.0.0.1:{origin_port}"
+        bundles, trust = bench.bundle_files(workdir, origin_url)
+        signed = {
+            rev: empty_bundle(tree, workdir, f"empty-{i}", origin_url)
+            if args.bundle == "empty"
+            else (bundles[args.bundle], trust)
+            for i, (rev, tree) in enumerate(trees.items())
+        }
         column = bench.Column(args.traffic)
         with bench.process(origin_cmd, workdir / "origin.log"):
             bench.wait_http(origin_port)
             for round_ in range(args.rounds):
                 for i, rev in enumerate(args.revs):
+                    bundle, trusted = signed[rev]
                     node = bench.node_contender(
-                        f"r{round_}-{i}", workdir, bundles[args.bundle], trust, args.workers, False
+                        f"r{round_}-{i}", workdir, bundle, trusted, args.workers, False
                     )
                     env = {**node.env, "PYTHONPATH": str(trees[rev])}
                     log = workdir / f"r{round_}-{i}.log"

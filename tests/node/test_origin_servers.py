@@ -79,6 +79,27 @@ async def test_when_every_server_is_down_each_is_tried_once_then_502(
     assert node.ctx.stats.upstream_errors["connect"] == 3
 
 
+async def test_a_new_bundle_moving_the_origin_sends_the_next_request_to_the_new_server(
+    start_node: StartNode,
+    watch: WatchDir,
+    keys: Keys,
+    origin: OriginServer,
+    second_origin: OriginServer,
+) -> None:
+    node = await node_for(start_node, watch, keys, origin.url, [])
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}") as client:
+        assert (await client.get("/hello")).status_code == 200
+        moved = make_bundle(second_origin.url, name="moved", limits=fast_limits())
+        await serving(node, watch.publish(keys.sign(moved)))
+        assert (await client.get("/hello")).status_code == 200
+        # An origin with the same id and servers as the first, in a third bundle: the first
+        # server's pool again.
+        back = make_bundle(origin.url, name="back", limits=fast_limits())
+        await serving(node, watch.publish(keys.sign(back)))
+        assert (await client.get("/hello")).status_code == 200
+    assert (origin.requests, second_origin.requests) == (2, 1)
+
+
 @pytest.mark.parametrize(
     ("url", "replicas", "message"),
     [

@@ -17,8 +17,8 @@ Nothing here reads a socket or a clock; `failsmall.node.exchange` calls these an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import Enum, auto
+from typing import NamedTuple
 
 from failsmall.node import wire
 from failsmall.node.wire import HeaderKind
@@ -38,9 +38,20 @@ class BodyFraming(Enum):
     """Ended by closing the client connection (for an HTTP/1.0 client)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
-    """The head to send the client, and what it commits the exchange to."""
+# Enum members read on every request, bound to module names once: in Python 3.11 reading a
+# member from its class goes through EnumType.__getattr__'s slow path, about 0.1 µs a time.
+_AS_SENT, _CHUNKED, _CLOSE = BodyFraming
+_FORWARD, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = (
+    HeaderKind.FORWARD,
+    HeaderKind.CONTENT_LENGTH,
+    HeaderKind.TRANSFER_ENCODING,
+    HeaderKind.CONNECTION,
+)
+
+
+class ResponseHead(NamedTuple):
+    """The head to send the client, and what it commits the exchange to (a tuple: built for
+    every proxied response, it takes less than half the time of a frozen dataclass)."""
 
     head: bytes
     framing: BodyFraming
@@ -125,31 +136,31 @@ def response_head(
         kind = kinds.get(name)
         if kind is None:
             kind = wire.header_kind(name)
-        if kind is HeaderKind.FORWARD:
+        if kind is _FORWARD:
             out += (name, b": ", value, b"\r\n")
-        elif kind is HeaderKind.CONTENT_LENGTH:
+        elif kind is _CONTENT_LENGTH:
             length = value
-        elif kind is HeaderKind.TRANSFER_ENCODING:
+        elif kind is _TRANSFER_ENCODING:
             chunked = True
-        elif kind is HeaderKind.CONNECTION and value not in wire.PLAIN_CONNECTION_VALUES:
+        elif kind is _CONNECTION and value not in wire.PLAIN_CONNECTION_VALUES:
             listed_in.append(value)
     if listed_in:
         listed = wire.connection_tokens(listed_in) - wire.HOP_BY_HOP
         if listed:
             out = _drop_listed(out, listed)
-    framing = BodyFraming.AS_SENT
+    framing = _AS_SENT
     until_eof = False
     bodiless = head_request or status in BODILESS_STATUSES
     if chunked and not bodiless:
-        framing = BodyFraming.CLOSE if http10 else BodyFraming.CHUNKED
+        framing = _CLOSE if http10 else _CHUNKED
     elif length:
         out += (b"Content-Length: ", length, b"\r\n")
     elif not bodiless:
         until_eof = True  # no length and not chunked: the origin ends the body by closing
-        framing = BodyFraming.CLOSE if http10 else BodyFraming.CHUNKED
-    if framing is BodyFraming.CHUNKED:
+        framing = _CLOSE if http10 else _CHUNKED
+    if framing is _CHUNKED:
         out.append(b"Transfer-Encoding: chunked\r\n")
-    elif framing is BodyFraming.CLOSE:
+    elif framing is _CLOSE:
         keep_alive = False
     out += (b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", request_id, b"\r\n")
     if bundle_tag:
@@ -164,7 +175,7 @@ def response_head(
 
 def response_body(data: bytes, framing: BodyFraming) -> bytes:
     """A piece of the origin's response body as sent to the client."""
-    return wire.chunk(data) if framing is BodyFraming.CHUNKED else data
+    return wire.chunk(data) if framing is _CHUNKED else data
 
 
 def switching_protocols_head(
@@ -174,7 +185,7 @@ def switching_protocols_head(
     origin's end-to-end headers, and the upgrade headers the proxy speaks."""
     out = [wire.status_line(101)]
     for name, value in headers:
-        if wire.header_kind(name) is HeaderKind.FORWARD:
+        if wire.header_kind(name) is _FORWARD:
             out += (name, b": ", value, b"\r\n")
     out += [UPGRADE_HEADERS, b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", request_id]
     if bundle_tag:

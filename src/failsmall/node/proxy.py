@@ -36,6 +36,13 @@ UNPARSED = object()
 """Who pauses reading while input waits unparsed."""
 
 
+# Enum members read on every request, bound to module names once: in Python 3.11 reading a
+# member from its class goes through EnumType.__getattr__'s slow path, about 0.1 µs a time.
+_NO_DEADLINE, _IDLE, _HEADERS, _BODY, _UPSTREAM = Deadline
+_READING, _DONE = ExchangeState.READING, ExchangeState.DONE
+_BODY_REJECT = BodyOverBuffer.REJECT
+
+
 @dataclass(eq=False)
 class ProxyContext:
     """What every connection of one node process shares."""
@@ -84,7 +91,7 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.reading: Exchange | None = None
         self.deadline = 0.0  # the earlier of `due` and `body_by`, what the sweeper checks
-        self.deadline_kind = Deadline.NONE
+        self.deadline_kind = _NO_DEADLINE
         self.due = 0.0  # when what `deadline_kind` guards times out
         self.body_by = 0.0  # when the body being read must have ended (minimum rate); 0: none
         self.body_started = 0.0
@@ -139,7 +146,7 @@ class ClientConnection(asyncio.Protocol):
                     extra=RETRY_SOON,
                 )
                 return
-        self.arm(Deadline.HEADERS, limits.header_timeout_s)
+        self.arm(_HEADERS, limits.header_timeout_s)
 
     def _trusted_proxy(self) -> bool:
         """Whether the peer is one of the bundle's trusted proxies (a load balancer in front of
@@ -163,16 +170,16 @@ class ClientConnection(asyncio.Protocol):
             upstream, exchange.upstream = exchange.upstream, None
             if upstream is not None:
                 upstream.close()
-            if exchange.state is not ExchangeState.DONE:
-                exchange.state = ExchangeState.DONE
+            if exchange.state is not _DONE:
+                exchange.state = _DONE
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
         if self.upgraded is not None:
             self.upgraded.tunnel_from_client(data)
             return
-        if self.reading is None and self.deadline_kind is Deadline.IDLE:
-            self.arm(Deadline.HEADERS, self.ctx.slot.limits.header_timeout_s)
+        if self.reading is None and self.deadline_kind is _IDLE:
+            self.arm(_HEADERS, self.ctx.slot.limits.header_timeout_s)
         if self.lingering or self.refusing:
             self.drained += len(data)
             if self.drained > DRAIN_LIMIT:
@@ -180,6 +187,14 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.unparsed:
             self.unparsed += data
+            return
+        if len(data) <= PARSE_BYTES and len(self.queue) <= PIPELINE_DEPTH:
+            # The common case, one piece: what `_parse` does for it, without its loop.
+            self.parsing = True
+            try:
+                self._feed(data)
+            finally:
+                self.parsing = False
             return
         self._parse(data)
 
@@ -276,7 +291,7 @@ class ClientConnection(asyncio.Protocol):
             upstream, cut.upstream = cut.upstream, None
             if upstream is not None:
                 upstream.close()
-            cut.state = ExchangeState.DONE
+            cut.state = _DONE
         if self.queue:
             self.queue[-1].keep_alive = False  # the connection closes after the last answer
         return bool(self.queue)
@@ -304,19 +319,20 @@ class ClientConnection(asyncio.Protocol):
         self.head_raw = 0
         self.in_head = True
         self.heads_begun += 1
-        if self.deadline_kind is not Deadline.HEADERS and len(self.queue) == 1:
-            self.arm(Deadline.HEADERS, exchange.limits.header_timeout_s)
+        if self.deadline_kind is not _HEADERS and len(self.queue) == 1:
+            self.arm(_HEADERS, exchange.limits.header_timeout_s)
 
     def _reading(self) -> Exchange:
         """The exchange whose request the parser is reading; llhttp calls `on_message_begin`
-        before any other callback, so there always is one."""
+        before any other callback, so there always is one (callbacks read `self.reading or
+        self._reading()`: the call only when there is none, to raise)."""
         exchange = self.reading
         if exchange is None:
             raise RequestRejected(400, "request parts arrived outside a request")
         return exchange
 
     def on_url(self, url: bytes) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         exchange.url += url
         if len(exchange.url) > exchange.limits.max_uri_bytes:
             raise RequestRejected(414, "request URI is longer than max_uri_bytes")
@@ -325,13 +341,11 @@ class ClientConnection(asyncio.Protocol):
         # Only collected here; count and size are checked once the head is complete. Until
         # then `data_received` bounds what an unfinished head may accumulate.
         self.head_bytes += len(name) + len(value) + 4
-        exchange = self.reading
-        if exchange is None:
-            exchange = self._reading()  # raises
+        exchange = self.reading or self._reading()
         exchange.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         limits = exchange.limits
         if len(exchange.raw_headers) > limits.max_headers:
             raise RequestRejected(431, "too many request headers")
@@ -348,7 +362,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange.content_length > limits.max_body_bytes:
             raise RequestRejected(413, "declared request body exceeds max_body_bytes")
         if (
-            limits.body_over_buffer is BodyOverBuffer.REJECT
+            limits.body_over_buffer is _BODY_REJECT
             and exchange.content_length > limits.waf_body_buffer
         ):
             raise RequestRejected(413, "declared request body exceeds the WAF inspection buffer")
@@ -356,13 +370,13 @@ class ClientConnection(asyncio.Protocol):
         if exchange.content_length > 0 or exchange.chunked_in:
             if exchange.expects_continue and not exchange.http10:
                 self.write(wire.CONTINUE)
-            self.arm(Deadline.BODY, limits.body_timeout_s)
+            self.arm(_BODY, limits.body_timeout_s)
             self._start_body_clock()
         else:
-            self.deadline_kind = Deadline.NONE
+            self.deadline_kind = _NO_DEADLINE
 
     def on_body(self, body: bytes) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         self.body_in_feed = True
         exchange.add_body(body)
         self.extend(exchange.limits.body_timeout_s)
@@ -371,12 +385,13 @@ class ClientConnection(asyncio.Protocol):
             exchange.evaluate()
 
     def on_message_complete(self) -> None:
-        exchange = self._reading()
+        exchange = self.reading or self._reading()
         self.reading = None
-        self._stop_body_clock()
+        if self.body_started:
+            self._stop_body_clock()
         exchange.end_body()
-        if exchange.state is ExchangeState.READING:
-            self.deadline_kind = Deadline.NONE
+        if exchange.state is _READING:
+            self.deadline_kind = _NO_DEADLINE
             if exchange is self.queue[0]:
                 exchange.evaluate()
             else:
@@ -534,7 +549,7 @@ class ClientConnection(asyncio.Protocol):
         if self.transport.can_write_eof():
             self.ctx.writes.flush()
             self.transport.write_eof()
-        self.arm(Deadline.IDLE, LINGER_S)
+        self.arm(_IDLE, LINGER_S)
 
     def reject(
         self, status: int, reason: str, extra: list[tuple[bytes, bytes]] | None = None
@@ -550,7 +565,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         body = b"%d: %s\n" % (status, reason.encode())
-        if head is not None and head.state is not ExchangeState.DONE:
+        if head is not None and head.state is not _DONE:
             self.reading = None
             head.refuse(status, reason)
         else:
@@ -590,7 +605,8 @@ class ClientConnection(asyncio.Protocol):
     def exchange_done(self, exchange: Exchange) -> None:
         if self.queue and self.queue[0] is exchange:
             self.queue.popleft()
-        self.resume_reading_for(exchange)
+        if self._pausers:
+            self.resume_reading_for(exchange)
         if not exchange.keep_alive:
             if exchange.discard:
                 self.linger()
@@ -611,18 +627,19 @@ class ClientConnection(asyncio.Protocol):
             nxt = self.queue[0]
             if nxt.refusal is not None:
                 nxt.refuse(*nxt.refusal)
-            elif nxt.state is ExchangeState.READING and nxt.ready():
+            elif nxt.state is _READING and nxt.ready():
                 if self.reading is not nxt:
                     self.resume_reading_for(self)
                 nxt.evaluate()
             return
-        self.resume_reading_for(self)
-        self.arm(Deadline.IDLE, exchange.limits.idle_timeout_s)
+        if self._pausers:
+            self.resume_reading_for(self)
+        self.arm(_IDLE, exchange.limits.idle_timeout_s)
 
     def expire(self) -> None:
         """The deadline passed: answer or close according to what it guarded."""
         kind = self.deadline_kind
-        self.deadline_kind = Deadline.NONE
+        self.deadline_kind = _NO_DEADLINE
         exchange = self.reading
         if self.body_by and exchange is not None and self.loop.time() >= self.body_by:
             self._stop_body_clock()

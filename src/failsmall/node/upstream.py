@@ -324,6 +324,8 @@ class OriginServers:
         ]
         self._down_until = [0.0] * len(self.pools)
         self._next = 0
+        self.only = self.pools[0] if len(self.pools) == 1 else None
+        """The server of an origin without replicas: there is nothing to pick."""
 
     def pick(self, now: float) -> OriginPool:
         pools = self.pools
@@ -354,12 +356,18 @@ class Pools:
     def __init__(self, writes: WriteBatch) -> None:
         self._origins: dict[tuple[object, ...], OriginServers] = {}
         self.writes = writes
+        self._last: tuple[Origin, OriginServers] | None = None
+        """The origin asked for last and its servers: most requests ask for it again."""
 
     def for_origin(self, origin: Origin) -> OriginServers:
+        last = self._last
+        if last is not None and last[0] is origin:
+            return last[1]
         key = (origin.url, *origin.replicas, origin.tls_server_name, origin.tls_ca_pem)
         servers = self._origins.get(key)
         if servers is None:
             servers = self._origins[key] = OriginServers(origin, self.writes)
+        self._last = (origin, servers)
         return servers
 
     def close(self) -> None:
