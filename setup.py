@@ -11,7 +11,7 @@ setup(
     ext_modules=[
         Extension(
             "failsmall.engine._native",
-            sources=["src/failsmall/engine/_native.c"],
+            sources=["src/failsmall/engine/_native.c", "src/failsmall/engine/_jsonwalk.c"],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )

@@ -1743,6 +1743,9 @@ static PyMethodDef native_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* json_fields, in _jsonwalk.c */
+extern PyMethodDef jsonwalk_methods[];
+
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",
     "The WAF's per-value work in C (JSON fields, libhs scans, features, transforms).", -1,
@@ -1759,6 +1762,10 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) return NULL;
+    if (PyModule_AddFunctions(module, jsonwalk_methods) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
     CompileError = PyErr_NewException("failsmall.engine._native.CompileError",
                                       PyExc_ValueError, NULL);
     if (CompileError == NULL || PyModule_AddObjectRef(module, "CompileError", CompileError) < 0 ||

@@ -9,13 +9,14 @@ within the limits and says which limit it reached: inspection never stops silent
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import assert_never
 
 from failsmall.engine.forms import parse_form
 from failsmall.engine.multipart import Ambiguous, PartLimit, boundary_of, split_parts
-from failsmall.engine.native import flatten_json
+from failsmall.engine.native import flatten_json, json_fields
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
 
@@ -87,17 +88,57 @@ class Flattened(IntEnum):
     TOO_DEEP = 2
 
 
+class JsonWalk(IntEnum):
+    """How the compiled walk of a JSON body (`json_fields`, in `_jsonwalk.c`) ended: as
+    flattening ends, or with a body that is not JSON, or with one it leaves to `json.loads`
+    (an object with a repeated key, nesting past 512 levels)."""
+
+    COMPLETE = 0
+    TOO_MANY = 1
+    TOO_DEEP = 2
+    INVALID = 3
+    UNDECIDED = 4
+
+
 def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
+    """The body's fields from one compiled pass over its bytes; `json.loads` says why a body
+    is not JSON, and decides what the walk leaves to it."""
+    fields, status = json_fields(body, limits.waf_max_values, limits.waf_max_body_depth)
+    match JsonWalk(status):
+        case JsonWalk.INVALID | JsonWalk.UNDECIDED:
+            return parse_json_reference(body, limits, _flatten_compiled)
+        case walked:
+            return _json_body(fields, Flattened(walked), limits)
+
+
+def parse_json_reference(
+    body: bytes,
+    limits: Limits,
+    flatten: Callable[[object, int, int], tuple[list[tuple[str, str]], Flattened]] | None = None,
+) -> ParsedBody:
+    """What `_parse_json` gives, the readable way: `json.loads`, then the document flattened
+    (by `flatten_json_reference` unless `flatten` is given)."""
     try:
         document = json.loads(body)
     except RecursionError:
         return ParsedBody(BodyFormat.JSON, reached=_too_deep(limits, "JSON"))
     except ValueError as exc:
         return ParsedBody(BodyFormat.MALFORMED, problem=f"invalid JSON body: {exc}")
-    fields, status = flatten_json(
-        document, limits.waf_max_values, limits.waf_max_body_depth, json.dumps
+    flattened = (flatten or flatten_json_reference)(
+        document, limits.waf_max_values, limits.waf_max_body_depth
     )
-    match Flattened(status):
+    return _json_body(*flattened, limits)
+
+
+def _flatten_compiled(
+    document: object, max_values: int, max_depth: int
+) -> tuple[list[tuple[str, str]], Flattened]:
+    fields, status = flatten_json(document, max_values, max_depth, json.dumps)
+    return fields, Flattened(status)
+
+
+def _json_body(fields: list[tuple[str, str]], status: Flattened, limits: Limits) -> ParsedBody:
+    match status:
         case Flattened.COMPLETE:
             return ParsedBody(BodyFormat.JSON, tuple(fields))
         case Flattened.TOO_MANY:
