@@ -79,7 +79,7 @@ typedef struct {
     ucs4_buf path, keys, scratch;
     key_entry *entries;
     Py_ssize_t entries_len, entries_cap;
-    frame stack[WALK_MAX_NESTING + 1];
+    frame stack[WALK_MAX_NESTING];
     int top;
     PyObject *fields;
     Py_ssize_t max_values;
@@ -413,7 +413,7 @@ value:
         if (top >= 0 && stack[top].is_object && room(w)) {
             if (add_field(w, Py_NewRef(w->empty)) < 0) return WALK_ERROR;
         }
-        if (top + 1 > WALK_MAX_NESTING) return WALK_UNDECIDED;
+        if (top + 1 >= WALK_MAX_NESTING) return WALK_UNDECIDED;
         top++;
         stack[top] = (frame){is_object, w->path.len, 0, w->keys.len, w->entries_len, NULL, 0};
         if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
