@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from failsmall.engine import _native
 from failsmall.engine.body import Flattened, flatten_json_reference
-from failsmall.engine.native import flatten_json
+from failsmall.engine.native import add_fields, flatten_json
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures import SignatureScanner
 from failsmall.engine.signatures.compiled import compile_matches
@@ -255,3 +255,24 @@ def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
     with pytest.raises(RuntimeError, match="one thing at a time"):
         scanner.scan_value("a&b;", 1)
     assert scanner.scan_value("abc", 1) == (frozenset({"k"}), 3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.dictionaries(st.sampled_from(["a", "b", "", "é"]), st.integers(0, 7), max_size=3),
+    fields=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", ""]), st.sampled_from(["a", "x", ""]))
+    ),
+    names=st.sampled_from([0, 1, 2, 4]),
+    values=st.sampled_from([0, 1, 2, 8]),
+)
+def test_add_fields_ors_each_name_and_value_into_sources_in_order(
+    start: dict[str, int], fields: list[tuple[str, str]], names: int, values: int
+) -> None:
+    expected = dict(start)
+    for name, value in fields:
+        expected[name] = expected.get(name, 0) | names
+        expected[value] = expected.get(value, 0) | values
+    sources = dict(start)
+    add_fields(sources, fields, names, values)
+    assert list(sources.items()) == list(expected.items())

@@ -1704,17 +1704,15 @@ static PyObject *native_add_fields(PyObject *module, PyObject *args) {
             goto error;
         }
         for (int side = 0; side < 2; side++) {
+            /* One lookup for a new key (most names are), a second only to widen a mask. */
             PyObject *key = PyTuple_GET_ITEM(pair, side), *bit = side ? values : names;
-            PyObject *old = PyDict_GetItemWithError(sources, key);
-            PyObject *mask;
-            if (old == NULL) {
-                if (PyErr_Occurred()) goto error;
-                mask = Py_NewRef(bit);
-            } else {
-                mask = PyNumber_Or(old, bit);
-                if (mask == NULL) goto error;
-            }
-            int err = PyDict_SetItem(sources, key, mask);
+            PyObject *old = PyDict_SetDefault(sources, key, bit); /* borrowed */
+            if (old == NULL) goto error;
+            if (old == bit) continue;
+            PyObject *mask = PyNumber_Or(old, bit);
+            if (mask == NULL) goto error;
+            int err = PyObject_RichCompareBool(mask, old, Py_EQ);
+            if (err == 0) err = PyDict_SetItem(sources, key, mask);
             Py_DECREF(mask);
             if (err < 0) goto error;
         }
