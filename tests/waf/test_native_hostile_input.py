@@ -38,7 +38,7 @@ def test_a_document_nested_past_the_stack_raises_recursion_error_instead_of_cras
             node.append(child)
             node = child
         try:
-            flatten_json(top, 10**6, 10**7, json.dumps)
+            flatten_json(top, 10**6, 10**7, 10**9, json.dumps)
         except RecursionError:
             print("RecursionError")
         """
@@ -174,6 +174,7 @@ HOSTILE_JSON = {
     + b",".join(b'"k%d": %d' % (i % 99_999, i) for i in range(100_000))
     + b"}",
     "utf-32": '{"a": ["\U0001f600", "\\ud83d\\ude00"]}'.encode("utf-32"),
+    "long-key-over-a-long-array": b'{"' + b"k" * 60_000 + b'": [' + b"1," * 30_000 + b"1]}",
 }
 
 
@@ -211,12 +212,13 @@ def test_a_hundred_mebibytes_of_numbers_is_walked_to_the_value_limit() -> None:
         ("float-1e6-digits", JsonWalk.COMPLETE),
         ("numbers-16MiB", JsonWalk.TOO_MANY),
         ("string-32MiB", JsonWalk.COMPLETE),
-        ("key-8MiB", JsonWalk.COMPLETE),
+        ("key-8MiB", JsonWalk.TOO_LONG),
         ("bad-utf8-at-the-end", JsonWalk.INVALID),
         ("surrogate-bytes", JsonWalk.COMPLETE),
         ("keys-1e5", JsonWalk.TOO_MANY),
         ("keys-1e5-repeated", JsonWalk.UNDECIDED),
         ("utf-32", JsonWalk.COMPLETE),
+        ("long-key-over-a-long-array", JsonWalk.TOO_LONG),
     ],
 )
 def test_the_walk_decides_hostile_json_bodies_itself_unless_they_need_json_loads(
@@ -224,5 +226,23 @@ def test_the_walk_decides_hostile_json_bodies_itself_unless_they_need_json_loads
 ) -> None:
     """Only a repeated key or nesting past 512 levels is left to `json.loads`."""
     limits = Limits()
-    _, status = json_fields(HOSTILE_JSON[name], limits.waf_max_values, limits.waf_max_body_depth)
+    _, status = json_fields(
+        HOSTILE_JSON[name],
+        limits.waf_max_values,
+        limits.waf_max_body_depth,
+        limits.waf_max_transformed_chars,
+    )
     assert JsonWalk(status) is walked
+
+
+def test_a_long_key_over_a_long_array_stops_at_the_characters_limit() -> None:
+    """Each element's path repeats its array's key: 120 KB of body would make 16,384 paths of
+    60,000 characters (a gibibyte). The paths stop at `waf_max_transformed_chars` in all, and
+    the body is an over-limit outcome that names that limit."""
+    limits = Limits()
+    parsed = parse_body(
+        "application/json", HOSTILE_JSON["long-key-over-a-long-array"], False, limits
+    )
+    assert parsed.reached is not None and parsed.reached.limit == "waf_max_transformed_chars"
+    assert sum(len(name) for name, _ in parsed.fields) <= limits.waf_max_transformed_chars
+    assert len(parsed.fields) == limits.waf_max_transformed_chars // 60_002

@@ -158,16 +158,18 @@ def _repeats_a_key(body: bytes) -> bool:
     body=json_bodies(),
     max_values=st.integers(min_value=0, max_value=40),
     max_depth=st.integers(min_value=0, max_value=8),
+    max_name_chars=st.integers(min_value=0, max_value=120),
 )
-@example(body=b'{"a": 1, "b": [2], "a": {"c": 3}}', max_values=40, max_depth=8)
-@example(body=b'"\\ud800\\u0041\\udc00"', max_values=40, max_depth=8)
-@example(body=b"[1e400, -0, -0.0, 1E+2, 1e-400]", max_values=40, max_depth=8)
-@example(body=b"\xef\xbb\xbf\xef\xbb\xbf[]", max_values=40, max_depth=8)
-@example(body=b"[" + b"9" * 4301 + b"]", max_values=0, max_depth=8)
+@example(body=b'{"a": 1, "b": [2], "a": {"c": 3}}', max_values=40, max_depth=8, max_name_chars=99)
+@example(body=b'"\\ud800\\u0041\\udc00"', max_values=40, max_depth=8, max_name_chars=0)
+@example(body=b"[1e400, -0, -0.0, 1E+2, 1e-400]", max_values=40, max_depth=8, max_name_chars=4)
+@example(body=b"\xef\xbb\xbf\xef\xbb\xbf[]", max_values=40, max_depth=8, max_name_chars=99)
+@example(body=b"[" + b"9" * 4301 + b"]", max_values=0, max_depth=8, max_name_chars=99)
+@example(body=b'{"ab": [1, {"c": 2}]}', max_values=40, max_depth=8, max_name_chars=7)
 def test_the_walk_gives_what_json_loads_and_the_reference_flattening_give(
-    body: bytes, max_values: int, max_depth: int
+    body: bytes, max_values: int, max_depth: int, max_name_chars: int
 ) -> None:
-    fields, status = json_fields(body, max_values, max_depth)
+    fields, status = json_fields(body, max_values, max_depth, max_name_chars)
     try:
         document = json.loads(body)
     except RecursionError:  # pragma: no cover - documents here are at most ~50 levels deep
@@ -179,7 +181,7 @@ def test_the_walk_gives_what_json_loads_and_the_reference_flattening_give(
     if _repeats_a_key(body):
         assert (fields, JsonWalk(status)) == ([], JsonWalk.UNDECIDED)
         return
-    expected, flattened = flatten_json_reference(document, max_values, max_depth)
+    expected, flattened = flatten_json_reference(document, max_values, max_depth, max_name_chars)
     assert (fields, JsonWalk(status)) == (expected, JsonWalk(int(flattened)))
 
 

@@ -230,12 +230,14 @@ json_documents = st.recursive(
     document=json_documents,
     max_values=st.integers(min_value=0, max_value=80),
     max_depth=st.integers(min_value=1, max_value=8),
+    max_name_chars=st.integers(min_value=0, max_value=200),
 )
 def test_a_json_document_flattens_to_the_references_fields_and_limit(
-    document: object, max_values: int, max_depth: int
+    document: object, max_values: int, max_depth: int, max_name_chars: int
 ) -> None:
-    fields, status = flatten_json(document, max_values, max_depth, json.dumps)
-    assert (fields, Flattened(status)) == flatten_json_reference(document, max_values, max_depth)
+    fields, status = flatten_json(document, max_values, max_depth, max_name_chars, json.dumps)
+    expected = flatten_json_reference(document, max_values, max_depth, max_name_chars)
+    assert (fields, Flattened(status)) == expected
 
 
 def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:

@@ -1,7 +1,7 @@
 /* A JSON body's fields in one pass: from the body's bytes straight to its (dotted path, value)
  * pairs, without building the Python document first.
  *
- * `json_fields(body, max_values, max_depth) -> (fields, status)` gives what
+ * `json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status)` gives what
  * `json.loads(body)` followed by `failsmall.engine.body.flatten_json_reference` gives: the same
  * fields in the same order, the same limit, and INVALID exactly where `json.loads` raises
  * ValueError. It accepts and rejects as CPython's `_json` scanner does (strict strings, the
@@ -23,9 +23,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* The statuses: the first three are `failsmall.engine.body.Flattened`'s. */
-enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_INVALID = 3,
-       WALK_UNDECIDED = 4, WALK_ERROR = -1 };
+/* The statuses: the first four are `failsmall.engine.body.Flattened`'s. */
+enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 3,
+       WALK_INVALID = 4, WALK_UNDECIDED = 5, WALK_ERROR = -1 };
 
 /* Deeper than this the walk leaves the document to json.loads (whose own recursion limit is a
  * little under 1,000 levels); the bundle's depth limit is at most 256. */
@@ -84,6 +84,7 @@ typedef struct {
     PyObject *fields;
     Py_ssize_t max_values;
     int max_depth;
+    Py_ssize_t max_name_chars, name_chars; /* the paths' characters, in all */
     int stopped; /* WALK_COMPLETE while fields are still being added, else the limit reached */
     PyObject *empty;
 } walk_t;
@@ -192,11 +193,17 @@ static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssi
 
 /* ---- fields -------------------------------------------------------------------------- */
 
-/* Whether a field may still be added; past `max_values` the walk stops adding (TOO_MANY). */
+/* Whether a field may still be added at the current path; past `max_values` fields, or past
+ * `max_name_chars` characters of paths in all (a long key over a long array would repeat in
+ * every path), the walk stops adding (TOO_MANY, TOO_LONG). */
 static inline int room(walk_t *w) {
     if (w->stopped != WALK_COMPLETE) return 0;
     if (PyList_GET_SIZE(w->fields) >= w->max_values) {
         w->stopped = WALK_TOO_MANY;
+        return 0;
+    }
+    if (w->name_chars + w->path.len > w->max_name_chars) {
+        w->stopped = WALK_TOO_LONG;
         return 0;
     }
     return 1;
@@ -205,6 +212,7 @@ static inline int room(walk_t *w) {
 /* Add (path, value), stealing `value`. */
 static int add_field(walk_t *w, PyObject *value) {
     if (value == NULL) return -1;
+    w->name_chars += w->path.len;
     PyObject *path = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, w->path.data, w->path.len);
     if (path == NULL) {
         Py_DECREF(value);
@@ -561,17 +569,20 @@ static const char *detect_encoding(const unsigned char *b, Py_ssize_t n) {
     return "utf-8";
 }
 
-/* json_fields(body, max_values, max_depth) -> (fields, status) */
+/* json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status) */
 static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     Py_buffer body;
-    Py_ssize_t max_values;
+    Py_ssize_t max_values, max_name_chars;
     int max_depth;
-    if (!PyArg_ParseTuple(args, "y*ni:json_fields", &body, &max_values, &max_depth)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*nin:json_fields", &body, &max_values, &max_depth,
+                          &max_name_chars))
+        return NULL;
     walk_t w;
     memset(&w, 0, sizeof w);
     w.top = -1;
     w.max_values = max_values;
     w.max_depth = max_depth;
+    w.max_name_chars = max_name_chars;
     PyObject *result = NULL;
     w.fields = PyList_New(0);
     w.empty = PyUnicode_New(0, 0);
@@ -611,9 +622,10 @@ done:
 
 PyMethodDef jsonwalk_methods[] = {
     {"json_fields", native_json_fields, METH_VARARGS,
-     "json_fields(body, max_values, max_depth) -> (fields, status): what json.loads and "
-     "flatten_json_reference make of a JSON body, in one pass: status 0, or 1 past max_values, "
-     "2 past max_depth, 3 not JSON (json.loads raises ValueError), 4 left to json.loads "
-     "(a repeated key, nesting past 512 levels)."},
+     "json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status): what "
+     "json.loads and flatten_json_reference make of a JSON body, in one pass: status 0, or 1 "
+     "past max_values, 2 past max_depth, 3 past max_name_chars characters of paths in all, 4 "
+     "not JSON (json.loads raises ValueError), 5 left to json.loads (a repeated key, nesting "
+     "past 512 levels)."},
     {NULL, NULL, 0, NULL},
 };
