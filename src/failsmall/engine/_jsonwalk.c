@@ -587,6 +587,10 @@ static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     w.fields = PyList_New(0);
     w.empty = PyUnicode_New(0, 0);
     if (w.fields == NULL || w.empty == NULL) goto done;
+    /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
+    if (ucs4_buf_reserve(&w.path, 1) < 0 || ucs4_buf_reserve(&w.keys, 1) < 0 ||
+        ucs4_buf_reserve(&w.scratch, 1) < 0)
+        goto done;
     const unsigned char *bytes = body.buf;
     w.text = PyUnicode_Decode(body.buf, body.len, detect_encoding(bytes, body.len),
                               "surrogatepass");
