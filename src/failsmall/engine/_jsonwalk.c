@@ -10,13 +10,16 @@
  * same way (a `\ud800` without its pair stays a lone surrogate), and writes numbers as
  * `json.dumps` writes what `json.loads` made of them (an int's digits, a float's repr).
  *
- * Three kinds of document are left to `json.loads` (status UNDECIDED): an object with a
+ * Two kinds of document are left to `json.loads` (status UNDECIDED): an object with a
  * repeated key (a dict keeps the last value at the first key's place, which a single pass
- * cannot emit in order), nesting deeper than WALK_MAX_NESTING (where `json.loads` itself stops
- * with RecursionError), and an integer of more than 18 digits whose conversion fails.
+ * cannot emit in order), and nesting deeper than WALK_MAX_NESTING (where `json.loads` itself
+ * stops with RecursionError). An integer Python refuses (more digits than
+ * `sys.get_int_max_str_digits()`) is INVALID, as json.loads's ValueError makes it.
  *
  * The walk keeps its own stack of open containers (no C recursion), and its work is linear in
- * the body: each character is read once, each key is hashed once.
+ * the body: each character is read once, each key is hashed once (an object's keys are
+ * compared one by one while it has few, through a hash table once it has more), and the
+ * paths made stop at `max_name_chars` characters in all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
