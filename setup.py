@@ -95,7 +95,11 @@ setup(
     ext_modules=[
         Extension(
             "failsmall.engine._native",
-            sources=["src/failsmall/engine/_native.c", "src/failsmall/engine/_transforms.c"],
+            sources=[
+                "src/failsmall/engine/_native.c",
+                "src/failsmall/engine/_transforms.c",
+                "src/failsmall/engine/_jsonwalk.c",
+            ],
             depends=["src/failsmall/engine/_transforms.h", "src/failsmall/engine/_entities.h"],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],

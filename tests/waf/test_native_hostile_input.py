@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 from failsmall.engine import _native
-from failsmall.engine.body import BodyFormat, parse_body
+from failsmall.engine.body import BodyFormat, JsonWalk, parse_body, parse_json_reference
+from failsmall.engine.native import json_fields
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures.transforms import ALL_FEATURES, AMPERSAND, PERCENT, TRANSFORMS
 from failsmall.engine.signatures.transforms import features as reference_features
@@ -37,7 +38,7 @@ def test_a_document_nested_past_the_stack_raises_recursion_error_instead_of_cras
             node.append(child)
             node = child
         try:
-            flatten_json(top, 10**6, 10**7, json.dumps)
+            flatten_json(top, 10**6, 10**7, 10**9, json.dumps)
         except RecursionError:
             print("RecursionError")
         """
@@ -172,3 +173,102 @@ def test_hostile_bodies_get_the_references_hits_and_work(content_type: str, body
     limits = Limits()
     expected = reference.inspect(RequestView(request, limits=limits))
     assert native.inspect(RequestView(request, limits=limits)) == expected
+
+
+#: JSON bodies an attacker can send to the compiled walk (`_jsonwalk.c`): nesting past its own
+#: stack and past the parser's, numbers Python refuses or rounds, strings and keys of a
+#: mebibyte and more, broken UTF-8 far into a body, objects with many keys and a repeated one.
+HOSTILE_JSON = {
+    "open-1e6": b"[" * 1_000_000,
+    "nested-1e6": b"[" * 1_000_000 + b"]" * 1_000_000,
+    "objects-1e5": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "nested-511": b'["x",' * 511 + b"1" + b"]" * 511,
+    "nested-512": b'["x",' * 512 + b"1" + b"]" * 512,
+    "nested-513": b'["x",' * 513 + b"1" + b"]" * 513,
+    "nested-513-cut": b'["x",' * 513 + b"1" + b"]" * 512,
+    "int-4300": b"[" + b"7" * 4300 + b"]",
+    "int-4301": b"[1, " + b"7" * 4301 + b"]",
+    "int-1e7-past-limit": b"[" + b"0," * 20_000 + b"7" * 10_000_000 + b"]",
+    "float-1e6-digits": b"[0." + b"3" * 1_000_000 + b"e-99999, 1" + b"0" * 400 + b".5e400]",
+    "numbers-16MiB": b"[" + b"-1234567.5e-3," * (16 * MIB // 14) + b"0]",
+    "string-32MiB": b'{"k": "' + b"\\u00e9\\ud800" * (MIB // 2) + b"x" * 16 * MIB + b'"}',
+    "key-8MiB": b'{"' + b"k" * 8 * MIB + b'": {"' + b"k" * 8 * MIB + b'": 1}}',
+    "bad-utf8-at-the-end": b'{"a": "' + b"x" * MIB + b'\xff"}',
+    "surrogate-bytes": b'{"\xed\xa0\x80": "\xed\xbf\xbf\xf4\x8f\xbf\xbf"}',
+    "keys-1e5": b"{" + b",".join(b'"k%d": %d' % (i, i) for i in range(100_000)) + b"}",
+    "keys-1e5-repeated": b"{"
+    + b",".join(b'"k%d": %d' % (i % 99_999, i) for i in range(100_000))
+    + b"}",
+    "utf-32": '{"a": ["\U0001f600", "\\ud83d\\ude00"]}'.encode("utf-32"),
+    "long-key-over-a-long-array": b'{"' + b"k" * 60_000 + b'": [' + b"1," * 30_000 + b"1]}",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
+def test_hostile_json_bodies_parse_as_the_reference_parses_them(body: bytes) -> None:
+    limits = Limits()
+    assert parse_body("application/json", body, False, limits) == parse_json_reference(body, limits)
+
+
+@pytest.mark.slow
+def test_a_hundred_mebibytes_of_numbers_is_walked_to_the_value_limit() -> None:
+    """Past the value limit the walk only checks the rest is JSON: 100 MB of numbers give the
+    fields and limit that the first 2 MB give, in counted work and no more memory than the
+    text."""
+    unit = b"-1234567.5e-3,"
+    limits = Limits()
+    small = b"[" + unit * (2 * MIB // len(unit)) + b"0]"
+    huge = b"[" + unit * (100 * 1_000_000 // len(unit)) + b"0]"
+    expected = parse_json_reference(small, limits)
+    assert expected.reached is not None and expected.reached.limit == "waf_max_values"
+    assert parse_body("application/json", huge, False, limits) == expected
+    assert parse_body("application/json", huge[:-1], False, limits).format is BodyFormat.MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("name", "walked"),
+    [
+        ("open-1e6", JsonWalk.UNDECIDED),
+        ("objects-1e5", JsonWalk.UNDECIDED),
+        ("nested-512", JsonWalk.TOO_DEEP),
+        ("nested-513", JsonWalk.UNDECIDED),
+        ("int-4300", JsonWalk.COMPLETE),
+        ("int-4301", JsonWalk.INVALID),
+        ("int-1e7-past-limit", JsonWalk.INVALID),
+        ("float-1e6-digits", JsonWalk.COMPLETE),
+        ("numbers-16MiB", JsonWalk.TOO_MANY),
+        ("string-32MiB", JsonWalk.COMPLETE),
+        ("key-8MiB", JsonWalk.TOO_LONG),
+        ("bad-utf8-at-the-end", JsonWalk.INVALID),
+        ("surrogate-bytes", JsonWalk.COMPLETE),
+        ("keys-1e5", JsonWalk.TOO_MANY),
+        ("keys-1e5-repeated", JsonWalk.UNDECIDED),
+        ("utf-32", JsonWalk.COMPLETE),
+        ("long-key-over-a-long-array", JsonWalk.TOO_LONG),
+    ],
+)
+def test_the_walk_decides_hostile_json_bodies_itself_unless_they_need_json_loads(
+    name: str, walked: JsonWalk
+) -> None:
+    """Only a repeated key or nesting past 512 levels is left to `json.loads`."""
+    limits = Limits()
+    _, status = json_fields(
+        HOSTILE_JSON[name],
+        limits.waf_max_values,
+        limits.waf_max_body_depth,
+        limits.waf_max_transformed_chars,
+    )
+    assert JsonWalk(status) is walked
+
+
+def test_a_long_key_over_a_long_array_stops_at_the_characters_limit() -> None:
+    """Each element's path repeats its array's key: 120 KB of body would make 16,384 paths of
+    60,000 characters (a gibibyte). The paths stop at `waf_max_transformed_chars` in all, and
+    the body is an over-limit outcome that names that limit."""
+    limits = Limits()
+    parsed = parse_body(
+        "application/json", HOSTILE_JSON["long-key-over-a-long-array"], False, limits
+    )
+    assert parsed.reached is not None and parsed.reached.limit == "waf_max_transformed_chars"
+    assert sum(len(name) for name, _ in parsed.fields) <= limits.waf_max_transformed_chars
+    assert len(parsed.fields) == limits.waf_max_transformed_chars // 60_002

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from failsmall.engine import _native
 from failsmall.engine.body import Flattened, flatten_json_reference
-from failsmall.engine.native import flatten_json
+from failsmall.engine.native import add_fields, flatten_json
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures import SignatureScanner
 from failsmall.engine.signatures.compiled import compile_matches
@@ -334,12 +334,14 @@ json_documents = st.recursive(
     document=json_documents,
     max_values=st.integers(min_value=0, max_value=80),
     max_depth=st.integers(min_value=1, max_value=8),
+    max_name_chars=st.integers(min_value=0, max_value=200),
 )
 def test_a_json_document_flattens_to_the_references_fields_and_limit(
-    document: object, max_values: int, max_depth: int
+    document: object, max_values: int, max_depth: int, max_name_chars: int
 ) -> None:
-    fields, status = flatten_json(document, max_values, max_depth, json.dumps)
-    assert (fields, Flattened(status)) == flatten_json_reference(document, max_values, max_depth)
+    fields, status = flatten_json(document, max_values, max_depth, max_name_chars, json.dumps)
+    expected = flatten_json_reference(document, max_values, max_depth, max_name_chars)
+    assert (fields, Flattened(status)) == expected
 
 
 def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
@@ -359,3 +361,24 @@ def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
     with pytest.raises(RuntimeError, match="one thing at a time"):
         scanner.scan_value("a/./b", 1)
     assert scanner.scan_value("abc", 1) == (frozenset({"k"}), 3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.dictionaries(st.sampled_from(["a", "b", "", "é"]), st.integers(0, 7), max_size=3),
+    fields=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", ""]), st.sampled_from(["a", "x", ""]))
+    ),
+    names=st.sampled_from([0, 1, 2, 4]),
+    values=st.sampled_from([0, 1, 2, 8]),
+)
+def test_add_fields_ors_each_name_and_value_into_sources_in_order(
+    start: dict[str, int], fields: list[tuple[str, str]], names: int, values: int
+) -> None:
+    expected = dict(start)
+    for name, value in fields:
+        expected[name] = expected.get(name, 0) | names
+        expected[value] = expected.get(value, 0) | values
+    sources = dict(start)
+    add_fields(sources, fields, names, values)
+    assert list(sources.items()) == list(expected.items())

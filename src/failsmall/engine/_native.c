@@ -1544,12 +1544,19 @@ static PyObject *native_transform(PyObject *module, PyObject *args) {
 
 /* ---- JSON documents to fields ----------------------------------------------------- */
 
-typedef enum { FLAT_OK = 0, FLAT_TOO_MANY = 1, FLAT_TOO_DEEP = 2, FLAT_ERROR = -1 } flat_status;
+typedef enum {
+    FLAT_OK = 0,
+    FLAT_TOO_MANY = 1,
+    FLAT_TOO_DEEP = 2,
+    FLAT_TOO_LONG = 3,
+    FLAT_ERROR = -1
+} flat_status;
 
 typedef struct {
     PyObject *out;    /* list of (path, value) */
     Py_ssize_t max_values;
     int max_depth;
+    Py_ssize_t max_name_chars, name_chars; /* the paths' characters, in all */
     PyObject *dumps;  /* json.dumps, for a scalar of a type json.loads does not make */
     PyObject *dot;
     PyObject *empty;
@@ -1573,6 +1580,8 @@ static PyObject *json_scalar(flat_t *f, PyObject *value) {
 
 static flat_status flat_append(flat_t *f, PyObject *path, PyObject *value) {
     if (PyList_GET_SIZE(f->out) >= f->max_values) return FLAT_TOO_MANY;
+    if (f->name_chars + PyUnicode_GET_LENGTH(path) > f->max_name_chars) return FLAT_TOO_LONG;
+    f->name_chars += PyUnicode_GET_LENGTH(path);
     PyObject *pair = PyTuple_Pack(2, path, value);
     if (pair == NULL) return FLAT_ERROR;
     int err = PyList_Append(f->out, pair);
@@ -1669,11 +1678,18 @@ static flat_status flatten(flat_t *f, PyObject *node, PyObject *path, int depth)
 
 static PyObject *native_flatten_json(PyObject *module, PyObject *args) {
     PyObject *document, *dumps;
-    Py_ssize_t max_values;
+    Py_ssize_t max_values, max_name_chars;
     int max_depth;
-    if (!PyArg_ParseTuple(args, "OniO:flatten_json", &document, &max_values, &max_depth, &dumps))
+    if (!PyArg_ParseTuple(args, "OninO:flatten_json", &document, &max_values, &max_depth,
+                          &max_name_chars, &dumps))
         return NULL;
-    flat_t f = {PyList_New(0), max_values, max_depth, dumps, PyUnicode_FromString("."),
+    flat_t f = {PyList_New(0),
+                max_values,
+                max_depth,
+                max_name_chars,
+                0,
+                dumps,
+                PyUnicode_FromString("."),
                 PyUnicode_FromString("")};
     PyObject *result = NULL;
     if (f.out != NULL && f.dot != NULL && f.empty != NULL) {
@@ -1704,17 +1720,15 @@ static PyObject *native_add_fields(PyObject *module, PyObject *args) {
             goto error;
         }
         for (int side = 0; side < 2; side++) {
+            /* One lookup for a new key (most names are), a second only to widen a mask. */
             PyObject *key = PyTuple_GET_ITEM(pair, side), *bit = side ? values : names;
-            PyObject *old = PyDict_GetItemWithError(sources, key);
-            PyObject *mask;
-            if (old == NULL) {
-                if (PyErr_Occurred()) goto error;
-                mask = Py_NewRef(bit);
-            } else {
-                mask = PyNumber_Or(old, bit);
-                if (mask == NULL) goto error;
-            }
-            int err = PyDict_SetItem(sources, key, mask);
+            PyObject *old = PyDict_SetDefault(sources, key, bit); /* borrowed */
+            if (old == NULL) goto error;
+            if (old == bit) continue;
+            PyObject *mask = PyNumber_Or(old, bit);
+            if (mask == NULL) goto error;
+            int err = PyObject_RichCompareBool(mask, old, Py_EQ);
+            if (err == 0) err = PyDict_SetItem(sources, key, mask);
             Py_DECREF(mask);
             if (err < 0) goto error;
         }
@@ -1734,14 +1748,18 @@ static PyMethodDef native_methods[] = {
      "add_fields(sources, fields, names, values): or each field's name and value into "
      "`sources` with the bit of names or of values, in order."},
     {"flatten_json", native_flatten_json, METH_VARARGS,
-     "flatten_json(document, max_values, max_depth, dumps) -> (fields, status): the leaves of a "
-     "parsed JSON document (and each object key, with an empty value) as dotted paths, depth "
-     "first in document order; status 0, or 1 past max_values, 2 past max_depth."},
+     "flatten_json(document, max_values, max_depth, max_name_chars, dumps) -> (fields, status): "
+     "the leaves of a parsed JSON document (and each object key, with an empty value) as dotted "
+     "paths, depth first in document order; status 0, or 1 past max_values, 2 past max_depth, "
+     "3 past max_name_chars characters of paths in all."},
     {"transform", native_transform, METH_VARARGS,
      "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
      "`reference` where C does not decide."},
     {NULL, NULL, 0, NULL},
 };
+
+/* json_fields, in _jsonwalk.c */
+extern PyMethodDef jsonwalk_methods[];
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",
@@ -1759,6 +1777,10 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) return NULL;
+    if (PyModule_AddFunctions(module, jsonwalk_methods) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
     CompileError = PyErr_NewException("failsmall.engine._native.CompileError",
                                       PyExc_ValueError, NULL);
     if (CompileError == NULL || PyModule_AddObjectRef(module, "CompileError", CompileError) < 0 ||

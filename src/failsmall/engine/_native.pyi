@@ -38,7 +38,14 @@ class ValueScanner:
 def features(value: str, wanted: int, reference: Callable[[str, int], int]) -> int: ...
 def transform(name: str, value: str, reference: Callable[[str], str]) -> str: ...
 def flatten_json(
-    document: object, max_values: int, max_depth: int, dumps: Callable[[object], str]
+    document: object,
+    max_values: int,
+    max_depth: int,
+    max_name_chars: int,
+    dumps: Callable[[object], str],
+) -> tuple[list[tuple[str, str]], int]: ...
+def json_fields(
+    body: bytes, max_values: int, max_depth: int, max_name_chars: int
 ) -> tuple[list[tuple[str, str]], int]: ...
 def add_fields(
     sources: dict[str, int], fields: Sequence[tuple[str, str]], names: int, values: int

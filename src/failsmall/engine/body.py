@@ -9,13 +9,14 @@ within the limits and says which limit it reached: inspection never stops silent
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import assert_never
 
 from failsmall.engine.forms import parse_form
 from failsmall.engine.multipart import Ambiguous, PartLimit, boundary_of, split_parts
-from failsmall.engine.native import flatten_json
+from failsmall.engine.native import flatten_json, json_fields
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
 
@@ -80,46 +81,101 @@ def _parse_urlencoded(body: bytes, limits: Limits) -> ParsedBody:
 
 
 class Flattened(IntEnum):
-    """How flattening a JSON document ended: every leaf, or stopped at a limit."""
+    """How flattening a JSON document ended: every leaf, or stopped at a limit (too many
+    fields, nested too deep, or field names too long in all)."""
 
     COMPLETE = 0
     TOO_MANY = 1
     TOO_DEEP = 2
+    TOO_LONG = 3
+
+
+class JsonWalk(IntEnum):
+    """How the compiled walk of a JSON body (`json_fields`, in `_jsonwalk.c`) ended: as
+    flattening ends, or with a body that is not JSON, or with one it leaves to `json.loads`
+    (an object with a repeated key, nesting past 512 levels)."""
+
+    COMPLETE = 0
+    TOO_MANY = 1
+    TOO_DEEP = 2
+    TOO_LONG = 3
+    INVALID = 4
+    UNDECIDED = 5
 
 
 def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
+    """The body's fields from one compiled pass over its bytes; `json.loads` says why a body
+    is not JSON, and decides what the walk leaves to it."""
+    fields, status = json_fields(
+        body, limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars
+    )
+    match JsonWalk(status):
+        case JsonWalk.INVALID | JsonWalk.UNDECIDED:
+            return parse_json_reference(body, limits, _flatten_compiled)
+        case walked:
+            return _json_body(fields, Flattened(walked), limits)
+
+
+def parse_json_reference(
+    body: bytes,
+    limits: Limits,
+    flatten: Callable[[object, int, int, int], tuple[list[tuple[str, str]], Flattened]]
+    | None = None,
+) -> ParsedBody:
+    """What `_parse_json` gives, the readable way: `json.loads`, then the document flattened
+    (by `flatten_json_reference` unless `flatten` is given)."""
     try:
         document = json.loads(body)
     except RecursionError:
         return ParsedBody(BodyFormat.JSON, reached=_too_deep(limits, "JSON"))
     except ValueError as exc:
         return ParsedBody(BodyFormat.MALFORMED, problem=f"invalid JSON body: {exc}")
-    fields, status = flatten_json(
-        document, limits.waf_max_values, limits.waf_max_body_depth, json.dumps
+    flattened = (flatten or flatten_json_reference)(
+        document, limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars
     )
-    match Flattened(status):
+    return _json_body(*flattened, limits)
+
+
+def _flatten_compiled(
+    document: object, max_values: int, max_depth: int, max_name_chars: int
+) -> tuple[list[tuple[str, str]], Flattened]:
+    fields, status = flatten_json(document, max_values, max_depth, max_name_chars, json.dumps)
+    return fields, Flattened(status)
+
+
+def _json_body(fields: list[tuple[str, str]], status: Flattened, limits: Limits) -> ParsedBody:
+    match status:
         case Flattened.COMPLETE:
             return ParsedBody(BodyFormat.JSON, tuple(fields))
         case Flattened.TOO_MANY:
             return ParsedBody(BodyFormat.JSON, tuple(fields), reached=_too_many(limits))
         case Flattened.TOO_DEEP:
             return ParsedBody(BodyFormat.JSON, tuple(fields), reached=_too_deep(limits, "JSON"))
+        case Flattened.TOO_LONG:
+            reached = LimitReached(
+                "waf_max_transformed_chars",
+                f"JSON field names longer than {limits.waf_max_transformed_chars} characters "
+                "in all",
+            )
+            return ParsedBody(BodyFormat.JSON, tuple(fields), reached=reached)
         case unknown:
             assert_never(unknown)
 
 
 def flatten_json_reference(
-    document: object, max_values: int, max_depth: int
+    document: object, max_values: int, max_depth: int, max_name_chars: int
 ) -> tuple[list[tuple[str, str]], Flattened]:
     """What the compiled `flatten_json` does, in Python: the leaves of `document` (and each
     object key, with an empty value) as dotted paths, depth first in document order, stopping
-    before the field past `max_values` or the container nested `max_depth` deep."""
-    fields: list[tuple[str, str]] = []
+    before the field past `max_values`, before a field whose path would take the paths past
+    `max_name_chars` characters in all (a long key over a long array would otherwise repeat in
+    every path), or at the container nested `max_depth` deep."""
+    flattening = _Flattening(max_values, max_depth, max_name_chars)
     try:
-        _flatten_json(document, "", fields, 0, max_values, max_depth)
+        flattening.node(document, "", 0)
     except _JsonLimit as exc:
-        return fields, exc.status
-    return fields, Flattened.COMPLETE
+        return flattening.fields, exc.status
+    return flattening.fields, Flattened.COMPLETE
 
 
 class _JsonLimit(Exception):
@@ -130,34 +186,37 @@ class _JsonLimit(Exception):
         self.status = status
 
 
-def _flatten_json(
-    node: object,
-    path: str,
-    out: list[tuple[str, str]],
-    depth: int,
-    max_values: int,
-    max_depth: int,
-) -> None:
-    if isinstance(node, (dict, list)):
-        if depth >= max_depth:
-            raise _JsonLimit(Flattened.TOO_DEEP)
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in items:
-            child = f"{path}.{key}" if path else str(key)
-            if isinstance(value, (dict, list)):
-                if isinstance(node, dict):
-                    _append(out, (child, ""), max_values)
-                _flatten_json(value, child, out, depth + 1, max_values, max_depth)
-            else:
-                _append(out, (child, _json_scalar(value)), max_values)
-    else:
-        _append(out, (path, _json_scalar(node)), max_values)
+class _Flattening:
+    def __init__(self, max_values: int, max_depth: int, max_name_chars: int) -> None:
+        self.fields: list[tuple[str, str]] = []
+        self.name_chars = 0
+        self.max_values = max_values
+        self.max_depth = max_depth
+        self.max_name_chars = max_name_chars
 
+    def node(self, node: object, path: str, depth: int) -> None:
+        if isinstance(node, (dict, list)):
+            if depth >= self.max_depth:
+                raise _JsonLimit(Flattened.TOO_DEEP)
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                child = f"{path}.{key}" if path else str(key)
+                if isinstance(value, (dict, list)):
+                    if isinstance(node, dict):
+                        self.append(child, "")
+                    self.node(value, child, depth + 1)
+                else:
+                    self.append(child, _json_scalar(value))
+        else:
+            self.append(path, _json_scalar(node))
 
-def _append(out: list[tuple[str, str]], pair: tuple[str, str], max_values: int) -> None:
-    if len(out) >= max_values:
-        raise _JsonLimit(Flattened.TOO_MANY)
-    out.append(pair)
+    def append(self, path: str, value: str) -> None:
+        if len(self.fields) >= self.max_values:
+            raise _JsonLimit(Flattened.TOO_MANY)
+        if self.name_chars + len(path) > self.max_name_chars:
+            raise _JsonLimit(Flattened.TOO_LONG)
+        self.name_chars += len(path)
+        self.fields.append((path, value))
 
 
 def _json_scalar(value: object) -> str:

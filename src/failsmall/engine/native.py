@@ -1,6 +1,7 @@
-"""The compiled part of the engine (`_native.c`, linked to libhs): JSON documents to fields and
-the signature scanner's per-value work. It is built by `pip install` (see `setup.py`); there is
-no fallback to the Python reference implementations, which tests compare it with."""
+"""The compiled part of the engine (`_native.c` and `_jsonwalk.c`, linked to libhs): JSON bodies
+and documents to fields, and the signature scanner's per-value work. It is built by `pip install`
+(see `setup.py`); there is no fallback to the Python reference implementations, which tests
+compare it with."""
 
 from __future__ import annotations
 
@@ -15,5 +16,6 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 add_fields = extension.add_fields
 flatten_json = extension.flatten_json
+json_fields = extension.json_fields
 
-__all__ = ["add_fields", "extension", "flatten_json"]
+__all__ = ["add_fields", "extension", "flatten_json", "json_fields"]

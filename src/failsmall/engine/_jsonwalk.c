@@ -1,0 +1,638 @@
+/* A JSON body's fields in one pass: from the body's bytes straight to its (dotted path, value)
+ * pairs, without building the Python document first.
+ *
+ * `json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status)` gives what
+ * `json.loads(body)` followed by `failsmall.engine.body.flatten_json_reference` gives: the same
+ * fields in the same order, the same limit, and INVALID exactly where `json.loads` raises
+ * ValueError. It accepts and rejects as CPython's `_json` scanner does (strict strings, the
+ * same number grammar, NaN/Infinity/-Infinity, only ' \t\n\r' as whitespace), decodes the body
+ * as `json.loads` does (`json.detect_encoding`, then `surrogatepass`), unescapes strings the
+ * same way (a `\ud800` without its pair stays a lone surrogate), and writes numbers as
+ * `json.dumps` writes what `json.loads` made of them (an int's digits, a float's repr).
+ *
+ * Two kinds of document are left to `json.loads` (status UNDECIDED): an object with a
+ * repeated key (a dict keeps the last value at the first key's place, which a single pass
+ * cannot emit in order), and nesting deeper than WALK_MAX_NESTING (where `json.loads` itself
+ * stops with RecursionError). An integer Python refuses (more digits than
+ * `sys.get_int_max_str_digits()`) is INVALID, as json.loads's ValueError makes it.
+ *
+ * The walk keeps its own stack of open containers (no C recursion), and its work is linear in
+ * the body: each character is read once, each key is hashed once (an object's keys are
+ * compared one by one while it has few, through a hash table once it has more), and the
+ * paths made stop at `max_name_chars` characters in all.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The statuses: the first four are `failsmall.engine.body.Flattened`'s. */
+enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 3,
+       WALK_INVALID = 4, WALK_UNDECIDED = 5, WALK_ERROR = -1 };
+
+/* Deeper than this the walk leaves the document to json.loads (whose own recursion limit is a
+ * little under 1,000 levels); the bundle's depth limit is at most 256. */
+#define WALK_MAX_NESTING 512
+
+typedef struct {
+    Py_UCS4 *data;
+    Py_ssize_t len, cap;
+} ucs4_buf;
+
+static int ucs4_buf_reserve(ucs4_buf *b, Py_ssize_t more) {
+    if (b->len + more <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + more) cap *= 2;
+    Py_UCS4 *data = PyMem_Realloc(b->data, (size_t)cap * sizeof(Py_UCS4));
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* One key of an open object, for finding a repeated key: its hash and its characters in
+ * `keys`. */
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t start, len;
+} key_entry;
+
+/* An open container. An object's keys are the entries from `entries_start` on (and their
+ * characters in `keys` from `keys_start` on), looked up one by one while it has few, through
+ * `table` (entry indexes + 1, open addressing) once it has more. */
+typedef struct {
+    int is_object;
+    Py_ssize_t path_len; /* the container's own path, a prefix of `path` */
+    Py_ssize_t index;    /* of the current element, for an array */
+    Py_ssize_t keys_start, entries_start;
+    Py_ssize_t *table;
+    Py_ssize_t table_size;
+} frame;
+
+#define FEW_KEYS 16
+
+typedef struct {
+    PyObject *text; /* the decoded body */
+    const void *data;
+    int kind;
+    Py_ssize_t n;
+    ucs4_buf path, keys, scratch;
+    key_entry *entries;
+    Py_ssize_t entries_len, entries_cap;
+    frame stack[WALK_MAX_NESTING];
+    int top;
+    PyObject *fields;
+    Py_ssize_t max_values;
+    int max_depth;
+    Py_ssize_t max_name_chars, name_chars; /* the paths' characters, in all */
+    int stopped; /* WALK_COMPLETE while fields are still being added, else the limit reached */
+    PyObject *empty;
+} walk_t;
+
+#define AT(w, j) PyUnicode_READ((w)->kind, (w)->data, (j))
+
+static inline Py_ssize_t skip_space(const walk_t *w, Py_ssize_t i) {
+    while (i < w->n) {
+        Py_UCS4 c = AT(w, i);
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        i++;
+    }
+    return i;
+}
+
+static inline int hex_digit(Py_UCS4 c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* Four hex digits at `i` (all before `n`), or -1. */
+static long hex4(const walk_t *w, Py_ssize_t i) {
+    if (i + 4 > w->n) return -1;
+    long c = 0;
+    for (int k = 0; k < 4; k++) {
+        int d = hex_digit(AT(w, i + k));
+        if (d < 0) return -1;
+        c = (c << 4) | d;
+    }
+    return c;
+}
+
+/* The string whose opening quote is at `i - 1`. Without escapes it is the span [*start, *end)
+ * of the text and *escaped is 0; with escapes, its characters are in `w->scratch`. Returns the
+ * index after the closing quote, -1 when the string is invalid, -2 on a memory error. */
+static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssize_t *end,
+                              int *escaped) {
+    Py_ssize_t n = w->n;
+    *start = i;
+    *escaped = 0;
+    if (w->kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *s = w->data;
+        while (i < n && s[i] != '"' && s[i] != '\\' && s[i] > 0x1f) i++;
+    } else {
+        while (i < n) {
+            Py_UCS4 c = AT(w, i);
+            if (c == '"' || c == '\\' || c <= 0x1f) break;
+            i++;
+        }
+    }
+    if (i >= n) return -1;
+    Py_UCS4 c = AT(w, i);
+    if (c == '"') {
+        *end = i;
+        return i + 1;
+    }
+    if (c != '\\') return -1; /* a control character */
+    *escaped = 1;
+    ucs4_buf *out = &w->scratch;
+    out->len = 0;
+    if (ucs4_buf_reserve(out, i - *start) < 0) return -2;
+    for (Py_ssize_t j = *start; j < i; j++) out->data[out->len++] = AT(w, j);
+    while (1) {
+        if (i >= n) return -1;
+        c = AT(w, i);
+        if (c == '"') return i + 1;
+        if (c <= 0x1f) return -1;
+        if (c != '\\') {
+            i++;
+        } else {
+            if (i + 1 >= n) return -1;
+            Py_UCS4 e = AT(w, i + 1);
+            switch (e) {
+            case '"': case '\\': case '/': c = e; i += 2; break;
+            case 'b': c = '\b'; i += 2; break;
+            case 'f': c = '\f'; i += 2; break;
+            case 'n': c = '\n'; i += 2; break;
+            case 'r': c = '\r'; i += 2; break;
+            case 't': c = '\t'; i += 2; break;
+            case 'u': {
+                long u = hex4(w, i + 2);
+                if (u < 0) return -1;
+                i += 6;
+                c = (Py_UCS4)u;
+                if (Py_UNICODE_IS_HIGH_SURROGATE(c) && i + 1 < n && AT(w, i) == '\\' &&
+                    AT(w, i + 1) == 'u') {
+                    long low = hex4(w, i + 2);
+                    if (low < 0) return -1; /* an invalid escape either way */
+                    if (Py_UNICODE_IS_LOW_SURROGATE((Py_UCS4)low)) {
+                        c = Py_UNICODE_JOIN_SURROGATES(c, (Py_UCS4)low);
+                        i += 6;
+                    }
+                }
+                break;
+            }
+            default:
+                return -1;
+            }
+        }
+        if (ucs4_buf_reserve(out, 1) < 0) return -2;
+        out->data[out->len++] = c;
+    }
+}
+
+/* ---- fields -------------------------------------------------------------------------- */
+
+/* Whether a field may still be added at the current path; past `max_values` fields, or past
+ * `max_name_chars` characters of paths in all (a long key over a long array would repeat in
+ * every path), the walk stops adding (TOO_MANY, TOO_LONG). */
+static inline int room(walk_t *w) {
+    if (w->stopped != WALK_COMPLETE) return 0;
+    if (PyList_GET_SIZE(w->fields) >= w->max_values) {
+        w->stopped = WALK_TOO_MANY;
+        return 0;
+    }
+    if (w->name_chars + w->path.len > w->max_name_chars) {
+        w->stopped = WALK_TOO_LONG;
+        return 0;
+    }
+    return 1;
+}
+
+/* Add (path, value), stealing `value`. */
+static int add_field(walk_t *w, PyObject *value) {
+    if (value == NULL) return -1;
+    w->name_chars += w->path.len;
+    PyObject *path = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, w->path.data, w->path.len);
+    if (path == NULL) {
+        Py_DECREF(value);
+        return -1;
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(path);
+        Py_DECREF(value);
+        return -1;
+    }
+    PyTuple_SET_ITEM(pair, 0, path);
+    PyTuple_SET_ITEM(pair, 1, value);
+    PyObject_GC_UnTrack(pair); /* two strings: never part of a cycle */
+    int err = PyList_Append(w->fields, pair);
+    Py_DECREF(pair);
+    return err;
+}
+
+static PyObject *ascii_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end) {
+    PyObject *s = PyUnicode_New(end - start, 127);
+    if (s == NULL) return NULL;
+    Py_UCS1 *o = PyUnicode_1BYTE_DATA(s);
+    for (Py_ssize_t j = start; j < end; j++) *o++ = (Py_UCS1)AT(w, j);
+    return s;
+}
+
+/* The number at [start, end) (the grammar already checked) as json.dumps writes what
+ * json.loads makes of it. An int too long for Python (ValueError in json.loads) is INVALID:
+ * *invalid is set and NULL returned without an exception. */
+static PyObject *number_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end, int is_float,
+                             int *invalid) {
+    Py_ssize_t length = end - start;
+    char small[64];
+    char *buf = length < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)length + 1);
+    if (buf == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t j = 0; j < length; j++) buf[j] = (char)AT(w, start + j);
+    buf[length] = '\0';
+    PyObject *out = NULL;
+    if (is_float) {
+        double d = PyOS_string_to_double(buf, NULL, NULL);
+        if (!(d == -1.0 && PyErr_Occurred())) {
+            if (d == Py_HUGE_VAL) {
+                out = PyUnicode_FromString("Infinity");
+            } else if (d == -Py_HUGE_VAL) {
+                out = PyUnicode_FromString("-Infinity");
+            } else {
+                char *repr = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+                if (repr != NULL) {
+                    out = PyUnicode_FromString(repr);
+                    PyMem_Free(repr);
+                }
+            }
+        }
+    } else if (length - (buf[0] == '-') <= 18) {
+        out = (length == 2 && buf[0] == '-' && buf[1] == '0') ? PyUnicode_FromString("0")
+                                                               : ascii_text(w, start, end);
+    } else {
+        PyObject *value = PyLong_FromString(buf, NULL, 10);
+        if (value == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                *invalid = 1;
+            }
+        } else {
+            out = PyObject_Str(value);
+            Py_DECREF(value);
+        }
+    }
+    if (buf != small) PyMem_Free(buf);
+    return out;
+}
+
+/* ---- repeated keys ------------------------------------------------------------------- */
+
+static uint64_t key_hash(const Py_UCS4 *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        h ^= s[j];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static inline int same_key(const walk_t *w, const key_entry *e, uint64_t hash, Py_ssize_t start,
+                           Py_ssize_t len) {
+    return e->hash == hash && e->len == len &&
+           memcmp(w->keys.data + e->start, w->keys.data + start,
+                  (size_t)len * sizeof(Py_UCS4)) == 0;
+}
+
+/* Index every key of `f` in a table of `size` slots (a power of two, over twice the keys). */
+static int build_table(walk_t *w, frame *f, Py_ssize_t size) {
+    Py_ssize_t *table = PyMem_Calloc((size_t)size, sizeof(Py_ssize_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++) {
+        Py_ssize_t k = (Py_ssize_t)(w->entries[j].hash & (uint64_t)(size - 1));
+        while (table[k]) k = (k + 1) & (size - 1);
+        table[k] = j + 1;
+    }
+    PyMem_Free(f->table);
+    f->table = table;
+    f->table_size = size;
+    return 0;
+}
+
+/* Add the key at [start, start + len) of `keys` to the open object `f`: 1 when it already has
+ * it, 0 when new, -1 on a memory error. */
+static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
+    uint64_t hash = key_hash(w->keys.data + start, len);
+    Py_ssize_t count = w->entries_len - f->entries_start;
+    if (f->table == NULL && count < FEW_KEYS) {
+        for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
+            if (same_key(w, &w->entries[j], hash, start, len)) return 1;
+    } else {
+        if (2 * (count + 1) > f->table_size) {
+            Py_ssize_t size = 64;
+            while (size < 4 * (count + 1)) size *= 2;
+            if (build_table(w, f, size) < 0) return -1;
+        }
+        Py_ssize_t mask = f->table_size - 1, k = (Py_ssize_t)(hash & (uint64_t)mask);
+        for (; f->table[k]; k = (k + 1) & mask)
+            if (same_key(w, &w->entries[f->table[k] - 1], hash, start, len)) return 1;
+        f->table[k] = w->entries_len + 1;
+    }
+    if (w->entries_len == w->entries_cap) {
+        Py_ssize_t cap = w->entries_cap ? 2 * w->entries_cap : 64;
+        key_entry *entries = PyMem_Realloc(w->entries, (size_t)cap * sizeof(key_entry));
+        if (entries == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->entries = entries;
+        w->entries_cap = cap;
+    }
+    w->entries[w->entries_len++] = (key_entry){hash, start, len};
+    return 0;
+}
+
+/* Close the innermost container: an object forgets its keys. */
+static void close_container(walk_t *w) {
+    frame *f = &w->stack[w->top--];
+    if (!f->is_object) return;
+    PyMem_Free(f->table);
+    f->table = NULL;
+    w->entries_len = f->entries_start;
+    w->keys.len = f->keys_start;
+}
+
+/* ---- the walk ------------------------------------------------------------------------ */
+
+/* The child's path: the container's path, a dot when that is not empty, and `key` (in `keys`
+ * at [start, start + len)), or the array index. */
+static int child_path(walk_t *w, const frame *f, const Py_UCS4 *key, Py_ssize_t len) {
+    w->path.len = f->path_len;
+    if (ucs4_buf_reserve(&w->path, len + 1) < 0) return -1;
+    if (f->path_len) w->path.data[w->path.len++] = '.';
+    memcpy(w->path.data + w->path.len, key, (size_t)len * sizeof(Py_UCS4));
+    w->path.len += len;
+    return 0;
+}
+
+static int index_path(walk_t *w, const frame *f) {
+    if (w->stopped != WALK_COMPLETE) return 0; /* no more fields: no more paths */
+    Py_UCS4 digits[24];
+    Py_ssize_t len = 0, index = f->index;
+    do {
+        digits[23 - len++] = (Py_UCS4)('0' + index % 10);
+        index /= 10;
+    } while (index);
+    return child_path(w, f, digits + 24 - len, len);
+}
+
+/* The status of walking the whole text; fields are added to w->fields as they come. */
+static int walk(walk_t *w) {
+    frame *stack = w->stack;
+#define top (w->top)
+    Py_ssize_t n = w->n, i = skip_space(w, 0);
+    const char *word;
+    int is_float;
+
+value:
+    if (i >= n) return WALK_INVALID;
+    switch (AT(w, i)) {
+    case '"': {
+        Py_ssize_t start, end;
+        int escaped;
+        Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
+        if (next == -2) return WALK_ERROR;
+        if (next < 0) return WALK_INVALID;
+        if (room(w)) {
+            PyObject *text = escaped ? PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND,
+                                                                 w->scratch.data, w->scratch.len)
+                                     : PyUnicode_Substring(w->text, start, end);
+            if (add_field(w, text) < 0) return WALK_ERROR;
+        }
+        i = next;
+        goto after_value;
+    }
+    case '{':
+    case '[': {
+        int is_object = AT(w, i) == '{';
+        if (top >= 0 && stack[top].is_object && room(w)) {
+            if (add_field(w, Py_NewRef(w->empty)) < 0) return WALK_ERROR;
+        }
+        if (top + 1 >= WALK_MAX_NESTING) return WALK_UNDECIDED;
+        top++;
+        stack[top] = (frame){is_object, w->path.len, 0, w->keys.len, w->entries_len, NULL, 0};
+        if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
+        i = skip_space(w, i + 1);
+        if (i < n && AT(w, i) == (is_object ? '}' : ']')) {
+            i++;
+            close_container(w);
+            goto after_value;
+        }
+        if (is_object) goto key;
+        if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+        goto value;
+    }
+    case 'n': word = "null"; goto constant;
+    case 't': word = "true"; goto constant;
+    case 'f': word = "false"; goto constant;
+    case 'N': word = "NaN"; goto constant;
+    case 'I': word = "Infinity"; goto constant;
+    case '-':
+        if (i + 1 < n && AT(w, i + 1) == 'I') {
+            word = "-Infinity";
+            goto constant;
+        }
+        goto number;
+    default:
+        goto number;
+    }
+
+constant: {
+    Py_ssize_t length = (Py_ssize_t)strlen(word);
+    if (i + length > n) return WALK_INVALID;
+    for (Py_ssize_t k = 0; k < length; k++)
+        if (AT(w, i + k) != (Py_UCS4)(unsigned char)word[k]) return WALK_INVALID;
+    if (room(w) && add_field(w, PyUnicode_FromStringAndSize(word, length)) < 0)
+        return WALK_ERROR;
+    i += length;
+    goto after_value;
+}
+
+number: {
+    Py_ssize_t start = i;
+    is_float = 0;
+    if (AT(w, i) == '-') i++;
+    if (i >= n) return WALK_INVALID;
+    Py_UCS4 c = AT(w, i);
+    if (c == '0') {
+        i++;
+    } else if (c >= '1' && c <= '9') {
+        i++;
+        while (i < n && AT(w, i) >= '0' && AT(w, i) <= '9') i++;
+    } else {
+        return WALK_INVALID;
+    }
+    if (i + 1 < n && AT(w, i) == '.' && AT(w, i + 1) >= '0' && AT(w, i + 1) <= '9') {
+        is_float = 1;
+        i += 2;
+        while (i < n && AT(w, i) >= '0' && AT(w, i) <= '9') i++;
+    }
+    if (i < n && (AT(w, i) == 'e' || AT(w, i) == 'E')) {
+        Py_ssize_t e = i + 1;
+        if (e < n && (AT(w, e) == '+' || AT(w, e) == '-')) e++;
+        Py_ssize_t digits = e;
+        while (e < n && AT(w, e) >= '0' && AT(w, e) <= '9') e++;
+        if (e > digits) {
+            is_float = 1;
+            i = e;
+        }
+    }
+    /* An int Python refuses (more digits than sys.get_int_max_str_digits()) is a ValueError
+     * from json.loads wherever it is, so long ints are converted even past a limit. */
+    int long_int = !is_float && i - start - (AT(w, start) == '-') > 18;
+    if (room(w) || long_int) {
+        int invalid = 0;
+        PyObject *text = number_text(w, start, i, is_float, &invalid);
+        if (invalid) return WALK_INVALID;
+        if (text == NULL) return WALK_ERROR;
+        if (room(w)) {
+            if (add_field(w, text) < 0) return WALK_ERROR;
+        } else {
+            Py_DECREF(text);
+        }
+    }
+    goto after_value;
+}
+
+after_value:
+    if (top < 0) return skip_space(w, i) == n ? w->stopped : WALK_INVALID;
+    i = skip_space(w, i);
+    if (i >= n) return WALK_INVALID;
+    if (AT(w, i) == (stack[top].is_object ? '}' : ']')) {
+        i++;
+        close_container(w);
+        goto after_value;
+    }
+    if (AT(w, i) != ',') return WALK_INVALID;
+    i = skip_space(w, i + 1);
+    if (stack[top].is_object) goto key;
+    stack[top].index++;
+    if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+    goto value;
+
+key: {
+    if (i >= n || AT(w, i) != '"') return WALK_INVALID;
+    Py_ssize_t start, end;
+    int escaped;
+    Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
+    if (next == -2) return WALK_ERROR;
+    if (next < 0) return WALK_INVALID;
+    Py_ssize_t len = escaped ? w->scratch.len : end - start, at = w->keys.len;
+    if (ucs4_buf_reserve(&w->keys, len) < 0) return WALK_ERROR;
+    if (escaped) {
+        memcpy(w->keys.data + at, w->scratch.data, (size_t)len * sizeof(Py_UCS4));
+    } else {
+        for (Py_ssize_t j = 0; j < len; j++) w->keys.data[at + j] = AT(w, start + j);
+    }
+    w->keys.len += len;
+    int repeated = repeated_key(w, &stack[top], at, len);
+    if (repeated < 0) return WALK_ERROR;
+    if (repeated) return WALK_UNDECIDED;
+    if (w->stopped == WALK_COMPLETE && child_path(w, &stack[top], w->keys.data + at, len) < 0)
+        return WALK_ERROR;
+    i = skip_space(w, next);
+    if (i >= n || AT(w, i) != ':') return WALK_INVALID;
+    i = skip_space(w, i + 1);
+    goto value;
+}
+#undef top
+}
+
+/* json.detect_encoding: the codec json.loads decodes bytes with. */
+static const char *detect_encoding(const unsigned char *b, Py_ssize_t n) {
+    if (n >= 4 && ((b[0] == 0 && b[1] == 0 && b[2] == 0xFE && b[3] == 0xFF) ||
+                   (b[0] == 0xFF && b[1] == 0xFE && b[2] == 0 && b[3] == 0)))
+        return "utf-32";
+    if (n >= 2 && ((b[0] == 0xFE && b[1] == 0xFF) || (b[0] == 0xFF && b[1] == 0xFE)))
+        return "utf-16";
+    if (n >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) return "utf-8-sig";
+    if (n >= 4) {
+        if (!b[0]) return b[1] ? "utf-16-be" : "utf-32-be";
+        if (!b[1]) return (b[2] || b[3]) ? "utf-16-le" : "utf-32-le";
+    } else if (n == 2) {
+        if (!b[0]) return "utf-16-be";
+        if (!b[1]) return "utf-16-le";
+    }
+    return "utf-8";
+}
+
+/* json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status) */
+static PyObject *native_json_fields(PyObject *module, PyObject *args) {
+    Py_buffer body;
+    Py_ssize_t max_values, max_name_chars;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "y*nin:json_fields", &body, &max_values, &max_depth,
+                          &max_name_chars))
+        return NULL;
+    walk_t w;
+    memset(&w, 0, sizeof w);
+    w.top = -1;
+    w.max_values = max_values;
+    w.max_depth = max_depth;
+    w.max_name_chars = max_name_chars;
+    PyObject *result = NULL;
+    w.fields = PyList_New(0);
+    w.empty = PyUnicode_New(0, 0);
+    if (w.fields == NULL || w.empty == NULL) goto done;
+    /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
+    if (ucs4_buf_reserve(&w.path, 1) < 0 || ucs4_buf_reserve(&w.keys, 1) < 0 ||
+        ucs4_buf_reserve(&w.scratch, 1) < 0)
+        goto done;
+    const unsigned char *bytes = body.buf;
+    w.text = PyUnicode_Decode(body.buf, body.len, detect_encoding(bytes, body.len),
+                              "surrogatepass");
+    int status;
+    if (w.text == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) goto done;
+        PyErr_Clear();
+        status = WALK_INVALID;
+    } else {
+        w.data = PyUnicode_DATA(w.text);
+        w.kind = PyUnicode_KIND(w.text);
+        w.n = PyUnicode_GET_LENGTH(w.text);
+        status = walk(&w);
+        if (status == WALK_ERROR) goto done;
+    }
+    if (status == WALK_INVALID || status == WALK_UNDECIDED) {
+        Py_SETREF(w.fields, PyList_New(0));
+        if (w.fields == NULL) goto done;
+    }
+    result = Py_BuildValue("(Oi)", w.fields, status);
+done:
+    PyBuffer_Release(&body);
+    Py_XDECREF(w.text);
+    Py_XDECREF(w.fields);
+    Py_XDECREF(w.empty);
+    PyMem_Free(w.path.data);
+    PyMem_Free(w.keys.data);
+    PyMem_Free(w.scratch.data);
+    while (w.top >= 0) close_container(&w);
+    PyMem_Free(w.entries);
+    return result;
+}
+
+PyMethodDef jsonwalk_methods[] = {
+    {"json_fields", native_json_fields, METH_VARARGS,
+     "json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status): what "
+     "json.loads and flatten_json_reference make of a JSON body, in one pass: status 0, or 1 "
+     "past max_values, 2 past max_depth, 3 past max_name_chars characters of paths in all, 4 "
+     "not JSON (json.loads raises ValueError), 5 left to json.loads (a repeated key, nesting "
+     "past 512 levels)."},
+    {NULL, NULL, 0, NULL},
+};
