@@ -11,7 +11,12 @@ setup(
     ext_modules=[
         Extension(
             "failsmall.engine._native",
-            sources=["src/failsmall/engine/_native.c"],
+            sources=[
+                "src/failsmall/engine/_native.c",
+                "src/failsmall/engine/_memo.c",
+                "src/failsmall/engine/_head.c",
+            ],
+            depends=["src/failsmall/engine/_memo.h", "src/failsmall/engine/_head.h"],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )
