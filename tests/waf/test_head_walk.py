@@ -4,10 +4,17 @@ and the same entries remembered in the same order; and it stays bounded on hosti
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failsmall.engine.native import MEMO_COOKIE_PART, MEMO_MAX_VALUE, Memo, extension
+from failsmall.engine.native import (
+    MEMO_COOKIE_PART,
+    MEMO_MAX_VALUE,
+    Memo,
+    extension,
+    head_chars,
+)
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures.scanner import MEMO_BYTES
 from failsmall.engine.signatures.targets import HEAD_TARGETS, TARGET_BIT
@@ -165,3 +172,19 @@ def test_lone_surrogates_and_values_past_the_memo_size_are_walked_like_the_refer
     assert all(len(str(key)) <= 4 * MEMO_MAX_VALUE for key, _, _, _ in memo_a.items())
     # and a second walk, with the long values scanned again (not remembered), counts the same
     assert walk(native, memo_a, HEAD_MASK, head, (10_000, 10**9)) == found
+
+
+@given(headers=st.lists(st.tuples(values, values)).map(tuple))
+def test_head_chars_counts_every_header_name_and_value(
+    headers: tuple[tuple[str, str], ...],
+) -> None:
+    assert head_chars(headers) == sum(len(name) + len(value) for name, value in headers)
+
+
+def test_a_head_that_is_not_pairs_of_str_is_refused_with_what_it_must_be() -> None:
+    native, _ = scanners()
+    for headers in ((("Host",),), (("Host", b"bytes"),), (["Host", "a"],)):
+        with pytest.raises(TypeError, match=r"\(name, value\) of str"):
+            head_chars(headers)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"\(name, value\) of str"):
+            walk(native, Memo(4096), HEAD_MASK, ("GET", "/", "", headers), (10, 10**6))  # type: ignore[arg-type]

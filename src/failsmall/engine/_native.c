@@ -1716,6 +1716,8 @@ error:
 }
 
 static PyMethodDef native_methods[] = {
+    {"head_chars", head_chars, METH_O,
+     "head_chars(headers) -> int: the characters of every header name and value."},
     {"features", native_features, METH_VARARGS,
      "features(value, wanted, reference) -> int: the trigger features of `value` among "
      "`wanted`, asking `reference` where C does not decide."},

@@ -33,6 +33,10 @@ class Stop(IntEnum):
     MAX_CHARS = 2
 
 
+#: Each `Stop` at its number (`Stop(n)` costs as much as a whole memo lookup).
+STOPS: tuple[Stop, ...] = tuple(sorted(Stop))
+
+
 class WorkCount:
     """The scanner's counts for one request: values inspected and characters scanned.
 

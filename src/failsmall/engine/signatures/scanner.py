@@ -36,7 +36,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from failsmall.engine.native import MEMO_ENTRY_OVERHEAD, MEMO_REQUEST, Memo, add_fields, extension
+from failsmall.engine.native import (
+    MEMO_ENTRY_OVERHEAD,
+    MEMO_REQUEST,
+    Memo,
+    add_fields,
+    extension,
+    head_chars,
+)
 from failsmall.engine.request import BodyFormat, Request, RequestView
 from failsmall.engine.signatures.compiled import (
     Chain,
@@ -53,7 +60,7 @@ from failsmall.engine.signatures.targets import (
     HEAD_TARGETS,
     TARGET_BIT,
 )
-from failsmall.engine.work import LimitReached, Stop, WorkCount
+from failsmall.engine.work import STOPS, LimitReached, Stop, WorkCount
 from failsmall.model.rules import SignatureMatch, Target
 
 __all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner"]
@@ -203,7 +210,7 @@ class SignatureScanner:
             hits, self.memo, self._head_mask, request.method, request.path, request.query,
             request.headers, room_values, room_chars,
         )  # fmt: skip
-        if work.add(head[0], head[1], Stop(head[2])) and request.body and self._body_extractors:
+        if work.add(head[0], head[1], STOPS[head[2]]) and request.body and self._body_extractors:
             self._scan_body(values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
         if key is not None and work.reached is None:
@@ -218,7 +225,7 @@ class SignatureScanner:
         short values it scanned)."""
         found, count, chars, stop = values.scan_sources(sources, self.memo, *work.room)
         hits |= found
-        work.add(count, chars, Stop(stop))
+        work.add(count, chars, STOPS[stop])
 
     def _body_sources(self, view: RequestView) -> dict[str, int]:
         """The distinct values of the body targets with the mask of their targets, in the order
@@ -248,5 +255,7 @@ class SignatureScanner:
 
 def _size(request: Request) -> int:
     """Roughly the bytes a request takes as a memo key: its parts and a fixed overhead."""
-    header_chars = sum([len(name) + len(value) for name, value in request.headers])
-    return 256 + len(request.path) + len(request.query) + len(request.body) + header_chars
+    return (
+        256 + len(request.path) + len(request.query) + len(request.body)
+        + head_chars(request.headers)
+    )  # fmt: skip
