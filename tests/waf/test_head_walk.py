@@ -14,6 +14,7 @@ from failsmall.engine.native import (
     Memo,
     extension,
     head_chars,
+    index_headers,
 )
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures.scanner import MEMO_BYTES
@@ -187,4 +188,26 @@ def test_a_head_that_is_not_pairs_of_str_is_refused_with_what_it_must_be() -> No
         with pytest.raises(TypeError, match=r"\(name, value\) of str"):
             head_chars(headers)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"\(name, value\) of str"):
+            index_headers(headers)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"\(name, value\) of str"):
             walk(native, Memo(4096), HEAD_MASK, ("GET", "/", "", headers), (10, 10**6))  # type: ignore[arg-type]
+
+
+def indexed_in_python(
+    headers: tuple[tuple[str, str], ...],
+) -> tuple[dict[str, list[str]], list[str]]:
+    by_name: dict[str, list[str]] = {}
+    for name, value in headers:
+        by_name.setdefault(name.lower(), []).append(value)
+    return by_name, [name.lower() for name, _ in headers]
+
+
+@given(
+    headers=st.lists(
+        st.tuples(st.one_of(header_names, st.sampled_from(["İ", "\u212a", "X-É"]), values), values)
+    ).map(tuple)
+)
+def test_headers_are_indexed_by_their_lowercase_names_in_order(
+    headers: tuple[tuple[str, str], ...],
+) -> None:
+    assert index_headers(headers) == indexed_in_python(headers)

@@ -387,3 +387,43 @@ PyObject *head_chars(PyObject *module, PyObject *headers) {
     }
     return PyLong_FromSsize_t(chars);
 }
+
+/* index_headers(headers) -> (by_name, names): each header's values by its lowercase name, in
+ * order, and the lowercase names in the order received, repeats included. */
+PyObject *index_headers(PyObject *module, PyObject *headers) {
+    if (!PyTuple_Check(headers)) {
+        PyErr_SetString(PyExc_TypeError, "index_headers(headers: tuple[tuple[str, str], ...])");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(headers);
+    PyObject *by_name = PyDict_New(), *names = PyList_New(n);
+    if (by_name == NULL || names == NULL) goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(headers, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "index_headers: each header is a (name, value) of str");
+            goto error;
+        }
+        PyObject *name = lower(PyTuple_GET_ITEM(pair, 0)), *value = PyTuple_GET_ITEM(pair, 1);
+        if (name == NULL) goto error;
+        PyList_SET_ITEM(names, i, name); /* steals the reference */
+        PyObject *values = PyDict_GetItemWithError(by_name, name); /* borrowed */
+        if (values != NULL) {
+            if (PyList_Append(values, value) < 0) goto error;
+            continue;
+        }
+        if (PyErr_Occurred() || (values = PyList_New(1)) == NULL) goto error;
+        PyList_SET_ITEM(values, 0, Py_NewRef(value));
+        int err = PyDict_SetItem(by_name, name, values);
+        Py_DECREF(values);
+        if (err < 0) goto error;
+    }
+    return Py_BuildValue("(NN)", by_name, names);
+error:
+    Py_XDECREF(by_name);
+    Py_XDECREF(names);
+    return NULL;
+}

@@ -31,6 +31,9 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
 /* The module function head_chars(headers): the characters of every header name and value. */
 PyObject *head_chars(PyObject *module, PyObject *headers);
 
+/* The module function index_headers(headers): values by lowercase name, and the names. */
+PyObject *index_headers(PyObject *module, PyObject *headers);
+
 /* Imports what the head walk calls (urllib.parse.unquote) and adds HEAD_TARGET_BITS (the
  * target bits it is built with, by target name) to `module`; -1 on error. */
 int head_init(PyObject *module);

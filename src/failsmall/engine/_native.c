@@ -1716,6 +1716,9 @@ error:
 }
 
 static PyMethodDef native_methods[] = {
+    {"index_headers", index_headers, METH_O,
+     "index_headers(headers) -> (by_name, names): each header's values by its lowercase name, "
+     "in order, and the lowercase names in the order received."},
     {"head_chars", head_chars, METH_O,
      "head_chars(headers) -> int: the characters of every header name and value."},
     {"features", native_features, METH_VARARGS,

@@ -16,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 add_fields = extension.add_fields
 flatten_json = extension.flatten_json
 head_chars = extension.head_chars
+index_headers = extension.index_headers
 Memo = extension.Memo
 #: The kinds of memo key besides a value's (whose kind is its target mask, above 0).
 MEMO_ARG_PART = extension.MEMO_ARG_PART
@@ -39,4 +40,5 @@ __all__ = [
     "extension",
     "flatten_json",
     "head_chars",
+    "index_headers",
 ]
