@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from failsmall.engine.native import (
     MEMO_COOKIE_PART,
+    MEMO_HEADER,
     MEMO_MAX_VALUE,
     Memo,
     extension,
@@ -211,3 +212,20 @@ def test_headers_are_indexed_by_their_lowercase_names_in_order(
     headers: tuple[tuple[str, str], ...],
 ) -> None:
     assert index_headers(headers) == indexed_in_python(headers)
+
+
+def test_a_cookie_header_past_the_values_limit_is_walked_only_as_far_as_the_limit() -> None:
+    native, reference = scanners()
+    cookie = "; ".join(f"c{i}=v{i}x" for i in range(100_000))
+    head = ("GET", "/", "", (("Cookie", cookie), ("User-Agent", "sqlmap/1.7")))
+    memo_a, memo_b = Memo(MEMO_BYTES), Memo(MEMO_BYTES)
+    found = walk(native, memo_a, HEAD_MASK, head, (1_000, 10**9))
+    assert found == walk(reference, memo_b, HEAD_MASK, head, (1_000, 10**9))
+    assert found == (set(), 3, 2, Stop.MAX_VALUES)  # path, URI, method; then the cookies
+    assert memo_a.items() == memo_b.items()
+    # the walk went as far as the limit, not further: 997 values were left for the header, its
+    # name and 498 cookies fit, the 499th passed them; and the header, walked in part, is not
+    # remembered
+    parts = [key for key, kind, _, _ in memo_a.items() if kind == MEMO_COOKIE_PART]
+    assert len(parts) == 499
+    assert memo_a.get(head[3][0], MEMO_HEADER) is None

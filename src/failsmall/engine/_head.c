@@ -227,12 +227,15 @@ static int is(PyObject *text, const char *ascii) {
 }
 
 /* The hits of one header: its lowercase name, and its value for the header value, user agent
- * and referer targets, or for a Cookie header, its cookies' names and values. */
-static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair, known_t *found) {
+ * and referer targets, or for a Cookie header, its cookies' names and values. A Cookie header
+ * whose cookies pass `room_values` is walked no further (the walk stops at it whatever the
+ * rest holds) and is not remembered. */
+static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair,
+                  Py_ssize_t room_values, known_t *found) {
     PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
     PyObject *lowered = lower(name);
     if (lowered == NULL) return -1;
-    int err = 0;
+    int err = 0, past_room = 0;
     nothing(found);
     if (mask & B_HEADER_NAMES) err = add_value(self, memo, lowered, B_HEADER_NAMES, found);
     if (err) {
@@ -244,6 +247,10 @@ static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair, kno
                 known_t more;
                 err = cookie_part(self, memo, mask, PyList_GET_ITEM(parts, i), &more);
                 if (!err) err = plus(found, &more);
+                if (found->values > room_values) {
+                    past_room = 1;
+                    break;
+                }
             }
             Py_XDECREF(parts);
         }
@@ -255,7 +262,7 @@ static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair, kno
     }
     Py_DECREF(lowered);
     Py_ssize_t size = PyUnicode_GET_LENGTH(name) + PyUnicode_GET_LENGTH(value);
-    if (!err && size <= MEMO_MAX_VALUE)
+    if (!err && !past_room && size <= MEMO_MAX_VALUE)
         err = memo_put(memo, pair, MEMO_HEADER, found->hits, found->values, found->chars, size);
     if (err) Py_CLEAR(found->hits);
     return err;
@@ -356,7 +363,9 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
             PyObject *pair = PyTuple_GET_ITEM(headers, i);
             memo_entry *e = memo_find(memo, pair, MEMO_HEADER);
             if (e != NULL) from_entry(e, &found);
-            else if (PyErr_Occurred() || header(self, memo, mask, pair, &found) < 0) return NULL;
+            else if (PyErr_Occurred() ||
+                     header(self, memo, mask, pair, w.room_values - w.values, &found) < 0)
+                return NULL;
             fit = charge(&w, &found);
         }
     }

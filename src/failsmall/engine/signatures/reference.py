@@ -209,7 +209,7 @@ class ReferenceValueScanner:
             for pair in headers:
                 found = memo.get(pair, MEMO_HEADER)
                 if found is None:
-                    found = self._header_hits(memo, mask, pair)
+                    found = self._header_hits(memo, mask, pair, work.max_values - work.values)
                 if not work.fits(found[1], found[2]):
                     return work.values, work.chars, work.stop_at(found[1], found[2])
                 hits |= found[0]
@@ -227,9 +227,13 @@ class ReferenceValueScanner:
             memo.put(part, MEMO_ARG_PART, *found, len(part))
         return found
 
-    def _header_hits(self, memo: ScanMemo, mask: int, pair: tuple[str, str]) -> Known:
+    def _header_hits(
+        self, memo: ScanMemo, mask: int, pair: tuple[str, str], room_values: int
+    ) -> Known:
         """The hits of one header: its lowercase name, and its value for the header value, user
-        agent and referer targets, or, for a Cookie header, its cookies' names and values."""
+        agent and referer targets, or, for a Cookie header, its cookies' names and values. A
+        Cookie header whose cookies pass `room_values` is walked no further (the walk stops at
+        it whatever the rest holds) and is not remembered."""
         name, value = pair
         lower = name.lower()
         found = NOTHING
@@ -239,6 +243,8 @@ class ReferenceValueScanner:
             if mask & (_COOKIE_NAMES | _COOKIE_VALUES):
                 for part in value.split(";"):
                     found = _plus(found, self._cookie_part_hits(memo, mask, part))
+                    if found[1] > room_values:
+                        return found
         else:
             bits = mask & _HEADER_VALUES
             if lower == "user-agent":
