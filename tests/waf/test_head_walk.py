@@ -229,3 +229,36 @@ def test_a_cookie_header_past_the_values_limit_is_walked_only_as_far_as_the_limi
     parts = [key for key, kind, _, _ in memo_a.items() if kind == MEMO_COOKIE_PART]
     assert len(parts) == 499
     assert memo_a.get(head[3][0], MEMO_HEADER) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sources=st.dictionaries(values, st.sampled_from([64, 128, 192, 32768]), max_size=30),
+    room=rooms,
+    tiny_memo=st.booleans(),
+)
+def test_a_bodys_values_are_walked_and_remembered_as_the_reference_does(
+    sources: dict[str, int], room: tuple[int, int], tiny_memo: bool
+) -> None:
+    native, reference = scanners()
+    budget = 4 * 128 + 200 if tiny_memo else MEMO_BYTES
+    native_memo, reference_memo = Memo(budget), Memo(budget)
+    for _ in range(2):
+        found = native.scan_sources(sources, native_memo, *room)
+        assert found == reference.scan_sources(sources, reference_memo, *room)
+        assert native_memo.items() == reference_memo.items()
+
+
+def test_a_body_with_more_values_than_the_memo_holds_finds_most_of_them_the_next_time() -> None:
+    native, reference = scanners()
+    sources = {f"Customer {i}": 128 for i in range(1_200)}
+    budget = 1_000 * (len("Customer 1000") + 128)
+    native_memo, reference_memo = Memo(budget), Memo(budget)
+    for _ in range(3):
+        found = native.scan_sources(sources, native_memo, 10**6, 10**9)
+        assert found == reference.scan_sources(sources, reference_memo, 10**6, 10**9)
+        assert native_memo.items() == reference_memo.items()
+    # values are remembered after the walk, so each walk finds what the last one remembered
+    # (about 1,000 of 1,200) instead of pushing out each value just before reading it
+    assert native_memo.get("Customer 0", 128) is not None
+    assert native_memo.get("Customer 1199", 128) is not None

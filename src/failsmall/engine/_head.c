@@ -96,8 +96,9 @@ static void from_entry(memo_entry *e, known_t *out) {
     *out = (known_t){Py_NewRef(e->hits), e->values, e->chars};
 }
 
-int value_known(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
-                known_t *out) {
+int value_found(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
+                known_t *out, int *fresh) {
+    *fresh = 0;
     if (PyUnicode_GET_LENGTH(value) == 0) {
         nothing(out);
         return 0;
@@ -116,9 +117,17 @@ int value_known(ValueScanner *self, Memo *memo, PyObject *value, long long targe
     Py_ssize_t chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1));
     *out = (known_t){Py_NewRef(PyTuple_GET_ITEM(scanned, 0)), 1, chars};
     Py_DECREF(scanned);
+    *fresh = 1;
+    return 0;
+}
+
+int value_known(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
+                known_t *out) {
+    int fresh;
+    if (value_found(self, memo, value, targets, out, &fresh) < 0) return -1;
     Py_ssize_t length = PyUnicode_GET_LENGTH(value);
-    if (length <= MEMO_MAX_VALUE &&
-        memo_put(memo, value, targets, out->hits, 1, chars, length) < 0) {
+    if (fresh && length <= MEMO_MAX_VALUE &&
+        memo_put(memo, value, targets, out->hits, 1, out->chars, length) < 0) {
         Py_CLEAR(out->hits);
         return -1;
     }

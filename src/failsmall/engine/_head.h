@@ -21,7 +21,11 @@ typedef struct {
 typedef enum { STOP_NONE = 0, STOP_VALUES = 1, STOP_CHARS = 2 } stop_t;
 
 /* The hits and cost of `value` as a value of `targets` (a mask > 0): remembered in `memo`, or
- * scanned (and remembered when short). An empty value has none. -1 on error. */
+ * scanned (then `*fresh` is 1). An empty value has none. -1 on error. */
+int value_found(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
+                known_t *out, int *fresh);
+
+/* `value_found`, remembering a value scanned when short. -1 on error. */
 int value_known(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
                 known_t *out);
 

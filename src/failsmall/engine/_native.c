@@ -1369,9 +1369,18 @@ PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
 
 /* scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stop)
  * Each (value, targets) of `sources` in order: its hits, values and characters remembered in
- * `memo` (a `Memo`), or scanned as a fresh value (and remembered when short, see
- * `value_known`). Stops before the first value whose work does not fit the room left; `stop`
- * says which limit it would pass (a `stop_t`: none, values, characters). */
+ * `memo` (a `Memo`), or scanned as a fresh value. Stops before the first value whose work does
+ * not fit the room left; `stop` says which limit it would pass (a `stop_t`: none, values,
+ * characters). The short fresh values are remembered after the walk, not during it: a body
+ * with more distinct values than the memo holds then finds the values remembered from the
+ * last time (a memo filled as it is read would push out each value just before it is read). */
+typedef struct {
+    PyObject *value;
+    long long targets;
+    PyObject *hits;
+    Py_ssize_t chars;
+} pending_t;
+
 static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
                                    Py_ssize_t nargs) {
     if (nargs != 4 || !PyDict_Check(args[0]) || !PyObject_TypeCheck(args[1], &MemoType)) {
@@ -1385,6 +1394,8 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
     if (PyErr_Occurred()) return NULL;
     PyObject *hits = PySet_New(NULL), *out = NULL;
     if (hits == NULL) return NULL;
+    pending_t *pending = NULL;
+    Py_ssize_t npending = 0, capacity = 0;
     Py_ssize_t values = 0, chars = 0, position = 0;
     stop_t stop = STOP_NONE;
     PyObject *value, *targets;
@@ -1401,7 +1412,22 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
             goto done;
         }
         known_t found;
-        if (value_known(self, memo, value, bits, &found) < 0) goto done;
+        int fresh;
+        if (value_found(self, memo, value, bits, &found, &fresh) < 0) goto done;
+        if (fresh && PyUnicode_GET_LENGTH(value) <= MEMO_MAX_VALUE) {
+            if (npending == capacity) {
+                capacity = capacity ? 2 * capacity : 64;
+                pending_t *more = PyMem_Realloc(pending, (size_t)capacity * sizeof(pending_t));
+                if (more == NULL) {
+                    Py_DECREF(found.hits);
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                pending = more;
+            }
+            pending[npending++] =
+                (pending_t){Py_NewRef(value), bits, Py_NewRef(found.hits), found.chars};
+        }
         if (values + found.values > room_values) stop = STOP_VALUES;
         else if (chars + found.chars > room_chars) stop = STOP_CHARS;
         if (stop != STOP_NONE) {
@@ -1419,8 +1445,20 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
         Py_DECREF(found.hits);
         if (err < 0) goto done;
     }
+    Py_ssize_t put = 0;
+    for (; put < npending; put++) {
+        pending_t *p = &pending[put];
+        if (memo_put(memo, p->value, p->targets, p->hits, 1, p->chars,
+                     PyUnicode_GET_LENGTH(p->value)) < 0)
+            goto done;
+    }
     out = Py_BuildValue("(Onni)", hits, values, chars, (int)stop);
 done:
+    for (Py_ssize_t i = 0; i < npending; i++) {
+        Py_DECREF(pending[i].value);
+        Py_DECREF(pending[i].hits);
+    }
+    PyMem_Free(pending);
     Py_DECREF(hits);
     return out;
 }

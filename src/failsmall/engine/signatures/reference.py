@@ -153,14 +153,27 @@ class ReferenceValueScanner:
         limit, as a `Stop`)."""
         hits: set[str] = set()
         work = WorkCount(room_values, room_chars)
+        fresh: list[tuple[str, int, frozenset[str], int]] = []
+        stop = Stop.NONE
         for value, targets in sources.items():
             if not value:
                 continue
-            found, found_values, found_chars = self._value_hits(memo, value, targets)
+            known = memo.get(value, targets)
+            if known is None:
+                known = self._fresh_value_hits(value, targets)
+                if len(value) <= MEMO_MAX_VALUE:
+                    fresh.append((value, targets, known[0], known[2]))
+            found, found_values, found_chars = known
             if not work.fits(found_values, found_chars):
-                return hits, work.values, work.chars, work.stop_at(found_values, found_chars)
+                stop = work.stop_at(found_values, found_chars)
+                break
             hits |= found
-        return hits, work.values, work.chars, Stop.NONE
+        # Remembered after the walk: a body with more distinct values than the memo holds then
+        # finds those remembered from the last time (a memo filled as it is read would push out
+        # each value just before it is read).
+        for value, targets, found, found_chars in fresh:
+            memo.put(value, targets, found, 1, found_chars, len(value))
+        return hits, work.values, work.chars, stop
 
     def scan_head(
         self,
@@ -281,16 +294,21 @@ class ReferenceValueScanner:
             return NOTHING
         found = memo.get(value, targets)
         if found is None:
-            hits, chars = self.scan_value(value, targets)
-            if not value.isascii():
-                folded = unicodedata.normalize("NFKC", value)
-                if folded != value:
-                    more, more_chars = self.scan_value(folded, targets)
-                    hits, chars = hits | more, chars + more_chars
-            found = (hits, 1, chars)
+            found = self._fresh_value_hits(value, targets)
             if len(value) <= MEMO_MAX_VALUE:
-                memo.put(value, targets, hits, 1, chars, len(value))
+                memo.put(value, targets, *found, len(value))
         return found
+
+    def _fresh_value_hits(self, value: str, targets: int) -> Known:
+        """The hits and cost of a value not seen before: as written and, for a value that is
+        not ASCII, in its NFKC form too."""
+        hits, chars = self.scan_value(value, targets)
+        if not value.isascii():
+            folded = unicodedata.normalize("NFKC", value)
+            if folded != value:
+                more, more_chars = self.scan_value(folded, targets)
+                hits, chars = hits | more, chars + more_chars
+        return (hits, 1, chars)
 
     def _for_targets(self, targets: int) -> _Targets:
         """What is worked out once for values of `targets` (see `_Targets`)."""
