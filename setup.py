@@ -99,8 +99,15 @@ setup(
                 "src/failsmall/engine/_native.c",
                 "src/failsmall/engine/_transforms.c",
                 "src/failsmall/engine/_jsonwalk.c",
+                "src/failsmall/engine/_memo.c",
+                "src/failsmall/engine/_head.c",
             ],
-            depends=["src/failsmall/engine/_transforms.h", "src/failsmall/engine/_entities.h"],
+            depends=[
+                "src/failsmall/engine/_transforms.h",
+                "src/failsmall/engine/_entities.h",
+                "src/failsmall/engine/_memo.h",
+                "src/failsmall/engine/_head.h",
+            ],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )

@@ -12,6 +12,7 @@ import functools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from failsmall.engine.native import MEMO_REQUEST
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures import SignatureScanner, chain
 from failsmall.engine.signatures import scanner as scanner_module
@@ -246,11 +247,11 @@ def test_a_memo_that_forgets_its_oldest_entries_gives_the_same_hits(
 
 
 def forget_requests(scanner: SignatureScanner) -> None:
-    """Drop the whole-request entries of the scanner's memo (keys of six parts), keeping the
-    values and head parts."""
-    entries = scanner.memo._entries
-    for key in [k for k in entries if isinstance(k, tuple) and len(k) == 6]:
-        scanner.memo.size -= entries.pop(key)[1]
+    """Drop the whole-request entries of the scanner's memo, keeping the values and head
+    parts."""
+    for key, kind, _, _ in scanner.memo.items():
+        if kind == MEMO_REQUEST:
+            scanner.memo.discard(key, kind)
 
 
 # Mostly plain text (words, separators, slashes), with some of what makes a value not plain.

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_head.h"
 #include "_transforms.h"
 
 /* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
@@ -875,7 +876,7 @@ typedef struct {
     hs_database_t *database;
 } subset_t;
 
-typedef struct {
+struct ValueScanner {
     PyObject_HEAD
     hs_database_t *database;
     int nsubsets;
@@ -895,7 +896,7 @@ typedef struct {
     PyObject *features;   /* the reference features function */
     PyObject *empty;      /* frozenset() */
     int busy; /* a scan is under way: the scratch space and `done` are in use */
-} ValueScanner;
+};
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
                     unsigned int flags, void *context) {
@@ -1335,7 +1336,7 @@ static PyObject *NFKC;
 
 /* The hits and characters of a value not seen before: as written, and for a value that is not
  * ASCII, also in its NFKC form when that differs. Returns a new (hits, chars) tuple. */
-static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
+PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
     PyObject *args[2] = {value, targets};
     PyObject *found = scan_value_impl(self, args, 2);
     if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
@@ -1365,25 +1366,37 @@ static PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targ
     return found;
 }
 
-/* scan_sources(sources, memo, room_values, room_chars)
- *   -> (hits, values, chars, stopped, fresh)
- * Each (value, targets) of `sources` in order: its (hits, values, chars) from `memo` (keyed by
- * (value, targets), entries (known, cost)), or scanned as a fresh value (then listed in
- * `fresh` as (value, targets, hits, chars)). Stops before the first value whose work does not
- * fit the room left, which `stopped` gives as (values, chars); else `stopped` is None. */
+/* scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stop)
+ * Each (value, targets) of `sources` in order: its hits, values and characters remembered in
+ * `memo` (a `Memo`), or scanned as a fresh value. Stops before the first value whose work does
+ * not fit the room left; `stop` says which limit it would pass (a `stop_t`: none, values,
+ * characters). The short fresh values are remembered after the walk, not during it: a body
+ * with more distinct values than the memo holds then finds the values remembered from the
+ * last time (a memo filled as it is read would push out each value just before it is read). */
+typedef struct {
+    PyObject *value;
+    long long targets;
+    PyObject *hits;
+    Py_ssize_t chars;
+} pending_t;
+
 static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
                                    Py_ssize_t nargs) {
-    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyObject_TypeCheck(args[1], &MemoType)) {
         PyErr_SetString(PyExc_TypeError,
-                        "scan_sources(sources: dict, memo: dict, room_values, room_chars)");
+                        "scan_sources(sources: dict, memo: Memo, room_values, room_chars)");
         return NULL;
     }
-    PyObject *sources = args[0], *memo = args[1];
+    PyObject *sources = args[0];
+    Memo *memo = (Memo *)args[1];
     Py_ssize_t room_values = PyLong_AsSsize_t(args[2]), room_chars = PyLong_AsSsize_t(args[3]);
     if (PyErr_Occurred()) return NULL;
-    PyObject *hits = PySet_New(NULL), *fresh = PyList_New(0), *stopped = NULL, *out = NULL;
-    if (hits == NULL || fresh == NULL) goto done;
+    PyObject *hits = PySet_New(NULL), *out = NULL;
+    if (hits == NULL) return NULL;
+    pending_t *pending = NULL;
+    Py_ssize_t npending = 0, capacity = 0;
     Py_ssize_t values = 0, chars = 0, position = 0;
+    stop_t stop = STOP_NONE;
     PyObject *value, *targets;
     while (PyDict_Next(sources, &position, &value, &targets)) {
         if (!PyUnicode_Check(value)) {
@@ -1391,60 +1404,61 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
             goto done;
         }
         if (PyUnicode_GET_LENGTH(value) == 0) continue;
-        PyObject *key = PyTuple_Pack(2, value, targets);
-        if (key == NULL) goto done;
-        PyObject *entry = PyDict_GetItemWithError(memo, key); /* borrowed */
-        Py_DECREF(key);
-        PyObject *found_hits;
-        Py_ssize_t found_values, found_chars;
-        PyObject *scanned = NULL;
-        if (entry != NULL) {
-            PyObject *known = PyTuple_GET_ITEM(entry, 0);
-            found_hits = PyTuple_GET_ITEM(known, 0);
-            found_values = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 1));
-            found_chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(known, 2));
-        } else {
-            if (PyErr_Occurred()) goto done;
-            scanned = fresh_value(self, value, targets);
-            if (scanned == NULL) goto done;
-            found_hits = PyTuple_GET_ITEM(scanned, 0);
-            found_values = 1;
-            found_chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1));
-            PyObject *row = PyTuple_Pack(4, value, targets, found_hits, PyTuple_GET_ITEM(scanned, 1));
-            if (row == NULL || PyList_Append(fresh, row) < 0) {
-                Py_XDECREF(row);
-                Py_DECREF(scanned);
-                goto done;
-            }
-            Py_DECREF(row);
+        long long bits = PyLong_AsLongLong(targets);
+        if (bits == -1 && PyErr_Occurred()) goto done;
+        if (bits <= 0) {
+            PyErr_SetString(PyExc_ValueError, "sources: each target mask must be above 0");
+            goto done;
         }
-        if (values + found_values > room_values || chars + found_chars > room_chars) {
-            stopped = Py_BuildValue("(nn)", found_values, found_chars);
-            Py_XDECREF(scanned);
-            if (stopped == NULL) goto done;
+        known_t found;
+        int fresh;
+        if (value_found(self, memo, value, bits, &found, &fresh) < 0) goto done;
+        if (fresh && PyUnicode_GET_LENGTH(value) <= MEMO_MAX_VALUE) {
+            if (npending == capacity) {
+                capacity = capacity ? 2 * capacity : 64;
+                pending_t *more = PyMem_Realloc(pending, (size_t)capacity * sizeof(pending_t));
+                if (more == NULL) {
+                    Py_DECREF(found.hits);
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                pending = more;
+            }
+            pending[npending++] =
+                (pending_t){Py_NewRef(value), bits, Py_NewRef(found.hits), found.chars};
+        }
+        if (values + found.values > room_values) stop = STOP_VALUES;
+        else if (chars + found.chars > room_chars) stop = STOP_CHARS;
+        if (stop != STOP_NONE) {
+            Py_DECREF(found.hits);
             break;
         }
-        values += found_values;
-        chars += found_chars;
+        values += found.values;
+        chars += found.chars;
         int err = 0;
-        if (PySet_GET_SIZE(found_hits)) {
-            PyObject *iterator = PyObject_GetIter(found_hits), *item;
-            if (iterator == NULL) err = -1;
-            while (err == 0 && (item = PyIter_Next(iterator)) != NULL) {
-                err = PySet_Add(hits, item);
-                Py_DECREF(item);
-            }
-            Py_XDECREF(iterator);
-            if (PyErr_Occurred()) err = -1;
+        if (PySet_GET_SIZE(found.hits)) {
+            PyObject *more = PyNumber_InPlaceOr(hits, found.hits);
+            if (more == NULL) err = -1;
+            Py_XDECREF(more);
         }
-        Py_XDECREF(scanned);
+        Py_DECREF(found.hits);
         if (err < 0) goto done;
     }
-    out = Py_BuildValue("(OnnOO)", hits, values, chars, stopped ? stopped : Py_None, fresh);
+    Py_ssize_t put = 0;
+    for (; put < npending; put++) {
+        pending_t *p = &pending[put];
+        if (memo_put(memo, p->value, p->targets, p->hits, 1, p->chars,
+                     PyUnicode_GET_LENGTH(p->value)) < 0)
+            goto done;
+    }
+    out = Py_BuildValue("(Onni)", hits, values, chars, (int)stop);
 done:
-    Py_XDECREF(hits);
-    Py_XDECREF(fresh);
-    Py_XDECREF(stopped);
+    for (Py_ssize_t i = 0; i < npending; i++) {
+        Py_DECREF(pending[i].value);
+        Py_DECREF(pending[i].hits);
+    }
+    PyMem_Free(pending);
+    Py_DECREF(hits);
     return out;
 }
 
@@ -1476,6 +1490,14 @@ static PyObject *ValueScanner_scan_sources(ValueScanner *self, PyObject *const *
     return out;
 }
 
+static PyObject *ValueScanner_scan_head(ValueScanner *self, PyObject *const *args,
+                                        Py_ssize_t nargs) {
+    if (enter(self) < 0) return NULL;
+    PyObject *out = scan_head_impl(self, args, nargs);
+    self->busy = 0;
+    return out;
+}
+
 static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "scan(result: str, targets: int, chains: int)");
@@ -1502,9 +1524,13 @@ static PyMethodDef ValueScanner_methods[] = {
      "scan_value(value, targets) -> (hits, chars): the keys hit by `value` as a value of "
      "`targets`, and the characters scanned."},
     {"scan_sources", (PyCFunction)(void (*)(void))ValueScanner_scan_sources, METH_FASTCALL,
-     "scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stopped, "
-     "fresh): the values of `sources` in order, remembered in `memo` or scanned, within the "
-     "room left."},
+     "scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stop): the "
+     "values of `sources` in order, remembered in `memo` or scanned (and remembered), within "
+     "the room left; `stop` is 0, or 1 or 2 when the values or characters limit stopped it."},
+    {"scan_head", (PyCFunction)(void (*)(void))ValueScanner_scan_head, METH_FASTCALL,
+     "scan_head(hits, memo, mask, method, path, query, headers, room_values, room_chars) -> "
+     "(values, chars, stop): add the hits of the head targets in `mask` to `hits`, its parts "
+     "remembered in `memo` or scanned (and remembered), within the room left."},
     {"scan", (PyCFunction)(void (*)(void))ValueScanner_scan, METH_FASTCALL,
      "scan(result, targets, chains) -> hits: the keys of the patterns of `targets` and `chains` "
      "matching `result` as it is."},
@@ -1741,6 +1767,11 @@ error:
 }
 
 static PyMethodDef native_methods[] = {
+    {"index_headers", index_headers, METH_O,
+     "index_headers(headers) -> (by_name, names): each header's values by its lowercase name, "
+     "in order, and the lowercase names in the order received."},
+    {"head_chars", head_chars, METH_O,
+     "head_chars(headers) -> int: the characters of every header name and value."},
     {"features", native_features, METH_VARARGS,
      "features(value, wanted, reference) -> int: the trigger features of `value` among "
      "`wanted`, asking `reference` where C does not decide."},
@@ -1768,7 +1799,8 @@ static struct PyModuleDef native_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
-    if (PyType_Ready(&ValueScannerType) < 0) return NULL;
+    if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
+        return NULL;
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");
@@ -1785,6 +1817,13 @@ PyMODINIT_FUNC PyInit__native(void) {
                                       PyExc_ValueError, NULL);
     if (CompileError == NULL || PyModule_AddObjectRef(module, "CompileError", CompileError) < 0 ||
         PyModule_AddObjectRef(module, "ValueScanner", (PyObject *)&ValueScannerType) < 0 ||
+        PyModule_AddObjectRef(module, "Memo", (PyObject *)&MemoType) < 0 || head_init(module) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_ARG_PART", MEMO_ARG_PART) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_COOKIE_PART", MEMO_COOKIE_PART) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_HEADER", MEMO_HEADER) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_REQUEST", MEMO_REQUEST) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_MAX_VALUE", MEMO_MAX_VALUE) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_ENTRY_OVERHEAD", MEMO_ENTRY_OVERHEAD) < 0 ||
         PyModule_AddStringConstant(module, "HS_VERSION", hs_version()) < 0 ||
         PyModule_AddIntConstant(module, "HS_FLAG_CASELESS", HS_FLAG_CASELESS) < 0 ||
         PyModule_AddIntConstant(module, "HS_FLAG_DOTALL", HS_FLAG_DOTALL) < 0 ||

@@ -1,4 +1,4 @@
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 HS_VERSION: str
 HS_FLAG_CASELESS: int
@@ -6,8 +6,31 @@ HS_FLAG_DOTALL: int
 HS_FLAG_SINGLEMATCH: int
 HS_FLAG_UTF8: int
 HS_FLAG_UCP: int
+MEMO_ARG_PART: int
+MEMO_COOKIE_PART: int
+MEMO_HEADER: int
+MEMO_REQUEST: int
+MEMO_MAX_VALUE: int
+MEMO_ENTRY_OVERHEAD: int
+HEAD_TARGET_BITS: dict[str, int]
 
 class CompileError(ValueError): ...
+
+_Known = tuple[frozenset[str], int, int]
+
+class Memo:
+    max_bytes: int
+    @property
+    def size(self) -> int: ...
+    def __init__(self, max_bytes: int) -> None: ...
+    def __len__(self) -> int: ...
+    def get(self, key: Hashable, kind: int, /) -> _Known | None: ...
+    def put(
+        self, key: Hashable, kind: int, hits: frozenset[str], values: int, chars: int, size: int, /
+    ) -> None: ...
+    def discard(self, key: Hashable, kind: int, /) -> None: ...
+    def items(self) -> list[tuple[Hashable, int, _Known, int]]: ...
+    def clear(self) -> None: ...
 
 _Step = tuple[int, str, Callable[[str], str], int]
 
@@ -26,15 +49,26 @@ class ValueScanner:
     def scan_value(self, value: str, targets: int) -> tuple[frozenset[str], int]: ...
     def scan(self, result: str, targets: int, chains: int) -> frozenset[str]: ...
     def scan_sources(
+        self, sources: dict[str, int], memo: Memo, room_values: int, room_chars: int, /
+    ) -> tuple[set[str], int, int, int]: ...
+    def scan_head(
         self,
-        sources: dict[str, int],
-        memo: Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]],
+        hits: set[str],
+        memo: Memo,
+        mask: int,
+        method: str,
+        path: str,
+        query: str,
+        headers: tuple[tuple[str, str], ...],
         room_values: int,
         room_chars: int,
-    ) -> tuple[
-        set[str], int, int, tuple[int, int] | None, list[tuple[str, int, frozenset[str], int]]
-    ]: ...
+        /,
+    ) -> tuple[int, int, int]: ...
 
+def index_headers(
+    headers: tuple[tuple[str, str], ...],
+) -> tuple[dict[str, list[str]], list[str]]: ...
+def head_chars(headers: tuple[tuple[str, str], ...]) -> int: ...
 def features(value: str, wanted: int, reference: Callable[[str, int], int]) -> int: ...
 def transform(name: str, value: str, reference: Callable[[str], str]) -> str: ...
 def flatten_json(

@@ -16,6 +16,32 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 add_fields = extension.add_fields
 flatten_json = extension.flatten_json
+head_chars = extension.head_chars
+index_headers = extension.index_headers
 json_fields = extension.json_fields
+Memo = extension.Memo
+#: The kinds of memo key besides a value's (whose kind is its target mask, above 0).
+MEMO_ARG_PART = extension.MEMO_ARG_PART
+MEMO_COOKIE_PART = extension.MEMO_COOKIE_PART
+MEMO_HEADER = extension.MEMO_HEADER
+MEMO_REQUEST = extension.MEMO_REQUEST
+#: Values and head parts up to this many characters are remembered.
+MEMO_MAX_VALUE = extension.MEMO_MAX_VALUE
+#: The fixed cost of one memo entry, in the rough bytes a memo is bounded by.
+MEMO_ENTRY_OVERHEAD = extension.MEMO_ENTRY_OVERHEAD
 
-__all__ = ["add_fields", "extension", "flatten_json", "json_fields"]
+__all__ = [
+    "MEMO_ARG_PART",
+    "MEMO_COOKIE_PART",
+    "MEMO_ENTRY_OVERHEAD",
+    "MEMO_HEADER",
+    "MEMO_MAX_VALUE",
+    "MEMO_REQUEST",
+    "Memo",
+    "add_fields",
+    "extension",
+    "flatten_json",
+    "head_chars",
+    "index_headers",
+    "json_fields",
+]

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar, overload
 from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
 from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
 from failsmall.engine.forms import cookie_pair, form_pair, parse_form
+from failsmall.engine.native import index_headers
 from failsmall.engine.paths import normalize_path
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
@@ -92,16 +93,7 @@ class RequestView:
     @_Lazy
     def headers(self) -> dict[str, list[str]]:
         """Header values by lowercase name, in order. Fills in `header_names` on the way."""
-        out: dict[str, list[str]] = {}
-        names: list[str] = []
-        for name, value in self.request.headers:
-            lower = name.lower()
-            names.append(lower)
-            values = out.get(lower)
-            if values is None:
-                out[lower] = [value]
-            else:
-                values.append(value)
+        out, names = index_headers(self.request.headers)
         self.__dict__["header_names"] = names
         return out
 

@@ -9,18 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from failsmall.engine.signatures.targets import TARGET_BIT
 from failsmall.engine.signatures.transforms import TRANSFORMS, TRIGGERS, TransformFn, triggers
 from failsmall.model.rules import SignatureMatch, Transform
 
-#: A value scanned fresh by `scan_sources`: the value, its targets, its hits, its characters.
-Fresh = tuple[str, int, frozenset[str], int]
-#: What `scan_sources` reads remembered values from: `(value, targets)` -> (known, cost).
-SourcesMemo = Mapping[Hashable, tuple[tuple[frozenset[str], int, int], int]]
-#: What `scan_sources` returns: hits, values, characters, the limit reached (its index and
-#: kind) if one was, and the values scanned fresh.
-SourcesScan = tuple[set[str], int, int, tuple[int, int] | None, list[Fresh]]
+#: What a value, a head part or a request found and cost: the keys hit, the values it holds
+#: and the characters scanned for it, transforms included.
+Known = tuple[frozenset[str], int, int]
+#: What `scan_sources` returns: hits, values, characters, and where it ended (a `work.Stop`).
+SourcesScan = tuple[set[str], int, int, int]
+#: What `scan_head` returns: values, characters, and where it ended (a `work.Stop`).
+HeadScan = tuple[int, int, int]
+
+
+class ScanMemo(Protocol):
+    """What the value scanners remember values and head parts in, keyed by (key, kind): a
+    value's kind is its target mask, the other kinds are `native.MEMO_*` (`_native.Memo`, or
+    `reference.ReferenceMemo`)."""
+
+    def get(self, key: Hashable, kind: int, /) -> Known | None: ...
+
+    def put(
+        self, key: Hashable, kind: int, hits: frozenset[str], values: int, chars: int, size: int, /
+    ) -> None: ...
+
 
 # Hyperscan's pattern flags (hs_compile.h); the same in every Hyperscan 5 release.
 HS_FLAG_CASELESS = 1

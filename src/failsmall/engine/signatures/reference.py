@@ -10,21 +10,51 @@ For a value not seen before, as a value of some targets:
 3. each distinct result is scanned once, and a pattern's hit counts only when the value came
    from one of its match's targets and the result is what its chain made of the value.
 
+`ReferenceValueScanner.scan_head` walks the values of a request head the way the compiled
+`scan_head` does, and `ReferenceMemo` remembers what the compiled `Memo` does, in the same order.
+
 The engine runs the compiled scanner; tests check that both give the same hits and counts.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 
 import hyperscan
 
-from failsmall.engine.signatures.compiled import Chain, Fresh, Pattern, SourcesMemo, SourcesScan
+from failsmall.engine.forms import cookie_pair, form_pair
+from failsmall.engine.native import (
+    MEMO_ARG_PART,
+    MEMO_COOKIE_PART,
+    MEMO_ENTRY_OVERHEAD,
+    MEMO_HEADER,
+    MEMO_MAX_VALUE,
+)
+from failsmall.engine.signatures.compiled import (
+    Chain,
+    HeadScan,
+    Known,
+    Pattern,
+    ScanMemo,
+    SourcesScan,
+)
+from failsmall.engine.signatures.targets import TARGET_BIT
 from failsmall.engine.signatures.transforms import TransformFn, features
+from failsmall.engine.work import Stop, WorkCount
+from failsmall.model.rules import Target
 
 NO_HITS: frozenset[str] = frozenset()
-#: A value scanned for `scan_sources`: the value, its targets, its hits and characters scanned.
+NOTHING: Known = (NO_HITS, 0, 0)
+_PATH, _URI, _QUERY, _METHOD = (
+    TARGET_BIT[t] for t in (Target.PATH, Target.URI, Target.QUERY, Target.METHOD)
+)
+_ARG_NAMES, _ARG_VALUES = TARGET_BIT[Target.ARG_NAMES], TARGET_BIT[Target.ARG_VALUES]
+_HEADER_NAMES, _HEADER_VALUES = TARGET_BIT[Target.HEADER_NAMES], TARGET_BIT[Target.HEADER_VALUES]
+_USER_AGENT, _REFERER = TARGET_BIT[Target.USER_AGENT], TARGET_BIT[Target.REFERER]
+_COOKIE_NAMES, _COOKIE_VALUES = TARGET_BIT[Target.COOKIE_NAMES], TARGET_BIT[Target.COOKIE_VALUES]
+_FROM_HEADERS = _HEADER_NAMES | _HEADER_VALUES | _USER_AGENT | _REFERER
 #: Values longer than this share transform results between chains by input (see `scan_value`).
 SHARED_TRANSFORM_MIN = 1024
 
@@ -115,41 +145,170 @@ class ReferenceValueScanner:
         return found, chars
 
     def scan_sources(
-        self,
-        sources: dict[str, int],
-        memo: SourcesMemo,
-        room_values: int,
-        room_chars: int,
+        self, sources: dict[str, int], memo: ScanMemo, room_values: int, room_chars: int
     ) -> SourcesScan:
         """The values of `sources` (each with its target mask) in order: their hits, values and
-        characters from `memo` (keyed by `(value, targets)`), or scanned as fresh values (then
-        listed as `(value, targets, hits, chars)`), stopping before the first whose work does
-        not fit the room left, which is returned as its `(values, chars)`. A value that is not
-        ASCII is also scanned in its NFKC form."""
+        characters remembered in `memo`, or scanned (and remembered when short), stopping
+        before the first whose work does not fit the room left (then the last item says which
+        limit, as a `Stop`)."""
         hits: set[str] = set()
-        values = chars = 0
-        fresh: list[Fresh] = []
+        work = WorkCount(room_values, room_chars)
+        fresh: list[tuple[str, int, frozenset[str], int]] = []
+        stop = Stop.NONE
         for value, targets in sources.items():
             if not value:
                 continue
-            entry = memo.get((value, targets))
-            if entry is not None:
-                found, found_values, found_chars = entry[0]
-            else:
-                found, found_chars = self.scan_value(value, targets)
-                if not value.isascii():
-                    folded = unicodedata.normalize("NFKC", value)
-                    if folded != value:
-                        more, more_chars = self.scan_value(folded, targets)
-                        found, found_chars = found | more, found_chars + more_chars
-                found_values = 1
-                fresh.append((value, targets, found, found_chars))
-            if values + found_values > room_values or chars + found_chars > room_chars:
-                return hits, values, chars, (found_values, found_chars), fresh
-            values += found_values
-            chars += found_chars
+            known = memo.get(value, targets)
+            if known is None:
+                known = self._fresh_value_hits(value, targets)
+                if len(value) <= MEMO_MAX_VALUE:
+                    fresh.append((value, targets, known[0], known[2]))
+            found, found_values, found_chars = known
+            if not work.fits(found_values, found_chars):
+                stop = work.stop_at(found_values, found_chars)
+                break
             hits |= found
-        return hits, values, chars, None, fresh
+        # Remembered after the walk: a body with more distinct values than the memo holds then
+        # finds those remembered from the last time (a memo filled as it is read would push out
+        # each value just before it is read).
+        for value, targets, found, found_chars in fresh:
+            memo.put(value, targets, found, 1, found_chars, len(value))
+        return hits, work.values, work.chars, stop
+
+    def scan_head(
+        self,
+        hits: set[str],
+        memo: ScanMemo,
+        mask: int,
+        method: str,
+        path: str,
+        query: str,
+        headers: tuple[tuple[str, str], ...],
+        room_values: int,
+        room_chars: int,
+    ) -> HeadScan:
+        """Add the hits of the values of the head targets in `mask` to `hits`, as far as they
+        fit the room left; return the values and characters counted and where it ended.
+
+        A value's hits are the union of its hits as a value of each of its targets, so the
+        parts of a request are remembered one by one, whatever else the request holds: the raw
+        `name=value` parts of the query, each header's (name, value) pair, the raw parts of a
+        Cookie header. A part seen before (a browser's headers, `theme=dark`) costs one lookup.
+        """
+        work = WorkCount(room_values, room_chars)
+        uri = f"{path}?{query}" if query else path
+        found: Known | None
+        for bit, value in (
+            (mask & _PATH, path),
+            (mask & _URI, uri),
+            (mask & _QUERY, query),
+            (mask & _METHOD, method),
+        ):
+            if bit:
+                found = self._value_hits(memo, value, bit)
+                if not work.fits(found[1], found[2]):
+                    return work.values, work.chars, work.stop_at(found[1], found[2])
+                hits |= found[0]
+        if query and mask & (_ARG_NAMES | _ARG_VALUES):
+            for part in query.split("&"):
+                if part:
+                    found = memo.get(part, MEMO_ARG_PART)
+                    if found is None:
+                        found = self._arg_part_hits(memo, mask, part)
+                    if not work.fits(found[1], found[2]):
+                        return work.values, work.chars, work.stop_at(found[1], found[2])
+                    hits |= found[0]
+        if headers and mask & (_FROM_HEADERS | _COOKIE_NAMES | _COOKIE_VALUES):
+            for pair in headers:
+                found = memo.get(pair, MEMO_HEADER)
+                if found is None:
+                    found = self._header_hits(memo, mask, pair, work.max_values - work.values)
+                if not work.fits(found[1], found[2]):
+                    return work.values, work.chars, work.stop_at(found[1], found[2])
+                hits |= found[0]
+        return work.values, work.chars, Stop.NONE
+
+    def _arg_part_hits(self, memo: ScanMemo, mask: int, part: str) -> Known:
+        """The hits of the name and value of one raw `name=value` part of the query."""
+        name, value = form_pair(part)
+        found = NOTHING
+        if mask & _ARG_NAMES:
+            found = self._value_hits(memo, name, _ARG_NAMES)
+        if mask & _ARG_VALUES:
+            found = _plus(found, self._value_hits(memo, value, _ARG_VALUES))
+        if len(part) <= MEMO_MAX_VALUE:
+            memo.put(part, MEMO_ARG_PART, *found, len(part))
+        return found
+
+    def _header_hits(
+        self, memo: ScanMemo, mask: int, pair: tuple[str, str], room_values: int
+    ) -> Known:
+        """The hits of one header: its lowercase name, and its value for the header value, user
+        agent and referer targets, or, for a Cookie header, its cookies' names and values. A
+        Cookie header whose cookies pass `room_values` is walked no further (the walk stops at
+        it whatever the rest holds) and is not remembered."""
+        name, value = pair
+        lower = name.lower()
+        found = NOTHING
+        if mask & _HEADER_NAMES:
+            found = self._value_hits(memo, lower, _HEADER_NAMES)
+        if lower == "cookie":  # matched parsed, through the cookie targets
+            if mask & (_COOKIE_NAMES | _COOKIE_VALUES):
+                for part in value.split(";"):
+                    found = _plus(found, self._cookie_part_hits(memo, mask, part))
+                    if found[1] > room_values:
+                        return found
+        else:
+            bits = mask & _HEADER_VALUES
+            if lower == "user-agent":
+                bits |= mask & _USER_AGENT
+            elif lower == "referer":
+                bits |= mask & _REFERER
+            if bits:
+                found = _plus(found, self._value_hits(memo, value, bits))
+        if len(name) + len(value) <= MEMO_MAX_VALUE:
+            memo.put(pair, MEMO_HEADER, *found, len(name) + len(value))
+        return found
+
+    def _cookie_part_hits(self, memo: ScanMemo, mask: int, part: str) -> Known:
+        """The hits of the name and value of one raw `;`-separated part of a Cookie header."""
+        known = memo.get(part, MEMO_COOKIE_PART)
+        if known is not None:
+            return known
+        found = NOTHING
+        cookie = cookie_pair(part)
+        if cookie is not None:
+            if mask & _COOKIE_NAMES:
+                found = self._value_hits(memo, cookie[0], _COOKIE_NAMES)
+            if mask & _COOKIE_VALUES:
+                found = _plus(found, self._value_hits(memo, cookie[1], _COOKIE_VALUES))
+        if len(part) <= MEMO_MAX_VALUE:
+            memo.put(part, MEMO_COOKIE_PART, *found, len(part))
+        return found
+
+    def _value_hits(self, memo: ScanMemo, value: str, targets: int) -> Known:
+        """The hits of `value` as a value of `targets`, and its cost: remembered, or scanned
+        (and remembered when short). An empty value has none. A value that is not ASCII is
+        scanned as written and in its NFKC form."""
+        if not value:
+            return NOTHING
+        found = memo.get(value, targets)
+        if found is None:
+            found = self._fresh_value_hits(value, targets)
+            if len(value) <= MEMO_MAX_VALUE:
+                memo.put(value, targets, *found, len(value))
+        return found
+
+    def _fresh_value_hits(self, value: str, targets: int) -> Known:
+        """The hits and cost of a value not seen before: as written and, for a value that is
+        not ASCII, in its NFKC form too."""
+        hits, chars = self.scan_value(value, targets)
+        if not value.isascii():
+            folded = unicodedata.normalize("NFKC", value)
+            if folded != value:
+                more, more_chars = self.scan_value(folded, targets)
+                hits, chars = hits | more, chars + more_chars
+        return (hits, 1, chars)
 
     def _for_targets(self, targets: int) -> _Targets:
         """What is worked out once for values of `targets` (see `_Targets`)."""
@@ -200,3 +359,71 @@ def _transform(
             value = output
         done[prefix] = value
     return value
+
+
+def _plus(a: Known, b: Known) -> Known:
+    """The hits and cost of two values together."""
+    if not b[1]:
+        return a
+    if not a[1]:
+        return b
+    return (a[0] | b[0] if a[0] and b[0] else a[0] or b[0], a[1] + b[1], a[2] + b[2])
+
+
+class ReferenceMemo:
+    """What the compiled `Memo` does, in Python: entries keyed by (key, kind), bounded by the
+    size of their keys.
+
+    When full, the oldest entries are forgotten one by one (insertion order), as many as make
+    room for the new one: eviction is gradual, and a flood of unique values only pushes out the
+    oldest entries instead of clearing everything at once.
+    """
+
+    __slots__ = ("_entries", "_max_bytes", "size")
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[tuple[Hashable, int], tuple[Known, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._forget_oldest()
+
+    def get(self, key: Hashable, kind: int) -> Known | None:
+        entry = self._entries.get((key, kind))
+        return entry[0] if entry is not None else None
+
+    def put(
+        self, key: Hashable, kind: int, hits: frozenset[str], values: int, chars: int, size: int
+    ) -> None:
+        cost = size + MEMO_ENTRY_OVERHEAD
+        if cost > self._max_bytes or (key, kind) in self._entries:
+            return
+        self.size += cost
+        self._forget_oldest()
+        self._entries[key, kind] = ((hits, values, chars), cost)
+
+    def discard(self, key: Hashable, kind: int) -> None:
+        entry = self._entries.pop((key, kind), None)
+        if entry is not None:
+            self.size -= entry[1]
+
+    def items(self) -> list[tuple[Hashable, int, Known, int]]:
+        return [(key, kind, known, cost) for (key, kind), (known, cost) in self._entries.items()]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+    def _forget_oldest(self) -> None:
+        while self.size > self._max_bytes and self._entries:
+            self.size -= self._entries.popitem(last=False)[1][1]

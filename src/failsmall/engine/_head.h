@@ -1,0 +1,45 @@
+/* The request head walk (`_head.c`) and what it shares with the value scanner (`_native.c`). */
+#ifndef FAILSMALL_HEAD_H
+#define FAILSMALL_HEAD_H
+#include "_memo.h"
+
+typedef struct ValueScanner ValueScanner;
+
+/* Defined in `_native.c`: the hits and characters of a value not seen before, as written and,
+ * for a value that is not ASCII, in its NFKC form too. Returns a new (hits, chars) tuple. */
+PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets);
+
+/* What a value, a head part or a request found and cost; `hits` is a new reference. */
+typedef struct {
+    PyObject *hits;
+    Py_ssize_t values;
+    Py_ssize_t chars;
+} known_t;
+
+/* Why a walk stopped: it did not (every value fit), or the next value's work would pass the
+ * values limit, or the characters limit (checked in that order). */
+typedef enum { STOP_NONE = 0, STOP_VALUES = 1, STOP_CHARS = 2 } stop_t;
+
+/* The hits and cost of `value` as a value of `targets` (a mask > 0): remembered in `memo`, or
+ * scanned (then `*fresh` is 1). An empty value has none. -1 on error. */
+int value_found(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
+                known_t *out, int *fresh);
+
+/* `value_found`, remembering a value scanned when short. -1 on error. */
+int value_known(ValueScanner *self, Memo *memo, PyObject *value, long long targets,
+                known_t *out);
+
+/* ValueScanner.scan_head: see `_head.c`. */
+PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* The module function head_chars(headers): the characters of every header name and value. */
+PyObject *head_chars(PyObject *module, PyObject *headers);
+
+/* The module function index_headers(headers): values by lowercase name, and the names. */
+PyObject *index_headers(PyObject *module, PyObject *headers);
+
+/* Imports what the head walk calls (urllib.parse.unquote) and adds HEAD_TARGET_BITS (the
+ * target bits it is built with, by target name) to `module`; -1 on error. */
+int head_init(PyObject *module);
+
+#endif

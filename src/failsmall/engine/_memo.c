@@ -1,0 +1,312 @@
+/* The signature scanner's memo: what values, head parts and whole requests found and cost.
+ *
+ * A hash table keyed by (key, kind) -- a value and its target mask, or a raw query part, a raw
+ * cookie part, a header pair or a whole request (see `_memo.h`) -- whose entries keep the hits
+ * found (a frozenset), the values held and the characters scanned. It is bounded by the rough
+ * bytes of its keys: each entry costs its size plus a fixed overhead, and when full the oldest
+ * entries are forgotten one by one, as many as make room for the new one. So eviction is
+ * gradual: a flood of unique values only pushes out the oldest entries.
+ *
+ * `failsmall.engine.signatures.reference.ReferenceMemo` is the same in Python; tests hold the
+ * two to the same entries after the same operations.
+ */
+#include "_memo.h"
+
+#define MEMO_FIRST_BUCKETS 256
+
+static Py_hash_t key_hash(PyObject *key, long long kind) {
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -1;
+    Py_uhash_t mixed = (Py_uhash_t)hash * 1000003u ^ (Py_uhash_t)kind * 0x9E3779B97F4A7C15u;
+    return mixed == (Py_uhash_t)-1 ? -2 : (Py_hash_t)mixed;
+}
+
+/* 1 when equal, 0 when not, -1 on error. */
+static int same_key(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) {
+        if (PyUnicode_GET_LENGTH(a) != PyUnicode_GET_LENGTH(b)) return 0;
+        return PyUnicode_Compare(a, b) == 0;
+    }
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+static memo_entry *find_hashed(Memo *memo, PyObject *key, long long kind, Py_hash_t hash) {
+    for (memo_entry *e = memo->buckets[(size_t)hash & memo->mask]; e; e = e->next_in_bucket) {
+        if (e->hash != hash || e->kind != kind) continue;
+        int same = same_key(e->key, key);
+        if (same < 0) return NULL;
+        if (same) return e;
+    }
+    return NULL;
+}
+
+memo_entry *memo_find(Memo *memo, PyObject *key, long long kind) {
+    Py_hash_t hash = key_hash(key, kind);
+    if (hash == -1) return NULL;
+    return find_hashed(memo, key, kind, hash);
+}
+
+static void unlink_from_bucket(Memo *memo, memo_entry *entry) {
+    memo_entry **link = &memo->buckets[(size_t)entry->hash & memo->mask];
+    while (*link != entry) link = &(*link)->next_in_bucket;
+    *link = entry->next_in_bucket;
+}
+
+static void free_entry(memo_entry *entry) {
+    Py_DECREF(entry->key);
+    Py_DECREF(entry->hits);
+    PyMem_Free(entry);
+}
+
+static void forget_oldest(Memo *memo) {
+    memo_entry *oldest = memo->oldest;
+    unlink_from_bucket(memo, oldest);
+    memo->oldest = oldest->newer;
+    if (memo->oldest == NULL) memo->newest = NULL;
+    memo->size -= oldest->cost;
+    memo->count--;
+    free_entry(oldest);
+}
+
+static int grow(Memo *memo) {
+    size_t buckets = (memo->mask + 1) * 2;
+    memo_entry **table = PyMem_Calloc(buckets, sizeof(memo_entry *));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(memo->buckets);
+    memo->buckets = table;
+    memo->mask = buckets - 1;
+    for (memo_entry *e = memo->oldest; e; e = e->newer) {
+        memo_entry **bucket = &table[(size_t)e->hash & memo->mask];
+        e->next_in_bucket = *bucket;
+        *bucket = e;
+    }
+    return 0;
+}
+
+int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
+             Py_ssize_t chars, Py_ssize_t size) {
+    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
+    if (cost > memo->max_bytes) return 0;
+    Py_hash_t hash = key_hash(key, kind);
+    if (hash == -1) return -1;
+    if (find_hashed(memo, key, kind, hash) != NULL) return 0;
+    if (PyErr_Occurred()) return -1;
+    memo->size += cost;
+    while (memo->size > memo->max_bytes && memo->oldest != NULL) forget_oldest(memo);
+    if ((size_t)memo->count > memo->mask && grow(memo) < 0) {
+        memo->size -= cost;
+        return -1;
+    }
+    memo_entry *entry = PyMem_Malloc(sizeof(memo_entry));
+    if (entry == NULL) {
+        memo->size -= cost;
+        PyErr_NoMemory();
+        return -1;
+    }
+    *entry = (memo_entry){NULL, NULL, Py_NewRef(key), kind, hash, Py_NewRef(hits), values, chars,
+                          cost};
+    memo_entry **bucket = &memo->buckets[(size_t)hash & memo->mask];
+    entry->next_in_bucket = *bucket;
+    *bucket = entry;
+    if (memo->newest != NULL) memo->newest->newer = entry;
+    else memo->oldest = entry;
+    memo->newest = entry;
+    memo->count++;
+    return 0;
+}
+
+static void memo_clear_all(Memo *memo) {
+    while (memo->oldest != NULL) forget_oldest(memo);
+    memo->size = 0;
+}
+
+/* ---- the Python type ------------------------------------------------------------------- */
+
+static int Memo_init(Memo *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"max_bytes", NULL};
+    Py_ssize_t max_bytes;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n:Memo", kwlist, &max_bytes)) return -1;
+    if (max_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "Memo(max_bytes): max_bytes must be 0 or more");
+        return -1;
+    }
+    memo_clear_all(self);
+    if (self->buckets == NULL) {
+        self->buckets = PyMem_Calloc(MEMO_FIRST_BUCKETS, sizeof(memo_entry *));
+        if (self->buckets == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->mask = MEMO_FIRST_BUCKETS - 1;
+    }
+    self->max_bytes = max_bytes;
+    return 0;
+}
+
+static void Memo_dealloc(Memo *self) {
+    if (self->buckets != NULL) memo_clear_all(self);
+    PyMem_Free(self->buckets);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int ready(Memo *self) {
+    if (self->buckets != NULL) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "Memo.__init__ was not called");
+    return -1;
+}
+
+static int parse_kind(PyObject *o, long long *kind) {
+    *kind = PyLong_AsLongLong(o);
+    return *kind == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *entry_known(memo_entry *e) {
+    return Py_BuildValue("(Onn)", e->hits, e->values, e->chars);
+}
+
+static PyObject *Memo_get(Memo *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long kind;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, kind)");
+        return NULL;
+    }
+    if (ready(self) < 0 || parse_kind(args[1], &kind) < 0) return NULL;
+    memo_entry *e = memo_find(self, args[0], kind);
+    if (e != NULL) return entry_known(e);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Memo_put(Memo *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long kind;
+    if (nargs != 6 || !PyFrozenSet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "put(key, kind, hits: frozenset, values: int, chars: int, size: int)");
+        return NULL;
+    }
+    if (ready(self) < 0 || parse_kind(args[1], &kind) < 0) return NULL;
+    Py_ssize_t values = PyLong_AsSsize_t(args[3]), chars = PyLong_AsSsize_t(args[4]),
+               size = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "put: size must be 0 or more");
+        return NULL;
+    }
+    if (memo_put(self, args[0], kind, args[2], values, chars, size) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Memo_discard(Memo *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long kind;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "discard(key, kind)");
+        return NULL;
+    }
+    if (ready(self) < 0 || parse_kind(args[1], &kind) < 0) return NULL;
+    memo_entry *entry = memo_find(self, args[0], kind);
+    if (entry == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    unlink_from_bucket(self, entry);
+    memo_entry **link = &self->oldest;
+    memo_entry *before = NULL;
+    while (*link != entry) {
+        before = *link;
+        link = &(*link)->newer;
+    }
+    *link = entry->newer;
+    if (self->newest == entry) self->newest = before;
+    self->size -= entry->cost;
+    self->count--;
+    free_entry(entry);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Memo_items(Memo *self, PyObject *unused) {
+    if (ready(self) < 0) return NULL;
+    PyObject *items = PyList_New(0);
+    if (items == NULL) return NULL;
+    for (memo_entry *e = self->oldest; e; e = e->newer) {
+        PyObject *row = Py_BuildValue("(OL(Onn)n)", e->key, e->kind, e->hits, e->values,
+                                      e->chars, e->cost);
+        if (row == NULL || PyList_Append(items, row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_DECREF(row);
+    }
+    return items;
+}
+
+static PyObject *Memo_clear(Memo *self, PyObject *unused) {
+    memo_clear_all(self);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t Memo_len(Memo *self) { return self->count; }
+
+static PyObject *Memo_get_size(Memo *self, void *closure) { return PyLong_FromSsize_t(self->size); }
+
+static PyObject *Memo_get_max_bytes(Memo *self, void *closure) {
+    return PyLong_FromSsize_t(self->max_bytes);
+}
+
+static int Memo_set_max_bytes(Memo *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "max_bytes cannot be deleted");
+        return -1;
+    }
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(value);
+    if (max_bytes == -1 && PyErr_Occurred()) return -1;
+    if (max_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_bytes must be 0 or more");
+        return -1;
+    }
+    self->max_bytes = max_bytes;
+    while (self->size > self->max_bytes && self->oldest != NULL) forget_oldest(self);
+    return 0;
+}
+
+static PyMethodDef Memo_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Memo_get, METH_FASTCALL,
+     "get(key, kind) -> (hits, values, chars) | None: what (key, kind) found and cost, if "
+     "remembered."},
+    {"put", (PyCFunction)(void (*)(void))Memo_put, METH_FASTCALL,
+     "put(key, kind, hits, values, chars, size): remember it at a cost of size plus the entry "
+     "overhead, forgetting the oldest entries as needed."},
+    {"discard", (PyCFunction)(void (*)(void))Memo_discard, METH_FASTCALL,
+     "discard(key, kind): forget (key, kind) if remembered."},
+    {"items", (PyCFunction)Memo_items, METH_NOARGS,
+     "items() -> [(key, kind, (hits, values, chars), cost)], oldest first."},
+    {"clear", (PyCFunction)Memo_clear, METH_NOARGS, "clear(): forget everything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Memo_getset[] = {
+    {"size", (getter)Memo_get_size, NULL, "The bytes of the entries held.", NULL},
+    {"max_bytes", (getter)Memo_get_max_bytes, (setter)Memo_set_max_bytes,
+     "The bytes the entries may take; lowering it forgets the oldest at once.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods Memo_as_sequence = {.sq_length = (lenfunc)Memo_len};
+
+PyTypeObject MemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "failsmall.engine._native.Memo",
+    .tp_basicsize = sizeof(Memo),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memo(max_bytes): what values, head parts and requests found and cost, keyed by "
+              "(key, kind), forgetting its oldest entries when full.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Memo_init,
+    .tp_dealloc = (destructor)Memo_dealloc,
+    .tp_methods = Memo_methods,
+    .tp_getset = Memo_getset,
+    .tp_as_sequence = &Memo_as_sequence,
+};

@@ -1,0 +1,51 @@
+/* The signature scanner's memo (`_memo.c`), shared by the value scanner's C functions. */
+#ifndef FAILSMALL_MEMO_H
+#define FAILSMALL_MEMO_H
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* The kinds of key besides a value's (whose kind is its target mask, > 0). */
+#define MEMO_ARG_PART 0     /* a raw `name=value` part of the query */
+#define MEMO_COOKIE_PART -1 /* a raw `;`-separated part of a Cookie header */
+#define MEMO_HEADER -2      /* a header's (name, value) pair */
+#define MEMO_REQUEST -3     /* a whole request */
+/* Values and head parts up to this many characters are remembered. */
+#define MEMO_MAX_VALUE 512
+/* The fixed cost of one entry, in the rough bytes the memo is bounded by. */
+#define MEMO_ENTRY_OVERHEAD 128
+
+typedef struct memo_entry {
+    struct memo_entry *next_in_bucket;
+    struct memo_entry *newer; /* insertion order: the oldest entry goes first */
+    PyObject *key;
+    long long kind;
+    Py_hash_t hash;
+    PyObject *hits; /* frozenset of keys */
+    Py_ssize_t values;
+    Py_ssize_t chars;
+    Py_ssize_t cost;
+} memo_entry;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t max_bytes;
+    Py_ssize_t size;
+    Py_ssize_t count;
+    size_t mask; /* buckets - 1, a power of two minus one */
+    memo_entry **buckets;
+    memo_entry *oldest;
+    memo_entry *newest;
+} Memo;
+
+extern PyTypeObject MemoType;
+
+/* The entry of (key, kind), borrowed, or NULL (with an exception set when the key could not be
+ * hashed or compared). */
+memo_entry *memo_find(Memo *memo, PyObject *key, long long kind);
+/* Remember (key, kind) -> (hits, values, chars) at a cost of `size` + MEMO_ENTRY_OVERHEAD,
+ * forgetting the oldest entries as needed; nothing when already there or costlier than the
+ * whole memo. Returns -1 with an exception set on error. */
+int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
+             Py_ssize_t chars, Py_ssize_t size);
+
+#endif

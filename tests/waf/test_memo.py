@@ -1,0 +1,112 @@
+"""The compiled memo (`native.Memo`) remembers and forgets exactly what the readable
+`reference.ReferenceMemo` does, in the same order, and stays within its bytes whatever arrives:
+a flood of unique keys only pushes out the oldest entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from failsmall.engine.native import MEMO_ENTRY_OVERHEAD, MEMO_HEADER, MEMO_REQUEST, Memo
+from failsmall.engine.signatures.reference import ReferenceMemo
+
+keys = st.one_of(
+    st.text(max_size=6),
+    st.tuples(st.text(max_size=3), st.text(max_size=3)),
+)
+kinds = st.integers(min_value=-3, max_value=5)
+hits = st.frozensets(st.sampled_from(["941100", "942100", "930120"]))
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            keys,
+            kinds,
+            hits,
+            st.integers(0, 9),
+            st.integers(0, 99),
+            st.integers(0, 300),
+        ),
+        st.tuples(st.just("discard"), keys, kinds),
+        st.tuples(st.just("max_bytes"), st.integers(0, 2000)),
+        st.tuples(st.just("clear")),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(max_bytes=st.integers(0, 2000), ops=operations, probes=st.lists(st.tuples(keys, kinds)))
+def test_the_memo_holds_what_the_reference_holds_after_any_operations(
+    max_bytes: int, ops: list[tuple[Any, ...]], probes: list[tuple[object, int]]
+) -> None:
+    memo, reference = Memo(max_bytes), ReferenceMemo(max_bytes)
+    for op in ops:
+        match op:
+            case ("put", key, kind, found, values, chars, size):
+                memo.put(key, kind, found, values, chars, size)
+                reference.put(key, kind, found, values, chars, size)
+            case ("discard", key, kind):
+                memo.discard(key, kind)
+                reference.discard(key, kind)
+            case ("max_bytes", limit):
+                memo.max_bytes = limit
+                reference.max_bytes = limit
+            case ("clear",):
+                memo.clear()
+                reference.clear()
+        assert memo.items() == reference.items()
+        assert (memo.size, len(memo)) == (reference.size, len(reference))
+        assert memo.size <= memo.max_bytes
+    for key, kind in probes:
+        assert memo.get(key, kind) == reference.get(key, kind)
+
+
+def test_a_flood_of_unique_keys_pushes_out_only_the_oldest_entries() -> None:
+    memo = Memo(1024 * 1024)
+    memo.put(("user-agent", "Mozilla/5.0"), MEMO_HEADER, frozenset(), 1, 11, 21)
+    for i in range(200_000):
+        memo.put(f"flood-{i}", 512, frozenset({"942100"}), 1, 10, 10)
+        assert memo.size <= memo.max_bytes
+    newest = [key for key, _, _, _ in memo.items()]
+    # about 1 MiB / (138 bytes) entries stay: the newest ones, in order
+    assert len(newest) == 1024 * 1024 // (10 + MEMO_ENTRY_OVERHEAD)
+    assert newest[-1] == "flood-199999"
+    assert newest == [f"flood-{i}" for i in range(200_000 - len(newest), 200_000)]
+    assert memo.get(("user-agent", "Mozilla/5.0"), MEMO_HEADER) is None
+    assert memo.get("flood-199999", 512) == (frozenset({"942100"}), 1, 10)
+    assert memo.get("flood-199999", 256) is None  # another kind is another key
+
+
+def test_an_entry_costlier_than_the_whole_memo_is_not_kept() -> None:
+    memo = Memo(4096)
+    memo.put("kept", 1, frozenset(), 1, 4, 4)
+    memo.put("x" * 10_000, 1, frozenset(), 1, 10_000, 10_000)
+    assert [key for key, _, _, _ in memo.items()] == ["kept"]
+    assert memo.size == 4 + MEMO_ENTRY_OVERHEAD
+
+
+def test_bad_keys_and_arguments_are_clear_errors_that_change_nothing() -> None:
+    memo = Memo(4096)
+    with pytest.raises(TypeError, match="unhashable"):
+        memo.put(["a", "list"], 1, frozenset(), 1, 1, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="frozenset"):
+        memo.put("value", 1, {"a set"}, 1, 1, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="size must be 0 or more"):
+        memo.put("value", 1, frozenset(), 1, 1, -5)
+    with pytest.raises(ValueError, match="max_bytes must be 0 or more"):
+        Memo(-1)
+    assert (len(memo), memo.size) == (0, 0)
+
+
+def test_keys_that_compare_equal_across_types_are_one_key_of_one_kind() -> None:
+    memo = Memo(4096)
+    request = ("GET", "/", "", (("Host", "a"),), b"")
+    memo.put(request, MEMO_REQUEST, frozenset({"1"}), 3, 9, 40)
+    assert memo.get(tuple(list(request)), MEMO_REQUEST) == (frozenset({"1"}), 3, 9)
+    assert memo.get(request, MEMO_HEADER) is None
+    memo.put("\ud800 lone surrogate", 1, frozenset(), 1, 3, 3)
+    assert memo.get("\ud800 lone surrogate", 1) == (frozenset(), 1, 3)
