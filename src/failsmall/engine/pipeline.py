@@ -32,6 +32,7 @@ from typing import TypeVar, assert_never
 from failsmall.engine.bot import BotScorer, FeatureFileError
 from failsmall.engine.bulkhead import Breaker, BreakerState, ErrorBudget
 from failsmall.engine.cache import (
+    CONSTANT_BYPASSES,
     CacheBypass,
     CacheDecision,
     CacheHit,
@@ -393,6 +394,9 @@ class Engine:
             case CacheHit():
                 return _CACHE_HIT
             case CacheBypass(reason=reason):
+                known = _CACHE_BYPASSED.get(reason)
+                if known is not None:
+                    return known
                 return Passed(ModuleName.CACHE, f"bypass: {reason}")
             case _:
                 assert_never(cache)
@@ -428,6 +432,9 @@ _SERVED_FROM_CACHE = NotStored("the response was served from the cache")
 _NOT_A_MISS = NotStored("the cache was bypassed for the request")
 _CACHE_HIT = Passed(ModuleName.CACHE, "hit")
 _CACHE_MISS = Passed(ModuleName.CACHE, "miss")
+_CACHE_BYPASSED = {
+    b.reason: Passed(ModuleName.CACHE, f"bypass: {b.reason}") for b in CONSTANT_BYPASSES
+}
 # The outcome of the bot module for each score (scores run from 1 to 99).
 _BOT_SCORED = tuple(Passed(ModuleName.BOT, f"score {score}") for score in range(100))
 
