@@ -152,8 +152,8 @@ ModuleOutcome = Passed | Acted | ModuleErrored | Bypassed
 # ---- the verdict ---------------------------------------------------------------------------
 
 
-_BOT_DID_NOT_RUN = NotComputed("bot module did not run")
-_CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
+BOT_DID_NOT_RUN = NotComputed("bot module did not run")
+CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
 
 
 class Verdict(NamedTuple):
@@ -169,9 +169,9 @@ class Verdict(NamedTuple):
     modules: tuple[ModuleOutcome, ...]
     rules: tuple[RuleOutcome, ...] = ()
     matched_rules: tuple[str, ...] = ()
-    bot: BotScore = _BOT_DID_NOT_RUN
+    bot: BotScore = BOT_DID_NOT_RUN
     delay_ms: int = 0
-    cache: CacheDecision = _CACHE_DID_NOT_RUN
+    cache: CacheDecision = CACHE_DID_NOT_RUN
     # The work limits the WAF's inspection of this request reached (see `failsmall.engine.work`).
     over_limits: tuple[LimitReached, ...] = ()
 

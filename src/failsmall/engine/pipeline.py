@@ -45,6 +45,8 @@ from failsmall.engine.cache import (
 from failsmall.engine.client_address import ClientAddresses
 from failsmall.engine.expr import ExpressionError
 from failsmall.engine.outcomes import (
+    BOT_DID_NOT_RUN,
+    CACHE_DID_NOT_RUN,
     Acted,
     BotScore,
     Bypassed,
@@ -124,10 +126,6 @@ class EngineState:
             breaker = Breaker(settings)
             self.breakers[module] = breaker
         return breaker
-
-
-BOT_DID_NOT_RUN = NotComputed("bot module did not run")
-CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
 
 
 class _Pass:
