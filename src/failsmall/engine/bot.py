@@ -65,6 +65,48 @@ class LoadedFeature:
         return cls(feature.kind, feature.weight, param, order, threshold, present, feature.key, bit)
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureTests:
+    """A feature file's tests, grouped at load by what they read: the bits of the features a
+    user agent class, a header's presence or absence, a header order, a wildcard Accept or a
+    client rate over a threshold set. Each feature's `present` says the same, one at a time."""
+
+    ua_class_bits: dict[str, int]
+    header_bits: tuple[tuple[str, int, int], ...]  # name, bits if present, bits if absent
+    header_orders: tuple[tuple[tuple[str, ...], int], ...]
+    accept_wildcard_bits: int
+    rates_over: tuple[tuple[float, int], ...]
+
+    @classmethod
+    def group(cls, features: tuple[LoadedFeature, ...]) -> FeatureTests:
+        ua_class_bits: dict[str, int] = {}
+        present: dict[str, int] = {}
+        absent: dict[str, int] = {}
+        orders: list[tuple[tuple[str, ...], int]] = []
+        wildcard = 0
+        rates: list[tuple[float, int]] = []
+        for f in features:
+            match f.kind:
+                case FeatureKind.USER_AGENT_CLASS:
+                    ua_class_bits[f.param] = ua_class_bits.get(f.param, 0) | f.bit
+                case FeatureKind.HEADER_PRESENT:
+                    present[f.param] = present.get(f.param, 0) | f.bit
+                    absent.setdefault(f.param, 0)
+                case FeatureKind.HEADER_ABSENT:
+                    absent[f.param] = absent.get(f.param, 0) | f.bit
+                    present.setdefault(f.param, 0)
+                case FeatureKind.HEADER_ORDER:
+                    orders.append((f.order, f.bit))
+                case FeatureKind.ACCEPT_WILDCARD:
+                    wildcard |= f.bit
+                case FeatureKind.RATE_OVER:
+                    rates.append((f.threshold, f.bit))
+                case _:
+                    assert_never(f.kind)
+        headers = tuple((name, bits, absent[name]) for name, bits in present.items())
+        return cls(ua_class_bits, headers, tuple(orders), wildcard, tuple(rates))
+
+
 NO_FEATURES = NotComputed("the feature file has no features")
 SWITCHED_OFF = NotComputed("bot scoring is switched off")
 
@@ -76,11 +118,16 @@ class BotScorer:
     features: tuple[LoadedFeature, ...]
     base_score: float
     enabled: bool
+    # The features' tests grouped by what they read, so a request is read once per kind.
+    tests: FeatureTests = field(init=False, compare=False, repr=False)
     # User agents repeat across clients; their class depends on the string alone.
     ua_classes: dict[str, str] = field(default_factory=dict, compare=False)
     # The score depends only on which features are present: one outcome per set of them,
     # carrying their keys (for the access log), kept by mask of present features.
     outcomes: dict[int, Scored] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tests", FeatureTests.group(self.features))
 
     def ua_class(self, user_agent: str) -> str:
         known = self.ua_classes.get(user_agent)
@@ -119,11 +166,19 @@ class BotScorer:
         unscored = self.unscored
         if unscored is not None:
             return unscored
-        ua_class = self.ua_class(view.user_agent)
-        mask = 0
-        for feature in self.features:
-            if feature.present(view, client_rate, ua_class):
-                mask |= feature.bit
+        tests = self.tests
+        mask = tests.ua_class_bits.get(self.ua_class(view.user_agent), 0)
+        headers = view.headers
+        for name, if_present, if_absent in tests.header_bits:
+            mask |= if_present if name in headers else if_absent
+        for order, bit in tests.header_orders:
+            if _in_order(order, view.header_names):
+                mask |= bit
+        if tests.accept_wildcard_bits and view.header("accept").strip() == "*/*":
+            mask |= tests.accept_wildcard_bits
+        for threshold, bit in tests.rates_over:
+            if client_rate > threshold:
+                mask |= bit
         known = self.outcomes.get(mask)
         if known is None:
             known = self._outcome(mask)

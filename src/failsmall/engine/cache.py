@@ -141,6 +141,16 @@ class CacheFill:
         return True
 
 
+SWITCHED_OFF = CacheBypass("cache is switched off")
+CARRIES_AUTHORIZATION = CacheBypass("request carries Authorization")
+#: The bypass of each common method that is never cached, made once (every form is a POST).
+NOT_CACHEABLE = {
+    method: CacheBypass(f"method {method} is not cacheable")
+    for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+}
+#: Every bypass made once, above: the pipeline makes its module outcome once for each too.
+CONSTANT_BYPASSES = (SWITCHED_OFF, CARRIES_AUTHORIZATION, *NOT_CACHEABLE.values())
+
 ResponsePlan = CacheFill | NotStored
 """What happens to an origin response: see `Engine.on_response`."""
 
@@ -163,11 +173,14 @@ class CachePolicy:
     def lookup(self, view: RequestView, store: CacheStore, now: float) -> CacheDecision:
         request = view.request
         if not self.config.enabled:
-            return CacheBypass("cache is switched off")
+            return SWITCHED_OFF
         if request.method not in CACHEABLE_METHODS:
+            known = NOT_CACHEABLE.get(request.method)
+            if known is not None:
+                return known
             return CacheBypass(f"method {request.method} is not cacheable")
         if "authorization" in view.headers:
-            return CacheBypass("request carries Authorization")
+            return CARRIES_AUTHORIZATION
         ttl_override: int | None = None
         for rule_id, action, ttl, expression in self.rules:
             if expression.evaluate(view):

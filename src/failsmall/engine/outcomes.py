@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import assert_never
+from typing import NamedTuple, assert_never
 
 from failsmall.engine.cache import CacheBypass, CacheDecision
 from failsmall.engine.routing import Route, Routed, Unrouted
@@ -152,10 +152,16 @@ ModuleOutcome = Passed | Acted | ModuleErrored | Bypassed
 # ---- the verdict ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+BOT_DID_NOT_RUN = NotComputed("bot module did not run")
+CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
+
+
+class Verdict(NamedTuple):
     """What the engine decided for one request, and why: where it goes (`route`), what each
-    module said, and (on a cache miss, in `cache`) the handle its response is stored with."""
+    module said, and (on a cache miss, in `cache`) the handle its response is stored with.
+
+    A named tuple rather than a frozen dataclass: one is made per request, at a third the cost.
+    """
 
     decision: Decision
     status: int
@@ -163,9 +169,9 @@ class Verdict:
     modules: tuple[ModuleOutcome, ...]
     rules: tuple[RuleOutcome, ...] = ()
     matched_rules: tuple[str, ...] = ()
-    bot: BotScore = field(default_factory=lambda: NotComputed("bot module did not run"))
+    bot: BotScore = BOT_DID_NOT_RUN
     delay_ms: int = 0
-    cache: CacheDecision = field(default_factory=lambda: CacheBypass("cache did not run"))
+    cache: CacheDecision = CACHE_DID_NOT_RUN
     # The work limits the WAF's inspection of this request reached (see `failsmall.engine.work`).
     over_limits: tuple[LimitReached, ...] = ()
 

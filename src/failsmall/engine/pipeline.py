@@ -32,6 +32,7 @@ from typing import TypeVar, assert_never
 from failsmall.engine.bot import BotScorer, FeatureFileError
 from failsmall.engine.bulkhead import Breaker, BreakerState, ErrorBudget
 from failsmall.engine.cache import (
+    CONSTANT_BYPASSES,
     CacheBypass,
     CacheDecision,
     CacheHit,
@@ -44,6 +45,8 @@ from failsmall.engine.cache import (
 from failsmall.engine.client_address import ClientAddresses
 from failsmall.engine.expr import ExpressionError
 from failsmall.engine.outcomes import (
+    BOT_DID_NOT_RUN,
+    CACHE_DID_NOT_RUN,
     Acted,
     BotScore,
     Bypassed,
@@ -123,10 +126,6 @@ class EngineState:
             breaker = Breaker(settings)
             self.breakers[module] = breaker
         return breaker
-
-
-BOT_DID_NOT_RUN = NotComputed("bot module did not run")
-CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
 
 
 class _Pass:
@@ -393,6 +392,9 @@ class Engine:
             case CacheHit():
                 return _CACHE_HIT
             case CacheBypass(reason=reason):
+                known = _CACHE_BYPASSED.get(reason)
+                if known is not None:
+                    return known
                 return Passed(ModuleName.CACHE, f"bypass: {reason}")
             case _:
                 assert_never(cache)
@@ -428,6 +430,9 @@ _SERVED_FROM_CACHE = NotStored("the response was served from the cache")
 _NOT_A_MISS = NotStored("the cache was bypassed for the request")
 _CACHE_HIT = Passed(ModuleName.CACHE, "hit")
 _CACHE_MISS = Passed(ModuleName.CACHE, "miss")
+_CACHE_BYPASSED = {
+    b.reason: Passed(ModuleName.CACHE, f"bypass: {b.reason}") for b in CONSTANT_BYPASSES
+}
 # The outcome of the bot module for each score (scores run from 1 to 99).
 _BOT_SCORED = tuple(Passed(ModuleName.BOT, f"score {score}") for score in range(100))
 

@@ -104,7 +104,10 @@ class CompiledRateLimit:
         )
 
     def key(self, view: RequestView) -> str:
-        return "\x1f".join([self.spec.id, *[read(view) for read in self.key_parts]])
+        parts = [self.spec.id]
+        for read in self.key_parts:  # a loop: a comprehension costs a call more per request
+            parts.append(read(view))
+        return "\x1f".join(parts)
 
 
 def _key_part(part: str) -> KeyPart:
