@@ -103,6 +103,7 @@ setup(
                 "src/failsmall/engine/_head.c",
             ],
             depends=[
+                "src/failsmall/engine/_ucs4.h",
                 "src/failsmall/engine/_transforms.h",
                 "src/failsmall/engine/_entities.h",
                 "src/failsmall/engine/_memo.h",

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_ucs4.h"
+
 /* The statuses: the first four are `failsmall.engine.body.Flattened`'s. */
 enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 3,
        WALK_INVALID = 4, WALK_UNDECIDED = 5, WALK_ERROR = -1 };
@@ -33,25 +35,6 @@ enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 
 /* Deeper than this the walk leaves the document to json.loads (whose own recursion limit is a
  * little under 1,000 levels); the bundle's depth limit is at most 256. */
 #define WALK_MAX_NESTING 512
-
-typedef struct {
-    Py_UCS4 *data;
-    Py_ssize_t len, cap;
-} ucs4_buf;
-
-static int ucs4_buf_reserve(ucs4_buf *b, Py_ssize_t more) {
-    if (b->len + more <= b->cap) return 0;
-    Py_ssize_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + more) cap *= 2;
-    Py_UCS4 *data = PyMem_Realloc(b->data, (size_t)cap * sizeof(Py_UCS4));
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
 
 /* One key of an open object, for finding a repeated key: its hash and its characters in
  * `keys`. */
@@ -79,7 +62,7 @@ typedef struct {
     const void *data;
     int kind;
     Py_ssize_t n;
-    ucs4_buf path, keys, scratch;
+    ucs4_t path, keys, scratch;
     key_entry *entries;
     Py_ssize_t entries_len, entries_cap;
     frame stack[WALK_MAX_NESTING];
@@ -148,10 +131,10 @@ static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssi
     }
     if (c != '\\') return -1; /* a control character */
     *escaped = 1;
-    ucs4_buf *out = &w->scratch;
-    out->len = 0;
-    if (ucs4_buf_reserve(out, i - *start) < 0) return -2;
-    for (Py_ssize_t j = *start; j < i; j++) out->data[out->len++] = AT(w, j);
+    ucs4_t *out = &w->scratch;
+    out->length = 0;
+    if (ucs4_reserve(out, i - *start) < 0) return -2;
+    for (Py_ssize_t j = *start; j < i; j++) out->data[out->length++] = AT(w, j);
     while (1) {
         if (i >= n) return -1;
         c = AT(w, i);
@@ -189,8 +172,8 @@ static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssi
                 return -1;
             }
         }
-        if (ucs4_buf_reserve(out, 1) < 0) return -2;
-        out->data[out->len++] = c;
+        if (ucs4_reserve(out, 1) < 0) return -2;
+        out->data[out->length++] = c;
     }
 }
 
@@ -205,7 +188,7 @@ static inline int room(walk_t *w) {
         w->stopped = WALK_TOO_MANY;
         return 0;
     }
-    if (w->name_chars + w->path.len > w->max_name_chars) {
+    if (w->name_chars + w->path.length > w->max_name_chars) {
         w->stopped = WALK_TOO_LONG;
         return 0;
     }
@@ -215,8 +198,8 @@ static inline int room(walk_t *w) {
 /* Add (path, value), stealing `value`. */
 static int add_field(walk_t *w, PyObject *value) {
     if (value == NULL) return -1;
-    w->name_chars += w->path.len;
-    PyObject *path = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, w->path.data, w->path.len);
+    w->name_chars += w->path.length;
+    PyObject *path = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, w->path.data, w->path.length);
     if (path == NULL) {
         Py_DECREF(value);
         return -1;
@@ -365,7 +348,7 @@ static void close_container(walk_t *w) {
     PyMem_Free(f->table);
     f->table = NULL;
     w->entries_len = f->entries_start;
-    w->keys.len = f->keys_start;
+    w->keys.length = f->keys_start;
 }
 
 /* ---- the walk ------------------------------------------------------------------------ */
@@ -373,11 +356,11 @@ static void close_container(walk_t *w) {
 /* The child's path: the container's path, a dot when that is not empty, and `key` (in `keys`
  * at [start, start + len)), or the array index. */
 static int child_path(walk_t *w, const frame *f, const Py_UCS4 *key, Py_ssize_t len) {
-    w->path.len = f->path_len;
-    if (ucs4_buf_reserve(&w->path, len + 1) < 0) return -1;
-    if (f->path_len) w->path.data[w->path.len++] = '.';
-    memcpy(w->path.data + w->path.len, key, (size_t)len * sizeof(Py_UCS4));
-    w->path.len += len;
+    w->path.length = f->path_len;
+    if (ucs4_reserve(&w->path, len + 1) < 0) return -1;
+    if (f->path_len) w->path.data[w->path.length++] = '.';
+    memcpy(w->path.data + w->path.length, key, (size_t)len * sizeof(Py_UCS4));
+    w->path.length += len;
     return 0;
 }
 
@@ -411,7 +394,7 @@ value:
         if (next < 0) return WALK_INVALID;
         if (room(w)) {
             PyObject *text = escaped ? PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND,
-                                                                 w->scratch.data, w->scratch.len)
+                                                                 w->scratch.data, w->scratch.length)
                                      : PyUnicode_Substring(w->text, start, end);
             if (add_field(w, text) < 0) return WALK_ERROR;
         }
@@ -426,7 +409,7 @@ value:
         }
         if (top + 1 >= WALK_MAX_NESTING) return WALK_UNDECIDED;
         top++;
-        stack[top] = (frame){is_object, w->path.len, 0, w->keys.len, w->entries_len, NULL, 0};
+        stack[top] = (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0};
         if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
         i = skip_space(w, i + 1);
         if (i < n && AT(w, i) == (is_object ? '}' : ']')) {
@@ -533,14 +516,14 @@ key: {
     Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
     if (next == -2) return WALK_ERROR;
     if (next < 0) return WALK_INVALID;
-    Py_ssize_t len = escaped ? w->scratch.len : end - start, at = w->keys.len;
-    if (ucs4_buf_reserve(&w->keys, len) < 0) return WALK_ERROR;
+    Py_ssize_t len = escaped ? w->scratch.length : end - start, at = w->keys.length;
+    if (ucs4_reserve(&w->keys, len) < 0) return WALK_ERROR;
     if (escaped) {
         memcpy(w->keys.data + at, w->scratch.data, (size_t)len * sizeof(Py_UCS4));
     } else {
         for (Py_ssize_t j = 0; j < len; j++) w->keys.data[at + j] = AT(w, start + j);
     }
-    w->keys.len += len;
+    w->keys.length += len;
     int repeated = repeated_key(w, &stack[top], at, len);
     if (repeated < 0) return WALK_ERROR;
     if (repeated) return WALK_UNDECIDED;
@@ -591,8 +574,8 @@ static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     w.empty = PyUnicode_New(0, 0);
     if (w.fields == NULL || w.empty == NULL) goto done;
     /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
-    if (ucs4_buf_reserve(&w.path, 1) < 0 || ucs4_buf_reserve(&w.keys, 1) < 0 ||
-        ucs4_buf_reserve(&w.scratch, 1) < 0)
+    if (ucs4_reserve(&w.path, 1) < 0 || ucs4_reserve(&w.keys, 1) < 0 ||
+        ucs4_reserve(&w.scratch, 1) < 0)
         goto done;
     const unsigned char *bytes = body.buf;
     w.text = PyUnicode_Decode(body.buf, body.len, detect_encoding(bytes, body.len),

@@ -22,6 +22,7 @@
 
 #include "_head.h"
 #include "_transforms.h"
+#include "_ucs4.h"
 
 /* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
 enum {
@@ -375,38 +376,6 @@ static PyObject *ascii_remove_comments(PyObject *value) {
 
 /* ---- decoding transforms on any text ---------------------------------------------- */
 
-/* A growing UCS-4 buffer for a transform's output. */
-typedef struct {
-    Py_UCS4 *data;
-    Py_ssize_t length, capacity;
-} ucs4_t;
-
-static int ucs4_reserve(ucs4_t *b, Py_ssize_t more) {
-    if (b->length + more <= b->capacity) return 0;
-    Py_ssize_t capacity = (b->length + more) * 2 + 16;
-    Py_UCS4 *data = PyMem_Realloc(b->data, (size_t)capacity * sizeof(Py_UCS4));
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->capacity = capacity;
-    return 0;
-}
-
-static inline int ucs4_put(ucs4_t *b, Py_UCS4 c) {
-    if (b->length == b->capacity && ucs4_reserve(b, 1) < 0) return -1;
-    b->data[b->length++] = c;
-    return 0;
-}
-
-static PyObject *ucs4_finish(ucs4_t *b) {
-    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b->data ? b->data : (Py_UCS4[]){0},
-                                              b->length);
-    PyMem_Free(b->data);
-    b->data = NULL;
-    return out;
-}
 
 static inline int hex_value(Py_UCS4 c) {
     if (c >= '0' && c <= '9') return (int)(c - '0');

@@ -13,48 +13,18 @@
 #include <string.h>
 
 #include "_entities.h"
+#include "_ucs4.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- output buffer -------------------------------------------------------------------- */
 
 typedef struct {
-    Py_UCS4 *data;
-    Py_ssize_t length, capacity;
+    ucs4_t out;
     int changed; /* whether anything was decoded (else the text is its input) */
 } text_t;
 
-static int text_reserve(text_t *t, Py_ssize_t more) {
-    if (t->length + more <= t->capacity) return 0;
-    if (more > PY_SSIZE_T_MAX / 8 - t->length) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_ssize_t capacity = (t->length + more) * 2 + 16;
-    Py_UCS4 *data = PyMem_Realloc(t->data, (size_t)capacity * sizeof(Py_UCS4));
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    t->data = data;
-    t->capacity = capacity;
-    return 0;
-}
-
-static inline int text_put(text_t *t, Py_UCS4 c) {
-    if (t->length == t->capacity && text_reserve(t, 1) < 0) return -1;
-    t->data[t->length++] = c;
-    return 0;
-}
-
-static PyObject *text_finish(text_t *t) {
-    Py_UCS4 none = 0;
-    PyObject *out =
-        PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, t->data ? t->data : &none, t->length);
-    PyMem_Free(t->data);
-    t->data = NULL;
-    return out;
-}
+static inline int text_put(text_t *t, Py_UCS4 c) { return ucs4_put(&t->out, c); }
 
 /* ---- html.unescape -------------------------------------------------------------------- */
 
@@ -178,7 +148,7 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
 
 /* Append `value[from:to]` to `t`, which has room for it. */
 static void copy_run(text_t *t, int kind, const void *data, Py_ssize_t from, Py_ssize_t to) {
-    Py_UCS4 *out = t->data + t->length;
+    Py_UCS4 *out = t->out.data + t->out.length;
     Py_ssize_t count = to - from;
     switch (kind) {
     case PyUnicode_1BYTE_KIND:
@@ -191,7 +161,7 @@ static void copy_run(text_t *t, int kind, const void *data, Py_ssize_t from, Py_
         memcpy(out, (const Py_UCS4 *)data + from, (size_t)count * sizeof(Py_UCS4));
         break;
     }
-    t->length += count;
+    t->out.length += count;
 }
 
 /* `html.unescape(value)` into `t`: the text between references is copied in runs. */
@@ -204,7 +174,7 @@ static int unescape(text_t *t, PyObject *value) {
         if (amp == -2) return -1;
         Py_ssize_t stop = amp < 0 ? n : amp;
         if (stop > i) {
-            if (text_reserve(t, stop - i) < 0) return -1;
+            if (ucs4_reserve(&t->out, stop - i) < 0) return -1;
             copy_run(t, kind, data, i, stop);
         }
         if (amp < 0) break;
@@ -237,8 +207,8 @@ static int loose_at(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t i) {
 
 /* Decode the loose references of `t` in place (the text only shrinks). */
 static void decode_loose(text_t *t) {
-    Py_UCS4 *s = t->data;
-    Py_ssize_t n = t->length, k = 0;
+    Py_UCS4 *s = t->out.data;
+    Py_ssize_t n = t->out.length, k = 0;
     for (Py_ssize_t i = 0; i < n;) {
         int e = s[i] == '&' ? loose_at(s, n, i) : -1;
         if (e < 0) {
@@ -249,23 +219,23 @@ static void decode_loose(text_t *t) {
         t->changed = 1;
         i += LOOSE_ENTITIES[e].length + 2;
     }
-    t->length = k;
+    t->out.length = k;
 }
 
 PyObject *fs_html_entity_decode(PyObject *value) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
-    text_t t = {NULL, 0, 0, 0};
+    text_t t = {{NULL, 0, 0}, 0};
     if (unescape(&t, value) < 0) {
-        PyMem_Free(t.data);
+        PyMem_Free(t.out.data);
         return NULL;
     }
     decode_loose(&t);
     if (!t.changed) {
-        PyMem_Free(t.data);
+        PyMem_Free(t.out.data);
         return Py_NewRef(value);
     }
-    return text_finish(&t);
+    return ucs4_finish(&t.out);
 }
 
 /* ---- base64 --------------------------------------------------------------------------- */
