@@ -11,6 +11,10 @@ The empty bundle is built and signed by each revision's own code, so that a revi
 before a change to the bundle model still loads it; the managed and example bundles come from
 the working tree's code.
 
+`--profile` instead runs the first revision's node once under cProfile and lists the functions
+it spent its time in, per request (calls and µs, counted from the exchanges it created; cProfile
+roughly doubles the cost of each Python call, so read it for where time goes, not how much).
+
 Needs: wrk and nginx (apt-get install -y wrk nginx), a git checkout, and for revisions with a
 compiled extension a C compiler and libhyperscan-dev.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -92,6 +97,61 @@ def empty_bundle(tree: Path, workdir: Path, name: str, origin_url: str) -> tuple
     return bundle, trust
 
 
+def profile(
+    workdir: Path,
+    tree: Path,
+    bundle: Path,
+    trusted: Path,
+    args: argparse.Namespace,
+    column: bench.Column,
+) -> pstats.Stats:
+    """Serve wrk's traffic from one node process run under cProfile; its statistics."""
+    node = bench.node_contender("profile", workdir, bundle, trusted, 1, False)
+    out = workdir / "node.prof"
+    command = node.command[:]
+    command[1:3] = ["-m", "cProfile", "-o", str(out), "-m", "failsmall.node"]
+    env = {**node.env, "PYTHONPATH": str(tree)}
+    with bench.process(command, workdir / "profile.log", env=env):
+        for admin in node.admin_ports:
+            bench.wait_http(admin, "/readyz", timeout_s=60)
+        bench.wait_http(node.port, timeout_s=60)
+        bench.run_wrk(node.port, args.duration, args.connections, column)
+    if not out.exists():
+        raise bench.BenchError(f"the node wrote no profile; see {workdir / 'profile.log'}")
+    return pstats.Stats(str(out))
+
+
+def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -> None:
+    """The functions with the most own time, per request (requests: exchanges created)."""
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    table = stats.stats  # type: ignore[attr-defined]
+    requests = sum(
+        row[0]
+        for (file, _, name), row in table.items()
+        if name == "__init__" and file.endswith("node/exchange.py")
+    )
+    if not requests:
+        console.print("[red]the profile holds no request: did wrk reach the node?[/]")
+        return
+    calls = sum(row[1] for row in table.values())
+    out = Table(
+        title=f"node under cProfile, {title}: {requests:,} requests, "
+        f"{calls / requests:.0f} calls per request"
+    )
+    for name in ("function", "calls/request", "own µs/request", "total µs/request"):
+        out.add_column(name, justify="left" if name == "function" else "right")
+    rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    for (file, line, name), (_, ncalls, own, total, _) in rows:
+        where = f"{Path(file).name}:{line}({name})" if line else name
+        out.add_row(
+            where,
+            f"{ncalls / requests:.2f}",
+            f"{own / requests * 1e6:.2f}",
+            f"{total / requests * 1e6:.2f}",
+        )
+    console.print(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("revs", nargs="+", help="git revisions ('.' is the working tree)")
@@ -106,11 +166,19 @@ def main() -> int:
         default=bench.Column.GET.value,
         help="the proxy bench's columns: get, get_distinct, json, json_distinct",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the first revision's node under cProfile instead of comparing revisions",
+    )
+    parser.add_argument("--top", type=int, default=40, help="functions listed by --profile")
     args = parser.parse_args()
     console = Console()
     missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
     if missing:
-        console.print(f"[red]{', '.join(missing)} not found; {bench.INSTALL_HINT}[/]")
+        console.print(
+            f"[red]{', '.join(missing)} not found; install: apt-get install -y wrk nginx[/]"
+        )
         return 2
     results: dict[str, list[bench.Cell]] = {rev: [] for rev in args.revs}
     with tempfile.TemporaryDirectory(prefix="failsmall-node-cost-") as tmp:
@@ -132,6 +200,11 @@ def main() -> int:
         column = bench.Column(args.traffic)
         with bench.process(origin_cmd, workdir / "origin.log"):
             bench.wait_http(origin_port)
+            if args.profile:
+                rev = args.revs[0]
+                stats = profile(workdir, trees[rev], *signed[rev], args, column)
+                print_profile(console, stats, args.top, f"{rev}, {args.bundle} bundle")
+                return 0
             for round_ in range(args.rounds):
                 for i, rev in enumerate(args.revs):
                     bundle, trusted = signed[rev]
@@ -157,8 +230,8 @@ def main() -> int:
         title=f"node, {args.bundle} bundle, {args.workers} worker(s), "
         f"{column.label}, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds"
     )
-    for column in ("revision", "median req/s", "median µs CPU/request", "range µs"):
-        table.add_column(column, justify="left" if column == "revision" else "right")
+    for heading in ("revision", "median req/s", "median µs CPU/request", "range µs"):
+        table.add_column(heading, justify="left" if heading == "revision" else "right")
     for rev, rows in results.items():
         cpu = [r.cpu_us for r in rows]
         table.add_row(
