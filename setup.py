@@ -1,5 +1,5 @@
-"""The compiled part of the package: the WAF's per-value work (JSON fields, features, transforms,
-hyperscan scans), linked to libhs.
+"""The compiled parts of the package: the WAF's per-value work (JSON fields, features, transforms,
+hyperscan scans), linked to libhs; and the node's per-request framing (`failsmall.node._framing`).
 
 Everything else is declared in pyproject.toml. Building needs a C compiler and the Hyperscan
 headers and library (Debian/Ubuntu: `apt-get install libhyperscan-dev`).
@@ -111,6 +111,11 @@ setup(
             ],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
+        ),
+        Extension(
+            "failsmall.node._framing",
+            sources=["src/failsmall/node/_framing.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
     ],
 )

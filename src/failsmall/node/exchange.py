@@ -14,7 +14,8 @@ the origin switches protocols, the exchange relays bytes both ways until one sid
 Everything runs in protocol callbacks; the exchange also receives the origin's response as the
 `UpstreamListener` of the connection it borrowed from the pool. It reaches its client
 connection only through `ClientSide` and the node's shared parts through `ExchangeContext`;
-what it writes is framed by the pure functions of `failsmall.node.framing`.
+what it writes is framed by the pure functions of `failsmall.node.framing` (its request and
+response heads by their compiled twins, `failsmall.node.compiled_framing`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from failsmall.engine.cache import CacheBypass, CachedResponse, CacheHit, CacheM
 from failsmall.engine.outcomes import ModuleErrored, Scored
 from failsmall.engine.signatures.fields import signature_fields
 from failsmall.model import BodyOverBuffer, Limits, Origin
-from failsmall.node import framing, wire
+from failsmall.node import compiled_framing, framing, wire
 from failsmall.node.access_log import AccessEntry, AccessLog, cache_field
 from failsmall.node.deadline import Deadline
 from failsmall.node.framing import BodyFraming
@@ -257,12 +258,7 @@ class Exchange:
             method=self.method.decode("ascii", "replace"),
             path=self.path,
             query=self.query,
-            headers=tuple(
-                [
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in self.raw_headers
-                ]
-            ),
+            headers=compiled_framing.latin1_headers(self.raw_headers),
             body=bytes(self.body),
             body_truncated=self.truncated or not self.body_done,
             client_ip=client,
@@ -369,8 +365,7 @@ class Exchange:
     def upstream_request(self, authority: bytes) -> bytes:
         """The request as sent to the origin: head, the body read so far, and what followed."""
         chunked = self.chunked_in
-        parts: list[bytes | bytearray] = []
-        parts += framing.request_head(
+        head = compiled_framing.request_head(
             self.method,
             self.url,
             self.host,
@@ -379,10 +374,13 @@ class Exchange:
             self.xff,
             self.conn.client_ip_bytes,
             self.request_id,
-            websocket=self.websocket,
-            chunked=chunked,
-            content_length=self.content_length,
+            self.websocket,
+            chunked,
+            self.content_length,
         )
+        if not self.body and not self.overflow and not (chunked and self.body_done):
+            return head
+        parts: list[bytes | bytearray] = [head]
         if self.body:
             parts.append(
                 framing.request_body(bytes(self.body), chunked=True) if chunked else self.body
@@ -428,14 +426,14 @@ class Exchange:
                     pass
                 case _:
                     assert_never(plan)
-        head = framing.response_head(
+        head = compiled_framing.response_head(
             status,
             headers,
-            head_request=self.head,
-            http10=self.http10,
-            keep_alive=self.keep_alive,
-            request_id=self.request_id,
-            bundle_tag=self.serving.tag if self.serving is not None else b"",
+            self.head,
+            self.http10,
+            self.keep_alive,
+            self.request_id,
+            self.serving.tag if self.serving is not None else b"",
         )
         self.framing_out = head.framing
         self.keep_alive = head.keep_alive

@@ -66,14 +66,14 @@ VIA = b"1.1 failsmall"
 SERVER_HEADER = b"failsmall"
 
 _REASONS: dict[int, bytes] = {int(s): s.phrase.encode() for s in HTTPStatus}
-_STATUS_LINES: dict[int, bytes] = {
+STATUS_LINES: dict[int, bytes] = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _REASONS.items()
 }
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
         return b"HTTP/1.1 %d Unknown\r\n" % status
     return line

@@ -1,0 +1,455 @@
+/* The node's per-request framing in C: one call per head instead of a few dozen Python steps.
+ *
+ * `response_head` and `request_head` build, byte for byte, what the readable reference
+ * (`failsmall.node.framing`) builds; `latin1_headers` decodes a request's headers the way the
+ * exchange hands them to the engine. A property test holds each to its reference on random
+ * and hostile input (CR, LF, NUL, obs-fold, many headers). Nothing here checks or rewrites a
+ * value: like the reference, it copies what the parsers accepted.
+ *
+ * `bind` (called once by `failsmall.node.compiled_framing`) hands over what the reference
+ * defines, so that each fact has one source: the ResponseHead type and the BodyFraming members
+ * it returns, the status lines by code, and the Via and upgrade header values.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static PyObject *RESPONSE_HEAD; /* framing.ResponseHead, a tuple subclass */
+static PyObject *AS_SENT, *CHUNKED, *CLOSE; /* framing.BodyFraming's members */
+static PyObject *STATUS_LINES; /* wire's status lines by code (dict[int, bytes]) */
+static PyObject *VIA, *UPGRADE_HEADERS; /* bytes */
+
+/* ---- an output buffer ---------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity;
+    char inline_[2048];
+} buffer_t;
+
+static void buffer_init(buffer_t *b) {
+    b->data = b->inline_;
+    b->length = 0;
+    b->capacity = (Py_ssize_t)sizeof b->inline_;
+}
+
+static void buffer_free(buffer_t *b) {
+    if (b->data != b->inline_) PyMem_Free(b->data);
+}
+
+static int put(buffer_t *b, const char *data, Py_ssize_t length) {
+    if (length > PY_SSIZE_T_MAX - b->length) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t needed = b->length + length;
+    if (needed > b->capacity) {
+        Py_ssize_t capacity = b->capacity;
+        while (capacity < needed) capacity = capacity > PY_SSIZE_T_MAX / 2 ? needed : capacity * 2;
+        char *grown = PyMem_Malloc((size_t)capacity);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(grown, b->data, (size_t)b->length);
+        buffer_free(b);
+        b->data = grown;
+        b->capacity = capacity;
+    }
+    memcpy(b->data + b->length, data, (size_t)length);
+    b->length = needed;
+    return 0;
+}
+
+#define PUT_LITERAL(b, text) put((b), (text), (Py_ssize_t)(sizeof(text) - 1))
+
+static int put_bytes(buffer_t *b, PyObject *bytes) {
+    return put(b, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
+}
+
+static PyObject *buffer_bytes(buffer_t *b) {
+    PyObject *out = PyBytes_FromStringAndSize(b->data, b->length);
+    buffer_free(b);
+    return out;
+}
+
+/* ---- headers --------------------------------------------------------------------------- */
+
+static PyObject *want_bytes(PyObject *value, const char *what) {
+    if (!PyBytes_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes, not %.100s", what,
+                     Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    return value;
+}
+
+/* Header `index` of `headers` (a list or tuple of (name, value) pairs of bytes); borrowed. */
+static int header_at(PyObject *headers, Py_ssize_t index, PyObject **name, PyObject **value) {
+    PyObject *pair = PySequence_Fast_GET_ITEM(headers, index);
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) tuple of bytes");
+        return -1;
+    }
+    *name = PyTuple_GET_ITEM(pair, 0);
+    *value = PyTuple_GET_ITEM(pair, 1);
+    if (!PyBytes_Check(*name) || !PyBytes_Check(*value)) {
+        PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) tuple of bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static int put_header(buffer_t *b, PyObject *name, PyObject *value) {
+    return put_bytes(b, name) || PUT_LITERAL(b, ": ") || put_bytes(b, value) ||
+                   PUT_LITERAL(b, "\r\n")
+               ? -1
+               : 0;
+}
+
+static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Whether `data` is `word` (lowercase ASCII) in any case, as bytes.lower() compares. */
+static int equals_lower(const char *data, Py_ssize_t length, const char *word, Py_ssize_t size) {
+    if (length != size) return 0;
+    for (Py_ssize_t i = 0; i < length; i++)
+        if (lower((unsigned char)data[i]) != (unsigned char)word[i]) return 0;
+    return 1;
+}
+
+#define IS(name, n, word) equals_lower((name), (n), (word), (Py_ssize_t)(sizeof(word) - 1))
+
+/* What the proxy does with a response header, by its name: `wire.header_kind`. */
+typedef enum { K_FORWARD, K_CONTENT_LENGTH, K_TRANSFER_ENCODING, K_CONNECTION, K_DROP } kind_t;
+
+static kind_t header_kind(PyObject *name) {
+    const char *s = PyBytes_AS_STRING(name);
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    if (IS(s, n, "content-length")) return K_CONTENT_LENGTH;
+    if (IS(s, n, "transfer-encoding")) return K_TRANSFER_ENCODING;
+    if (IS(s, n, "connection")) return K_CONNECTION;
+    if (IS(s, n, "keep-alive") || IS(s, n, "te") || IS(s, n, "trailer") || IS(s, n, "upgrade"))
+        return K_DROP;
+    if (n >= 6 && equals_lower(s, 6, "proxy-", 6)) return K_DROP;
+    return K_FORWARD;
+}
+
+/* Whether a Connection value is one that names no other header (`PLAIN_CONNECTION_VALUES`). */
+static int plain_connection_value(PyObject *value) {
+    const char *s = PyBytes_AS_STRING(value);
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    return (n == 10 && (!memcmp(s, "keep-alive", 10) || !memcmp(s, "Keep-Alive", 10))) ||
+           (n == 5 && (!memcmp(s, "close", 5) || !memcmp(s, "Close", 5)));
+}
+
+/* bytes.strip()'s whitespace. */
+static int strip_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+/* The lowercase copy of `data`, as bytes.lower() makes it. */
+static PyObject *lowered(const char *data, Py_ssize_t length) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, length);
+    if (out == NULL) return NULL;
+    char *into = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < length; i++) into[i] = (char)lower((unsigned char)data[i]);
+    return out;
+}
+
+/* Add to `tokens` the comma-separated tokens of a Connection header's `value`, each stripped
+ * and lowercased: `wire.connection_tokens`. -1 on error. */
+static int add_tokens(PyObject *tokens, PyObject *value) {
+    const char *s = PyBytes_AS_STRING(value);
+    Py_ssize_t length = PyBytes_GET_SIZE(value), start = 0;
+    while (start <= length) {
+        Py_ssize_t end = start;
+        while (end < length && s[end] != ',') end++;
+        Py_ssize_t a = start, z = end;
+        while (a < z && strip_space((unsigned char)s[a])) a++;
+        while (z > a && strip_space((unsigned char)s[z - 1])) z--;
+        if (z > a) {
+            PyObject *token = lowered(s + a, z - a);
+            if (token == NULL) return -1;
+            int err = PySet_Add(tokens, token);
+            Py_DECREF(token);
+            if (err < 0) return -1;
+        }
+        start = end + 1;
+    }
+    return 0;
+}
+
+/* Whether `name`, lowercased, is in `tokens`; -1 on error. */
+static int listed_in(PyObject *tokens, PyObject *name) {
+    PyObject *key = lowered(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+    if (key == NULL) return -1;
+    int found = PySet_Contains(tokens, key);
+    Py_DECREF(key);
+    return found;
+}
+
+static int is_true(PyObject *flag) { return PyObject_IsTrue(flag); }
+
+static int bound(void) {
+    if (RESPONSE_HEAD == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "failsmall.node._framing is not bound: import "
+                        "failsmall.node.compiled_framing instead");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- response_head ------------------------------------------------------------------- */
+
+static PyObject *response_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "response_head(status, headers, head_request, http10, keep_alive, "
+                        "request_id, bundle_tag) takes 7 positional arguments");
+        return NULL;
+    }
+    if (!bound()) return NULL;
+    long status = PyLong_AsLong(args[0]);
+    if (status == -1 && PyErr_Occurred()) return NULL;
+    int head_request = is_true(args[2]), http10 = is_true(args[3]), keep_alive = is_true(args[4]);
+    if (head_request < 0 || http10 < 0 || keep_alive < 0) return NULL;
+    PyObject *request_id = want_bytes(args[5], "request_id");
+    PyObject *bundle_tag = request_id ? want_bytes(args[6], "bundle_tag") : NULL;
+    if (bundle_tag == NULL) return NULL;
+    PyObject *headers = PySequence_Fast(args[1], "headers must be a sequence of (name, value)");
+    if (headers == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
+
+    buffer_t out;
+    buffer_init(&out);
+    PyObject *length = NULL; /* borrowed: the last Content-Length value */
+    PyObject *tokens = NULL; /* what Connection headers list, when one lists other names */
+    int chunked = 0;
+    PyObject *name, *value;
+    /* First pass: framing headers, and whether a Connection header lists other headers. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (header_at(headers, i, &name, &value) < 0) goto error;
+        switch (header_kind(name)) {
+        case K_CONTENT_LENGTH: length = value; break;
+        case K_TRANSFER_ENCODING: chunked = 1; break;
+        case K_CONNECTION:
+            if (plain_connection_value(value)) break;
+            if (tokens == NULL && (tokens = PySet_New(NULL)) == NULL) goto error;
+            if (add_tokens(tokens, value) < 0) goto error;
+            break;
+        case K_FORWARD:
+        case K_DROP: break;
+        }
+    }
+    PyObject *line = PyDict_GetItemWithError(STATUS_LINES, args[0]);
+    if (line != NULL) {
+        if (want_bytes(line, "a status line") == NULL || put_bytes(&out, line) < 0) goto error;
+    } else {
+        if (PyErr_Occurred()) goto error;
+        char text[64];
+        int n = PyOS_snprintf(text, sizeof text, "HTTP/1.1 %ld Unknown\r\n", status);
+        if (put(&out, text, n) < 0) goto error;
+    }
+    /* Second pass: the end-to-end headers, less those a Connection header lists. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        header_at(headers, i, &name, &value);
+        if (header_kind(name) != K_FORWARD) continue;
+        int dropped = tokens != NULL ? listed_in(tokens, name) : 0;
+        if (dropped < 0 || (!dropped && put_header(&out, name, value) < 0)) goto error;
+    }
+    PyObject *framing = AS_SENT;
+    int until_eof = 0;
+    int bodiless = head_request || status == 204 || status == 304;
+    if (chunked && !bodiless) {
+        framing = http10 ? CLOSE : CHUNKED;
+    } else if (length != NULL && PyBytes_GET_SIZE(length) > 0) {
+        if (PUT_LITERAL(&out, "Content-Length: ") || put_bytes(&out, length) ||
+            PUT_LITERAL(&out, "\r\n"))
+            goto error;
+    } else if (!bodiless) {
+        until_eof = 1; /* no length and not chunked: the origin ends the body by closing */
+        framing = http10 ? CLOSE : CHUNKED;
+    }
+    if (framing == CHUNKED) {
+        if (PUT_LITERAL(&out, "Transfer-Encoding: chunked\r\n")) goto error;
+    } else if (framing == CLOSE) {
+        keep_alive = 0;
+    }
+    if (PUT_LITERAL(&out, "Via: ") || put_bytes(&out, VIA) ||
+        PUT_LITERAL(&out, "\r\nX-Request-Id: ") || put_bytes(&out, request_id) ||
+        PUT_LITERAL(&out, "\r\n"))
+        goto error;
+    if (PyBytes_GET_SIZE(bundle_tag) > 0 &&
+        (PUT_LITERAL(&out, "X-Failsmall-Bundle: ") || put_bytes(&out, bundle_tag) ||
+         PUT_LITERAL(&out, "\r\n")))
+        goto error;
+    if (!keep_alive) {
+        if (PUT_LITERAL(&out, "Connection: close\r\n")) goto error;
+    } else if (http10) {
+        if (PUT_LITERAL(&out, "Connection: keep-alive\r\n")) goto error;
+    }
+    if (PUT_LITERAL(&out, "\r\n")) goto error;
+    Py_XDECREF(tokens);
+    Py_DECREF(headers);
+    PyObject *head = buffer_bytes(&out);
+    if (head == NULL) return NULL;
+    /* A ResponseHead made the way tuple.__new__ makes an instance of a subclass. */
+    PyTypeObject *type = (PyTypeObject *)RESPONSE_HEAD;
+    PyObject *result = type->tp_alloc(type, 4);
+    if (result == NULL) {
+        Py_DECREF(head);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, head);
+    PyTuple_SET_ITEM(result, 1, Py_NewRef(framing));
+    PyTuple_SET_ITEM(result, 2, Py_NewRef(until_eof ? Py_True : Py_False));
+    PyTuple_SET_ITEM(result, 3, Py_NewRef(keep_alive ? Py_True : Py_False));
+    return result;
+error:
+    buffer_free(&out);
+    Py_XDECREF(tokens);
+    Py_DECREF(headers);
+    return NULL;
+}
+
+/* ---- request_head -------------------------------------------------------------------- */
+
+static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "request_head(method, url, host, authority, forward, xff, client_ip, "
+                        "request_id, websocket, chunked, content_length) takes 11 positional "
+                        "arguments");
+        return NULL;
+    }
+    if (!bound()) return NULL;
+    static const char *const names[] = {"method", "url", "host", "authority"};
+    for (int i = 0; i < 4; i++)
+        if (want_bytes(args[i], names[i]) == NULL) return NULL;
+    PyObject *method = args[0], *url = args[1], *host = args[2], *authority = args[3];
+    PyObject *xff = want_bytes(args[5], "xff");
+    PyObject *client_ip = xff ? want_bytes(args[6], "client_ip") : NULL;
+    PyObject *request_id = client_ip ? want_bytes(args[7], "request_id") : NULL;
+    if (request_id == NULL) return NULL;
+    int websocket = is_true(args[8]), chunked = is_true(args[9]);
+    if (websocket < 0 || chunked < 0) return NULL;
+    long long content_length = PyLong_AsLongLong(args[10]);
+    if (content_length == -1 && PyErr_Occurred()) return NULL;
+    PyObject *forward = PySequence_Fast(args[4], "forward must be a sequence of (name, value)");
+    if (forward == NULL) return NULL;
+
+    buffer_t out;
+    buffer_init(&out);
+    if (put_bytes(&out, method) || PUT_LITERAL(&out, " ") || put_bytes(&out, url) ||
+        PUT_LITERAL(&out, " HTTP/1.1\r\n"))
+        goto error;
+    if (PyBytes_GET_SIZE(host) == 0 &&
+        (PUT_LITERAL(&out, "Host: ") || put_bytes(&out, authority) || PUT_LITERAL(&out, "\r\n")))
+        goto error;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(forward);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name, *value;
+        if (header_at(forward, i, &name, &value) < 0 || put_header(&out, name, value) < 0)
+            goto error;
+    }
+    if (PUT_LITERAL(&out, "X-Forwarded-For: ")) goto error;
+    if (PyBytes_GET_SIZE(xff) > 0 && (put_bytes(&out, xff) || PUT_LITERAL(&out, ", "))) goto error;
+    if (put_bytes(&out, client_ip) ||
+        PUT_LITERAL(&out, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ") ||
+        put_bytes(&out, host) || PUT_LITERAL(&out, "\r\nX-Request-Id: ") ||
+        put_bytes(&out, request_id) || PUT_LITERAL(&out, "\r\nVia: ") || put_bytes(&out, VIA) ||
+        PUT_LITERAL(&out, "\r\n"))
+        goto error;
+    if (websocket && put_bytes(&out, UPGRADE_HEADERS) < 0) goto error;
+    if (chunked) {
+        if (PUT_LITERAL(&out, "Transfer-Encoding: chunked\r\n\r\n")) goto error;
+    } else if (content_length >= 0) {
+        char text[64];
+        int n = PyOS_snprintf(text, sizeof text, "Content-Length: %lld\r\n\r\n", content_length);
+        if (put(&out, text, n) < 0) goto error;
+    } else if (PUT_LITERAL(&out, "\r\n")) {
+        goto error;
+    }
+    Py_DECREF(forward);
+    return buffer_bytes(&out);
+error:
+    buffer_free(&out);
+    Py_DECREF(forward);
+    return NULL;
+}
+
+/* ---- latin1_headers ------------------------------------------------------------------ */
+
+static PyObject *latin1_headers(PyObject *module, PyObject *headers) {
+    PyObject *items = PySequence_Fast(headers, "headers must be a sequence of (name, value)");
+    if (items == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    PyObject *out = PyTuple_New(count);
+    if (out == NULL) goto error;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name, *value;
+        if (header_at(items, i, &name, &value) < 0) goto error;
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) goto error;
+        PyTuple_SET_ITEM(out, i, pair);
+        PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
+                                                NULL);
+        if (text == NULL) goto error;
+        PyTuple_SET_ITEM(pair, 0, text);
+        text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+        if (text == NULL) goto error;
+        PyTuple_SET_ITEM(pair, 1, text);
+    }
+    Py_DECREF(items);
+    return out;
+error:
+    Py_XDECREF(out);
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* ---- bind ---------------------------------------------------------------------------- */
+
+static PyObject *bind(PyObject *module, PyObject *args) {
+    PyObject *type, *as_sent, *chunked, *close, *lines, *via, *upgrade;
+    if (!PyArg_ParseTuple(args, "O!OOOO!SS:bind", &PyType_Type, &type, &as_sent, &chunked, &close,
+                          &PyDict_Type, &lines, &via, &upgrade))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "bind: the response head type must be a tuple type");
+        return NULL;
+    }
+    Py_XSETREF(RESPONSE_HEAD, Py_NewRef(type));
+    Py_XSETREF(AS_SENT, Py_NewRef(as_sent));
+    Py_XSETREF(CHUNKED, Py_NewRef(chunked));
+    Py_XSETREF(CLOSE, Py_NewRef(close));
+    Py_XSETREF(STATUS_LINES, Py_NewRef(lines));
+    Py_XSETREF(VIA, Py_NewRef(via));
+    Py_XSETREF(UPGRADE_HEADERS, Py_NewRef(upgrade));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef framing_methods[] = {
+    {"bind", bind, METH_VARARGS,
+     "bind(ResponseHead, AS_SENT, CHUNKED, CLOSE, status_lines, via, upgrade_headers): what "
+     "the reference defines, used by the functions below."},
+    {"response_head", (PyCFunction)(void (*)(void))response_head, METH_FASTCALL,
+     "response_head(status, headers, head_request, http10, keep_alive, request_id, bundle_tag) "
+     "-> ResponseHead: `failsmall.node.framing.response_head`."},
+    {"request_head", (PyCFunction)(void (*)(void))request_head, METH_FASTCALL,
+     "request_head(method, url, host, authority, forward, xff, client_ip, request_id, "
+     "websocket, chunked, content_length) -> bytes: `failsmall.node.framing.request_head`, "
+     "joined."},
+    {"latin1_headers", latin1_headers, METH_O,
+     "latin1_headers(headers) -> tuple: each (name, value) pair of bytes decoded as latin-1."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef framing_module = {
+    PyModuleDef_HEAD_INIT, "failsmall.node._framing",
+    "The node's per-request framing in C; see failsmall.node.compiled_framing.", -1,
+    framing_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__framing(void) { return PyModule_Create(&framing_module); }
