@@ -6,6 +6,10 @@
  * and hostile input (CR, LF, NUL, obs-fold, many headers). Nothing here checks or rewrites a
  * value: like the reference, it copies what the parsers accepted.
  *
+ * `whole_response` reads, in one call, an origin's response that arrived whole in one read and
+ * is as plain as most are (HTTP/1.1, a Content-Length, no hop-by-hop surprises); anything else is
+ * left to llhttp, which a property test holds it to.
+ *
  * `bind` (called once by `failsmall.node.compiled_framing`) hands over what the reference
  * defines, so that each fact has one source: the ResponseHead type and the BodyFraming members
  * it returns, the status lines by code, and the Via and upgrade header values.
@@ -409,6 +413,103 @@ error:
     return NULL;
 }
 
+/* ---- whole_response ------------------------------------------------------------------ */
+
+#define MAX_WHOLE_HEAD (64 * 1024)
+
+static int tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* A character of a field value or reason phrase: VCHAR, obs-text, SP or HTAB. */
+static int field_char(unsigned char c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
+
+/* The response in `data` when it is one whole plain response and nothing more: an HTTP/1.1
+ * status line with a final status other than 204 and 304, header lines of a token, a colon
+ * and visible characters, exactly one Content-Length of digits, no Transfer-Encoding, Upgrade
+ * or Proxy-Connection, a Connection header only of `close` or `keep-alive`, and as many body
+ * bytes as declared. Returns (status, headers, keep_alive, body), or None for anything else
+ * (which is then llhttp's to read, or to refuse). */
+static PyObject *whole_response(PyObject *module, PyObject *data) {
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "whole_response: data must be bytes");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    Py_ssize_t limit = size < MAX_WHOLE_HEAD ? size : MAX_WHOLE_HEAD;
+    if (limit < 14 || memcmp(s, "HTTP/1.1 ", 9) != 0) Py_RETURN_NONE;
+    long status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (s[i] < '0' || s[i] > '9') Py_RETURN_NONE;
+        status = status * 10 + (s[i] - '0');
+    }
+    if (status < 200 || status == 204 || status == 304) Py_RETURN_NONE;
+    Py_ssize_t at = 12;
+    if (s[at] == ' ') /* a reason phrase, maybe empty */
+        for (at++; at < limit && field_char(s[at]); at++) {
+        }
+    if (at + 1 >= limit || s[at] != '\r' || s[at + 1] != '\n') Py_RETURN_NONE;
+    at += 2;
+    PyObject *headers = PyList_New(0);
+    if (headers == NULL) return NULL;
+    long long length = -1;
+    int keep_alive = 1;
+    for (;;) {
+        if (at + 1 >= limit) goto plain_not;
+        if (s[at] == '\r') {
+            if (s[at + 1] != '\n') goto plain_not;
+            at += 2;
+            break;
+        }
+        Py_ssize_t name = at;
+        while (at < limit && tchar(s[at])) at++;
+        if (at == name || at >= limit || s[at] != ':') goto plain_not;
+        Py_ssize_t name_end = at++;
+        while (at < limit && (s[at] == ' ' || s[at] == '\t')) at++;
+        Py_ssize_t value = at;
+        while (at < limit && field_char(s[at])) at++;
+        if (at + 1 >= limit || s[at] != '\r' || s[at + 1] != '\n') goto plain_not;
+        Py_ssize_t value_end = at;
+        at += 2;
+        const char *n = (const char *)s + name;
+        Py_ssize_t n_len = name_end - name;
+        const char *v = (const char *)s + value;
+        Py_ssize_t v_len = value_end - value;
+        if (IS(n, n_len, "content-length")) {
+            if (length >= 0 || v_len == 0 || v_len > 18) goto plain_not;
+            length = 0;
+            for (Py_ssize_t i = 0; i < v_len; i++) {
+                if (v[i] < '0' || v[i] > '9') goto plain_not;
+                length = length * 10 + (v[i] - '0');
+            }
+        } else if (IS(n, n_len, "connection")) {
+            if (IS(v, v_len, "close"))
+                keep_alive = 0;
+            else if (!IS(v, v_len, "keep-alive"))
+                goto plain_not;
+        } else if (IS(n, n_len, "transfer-encoding") || IS(n, n_len, "upgrade") ||
+                   IS(n, n_len, "proxy-connection")) {
+            goto plain_not;
+        }
+        PyObject *pair = Py_BuildValue("(y#y#)", n, n_len, v, v_len);
+        if (pair == NULL) goto error;
+        int err = PyList_Append(headers, pair);
+        Py_DECREF(pair);
+        if (err < 0) goto error;
+    }
+    if (length < 0 || size - at != length) goto plain_not;
+    return Py_BuildValue("(lNOy#)", status, headers, keep_alive ? Py_True : Py_False,
+                         (const char *)s + at, (Py_ssize_t)length);
+plain_not:
+    Py_DECREF(headers);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(headers);
+    return NULL;
+}
+
 /* ---- bind ---------------------------------------------------------------------------- */
 
 static PyObject *bind(PyObject *module, PyObject *args) {
@@ -441,6 +542,9 @@ static PyMethodDef framing_methods[] = {
      "request_head(method, url, host, authority, forward, xff, client_ip, request_id, "
      "websocket, chunked, content_length) -> bytes: `failsmall.node.framing.request_head`, "
      "joined."},
+    {"whole_response", whole_response, METH_O,
+     "whole_response(data) -> (status, headers, keep_alive, body) | None: one whole plain "
+     "response, read as llhttp reads it; None when `data` is anything else."},
     {"latin1_headers", latin1_headers, METH_O,
      "latin1_headers(headers) -> tuple: each (name, value) pair of bytes decoded as latin-1."},
     {NULL, NULL, 0, NULL},

@@ -1,9 +1,11 @@
 """The node's framing as the request path runs it: `_framing.c`, compiled by `pip install`.
 
 `response_head` and `request_head` return what `failsmall.node.framing`'s functions of the same
-names return (the request head joined into one bytes object), and `latin1_headers` a request's
-headers decoded as the engine sees them; tests hold each to the readable Python on random and
-hostile input. There is no fallback to the Python: the request path runs what is tested.
+names return (the request head joined into one bytes object), `latin1_headers` a request's
+headers decoded as the engine sees them, and `whole_response` an origin's plain response read
+in one call as llhttp reads it (None: not one whole plain response, left to llhttp). Tests hold
+each to its reference (the readable Python, or llhttp) on random and hostile input. There is no
+fallback to the Python: the request path runs what is tested.
 """
 
 from __future__ import annotations
@@ -31,5 +33,6 @@ _framing.bind(
 response_head = _framing.response_head
 request_head = _framing.request_head
 latin1_headers = _framing.latin1_headers
+whole_response = _framing.whole_response
 
-__all__ = ["latin1_headers", "request_head", "response_head"]
+__all__ = ["latin1_headers", "request_head", "response_head", "whole_response"]

@@ -17,6 +17,7 @@ import httptools
 
 from failsmall.model import Origin
 from failsmall.node.batching import WriteBatch
+from failsmall.node.compiled_framing import whole_response
 
 MAX_IDLE_PER_ORIGIN = 256
 EJECT_S = 10.0
@@ -63,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_bytes",
         "_head_raw",
         "_headers",
+        "_in_message",
         "_parser",
         "_skip_body",
         "_tunnel",
@@ -87,6 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes = 0  # of the headers parsed so far
         self._head_raw = 0  # of the input while a head was incomplete
         self._awaiting_head = False
+        self._in_message = False  # llhttp has begun a response it has not ended
         self._skip_body = False
         self._upgrade = False  # the request asked to switch to WebSocket
         self._tunnel = False  # it did: bytes are relayed as they come
@@ -102,6 +105,14 @@ class UpstreamConnection(asyncio.Protocol):
             if self.listener is not None:
                 self.listener.tunnel_from_origin(data)
             return
+        listener = self.listener
+        if listener is not None and not self._in_message and not self._skip_body:
+            # Most responses arrive whole in one read, and plain: read in one call, they reach
+            # the exchange without a callback per header (anything else goes to llhttp).
+            whole = whole_response(data)
+            if whole is not None:
+                self._whole(listener, *whole)
+                return
         try:
             self._parser.feed_data(data)
             if self._awaiting_head:
@@ -127,6 +138,24 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
 
+    def _whole(
+        self,
+        listener: UpstreamListener,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        body: bytes,
+    ) -> None:
+        """A response read whole: what llhttp's callbacks report for it, in their order."""
+        self.got_response = True
+        self._awaiting_head = False
+        listener.upstream_head(status, headers, keep_alive)
+        if body and self.listener is not None:
+            self.listener.upstream_body(body)
+        still, self.listener = self.listener, None
+        if still is not None:
+            still.upstream_done()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self.pool.forget(self)
@@ -148,6 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._headers = []
         self._awaiting_head = True  # again, after an interim 1xx response
         self.got_response = True
@@ -174,6 +204,7 @@ class UpstreamConnection(asyncio.Protocol):
             # A response to HEAD has no body whatever its headers say; httptools cannot be
             # told that, so the response ends here and the next one gets a fresh parser.
             self._parser = httptools.HttpResponseParser(self)
+            self._in_message = False
             self.listener = None
             listener.upstream_done()
 
@@ -182,6 +213,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.listener.upstream_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._parser.get_status_code() < 200:
             return
         listener, self.listener = self.listener, None
