@@ -6,9 +6,10 @@
  * and hostile input (CR, LF, NUL, obs-fold, many headers). Nothing here checks or rewrites a
  * value: like the reference, it copies what the parsers accepted.
  *
- * `whole_response` reads, in one call, an origin's response that arrived whole in one read and
- * is as plain as most are (HTTP/1.1, a Content-Length, no hop-by-hop surprises); anything else is
- * left to llhttp, which a property test holds it to.
+ * `whole_request` and `whole_response` read, in one call, a client's request or an origin's
+ * response that arrived whole in one read and is as plain as most are (a Content-Length or no
+ * body, no hop-by-hop surprises); anything else is left to llhttp, which property tests hold
+ * them to.
  *
  * `bind` (called once by `failsmall.node.compiled_framing`) hands over what the reference
  * defines, so that each fact has one source: the ResponseHead type and the BodyFraming members
@@ -510,6 +511,114 @@ error:
     return NULL;
 }
 
+/* ---- whole_request ------------------------------------------------------------------- */
+
+/* A character of an origin-form request target the plain path takes: unreserved, sub-delims,
+ * ":", "@", "/", "?" and "%" (anything else, a fragment, a space, a control, is llhttp's). */
+static int target_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("-._~!$&'()*+,;=:@/?%", c) != NULL);
+}
+
+static const char *const PLAIN_METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
+                                            "PATCH"};
+
+/* The request in `data` when it is one whole plain request and nothing more: a request line of
+ * a common method, an origin-form target and HTTP/1.1 or HTTP/1.0; header lines of a token, a
+ * colon and visible characters; at most one Content-Length of digits and as many body bytes;
+ * no Transfer-Encoding, Upgrade or Proxy-Connection; a Connection header only of `close` or
+ * `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes), with
+ * head_bytes counted as the node counts them (name, value and 4 per header), or None for
+ * anything else (which is then llhttp's to read, or to refuse). */
+static PyObject *whole_request(PyObject *module, PyObject *data) {
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "whole_request: data must be bytes");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    Py_ssize_t limit = size < MAX_WHOLE_HEAD ? size : MAX_WHOLE_HEAD;
+    Py_ssize_t at = 0;
+    while (at < limit && s[at] >= 'A' && s[at] <= 'Z') at++;
+    Py_ssize_t method_length = at;
+    int known = 0;
+    for (size_t i = 0; i < sizeof PLAIN_METHODS / sizeof *PLAIN_METHODS && !known; i++)
+        known = (Py_ssize_t)strlen(PLAIN_METHODS[i]) == method_length &&
+                memcmp(s, PLAIN_METHODS[i], (size_t)method_length) == 0;
+    if (!known || at + 2 >= limit || s[at] != ' ' || s[at + 1] != '/') Py_RETURN_NONE;
+    Py_ssize_t url = ++at;
+    while (at < limit && target_char(s[at])) at++;
+    Py_ssize_t url_end = at;
+    if (limit - at < 11 || memcmp(s + at, " HTTP/1.", 8) != 0 ||
+        (s[at + 8] != '1' && s[at + 8] != '0') || s[at + 9] != '\r' || s[at + 10] != '\n')
+        Py_RETURN_NONE;
+    int http10 = s[at + 8] == '0';
+    at += 11;
+    PyObject *headers = PyList_New(0);
+    if (headers == NULL) return NULL;
+    long long length = -1, head_bytes = 0;
+    int connection = 0; /* 0 none, 1 close, 2 keep-alive */
+    for (;;) {
+        if (at + 1 >= limit) goto plain_not;
+        if (s[at] == '\r') {
+            if (s[at + 1] != '\n') goto plain_not;
+            at += 2;
+            break;
+        }
+        Py_ssize_t name = at;
+        while (at < limit && tchar(s[at])) at++;
+        if (at == name || at >= limit || s[at] != ':') goto plain_not;
+        Py_ssize_t name_end = at++;
+        while (at < limit && (s[at] == ' ' || s[at] == '\t')) at++;
+        Py_ssize_t value = at;
+        while (at < limit && field_char(s[at])) at++;
+        if (at + 1 >= limit || s[at] != '\r' || s[at + 1] != '\n') goto plain_not;
+        Py_ssize_t value_end = at;
+        at += 2;
+        const char *n = (const char *)s + name;
+        Py_ssize_t n_len = name_end - name;
+        const char *v = (const char *)s + value;
+        Py_ssize_t v_len = value_end - value;
+        if (IS(n, n_len, "content-length")) {
+            if (length >= 0 || v_len == 0 || v_len > 18) goto plain_not;
+            length = 0;
+            for (Py_ssize_t i = 0; i < v_len; i++) {
+                if (v[i] < '0' || v[i] > '9') goto plain_not;
+                length = length * 10 + (v[i] - '0');
+            }
+        } else if (IS(n, n_len, "connection")) {
+            if (connection != 0) goto plain_not;
+            if (IS(v, v_len, "close"))
+                connection = 1;
+            else if (IS(v, v_len, "keep-alive"))
+                connection = 2;
+            else
+                goto plain_not;
+        } else if (IS(n, n_len, "transfer-encoding") || IS(n, n_len, "upgrade") ||
+                   IS(n, n_len, "proxy-connection")) {
+            goto plain_not;
+        }
+        head_bytes += n_len + v_len + 4;
+        PyObject *pair = Py_BuildValue("(y#y#)", n, n_len, v, v_len);
+        if (pair == NULL) goto error;
+        int err = PyList_Append(headers, pair);
+        Py_DECREF(pair);
+        if (err < 0) goto error;
+    }
+    if (size - at != (length < 0 ? 0 : length)) goto plain_not;
+    int keep_alive = http10 ? connection == 2 : connection != 1;
+    return Py_BuildValue("(y#y#NOOy#L)", (const char *)s, method_length, (const char *)s + url,
+                         url_end - url, headers, http10 ? Py_True : Py_False,
+                         keep_alive ? Py_True : Py_False, (const char *)s + at, size - at,
+                         head_bytes);
+plain_not:
+    Py_DECREF(headers);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(headers);
+    return NULL;
+}
+
 /* ---- bind ---------------------------------------------------------------------------- */
 
 static PyObject *bind(PyObject *module, PyObject *args) {
@@ -545,6 +654,10 @@ static PyMethodDef framing_methods[] = {
     {"whole_response", whole_response, METH_O,
      "whole_response(data) -> (status, headers, keep_alive, body) | None: one whole plain "
      "response, read as llhttp reads it; None when `data` is anything else."},
+    {"whole_request", whole_request, METH_O,
+     "whole_request(data) -> (method, url, headers, http10, keep_alive, body, head_bytes) | "
+     "None: one whole plain request, read as llhttp reads it; None when `data` is anything "
+     "else."},
     {"latin1_headers", latin1_headers, METH_O,
      "latin1_headers(headers) -> tuple: each (name, value) pair of bytes decoded as latin-1."},
     {NULL, NULL, 0, NULL},

@@ -2,8 +2,9 @@
 
 `response_head` and `request_head` return what `failsmall.node.framing`'s functions of the same
 names return (the request head joined into one bytes object), `latin1_headers` a request's
-headers decoded as the engine sees them, and `whole_response` an origin's plain response read
-in one call as llhttp reads it (None: not one whole plain response, left to llhttp). Tests hold
+headers decoded as the engine sees them, and `whole_request` and `whole_response` a client's
+plain request and an origin's plain response read in one call as llhttp reads them (None: not
+one whole plain message, left to llhttp). Tests hold
 each to its reference (the readable Python, or llhttp) on random and hostile input. There is no
 fallback to the Python: the request path runs what is tested.
 """
@@ -33,6 +34,7 @@ _framing.bind(
 response_head = _framing.response_head
 request_head = _framing.request_head
 latin1_headers = _framing.latin1_headers
+whole_request = _framing.whole_request
 whole_response = _framing.whole_response
 
-__all__ = ["latin1_headers", "request_head", "response_head", "whole_response"]
+__all__ = ["latin1_headers", "request_head", "response_head", "whole_request", "whole_response"]

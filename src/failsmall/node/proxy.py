@@ -19,6 +19,7 @@ from failsmall.model import BodyOverBuffer
 from failsmall.node import wire
 from failsmall.node.access_log import AccessEntry, AccessLog
 from failsmall.node.batching import WriteBatch
+from failsmall.node.compiled_framing import whole_request
 from failsmall.node.deadline import Deadline
 from failsmall.node.exchange import Exchange, ExchangeState, RequestRejected
 from failsmall.node.serving import ServingSlot
@@ -103,6 +104,10 @@ class ClientConnection(asyncio.Protocol):
         self.heads_begun = 0
         self.body_in_feed = False
         self.unparsed = b""  # input past PIPELINE_DEPTH queued requests, parsed in turn
+        self.llhttp_fresh = True
+        """llhttp has read nothing yet: requests read whole (`whole_request`) may bypass it.
+        Once it has read anything, it reads everything: its state (a request begun, a
+        `Connection: close` read) is then part of what the next request means."""
         self.parsing = False
         self.eof = False
         self.lingering = False
@@ -192,7 +197,11 @@ class ClientConnection(asyncio.Protocol):
             # The common case, one piece: what `_parse` does for it, without its loop.
             self.parsing = True
             try:
-                self._feed(data)
+                whole = whole_request(data) if self.llhttp_fresh else None
+                if whole is not None and whole[4]:  # read whole, and keep-alive
+                    self._whole(*whole)
+                else:
+                    self._feed(data)
             finally:
                 self.parsing = False
             return
@@ -223,6 +232,7 @@ class ClientConnection(asyncio.Protocol):
             self.parsing = False
 
     def _feed(self, data: bytes) -> None:
+        self.llhttp_fresh = False
         was_in_head, heads_before = self.in_head, self.heads_begun
         self.body_in_feed = False
         try:
@@ -252,6 +262,32 @@ class ClientConnection(asyncio.Protocol):
                 handshake.tunnel_from_client(rest)
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
+
+    def _whole(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        http10: bool,
+        keep_alive: bool,
+        body: bytes,
+        head_bytes: int,
+    ) -> None:
+        """A plain keep-alive request read whole in one call (`whole_request`) while llhttp
+        has read nothing: what llhttp's callbacks do for it, in their order, without a call
+        per header."""
+        try:
+            self.on_message_begin()
+            self.on_url(url)
+            exchange = self.reading or self._reading()
+            exchange.raw_headers = headers
+            self.head_bytes = head_bytes
+            self._head_complete(exchange, method, http10, keep_alive)
+            if body:
+                self.on_body(body)
+            self.on_message_complete()
+        except RequestRejected as exc:
+            self.reject(exc.status, exc.reason)
 
     def _bound_unfinished_head(self, data: bytes, all_head: bool) -> None:
         """Refuse a head still unfinished after more input than a whole head may have, counting
@@ -345,18 +381,28 @@ class ClientConnection(asyncio.Protocol):
         exchange.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        exchange = self.reading or self._reading()
+        parser = self.parser
+        self._head_complete(
+            self.reading or self._reading(),
+            parser.get_method(),
+            parser.get_http_version() == "1.0",
+            parser.should_keep_alive(),
+        )
+
+    def _head_complete(
+        self, exchange: Exchange, method: bytes, http10: bool, keep_alive: bool
+    ) -> None:
+        """The request head has ended: check its limits, read it, arm the body's deadline."""
         limits = exchange.limits
         if len(exchange.raw_headers) > limits.max_headers:
             raise RequestRejected(431, "too many request headers")
         if self.head_bytes > limits.max_header_bytes:
             raise RequestRejected(431, "request headers are larger than max_header_bytes")
         self.in_head = False
-        parser = self.parser
-        exchange.method = parser.get_method()
-        exchange.head = exchange.method == b"HEAD"
-        exchange.http10 = parser.get_http_version() == "1.0"
-        exchange.keep_alive = parser.should_keep_alive() and not self.ctx.draining
+        exchange.method = method
+        exchange.head = method == b"HEAD"
+        exchange.http10 = http10
+        exchange.keep_alive = keep_alive and not self.ctx.draining
         self._read_headers(exchange)
         self._read_target(exchange)
         if exchange.content_length > limits.max_body_bytes:

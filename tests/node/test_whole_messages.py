@@ -1,6 +1,7 @@
-"""`whole_response` (compiled) against llhttp (httptools), the parser the node reads origins
-with: whenever it reads a response it must read what llhttp reads, on any input, hostile or not;
-and it must read the plain responses origins send, or it saves nothing."""
+"""`whole_request` and `whole_response` (compiled) against llhttp (httptools), the parser the
+node reads clients and origins with: whenever one reads a message it must read what llhttp reads,
+on any input, hostile or not; and it must read the plain messages clients and origins send, or it
+saves nothing."""
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def responses(draw: st.DrawFn, plain: bool = False) -> bytes:
     return data
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(responses())
 def test_what_it_reads_llhttp_reads(data: bytes) -> None:
     got = compiled_framing.whole_response(data)
@@ -153,3 +154,123 @@ def test_a_large_head_is_left_to_llhttp() -> None:
     data = b"HTTP/1.1 200 OK\r\nX-A: %s\r\nContent-Length: 0\r\n\r\n" % (b"a" * 70000)
     assert compiled_framing.whole_response(data) is None
     assert compiled_framing.whole_response(data.replace(b"a" * 70000, b"a")) is not None
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+RequestRead = tuple[bytes, bytes, list[tuple[bytes, bytes]], bool, bool, bytes, int]
+
+
+class _RequestRecorder(_Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parser = httptools.HttpRequestParser(self)  # type: ignore[assignment]
+        self.url = b""
+        self.method = b""
+        self.http10 = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        assert isinstance(parser, httptools.HttpRequestParser)
+        self.method = parser.get_method()
+        self.http10 = parser.get_http_version() == "1.0"
+        self.keep_alive = parser.should_keep_alive()
+
+
+def llhttp_reads_request(data: bytes) -> RequestRead | str:
+    """One whole request as llhttp reads `data` (with the head bytes as the node counts them),
+    or why it does not read one."""
+    recorder = _RequestRecorder()
+    try:
+        recorder.parser.feed_data(data)
+    except httptools.HttpParserUpgrade:
+        return "upgrade"
+    except httptools.HttpParserError as exc:
+        return f"refused: {exc}"
+    if recorder.begun != 1 or recorder.complete != 1:
+        return f"{recorder.begun} begun, {recorder.complete} complete"
+    head_bytes = sum(len(n) + len(v) + 4 for n, v in recorder.headers)
+    return (
+        recorder.method,
+        recorder.url,
+        recorder.headers,
+        recorder.http10,
+        recorder.keep_alive,
+        recorder.body,
+        head_bytes,
+    )
+
+
+@st.composite
+def requests(draw: st.DrawFn, plain: bool = False) -> bytes:
+    """A request as a client might send it; with `plain`, always well formed."""
+
+    def either(
+        usual: st.SearchStrategy[bytes], odd: st.SearchStrategy[bytes]
+    ) -> st.SearchStrategy[bytes]:
+        return usual if plain else mostly(usual, odd)
+
+    def pick(usual: st.SearchStrategy[bytes], odd: st.SearchStrategy[bytes]) -> bytes:
+        return draw(either(usual, odd))
+
+    method = pick(
+        st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]),
+        st.sampled_from([b"get", b"CONNECT", b"TRACE", b"FOO", b"PRI", b"G ET", b""]),
+    )
+    target = pick(
+        st.sampled_from([b"/", b"/a/b?c=d&e=%20f", b"/x;y=z", b"/~u/@:!$'()*+,="]),
+        st.one_of(
+            st.sampled_from([b"*", b"http://h/x", b"/a#f", b"/a b", b"/[x]", b"/|", b"/\x7f"]),
+            PIECE.map(lambda p: b"/" + p),
+        ),
+    )
+    version = pick(
+        st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]),
+        st.sampled_from([b"HTTP/2.0", b"HTTP/1.2", b"http/1.1", b"HTTP/1.1 ", b""]),
+    )
+    body = draw(st.binary(max_size=30))
+    lines = [method + b" " + target + b" " + version]
+    headers = draw(
+        st.lists(
+            st.tuples(
+                either(st.sampled_from([b"Host", b"User-Agent", b"Accept", b"Expect"]), NAME),
+                either(st.sampled_from([b"example.com", b"x/1", b"", b"100-continue"]), VALUE),
+            ),
+            max_size=6,
+        )
+    )
+    if body or draw(st.booleans()):
+        declared = pick(st.just(b"%d" % len(body)), st.one_of(VALUE, st.just(b"+1")))
+        headers.insert(draw(st.integers(0, len(headers))), (b"Content-Length", declared))
+    if draw(st.booleans()):
+        headers.append(
+            (b"Connection", pick(st.sampled_from([b"close", b"keep-alive", b"Close"]), VALUE))
+        )
+    for name, value in headers:
+        lines.append(name + pick(st.just(b": "), SEPARATOR) + value)
+    ends = [pick(st.just(b"\r\n"), LINE_END) for _ in range(len(lines) + 1)]
+    head = b"".join(line + end for line, end in zip(lines, ends, strict=False)) + ends[-1]
+    data = head + body
+    data += pick(st.just(b""), st.sampled_from([b"GET / HTTP/1.1\r\n", b"\r\n", b"x"]))
+    if not plain and draw(st.integers(0, 9)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
+
+
+@settings(max_examples=1500, deadline=None)
+@given(requests())
+def test_what_it_reads_of_a_request_llhttp_reads(data: bytes) -> None:
+    got = compiled_framing.whole_request(data)
+    if got is not None:
+        assert got == llhttp_reads_request(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests(plain=True))
+def test_it_reads_plain_requests(data: bytes) -> None:
+    expected = llhttp_reads_request(data)
+    assert not isinstance(expected, str)
+    assert compiled_framing.whole_request(data) == expected
