@@ -345,3 +345,70 @@ async def test_behind_trusted_proxies_rules_see_the_forwarded_client(
     assert got.status_code == status
     if status == 200:  # the origin sees the chain with this hop appended
         assert headers_seen(got)["x-forwarded-for"] == [f"{forwarded_for}, 127.0.0.1"]
+
+
+async def test_requests_read_whole_then_by_llhttp_on_one_connection(
+    start_node: StartNode, watch: WatchDir, keys: Keys, origin: OriginServer
+) -> None:
+    """A connection's plain requests are read whole until one is not (split over two reads):
+    from then on llhttp reads every request, starting from that one, and the origin sees
+    each request as it was sent."""
+    import json
+
+    import h11
+
+    node = await ready_node(start_node, watch, keys, origin)
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    client = h11.Connection(h11.CLIENT)
+
+    async def answer() -> tuple[int, bytes]:
+        status, body = 0, b""
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await asyncio.wait_for(reader.read(65536), 10))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                if client.our_state is h11.DONE and client.their_state is h11.DONE:
+                    client.start_next_cycle()
+                return status, body
+
+    async def send(*pieces: bytes) -> dict[str, object]:
+        # h11 is told what was sent, so that it reads the answer; the bytes are ours.
+        head, _, body = b"".join(pieces).partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        method, target, _ = lines[0].split(b" ")
+        headers = [(n, v) for n, _, v in (line.partition(b": ") for line in lines[1:])]
+        client.send(h11.Request(method=method, target=target, headers=headers))
+        if body:
+            client.send(h11.Data(data=body))
+        client.send(h11.EndOfMessage())
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        status, got = await answer()
+        assert status == 200
+        seen: dict[str, object] = json.loads(got)
+        return seen
+
+    try:
+        whole = await send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        assert whole["body_len"] == 3 and whole["method"] == "POST"
+        (conn,) = node.ctx.connections
+        assert conn.llhttp_fresh  # read whole
+        split = await send(b"GET /echo?n=1 HT", b"TP/1.1\r\nHost: a\r\nX-Split: yes\r\n\r\n")
+        assert split["path"] == "/echo?n=1"
+        assert ["X-Split", "yes"] in split["headers"]  # type: ignore[operator]
+        assert not conn.llhttp_fresh
+        after = await send(b"POST /echo?n=2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nxy")
+        assert after["path"] == "/echo?n=2" and after["body_len"] == 2
+        last = await send(b"GET /echo?n=3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert last["path"] == "/echo?n=3"
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after the last
+    finally:
+        writer.close()
+    assert origin.requests == 4
