@@ -193,18 +193,23 @@ class ClientConnection(asyncio.Protocol):
         if self.unparsed:
             self.unparsed += data
             return
-        if len(data) <= PARSE_BYTES and len(self.queue) <= PIPELINE_DEPTH:
-            # The common case, one piece: what `_parse` does for it, without its loop.
-            self.parsing = True
-            try:
-                whole = whole_request(data) if self.llhttp_fresh else None
-                if whole is not None and whole[4]:  # read whole, and keep-alive
+        if len(self.queue) <= PIPELINE_DEPTH:
+            whole = whole_request(data) if self.llhttp_fresh else None
+            if whole is not None and whole[4]:  # one whole request, keep-alive
+                self.parsing = True
+                try:
                     self._whole(*whole)
-                else:
+                finally:
+                    self.parsing = False
+                return
+            if len(data) <= PARSE_BYTES:
+                # The common case, one piece: what `_parse` does for it, without its loop.
+                self.parsing = True
+                try:
                     self._feed(data)
-            finally:
-                self.parsing = False
-            return
+                finally:
+                    self.parsing = False
+                return
         self._parse(data)
 
     def _parse(self, data: bytes) -> None:
