@@ -11,9 +11,11 @@ The empty bundle is built and signed by each revision's own code, so that a revi
 before a change to the bundle model still loads it; the managed and example bundles come from
 the working tree's code.
 
-`--profile` instead runs the first revision's node once under cProfile and lists the functions
-it spent its time in, per request (calls and µs, counted from the exchanges it created; cProfile
-roughly doubles the cost of each Python call, so read it for where time goes, not how much).
+`--profile` instead runs the first revision's node once under cProfile (from after a warm-up to
+its exit, so that its start does not count) and lists the functions it spent its time in, per
+request: calls and µs, counted from the exchanges it created. Calls per request do not depend
+on the machine's load; cProfile roughly doubles the cost of each Python call, so read its µs
+for where time goes, not how much.
 
 Needs: wrk and nginx (apt-get install -y wrk nginx), a git checkout, and for revisions with a
 compiled extension a C compiler and libhyperscan-dev.
@@ -25,6 +27,7 @@ import argparse
 import os
 import pstats
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,6 +100,20 @@ def empty_bundle(tree: Path, workdir: Path, name: str, origin_url: str) -> tuple
     return bundle, trust
 
 
+PROFILED_NODE = """
+import cProfile, runpy, signal, sys
+profiler = cProfile.Profile()
+signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+out, sys.argv = sys.argv[1], ["failsmall.node", *sys.argv[2:]]
+try:
+    runpy.run_module("failsmall.node", run_name="__main__")
+finally:
+    profiler.disable()
+    profiler.dump_stats(out)
+"""
+"""A node process that profiles from SIGUSR1 (after its start and a warm-up) to its exit."""
+
+
 def profile(
     workdir: Path,
     tree: Path,
@@ -105,16 +122,19 @@ def profile(
     args: argparse.Namespace,
     column: bench.Column,
 ) -> pstats.Stats:
-    """Serve wrk's traffic from one node process run under cProfile; its statistics."""
+    """Serve wrk's traffic from one node process under cProfile, started after a warm-up so
+    that the node's start is not counted; its statistics."""
     node = bench.node_contender("profile", workdir, bundle, trusted, 1, False)
     out = workdir / "node.prof"
-    command = node.command[:]
-    command[1:3] = ["-m", "cProfile", "-o", str(out), "-m", "failsmall.node"]
+    command = [node.command[0], "-c", PROFILED_NODE, str(out), *node.command[3:]]
     env = {**node.env, "PYTHONPATH": str(tree)}
-    with bench.process(command, workdir / "profile.log", env=env):
+    with bench.process(command, workdir / "profile.log", env=env) as proc:
         for admin in node.admin_ports:
             bench.wait_http(admin, "/readyz", timeout_s=60)
         bench.wait_http(node.port, timeout_s=60)
+        bench.run_wrk(node.port, 1, args.connections, column)  # warm-up, not profiled
+        bench.drain(proc.pid)
+        proc.send_signal(signal.SIGUSR1)
         bench.run_wrk(node.port, args.duration, args.connections, column)
     if not out.exists():
         raise bench.BenchError(f"the node wrote no profile; see {workdir / 'profile.log'}")
