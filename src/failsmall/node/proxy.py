@@ -1,9 +1,11 @@
 """The client side of the reverse proxy: one `ClientConnection` per TCP connection.
 
-Requests are parsed with httptools (llhttp) and handled entirely in protocol callbacks, with no
-task per request. Each request becomes an `Exchange`; exchanges on one connection are answered
-in order (pipelined requests wait their turn). Limits from the bundle are enforced while
-parsing, and one deadline per connection covers the idle, header, body and origin read timeouts.
+Requests are parsed with httptools (llhttp), or, when one arrives whole and plain in one read,
+by one compiled call (`compiled_framing.whole_request`), and handled entirely in protocol
+callbacks, with no task per request. Each request becomes an `Exchange`; exchanges on one
+connection are answered in order (pipelined requests wait their turn). Limits from the bundle
+are enforced while parsing, and one deadline per connection covers the idle, header, body and
+origin read timeouts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
 """Connections to origins: an httptools response parser per connection and a keep-alive pool.
+A plain response that arrives whole in one read is read by one compiled call instead
+(`compiled_framing.whole_response`).
 
 An `UpstreamConnection` serves one exchange at a time and reports the response to it through
 the `UpstreamListener` callbacks. Idle connections wait in their origin's `OriginPool`; a
