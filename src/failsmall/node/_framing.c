@@ -513,6 +513,26 @@ error:
 
 /* ---- whole_request ------------------------------------------------------------------- */
 
+static PyObject *EMPTY_BYTES; /* b"" */
+
+/* What the proxy does with a request header of a plain request (no Transfer-Encoding or
+ * Upgrade; Connection and Content-Length read already), by its name: `_read_headers`. */
+typedef enum { R_FORWARD, R_HOST, R_FORWARDED_FOR, R_REQUEST_ID, R_EXPECT, R_DROP } request_kind_t;
+
+static request_kind_t request_header(const char *n, Py_ssize_t length) {
+    if (IS(n, length, "host")) return R_HOST;
+    if (IS(n, length, "x-forwarded-for")) return R_FORWARDED_FOR;
+    if (IS(n, length, "x-request-id")) return R_REQUEST_ID;
+    if (IS(n, length, "expect")) return R_EXPECT;
+    if (IS(n, length, "connection") || IS(n, length, "keep-alive") || IS(n, length, "te") ||
+        IS(n, length, "trailer") || IS(n, length, "transfer-encoding") ||
+        IS(n, length, "upgrade") || IS(n, length, "content-length") ||
+        IS(n, length, "x-forwarded-proto") || IS(n, length, "x-forwarded-host") ||
+        IS(n, length, "via") || (length >= 6 && equals_lower(n, 6, "proxy-", 6)))
+        return R_DROP;
+    return R_FORWARD;
+}
+
 /* A character of an origin-form request target the plain path takes: unreserved, sub-delims,
  * ":", "@", "/", "?" and "%" (anything else, a fragment, a space, a control, is llhttp's). */
 static int target_char(unsigned char c) {
@@ -527,9 +547,11 @@ static const char *const PLAIN_METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELET
  * a common method, an origin-form target and HTTP/1.1 or HTTP/1.0; header lines of a token, a
  * colon and visible characters; at most one Content-Length of digits and as many body bytes;
  * no Transfer-Encoding, Upgrade or Proxy-Connection; a Connection header only of `close` or
- * `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes), with
- * head_bytes counted as the node counts them (name, value and 4 per header), or None for
- * anything else (which is then llhttp's to read, or to refuse). */
+ * `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes, noted),
+ * with head_bytes counted as the node counts them (name, value and 4 per header) and `noted`
+ * what `ClientConnection._read_headers` notes of them: (forward, host, hosts, content_length,
+ * x_forwarded_for, request_id, expects_continue); or None for anything else (which is then
+ * llhttp's to read, or to refuse). */
 static PyObject *whole_request(PyObject *module, PyObject *data) {
     if (!PyBytes_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "whole_request: data must be bytes");
@@ -558,6 +580,14 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
     if (headers == NULL) return NULL;
     long long length = -1, head_bytes = 0;
     int connection = 0; /* 0 none, 1 close, 2 keep-alive */
+    /* What the proxy notes of the headers (`ClientConnection._read_headers`). */
+    PyObject *forward = PyList_New(0);
+    PyObject *host = NULL, *request_id = NULL; /* borrowed from `headers`' pairs */
+    long hosts = 0;
+    int expects_continue = 0;
+    buffer_t xff;
+    buffer_init(&xff);
+    if (forward == NULL) goto error;
     for (;;) {
         if (at + 1 >= limit) goto plain_not;
         if (s[at] == '\r') {
@@ -604,17 +634,61 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
         int err = PyList_Append(headers, pair);
         Py_DECREF(pair);
         if (err < 0) goto error;
+        PyObject *kept = PyTuple_GET_ITEM(pair, 1); /* the pair lives on in `headers` */
+        switch (request_header(n, n_len)) {
+        case R_FORWARD: err = PyList_Append(forward, pair); break;
+        case R_HOST:
+            hosts++;
+            host = kept;
+            err = PyList_Append(forward, pair);
+            break;
+        case R_FORWARDED_FOR:
+            err = ((xff.length > 0 && PUT_LITERAL(&xff, ", ")) || put(&xff, v, v_len)) ? -1 : 0;
+            break;
+        case R_REQUEST_ID: request_id = kept; break;
+        case R_EXPECT: expects_continue = IS(v, v_len, "100-continue"); break;
+        case R_DROP: break;
+        }
+        if (err < 0) goto error;
     }
     if (size - at != (length < 0 ? 0 : length)) goto plain_not;
+    if (connection == 1) {
+        /* `Connection: close` lists "close", which is not a header the proxy notes: a header
+         * of that name is dropped, as `_read_headers` drops the headers a Connection lists. */
+        PyObject *kept = PyList_New(0);
+        if (kept == NULL) goto error;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(forward); i++) {
+            PyObject *pair = PyList_GET_ITEM(forward, i), *name = PyTuple_GET_ITEM(pair, 0);
+            if (!IS(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "close") &&
+                PyList_Append(kept, pair) < 0) {
+                Py_DECREF(kept);
+                goto error;
+            }
+        }
+        Py_SETREF(forward, kept);
+    }
     int keep_alive = http10 ? connection == 2 : connection != 1;
-    return Py_BuildValue("(y#y#NOOy#L)", (const char *)s, method_length, (const char *)s + url,
+    PyObject *joined = PyBytes_FromStringAndSize(xff.data, xff.length);
+    buffer_free(&xff);
+    buffer_init(&xff);
+    if (joined == NULL) goto error;
+    PyObject *noted = Py_BuildValue("(NOlLNOO)", forward, host ? host : EMPTY_BYTES, hosts,
+                                    length, joined, request_id ? request_id : EMPTY_BYTES,
+                                    expects_continue ? Py_True : Py_False);
+    forward = NULL;
+    if (noted == NULL) goto error;
+    return Py_BuildValue("(y#y#NOOy#LN)", (const char *)s, method_length, (const char *)s + url,
                          url_end - url, headers, http10 ? Py_True : Py_False,
                          keep_alive ? Py_True : Py_False, (const char *)s + at, size - at,
-                         head_bytes);
+                         head_bytes, noted);
 plain_not:
+    buffer_free(&xff);
+    Py_XDECREF(forward);
     Py_DECREF(headers);
     Py_RETURN_NONE;
 error:
+    buffer_free(&xff);
+    Py_XDECREF(forward);
     Py_DECREF(headers);
     return NULL;
 }
@@ -655,9 +729,9 @@ static PyMethodDef framing_methods[] = {
      "whole_response(data) -> (status, headers, keep_alive, body) | None: one whole plain "
      "response, read as llhttp reads it; None when `data` is anything else."},
     {"whole_request", whole_request, METH_O,
-     "whole_request(data) -> (method, url, headers, http10, keep_alive, body, head_bytes) | "
-     "None: one whole plain request, read as llhttp reads it; None when `data` is anything "
-     "else."},
+     "whole_request(data) -> (method, url, headers, http10, keep_alive, body, head_bytes, "
+     "noted) | None: one whole plain request, read as llhttp reads it, and what the proxy "
+     "notes of its headers; None when `data` is anything else."},
     {"latin1_headers", latin1_headers, METH_O,
      "latin1_headers(headers) -> tuple: each (name, value) pair of bytes decoded as latin-1."},
     {NULL, NULL, 0, NULL},
@@ -669,4 +743,8 @@ static struct PyModuleDef framing_module = {
     framing_methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__framing(void) { return PyModule_Create(&framing_module); }
+PyMODINIT_FUNC PyInit__framing(void) {
+    if (EMPTY_BYTES == NULL && (EMPTY_BYTES = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return NULL;
+    return PyModule_Create(&framing_module);
+}

@@ -279,6 +279,7 @@ class ClientConnection(asyncio.Protocol):
         keep_alive: bool,
         body: bytes,
         head_bytes: int,
+        noted: NotedHeaders,
     ) -> None:
         """A plain keep-alive request read whole in one call (`whole_request`) while llhttp
         has read nothing: what llhttp's callbacks do for it, in their order, without a call
@@ -289,7 +290,9 @@ class ClientConnection(asyncio.Protocol):
             exchange = self.reading or self._reading()
             exchange.raw_headers = headers
             self.head_bytes = head_bytes
-            self._head_complete(exchange, method, http10, keep_alive)
+            self._head_begins(exchange, method, http10, keep_alive)
+            _take_noted(exchange, *noted)
+            self._head_ends(exchange)
             if body:
                 self.on_body(body)
             self.on_message_complete()
@@ -389,17 +392,21 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        self._head_complete(
-            self.reading or self._reading(),
+        exchange = self.reading or self._reading()
+        self._head_begins(
+            exchange,
             parser.get_method(),
             parser.get_http_version() == "1.0",
             parser.should_keep_alive(),
         )
+        self._read_headers(exchange)
+        self._head_ends(exchange)
 
-    def _head_complete(
+    def _head_begins(
         self, exchange: Exchange, method: bytes, http10: bool, keep_alive: bool
     ) -> None:
-        """The request head has ended: check its limits, read it, arm the body's deadline."""
+        """The request head has ended: check its size, note its request line (its headers
+        are read next, then `_head_ends`)."""
         limits = exchange.limits
         if len(exchange.raw_headers) > limits.max_headers:
             raise RequestRejected(431, "too many request headers")
@@ -410,7 +417,10 @@ class ClientConnection(asyncio.Protocol):
         exchange.head = method == b"HEAD"
         exchange.http10 = http10
         exchange.keep_alive = keep_alive and not self.ctx.draining
-        self._read_headers(exchange)
+
+    def _head_ends(self, exchange: Exchange) -> None:
+        """Read the request target, check the declared body, arm the body's deadline."""
+        limits = exchange.limits
         self._read_target(exchange)
         if exchange.content_length > limits.max_body_bytes:
             raise RequestRejected(413, "declared request body exceeds max_body_bytes")
@@ -481,10 +491,7 @@ class ClientConnection(asyncio.Protocol):
             elif lower == b"expect":
                 exchange.expects_continue = value.lower() == b"100-continue"
             # Anything else noted is hop-by-hop or replaced by the proxy's own value.
-        if hosts > 1:
-            raise RequestRejected(400, "more than one Host header")
-        if hosts == 0 and not exchange.http10:
-            raise RequestRejected(400, "HTTP/1.1 request without a Host header")
+        _check_hosts(hosts, exchange.http10)
         if connection:
             tokens = wire.connection_tokens(connection)
             listed = tokens - _NOTED
@@ -732,6 +739,38 @@ _NOTED = wire.HOP_BY_HOP | {
     b"expect",
 }
 """Request headers `_read_headers` handles itself instead of forwarding them as they are."""
+
+
+NotedHeaders = tuple[list[tuple[bytes, bytes]], bytes, int, int, bytes, bytes, bool]
+"""What `_read_headers` notes of a plain request's headers, as `whole_request` notes it:
+(forward, host, hosts, content_length, x_forwarded_for, request_id, expects_continue)."""
+
+
+def _take_noted(
+    exchange: Exchange,
+    forward: list[tuple[bytes, bytes]],
+    host: bytes,
+    hosts: int,
+    content_length: int,
+    xff: bytes,
+    request_id: bytes,
+    expects_continue: bool,
+) -> None:
+    """`_read_headers` for a plain request whose headers `whole_request` has read."""
+    _check_hosts(hosts, exchange.http10)
+    exchange.forward = forward
+    exchange.host = host
+    exchange.content_length = content_length
+    exchange.xff = xff
+    exchange.request_id = request_id
+    exchange.expects_continue = expects_continue
+
+
+def _check_hosts(hosts: int, http10: bool) -> None:
+    if hosts > 1:
+        raise RequestRejected(400, "more than one Host header")
+    if hosts == 0 and not http10:
+        raise RequestRejected(400, "HTTP/1.1 request without a Host header")
 
 
 def _content_length(value: bytes) -> int:
