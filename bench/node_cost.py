@@ -4,8 +4,10 @@ Each revision's `src/` is exported (git archive) and served by a one-worker node
 bundle (or `--bundle example`, or `--workers N`) in front of nginx; wrk -t1 -c32 runs against
 each in turn, round after round, so that every revision sees the same changing machine load.
 Prints req/s and the CPU time per request of the node's processes (user + system, from /proc),
-per round and as medians. On a shared machine req/s follows the load; CPU per request is the
-figure to compare, and still varies by some 20 % between rounds: compare medians of several.
+per round and as medians, and the median of each round's difference to the first revision
+("paired Δ"). On a shared machine req/s follows the load; CPU per request is the figure to
+compare, and still varies by some 20 % between rounds: compare medians of several, or the
+paired difference, which the load moves less.
 
 The empty bundle is built and signed by each revision's own code, so that a revision from
 before a change to the bundle model still loads it; the managed and example bundles come from
@@ -250,15 +252,21 @@ def main() -> int:
         title=f"node, {args.bundle} bundle, {args.workers} worker(s), "
         f"{column.label}, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds"
     )
-    for heading in ("revision", "median req/s", "median µs CPU/request", "range µs"):
+    headings = ("revision", "median req/s", "median µs CPU/request", "range µs", "paired Δ µs")
+    for heading in headings:
         table.add_column(heading, justify="left" if heading == "revision" else "right")
+    first = [r.cpu_us for r in results[args.revs[0]]]
     for rev, rows in results.items():
         cpu = [r.cpu_us for r in rows]
+        # Each round's difference to the first revision measured in the same round: the
+        # machine's load moves both, so their difference varies less than either.
+        paired = statistics.median(b - a for a, b in zip(first, cpu, strict=True))
         table.add_row(
             rev,
             f"{statistics.median(r.rps for r in rows):,.0f}",
             f"{statistics.median(cpu):.1f}",
             f"{min(cpu):.0f}–{max(cpu):.0f}",
+            "" if rev == args.revs[0] else f"{paired:+.1f}",
         )
     console.print(table)
     return 0
