@@ -507,21 +507,38 @@ error:
 
 #define URL_DECODE_ROUNDS 3
 
-/* `url_decode`: percent-decode until stable, at most three rounds. */
+/* Whether `value` holds a `%XX` escape: then, and only then, `percent_decode` changes it (an
+ * escape's three characters become one). 1, 0, or -1 with an exception set. */
+static int has_escape(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    for (Py_ssize_t i = 0; i + 2 < n;) {
+        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n - 2, 1);
+        if (at == -2) return -1;
+        if (at < 0) return 0;
+        if (hex_value(PyUnicode_READ(kind, data, at + 1)) >= 0 &&
+            hex_value(PyUnicode_READ(kind, data, at + 2)) >= 0)
+            return 1;
+        i = at + 1;
+    }
+    return 0;
+}
+
+/* `url_decode`: percent-decode until stable, at most three rounds. A round that would change
+ * nothing is not run. */
 static PyObject *url_decode(PyObject *value) {
     PyObject *current = Py_NewRef(value);
     for (int round = 0; round < URL_DECODE_ROUNDS; round++) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(current);
-        if (PyUnicode_FindChar(current, '%', 0, n, 1) == -1) break;
+        int decodes = has_escape(current);
+        if (decodes <= 0) {
+            if (decodes < 0) Py_CLEAR(current);
+            break;
+        }
         PyObject *decoded = percent_decode(current);
         if (decoded == NULL) {
             Py_DECREF(current);
             return NULL;
-        }
-        int same = PyUnicode_Compare(decoded, current) == 0;
-        if (same) {
-            Py_DECREF(decoded);
-            break;
         }
         Py_SETREF(current, decoded);
     }
