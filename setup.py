@@ -108,6 +108,7 @@ setup(
                 "src/failsmall/engine/_entities.h",
                 "src/failsmall/engine/_memo.h",
                 "src/failsmall/engine/_head.h",
+                "src/failsmall/engine/_utf8.h",
             ],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -23,6 +23,7 @@
 #include "_head.h"
 #include "_transforms.h"
 #include "_ucs4.h"
+#include "_utf8.h"
 
 /* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
 enum {
@@ -882,6 +883,7 @@ struct ValueScanner {
     PyObject *features;   /* the reference features function */
     PyObject *empty;      /* frozenset() */
     int busy; /* a scan is under way: the scratch space and `done` are in use */
+    utf8_buffer_t utf8; /* the UTF-8 form of the result being scanned */
 };
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
@@ -900,22 +902,16 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
                        PyObject **hits) {
     const char *data;
     Py_ssize_t size;
-    PyObject *encoded = NULL;
     if (PyUnicode_IS_ASCII(result)) {
         data = (const char *)PyUnicode_1BYTE_DATA(result);
         size = PyUnicode_GET_LENGTH(result);
     } else {
-        encoded = PyUnicode_AsEncodedString(result, "utf-8", "replace");
-        if (encoded == NULL) return -1;
-        data = PyBytes_AS_STRING(encoded);
-        size = PyBytes_GET_SIZE(encoded);
+        size = utf8_encode(&self->utf8, result);
+        if (size < 0) return -1;
+        data = self->utf8.data;
     }
-    if (size == 0) {
-        Py_XDECREF(encoded);
-        return 0;
-    }
+    if (size == 0) return 0;
     if ((uint64_t)size > UINT32_MAX) {
-        Py_XDECREF(encoded);
         PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
         return -1;
     }
@@ -929,7 +925,6 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
     }
     hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
                              self);
-    Py_XDECREF(encoded);
     if (err != HS_SUCCESS) {
         PyErr_Format(PyExc_RuntimeError, "hs_scan failed with error %d", (int)err);
         return -1;
@@ -952,6 +947,7 @@ static void ValueScanner_dealloc(ValueScanner *self) {
     PyMem_Free(self->matched);
     PyMem_Free(self->chain);
     PyMem_Free(self->done);
+    PyMem_Free(self->utf8.data);
     Py_XDECREF(self->owners);
     Py_XDECREF(self->references);
     Py_XDECREF(self->features);
@@ -1554,6 +1550,18 @@ static PyObject *native_transform(PyObject *module, PyObject *args) {
     return apply_transform(id, value, reference);
 }
 
+static PyObject *native_utf8(PyObject *module, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "utf8(text: str)");
+        return NULL;
+    }
+    utf8_buffer_t b = {NULL, 0};
+    Py_ssize_t size = utf8_encode(&b, text);
+    PyObject *out = size < 0 ? NULL : PyBytes_FromStringAndSize(b.data ? b.data : "", size);
+    PyMem_Free(b.data);
+    return out;
+}
+
 /* ---- JSON documents to fields ----------------------------------------------------- */
 
 typedef enum {
@@ -1769,6 +1777,9 @@ static PyMethodDef native_methods[] = {
      "the leaves of a parsed JSON document (and each object key, with an empty value) as dotted "
      "paths, depth first in document order; status 0, or 1 past max_values, 2 past max_depth, "
      "3 past max_name_chars characters of paths in all."},
+    {"utf8", native_utf8, METH_O,
+     "utf8(text) -> bytes: `text` encoded as the scanner hands it to libhs, "
+     "text.encode('utf-8', 'replace')."},
     {"transform", native_transform, METH_VARARGS,
      "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
      "`reference` where C does not decide."},

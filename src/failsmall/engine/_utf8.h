@@ -1,0 +1,77 @@
+/* A string's UTF-8 form as `str.encode("utf-8", "replace")` makes it (a lone surrogate becomes
+ * `?`), written into a buffer that is kept and reused: what a value scanner hands to libhs, one
+ * result after another, without a bytes object per result. */
+#ifndef FAILSMALL_UTF8_H
+#define FAILSMALL_UTF8_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    Py_ssize_t capacity;
+} utf8_buffer_t;
+
+/* Encode `text` into `b` (an ASCII string's data is its UTF-8 already: scanners use that); the
+ * length, or -1 with MemoryError set. */
+static inline Py_ssize_t utf8_encode(utf8_buffer_t *b, PyObject *text) {
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    /* At most 2 bytes a character of one byte, 3 of two, 4 of four. */
+    Py_ssize_t most = kind == PyUnicode_1BYTE_KIND ? 2 : kind == PyUnicode_2BYTE_KIND ? 3 : 4;
+    if (n > PY_SSIZE_T_MAX / 4 - 1) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (n * most > b->capacity) {
+        Py_ssize_t capacity = n * most + 64;
+        char *more = PyMem_Realloc(b->data, (size_t)capacity);
+        if (more == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = more;
+        b->capacity = capacity;
+    }
+    unsigned char *o = (unsigned char *)b->data;
+    Py_ssize_t k = 0;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *s = data;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS1 c = s[i];
+            if (c < 0x80) {
+                o[k++] = c;
+            } else {
+                o[k++] = (unsigned char)(0xC0 | (c >> 6));
+                o[k++] = (unsigned char)(0x80 | (c & 0x3F));
+            }
+        }
+        return k;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 0x80) {
+            o[k++] = (unsigned char)c;
+        } else if (c < 0x800) {
+            o[k++] = (unsigned char)(0xC0 | (c >> 6));
+            o[k++] = (unsigned char)(0x80 | (c & 0x3F));
+        } else if (c >= 0xD800 && c <= 0xDFFF) {
+            o[k++] = '?';
+        } else if (c < 0x10000) {
+            o[k++] = (unsigned char)(0xE0 | (c >> 12));
+            o[k++] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+            o[k++] = (unsigned char)(0x80 | (c & 0x3F));
+        } else {
+            o[k++] = (unsigned char)(0xF0 | (c >> 18));
+            o[k++] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+            o[k++] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+            o[k++] = (unsigned char)(0x80 | (c & 0x3F));
+        }
+    }
+    return k;
+}
+
+#endif
