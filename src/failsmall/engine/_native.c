@@ -602,7 +602,23 @@ static PyObject *url_decode_uni(PyObject *value) {
 /* The same as their ASCII versions above, over code points: whitespace is str.isspace(),
  * printable str.isprintable(), a digit str.isdigit(). */
 
-static inline int u_space(Py_UCS4 c) { return Py_UNICODE_ISSPACE(c); }
+/* str.isspace() and str.isprintable() of the first 256 code points, filled from Python's own
+ * predicates when the module loads and read-only after: Latin-1 text (a binary body) asks them
+ * of every character, and a table costs less than Python's call for each. */
+static unsigned char LATIN1_SPACE[256], LATIN1_PRINTABLE[256];
+
+static void latin1_tables(void) {
+    for (Py_UCS4 c = 0; c < 256; c++) {
+        LATIN1_SPACE[c] = Py_UNICODE_ISSPACE(c) ? 1 : 0;
+        LATIN1_PRINTABLE[c] = Py_UNICODE_ISPRINTABLE(c) ? 1 : 0;
+    }
+}
+
+static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
+
+static inline int u_isprintable(Py_UCS4 c) {
+    return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
+}
 
 static int u_has_pair(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 a, Py_UCS4 b) {
     for (Py_ssize_t i = 0; i + 1 < n; i++)
@@ -618,7 +634,7 @@ static int u_has(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 c) {
 
 static int u_printable(const Py_UCS4 *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++)
-        if (!Py_UNICODE_ISPRINTABLE(s[i])) return 0;
+        if (!u_isprintable(s[i])) return 0;
     return 1;
 }
 
@@ -1798,6 +1814,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
+    latin1_tables();
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");
