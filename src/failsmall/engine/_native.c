@@ -607,11 +607,40 @@ static PyObject *url_decode_uni(PyObject *value) {
  * of every character, and a table costs less than Python's call for each. */
 static unsigned char LATIN1_SPACE[256], LATIN1_PRINTABLE[256];
 
-static void latin1_tables(void) {
+/* And str.lower() of each: one Latin-1 character each (checked when the table is filled). */
+static Py_UCS1 LATIN1_LOWER[256];
+
+static int latin1_tables(void) {
     for (Py_UCS4 c = 0; c < 256; c++) {
         LATIN1_SPACE[c] = Py_UNICODE_ISSPACE(c) ? 1 : 0;
         LATIN1_PRINTABLE[c] = Py_UNICODE_ISPRINTABLE(c) ? 1 : 0;
+        PyObject *character = PyUnicode_FromOrdinal((int)c);
+        if (character == NULL) return -1;
+        PyObject *lower = PyObject_CallMethod(character, "lower", NULL);
+        Py_DECREF(character);
+        if (lower == NULL) return -1;
+        Py_UCS4 l = PyUnicode_GET_LENGTH(lower) == 1 ? PyUnicode_READ_CHAR(lower, 0) : 0x110000;
+        Py_DECREF(lower);
+        if (l >= 256) {
+            PyErr_Format(PyExc_ImportError, "str.lower() of U+%04X is not one Latin-1 character",
+                         (unsigned int)c);
+            return -1;
+        }
+        LATIN1_LOWER[c] = (Py_UCS1)l;
     }
+    return 0;
+}
+
+/* `lowercase` of Latin-1 text: str.lower() one character at a time. */
+static PyObject *latin1_lowercase(PyObject *value) {
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    Py_UCS1 *o = PyMem_Malloc((size_t)n + 1);
+    if (o == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = LATIN1_LOWER[s[i]];
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, o, n);
+    PyMem_Free(o);
+    return out;
 }
 
 static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
@@ -817,6 +846,7 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
         break;
     case T_LOWERCASE:
         if (ascii) return ascii_lowercase(value);
+        if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) return latin1_lowercase(value);
         break;
     case T_COMPRESS_WHITESPACE:
         if (ascii) return ascii_compress_whitespace(value);
@@ -1814,7 +1844,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
-    latin1_tables();
+    if (latin1_tables() < 0) return NULL;
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");
