@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "_head.h"
+#include "_nfkc.h"
 #include "_transforms.h"
 #include "_ucs4.h"
 #include "_utf8.h"
@@ -1368,12 +1369,12 @@ PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
     PyObject *args[2] = {value, targets};
     PyObject *found = scan_value_impl(self, args, 2);
     if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
-    PyObject *folded = PyObject_CallFunctionObjArgs(nfkc_normalize, NFKC, value, NULL);
+    PyObject *folded = fs_nfkc(value, nfkc_normalize, NFKC);
     if (folded == NULL) {
         Py_DECREF(found);
         return NULL;
     }
-    int same = PyUnicode_Compare(folded, value) == 0;
+    int same = folded == value || PyUnicode_Compare(folded, value) == 0;
     if (!same && !PyErr_Occurred()) {
         args[0] = folded;
         PyObject *more = scan_value_impl(self, args, 2);
@@ -1594,6 +1595,14 @@ static PyObject *native_transform(PyObject *module, PyObject *args) {
     int id = transform_by_name(name);
     if (id < 0) return NULL;
     return apply_transform(id, value, reference);
+}
+
+static PyObject *native_nfkc(PyObject *module, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "nfkc(text: str)");
+        return NULL;
+    }
+    return fs_nfkc(text, nfkc_normalize, NFKC);
 }
 
 static PyObject *native_utf8(PyObject *module, PyObject *text) {
@@ -1823,6 +1832,8 @@ static PyMethodDef native_methods[] = {
      "the leaves of a parsed JSON document (and each object key, with an empty value) as dotted "
      "paths, depth first in document order; status 0, or 1 past max_values, 2 past max_depth, "
      "3 past max_name_chars characters of paths in all."},
+    {"nfkc", native_nfkc, METH_O,
+     "nfkc(text) -> str: unicodedata.normalize('NFKC', text), as the scanner computes it."},
     {"utf8", native_utf8, METH_O,
      "utf8(text) -> bytes: `text` encoded as the scanner hands it to libhs, "
      "text.encode('utf-8', 'replace')."},
