@@ -396,12 +396,20 @@ static PyObject *js_decode(PyObject *value) {
     ucs4_t b = {NULL, 0, 0};
     if (ucs4_reserve(&b, n) < 0) return NULL;
     for (Py_ssize_t i = 0; i < n;) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c != '\\') {
-            b.data[b.length++] = c;
-            i++;
-            continue;
+        /* The text up to the next backslash, as it is. (Every escape writes one character for
+         * two or more, so the first reserve holds the whole result.) */
+        Py_ssize_t at = PyUnicode_FindChar(value, '\\', i, n, 1);
+        if (at == -2) {
+            PyMem_Free(b.data);
+            return NULL;
         }
+        Py_ssize_t stop = at < 0 ? n : at;
+        if (ucs4_append(&b, kind, data, i, stop) < 0) {
+            PyMem_Free(b.data);
+            return NULL;
+        }
+        i = stop;
+        if (i == n) break;
         if (i + 1 == n) {
             b.data[b.length++] = '\\';
             i++;
@@ -476,6 +484,13 @@ static PyObject *percent_decode(PyObject *value) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n;) {
+        /* The text up to the next `%`, as it is. */
+        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n, 1);
+        if (at == -2) goto error;
+        Py_ssize_t stop = at < 0 ? n : at;
+        if (ucs4_append(&b, kind, data, i, stop) < 0) goto error;
+        i = stop;
+        if (i == n) break;
         Py_ssize_t k = 0;
         while (i + 2 < n && PyUnicode_READ(kind, data, i) == '%') {
             int h0 = hex_value(PyUnicode_READ(kind, data, i + 1)),

@@ -37,14 +37,6 @@ static const nfkc_mapped_t *mapped(Py_UCS4 c) {
 
 static inline int is_boundary(Py_UCS4 c) { return is_safe(c) || mapped(c) != NULL; }
 
-/* Append `value[from:to]` to `b`. */
-static int copy_span(ucs4_t *b, int kind, const void *data, Py_ssize_t from, Py_ssize_t to) {
-    if (to <= from) return 0;
-    if (ucs4_reserve(b, to - from) < 0) return -1;
-    for (Py_ssize_t i = from; i < to; i++) b->data[b->length++] = PyUnicode_READ(kind, data, i);
-    return 0;
-}
-
 PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
@@ -60,7 +52,7 @@ PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form) {
         const nfkc_mapped_t *m = mapped(c);
         if (m != NULL && (i + 1 == n || is_boundary(AT(i + 1)))) {
             /* A boundary between boundaries: its own NFKC form. */
-            if (copy_span(&b, kind, data, copied, i) < 0 || ucs4_reserve(&b, m->length) < 0)
+            if (ucs4_append(&b, kind, data, copied, i) < 0 || ucs4_reserve(&b, m->length) < 0)
                 goto error;
             for (int k = 0; k < m->length; k++) b.data[b.length++] = NFKC_POOL[m->offset + k];
             copied = ++i;
@@ -80,9 +72,9 @@ PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form) {
                 PyErr_SetString(PyExc_TypeError, "unicodedata.normalize returned no str");
                 goto error;
             }
-            int err = copy_span(&b, kind, data, copied, start);
+            int err = ucs4_append(&b, kind, data, copied, start);
             if (err == 0)
-                err = copy_span(&b, PyUnicode_KIND(folded), PyUnicode_DATA(folded), 0,
+                err = ucs4_append(&b, PyUnicode_KIND(folded), PyUnicode_DATA(folded), 0,
                                 PyUnicode_GET_LENGTH(folded));
             Py_DECREF(folded);
             if (err < 0) goto error;
@@ -90,7 +82,7 @@ PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form) {
         }
         while (i < n && is_safe(AT(i))) i++;
     }
-    if (copy_span(&b, kind, data, copied, n) < 0) goto error;
+    if (ucs4_append(&b, kind, data, copied, n) < 0) goto error;
     return ucs4_finish(&b);
 error:
     PyMem_Free(b.data);

@@ -146,24 +146,6 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
 #undef AT
 }
 
-/* Append `value[from:to]` to `t`, which has room for it. */
-static void copy_run(text_t *t, int kind, const void *data, Py_ssize_t from, Py_ssize_t to) {
-    Py_UCS4 *out = t->out.data + t->out.length;
-    Py_ssize_t count = to - from;
-    switch (kind) {
-    case PyUnicode_1BYTE_KIND:
-        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS1 *)data)[from + k];
-        break;
-    case PyUnicode_2BYTE_KIND:
-        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS2 *)data)[from + k];
-        break;
-    default:
-        memcpy(out, (const Py_UCS4 *)data + from, (size_t)count * sizeof(Py_UCS4));
-        break;
-    }
-    t->out.length += count;
-}
-
 /* `html.unescape(value)` into `t`: the text between references is copied in runs. */
 static int unescape(text_t *t, PyObject *value) {
     int kind = PyUnicode_KIND(value);
@@ -173,10 +155,7 @@ static int unescape(text_t *t, PyObject *value) {
         Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
         if (amp == -2) return -1;
         Py_ssize_t stop = amp < 0 ? n : amp;
-        if (stop > i) {
-            if (ucs4_reserve(&t->out, stop - i) < 0) return -1;
-            copy_run(t, kind, data, i, stop);
-        }
+        if (ucs4_append(&t->out, kind, data, i, stop) < 0) return -1;
         if (amp < 0) break;
         int failed = 0;
         i = unescape_at(t, kind, data, n, amp, &failed);
