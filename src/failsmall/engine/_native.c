@@ -737,24 +737,26 @@ static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
         for (Py_ssize_t i = 0; i < n; i++)
             if (!u_space(s[i])) b[k++] = s[i];
         break;
-    case T_CMD_LINE:
+    case T_CMD_LINE: {
+        /* One pass for the reference's four: the deleted characters are skipped, a run of
+         * whitespace (`,` counts) across them is one space, written when the character after
+         * it is not `/` or `(` (the space before either goes; compressed text has no two
+         * spaces in a row, so removing " /" makes no new " ("), or when the text ends. */
+        int space = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             Py_UCS4 c = s[i];
             if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
-            a[m++] = c == ',' ? ' ' : c;
+            if (c == ',' || u_space(c)) {
+                space = 1;
+                continue;
+            }
+            if (space && c != '/' && c != '(') b[k++] = ' ';
+            space = 0;
+            b[k++] = c;
         }
-        m = u_compress(a, m, b);
-        for (Py_ssize_t i = 0; i < m; i++) {
-            if (b[i] == ' ' && i + 1 < m && b[i + 1] == '/') continue;
-            a[k++] = b[i];
-        }
-        m = k;
-        k = 0;
-        for (Py_ssize_t i = 0; i < m; i++) {
-            if (a[i] == ' ' && i + 1 < m && a[i + 1] == '(') continue;
-            b[k++] = a[i];
-        }
+        if (space) b[k++] = ' ';
         break;
+    }
     case T_REMOVE_COMMENTS: {
         int block = u_has_pair(s, n, '/', '*') || u_has_pair(s, n, '*', '/');
         if (!block && !u_has_pair(s, n, '-', '-') && !u_has(s, n, '#')) {
