@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from failsmall.engine import _native
 from failsmall.engine.request import Request, RequestView
-from failsmall.engine.signatures.transforms import TRANSFORMS
+from failsmall.engine.signatures.transforms import TRANSFORMS, features
 from failsmall.model.rules import Transform
-from tests.waf.test_native_scanner import request_scanners, scanners, target_masks
+from tests.waf.test_native_scanner import request_scanners, scanners, target_masks, wanted_masks
 
 #: Pieces the transforms and NFKC act on, between runs of binary-looking characters.
 PIECES = [
@@ -56,6 +56,9 @@ PIECES = [
     "select",
     "/etc/./passwd",
     "<script>",
+    "QUJDRA==",
+    "Q2F0",
+    "=",
 ]
 #: Characters NFKC joins, splits, reorders or maps: combining marks of every class, Hangul jamo
 #: and syllables, kana voicing marks, compatibility characters whose forms start or end with a
@@ -89,6 +92,12 @@ binary_text = st.one_of(
         max_size=60,
     ).map("".join),
 )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=st.one_of(binary_text, nfkc_text), wanted=wanted_masks)
+def test_the_features_of_binary_text_are_the_references(value: str, wanted: int) -> None:
+    assert _native.features(value, wanted, features) == features(value, wanted)
 
 
 @settings(max_examples=1500, deadline=None)

@@ -70,6 +70,11 @@ static PyObject *CompileError;
 
 /* ---- ASCII helpers ------------------------------------------------------------------- */
 
+/* str.isspace() and str.isprintable() of the first 256 code points, filled from Python's own
+ * predicates when the module loads and read-only after: Latin-1 text (a binary body) asks them
+ * of every character, and a table costs less than Python's call for each. */
+static unsigned char LATIN1_SPACE[256], LATIN1_PRINTABLE[256];
+
 /* Python's str.isspace() for an ASCII character: \t \n \v \f \r, \x1c-\x1f and the space. */
 static inline int is_space(unsigned char c) {
     return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
@@ -100,12 +105,12 @@ static inline int has_char(const unsigned char *s, Py_ssize_t n, char c) {
     return n > 0 && memchr(s, c, (size_t)n) != NULL;
 }
 
-/* `_base64_shaped`: the stripped value without trailing `=` is alphanumeric, or the value is
- * `\s*[A-Za-z0-9+/_-]+={0,2}\s*`. */
+/* `_base64_shaped` of Latin-1 text: the stripped value without trailing `=` is alphanumeric,
+ * or the value is `\s*[A-Za-z0-9+/_-]+={0,2}\s*` (whitespace is str.isspace()). */
 static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
     Py_ssize_t a = 0, b = n;
-    while (a < b && is_space(s[a])) a++;
-    while (b > a && is_space(s[b - 1])) b--;
+    while (a < b && LATIN1_SPACE[s[a]]) a++;
+    while (b > a && LATIN1_SPACE[s[b - 1]]) b--;
     Py_ssize_t c = b;
     while (c > a && s[c - 1] == '=') c--;
     if (c > a) {
@@ -116,19 +121,20 @@ static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
         if (alnum) return 1;
     }
     Py_ssize_t i = 0;
-    while (i < n && is_space(s[i])) i++;
+    while (i < n && LATIN1_SPACE[s[i]]) i++;
     Py_ssize_t start = i;
     while (i < n && is_b64(s[i])) i++;
     if (i == start) return 0;
     int eq = 0;
     while (i < n && s[i] == '=' && eq < 2) { i++; eq++; }
-    while (i < n && is_space(s[i])) i++;
+    while (i < n && LATIN1_SPACE[s[i]]) i++;
     return i == n;
 }
 
-/* Features of an ASCII value; -1 when the reference must decide (an `&` without `;` or `&#`,
- * where only the legacy entity names tell). */
-static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
+/* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
+ * character past ASCII makes the value wide); -1 when the reference must decide (an `&`
+ * without `;` or `&#`, where only the legacy entity names tell). */
+static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     long found = 0;
     int has_space = has_char(s, n, ' ');
     int has_slash = has_char(s, n, '/');
@@ -144,8 +150,9 @@ static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
         int printable = 1, upper = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             unsigned char c = s[i];
-            if (!is_printable(c)) printable = 0;
-            else if (c >= 'A' && c <= 'Z') upper = 1;
+            if (!LATIN1_PRINTABLE[c]) printable = 0;
+            if ((c >= 'A' && c <= 'Z') || c >= 0x80) upper = 1;
+            if (!printable && upper) break; /* nothing more to learn */
         }
         if ((wanted & F_ODD_WHITESPACE) && ((has_space && has_pair(s, n, ' ', ' ')) || !printable))
             found |= F_ODD_WHITESPACE;
@@ -171,9 +178,9 @@ static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
 
 /* The features of `value` among `wanted`, asking `reference` where C does not decide. */
 static long value_features(PyObject *value, long wanted, PyObject *reference) {
-    if (PyUnicode_IS_ASCII(value)) {
-        long found = ascii_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
-                                    wanted);
+    if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
+        long found = latin1_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
+                                     wanted);
         if (found >= 0) return found;
     }
     PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
@@ -618,10 +625,6 @@ static PyObject *url_decode_uni(PyObject *value) {
 /* The same as their ASCII versions above, over code points: whitespace is str.isspace(),
  * printable str.isprintable(), a digit str.isdigit(). */
 
-/* str.isspace() and str.isprintable() of the first 256 code points, filled from Python's own
- * predicates when the module loads and read-only after: Latin-1 text (a binary body) asks them
- * of every character, and a table costs less than Python's call for each. */
-static unsigned char LATIN1_SPACE[256], LATIN1_PRINTABLE[256];
 
 /* And str.lower() of each: one Latin-1 character each (checked when the table is filled). */
 static Py_UCS1 LATIN1_LOWER[256];
