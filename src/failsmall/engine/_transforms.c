@@ -146,12 +146,14 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
 #undef AT
 }
 
-/* `html.unescape(value)` into `t`: the text between references is copied in runs. */
-static int unescape(text_t *t, PyObject *value) {
+/* `html.unescape(value)` into `t`, where `value[:from]` holds no reference it decodes: the text
+ * between references is copied in runs. */
+static int unescape(text_t *t, PyObject *value, Py_ssize_t from) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    for (Py_ssize_t i = 0; i < n;) {
+    if (ucs4_append(&t->out, kind, data, 0, from) < 0) return -1;
+    for (Py_ssize_t i = from; i < n;) {
         Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
         if (amp == -2) return -1;
         Py_ssize_t stop = amp < 0 ? n : amp;
@@ -203,11 +205,12 @@ static void decode_loose(text_t *t) {
     t->out.length = k;
 }
 
-/* Whether html.unescape or the loose references change `value`, found without copying it:
- * 1 if they do, 0 if not, -1 with an exception set. The `&`s that start no reference are the
- * same whether the search goes on after the `&` or after what `unescape_at` read (a name holds
- * no `&`), so these are the `&`s `unescape` visits before its first change. */
-static int entity_decodes(PyObject *value) {
+/* Where html.unescape or the loose references first change `value`, found without copying
+ * it: the index of that `&`, -1 if they change nothing, -2 with an exception set. The `&`s
+ * that start no reference are the same whether the search goes on after the `&` or after what
+ * `unescape_at` read (a name holds no `&`), so these are the `&`s `unescape` visits before its
+ * first change, and it can start there. */
+static Py_ssize_t entity_decodes(PyObject *value) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
@@ -216,27 +219,26 @@ static int entity_decodes(PyObject *value) {
     text_t scratch = {{room, 0, (Py_ssize_t)COUNT(room)}, 0};
     for (Py_ssize_t i = 0; i < n;) {
         Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
-        if (amp == -2) return -1;
+        if (amp == -2) return -2;
         if (amp < 0) break;
         int failed = 0;
         scratch.out.length = 0;
         unescape_at(&scratch, kind, data, n, amp, &failed);
-        if (failed) return -1;
-        if (scratch.changed) return 1;
-        if (loose_at(kind, data, n, amp) >= 0) return 1;
+        if (failed) return -2;
+        if (scratch.changed || loose_at(kind, data, n, amp) >= 0) return amp;
         i = amp + 1;
     }
-    return 0;
+    return -1;
 }
 
 PyObject *fs_html_entity_decode(PyObject *value) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
-    int decodes = entity_decodes(value);
-    if (decodes < 0) return NULL;
-    if (!decodes) return Py_NewRef(value);
+    Py_ssize_t first = entity_decodes(value);
+    if (first == -2) return NULL;
+    if (first == -1) return Py_NewRef(value);
     text_t t = {{NULL, 0, 0}, 0};
-    if (unescape(&t, value) < 0) {
+    if (unescape(&t, value, first) < 0) {
         PyMem_Free(t.out.data);
         return NULL;
     }
