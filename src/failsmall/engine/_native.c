@@ -21,8 +21,10 @@
 #include <string.h>
 
 #include "_head.h"
+#include "_nfkc.h"
 #include "_transforms.h"
 #include "_ucs4.h"
+#include "_utf8.h"
 
 /* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
 enum {
@@ -68,6 +70,11 @@ static PyObject *CompileError;
 
 /* ---- ASCII helpers ------------------------------------------------------------------- */
 
+/* str.isspace() and str.isprintable() of the first 256 code points, filled from Python's own
+ * predicates when the module loads and read-only after: Latin-1 text (a binary body) asks them
+ * of every character, and a table costs less than Python's call for each. */
+static unsigned char LATIN1_SPACE[256], LATIN1_PRINTABLE[256];
+
 /* Python's str.isspace() for an ASCII character: \t \n \v \f \r, \x1c-\x1f and the space. */
 static inline int is_space(unsigned char c) {
     return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
@@ -98,12 +105,12 @@ static inline int has_char(const unsigned char *s, Py_ssize_t n, char c) {
     return n > 0 && memchr(s, c, (size_t)n) != NULL;
 }
 
-/* `_base64_shaped`: the stripped value without trailing `=` is alphanumeric, or the value is
- * `\s*[A-Za-z0-9+/_-]+={0,2}\s*`. */
+/* `_base64_shaped` of Latin-1 text: the stripped value without trailing `=` is alphanumeric,
+ * or the value is `\s*[A-Za-z0-9+/_-]+={0,2}\s*` (whitespace is str.isspace()). */
 static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
     Py_ssize_t a = 0, b = n;
-    while (a < b && is_space(s[a])) a++;
-    while (b > a && is_space(s[b - 1])) b--;
+    while (a < b && LATIN1_SPACE[s[a]]) a++;
+    while (b > a && LATIN1_SPACE[s[b - 1]]) b--;
     Py_ssize_t c = b;
     while (c > a && s[c - 1] == '=') c--;
     if (c > a) {
@@ -114,19 +121,20 @@ static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
         if (alnum) return 1;
     }
     Py_ssize_t i = 0;
-    while (i < n && is_space(s[i])) i++;
+    while (i < n && LATIN1_SPACE[s[i]]) i++;
     Py_ssize_t start = i;
     while (i < n && is_b64(s[i])) i++;
     if (i == start) return 0;
     int eq = 0;
     while (i < n && s[i] == '=' && eq < 2) { i++; eq++; }
-    while (i < n && is_space(s[i])) i++;
+    while (i < n && LATIN1_SPACE[s[i]]) i++;
     return i == n;
 }
 
-/* Features of an ASCII value; -1 when the reference must decide (an `&` without `;` or `&#`,
- * where only the legacy entity names tell). */
-static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
+/* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
+ * character past ASCII makes the value wide); -1 when the reference must decide (an `&`
+ * without `;` or `&#`, where only the legacy entity names tell). */
+static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     long found = 0;
     int has_space = has_char(s, n, ' ');
     int has_slash = has_char(s, n, '/');
@@ -142,8 +150,9 @@ static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
         int printable = 1, upper = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             unsigned char c = s[i];
-            if (!is_printable(c)) printable = 0;
-            else if (c >= 'A' && c <= 'Z') upper = 1;
+            if (!LATIN1_PRINTABLE[c]) printable = 0;
+            if ((c >= 'A' && c <= 'Z') || c >= 0x80) upper = 1;
+            if (!printable && upper) break; /* nothing more to learn */
         }
         if ((wanted & F_ODD_WHITESPACE) && ((has_space && has_pair(s, n, ' ', ' ')) || !printable))
             found |= F_ODD_WHITESPACE;
@@ -169,9 +178,9 @@ static long ascii_features(const unsigned char *s, Py_ssize_t n, long wanted) {
 
 /* The features of `value` among `wanted`, asking `reference` where C does not decide. */
 static long value_features(PyObject *value, long wanted, PyObject *reference) {
-    if (PyUnicode_IS_ASCII(value)) {
-        long found = ascii_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
-                                    wanted);
+    if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
+        long found = latin1_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
+                                     wanted);
         if (found >= 0) return found;
     }
     PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
@@ -394,12 +403,20 @@ static PyObject *js_decode(PyObject *value) {
     ucs4_t b = {NULL, 0, 0};
     if (ucs4_reserve(&b, n) < 0) return NULL;
     for (Py_ssize_t i = 0; i < n;) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c != '\\') {
-            b.data[b.length++] = c;
-            i++;
-            continue;
+        /* The text up to the next backslash, as it is. (Every escape writes one character for
+         * two or more, so the first reserve holds the whole result.) */
+        Py_ssize_t at = PyUnicode_FindChar(value, '\\', i, n, 1);
+        if (at == -2) {
+            PyMem_Free(b.data);
+            return NULL;
         }
+        Py_ssize_t stop = at < 0 ? n : at;
+        if (ucs4_append(&b, kind, data, i, stop) < 0) {
+            PyMem_Free(b.data);
+            return NULL;
+        }
+        i = stop;
+        if (i == n) break;
         if (i + 1 == n) {
             b.data[b.length++] = '\\';
             i++;
@@ -474,6 +491,13 @@ static PyObject *percent_decode(PyObject *value) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n;) {
+        /* The text up to the next `%`, as it is. */
+        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n, 1);
+        if (at == -2) goto error;
+        Py_ssize_t stop = at < 0 ? n : at;
+        if (ucs4_append(&b, kind, data, i, stop) < 0) goto error;
+        i = stop;
+        if (i == n) break;
         Py_ssize_t k = 0;
         while (i + 2 < n && PyUnicode_READ(kind, data, i) == '%') {
             int h0 = hex_value(PyUnicode_READ(kind, data, i + 1)),
@@ -507,21 +531,38 @@ error:
 
 #define URL_DECODE_ROUNDS 3
 
-/* `url_decode`: percent-decode until stable, at most three rounds. */
+/* Whether `value` holds a `%XX` escape: then, and only then, `percent_decode` changes it (an
+ * escape's three characters become one). 1, 0, or -1 with an exception set. */
+static int has_escape(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    for (Py_ssize_t i = 0; i + 2 < n;) {
+        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n - 2, 1);
+        if (at == -2) return -1;
+        if (at < 0) return 0;
+        if (hex_value(PyUnicode_READ(kind, data, at + 1)) >= 0 &&
+            hex_value(PyUnicode_READ(kind, data, at + 2)) >= 0)
+            return 1;
+        i = at + 1;
+    }
+    return 0;
+}
+
+/* `url_decode`: percent-decode until stable, at most three rounds. A round that would change
+ * nothing is not run. */
 static PyObject *url_decode(PyObject *value) {
     PyObject *current = Py_NewRef(value);
     for (int round = 0; round < URL_DECODE_ROUNDS; round++) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(current);
-        if (PyUnicode_FindChar(current, '%', 0, n, 1) == -1) break;
+        int decodes = has_escape(current);
+        if (decodes <= 0) {
+            if (decodes < 0) Py_CLEAR(current);
+            break;
+        }
         PyObject *decoded = percent_decode(current);
         if (decoded == NULL) {
             Py_DECREF(current);
             return NULL;
-        }
-        int same = PyUnicode_Compare(decoded, current) == 0;
-        if (same) {
-            Py_DECREF(decoded);
-            break;
         }
         Py_SETREF(current, decoded);
     }
@@ -584,7 +625,48 @@ static PyObject *url_decode_uni(PyObject *value) {
 /* The same as their ASCII versions above, over code points: whitespace is str.isspace(),
  * printable str.isprintable(), a digit str.isdigit(). */
 
-static inline int u_space(Py_UCS4 c) { return Py_UNICODE_ISSPACE(c); }
+
+/* And str.lower() of each: one Latin-1 character each (checked when the table is filled). */
+static Py_UCS1 LATIN1_LOWER[256];
+
+static int latin1_tables(void) {
+    for (Py_UCS4 c = 0; c < 256; c++) {
+        LATIN1_SPACE[c] = Py_UNICODE_ISSPACE(c) ? 1 : 0;
+        LATIN1_PRINTABLE[c] = Py_UNICODE_ISPRINTABLE(c) ? 1 : 0;
+        PyObject *character = PyUnicode_FromOrdinal((int)c);
+        if (character == NULL) return -1;
+        PyObject *lower = PyObject_CallMethod(character, "lower", NULL);
+        Py_DECREF(character);
+        if (lower == NULL) return -1;
+        Py_UCS4 l = PyUnicode_GET_LENGTH(lower) == 1 ? PyUnicode_READ_CHAR(lower, 0) : 0x110000;
+        Py_DECREF(lower);
+        if (l >= 256) {
+            PyErr_Format(PyExc_ImportError, "str.lower() of U+%04X is not one Latin-1 character",
+                         (unsigned int)c);
+            return -1;
+        }
+        LATIN1_LOWER[c] = (Py_UCS1)l;
+    }
+    return 0;
+}
+
+/* `lowercase` of Latin-1 text: str.lower() one character at a time. */
+static PyObject *latin1_lowercase(PyObject *value) {
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    Py_UCS1 *o = PyMem_Malloc((size_t)n + 1);
+    if (o == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = LATIN1_LOWER[s[i]];
+    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, o, n);
+    PyMem_Free(o);
+    return out;
+}
+
+static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
+
+static inline int u_isprintable(Py_UCS4 c) {
+    return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
+}
 
 static int u_has_pair(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 a, Py_UCS4 b) {
     for (Py_ssize_t i = 0; i + 1 < n; i++)
@@ -600,7 +682,7 @@ static int u_has(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 c) {
 
 static int u_printable(const Py_UCS4 *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++)
-        if (!Py_UNICODE_ISPRINTABLE(s[i])) return 0;
+        if (!u_isprintable(s[i])) return 0;
     return 1;
 }
 
@@ -658,24 +740,26 @@ static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
         for (Py_ssize_t i = 0; i < n; i++)
             if (!u_space(s[i])) b[k++] = s[i];
         break;
-    case T_CMD_LINE:
+    case T_CMD_LINE: {
+        /* One pass for the reference's four: the deleted characters are skipped, a run of
+         * whitespace (`,` counts) across them is one space, written when the character after
+         * it is not `/` or `(` (the space before either goes; compressed text has no two
+         * spaces in a row, so removing " /" makes no new " ("), or when the text ends. */
+        int space = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             Py_UCS4 c = s[i];
             if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
-            a[m++] = c == ',' ? ' ' : c;
+            if (c == ',' || u_space(c)) {
+                space = 1;
+                continue;
+            }
+            if (space && c != '/' && c != '(') b[k++] = ' ';
+            space = 0;
+            b[k++] = c;
         }
-        m = u_compress(a, m, b);
-        for (Py_ssize_t i = 0; i < m; i++) {
-            if (b[i] == ' ' && i + 1 < m && b[i + 1] == '/') continue;
-            a[k++] = b[i];
-        }
-        m = k;
-        k = 0;
-        for (Py_ssize_t i = 0; i < m; i++) {
-            if (a[i] == ' ' && i + 1 < m && a[i + 1] == '(') continue;
-            b[k++] = a[i];
-        }
+        if (space) b[k++] = ' ';
         break;
+    }
     case T_REMOVE_COMMENTS: {
         int block = u_has_pair(s, n, '/', '*') || u_has_pair(s, n, '*', '/');
         if (!block && !u_has_pair(s, n, '-', '-') && !u_has(s, n, '#')) {
@@ -783,6 +867,7 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
         break;
     case T_LOWERCASE:
         if (ascii) return ascii_lowercase(value);
+        if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) return latin1_lowercase(value);
         break;
     case T_COMPRESS_WHITESPACE:
         if (ascii) return ascii_compress_whitespace(value);
@@ -865,6 +950,7 @@ struct ValueScanner {
     PyObject *features;   /* the reference features function */
     PyObject *empty;      /* frozenset() */
     int busy; /* a scan is under way: the scratch space and `done` are in use */
+    utf8_buffer_t utf8; /* the UTF-8 form of the result being scanned */
 };
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
@@ -883,22 +969,16 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
                        PyObject **hits) {
     const char *data;
     Py_ssize_t size;
-    PyObject *encoded = NULL;
     if (PyUnicode_IS_ASCII(result)) {
         data = (const char *)PyUnicode_1BYTE_DATA(result);
         size = PyUnicode_GET_LENGTH(result);
     } else {
-        encoded = PyUnicode_AsEncodedString(result, "utf-8", "replace");
-        if (encoded == NULL) return -1;
-        data = PyBytes_AS_STRING(encoded);
-        size = PyBytes_GET_SIZE(encoded);
+        size = utf8_encode(&self->utf8, result);
+        if (size < 0) return -1;
+        data = self->utf8.data;
     }
-    if (size == 0) {
-        Py_XDECREF(encoded);
-        return 0;
-    }
+    if (size == 0) return 0;
     if ((uint64_t)size > UINT32_MAX) {
-        Py_XDECREF(encoded);
         PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
         return -1;
     }
@@ -912,7 +992,6 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
     }
     hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
                              self);
-    Py_XDECREF(encoded);
     if (err != HS_SUCCESS) {
         PyErr_Format(PyExc_RuntimeError, "hs_scan failed with error %d", (int)err);
         return -1;
@@ -935,6 +1014,7 @@ static void ValueScanner_dealloc(ValueScanner *self) {
     PyMem_Free(self->matched);
     PyMem_Free(self->chain);
     PyMem_Free(self->done);
+    PyMem_Free(self->utf8.data);
     Py_XDECREF(self->owners);
     Py_XDECREF(self->references);
     Py_XDECREF(self->features);
@@ -1309,12 +1389,12 @@ PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
     PyObject *args[2] = {value, targets};
     PyObject *found = scan_value_impl(self, args, 2);
     if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
-    PyObject *folded = PyObject_CallFunctionObjArgs(nfkc_normalize, NFKC, value, NULL);
+    PyObject *folded = fs_nfkc(value, nfkc_normalize, NFKC);
     if (folded == NULL) {
         Py_DECREF(found);
         return NULL;
     }
-    int same = PyUnicode_Compare(folded, value) == 0;
+    int same = folded == value || PyUnicode_Compare(folded, value) == 0;
     if (!same && !PyErr_Occurred()) {
         args[0] = folded;
         PyObject *more = scan_value_impl(self, args, 2);
@@ -1537,6 +1617,26 @@ static PyObject *native_transform(PyObject *module, PyObject *args) {
     return apply_transform(id, value, reference);
 }
 
+static PyObject *native_nfkc(PyObject *module, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "nfkc(text: str)");
+        return NULL;
+    }
+    return fs_nfkc(text, nfkc_normalize, NFKC);
+}
+
+static PyObject *native_utf8(PyObject *module, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "utf8(text: str)");
+        return NULL;
+    }
+    utf8_buffer_t b = {NULL, 0};
+    Py_ssize_t size = utf8_encode(&b, text);
+    PyObject *out = size < 0 ? NULL : PyBytes_FromStringAndSize(b.data ? b.data : "", size);
+    PyMem_Free(b.data);
+    return out;
+}
+
 /* ---- JSON documents to fields ----------------------------------------------------- */
 
 typedef enum {
@@ -1752,6 +1852,11 @@ static PyMethodDef native_methods[] = {
      "the leaves of a parsed JSON document (and each object key, with an empty value) as dotted "
      "paths, depth first in document order; status 0, or 1 past max_values, 2 past max_depth, "
      "3 past max_name_chars characters of paths in all."},
+    {"nfkc", native_nfkc, METH_O,
+     "nfkc(text) -> str: unicodedata.normalize('NFKC', text), as the scanner computes it."},
+    {"utf8", native_utf8, METH_O,
+     "utf8(text) -> bytes: `text` encoded as the scanner hands it to libhs, "
+     "text.encode('utf-8', 'replace')."},
     {"transform", native_transform, METH_VARARGS,
      "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
      "`reference` where C does not decide."},
@@ -1770,6 +1875,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
+    if (latin1_tables() < 0) return NULL;
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");

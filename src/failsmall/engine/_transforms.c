@@ -146,37 +146,18 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
 #undef AT
 }
 
-/* Append `value[from:to]` to `t`, which has room for it. */
-static void copy_run(text_t *t, int kind, const void *data, Py_ssize_t from, Py_ssize_t to) {
-    Py_UCS4 *out = t->out.data + t->out.length;
-    Py_ssize_t count = to - from;
-    switch (kind) {
-    case PyUnicode_1BYTE_KIND:
-        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS1 *)data)[from + k];
-        break;
-    case PyUnicode_2BYTE_KIND:
-        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS2 *)data)[from + k];
-        break;
-    default:
-        memcpy(out, (const Py_UCS4 *)data + from, (size_t)count * sizeof(Py_UCS4));
-        break;
-    }
-    t->out.length += count;
-}
-
-/* `html.unescape(value)` into `t`: the text between references is copied in runs. */
-static int unescape(text_t *t, PyObject *value) {
+/* `html.unescape(value)` into `t`, where `value[:from]` holds no reference it decodes: the text
+ * between references is copied in runs. */
+static int unescape(text_t *t, PyObject *value, Py_ssize_t from) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    for (Py_ssize_t i = 0; i < n;) {
+    if (ucs4_append(&t->out, kind, data, 0, from) < 0) return -1;
+    for (Py_ssize_t i = from; i < n;) {
         Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
         if (amp == -2) return -1;
         Py_ssize_t stop = amp < 0 ? n : amp;
-        if (stop > i) {
-            if (ucs4_reserve(&t->out, stop - i) < 0) return -1;
-            copy_run(t, kind, data, i, stop);
-        }
+        if (ucs4_append(&t->out, kind, data, i, stop) < 0) return -1;
         if (amp < 0) break;
         int failed = 0;
         i = unescape_at(t, kind, data, n, amp, &failed);
@@ -192,17 +173,19 @@ static inline int same_letter(Py_UCS4 c, char letter) {
     return c == (Py_UCS4)letter || c == (Py_UCS4)letter - 32;
 }
 
-/* The loose reference at `s[i]` (an `&`): its index in LOOSE_ENTITIES, or -1. */
-static int loose_at(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t i) {
+/* The loose reference at `s[i]` (an `&`) of text of `kind`: its index in LOOSE_ENTITIES, or -1. */
+static int loose_at(int kind, const void *s, Py_ssize_t n, Py_ssize_t i) {
+#define AT(k) PyUnicode_READ(kind, s, (k))
     for (size_t e = 0; e < COUNT(LOOSE_ENTITIES); e++) {
         const loose_entity_t *entity = &LOOSE_ENTITIES[e];
         Py_ssize_t end = i + 1 + entity->length;
-        if (end >= n || s[end] != ';') continue;
+        if (end >= n || AT(end) != ';') continue;
         Py_ssize_t k = 0;
-        while (k < entity->length && same_letter(s[i + 1 + k], entity->name[k])) k++;
+        while (k < entity->length && same_letter(AT(i + 1 + k), entity->name[k])) k++;
         if (k == entity->length) return (int)e;
     }
     return -1;
+#undef AT
 }
 
 /* Decode the loose references of `t` in place (the text only shrinks). */
@@ -210,7 +193,7 @@ static void decode_loose(text_t *t) {
     Py_UCS4 *s = t->out.data;
     Py_ssize_t n = t->out.length, k = 0;
     for (Py_ssize_t i = 0; i < n;) {
-        int e = s[i] == '&' ? loose_at(s, n, i) : -1;
+        int e = s[i] == '&' ? loose_at(PyUnicode_4BYTE_KIND, s, n, i) : -1;
         if (e < 0) {
             s[k++] = s[i++];
             continue;
@@ -222,11 +205,40 @@ static void decode_loose(text_t *t) {
     t->out.length = k;
 }
 
+/* Where html.unescape or the loose references first change `value`, found without copying
+ * it: the index of that `&`, -1 if they change nothing, -2 with an exception set. The `&`s
+ * that start no reference are the same whether the search goes on after the `&` or after what
+ * `unescape_at` read (a name holds no `&`), so these are the `&`s `unescape` visits before its
+ * first change, and it can start there. */
+static Py_ssize_t entity_decodes(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    /* What one reference writes: an `&` and at most MAX_NAME + 1 characters; never grown. */
+    Py_UCS4 room[MAX_NAME + 8];
+    text_t scratch = {{room, 0, (Py_ssize_t)COUNT(room)}, 0};
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
+        if (amp == -2) return -2;
+        if (amp < 0) break;
+        int failed = 0;
+        scratch.out.length = 0;
+        unescape_at(&scratch, kind, data, n, amp, &failed);
+        if (failed) return -2;
+        if (scratch.changed || loose_at(kind, data, n, amp) >= 0) return amp;
+        i = amp + 1;
+    }
+    return -1;
+}
+
 PyObject *fs_html_entity_decode(PyObject *value) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     if (PyUnicode_FindChar(value, '&', 0, n, 1) == -1) return Py_NewRef(value);
+    Py_ssize_t first = entity_decodes(value);
+    if (first == -2) return NULL;
+    if (first == -1) return Py_NewRef(value);
     text_t t = {{NULL, 0, 0}, 0};
-    if (unescape(&t, value) < 0) {
+    if (unescape(&t, value, first) < 0) {
         PyMem_Free(t.out.data);
         return NULL;
     }

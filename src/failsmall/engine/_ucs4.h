@@ -5,6 +5,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 typedef struct {
     Py_UCS4 *data;
@@ -32,6 +33,29 @@ static inline int ucs4_reserve(ucs4_t *b, Py_ssize_t more) {
 static inline int ucs4_put(ucs4_t *b, Py_UCS4 c) {
     if (b->length == b->capacity && ucs4_reserve(b, 1) < 0) return -1;
     b->data[b->length++] = c;
+    return 0;
+}
+
+/* Append `text[from:to]`, text of `kind` at `data`; -1 with MemoryError set when there is no
+ * room. */
+static inline int ucs4_append(ucs4_t *b, int kind, const void *data, Py_ssize_t from,
+                              Py_ssize_t to) {
+    Py_ssize_t count = to - from;
+    if (count <= 0) return 0;
+    if (ucs4_reserve(b, count) < 0) return -1;
+    Py_UCS4 *out = b->data + b->length;
+    switch (kind) {
+    case PyUnicode_1BYTE_KIND:
+        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS1 *)data)[from + k];
+        break;
+    case PyUnicode_2BYTE_KIND:
+        for (Py_ssize_t k = 0; k < count; k++) out[k] = ((const Py_UCS2 *)data)[from + k];
+        break;
+    default:
+        memcpy(out, (const Py_UCS4 *)data + from, (size_t)count * sizeof(Py_UCS4));
+        break;
+    }
+    b->length += count;
     return 0;
 }
 
