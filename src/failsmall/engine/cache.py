@@ -89,10 +89,14 @@ class CacheStore:
         self.used_bytes -= entry.size
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheMiss:
     """Not stored; the origin's response may be stored under `key`. This is the handle the
-    response is stored with: the request (for `Vary`), when it was seen, and the store."""
+    response is stored with: the request (for `Vary`), when it was seen, and the store.
+
+    Nothing changes a miss once made; it is not a frozen dataclass only because one is made
+    for most GETs, and a frozen one takes four times as long to make.
+    """
 
     key: str
     ttl_override: int | None
