@@ -1,6 +1,6 @@
 """Per-request latency through the whole engine pipeline with the example config.
 
-    python bench/engine.py [--json] [--iterations N]
+    python bench/engine.py [--json] [--cpu] [--iterations N] [--only NAME ...] [--profile NAME]
 
 Measures p50/p99 for small requests (up to 8 KiB) and 1 MiB bodies, every iteration with its own
 query values, session cookie, path id and cart id, for the example bundle and,
@@ -11,12 +11,15 @@ Targets on a 2-core machine: GET page p50 <= 15 µs, 8 KiB JSON p50 <= 60 µs, 1
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import json
+import pstats
 import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -25,6 +28,7 @@ from rich.table import Table
 from failsmall.build import load_config_dir
 from failsmall.build.corpus import within_buffer
 from failsmall.engine import Engine, Request
+from failsmall.engine.request import RequestView
 from failsmall.model import Bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +185,12 @@ def vary(request: Request, i: int) -> Request:
     )
 
 
-def measure(engine: Engine, request: Request, iterations: int) -> list[float]:
+def measure(
+    engine: Engine,
+    request: Request,
+    iterations: int,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> list[float]:
     state = engine.new_state(seed=0)
     seen = within_buffer(request, engine.limits)
     if not isinstance(seen, Request):
@@ -193,12 +202,42 @@ def measure(engine: Engine, request: Request, iterations: int) -> list[float]:
     try:
         for i in range(iterations):
             req = vary(seen, i)
-            start = time.perf_counter_ns()
+            start = clock()
             engine.evaluate(req, state)
-            samples.append((time.perf_counter_ns() - start) / 1000)
+            samples.append((clock() - start) / 1000)
     finally:
         gc.enable()
     return samples
+
+
+def profile(engine: Engine, request: Request, iterations: int) -> int:
+    """Where the time of one kind of distinct request goes: the Python calls it makes, the
+    signature scan of its head alone (one C call), and cProfile's table."""
+    state = engine.new_state(seed=0)
+    scanner = engine.waf.scanner
+    heads = [vary(request, 10**6 + i) for i in range(iterations)]
+    scan_us: list[float] = []
+    if scanner is not None:
+        gc.disable()
+        for req in heads:
+            view = RequestView(req, limits=engine.limits)
+            start = time.perf_counter_ns()
+            scanner.inspect(view)
+            scan_us.append((time.perf_counter_ns() - start) / 1000)
+        gc.enable()
+    profiler = cProfile.Profile()
+    distinct = [vary(request, i) for i in range(iterations)]
+    profiler.enable()
+    for req in distinct:
+        engine.evaluate(req, state)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    calls = sum(entry[1] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    print(f"Python calls per request: {calls / iterations:.1f}")
+    if scan_us:
+        print(f"signature scan alone (inspect, distinct heads): p50 {pct(scan_us, 0.5):.1f} µs")
+    stats.sort_stats("tottime").print_stats(25)
+    return 0
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -210,7 +249,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument(
+        "--only", action="append", metavar="NAME", help="measure only this request (repeatable)"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="instead of measuring, profile this request: Python calls per request, the time "
+        "of the head scan alone and the functions that take most time",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time each request by the CPU time of this thread rather than the wall clock: on a "
+        "machine busy with other work, time spent waiting for the CPU is left out",
+    )
     args = parser.parse_args()
+    clock = time.thread_time_ns if args.cpu else time.perf_counter_ns
+    known = requests()
+    unknown = [n for n in (args.only or []) + [args.profile or "GET page"] if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown request {unknown[0]!r}; choose from {', '.join(known)}")
     example = Engine.build(load_config_dir(ROOT / "examples" / "site"))
     empty = Engine.build(
         Bundle(
@@ -229,12 +288,16 @@ def main() -> int:
             update={"limits": example.limits.model_copy(update=big_limits)}
         )
     )
+    if args.profile:
+        return profile(example, known[args.profile], args.iterations)
     rows = []
-    for name, request in requests().items():
+    for name, request in known.items():
+        if args.only and name not in args.only:
+            continue
         engine = big if "MiB" in name else example
         n = max(20, args.iterations // 250) if "MiB" in name else args.iterations
-        ex = measure(engine, request, n)
-        base = measure(empty, request, n)
+        ex = measure(engine, request, n, clock)
+        base = measure(empty, request, n, clock)
         rows.append(
             {
                 "request": name,

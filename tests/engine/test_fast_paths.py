@@ -16,6 +16,7 @@ from failsmall.engine import Engine, Request
 from failsmall.engine.bot import BotScorer, _in_order, user_agent_class
 from failsmall.engine.expr.addresses import AddressSet
 from failsmall.engine.outcomes import BotScore, Decision, Passed, Scored
+from failsmall.engine.path_index import PathIndex
 from failsmall.engine.pipeline import _stopping
 from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
 from failsmall.engine.request import RequestView
@@ -256,6 +257,62 @@ def test_compiled_key_parts_and_hits(
     }[action]
     expected = RateLimitHit("l", decision, status, enforced)
     assert limit.exceeded == expected
+
+
+# ---- rules indexed by path ------------------------------------------------------------------
+
+
+def unindexed(engine: Engine) -> Engine:
+    """The same engine with nothing indexed by path: every rate limit, cache rule and WAF rule
+    runs its expression on every request, one by one."""
+    limits = compile_rate_limits(engine.bundle.rate_limits, engine.bundle.ip_lists)
+    return replace(
+        engine,
+        waf=reference(engine.waf),
+        rate_limits=PathIndex.build([(limit, None) for limit in limits]),
+        cache=replace(
+            engine.cache, by_path=PathIndex.build([(r, None) for r in engine.cache.rules])
+        ),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "/",
+                    "/login",
+                    "/login/",
+                    "/api/v1/x",
+                    "/apix",
+                    "/account/me",
+                    "/accounts",
+                    "/static/a.css",
+                    "/static",
+                    "/admin",
+                    "/administrator",
+                    "/a",
+                    "/%61dmin",
+                ]
+            ),
+            st.sampled_from(["GET", "POST", "HEAD"]),
+            st.sampled_from(["192.0.2.44", "203.0.113.9", "198.51.100.7"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_rules_indexed_by_path_yield_the_verdicts_of_running_every_rule(
+    example: Engine, sequence: list[tuple[str, str, str]]
+) -> None:
+    slow = unindexed(example)
+    fast_state, slow_state = example.new_state(seed=1), slow.new_state(seed=1)
+    for i, (path, method, ip) in enumerate(sequence):
+        req = replace(request(path, method=method, ip=ip), now=1000.0 + i / 100)
+        fast = example.evaluate(req, fast_state)
+        assert repr(fast) == repr(slow.evaluate(req, slow_state)), (path, method, ip)
 
 
 # ---- IP sets ---------------------------------------------------------------------------------

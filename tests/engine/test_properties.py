@@ -27,6 +27,11 @@ EXPRESSIONS = [
     "true",
     "false",
     'http.request.uri.path.startsWith("/a")',
+    # Conditions on the path, which rules are indexed by (`failsmall.engine.path_index`).
+    'http.request.uri.path == "/a/b" && http.request.method == "GET"',
+    'bot.score < 50 && http.request.uri.path in ["/", "/ab"]',
+    'http.request.uri.path.startsWith("/ab") || http.request.uri.path == "/"',
+    '"q" in http.request.uri.args && http.request.uri.path.startsWith("/a/")',
     '"q" in http.request.uri.args',
     'http.request.headers["x-missing"][0] == "1"',  # errors at run time
     "bot.score < 30",
@@ -125,7 +130,7 @@ requests = st.builds(
     lambda path, query, body, ua, method: request(
         path, query=query, body=body, method=method, headers={"Host": "h", "User-Agent": ua}
     ),
-    st.sampled_from(["/", "/a", "/a/b", "/x%00y", "/..%2f"]),
+    st.sampled_from(["/", "/a", "/a/b", "/ab", "/abc/d", "/x%00y", "/..%2f"]),
     st.sampled_from(["", "q=1", "q=%27or%201=1", "a=1&a=2"]),
     st.sampled_from([b"", b"x" * 20, b"\xff\xfe", b"y" * (1024 * 1024)]),
     st.sampled_from(["curl/8", "Mozilla/5.0 (X11) Chrome/1 Safari/1", ""]),

@@ -121,6 +121,39 @@ def test_features_are_the_references(value: str, wanted: int) -> None:
     assert _native.features(value, wanted, features) == features(value, wanted)
 
 
+def _reference_not_wanted(value: str, wanted: int) -> int:
+    raise AssertionError(f"the reference was asked for the features of ASCII {value!r}")
+
+
+#: Names `html.unescape` decodes without a `;`, and what a value holds around them.
+LEGACY_NAMES = sorted(name for name in html5 if not name.endswith(";"))
+ascii_with_ampersands = st.lists(
+    st.one_of(
+        st.sampled_from(["&", "&#", "=", ";", "a=1", "b", "x", "&a", "&;", "#"]),
+        st.sampled_from(LEGACY_NAMES).map(lambda name: "&" + name),
+        st.sampled_from(LEGACY_NAMES).map(lambda name: "&" + name[:-1]),
+        st.text(st.characters(max_codepoint=127), max_size=6),
+    ),
+    max_size=10,
+).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=ascii_with_ampersands, wanted=wanted_masks)
+def test_the_features_of_ascii_text_are_decided_in_c(value: str, wanted: int) -> None:
+    """Query strings and URIs (`a=1&b=2`) are ASCII with `&`: the legacy entity names are
+    looked up in C, so no value of a request head calls back into Python for its features."""
+    assert _native.features(value, wanted, _reference_not_wanted) == features(value, wanted)
+
+
+def test_every_legacy_name_after_an_ampersand_is_found_in_c() -> None:
+    for name in LEGACY_NAMES:
+        for value in (f"a=1&{name}", f"&{name}=2&b", f"x&{name}"):
+            assert _native.features(value, ALL_FEATURES, _reference_not_wanted) == features(
+                value
+            ), value
+
+
 @settings(max_examples=600, deadline=None)
 @given(value=values, transform=st.sampled_from(list(Transform)))
 def test_each_transform_is_the_references(value: str, transform: Transform) -> None:

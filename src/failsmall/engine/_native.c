@@ -132,16 +132,14 @@ static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
 }
 
 /* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
- * character past ASCII makes the value wide); -1 when the reference must decide (an `&`
- * without `;` or `&#`, where only the legacy entity names tell). */
+ * character past ASCII makes the value wide). */
 static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     long found = 0;
     int has_space = has_char(s, n, ' ');
     int has_slash = has_char(s, n, '/');
     if ((wanted & F_PERCENT) && has_char(s, n, '%')) found |= F_PERCENT;
     if ((wanted & F_AMPERSAND) && has_char(s, n, '&')) {
-        if (has_char(s, n, ';') || has_pair(s, n, '&', '#')) found |= F_AMPERSAND;
-        else return -1;
+        if (has_char(s, n, ';') || fs_legacy_reference_in(s, n)) found |= F_AMPERSAND;
     }
     if ((wanted & F_BACKSLASH) && has_char(s, n, '\\')) found |= F_BACKSLASH;
     if ((wanted & F_NUL) && has_char(s, n, '\0')) found |= F_NUL;
@@ -176,13 +174,10 @@ static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     return found;
 }
 
-/* The features of `value` among `wanted`, asking `reference` where C does not decide. */
+/* The features of `value` among `wanted`: in C for Latin-1 text, else by `reference`. */
 static long value_features(PyObject *value, long wanted, PyObject *reference) {
-    if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
-        long found = latin1_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value),
-                                     wanted);
-        if (found >= 0) return found;
-    }
+    if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND)
+        return latin1_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value), wanted);
     PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
     if (result == NULL) return -1;
     long found = PyLong_AsLong(result);

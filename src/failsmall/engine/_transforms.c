@@ -250,6 +250,40 @@ PyObject *fs_html_entity_decode(PyObject *value) {
     return ucs4_finish(&t.out);
 }
 
+/* The names html.unescape decodes without their `;` (legacy names), in table order (sorted by
+ * bytes), with where those of each first character start: found once. */
+static const html5_entity_t *legacy_names[COUNT(HTML5_ENTITIES)];
+static size_t legacy_from[257];
+
+static void find_legacy_names(void) {
+    size_t count = 0;
+    for (size_t i = 0; i < COUNT(HTML5_ENTITIES); i++)
+        if (HTML5_ENTITIES[i].name[HTML5_ENTITIES[i].length - 1] != ';')
+            legacy_names[count++] = &HTML5_ENTITIES[i];
+    size_t k = 0;
+    for (int c = 0; c < 256; c++) {
+        legacy_from[c] = k;
+        while (k < count && (unsigned char)legacy_names[k]->name[0] == c) k++;
+    }
+    legacy_from[256] = count;
+}
+
+int fs_legacy_reference_in(const unsigned char *s, Py_ssize_t n) {
+    if (legacy_from[256] == 0) find_legacy_names();
+    const unsigned char *end = s + n;
+    for (const unsigned char *p = memchr(s, '&', (size_t)n); p != NULL;
+         p = memchr(p + 1, '&', (size_t)(end - p - 1))) {
+        Py_ssize_t rest = end - p - 1;
+        if (rest == 0) break;
+        if (p[1] == '#') return 1;
+        for (size_t k = legacy_from[p[1]]; k < legacy_from[p[1] + 1]; k++)
+            if (legacy_names[k]->length <= rest &&
+                memcmp(legacy_names[k]->name, p + 1, legacy_names[k]->length) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 /* ---- base64 --------------------------------------------------------------------------- */
 
 static inline int base64_char(Py_UCS4 c) {

@@ -14,4 +14,9 @@ PyObject *fs_html_entity_decode(PyObject *value);
  * characters); a value that is not base64 passes unchanged. */
 PyObject *fs_base64_decode(PyObject *value);
 
+/* Whether the ASCII text `s[:n]` holds an `&` that html.unescape may decode without a `;`
+ * after it: a numeric reference or a legacy name (`&para`, `&not`, ...), what
+ * `transforms._CHARREF_START_NO_SEMICOLON` finds. */
+int fs_legacy_reference_in(const unsigned char *s, Py_ssize_t n);
+
 #endif

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 
 from failsmall.engine.expr import Expression, compile_expression
+from failsmall.engine.path_index import PathIndex
 from failsmall.engine.request import RequestView
 from failsmall.model.traffic import CacheConfig
 
@@ -89,10 +90,14 @@ class CacheStore:
         self.used_bytes -= entry.size
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheMiss:
     """Not stored; the origin's response may be stored under `key`. This is the handle the
-    response is stored with: the request (for `Vary`), when it was seen, and the store."""
+    response is stored with: the request (for `Vary`), when it was seen, and the store.
+
+    Nothing changes a miss once made; it is not a frozen dataclass only because one is made
+    for most GETs, and a frozen one takes four times as long to make.
+    """
 
     key: str
     ttl_override: int | None
@@ -155,12 +160,17 @@ ResponsePlan = CacheFill | NotStored
 """What happens to an origin response: see `Engine.on_response`."""
 
 
+_CacheRule = tuple[str, str, int | None, Expression]  # id, action, TTL, expression
+
+
 @dataclass(frozen=True)
 class CachePolicy:
     """The bundle's cache configuration with its rule expressions compiled."""
 
     config: CacheConfig
-    rules: tuple[tuple[str, str, int | None, Expression], ...]
+    rules: tuple[_CacheRule, ...]
+    # The rules a request's path leaves possible, in order (see `failsmall.engine.path_index`).
+    by_path: PathIndex[_CacheRule]
 
     @classmethod
     def compile(cls, config: CacheConfig, ip_lists: dict[str, list[str]]) -> CachePolicy:
@@ -168,7 +178,7 @@ class CachePolicy:
             (r.id, r.action, r.ttl_s, compile_expression(r.expression, ip_lists))
             for r in config.rules
         )
-        return cls(config, rules)
+        return cls(config, rules, PathIndex.build([(r, r[3].path_prefixes) for r in rules]))
 
     def lookup(self, view: RequestView, store: CacheStore, now: float) -> CacheDecision:
         request = view.request
@@ -182,7 +192,7 @@ class CachePolicy:
         if "authorization" in view.headers:
             return CARRIES_AUTHORIZATION
         ttl_override: int | None = None
-        for rule_id, action, ttl, expression in self.rules:
+        for rule_id, action, ttl, expression in self.by_path.select(view.normalized_path):
             if expression.evaluate(view):
                 if action == "bypass":
                     return CacheBypass(f"cache rule {rule_id}")

@@ -59,11 +59,13 @@ from failsmall.engine.outcomes import (
     Scored,
     Verdict,
 )
+from failsmall.engine.path_index import PathIndex
 from failsmall.engine.ratelimit import (
     CompiledRateLimit,
     RateLimitState,
     check_rate_limits,
     compile_rate_limits,
+    index_rate_limits,
 )
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.routing import Routed, Router, Unrouted
@@ -163,7 +165,8 @@ class Engine:
     limits: Limits
     waf: Waf
     bot: BotScorer
-    rate_limits: tuple[CompiledRateLimit, ...]
+    # Indexed by the paths they can apply to.
+    rate_limits: PathIndex[CompiledRateLimit]
     cache: CachePolicy
     router: Router
     clients: ClientAddresses
@@ -203,7 +206,7 @@ class Engine:
             limits=bundle.limits,
             waf=waf,
             bot=bot,
-            rate_limits=rate_limits,
+            rate_limits=index_rate_limits(rate_limits),
             cache=cache,
             router=Router.build(bundle),
             clients=ClientAddresses.build(bundle.trusted_proxies),

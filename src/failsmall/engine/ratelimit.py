@@ -10,6 +10,7 @@ from typing import assert_never
 
 from failsmall.engine.expr import Expression, compile_expression
 from failsmall.engine.outcomes import Decision
+from failsmall.engine.path_index import PathIndex
 from failsmall.engine.request import RequestView
 from failsmall.model.traffic import RateLimit
 
@@ -143,12 +144,17 @@ def compile_rate_limits(
     return tuple(CompiledRateLimit.compile(s, ip_lists) for s in specs)
 
 
+def index_rate_limits(limits: tuple[CompiledRateLimit, ...]) -> PathIndex[CompiledRateLimit]:
+    """The limits by the paths they can apply to (see `failsmall.engine.path_index`)."""
+    return PathIndex.build([(limit, limit.filter.path_prefixes) for limit in limits])
+
+
 def check_rate_limits(
-    limits: tuple[CompiledRateLimit, ...], view: RequestView, state: RateLimitState, now: float
+    limits: PathIndex[CompiledRateLimit], view: RequestView, state: RateLimitState, now: float
 ) -> RateLimitHit | None:
     """The first limit this request exceeds; every matching bucket is charged."""
     first: RateLimitHit | None = None
-    for limit in limits:
+    for limit in limits.select(view.normalized_path):
         if not limit.filter.evaluate(view):
             continue
         allowed = state.take(limit.key(view), limit.capacity, limit.refill_per_s, now)

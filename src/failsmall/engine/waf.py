@@ -30,7 +30,7 @@ from failsmall.engine.expr import (
     ExpressionEvalError,
     compile_expression,
 )
-from failsmall.engine.expr.compiled import Run
+from failsmall.engine.expr.compiled import Run, Scope
 from failsmall.engine.outcomes import (
     Decision,
     Disabled,
@@ -41,6 +41,7 @@ from failsmall.engine.outcomes import (
     RuleErrored,
     RuleOutcome,
 )
+from failsmall.engine.path_index import PathIndex
 from failsmall.engine.request import RequestView
 from failsmall.engine.signatures import SignatureCompileError, SignatureScanner
 from failsmall.engine.work import LimitReached
@@ -145,9 +146,13 @@ class GatedRun:
 class DirectRun:
     """Consecutive direct rules of a ruleset, from one of them to the last. Their expressions are
     tried in a row: each that yields false is NotMatched, which is the common case, and only the
-    first that does not goes through the full evaluation of a rule."""
+    first that does not goes through the full evaluation of a rule.
 
-    closures: tuple[Run, ...]
+    `closures` holds them by the paths they can match: a rule whose expression is false on a
+    request's path (`failsmall.engine.expr.prefilter`) is `_never` there, a closure that yields
+    false at once."""
+
+    closures: PathIndex[Run]
     misses: tuple[NotMatched, ...]
     needs_bot: bool
 
@@ -205,11 +210,20 @@ def _direct_runs(rules: tuple[CompiledRule, ...]) -> tuple[DirectRun | None, ...
             continue
         members = rules[start:end]
         runs[start] = DirectRun(
-            tuple(r.expression.run for r in members),
+            PathIndex.build([(r.expression.run, r.expression.path_prefixes) for r in members], _no),
             tuple(r.not_matched for r in members),
             any(r.needs_bot for r in members),
         )
     return tuple(runs)
+
+
+def _never(view: RequestView, scope: Scope) -> bool:
+    """The expression of a rule that cannot match the request's path: false."""
+    return False
+
+
+def _no(run: Run) -> Run:
+    return _never
 
 
 _NONE_SKIPPED: frozenset[Any] = frozenset()
@@ -413,7 +427,7 @@ def _run(
         elif (direct := direct_runs[index]) is not None and (
             view.bot_score is not None or not direct.needs_bot
         ):
-            missed, hit = _leading_misses(direct.closures, view)
+            missed, hit = _leading_misses(direct.closures.select(view.normalized_path), view)
             if missed:
                 outcomes.extend(direct.misses[:missed])
                 index += missed

@@ -15,6 +15,7 @@ from .compiler import Compiler, FieldUse
 from .errors import ExpressionError, ExpressionEvalError
 from .fields import reference_name
 from .parser import parse
+from .prefilter import path_prefixes
 from .reference import ReferenceRefusal, reference_check_parse, reference_check_pattern
 from .values import type_name
 
@@ -35,6 +36,8 @@ class Expression:
     reference_source: str = field(repr=False, compare=False)
     address_sets: Mapping[str, AddressSet] = field(repr=False, compare=False)
     _run: Run = field(repr=False, compare=False)
+    # Prefixes the path starts with whenever the expression is not false (`prefilter`), or None.
+    path_prefixes: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     def evaluate(self, view: RequestView) -> bool:
         """Whether the request matches; raises `ExpressionEvalError` on an evaluation error or a
@@ -83,6 +86,7 @@ def compile_expression(
         reference_source=_reference_source(source, program.fields),
         address_sets=MappingProxyType(dict(program.address_sets)),
         _run=program.run,
+        path_prefixes=path_prefixes(root),
     )
 
 
