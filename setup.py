@@ -101,6 +101,7 @@ setup(
                 "src/failsmall/engine/_jsonwalk.c",
                 "src/failsmall/engine/_memo.c",
                 "src/failsmall/engine/_head.c",
+                "src/failsmall/engine/_jsonscan.c",
             ],
             depends=[
                 "src/failsmall/engine/_ucs4.h",
@@ -108,6 +109,7 @@ setup(
                 "src/failsmall/engine/_entities.h",
                 "src/failsmall/engine/_memo.h",
                 "src/failsmall/engine/_head.h",
+                "src/failsmall/engine/_jsonwalk.h",
             ],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
