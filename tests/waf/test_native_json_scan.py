@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.body import JsonWalk, parse_body
@@ -89,6 +89,7 @@ def test_a_remembered_value_is_found_by_its_characters_whatever_their_width(
 ) -> None:
     """A value is looked up by its characters and the hash a str of them has, without the str:
     an entry planted under the value is found, in a body of any width and escaping."""
+    assume(value not in ("k", "wide", "\U0001f600"))  # else one value of both targets
     native, _ = scanners()
     memo = Memo(MEMO_BYTES)
     memo.put(value, 128, frozenset({"planted"}), 1, 7, len(value))

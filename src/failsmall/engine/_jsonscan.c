@@ -78,7 +78,7 @@ static int presize(sources_t *s, Py_ssize_t length) {
     }
     s->capacity = items;
     s->mask = slots - 1;
-    return arena_reserve(s, 2 * length + 256);
+    return arena_reserve(s, length + 256);
 }
 
 static int grow_table(sources_t *s) {
@@ -183,6 +183,9 @@ typedef struct {
     Py_ssize_t chars;
 } pending_t;
 
+/* How many values apart the stages of a lookup's prefetching run. */
+#define PREFETCH_DISTANCE 4
+
 /* The distinct values of `s` in order, as `scan_sources` scans them. Returns -1 on error. */
 static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, PyObject *hits,
                          Py_ssize_t room_values, Py_ssize_t room_chars, Py_ssize_t *values,
@@ -191,6 +194,14 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, PyObject 
     Py_ssize_t npending = 0, capacity = 0;
     int err = -1;
     for (Py_ssize_t i = 0; i < s->count; i++) {
+        /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
+        for (int stage = 0; stage < 3; stage++) {
+            Py_ssize_t ahead = i + PREFETCH_DISTANCE * (3 - stage);
+            if (ahead >= s->count) continue;
+            const source_t *next = &s->items[ahead];
+            if (next->length && next->length <= MEMO_MAX_VALUE)
+                memo_prefetch(memo, next->hash, next->bits, stage);
+        }
         source_t *item = &s->items[i];
         if (item->length == 0) continue;
         memo_text_t text = {item->kind, s->arena + item->offset, item->length, item->hash};

@@ -63,6 +63,16 @@ memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind) {
     return NULL;
 }
 
+void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage) {
+    memo_entry *const *bucket = &memo->buckets[(size_t)mix(text_hash, kind) & memo->mask];
+    if (stage == 0) {
+        __builtin_prefetch(bucket);
+    } else if (*bucket != NULL) {
+        if (stage == 1) __builtin_prefetch(*bucket);
+        else __builtin_prefetch((*bucket)->key);
+    }
+}
+
 Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
     return _Py_HashBytes(data, length * kind);
 }
