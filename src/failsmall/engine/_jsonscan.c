@@ -127,8 +127,10 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
 static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
                       long long bits) {
     int narrow = narrowest(kind, data, length);
-    if (arena_reserve(s, length * narrow) < 0) return -1;
-    char *at = s->arena + s->arena_length;
+    /* each value starts at a multiple of its character size (the arena's start is aligned) */
+    Py_ssize_t start = (s->arena_length + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
+    if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
+    char *at = s->arena + start;
     if (narrow == kind) {
         memcpy(at, data, (size_t)(length * kind));
     } else {
@@ -157,9 +159,9 @@ static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t lengt
         s->items = items;
         s->capacity = capacity;
     }
-    s->items[s->count] = (source_t){s->arena_length, length, narrow, hash, bits};
+    s->items[s->count] = (source_t){start, length, narrow, hash, bits};
     s->table[k] = ++s->count;
-    s->arena_length += length * narrow;
+    s->arena_length = start + length * narrow;
     return 0;
 }
 
