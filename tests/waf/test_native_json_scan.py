@@ -148,3 +148,22 @@ def test_a_json_body_scanned_in_one_call_makes_its_fields_only_when_read() -> No
     assert view.__dict__["body"]._make_fields is not None  # not made yet
     assert view.body_args["q"] == ["1' OR '1'='1"]
     assert view.body.fields[0] == ("q", "1' OR '1'='1")
+
+
+def test_a_payload_past_the_values_limit_of_a_json_body_is_an_over_limit_never_a_pass() -> None:
+    native, reference = request_scanners()
+    limits = Limits(waf_max_values=64)
+    for at, hit in ((10, True), (5_000, False)):
+        values = [f"item {i}" for i in range(10_000)]
+        values[at] = "1' OR '1'='1' --"
+        body = json.dumps({"rows": values}).encode()
+        request = Request("POST", "/api", "", (("Content-Type", "application/json"),), body)
+        view = RequestView(request, limits=limits)
+        result = native.inspect(view)
+        assert result == reference.inspect(RequestView(request, limits=limits))
+        assert bool(result.hits) is hit
+        assert result.values <= 64
+        # the scan stopped at the values limit, and the walk says it stopped adding fields
+        assert result.reached is not None and result.reached.limit == "waf_max_values"
+        assert [r.limit for r in view.body_limits] == ["waf_max_values"]
+        assert len(view.body.fields) == 64
