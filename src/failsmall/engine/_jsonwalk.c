@@ -1,5 +1,7 @@
 /* A JSON body's fields in one pass: from the body's bytes straight to its (dotted path, value)
- * pairs, without building the Python document first.
+ * pairs, without building the Python document first. The walk (`json_walk`, `_jsonwalk.h`)
+ * gives each field to a sink: `json_fields` makes them Python pairs, `_jsonscan.c` scans them
+ * without a string each.
  *
  * `json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status)` gives what
  * `json.loads(body)` followed by `failsmall.engine.body.flatten_json_reference` gives: the same
