@@ -179,6 +179,7 @@ setup(
                 "src/failsmall/engine/_jsonwalk.c",
                 "src/failsmall/engine/_memo.c",
                 "src/failsmall/engine/_head.c",
+                "src/failsmall/engine/_jsonscan.c",
             ],
             depends=[
                 "src/failsmall/engine/_ucs4.h",
@@ -189,6 +190,7 @@ setup(
                 "src/failsmall/engine/_utf8.h",
                 "src/failsmall/engine/_nfkc.h",
                 "src/failsmall/engine/_nfkc_tables.h",
+                "src/failsmall/engine/_jsonwalk.h",
             ],
             libraries=["hs"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -32,6 +32,9 @@ int value_known(ValueScanner *self, Memo *memo, PyObject *value, long long targe
 /* ValueScanner.scan_head: see `_head.c`. */
 PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs);
 
+/* ValueScanner.scan_json: see `_jsonscan.c`. */
+PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs);
+
 /* The module function head_chars(headers): the characters of every header name and value. */
 PyObject *head_chars(PyObject *module, PyObject *headers);
 

@@ -1,5 +1,7 @@
 /* A JSON body's fields in one pass: from the body's bytes straight to its (dotted path, value)
- * pairs, without building the Python document first.
+ * pairs, without building the Python document first. The walk (`json_walk`, `_jsonwalk.h`)
+ * gives each field to a sink: `json_fields` makes them Python pairs, `_jsonscan.c` scans them
+ * without a string each.
  *
  * `json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status)` gives what
  * `json.loads(body)` followed by `failsmall.engine.body.flatten_json_reference` gives: the same
@@ -26,11 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_ucs4.h"
-
-/* The statuses: the first four are `failsmall.engine.body.Flattened`'s. */
-enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 3,
-       WALK_INVALID = 4, WALK_UNDECIDED = 5, WALK_ERROR = -1 };
+#include "_jsonwalk.h"
 
 /* Deeper than this the walk leaves the document to json.loads (whose own recursion limit is a
  * little under 1,000 levels); the bundle's depth limit is at most 256. */
@@ -67,12 +65,13 @@ typedef struct {
     Py_ssize_t entries_len, entries_cap;
     frame stack[WALK_MAX_NESTING];
     int top;
-    PyObject *fields;
+    json_sink_t sink; /* is given each field */
+    void *context;
+    Py_ssize_t count; /* fields given */
     Py_ssize_t max_values;
     int max_depth;
     Py_ssize_t max_name_chars, name_chars; /* the paths' characters, in all */
     int stopped; /* WALK_COMPLETE while fields are still being added, else the limit reached */
-    PyObject *empty;
 } walk_t;
 
 #define AT(w, j) PyUnicode_READ((w)->kind, (w)->data, (j))
@@ -184,7 +183,7 @@ static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssi
  * every path), the walk stops adding (TOO_MANY, TOO_LONG). */
 static inline int room(walk_t *w) {
     if (w->stopped != WALK_COMPLETE) return 0;
-    if (PyList_GET_SIZE(w->fields) >= w->max_values) {
+    if (w->count >= w->max_values) {
         w->stopped = WALK_TOO_MANY;
         return 0;
     }
@@ -195,40 +194,30 @@ static inline int room(walk_t *w) {
     return 1;
 }
 
-/* Add (path, value), stealing `value`. */
-static int add_field(walk_t *w, PyObject *value) {
-    if (value == NULL) return -1;
+/* Give the sink (path, value). */
+static int add_field(walk_t *w, json_text_t value) {
     w->name_chars += w->path.length;
-    PyObject *path = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, w->path.data, w->path.length);
-    if (path == NULL) {
-        Py_DECREF(value);
-        return -1;
-    }
-    PyObject *pair = PyTuple_New(2);
-    if (pair == NULL) {
-        Py_DECREF(path);
-        Py_DECREF(value);
-        return -1;
-    }
-    PyTuple_SET_ITEM(pair, 0, path);
-    PyTuple_SET_ITEM(pair, 1, value);
-    PyObject_GC_UnTrack(pair); /* two strings: never part of a cycle */
-    int err = PyList_Append(w->fields, pair);
-    Py_DECREF(pair);
+    w->count++;
+    return w->sink(w->context, w->path.data, w->path.length, value);
+}
+
+/* The characters [start, end) of the body's text, in place. */
+static inline json_text_t span(const walk_t *w, Py_ssize_t start, Py_ssize_t end) {
+    return (json_text_t){w->kind, (const char *)w->data + start * w->kind, end - start};
+}
+
+/* Give the sink (path, the string `value`); -1 when `value` is NULL or on error. */
+static int add_object(walk_t *w, PyObject *value) {
+    if (value == NULL) return -1;
+    int err = add_field(w, (json_text_t){PyUnicode_KIND(value), PyUnicode_DATA(value),
+                                         PyUnicode_GET_LENGTH(value)});
+    Py_DECREF(value);
     return err;
 }
 
-static PyObject *ascii_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end) {
-    PyObject *s = PyUnicode_New(end - start, 127);
-    if (s == NULL) return NULL;
-    Py_UCS1 *o = PyUnicode_1BYTE_DATA(s);
-    for (Py_ssize_t j = start; j < end; j++) *o++ = (Py_UCS1)AT(w, j);
-    return s;
-}
-
-/* The number at [start, end) (the grammar already checked) as json.dumps writes what
- * json.loads makes of it. An int too long for Python (ValueError in json.loads) is INVALID:
- * *invalid is set and NULL returned without an exception. */
+/* The float, or the int of more than 18 digits, at [start, end) (the grammar already checked)
+ * as json.dumps writes what json.loads makes of it. An int too long for Python (ValueError in
+ * json.loads) is INVALID: *invalid is set and NULL returned without an exception. */
 static PyObject *number_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end, int is_float,
                              int *invalid) {
     Py_ssize_t length = end - start;
@@ -253,9 +242,6 @@ static PyObject *number_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end, 
                 }
             }
         }
-    } else if (length - (buf[0] == '-') <= 18) {
-        out = (length == 2 && buf[0] == '-' && buf[1] == '0') ? PyUnicode_FromString("0")
-                                                               : ascii_text(w, start, end);
     } else {
         PyObject *value = PyLong_FromString(buf, NULL, 10);
         if (value == NULL) {
@@ -375,7 +361,7 @@ static int index_path(walk_t *w, const frame *f) {
     return child_path(w, f, digits + 24 - len, len);
 }
 
-/* The status of walking the whole text; fields are added to w->fields as they come. */
+/* The status of walking the whole text; each field is given to the sink as it comes. */
 static int walk(walk_t *w) {
     frame *stack = w->stack;
 #define top (w->top)
@@ -393,9 +379,9 @@ value:
         if (next == -2) return WALK_ERROR;
         if (next < 0) return WALK_INVALID;
         if (room(w)) {
-            PyObject *text = escaped ? PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND,
-                                                                 w->scratch.data, w->scratch.length)
-                                     : PyUnicode_Substring(w->text, start, end);
+            json_text_t text = escaped ? (json_text_t){PyUnicode_4BYTE_KIND, w->scratch.data,
+                                                       w->scratch.length}
+                                       : span(w, start, end);
             if (add_field(w, text) < 0) return WALK_ERROR;
         }
         i = next;
@@ -405,7 +391,7 @@ value:
     case '[': {
         int is_object = AT(w, i) == '{';
         if (top >= 0 && stack[top].is_object && room(w)) {
-            if (add_field(w, Py_NewRef(w->empty)) < 0) return WALK_ERROR;
+            if (add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, "", 0}) < 0) return WALK_ERROR;
         }
         if (top + 1 >= WALK_MAX_NESTING) return WALK_UNDECIDED;
         top++;
@@ -441,7 +427,7 @@ constant: {
     if (i + length > n) return WALK_INVALID;
     for (Py_ssize_t k = 0; k < length; k++)
         if (AT(w, i + k) != (Py_UCS4)(unsigned char)word[k]) return WALK_INVALID;
-    if (room(w) && add_field(w, PyUnicode_FromStringAndSize(word, length)) < 0)
+    if (room(w) && add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, word, length}) < 0)
         return WALK_ERROR;
     i += length;
     goto after_value;
@@ -479,13 +465,19 @@ number: {
     /* An int Python refuses (more digits than sys.get_int_max_str_digits()) is a ValueError
      * from json.loads wherever it is, so long ints are converted even past a limit. */
     int long_int = !is_float && i - start - (AT(w, start) == '-') > 18;
-    if (room(w) || long_int) {
+    if (!is_float && !long_int) {
+        /* An int's digits as written, but -0 is 0. */
+        int minus_zero = i - start == 2 && AT(w, start) == '-' && AT(w, start + 1) == '0';
+        json_text_t text = minus_zero ? (json_text_t){PyUnicode_1BYTE_KIND, "0", 1}
+                                      : span(w, start, i);
+        if (room(w) && add_field(w, text) < 0) return WALK_ERROR;
+    } else if (room(w) || long_int) {
         int invalid = 0;
         PyObject *text = number_text(w, start, i, is_float, &invalid);
         if (invalid) return WALK_INVALID;
         if (text == NULL) return WALK_ERROR;
         if (room(w)) {
-            if (add_field(w, text) < 0) return WALK_ERROR;
+            if (add_object(w, text) < 0) return WALK_ERROR;
         } else {
             Py_DECREF(text);
         }
@@ -555,6 +547,66 @@ static const char *detect_encoding(const unsigned char *b, Py_ssize_t n) {
     return "utf-8";
 }
 
+int json_walk(const char *bytes, Py_ssize_t length, Py_ssize_t max_values, int max_depth,
+              Py_ssize_t max_name_chars, json_sink_t sink, void *context) {
+    walk_t w;
+    memset(&w, 0, sizeof w);
+    w.top = -1;
+    w.sink = sink;
+    w.context = context;
+    w.max_values = max_values;
+    w.max_depth = max_depth;
+    w.max_name_chars = max_name_chars;
+    int status = WALK_ERROR;
+    /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
+    if (ucs4_reserve(&w.path, 1) < 0 || ucs4_reserve(&w.keys, 1) < 0 ||
+        ucs4_reserve(&w.scratch, 1) < 0)
+        goto done;
+    w.text = PyUnicode_Decode(bytes, length,
+                              detect_encoding((const unsigned char *)bytes, length),
+                              "surrogatepass");
+    if (w.text == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            status = WALK_INVALID;
+        }
+    } else {
+        w.data = PyUnicode_DATA(w.text);
+        w.kind = PyUnicode_KIND(w.text);
+        w.n = PyUnicode_GET_LENGTH(w.text);
+        status = walk(&w);
+    }
+done:
+    Py_XDECREF(w.text);
+    PyMem_Free(w.path.data);
+    PyMem_Free(w.keys.data);
+    PyMem_Free(w.scratch.data);
+    while (w.top >= 0) close_container(&w);
+    PyMem_Free(w.entries);
+    return status;
+}
+
+/* The sink of `json_fields`: each (path, value) as a pair of strings in a list. */
+static int append_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
+                       json_text_t value) {
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) return -1;
+    PyObject *name = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, path, path_length);
+    PyObject *text = PyUnicode_FromKindAndData(value.kind, value.data, value.length);
+    if (name == NULL || text == NULL) {
+        Py_XDECREF(name);
+        Py_XDECREF(text);
+        Py_DECREF(pair);
+        return -1;
+    }
+    PyTuple_SET_ITEM(pair, 0, name);
+    PyTuple_SET_ITEM(pair, 1, text);
+    PyObject_GC_UnTrack(pair); /* two strings: never part of a cycle */
+    int err = PyList_Append(context, pair);
+    Py_DECREF(pair);
+    return err;
+}
+
 /* json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status) */
 static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     Py_buffer body;
@@ -563,50 +615,16 @@ static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nin:json_fields", &body, &max_values, &max_depth,
                           &max_name_chars))
         return NULL;
-    walk_t w;
-    memset(&w, 0, sizeof w);
-    w.top = -1;
-    w.max_values = max_values;
-    w.max_depth = max_depth;
-    w.max_name_chars = max_name_chars;
-    PyObject *result = NULL;
-    w.fields = PyList_New(0);
-    w.empty = PyUnicode_New(0, 0);
-    if (w.fields == NULL || w.empty == NULL) goto done;
-    /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
-    if (ucs4_reserve(&w.path, 1) < 0 || ucs4_reserve(&w.keys, 1) < 0 ||
-        ucs4_reserve(&w.scratch, 1) < 0)
-        goto done;
-    const unsigned char *bytes = body.buf;
-    w.text = PyUnicode_Decode(body.buf, body.len, detect_encoding(bytes, body.len),
-                              "surrogatepass");
-    int status;
-    if (w.text == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_ValueError)) goto done;
-        PyErr_Clear();
-        status = WALK_INVALID;
-    } else {
-        w.data = PyUnicode_DATA(w.text);
-        w.kind = PyUnicode_KIND(w.text);
-        w.n = PyUnicode_GET_LENGTH(w.text);
-        status = walk(&w);
-        if (status == WALK_ERROR) goto done;
+    PyObject *result = NULL, *fields = PyList_New(0);
+    if (fields != NULL) {
+        int status = json_walk(body.buf, body.len, max_values, max_depth, max_name_chars,
+                               append_pair, fields);
+        if (status == WALK_INVALID || status == WALK_UNDECIDED) Py_SETREF(fields, PyList_New(0));
+        if (status != WALK_ERROR && fields != NULL)
+            result = Py_BuildValue("(Oi)", fields, status);
     }
-    if (status == WALK_INVALID || status == WALK_UNDECIDED) {
-        Py_SETREF(w.fields, PyList_New(0));
-        if (w.fields == NULL) goto done;
-    }
-    result = Py_BuildValue("(Oi)", w.fields, status);
-done:
     PyBuffer_Release(&body);
-    Py_XDECREF(w.text);
-    Py_XDECREF(w.fields);
-    Py_XDECREF(w.empty);
-    PyMem_Free(w.path.data);
-    PyMem_Free(w.keys.data);
-    PyMem_Free(w.scratch.data);
-    while (w.top >= 0) close_container(&w);
-    PyMem_Free(w.entries);
+    Py_XDECREF(fields);
     return result;
 }
 

@@ -14,11 +14,15 @@
 
 #define MEMO_FIRST_BUCKETS 256
 
+static Py_hash_t mix(Py_hash_t hash, long long kind) {
+    Py_uhash_t mixed = (Py_uhash_t)hash * 1000003u ^ (Py_uhash_t)kind * 0x9E3779B97F4A7C15u;
+    return mixed == (Py_uhash_t)-1 ? -2 : (Py_hash_t)mixed;
+}
+
 static Py_hash_t key_hash(PyObject *key, long long kind) {
     Py_hash_t hash = PyObject_Hash(key);
     if (hash == -1) return -1;
-    Py_uhash_t mixed = (Py_uhash_t)hash * 1000003u ^ (Py_uhash_t)kind * 0x9E3779B97F4A7C15u;
-    return mixed == (Py_uhash_t)-1 ? -2 : (Py_hash_t)mixed;
+    return mix(hash, kind);
 }
 
 /* 1 when equal, 0 when not, -1 on error. */
@@ -45,6 +49,32 @@ memo_entry *memo_find(Memo *memo, PyObject *key, long long kind) {
     Py_hash_t hash = key_hash(key, kind);
     if (hash == -1) return NULL;
     return find_hashed(memo, key, kind, hash);
+}
+
+memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind) {
+    Py_hash_t hash = mix(text.hash, kind);
+    size_t size = (size_t)text.length * (size_t)text.kind;
+    for (memo_entry *e = memo->buckets[(size_t)hash & memo->mask]; e; e = e->next_in_bucket) {
+        if (e->hash != hash || e->kind != kind || !PyUnicode_CheckExact(e->key)) continue;
+        if (PyUnicode_GET_LENGTH(e->key) == text.length && PyUnicode_KIND(e->key) == text.kind &&
+            memcmp(PyUnicode_DATA(e->key), text.data, size) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage) {
+    memo_entry *const *bucket = &memo->buckets[(size_t)mix(text_hash, kind) & memo->mask];
+    if (stage == 0) {
+        __builtin_prefetch(bucket);
+    } else if (*bucket != NULL) {
+        if (stage == 1) __builtin_prefetch(*bucket);
+        else __builtin_prefetch((*bucket)->key);
+    }
+}
+
+Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
+    return _Py_HashBytes(data, length * kind);
 }
 
 static void unlink_from_bucket(Memo *memo, memo_entry *entry) {

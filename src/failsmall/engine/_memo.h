@@ -42,6 +42,25 @@ extern PyTypeObject MemoType;
 /* The entry of (key, kind), borrowed, or NULL (with an exception set when the key could not be
  * hashed or compared). */
 memo_entry *memo_find(Memo *memo, PyObject *key, long long kind);
+/* A string's characters in the narrowest kind that holds them (as a str made of them would
+ * hold them), with the hash such a str has (`memo_text_hash`). */
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t length;
+    Py_hash_t hash;
+} memo_text_t;
+
+/* The hash of the str of `length` characters of the narrowest `kind` at `data`. */
+Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length);
+
+/* The entry of (the str of `text`, kind), borrowed, or NULL: `memo_find` without the str. */
+memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind);
+/* Ask the CPU to load what looking up (the str of a text of `text_hash`, kind) reads first:
+ * its bucket (stage 0), the bucket's first entry (stage 1, once the bucket is loaded), that
+ * entry's key (stage 2). Lookups of many values in a row overlap their memory reads so. */
+void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage);
+
 /* Remember (key, kind) -> (hits, values, chars) at a cost of `size` + MEMO_ENTRY_OVERHEAD,
  * forgetting the oldest entries as needed; nothing when already there or costlier than the
  * whole memo. Returns -1 with an exception set on error. */

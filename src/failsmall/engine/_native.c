@@ -1542,6 +1542,14 @@ static PyObject *ValueScanner_scan_head(ValueScanner *self, PyObject *const *arg
     return out;
 }
 
+static PyObject *ValueScanner_scan_json(ValueScanner *self, PyObject *const *args,
+                                        Py_ssize_t nargs) {
+    if (enter(self) < 0) return NULL;
+    PyObject *out = scan_json_impl(self, args, nargs);
+    self->busy = 0;
+    return out;
+}
+
 static PyObject *ValueScanner_scan(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "scan(result: str, targets: int, chains: int)");
@@ -1575,6 +1583,12 @@ static PyMethodDef ValueScanner_methods[] = {
      "scan_head(hits, memo, mask, method, path, query, headers, room_values, room_chars) -> "
      "(values, chars, stop): add the hits of the head targets in `mask` to `hits`, its parts "
      "remembered in `memo` or scanned (and remembered), within the room left."},
+    {"scan_json", (PyCFunction)(void (*)(void))ValueScanner_scan_json, METH_FASTCALL,
+     "scan_json(hits, memo, body, text, text_bits, names_bit, values_bit, max_values, "
+     "max_depth, max_name_chars, room_values, room_chars) -> (status, values, chars, stop): "
+     "walk a JSON body (as json_fields) and add the hits of `text` and its fields' names and "
+     "values to `hits` as scan_sources would, within the room left; nothing is scanned when "
+     "status is 4 (not JSON) or 5 (left to json.loads)."},
     {"scan", (PyCFunction)(void (*)(void))ValueScanner_scan, METH_FASTCALL,
      "scan(result, targets, chains) -> hits: the keys of the patterns of `targets` and `chains` "
      "matching `result` as it is."},

@@ -51,6 +51,22 @@ class ValueScanner:
     def scan_sources(
         self, sources: dict[str, int], memo: Memo, room_values: int, room_chars: int, /
     ) -> tuple[set[str], int, int, int]: ...
+    def scan_json(
+        self,
+        hits: set[str],
+        memo: Memo,
+        body: bytes,
+        text: str,
+        text_bits: int,
+        names_bit: int,
+        values_bit: int,
+        max_values: int,
+        max_depth: int,
+        max_name_chars: int,
+        room_values: int,
+        room_chars: int,
+        /,
+    ) -> tuple[int, int, int, int]: ...
     def scan_head(
         self,
         hits: set[str],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import assert_never
 
@@ -32,16 +31,83 @@ class BodyFormat(StrEnum):
     MALFORMED = "malformed"
 
 
-@dataclass(frozen=True, slots=True)
+Fields = tuple[tuple[str, str], ...]
+
+
 class ParsedBody:
     """The fields of a body. `MALFORMED` bodies have no fields and say why in `problem`;
-    `reached` is the work limit that stopped parsing, if one did."""
+    `reached` is the work limit that stopped parsing, if one did.
 
-    format: BodyFormat
-    fields: tuple[tuple[str, str], ...] = ()
-    filenames: tuple[str, ...] = ()
-    problem: str = ""
-    reached: LimitReached | None = None
+    A JSON body the signature scanner walked and scanned in one call (`walked_json`) makes its
+    fields only when something reads them (a rule on body fields, an exception, a log).
+    """
+
+    __slots__ = ("_fields", "_make_fields", "filenames", "format", "problem", "reached")
+
+    def __init__(
+        self,
+        format: BodyFormat,
+        fields: Fields = (),
+        filenames: tuple[str, ...] = (),
+        problem: str = "",
+        reached: LimitReached | None = None,
+    ) -> None:
+        self.format = format
+        self._fields = fields
+        self._make_fields: Callable[[], Fields] | None = None
+        self.filenames = filenames
+        self.problem = problem
+        self.reached = reached
+
+    @classmethod
+    def walked_json(cls, body: bytes, walk: JsonWalk, limits: Limits) -> ParsedBody:
+        """The JSON `body` whose compiled walk ended with `walk` (a limit or complete), its
+        fields made by `json_fields` when first read."""
+        parsed = _json_body([], Flattened(walk), limits)
+
+        def make_fields() -> Fields:
+            fields, status = json_fields(
+                body,
+                limits.waf_max_values,
+                limits.waf_max_body_depth,
+                limits.waf_max_transformed_chars,
+            )
+            assert status == walk, "the same walk of the same body"
+            return tuple(fields)
+
+        parsed._make_fields = make_fields
+        return parsed
+
+    @property
+    def fields(self) -> Fields:
+        """The fields as (name, value) pairs: JSON leaves by dotted path, form and multipart
+        fields by name."""
+        if self._make_fields is not None:
+            self._fields = self._make_fields()
+            self._make_fields = None
+        return self._fields
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.format, self.fields, self.filenames, self.problem, self.reached)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParsedBody):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"ParsedBody({self.format!r}, {self.fields!r}, {self.filenames!r}, "
+            f"{self.problem!r}, {self.reached!r})"
+        )
+
+
+def is_json(media: str) -> bool:
+    """Whether a body of the media type `media` (lowercase, without parameters) is parsed as
+    JSON."""
+    return media == "application/json" or media.endswith("+json")
 
 
 def parse_body(content_type: str, body: bytes, truncated: bool, limits: Limits) -> ParsedBody:
@@ -53,7 +119,7 @@ def parse_body(content_type: str, body: bytes, truncated: bool, limits: Limits) 
         not media and body.lstrip()[:1] not in (b"{", b"[", b"<")
     ):
         return _parse_urlencoded(body, limits)
-    if media == "application/json" or media.endswith("+json"):
+    if is_json(media):
         return _parse_json(body, limits)
     if media == "multipart/form-data":
         return _parse_multipart(content_type, body, truncated, limits, 1)

@@ -175,6 +175,11 @@ class RequestView:
             self.limits,
         )
 
+    def body_parsed(self, body: ParsedBody) -> None:
+        """Take `body` as the parsed body (one that parsing the body would give: the signature
+        scanner's walk of a JSON body), so it is not parsed again."""
+        self.__dict__["body"] = body
+
     @_Lazy
     def body_limits(self) -> tuple[LimitReached, ...]:
         """The work limits decoding and parsing the body reached (none for most bodies)."""

@@ -22,6 +22,9 @@ Known = tuple[frozenset[str], int, int]
 SourcesScan = tuple[set[str], int, int, int]
 #: What `scan_head` returns: values, characters, and where it ended (a `work.Stop`).
 HeadScan = tuple[int, int, int]
+#: What `scan_json` returns: how the walk ended (a `body.JsonWalk`), values, characters, and
+#: where the scan ended (a `work.Stop`).
+JsonScan = tuple[int, int, int, int]
 
 
 class ScanMemo(Protocol):

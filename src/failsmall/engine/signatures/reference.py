@@ -18,12 +18,14 @@ The engine runs the compiled scanner; tests check that both give the same hits a
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
 import hyperscan
 
+from failsmall.engine.body import JsonWalk, flatten_json_reference
 from failsmall.engine.forms import cookie_pair, form_pair
 from failsmall.engine.native import (
     MEMO_ARG_PART,
@@ -35,6 +37,7 @@ from failsmall.engine.native import (
 from failsmall.engine.signatures.compiled import (
     Chain,
     HeadScan,
+    JsonScan,
     Known,
     Pattern,
     ScanMemo,
@@ -174,6 +177,44 @@ class ReferenceValueScanner:
         for value, targets, found, found_chars in fresh:
             memo.put(value, targets, found, 1, found_chars, len(value))
         return hits, work.values, work.chars, stop
+
+    def scan_json(
+        self,
+        hits: set[str],
+        memo: ScanMemo,
+        body: bytes,
+        text: str,
+        text_bits: int,
+        names_bit: int,
+        values_bit: int,
+        max_values: int,
+        max_depth: int,
+        max_name_chars: int,
+        room_values: int,
+        room_chars: int,
+    ) -> JsonScan:
+        """Add the hits of a JSON body to `hits`: `text` as a value of `text_bits` (when not
+        0), then each field's name and value (as values of `names_bit` and `values_bit`, when
+        not 0) of the body flattened within the limits, scanned with `scan_sources`. Returns how
+        the flattening ended (INVALID, with nothing scanned, when `json.loads` refuses the body,
+        UNDECIDED when it is nested too deep for it), the values and characters counted and
+        where the scan ended."""
+        try:
+            document = json.loads(body)
+        except RecursionError:
+            return JsonWalk.UNDECIDED, 0, 0, Stop.NONE
+        except ValueError:
+            return JsonWalk.INVALID, 0, 0, Stop.NONE
+        fields, status = flatten_json_reference(document, max_values, max_depth, max_name_chars)
+        sources: dict[str, int] = {text: text_bits} if text_bits else {}
+        for name, value in fields:
+            if names_bit:
+                sources[name] = sources.get(name, 0) | names_bit
+            if values_bit:
+                sources[value] = sources.get(value, 0) | values_bit
+        found, values, chars, stop = self.scan_sources(sources, memo, room_values, room_chars)
+        hits |= found
+        return status, values, chars, stop
 
     def scan_head(
         self,

@@ -13,7 +13,8 @@ memoised by value and targets, and so are the parts of a request head, whatever 
 holds: each raw `name=value` part of the query, each header's (name, value) pair, each raw part
 of a Cookie header. A browser's headers and steady cookies cost one lookup each; its session
 cookie, path id and query values are what is scanned. The value scanner walks a request head in
-one call (`scan_head`), and a body's values in another (`scan_sources`).
+one call (`scan_head`), and a body's values in another (`scan_sources`; a JSON body from its
+bytes, `scan_json`, with no Python string for a value it remembers).
 
 So most values cost one scan, whatever the number of rules, targets and chains, and no value is
 transformed twice the same way. A value that is not ASCII is also scanned in its NFKC form, so a
@@ -36,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
+from failsmall.engine.body import JsonWalk, ParsedBody, is_json
 from failsmall.engine.native import (
     MEMO_ENTRY_OVERHEAD,
     MEMO_REQUEST,
@@ -48,6 +50,7 @@ from failsmall.engine.request import BodyFormat, Request, RequestView
 from failsmall.engine.signatures.compiled import (
     Chain,
     HeadScan,
+    JsonScan,
     Pattern,
     SignatureCompileError,
     SourcesScan,
@@ -75,7 +78,7 @@ _BODY_ARG_NAMES, _BODY_ARG_VALUES = (
     TARGET_BIT[Target.BODY_ARG_NAMES],
     TARGET_BIT[Target.BODY_ARG_VALUES],
 )
-_FILENAMES = TARGET_BIT[Target.FILENAMES]
+_FILENAMES, _BODY = TARGET_BIT[Target.FILENAMES], TARGET_BIT[Target.BODY]
 #: Body formats whose fields are named: their names and values are inspected pair by pair.
 _FORMS = frozenset({BodyFormat.URLENCODED, BodyFormat.JSON, BodyFormat.MULTIPART})
 _WRONG_BITS = {
@@ -107,6 +110,23 @@ class ValueScanner(Protocol):
     def scan_sources(
         self, sources: dict[str, int], memo: Memo, room_values: int, room_chars: int, /
     ) -> SourcesScan: ...
+
+    def scan_json(
+        self,
+        hits: set[str],
+        memo: Memo,
+        body: bytes,
+        text: str,
+        text_bits: int,
+        names_bit: int,
+        values_bit: int,
+        max_values: int,
+        max_depth: int,
+        max_name_chars: int,
+        room_values: int,
+        room_chars: int,
+        /,
+    ) -> JsonScan: ...
 
     def scan_head(
         self,
@@ -155,6 +175,7 @@ class SignatureScanner:
         self._names_bit = _BODY_ARG_NAMES if _BODY_ARG_NAMES in wanted else 0
         self._values_bit = _BODY_ARG_VALUES if _BODY_ARG_VALUES in wanted else 0
         self._filenames_bit = _FILENAMES if _FILENAMES in wanted else 0
+        self._text_bit = _BODY if _BODY in wanted else 0
 
     @classmethod
     def compile(
@@ -210,7 +231,12 @@ class SignatureScanner:
             hits, self.memo, self._head_mask, request.method, request.path, request.query,
             request.headers, room_values, room_chars,
         )  # fmt: skip
-        if work.add(head[0], head[1], STOPS[head[2]]) and request.body and self._body_extractors:
+        if (
+            work.add(head[0], head[1], STOPS[head[2]])
+            and request.body
+            and self._body_extractors
+            and not self._scan_json_body(values, view, hits, work)
+        ):
             self._scan_body(values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
         if key is not None and work.reached is None:
@@ -226,6 +252,33 @@ class SignatureScanner:
         found, count, chars, stop = values.scan_sources(sources, self.memo, *work.room)
         hits |= found
         work.add(count, chars, STOPS[stop])
+
+    def _scan_json_body(
+        self, values: ValueScanner, view: RequestView, hits: set[str], work: WorkCount
+    ) -> bool:
+        """Add the hits of a JSON body not parsed yet, walked and scanned in one call of the
+        value scanner (`scan_json`: the values `_body_sources` would give, in the same order,
+        without a string for each value remembered); the body's fields are made only if
+        something reads them. False, with nothing scanned, for any other body, and for one the
+        walk leaves to `json.loads` (then its fields are scanned as parsed)."""
+        if "body" in view.__dict__ or not is_json(view.content_type):
+            return False
+        data = view.decoded.data
+        if not data:
+            return False
+        limits = view.limits
+        text = view.body_text if self._text_bit else ""
+        status, count, chars, stop = values.scan_json(
+            hits, self.memo, data, text, self._text_bit, self._names_bit, self._values_bit,
+            limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars,
+            *work.room,
+        )  # fmt: skip
+        walk = JsonWalk(status)
+        if walk in (JsonWalk.INVALID, JsonWalk.UNDECIDED):
+            return False
+        view.body_parsed(ParsedBody.walked_json(data, walk, limits))
+        work.add(count, chars, STOPS[stop])
+        return True
 
     def _body_sources(self, view: RequestView) -> dict[str, int]:
         """The distinct values of the body targets with the mask of their targets, in the order

@@ -1,0 +1,331 @@
+/* A JSON body scanned in one call: `ValueScanner.scan_json`, from the body's bytes to its hits.
+ *
+ * It gives what `SignatureScanner` gets from `json_fields`, `add_fields` and `scan_sources`
+ * together (the readable way: `body.parse_json_reference`, then `scan_sources` of the
+ * reference scanner), without a Python string per value:
+ *
+ * 1. the walk (`_jsonwalk.c`) gives each field's path and value; each is kept once, in the
+ *    order first seen, with the target bits of every place it was seen (as `add_fields` ors
+ *    them into a dict), its characters held in one arena in the narrowest kind that holds
+ *    them, with the hash a str of them has;
+ * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its
+ *    characters and hash (no str is made for a value remembered; a value too long to be
+ *    remembered is not looked up), or made a str and scanned;
+ *    charged to the room left, stopping before the first whose work does not fit; the short
+ *    fresh values are remembered after the walk.
+ *
+ * A body that is not JSON, or one the walk leaves to `json.loads`, is not scanned: the status
+ * says so and the caller scans its fields the long way.
+ */
+#include "_head.h"
+#include "_jsonwalk.h"
+
+#include <string.h>
+
+/* One distinct value: its characters at `offset` in the arena, and its target bits. */
+typedef struct {
+    Py_ssize_t offset, length;
+    int kind;
+    Py_hash_t hash;
+    long long bits;
+} source_t;
+
+typedef struct {
+    char *arena;
+    Py_ssize_t arena_length, arena_capacity;
+    source_t *items;
+    Py_ssize_t count, capacity;
+    Py_ssize_t *table; /* item index + 1, open addressing; `mask + 1` slots */
+    size_t mask;
+    long long names_bit, values_bit;
+} sources_t;
+
+static void sources_free(sources_t *s) {
+    PyMem_Free(s->arena);
+    PyMem_Free(s->items);
+    PyMem_Free(s->table);
+}
+
+/* Room for `more` bytes at the end of the arena. */
+static int arena_reserve(sources_t *s, Py_ssize_t more) {
+    if (s->arena_length + more <= s->arena_capacity) return 0;
+    if (more > PY_SSIZE_T_MAX / 4 - s->arena_length) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t capacity = (s->arena_length + more) * 2 + 64;
+    char *arena = PyMem_Realloc(s->arena, (size_t)capacity);
+    if (arena == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->arena = arena;
+    s->arena_capacity = capacity;
+    return 0;
+}
+
+/* Room for the values of a body of `length` bytes, so most bodies never grow their buffers:
+ * a distinct value and its name take some bytes of the body each. */
+static int presize(sources_t *s, Py_ssize_t length) {
+    Py_ssize_t items = length / 16 + 64;
+    size_t slots = 256;
+    while (slots < (size_t)(2 * items)) slots *= 2;
+    s->items = PyMem_Malloc((size_t)items * sizeof(source_t));
+    s->table = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    if (s->items == NULL || s->table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->capacity = items;
+    s->mask = slots - 1;
+    return arena_reserve(s, length + 256);
+}
+
+static int grow_table(sources_t *s) {
+    size_t slots = (s->mask + 1) * 2;
+    Py_ssize_t *table = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < s->count; j++) {
+        size_t k = (size_t)s->items[j].hash & (slots - 1);
+        while (table[k]) k = (k + 1) & (slots - 1);
+        table[k] = j + 1;
+    }
+    PyMem_Free(s->table);
+    s->table = table;
+    s->mask = slots - 1;
+    return 0;
+}
+
+/* The narrowest kind that holds the `length` characters of `kind` at `data`. */
+static int narrowest(int kind, const void *data, Py_ssize_t length) {
+    if (kind == PyUnicode_1BYTE_KIND) return kind;
+    Py_UCS4 max = 0;
+    for (Py_ssize_t j = 0; j < length; j++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, j);
+        if (c > max) max = c;
+    }
+    return max < 0x100 ? PyUnicode_1BYTE_KIND : max < 0x10000 ? PyUnicode_2BYTE_KIND : kind;
+}
+
+/* A value longer than MEMO_MAX_VALUE is never remembered, so it is not looked up in the memo
+ * and needs no str's hash: only to be told apart from other long values, by its length and
+ * its ends. */
+static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)size;
+    for (Py_ssize_t j = 0; j < 64; j++) {
+        h = (h ^ (unsigned char)data[j]) * 1099511628211ULL;
+        h = (h ^ (unsigned char)data[size - 1 - j]) * 1099511628211ULL;
+    }
+    return (Py_hash_t)(h >> 1);
+}
+
+/* Or `bits` into the targets of the value of `length` characters of `kind` at `data`, which
+ * is added after the others when new. */
+static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
+                      long long bits) {
+    int narrow = narrowest(kind, data, length);
+    /* each value starts at a multiple of its character size (the arena's start is aligned) */
+    Py_ssize_t start = (s->arena_length + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
+    if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
+    char *at = s->arena + start;
+    if (narrow == kind) {
+        memcpy(at, data, (size_t)(length * kind));
+    } else {
+        for (Py_ssize_t j = 0; j < length; j++)
+            PyUnicode_WRITE(narrow, at, j, PyUnicode_READ(kind, data, j));
+    }
+    Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(at, length * narrow)
+                                             : memo_text_hash(narrow, at, length);
+    if ((size_t)(2 * (s->count + 1)) > s->mask + 1 && grow_table(s) < 0) return -1;
+    size_t k = (size_t)hash & s->mask;
+    for (; s->table[k]; k = (k + 1) & s->mask) {
+        source_t *old = &s->items[s->table[k] - 1];
+        if (old->hash == hash && old->kind == narrow && old->length == length &&
+            memcmp(s->arena + old->offset, at, (size_t)(length * narrow)) == 0) {
+            old->bits |= bits;
+            return 0;
+        }
+    }
+    if (s->count == s->capacity) {
+        Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 256;
+        source_t *items = PyMem_Realloc(s->items, (size_t)capacity * sizeof(source_t));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->items = items;
+        s->capacity = capacity;
+    }
+    s->items[s->count] = (source_t){start, length, narrow, hash, bits};
+    s->table[k] = ++s->count;
+    s->arena_length = start + length * narrow;
+    return 0;
+}
+
+/* The walk's sink: the field's name, then its value (`add_fields`). */
+static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
+                    json_text_t value) {
+    sources_t *s = context;
+    if (s->names_bit &&
+        add_source(s, PyUnicode_4BYTE_KIND, path, path_length, s->names_bit) < 0)
+        return -1;
+    if (s->values_bit && add_source(s, value.kind, value.data, value.length, s->values_bit) < 0)
+        return -1;
+    return 0;
+}
+
+/* A fresh value scanned, kept to be remembered after the walk. */
+typedef struct {
+    PyObject *value;
+    long long targets;
+    PyObject *hits;
+    Py_ssize_t chars;
+} pending_t;
+
+/* How many values apart the stages of a lookup's prefetching run. */
+#define PREFETCH_DISTANCE 4
+
+/* The distinct values of `s` in order, as `scan_sources` scans them. Returns -1 on error. */
+static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, PyObject *hits,
+                         Py_ssize_t room_values, Py_ssize_t room_chars, Py_ssize_t *values,
+                         Py_ssize_t *chars, stop_t *stop) {
+    pending_t *pending = NULL;
+    Py_ssize_t npending = 0, capacity = 0;
+    int err = -1;
+    for (Py_ssize_t i = 0; i < s->count; i++) {
+        /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
+        for (int stage = 0; stage < 3; stage++) {
+            Py_ssize_t ahead = i + PREFETCH_DISTANCE * (3 - stage);
+            if (ahead >= s->count) continue;
+            const source_t *next = &s->items[ahead];
+            if (next->length && next->length <= MEMO_MAX_VALUE)
+                memo_prefetch(memo, next->hash, next->bits, stage);
+        }
+        source_t *item = &s->items[i];
+        if (item->length == 0) continue;
+        memo_text_t text = {item->kind, s->arena + item->offset, item->length, item->hash};
+        known_t found;
+        memo_entry *e =
+            item->length > MEMO_MAX_VALUE ? NULL : memo_find_text(memo, text, item->bits);
+        if (e != NULL) {
+            found = (known_t){Py_NewRef(e->hits), e->values, e->chars};
+        } else {
+            PyObject *value = PyUnicode_FromKindAndData(text.kind, text.data, text.length);
+            PyObject *bits = value ? PyLong_FromLongLong(item->bits) : NULL;
+            PyObject *scanned = bits ? fresh_value(self, value, bits) : NULL;
+            Py_XDECREF(bits);
+            if (scanned == NULL) {
+                Py_XDECREF(value);
+                goto done;
+            }
+            found = (known_t){Py_NewRef(PyTuple_GET_ITEM(scanned, 0)), 1,
+                              PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1))};
+            Py_DECREF(scanned);
+            if (item->length > MEMO_MAX_VALUE) {
+                Py_DECREF(value);
+            } else {
+                if (npending == capacity) {
+                    capacity = capacity ? 2 * capacity : 64;
+                    pending_t *more = PyMem_Realloc(pending, (size_t)capacity * sizeof(pending_t));
+                    if (more == NULL) {
+                        Py_DECREF(value);
+                        Py_DECREF(found.hits);
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    pending = more;
+                }
+                pending[npending++] =
+                    (pending_t){value, item->bits, Py_NewRef(found.hits), found.chars};
+            }
+        }
+        if (*values + found.values > room_values) *stop = STOP_VALUES;
+        else if (*chars + found.chars > room_chars) *stop = STOP_CHARS;
+        if (*stop != STOP_NONE) {
+            Py_DECREF(found.hits);
+            break;
+        }
+        *values += found.values;
+        *chars += found.chars;
+        if (PySet_GET_SIZE(found.hits)) {
+            PyObject *more = PyNumber_InPlaceOr(hits, found.hits);
+            if (more == NULL) {
+                Py_DECREF(found.hits);
+                goto done;
+            }
+            Py_DECREF(more);
+        }
+        Py_DECREF(found.hits);
+    }
+    for (Py_ssize_t p = 0; p < npending; p++) {
+        if (memo_put(memo, pending[p].value, pending[p].targets, pending[p].hits, 1,
+                     pending[p].chars, PyUnicode_GET_LENGTH(pending[p].value)) < 0)
+            goto done;
+    }
+    err = 0;
+done:
+    for (Py_ssize_t p = 0; p < npending; p++) {
+        Py_DECREF(pending[p].value);
+        Py_DECREF(pending[p].hits);
+    }
+    PyMem_Free(pending);
+    return err;
+}
+
+/* scan_json(hits, memo, body, text, text_bits, names_bit, values_bit, max_values, max_depth,
+ *           max_name_chars, room_values, room_chars) -> (status, values, chars, stop) */
+PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 12 || !PySet_CheckExact(args[0]) || !PyObject_TypeCheck(args[1], &MemoType) ||
+        !PyBytes_Check(args[2]) || !PyUnicode_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_json(hits: set, memo: Memo, body: bytes, text: str, text_bits: int, "
+                        "names_bit: int, values_bit: int, max_values: int, max_depth: int, "
+                        "max_name_chars: int, room_values: int, room_chars: int)");
+        return NULL;
+    }
+    PyObject *hits = args[0], *body = args[2], *text = args[3];
+    Memo *memo = (Memo *)args[1];
+    long long text_bits = PyLong_AsLongLong(args[4]);
+    sources_t s = {0};
+    s.names_bit = PyLong_AsLongLong(args[5]);
+    s.values_bit = PyLong_AsLongLong(args[6]);
+    Py_ssize_t max_values = PyLong_AsSsize_t(args[7]);
+    long max_depth = PyLong_AsLong(args[8]);
+    Py_ssize_t max_name_chars = PyLong_AsSsize_t(args[9]);
+    Py_ssize_t room_values = PyLong_AsSsize_t(args[10]), room_chars = PyLong_AsSsize_t(args[11]);
+    if (PyErr_Occurred()) return NULL;
+    if (text_bits < 0 || s.names_bit < 0 || s.values_bit < 0 || max_depth < 0 ||
+        max_depth > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError,
+                        "scan_json: target bits are 0 or more, max_depth a C int of 0 or more");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (presize(&s, PyBytes_GET_SIZE(body) + (text_bits ? PyUnicode_GET_LENGTH(text) : 0)) < 0)
+        goto done;
+    if (text_bits && add_source(&s, PyUnicode_KIND(text), PyUnicode_DATA(text),
+                                PyUnicode_GET_LENGTH(text), text_bits) < 0)
+        goto done;
+    int status = json_walk(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), max_values,
+                           (int)max_depth, max_name_chars, add_pair, &s);
+    Py_ssize_t values = 0, chars = 0;
+    stop_t stop = STOP_NONE;
+    switch (status) {
+    case WALK_ERROR:
+        goto done;
+    case WALK_INVALID:
+    case WALK_UNDECIDED:
+        break;
+    default:
+        if (scan_in_order(self, memo, &s, hits, room_values, room_chars, &values, &chars,
+                          &stop) < 0)
+            goto done;
+    }
+    out = Py_BuildValue("(inni)", status, values, chars, (int)stop);
+done:
+    sources_free(&s);
+    return out;
+}

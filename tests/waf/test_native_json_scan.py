@@ -1,0 +1,169 @@
+"""A JSON body walked and scanned in one call (`scan_json`, `_jsonscan.c`) gives what the
+readable way gives (`json.loads`, the reference flattening, the reference `scan_sources`): the
+same hits, values, characters and stop, and the same memo entries in the same order, at any
+limits; values remembered are found by their characters, whatever their width; and a request
+scanned this way gets the verdict, work and body fields it gets when its fields are parsed
+first."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from failsmall.engine.body import JsonWalk, parse_body
+from failsmall.engine.native import Memo
+from failsmall.engine.request import Request, RequestView
+from failsmall.engine.signatures.scanner import MEMO_BYTES
+from failsmall.engine.work import Stop
+from failsmall.model.traffic import Limits
+from tests.waf.test_head_walk import rooms
+from tests.waf.test_native_json_walk import json_bodies
+from tests.waf.test_native_scanner import json_documents, request_scanners, scanners
+
+#: JSON texts: damaged and odd ones (encodings, escapes, repeated keys), and documents of
+#: attack fragments written with and without ASCII escapes.
+bodies = st.one_of(
+    json_bodies(),
+    st.tuples(json_documents, st.booleans()).map(
+        lambda d: json.dumps(d[0], ensure_ascii=d[1]).encode("utf-8", "surrogatepass")
+    ),
+)
+limits = st.tuples(st.integers(0, 40), st.integers(0, 8), st.integers(0, 400))
+bits = st.tuples(st.sampled_from([0, 32]), st.sampled_from([0, 64]), st.sampled_from([0, 128]))
+Scan = tuple[set[str], int, int, int, Stop]
+
+
+def scan(
+    scanner: object,
+    memo: Memo,
+    body: bytes,
+    bits: tuple[int, int, int],
+    limits: tuple[int, int, int],
+    room: tuple[int, int],
+) -> Scan:
+    hits: set[str] = set()
+    text = body.decode("utf-8", errors="replace")
+    status, values, chars, stop = scanner.scan_json(  # type: ignore[attr-defined]
+        hits, memo, body, text, *bits, *limits, *room
+    )
+    return hits, JsonWalk(status), values, chars, Stop(stop)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    body=bodies,
+    bits=bits,
+    limits=limits,
+    room=rooms,
+    tiny_memo=st.booleans(),
+)
+def test_a_json_body_is_scanned_as_the_reference_scans_its_fields(
+    body: bytes,
+    bits: tuple[int, int, int],
+    limits: tuple[int, int, int],
+    room: tuple[int, int],
+    tiny_memo: bool,
+) -> None:
+    native, reference = scanners()
+    budget = 4 * 128 + 200 if tiny_memo else MEMO_BYTES
+    native_memo, reference_memo = Memo(budget), Memo(budget)
+    for _ in range(2):  # the second time from the memo
+        found = scan(native, native_memo, body, bits, limits, room)
+        expected = scan(reference, reference_memo, body, bits, limits, room)
+        if found[1] in (JsonWalk.INVALID, JsonWalk.UNDECIDED):
+            # nothing scanned: the caller scans the fields json.loads makes, if any
+            assert found == (set(), found[1], 0, 0, Stop.NONE)
+            assert len(native_memo) == 0
+            return
+        assert found == expected
+        assert native_memo.items() == reference_memo.items()
+        assert found[2] <= room[0] and found[3] <= room[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=12), escaped=st.booleans())
+def test_a_remembered_value_is_found_by_its_characters_whatever_their_width(
+    value: str, escaped: bool
+) -> None:
+    """A value is looked up by its characters and the hash a str of them has, without the str:
+    an entry planted under the value is found, in a body of any width and escaping."""
+    assume(value not in ("k", "wide", "\U0001f600"))  # else one value of both targets
+    native, _ = scanners()
+    memo = Memo(MEMO_BYTES)
+    memo.put(value, 128, frozenset({"planted"}), 1, 7, len(value))
+    memo.put("k", 64, frozenset({"name"}), 1, 1, 1)
+    # a wide character elsewhere in the body makes the walk read the value in a wider kind
+    document = {"k": value, "wide": "\U0001f600"}
+    body = json.dumps(document, ensure_ascii=escaped).encode("utf-8", "surrogatepass")
+    hits, status, *_ = scan(native, memo, body, (0, 64, 128), (40, 8, 400), (99, 10**9))
+    assert status == JsonWalk.COMPLETE
+    expected = {"name"} | ({"planted"} if value else set())
+    assert expected <= hits
+    assert "planted" not in scan(native, Memo(MEMO_BYTES), body, (0, 64, 128), (40, 8, 400),
+                                 (99, 10**9))[0]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=bodies,
+    max_values=st.integers(min_value=16, max_value=80),
+    max_chars=st.sampled_from([64 * 1024, 16 * 1024 * 1024]),
+    depth=st.integers(min_value=1, max_value=8),
+)
+def test_a_json_request_is_answered_as_when_its_fields_are_parsed_first(
+    body: bytes, max_values: int, max_chars: int, depth: int
+) -> None:
+    request = Request(
+        "POST", "/api", "", (("Content-Type", "application/json"), ("User-Agent", "t")), body
+    )
+    limits = Limits(
+        waf_max_values=max_values, waf_max_transformed_chars=max_chars, waf_max_body_depth=depth
+    )
+    native, reference = request_scanners()
+    native._clear_memos()
+    reference._clear_memos()
+    expected = reference.inspect(RequestView(request, limits=limits))
+    fused = RequestView(request, limits=limits)
+    assert native.inspect(fused) == expected
+    fused_memo = native.memo.items()
+    native._clear_memos()
+    parsed_first = RequestView(request, limits=limits)
+    parsed = parsed_first.body
+    assert native.inspect(parsed_first) == expected
+    assert native.memo.items() == fused_memo
+    # the body the walk left for others to read is the body parsing gives
+    assert fused.body == parsed == parse_body("application/json", body, False, limits)
+    assert fused.body_limits == parsed_first.body_limits
+
+
+def test_a_json_body_scanned_in_one_call_makes_its_fields_only_when_read() -> None:
+    native, _ = request_scanners()
+    body = json.dumps({"q": "1' OR '1'='1", "items": [{"sku": "A-1"}] * 3}).encode()
+    request = Request("POST", "/api", "", (("Content-Type", "application/json"),), body)
+    view = RequestView(request, limits=Limits())
+    result = native.inspect(view)
+    assert result.hits and result.reached is None
+    assert view.__dict__["body"]._make_fields is not None  # not made yet
+    assert view.body_args["q"] == ["1' OR '1'='1"]
+    assert view.body.fields[0] == ("q", "1' OR '1'='1")
+
+
+def test_a_payload_past_the_values_limit_of_a_json_body_is_an_over_limit_never_a_pass() -> None:
+    native, reference = request_scanners()
+    limits = Limits(waf_max_values=64)
+    for at, hit in ((10, True), (5_000, False)):
+        values = [f"item {i}" for i in range(10_000)]
+        values[at] = "1' OR '1'='1' --"
+        body = json.dumps({"rows": values}).encode()
+        request = Request("POST", "/api", "", (("Content-Type", "application/json"),), body)
+        view = RequestView(request, limits=limits)
+        result = native.inspect(view)
+        assert result == reference.inspect(RequestView(request, limits=limits))
+        assert bool(result.hits) is hit
+        assert result.values <= 64
+        # the scan stopped at the values limit, and the walk says it stopped adding fields
+        assert result.reached is not None and result.reached.limit == "waf_max_values"
+        assert [r.limit for r in view.body_limits] == ["waf_max_values"]
+        assert len(view.body.fields) == 64
