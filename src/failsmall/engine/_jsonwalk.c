@@ -10,16 +10,24 @@
  * same way (a `\ud800` without its pair stays a lone surrogate), and writes numbers as
  * `json.dumps` writes what `json.loads` made of them (an int's digits, a float's repr).
  *
- * Two kinds of document are left to `json.loads` (status UNDECIDED): an object with a
- * repeated key (a dict keeps the last value at the first key's place, which a single pass
- * cannot emit in order), and nesting deeper than WALK_MAX_NESTING (where `json.loads` itself
- * stops with RecursionError). An integer Python refuses (more digits than
- * `sys.get_int_max_str_digits()`) is INVALID, as json.loads's ValueError makes it.
+ * One kind of document is left to the caller (status UNDECIDED): a valid one with a repeated
+ * key in an object nested less than `max_depth` deep (a dict keeps the last value at the first
+ * key's place, which a single pass cannot emit in order); past such a key the walk adds no
+ * field and only checks the rest is JSON, so an invalid body is INVALID wherever its repeated
+ * keys are. An integer Python refuses (more digits than `sys.get_int_max_str_digits()`) is
+ * INVALID, as json.loads's ValueError makes it.
  *
- * The walk keeps its own stack of open containers (no C recursion), and its work is linear in
- * the body: each character is read once, each key is hashed once (an object's keys are
- * compared one by one while it has few, through a hash table once it has more), and the
- * paths made stop at `max_name_chars` characters in all.
+ * Nesting has no limit of its own: a body is INVALID exactly when `json.loads` with an
+ * unlimited recursion would reject it, at any depth, and otherwise TOO_DEEP when it nests
+ * `max_depth` containers or more (a function of the bytes, never of how deep the caller's
+ * stack is, which decides where `json.loads` raises RecursionError).
+ *
+ * The walk keeps its own stack of open containers (no C recursion): a frame for each of the
+ * first WALK_FRAMES levels, past them one bit per level (object or array), so the stack is at
+ * most an eighth of a byte per character of the body. Its work is linear in the body: each
+ * character is read once, each key is hashed once (an object's keys are compared one by one
+ * while it has few, through a hash table once it has more), and the paths made stop at
+ * `max_name_chars` characters in all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,9 +40,9 @@
 enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 3,
        WALK_INVALID = 4, WALK_UNDECIDED = 5, WALK_ERROR = -1 };
 
-/* Deeper than this the walk leaves the document to json.loads (whose own recursion limit is a
- * little under 1,000 levels); the bundle's depth limit is at most 256. */
-#define WALK_MAX_NESTING 512
+/* Levels with a frame of their own; deeper ones are a bit each. Past the bundle's depth limit
+ * (at most 256) a level adds no field and needs no keys, so only its kind is kept. */
+#define WALK_FRAMES 512
 
 /* One key of an open object, for finding a repeated key: its hash and its characters in
  * `keys`. */
@@ -65,8 +73,10 @@ typedef struct {
     ucs4_t path, keys, scratch;
     key_entry *entries;
     Py_ssize_t entries_len, entries_cap;
-    frame stack[WALK_MAX_NESTING];
-    int top;
+    frame stack[WALK_FRAMES];
+    uint8_t *deep; /* bit (top - WALK_FRAMES) set: that level is an object */
+    Py_ssize_t deep_cap; /* bytes of `deep` */
+    Py_ssize_t top;      /* the innermost open container's level, -1 when none is open */
     PyObject *fields;
     Py_ssize_t max_values;
     int max_depth;
@@ -341,8 +351,45 @@ static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
     return 0;
 }
 
+/* Whether the innermost open container is an object. */
+static inline int in_object(const walk_t *w) {
+    if (w->top < WALK_FRAMES) return w->stack[w->top].is_object;
+    Py_ssize_t bit = w->top - WALK_FRAMES;
+    return (w->deep[bit >> 3] >> (bit & 7)) & 1;
+}
+
+/* Open a container one level deeper: a frame, or past WALK_FRAMES levels a bit. */
+static int open_container(walk_t *w, int is_object) {
+    Py_ssize_t level = ++w->top;
+    if (level < WALK_FRAMES) {
+        w->stack[level] =
+            (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0};
+        return 0;
+    }
+    Py_ssize_t bit = level - WALK_FRAMES;
+    if ((bit >> 3) >= w->deep_cap) {
+        Py_ssize_t cap = w->deep_cap ? 2 * w->deep_cap : 64;
+        uint8_t *deep = PyMem_Realloc(w->deep, (size_t)cap);
+        if (deep == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->deep = deep;
+        w->deep_cap = cap;
+    }
+    if (is_object)
+        w->deep[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+    else
+        w->deep[bit >> 3] &= (uint8_t)~(1u << (bit & 7));
+    return 0;
+}
+
 /* Close the innermost container: an object forgets its keys. */
 static void close_container(walk_t *w) {
+    if (w->top >= WALK_FRAMES) {
+        w->top--;
+        return;
+    }
     frame *f = &w->stack[w->top--];
     if (!f->is_object) return;
     PyMem_Free(f->table);
@@ -404,12 +451,10 @@ value:
     case '{':
     case '[': {
         int is_object = AT(w, i) == '{';
-        if (top >= 0 && stack[top].is_object && room(w)) {
+        if (top >= 0 && in_object(w) && room(w)) {
             if (add_field(w, Py_NewRef(w->empty)) < 0) return WALK_ERROR;
         }
-        if (top + 1 >= WALK_MAX_NESTING) return WALK_UNDECIDED;
-        top++;
-        stack[top] = (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0};
+        if (open_container(w, is_object) < 0) return WALK_ERROR;
         if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
         i = skip_space(w, i + 1);
         if (i < n && AT(w, i) == (is_object ? '}' : ']')) {
@@ -418,7 +463,7 @@ value:
             goto after_value;
         }
         if (is_object) goto key;
-        if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+        if (top < w->max_depth && index_path(w, &stack[top]) < 0) return WALK_ERROR;
         goto value;
     }
     case 'n': word = "null"; goto constant;
@@ -497,16 +542,18 @@ after_value:
     if (top < 0) return skip_space(w, i) == n ? w->stopped : WALK_INVALID;
     i = skip_space(w, i);
     if (i >= n) return WALK_INVALID;
-    if (AT(w, i) == (stack[top].is_object ? '}' : ']')) {
+    if (AT(w, i) == (in_object(w) ? '}' : ']')) {
         i++;
         close_container(w);
         goto after_value;
     }
     if (AT(w, i) != ',') return WALK_INVALID;
     i = skip_space(w, i + 1);
-    if (stack[top].is_object) goto key;
-    stack[top].index++;
-    if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+    if (in_object(w)) goto key;
+    if (top < w->max_depth) { /* deeper, no element is a field */
+        stack[top].index++;
+        if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+    }
     goto value;
 
 key: {
@@ -516,6 +563,15 @@ key: {
     Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
     if (next == -2) return WALK_ERROR;
     if (next < 0) return WALK_INVALID;
+    if (top >= w->max_depth || w->stopped == WALK_UNDECIDED) {
+        /* The keys of an object nested `max_depth` deep or more are never fields (nor its
+         * values), so a repeated one there changes nothing; past a repeated key the walk only
+         * checks the rest is JSON. */
+        i = skip_space(w, next);
+        if (i >= n || AT(w, i) != ':') return WALK_INVALID;
+        i = skip_space(w, i + 1);
+        goto value;
+    }
     Py_ssize_t len = escaped ? w->scratch.length : end - start, at = w->keys.length;
     if (ucs4_reserve(&w->keys, len) < 0) return WALK_ERROR;
     if (escaped) {
@@ -526,7 +582,7 @@ key: {
     w->keys.length += len;
     int repeated = repeated_key(w, &stack[top], at, len);
     if (repeated < 0) return WALK_ERROR;
-    if (repeated) return WALK_UNDECIDED;
+    if (repeated) w->stopped = WALK_UNDECIDED; /* no more fields: see whether it is JSON */
     if (w->stopped == WALK_COMPLETE && child_path(w, &stack[top], w->keys.data + at, len) < 0)
         return WALK_ERROR;
     i = skip_space(w, next);
@@ -563,6 +619,11 @@ static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nin:json_fields", &body, &max_values, &max_depth,
                           &max_name_chars))
         return NULL;
+    if (max_depth > WALK_FRAMES) {
+        PyBuffer_Release(&body);
+        return PyErr_Format(PyExc_ValueError, "json_fields: max_depth is at most %d, not %d",
+                            WALK_FRAMES, max_depth);
+    }
     walk_t w;
     memset(&w, 0, sizeof w);
     w.top = -1;
@@ -607,6 +668,7 @@ done:
     PyMem_Free(w.scratch.data);
     while (w.top >= 0) close_container(&w);
     PyMem_Free(w.entries);
+    PyMem_Free(w.deep);
     return result;
 }
 
@@ -615,7 +677,7 @@ PyMethodDef jsonwalk_methods[] = {
      "json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status): what "
      "json.loads and flatten_json_reference make of a JSON body, in one pass: status 0, or 1 "
      "past max_values, 2 past max_depth, 3 past max_name_chars characters of paths in all, 4 "
-     "not JSON (json.loads raises ValueError), 5 left to json.loads (a repeated key, nesting "
-     "past 512 levels)."},
+     "not JSON (json.loads with unlimited recursion raises ValueError), at any depth, 5 JSON "
+     "with a repeated key, left to the caller."},
     {NULL, NULL, 0, NULL},
 };
