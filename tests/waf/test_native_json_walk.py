@@ -177,7 +177,9 @@ def test_the_walk_gives_what_json_loads_and_the_reference_flattening_give(
     `max_depth` deep, where it can change the fields): those, and only those, are UNDECIDED."""
     fields, status = json_fields(body, max_values, max_depth, max_name_chars)
     try:
-        document = load_json(body)
+        document = json.loads(body)  # `load_json`'s document, faster
+    except RecursionError:  # pragma: no cover - documents here are at most ~50 levels deep
+        raise AssertionError("the property's documents are not that deep") from None
     except ValueError:
         assert (fields, JsonWalk(status)) == ([], JsonWalk.INVALID)
         return

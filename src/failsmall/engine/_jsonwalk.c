@@ -23,8 +23,8 @@
  * stack is, which decides where `json.loads` raises RecursionError).
  *
  * The walk keeps its own stack of open containers (no C recursion): a frame for each of the
- * first WALK_FRAMES levels, past them one bit per level (object or array), so the stack is at
- * most an eighth of a byte per character of the body. Its work is linear in the body: each
+ * first WALK_FRAMES levels, past them one bit per level (object or array), so the stack grows
+ * by at most a bit for each character of the body. Its work is linear in the body: each
  * character is read once, each key is hashed once (an object's keys are compared one by one
  * while it has few, through a hash table once it has more), and the paths made stop at
  * `max_name_chars` characters in all.
