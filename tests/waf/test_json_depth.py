@@ -23,7 +23,7 @@ from failsmall.engine.body import (
     parse_json_reference,
 )
 from failsmall.engine.json_document import load_json
-from failsmall.engine.native import json_fields
+from failsmall.engine.native import json_fields, json_pruned
 from failsmall.model.traffic import Limits
 from tests.waf.test_native_json_walk import DOCUMENTS, STRAYS
 
@@ -143,3 +143,32 @@ def test_the_walk_keeps_a_bit_a_level_past_its_frames() -> None:
 def test_the_walk_refuses_a_depth_limit_past_its_frames() -> None:
     with pytest.raises(ValueError, match="max_depth is at most 512"):
         json_fields(b"[]", 16, 513, 1_000)
+
+
+@pytest.mark.parametrize(
+    ("body", "max_depth", "pruned"),
+    [
+        (b'{"a": [1, {"b": 2}], "c": 3}', 2, '{"a": [1, {}], "c": 3}'),
+        (b'[[["x"]], "]}[{\\"\\\\", {"k": [1]}]', 1, '[[], "]}[{\\"\\\\", {}]'),
+        (b" [1] ", 0, " [] "),
+        (b'"[["', 0, '"[["'),
+        ('{"é": [[1]]}'.encode("utf-16"), 2, '{"é": [[]]}'),
+    ],
+)
+def test_a_json_text_is_pruned_at_the_depth_limit_outside_its_strings(
+    body: bytes, max_depth: int, pruned: str
+) -> None:
+    """What the fields of a body with a repeated key are read from: the text with every
+    container `max_depth` deep or more emptied, brackets inside strings left alone."""
+    assert json_pruned(body, max_depth) == pruned
+
+
+def test_a_repeated_key_over_a_deep_body_is_read_within_the_depth_limit() -> None:
+    """A repeated key sends the body to its document; the deep part is read empty, so a
+    body the size of the buffer costs json.loads no more than `waf_max_body_depth` levels."""
+    limits = Limits()
+    body = b'{"a": 1, "a": "1\' OR 1=1--", "b": ' + b"[" * 65_000 + b"]" * 65_000 + b"}"
+    parsed = parse_body("application/json", body, False, limits)
+    assert parsed.fields == (("a", "1' OR 1=1--"), ("b", ""))
+    assert parsed.reached is not None and parsed.reached.limit == "waf_max_body_depth"
+    assert parsed == parse_json_reference(body, limits)

@@ -672,6 +672,48 @@ done:
     return result;
 }
 
+/* json_pruned(body, max_depth) -> str: the text of a JSON body (one the walk found valid) with
+ * every container nested `max_depth` deep or more emptied: what the flattening reads of the
+ * document (it stops at such a container, whatever is inside), nested at most max_depth + 1
+ * levels, so `json.loads` reads it with little recursion. */
+static PyObject *native_json_pruned(PyObject *module, PyObject *args) {
+    Py_buffer body;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "y*i:json_pruned", &body, &max_depth)) return NULL;
+    PyObject *text = PyUnicode_Decode(body.buf, body.len,
+                                      detect_encoding(body.buf, body.len), "surrogatepass");
+    PyBuffer_Release(&body);
+    if (text == NULL) return NULL;
+    const void *data = PyUnicode_DATA(text);
+    int kind = PyUnicode_KIND(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), open = 0, i = 0;
+    ucs4_t out = {NULL, 0, 0};
+    while (i < n) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        Py_ssize_t end = i + 1;
+        if (c == '"') { /* the whole string, escapes and all */
+            while (end < n && PyUnicode_READ(kind, data, end) != '"')
+                end += PyUnicode_READ(kind, data, end) == '\\' ? 2 : 1;
+            end = end < n ? end + 1 : n;
+        } else if (c == ']' || c == '}') {
+            open--; /* a closer is as deep as its opener */
+        }
+        if (open <= max_depth) {
+            if (ucs4_reserve(&out, end - i) < 0) goto fail;
+            for (Py_ssize_t j = i; j < end; j++)
+                out.data[out.length++] = PyUnicode_READ(kind, data, j);
+        }
+        if (c == '[' || c == '{') open++;
+        i = end;
+    }
+    Py_DECREF(text);
+    return ucs4_finish(&out);
+fail:
+    Py_DECREF(text);
+    PyMem_Free(out.data);
+    return NULL;
+}
+
 PyMethodDef jsonwalk_methods[] = {
     {"json_fields", native_json_fields, METH_VARARGS,
      "json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status): what "
@@ -679,5 +721,8 @@ PyMethodDef jsonwalk_methods[] = {
      "past max_values, 2 past max_depth, 3 past max_name_chars characters of paths in all, 4 "
      "not JSON (json.loads with unlimited recursion raises ValueError), at any depth, 5 JSON "
      "with a repeated key, left to the caller."},
+    {"json_pruned", native_json_pruned, METH_VARARGS,
+     "json_pruned(body, max_depth) -> str: the text of a valid JSON body with every container "
+     "nested max_depth deep or more emptied (what flattening to max_depth reads of it)."},
     {NULL, NULL, 0, NULL},
 };

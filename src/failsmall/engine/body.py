@@ -15,9 +15,9 @@ from enum import IntEnum, StrEnum
 from typing import assert_never
 
 from failsmall.engine.forms import parse_form
-from failsmall.engine.json_document import load_json
+from failsmall.engine.json_document import load_json, load_json_text
 from failsmall.engine.multipart import Ambiguous, PartLimit, boundary_of, split_parts
-from failsmall.engine.native import json_fields
+from failsmall.engine.native import flatten_json, json_fields, json_pruned
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
 
@@ -118,24 +118,24 @@ def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
         case JsonWalk.INVALID:
             return ParsedBody(BodyFormat.MALFORMED, problem=NOT_JSON)
         case JsonWalk.UNDECIDED:
-            flattened = flatten_json_reference(
-                _load_valid_json(body),
-                limits.waf_max_values,
-                limits.waf_max_body_depth,
-                limits.waf_max_transformed_chars,
-            )
-            return _json_body(*flattened, limits)
+            return _json_body(*_document_fields(body, limits), limits)
         case walked:
             return _json_body(fields, Flattened(walked), limits)
 
 
-def _load_valid_json(body: bytes) -> object:
-    """The document of a body the walk found to be JSON: by `json.loads` when the Python stack
-    has room for its nesting, else (the same document) by `load_json`, which needs none."""
+def _document_fields(body: bytes, limits: Limits) -> tuple[list[tuple[str, str]], Flattened]:
+    """The fields of a body the walk found to be JSON, from its document. Containers nested
+    `waf_max_body_depth` deep or more are read empty (`json_pruned`: flattening stops at them
+    whatever they hold), so `json.loads` and the compiled flattening recurse no deeper than
+    that; where the Python stack has no room even for that, `load_json_text` and
+    `flatten_json_reference` give the same fields without recursion."""
+    pruned = json_pruned(body, limits.waf_max_body_depth)
+    args = (limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars)
     try:
-        return json.loads(body)
+        fields, status = flatten_json(json.loads(pruned), *args, json.dumps)
+        return fields, Flattened(status)
     except RecursionError:
-        return load_json(body)
+        return flatten_json_reference(load_json_text(pruned), *args)
 
 
 def parse_json_reference(body: bytes, limits: Limits) -> ParsedBody:
