@@ -199,6 +199,12 @@ HOSTILE_JSON = {
     "keys-1e5-repeated": b"{"
     + b",".join(b'"k%d": %d' % (i % 99_999, i) for i in range(100_000))
     + b"}",
+    "repeated-key-then-nested-1e5": b'{"a": 1, "a": 2, "b": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+    "repeated-key-then-cut": b'{"a": 1, "a": 2, "b": ' + b"[" * 100_000 + b"]" * 99_999 + b"}",
+    "repeated-key-past-the-depth-limit": b"[" * 64 + b'{"a": 1, "a": 2}' + b"]" * 64,
     "utf-32": '{"a": ["\U0001f600", "\\ud83d\\ude00"]}'.encode("utf-32"),
     "long-key-over-a-long-array": b'{"' + b"k" * 60_000 + b'": [' + b"1," * 30_000 + b"1]}",
 }
@@ -228,10 +234,12 @@ def test_a_hundred_mebibytes_of_numbers_is_walked_to_the_value_limit() -> None:
 @pytest.mark.parametrize(
     ("name", "walked"),
     [
-        ("open-1e6", JsonWalk.UNDECIDED),
-        ("objects-1e5", JsonWalk.UNDECIDED),
+        ("open-1e6", JsonWalk.INVALID),
+        ("nested-1e6", JsonWalk.TOO_DEEP),
+        ("objects-1e5", JsonWalk.TOO_DEEP),
         ("nested-512", JsonWalk.TOO_DEEP),
-        ("nested-513", JsonWalk.UNDECIDED),
+        ("nested-513", JsonWalk.TOO_DEEP),
+        ("nested-513-cut", JsonWalk.INVALID),
         ("int-4300", JsonWalk.COMPLETE),
         ("int-4301", JsonWalk.INVALID),
         ("int-1e7-past-limit", JsonWalk.INVALID),
@@ -243,14 +251,19 @@ def test_a_hundred_mebibytes_of_numbers_is_walked_to_the_value_limit() -> None:
         ("surrogate-bytes", JsonWalk.COMPLETE),
         ("keys-1e5", JsonWalk.TOO_MANY),
         ("keys-1e5-repeated", JsonWalk.UNDECIDED),
+        ("repeated-key-then-nested-1e5", JsonWalk.UNDECIDED),
+        ("repeated-key-then-cut", JsonWalk.INVALID),
+        ("repeated-key-past-the-depth-limit", JsonWalk.TOO_DEEP),
         ("utf-32", JsonWalk.COMPLETE),
         ("long-key-over-a-long-array", JsonWalk.TOO_LONG),
     ],
 )
-def test_the_walk_decides_hostile_json_bodies_itself_unless_they_need_json_loads(
+def test_the_walk_decides_hostile_json_bodies_itself_unless_a_key_repeats(
     name: str, walked: JsonWalk
 ) -> None:
-    """Only a repeated key or nesting past 512 levels is left to `json.loads`."""
+    """At any depth the walk decides whether a body is JSON and how deep it nests; only the
+    fields of a JSON body with a repeated key (above the depth limit) are left to the
+    document."""
     limits = Limits()
     _, status = json_fields(
         HOSTILE_JSON[name],

@@ -1,7 +1,8 @@
-"""The compiled JSON walk (`json_fields`, `_jsonwalk.c`) gives what `json.loads` and
-`flatten_json_reference` give, on random JSON texts valid and not: whitespace variants, repeated
-keys, escapes (lone surrogates among them), every number form, long ints around Python's digit
-limit, constants, nesting past the depth limit, other encodings, BOMs, cuts and stray bytes."""
+"""The compiled JSON walk (`json_fields`, `_jsonwalk.c`) gives what `json.loads` (read by
+`load_json`, its recursion-free twin) and `flatten_json_reference` give, on random JSON texts
+valid and not: whitespace variants, repeated keys, escapes (lone surrogates among them), every
+number form, long ints around Python's digit limit, constants, nesting past the depth limit,
+other encodings, BOMs, cuts and stray bytes."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.body import (
+    NOT_JSON,
     BodyFormat,
     Flattened,
     JsonWalk,
+    ParsedBody,
     flatten_json_reference,
     parse_body,
     parse_json_reference,
 )
+from failsmall.engine.json_document import load_json
 from failsmall.engine.native import json_fields
 from failsmall.model.traffic import Limits
 
@@ -169,20 +173,42 @@ def _repeats_a_key(body: bytes) -> bool:
 def test_the_walk_gives_what_json_loads_and_the_reference_flattening_give(
     body: bytes, max_values: int, max_depth: int, max_name_chars: int
 ) -> None:
+    """The walk decides every body but a valid one with a repeated key (in an object less than
+    `max_depth` deep, where it can change the fields): those, and only those, are UNDECIDED."""
     fields, status = json_fields(body, max_values, max_depth, max_name_chars)
     try:
-        document = json.loads(body)
+        document = json.loads(body)  # `load_json`'s document, faster
     except RecursionError:  # pragma: no cover - documents here are at most ~50 levels deep
         raise AssertionError("the property's documents are not that deep") from None
     except ValueError:
-        assert JsonWalk(status) in (JsonWalk.INVALID, JsonWalk.UNDECIDED)
-        assert fields == []
+        assert (fields, JsonWalk(status)) == ([], JsonWalk.INVALID)
         return
-    if _repeats_a_key(body):
-        assert (fields, JsonWalk(status)) == ([], JsonWalk.UNDECIDED)
+    if JsonWalk(status) is JsonWalk.UNDECIDED:
+        assert fields == []
+        assert _repeats_a_key(body)
         return
     expected, flattened = flatten_json_reference(document, max_values, max_depth, max_name_chars)
     assert (fields, JsonWalk(status)) == (expected, JsonWalk(int(flattened)))
+
+
+@settings(max_examples=600, deadline=None)
+@given(body=json_bodies())
+@example(body=b"[" + b"9" * 4301 + b"]")
+@example(body=b"\xef\xbb\xbf\xef\xbb\xbf[]")
+@example(body="[1]".encode("utf-16")[:-1])
+@example(body=b"[\xd9\xa1]")  # an Arabic-Indic digit: no number to json.loads
+def test_the_readable_loader_gives_what_json_loads_gives(body: bytes) -> None:
+    """`load_json` (no recursion) and `json.loads` agree on the property's documents, which are
+    shallow enough for `json.loads`: the same document, or the same error."""
+    try:
+        expected: object = repr(json.loads(body))
+    except ValueError as exc:
+        expected = (type(exc), str(exc))
+    try:
+        loaded: object = repr(load_json(body))
+    except ValueError as exc:
+        loaded = (type(exc), str(exc))
+    assert loaded == expected
 
 
 @settings(max_examples=600, deadline=None)
@@ -204,10 +230,9 @@ def test_a_repeated_key_keeps_its_last_value_at_its_first_place() -> None:
     assert parsed.fields == (("a", ""), ("a.0", "3"), ("b", "2"))
 
 
-def test_a_body_that_is_not_json_says_why_as_json_loads_does() -> None:
+def test_a_body_that_is_not_json_is_malformed_from_the_walk_alone() -> None:
     parsed = parse_body("application/json", b'{"a": 1,}', False, Limits())
-    assert parsed.format is BodyFormat.MALFORMED
-    assert parsed.problem.startswith("invalid JSON body: Expecting property name")
+    assert parsed == ParsedBody(BodyFormat.MALFORMED, problem=NOT_JSON)
 
 
 def test_flattened_and_walk_statuses_share_their_values() -> None:

@@ -12,16 +12,24 @@
  * same way (a `\ud800` without its pair stays a lone surrogate), and writes numbers as
  * `json.dumps` writes what `json.loads` made of them (an int's digits, a float's repr).
  *
- * Two kinds of document are left to `json.loads` (status UNDECIDED): an object with a
- * repeated key (a dict keeps the last value at the first key's place, which a single pass
- * cannot emit in order), and nesting deeper than WALK_MAX_NESTING (where `json.loads` itself
- * stops with RecursionError). An integer Python refuses (more digits than
- * `sys.get_int_max_str_digits()`) is INVALID, as json.loads's ValueError makes it.
+ * One kind of document is left to the caller (status UNDECIDED): a valid one with a repeated
+ * key in an object nested less than `max_depth` deep (a dict keeps the last value at the first
+ * key's place, which a single pass cannot emit in order); past such a key the walk adds no
+ * field and only checks the rest is JSON, so an invalid body is INVALID wherever its repeated
+ * keys are. An integer Python refuses (more digits than `sys.get_int_max_str_digits()`) is
+ * INVALID, as json.loads's ValueError makes it.
  *
- * The walk keeps its own stack of open containers (no C recursion), and its work is linear in
- * the body: each character is read once, each key is hashed once (an object's keys are
- * compared one by one while it has few, through a hash table once it has more), and the
- * paths made stop at `max_name_chars` characters in all.
+ * Nesting has no limit of its own: a body is INVALID exactly when `json.loads` with an
+ * unlimited recursion would reject it, at any depth, and otherwise TOO_DEEP when it nests
+ * `max_depth` containers or more (a function of the bytes, never of how deep the caller's
+ * stack is, which decides where `json.loads` raises RecursionError).
+ *
+ * The walk keeps its own stack of open containers (no C recursion): a frame for each of the
+ * first WALK_FRAMES levels, past them one bit per level (object or array), so the stack grows
+ * by at most a bit for each character of the body. Its work is linear in the body: each
+ * character is read once, each key is hashed once (an object's keys are compared one by one
+ * while it has few, through a hash table once it has more), and the paths made stop at
+ * `max_name_chars` characters in all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,9 +38,9 @@
 
 #include "_jsonwalk.h"
 
-/* Deeper than this the walk leaves the document to json.loads (whose own recursion limit is a
- * little under 1,000 levels); the bundle's depth limit is at most 256. */
-#define WALK_MAX_NESTING 512
+/* Levels with a frame of their own; deeper ones are a bit each. Past the bundle's depth limit
+ * (at most 256) a level adds no field and needs no keys, so only its kind is kept. */
+#define WALK_FRAMES 512
 
 /* One key of an open object, for finding a repeated key: its hash and its characters in
  * `keys`. */
@@ -63,8 +71,10 @@ typedef struct {
     ucs4_t path, keys, scratch;
     key_entry *entries;
     Py_ssize_t entries_len, entries_cap;
-    frame stack[WALK_MAX_NESTING];
-    int top;
+    frame stack[WALK_FRAMES];
+    uint8_t *deep; /* bit (top - WALK_FRAMES) set: that level is an object */
+    Py_ssize_t deep_cap; /* bytes of `deep` */
+    Py_ssize_t top;      /* the innermost open container's level, -1 when none is open */
     json_sink_t sink; /* is given each field */
     void *context;
     Py_ssize_t count; /* fields given */
@@ -327,8 +337,45 @@ static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
     return 0;
 }
 
+/* Whether the innermost open container is an object. */
+static inline int in_object(const walk_t *w) {
+    if (w->top < WALK_FRAMES) return w->stack[w->top].is_object;
+    Py_ssize_t bit = w->top - WALK_FRAMES;
+    return (w->deep[bit >> 3] >> (bit & 7)) & 1;
+}
+
+/* Open a container one level deeper: a frame, or past WALK_FRAMES levels a bit. */
+static int open_container(walk_t *w, int is_object) {
+    Py_ssize_t level = ++w->top;
+    if (level < WALK_FRAMES) {
+        w->stack[level] =
+            (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0};
+        return 0;
+    }
+    Py_ssize_t bit = level - WALK_FRAMES;
+    if ((bit >> 3) >= w->deep_cap) {
+        Py_ssize_t cap = w->deep_cap ? 2 * w->deep_cap : 64;
+        uint8_t *deep = PyMem_Realloc(w->deep, (size_t)cap);
+        if (deep == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->deep = deep;
+        w->deep_cap = cap;
+    }
+    if (is_object)
+        w->deep[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+    else
+        w->deep[bit >> 3] &= (uint8_t)~(1u << (bit & 7));
+    return 0;
+}
+
 /* Close the innermost container: an object forgets its keys. */
 static void close_container(walk_t *w) {
+    if (w->top >= WALK_FRAMES) {
+        w->top--;
+        return;
+    }
     frame *f = &w->stack[w->top--];
     if (!f->is_object) return;
     PyMem_Free(f->table);
@@ -390,12 +437,10 @@ value:
     case '{':
     case '[': {
         int is_object = AT(w, i) == '{';
-        if (top >= 0 && stack[top].is_object && room(w)) {
+        if (top >= 0 && in_object(w) && room(w)) {
             if (add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, "", 0}) < 0) return WALK_ERROR;
         }
-        if (top + 1 >= WALK_MAX_NESTING) return WALK_UNDECIDED;
-        top++;
-        stack[top] = (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0};
+        if (open_container(w, is_object) < 0) return WALK_ERROR;
         if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
         i = skip_space(w, i + 1);
         if (i < n && AT(w, i) == (is_object ? '}' : ']')) {
@@ -404,7 +449,7 @@ value:
             goto after_value;
         }
         if (is_object) goto key;
-        if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+        if (top < w->max_depth && index_path(w, &stack[top]) < 0) return WALK_ERROR;
         goto value;
     }
     case 'n': word = "null"; goto constant;
@@ -489,16 +534,18 @@ after_value:
     if (top < 0) return skip_space(w, i) == n ? w->stopped : WALK_INVALID;
     i = skip_space(w, i);
     if (i >= n) return WALK_INVALID;
-    if (AT(w, i) == (stack[top].is_object ? '}' : ']')) {
+    if (AT(w, i) == (in_object(w) ? '}' : ']')) {
         i++;
         close_container(w);
         goto after_value;
     }
     if (AT(w, i) != ',') return WALK_INVALID;
     i = skip_space(w, i + 1);
-    if (stack[top].is_object) goto key;
-    stack[top].index++;
-    if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+    if (in_object(w)) goto key;
+    if (top < w->max_depth) { /* deeper, no element is a field */
+        stack[top].index++;
+        if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
+    }
     goto value;
 
 key: {
@@ -508,6 +555,15 @@ key: {
     Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
     if (next == -2) return WALK_ERROR;
     if (next < 0) return WALK_INVALID;
+    if (top >= w->max_depth || w->stopped == WALK_UNDECIDED) {
+        /* The keys of an object nested `max_depth` deep or more are never fields (nor its
+         * values), so a repeated one there changes nothing; past a repeated key the walk only
+         * checks the rest is JSON. */
+        i = skip_space(w, next);
+        if (i >= n || AT(w, i) != ':') return WALK_INVALID;
+        i = skip_space(w, i + 1);
+        goto value;
+    }
     Py_ssize_t len = escaped ? w->scratch.length : end - start, at = w->keys.length;
     if (ucs4_reserve(&w->keys, len) < 0) return WALK_ERROR;
     if (escaped) {
@@ -518,7 +574,7 @@ key: {
     w->keys.length += len;
     int repeated = repeated_key(w, &stack[top], at, len);
     if (repeated < 0) return WALK_ERROR;
-    if (repeated) return WALK_UNDECIDED;
+    if (repeated) w->stopped = WALK_UNDECIDED; /* no more fields: see whether it is JSON */
     if (w->stopped == WALK_COMPLETE && child_path(w, &stack[top], w->keys.data + at, len) < 0)
         return WALK_ERROR;
     i = skip_space(w, next);
@@ -558,6 +614,11 @@ int json_walk(const char *bytes, Py_ssize_t length, Py_ssize_t max_values, int m
     w.max_depth = max_depth;
     w.max_name_chars = max_name_chars;
     int status = WALK_ERROR;
+    if (max_depth > WALK_FRAMES) {
+        PyErr_Format(PyExc_ValueError, "the JSON walk's max_depth is at most %d, not %d",
+                     WALK_FRAMES, max_depth);
+        return WALK_ERROR;
+    }
     /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
     if (ucs4_reserve(&w.path, 1) < 0 || ucs4_reserve(&w.keys, 1) < 0 ||
         ucs4_reserve(&w.scratch, 1) < 0)
@@ -583,6 +644,7 @@ done:
     PyMem_Free(w.scratch.data);
     while (w.top >= 0) close_container(&w);
     PyMem_Free(w.entries);
+    PyMem_Free(w.deep);
     return status;
 }
 
@@ -628,12 +690,57 @@ static PyObject *native_json_fields(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* json_pruned(body, max_depth) -> str: the text of a JSON body (one the walk found valid) with
+ * every container nested `max_depth` deep or more emptied: what the flattening reads of the
+ * document (it stops at such a container, whatever is inside), nested at most max_depth + 1
+ * levels, so `json.loads` reads it with little recursion. */
+static PyObject *native_json_pruned(PyObject *module, PyObject *args) {
+    Py_buffer body;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "y*i:json_pruned", &body, &max_depth)) return NULL;
+    PyObject *text = PyUnicode_Decode(body.buf, body.len,
+                                      detect_encoding(body.buf, body.len), "surrogatepass");
+    PyBuffer_Release(&body);
+    if (text == NULL) return NULL;
+    const void *data = PyUnicode_DATA(text);
+    int kind = PyUnicode_KIND(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), open = 0, i = 0;
+    ucs4_t out = {NULL, 0, 0};
+    while (i < n) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        Py_ssize_t end = i + 1;
+        if (c == '"') { /* the whole string, escapes and all */
+            while (end < n && PyUnicode_READ(kind, data, end) != '"')
+                end += PyUnicode_READ(kind, data, end) == '\\' ? 2 : 1;
+            end = end < n ? end + 1 : n;
+        } else if (c == ']' || c == '}') {
+            open--; /* a closer is as deep as its opener */
+        }
+        if (open <= max_depth) {
+            if (ucs4_reserve(&out, end - i) < 0) goto fail;
+            for (Py_ssize_t j = i; j < end; j++)
+                out.data[out.length++] = PyUnicode_READ(kind, data, j);
+        }
+        if (c == '[' || c == '{') open++;
+        i = end;
+    }
+    Py_DECREF(text);
+    return ucs4_finish(&out);
+fail:
+    Py_DECREF(text);
+    PyMem_Free(out.data);
+    return NULL;
+}
+
 PyMethodDef jsonwalk_methods[] = {
     {"json_fields", native_json_fields, METH_VARARGS,
      "json_fields(body, max_values, max_depth, max_name_chars) -> (fields, status): what "
      "json.loads and flatten_json_reference make of a JSON body, in one pass: status 0, or 1 "
      "past max_values, 2 past max_depth, 3 past max_name_chars characters of paths in all, 4 "
-     "not JSON (json.loads raises ValueError), 5 left to json.loads (a repeated key, nesting "
-     "past 512 levels)."},
+     "not JSON (json.loads with unlimited recursion raises ValueError), at any depth, 5 JSON "
+     "with a repeated key, left to the caller."},
+    {"json_pruned", native_json_pruned, METH_VARARGS,
+     "json_pruned(body, max_depth) -> str: the text of a valid JSON body with every container "
+     "nested max_depth deep or more emptied (what flattening to max_depth reads of it)."},
     {NULL, NULL, 0, NULL},
 };

@@ -9,13 +9,14 @@ within the limits and says which limit it reached: inspection never stops silent
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum, StrEnum
 from typing import assert_never
 
 from failsmall.engine.forms import parse_form
+from failsmall.engine.json_document import load_json, load_json_text
 from failsmall.engine.multipart import Ambiguous, PartLimit, boundary_of, split_parts
-from failsmall.engine.native import flatten_json, json_fields
+from failsmall.engine.native import flatten_json, json_fields, json_pruned
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
 
@@ -158,8 +159,8 @@ class Flattened(IntEnum):
 
 class JsonWalk(IntEnum):
     """How the compiled walk of a JSON body (`json_fields`, in `_jsonwalk.c`) ended: as
-    flattening ends, or with a body that is not JSON, or with one it leaves to `json.loads`
-    (an object with a repeated key, nesting past 512 levels)."""
+    flattening ends, or with a body that is not JSON (at any depth), or with a JSON body whose
+    fields it leaves to the document (an object with a repeated key)."""
 
     COMPLETE = 0
     TOO_MANY = 1
@@ -169,44 +170,51 @@ class JsonWalk(IntEnum):
     UNDECIDED = 5
 
 
+#: Why a JSON body is malformed: the walk says whether, not where.
+NOT_JSON = "invalid JSON body: not JSON as json.loads reads it"
+
+
 def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
-    """The body's fields from one compiled pass over its bytes; `json.loads` says why a body
-    is not JSON, and decides what the walk leaves to it."""
+    """The body's fields from one compiled pass over its bytes; an object with a repeated key
+    (a dict keeps the last value at the first key's place) is read as a document first."""
     fields, status = json_fields(
         body, limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars
     )
     match JsonWalk(status):
-        case JsonWalk.INVALID | JsonWalk.UNDECIDED:
-            return parse_json_reference(body, limits, _flatten_compiled)
+        case JsonWalk.INVALID:
+            return ParsedBody(BodyFormat.MALFORMED, problem=NOT_JSON)
+        case JsonWalk.UNDECIDED:
+            return _json_body(*_document_fields(body, limits), limits)
         case walked:
             return _json_body(fields, Flattened(walked), limits)
 
 
-def parse_json_reference(
-    body: bytes,
-    limits: Limits,
-    flatten: Callable[[object, int, int, int], tuple[list[tuple[str, str]], Flattened]]
-    | None = None,
-) -> ParsedBody:
-    """What `_parse_json` gives, the readable way: `json.loads`, then the document flattened
-    (by `flatten_json_reference` unless `flatten` is given)."""
+def _document_fields(body: bytes, limits: Limits) -> tuple[list[tuple[str, str]], Flattened]:
+    """The fields of a body the walk found to be JSON, from its document. Containers nested
+    `waf_max_body_depth` deep or more are read empty (`json_pruned`: flattening stops at them
+    whatever they hold), so `json.loads` and the compiled flattening recurse no deeper than
+    that; where the Python stack has no room even for that, `load_json_text` and
+    `flatten_json_reference` give the same fields without recursion."""
+    pruned = json_pruned(body, limits.waf_max_body_depth)
+    args = (limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars)
     try:
-        document = json.loads(body)
+        fields, status = flatten_json(json.loads(pruned), *args, json.dumps)
+        return fields, Flattened(status)
     except RecursionError:
-        return ParsedBody(BodyFormat.JSON, reached=_too_deep(limits, "JSON"))
-    except ValueError as exc:
-        return ParsedBody(BodyFormat.MALFORMED, problem=f"invalid JSON body: {exc}")
-    flattened = (flatten or flatten_json_reference)(
+        return flatten_json_reference(load_json_text(pruned), *args)
+
+
+def parse_json_reference(body: bytes, limits: Limits) -> ParsedBody:
+    """What `_parse_json` gives, the readable way: the document (`load_json`: `json.loads`
+    at any depth), then its fields (`flatten_json_reference`)."""
+    try:
+        document = load_json(body)
+    except ValueError:
+        return ParsedBody(BodyFormat.MALFORMED, problem=NOT_JSON)
+    flattened = flatten_json_reference(
         document, limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars
     )
     return _json_body(*flattened, limits)
-
-
-def _flatten_compiled(
-    document: object, max_values: int, max_depth: int, max_name_chars: int
-) -> tuple[list[tuple[str, str]], Flattened]:
-    fields, status = flatten_json(document, max_values, max_depth, max_name_chars, json.dumps)
-    return fields, Flattened(status)
 
 
 def _json_body(fields: list[tuple[str, str]], status: Flattened, limits: Limits) -> ParsedBody:
@@ -235,10 +243,11 @@ def flatten_json_reference(
     object key, with an empty value) as dotted paths, depth first in document order, stopping
     before the field past `max_values`, before a field whose path would take the paths past
     `max_name_chars` characters in all (a long key over a long array would otherwise repeat in
-    every path), or at the container nested `max_depth` deep."""
+    every path), or at the container nested `max_depth` deep. Its stack is a list: any depth
+    of document, from any depth of caller."""
     flattening = _Flattening(max_values, max_depth, max_name_chars)
     try:
-        flattening.node(document, "", 0)
+        flattening.document(document)
     except _JsonLimit as exc:
         return flattening.fields, exc.status
     return flattening.fields, Flattened.COMPLETE
@@ -260,21 +269,28 @@ class _Flattening:
         self.max_depth = max_depth
         self.max_name_chars = max_name_chars
 
-    def node(self, node: object, path: str, depth: int) -> None:
-        if isinstance(node, (dict, list)):
-            if depth >= self.max_depth:
-                raise _JsonLimit(Flattened.TOO_DEEP)
-            items = node.items() if isinstance(node, dict) else enumerate(node)
-            for key, value in items:
+    def document(self, document: object) -> None:
+        if not isinstance(document, (dict, list)):
+            self.append("", _json_scalar(document))
+            return
+        if self.max_depth <= 0:
+            raise _JsonLimit(Flattened.TOO_DEEP)
+        # The open containers: their items still to flatten, their path and their depth.
+        stack = [(_items(document), "", 0)]
+        while stack:
+            items, path, depth = stack[-1]
+            for key, value, in_object in items:
                 child = f"{path}.{key}" if path else str(key)
                 if isinstance(value, (dict, list)):
-                    if isinstance(node, dict):
+                    if in_object:
                         self.append(child, "")
-                    self.node(value, child, depth + 1)
-                else:
-                    self.append(child, _json_scalar(value))
-        else:
-            self.append(path, _json_scalar(node))
+                    if depth + 1 >= self.max_depth:
+                        raise _JsonLimit(Flattened.TOO_DEEP)
+                    stack.append((_items(value), child, depth + 1))
+                    break
+                self.append(child, _json_scalar(value))
+            else:
+                stack.pop()
 
     def append(self, path: str, value: str) -> None:
         if len(self.fields) >= self.max_values:
@@ -283,6 +299,15 @@ class _Flattening:
             raise _JsonLimit(Flattened.TOO_LONG)
         self.name_chars += len(path)
         self.fields.append((path, value))
+
+
+def _items(
+    container: dict[str, object] | list[object],
+) -> Iterator[tuple[object, object, bool]]:
+    """A container's keys (or indexes) and values, and whether it is an object."""
+    if isinstance(container, dict):
+        return ((key, value, True) for key, value in container.items())
+    return ((index, value, False) for index, value in enumerate(container))
 
 
 def _json_scalar(value: object) -> str:

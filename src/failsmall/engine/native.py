@@ -19,6 +19,7 @@ flatten_json = extension.flatten_json
 head_chars = extension.head_chars
 index_headers = extension.index_headers
 json_fields = extension.json_fields
+json_pruned = extension.json_pruned
 Memo = extension.Memo
 #: The kinds of memo key besides a value's (whose kind is its target mask, above 0).
 MEMO_ARG_PART = extension.MEMO_ARG_PART
@@ -44,4 +45,5 @@ __all__ = [
     "head_chars",
     "index_headers",
     "json_fields",
+    "json_pruned",
 ]

@@ -27,6 +27,7 @@ import hyperscan
 
 from failsmall.engine.body import JsonWalk, flatten_json_reference
 from failsmall.engine.forms import cookie_pair, form_pair
+from failsmall.engine.json_document import load_json
 from failsmall.engine.native import (
     MEMO_ARG_PART,
     MEMO_COOKIE_PART,
@@ -196,13 +197,14 @@ class ReferenceValueScanner:
         """Add the hits of a JSON body to `hits`: `text` as a value of `text_bits` (when not
         0), then each field's name and value (as values of `names_bit` and `values_bit`, when
         not 0) of the body flattened within the limits, scanned with `scan_sources`. Returns how
-        the flattening ended (INVALID, with nothing scanned, when `json.loads` refuses the body,
-        UNDECIDED when it is nested too deep for it), the values and characters counted and
+        the flattening ended (INVALID, with nothing scanned, when `json.loads` with an unlimited
+        recursion refuses the body), the values and characters counted and
         where the scan ended."""
         try:
-            document = json.loads(body)
-        except RecursionError:
-            return JsonWalk.UNDECIDED, 0, 0, Stop.NONE
+            try:
+                document = json.loads(body)
+            except RecursionError:
+                document = load_json(body)
         except ValueError:
             return JsonWalk.INVALID, 0, 0, Stop.NONE
         fields, status = flatten_json_reference(document, max_values, max_depth, max_name_chars)
