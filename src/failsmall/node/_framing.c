@@ -426,6 +426,48 @@ static int tchar(unsigned char c) {
 /* A character of a field value or reason phrase: VCHAR, obs-text, SP or HTAB. */
 static int field_char(unsigned char c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
 
+/* The header line of a plain head at `*at` (before `limit`), read past: 1 with its name and
+ * value (the value without leading, with trailing whitespace, as llhttp gives it), 0 at the
+ * blank line that ends the head, -1 when the line is not a token, a colon and field
+ * characters ended by CRLF. */
+static int plain_header(const unsigned char *s, Py_ssize_t limit, Py_ssize_t *at,
+                        const char **name, Py_ssize_t *name_length, const char **value,
+                        Py_ssize_t *value_length) {
+    Py_ssize_t i = *at;
+    if (i + 1 >= limit) return -1;
+    if (s[i] == '\r') {
+        if (s[i + 1] != '\n') return -1;
+        *at = i + 2;
+        return 0;
+    }
+    Py_ssize_t start = i;
+    while (i < limit && tchar(s[i])) i++;
+    if (i == start || i >= limit || s[i] != ':') return -1;
+    *name = (const char *)s + start;
+    *name_length = i - start;
+    i++;
+    while (i < limit && (s[i] == ' ' || s[i] == '\t')) i++;
+    start = i;
+    while (i < limit && field_char(s[i])) i++;
+    if (i + 1 >= limit || s[i] != '\r' || s[i + 1] != '\n') return -1;
+    *value = (const char *)s + start;
+    *value_length = i - start;
+    *at = i + 2;
+    return 1;
+}
+
+/* A plain Content-Length value: 1 to 18 digits. 0 with the length, -1 for anything else. */
+static int plain_length(const char *v, Py_ssize_t v_len, long long *length) {
+    if (v_len == 0 || v_len > 18) return -1;
+    long long read = 0;
+    for (Py_ssize_t i = 0; i < v_len; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        read = read * 10 + (v[i] - '0');
+    }
+    *length = read;
+    return 0;
+}
+
 /* The response in `data` when it is one whole plain response and nothing more: an HTTP/1.1
  * status line with a final status other than 204 and 304, header lines of a token, a colon
  * and visible characters, exactly one Content-Length of digits, no Transfer-Encoding, Upgrade
@@ -458,33 +500,13 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
     long long length = -1;
     int keep_alive = 1;
     for (;;) {
-        if (at + 1 >= limit) goto plain_not;
-        if (s[at] == '\r') {
-            if (s[at + 1] != '\n') goto plain_not;
-            at += 2;
-            break;
-        }
-        Py_ssize_t name = at;
-        while (at < limit && tchar(s[at])) at++;
-        if (at == name || at >= limit || s[at] != ':') goto plain_not;
-        Py_ssize_t name_end = at++;
-        while (at < limit && (s[at] == ' ' || s[at] == '\t')) at++;
-        Py_ssize_t value = at;
-        while (at < limit && field_char(s[at])) at++;
-        if (at + 1 >= limit || s[at] != '\r' || s[at + 1] != '\n') goto plain_not;
-        Py_ssize_t value_end = at;
-        at += 2;
-        const char *n = (const char *)s + name;
-        Py_ssize_t n_len = name_end - name;
-        const char *v = (const char *)s + value;
-        Py_ssize_t v_len = value_end - value;
+        const char *n, *v;
+        Py_ssize_t n_len, v_len;
+        int line = plain_header(s, limit, &at, &n, &n_len, &v, &v_len);
+        if (line < 0) goto plain_not;
+        if (line == 0) break;
         if (IS(n, n_len, "content-length")) {
-            if (length >= 0 || v_len == 0 || v_len > 18) goto plain_not;
-            length = 0;
-            for (Py_ssize_t i = 0; i < v_len; i++) {
-                if (v[i] < '0' || v[i] > '9') goto plain_not;
-                length = length * 10 + (v[i] - '0');
-            }
+            if (length >= 0 || plain_length(v, v_len, &length) < 0) goto plain_not;
         } else if (IS(n, n_len, "connection")) {
             if (IS(v, v_len, "close"))
                 keep_alive = 0;
@@ -589,33 +611,13 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
     buffer_init(&xff);
     if (forward == NULL) goto error;
     for (;;) {
-        if (at + 1 >= limit) goto plain_not;
-        if (s[at] == '\r') {
-            if (s[at + 1] != '\n') goto plain_not;
-            at += 2;
-            break;
-        }
-        Py_ssize_t name = at;
-        while (at < limit && tchar(s[at])) at++;
-        if (at == name || at >= limit || s[at] != ':') goto plain_not;
-        Py_ssize_t name_end = at++;
-        while (at < limit && (s[at] == ' ' || s[at] == '\t')) at++;
-        Py_ssize_t value = at;
-        while (at < limit && field_char(s[at])) at++;
-        if (at + 1 >= limit || s[at] != '\r' || s[at + 1] != '\n') goto plain_not;
-        Py_ssize_t value_end = at;
-        at += 2;
-        const char *n = (const char *)s + name;
-        Py_ssize_t n_len = name_end - name;
-        const char *v = (const char *)s + value;
-        Py_ssize_t v_len = value_end - value;
+        const char *n, *v;
+        Py_ssize_t n_len, v_len;
+        int line = plain_header(s, limit, &at, &n, &n_len, &v, &v_len);
+        if (line < 0) goto plain_not;
+        if (line == 0) break;
         if (IS(n, n_len, "content-length")) {
-            if (length >= 0 || v_len == 0 || v_len > 18) goto plain_not;
-            length = 0;
-            for (Py_ssize_t i = 0; i < v_len; i++) {
-                if (v[i] < '0' || v[i] > '9') goto plain_not;
-                length = length * 10 + (v[i] - '0');
-            }
+            if (length >= 0 || plain_length(v, v_len, &length) < 0) goto plain_not;
         } else if (IS(n, n_len, "connection")) {
             if (connection != 0) goto plain_not;
             if (IS(v, v_len, "close"))
