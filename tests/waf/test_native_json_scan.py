@@ -12,7 +12,7 @@ import json
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from failsmall.engine.body import JsonWalk, parse_body
+from failsmall.engine.body import BodyFormat, JsonWalk, parse_body
 from failsmall.engine.native import Memo
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures.scanner import MEMO_BYTES
@@ -167,3 +167,15 @@ def test_a_payload_past_the_values_limit_of_a_json_body_is_an_over_limit_never_a
         assert result.reached is not None and result.reached.limit == "waf_max_values"
         assert [r.limit for r in view.body_limits] == ["waf_max_values"]
         assert len(view.body.fields) == 64
+
+
+def test_a_body_sent_as_json_that_is_not_json_is_scanned_as_text() -> None:
+    native, reference = request_scanners()
+    body = b'{"q": "1\' OR \'1\'=\'1\' --", "cut": ['
+    request = Request("POST", "/api", "", (("Content-Type", "application/json"),), body)
+    view = RequestView(request, limits=Limits())
+    result = native.inspect(view)
+    assert result == reference.inspect(RequestView(request, limits=Limits()))
+    assert result.hits  # the payload in its text is found
+    assert view.body == parse_body("application/json", body, False, Limits())
+    assert view.body.format is BodyFormat.MALFORMED

@@ -174,6 +174,11 @@ class JsonWalk(IntEnum):
 NOT_JSON = "invalid JSON body: not JSON as json.loads reads it"
 
 
+def not_json() -> ParsedBody:
+    """What a body sent as JSON that is not JSON parses to."""
+    return ParsedBody(BodyFormat.MALFORMED, problem=NOT_JSON)
+
+
 def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
     """The body's fields from one compiled pass over its bytes; an object with a repeated key
     (a dict keeps the last value at the first key's place) is read as a document first."""
@@ -182,7 +187,7 @@ def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
     )
     match JsonWalk(status):
         case JsonWalk.INVALID:
-            return ParsedBody(BodyFormat.MALFORMED, problem=NOT_JSON)
+            return not_json()
         case JsonWalk.UNDECIDED:
             return _json_body(*_document_fields(body, limits), limits)
         case walked:

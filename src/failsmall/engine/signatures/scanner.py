@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from failsmall.engine.body import JsonWalk, ParsedBody, is_json
+from failsmall.engine.body import JsonWalk, ParsedBody, is_json, not_json
 from failsmall.engine.native import (
     MEMO_ENTRY_OVERHEAD,
     MEMO_REQUEST,
@@ -259,8 +259,9 @@ class SignatureScanner:
         """Add the hits of a JSON body not parsed yet, walked and scanned in one call of the
         value scanner (`scan_json`: the values `_body_sources` would give, in the same order,
         without a string for each value remembered); the body's fields are made only if
-        something reads them. False, with nothing scanned, for any other body, and for one the
-        walk leaves to `json.loads` (then its fields are scanned as parsed)."""
+        something reads them. False, with nothing scanned, for any other body, for one that is not
+        JSON (its text is then scanned), and for one the walk leaves to `json.loads` (then its
+        fields are scanned as parsed)."""
         if "body" in view.__dict__ or not is_json(view.content_type):
             return False
         data = view.decoded.data
@@ -273,12 +274,16 @@ class SignatureScanner:
             limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars,
             *work.room,
         )  # fmt: skip
-        walk = JsonWalk(status)
-        if walk in (JsonWalk.INVALID, JsonWalk.UNDECIDED):
-            return False
-        view.body_parsed(ParsedBody.walked_json(data, walk, limits))
-        work.add(count, chars, STOPS[stop])
-        return True
+        match JsonWalk(status):
+            case JsonWalk.INVALID:
+                view.body_parsed(not_json())  # its text is scanned as parsed, not walked again
+                return False
+            case JsonWalk.UNDECIDED:
+                return False
+            case walk:
+                view.body_parsed(ParsedBody.walked_json(data, walk, limits))
+                work.add(count, chars, STOPS[stop])
+                return True
 
     def _body_sources(self, view: RequestView) -> dict[str, int]:
         """The distinct values of the body targets with the mask of their targets, in the order
