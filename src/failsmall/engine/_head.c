@@ -277,15 +277,7 @@ static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair,
     return err;
 }
 
-typedef struct {
-    PyObject *hits; /* the caller's set */
-    Py_ssize_t room_values, room_chars, values, chars;
-    stop_t stop;
-} walk_t;
-
-/* Charge `found` to the walk and add its hits (`WorkCount.fits`); 0 when it does not fit (the
- * walk stops), 1 when it does, -1 on error. Releases `found`. */
-static int charge(walk_t *w, known_t *found) {
+int work_charge(work_t *w, known_t *found) {
     int out = 1;
     if (w->values + found->values > w->room_values) {
         w->stop = STOP_VALUES;
@@ -306,6 +298,50 @@ static int charge(walk_t *w, known_t *found) {
     return out;
 }
 
+struct later_value {
+    PyObject *value;
+    long long targets;
+    PyObject *hits;
+    Py_ssize_t chars;
+};
+
+int remembered_later_add(remembered_later_t *later, PyObject *value, long long targets,
+                         PyObject *hits, Py_ssize_t chars) {
+    if (later->count == later->capacity) {
+        Py_ssize_t capacity = later->capacity ? 2 * later->capacity : 64;
+        struct later_value *more =
+            PyMem_Realloc(later->items, (size_t)capacity * sizeof(struct later_value));
+        if (more == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        later->items = more;
+        later->capacity = capacity;
+    }
+    later->items[later->count++] =
+        (struct later_value){Py_NewRef(value), targets, Py_NewRef(hits), chars};
+    return 0;
+}
+
+int remembered_later_put(remembered_later_t *later, Memo *memo) {
+    for (Py_ssize_t i = 0; i < later->count; i++) {
+        struct later_value *v = &later->items[i];
+        if (memo_put(memo, v->value, v->targets, v->hits, 1, v->chars,
+                     PyUnicode_GET_LENGTH(v->value)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void remembered_later_free(remembered_later_t *later) {
+    for (Py_ssize_t i = 0; i < later->count; i++) {
+        Py_DECREF(later->items[i].value);
+        Py_DECREF(later->items[i].hits);
+    }
+    PyMem_Free(later->items);
+    *later = (remembered_later_t){0};
+}
+
 /* scan_head(hits, memo, mask, method, path, query, headers, room_values, room_chars)
  *   -> (values, chars, stop) */
 PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -321,7 +357,7 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     Memo *memo = (Memo *)args[1];
     long mask = PyLong_AsLong(args[2]);
     PyObject *method = args[3], *path = args[4], *query = args[5], *headers = args[6];
-    walk_t w = {args[0], PyLong_AsSsize_t(args[7]), PyLong_AsSsize_t(args[8]), 0, 0, STOP_NONE};
+    work_t w = {args[0], PyLong_AsSsize_t(args[7]), PyLong_AsSsize_t(args[8]), 0, 0, STOP_NONE};
     if (PyErr_Occurred()) return NULL;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
         PyObject *pair = PyTuple_GET_ITEM(headers, i);
@@ -352,7 +388,7 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
         int err = value_known(self, memo, value, whole[i].bit, &found);
         Py_DECREF(value);
         if (err < 0) return NULL;
-        fit = charge(&w, &found);
+        fit = work_charge(&w, &found);
     }
     if (fit == 1 && query_length && (mask & (B_ARG_NAMES | B_ARG_VALUES))) {
         parts = PyUnicode_Split(query, AMPERSAND, -1);
@@ -363,7 +399,7 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
             memo_entry *e = memo_find(memo, part, MEMO_ARG_PART);
             if (e != NULL) from_entry(e, &found);
             else if (PyErr_Occurred() || arg_part(self, memo, mask, part, &found) < 0) goto error;
-            fit = charge(&w, &found);
+            fit = work_charge(&w, &found);
         }
         Py_CLEAR(parts);
     }
@@ -375,7 +411,7 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
             else if (PyErr_Occurred() ||
                      header(self, memo, mask, pair, w.room_values - w.values, &found) < 0)
                 return NULL;
-            fit = charge(&w, &found);
+            fit = work_charge(&w, &found);
         }
     }
     if (fit < 0) goto error;

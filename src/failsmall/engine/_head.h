@@ -20,6 +20,36 @@ typedef struct {
  * values limit, or the characters limit (checked in that order). */
 typedef enum { STOP_NONE = 0, STOP_VALUES = 1, STOP_CHARS = 2 } stop_t;
 
+/* The work of a scan: the room it has, what it has counted, where it stopped, and the set its
+ * hits go to (the caller's). */
+typedef struct {
+    PyObject *hits;
+    Py_ssize_t room_values, room_chars, values, chars;
+    stop_t stop;
+} work_t;
+
+/* Charge `found` to `w` and add its hits (`WorkCount.fits`): 1 when it fits, 0 when it does not
+ * (`w->stop` says which limit it would pass), -1 on error. Releases `found->hits`. */
+int work_charge(work_t *w, known_t *found);
+
+/* Values scanned fresh during a walk, remembered after it (`remembered_later_put`): a body with
+ * more distinct values than the memo holds then finds those remembered from the last time. */
+typedef struct {
+    struct later_value *items;
+    Py_ssize_t count, capacity;
+} remembered_later_t;
+
+/* Keep `value` (a str) with its `targets`, `hits` and `chars` to remember later (new
+ * references are taken). -1 on error. */
+int remembered_later_add(remembered_later_t *later, PyObject *value, long long targets,
+                         PyObject *hits, Py_ssize_t chars);
+
+/* Remember every value kept, in order. -1 on error. */
+int remembered_later_put(remembered_later_t *later, Memo *memo);
+
+/* Let go of the values kept. */
+void remembered_later_free(remembered_later_t *later);
+
 /* The hits and cost of `value` as a value of `targets` (a mask > 0): remembered in `memo`, or
  * scanned (then `*fresh` is 1). An empty value has none. -1 on error. */
 int value_found(ValueScanner *self, Memo *memo, PyObject *value, long long targets,

@@ -177,23 +177,13 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
     return 0;
 }
 
-/* A fresh value scanned, kept to be remembered after the walk. */
-typedef struct {
-    PyObject *value;
-    long long targets;
-    PyObject *hits;
-    Py_ssize_t chars;
-} pending_t;
-
 /* How many values apart the stages of a lookup's prefetching run. */
 #define PREFETCH_DISTANCE 4
 
-/* The distinct values of `s` in order, as `scan_sources` scans them. Returns -1 on error. */
-static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, PyObject *hits,
-                         Py_ssize_t room_values, Py_ssize_t room_chars, Py_ssize_t *values,
-                         Py_ssize_t *chars, stop_t *stop) {
-    pending_t *pending = NULL;
-    Py_ssize_t npending = 0, capacity = 0;
+/* The distinct values of `s` in order, as `scan_sources` scans them, charged to `w`. Returns
+ * -1 on error. */
+static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w) {
+    remembered_later_t later = {0};
     int err = -1;
     for (Py_ssize_t i = 0; i < s->count; i++) {
         /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
@@ -224,54 +214,24 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, PyObject 
             found = (known_t){Py_NewRef(PyTuple_GET_ITEM(scanned, 0)), 1,
                               PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1))};
             Py_DECREF(scanned);
-            if (item->length > MEMO_MAX_VALUE) {
-                Py_DECREF(value);
-            } else {
-                if (npending == capacity) {
-                    capacity = capacity ? 2 * capacity : 64;
-                    pending_t *more = PyMem_Realloc(pending, (size_t)capacity * sizeof(pending_t));
-                    if (more == NULL) {
-                        Py_DECREF(value);
-                        Py_DECREF(found.hits);
-                        PyErr_NoMemory();
-                        goto done;
-                    }
-                    pending = more;
-                }
-                pending[npending++] =
-                    (pending_t){value, item->bits, Py_NewRef(found.hits), found.chars};
-            }
-        }
-        if (*values + found.values > room_values) *stop = STOP_VALUES;
-        else if (*chars + found.chars > room_chars) *stop = STOP_CHARS;
-        if (*stop != STOP_NONE) {
-            Py_DECREF(found.hits);
-            break;
-        }
-        *values += found.values;
-        *chars += found.chars;
-        if (PySet_GET_SIZE(found.hits)) {
-            PyObject *more = PyNumber_InPlaceOr(hits, found.hits);
-            if (more == NULL) {
+            int kept = item->length > MEMO_MAX_VALUE
+                           ? 0
+                           : remembered_later_add(&later, value, item->bits, found.hits,
+                                                  found.chars);
+            Py_DECREF(value);
+            if (kept < 0) {
                 Py_DECREF(found.hits);
                 goto done;
             }
-            Py_DECREF(more);
         }
-        Py_DECREF(found.hits);
+        int fit = work_charge(w, &found);
+        if (fit < 0) goto done;
+        if (fit == 0) break;
     }
-    for (Py_ssize_t p = 0; p < npending; p++) {
-        if (memo_put(memo, pending[p].value, pending[p].targets, pending[p].hits, 1,
-                     pending[p].chars, PyUnicode_GET_LENGTH(pending[p].value)) < 0)
-            goto done;
-    }
+    if (remembered_later_put(&later, memo) < 0) goto done;
     err = 0;
 done:
-    for (Py_ssize_t p = 0; p < npending; p++) {
-        Py_DECREF(pending[p].value);
-        Py_DECREF(pending[p].hits);
-    }
-    PyMem_Free(pending);
+    remembered_later_free(&later);
     return err;
 }
 
@@ -311,8 +271,7 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
         goto done;
     int status = json_walk(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), max_values,
                            (int)max_depth, max_name_chars, add_pair, &s);
-    Py_ssize_t values = 0, chars = 0;
-    stop_t stop = STOP_NONE;
+    work_t w = {hits, room_values, room_chars, 0, 0, STOP_NONE};
     switch (status) {
     case WALK_ERROR:
         goto done;
@@ -320,11 +279,9 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     case WALK_UNDECIDED:
         break;
     default:
-        if (scan_in_order(self, memo, &s, hits, room_values, room_chars, &values, &chars,
-                          &stop) < 0)
-            goto done;
+        if (scan_in_order(self, memo, &s, &w) < 0) goto done;
     }
-    out = Py_BuildValue("(inni)", status, values, chars, (int)stop);
+    out = Py_BuildValue("(inni)", status, w.values, w.chars, (int)w.stop);
 done:
     sources_free(&s);
     return out;

@@ -1417,13 +1417,6 @@ PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
  * characters). The short fresh values are remembered after the walk, not during it: a body
  * with more distinct values than the memo holds then finds the values remembered from the
  * last time (a memo filled as it is read would push out each value just before it is read). */
-typedef struct {
-    PyObject *value;
-    long long targets;
-    PyObject *hits;
-    Py_ssize_t chars;
-} pending_t;
-
 static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
                                    Py_ssize_t nargs) {
     if (nargs != 4 || !PyDict_Check(args[0]) || !PyObject_TypeCheck(args[1], &MemoType)) {
@@ -1437,10 +1430,9 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
     if (PyErr_Occurred()) return NULL;
     PyObject *hits = PySet_New(NULL), *out = NULL;
     if (hits == NULL) return NULL;
-    pending_t *pending = NULL;
-    Py_ssize_t npending = 0, capacity = 0;
-    Py_ssize_t values = 0, chars = 0, position = 0;
-    stop_t stop = STOP_NONE;
+    work_t w = {hits, room_values, room_chars, 0, 0, STOP_NONE};
+    remembered_later_t later = {0};
+    Py_ssize_t position = 0;
     PyObject *value, *targets;
     while (PyDict_Next(sources, &position, &value, &targets)) {
         if (!PyUnicode_Check(value)) {
@@ -1457,51 +1449,19 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
         known_t found;
         int fresh;
         if (value_found(self, memo, value, bits, &found, &fresh) < 0) goto done;
-        if (fresh && PyUnicode_GET_LENGTH(value) <= MEMO_MAX_VALUE) {
-            if (npending == capacity) {
-                capacity = capacity ? 2 * capacity : 64;
-                pending_t *more = PyMem_Realloc(pending, (size_t)capacity * sizeof(pending_t));
-                if (more == NULL) {
-                    Py_DECREF(found.hits);
-                    PyErr_NoMemory();
-                    goto done;
-                }
-                pending = more;
-            }
-            pending[npending++] =
-                (pending_t){Py_NewRef(value), bits, Py_NewRef(found.hits), found.chars};
-        }
-        if (values + found.values > room_values) stop = STOP_VALUES;
-        else if (chars + found.chars > room_chars) stop = STOP_CHARS;
-        if (stop != STOP_NONE) {
+        if (fresh && PyUnicode_GET_LENGTH(value) <= MEMO_MAX_VALUE &&
+            remembered_later_add(&later, value, bits, found.hits, found.chars) < 0) {
             Py_DECREF(found.hits);
-            break;
-        }
-        values += found.values;
-        chars += found.chars;
-        int err = 0;
-        if (PySet_GET_SIZE(found.hits)) {
-            PyObject *more = PyNumber_InPlaceOr(hits, found.hits);
-            if (more == NULL) err = -1;
-            Py_XDECREF(more);
-        }
-        Py_DECREF(found.hits);
-        if (err < 0) goto done;
-    }
-    Py_ssize_t put = 0;
-    for (; put < npending; put++) {
-        pending_t *p = &pending[put];
-        if (memo_put(memo, p->value, p->targets, p->hits, 1, p->chars,
-                     PyUnicode_GET_LENGTH(p->value)) < 0)
             goto done;
+        }
+        int fit = work_charge(&w, &found);
+        if (fit < 0) goto done;
+        if (fit == 0) break;
     }
-    out = Py_BuildValue("(Onni)", hits, values, chars, (int)stop);
+    if (remembered_later_put(&later, memo) < 0) goto done;
+    out = Py_BuildValue("(Onni)", hits, w.values, w.chars, (int)w.stop);
 done:
-    for (Py_ssize_t i = 0; i < npending; i++) {
-        Py_DECREF(pending[i].value);
-        Py_DECREF(pending[i].hits);
-    }
-    PyMem_Free(pending);
+    remembered_later_free(&later);
     Py_DECREF(hits);
     return out;
 }
