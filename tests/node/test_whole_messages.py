@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import httptools
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -159,6 +160,33 @@ def test_a_large_head_is_left_to_llhttp() -> None:
     data = b"HTTP/1.1 200 OK\r\nX-A: %s\r\nContent-Length: 0\r\n\r\n" % (b"a" * 70000)
     assert compiled_framing.whole_response(data) is None
     assert compiled_framing.whole_response(data.replace(b"a" * 70000, b"a")) is not None
+
+
+REPEATED_CONNECTION = [
+    (b"close", b"keep-alive"),
+    (b"keep-alive", b"close"),
+    (b"close", b"close"),
+    (b"keep-alive", b"Keep-Alive"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), REPEATED_CONNECTION)
+def test_a_repeated_connection_header_is_left_to_llhttp_by_both_readers(
+    first: bytes, second: bytes
+) -> None:
+    """Both readers take at most one Connection header: with two, llhttp's own rule (for
+    HTTP/1.0, keep-alive if any says so; for HTTP/1.1, close if any says so) decides, and
+    llhttp reads each of these messages."""
+    headers = b"Connection: %s\r\nConnection: %s\r\n" % (first, second)
+    response = b"HTTP/1.1 200 OK\r\n" + headers + b"Content-Length: 2\r\n\r\nok"
+    assert compiled_framing.whole_response(response) is None
+    assert not isinstance(llhttp_reads(response), str)
+    for version in (b"1.1", b"1.0"):
+        request = b"GET / HTTP/%s\r\nHost: a\r\n%s\r\n" % (version, headers)
+        assert compiled_framing.whole_request(request) is None
+        assert not isinstance(llhttp_reads_request(request), str)
+    once = b"HTTP/1.1 200 OK\r\nConnection: %s\r\nContent-Length: 2\r\n\r\nok" % first
+    assert compiled_framing.whole_response(once) == llhttp_reads(once)
 
 
 # --- requests ----------------------------------------------------------------------------------

@@ -468,11 +468,25 @@ static int plain_length(const char *v, Py_ssize_t v_len, long long *length) {
     return 0;
 }
 
+/* A plain message's Connection header: at most one, of `close` or `keep-alive` in any case.
+ * Sets `*connection` (0 before any, 1 close, 2 keep-alive); -1 for a second Connection header
+ * or any other value, which llhttp reads instead (both readers share this rule). */
+static int plain_connection(const char *v, Py_ssize_t v_len, int *connection) {
+    if (*connection != 0) return -1;
+    if (IS(v, v_len, "close"))
+        *connection = 1;
+    else if (IS(v, v_len, "keep-alive"))
+        *connection = 2;
+    else
+        return -1;
+    return 0;
+}
+
 /* The response in `data` when it is one whole plain response and nothing more: an HTTP/1.1
  * status line with a final status other than 204 and 304, header lines of a token, a colon
  * and visible characters, exactly one Content-Length of digits, no Transfer-Encoding, Upgrade
- * or Proxy-Connection, a Connection header only of `close` or `keep-alive`, and as many body
- * bytes as declared. Returns (status, headers, keep_alive, body), or None for anything else
+ * or Proxy-Connection, at most one Connection header, only of `close` or `keep-alive`, and as
+ * many body bytes as declared. Returns (status, headers, keep_alive, body), or None for anything else
  * (which is then llhttp's to read, or to refuse). */
 static PyObject *whole_response(PyObject *module, PyObject *data) {
     if (!PyBytes_Check(data)) {
@@ -498,7 +512,7 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
     PyObject *headers = PyList_New(0);
     if (headers == NULL) return NULL;
     long long length = -1;
-    int keep_alive = 1;
+    int connection = 0; /* 0 none, 1 close, 2 keep-alive */
     for (;;) {
         const char *n, *v;
         Py_ssize_t n_len, v_len;
@@ -508,10 +522,7 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
         if (IS(n, n_len, "content-length")) {
             if (length >= 0 || plain_length(v, v_len, &length) < 0) goto plain_not;
         } else if (IS(n, n_len, "connection")) {
-            if (IS(v, v_len, "close"))
-                keep_alive = 0;
-            else if (!IS(v, v_len, "keep-alive"))
-                goto plain_not;
+            if (plain_connection(v, v_len, &connection) < 0) goto plain_not;
         } else if (IS(n, n_len, "transfer-encoding") || IS(n, n_len, "upgrade") ||
                    IS(n, n_len, "proxy-connection")) {
             goto plain_not;
@@ -523,7 +534,7 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
         if (err < 0) goto error;
     }
     if (length < 0 || size - at != length) goto plain_not;
-    return Py_BuildValue("(lNOy#)", status, headers, keep_alive ? Py_True : Py_False,
+    return Py_BuildValue("(lNOy#)", status, headers, connection != 1 ? Py_True : Py_False,
                          (const char *)s + at, (Py_ssize_t)length);
 plain_not:
     Py_DECREF(headers);
@@ -568,8 +579,8 @@ static const char *const PLAIN_METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELET
 /* The request in `data` when it is one whole plain request and nothing more: a request line of
  * a common method, an origin-form target and HTTP/1.1 or HTTP/1.0; header lines of a token, a
  * colon and visible characters; at most one Content-Length of digits and as many body bytes;
- * no Transfer-Encoding, Upgrade or Proxy-Connection; a Connection header only of `close` or
- * `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes, noted),
+ * no Transfer-Encoding, Upgrade or Proxy-Connection; at most one Connection header, only of
+ * `close` or `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes, noted),
  * with head_bytes counted as the node counts them (name, value and 4 per header) and `noted`
  * what `ClientConnection._read_headers` notes of them: (forward, host, hosts, content_length,
  * x_forwarded_for, request_id, expects_continue); or None for anything else (which is then
@@ -619,13 +630,7 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
         if (IS(n, n_len, "content-length")) {
             if (length >= 0 || plain_length(v, v_len, &length) < 0) goto plain_not;
         } else if (IS(n, n_len, "connection")) {
-            if (connection != 0) goto plain_not;
-            if (IS(v, v_len, "close"))
-                connection = 1;
-            else if (IS(v, v_len, "keep-alive"))
-                connection = 2;
-            else
-                goto plain_not;
+            if (plain_connection(v, v_len, &connection) < 0) goto plain_not;
         } else if (IS(n, n_len, "transfer-encoding") || IS(n, n_len, "upgrade") ||
                    IS(n, n_len, "proxy-connection")) {
             goto plain_not;
