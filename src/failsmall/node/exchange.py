@@ -411,11 +411,37 @@ class Exchange:
     def upstream_head(
         self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> None:
-        self.upstream_reusable = keep_alive
-        self.status = status
         if status == 101:
+            self.upstream_reusable = keep_alive
+            self.status = status
             self.switching_protocols(headers)
             return
+        self.conn.write(self.client_head(status, headers, keep_alive))
+        self.conn.arm(_DEADLINE_UPSTREAM, self.limits.upstream_read_timeout_s)
+
+    def upstream_whole(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, body: bytes
+    ) -> None:
+        """A final response the origin sent whole in one read (never a 101, never to a HEAD
+        request): its head and body leave in one write, and the origin's deadline stays as it
+        is, since nothing more is awaited from the origin."""
+        head = self.client_head(status, headers, keep_alive)
+        if body:
+            fill = self.fill
+            if fill is not None:
+                fill.add(body)
+            framing_out = self.framing_out
+            head += body if framing_out is _AS_SENT else framing.response_body(body, framing_out)
+        self.conn.write(head)
+        self.upstream_done()
+
+    def client_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> bytes:
+        """The client's response head for the origin's final response head, noting how its
+        body is framed and whether the origin's connection and the client's stay open."""
+        self.upstream_reusable = keep_alive
+        self.status = status
         verdict = self.verdict
         if verdict is not None and self.serving is not None:
             plan = self.serving.engine.on_response(verdict, status, headers)
@@ -441,8 +467,7 @@ class Exchange:
             self.until_eof = True
             self.upstream_reusable = False
         self.response_started = True
-        self.conn.write(head.head)
-        self.conn.arm(_DEADLINE_UPSTREAM, self.limits.upstream_read_timeout_s)
+        return head.head
 
     def switching_protocols(self, headers: list[tuple[bytes, bytes]]) -> None:
         """The origin accepted a WebSocket handshake (the upstream connection reports a 101

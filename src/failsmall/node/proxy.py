@@ -6,6 +6,12 @@ callbacks, with no task per request. Each request becomes an `Exchange`; exchang
 connection are answered in order (pipelined requests wait their turn). Limits from the bundle
 are enforced while parsing, and one deadline per connection covers the idle, header, body and
 origin read timeouts.
+
+That deadline is armed once per phase of the exchange at the head of the queue: the rest of its
+head or body while it arrives, its origin's answer (moved on by each read from the origin), the
+next request while idle. A request read whole in one piece arms none of its own; a request
+pipelined behind another leaves the deadline to it (bounded meanwhile by the head's size limit
+and the body's minimum rate) and arms its own when its turn comes.
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ def _check_transfer_coding(value: bytes, http10: bool) -> None:
 
 
 RETRY_SOON = [(b"Retry-After", b"1")]
+URI_TOO_LONG = "request URI is longer than max_uri_bytes"
 
 
 class ClientConnection(asyncio.Protocol):
@@ -185,8 +192,6 @@ class ClientConnection(asyncio.Protocol):
         if self.upgraded is not None:
             self.upgraded.tunnel_from_client(data)
             return
-        if self.reading is None and self.deadline_kind is _IDLE:
-            self.arm(_HEADERS, self.ctx.slot.limits.header_timeout_s)
         if self.lingering or self.refusing:
             self.drained += len(data)
             if self.drained > DRAIN_LIMIT:
@@ -198,12 +203,15 @@ class ClientConnection(asyncio.Protocol):
         if len(self.queue) <= PIPELINE_DEPTH:
             whole = whole_request(data) if self.llhttp_fresh else None
             if whole is not None and whole[4]:  # one whole request, keep-alive
+                # Nothing of it is left to wait for: no header or body deadline to arm.
                 self.parsing = True
                 try:
                     self._whole(*whole)
                 finally:
                     self.parsing = False
                 return
+        if self.reading is None and self.deadline_kind is _IDLE:
+            self.arm(_HEADERS, self.ctx.slot.limits.header_timeout_s)
             if len(data) <= PARSE_BYTES:
                 # The common case, one piece: what `_parse` does for it, without its loop.
                 self.parsing = True
@@ -283,18 +291,19 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         """A plain keep-alive request read whole in one call (`whole_request`) while llhttp
         has read nothing: what llhttp's callbacks do for it, in their order, without a call
-        per header."""
+        per header, and without the deadlines that guard a request still arriving."""
+        exchange = self._begin()
         try:
-            self.on_message_begin()
-            self.on_url(url)
-            exchange = self.reading or self._reading()
+            if len(url) > exchange.limits.max_uri_bytes:
+                raise RequestRejected(414, URI_TOO_LONG)
+            exchange.url = url
             exchange.raw_headers = headers
             self.head_bytes = head_bytes
             self._head_begins(exchange, method, http10, keep_alive)
             _take_noted(exchange, *noted)
-            self._head_ends(exchange)
+            self._check_head(exchange)
             if body:
-                self.on_body(body)
+                exchange.add_body(body)
             self.on_message_complete()
         except RequestRejected as exc:
             self.reject(exc.status, exc.reason)
@@ -357,6 +366,12 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        exchange = self._begin()
+        if self.deadline_kind is not _HEADERS and len(self.queue) == 1:
+            self.arm(_HEADERS, exchange.limits.header_timeout_s)
+
+    def _begin(self) -> Exchange:
+        """A new request begins: its exchange joins the queue, as the one being read."""
         slot = self.ctx.slot
         exchange = Exchange(self, self.ctx, slot.current, slot.limits)
         self.reading = exchange
@@ -365,8 +380,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_raw = 0
         self.in_head = True
         self.heads_begun += 1
-        if self.deadline_kind is not _HEADERS and len(self.queue) == 1:
-            self.arm(_HEADERS, exchange.limits.header_timeout_s)
+        return exchange
 
     def _reading(self) -> Exchange:
         """The exchange whose request the parser is reading; llhttp calls `on_message_begin`
@@ -381,7 +395,7 @@ class ClientConnection(asyncio.Protocol):
         exchange = self.reading or self._reading()
         exchange.url += url
         if len(exchange.url) > exchange.limits.max_uri_bytes:
-            raise RequestRejected(414, "request URI is longer than max_uri_bytes")
+            raise RequestRejected(414, URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Only collected here; count and size are checked once the head is complete. Until
@@ -400,7 +414,16 @@ class ClientConnection(asyncio.Protocol):
             parser.should_keep_alive(),
         )
         self._read_headers(exchange)
-        self._head_ends(exchange)
+        self._check_head(exchange)
+        first = exchange is self.queue[0]  # else the deadline is its predecessor's
+        if exchange.content_length > 0 or exchange.chunked_in:
+            if exchange.expects_continue and not exchange.http10:
+                self.write(wire.CONTINUE)
+            if first:
+                self.arm(_BODY, exchange.limits.body_timeout_s)
+            self._start_body_clock()
+        elif first:
+            self.deadline_kind = _NO_DEADLINE
 
     def _head_begins(
         self, exchange: Exchange, method: bytes, http10: bool, keep_alive: bool
@@ -418,8 +441,8 @@ class ClientConnection(asyncio.Protocol):
         exchange.http10 = http10
         exchange.keep_alive = keep_alive and not self.ctx.draining
 
-    def _head_ends(self, exchange: Exchange) -> None:
-        """Read the request target, check the declared body, arm the body's deadline."""
+    def _check_head(self, exchange: Exchange) -> None:
+        """Read the request target, check the declared body, choose the request id."""
         limits = exchange.limits
         self._read_target(exchange)
         if exchange.content_length > limits.max_body_bytes:
@@ -430,19 +453,13 @@ class ClientConnection(asyncio.Protocol):
         ):
             raise RequestRejected(413, "declared request body exceeds the WAF inspection buffer")
         exchange.request_id = self.ctx.ids.choose(exchange.request_id or None)
-        if exchange.content_length > 0 or exchange.chunked_in:
-            if exchange.expects_continue and not exchange.http10:
-                self.write(wire.CONTINUE)
-            self.arm(_BODY, limits.body_timeout_s)
-            self._start_body_clock()
-        else:
-            self.deadline_kind = _NO_DEADLINE
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading or self._reading()
         self.body_in_feed = True
         exchange.add_body(body)
-        self.extend(exchange.limits.body_timeout_s)
+        if self.deadline_kind is _BODY:
+            self.extend(exchange.limits.body_timeout_s)
         self._track_body()
         if not exchange.evaluated and exchange is self.queue[0] and exchange.ready():
             exchange.evaluate()
@@ -454,8 +471,8 @@ class ClientConnection(asyncio.Protocol):
             self._stop_body_clock()
         exchange.end_body()
         if exchange.state is _READING:
-            self.deadline_kind = _NO_DEADLINE
             if exchange is self.queue[0]:
+                self.deadline_kind = _NO_DEADLINE
                 exchange.evaluate()
             else:
                 self.pause_reading_for(self)
@@ -691,6 +708,12 @@ class ClientConnection(asyncio.Protocol):
                 if self.reading is not nxt:
                     self.resume_reading_for(self)
                 nxt.evaluate()
+            elif nxt is self.reading:  # its turn: the deadline is now for the rest of it
+                limits = nxt.limits
+                if self.in_head:
+                    self.arm(_HEADERS, limits.header_timeout_s)
+                else:
+                    self.arm(_BODY, limits.body_timeout_s)
             return
         if self._pausers:
             self.resume_reading_for(self)

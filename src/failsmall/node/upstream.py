@@ -45,6 +45,12 @@ class UpstreamListener(Protocol):
 
     def upstream_body(self, data: bytes) -> None: ...
 
+    def upstream_whole(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, body: bytes
+    ) -> None:
+        """A final response read whole: `upstream_head`, `upstream_body` and `upstream_done`
+        in one call, with this connection already let go of."""
+
     def upstream_done(self) -> None: ...
 
     def upstream_switched(self, rest: bytes) -> None: ...
@@ -113,7 +119,10 @@ class UpstreamConnection(asyncio.Protocol):
             # the exchange without a callback per header (anything else goes to llhttp).
             whole = whole_response(data)
             if whole is not None:
-                self._whole(listener, *whole)
+                self.got_response = True
+                self._awaiting_head = False
+                self.listener = None
+                listener.upstream_whole(*whole)
                 return
         try:
             self._parser.feed_data(data)
@@ -139,24 +148,6 @@ class UpstreamConnection(asyncio.Protocol):
             listener.upstream_switched(data[int(exc.args[0]) :])
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
-
-    def _whole(
-        self,
-        listener: UpstreamListener,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        body: bytes,
-    ) -> None:
-        """A response read whole: what llhttp's callbacks report for it, in their order."""
-        self.got_response = True
-        self._awaiting_head = False
-        listener.upstream_head(status, headers, keep_alive)
-        if body and self.listener is not None:
-            self.listener.upstream_body(body)
-        still, self.listener = self.listener, None
-        if still is not None:
-            still.upstream_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
