@@ -1,7 +1,8 @@
 """Traffic counters kept on the request path as plain integers, read by metrics and reports.
 
 The request path only increments dictionaries and bucket lists; Prometheus metric objects
-(with their locks and label lookups) are built at scrape time from these numbers.
+(with their locks and label lookups) are built at scrape time from these numbers, and a health
+report's window is the difference between the totals now and at the previous report.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ class LatencyHistogram:
         self.total += seconds
         self.n += 1
 
+    def copy(self) -> LatencyHistogram:
+        return LatencyHistogram(list(self.counts), self.total, self.n)
+
+    def since(self, earlier: LatencyHistogram) -> LatencyHistogram:
+        """The observations made after `earlier`, a copy of this histogram taken before."""
+        counts = [now - then for now, then in zip(self.counts, earlier.counts, strict=True)]
+        return LatencyHistogram(counts, self.total - earlier.total, self.n - earlier.n)
+
     def quantile(self, q: float) -> float:
         """Upper bound of the bucket holding quantile `q` (seconds); 0 when empty."""
         if self.n == 0:
@@ -84,7 +93,8 @@ class LatencyHistogram:
 
 @dataclass
 class Window:
-    """Counts since the last health report."""
+    """Counts since the last health report (or, as taken by `TrafficStats.totals`, since the
+    process started)."""
 
     requests: int = 0
     responses_5xx: int = 0
@@ -118,7 +128,8 @@ class TrafficStats:
     rule_blocks: Counter[str] = field(default_factory=Counter)
     access_log_write_errors: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    window: Window = field(default_factory=Window)
+    window_base: Window = field(default_factory=Window)
+    """The totals when the current window began (`take_window`)."""
 
     def record(
         self,
@@ -128,24 +139,16 @@ class TrafficStats:
         modules: tuple[ModuleOutcome, ...],
     ) -> None:
         self.requests[status, decision] += 1
-        bucket = bisect_left(LATENCY_BUCKETS_S, seconds)
-        self.latency.add(bucket, seconds)
-        window = self.window
-        window.requests += 1
-        window.latency.add(bucket, seconds)
-        if status >= 500:
-            window.responses_5xx += 1
-        if decision == _BLOCK:
-            window.blocked += 1
-        elif decision == _CHALLENGE:
-            window.challenged += 1
+        latency = self.latency
+        latency.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        latency.total += seconds
+        latency.n += 1
         counts = self.module_counts
         for outcome in modules:
             kind = type(outcome)
             counts[outcome.module][kind] += 1
             if kind is ModuleErrored:
                 self.module_errors[outcome.module.value] += 1
-                window.module_errors += 1
 
     def record_rules(self, matched: tuple[str, ...], decision: str) -> None:
         """Count the rules a request matched, and, when it was blocked, as blocking it."""
@@ -166,6 +169,28 @@ class TrafficStats:
         """A request refused before the engine saw it (malformed, too large, too slow)."""
         self.rejected[reason] += 1
 
+    def totals(self) -> Window:
+        """Everything `record` counted since the process started, as a window."""
+        totals = Window(module_errors=sum(self.module_errors.values()), latency=self.latency.copy())
+        for (status, decision), count in self.requests.items():
+            totals.requests += count
+            if status >= 500:
+                totals.responses_5xx += count
+            if decision == _BLOCK:
+                totals.blocked += count
+            elif decision == _CHALLENGE:
+                totals.challenged += count
+        return totals
+
     def take_window(self) -> Window:
-        window, self.window = self.window, Window()
-        return window
+        """The counts since the previous call (or the start); a new window begins."""
+        now, base = self.totals(), self.window_base
+        self.window_base = now
+        return Window(
+            requests=now.requests - base.requests,
+            responses_5xx=now.responses_5xx - base.responses_5xx,
+            blocked=now.blocked - base.blocked,
+            challenged=now.challenged - base.challenged,
+            module_errors=now.module_errors - base.module_errors,
+            latency=now.latency.since(base.latency),
+        )

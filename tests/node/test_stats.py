@@ -1,0 +1,67 @@
+"""A health report's window, taken as the difference of totals, counts exactly the requests
+recorded since the previous report."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from failsmall.engine.outcomes import Decision, ModuleErrored, ModuleOutcome, Passed
+from failsmall.model import FailurePolicy
+from failsmall.model.traffic import ModuleName
+from failsmall.node.stats import LATENCY_BUCKETS_S, TrafficStats, Window
+
+Record = tuple[int, str, float, tuple[ModuleOutcome, ...]]
+
+OUTCOMES = st.one_of(
+    st.builds(Passed, st.sampled_from(list(ModuleName))),
+    st.builds(
+        ModuleErrored,
+        st.sampled_from(list(ModuleName)),
+        st.just("boom"),
+        st.sampled_from(list(FailurePolicy)),
+    ),
+)
+RECORDS = st.tuples(
+    st.sampled_from([200, 204, 403, 404, 500, 502, 504]),
+    st.sampled_from([*Decision, "rejected", "no_config"]),
+    st.floats(0, 20, allow_nan=False),
+    st.lists(OUTCOMES, max_size=5).map(tuple),
+)
+
+
+def expected(records: list[Record]) -> Window:
+    """The window of `records`, counted one by one."""
+    window = Window()
+    for status, decision, seconds, modules in records:
+        window.requests += 1
+        window.latency.add(bisect_left(LATENCY_BUCKETS_S, seconds), seconds)
+        window.responses_5xx += status >= 500
+        window.blocked += decision == Decision.BLOCK
+        window.challenged += decision == Decision.CHALLENGE
+        window.module_errors += sum(type(m) is ModuleErrored for m in modules)
+    return window
+
+
+@given(st.lists(st.lists(RECORDS, max_size=8), max_size=5))
+def test_each_window_counts_what_was_recorded_since_the_last(
+    windows: list[list[Record]],
+) -> None:
+    stats = TrafficStats()
+    for records in windows:
+        for record in records:
+            stats.record(*record)
+        got, want = stats.take_window(), expected(records)
+        assert (got.requests, got.responses_5xx, got.blocked, got.challenged) == (
+            want.requests,
+            want.responses_5xx,
+            want.blocked,
+            want.challenged,
+        )
+        assert got.module_errors == want.module_errors
+        assert got.latency.counts == want.latency.counts and got.latency.n == want.latency.n
+        assert abs(got.latency.total - want.latency.total) < 1e-6
+    everything = [record for records in windows for record in records]
+    assert stats.totals().requests == len(everything)
