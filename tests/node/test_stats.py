@@ -1,9 +1,10 @@
 """A health report's window, taken as the difference of totals, counts exactly the requests
-recorded since the previous report."""
+recorded since the previous report; module outcomes, counted in folds, are exact whenever read."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from failsmall.engine.outcomes import Decision, ModuleErrored, ModuleOutcome, Passed
 from failsmall.model import FailurePolicy
 from failsmall.model.traffic import ModuleName
-from failsmall.node.stats import LATENCY_BUCKETS_S, TrafficStats, Window
+from failsmall.node.stats import FOLD_EVERY, LATENCY_BUCKETS_S, OUTCOME_KINDS, TrafficStats, Window
 
 Record = tuple[int, str, float, tuple[ModuleOutcome, ...]]
 
@@ -65,3 +66,35 @@ def test_each_window_counts_what_was_recorded_since_the_last(
         assert abs(got.latency.total - want.latency.total) < 1e-6
     everything = [record for records in windows for record in records]
     assert stats.totals().requests == len(everything)
+
+
+def outcome_counts(records: list[Record]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Module outcomes by (module, kind), and errored ones by module, counted one by one."""
+    outcomes: Counter[tuple[str, str]] = Counter()
+    errors: Counter[str] = Counter()
+    for _, _, _, modules in records:
+        for outcome in modules:
+            outcomes[outcome.module.value, OUTCOME_KINDS[type(outcome)]] += 1
+            if type(outcome) is ModuleErrored:
+                errors[outcome.module.value] += 1
+    return dict(outcomes), dict(errors)
+
+
+SHARED = (Passed(ModuleName.WAF), Passed(ModuleName.BOT))
+
+
+@given(st.lists(RECORDS, max_size=30), st.integers(0, 3 * FOLD_EVERY))
+def test_module_outcomes_are_exact_whenever_read(records: list[Record], shared: int) -> None:
+    """Outcomes shared between requests (as the engine's constants are) and fresh ones, past
+    several folds, in any mix."""
+    stats = TrafficStats()
+    everything = [*records, *[(200, "allow", 0.001, SHARED)] * shared]
+    for record in everything:
+        stats.record(*record)
+    outcomes, errors = outcome_counts(everything)
+    assert stats.module_outcomes() == outcomes
+    assert stats.module_errors() == errors
+    if everything:  # recorded after a read: counted at the next read
+        stats.record(*everything[0])
+        again = outcome_counts([*everything, everything[0]])
+        assert (stats.module_outcomes(), stats.module_errors()) == again

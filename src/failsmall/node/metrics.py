@@ -62,7 +62,7 @@ class NodeCollector:
         errors = CounterMetricFamily(
             "failsmall_module_errors", "Module failures (errored outcomes)", labels=["module"]
         )
-        for module, value in sorted(stats.module_errors.items()):
+        for module, value in sorted(stats.module_errors().items()):
             errors.add_metric([module], value)
         yield errors
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import get_args
 
 from failsmall.engine.outcomes import (
@@ -48,6 +49,8 @@ OUTCOME_KINDS: dict[type[ModuleOutcome], str] = {
 }
 if set(OUTCOME_KINDS) != set(get_args(ModuleOutcome)):
     raise ImportError("OUTCOME_KINDS must name every kind of ModuleOutcome")
+FOLD_EVERY = 1024
+"""Requests whose module outcomes are counted together (sooner when they are read)."""
 # Read on every request, bound once: in Python 3.11 reading a member from its enum class goes
 # through EnumType.__getattr__'s slow path, about 0.1 µs a time.
 _BLOCK, _CHALLENGE = Decision.BLOCK, Decision.CHALLENGE
@@ -110,11 +113,13 @@ class TrafficStats:
     """Everything counted about traffic since the process started, plus the current window."""
 
     requests: Counter[tuple[int, str]] = field(default_factory=Counter)
-    # Per module, per outcome kind; every pair exists from the start, so counting is two lookups.
+    # Per module, per outcome kind; every pair exists from the start. Read it through
+    # `module_outcomes` or `module_errors`, which count the outcomes not yet folded in first.
     module_counts: dict[ModuleName, dict[type[ModuleOutcome], int]] = field(
         default_factory=lambda: {module: dict.fromkeys(OUTCOME_KINDS, 0) for module in ModuleName}
     )
-    module_errors: Counter[str] = field(default_factory=Counter)
+    unfolded: list[tuple[ModuleOutcome, ...]] = field(default_factory=list)
+    """The module outcomes of requests recorded since the last `fold` (at most FOLD_EVERY)."""
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_errors: Counter[str] = field(default_factory=Counter)
     connections_refused: Counter[str] = field(default_factory=Counter)
@@ -143,12 +148,25 @@ class TrafficStats:
         latency.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         latency.total += seconds
         latency.n += 1
+        if modules:
+            unfolded = self.unfolded
+            unfolded.append(modules)
+            if len(unfolded) >= FOLD_EVERY:
+                self.fold()
+
+    def fold(self) -> None:
+        """Count the module outcomes of the requests recorded since the last fold. Most
+        outcomes are constants the engine shares between requests, so they are counted by
+        identity first (in C), then each distinct outcome added once."""
+        if not self.unfolded:
+            return
+        outcomes = list(chain.from_iterable(self.unfolded))
+        self.unfolded = []
+        by_id = dict(zip(map(id, outcomes), outcomes, strict=True))
         counts = self.module_counts
-        for outcome in modules:
-            kind = type(outcome)
-            counts[outcome.module][kind] += 1
-            if kind is ModuleErrored:
-                self.module_errors[outcome.module.value] += 1
+        for key, times in Counter(map(id, outcomes)).items():
+            outcome = by_id[key]
+            counts[outcome.module][type(outcome)] += times
 
     def record_rules(self, matched: tuple[str, ...], decision: str) -> None:
         """Count the rules a request matched, and, when it was blocked, as blocking it."""
@@ -156,8 +174,18 @@ class TrafficStats:
         if decision == _BLOCK:
             self.rule_blocks.update(matched)
 
+    def module_errors(self) -> dict[str, int]:
+        """Errored outcomes by module, for the modules that had any."""
+        self.fold()
+        return {
+            module.value: kinds[ModuleErrored]
+            for module, kinds in self.module_counts.items()
+            if kinds[ModuleErrored]
+        }
+
     def module_outcomes(self) -> dict[tuple[str, str], int]:
         """Module outcome counts by (module, outcome kind)."""
+        self.fold()
         return {
             (module.value, OUTCOME_KINDS[kind]): value
             for module, kinds in self.module_counts.items()
@@ -171,7 +199,9 @@ class TrafficStats:
 
     def totals(self) -> Window:
         """Everything `record` counted since the process started, as a window."""
-        totals = Window(module_errors=sum(self.module_errors.values()), latency=self.latency.copy())
+        totals = Window(
+            module_errors=sum(self.module_errors().values()), latency=self.latency.copy()
+        )
         for (status, decision), count in self.requests.items():
             totals.requests += count
             if status >= 500:
