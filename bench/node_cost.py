@@ -3,8 +3,9 @@
 Each revision's `src/` is exported (git archive) and served by a one-worker node with the empty
 bundle (or `--bundle example`, or `--workers N`) in front of nginx; wrk -t1 -c32 runs against
 each in turn, round after round, so that every revision sees the same changing machine load.
-Prints req/s and the CPU time per request of the node's processes (user + system, from /proc),
-per round and as medians, and the median of each round's difference to the first revision
+Prints req/s and the CPU time per request of the node's processes (user + system, from /proc;
+and user alone, the node's own code, which the load moves less than the kernel's share), per
+round and as medians, and the median of each round's difference to the first revision
 ("paired Δ"). On a shared machine req/s follows the load; CPU per request is the figure to
 compare, and still varies by some 20 % between rounds: compare medians of several, or the
 paired difference, which the load moves less.
@@ -246,27 +247,42 @@ def main() -> int:
                     results[rev].append(cell)
                     console.print(
                         f"round {round_} {rev}: {cell.rps:,.0f} req/s, "
-                        f"{cell.cpu_us:.1f} µs CPU per request, {cell.errors} errors"
+                        f"{cell.cpu_us:.1f} µs CPU per request ({cell.user_us:.1f} user), "
+                        f"{cell.errors} errors"
                     )
     table = Table(
         title=f"node, {args.bundle} bundle, {args.workers} worker(s), "
         f"{column.label}, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds"
     )
-    headings = ("revision", "median req/s", "median µs CPU/request", "range µs", "paired Δ µs")
+    headings = (
+        "revision",
+        "median req/s",
+        "median µs CPU/request",
+        "range µs",
+        "paired Δ µs",
+        "median µs user",
+        "paired Δ user",
+    )
     for heading in headings:
         table.add_column(heading, justify="left" if heading == "revision" else "right")
-    first = [r.cpu_us for r in results[args.revs[0]]]
+    first = results[args.revs[0]]
     for rev, rows in results.items():
         cpu = [r.cpu_us for r in rows]
+        user = [r.user_us for r in rows]
         # Each round's difference to the first revision measured in the same round: the
         # machine's load moves both, so their difference varies less than either.
-        paired = statistics.median(b - a for a, b in zip(first, cpu, strict=True))
+        paired = statistics.median(b.cpu_us - a.cpu_us for a, b in zip(first, rows, strict=True))
+        paired_user = statistics.median(
+            b.user_us - a.user_us for a, b in zip(first, rows, strict=True)
+        )
         table.add_row(
             rev,
             f"{statistics.median(r.rps for r in rows):,.0f}",
             f"{statistics.median(cpu):.1f}",
             f"{min(cpu):.0f}–{max(cpu):.0f}",
             "" if rev == args.revs[0] else f"{paired:+.1f}",
+            f"{statistics.median(user):.1f}",
+            "" if rev == args.revs[0] else f"{paired_user:+.1f}",
         )
     console.print(table)
     return 0

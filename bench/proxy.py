@@ -150,6 +150,7 @@ class Cell:
     p99_ms: float
     errors: int  # non-2xx/3xx responses and socket errors (connect, read, write, timeout)
     cpu_us: float = 0.0  # the proxy's user + system CPU per request, all its processes
+    user_us: float = 0.0  # its user CPU alone: the proxy's own code, less moved by the load
     ratio_keepalive: float | None = None
     ratio_stock: float | None = None
 
@@ -343,6 +344,11 @@ def _stat_fields(pid: int) -> list[str]:
 
 def tree_cpu_s(root: int) -> float:
     """User + system CPU seconds used so far by `root` and its descendants (Linux /proc)."""
+    return sum(tree_cpu_split_s(root))
+
+
+def tree_cpu_split_s(root: int) -> tuple[float, float]:
+    """User and system CPU seconds used so far by `root` and its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -352,7 +358,7 @@ def tree_cpu_s(root: int) -> float:
                 )
             except (OSError, ValueError, IndexError):
                 continue  # the process ended while we looked
-    total, todo = 0.0, [root]
+    user, system, todo = 0.0, 0.0, [root]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
@@ -360,8 +366,9 @@ def tree_cpu_s(root: int) -> float:
             fields = _stat_fields(pid)
         except OSError:
             continue  # the process ended while we looked
-        total += (int(fields[11]) + int(fields[12])) * _TICK_S
-    return total
+        user += int(fields[11]) * _TICK_S
+        system += int(fields[12]) * _TICK_S
+    return user, system
 
 
 # --- wrk -------------------------------------------------------------------------------------
@@ -426,11 +433,13 @@ def measure_cell(pid: int, port: int, duration_s: int, connections: int, column:
     """`run_wrk` on an idle proxy, also charging the CPU time of process tree `pid` to each
     request."""
     drain(pid)
-    before = tree_cpu_s(pid)
+    user_before, system_before = tree_cpu_split_s(pid)
     cell = run_wrk(port, duration_s, connections, column)
-    used = tree_cpu_s(pid) - before
+    user, system = tree_cpu_split_s(pid)
     requests = cell.rps * duration_s
-    cell.cpu_us = used / requests * 1e6 if requests else 0.0
+    if requests:
+        cell.user_us = (user - user_before) / requests * 1e6
+        cell.cpu_us = cell.user_us + (system - system_before) / requests * 1e6
     return cell
 
 

@@ -254,7 +254,9 @@ def requests(draw: st.DrawFn, plain: bool = False) -> bytes:
         st.sampled_from([b"get", b"CONNECT", b"TRACE", b"FOO", b"PRI", b"G ET", b""]),
     )
     target = pick(
-        st.sampled_from([b"/", b"/a/b?c=d&e=%20f", b"/x;y=z", b"/~u/@:!$'()*+,="]),
+        st.sampled_from(
+            [b"/", b"/a/b?c=d&e=%20f", b"/x;y=z", b"/~u/@:!$'()*+,=", b"/a?", b"/?x?y=/"]
+        ),
         st.one_of(
             st.sampled_from([b"*", b"http://h/x", b"/a#f", b"/a b", b"/[x]", b"/|", b"/\x7f"]),
             PIECE.map(lambda p: b"/" + p),
@@ -299,6 +301,7 @@ def test_what_it_reads_of_a_request_llhttp_reads(data: bytes) -> None:
     got = compiled_framing.whole_request(data)
     if got is not None:
         assert got[:7] == llhttp_reads_request(data)
+        assert got[8:] == target_as_read(got[1])
 
 
 @settings(max_examples=300, deadline=None)
@@ -308,6 +311,15 @@ def test_it_reads_plain_requests(data: bytes) -> None:
     assert not isinstance(expected, str)
     got = compiled_framing.whole_request(data)
     assert got is not None and got[:7] == expected
+    assert got[8:] == target_as_read(got[1])
+
+
+def target_as_read(url: bytes) -> tuple[str, str]:
+    """The path and query `ClientConnection._read_target` reads from an origin-form target."""
+    exchange = _exchange(False, [])
+    exchange.url = url
+    ClientConnection._read_target(cast(Any, None), exchange)
+    return exchange.path, exchange.query
 
 
 NOTED_NAMES = [
@@ -374,7 +386,7 @@ def _outcome(exchange: Exchange, read: Any) -> tuple[object, ...]:
 def test_what_it_notes_of_headers_is_what_read_headers_notes(data: bytes) -> None:
     got = compiled_framing.whole_request(data)
     assert got is not None
-    _, _, headers, http10, _, _, _, noted = got
+    _, _, headers, http10, _, _, _, noted, _, _ = got
     by_python = _exchange(http10, list(headers))
     by_c = _exchange(http10, list(headers))
     expected = _outcome(

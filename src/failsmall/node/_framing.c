@@ -580,11 +580,12 @@ static const char *const PLAIN_METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELET
  * a common method, an origin-form target and HTTP/1.1 or HTTP/1.0; header lines of a token, a
  * colon and visible characters; at most one Content-Length of digits and as many body bytes;
  * no Transfer-Encoding, Upgrade or Proxy-Connection; at most one Connection header, only of
- * `close` or `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes, noted),
- * with head_bytes counted as the node counts them (name, value and 4 per header) and `noted`
- * what `ClientConnection._read_headers` notes of them: (forward, host, hosts, content_length,
- * x_forwarded_for, request_id, expects_continue); or None for anything else (which is then
- * llhttp's to read, or to refuse). */
+ * `close` or `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes,
+ * noted, path, query), with head_bytes counted as the node counts them (name, value and 4 per
+ * header), `noted` what `ClientConnection._read_headers` notes of them: (forward, host, hosts,
+ * content_length, x_forwarded_for, request_id, expects_continue), and the target's path and
+ * query as `ClientConnection._read_target` reads them (str); or None for anything else (which
+ * is then llhttp's to read, or to refuse). */
 static PyObject *whole_request(PyObject *module, PyObject *data) {
     if (!PyBytes_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "whole_request: data must be bytes");
@@ -684,10 +685,16 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
                                     expects_continue ? Py_True : Py_False);
     forward = NULL;
     if (noted == NULL) goto error;
-    return Py_BuildValue("(y#y#NOOy#LN)", (const char *)s, method_length, (const char *)s + url,
-                         url_end - url, headers, http10 ? Py_True : Py_False,
-                         keep_alive ? Py_True : Py_False, (const char *)s + at, size - at,
-                         head_bytes, noted);
+    /* The target's path and query, split at its first "?" as `_read_target` splits it (the
+     * target is ASCII: `target_char`, so its UTF-8 and Latin-1 decodings are the same). */
+    Py_ssize_t mark = url;
+    while (mark < url_end && s[mark] != '?') mark++;
+    Py_ssize_t query = mark < url_end ? mark + 1 : url_end;
+    return Py_BuildValue("(y#y#NOOy#LNs#s#)", (const char *)s, method_length,
+                         (const char *)s + url, url_end - url, headers,
+                         http10 ? Py_True : Py_False, keep_alive ? Py_True : Py_False,
+                         (const char *)s + at, size - at, head_bytes, noted, (const char *)s + url,
+                         mark - url, (const char *)s + query, url_end - query);
 plain_not:
     buffer_free(&xff);
     Py_XDECREF(forward);
@@ -737,8 +744,9 @@ static PyMethodDef framing_methods[] = {
      "response, read as llhttp reads it; None when `data` is anything else."},
     {"whole_request", whole_request, METH_O,
      "whole_request(data) -> (method, url, headers, http10, keep_alive, body, head_bytes, "
-     "noted) | None: one whole plain request, read as llhttp reads it, and what the proxy "
-     "notes of its headers; None when `data` is anything else."},
+     "noted, path, query) | None: one whole plain request, read as llhttp reads it, what the "
+     "proxy notes of its headers and its target's path and query; None when `data` is "
+     "anything else."},
     {"latin1_headers", latin1_headers, METH_O,
      "latin1_headers(headers) -> tuple: each (name, value) pair of bytes decoded as latin-1."},
     {NULL, NULL, 0, NULL},

@@ -43,4 +43,6 @@ _Noted = tuple[list[tuple[bytes, bytes]], bytes, int, int, bytes, bytes, bool]
 
 def whole_request(
     data: bytes, /
-) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bool, bool, bytes, int, _Noted] | None: ...
+) -> (
+    tuple[bytes, bytes, list[tuple[bytes, bytes]], bool, bool, bytes, int, _Noted, str, str] | None
+): ...

@@ -288,6 +288,8 @@ class ClientConnection(asyncio.Protocol):
         body: bytes,
         head_bytes: int,
         noted: NotedHeaders,
+        path: str,
+        query: str,
     ) -> None:
         """A plain keep-alive request read whole in one call (`whole_request`) while llhttp
         has read nothing: what llhttp's callbacks do for it, in their order, without a call
@@ -301,6 +303,8 @@ class ClientConnection(asyncio.Protocol):
             self.head_bytes = head_bytes
             self._head_begins(exchange, method, http10, keep_alive)
             _take_noted(exchange, *noted)
+            exchange.path = path  # its target is in origin form: what `_read_target` reads
+            exchange.query = query
             self._check_head(exchange)
             if body:
                 exchange.add_body(body)
@@ -414,6 +418,7 @@ class ClientConnection(asyncio.Protocol):
             parser.should_keep_alive(),
         )
         self._read_headers(exchange)
+        self._read_target(exchange)
         self._check_head(exchange)
         first = exchange is self.queue[0]  # else the deadline is its predecessor's
         if exchange.content_length > 0 or exchange.chunked_in:
@@ -442,9 +447,8 @@ class ClientConnection(asyncio.Protocol):
         exchange.keep_alive = keep_alive and not self.ctx.draining
 
     def _check_head(self, exchange: Exchange) -> None:
-        """Read the request target, check the declared body, choose the request id."""
+        """Check the declared body, choose the request id."""
         limits = exchange.limits
-        self._read_target(exchange)
         if exchange.content_length > limits.max_body_bytes:
             raise RequestRejected(413, "declared request body exceeds max_body_bytes")
         if (

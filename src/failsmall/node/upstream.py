@@ -314,16 +314,14 @@ class OriginPool:
     async def connect(self, timeout_s: float) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(timeout_s):  # no second task, as wait_for would make
+                _, protocol = await loop.create_connection(
                     lambda: UpstreamConnection(self),
                     self.host,
                     self.port,
                     ssl=self._tls,
                     server_hostname=self._server_name,
-                ),
-                timeout_s,
-            )
+                )
         except TimeoutError as exc:
             raise OriginUnreachableError(
                 f"connecting to origin {self.url} timed out after {timeout_s:g}s"
