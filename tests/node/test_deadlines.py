@@ -1,7 +1,8 @@
 """The connection's deadline fires when its phase's timeout has passed, never before, whatever
 else arrives on the connection meanwhile: a stalled origin is a 504, a stalled head a 408, an
 idle connection is closed. The upper bounds are loose (the machine is shared); the lower bounds
-are exact, and each case stalls long enough that a deadline that never fires cannot pass."""
+are exact, and each case stalls long enough that a deadline that never fires cannot pass.
+A client that expects 100 Continue gets it on either reading path."""
 
 from __future__ import annotations
 
@@ -146,3 +147,13 @@ async def test_100_continue_is_sent_before_the_body(node: EdgeNode) -> None:
     assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got[:100]
     rest = got[len(b"HTTP/1.1 100 Continue\r\n\r\n") :]
     assert rest.startswith(b"HTTP/1.1 200 ") and b'"body_len": 5' in rest
+
+
+async def test_100_continue_is_sent_when_the_body_came_with_the_head(node: EdgeNode) -> None:
+    """Read whole in one piece, the request still gets its 100 Continue, as when read by
+    llhttp (a client may send its body without waiting, and still expect one)."""
+    request = (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    got, _ = await timed(node.port, request)  # kept alive: closed at the idle deadline
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "), got[:100]

@@ -422,8 +422,6 @@ class ClientConnection(asyncio.Protocol):
         self._check_head(exchange)
         first = exchange is self.queue[0]  # else the deadline is its predecessor's
         if exchange.content_length > 0 or exchange.chunked_in:
-            if exchange.expects_continue and not exchange.http10:
-                self.write(wire.CONTINUE)
             if first:
                 self.arm(_BODY, exchange.limits.body_timeout_s)
             self._start_body_clock()
@@ -447,7 +445,8 @@ class ClientConnection(asyncio.Protocol):
         exchange.keep_alive = keep_alive and not self.ctx.draining
 
     def _check_head(self, exchange: Exchange) -> None:
-        """Check the declared body, choose the request id."""
+        """Check the declared body, choose the request id, and answer `Expect: 100-continue`
+        (a client may wait for that before it sends its body)."""
         limits = exchange.limits
         if exchange.content_length > limits.max_body_bytes:
             raise RequestRejected(413, "declared request body exceeds max_body_bytes")
@@ -457,6 +456,12 @@ class ClientConnection(asyncio.Protocol):
         ):
             raise RequestRejected(413, "declared request body exceeds the WAF inspection buffer")
         exchange.request_id = self.ctx.ids.choose(exchange.request_id or None)
+        if (
+            exchange.expects_continue
+            and not exchange.http10
+            and (exchange.content_length > 0 or exchange.chunked_in)
+        ):
+            self.write(wire.CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading or self._reading()
