@@ -200,8 +200,9 @@ class ClientConnection(asyncio.Protocol):
         if self.unparsed:
             self.unparsed += data
             return
-        if len(self.queue) <= PIPELINE_DEPTH:
-            whole = whole_request(data) if self.llhttp_fresh else None
+        room = len(self.queue) <= PIPELINE_DEPTH
+        if room and self.llhttp_fresh:
+            whole = whole_request(data)
             if whole is not None and whole[4]:  # one whole request, keep-alive
                 # Nothing of it is left to wait for: no header or body deadline to arm.
                 self.parsing = True
@@ -212,14 +213,14 @@ class ClientConnection(asyncio.Protocol):
                 return
         if self.reading is None and self.deadline_kind is _IDLE:
             self.arm(_HEADERS, self.ctx.slot.limits.header_timeout_s)
-            if len(data) <= PARSE_BYTES:
-                # The common case, one piece: what `_parse` does for it, without its loop.
-                self.parsing = True
-                try:
-                    self._feed(data)
-                finally:
-                    self.parsing = False
-                return
+        if room and len(data) <= PARSE_BYTES:
+            # The common case, one piece: what `_parse` does for it, without its loop.
+            self.parsing = True
+            try:
+                self._feed(data)
+            finally:
+                self.parsing = False
+            return
         self._parse(data)
 
     def _parse(self, data: bytes) -> None:
