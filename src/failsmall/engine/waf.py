@@ -285,7 +285,7 @@ class Evaluation:
             if self.scanner is not None:
                 result = self.scanner.inspect(self.view)
                 hits = result.hits
-                if self.exceptions:  # the one place rule exceptions apply
+                if hits and self.exceptions:  # the one place rule exceptions apply
                     hits = self.exceptions.apply(self.view, hits, self.scanner)
                 self.view.signature_hits = hits
                 self.reached = result.reached
@@ -444,6 +444,8 @@ def _run(
             view.bot_score is not None or not direct.needs_bot
         ):
             missed, hit = _leading_misses(direct.closures.select(view.normalized_path), view)
+            if missed == count:  # the whole ruleset: its misses, shared
+                return _finish(compiled, direct.misses, 0)
             if missed:
                 outcomes.extend(direct.misses[:missed])
                 index += missed
