@@ -162,7 +162,9 @@ class BotScorer:
         if unscored is not None:
             return unscored
         tests = self.tests
-        mask = tests.ua_class_bits.get(self.ua_class(view.user_agent), 0)
+        user_agent = view.header("user-agent")
+        ua_class = self.ua_classes.get(user_agent) or self.ua_class(user_agent)
+        mask = tests.ua_class_bits.get(ua_class, 0)
         headers = view.headers
         for name, if_present, if_absent in tests.header_bits:
             mask |= if_present if name in headers else if_absent
