@@ -233,19 +233,19 @@ class SignatureScanner:
                 if work.fits(known[1], known[2]):
                     return ScanResult(known[0], known[1], known[2], None)
         hits: set[str] = set()
-        head_values, head_chars, stop = values.scan_head(
+        head_values, head_chars_scanned, stop = values.scan_head(
             hits, self.memo, self._head_mask, request.method, request.path, request.query,
             request.headers, max_values, max_chars,
         )  # fmt: skip
         body = request.body and self._body_extractors
         counted: tuple[int, int, LimitReached | None]
         if work is None and stop == Stop.NONE and not body:
-            counted = head_values, head_chars, None
+            counted = head_values, head_chars_scanned, None
         else:
             if work is None:
                 work = WorkCount(max_values, max_chars)
             if (
-                work.add(head_values, head_chars, STOPS[stop])
+                work.add(head_values, head_chars_scanned, STOPS[stop])
                 and body
                 and not self._scan_json_body(values, view, hits, work)
             ):
