@@ -115,6 +115,21 @@ def test_waf_tail() -> None:
     assert report
 
 
+def test_verdicts() -> None:
+    if not BLAZEHTTP.is_dir():
+        pytest.skip(f"blazehttp test cases not found at {BLAZEHTTP}: set FAILSMALL_BLAZEHTTP")
+    first = json_out(
+        bench("bench/verdicts.py", "--blazehttp", str(BLAZEHTTP), "--limit", "50", "--json"), 0
+    )
+    again = json_out(
+        bench("bench/verdicts.py", "--blazehttp", str(BLAZEHTTP), "--limit", "50", "--json"), 0
+    )
+    assert first["requests"] == 50 and first["lines"] > 3 * 2 * 50
+    assert first == again  # a verdict depends on the request and the bundle only
+    absent = bench("bench/verdicts.py", "--blazehttp", str(REPO / "no-such-dir"), "--json")
+    assert absent.returncode == 2 and "blazehttp" in json.loads(absent.stdout)["error"]
+
+
 def test_node_cost() -> None:
     missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
     if missing:

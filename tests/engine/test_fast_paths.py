@@ -25,7 +25,7 @@ from failsmall.model import Bundle
 from failsmall.model.bot import BotConfig, FeatureKind
 from failsmall.model.traffic import Capacities, ModuleName, RateLimit
 from tests.engine.factory import request
-from tests.engine.test_properties import bundles, requests
+from tests.engine.test_properties import EXPRESSIONS, STATES, bundles, requests
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site"
 
@@ -46,6 +46,7 @@ def _plain(compiled: CompiledRuleset) -> CompiledRuleset:
             child=_plain(rule.child) if rule.child is not None else None,
             signature_gated=False,
             direct=False,
+            always=False,
             quiet=None,
         )
         for rule in compiled.rules
@@ -71,6 +72,78 @@ def test_waf_shortcuts_yield_what_rule_by_rule_evaluation_yields(
     waf = Engine.build(bundle).waf
     for req in reqs:
         same_waf_results(waf, req, bot_score)
+
+
+SIGNATURES = [
+    {"targets": ["arg_values"], "patterns": ["union\\s+select"]},
+    {"targets": ["uri"], "transforms": ["url_decode"], "patterns": ["etc/passwd"]},
+    {"targets": ["arg_values", "header_values"], "patterns": ["<script"]},
+]
+
+
+@st.composite
+def signature_bundles(draw: st.DrawFn) -> Bundle:
+    """An entry ruleset that executes a ruleset of signature rules (the shape of a managed
+    phase), in every state, with killswitches, behind rules of every kind of expression."""
+    entry = [
+        {"id": f"e{j}", "expression": draw(st.sampled_from(EXPRESSIONS)), "action": {"type": "log"}}
+        for j in range(draw(st.integers(0, 2)))
+    ]
+    entry.append(
+        {
+            "id": "run",
+            "expression": draw(st.sampled_from(["true", "false", 'http.request.method == "GET"'])),
+            "action": {"type": "execute", "ruleset": "sigs"},
+            "state": draw(st.sampled_from(STATES)),
+        }
+    )
+    sigs = [
+        {
+            "id": f"s{j}",
+            "match": draw(st.sampled_from(SIGNATURES)),
+            "action": draw(st.sampled_from([{"type": "score", "points": 3}, {"type": "block"}])),
+            "state": draw(st.sampled_from(["active", "active", *STATES])),
+        }
+        for j in range(draw(st.integers(1, 3)))
+    ]
+    killed = draw(st.lists(st.sampled_from([r["id"] for r in entry + sigs]), unique=True))
+    return Bundle.model_validate(
+        {
+            "rulesets": [
+                {"id": "entry", "rules": entry},
+                {
+                    "id": "sigs",
+                    "kind": draw(st.sampled_from(["custom", "managed"])),
+                    "rules": sigs,
+                    "score_threshold": draw(st.integers(1, 6)),
+                },
+            ],
+            "phases": {"http_request_firewall_managed": "entry"},
+            "overrides": [
+                {"rule": rid, "state": draw(st.sampled_from(STATES)), "reason": "r", "author": "a"}
+                for rid in killed
+            ],
+        }
+    )
+
+
+signature_requests = st.builds(
+    lambda path, query: request(path, query=query),
+    st.sampled_from(["/", "/a", "/etc/passwd", "/x/%2e%2e/etc/passwd"]),
+    st.sampled_from(["", "q=1", "q=1%20union%20select%202", "q=%3Cscript%3E", "a=1&a=2"]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signature_bundles(), st.lists(signature_requests, min_size=1, max_size=4))
+def test_execute_shortcuts_yield_what_rule_by_rule_evaluation_yields(
+    bundle: Bundle, reqs: list[Request]
+) -> None:
+    """An execute rule that always matches, and a ruleset of signature rules that all miss,
+    are settled without evaluating them: the outcomes are those of evaluating them."""
+    waf = Engine.build(bundle).waf
+    for req in reqs:
+        same_waf_results(waf, req, None)
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,8 @@ class BotScorer:
     enabled: bool
     # The features' tests grouped by what they read, so a request is read once per kind.
     tests: FeatureTests = field(init=False, compare=False, repr=False)
+    # Why no request is scored, when none is (scoring off, no features); else None.
+    unscored: NotComputed | None = field(init=False, compare=False, repr=False)
     # User agents repeat across clients; their class depends on the string alone.
     ua_classes: dict[str, str] = field(default_factory=dict, compare=False)
     # The score depends only on which features are present: one outcome per set of them,
@@ -128,6 +130,8 @@ class BotScorer:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tests", FeatureTests.group(self.features))
+        unscored = SWITCHED_OFF if not self.enabled else NO_FEATURES if not self.features else None
+        object.__setattr__(self, "unscored", unscored)
 
     def ua_class(self, user_agent: str) -> str:
         known = self.ua_classes.get(user_agent)
@@ -153,21 +157,14 @@ class BotScorer:
         base_score = config.feature_file.base_score
         return cls(features, base_score, config.enabled)
 
-    @property
-    def unscored(self) -> NotComputed | None:
-        """Why no request is scored, when none is (scoring off, no features); else None."""
-        if not self.enabled:
-            return SWITCHED_OFF
-        if not self.features:
-            return NO_FEATURES
-        return None
-
     def score(self, view: RequestView, client_rate: float) -> BotScore:
         unscored = self.unscored
         if unscored is not None:
             return unscored
         tests = self.tests
-        mask = tests.ua_class_bits.get(self.ua_class(view.user_agent), 0)
+        user_agent = view.header("user-agent")
+        ua_class = self.ua_classes.get(user_agent) or self.ua_class(user_agent)
+        mask = tests.ua_class_bits.get(ua_class, 0)
         headers = view.headers
         for name, if_present, if_absent in tests.header_bits:
             mask |= if_present if name in headers else if_absent

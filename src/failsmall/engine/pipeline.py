@@ -244,21 +244,46 @@ class Engine:
         )
 
     def evaluate(self, request: Request, state: EngineState) -> Verdict:
-        """Route the request, then run the pipeline for it. Never raises."""
+        """Route the request, then run the pipeline for it. Never raises.
+
+        Each module that runs does so inside its bulkhead: its breaker, its failure policy and
+        the watchdog, whose clock is read once after each module (a module's time runs from the
+        end of the one before).
+        """
         view = RequestView(request, limits=self.limits)
         route = self.router.route(request.host or view.host, request.path, view.normalized_path)
         if isinstance(route, Unrouted):
             return Verdict(Decision.UNROUTED, UNROUTED_STATUS, route, ())
         p = _Pass(view, request.now)
         outcomes: list[ModuleOutcome] = []
+        clock, budget_us = state.clock, self.limits.module_time_budget_us
+        started = clock()
         for step in self.plan:
             outcome = step.static
             if outcome is not None:
-                outcomes.append(outcome)
                 if step.bot is not None:
                     p.bot = step.bot
-                continue
-            outcome = self._run_module(step, p, state)
+            else:
+                breaker = state.breakers.get(step.module)
+                if breaker is None or breaker.settings is not step.settings:
+                    breaker = state.breaker(step.module, step.settings)
+                if breaker.state is not _CLOSED and not breaker.allows(p.now):
+                    outcome = self._policy(
+                        step.module, step.settings.while_open, "circuit breaker open", p
+                    )
+                else:
+                    try:
+                        outcome = step.run(self, p, state)
+                    except Exception as exc:  # noqa: BLE001 - the bulkhead: any failure is contained
+                        outcome = self._contain(step, breaker, exc, p, state)
+                        started = clock()
+                    else:
+                        ended = clock()
+                        if (ended - started) * 1e6 > budget_us:  # a defect, not a failure
+                            self._overran(step.module, (ended - started) * 1e6, p, state)
+                        started = ended
+                        if breaker.state is not _CLOSED:
+                            breaker.record_success()
             outcomes.append(outcome)
             if type(outcome) is Passed:  # the common case, which never stops the request
                 continue
@@ -307,44 +332,35 @@ class Engine:
             p.over_limits,
         )
 
-    def _run_module(self, step: _Step, p: _Pass, state: EngineState) -> ModuleOutcome:
-        """Run one module inside its bulkhead: breaker, failure policy, watchdog."""
+    def _contain(
+        self, step: _Step, breaker: Breaker, exc: Exception, p: _Pass, state: EngineState
+    ) -> ModuleOutcome:
+        """The outcome of a module that raised `exc`: counted, reported, its breaker told."""
         module = step.module
-        breaker = state.breakers.get(module)
-        if breaker is None or breaker.settings is not step.settings:
-            breaker = state.breaker(module, step.settings)
-        if breaker.state is not _CLOSED and not breaker.allows(p.now):
-            return self._policy(module, step.settings.while_open, "circuit breaker open", p)
-        started = state.clock()
-        try:
-            outcome = step.run(self, p, state)
-        except Exception as exc:  # noqa: BLE001 - the bulkhead: any module failure is contained
-            error = f"{type(exc).__name__}: {exc}"
-            state.module_errors[module] = state.module_errors.get(module, 0) + 1
-            state.errors.report(p.now, module.value, error)
-            if breaker.record_failure(p.now):
-                state.errors.report(
-                    p.now,
-                    module.value,
-                    f"circuit breaker opened after {step.settings.breaker_failures} failures "
-                    f"within {step.settings.breaker_window_s:g} s; for "
-                    f"{step.settings.breaker_cooldown_s:g} s the module is skipped and "
-                    f"requests {_WHILE_OPEN[step.settings.while_open]}",
-                    urgent=True,
-                )
-            return self._policy(module, step.settings.failure_policy, error, p)
-        elapsed_us = (state.clock() - started) * 1e6
-        if elapsed_us > self.limits.module_time_budget_us:  # a defect to report, not a failure
-            state.module_overruns[module] = state.module_overruns.get(module, 0) + 1
+        error = f"{type(exc).__name__}: {exc}"
+        state.module_errors[module] = state.module_errors.get(module, 0) + 1
+        state.errors.report(p.now, module.value, error)
+        if breaker.record_failure(p.now):
             state.errors.report(
                 p.now,
                 module.value,
-                f"completed in {elapsed_us:.0f} µs, past the {self.limits.module_time_budget_us} "
-                "µs watchdog budget (its verdict is kept)",
+                f"circuit breaker opened after {step.settings.breaker_failures} failures "
+                f"within {step.settings.breaker_window_s:g} s; for "
+                f"{step.settings.breaker_cooldown_s:g} s the module is skipped and "
+                f"requests {_WHILE_OPEN[step.settings.while_open]}",
+                urgent=True,
             )
-        if breaker.state is not _CLOSED:
-            breaker.record_success()
-        return outcome
+        return self._policy(module, step.settings.failure_policy, error, p)
+
+    def _overran(self, module: ModuleName, elapsed_us: float, p: _Pass, state: EngineState) -> None:
+        """Count and report a module that completed past the watchdog budget."""
+        state.module_overruns[module] = state.module_overruns.get(module, 0) + 1
+        state.errors.report(
+            p.now,
+            module.value,
+            f"completed in {elapsed_us:.0f} µs, past the {self.limits.module_time_budget_us} "
+            "µs watchdog budget (its verdict is kept)",
+        )
 
     def _policy(
         self, module: ModuleName, policy: FailurePolicy, error: str, p: _Pass

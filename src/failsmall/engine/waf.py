@@ -128,9 +128,22 @@ class CompiledRule:
     # Whether nothing but the expression decides if the rule matches (no killswitch, not
     # disabled, no signatures; a bot rule still needs a bot score): see `DirectRun`.
     direct: bool
-    # For an execute rule whose ruleset is one run of signature-gated rules: its outcome when
-    # all of them missed, which `_run` signals by returning the run's own tuple of misses.
-    quiet: Executed | None
+    # A direct rule whose expression is the constant `true` (the entry rule of a managed phase
+    # that executes a ruleset): it matches every request, so it is applied without evaluating.
+    always: bool
+    # For an execute rule whose ruleset is one run of signature-gated rules and ends quietly
+    # when all of them miss (no threshold reached at score 0): that outcome, see `QuietRun`.
+    quiet: QuietRun | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuietRun:
+    """An execute rule's outcome when none of `ids`, the signature-gated rules that make up its
+    ruleset, is among the request's signature hits: all NotMatched, which is the common case,
+    settled without running the ruleset."""
+
+    ids: frozenset[str]
+    outcome: Executed
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +285,7 @@ class Evaluation:
             if self.scanner is not None:
                 result = self.scanner.inspect(self.view)
                 hits = result.hits
-                if self.exceptions:  # the one place rule exceptions apply
+                if hits and self.exceptions:  # the one place rule exceptions apply
                     hits = self.exceptions.apply(self.view, hits, self.scanner)
                 self.view.signature_hits = hits
                 self.reached = result.reached
@@ -424,10 +437,15 @@ def _run(
                 append(rule.not_matched)
                 continue
             outcome, effect = _evaluate_rule(rule, ev)
+        elif rule.always:  # it matches: what `_evaluate_rule` would do next
+            index += 1
+            outcome, effect = _apply(rule, ev, rule.configured[1])
         elif (direct := direct_runs[index]) is not None and (
             view.bot_score is not None or not direct.needs_bot
         ):
             missed, hit = _leading_misses(direct.closures.select(view.normalized_path), view)
+            if missed == count:  # the whole ruleset: its misses, shared
+                return _finish(compiled, direct.misses, 0)
             if missed:
                 outcomes.extend(direct.misses[:missed])
                 index += missed
@@ -580,10 +598,10 @@ def _execute(
     child = rule.child
     if child is None or action.ruleset in ev.skipped_rulesets:
         return NotApplicable(rule_id, f"ruleset {action.ruleset} skipped"), _CONTINUE
-    results, score, terminate = _run(child, ev)
     quiet = rule.quiet
-    if quiet is not None and results is quiet.results and terminate is None:
-        return quiet, _CONTINUE
+    if quiet is not None and ev.signature_hits().isdisjoint(quiet.ids):
+        return quiet.outcome, _CONTINUE
+    results, score, terminate = _run(child, ev)
     executed = Executed(rule_id, action.ruleset, results, score, terminate is not None)
     if terminate is None or logged_only:
         return executed, _CONTINUE
@@ -658,6 +676,7 @@ class _Compiler:
         score = chosen.score if chosen.score is not None else points
         expression = self.expression(rule)
         configured = _state_effect(rule.id, state, "disabled in configuration")
+        direct = rule.match is None and configured[0] is None and rule.id not in self.killswitches
         if rule.match is not None:
             self.signatures[rule.id] = rule.match
         child = None
@@ -665,8 +684,14 @@ class _Compiler:
         if isinstance(rule.action, ExecuteAction) and rule.action.ruleset in self.rulesets:
             child = self.ruleset(rule.action.ruleset, rule.action.overrides, depth + 1)
             first = child.gated_runs[0] if child.gated_runs else None
-            if first is not None and len(first.misses) == len(child.rules):
-                quiet = Executed(rule.id, rule.action.ruleset, first.misses, 0, False)
+            if (
+                first is not None
+                and len(first.misses) == len(child.rules)
+                and _finish(child, first.misses, 0)[2] is None
+            ):
+                quiet = QuietRun(
+                    first.ids, Executed(rule.id, rule.action.ruleset, first.misses, 0, False)
+                )
         return CompiledRule(
             not_matched=NotMatched(rule.id),
             signature_gated=rule.match is not None
@@ -683,9 +708,8 @@ class _Compiler:
             child=child,
             quiet=quiet,
             configured=configured,
-            direct=rule.match is None
-            and configured[0] is None
-            and rule.id not in self.killswitches,
+            direct=direct,
+            always=direct and expression.always_true,
         )
 
     def expression(self, rule: Rule) -> Expression:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from socket import AF_INET, inet_pton
+from struct import Struct
 from typing import Any
 
 from .errors import ExpressionEvalError
 from .values import type_name
+
+#: Reads an IPv4 address's four bytes as its number, a little faster than `int.from_bytes`.
+_IPV4 = Struct("!I")
 
 
 class AddressSetError(ValueError):
@@ -47,7 +51,7 @@ class AddressSet:
         if type(value) is not str:
             raise ExpressionEvalError(f"an IP address must be a string, got a {type_name(value)}")
         try:
-            number = int.from_bytes(inet_pton(AF_INET, value), "big")
+            (number,) = _IPV4.unpack(inet_pton(AF_INET, value))
         except (OSError, ValueError):
             return self._contains_other(value)
         for shift, values in self._v4:  # noqa: SIM110 - any() over a generator costs more
@@ -73,7 +77,7 @@ def address_number(text: str) -> tuple[int, int]:
     try:
         # inet_pton only parses text (no socket is involved); for IPv4 it accepts exactly the
         # dotted quads that ipaddress accepts, in a tenth of the time.
-        return 4, int.from_bytes(inet_pton(AF_INET, text), "big")
+        return 4, _IPV4.unpack(inet_pton(AF_INET, text))[0]
     except (OSError, ValueError):
         address = ipaddress.ip_address(text)
         return address.version, int(address)

@@ -72,6 +72,8 @@ class Program:
     kind: Kind
     fields: tuple[FieldUse, ...]
     address_sets: Mapping[str, AddressSet]
+    # The expression is the constant `true` (after folding): it holds for every request.
+    always_true: bool = False
 
 
 class Compiler:
@@ -102,7 +104,13 @@ class Compiler:
                 f"{compiled.kind.value}; compare it, e.g. ... == 'value'",
                 root,
             )
-        return Program(compiled.run, compiled.kind, tuple(self.field_uses), self.address_sets)
+        return Program(
+            compiled.run,
+            compiled.kind,
+            tuple(self.field_uses),
+            self.address_sets,
+            compiled.constant and compiled.value is True,
+        )
 
     def compile(self, node: Node) -> Compiled:
         self.depth += 1

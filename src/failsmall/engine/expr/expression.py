@@ -38,6 +38,8 @@ class Expression:
     _run: Run = field(repr=False, compare=False)
     # Prefixes the path starts with whenever the expression is not false (`prefilter`), or None.
     path_prefixes: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    # The expression is the constant `true`: `evaluate` is True for every request.
+    always_true: bool = field(default=False, repr=False, compare=False)
 
     def evaluate(self, view: RequestView) -> bool:
         """Whether the request matches; raises `ExpressionEvalError` on an evaluation error or a
@@ -87,6 +89,7 @@ def compile_expression(
         address_sets=MappingProxyType(dict(program.address_sets)),
         _run=program.run,
         path_prefixes=path_prefixes(root),
+        always_true=program.always_true,
     )
 
 

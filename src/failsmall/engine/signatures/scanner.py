@@ -211,37 +211,50 @@ class SignatureScanner:
         return frozenset(hits)
 
     def inspect(self, view: RequestView) -> ScanResult:
-        """The keys whose match hit this request, the work counted, and the limit reached."""
-        limits = view.limits
-        work = WorkCount(limits.waf_max_values, limits.waf_max_transformed_chars)
+        """The keys whose match hit this request, the work counted, and the limit reached.
+
+        Most requests are a head within the limits and no body to scan: their work is what the
+        head walk counted. Any other is counted in a `WorkCount`, which records the limit
+        reached."""
         values = self._values
         if values is None:
             return ScanResult(NO_HITS, 0, 0, None)
+        limits = view.limits
+        max_values, max_chars = limits.waf_max_values, limits.waf_max_transformed_chars
         request = view.request
         size = _size(request)
         key: _RequestKey | None = None
+        work: WorkCount | None = None
         if size <= MEMO_MAX_REQUEST:
             key = (request.method, request.path, request.query, request.headers, request.body)
             known = self.memo.get(key, MEMO_REQUEST)
-            if known is not None and work.fits(known[1], known[2]):
-                return ScanResult(known[0], known[1], known[2], None)
+            if known is not None:
+                work = WorkCount(max_values, max_chars)
+                if work.fits(known[1], known[2]):
+                    return ScanResult(known[0], known[1], known[2], None)
         hits: set[str] = set()
-        room_values, room_chars = work.room
-        head = values.scan_head(
+        head_values, head_chars_scanned, stop = values.scan_head(
             hits, self.memo, self._head_mask, request.method, request.path, request.query,
-            request.headers, room_values, room_chars,
+            request.headers, max_values, max_chars,
         )  # fmt: skip
-        if (
-            work.add(head[0], head[1], STOPS[head[2]])
-            and request.body
-            and self._body_extractors
-            and not self._scan_json_body(values, view, hits, work)
-        ):
-            self._scan_body(values, self._body_sources(view), hits, work)
+        body = request.body and self._body_extractors
+        counted: tuple[int, int, LimitReached | None]
+        if work is None and stop == Stop.NONE and not body:
+            counted = head_values, head_chars_scanned, None
+        else:
+            if work is None:
+                work = WorkCount(max_values, max_chars)
+            if (
+                work.add(head_values, head_chars_scanned, STOPS[stop])
+                and body
+                and not self._scan_json_body(values, view, hits, work)
+            ):
+                self._scan_body(values, self._body_sources(view), hits, work)
+            counted = work.values, work.chars, work.reached
         result = frozenset(hits) if hits else NO_HITS
-        if key is not None and work.reached is None:
-            self.memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
-        return ScanResult(result, work.values, work.chars, work.reached)
+        if key is not None and counted[2] is None:
+            self.memo.put(key, MEMO_REQUEST, result, counted[0], counted[1], size)
+        return ScanResult(result, *counted)
 
     def _scan_body(
         self, values: ValueScanner, sources: dict[str, int], hits: set[str], work: WorkCount
