@@ -8,11 +8,12 @@
  * when the value came from one of its match's targets and the result is what its chain made of
  * the value. It returns the keys hit and the characters scanned.
  *
- * Features of ASCII values and the transforms on ASCII text (lowercase, whitespace, NULs,
- * comments, command lines) run here; so does each decoding transform's check that it has
- * nothing to do. What is left (decoding an escape, a non-ASCII value) is handed, value by value,
- * to the reference function of that transform or of the features, so both paths give one
- * answer by construction there; tests check the rest on random inputs.
+ * Features of Latin-1 values and the transforms (lowercase, whitespace, NULs, comments, command
+ * lines, paths, the decoders) run here or in the files they name; so does each decoding
+ * transform's check that it has nothing to do. What is left (the features of wider text, the
+ * lowercase of text holding `İ` or `Σ`) is handed, value by value, to the reference function
+ * of that transform or of the features, so both paths give one answer by construction there;
+ * tests check the rest on random inputs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -853,17 +854,15 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
     case T_BASE64_DECODE:
         return fs_base64_decode(value);
     case T_NORMALIZE_PATH:
-        if (ascii) {
-            const unsigned char *s = PyUnicode_1BYTE_DATA(value);
-            if (!has_char(s, n, '\\') && !has_pair(s, n, '/', '.') && !has_pair(s, n, '/', '/') &&
-                !(n > 0 && s[0] == '.'))
-                return Py_NewRef(value);
-        }
-        break;
-    case T_LOWERCASE:
+        return fs_normalize_path(value);
+    case T_LOWERCASE: {
         if (ascii) return ascii_lowercase(value);
         if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) return latin1_lowercase(value);
+        int special;
+        PyObject *lowered = fs_lowercase(value, &special);
+        if (lowered != NULL || !special) return lowered;
         break;
+    }
     case T_COMPRESS_WHITESPACE:
         if (ascii) return ascii_compress_whitespace(value);
         return any_text(id, value);
@@ -1844,7 +1843,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
-    if (latin1_tables() < 0) return NULL;
+    if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");

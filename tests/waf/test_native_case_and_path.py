@@ -1,0 +1,136 @@
+"""The compiled `lowercase` and `normalize_path` hold to their references on text of every
+kind: ASCII, Latin-1, two bytes and four bytes a character, combining marks, the characters
+`str.lower()` treats specially (`İ` lowers to two characters, `Σ` to `ς` at the end of a word),
+and paths with dot segments, repeated slashes, backslashes and escapes."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from failsmall.engine import _native
+from failsmall.engine.signatures.transforms import lowercase, normalize_path
+
+#: Pieces of text whose lowercase is not plain: the special ones, letters of every script
+#: with a case, marks and the characters around `Σ` that decide its final form.
+CASE_PIECES = [
+    "Σ",
+    "İ",
+    "ΑΣ",
+    "ΣΑ",
+    "Σ.",
+    "Α'Σ",
+    "Σ\u0301",
+    "\u0301",
+    "'",
+    ".",
+    " ",
+    "A",
+    "É",
+    "Ж",
+    "Ǆ",
+    "ǅ",
+    "Ω",
+    "K",  # KELVIN SIGN: lowers to ASCII `k`
+    "Å",  # ANGSTROM SIGN: lowers to Latin-1 `å`
+    "Ａ",
+    "\U00010400",  # DESERET CAPITAL LONG I: four bytes both ways
+    "\U0001e900",
+    "\ud800",
+    "ß",
+    "ẞ",
+    "ﬁ",
+    "\x00",
+]
+
+case_text = st.lists(
+    st.one_of(
+        st.sampled_from(CASE_PIECES),
+        st.characters(),
+        st.characters(max_codepoint=0xFF),
+        st.characters(min_codepoint=0x100, max_codepoint=0xFFFF),
+        st.characters(min_codepoint=0x10000),
+        st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=5),
+    ),
+    max_size=40,
+).map("".join)
+
+PATH_PIECES = [
+    "/",
+    "//",
+    "///",
+    "\\",
+    "\\\\",
+    ".",
+    "..",
+    "/./",
+    "/../",
+    "./",
+    "../",
+    "%2e",
+    "%2f",
+    "a",
+    "etc",
+    "passwd",
+    "é",
+    "ж",
+    "\U0001f600",
+    "\x00",
+    " ",
+    "...",
+    ".a",
+    "a.",
+]
+
+path_text = st.lists(st.one_of(st.sampled_from(PATH_PIECES), st.characters()), max_size=30).map(
+    "".join
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=case_text)
+def test_lowercase_in_c_is_str_lower(value: str) -> None:
+    assert _native.transform("lowercase", value, lowercase) == value.lower()
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=case_text, position=st.integers(min_value=0, max_value=40))
+def test_lowercase_in_c_is_str_lower_with_sigma_anywhere(value: str, position: int) -> None:
+    for sigma in ("Σ", "ΑΣ", "Σ'", "İ"):
+        text = value[:position] + sigma + value[position:]
+        assert _native.transform("lowercase", text, lowercase) == text.lower()
+
+
+def test_lowercase_in_c_is_str_lower_for_every_character_alone_and_between_letters() -> None:
+    for point in range(0x110000):
+        char = chr(point)
+        for text in (char, "A" + char + "b", "\u0416" + char, char + "\U00010400"):
+            assert _native.transform("lowercase", text, lowercase) == text.lower(), hex(point)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=path_text)
+def test_normalize_path_in_c_is_the_reference(value: str) -> None:
+    assert _native.transform("normalize_path", value, normalize_path) == normalize_path(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.one_of(path_text, case_text).map(lambda text: "/" + text))
+def test_normalize_path_in_c_is_the_reference_on_rooted_paths(value: str) -> None:
+    assert _native.transform("normalize_path", value, normalize_path) == normalize_path(value)
+
+
+def test_normalize_path_in_c_is_the_reference_for_every_character_in_a_path() -> None:
+    for point in range(0x110000):
+        char = chr(point)
+        for text in ("/a/" + char + "/../b/", "." + char + "\\..//"):
+            assert _native.transform("normalize_path", text, normalize_path) == normalize_path(
+                text
+            ), hex(point)
+
+
+def test_the_compiled_transforms_return_the_text_itself_when_they_change_nothing() -> None:
+    for value in ("/a/b", "жж/é", "\U0001f600/x"):
+        assert _native.transform("normalize_path", value, normalize_path) is value
+    for value in ("жé", "\U0001f600x", "ǆ"):
+        assert _native.transform("lowercase", value, lowercase) is value
