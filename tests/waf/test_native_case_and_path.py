@@ -1,5 +1,6 @@
-"""The compiled `lowercase` and `normalize_path` hold to their references on text of every
-kind: ASCII, Latin-1, two bytes and four bytes a character, combining marks, the characters
+"""The compiled transforms that keep the kind of their text (`lowercase`, `normalize_path`,
+whitespace, NULs, comments, command lines) hold to their references on text of every kind:
+ASCII, Latin-1, two bytes and four bytes a character, combining marks, the characters
 `str.lower()` treats specially (`İ` lowers to two characters, `Σ` to `ς` at the end of a word),
 and paths with dot segments, repeated slashes, backslashes and escapes."""
 
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine import _native
-from failsmall.engine.signatures.transforms import lowercase, normalize_path
+from failsmall.engine.signatures.transforms import TRANSFORMS, lowercase, normalize_path
+from failsmall.model.rules import Transform
 
 #: Pieces of text whose lowercase is not plain: the special ones, letters of every script
 #: with a case, marks and the characters around `Σ` that decide its final form.
@@ -134,3 +136,77 @@ def test_the_compiled_transforms_return_the_text_itself_when_they_change_nothing
         assert _native.transform("normalize_path", value, normalize_path) is value
     for value in ("жé", "\U0001f600x", "ǆ"):
         assert _native.transform("lowercase", value, lowercase) is value
+
+
+#: What the whitespace, NUL, comment and command-line transforms act on.
+SYNTAX_PIECES = [
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\x0b",
+    "\x1c",
+    "\x85",
+    "\xa0",
+    "\u2028",
+    "\u3000",
+    "\x00",
+    "/*",
+    "*/",
+    "/*!",
+    "/*!50000",
+    "--",
+    "#",
+    "\\",
+    '"',
+    "'",
+    "^",
+    ",",
+    " /",
+    " (",
+    "٣",
+    "\U0001d7d8",
+]
+syntax_text = st.lists(
+    st.one_of(
+        st.sampled_from(SYNTAX_PIECES),
+        st.characters(max_codepoint=0xFF),
+        st.characters(min_codepoint=0x100, max_codepoint=0xFFFF),
+        st.characters(min_codepoint=0x10000),
+    ),
+    max_size=40,
+).map("".join)
+KEEPING_KIND = [
+    Transform.REMOVE_NULLS,
+    Transform.COMPRESS_WHITESPACE,
+    Transform.REMOVE_WHITESPACE,
+    Transform.REMOVE_COMMENTS,
+    Transform.CMD_LINE,
+    Transform.LOWERCASE,
+    Transform.NORMALIZE_PATH,
+]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=st.one_of(syntax_text, case_text, path_text), transform=st.sampled_from(KEEPING_KIND))
+def test_each_transform_keeping_the_kind_is_the_reference_on_text_of_every_kind(
+    value: str, transform: Transform
+) -> None:
+    reference = TRANSFORMS[transform]
+    assert _native.transform(transform.value, value, reference) == reference(value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    value=st.lists(
+        st.one_of(
+            st.characters(),
+            st.characters(min_codepoint=0x80, max_codepoint=0xFF),
+            st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+            st.sampled_from(["\x7f", "\x80", "\u07ff", "\u0800", "\uffff", "\U00010000"]),
+        ),
+        max_size=40,
+    ).map("".join)
+)
+def test_the_utf8_form_of_text_of_every_kind_is_encode_with_replacement(value: str) -> None:
+    assert _native.utf8(value) == value.encode("utf-8", "replace")

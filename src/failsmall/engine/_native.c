@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "_head.h"
+#include "_kind.h"
 #include "_nfkc.h"
 #include "_transforms.h"
 #include "_ucs4.h"
@@ -653,9 +654,7 @@ static PyObject *latin1_lowercase(PyObject *value) {
     Py_UCS1 *o = PyMem_Malloc((size_t)n + 1);
     if (o == NULL) return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < n; i++) o[i] = LATIN1_LOWER[s[i]];
-    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, o, n);
-    PyMem_Free(o);
-    return out;
+    return text_finish(value, PyUnicode_1BYTE_KIND, o, n);
 }
 
 static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
@@ -664,170 +663,191 @@ static inline int u_isprintable(Py_UCS4 c) {
     return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
 }
 
-static int u_has_pair(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 a, Py_UCS4 b) {
-    for (Py_ssize_t i = 0; i + 1 < n; i++)
-        if (s[i] == a && s[i + 1] == b) return 1;
-    return 0;
+/* The loops of the transforms below on text of one kind, read and written in that kind (see
+ * `_kind.h`); each writes into `o` (room for n characters, and `a` the same) and returns the
+ * length written. */
+
+ALWAYS_INLINE Py_ssize_t k_find2(int kind, const void *s, Py_ssize_t n, Py_ssize_t from,
+                                 Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = from; i + 1 < n; i++)
+        if (text_read(kind, s, i) == a && text_read(kind, s, i + 1) == b) return i;
+    return -1;
 }
 
-static int u_has(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 c) {
+ALWAYS_INLINE int k_printable(int kind, const void *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++)
-        if (s[i] == c) return 1;
-    return 0;
-}
-
-static int u_printable(const Py_UCS4 *s, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!u_isprintable(s[i])) return 0;
+        if (!u_isprintable(text_read(kind, s, i))) return 0;
     return 1;
 }
 
-static Py_ssize_t u_compress(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 *o) {
+ALWAYS_INLINE Py_ssize_t k_remove_nulls(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (c) text_write(kind, o, k++, c);
+    }
+    return k;
+}
+
+ALWAYS_INLINE Py_ssize_t k_compress(int kind, const void *s, Py_ssize_t n, void *o) {
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n;) {
-        if (u_space(s[i])) {
-            o[k++] = ' ';
-            while (i < n && u_space(s[i])) i++;
+        Py_UCS4 c = text_read(kind, s, i);
+        if (u_space(c)) {
+            text_write(kind, o, k++, ' ');
+            while (i < n && u_space(text_read(kind, s, i))) i++;
         } else {
-            o[k++] = s[i++];
+            text_write(kind, o, k++, c);
+            i++;
         }
     }
     return k;
 }
 
-static Py_ssize_t u_find2(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t from, Py_UCS4 a, Py_UCS4 b) {
-    for (Py_ssize_t i = from; i + 1 < n; i++)
-        if (s[i] == a && s[i + 1] == b) return i;
-    return -1;
+ALWAYS_INLINE Py_ssize_t k_remove_whitespace(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (!u_space(c)) text_write(kind, o, k++, c);
+    }
+    return k;
 }
 
-/* Run transform `id` (one of those above) on any text; NULL with no error set when the value
- * is returned unchanged by the fast path (the caller returns it). */
-static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    *unchanged = 0;
-    Py_UCS4 *s = PyUnicode_AsUCS4Copy(value);
-    if (s == NULL) return NULL;
-    Py_UCS4 *a = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
-    Py_UCS4 *b = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
-    PyObject *out = NULL;
-    if (a == NULL || b == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_ssize_t k = 0, m = 0;
-    switch ((transform_id)id) {
-    case T_REMOVE_NULLS:
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (s[i]) b[k++] = s[i];
-        break;
-    case T_COMPRESS_WHITESPACE:
-        if (!u_has_pair(s, n, ' ', ' ') && u_printable(s, n)) {
-            *unchanged = 1;
-            goto done;
+/* One pass for the reference's four: the deleted characters are skipped, a run of whitespace
+ * (`,` counts) across them is one space, written when the character after it is not `/` or
+ * `(` (the space before either goes; compressed text has no two spaces in a row, so removing
+ * " /" makes no new " ("), or when the text ends. */
+ALWAYS_INLINE Py_ssize_t k_cmd_line(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    int space = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
+        if (c == ',' || u_space(c)) {
+            space = 1;
+            continue;
         }
-        k = u_compress(s, n, b);
+        if (space && c != '/' && c != '(') text_write(kind, o, k++, ' ');
+        space = 0;
+        text_write(kind, o, k++, c);
+    }
+    if (space) text_write(kind, o, k++, ' ');
+    return k;
+}
+
+/* The block comments of `s` each become a space (into `a`, then `*` `/` left over into `o`). */
+ALWAYS_INLINE Py_ssize_t k_block_comments(int kind, const void *s, Py_ssize_t n, void *a,
+                                          void *o) {
+    Py_ssize_t m = 0, position = 0;
+    for (;;) {
+        Py_ssize_t start = k_find2(kind, s, n, position, '/', '*');
+        Py_ssize_t stop = start < 0 ? n : start;
+        for (Py_ssize_t i = position; i < stop; i++) text_write(kind, a, m++, text_read(kind, s, i));
+        if (start < 0) break;
+        text_write(kind, a, m++, ' ');
+        if (start + 2 < n && text_read(kind, s, start + 2) == '!') {
+            position = start + 3;
+            while (position < n && position - start < 9 &&
+                   Py_UNICODE_ISDIGIT(text_read(kind, s, position)))
+                position++;
+            continue;
+        }
+        Py_ssize_t end = k_find2(kind, s, n, start + 2, '*', '/');
+        position = end < 0 ? n : end + 2;
+    }
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < m;) {
+        Py_UCS4 c = text_read(kind, a, i);
+        if (c == '*' && i + 1 < m && text_read(kind, a, i + 1) == '/') {
+            text_write(kind, o, k++, ' ');
+            i += 2;
+        } else {
+            text_write(kind, o, k++, c);
+            i++;
+        }
+    }
+    return k;
+}
+
+/* The line comments (`#` or `--` to the end of the line) of `s` removed. */
+ALWAYS_INLINE Py_ssize_t k_line_comments(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (c == '#' || (c == '-' && i + 1 < n && text_read(kind, s, i + 1) == '-')) {
+            while (i < n && text_read(kind, s, i) != '\n') i++;
+        } else {
+            text_write(kind, o, k++, c);
+            i++;
+        }
+    }
+    return k;
+}
+
+/* Run transform `id` (one of those above) on text of any kind, in its kind: a new reference,
+ * `value` itself when nothing changes. */
+static PyObject *any_text(int id, PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *s = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    int block = 0;
+    switch ((transform_id)id) {
+    case T_COMPRESS_WHITESPACE:
+        if (BY_KIND(k_find2, kind, s, n, 0, ' ', ' ') < 0 && BY_KIND(k_printable, kind, s, n))
+            return Py_NewRef(value);
         break;
     case T_REMOVE_WHITESPACE:
-        if (!u_has(s, n, ' ') && u_printable(s, n)) {
-            *unchanged = 1;
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (!u_space(s[i])) b[k++] = s[i];
+        if (PyUnicode_FindChar(value, ' ', 0, n, 1) == -1 && BY_KIND(k_printable, kind, s, n))
+            return Py_NewRef(value);
         break;
-    case T_CMD_LINE: {
-        /* One pass for the reference's four: the deleted characters are skipped, a run of
-         * whitespace (`,` counts) across them is one space, written when the character after
-         * it is not `/` or `(` (the space before either goes; compressed text has no two
-         * spaces in a row, so removing " /" makes no new " ("), or when the text ends. */
-        int space = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_UCS4 c = s[i];
-            if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
-            if (c == ',' || u_space(c)) {
-                space = 1;
-                continue;
-            }
-            if (space && c != '/' && c != '(') b[k++] = ' ';
-            space = 0;
-            b[k++] = c;
-        }
-        if (space) b[k++] = ' ';
+    case T_REMOVE_COMMENTS:
+        block = BY_KIND(k_find2, kind, s, n, 0, '/', '*') >= 0 ||
+                BY_KIND(k_find2, kind, s, n, 0, '*', '/') >= 0;
+        if (!block && BY_KIND(k_find2, kind, s, n, 0, '-', '-') < 0 &&
+            PyUnicode_FindChar(value, '#', 0, n, 1) == -1)
+            return Py_NewRef(value);
+        break;
+    default:
         break;
     }
+    void *o = text_buffer(kind, n);
+    if (o == NULL) return NULL;
+    switch ((transform_id)id) {
+    case T_REMOVE_NULLS:
+        k = BY_KIND(k_remove_nulls, kind, s, n, o);
+        break;
+    case T_COMPRESS_WHITESPACE:
+        k = BY_KIND(k_compress, kind, s, n, o);
+        break;
+    case T_REMOVE_WHITESPACE:
+        k = BY_KIND(k_remove_whitespace, kind, s, n, o);
+        break;
+    case T_CMD_LINE:
+        k = BY_KIND(k_cmd_line, kind, s, n, o);
+        break;
     case T_REMOVE_COMMENTS: {
-        int block = u_has_pair(s, n, '/', '*') || u_has_pair(s, n, '*', '/');
-        if (!block && !u_has_pair(s, n, '-', '-') && !u_has(s, n, '#')) {
-            *unchanged = 1;
-            goto done;
+        if (!block) {
+            k = BY_KIND(k_line_comments, kind, s, n, o);
+            break;
         }
-        if (block) {
-            Py_ssize_t position = 0;
-            for (;;) {
-                Py_ssize_t start = u_find2(s, n, position, '/', '*');
-                if (start < 0) {
-                    memcpy(a + m, s + position, (size_t)(n - position) * sizeof(Py_UCS4));
-                    m += n - position;
-                    break;
-                }
-                memcpy(a + m, s + position, (size_t)(start - position) * sizeof(Py_UCS4));
-                m += start - position;
-                a[m++] = ' ';
-                if (start + 2 < n && s[start + 2] == '!') {
-                    position = start + 3;
-                    while (position < n && position - start < 9 && Py_UNICODE_ISDIGIT(s[position]))
-                        position++;
-                    continue;
-                }
-                Py_ssize_t end = u_find2(s, n, start + 2, '*', '/');
-                if (end < 0) {
-                    position = n;
-                    continue;
-                }
-                position = end + 2;
-            }
-            for (Py_ssize_t i = 0; i < m;) {
-                if (a[i] == '*' && i + 1 < m && a[i + 1] == '/') {
-                    b[k++] = ' ';
-                    i += 2;
-                } else {
-                    b[k++] = a[i++];
-                }
-            }
-            memcpy(a, b, (size_t)k * sizeof(Py_UCS4));
-            m = k;
-        } else {
-            memcpy(a, s, (size_t)n * sizeof(Py_UCS4));
-            m = n;
+        void *a = text_buffer(kind, n);
+        if (a == NULL) {
+            PyMem_Free(o);
+            return NULL;
         }
-        k = 0;
-        for (Py_ssize_t i = 0; i < m;) {
-            if (a[i] == '#' || (a[i] == '-' && i + 1 < m && a[i + 1] == '-')) {
-                while (i < m && a[i] != '\n') i++;
-            } else {
-                b[k++] = a[i++];
-            }
-        }
+        /* Block comments from `s` into `o` (by way of `a`), then line comments into `a`. */
+        Py_ssize_t m = BY_KIND(k_block_comments, kind, s, n, a, o);
+        k = BY_KIND(k_line_comments, kind, o, m, a);
+        PyMem_Free(o);
+        o = a;
         break;
     }
     default:
-        PyErr_SetString(PyExc_SystemError, "no code-point version of this transform");
-        goto done;
+        PyMem_Free(o);
+        PyErr_SetString(PyExc_SystemError, "no version of this transform for text of any kind");
+        return NULL;
     }
-    out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b, k);
-done:
-    PyMem_Free(s);
-    PyMem_Free(a);
-    PyMem_Free(b);
-    return out;
-}
-
-static PyObject *any_text(int id, PyObject *value) {
-    int unchanged;
-    PyObject *out = unicode_transform(id, value, &unchanged);
-    if (out == NULL && unchanged) return Py_NewRef(value);
-    return out;
+    return text_finish(value, kind, o, k);
 }
 
 /* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by
