@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine import _native
-from failsmall.engine.signatures.transforms import TRANSFORMS, lowercase, normalize_path
+from failsmall.engine.signatures.transforms import (
+    ALL_FEATURES,
+    TRANSFORMS,
+    features,
+    lowercase,
+    normalize_path,
+)
 from failsmall.model.rules import Transform
 
 #: Pieces of text whose lowercase is not plain: the special ones, letters of every script
@@ -210,3 +216,16 @@ def test_each_transform_keeping_the_kind_is_the_reference_on_text_of_every_kind(
 )
 def test_the_utf8_form_of_text_of_every_kind_is_encode_with_replacement(value: str) -> None:
     assert _native.utf8(value) == value.encode("utf-8", "replace")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    value=st.one_of(syntax_text, case_text, path_text),
+    more=st.sampled_from(["", "&", "&amp", "&#", "&x;", "=", "==", " QUJD ", "\u3000", "٣"]),
+    wanted=st.integers(min_value=0, max_value=ALL_FEATURES),
+)
+def test_the_features_of_text_of_every_kind_are_the_references(
+    value: str, more: str, wanted: int
+) -> None:
+    for text in (value + more, more + value, more):
+        assert _native.features(text, wanted, features) == features(text, wanted)

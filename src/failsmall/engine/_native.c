@@ -176,13 +176,19 @@ static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     return found;
 }
 
-/* The features of `value` among `wanted`: in C for Latin-1 text, else by `reference`. */
+static long wide_features(PyObject *value, long wanted, int *undecided);
+
+/* The features of `value` among `wanted`: in C, or by `reference` for wider text with an `&`
+ * but no `;` (whether it starts a legacy reference is left to the reference's regex). */
 static long value_features(PyObject *value, long wanted, PyObject *reference) {
     if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND)
         return latin1_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value), wanted);
+    int undecided = 0;
+    long found = wide_features(value, wanted, &undecided);
+    if (!undecided) return found;
     PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
     if (result == NULL) return -1;
-    long found = PyLong_AsLong(result);
+    found = PyLong_AsLong(result);
     Py_DECREF(result);
     return found;
 }
@@ -782,6 +788,84 @@ ALWAYS_INLINE Py_ssize_t k_line_comments(int kind, const void *s, Py_ssize_t n, 
         }
     }
     return k;
+}
+
+ALWAYS_INLINE int k_alnum(int kind, const void *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!Py_UNICODE_ISALNUM(text_read(kind, s, i))) return 0;
+    return n > 0;
+}
+
+static inline int ascii_b64(Py_UCS4 c) { return c < 0x80 && is_b64((unsigned char)c); }
+
+/* `base64_shaped` of text of any kind (whitespace is str.isspace()). */
+ALWAYS_INLINE int k_base64_shaped(int kind, const void *s, Py_ssize_t n) {
+    Py_ssize_t a = 0, b = n;
+    while (a < b && u_space(text_read(kind, s, a))) a++;
+    while (b > a && u_space(text_read(kind, s, b - 1))) b--;
+    Py_ssize_t c = b;
+    while (c > a && text_read(kind, s, c - 1) == '=') c--;
+    if (c > a) {
+        int alnum = 1;
+        for (Py_ssize_t i = a; i < c && alnum; i++) {
+            Py_UCS4 x = text_read(kind, s, i);
+            alnum = x < 0x80 && is_alnum((unsigned char)x);
+        }
+        if (alnum) return 1;
+    }
+    Py_ssize_t i = 0;
+    while (i < n && u_space(text_read(kind, s, i))) i++;
+    Py_ssize_t start = i;
+    while (i < n && ascii_b64(text_read(kind, s, i))) i++;
+    if (i == start) return 0;
+    int eq = 0;
+    while (i < n && text_read(kind, s, i) == '=' && eq < 2) {
+        i++;
+        eq++;
+    }
+    while (i < n && u_space(text_read(kind, s, i))) i++;
+    return i == n;
+}
+
+/* `features` of text of two or four bytes a character (so never ASCII, and wide), as the
+ * reference finds them; `*undecided` set when it has an `&` but no `;` and AMPERSAND is
+ * wanted. */
+static long wide_features(PyObject *value, long wanted, int *undecided) {
+    int kind = PyUnicode_KIND(value);
+    const void *s = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+#define HAS(c) (PyUnicode_FindChar(value, (c), 0, n, 1) >= 0)
+#define PAIR(a, b) (BY_KIND(k_find2, kind, s, n, 0, (a), (b)) >= 0)
+    if (BY_KIND(k_alnum, kind, s, n)) return F_UPPER_OR_WIDE & wanted;
+    long found = F_UPPER_OR_WIDE;
+    int has_space = HAS(' '), has_slash = HAS('/');
+    if ((wanted & F_PERCENT) && HAS('%')) found |= F_PERCENT;
+    if ((wanted & F_AMPERSAND) && HAS('&')) {
+        if (HAS(';')) found |= F_AMPERSAND;
+        else *undecided = 1;
+    }
+    if ((wanted & F_BACKSLASH) && HAS('\\')) found |= F_BACKSLASH;
+    if ((wanted & F_NUL) && HAS('\0')) found |= F_NUL;
+    if ((wanted & F_SPACE) && has_space) found |= F_SPACE;
+    if ((wanted & F_ODD_WHITESPACE) &&
+        ((has_space && PAIR(' ', ' ')) || !BY_KIND(k_printable, kind, s, n)))
+        found |= F_ODD_WHITESPACE;
+    if ((wanted & F_PATH_DOTS) &&
+        ((n > 0 && text_read(kind, s, 0) == '.') ||
+         (has_slash && (PAIR('/', '.') || PAIR('/', '/')))))
+        found |= F_PATH_DOTS;
+    if ((wanted & F_BASE64_SHAPE) && n >= 4 && BY_KIND(k_base64_shaped, kind, s, n))
+        found |= F_BASE64_SHAPE;
+    if ((wanted & F_COMMENT) &&
+        (HAS('#') || (has_slash && (PAIR('/', '*') || PAIR('*', '/'))) || PAIR('-', '-')))
+        found |= F_COMMENT;
+    if ((wanted & F_SHELL_PUNCTUATION) &&
+        (HAS('"') || HAS('\'') || HAS('^') || HAS(',') ||
+         (has_space && (PAIR(' ', '/') || PAIR(' ', '(')))))
+        found |= F_SHELL_PUNCTUATION;
+#undef HAS
+#undef PAIR
+    return found & wanted;
 }
 
 /* Run transform `id` (one of those above) on text of any kind, in its kind: a new reference,
