@@ -229,3 +229,20 @@ def test_the_features_of_text_of_every_kind_are_the_references(
 ) -> None:
     for text in (value + more, more + value, more):
         assert _native.features(text, wanted, features) == features(text, wanted)
+
+
+def test_a_result_that_drops_every_wide_character_is_a_narrower_string() -> None:
+    cases = [
+        ("normalize_path", "/ж/../a", "/a"),
+        ("normalize_path", "/\U0001f600/../é", "/é"),
+        ("remove_nulls", "a\x00", "a"),
+        ("remove_whitespace", "a\u3000b", "ab"),
+        ("compress_whitespace", "é\u2028x", "é x"),
+        ("cmd_line", "c^at\u3000/etc", "cat/etc"),
+        ("remove_comments", "a/*ж*/b", "a b"),
+        ("lowercase", "\u212aé", "ké"),
+    ]
+    for name, value, expected in cases:
+        out = _native.transform(name, value, TRANSFORMS[Transform(name)])
+        assert out == expected and out.isascii() == expected.isascii(), name
+        assert len(out.encode("utf-8")) == len(expected.encode("utf-8")), name

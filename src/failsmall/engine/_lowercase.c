@@ -122,12 +122,13 @@ PyObject *fs_lowercase(PyObject *value, int *special) {
     int kind = PyUnicode_KIND(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     *special = 0;
-    void *o = text_buffer(kind, n);
+    text_out_t t;
+    void *o = text_start(&t, value, n);
     if (o == NULL) return NULL;
     if (BY_KIND(lower_into, kind, PyUnicode_DATA(value), n, o) < 0) {
-        PyMem_Free(o);
+        text_drop(&t);
         *special = 1;
         return NULL;
     }
-    return text_finish(value, kind, o, n);
+    return text_end(&t, value, n);
 }

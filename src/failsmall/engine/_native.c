@@ -657,10 +657,11 @@ static int latin1_tables(void) {
 static PyObject *latin1_lowercase(PyObject *value) {
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    Py_UCS1 *o = PyMem_Malloc((size_t)n + 1);
-    if (o == NULL) return PyErr_NoMemory();
+    text_out_t t;
+    Py_UCS1 *o = text_start(&t, value, n);
+    if (o == NULL) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) o[i] = LATIN1_LOWER[s[i]];
-    return text_finish(value, PyUnicode_1BYTE_KIND, o, n);
+    return text_end(&t, value, n);
 }
 
 static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
@@ -894,7 +895,8 @@ static PyObject *any_text(int id, PyObject *value) {
     default:
         break;
     }
-    void *o = text_buffer(kind, n);
+    text_out_t t;
+    void *o = text_start(&t, value, n);
     if (o == NULL) return NULL;
     switch ((transform_id)id) {
     case T_REMOVE_NULLS:
@@ -914,24 +916,26 @@ static PyObject *any_text(int id, PyObject *value) {
             k = BY_KIND(k_line_comments, kind, s, n, o);
             break;
         }
-        void *a = text_buffer(kind, n);
-        if (a == NULL) {
-            PyMem_Free(o);
+        /* Block comments from `s` into `b` (by way of `a`), then line comments into `o`. */
+        void *a = text_buffer(kind, n), *b = text_buffer(kind, n);
+        if (a == NULL || b == NULL) {
+            PyMem_Free(a);
+            PyMem_Free(b);
+            text_drop(&t);
             return NULL;
         }
-        /* Block comments from `s` into `o` (by way of `a`), then line comments into `a`. */
-        Py_ssize_t m = BY_KIND(k_block_comments, kind, s, n, a, o);
-        k = BY_KIND(k_line_comments, kind, o, m, a);
-        PyMem_Free(o);
-        o = a;
+        Py_ssize_t m = BY_KIND(k_block_comments, kind, s, n, a, b);
+        k = BY_KIND(k_line_comments, kind, b, m, o);
+        PyMem_Free(a);
+        PyMem_Free(b);
         break;
     }
     default:
-        PyMem_Free(o);
+        text_drop(&t);
         PyErr_SetString(PyExc_SystemError, "no version of this transform for text of any kind");
         return NULL;
     }
-    return text_finish(value, kind, o, k);
+    return text_end(&t, value, k);
 }
 
 /* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by

@@ -67,19 +67,20 @@ PyObject *fs_normalize_path(PyObject *value) {
     int backslash = PyUnicode_FindChar(value, '\\', 0, n, 1) >= 0;
     int normalize = BY_KIND(needs_normpath, kind, s, n);
     if (!backslash && !normalize) return Py_NewRef(value);
-    void *o = text_buffer(kind, n + 2);
+    text_out_t t;
+    void *o = text_start(&t, value, n + 2);
     if (o == NULL) return NULL;
-    if (!normalize) return text_finish(value, kind, o, BY_KIND(slashes_into, kind, s, n, o));
+    if (!normalize) return text_end(&t, value, BY_KIND(slashes_into, kind, s, n, o));
     Py_ssize_t *starts = PyMem_Malloc(((size_t)n / 2 + 1) * sizeof(Py_ssize_t));
     char *up = PyMem_Malloc((size_t)n / 2 + 1);
     if (starts == NULL || up == NULL) {
         PyMem_Free(starts);
         PyMem_Free(up);
-        PyMem_Free(o);
+        text_drop(&t);
         return PyErr_NoMemory();
     }
     Py_ssize_t k = BY_KIND(normpath_into, kind, s, n, o, starts, up);
     PyMem_Free(starts);
     PyMem_Free(up);
-    return text_finish(value, kind, o, k);
+    return text_end(&t, value, k);
 }
