@@ -180,9 +180,12 @@ setup(
                 "src/failsmall/engine/_memo.c",
                 "src/failsmall/engine/_head.c",
                 "src/failsmall/engine/_jsonscan.c",
+                "src/failsmall/engine/_lowercase.c",
+                "src/failsmall/engine/_normpath.c",
             ],
             depends=[
                 "src/failsmall/engine/_ucs4.h",
+                "src/failsmall/engine/_kind.h",
                 "src/failsmall/engine/_transforms.h",
                 "src/failsmall/engine/_entities.h",
                 "src/failsmall/engine/_memo.h",

@@ -27,7 +27,12 @@ from failsmall.engine.signatures.entities import LOOSE_ENTITIES
 from failsmall.engine.signatures.native import HS_VERSION, native_value_scanner
 from failsmall.engine.signatures.reference import ReferenceValueScanner
 from failsmall.engine.signatures.targets import TARGET_BIT
-from failsmall.engine.signatures.transforms import ALL_FEATURES, PATH_DOTS, TRANSFORMS, features
+from failsmall.engine.signatures.transforms import (
+    ALL_FEATURES,
+    TRANSFORMS,
+    UPPER_OR_WIDE,
+    features,
+)
 from failsmall.model.rules import Target, Transform
 from failsmall.model.traffic import Limits
 from tests.waf.test_scanner_fast_paths import FRAGMENTS, MANAGED_MATCHES
@@ -379,20 +384,21 @@ def test_a_json_document_flattens_to_the_references_fields_and_limit(
 
 def test_a_value_scanner_refuses_a_second_scan_while_one_is_under_way() -> None:
     """Its scratch space belongs to one scan: a scan entering while another runs (here from
-    inside a Python transform; in practice another thread) is refused, and the first goes on."""
+    inside a Python transform, as `lowercase` calls for a final sigma; in practice another
+    thread) is refused, and the first goes on."""
     holder: list[_native.ValueScanner] = []
 
     def reentering(value: str) -> str:
         holder[0].scan_value("x", 1)
         return value
 
-    step = (0, Transform.NORMALIZE_PATH.value, reentering, PATH_DOTS)
+    step = (0, Transform.LOWERCASE.value, reentering, UPPER_OR_WIDE)
     scanner = _native.ValueScanner(
-        [b"abc"], [8], ["k"], [1], [1], [(1, 1, PATH_DOTS, [step])], features, []
+        [b"abc"], [8], ["k"], [1], [1], [(1, 1, UPPER_OR_WIDE, [step])], features, []
     )
     holder.append(scanner)
     with pytest.raises(RuntimeError, match="one thing at a time"):
-        scanner.scan_value("a/./b", 1)
+        scanner.scan_value("ΑΣ", 1)
     assert scanner.scan_value("abc", 1) == (frozenset({"k"}), 3)
 
 

@@ -8,11 +8,12 @@
  * when the value came from one of its match's targets and the result is what its chain made of
  * the value. It returns the keys hit and the characters scanned.
  *
- * Features of ASCII values and the transforms on ASCII text (lowercase, whitespace, NULs,
- * comments, command lines) run here; so does each decoding transform's check that it has
- * nothing to do. What is left (decoding an escape, a non-ASCII value) is handed, value by value,
- * to the reference function of that transform or of the features, so both paths give one
- * answer by construction there; tests check the rest on random inputs.
+ * Features of Latin-1 values and the transforms (lowercase, whitespace, NULs, comments, command
+ * lines, paths, the decoders) run here or in the files they name; so does each decoding
+ * transform's check that it has nothing to do. What is left (the features of wider text, the
+ * lowercase of text holding `İ` or `Σ`) is handed, value by value, to the reference function
+ * of that transform or of the features, so both paths give one answer by construction there;
+ * tests check the rest on random inputs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "_head.h"
+#include "_kind.h"
 #include "_nfkc.h"
 #include "_transforms.h"
 #include "_ucs4.h"
@@ -174,13 +176,19 @@ static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     return found;
 }
 
-/* The features of `value` among `wanted`: in C for Latin-1 text, else by `reference`. */
+static long wide_features(PyObject *value, long wanted, int *undecided);
+
+/* The features of `value` among `wanted`: in C, or by `reference` for wider text with an `&`
+ * but no `;` (whether it starts a legacy reference is left to the reference's regex). */
 static long value_features(PyObject *value, long wanted, PyObject *reference) {
     if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND)
         return latin1_features(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value), wanted);
+    int undecided = 0;
+    long found = wide_features(value, wanted, &undecided);
+    if (!undecided) return found;
     PyObject *result = PyObject_CallFunction(reference, "Ol", value, wanted);
     if (result == NULL) return -1;
-    long found = PyLong_AsLong(result);
+    found = PyLong_AsLong(result);
     Py_DECREF(result);
     return found;
 }
@@ -649,12 +657,11 @@ static int latin1_tables(void) {
 static PyObject *latin1_lowercase(PyObject *value) {
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    Py_UCS1 *o = PyMem_Malloc((size_t)n + 1);
-    if (o == NULL) return PyErr_NoMemory();
+    text_out_t t;
+    Py_UCS1 *o = text_start(&t, value, n);
+    if (o == NULL) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) o[i] = LATIN1_LOWER[s[i]];
-    PyObject *out = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, o, n);
-    PyMem_Free(o);
-    return out;
+    return text_end(&t, value, n);
 }
 
 static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
@@ -663,170 +670,272 @@ static inline int u_isprintable(Py_UCS4 c) {
     return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
 }
 
-static int u_has_pair(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 a, Py_UCS4 b) {
-    for (Py_ssize_t i = 0; i + 1 < n; i++)
-        if (s[i] == a && s[i + 1] == b) return 1;
-    return 0;
+/* The loops of the transforms below on text of one kind, read and written in that kind (see
+ * `_kind.h`); each writes into `o` (room for n characters, and `a` the same) and returns the
+ * length written. */
+
+ALWAYS_INLINE Py_ssize_t k_find2(int kind, const void *s, Py_ssize_t n, Py_ssize_t from,
+                                 Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = from; i + 1 < n; i++)
+        if (text_read(kind, s, i) == a && text_read(kind, s, i + 1) == b) return i;
+    return -1;
 }
 
-static int u_has(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 c) {
+ALWAYS_INLINE int k_printable(int kind, const void *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++)
-        if (s[i] == c) return 1;
-    return 0;
-}
-
-static int u_printable(const Py_UCS4 *s, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!u_isprintable(s[i])) return 0;
+        if (!u_isprintable(text_read(kind, s, i))) return 0;
     return 1;
 }
 
-static Py_ssize_t u_compress(const Py_UCS4 *s, Py_ssize_t n, Py_UCS4 *o) {
+ALWAYS_INLINE Py_ssize_t k_remove_nulls(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (c) text_write(kind, o, k++, c);
+    }
+    return k;
+}
+
+ALWAYS_INLINE Py_ssize_t k_compress(int kind, const void *s, Py_ssize_t n, void *o) {
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n;) {
-        if (u_space(s[i])) {
-            o[k++] = ' ';
-            while (i < n && u_space(s[i])) i++;
+        Py_UCS4 c = text_read(kind, s, i);
+        if (u_space(c)) {
+            text_write(kind, o, k++, ' ');
+            while (i < n && u_space(text_read(kind, s, i))) i++;
         } else {
-            o[k++] = s[i++];
+            text_write(kind, o, k++, c);
+            i++;
         }
     }
     return k;
 }
 
-static Py_ssize_t u_find2(const Py_UCS4 *s, Py_ssize_t n, Py_ssize_t from, Py_UCS4 a, Py_UCS4 b) {
-    for (Py_ssize_t i = from; i + 1 < n; i++)
-        if (s[i] == a && s[i + 1] == b) return i;
-    return -1;
+ALWAYS_INLINE Py_ssize_t k_remove_whitespace(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (!u_space(c)) text_write(kind, o, k++, c);
+    }
+    return k;
 }
 
-/* Run transform `id` (one of those above) on any text; NULL with no error set when the value
- * is returned unchanged by the fast path (the caller returns it). */
-static PyObject *unicode_transform(int id, PyObject *value, int *unchanged) {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    *unchanged = 0;
-    Py_UCS4 *s = PyUnicode_AsUCS4Copy(value);
-    if (s == NULL) return NULL;
-    Py_UCS4 *a = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
-    Py_UCS4 *b = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_UCS4));
-    PyObject *out = NULL;
-    if (a == NULL || b == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_ssize_t k = 0, m = 0;
-    switch ((transform_id)id) {
-    case T_REMOVE_NULLS:
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (s[i]) b[k++] = s[i];
-        break;
-    case T_COMPRESS_WHITESPACE:
-        if (!u_has_pair(s, n, ' ', ' ') && u_printable(s, n)) {
-            *unchanged = 1;
-            goto done;
+/* One pass for the reference's four: the deleted characters are skipped, a run of whitespace
+ * (`,` counts) across them is one space, written when the character after it is not `/` or
+ * `(` (the space before either goes; compressed text has no two spaces in a row, so removing
+ * " /" makes no new " ("), or when the text ends. */
+ALWAYS_INLINE Py_ssize_t k_cmd_line(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    int space = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
+        if (c == ',' || u_space(c)) {
+            space = 1;
+            continue;
         }
-        k = u_compress(s, n, b);
+        if (space && c != '/' && c != '(') text_write(kind, o, k++, ' ');
+        space = 0;
+        text_write(kind, o, k++, c);
+    }
+    if (space) text_write(kind, o, k++, ' ');
+    return k;
+}
+
+/* The block comments of `s` each become a space (into `a`, then `*` `/` left over into `o`). */
+ALWAYS_INLINE Py_ssize_t k_block_comments(int kind, const void *s, Py_ssize_t n, void *a,
+                                          void *o) {
+    Py_ssize_t m = 0, position = 0;
+    for (;;) {
+        Py_ssize_t start = k_find2(kind, s, n, position, '/', '*');
+        Py_ssize_t stop = start < 0 ? n : start;
+        for (Py_ssize_t i = position; i < stop; i++) text_write(kind, a, m++, text_read(kind, s, i));
+        if (start < 0) break;
+        text_write(kind, a, m++, ' ');
+        if (start + 2 < n && text_read(kind, s, start + 2) == '!') {
+            position = start + 3;
+            while (position < n && position - start < 9 &&
+                   Py_UNICODE_ISDIGIT(text_read(kind, s, position)))
+                position++;
+            continue;
+        }
+        Py_ssize_t end = k_find2(kind, s, n, start + 2, '*', '/');
+        position = end < 0 ? n : end + 2;
+    }
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < m;) {
+        Py_UCS4 c = text_read(kind, a, i);
+        if (c == '*' && i + 1 < m && text_read(kind, a, i + 1) == '/') {
+            text_write(kind, o, k++, ' ');
+            i += 2;
+        } else {
+            text_write(kind, o, k++, c);
+            i++;
+        }
+    }
+    return k;
+}
+
+/* The line comments (`#` or `--` to the end of the line) of `s` removed. */
+ALWAYS_INLINE Py_ssize_t k_line_comments(int kind, const void *s, Py_ssize_t n, void *o) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_UCS4 c = text_read(kind, s, i);
+        if (c == '#' || (c == '-' && i + 1 < n && text_read(kind, s, i + 1) == '-')) {
+            while (i < n && text_read(kind, s, i) != '\n') i++;
+        } else {
+            text_write(kind, o, k++, c);
+            i++;
+        }
+    }
+    return k;
+}
+
+ALWAYS_INLINE int k_alnum(int kind, const void *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!Py_UNICODE_ISALNUM(text_read(kind, s, i))) return 0;
+    return n > 0;
+}
+
+static inline int ascii_b64(Py_UCS4 c) { return c < 0x80 && is_b64((unsigned char)c); }
+
+/* `base64_shaped` of text of any kind (whitespace is str.isspace()). */
+ALWAYS_INLINE int k_base64_shaped(int kind, const void *s, Py_ssize_t n) {
+    Py_ssize_t a = 0, b = n;
+    while (a < b && u_space(text_read(kind, s, a))) a++;
+    while (b > a && u_space(text_read(kind, s, b - 1))) b--;
+    Py_ssize_t c = b;
+    while (c > a && text_read(kind, s, c - 1) == '=') c--;
+    if (c > a) {
+        int alnum = 1;
+        for (Py_ssize_t i = a; i < c && alnum; i++) {
+            Py_UCS4 x = text_read(kind, s, i);
+            alnum = x < 0x80 && is_alnum((unsigned char)x);
+        }
+        if (alnum) return 1;
+    }
+    Py_ssize_t i = 0;
+    while (i < n && u_space(text_read(kind, s, i))) i++;
+    Py_ssize_t start = i;
+    while (i < n && ascii_b64(text_read(kind, s, i))) i++;
+    if (i == start) return 0;
+    int eq = 0;
+    while (i < n && text_read(kind, s, i) == '=' && eq < 2) {
+        i++;
+        eq++;
+    }
+    while (i < n && u_space(text_read(kind, s, i))) i++;
+    return i == n;
+}
+
+/* `features` of text of two or four bytes a character (so never ASCII, and wide), as the
+ * reference finds them; `*undecided` set when it has an `&` but no `;` and AMPERSAND is
+ * wanted. */
+static long wide_features(PyObject *value, long wanted, int *undecided) {
+    int kind = PyUnicode_KIND(value);
+    const void *s = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+#define HAS(c) (PyUnicode_FindChar(value, (c), 0, n, 1) >= 0)
+#define PAIR(a, b) (BY_KIND(k_find2, kind, s, n, 0, (a), (b)) >= 0)
+    if (BY_KIND(k_alnum, kind, s, n)) return F_UPPER_OR_WIDE & wanted;
+    long found = F_UPPER_OR_WIDE;
+    int has_space = HAS(' '), has_slash = HAS('/');
+    if ((wanted & F_PERCENT) && HAS('%')) found |= F_PERCENT;
+    if ((wanted & F_AMPERSAND) && HAS('&')) {
+        if (HAS(';')) found |= F_AMPERSAND;
+        else *undecided = 1;
+    }
+    if ((wanted & F_BACKSLASH) && HAS('\\')) found |= F_BACKSLASH;
+    if ((wanted & F_NUL) && HAS('\0')) found |= F_NUL;
+    if ((wanted & F_SPACE) && has_space) found |= F_SPACE;
+    if ((wanted & F_ODD_WHITESPACE) &&
+        ((has_space && PAIR(' ', ' ')) || !BY_KIND(k_printable, kind, s, n)))
+        found |= F_ODD_WHITESPACE;
+    if ((wanted & F_PATH_DOTS) &&
+        ((n > 0 && text_read(kind, s, 0) == '.') ||
+         (has_slash && (PAIR('/', '.') || PAIR('/', '/')))))
+        found |= F_PATH_DOTS;
+    if ((wanted & F_BASE64_SHAPE) && n >= 4 && BY_KIND(k_base64_shaped, kind, s, n))
+        found |= F_BASE64_SHAPE;
+    if ((wanted & F_COMMENT) &&
+        (HAS('#') || (has_slash && (PAIR('/', '*') || PAIR('*', '/'))) || PAIR('-', '-')))
+        found |= F_COMMENT;
+    if ((wanted & F_SHELL_PUNCTUATION) &&
+        (HAS('"') || HAS('\'') || HAS('^') || HAS(',') ||
+         (has_space && (PAIR(' ', '/') || PAIR(' ', '(')))))
+        found |= F_SHELL_PUNCTUATION;
+#undef HAS
+#undef PAIR
+    return found & wanted;
+}
+
+/* Run transform `id` (one of those above) on text of any kind, in its kind: a new reference,
+ * `value` itself when nothing changes. */
+static PyObject *any_text(int id, PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    const void *s = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), k = 0;
+    int block = 0;
+    switch ((transform_id)id) {
+    case T_COMPRESS_WHITESPACE:
+        if (BY_KIND(k_find2, kind, s, n, 0, ' ', ' ') < 0 && BY_KIND(k_printable, kind, s, n))
+            return Py_NewRef(value);
         break;
     case T_REMOVE_WHITESPACE:
-        if (!u_has(s, n, ' ') && u_printable(s, n)) {
-            *unchanged = 1;
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (!u_space(s[i])) b[k++] = s[i];
+        if (PyUnicode_FindChar(value, ' ', 0, n, 1) == -1 && BY_KIND(k_printable, kind, s, n))
+            return Py_NewRef(value);
         break;
-    case T_CMD_LINE: {
-        /* One pass for the reference's four: the deleted characters are skipped, a run of
-         * whitespace (`,` counts) across them is one space, written when the character after
-         * it is not `/` or `(` (the space before either goes; compressed text has no two
-         * spaces in a row, so removing " /" makes no new " ("), or when the text ends. */
-        int space = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_UCS4 c = s[i];
-            if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
-            if (c == ',' || u_space(c)) {
-                space = 1;
-                continue;
-            }
-            if (space && c != '/' && c != '(') b[k++] = ' ';
-            space = 0;
-            b[k++] = c;
-        }
-        if (space) b[k++] = ' ';
+    case T_REMOVE_COMMENTS:
+        block = BY_KIND(k_find2, kind, s, n, 0, '/', '*') >= 0 ||
+                BY_KIND(k_find2, kind, s, n, 0, '*', '/') >= 0;
+        if (!block && BY_KIND(k_find2, kind, s, n, 0, '-', '-') < 0 &&
+            PyUnicode_FindChar(value, '#', 0, n, 1) == -1)
+            return Py_NewRef(value);
+        break;
+    default:
         break;
     }
+    text_out_t t;
+    void *o = text_start(&t, value, n);
+    if (o == NULL) return NULL;
+    switch ((transform_id)id) {
+    case T_REMOVE_NULLS:
+        k = BY_KIND(k_remove_nulls, kind, s, n, o);
+        break;
+    case T_COMPRESS_WHITESPACE:
+        k = BY_KIND(k_compress, kind, s, n, o);
+        break;
+    case T_REMOVE_WHITESPACE:
+        k = BY_KIND(k_remove_whitespace, kind, s, n, o);
+        break;
+    case T_CMD_LINE:
+        k = BY_KIND(k_cmd_line, kind, s, n, o);
+        break;
     case T_REMOVE_COMMENTS: {
-        int block = u_has_pair(s, n, '/', '*') || u_has_pair(s, n, '*', '/');
-        if (!block && !u_has_pair(s, n, '-', '-') && !u_has(s, n, '#')) {
-            *unchanged = 1;
-            goto done;
+        if (!block) {
+            k = BY_KIND(k_line_comments, kind, s, n, o);
+            break;
         }
-        if (block) {
-            Py_ssize_t position = 0;
-            for (;;) {
-                Py_ssize_t start = u_find2(s, n, position, '/', '*');
-                if (start < 0) {
-                    memcpy(a + m, s + position, (size_t)(n - position) * sizeof(Py_UCS4));
-                    m += n - position;
-                    break;
-                }
-                memcpy(a + m, s + position, (size_t)(start - position) * sizeof(Py_UCS4));
-                m += start - position;
-                a[m++] = ' ';
-                if (start + 2 < n && s[start + 2] == '!') {
-                    position = start + 3;
-                    while (position < n && position - start < 9 && Py_UNICODE_ISDIGIT(s[position]))
-                        position++;
-                    continue;
-                }
-                Py_ssize_t end = u_find2(s, n, start + 2, '*', '/');
-                if (end < 0) {
-                    position = n;
-                    continue;
-                }
-                position = end + 2;
-            }
-            for (Py_ssize_t i = 0; i < m;) {
-                if (a[i] == '*' && i + 1 < m && a[i + 1] == '/') {
-                    b[k++] = ' ';
-                    i += 2;
-                } else {
-                    b[k++] = a[i++];
-                }
-            }
-            memcpy(a, b, (size_t)k * sizeof(Py_UCS4));
-            m = k;
-        } else {
-            memcpy(a, s, (size_t)n * sizeof(Py_UCS4));
-            m = n;
+        /* Block comments from `s` into `b` (by way of `a`), then line comments into `o`. */
+        void *a = text_buffer(kind, n), *b = text_buffer(kind, n);
+        if (a == NULL || b == NULL) {
+            PyMem_Free(a);
+            PyMem_Free(b);
+            text_drop(&t);
+            return NULL;
         }
-        k = 0;
-        for (Py_ssize_t i = 0; i < m;) {
-            if (a[i] == '#' || (a[i] == '-' && i + 1 < m && a[i + 1] == '-')) {
-                while (i < m && a[i] != '\n') i++;
-            } else {
-                b[k++] = a[i++];
-            }
-        }
+        Py_ssize_t m = BY_KIND(k_block_comments, kind, s, n, a, b);
+        k = BY_KIND(k_line_comments, kind, b, m, o);
+        PyMem_Free(a);
+        PyMem_Free(b);
         break;
     }
     default:
-        PyErr_SetString(PyExc_SystemError, "no code-point version of this transform");
-        goto done;
+        text_drop(&t);
+        PyErr_SetString(PyExc_SystemError, "no version of this transform for text of any kind");
+        return NULL;
     }
-    out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, b, k);
-done:
-    PyMem_Free(s);
-    PyMem_Free(a);
-    PyMem_Free(b);
-    return out;
-}
-
-static PyObject *any_text(int id, PyObject *value) {
-    int unchanged;
-    PyObject *out = unicode_transform(id, value, &unchanged);
-    if (out == NULL && unchanged) return Py_NewRef(value);
-    return out;
+    return text_end(&t, value, k);
 }
 
 /* Apply transform `id` to `value` (a new reference): in C where it is decided here, else by
@@ -853,17 +962,15 @@ static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
     case T_BASE64_DECODE:
         return fs_base64_decode(value);
     case T_NORMALIZE_PATH:
-        if (ascii) {
-            const unsigned char *s = PyUnicode_1BYTE_DATA(value);
-            if (!has_char(s, n, '\\') && !has_pair(s, n, '/', '.') && !has_pair(s, n, '/', '/') &&
-                !(n > 0 && s[0] == '.'))
-                return Py_NewRef(value);
-        }
-        break;
-    case T_LOWERCASE:
+        return fs_normalize_path(value);
+    case T_LOWERCASE: {
         if (ascii) return ascii_lowercase(value);
         if (PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) return latin1_lowercase(value);
+        int special;
+        PyObject *lowered = fs_lowercase(value, &special);
+        if (lowered != NULL || !special) return lowered;
         break;
+    }
     case T_COMPRESS_WHITESPACE:
         if (ascii) return ascii_compress_whitespace(value);
         return any_text(id, value);
@@ -1844,7 +1951,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
-    if (latin1_tables() < 0) return NULL;
+    if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");

@@ -19,4 +19,16 @@ PyObject *fs_base64_decode(PyObject *value);
  * `transforms._CHARREF_START_NO_SEMICOLON` finds. */
 int fs_legacy_reference_in(const unsigned char *s, Py_ssize_t n);
 
+/* `transforms.normalize_path` of text of any kind (`_normpath.c`). */
+PyObject *fs_normalize_path(PyObject *value);
+
+/* Read what `str.lower()` makes of each code point from Python, once, before `fs_lowercase`
+ * (`_lowercase.c`); -1 with an exception set. */
+int fs_lowercase_tables(void);
+
+/* `str.lower()` of text of two or four bytes a character; NULL with `*special` set and no
+ * exception when the text holds a code point whose lowercase is not one character of its
+ * kind, or depends on its neighbours (the caller asks Python then). */
+PyObject *fs_lowercase(PyObject *value, int *special);
+
 #endif

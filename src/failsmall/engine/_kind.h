@@ -1,0 +1,91 @@
+/* Reading and writing text in its own kind (one, two or four bytes a character), for the
+ * transforms that keep the kind of what they read: a loop written once over `text_read` and
+ * `text_write` with `kind` a parameter becomes one loop per kind when it is inlined by
+ * `BY_KIND` with `kind` a constant, with no copy of the text to UCS-4 and back. */
+#ifndef FAILSMALL_KIND_H
+#define FAILSMALL_KIND_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE Py_UCS4 text_read(int kind, const void *data, Py_ssize_t i) {
+    if (kind == PyUnicode_1BYTE_KIND) return ((const Py_UCS1 *)data)[i];
+    if (kind == PyUnicode_2BYTE_KIND) return ((const Py_UCS2 *)data)[i];
+    return ((const Py_UCS4 *)data)[i];
+}
+
+ALWAYS_INLINE void text_write(int kind, void *data, Py_ssize_t i, Py_UCS4 c) {
+    if (kind == PyUnicode_1BYTE_KIND) ((Py_UCS1 *)data)[i] = (Py_UCS1)c;
+    else if (kind == PyUnicode_2BYTE_KIND) ((Py_UCS2 *)data)[i] = (Py_UCS2)c;
+    else ((Py_UCS4 *)data)[i] = c;
+}
+
+/* `f(kind, ...)` with `kind` a constant in each branch. */
+#define BY_KIND(f, kind, ...)                                                                 \
+    ((kind) == PyUnicode_1BYTE_KIND   ? f(PyUnicode_1BYTE_KIND, __VA_ARGS__)                  \
+     : (kind) == PyUnicode_2BYTE_KIND ? f(PyUnicode_2BYTE_KIND, __VA_ARGS__)                  \
+                                      : f(PyUnicode_4BYTE_KIND, __VA_ARGS__))
+
+/* Room for `n` characters of `kind` (and one more), or NULL with MemoryError set: scratch
+ * space between two steps of a transform. */
+static inline void *text_buffer(int kind, Py_ssize_t n) {
+    void *data = PyMem_Malloc(((size_t)n + 1) * (size_t)kind);
+    if (data == NULL) PyErr_NoMemory();
+    return data;
+}
+
+/* A transform's result written in place into a new string of its input's kind. */
+typedef struct {
+    PyObject *string;
+    void *data;
+} text_out_t;
+
+/* Room for `n` characters of the kind of `value` (the transform's input) in `t`: its data, or
+ * NULL with an exception set. */
+static inline void *text_start(text_out_t *t, PyObject *value, Py_ssize_t n) {
+    t->string = PyUnicode_New(n, PyUnicode_MAX_CHAR_VALUE(value));
+    t->data = t->string != NULL ? PyUnicode_DATA(t->string) : NULL;
+    return t->data;
+}
+
+static inline void text_drop(text_out_t *t) { Py_CLEAR(t->string); }
+
+/* Whether one of the `k` characters of `kind` at `data` is `floor` or above. */
+ALWAYS_INLINE int text_reaches(int kind, const void *data, Py_ssize_t k, Py_UCS4 floor) {
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (text_read(kind, data, i) >= floor) return 1;
+    return 0;
+}
+
+/* The string of the first `k` characters written into `t` (which is given up): `value` itself
+ * when they are its characters; the string cut to `k` when its kind is still the narrowest
+ * that holds them (a string must be), else a copy of them in the narrowest kind. */
+static inline PyObject *text_end(text_out_t *t, PyObject *value, Py_ssize_t k) {
+    int kind = PyUnicode_KIND(value);
+    if (k == PyUnicode_GET_LENGTH(value) &&
+        memcmp(t->data, PyUnicode_DATA(value), (size_t)k * (size_t)kind) == 0) {
+        text_drop(t);
+        return Py_NewRef(value);
+    }
+    Py_UCS4 floor = kind == PyUnicode_4BYTE_KIND   ? 0x10000
+                    : kind == PyUnicode_2BYTE_KIND ? 0x100
+                    : PyUnicode_IS_ASCII(value)    ? 0
+                                                   : 0x80;
+    if (floor == 0 || BY_KIND(text_reaches, kind, t->data, k, floor)) {
+        PyObject *out = t->string;
+        t->string = NULL;
+        if (PyUnicode_Resize(&out, k) < 0) {
+            Py_XDECREF(out);
+            return NULL;
+        }
+        return out;
+    }
+    PyObject *out = PyUnicode_FromKindAndData(kind, t->data, k);
+    text_drop(t);
+    return out;
+}
+
+#endif
