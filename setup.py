@@ -180,6 +180,7 @@ setup(
                 "src/failsmall/engine/_memo.c",
                 "src/failsmall/engine/_head.c",
                 "src/failsmall/engine/_jsonscan.c",
+                "src/failsmall/engine/_scanwalk.c",
             ],
             depends=[
                 "src/failsmall/engine/_ucs4.h",
