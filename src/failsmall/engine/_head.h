@@ -51,15 +51,13 @@ int remembered_later_put(remembered_later_t *later, Memo *memo);
 void remembered_later_free(remembered_later_t *later);
 
 /* Fresh values scanned together (`_native.c`): each value's results go, as UTF-8 separated by
- * `\n`, into one buffer scanned once with the candidate database; only the results it flags
- * are scanned on their own, exactly (as `scan_result`), and those alone give hits. Results that
- * hold a `\n` or are long are scanned on their own as they are added. */
+ * `\n`, into the buffer of the database that would scan them alone (a subset's or the one of
+ * every pattern), scanned once with its candidate form; only the results it flags are scanned
+ * on their own, exactly (as `scan_result`), and those alone give hits. Results that hold a
+ * `\n` or are long are scanned on their own as they are added. */
 typedef struct {
-    char *buffer;
-    Py_ssize_t length, capacity;
-    struct batch_result *results;
-    Py_ssize_t nresults, results_capacity;
-    PyObject **hits; /* per value: a set, or NULL for none yet */
+    struct batch_group *groups; /* by the database that scans a result alone; NULL for none */
+    PyObject **hits;            /* per value: a set, or NULL for none yet */
     Py_ssize_t nvalues, hits_capacity;
 } scan_batch_t;
 

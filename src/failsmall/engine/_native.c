@@ -925,6 +925,7 @@ typedef struct {
     uint64_t targets;
     uint64_t chains;
     hs_database_t *database;
+    hs_database_t *candidate; /* its candidate form (see `candidate_expression`), or NULL */
 } subset_t;
 
 struct ValueScanner {
@@ -949,8 +950,8 @@ struct ValueScanner {
     int busy; /* a scan is under way: the scratch space and `done` are in use */
     utf8_buffer_t utf8; /* the UTF-8 form of the result being scanned */
     /* Every pattern, made to find a superset of its matches in many results at once (see
-     * `candidate_expression`); NULL when libhs refuses one, and then every result is scanned on
-     * its own. */
+     * `candidate_expression`); NULL when libhs refuses one, and then every result scanned with
+     * `database` is scanned on its own. */
     hs_database_t *candidate;
 };
 
@@ -966,6 +967,15 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
 
 static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uint64_t targets,
                       uint64_t chains, PyObject **hits);
+
+/* The first subset that holds every pattern of `targets` and `chains` (its database costs less
+ * than the one of every pattern), or -1 for none. */
+static int subset_for(ValueScanner *self, uint64_t targets, uint64_t chains) {
+    for (int i = 0; i < self->nsubsets; i++)
+        if (!(targets & ~self->subsets[i].targets) && !(chains & ~self->subsets[i].chains))
+            return i;
+    return -1;
+}
 
 /* Scan one result for patterns of `targets` and `chains`, adding their keys to the set `*hits`
  * (created on the first hit). Returns -1 on error. */
@@ -993,13 +1003,8 @@ static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uin
         return -1;
     }
     self->nmatched = 0;
-    hs_database_t *database = self->database;
-    for (int i = 0; i < self->nsubsets; i++) {
-        if (!(targets & ~self->subsets[i].targets) && !(chains & ~self->subsets[i].chains)) {
-            database = self->subsets[i].database;
-            break;
-        }
-    }
+    int subset = subset_for(self, targets, chains);
+    hs_database_t *database = subset < 0 ? self->database : self->subsets[subset].database;
     hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
                              self);
     if (err != HS_SUCCESS) {
@@ -1019,7 +1024,10 @@ static void ValueScanner_dealloc(ValueScanner *self) {
     if (self->scratch) hs_free_scratch(self->scratch);
     if (self->database) hs_free_database(self->database);
     if (self->candidate) hs_free_database(self->candidate);
-    for (int i = 0; i < self->nsubsets; i++) hs_free_database(self->subsets[i].database);
+    for (int i = 0; i < self->nsubsets; i++) {
+        hs_free_database(self->subsets[i].database);
+        if (self->subsets[i].candidate) hs_free_database(self->subsets[i].candidate);
+    }
     PyMem_Free(self->targets);
     PyMem_Free(self->chains);
     PyMem_Free(self->matched);
@@ -1333,7 +1341,12 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
         subset->targets = mask;
         subset->chains = chain_mask;
         self->nsubsets++;
-        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS) {
+        if (compile_candidate(sub_patterns, sub_flags, sub_ids, (unsigned int)m,
+                              &subset->candidate) < 0)
+            goto done;
+        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS ||
+            (subset->candidate != NULL &&
+             hs_alloc_scratch(subset->candidate, &self->scratch) != HS_SUCCESS)) {
             PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
             goto done;
         }
@@ -1543,9 +1556,9 @@ PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
 
 /* ---- fresh values scanned together ------------------------------------------------- */
 
-/* One result in a batch: its UTF-8 at `start` in the buffer, `size` bytes followed by `\n`, the
- * targets of its value and the chains that made it, its value's index, and whether the
- * candidate scan found a pattern of those targets and chains ending in it. */
+/* One result in a batch: its UTF-8 at `start` in its group's buffer, `size` bytes followed by
+ * `\n`, the targets of its value and the chains that made it, its value's index, and whether
+ * the candidate scan found a pattern of those targets and chains ending in it. */
 struct batch_result {
     Py_ssize_t start, size;
     uint64_t targets, chains;
@@ -1553,16 +1566,25 @@ struct batch_result {
     int flagged;
 };
 
-/* A result longer than this is scanned on its own: its exact database is cheaper per byte than
- * the candidate one, and a long result is likely flagged, so scanned twice. */
-#define BATCH_LONG_RESULT 4096
+/* The results one database would scan on their own (a subset's, or the one of every pattern),
+ * scanned together with its candidate form. */
+struct batch_group {
+    char *buffer;
+    Py_ssize_t length, capacity;
+    struct batch_result *results;
+    Py_ssize_t count, capacity_results;
+};
+
+/* A result longer than this is scanned on its own: a long result costs its bytes more than one
+ * call, and is likelier to be flagged, so scanned twice. */
+#define BATCH_LONG_RESULT 512
 /* With fewer results than this, a candidate scan costs about what it saves. */
 #define BATCH_MIN_RESULTS 8
 /* The most bytes one candidate scan reads; past it, results are scanned on their own. */
 #define BATCH_MAX_BUFFER ((Py_ssize_t)1 << 30)
 /* A candidate scan stops after this many matches per byte of its buffer (plus
  * BATCH_MATCHES_MIN): a pattern that matches nearly everywhere is cheaper to verify result by
- * result than to report at every byte. Every result is then scanned on its own. */
+ * result than to report at every byte. Every result of the scan is then scanned on its own. */
 #define BATCH_MATCHES_PER_BYTE 1
 #define BATCH_MATCHES_MIN 4096
 
@@ -1580,7 +1602,8 @@ static int batch_grow(void **items, Py_ssize_t *capacity, Py_ssize_t needed, siz
     return 0;
 }
 
-/* Add one result of value `index` to the batch, or scan it now when it does not go in one. */
+/* Add one result of value `index` to the group of the database that would scan it, or scan it
+ * now when it does not go in one. */
 static int batch_push(ValueScanner *self, scan_batch_t *b, PyObject *result, uint64_t targets,
                       uint64_t chains, Py_ssize_t index) {
     const char *data;
@@ -1594,17 +1617,27 @@ static int batch_push(ValueScanner *self, scan_batch_t *b, PyObject *result, uin
         data = self->utf8.data;
     }
     if (size == 0) return 0;
-    if (self->candidate == NULL || size > BATCH_LONG_RESULT ||
-        b->length + size + 1 > BATCH_MAX_BUFFER || memchr(data, '\n', (size_t)size) != NULL)
+    int subset = subset_for(self, targets, chains);
+    hs_database_t *candidate = subset < 0 ? self->candidate : self->subsets[subset].candidate;
+    int at = subset < 0 ? self->nsubsets : subset;
+    if (candidate == NULL || size > BATCH_LONG_RESULT ||
+        memchr(data, '\n', (size_t)size) != NULL ||
+        (b->groups != NULL && b->groups[at].length + size + 1 > BATCH_MAX_BUFFER))
         return scan_bytes(self, data, size, targets, chains, &b->hits[index]);
-    if (batch_grow((void **)&b->buffer, &b->capacity, b->length + size + 1, 1) < 0 ||
-        batch_grow((void **)&b->results, &b->results_capacity, b->nresults + 1,
+    if (b->groups == NULL &&
+        (b->groups = PyMem_Calloc(MAX_SUBSETS + 1, sizeof(struct batch_group))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    struct batch_group *g = &b->groups[at];
+    if (batch_grow((void **)&g->buffer, &g->capacity, g->length + size + 1, 1) < 0 ||
+        batch_grow((void **)&g->results, &g->capacity_results, g->count + 1,
                    sizeof(struct batch_result)) < 0)
         return -1;
-    memcpy(b->buffer + b->length, data, (size_t)size);
-    b->buffer[b->length + size] = '\n';
-    b->results[b->nresults++] = (struct batch_result){b->length, size, targets, chains, index, 0};
-    b->length += size + 1;
+    memcpy(g->buffer + g->length, data, (size_t)size);
+    g->buffer[g->length + size] = '\n';
+    g->results[g->count++] = (struct batch_result){g->length, size, targets, chains, index, 0};
+    g->length += size + 1;
     return 0;
 }
 
@@ -1646,7 +1679,7 @@ Py_ssize_t batch_add(ValueScanner *self, scan_batch_t *b, PyObject *value, long 
 typedef struct {
     ValueScanner *self;
     struct batch_result *results;
-    Py_ssize_t nresults, cursor;
+    Py_ssize_t count, cursor;
     unsigned long long matches, most;
 } candidate_scan_t;
 
@@ -1660,8 +1693,8 @@ static int on_candidate(unsigned int id, unsigned long long from, unsigned long 
      * before it (matches come mostly in order, so the last one found is tried first). */
     Py_ssize_t at = c->cursor;
     if (!((unsigned long long)c->results[at].start <= to &&
-          (at + 1 == c->nresults || to < (unsigned long long)c->results[at + 1].start))) {
-        Py_ssize_t lo = 0, hi = c->nresults - 1;
+          (at + 1 == c->count || to < (unsigned long long)c->results[at + 1].start))) {
+        Py_ssize_t lo = 0, hi = c->count - 1;
         while (lo < hi) {
             Py_ssize_t mid = lo + (hi - lo + 1) / 2;
             if ((unsigned long long)c->results[mid].start <= to) lo = mid;
@@ -1675,14 +1708,18 @@ static int on_candidate(unsigned int id, unsigned long long from, unsigned long 
     return 0;
 }
 
-int batch_scan(ValueScanner *self, scan_batch_t *b) {
-    if (b->nresults == 0) return 0;
-    int every = b->nresults < BATCH_MIN_RESULTS;
+/* Scan group `at` of `b`: with its candidate database, then each result flagged (every one
+ * when there are few, or when the candidate scan passed its bound) exactly. */
+static int batch_scan_group(ValueScanner *self, scan_batch_t *b, int at) {
+    struct batch_group *g = &b->groups[at];
+    int every = g->count < BATCH_MIN_RESULTS;
     if (!every) {
-        candidate_scan_t c = {self, b->results, b->nresults, 0, 0,
-                              (unsigned long long)b->length * BATCH_MATCHES_PER_BYTE +
+        hs_database_t *candidate =
+            at == self->nsubsets ? self->candidate : self->subsets[at].candidate;
+        candidate_scan_t c = {self, g->results, g->count, 0, 0,
+                              (unsigned long long)g->length * BATCH_MATCHES_PER_BYTE +
                                   BATCH_MATCHES_MIN};
-        hs_error_t err = hs_scan(self->candidate, b->buffer, (unsigned int)b->length, 0,
+        hs_error_t err = hs_scan(candidate, g->buffer, (unsigned int)g->length, 0,
                                  self->scratch, on_candidate, &c);
         if (err == HS_SCAN_TERMINATED) {
             every = 1;
@@ -1691,14 +1728,21 @@ int batch_scan(ValueScanner *self, scan_batch_t *b) {
             return -1;
         }
     }
-    for (Py_ssize_t i = 0; i < b->nresults; i++) {
-        struct batch_result *r = &b->results[i];
-        if ((every || r->flagged) && scan_bytes(self, b->buffer + r->start, r->size, r->targets,
+    for (Py_ssize_t i = 0; i < g->count; i++) {
+        struct batch_result *r = &g->results[i];
+        if ((every || r->flagged) && scan_bytes(self, g->buffer + r->start, r->size, r->targets,
                                                 r->chains, &b->hits[r->value]) < 0)
             return -1;
     }
-    b->nresults = 0;
-    b->length = 0;
+    g->count = 0;
+    g->length = 0;
+    return 0;
+}
+
+int batch_scan(ValueScanner *self, scan_batch_t *b) {
+    if (b->groups == NULL) return 0;
+    for (int at = 0; at <= self->nsubsets; at++)
+        if (b->groups[at].count && batch_scan_group(self, b, at) < 0) return -1;
     return 0;
 }
 
@@ -1710,8 +1754,13 @@ PyObject *batch_hits(ValueScanner *self, scan_batch_t *b, Py_ssize_t index) {
 void batch_free(scan_batch_t *b) {
     for (Py_ssize_t i = 0; i < b->nvalues; i++) Py_XDECREF(b->hits[i]);
     PyMem_Free(b->hits);
-    PyMem_Free(b->buffer);
-    PyMem_Free(b->results);
+    if (b->groups != NULL) {
+        for (int at = 0; at <= MAX_SUBSETS; at++) {
+            PyMem_Free(b->groups[at].buffer);
+            PyMem_Free(b->groups[at].results);
+        }
+    }
+    PyMem_Free(b->groups);
     *b = (scan_batch_t){0};
 }
 
