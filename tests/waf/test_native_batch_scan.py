@@ -25,6 +25,7 @@ from failsmall.model.rules import SignatureMatch, Target, Transform
 NAMES = TARGET_BIT[Target.BODY_ARG_NAMES]
 VALUES = TARGET_BIT[Target.BODY_ARG_VALUES]
 HEADERS = TARGET_BIT[Target.HEADER_VALUES]
+COOKIES = TARGET_BIT[Target.COOKIE_VALUES]
 
 #: Patterns a batch of results separated by `\n` would get wrong if it took their matches as
 #: they come: each is matched on values of some targets after some transforms.
@@ -69,6 +70,11 @@ EDGE_MATCHES = {
         patterns=[r"\Aab\z", r"^c.d$", r"\bq\b"],
         caseless=False,
     ),
+    # few patterns of a target no other match reads: its values' results have a database of
+    # their own, so a batch of their own
+    "cookie": SignatureMatch(
+        targets=[Target.COOKIE_VALUES], patterns=[r"\Aab", r"b\z", r"^x$"], caseless=False
+    ),
     "unicode": SignatureMatch(
         targets=[Target.HEADER_VALUES, Target.BODY_ARG_NAMES],
         patterns=[r"\AＡ", r"é\z", r"^\w$", r"ü.*é"],
@@ -99,7 +105,9 @@ values = st.one_of(
     st.text(max_size=6),
     st.tuples(st.sampled_from(PIECES), st.integers(1, 3000)).map(lambda p: p[0] * p[1]),
 )
-masks = st.sampled_from([NAMES, VALUES, HEADERS, NAMES | VALUES, VALUES | HEADERS, 7 << 20])
+masks = st.sampled_from(
+    [NAMES, VALUES, HEADERS, COOKIES, NAMES | VALUES, VALUES | HEADERS, COOKIES | NAMES, 7 << 20]
+)
 sources = st.dictionaries(values, masks, max_size=60)
 rooms = st.tuples(
     st.one_of(st.just(1 << 30), st.integers(0, 60)),

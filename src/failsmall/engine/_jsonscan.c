@@ -10,7 +10,8 @@
  *    them, with the hash a str of them has;
  * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its
  *    characters and hash (no str is made for a value remembered; a value too long to be
- *    remembered is not looked up), or made a str and scanned;
+ *    remembered is not looked up), or made a str and scanned (the fresh values together,
+ *    `scan_walk_t`);
  *    charged to the room left, stopping before the first whose work does not fit; the short
  *    fresh values are remembered after the walk.
  *

@@ -1766,7 +1766,7 @@ void batch_free(scan_batch_t *b) {
 
 /* scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stop)
  * Each (value, targets) of `sources` in order: its hits, values and characters remembered in
- * `memo` (a `Memo`), or scanned as a fresh value. Stops before the first value whose work does
+ * `memo` (a `Memo`), or scanned as a fresh value (the fresh values together, `scan_walk_t`). Stops before the first value whose work does
  * not fit the room left; `stop` says which limit it would pass (a `stop_t`: none, values,
  * characters). The short fresh values are remembered after the walk, not during it: a body
  * with more distinct values than the memo holds then finds the values remembered from the
