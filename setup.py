@@ -182,6 +182,7 @@ setup(
                 "src/failsmall/engine/_jsonscan.c",
                 "src/failsmall/engine/_lowercase.c",
                 "src/failsmall/engine/_normpath.c",
+                "src/failsmall/engine/_scanwalk.c",
             ],
             depends=[
                 "src/failsmall/engine/_ucs4.h",

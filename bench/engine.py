@@ -3,7 +3,8 @@
     python bench/engine.py [--json] [--cpu] [--iterations N] [--only NAME ...] [--profile NAME]
 
 Measures p50/p99 for small requests (up to 8 KiB) and 1 MiB bodies, every iteration with its own
-query values, session cookie, path id and cart id, for the example bundle and,
+query values, session cookie, path id and cart id (and, in the rows "new values", a JSON body
+whose every value is new), for the example bundle and,
 as the baseline measured in the same run, an empty bundle (the pipeline's fixed cost).
 Targets on a 2-core machine: GET page p50 <= 15 µs, 8 KiB JSON p50 <= 60 µs, 1 MiB JSON <= 3 ms.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import gc
 import json
 import pstats
@@ -43,18 +45,21 @@ BROWSER = (
 )
 
 
-def big_json() -> bytes:
-    """A valid JSON document just under 1 MiB: an import of customer records."""
+def big_json(batch: int | None = None) -> bytes:
+    """A valid JSON document just under 1 MiB: an import of customer records. With a `batch`
+    number, every value (not the field names) is one no other batch has: an import never seen
+    before."""
     rows: list[dict[str, object]] = []
     size = 2
     i = 0
+    tag = "" if batch is None else f"{batch}-"
     while True:
         row = {
-            "id": i,
-            "name": f"Customer {i}",
-            "email": f"user{i}@example.com",
-            "address": f"{i} Main Street, Springfield",
-            "notes": "prefers email; no calls",
+            "id": i if batch is None else batch * 1_000_000 + i,
+            "name": f"Customer {tag}{i}",
+            "email": f"user{tag}{i}@example.com",
+            "address": f"{i} Main Street, Springfield {tag}".rstrip(),
+            "notes": f"prefers email; no calls {tag}".rstrip(),
         }
         size += len(json.dumps(row)) + 2
         if size > 1024 * 1024:
@@ -67,13 +72,16 @@ def big_json() -> bytes:
 CART_ID = b"c0ffee00"
 
 
-def cart_json(limit: int) -> bytes:
+def cart_json(limit: int, batch: int | None = None) -> bytes:
     """A valid JSON shopping cart of as many items as fit in `limit` bytes (about 150, 300
-    values): a cart id, then items with a SKU, a quantity and a note."""
+    values): a cart id, then items with a SKU, a quantity and a note. With a `batch` number,
+    its SKUs and notes are ones no other batch has."""
     items: list[dict[str, object]] = []
     body = b""
+    tag = "" if batch is None else f"{batch}-"
     while True:
-        items.append({"sku": f"SKU-{len(items)}", "qty": len(items) % 7, "note": "gift wrap"})
+        n = len(items)
+        items.append({"sku": f"SKU-{tag}{n}", "qty": n % 7, "note": f"gift wrap {tag}".rstrip()})
         candidate = json.dumps({"cart": CART_ID.decode(), "items": items}).encode()
         if len(candidate) > limit:
             return body
@@ -162,6 +170,15 @@ def requests() -> dict[str, Request]:
     }
 
 
+#: Requests whose body is made anew for each iteration, every value in it one not seen before
+#: (the rows above send one body each time, so most of its values are remembered after the
+#: first): the body of iteration `i`.
+FRESH_BODIES: dict[str, tuple[str, Callable[[int], bytes]]] = {
+    "POST JSON 8 KiB, new values": ("POST JSON 8 KiB", lambda i: cart_json(8192, i)),
+    "POST 1 MiB JSON, new values": ("POST 1 MiB JSON", big_json),
+}
+
+
 def vary(request: Request, i: int) -> Request:
     """A distinct request per iteration: unique query values, session cookie and path id (and
     cart id in a JSON cart), so caches inside the engine see realistic, not identical, traffic."""
@@ -190,6 +207,7 @@ def measure(
     request: Request,
     iterations: int,
     clock: Callable[[], int] = time.perf_counter_ns,
+    bodies: Callable[[int], bytes] | None = None,
 ) -> list[float]:
     state = engine.new_state(seed=0)
     seen = within_buffer(request, engine.limits)
@@ -202,6 +220,8 @@ def measure(
     try:
         for i in range(iterations):
             req = vary(seen, i)
+            if bodies is not None:
+                req = dataclasses.replace(req, body=bodies(i))
             start = clock()
             engine.evaluate(req, state)
             samples.append((clock() - start) / 1000)
@@ -267,6 +287,7 @@ def main() -> int:
     args = parser.parse_args()
     clock = time.thread_time_ns if args.cpu else time.perf_counter_ns
     known = requests()
+    known |= {name: known[like] for name, (like, _) in FRESH_BODIES.items()}
     unknown = [n for n in (args.only or []) + [args.profile or "GET page"] if n not in known]
     if unknown:
         raise SystemExit(f"unknown request {unknown[0]!r}; choose from {', '.join(known)}")
@@ -296,8 +317,9 @@ def main() -> int:
             continue
         engine = big if "MiB" in name else example
         n = max(20, args.iterations // 250) if "MiB" in name else args.iterations
-        ex = measure(engine, request, n, clock)
-        base = measure(empty, request, n, clock)
+        bodies = FRESH_BODIES[name][1] if name in FRESH_BODIES else None
+        ex = measure(engine, request, n, clock, bodies)
+        base = measure(empty, request, n, clock, bodies)
         rows.append(
             {
                 "request": name,

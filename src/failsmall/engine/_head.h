@@ -50,6 +50,48 @@ int remembered_later_put(remembered_later_t *later, Memo *memo);
 /* Let go of the values kept. */
 void remembered_later_free(remembered_later_t *later);
 
+/* Fresh values scanned together (`_native.c`): each value's results go, as UTF-8 separated by
+ * `\n`, into the buffer of the database that would scan them alone (a subset's or the one of
+ * every pattern), scanned once with its candidate form; only the results it flags are scanned
+ * on their own, exactly (as `scan_result`), and those alone give hits. Results that hold a
+ * `\n` or are long are scanned on their own as they are added. */
+typedef struct {
+    struct batch_group *groups; /* by the database that scans a result alone; NULL for none */
+    PyObject **hits;            /* per value: a set, or NULL for none yet */
+    Py_ssize_t nvalues, hits_capacity;
+} scan_batch_t;
+
+/* Add the results of a fresh `value` of `targets` (and of its NFKC form, as `fresh_value`):
+ * returns the value's index in the batch, -1 on error; `*chars` is what they cost. */
+Py_ssize_t batch_add(ValueScanner *self, scan_batch_t *b, PyObject *value, long long targets,
+                     Py_ssize_t *chars);
+
+/* Scan the results added since the last call. -1 on error. */
+int batch_scan(ValueScanner *self, scan_batch_t *b);
+
+/* The hits of value `index` once scanned: a new frozenset. */
+PyObject *batch_hits(ValueScanner *self, scan_batch_t *b, Py_ssize_t index);
+
+void batch_free(scan_batch_t *b);
+
+/* Values in order, the remembered ones as found and the fresh ones scanned together, charged
+ * to the work as `scan_sources` charges them one by one (`_scanwalk.c`): `walk_known` and
+ * `walk_fresh` add the next value and return 1 while more may follow, 0 once a value would not
+ * fit (it is the last: the work stops before it), -1 on error; `walk_finish` scans, charges
+ * each value in order to `w`, and remembers the short fresh ones charged or stopped at. */
+typedef struct {
+    scan_batch_t batch;
+    struct walk_value *items;
+    Py_ssize_t count, capacity;
+    Py_ssize_t room_values, room_chars, values, chars;
+} scan_walk_t;
+
+/* `found->hits` is taken. */
+int walk_known(scan_walk_t *walk, known_t *found);
+int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, long long targets);
+int walk_finish(ValueScanner *self, scan_walk_t *walk, Memo *memo, work_t *w);
+void walk_free(scan_walk_t *walk);
+
 /* The hits and cost of `value` as a value of `targets` (a mask > 0): remembered in `memo`, or
  * scanned (then `*fresh` is 1). An empty value has none. -1 on error. */
 int value_found(ValueScanner *self, Memo *memo, PyObject *value, long long targets,

@@ -10,7 +10,8 @@
  *    them, with the hash a str of them has;
  * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its
  *    characters and hash (no str is made for a value remembered; a value too long to be
- *    remembered is not looked up), or made a str and scanned;
+ *    remembered is not looked up), or made a str and scanned (the fresh values together,
+ *    `scan_walk_t`);
  *    charged to the room left, stopping before the first whose work does not fit; the short
  *    fresh values are remembered after the walk.
  *
@@ -183,9 +184,10 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
 /* The distinct values of `s` in order, as `scan_sources` scans them, charged to `w`. Returns
  * -1 on error. */
 static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w) {
-    remembered_later_t later = {0};
-    int err = -1;
-    for (Py_ssize_t i = 0; i < s->count; i++) {
+    scan_walk_t walk = {.room_values = w->room_values - w->values,
+                        .room_chars = w->room_chars - w->chars};
+    int more = 1, err = -1;
+    for (Py_ssize_t i = 0; more == 1 && i < s->count; i++) {
         /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
         for (int stage = 0; stage < 3; stage++) {
             Py_ssize_t ahead = i + PREFETCH_DISTANCE * (3 - stage);
@@ -197,41 +199,22 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
         source_t *item = &s->items[i];
         if (item->length == 0) continue;
         memo_text_t text = {item->kind, s->arena + item->offset, item->length, item->hash};
-        known_t found;
         memo_entry *e =
             item->length > MEMO_MAX_VALUE ? NULL : memo_find_text(memo, text, item->bits);
         if (e != NULL) {
-            found = (known_t){Py_NewRef(e->hits), e->values, e->chars};
+            known_t found = {Py_NewRef(e->hits), e->values, e->chars};
+            more = walk_known(&walk, &found);
         } else {
             PyObject *value = PyUnicode_FromKindAndData(text.kind, text.data, text.length);
-            PyObject *bits = value ? PyLong_FromLongLong(item->bits) : NULL;
-            PyObject *scanned = bits ? fresh_value(self, value, bits) : NULL;
-            Py_XDECREF(bits);
-            if (scanned == NULL) {
-                Py_XDECREF(value);
-                goto done;
-            }
-            found = (known_t){Py_NewRef(PyTuple_GET_ITEM(scanned, 0)), 1,
-                              PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1))};
-            Py_DECREF(scanned);
-            int kept = item->length > MEMO_MAX_VALUE
-                           ? 0
-                           : remembered_later_add(&later, value, item->bits, found.hits,
-                                                  found.chars);
+            if (value == NULL) goto done;
+            more = walk_fresh(self, &walk, value, item->bits);
             Py_DECREF(value);
-            if (kept < 0) {
-                Py_DECREF(found.hits);
-                goto done;
-            }
         }
-        int fit = work_charge(w, &found);
-        if (fit < 0) goto done;
-        if (fit == 0) break;
+        if (more < 0) goto done;
     }
-    if (remembered_later_put(&later, memo) < 0) goto done;
-    err = 0;
+    err = walk_finish(self, &walk, memo, w);
 done:
-    remembered_later_free(&later);
+    walk_free(&walk);
     return err;
 }
 

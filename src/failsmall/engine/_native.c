@@ -6,7 +6,9 @@
  * compute the value's trigger features, run the transform chains they trigger (sharing the work
  * of common prefixes), scan each distinct result once with libhs, and keep a pattern's hit only
  * when the value came from one of its match's targets and the result is what its chain made of
- * the value. It returns the keys hit and the characters scanned.
+ * the value. It returns the keys hit and the characters scanned. The fresh values of a request
+ * part are scanned together (`batch_add`, `batch_scan`): one scan of all their results with a
+ * candidate database, then the exact scan of each result it flags.
  *
  * Features of Latin-1 values and the transforms (lowercase, whitespace, NULs, comments, command
  * lines, paths, the decoders) run here or in the files they name; so does each decoding
@@ -1030,6 +1032,7 @@ typedef struct {
     uint64_t targets;
     uint64_t chains;
     hs_database_t *database;
+    hs_database_t *candidate; /* its candidate form (see `candidate_expression`), or NULL */
 } subset_t;
 
 struct ValueScanner {
@@ -1053,6 +1056,10 @@ struct ValueScanner {
     PyObject *empty;      /* frozenset() */
     int busy; /* a scan is under way: the scratch space and `done` are in use */
     utf8_buffer_t utf8; /* the UTF-8 form of the result being scanned */
+    /* Every pattern, made to find a superset of its matches in many results at once (see
+     * `candidate_expression`); NULL when libhs refuses one, and then every result scanned with
+     * `database` is scanned on its own. */
+    hs_database_t *candidate;
 };
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
@@ -1063,6 +1070,18 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     (void)flags;
     if (self->nmatched < self->npatterns) self->matched[self->nmatched++] = id;
     return 0;
+}
+
+static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uint64_t targets,
+                      uint64_t chains, PyObject **hits);
+
+/* The first subset that holds every pattern of `targets` and `chains` (its database costs less
+ * than the one of every pattern), or -1 for none. */
+static int subset_for(ValueScanner *self, uint64_t targets, uint64_t chains) {
+    for (int i = 0; i < self->nsubsets; i++)
+        if (!(targets & ~self->subsets[i].targets) && !(chains & ~self->subsets[i].chains))
+            return i;
+    return -1;
 }
 
 /* Scan one result for patterns of `targets` and `chains`, adding their keys to the set `*hits`
@@ -1079,19 +1098,20 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
         if (size < 0) return -1;
         data = self->utf8.data;
     }
+    return scan_bytes(self, data, size, targets, chains, hits);
+}
+
+/* Scan the UTF-8 `data` of a result as `scan_result` does. */
+static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uint64_t targets,
+                      uint64_t chains, PyObject **hits) {
     if (size == 0) return 0;
     if ((uint64_t)size > UINT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
         return -1;
     }
     self->nmatched = 0;
-    hs_database_t *database = self->database;
-    for (int i = 0; i < self->nsubsets; i++) {
-        if (!(targets & ~self->subsets[i].targets) && !(chains & ~self->subsets[i].chains)) {
-            database = self->subsets[i].database;
-            break;
-        }
-    }
+    int subset = subset_for(self, targets, chains);
+    hs_database_t *database = subset < 0 ? self->database : self->subsets[subset].database;
     hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
                              self);
     if (err != HS_SUCCESS) {
@@ -1110,7 +1130,11 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
 static void ValueScanner_dealloc(ValueScanner *self) {
     if (self->scratch) hs_free_scratch(self->scratch);
     if (self->database) hs_free_database(self->database);
-    for (int i = 0; i < self->nsubsets; i++) hs_free_database(self->subsets[i].database);
+    if (self->candidate) hs_free_database(self->candidate);
+    for (int i = 0; i < self->nsubsets; i++) {
+        hs_free_database(self->subsets[i].database);
+        if (self->subsets[i].candidate) hs_free_database(self->subsets[i].candidate);
+    }
     PyMem_Free(self->targets);
     PyMem_Free(self->chains);
     PyMem_Free(self->matched);
@@ -1145,6 +1169,101 @@ static int compile_database(const char **patterns, unsigned int *flags, unsigned
     hs_free_compile_error(error);
     *database = NULL;
     return -1;
+}
+
+/* The candidate form of `expression`, written to `out` (room for as many bytes, and a NUL):
+ * the escapes `\A` to `^`, `\z` and `\Z` to `$`, outside character classes and `\Q...\E`
+ * quotes. Compiled with HS_FLAG_MULTILINE and without HS_FLAG_DOTALL or HS_FLAG_SINGLEMATCH
+ * (`candidate_flags`), it reports, in results written one after another with `\n` after each
+ * (none holding a `\n`), a match ending inside each result (or at its end) that the pattern
+ * matches on its own: `^` and `$` match at the separators as at the ends of a lone result, `.`
+ * matches what it matches in a result with no `\n`, `\b` and `\B` see a non-word character
+ * at either end as before, and every match is reported, not only the first. */
+static void candidate_expression(const char *expression, char *out) {
+    const char *p = expression;
+    char *o = out;
+    int in_class = 0;
+    while (*p) {
+        if (p[0] == '\\' && p[1] == 'Q') { /* a quote: copied up to its \E, as written */
+            const char *end = strstr(p + 2, "\\E");
+            size_t n = end ? (size_t)(end + 2 - p) : strlen(p);
+            memcpy(o, p, n);
+            o += n;
+            p += n;
+            continue;
+        }
+        if (p[0] == '\\' && p[1]) {
+            if (!in_class && p[1] == 'A') *o++ = '^';
+            else if (!in_class && (p[1] == 'z' || p[1] == 'Z')) *o++ = '$';
+            else {
+                *o++ = p[0];
+                *o++ = p[1];
+            }
+            p += 2;
+            continue;
+        }
+        if (in_class) {
+            if (p[0] == '[' && p[1] == ':') { /* a POSIX class: copied up to its :] */
+                const char *end = strstr(p + 2, ":]");
+                size_t n = end ? (size_t)(end + 2 - p) : 1;
+                memcpy(o, p, n);
+                o += n;
+                p += n;
+                continue;
+            }
+            if (*p == ']') in_class = 0;
+            *o++ = *p++;
+            continue;
+        }
+        if (*p == '[') {
+            in_class = 1;
+            *o++ = *p++;
+            if (*p == '^') *o++ = *p++;
+            if (*p == ']') *o++ = *p++; /* a `]` first in a class is itself */
+            continue;
+        }
+        *o++ = *p++;
+    }
+    *o = '\0';
+}
+
+static unsigned int candidate_flags(unsigned int flags) {
+    return (flags & ~(unsigned int)(HS_FLAG_SINGLEMATCH | HS_FLAG_DOTALL)) | HS_FLAG_MULTILINE;
+}
+
+/* The candidate database of the `n` patterns, or NULL (with no error set) when libhs refuses
+ * one of their candidate forms. -1 on error. */
+static int compile_candidate(const char **patterns, unsigned int *flags, unsigned int *ids,
+                             unsigned int n, hs_database_t **candidate) {
+    *candidate = NULL;
+    char **forms = PyMem_Calloc(n, sizeof(char *));
+    unsigned int *cflags = PyMem_Calloc(n, sizeof(unsigned int));
+    int err = -1;
+    if (forms == NULL || cflags == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        if ((forms[i] = PyMem_Malloc(strlen(patterns[i]) + 1)) == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        candidate_expression(patterns[i], forms[i]);
+        cflags[i] = candidate_flags(flags[i]);
+    }
+    hs_compile_error_t *error = NULL;
+    if (hs_compile_ext_multi((const char *const *)forms, cflags, ids, NULL, n, HS_MODE_BLOCK,
+                             NULL, candidate, &error) != HS_SUCCESS) {
+        hs_free_compile_error(error);
+        *candidate = NULL;
+    }
+    err = 0;
+done:
+    if (forms != NULL)
+        for (unsigned int i = 0; i < n; i++) PyMem_Free(forms[i]);
+    PyMem_Free(forms);
+    PyMem_Free(cflags);
+    return err;
 }
 
 /* ValueScanner(expressions, flags, owners, targets, chains, chain_table, features, subsets)
@@ -1329,10 +1448,22 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
         subset->targets = mask;
         subset->chains = chain_mask;
         self->nsubsets++;
-        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS) {
+        if (compile_candidate(sub_patterns, sub_flags, sub_ids, (unsigned int)m,
+                              &subset->candidate) < 0)
+            goto done;
+        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS ||
+            (subset->candidate != NULL &&
+             hs_alloc_scratch(subset->candidate, &self->scratch) != HS_SUCCESS)) {
             PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
             goto done;
         }
+    }
+    if (compile_candidate(patterns, pflags, ids, (unsigned int)n, &self->candidate) < 0)
+        goto done;
+    if (self->candidate != NULL &&
+        hs_alloc_scratch(self->candidate, &self->scratch) != HS_SUCCESS) {
+        PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
+        goto done;
     }
     ok = 1;
 done:
@@ -1360,21 +1491,18 @@ typedef struct {
  * above this many characters each transform runs once per distinct input. */
 #define SHARED_TRANSFORM_MIN 1024
 
-static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "scan_value(value: str, targets: int)");
-        return NULL;
-    }
-    PyObject *value = args[0];
-    uint64_t targets = as_u64(args[1]);
-    if (targets == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+/* The distinct results of `value` as a value of `targets`, each with the chains that made it:
+ * the value as written for the chains not triggered, and what each triggered chain makes of
+ * it. `results` (room for MAX_CHAINS + 1) receives new references, `*nresults` their count
+ * (also on error, when the caller releases them). -1 on error. */
+static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, found_t *results,
+                         int *nresults) {
+    *nresults = 0;
     long wanted = 0;
     for (int c = 0; c < self->nchains; c++)
         if (self->chain[c].targets & targets) wanted |= self->chain[c].triggers;
     long present = value_features(value, wanted, self->features);
-    if (present == -1 && PyErr_Occurred()) return NULL;
-    found_t results[MAX_CHAINS + 1];
-    int nresults = 0;
+    if (present == -1 && PyErr_Occurred()) return -1;
     uint64_t unchanged = 0;
     int triggered = 0;
     for (int c = 0; c < self->nchains; c++) {
@@ -1383,12 +1511,10 @@ static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_s
         if (chain->triggers & present) triggered = 1;
         else unchanged |= chain->bit;
     }
-    PyObject *hits = NULL, *out = NULL;
-    Py_ssize_t chars = 0;
-    int nprefixes = self->nprefixes;
+    int nprefixes = self->nprefixes, err = -1;
     applied_t *applied = NULL;
     int napplied = 0;
-    if (unchanged) results[nresults++] = (found_t){Py_NewRef(value), unchanged};
+    if (unchanged) results[(*nresults)++] = (found_t){Py_NewRef(value), unchanged};
     if (triggered) {
         memset(self->done, 0, sizeof(PyObject *) * (size_t)(nprefixes + 1));
         if (PyUnicode_GET_LENGTH(value) > SHARED_TRANSFORM_MIN) {
@@ -1438,14 +1564,14 @@ static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_s
                 self->done[step->prefix] = Py_NewRef(current);
             }
             int r = 0;
-            for (; r < nresults; r++) {
+            for (; r < *nresults; r++) {
                 if (results[r].result == current) break;
                 int cmp = PyUnicode_Compare(results[r].result, current);
                 if (cmp == -1 && PyErr_Occurred()) goto chain_error;
                 if (cmp == 0) break;
             }
-            if (r == nresults) {
-                results[nresults++] = (found_t){current, chain->bit};
+            if (r == *nresults) {
+                results[(*nresults)++] = (found_t){current, chain->bit};
             } else {
                 results[r].chains |= chain->bit;
                 Py_DECREF(current);
@@ -1456,6 +1582,33 @@ static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_s
             goto error;
         }
     }
+    err = 0;
+error:
+    if (triggered)
+        for (int p = 0; p <= nprefixes; p++) Py_CLEAR(self->done[p]);
+    if (applied != NULL) {
+        for (int a = 0; a < napplied; a++) {
+            Py_DECREF(applied[a].input);
+            Py_DECREF(applied[a].output);
+        }
+        PyMem_Free(applied);
+    }
+    return err;
+}
+
+static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan_value(value: str, targets: int)");
+        return NULL;
+    }
+    PyObject *value = args[0];
+    uint64_t targets = as_u64(args[1]);
+    if (targets == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    found_t results[MAX_CHAINS + 1];
+    int nresults;
+    PyObject *hits = NULL, *out = NULL;
+    Py_ssize_t chars = 0;
+    if (value_results(self, value, targets, results, &nresults) < 0) goto error;
     for (int r = 0; r < nresults; r++) {
         chars += PyUnicode_GET_LENGTH(results[r].result);
         if (scan_result(self, results[r].result, targets, results[r].chains, &hits) < 0)
@@ -1470,15 +1623,6 @@ static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_s
 error:
     Py_XDECREF(hits);
     for (int r = 0; r < nresults; r++) Py_DECREF(results[r].result);
-    if (triggered)
-        for (int p = 0; p <= nprefixes; p++) Py_CLEAR(self->done[p]);
-    if (applied != NULL) {
-        for (int a = 0; a < napplied; a++) {
-            Py_DECREF(applied[a].input);
-            Py_DECREF(applied[a].output);
-        }
-        PyMem_Free(applied);
-    }
     return out;
 }
 
@@ -1517,9 +1661,219 @@ PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
     return found;
 }
 
+/* ---- fresh values scanned together ------------------------------------------------- */
+
+/* One result in a batch: its UTF-8 at `start` in its group's buffer, `size` bytes followed by
+ * `\n`, the targets of its value and the chains that made it, its value's index, and whether
+ * the candidate scan found a pattern of those targets and chains ending in it. */
+struct batch_result {
+    Py_ssize_t start, size;
+    uint64_t targets, chains;
+    Py_ssize_t value;
+    int flagged;
+};
+
+/* The results one database would scan on their own (a subset's, or the one of every pattern),
+ * scanned together with its candidate form. */
+struct batch_group {
+    char *buffer;
+    Py_ssize_t length, capacity;
+    struct batch_result *results;
+    Py_ssize_t count, capacity_results;
+};
+
+/* A result longer than this is scanned on its own: a long result costs its bytes more than one
+ * call, and is likelier to be flagged, so scanned twice. */
+#define BATCH_LONG_RESULT 512
+/* With fewer results than this, a candidate scan costs about what it saves. */
+#define BATCH_MIN_RESULTS 8
+/* The most bytes one candidate scan reads; past it, results are scanned on their own. */
+#define BATCH_MAX_BUFFER ((Py_ssize_t)1 << 30)
+/* A candidate scan stops after this many matches per byte of its buffer (plus
+ * BATCH_MATCHES_MIN): a pattern that matches nearly everywhere is cheaper to verify result by
+ * result than to report at every byte. Every result of the scan is then scanned on its own. */
+#define BATCH_MATCHES_PER_BYTE 1
+#define BATCH_MATCHES_MIN 4096
+
+static int batch_grow(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item) {
+    if (needed <= *capacity) return 0;
+    Py_ssize_t more = *capacity ? *capacity : 64;
+    while (more < needed) more *= 2;
+    void *grown = PyMem_Realloc(*items, (size_t)more * item);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *items = grown;
+    *capacity = more;
+    return 0;
+}
+
+/* Add one result of value `index` to the group of the database that would scan it, or scan it
+ * now when it does not go in one. */
+static int batch_push(ValueScanner *self, scan_batch_t *b, PyObject *result, uint64_t targets,
+                      uint64_t chains, Py_ssize_t index) {
+    const char *data;
+    Py_ssize_t size;
+    if (PyUnicode_IS_ASCII(result)) {
+        data = (const char *)PyUnicode_1BYTE_DATA(result);
+        size = PyUnicode_GET_LENGTH(result);
+    } else {
+        size = utf8_encode(&self->utf8, result);
+        if (size < 0) return -1;
+        data = self->utf8.data;
+    }
+    if (size == 0) return 0;
+    int subset = subset_for(self, targets, chains);
+    hs_database_t *candidate = subset < 0 ? self->candidate : self->subsets[subset].candidate;
+    int at = subset < 0 ? self->nsubsets : subset;
+    if (candidate == NULL || size > BATCH_LONG_RESULT ||
+        memchr(data, '\n', (size_t)size) != NULL ||
+        (b->groups != NULL && b->groups[at].length + size + 1 > BATCH_MAX_BUFFER))
+        return scan_bytes(self, data, size, targets, chains, &b->hits[index]);
+    if (b->groups == NULL &&
+        (b->groups = PyMem_Calloc(MAX_SUBSETS + 1, sizeof(struct batch_group))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    struct batch_group *g = &b->groups[at];
+    if (batch_grow((void **)&g->buffer, &g->capacity, g->length + size + 1, 1) < 0 ||
+        batch_grow((void **)&g->results, &g->capacity_results, g->count + 1,
+                   sizeof(struct batch_result)) < 0)
+        return -1;
+    memcpy(g->buffer + g->length, data, (size_t)size);
+    g->buffer[g->length + size] = '\n';
+    g->results[g->count++] = (struct batch_result){g->length, size, targets, chains, index, 0};
+    g->length += size + 1;
+    return 0;
+}
+
+/* Add the results of `value` as a value of value `index` of `targets`; `*chars` grows by
+ * their characters. */
+static int batch_push_value(ValueScanner *self, scan_batch_t *b, PyObject *value,
+                            uint64_t targets, Py_ssize_t index, Py_ssize_t *chars) {
+    found_t results[MAX_CHAINS + 1];
+    int nresults, err = value_results(self, value, targets, results, &nresults);
+    for (int r = 0; r < nresults; r++) {
+        *chars += PyUnicode_GET_LENGTH(results[r].result);
+        if (err == 0) err = batch_push(self, b, results[r].result, targets, results[r].chains,
+                                       index);
+        Py_DECREF(results[r].result);
+    }
+    return err;
+}
+
+Py_ssize_t batch_add(ValueScanner *self, scan_batch_t *b, PyObject *value, long long targets,
+                     Py_ssize_t *chars) {
+    if (batch_grow((void **)&b->hits, &b->hits_capacity, b->nvalues + 1, sizeof(PyObject *)) <
+        0)
+        return -1;
+    Py_ssize_t index = b->nvalues++;
+    b->hits[index] = NULL;
+    *chars = 0;
+    if (batch_push_value(self, b, value, (uint64_t)targets, index, chars) < 0) return -1;
+    if (PyUnicode_IS_ASCII(value)) return index;
+    /* as `fresh_value`: the NFKC form too, when it differs */
+    PyObject *folded = fs_nfkc(value, nfkc_normalize, NFKC);
+    if (folded == NULL) return -1;
+    int same = folded == value || PyUnicode_Compare(folded, value) == 0;
+    int err = PyErr_Occurred() ? -1 : 0;
+    if (!err && !same) err = batch_push_value(self, b, folded, (uint64_t)targets, index, chars);
+    Py_DECREF(folded);
+    return err < 0 ? -1 : index;
+}
+
+typedef struct {
+    ValueScanner *self;
+    struct batch_result *results;
+    Py_ssize_t count, cursor;
+    unsigned long long matches, most;
+} candidate_scan_t;
+
+static int on_candidate(unsigned int id, unsigned long long from, unsigned long long to,
+                        unsigned int flags, void *context) {
+    candidate_scan_t *c = context;
+    (void)from;
+    (void)flags;
+    if (++c->matches > c->most) return 1;
+    /* The result whose span [start, start + size] holds `to`: the last one starting at or
+     * before it (matches come mostly in order, so the last one found is tried first). */
+    Py_ssize_t at = c->cursor;
+    if (!((unsigned long long)c->results[at].start <= to &&
+          (at + 1 == c->count || to < (unsigned long long)c->results[at + 1].start))) {
+        Py_ssize_t lo = 0, hi = c->count - 1;
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo + 1) / 2;
+            if ((unsigned long long)c->results[mid].start <= to) lo = mid;
+            else hi = mid - 1;
+        }
+        at = c->cursor = lo;
+    }
+    struct batch_result *r = &c->results[at];
+    if (r->flagged || to > (unsigned long long)(r->start + r->size)) return 0;
+    if ((c->self->targets[id] & r->targets) && (c->self->chains[id] & r->chains)) r->flagged = 1;
+    return 0;
+}
+
+/* Scan group `at` of `b`: with its candidate database, then each result flagged (every one
+ * when there are few, or when the candidate scan passed its bound) exactly. */
+static int batch_scan_group(ValueScanner *self, scan_batch_t *b, int at) {
+    struct batch_group *g = &b->groups[at];
+    int every = g->count < BATCH_MIN_RESULTS;
+    if (!every) {
+        hs_database_t *candidate =
+            at == self->nsubsets ? self->candidate : self->subsets[at].candidate;
+        candidate_scan_t c = {self, g->results, g->count, 0, 0,
+                              (unsigned long long)g->length * BATCH_MATCHES_PER_BYTE +
+                                  BATCH_MATCHES_MIN};
+        hs_error_t err = hs_scan(candidate, g->buffer, (unsigned int)g->length, 0,
+                                 self->scratch, on_candidate, &c);
+        if (err == HS_SCAN_TERMINATED) {
+            every = 1;
+        } else if (err != HS_SUCCESS) {
+            PyErr_Format(PyExc_RuntimeError, "hs_scan failed with error %d", (int)err);
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < g->count; i++) {
+        struct batch_result *r = &g->results[i];
+        if ((every || r->flagged) && scan_bytes(self, g->buffer + r->start, r->size, r->targets,
+                                                r->chains, &b->hits[r->value]) < 0)
+            return -1;
+    }
+    g->count = 0;
+    g->length = 0;
+    return 0;
+}
+
+int batch_scan(ValueScanner *self, scan_batch_t *b) {
+    if (b->groups == NULL) return 0;
+    for (int at = 0; at <= self->nsubsets; at++)
+        if (b->groups[at].count && batch_scan_group(self, b, at) < 0) return -1;
+    return 0;
+}
+
+PyObject *batch_hits(ValueScanner *self, scan_batch_t *b, Py_ssize_t index) {
+    if (b->hits[index] == NULL) return Py_NewRef(self->empty);
+    return PyFrozenSet_New(b->hits[index]);
+}
+
+void batch_free(scan_batch_t *b) {
+    for (Py_ssize_t i = 0; i < b->nvalues; i++) Py_XDECREF(b->hits[i]);
+    PyMem_Free(b->hits);
+    if (b->groups != NULL) {
+        for (int at = 0; at <= MAX_SUBSETS; at++) {
+            PyMem_Free(b->groups[at].buffer);
+            PyMem_Free(b->groups[at].results);
+        }
+    }
+    PyMem_Free(b->groups);
+    *b = (scan_batch_t){0};
+}
+
 /* scan_sources(sources, memo, room_values, room_chars) -> (hits, values, chars, stop)
  * Each (value, targets) of `sources` in order: its hits, values and characters remembered in
- * `memo` (a `Memo`), or scanned as a fresh value. Stops before the first value whose work does
+ * `memo` (a `Memo`), or scanned as a fresh value (the fresh values together, `scan_walk_t`). Stops before the first value whose work does
  * not fit the room left; `stop` says which limit it would pass (a `stop_t`: none, values,
  * characters). The short fresh values are remembered after the walk, not during it: a body
  * with more distinct values than the memo holds then finds the values remembered from the
@@ -1538,10 +1892,11 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
     PyObject *hits = PySet_New(NULL), *out = NULL;
     if (hits == NULL) return NULL;
     work_t w = {hits, room_values, room_chars, 0, 0, STOP_NONE};
-    remembered_later_t later = {0};
+    scan_walk_t walk = {.room_values = room_values, .room_chars = room_chars};
     Py_ssize_t position = 0;
     PyObject *value, *targets;
-    while (PyDict_Next(sources, &position, &value, &targets)) {
+    int more = 1;
+    while (more == 1 && PyDict_Next(sources, &position, &value, &targets)) {
         if (!PyUnicode_Check(value)) {
             PyErr_SetString(PyExc_TypeError, "sources must map str to int");
             goto done;
@@ -1553,22 +1908,19 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
             PyErr_SetString(PyExc_ValueError, "sources: each target mask must be above 0");
             goto done;
         }
-        known_t found;
-        int fresh;
-        if (value_found(self, memo, value, bits, &found, &fresh) < 0) goto done;
-        if (fresh && PyUnicode_GET_LENGTH(value) <= MEMO_MAX_VALUE &&
-            remembered_later_add(&later, value, bits, found.hits, found.chars) < 0) {
-            Py_DECREF(found.hits);
-            goto done;
+        memo_entry *e = memo_find(memo, value, bits);
+        if (e != NULL) {
+            known_t found = {Py_NewRef(e->hits), e->values, e->chars};
+            more = walk_known(&walk, &found);
+        } else {
+            more = PyErr_Occurred() ? -1 : walk_fresh(self, &walk, value, bits);
         }
-        int fit = work_charge(&w, &found);
-        if (fit < 0) goto done;
-        if (fit == 0) break;
+        if (more < 0) goto done;
     }
-    if (remembered_later_put(&later, memo) < 0) goto done;
+    if (walk_finish(self, &walk, memo, &w) < 0) goto done;
     out = Py_BuildValue("(Onni)", hits, w.values, w.chars, (int)w.stop);
 done:
-    remembered_later_free(&later);
+    walk_free(&walk);
     Py_DECREF(hits);
     return out;
 }

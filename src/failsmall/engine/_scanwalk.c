@@ -1,0 +1,94 @@
+/* The values of a request part in order, the remembered ones as found and the fresh ones
+ * scanned together (`scan_batch_t`), with the work, the stop and the memo they would have if
+ * each fresh value were scanned on its own where it comes (as `scan_sources` reads them).
+ *
+ * Whether a value fits depends only on its values and characters, which are known before its
+ * results are scanned: the walk counts them as values are added and stops adding after the
+ * first that does not fit, so no value past the stop is transformed or scanned. The hits are
+ * charged afterwards, value by value in the same order, by `work_charge`.
+ */
+#include "_head.h"
+
+/* A value added: its hits and cost when remembered, or its index in the batch when fresh. */
+struct walk_value {
+    known_t found;
+    PyObject *value; /* the fresh value, or NULL */
+    long long targets;
+    Py_ssize_t index;
+};
+
+static int walk_push(scan_walk_t *walk, struct walk_value item) {
+    if (walk->count == walk->capacity) {
+        Py_ssize_t capacity = walk->capacity ? 2 * walk->capacity : 64;
+        struct walk_value *more =
+            PyMem_Realloc(walk->items, (size_t)capacity * sizeof(struct walk_value));
+        if (more == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        walk->items = more;
+        walk->capacity = capacity;
+    }
+    walk->items[walk->count++] = item;
+    /* `work_charge`'s test, on the values and characters alone */
+    if (walk->values + item.found.values > walk->room_values ||
+        walk->chars + item.found.chars > walk->room_chars)
+        return 0;
+    walk->values += item.found.values;
+    walk->chars += item.found.chars;
+    return 1;
+}
+
+int walk_known(scan_walk_t *walk, known_t *found) {
+    int out = walk_push(walk, (struct walk_value){*found, NULL, 0, -1});
+    if (out < 0) Py_CLEAR(found->hits);
+    found->hits = NULL;
+    return out;
+}
+
+int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, long long targets) {
+    Py_ssize_t chars;
+    Py_ssize_t index = batch_add(self, &walk->batch, value, targets, &chars);
+    if (index < 0) return -1;
+    return walk_push(walk,
+                     (struct walk_value){{NULL, 1, chars}, Py_NewRef(value), targets, index});
+}
+
+int walk_finish(ValueScanner *self, scan_walk_t *walk, Memo *memo, work_t *w) {
+    if (batch_scan(self, &walk->batch) < 0) return -1;
+    remembered_later_t later = {0};
+    int err = -1;
+    for (Py_ssize_t i = 0; i < walk->count; i++) {
+        struct walk_value *item = &walk->items[i];
+        known_t found = item->found;
+        item->found.hits = NULL;
+        if (item->value != NULL) {
+            found.hits = batch_hits(self, &walk->batch, item->index);
+            if (found.hits == NULL) goto done;
+            if (PyUnicode_GET_LENGTH(item->value) <= MEMO_MAX_VALUE &&
+                remembered_later_add(&later, item->value, item->targets, found.hits,
+                                     found.chars) < 0) {
+                Py_DECREF(found.hits);
+                goto done;
+            }
+        }
+        int fit = work_charge(w, &found);
+        if (fit < 0) goto done;
+        if (fit == 0) break;
+    }
+    if (remembered_later_put(&later, memo) < 0) goto done;
+    err = 0;
+done:
+    remembered_later_free(&later);
+    return err;
+}
+
+void walk_free(scan_walk_t *walk) {
+    for (Py_ssize_t i = 0; i < walk->count; i++) {
+        Py_XDECREF(walk->items[i].found.hits);
+        Py_XDECREF(walk->items[i].value);
+    }
+    PyMem_Free(walk->items);
+    batch_free(&walk->batch);
+    *walk = (scan_walk_t){0};
+}
