@@ -1155,8 +1155,14 @@ static uint64_t as_u64(PyObject *o) {
 static int compile_database(const char **patterns, unsigned int *flags, unsigned int *ids,
                             unsigned int n, hs_database_t **database) {
     hs_compile_error_t *error = NULL;
-    hs_error_t err = hs_compile_ext_multi(patterns, flags, ids, NULL, n, HS_MODE_BLOCK, NULL,
-                                          database, &error);
+    hs_error_t err;
+    /* Compiling takes seconds for a large ruleset: other threads (a node's event loop while a
+     * bundle loads in a worker thread) run meanwhile. `patterns` point into bytes objects of a
+     * list only the caller holds. */
+    Py_BEGIN_ALLOW_THREADS
+    err = hs_compile_ext_multi(patterns, flags, ids, NULL, n, HS_MODE_BLOCK, NULL, database,
+                               &error);
+    Py_END_ALLOW_THREADS
     if (err == HS_SUCCESS) return 0;
     /* The expression index is that of `patterns`, which callers keep in pattern id order. */
     PyObject *exc = Py_BuildValue("(si)", error ? error->message : "compile failed",
@@ -1252,8 +1258,12 @@ static int compile_candidate(const char **patterns, unsigned int *flags, unsigne
         cflags[i] = candidate_flags(flags[i]);
     }
     hs_compile_error_t *error = NULL;
-    if (hs_compile_ext_multi((const char *const *)forms, cflags, ids, NULL, n, HS_MODE_BLOCK,
-                             NULL, candidate, &error) != HS_SUCCESS) {
+    hs_error_t compiled;
+    Py_BEGIN_ALLOW_THREADS /* as in `compile_database` */
+    compiled = hs_compile_ext_multi((const char *const *)forms, cflags, ids, NULL, n,
+                                    HS_MODE_BLOCK, NULL, candidate, &error);
+    Py_END_ALLOW_THREADS
+    if (compiled != HS_SUCCESS) {
         hs_free_compile_error(error);
         *candidate = NULL;
     }
