@@ -142,7 +142,11 @@ def test_a_path_a_server_resolves_to_admin_is_matched_by_a_rule_for_admin(raw: s
 
 @given(PATHS)
 def test_where_real_servers_agree_normalization_agrees(raw: str) -> None:
-    assume("%" not in unquote(raw) and "\\" not in raw and ";" not in raw and "?" not in raw)
+    # A backslash, even encoded, is a separator to some origins (see `normalize_path`), not to
+    # these resolvers.
+    assume(
+        "%" not in unquote(raw) and "\\" not in unquote(raw) and ";" not in raw and "?" not in raw
+    )
     resolved = _resolvers(raw)
     cleaned = resolved["normpath"]
     assume(cleaned == resolved["http.server"] and not cleaned.startswith("//"))
