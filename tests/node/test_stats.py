@@ -98,3 +98,44 @@ def test_module_outcomes_are_exact_whenever_read(records: list[Record], shared: 
         stats.record(*everything[0])
         again = outcome_counts([*everything, everything[0]])
         assert (stats.module_outcomes(), stats.module_errors()) == again
+
+
+RULED = st.tuples(
+    st.sampled_from([200, 403, 502]),
+    st.sampled_from([*Decision, "rejected"]),
+    st.floats(0, 20, allow_nan=False),
+    st.lists(OUTCOMES, max_size=3).map(tuple),
+    st.lists(st.sampled_from(["r1", "r2", "r3"]), max_size=3).map(tuple),
+)
+
+
+@given(st.lists(st.tuples(RULED, st.booleans()), max_size=40), st.integers(0, 2 * FOLD_EVERY))
+def test_request_counters_are_exact_whenever_read(
+    steps: list[tuple[tuple[int, str, float, tuple[ModuleOutcome, ...], tuple[str, ...]], bool]],
+    repeated: int,
+) -> None:
+    """Requests by status and decision, the latency histogram and the rules' matches and
+    blocks, read after any request (past several folds), equal what was recorded so far."""
+    stats = TrafficStats()
+    plain = ((200, "allow", 0.0007, (), ()), False)
+    requests: Counter[tuple[int, str]] = Counter()
+    buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+    total = 0.0
+    matches: Counter[str] = Counter()
+    blocks: Counter[str] = Counter()
+    for (status, decision, seconds, modules, rules), read in [*steps, *[plain] * repeated, *steps]:
+        stats.record(status, decision, seconds, modules, rules)
+        requests[status, decision] += 1
+        buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        total += seconds
+        matches.update(rules)
+        if decision == Decision.BLOCK:
+            blocks.update(rules)
+        if read:
+            assert stats.requests == requests
+            assert stats.rule_matches == matches and stats.rule_blocks == blocks
+    assert stats.requests == requests
+    latency = stats.latency
+    assert (latency.counts, latency.n, latency.total) == (buckets, requests.total(), total)
+    assert stats.rule_matches == matches and stats.rule_blocks == blocks
+    assert stats.totals().requests == requests.total()

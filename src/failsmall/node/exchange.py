@@ -59,7 +59,6 @@ HTML = b"text/html; charset=utf-8"
 HIGH_WATER = 1024 * 1024
 EARLY_TUNNEL_BYTES = 64 * 1024
 """What a client may send after its WebSocket handshake before the origin has accepted it."""
-EMPTY_MODULES: tuple[()] = ()
 
 
 class ClientSide(Protocol):
@@ -695,16 +694,15 @@ class Exchange:
         verdict = self.verdict
         seconds = time.perf_counter() - self.started
         ctx = self.ctx
-        ctx.stats.record(
-            self.status,
-            self.decision,
-            seconds,
-            verdict.modules if verdict is not None else EMPTY_MODULES,
-        )
-        if verdict is not None and verdict.matched_rules:
-            ctx.stats.record_rules(verdict.matched_rules, self.decision)
-        if ctx.access_log is not None:
-            ctx.access_log.add(self.log_entry(seconds))
+        if verdict is not None:
+            ctx.stats.record(
+                self.status, self.decision, seconds, verdict.modules, verdict.matched_rules
+            )
+        else:
+            ctx.stats.record(self.status, self.decision, seconds)
+        access_log = ctx.access_log
+        if access_log is not None:
+            access_log.add(self.log_entry(seconds))
 
     def log_entry(self, seconds: float) -> AccessEntry:
         """This exchange's access log line: what identifies and explains it, no secrets (the

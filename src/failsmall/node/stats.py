@@ -1,8 +1,11 @@
 """Traffic counters kept on the request path as plain integers, read by metrics and reports.
 
-The request path only increments dictionaries and bucket lists; Prometheus metric objects
-(with their locks and label lookups) are built at scrape time from these numbers, and a health
-report's window is the difference between the totals now and at the previous report.
+The request path appends what a finished request counts (its status, decision, latency, module
+outcomes and matched rules) to a list; every `FOLD_EVERY` requests, and before any counter is
+read, the list is folded into the totals in a few calls that each count the whole batch in C.
+Prometheus metric objects (with their locks and label lookups) are built at scrape time from
+these numbers, and a health report's window is the difference between the totals now and at
+the previous report.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
+from operator import itemgetter
 from typing import get_args
 
 from failsmall.engine.outcomes import (
@@ -50,7 +55,7 @@ OUTCOME_KINDS: dict[type[ModuleOutcome], str] = {
 if set(OUTCOME_KINDS) != set(get_args(ModuleOutcome)):
     raise ImportError("OUTCOME_KINDS must name every kind of ModuleOutcome")
 FOLD_EVERY = 1024
-"""Requests whose module outcomes are counted together (sooner when they are read)."""
+"""Requests whose counts are folded into the totals together (sooner when they are read)."""
 # Read on every request, bound once: in Python 3.11 reading a member from its enum class goes
 # through EnumType.__getattr__'s slow path, about 0.1 µs a time.
 _BLOCK, _CHALLENGE = Decision.BLOCK, Decision.CHALLENGE
@@ -108,18 +113,33 @@ class Window:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
+Recorded = tuple[int, str, float, tuple[ModuleOutcome, ...], tuple[str, ...]]
+"""What `TrafficStats.record` keeps of one request until it is folded in: status, decision,
+seconds, module outcomes and matched rules."""
+_STATUS_DECISION = itemgetter(0, 1)
+_SECONDS = itemgetter(2)
+_MODULES = itemgetter(3)
+_RULES = itemgetter(4)
+_BUCKET = partial(bisect_left, LATENCY_BUCKETS_S)
+NO_OUTCOMES: tuple[()] = ()
+
+
 @dataclass
 class TrafficStats:
-    """Everything counted about traffic since the process started, plus the current window."""
+    """Everything counted about traffic since the process started, plus the current window.
 
-    requests: Counter[tuple[int, str]] = field(default_factory=Counter)
-    # Per module, per outcome kind; every pair exists from the start. Read it through
-    # `module_outcomes` or `module_errors`, which count the outcomes not yet folded in first.
+    The counters `record` feeds (`requests`, `latency`, `rule_matches`, `rule_blocks`, the
+    module outcomes) are properties and methods that fold the requests not yet counted first,
+    so every read is exact.
+    """
+
+    folded_requests: Counter[tuple[int, str]] = field(default_factory=Counter)
+    # Per module, per outcome kind; every pair exists from the start.
     module_counts: dict[ModuleName, dict[type[ModuleOutcome], int]] = field(
         default_factory=lambda: {module: dict.fromkeys(OUTCOME_KINDS, 0) for module in ModuleName}
     )
-    unfolded: list[tuple[ModuleOutcome, ...]] = field(default_factory=list)
-    """The module outcomes of requests recorded since the last `fold` (at most FOLD_EVERY)."""
+    unfolded: list[Recorded] = field(default_factory=list)
+    """The requests recorded since the last `fold` (fewer than FOLD_EVERY)."""
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_errors: Counter[str] = field(default_factory=Counter)
     connections_refused: Counter[str] = field(default_factory=Counter)
@@ -129,10 +149,10 @@ class TrafficStats:
     slow_bodies: int = 0
     """Requests refused because their body arrived slower than the minimum rate."""
     # Per WAF rule: requests it matched (whatever the decision), and those it blocked.
-    rule_matches: Counter[str] = field(default_factory=Counter)
-    rule_blocks: Counter[str] = field(default_factory=Counter)
+    folded_rule_matches: Counter[str] = field(default_factory=Counter)
+    folded_rule_blocks: Counter[str] = field(default_factory=Counter)
     access_log_write_errors: int = 0
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    folded_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     window_base: Window = field(default_factory=Window)
     """The totals when the current window began (`take_window`)."""
 
@@ -141,38 +161,69 @@ class TrafficStats:
         status: int,
         decision: str,
         seconds: float,
-        modules: tuple[ModuleOutcome, ...],
+        modules: tuple[ModuleOutcome, ...] = NO_OUTCOMES,
+        matched_rules: tuple[str, ...] = (),
     ) -> None:
-        self.requests[status, decision] += 1
-        latency = self.latency
-        latency.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        latency.total += seconds
-        latency.n += 1
-        if modules:
-            unfolded = self.unfolded
-            unfolded.append(modules)
-            if len(unfolded) >= FOLD_EVERY:
-                self.fold()
+        """Count one finished request: its status, decision and latency, the outcomes of
+        its modules and the WAF rules it matched."""
+        unfolded = self.unfolded
+        unfolded.append((status, decision, seconds, modules, matched_rules))
+        if len(unfolded) >= FOLD_EVERY:
+            self.fold()
 
     def fold(self) -> None:
-        """Count the module outcomes of the requests recorded since the last fold. Most
-        outcomes are constants the engine shares between requests, so they are counted by
-        identity first (in C), then each distinct outcome added once."""
-        if not self.unfolded:
+        """Count the requests recorded since the last fold, each counter in one pass over the
+        batch. Most module outcomes are constants the engine shares between requests, so they
+        are counted by identity first (in C), then each distinct outcome added once."""
+        pending = self.unfolded
+        if not pending:
             return
-        outcomes = list(chain.from_iterable(self.unfolded))
         self.unfolded = []
-        by_id = dict(zip(map(id, outcomes), outcomes, strict=True))
-        counts = self.module_counts
-        for key, times in Counter(map(id, outcomes)).items():
-            outcome = by_id[key]
-            counts[outcome.module][type(outcome)] += times
+        self.folded_requests.update(map(_STATUS_DECISION, pending))
+        latency = self.folded_latency
+        seconds = list(map(_SECONDS, pending))
+        buckets = latency.counts
+        for bucket, times in Counter(map(_BUCKET, seconds)).items():
+            buckets[bucket] += times
+        for one in seconds:  # one at a time, in order: the same total as counted per request
+            latency.total += one
+        latency.n += len(seconds)
+        outcomes = list(chain.from_iterable(map(_MODULES, pending)))
+        if outcomes:
+            by_id = dict(zip(map(id, outcomes), outcomes, strict=True))
+            counts = self.module_counts
+            for key, times in Counter(map(id, outcomes)).items():
+                outcome = by_id[key]
+                counts[outcome.module][type(outcome)] += times
+        rules = list(map(_RULES, pending))
+        if any(rules):
+            self.folded_rule_matches.update(chain.from_iterable(rules))
+            blocked = (r[4] for r in pending if r[4] and r[1] == _BLOCK)
+            self.folded_rule_blocks.update(chain.from_iterable(blocked))
 
-    def record_rules(self, matched: tuple[str, ...], decision: str) -> None:
-        """Count the rules a request matched, and, when it was blocked, as blocking it."""
-        self.rule_matches.update(matched)
-        if decision == _BLOCK:
-            self.rule_blocks.update(matched)
+    @property
+    def requests(self) -> Counter[tuple[int, str]]:
+        """Requests answered, by (status, decision)."""
+        self.fold()
+        return self.folded_requests
+
+    @property
+    def latency(self) -> LatencyHistogram:
+        """Every request's time from its head to its response's end."""
+        self.fold()
+        return self.folded_latency
+
+    @property
+    def rule_matches(self) -> Counter[str]:
+        """Requests each WAF rule matched, whatever the decision."""
+        self.fold()
+        return self.folded_rule_matches
+
+    @property
+    def rule_blocks(self) -> Counter[str]:
+        """Requests each WAF rule matched that were blocked."""
+        self.fold()
+        return self.folded_rule_blocks
 
     def module_errors(self) -> dict[str, int]:
         """Errored outcomes by module, for the modules that had any."""
