@@ -365,10 +365,9 @@ def noted_requests(draw: st.DrawFn) -> bytes:
 
 
 def _exchange(http10: bool, headers: list[tuple[bytes, bytes]]) -> Exchange:
-    exchange = Exchange(cast(Any, None), cast(Any, None), None, Limits())
+    exchange = Exchange(cast(Any, None), cast(Any, None), None, Limits(), headers, [])
     exchange.method = b"GET"
     exchange.http10 = http10
-    exchange.raw_headers = headers
     return exchange
 
 

@@ -176,16 +176,24 @@ class Exchange:
     pausing = False  # this exchange has paused reading the client and not resumed it
 
     def __init__(
-        self, conn: ClientSide, ctx: ExchangeContext, serving: Serving | None, limits: Limits
+        self,
+        conn: ClientSide,
+        ctx: ExchangeContext,
+        serving: Serving | None,
+        limits: Limits,
+        raw_headers: list[tuple[bytes, bytes]],
+        forward: list[tuple[bytes, bytes]],
     ) -> None:
+        """`raw_headers`: the request's headers as received; `forward`: those sent on to
+        the origin (both read in by the connection, or given whole)."""
         self.conn = conn
         self.ctx = ctx
         self.serving = serving
         self.limits = limits
         self.state = _READING
         self.started = time.perf_counter()
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.forward: list[tuple[bytes, bytes]] = []
+        self.raw_headers = raw_headers
+        self.forward = forward
         self.body = bytearray()
         self.overflow: list[bytes] = []
 

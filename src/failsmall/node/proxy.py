@@ -295,12 +295,11 @@ class ClientConnection(asyncio.Protocol):
         """A plain keep-alive request read whole in one call (`whole_request`) while llhttp
         has read nothing: what llhttp's callbacks do for it, in their order, without a call
         per header, and without the deadlines that guard a request still arriving."""
-        exchange = self._begin()
+        exchange = self._begin(headers, noted[0])
         try:
             if len(url) > exchange.limits.max_uri_bytes:
                 raise RequestRejected(414, URI_TOO_LONG)
             exchange.url = url
-            exchange.raw_headers = headers
             self.head_bytes = head_bytes
             self._head_begins(exchange, method, http10, keep_alive)
             _take_noted(exchange, *noted)
@@ -371,14 +370,18 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        exchange = self._begin()
+        exchange = self._begin([], [])
         if self.deadline_kind is not _HEADERS and len(self.queue) == 1:
             self.arm(_HEADERS, exchange.limits.header_timeout_s)
 
-    def _begin(self) -> Exchange:
-        """A new request begins: its exchange joins the queue, as the one being read."""
-        slot = self.ctx.slot
-        exchange = Exchange(self, self.ctx, slot.current, slot.limits)
+    def _begin(
+        self, raw_headers: list[tuple[bytes, bytes]], forward: list[tuple[bytes, bytes]]
+    ) -> Exchange:
+        """A new request begins: its exchange joins the queue, as the one being read, with
+        the lists its headers are (or will be) read into."""
+        ctx = self.ctx
+        slot = ctx.slot
+        exchange = Exchange(self, ctx, slot.current, slot.limits, raw_headers, forward)
         self.reading = exchange
         self.queue.append(exchange)
         self.head_bytes = 0
@@ -670,7 +673,8 @@ class ClientConnection(asyncio.Protocol):
         self.reading = None
         self._stop_body_clock()
         if offender is None:
-            offender = Exchange(self, self.ctx, self.ctx.slot.current, self.ctx.slot.limits)
+            slot = self.ctx.slot
+            offender = Exchange(self, self.ctx, slot.current, slot.limits, [], [])
             self.queue.append(offender)
         offender.refusal = (status, reason)
         offender.keep_alive = False
@@ -790,7 +794,8 @@ def _take_noted(
     expects_continue: bool,
 ) -> None:
     """`_read_headers` for a plain request whose headers `whole_request` has read."""
-    _check_hosts(hosts, exchange.http10)
+    if hosts != 1:
+        _check_hosts(hosts, exchange.http10)
     exchange.forward = forward
     exchange.host = host
     exchange.content_length = content_length
