@@ -633,6 +633,12 @@ error:
  * printable str.isprintable(), a digit str.isdigit(). */
 
 
+/* Past Latin-1, str.isspace() holds only between these (checked when the module loads): the
+ * replacement characters and the wide letters that fill decoded binary text are told apart
+ * without a call. */
+#define WIDE_SPACE_FIRST 0x1680
+#define WIDE_SPACE_LAST 0x3000
+
 /* And str.lower() of each: one Latin-1 character each (checked when the table is filled). */
 static Py_UCS1 LATIN1_LOWER[256];
 
@@ -654,6 +660,13 @@ static int latin1_tables(void) {
         }
         LATIN1_LOWER[c] = (Py_UCS1)l;
     }
+    for (Py_UCS4 c = 256; c <= 0x10FFFF; c++) {
+        if (Py_UNICODE_ISSPACE(c) && (c < WIDE_SPACE_FIRST || c > WIDE_SPACE_LAST)) {
+            PyErr_Format(PyExc_ImportError, "str.isspace() holds for U+%04X, outside U+%04X-U+%04X",
+                         (unsigned int)c, WIDE_SPACE_FIRST, WIDE_SPACE_LAST);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -668,7 +681,10 @@ static PyObject *latin1_lowercase(PyObject *value) {
     return text_end(&t, value, n);
 }
 
-static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
+static inline int u_space(Py_UCS4 c) {
+    if (c < 256) return LATIN1_SPACE[c];
+    return c >= WIDE_SPACE_FIRST && c <= WIDE_SPACE_LAST && Py_UNICODE_ISSPACE(c);
+}
 
 static inline int u_isprintable(Py_UCS4 c) {
     return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
