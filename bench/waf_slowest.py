@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from failsmall.build.corpus import BodyRejected, within_buffer
@@ -52,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {path.name: path for path in corpus_files(args.blazehttp)}
     missing = [name for name in args.names if name not in by_name]
     if missing:
-        message = f"not in the corpus's 0-7 half: {', '.join(missing)}"
+        # Names as typed, shown as text (`ascii` spells out control characters).
+        message = f"not in the corpus's 0-7 half: {', '.join(ascii(name) for name in missing)}"
         if args.json:
             print(json.dumps({"ok": False, "error": message}))
         else:
-            console.print(f"[red]{message}[/]")
+            console.print(f"[red]{escape(message)}[/]")
         return 2
     engine = Engine.build(managed_bundle())
     rows: list[dict[str, object]] = []
