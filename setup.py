@@ -187,6 +187,7 @@ setup(
             depends=[
                 "src/failsmall/engine/_ucs4.h",
                 "src/failsmall/engine/_kind.h",
+                "src/failsmall/engine/_writer.h",
                 "src/failsmall/engine/_transforms.h",
                 "src/failsmall/engine/_entities.h",
                 "src/failsmall/engine/_memo.h",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +152,19 @@ def test_a_binary_body_gets_the_references_hits_and_work(body: bytes, content_ty
     native._clear_memos()
     reference._clear_memos()
     assert native.inspect(RequestView(request)) == reference.inspect(RequestView(request))
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [Transform.COMPRESS_WHITESPACE, Transform.REMOVE_WHITESPACE, Transform.CMD_LINE],
+    ids=lambda t: t.value,
+)
+def test_the_whitespace_transforms_on_wide_text_see_every_space_python_sees(
+    transform: Transform,
+) -> None:
+    # Past Latin-1 the compiled transforms ask `str.isspace` only in the range that holds
+    # wide whitespace: every code point up to past that range, and a sample of the rest.
+    reference = TRANSFORMS[transform]
+    for code in [*range(0x100, 0x3100), *range(0x3100, 0x110000, 61)]:
+        value = "\u0100" + chr(code) + " a" + chr(code) * 2
+        assert _native.transform(transform.value, value, reference) == reference(value), hex(code)

@@ -27,8 +27,8 @@
 #include "_kind.h"
 #include "_nfkc.h"
 #include "_transforms.h"
-#include "_ucs4.h"
 #include "_utf8.h"
+#include "_writer.h"
 
 /* Feature bits: the same values as `failsmall.engine.signatures.transforms`. */
 enum {
@@ -390,12 +390,25 @@ static PyObject *ascii_remove_comments(PyObject *value) {
 
 /* ---- decoding transforms on any text ---------------------------------------------- */
 
+/* The decoders below write their result in the kind of their input (`_writer.h`), with the
+ * text between escapes copied as it is. */
 
 static inline int hex_value(Py_UCS4 c) {
     if (c >= '0' && c <= '9') return (int)(c - '0');
     if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
     if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
     return -1;
+}
+
+/* The number written by the `digits` hexadecimal digits at `data[i]`, or -1. */
+static inline long hex_number(int kind, const void *data, Py_ssize_t i, int digits) {
+    long number = 0;
+    for (int d = 0; d < digits; d++) {
+        int h = hex_value(PyUnicode_READ(kind, data, i + d));
+        if (h < 0) return -1;
+        number = number << 4 | h;
+    }
+    return number;
 }
 
 /* `js_decode`: `\\` is a backslash; `\uXXXX`, `\xHH`, octal `\OOO` (& 0xFF) their character;
@@ -405,80 +418,79 @@ static PyObject *js_decode(PyObject *value) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    ucs4_t b = {NULL, 0, 0};
-    if (ucs4_reserve(&b, n) < 0) return NULL;
+    writer_t w;
+    if (writer_start(&w, value) < 0) return NULL;
     for (Py_ssize_t i = 0; i < n;) {
-        /* The text up to the next backslash, as it is. (Every escape writes one character for
-         * two or more, so the first reserve holds the whole result.) */
+        /* The text up to the next backslash, as it is. */
         Py_ssize_t at = PyUnicode_FindChar(value, '\\', i, n, 1);
-        if (at == -2) {
-            PyMem_Free(b.data);
-            return NULL;
-        }
+        if (at == -2) goto error;
         Py_ssize_t stop = at < 0 ? n : at;
-        if (ucs4_append(&b, kind, data, i, stop) < 0) {
-            PyMem_Free(b.data);
-            return NULL;
-        }
+        if (writer_copy(&w, kind, data, i, stop) < 0) goto error;
         i = stop;
         if (i == n) break;
         if (i + 1 == n) {
-            b.data[b.length++] = '\\';
-            i++;
-            continue;
+            if (writer_put(&w, '\\') < 0) goto error;
+            break;
         }
+        /* Every escape is two or more characters decoded to one. */
+        w.changed = 1;
         Py_UCS4 e = PyUnicode_READ(kind, data, i + 1);
-        if (e == '\\') {
-            b.data[b.length++] = '\\';
-            i += 2;
-            continue;
-        }
-        if (e == 'u' && i + 6 <= n) {
-            int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
-                h1 = hex_value(PyUnicode_READ(kind, data, i + 3)),
-                h2 = hex_value(PyUnicode_READ(kind, data, i + 4)),
-                h3 = hex_value(PyUnicode_READ(kind, data, i + 5));
-            if (h0 >= 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
-                b.data[b.length++] = (Py_UCS4)(h0 << 12 | h1 << 8 | h2 << 4 | h3);
-                i += 6;
-                continue;
-            }
-        }
-        if (e == 'x' && i + 4 <= n) {
-            int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
-                h1 = hex_value(PyUnicode_READ(kind, data, i + 3));
-            if (h0 >= 0 && h1 >= 0) {
-                b.data[b.length++] = (Py_UCS4)(h0 << 4 | h1);
-                i += 4;
-                continue;
-            }
-        }
-        if (e >= '0' && e <= '7') {
-            int octal = 0;
+        long number;
+        if (e == 'u' && i + 6 <= n && (number = hex_number(kind, data, i + 2, 4)) >= 0) {
+            i += 6;
+        } else if (e == 'x' && i + 4 <= n && (number = hex_number(kind, data, i + 2, 2)) >= 0) {
+            i += 4;
+        } else if (e >= '0' && e <= '7') {
             Py_ssize_t j = i + 1;
+            number = 0;
             while (j < n && j < i + 4) {
                 Py_UCS4 d = PyUnicode_READ(kind, data, j);
                 if (d < '0' || d > '7') break;
-                octal = octal * 8 + (int)(d - '0');
+                number = number * 8 + (long)(d - '0');
                 j++;
             }
-            b.data[b.length++] = (Py_UCS4)(octal & 0xFF);
+            number &= 0xFF;
             i = j;
-            continue;
+        } else {
+            switch (e) {
+            case 'n': e = '\n'; break;
+            case 'r': e = '\r'; break;
+            case 't': e = '\t'; break;
+            case 'b': e = '\b'; break;
+            case 'f': e = '\f'; break;
+            case 'v': e = '\v'; break;
+            default: break;
+            }
+            number = (long)e;
+            i += 2;
         }
-        switch (e) {
-        case 'n': e = '\n'; break;
-        case 'r': e = '\r'; break;
-        case 't': e = '\t'; break;
-        case 'b': e = '\b'; break;
-        case 'f': e = '\f'; break;
-        case 'v': e = '\v'; break;
-        default: break;
-        }
-        b.data[b.length++] = e;
-        i += 2;
+        if (writer_put(&w, (Py_UCS4)number) < 0) goto error;
     }
-    return ucs4_finish(&b);
+    return writer_finish(&w, value);
+error:
+    writer_drop(&w);
+    return NULL;
+}
+
+/* Write the UTF-8 bytes `bytes[:k]` decoded with replacement characters. */
+static int put_utf8(writer_t *w, const char *bytes, Py_ssize_t k) {
+    int ascii = 1;
+    for (Py_ssize_t j = 0; j < k && ascii; j++) ascii = (unsigned char)bytes[j] < 0x80;
+    if (ascii) {
+        if (writer_reserve(w, k, 0x7F) < 0) return -1;
+        for (Py_ssize_t j = 0; j < k; j++) text_write(w->kind, w->data, w->length + j, (Py_UCS1)bytes[j]);
+        w->length += k;
+        return 0;
+    }
+    PyObject *decoded = PyUnicode_DecodeUTF8(bytes, k, "replace");
+    if (decoded == NULL) return -1;
+    int kind = PyUnicode_KIND(decoded);
+    const void *data = PyUnicode_DATA(decoded);
+    Py_ssize_t m = PyUnicode_GET_LENGTH(decoded);
+    int failed = writer_reserve(w, m, PyUnicode_MAX_CHAR_VALUE(decoded));
+    if (!failed) failed = writer_copy(w, kind, data, 0, m);
+    Py_DECREF(decoded);
+    return failed;
 }
 
 /* `percent_decode`: each run of `%XX` escapes becomes its bytes decoded as UTF-8 with
@@ -487,12 +499,11 @@ static PyObject *percent_decode(PyObject *value) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    ucs4_t b = {NULL, 0, 0};
+    writer_t w;
     char *bytes = PyMem_Malloc((size_t)n / 3 + 1);
-    if (bytes == NULL || ucs4_reserve(&b, n) < 0) {
+    if (bytes == NULL) return PyErr_NoMemory();
+    if (writer_start(&w, value) < 0) {
         PyMem_Free(bytes);
-        PyMem_Free(b.data);
-        if (!PyErr_Occurred()) PyErr_NoMemory();
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n;) {
@@ -500,37 +511,29 @@ static PyObject *percent_decode(PyObject *value) {
         Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n, 1);
         if (at == -2) goto error;
         Py_ssize_t stop = at < 0 ? n : at;
-        if (ucs4_append(&b, kind, data, i, stop) < 0) goto error;
+        if (writer_copy(&w, kind, data, i, stop) < 0) goto error;
         i = stop;
         if (i == n) break;
         Py_ssize_t k = 0;
-        while (i + 2 < n && PyUnicode_READ(kind, data, i) == '%') {
-            int h0 = hex_value(PyUnicode_READ(kind, data, i + 1)),
-                h1 = hex_value(PyUnicode_READ(kind, data, i + 2));
-            if (h0 < 0 || h1 < 0) break;
-            bytes[k++] = (char)(h0 << 4 | h1);
+        long byte;
+        while (i + 2 < n && PyUnicode_READ(kind, data, i) == '%' &&
+               (byte = hex_number(kind, data, i + 1, 2)) >= 0) {
+            bytes[k++] = (char)byte;
             i += 3;
         }
         if (k == 0) {
-            b.data[b.length++] = PyUnicode_READ(kind, data, i);
+            if (writer_put(&w, '%') < 0) goto error;
             i++;
             continue;
         }
-        PyObject *decoded = PyUnicode_DecodeUTF8(bytes, k, "replace");
-        if (decoded == NULL) goto error;
-        Py_ssize_t m = PyUnicode_GET_LENGTH(decoded);
-        if (ucs4_reserve(&b, m) < 0) {
-            Py_DECREF(decoded);
-            goto error;
-        }
-        for (Py_ssize_t j = 0; j < m; j++) b.data[b.length++] = PyUnicode_READ_CHAR(decoded, j);
-        Py_DECREF(decoded);
+        w.changed = 1;
+        if (put_utf8(&w, bytes, k) < 0) goto error;
     }
     PyMem_Free(bytes);
-    return ucs4_finish(&b);
+    return writer_finish(&w, value);
 error:
+    writer_drop(&w);
     PyMem_Free(bytes);
-    PyMem_Free(b.data);
     return NULL;
 }
 
@@ -546,9 +549,7 @@ static int has_escape(PyObject *value) {
         Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n - 2, 1);
         if (at == -2) return -1;
         if (at < 0) return 0;
-        if (hex_value(PyUnicode_READ(kind, data, at + 1)) >= 0 &&
-            hex_value(PyUnicode_READ(kind, data, at + 2)) >= 0)
-            return 1;
+        if (hex_number(kind, data, at + 1, 2) >= 0) return 1;
         i = at + 1;
     }
     return 0;
@@ -580,49 +581,50 @@ static PyObject *url_decode_uni(PyObject *value) {
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     int has_u = 0;
-    for (Py_ssize_t i = 0; i + 1 < n; i++) {
-        if (PyUnicode_READ(kind, data, i) == '%') {
-            Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
-            if (u == 'u' || u == 'U') {
-                has_u = 1;
-                break;
-            }
-        }
+    for (Py_ssize_t at = 0; !has_u && at + 1 < n; at++) {
+        at = PyUnicode_FindChar(value, '%', at, n - 1, 1);
+        if (at == -2) return NULL;
+        if (at < 0) break;
+        Py_UCS4 u = PyUnicode_READ(kind, data, at + 1);
+        has_u = u == 'u' || u == 'U';
     }
     if (!has_u) return url_decode(value);
-    ucs4_t b = {NULL, 0, 0};
-    if (ucs4_reserve(&b, n) < 0) return NULL;
+    writer_t w;
+    if (writer_start(&w, value) < 0) return NULL;
     for (Py_ssize_t i = 0; i < n;) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c == '%' && i + 6 <= n) {
-            Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
-            if (u == 'u' || u == 'U') {
-                int h0 = hex_value(PyUnicode_READ(kind, data, i + 2)),
-                    h1 = hex_value(PyUnicode_READ(kind, data, i + 3)),
-                    h2 = hex_value(PyUnicode_READ(kind, data, i + 4)),
-                    h3 = hex_value(PyUnicode_READ(kind, data, i + 5));
-                if (h0 >= 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
-                    b.data[b.length++] = (Py_UCS4)(h0 << 12 | h1 << 8 | h2 << 4 | h3);
-                    i += 6;
-                    continue;
-                }
-            }
+        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n, 1);
+        if (at == -2) goto error;
+        Py_ssize_t stop = at < 0 ? n - 1 : at;
+        if (writer_copy(&w, kind, data, i, stop) < 0) goto error;
+        i = stop;
+        if (i >= n - 1) { /* no `%`, or one ending the text: the rest as it is */
+            if (writer_copy(&w, kind, data, i, n) < 0) goto error;
+            break;
         }
-        /* The reference turns every `%U` into `%u` first. */
-        if (c == '%' && i + 1 < n && PyUnicode_READ(kind, data, i + 1) == 'U') {
-            b.data[b.length++] = '%';
-            b.data[b.length++] = 'u';
+        Py_UCS4 u = PyUnicode_READ(kind, data, i + 1);
+        long number;
+        if ((u == 'u' || u == 'U') && i + 6 <= n &&
+            (number = hex_number(kind, data, i + 2, 4)) >= 0) {
+            w.changed = 1;
+            if (writer_put(&w, (Py_UCS4)number) < 0) goto error;
+            i += 6;
+        } else if (u == 'U') { /* the reference turns every `%U` into `%u` first */
+            w.changed = 1;
+            if (writer_put(&w, '%') < 0 || writer_put(&w, 'u') < 0) goto error;
             i += 2;
-            continue;
+        } else {
+            if (writer_put(&w, '%') < 0) goto error;
+            i++;
         }
-        b.data[b.length++] = c;
-        i++;
     }
-    PyObject *replaced = ucs4_finish(&b);
+    PyObject *replaced = writer_finish(&w, value);
     if (replaced == NULL) return NULL;
     PyObject *out = url_decode(replaced);
     Py_DECREF(replaced);
     return out;
+error:
+    writer_drop(&w);
+    return NULL;
 }
 
 /* ---- the whitespace, NUL, comment and command-line transforms on any text ---------- */
@@ -630,6 +632,12 @@ static PyObject *url_decode_uni(PyObject *value) {
 /* The same as their ASCII versions above, over code points: whitespace is str.isspace(),
  * printable str.isprintable(), a digit str.isdigit(). */
 
+
+/* Past Latin-1, str.isspace() holds only between these (checked when the module loads): the
+ * replacement characters and the wide letters that fill decoded binary text are told apart
+ * without a call. */
+#define WIDE_SPACE_FIRST 0x1680
+#define WIDE_SPACE_LAST 0x3000
 
 /* And str.lower() of each: one Latin-1 character each (checked when the table is filled). */
 static Py_UCS1 LATIN1_LOWER[256];
@@ -652,6 +660,13 @@ static int latin1_tables(void) {
         }
         LATIN1_LOWER[c] = (Py_UCS1)l;
     }
+    for (Py_UCS4 c = 256; c <= 0x10FFFF; c++) {
+        if (Py_UNICODE_ISSPACE(c) && (c < WIDE_SPACE_FIRST || c > WIDE_SPACE_LAST)) {
+            PyErr_Format(PyExc_ImportError, "str.isspace() holds for U+%04X, outside U+%04X-U+%04X",
+                         (unsigned int)c, WIDE_SPACE_FIRST, WIDE_SPACE_LAST);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -666,7 +681,10 @@ static PyObject *latin1_lowercase(PyObject *value) {
     return text_end(&t, value, n);
 }
 
-static inline int u_space(Py_UCS4 c) { return c < 256 ? LATIN1_SPACE[c] : Py_UNICODE_ISSPACE(c); }
+static inline int u_space(Py_UCS4 c) {
+    if (c < 256) return LATIN1_SPACE[c];
+    return c >= WIDE_SPACE_FIRST && c <= WIDE_SPACE_LAST && Py_UNICODE_ISSPACE(c);
+}
 
 static inline int u_isprintable(Py_UCS4 c) {
     return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);

@@ -13,18 +13,9 @@
 #include <string.h>
 
 #include "_entities.h"
-#include "_ucs4.h"
+#include "_writer.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-/* ---- output buffer -------------------------------------------------------------------- */
-
-typedef struct {
-    ucs4_t out;
-    int changed; /* whether anything was decoded (else the text is its input) */
-} text_t;
-
-static inline int text_put(text_t *t, Py_UCS4 c) { return ucs4_put(&t->out, c); }
 
 /* ---- html.unescape -------------------------------------------------------------------- */
 
@@ -59,12 +50,12 @@ static int is_invalid_codepoint(Py_UCS4 number) {
 }
 
 /* What html.unescape makes of the numeric reference `number` (saturated at NO_CODEPOINT). */
-static int put_numeric(text_t *t, Py_UCS4 number) {
+static int put_numeric(writer_t *t, Py_UCS4 number) {
     for (size_t i = 0; i < COUNT(INVALID_CHARREFS); i++)
-        if (INVALID_CHARREFS[i][0] == number) return text_put(t, INVALID_CHARREFS[i][1]);
-    if ((number >= 0xD800 && number <= 0xDFFF) || number > 0x10FFFF) return text_put(t, 0xFFFD);
+        if (INVALID_CHARREFS[i][0] == number) return writer_put(t, INVALID_CHARREFS[i][1]);
+    if ((number >= 0xD800 && number <= 0xDFFF) || number > 0x10FFFF) return writer_put(t, 0xFFFD);
     if (is_invalid_codepoint(number)) return 0;
-    return text_put(t, number);
+    return writer_put(t, number);
 }
 
 static inline int hex_digit(Py_UCS4 c) {
@@ -82,7 +73,7 @@ static inline int name_char(Py_UCS4 c) {
 
 /* Decode the reference at `value[i]` (an `&`) into `t`; return the index after what it
  * consumed: i + 1 when no reference starts there (the `&` is copied). */
-static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t n, Py_ssize_t i,
+static Py_ssize_t unescape_at(writer_t *t, int kind, const void *data, Py_ssize_t n, Py_ssize_t i,
                               int *failed) {
 #define AT(k) PyUnicode_READ(kind, data, (k))
     Py_ssize_t j = i + 1;
@@ -93,7 +84,7 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
             base = 16;
             j++;
         } else if (!(j < n && AT(j) >= '0' && AT(j) <= '9')) {
-            *failed = text_put(t, '&');
+            *failed = writer_put(t, '&');
             return i + 1;
         }
         Py_UCS4 number = 0;
@@ -120,7 +111,7 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
         j++;
     }
     if (length == 0) {
-        *failed = text_put(t, '&');
+        *failed = writer_put(t, '&');
         return i + 1;
     }
     if (j < n && AT(j) == ';') {
@@ -135,29 +126,29 @@ static Py_ssize_t unescape_at(text_t *t, int kind, const void *data, Py_ssize_t 
     for (Py_ssize_t x = length - 1; entity == NULL && x >= 2; x--)
         if (x <= ascii && (entity = html5_entity(name, x)) != NULL) used = x;
     if (entity == NULL) {
-        *failed = text_put(t, '&');
+        *failed = writer_put(t, '&');
     } else {
         t->changed = 1;
-        *failed = text_put(t, entity->codepoints[0]);
-        if (!*failed && entity->count == 2) *failed = text_put(t, entity->codepoints[1]);
+        *failed = writer_put(t, entity->codepoints[0]);
+        if (!*failed && entity->count == 2) *failed = writer_put(t, entity->codepoints[1]);
     }
-    for (Py_ssize_t k = i + 1 + used; !*failed && k < j; k++) *failed = text_put(t, AT(k));
+    for (Py_ssize_t k = i + 1 + used; !*failed && k < j; k++) *failed = writer_put(t, AT(k));
     return j;
 #undef AT
 }
 
 /* `html.unescape(value)` into `t`, where `value[:from]` holds no reference it decodes: the text
  * between references is copied in runs. */
-static int unescape(text_t *t, PyObject *value, Py_ssize_t from) {
+static int unescape(writer_t *t, PyObject *value, Py_ssize_t from) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    if (ucs4_append(&t->out, kind, data, 0, from) < 0) return -1;
+    if (writer_copy(t, kind, data, 0, from) < 0) return -1;
     for (Py_ssize_t i = from; i < n;) {
         Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
         if (amp == -2) return -1;
         Py_ssize_t stop = amp < 0 ? n : amp;
-        if (ucs4_append(&t->out, kind, data, i, stop) < 0) return -1;
+        if (writer_copy(t, kind, data, i, stop) < 0) return -1;
         if (amp < 0) break;
         int failed = 0;
         i = unescape_at(t, kind, data, n, amp, &failed);
@@ -188,21 +179,26 @@ static int loose_at(int kind, const void *s, Py_ssize_t n, Py_ssize_t i) {
 #undef AT
 }
 
-/* Decode the loose references of `t` in place (the text only shrinks). */
-static void decode_loose(text_t *t) {
-    Py_UCS4 *s = t->out.data;
-    Py_ssize_t n = t->out.length, k = 0;
+/* Decode the loose references of `t` in place (the text only shrinks, and their replacements
+ * are ASCII). */
+static void decode_loose(writer_t *t) {
+    int kind = t->kind;
+    void *s = t->data;
+    Py_ssize_t n = t->length, k = 0;
     for (Py_ssize_t i = 0; i < n;) {
-        int e = s[i] == '&' ? loose_at(PyUnicode_4BYTE_KIND, s, n, i) : -1;
+        Py_UCS4 c = text_read(kind, s, i);
+        int e = c == '&' ? loose_at(kind, s, n, i) : -1;
         if (e < 0) {
-            s[k++] = s[i++];
+            if (k != i) text_write(kind, s, k, c);
+            k++;
+            i++;
             continue;
         }
-        s[k++] = LOOSE_ENTITIES[e].replacement;
+        text_write(kind, s, k++, LOOSE_ENTITIES[e].replacement);
         t->changed = 1;
         i += LOOSE_ENTITIES[e].length + 2;
     }
-    t->out.length = k;
+    t->length = k;
 }
 
 /* Where html.unescape or the loose references first change `value`, found without copying
@@ -214,15 +210,14 @@ static Py_ssize_t entity_decodes(PyObject *value) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    /* What one reference writes: an `&` and at most MAX_NAME + 1 characters; never grown. */
-    Py_UCS4 room[MAX_NAME + 8];
-    text_t scratch = {{room, 0, (Py_ssize_t)COUNT(room)}, 0};
+    writer_t scratch; /* whether a reference decodes is all that is wanted */
+    writer_discard(&scratch);
     for (Py_ssize_t i = 0; i < n;) {
         Py_ssize_t amp = PyUnicode_FindChar(value, '&', i, n, 1);
         if (amp == -2) return -2;
         if (amp < 0) break;
         int failed = 0;
-        scratch.out.length = 0;
+        scratch.length = 0;
         unescape_at(&scratch, kind, data, n, amp, &failed);
         if (failed) return -2;
         if (scratch.changed || loose_at(kind, data, n, amp) >= 0) return amp;
@@ -237,17 +232,14 @@ PyObject *fs_html_entity_decode(PyObject *value) {
     Py_ssize_t first = entity_decodes(value);
     if (first == -2) return NULL;
     if (first == -1) return Py_NewRef(value);
-    text_t t = {{NULL, 0, 0}, 0};
+    writer_t t;
+    if (writer_start(&t, value) < 0) return NULL;
     if (unescape(&t, value, first) < 0) {
-        PyMem_Free(t.out.data);
+        writer_drop(&t);
         return NULL;
     }
     decode_loose(&t);
-    if (!t.changed) {
-        PyMem_Free(t.out.data);
-        return Py_NewRef(value);
-    }
-    return ucs4_finish(&t.out);
+    return writer_finish(&t, value);
 }
 
 /* The names html.unescape decodes without their `;` (legacy names), in table order (sorted by

@@ -1,5 +1,5 @@
-/* A growing buffer of UCS-4 characters: what the transforms, the decoders and the JSON walk
- * write their text into before it becomes a Python string. */
+/* A growing buffer of UCS-4 characters: what NFKC and the JSON walk write their text into
+ * before it becomes a Python string. (The decoders write in their input's kind: `_writer.h`.) */
 #ifndef FAILSMALL_UCS4_H
 #define FAILSMALL_UCS4_H
 
