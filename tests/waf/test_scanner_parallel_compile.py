@@ -143,6 +143,9 @@ def test_a_refused_pattern_gives_the_error_of_a_serial_build(position: int) -> N
 def test_workers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1, not 0"):
         _native.ValueScanner([b"x"], [0], ["a"], [1], [1], [], lambda v, w: 0, [], workers=0)
+    chains, patterns = compile_matches({"a": SignatureMatch(targets=[Target.PATH], patterns=["x"])})
+    with pytest.raises(ValueError, match="workers must be at least 1, not 0"):
+        native_value_scanner(chains, patterns, workers=0)
 
 
 def os_threads() -> int:

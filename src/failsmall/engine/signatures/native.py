@@ -32,7 +32,7 @@ def native_value_scanner(
     """Compile `patterns` with libhs, with `chains`, on `workers` threads (one per core unless
     given); raise `SignatureCompileError` naming every pattern libhs refuses."""
     try:
-        return _build(chains, patterns, workers or os.cpu_count() or 1)
+        return _build(chains, patterns, (os.cpu_count() or 1) if workers is None else workers)
     except _native.CompileError as exc:
         problems = [problem for problem in map(_check, patterns) if problem]
         raise SignatureCompileError(problems or [str(exc)]) from exc
