@@ -23,10 +23,12 @@ SQLI = b"1' UNION SELECT username, password FROM users--"
 
 @cache
 def engine(**limits: object) -> Engine:
+    """The managed ruleset's engine with `limits`, sharing the compiled signatures of the one
+    with default limits, as a node reuses them when only the limits change."""
     bundle = managed_bundle()
     if limits:
         bundle = bundle.model_copy(update={"limits": Limits.model_validate(limits)})
-    return Engine.build(bundle)
+    return Engine.build(bundle, reuse=engine() if limits else None)
 
 
 def post(

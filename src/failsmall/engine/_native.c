@@ -20,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <hs/hs.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1170,29 +1171,132 @@ static uint64_t as_u64(PyObject *o) {
     return (uint64_t)PyLong_AsUnsignedLongLong(o);
 }
 
-static int compile_database(const char **patterns, unsigned int *flags, unsigned int *ids,
-                            unsigned int n, hs_database_t **database) {
-    hs_compile_error_t *error = NULL;
-    hs_error_t err;
-    /* Compiling takes seconds for a large ruleset: other threads (a node's event loop while a
-     * bundle loads in a worker thread) run meanwhile. `patterns` point into bytes objects of a
-     * list only the caller holds. */
-    Py_BEGIN_ALLOW_THREADS
-    err = hs_compile_ext_multi(patterns, flags, ids, NULL, n, HS_MODE_BLOCK, NULL, database,
-                               &error);
-    Py_END_ALLOW_THREADS
-    if (err == HS_SUCCESS) return 0;
-    /* The expression index is that of `patterns`, which callers keep in pattern id order. */
-    PyObject *exc = Py_BuildValue("(si)", error ? error->message : "compile failed",
-                                  error ? (int)ids[error->expression < 0 ? 0 : error->expression]
-                                        : -1);
-    if (exc != NULL) {
-        PyErr_SetObject(CompileError, exc);
-        Py_DECREF(exc);
+/* One database to compile: `n` patterns (pointers into bytes objects only the caller holds)
+ * with their flags and their ids, exact or in candidate form, and what libhs made of them.
+ * A candidate job owns its `forms` and `cflags` (see `candidate_expression`). */
+typedef struct {
+    const char *const *patterns;
+    const unsigned int *flags;
+    const unsigned int *ids;
+    unsigned int n;
+    int candidate;
+    char **forms;
+    unsigned int *cflags;
+    int owns_arrays; /* a subset's exact job: its arrays are freed with it */
+    hs_database_t **database; /* where the database goes; NULL until compiled */
+    int compiled;             /* 0 when skipped: an earlier exact job failed */
+    hs_error_t status;
+    hs_compile_error_t *error;
+} compile_job_t;
+
+/* The jobs of one scanner, in the order a serial build compiles them, shared by the threads
+ * that compile them: each takes the next of `order` (most patterns first, so the long compiles
+ * start first and the short ones fill in) until none is left. A job after the first exact job
+ * known to have failed is skipped: its database would be thrown away. */
+typedef struct {
+    compile_job_t *jobs;
+    int njobs;
+    const int *order;
+    int next;
+    int failed; /* the index of the first exact job that failed so far, or `njobs` */
+    pthread_mutex_t lock;
+} compile_pool_t;
+
+static void *compile_jobs(void *arg) {
+    compile_pool_t *pool = arg;
+    for (;;) {
+        int j = -1;
+        pthread_mutex_lock(&pool->lock);
+        while (j < 0 && pool->next < pool->njobs) {
+            int k = pool->order[pool->next++];
+            if (k < pool->failed) j = k;
+        }
+        pthread_mutex_unlock(&pool->lock);
+        if (j < 0) return NULL;
+        compile_job_t *job = &pool->jobs[j];
+        const char *const *patterns = job->candidate ? (const char *const *)job->forms
+                                                     : job->patterns;
+        const unsigned int *flags = job->candidate ? job->cflags : job->flags;
+        job->status = hs_compile_ext_multi(patterns, flags, job->ids, NULL, job->n,
+                                           HS_MODE_BLOCK, NULL, job->database, &job->error);
+        job->compiled = 1;
+        if (job->status != HS_SUCCESS) {
+            *job->database = NULL;
+            if (!job->candidate) {
+                pthread_mutex_lock(&pool->lock);
+                if (j < pool->failed) pool->failed = j;
+                pthread_mutex_unlock(&pool->lock);
+            }
+        }
     }
-    hs_free_compile_error(error);
-    *database = NULL;
-    return -1;
+}
+
+/* The size of the threads that compile: libhs's compiler recurses deeply on large patterns, so
+ * they get the main thread's usual 8 MiB whatever the default of this process. */
+#define COMPILE_STACK (8u << 20)
+#define MAX_COMPILE_JOBS (2 * MAX_SUBSETS + 2)
+
+/* Compile `jobs` (in serial order) on `workers` threads at most, this one among them, with the
+ * interpreter released: compiling takes seconds for a large ruleset, and other threads (a
+ * node's event loop while a bundle loads in a worker thread) run meanwhile. Every thread is
+ * joined before this returns. The databases are those a serial build makes, whatever the
+ * schedule: each job is compiled on its own by one thread. A thread that cannot be started
+ * leaves its share to the others. Returns 0, or -1 with `CompileError` set for the first exact
+ * job in serial order that libhs refused (its message and the id of the pattern it names):
+ * the error does not depend on which job finished first. A candidate job libhs refuses leaves
+ * its database NULL. On error no database is left. */
+static int compile_all(compile_job_t *jobs, int njobs, int workers) {
+    int order[MAX_COMPILE_JOBS];
+    for (int i = 0; i < njobs; i++) order[i] = i;
+    for (int i = 1; i < njobs; i++) /* insertion sort, stable: most patterns first */
+        for (int k = i; k > 0 && jobs[order[k]].n > jobs[order[k - 1]].n; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    compile_pool_t pool = {.jobs = jobs, .njobs = njobs, .order = order, .failed = njobs};
+    pthread_t threads[MAX_COMPILE_JOBS];
+    int started = 0;
+    if (workers > njobs) workers = njobs;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_attr_t attr;
+    int have_attr = pthread_attr_init(&attr) == 0;
+    if (have_attr) pthread_attr_setstacksize(&attr, COMPILE_STACK);
+    for (int t = 1; t < workers; t++) {
+        if (pthread_create(&threads[started], have_attr ? &attr : NULL, compile_jobs, &pool) != 0)
+            break;
+        started++;
+    }
+    compile_jobs(&pool);
+    for (int t = 0; t < started; t++) pthread_join(threads[t], NULL);
+    if (have_attr) pthread_attr_destroy(&attr);
+    pthread_mutex_destroy(&pool.lock);
+    Py_END_ALLOW_THREADS
+    int failed = -1;
+    for (int j = 0; j < njobs && failed < 0; j++)
+        if (!jobs[j].candidate && jobs[j].compiled && jobs[j].status != HS_SUCCESS) failed = j;
+    if (failed >= 0) {
+        compile_job_t *job = &jobs[failed];
+        hs_compile_error_t *error = job->error;
+        /* The expression index is that of the job's patterns, kept in pattern id order. */
+        PyObject *exc = Py_BuildValue(
+            "(si)", error ? error->message : "compile failed",
+            error ? (int)job->ids[error->expression < 0 ? 0 : error->expression] : -1);
+        if (exc != NULL) {
+            PyErr_SetObject(CompileError, exc);
+            Py_DECREF(exc);
+        }
+    }
+    for (int j = 0; j < njobs; j++) {
+        if (jobs[j].error != NULL) hs_free_compile_error(jobs[j].error);
+        jobs[j].error = NULL;
+        if (failed >= 0 && *jobs[j].database != NULL) {
+            hs_free_database(*jobs[j].database);
+            *jobs[j].database = NULL;
+        }
+    }
+    return failed >= 0 ? -1 : 0;
 }
 
 /* The candidate form of `expression`, written to `out` (room for as many bytes, and a NUL):
@@ -1255,43 +1359,51 @@ static unsigned int candidate_flags(unsigned int flags) {
     return (flags & ~(unsigned int)(HS_FLAG_SINGLEMATCH | HS_FLAG_DOTALL)) | HS_FLAG_MULTILINE;
 }
 
-/* The candidate database of the `n` patterns, or NULL (with no error set) when libhs refuses
- * one of their candidate forms. -1 on error. */
-static int compile_candidate(const char **patterns, unsigned int *flags, unsigned int *ids,
-                             unsigned int n, hs_database_t **candidate) {
-    *candidate = NULL;
-    char **forms = PyMem_Calloc(n, sizeof(char *));
-    unsigned int *cflags = PyMem_Calloc(n, sizeof(unsigned int));
-    int err = -1;
-    if (forms == NULL || cflags == NULL) {
+/* The job of the exact database of the `n` patterns. */
+static compile_job_t exact_job(const char *const *patterns, const unsigned int *flags,
+                               const unsigned int *ids, unsigned int n,
+                               hs_database_t **database) {
+    *database = NULL;
+    return (compile_job_t){.patterns = patterns, .flags = flags, .ids = ids, .n = n,
+                           .database = database};
+}
+
+/* The job of the candidate database of the `n` patterns, its forms written; -1 on error (no
+ * memory). A candidate database libhs refuses is left NULL, with no error. */
+static int candidate_job(const char *const *patterns, const unsigned int *flags,
+                         const unsigned int *ids, unsigned int n, hs_database_t **candidate,
+                         compile_job_t *job) {
+    *job = exact_job(patterns, flags, ids, n, candidate);
+    job->candidate = 1;
+    job->forms = PyMem_Calloc(n, sizeof(char *));
+    job->cflags = PyMem_Calloc(n, sizeof(unsigned int));
+    if (job->forms == NULL || job->cflags == NULL) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
     for (unsigned int i = 0; i < n; i++) {
-        if ((forms[i] = PyMem_Malloc(strlen(patterns[i]) + 1)) == NULL) {
+        if ((job->forms[i] = PyMem_Malloc(strlen(patterns[i]) + 1)) == NULL) {
             PyErr_NoMemory();
-            goto done;
+            return -1;
         }
-        candidate_expression(patterns[i], forms[i]);
-        cflags[i] = candidate_flags(flags[i]);
+        candidate_expression(patterns[i], job->forms[i]);
+        job->cflags[i] = candidate_flags(flags[i]);
     }
-    hs_compile_error_t *error = NULL;
-    hs_error_t compiled;
-    Py_BEGIN_ALLOW_THREADS /* as in `compile_database` */
-    compiled = hs_compile_ext_multi((const char *const *)forms, cflags, ids, NULL, n,
-                                    HS_MODE_BLOCK, NULL, candidate, &error);
-    Py_END_ALLOW_THREADS
-    if (compiled != HS_SUCCESS) {
-        hs_free_compile_error(error);
-        *candidate = NULL;
+    return 0;
+}
+
+/* Frees what a job owns: the candidate forms, and the pattern, flag and id arrays of a
+ * subset's exact job (`owns_arrays`), which its candidate job shares. */
+static void free_job(compile_job_t *job) {
+    if (job->forms != NULL)
+        for (unsigned int i = 0; i < job->n; i++) PyMem_Free(job->forms[i]);
+    PyMem_Free(job->forms);
+    PyMem_Free(job->cflags);
+    if (job->owns_arrays) {
+        PyMem_Free((void *)job->patterns);
+        PyMem_Free((void *)job->flags);
+        PyMem_Free((void *)job->ids);
     }
-    err = 0;
-done:
-    if (forms != NULL)
-        for (unsigned int i = 0; i < n; i++) PyMem_Free(forms[i]);
-    PyMem_Free(forms);
-    PyMem_Free(cflags);
-    return err;
 }
 
 /* ValueScanner(expressions, flags, owners, targets, chains, chain_table, features, subsets)
@@ -1300,17 +1412,23 @@ done:
  *   (prefix id, transform name, reference function, trigger features);
  *   features: the reference `features(value, wanted)`;
  *   subsets: list of (target mask, chain mask, every pattern id of those targets and chains,
- *   ascending), the first that holds what a scan needs is used. */
+ *   ascending), the first that holds what a scan needs is used;
+ *   workers: how many threads at most compile the databases (see `compile_all`). */
 static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwargs) {
     PyObject *expressions, *flags, *owners, *targets, *chains, *table, *features, *subsets;
     static char *kwlist[] = {"expressions", "flags", "owners", "targets", "chains",
-                             "chain_table", "features", "subsets", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!OO!:ValueScanner", kwlist,
+                             "chain_table", "features", "subsets", "workers", NULL};
+    int workers = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!OO!|$i:ValueScanner", kwlist,
                                      &PyList_Type, &expressions, &PyList_Type, &flags,
                                      &PyList_Type, &owners, &PyList_Type, &targets, &PyList_Type,
                                      &chains, &PyList_Type, &table, &features, &PyList_Type,
-                                     &subsets))
+                                     &subsets, &workers))
         return -1;
+    if (workers < 1) {
+        PyErr_Format(PyExc_ValueError, "workers must be at least 1, not %d", workers);
+        return -1;
+    }
     if (PyList_GET_SIZE(subsets) > MAX_SUBSETS) {
         PyErr_Format(PyExc_ValueError, "at most %d subsets", MAX_SUBSETS);
         return -1;
@@ -1332,8 +1450,11 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
                      PyList_GET_SIZE(table), MAX_CHAINS);
         return -1;
     }
-    const char **sub_patterns = NULL;
-    unsigned int *sub_flags = NULL, *sub_ids = NULL;
+    /* The databases, in the order a serial build compiles them: every pattern's, each
+     * subset's and its candidate form, every pattern's candidate form. */
+    compile_job_t jobs[MAX_COMPILE_JOBS];
+    int njobs = 0;
+    memset(jobs, 0, sizeof jobs);
     const char **patterns = PyMem_Calloc((size_t)n, sizeof(char *));
     unsigned int *pflags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
     unsigned int *ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
@@ -1421,18 +1542,7 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
     }
     self->features = Py_NewRef(features);
     if ((self->empty = PyFrozenSet_New(NULL)) == NULL) goto done;
-    if (compile_database(patterns, pflags, ids, (unsigned int)n, &self->database) < 0) goto done;
-    if (hs_alloc_scratch(self->database, &self->scratch) != HS_SUCCESS) {
-        PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
-        goto done;
-    }
-    sub_patterns = PyMem_Calloc((size_t)n, sizeof(char *));
-    sub_flags = PyMem_Calloc((size_t)n, sizeof(unsigned int));
-    sub_ids = PyMem_Calloc((size_t)n, sizeof(unsigned int));
-    if (!sub_patterns || !sub_flags || !sub_ids) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    jobs[njobs++] = exact_job(patterns, pflags, ids, (unsigned int)n, &self->database);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subsets); i++) {
         unsigned long long mask, chain_mask;
         PyObject *members;
@@ -1442,6 +1552,17 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
         Py_ssize_t m = PyList_GET_SIZE(members);
         if (m == 0 || m > n) {
             PyErr_SetString(PyExc_ValueError, "a subset holds between 1 and every pattern");
+            goto done;
+        }
+        const char **sub_patterns = PyMem_Calloc((size_t)m, sizeof(char *));
+        unsigned int *sub_flags = PyMem_Calloc((size_t)m, sizeof(unsigned int));
+        unsigned int *sub_ids = PyMem_Calloc((size_t)m, sizeof(unsigned int));
+        subset_t *subset = &self->subsets[i];
+        compile_job_t *exact = &jobs[njobs++];
+        *exact = exact_job(sub_patterns, sub_flags, sub_ids, (unsigned int)m, &subset->database);
+        exact->owns_arrays = 1;
+        if (!sub_patterns || !sub_flags || !sub_ids) {
+            PyErr_NoMemory();
             goto done;
         }
         for (Py_ssize_t j = 0; j < m; j++) {
@@ -1469,38 +1590,31 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
                             "a subset leaves out patterns of its targets and chains");
             goto done;
         }
-        subset_t *subset = &self->subsets[self->nsubsets];
-        if (compile_database(sub_patterns, sub_flags, sub_ids, (unsigned int)m,
-                             &subset->database) < 0)
-            goto done;
         subset->targets = mask;
         subset->chains = chain_mask;
-        self->nsubsets++;
-        if (compile_candidate(sub_patterns, sub_flags, sub_ids, (unsigned int)m,
-                              &subset->candidate) < 0)
+        if (candidate_job(sub_patterns, sub_flags, sub_ids, (unsigned int)m, &subset->candidate,
+                          &jobs[njobs++]) < 0)
             goto done;
-        if (hs_alloc_scratch(subset->database, &self->scratch) != HS_SUCCESS ||
-            (subset->candidate != NULL &&
-             hs_alloc_scratch(subset->candidate, &self->scratch) != HS_SUCCESS)) {
+    }
+    if (candidate_job(patterns, pflags, ids, (unsigned int)n, &self->candidate,
+                      &jobs[njobs++]) < 0)
+        goto done;
+    if (compile_all(jobs, njobs, workers) < 0) goto done;
+    self->nsubsets = (int)PyList_GET_SIZE(subsets);
+    /* One scratch serves every database: it grows to fit each. */
+    for (int j = 0; j < njobs; j++) {
+        hs_database_t *database = *jobs[j].database;
+        if (database != NULL && hs_alloc_scratch(database, &self->scratch) != HS_SUCCESS) {
             PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
             goto done;
         }
-    }
-    if (compile_candidate(patterns, pflags, ids, (unsigned int)n, &self->candidate) < 0)
-        goto done;
-    if (self->candidate != NULL &&
-        hs_alloc_scratch(self->candidate, &self->scratch) != HS_SUCCESS) {
-        PyErr_SetString(PyExc_MemoryError, "hs_alloc_scratch failed");
-        goto done;
     }
     ok = 1;
 done:
     PyMem_Free(patterns);
     PyMem_Free(pflags);
     PyMem_Free(ids);
-    PyMem_Free(sub_patterns);
-    PyMem_Free(sub_flags);
-    PyMem_Free(sub_ids);
+    for (int j = 0; j < njobs; j++) free_job(&jobs[j]);
     return ok ? 0 : -1;
 }
 

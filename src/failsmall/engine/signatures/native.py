@@ -3,10 +3,15 @@
 `NativeValueScanner` scans a value of some targets the way `reference.ReferenceValueScanner`
 does (features, triggered transform chains, one hyperscan scan per distinct result), in C. The
 extension is built by `pip install` from `setup.py`; there is no fallback to the Python path.
+
+Its databases (every pattern's, each subset's, and the candidate form of each) are compiled by
+a pool of threads, one per core, that the constructor joins before it returns: the databases,
+and the error when libhs refuses a pattern, are those of a build on one thread.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from failsmall.engine.native import extension as _native
@@ -22,18 +27,20 @@ SUBSET_SHARE = 1 / 8
 
 
 def native_value_scanner(
-    chains: Sequence[Chain], patterns: Sequence[Pattern]
+    chains: Sequence[Chain], patterns: Sequence[Pattern], workers: int | None = None
 ) -> _native.ValueScanner:
-    """Compile `patterns` with libhs, with `chains`; raise `SignatureCompileError` naming every
-    pattern libhs refuses."""
+    """Compile `patterns` with libhs, with `chains`, on `workers` threads (one per core unless
+    given); raise `SignatureCompileError` naming every pattern libhs refuses."""
     try:
-        return _build(chains, patterns)
+        return _build(chains, patterns, (os.cpu_count() or 1) if workers is None else workers)
     except _native.CompileError as exc:
         problems = [problem for problem in map(_check, patterns) if problem]
         raise SignatureCompileError(problems or [str(exc)]) from exc
 
 
-def _build(chains: Sequence[Chain], patterns: Sequence[Pattern]) -> _native.ValueScanner:
+def _build(
+    chains: Sequence[Chain], patterns: Sequence[Pattern], workers: int
+) -> _native.ValueScanner:
     table = [
         (
             chain.bit,
@@ -55,6 +62,7 @@ def _build(chains: Sequence[Chain], patterns: Sequence[Pattern]) -> _native.Valu
         table,
         features,
         _subsets(patterns),
+        workers=workers,
     )
 
 
@@ -85,7 +93,7 @@ def _bits(patterns: Sequence[Pattern], field: str) -> list[int]:
 def _check(pattern: Pattern) -> str:
     """'' when libhs compiles `pattern` on its own, else a problem naming it."""
     try:
-        _build([], [pattern])
+        _build([], [pattern], 1)
     except _native.CompileError as exc:
         return f"rule {pattern.key} pattern {pattern.index}: {exc.args[0]}"
     return ""
