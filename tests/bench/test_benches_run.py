@@ -80,6 +80,17 @@ def test_engine() -> None:
     assert rows and all(row["p50_us"] > 0 for row in rows)
 
 
+def test_json_scan() -> None:
+    rows = json_out(bench("bench/json_scan.py", "--bodies", "20", "--json"), 0)
+    assert [row["body"] for row in rows] == [
+        "8 KiB cart, same",
+        "8 KiB cart, new values",
+        "1 MiB import, same",
+        "1 MiB import, new values",
+    ]
+    assert all(row[f"{part}_us"] > 0 for row in rows for part in ("text", "fields", "both"))
+
+
 def test_expr() -> None:
     report = json_out(bench("bench/expr.py", "--iterations", "200", "--json"), 0)
     assert report

@@ -8,12 +8,13 @@ first."""
 from __future__ import annotations
 
 import json
+import random
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.body import BodyFormat, JsonWalk, parse_body
-from failsmall.engine.native import Memo
+from failsmall.engine.native import MEMO_MAX_VALUE, Memo
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures.scanner import MEMO_BYTES
 from failsmall.engine.work import Stop
@@ -179,3 +180,48 @@ def test_a_body_sent_as_json_that_is_not_json_is_scanned_as_text() -> None:
     assert result.hits  # the payload in its text is found
     assert view.body == parse_body("application/json", body, False, Limits())
     assert view.body.format is BodyFormat.MALFORMED
+
+
+#: Values around the memo's bounds: short ones of every width (escaped or not in the body),
+#: repeated ones, and ones just under, at and over the longest value remembered.
+#: Attack fragments, as values and as names (one text of two targets is two memo keys).
+attacks = st.sampled_from(["1' OR '1'='1", "<script>alert(1)</script>", "../../etc/passwd"])
+memo_values = st.one_of(
+    st.text(max_size=8),
+    attacks,
+    st.sampled_from(["a", "é", "😀"]),
+    st.integers(MEMO_MAX_VALUE - 2, MEMO_MAX_VALUE + 2).map(lambda n: "a" * (n - 1) + "é"),
+    st.integers(MEMO_MAX_VALUE - 1, MEMO_MAX_VALUE + 1).map(lambda n: "x" * n),
+)
+memo_documents = st.dictionaries(
+    st.one_of(attacks, st.sampled_from(["a", "é", "k😀"])),
+    st.lists(memo_values, max_size=6),
+    max_size=4,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    documents=st.lists(st.tuples(memo_documents, st.booleans()), min_size=1, max_size=4),
+    budget=st.sampled_from([0, 3 * 128 + 40, 12 * 128 + 300, MEMO_BYTES]),
+    order=st.randoms(use_true_random=False),
+)
+def test_a_value_remembered_gives_what_a_fresh_scan_gives_whatever_the_memo_holds(
+    documents: list[tuple[dict[str, list[str]], bool]], budget: int, order: random.Random
+) -> None:
+    """Bodies scanned one after another through one memo (small enough that they push each
+    other's values out, or large enough that the second round finds them all) give, each time,
+    what the reference gives the same body with nothing remembered: fresh, remembered and
+    reference scans find the same hits at the same cost."""
+    native, reference = scanners()
+    memo = Memo(budget)
+    body_bits, limits, room = (32, 64, 128), (10_000, 8, 10_000), (10_000, 16 * 1024 * 1024)
+    bodies = [
+        json.dumps(d, ensure_ascii=escaped).encode("utf-8", "surrogatepass")
+        for d, escaped in documents
+    ]
+    rounds = bodies + order.sample(bodies, len(bodies))
+    for body in rounds:
+        found = scan(native, memo, body, body_bits, limits, room)
+        assert found == scan(reference, Memo(MEMO_BYTES), body, body_bits, limits, room)
+        assert memo.size <= budget

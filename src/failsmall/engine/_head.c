@@ -300,35 +300,28 @@ int work_charge(work_t *w, known_t *found) {
 
 struct later_value {
     PyObject *value;
+    Py_hash_t hash;
     long long targets;
     PyObject *hits;
     Py_ssize_t chars;
 };
 
-int remembered_later_add(remembered_later_t *later, PyObject *value, long long targets,
-                         PyObject *hits, Py_ssize_t chars) {
-    if (later->count == later->capacity) {
-        Py_ssize_t capacity = later->capacity ? 2 * later->capacity : 64;
-        struct later_value *more =
-            PyMem_Realloc(later->items, (size_t)capacity * sizeof(struct later_value));
-        if (more == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        later->items = more;
-        later->capacity = capacity;
-    }
+int remembered_later_add(remembered_later_t *later, PyObject *value, Py_hash_t hash,
+                         long long targets, PyObject *hits, Py_ssize_t chars) {
+    if (array_reserve((void **)&later->items, &later->capacity, later->count + 1,
+                      sizeof(struct later_value)) < 0)
+        return -1;
     later->items[later->count++] =
-        (struct later_value){Py_NewRef(value), targets, Py_NewRef(hits), chars};
+        (struct later_value){Py_NewRef(value), hash, targets, Py_NewRef(hits), chars};
     return 0;
 }
 
 int remembered_later_put(remembered_later_t *later, Memo *memo) {
     for (Py_ssize_t i = 0; i < later->count; i++) {
         struct later_value *v = &later->items[i];
-        if (memo_put(memo, v->value, v->targets, v->hits, 1, v->chars,
-                     PyUnicode_GET_LENGTH(v->value)) < 0)
-            return -1;
+        Py_ssize_t length = PyUnicode_GET_LENGTH(v->value);
+        memo_text_t text = {PyUnicode_KIND(v->value), PyUnicode_DATA(v->value), length, v->hash};
+        if (memo_put_text(memo, text, v->targets, v->hits, 1, v->chars, length) < 0) return -1;
     }
     return 0;
 }

@@ -39,10 +39,10 @@ typedef struct {
     Py_ssize_t count, capacity;
 } remembered_later_t;
 
-/* Keep `value` (a str) with its `targets`, `hits` and `chars` to remember later (new
- * references are taken). -1 on error. */
-int remembered_later_add(remembered_later_t *later, PyObject *value, long long targets,
-                         PyObject *hits, Py_ssize_t chars);
+/* Keep `value` (a str of hash `hash`) with its `targets`, `hits` and `chars` to remember
+ * later (new references are taken). -1 on error. */
+int remembered_later_add(remembered_later_t *later, PyObject *value, Py_hash_t hash,
+                         long long targets, PyObject *hits, Py_ssize_t chars);
 
 /* Remember every value kept, in order. -1 on error. */
 int remembered_later_put(remembered_later_t *later, Memo *memo);
@@ -88,7 +88,9 @@ typedef struct {
 
 /* `found->hits` is taken. */
 int walk_known(scan_walk_t *walk, known_t *found);
-int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, long long targets);
+/* `hash` is the hash of the str `value`. */
+int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, Py_hash_t hash,
+               long long targets);
 int walk_finish(ValueScanner *self, scan_walk_t *walk, Memo *memo, work_t *w);
 void walk_free(scan_walk_t *walk);
 

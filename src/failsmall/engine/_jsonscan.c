@@ -207,7 +207,7 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
         } else {
             PyObject *value = PyUnicode_FromKindAndData(text.kind, text.data, text.length);
             if (value == NULL) goto done;
-            more = walk_fresh(self, &walk, value, item->bits);
+            more = walk_fresh(self, &walk, value, item->hash, item->bits);
             Py_DECREF(value);
         }
         if (more < 0) goto done;

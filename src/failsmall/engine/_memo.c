@@ -2,7 +2,9 @@
  *
  * A hash table keyed by (key, kind) -- a value and its target mask, or a raw query part, a raw
  * cookie part, a header pair or a whole request (see `_memo.h`) -- whose entries keep the hits
- * found (a frozenset), the values held and the characters scanned. It is bounded by the rough
+ * found (a frozenset), the values held and the characters scanned. An entry is one
+ * allocation: a str key is kept as its characters inside it, looked up and stored from
+ * characters and a hash (no str needs to be made for them). It is bounded by the rough
  * bytes of its keys: each entry costs its size plus a fixed overhead, and when full the oldest
  * entries are forgotten one by one, as many as make room for the new one. So eviction is
  * gradual: a flood of unique values only pushes out the oldest entries.
@@ -19,26 +21,38 @@ static Py_hash_t mix(Py_hash_t hash, long long kind) {
     return mixed == (Py_uhash_t)-1 ? -2 : (Py_hash_t)mixed;
 }
 
-static Py_hash_t key_hash(PyObject *key, long long kind) {
-    Py_hash_t hash = PyObject_Hash(key);
+int memo_text_of(PyObject *str, memo_text_t *text) {
+    Py_ssize_t length = PyUnicode_GET_LENGTH(str);
+    int kind = PyUnicode_KIND(str);
+    const void *data = PyUnicode_DATA(str);
+    Py_hash_t hash = PyUnicode_CheckExact(str) ? PyObject_Hash(str)
+                                               : memo_text_hash(kind, data, length);
     if (hash == -1) return -1;
-    return mix(hash, kind);
+    *text = (memo_text_t){kind, data, length, hash};
+    return 0;
 }
 
-/* 1 when equal, 0 when not, -1 on error. */
-static int same_key(PyObject *a, PyObject *b) {
-    if (a == b) return 1;
-    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) {
-        if (PyUnicode_GET_LENGTH(a) != PyUnicode_GET_LENGTH(b)) return 0;
-        return PyUnicode_Compare(a, b) == 0;
-    }
-    return PyObject_RichCompareBool(a, b, Py_EQ);
+/* 1 when the entry is of the str of `text` (of mixed hash `hash`) and `kind`. */
+static inline int is_text(const memo_entry *e, memo_text_t text, Py_hash_t hash, long long kind) {
+    return e->hash == hash && e->kind == kind && e->key == NULL &&
+           e->text_length == text.length && e->text_kind == text.kind &&
+           memcmp(e->text, text.data, (size_t)text.length * (size_t)text.kind) == 0;
 }
 
-static memo_entry *find_hashed(Memo *memo, PyObject *key, long long kind, Py_hash_t hash) {
+static memo_entry *find_text_hashed(Memo *memo, memo_text_t text, long long kind,
+                                    Py_hash_t hash) {
+    for (memo_entry *e = memo->buckets[(size_t)hash & memo->mask]; e; e = e->next_in_bucket)
+        if (is_text(e, text, hash, kind)) return e;
+    return NULL;
+}
+
+/* The entry of an object `key` (not a str) of mixed hash `hash`, or NULL (with an exception
+ * set when the key could not be compared). */
+static memo_entry *find_object_hashed(Memo *memo, PyObject *key, long long kind,
+                                      Py_hash_t hash) {
     for (memo_entry *e = memo->buckets[(size_t)hash & memo->mask]; e; e = e->next_in_bucket) {
-        if (e->hash != hash || e->kind != kind) continue;
-        int same = same_key(e->key, key);
+        if (e->hash != hash || e->kind != kind || e->key == NULL) continue;
+        int same = e->key == key ? 1 : PyObject_RichCompareBool(e->key, key, Py_EQ);
         if (same < 0) return NULL;
         if (same) return e;
     }
@@ -46,21 +60,18 @@ static memo_entry *find_hashed(Memo *memo, PyObject *key, long long kind, Py_has
 }
 
 memo_entry *memo_find(Memo *memo, PyObject *key, long long kind) {
-    Py_hash_t hash = key_hash(key, kind);
+    if (PyUnicode_Check(key)) {
+        memo_text_t text;
+        if (memo_text_of(key, &text) < 0) return NULL;
+        return memo_find_text(memo, text, kind);
+    }
+    Py_hash_t hash = PyObject_Hash(key);
     if (hash == -1) return NULL;
-    return find_hashed(memo, key, kind, hash);
+    return find_object_hashed(memo, key, kind, mix(hash, kind));
 }
 
 memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind) {
-    Py_hash_t hash = mix(text.hash, kind);
-    size_t size = (size_t)text.length * (size_t)text.kind;
-    for (memo_entry *e = memo->buckets[(size_t)hash & memo->mask]; e; e = e->next_in_bucket) {
-        if (e->hash != hash || e->kind != kind || !PyUnicode_CheckExact(e->key)) continue;
-        if (PyUnicode_GET_LENGTH(e->key) == text.length && PyUnicode_KIND(e->key) == text.kind &&
-            memcmp(PyUnicode_DATA(e->key), text.data, size) == 0)
-            return e;
-    }
-    return NULL;
+    return find_text_hashed(memo, text, kind, mix(text.hash, kind));
 }
 
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage) {
@@ -69,12 +80,26 @@ void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int st
         __builtin_prefetch(bucket);
     } else if (*bucket != NULL) {
         if (stage == 1) __builtin_prefetch(*bucket);
-        else __builtin_prefetch((*bucket)->key);
+        else __builtin_prefetch((*bucket)->text);
     }
 }
 
 Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
     return _Py_HashBytes(data, length * kind);
+}
+
+int array_reserve(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item) {
+    if (needed <= *capacity) return 0;
+    Py_ssize_t more = *capacity ? *capacity : 64;
+    while (more < needed) more *= 2;
+    void *grown = PyMem_Realloc(*items, (size_t)more * item);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *items = grown;
+    *capacity = more;
+    return 0;
 }
 
 static void unlink_from_bucket(Memo *memo, memo_entry *entry) {
@@ -84,16 +109,24 @@ static void unlink_from_bucket(Memo *memo, memo_entry *entry) {
 }
 
 static void free_entry(memo_entry *entry) {
-    Py_DECREF(entry->key);
+    Py_XDECREF(entry->key);
     Py_DECREF(entry->hits);
     PyMem_Free(entry);
 }
 
+/* Forget the oldest entry: the first of its bucket's chain (each chain is in insertion order),
+ * so unlinking it reads its bucket alone. What forgetting the next one reads is asked for
+ * now: its bucket, and the entry after it. */
 static void forget_oldest(Memo *memo) {
     memo_entry *oldest = memo->oldest;
     unlink_from_bucket(memo, oldest);
     memo->oldest = oldest->newer;
-    if (memo->oldest == NULL) memo->newest = NULL;
+    if (memo->oldest == NULL) {
+        memo->newest = NULL;
+    } else {
+        __builtin_prefetch(memo->oldest->newer);
+        __builtin_prefetch(&memo->buckets[(size_t)memo->oldest->hash & memo->mask], 1);
+    }
     memo->size -= oldest->cost;
     memo->count--;
     free_entry(oldest);
@@ -106,47 +139,85 @@ static int grow(Memo *memo) {
         PyErr_NoMemory();
         return -1;
     }
+    /* each chain's last link, so entries are added to their chain in insertion order */
+    memo_entry ***tails = PyMem_Malloc(buckets * sizeof(memo_entry **));
+    if (tails == NULL) {
+        PyMem_Free(table);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t b = 0; b < buckets; b++) tails[b] = &table[b];
     PyMem_Free(memo->buckets);
     memo->buckets = table;
     memo->mask = buckets - 1;
     for (memo_entry *e = memo->oldest; e; e = e->newer) {
-        memo_entry **bucket = &table[(size_t)e->hash & memo->mask];
-        e->next_in_bucket = *bucket;
-        *bucket = e;
+        size_t b = (size_t)e->hash & memo->mask;
+        e->next_in_bucket = NULL;
+        *tails[b] = e;
+        tails[b] = &e->next_in_bucket;
     }
+    PyMem_Free(tails);
     return 0;
 }
 
-int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
-             Py_ssize_t chars, Py_ssize_t size) {
-    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
-    if (cost > memo->max_bytes) return 0;
-    Py_hash_t hash = key_hash(key, kind);
-    if (hash == -1) return -1;
-    if (find_hashed(memo, key, kind, hash) != NULL) return 0;
-    if (PyErr_Occurred()) return -1;
+/* Add an entry of `key` (an object, or NULL for the characters of `text`) of mixed hash
+ * `hash`, known not to be there. */
+static int add_entry(Memo *memo, PyObject *key, memo_text_t text, long long kind,
+                     Py_hash_t hash, PyObject *hits, Py_ssize_t values, Py_ssize_t chars,
+                     Py_ssize_t cost) {
     memo->size += cost;
     while (memo->size > memo->max_bytes && memo->oldest != NULL) forget_oldest(memo);
-    if ((size_t)memo->count > memo->mask && grow(memo) < 0) {
+    /* at most one entry per two buckets: a lookup seldom reads an entry not its own */
+    if ((size_t)memo->count * 2 > memo->mask && grow(memo) < 0) {
         memo->size -= cost;
         return -1;
     }
-    memo_entry *entry = PyMem_Malloc(sizeof(memo_entry));
+    size_t bytes = key == NULL ? (size_t)text.length * (size_t)text.kind : 0;
+    memo_entry *entry = PyMem_Malloc(sizeof(memo_entry) + bytes);
     if (entry == NULL) {
         memo->size -= cost;
         PyErr_NoMemory();
         return -1;
     }
-    *entry = (memo_entry){NULL, NULL, Py_NewRef(key), kind, hash, Py_NewRef(hits), values, chars,
-                          cost};
-    memo_entry **bucket = &memo->buckets[(size_t)hash & memo->mask];
-    entry->next_in_bucket = *bucket;
-    *bucket = entry;
+    *entry = (memo_entry){NULL,   NULL,  Py_XNewRef(key), kind,
+                          hash,   Py_NewRef(hits),        values,
+                          chars,  cost,  key == NULL ? text.kind : 0,
+                          key == NULL ? text.length : 0};
+    if (bytes) memcpy(entry->text, text.data, bytes);
+    memo_entry **link = &memo->buckets[(size_t)hash & memo->mask];
+    while (*link != NULL) link = &(*link)->next_in_bucket; /* just read by the lookup */
+    *link = entry;
     if (memo->newest != NULL) memo->newest->newer = entry;
     else memo->oldest = entry;
     memo->newest = entry;
     memo->count++;
     return 0;
+}
+
+int memo_put_text(Memo *memo, memo_text_t text, long long kind, PyObject *hits,
+                  Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
+    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
+    if (cost > memo->max_bytes) return 0;
+    Py_hash_t hash = mix(text.hash, kind);
+    if (find_text_hashed(memo, text, kind, hash) != NULL) return 0;
+    return add_entry(memo, NULL, text, kind, hash, hits, values, chars, cost);
+}
+
+int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
+             Py_ssize_t chars, Py_ssize_t size) {
+    if (PyUnicode_Check(key)) {
+        memo_text_t text;
+        if (memo_text_of(key, &text) < 0) return -1;
+        return memo_put_text(memo, text, kind, hits, values, chars, size);
+    }
+    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
+    if (cost > memo->max_bytes) return 0;
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -1;
+    hash = mix(hash, kind);
+    if (find_object_hashed(memo, key, kind, hash) != NULL) return 0;
+    if (PyErr_Occurred()) return -1;
+    return add_entry(memo, key, (memo_text_t){0}, kind, hash, hits, values, chars, cost);
 }
 
 static void memo_clear_all(Memo *memo) {
@@ -262,8 +333,12 @@ static PyObject *Memo_items(Memo *self, PyObject *unused) {
     PyObject *items = PyList_New(0);
     if (items == NULL) return NULL;
     for (memo_entry *e = self->oldest; e; e = e->newer) {
-        PyObject *row = Py_BuildValue("(OL(Onn)n)", e->key, e->kind, e->hits, e->values,
-                                      e->chars, e->cost);
+        PyObject *key = e->key != NULL ? Py_NewRef(e->key)
+                                       : PyUnicode_FromKindAndData((int)e->text_kind, e->text,
+                                                                   e->text_length);
+        PyObject *row = key == NULL ? NULL
+                                    : Py_BuildValue("(NL(Onn)n)", key, e->kind, e->hits,
+                                                    e->values, e->chars, e->cost);
         if (row == NULL || PyList_Append(items, row) < 0) {
             Py_XDECREF(row);
             Py_DECREF(items);

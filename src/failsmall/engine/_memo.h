@@ -14,16 +14,22 @@
 /* The fixed cost of one entry, in the rough bytes the memo is bounded by. */
 #define MEMO_ENTRY_OVERHEAD 128
 
+/* One entry, in one allocation: a str key's characters follow the entry (in the narrowest kind
+ * that holds them, as the str holds them), so neither a lookup nor forgetting the entry reads
+ * a str; any other key is held as an object. */
 typedef struct memo_entry {
     struct memo_entry *next_in_bucket;
     struct memo_entry *newer; /* insertion order: the oldest entry goes first */
-    PyObject *key;
+    PyObject *key;            /* a key that is not a str; NULL for a str's characters below */
     long long kind;
     Py_hash_t hash;
     PyObject *hits; /* frozenset of keys */
     Py_ssize_t values;
     Py_ssize_t chars;
     Py_ssize_t cost;
+    Py_ssize_t text_kind;   /* the str key's PyUnicode kind (0 for an object key) */
+    Py_ssize_t text_length; /* its characters */
+    char text[];            /* its `text_length * text_kind` bytes (8-byte aligned) */
 } memo_entry;
 
 typedef struct {
@@ -57,8 +63,9 @@ Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length);
 /* The entry of (the str of `text`, kind), borrowed, or NULL: `memo_find` without the str. */
 memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind);
 /* Ask the CPU to load what looking up (the str of a text of `text_hash`, kind) reads first:
- * its bucket (stage 0), the bucket's first entry (stage 1, once the bucket is loaded), that
- * entry's key (stage 2). Lookups of many values in a row overlap their memory reads so. */
+ * its bucket (stage 0), the bucket's first entry (stage 1, once the bucket is loaded), the
+ * rest of that entry and its characters (stage 2). Lookups of many values in a row overlap
+ * their memory reads so. */
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage);
 
 /* Remember (key, kind) -> (hits, values, chars) at a cost of `size` + MEMO_ENTRY_OVERHEAD,
@@ -66,5 +73,16 @@ void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int st
  * whole memo. Returns -1 with an exception set on error. */
 int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
              Py_ssize_t chars, Py_ssize_t size);
+
+/* `memo_put` of the str of `text` (whose hash `text.hash` is), without the str. */
+int memo_put_text(Memo *memo, memo_text_t text, long long kind, PyObject *hits,
+                  Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size);
+
+/* The text of a str, with its hash. -1 on error. */
+int memo_text_of(PyObject *str, memo_text_t *text);
+
+/* Make room in `*items` (of `*capacity` items of `item` bytes) for `needed` items, doubling
+ * from 64. -1 with MemoryError set when there is none. */
+int array_reserve(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item);
 
 #endif

@@ -1837,20 +1837,6 @@ struct batch_group {
 #define BATCH_MATCHES_PER_BYTE 1
 #define BATCH_MATCHES_MIN 4096
 
-static int batch_grow(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item) {
-    if (needed <= *capacity) return 0;
-    Py_ssize_t more = *capacity ? *capacity : 64;
-    while (more < needed) more *= 2;
-    void *grown = PyMem_Realloc(*items, (size_t)more * item);
-    if (grown == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    *items = grown;
-    *capacity = more;
-    return 0;
-}
-
 /* Add one result of value `index` to the group of the database that would scan it, or scan it
  * now when it does not go in one. */
 static int batch_push(ValueScanner *self, scan_batch_t *b, PyObject *result, uint64_t targets,
@@ -1879,8 +1865,8 @@ static int batch_push(ValueScanner *self, scan_batch_t *b, PyObject *result, uin
         return -1;
     }
     struct batch_group *g = &b->groups[at];
-    if (batch_grow((void **)&g->buffer, &g->capacity, g->length + size + 1, 1) < 0 ||
-        batch_grow((void **)&g->results, &g->capacity_results, g->count + 1,
+    if (array_reserve((void **)&g->buffer, &g->capacity, g->length + size + 1, 1) < 0 ||
+        array_reserve((void **)&g->results, &g->capacity_results, g->count + 1,
                    sizeof(struct batch_result)) < 0)
         return -1;
     memcpy(g->buffer + g->length, data, (size_t)size);
@@ -1907,7 +1893,7 @@ static int batch_push_value(ValueScanner *self, scan_batch_t *b, PyObject *value
 
 Py_ssize_t batch_add(ValueScanner *self, scan_batch_t *b, PyObject *value, long long targets,
                      Py_ssize_t *chars) {
-    if (batch_grow((void **)&b->hits, &b->hits_capacity, b->nvalues + 1, sizeof(PyObject *)) <
+    if (array_reserve((void **)&b->hits, &b->hits_capacity, b->nvalues + 1, sizeof(PyObject *)) <
         0)
         return -1;
     Py_ssize_t index = b->nvalues++;
@@ -2050,12 +2036,14 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
             PyErr_SetString(PyExc_ValueError, "sources: each target mask must be above 0");
             goto done;
         }
-        memo_entry *e = memo_find(memo, value, bits);
+        memo_text_t text;
+        if (memo_text_of(value, &text) < 0) goto done;
+        memo_entry *e = memo_find_text(memo, text, bits);
         if (e != NULL) {
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
             more = walk_known(&walk, &found);
         } else {
-            more = PyErr_Occurred() ? -1 : walk_fresh(self, &walk, value, bits);
+            more = walk_fresh(self, &walk, value, text.hash, bits);
         }
         if (more < 0) goto done;
     }

@@ -13,22 +13,15 @@
 struct walk_value {
     known_t found;
     PyObject *value; /* the fresh value, or NULL */
+    Py_hash_t hash;  /* its hash */
     long long targets;
     Py_ssize_t index;
 };
 
 static int walk_push(scan_walk_t *walk, struct walk_value item) {
-    if (walk->count == walk->capacity) {
-        Py_ssize_t capacity = walk->capacity ? 2 * walk->capacity : 64;
-        struct walk_value *more =
-            PyMem_Realloc(walk->items, (size_t)capacity * sizeof(struct walk_value));
-        if (more == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        walk->items = more;
-        walk->capacity = capacity;
-    }
+    if (array_reserve((void **)&walk->items, &walk->capacity, walk->count + 1,
+                      sizeof(struct walk_value)) < 0)
+        return -1;
     walk->items[walk->count++] = item;
     /* `work_charge`'s test, on the values and characters alone */
     if (walk->values + item.found.values > walk->room_values ||
@@ -40,18 +33,19 @@ static int walk_push(scan_walk_t *walk, struct walk_value item) {
 }
 
 int walk_known(scan_walk_t *walk, known_t *found) {
-    int out = walk_push(walk, (struct walk_value){*found, NULL, 0, -1});
+    int out = walk_push(walk, (struct walk_value){*found, NULL, 0, 0, -1});
     if (out < 0) Py_CLEAR(found->hits);
     found->hits = NULL;
     return out;
 }
 
-int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, long long targets) {
+int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, Py_hash_t hash,
+               long long targets) {
     Py_ssize_t chars;
     Py_ssize_t index = batch_add(self, &walk->batch, value, targets, &chars);
     if (index < 0) return -1;
     return walk_push(walk,
-                     (struct walk_value){{NULL, 1, chars}, Py_NewRef(value), targets, index});
+                     (struct walk_value){{NULL, 1, chars}, Py_NewRef(value), hash, targets, index});
 }
 
 int walk_finish(ValueScanner *self, scan_walk_t *walk, Memo *memo, work_t *w) {
@@ -66,7 +60,7 @@ int walk_finish(ValueScanner *self, scan_walk_t *walk, Memo *memo, work_t *w) {
             found.hits = batch_hits(self, &walk->batch, item->index);
             if (found.hits == NULL) goto done;
             if (PyUnicode_GET_LENGTH(item->value) <= MEMO_MAX_VALUE &&
-                remembered_later_add(&later, item->value, item->targets, found.hits,
+                remembered_later_add(&later, item->value, item->hash, item->targets, found.hits,
                                      found.chars) < 0) {
                 Py_DECREF(found.hits);
                 goto done;
