@@ -14,16 +14,26 @@ from hypothesis import strategies as st
 from failsmall.build import load_config_dir
 from failsmall.engine import Engine, Request
 from failsmall.engine.bot import BotScorer, _in_order, user_agent_class
+from failsmall.engine.cache import CacheFill, NotStored
 from failsmall.engine.expr.addresses import AddressSet
 from failsmall.engine.outcomes import BotScore, Decision, Passed, Scored
 from failsmall.engine.path_index import PathIndex
-from failsmall.engine.pipeline import _stopping
+from failsmall.engine.pipeline import _Plan, _stopping
 from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
 from failsmall.engine.request import RequestView
 from failsmall.engine.waf import CompiledRuleset, Waf
 from failsmall.model import Bundle
 from failsmall.model.bot import BotConfig, FeatureKind
-from failsmall.model.traffic import Capacities, ModuleName, RateLimit
+from failsmall.model.traffic import (
+    CacheConfig,
+    Capacities,
+    FaultConfig,
+    ModuleName,
+    ModuleSettings,
+    Origin,
+    RateLimit,
+    Route,
+)
 from tests.engine.factory import request
 from tests.engine.test_properties import EXPRESSIONS, STATES, bundles, requests
 
@@ -176,6 +186,90 @@ def test_a_passing_module_never_stops_the_request() -> None:
     for module in ModuleName:
         assert _stopping(Passed(module)) is None
         assert _stopping(Passed(module, "detail")) is None
+
+
+# ---- the pipeline's plan ---------------------------------------------------------------------
+
+
+def every_module_run(engine: Engine) -> Engine:
+    """The same engine with nothing settled at load: every module the bundle switches on runs
+    for each request, inside its bulkhead, and every client's request rate is measured."""
+    steps = tuple(
+        replace(step, static=None, bot=None, cache=None) if step.settings.enabled else step
+        for step in engine.plan.steps
+    )
+    return replace(engine, plan=_Plan.of(steps, client_rates=True))
+
+
+PLAN_FEATURES = [
+    [],
+    [{"name": "curl", "kind": "user_agent_class", "param": "curl", "weight": -40}],
+    [{"name": "fast", "kind": "rate_over", "param": "1", "weight": -30}],
+]
+
+
+@st.composite
+def module_bundles(draw: st.DrawFn) -> Bundle:
+    """Bundles in which each module is switched on or off, and has work to do or none; one
+    route, which some requests miss."""
+    base = draw(bundles())
+    limits = [
+        RateLimit(id="rl", requests=draw(st.integers(1, 3)), period_s=60, action=action)
+        for action in draw(st.lists(st.sampled_from(["block", "log"]), max_size=1))
+    ]
+    return base.model_copy(
+        update={
+            "origins": [Origin(id="o", url="http://127.0.0.1:9")],
+            "routes": [Route(path_prefix=draw(st.sampled_from(["/", "/a"])), origin="o")],
+            "phases": base.phases if draw(st.booleans()) else {},
+            "rate_limits": limits,
+            "bot": BotConfig.model_validate(
+                {
+                    "enabled": draw(st.booleans()),
+                    "feature_file": {"features": draw(st.sampled_from(PLAN_FEATURES))},
+                }
+            ),
+            "cache": CacheConfig(
+                enabled=draw(st.booleans()), default_ttl_s=draw(st.sampled_from([0, 60]))
+            ),
+            "fault": FaultConfig(
+                abort_percent=draw(st.sampled_from([0.0, 50.0, 100.0])),
+                delay_percent=draw(st.sampled_from([0.0, 50.0])),
+                delay_ms=5,
+            ),
+            "modules": {
+                module: ModuleSettings(enabled=draw(st.booleans())) for module in ModuleName
+            },
+        }
+    )
+
+
+def run_pipeline(engine: Engine, reqs: list[Request]) -> list[str]:
+    """What each request (each sent twice, so the cache may serve the second) gets: its verdict
+    and what becomes of an origin response that may be cached."""
+    state = engine.new_state(seed=7)
+    state.clock = lambda: 0.0  # no module is ever past its watchdog budget
+    seen = []
+    for req in reqs:
+        for _ in range(2):
+            verdict = engine.evaluate(req, state)
+            plan = engine.on_response(verdict, 200, [(b"Cache-Control", b"max-age=60")])
+            if isinstance(plan, CacheFill):
+                plan.add(b"body")
+                plan.commit()
+            seen.append(f"{verdict!r} -> {plan if isinstance(plan, NotStored) else 'fill'}")
+    return seen
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(module_bundles(), st.lists(requests, min_size=1, max_size=3))
+def test_the_plan_settled_at_load_yields_what_running_every_module_yields(
+    bundle: Bundle, reqs: list[Request]
+) -> None:
+    engine = Engine.build(bundle)
+    reference = every_module_run(engine)
+    assert len(engine.plan.runs) <= len(reference.plan.runs)
+    assert run_pipeline(engine, reqs) == run_pipeline(reference, reqs)
 
 
 # ---- bot scoring -----------------------------------------------------------------------------

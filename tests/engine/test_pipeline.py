@@ -259,7 +259,7 @@ def test_a_bot_module_that_scores_nothing_is_settled_in_the_plan_as_if_it_ran() 
 
     for bot in ({"feature_file": {"features": []}}, {"enabled": False, "feature_file": FEATURES}):
         engine = Engine.build(bundle(bot=bot))
-        step = engine.plan[2]
+        step = engine.plan.steps[2]
         assert step.module is ModuleName.BOT and step.static is not None
         p = _Pass(RequestView(request()), 1.0)
         ran = engine._bot(p, engine.new_state())
@@ -267,7 +267,38 @@ def test_a_bot_module_that_scores_nothing_is_settled_in_the_plan_as_if_it_ran() 
         assert v.modules[2] == ran == step.static
         assert v.bot == p.bot == step.bot and isinstance(v.bot, NotComputed)
     scored = Engine.build(bundle(bot={"feature_file": FEATURES}))
-    assert scored.plan[2].static is None
+    assert scored.plan.steps[2].static is None
+
+
+def test_a_bundle_that_gives_no_module_work_settles_every_outcome_at_load() -> None:
+    """With the cache off and nothing else configured no module runs per request: the verdict
+    is the one running every module gives, and no response is kept."""
+    engine = Engine.build(bundle(cache={"enabled": False}))
+    assert engine.plan.runs == ()
+    v = engine.evaluate(request(), engine.new_state())
+    assert v.decision is Decision.ALLOW and v.status == 200
+    assert [m.module for m in v.modules] == list(ModuleName)
+    assert v.modules[-1] == Passed(ModuleName.CACHE, "bypass: cache is switched off")
+    assert v.cache == CacheBypass("cache is switched off")
+    assert isinstance(v.bot, NotComputed)
+    assert not store(engine, v, 200, [(b"Cache-Control", b"max-age=60")])
+
+
+def test_client_rates_are_measured_only_for_a_bot_module_that_reads_them() -> None:
+    rate = {"name": "fast", "kind": "rate_over", "param": "1", "weight": -30}
+    features = {"features": [rate]}
+    reads = Engine.build(bundle(bot={"feature_file": features}))
+    assert reads.plan.client_rates and reads.plan.steps[1].static is None
+    for unread in (
+        bundle(bot={"enabled": False, "feature_file": features}),
+        bundle(bot={"feature_file": features}, modules={"bot": {"enabled": False}}),
+    ):
+        engine = Engine.build(unread)
+        assert not engine.plan.client_rates
+        assert engine.plan.steps[1].static == Passed(ModuleName.RATELIMIT)
+    state = reads.new_state()
+    scores = [reads.evaluate(request(now=1.0 + i / 100), state).bot for i in range(5)]
+    assert scores[0] != scores[-1]  # the rate the ratelimit module measured was read
 
 
 def test_routing_comes_first_and_an_unrouted_request_runs_no_module() -> None:

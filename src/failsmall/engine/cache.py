@@ -192,12 +192,13 @@ class CachePolicy:
         if "authorization" in view.headers:
             return CARRIES_AUTHORIZATION
         ttl_override: int | None = None
-        for rule_id, action, ttl, expression in self.by_path.select(view.normalized_path):
-            if expression.evaluate(view):
-                if action == "bypass":
-                    return CacheBypass(f"cache rule {rule_id}")
-                ttl_override = ttl
-                break
+        if self.rules:
+            for rule_id, action, ttl, expression in self.by_path.select(view.normalized_path):
+                if expression.evaluate(view):
+                    if action == "bypass":
+                        return CacheBypass(f"cache rule {rule_id}")
+                    ttl_override = ttl
+                    break
         query = request.query
         key = (
             f"{request.method}|{view.host}|{request.path}?{query}"

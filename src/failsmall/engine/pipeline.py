@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar, assert_never
+from typing import NamedTuple, TypeVar, assert_never
 
 from failsmall.engine.bot import BotScorer, FeatureFileError
 from failsmall.engine.bulkhead import Breaker, BreakerState, ErrorBudget
@@ -42,6 +42,7 @@ from failsmall.engine.cache import (
     NotStored,
     ResponsePlan,
 )
+from failsmall.engine.cache import SWITCHED_OFF as CACHE_SWITCHED_OFF
 from failsmall.engine.client_address import ClientAddresses
 from failsmall.engine.expr import ExpressionError
 from failsmall.engine.outcomes import (
@@ -170,8 +171,8 @@ class Engine:
     cache: CachePolicy
     router: Router
     clients: ClientAddresses
-    # Every module, in pipeline order, and how it runs for this bundle.
-    plan: tuple[_Step, ...]
+    # The modules that run for each request, and the outcomes settled at load for the others.
+    plan: _Plan
 
     @classmethod
     def build(
@@ -254,44 +255,70 @@ class Engine:
         route = self.router.route(request.host or view.host, request.path, view.normalized_path)
         if isinstance(route, Unrouted):
             return Verdict(Decision.UNROUTED, UNROUTED_STATUS, route, ())
+        plan = self.plan
+        end = plan.end
+        if not plan.runs:  # every module's outcome was settled when the bundle was loaded
+            return Verdict(
+                Decision.ALLOW, 200, route, end.before, (), (), plan.bot, 0, plan.cache, ()
+            )
         p = _Pass(view, request.now)
-        outcomes: list[ModuleOutcome] = []
+        outcomes: tuple[ModuleOutcome, ...] = ()
         clock, budget_us = state.clock, self.limits.module_time_budget_us
         started = clock()
-        for step in self.plan:
-            outcome = step.static
-            if outcome is not None:
-                if step.bot is not None:
-                    p.bot = step.bot
+        for before, settled_bot, settled_cache, step in plan.runs:
+            if before:
+                outcomes += before
+                if settled_bot is not None:
+                    p.bot = settled_bot
+                if settled_cache is not None:
+                    p.cache = settled_cache
+            breaker = state.breakers.get(step.module)
+            if breaker is None or breaker.settings is not step.settings:
+                breaker = state.breaker(step.module, step.settings)
+            outcome: ModuleOutcome
+            if breaker.state is not _CLOSED and not breaker.allows(p.now):
+                outcome = self._policy(
+                    step.module, step.settings.while_open, "circuit breaker open", p
+                )
             else:
-                breaker = state.breakers.get(step.module)
-                if breaker is None or breaker.settings is not step.settings:
-                    breaker = state.breaker(step.module, step.settings)
-                if breaker.state is not _CLOSED and not breaker.allows(p.now):
-                    outcome = self._policy(
-                        step.module, step.settings.while_open, "circuit breaker open", p
-                    )
+                try:
+                    outcome = step.run(self, p, state)
+                except Exception as exc:  # noqa: BLE001 - the bulkhead: any failure is contained
+                    outcome = self._contain(step, breaker, exc, p, state)
+                    started = clock()
                 else:
-                    try:
-                        outcome = step.run(self, p, state)
-                    except Exception as exc:  # noqa: BLE001 - the bulkhead: any failure is contained
-                        outcome = self._contain(step, breaker, exc, p, state)
-                        started = clock()
-                    else:
-                        ended = clock()
-                        if (ended - started) * 1e6 > budget_us:  # a defect, not a failure
-                            self._overran(step.module, (ended - started) * 1e6, p, state)
-                        started = ended
-                        if breaker.state is not _CLOSED:
-                            breaker.record_success()
-            outcomes.append(outcome)
+                    ended = clock()
+                    if (ended - started) * 1e6 > budget_us:  # a defect, not a failure
+                        self._overran(step.module, (ended - started) * 1e6, p, state)
+                    started = ended
+                    if breaker.state is not _CLOSED:
+                        breaker.record_success()
+            outcomes += (outcome,)
             if type(outcome) is Passed:  # the common case, which never stops the request
                 continue
             stop = _stopping(outcome)
             if stop is not None:
                 decision, status = stop
                 return self._verdict(p, route, outcomes, decision, status)
-        return self._verdict(p, route, outcomes, Decision.ALLOW, 200)
+        if end.before:
+            outcomes += end.before
+            if end.bot is not None:
+                p.bot = end.bot
+            if end.cache is not None:
+                p.cache = end.cache
+        # Positional (in field order): a quarter cheaper than keywords.
+        return Verdict(
+            Decision.ALLOW,
+            200,
+            route,
+            outcomes,
+            p.rules,
+            p.matched,
+            p.bot,
+            p.delay_ms,
+            p.cache,
+            p.over_limits,
+        )
 
     def on_response(
         self, verdict: Verdict, status: int, headers: Sequence[tuple[bytes, bytes]]
@@ -314,16 +341,15 @@ class Engine:
         self,
         p: _Pass,
         route: Routed,
-        outcomes: list[ModuleOutcome],
+        outcomes: tuple[ModuleOutcome, ...],
         decision: Decision,
         status: int,
     ) -> Verdict:
-        # Positional (in field order): a quarter cheaper than keywords.
         return Verdict(
             decision,
             status,
             route,
-            tuple(outcomes),
+            outcomes,
             p.rules,
             p.matched,
             p.bot,
@@ -427,7 +453,8 @@ class Engine:
         return PASSED[ModuleName.FAULT]
 
     def _ratelimit(self, p: _Pass, state: EngineState) -> ModuleOutcome:
-        p.client_rate = state.ratelimit.client_rate(p.view.request.client_ip, p.now)
+        if self.plan.client_rates:
+            p.client_rate = state.ratelimit.client_rate(p.view.request.client_ip, p.now)
         hit = check_rate_limits(self.rate_limits, p.view, state.ratelimit, p.now)
         if hit is None:
             return PASSED[ModuleName.RATELIMIT]
@@ -468,15 +495,73 @@ class _Step:
     """One module of the plan: its settings, and how it runs for this bundle.
 
     `static` is its outcome when the bundle gives it nothing to do (switched off, no faults, no
-    limits, no phases, a bot feature file that scores nothing): it then needs no bulkhead, and
-    `bot` is the score such a bot module settles. Else `run` runs it.
+    limits, no phases, a bot feature file that scores nothing, the cache turned off): it then
+    needs no bulkhead, and `bot` and `cache` are the score and cache decision such a module
+    settles. Else `run` runs it.
     """
 
     module: ModuleName
     settings: ModuleSettings
     static: ModuleOutcome | None
     bot: BotScore | None
+    cache: CacheDecision | None
     run: _ModuleRun
+
+
+class _Run(NamedTuple):
+    """A module that runs for each request, after the modules settled at load that come
+    before it: their outcomes (none of which stops a request) and the score and cache decision
+    they settle, if any."""
+
+    before: tuple[ModuleOutcome, ...]
+    bot: BotScore | None
+    cache: CacheDecision | None
+    step: _Step
+
+
+class _End(NamedTuple):
+    """The modules settled at load after the last module that runs (see `_Run`)."""
+
+    before: tuple[ModuleOutcome, ...]
+    bot: BotScore | None
+    cache: CacheDecision | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the pipeline does for each request of one bundle: `runs` in pipeline order, then
+    `end`. When nothing runs, `bot` and `cache` are the verdict's score and cache decision.
+    `client_rates`: whether the ratelimit module measures each client's request rate, which
+    only a bot module scoring a `rate_over` feature reads."""
+
+    steps: tuple[_Step, ...]
+    runs: tuple[_Run, ...]
+    end: _End
+    bot: BotScore
+    cache: CacheDecision
+    client_rates: bool
+
+    @classmethod
+    def of(cls, steps: tuple[_Step, ...], client_rates: bool) -> _Plan:
+        runs: list[_Run] = []
+        before: list[ModuleOutcome] = []
+        bot: BotScore | None = None
+        cache: CacheDecision | None = None
+        settled_bot: BotScore = BOT_DID_NOT_RUN
+        settled_cache: CacheDecision = CACHE_DID_NOT_RUN
+        for step in steps:
+            if step.static is None:
+                runs.append(_Run(tuple(before), bot, cache, step))
+                before, bot, cache = [], None, None
+                continue
+            assert _stopping(step.static) is None, "a module settled at load never stops"
+            before.append(step.static)
+            if step.bot is not None:
+                bot = settled_bot = step.bot
+            if step.cache is not None:
+                cache = settled_cache = step.cache
+        end = _End(tuple(before), bot, cache)
+        return cls(steps, tuple(runs), end, settled_bot, settled_cache, client_rates)
 
 
 def _module_run(module: ModuleName) -> _ModuleRun:
@@ -495,29 +580,33 @@ def _module_run(module: ModuleName) -> _ModuleRun:
             assert_never(module)
 
 
-def _plan(bundle: Bundle, bot: BotScorer) -> tuple[_Step, ...]:
+def _plan(bundle: Bundle, bot: BotScorer) -> _Plan:
     rate_features = any(f.kind is FeatureKind.RATE_OVER for f in bundle.bot.feature_file.features)
     unscored = bot.unscored
+    client_rates = rate_features and bundle.modules[ModuleName.BOT].enabled and unscored is None
     idle = {
         ModuleName.FAULT: not (bundle.fault.abort_percent or bundle.fault.delay_percent),
-        ModuleName.RATELIMIT: not bundle.rate_limits and not rate_features,
+        ModuleName.RATELIMIT: not bundle.rate_limits and not client_rates,
         ModuleName.BOT: False,
         ModuleName.WAF: not bundle.phases,
         ModuleName.CACHE: False,
     }
-    plan: list[_Step] = []
+    steps: list[_Step] = []
     for module in PIPELINE_ORDER:
         settings = bundle.modules[module]
         static: ModuleOutcome | None = None
         settled: BotScore | None = None
+        cache: CacheDecision | None = None
         if not settings.enabled:
             static = SWITCHED_OFF[module]
         elif idle[module]:
             static = PASSED[module]
         elif module is ModuleName.BOT and unscored is not None:
             static, settled = _bot_not_computed(unscored.reason), unscored
-        plan.append(_Step(module, settings, static, settled, _module_run(module)))
-    return tuple(plan)
+        elif module is ModuleName.CACHE and not bundle.cache.enabled:
+            static, cache = _CACHE_BYPASSED[CACHE_SWITCHED_OFF.reason], CACHE_SWITCHED_OFF
+        steps.append(_Step(module, settings, static, settled, cache, _module_run(module)))
+    return _Plan.of(tuple(steps), client_rates)
 
 
 @dataclass(frozen=True, slots=True)
