@@ -14,77 +14,148 @@ typedef struct {
     Py_ssize_t capacity;
 } utf8_buffer_t;
 
-/* Writing one character without a branch that depends on it (binary bodies mix the lengths
- * at random, which defeats branch prediction): a character of `1 + extra` bytes starts with
- * UTF8_LEAD[extra] and the bits of `c >> UTF8_SHIFT[extra][0]`, and continues with the six
- * bits at each later shift. Every byte a character of its kind may need is stored (the buffer
- * has room for them) and the length returned. A surrogate becomes `?`. */
-static const unsigned char UTF8_LEAD[4] = {0x00, 0xC0, 0xE0, 0xF0};
-static const unsigned char UTF8_SHIFT[4][4] = {{0, 0, 0, 0}, {6, 0, 0, 0}, {12, 6, 0, 0},
-                                               {18, 12, 6, 0}};
+/* Writing one character without a branch that depends on its length (binary bodies mix ASCII
+ * and Latin-1 at random, which defeats branch prediction): its bytes are built in one word,
+ * first byte lowest, which is stored whole (the buffer has room for every byte a character of
+ * its kind may need) and the length returned. The only branches are on the rare characters past
+ * Latin-1, and on surrogates, each of which becomes `?`. */
+static inline void utf8_store(unsigned char *o, uint32_t word, size_t size) {
+#if PY_LITTLE_ENDIAN
+    memcpy(o, &word, size);
+#else
+    for (size_t j = 0; j < size; j++) o[j] = (unsigned char)(word >> (8 * j));
+#endif
+}
 
-static inline Py_UCS4 utf8_unsurrogate(Py_UCS4 c) {
-    Py_UCS4 surrogate = (c - 0xD800u) < 0x800u;
-    return c ^ ((c ^ (Py_UCS4)'?') & (0u - surrogate));
+static inline int utf8_is_surrogate(Py_UCS4 c) { return (c - 0xD800u) < 0x800u; }
+
+static inline uint32_t utf8_two(Py_UCS4 c) {
+    return (0xC0u | (c >> 6)) | (0x80u | (c & 0x3Fu)) << 8;
+}
+
+static inline uint32_t utf8_three(Py_UCS4 c) {
+    return (0xE0u | (c >> 12)) | (0x80u | ((c >> 6) & 0x3Fu)) << 8 | (0x80u | (c & 0x3Fu)) << 16;
+}
+
+static inline uint32_t utf8_four(Py_UCS4 c) {
+    return (0xF0u | (c >> 18)) | (0x80u | ((c >> 12) & 0x3Fu)) << 8 |
+           (0x80u | ((c >> 6) & 0x3Fu)) << 16 | (0x80u | (c & 0x3Fu)) << 24;
+}
+
+/* The UTF-8 of each Latin-1 character as a word: most characters of a binary body, whatever
+ * the kind of its text (replacement characters are few), are written from here. */
+#define UTF8_LATIN1_1(c) ((c) < 0x80 ? (c) : (0xC0u | ((c) >> 6)) | (0x80u | ((c) & 0x3Fu)) << 8)
+#define UTF8_LATIN1_4(c)                                                                         \
+    UTF8_LATIN1_1(c), UTF8_LATIN1_1((c) + 1), UTF8_LATIN1_1((c) + 2), UTF8_LATIN1_1((c) + 3)
+#define UTF8_LATIN1_16(c)                                                                        \
+    UTF8_LATIN1_4(c), UTF8_LATIN1_4((c) + 4), UTF8_LATIN1_4((c) + 8), UTF8_LATIN1_4((c) + 12)
+#define UTF8_LATIN1_64(c)                                                                        \
+    UTF8_LATIN1_16(c), UTF8_LATIN1_16((c) + 16), UTF8_LATIN1_16((c) + 32), UTF8_LATIN1_16((c) + 48)
+static const uint16_t UTF8_LATIN1[256] = {UTF8_LATIN1_64(0u), UTF8_LATIN1_64(64u),
+                                          UTF8_LATIN1_64(128u), UTF8_LATIN1_64(192u)};
+
+static inline Py_ssize_t utf8_put_ucs1(unsigned char *o, Py_UCS4 c) {
+    utf8_store(o, UTF8_LATIN1[c & 0xFFu], 2);
+    return 1 + (Py_ssize_t)(c >> 7);
+}
+
+/* `word`, or `longer` where `longer_wanted` (0 or 1), without a branch. */
+static inline uint32_t utf8_pick(uint32_t word, uint32_t longer, uint32_t longer_wanted) {
+    return word ^ ((word ^ longer) & (0u - longer_wanted));
 }
 
 static inline Py_ssize_t utf8_put_ucs4(unsigned char *o, Py_UCS4 c) {
-    c = utf8_unsurrogate(c);
-    unsigned extra = (unsigned)(c >= 0x80) + (unsigned)(c >= 0x800) + (unsigned)(c >= 0x10000);
-    const unsigned char *shift = UTF8_SHIFT[extra];
-    o[0] = (unsigned char)(UTF8_LEAD[extra] | (c >> shift[0]));
-    o[1] = (unsigned char)(0x80 | ((c >> shift[1]) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((c >> shift[2]) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (c & 0x3F));
-    return 1 + (Py_ssize_t)extra;
+    if (c < 0x100) return utf8_put_ucs1(o, c);
+    if (utf8_is_surrogate(c)) return utf8_put_ucs1(o, '?');
+    uint32_t three = c >= 0x800, four = c >= 0x10000;
+    uint32_t word = utf8_pick(utf8_pick(utf8_two(c), utf8_three(c), three), utf8_four(c), four);
+    utf8_store(o, word, 4);
+    return 2 + (Py_ssize_t)(three + four);
 }
 
 static inline Py_ssize_t utf8_put_ucs2(unsigned char *o, Py_UCS4 c) {
-    c = utf8_unsurrogate(c);
-    unsigned extra = (unsigned)(c >= 0x80) + (unsigned)(c >= 0x800);
-    const unsigned char *shift = UTF8_SHIFT[extra];
-    o[0] = (unsigned char)(UTF8_LEAD[extra] | (c >> shift[0]));
-    o[1] = (unsigned char)(0x80 | ((c >> shift[1]) & 0x3F));
-    o[2] = (unsigned char)(0x80 | (c & 0x3F));
-    return 1 + (Py_ssize_t)extra;
+    if (c < 0x100) return utf8_put_ucs1(o, c);
+    if (utf8_is_surrogate(c)) return utf8_put_ucs1(o, '?');
+    uint32_t three = c >= 0x800;
+    utf8_store(o, utf8_pick(utf8_two(c), utf8_three(c), three), 3);
+    return 2 + (Py_ssize_t)three;
 }
 
-static inline Py_ssize_t utf8_put_ucs1(unsigned char *o, Py_UCS1 c) {
-    unsigned extra = c >> 7;
-    o[0] = (unsigned char)(UTF8_LEAD[extra] | (c >> UTF8_SHIFT[extra][0]));
-    o[1] = (unsigned char)(0x80 | (c & 0x3F));
-    return 1 + (Py_ssize_t)extra;
+/* ASCII runs, sixteen bytes at a time (SSE2, which every x86-64 has): a kind's characters are
+ * loaded, narrowed to bytes and stored at `o` whatever they are, and the count of leading ASCII
+ * characters among them returned (all of them when the block is ASCII), so that only those are
+ * kept and the first character that is not ASCII is written by the general path. Without SSE2
+ * each of these returns 0 and the general path writes every character. Each reads the `UTF8_RUN`
+ * characters at `s` and may store `UTF8_RUN` bytes at `o`: the callers leave room for both. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define UTF8_RUN 16
+
+static inline Py_ssize_t utf8_leading_ascii(unsigned wide_mask) {
+    /* `wide_mask`: one bit a byte of the sixteen, set where it is not ASCII. */
+    return wide_mask == 0 ? UTF8_RUN : (Py_ssize_t)__builtin_ctz(wide_mask);
 }
 
-/* Write the UTF-8 of `n` characters of two bytes (`s2`) or four (`s4`) at `o` (room for three
- * bytes a character of two bytes, four of four); the length. Each kind gets its own loop once this is
- * inlined with the other pointer NULL. */
-static inline Py_ssize_t utf8_put_wide(unsigned char *o, const Py_UCS2 *s2, const Py_UCS4 *s4,
-                                       Py_ssize_t n) {
-    Py_ssize_t k = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (s2 != NULL && i + 4 <= n) {
-            /* Four characters at a time: copied when all are ASCII (most of a binary body's
-             * are), else each written without a branch. */
-            uint64_t four;
-            memcpy(&four, s2 + i, sizeof four);
-            if (!(four & 0xFF80FF80FF80FF80u)) {
-                o[k] = (unsigned char)s2[i];
-                o[k + 1] = (unsigned char)s2[i + 1];
-                o[k + 2] = (unsigned char)s2[i + 2];
-                o[k + 3] = (unsigned char)s2[i + 3];
-                k += 4;
-            } else {
-                for (int j = 0; j < 4; j++) k += utf8_put_ucs2(o + k, s2[i + j]);
-            }
-            i += 3;
-            continue;
+static inline Py_ssize_t utf8_run_ucs1(unsigned char *o, const Py_UCS1 *s) {
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    _mm_storeu_si128((__m128i *)o, v);
+    return utf8_leading_ascii((unsigned)_mm_movemask_epi8(v));
+}
+
+/* Sixteen characters of two bytes as two vectors: packed to bytes (a lane above 0xFF saturates,
+ * and is not kept), and a lane with a bit of 0xFF80 set marked as not ASCII. */
+static inline Py_ssize_t utf8_run_ucs2(unsigned char *o, const Py_UCS2 *s) {
+    __m128i a = _mm_loadu_si128((const __m128i *)s);
+    __m128i b = _mm_loadu_si128((const __m128i *)(s + 8));
+    __m128i high = _mm_set1_epi16((short)0xFF80);
+    __m128i wide = _mm_packs_epi16(_mm_cmpeq_epi16(_mm_and_si128(a, high), _mm_setzero_si128()),
+                                   _mm_cmpeq_epi16(_mm_and_si128(b, high), _mm_setzero_si128()));
+    _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(a, b));
+    return utf8_leading_ascii((unsigned)_mm_movemask_epi8(wide) ^ 0xFFFFu);
+}
+
+static inline Py_ssize_t utf8_run_ucs4(unsigned char *o, const Py_UCS4 *s) {
+    __m128i high = _mm_set1_epi32((int)0xFFFFFF80u);
+    __m128i zero = _mm_setzero_si128();
+    __m128i v[4], ascii[4];
+    for (int j = 0; j < 4; j++) {
+        /* Packed with saturation as for two bytes (code points stay below 2**31). */
+        v[j] = _mm_loadu_si128((const __m128i *)(s + 4 * j));
+        ascii[j] = _mm_cmpeq_epi32(_mm_and_si128(v[j], high), zero);
+    }
+    __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
+    __m128i marks = _mm_packs_epi16(_mm_packs_epi32(ascii[0], ascii[1]),
+                                    _mm_packs_epi32(ascii[2], ascii[3]));
+    _mm_storeu_si128((__m128i *)o, bytes);
+    return utf8_leading_ascii((unsigned)_mm_movemask_epi8(marks) ^ 0xFFFFu);
+}
+#else
+#define UTF8_RUN 16
+static inline Py_ssize_t utf8_run_ucs1(unsigned char *o, const Py_UCS1 *s) { return 0; }
+static inline Py_ssize_t utf8_run_ucs2(unsigned char *o, const Py_UCS2 *s) { return 0; }
+static inline Py_ssize_t utf8_run_ucs4(unsigned char *o, const Py_UCS4 *s) { return 0; }
+#endif
+
+/* Write the UTF-8 of the `n` characters of one kind at `s1`, `s2` or `s4` (the other two NULL)
+ * at `o`, which has room for every byte the kind's characters may need plus `UTF8_RUN`; the
+ * length. Once this is inlined with two of the pointers NULL each kind gets its own loop: a
+ * block's leading ASCII characters are copied at once, the rest of it written one by one. */
+static inline Py_ssize_t utf8_put_kind(unsigned char *o, const Py_UCS1 *s1, const Py_UCS2 *s2,
+                                       const Py_UCS4 *s4, Py_ssize_t n) {
+    Py_ssize_t k = 0, i = 0;
+    for (; i + UTF8_RUN <= n; i += UTF8_RUN) {
+        Py_ssize_t ascii = s1   ? utf8_run_ucs1(o + k, s1 + i)
+                           : s2 ? utf8_run_ucs2(o + k, s2 + i)
+                                : utf8_run_ucs4(o + k, s4 + i);
+        k += ascii;
+        for (Py_ssize_t j = i + ascii; j < i + UTF8_RUN; j++) {
+            k += s1 ? utf8_put_ucs1(o + k, s1[j]) : s2 ? utf8_put_ucs2(o + k, s2[j])
+                                                        : utf8_put_ucs4(o + k, s4[j]);
         }
-        if (s2 != NULL) {
-            k += utf8_put_ucs2(o + k, s2[i]);
-            continue;
-        }
-        k += utf8_put_ucs4(o + k, s4[i]);
+    }
+    for (; i < n; i++) {
+        k += s1 ? utf8_put_ucs1(o + k, s1[i]) : s2 ? utf8_put_ucs2(o + k, s2[i])
+                                                    : utf8_put_ucs4(o + k, s4[i]);
     }
     return k;
 }
@@ -95,14 +166,14 @@ static inline Py_ssize_t utf8_encode(utf8_buffer_t *b, PyObject *text) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    /* At most 2 bytes a character of one byte, 3 of two, 4 of four. */
+    /* At most 2 bytes a character of one byte, 3 of two, 4 of four; and a block's spare bytes. */
     Py_ssize_t most = kind == PyUnicode_1BYTE_KIND ? 2 : kind == PyUnicode_2BYTE_KIND ? 3 : 4;
-    if (n > PY_SSIZE_T_MAX / 4 - 1) {
+    if (n > PY_SSIZE_T_MAX / 4 - 128) {
         PyErr_NoMemory();
         return -1;
     }
-    if (n * most > b->capacity) {
-        Py_ssize_t capacity = n * most + 64;
+    if (n * most + UTF8_RUN > b->capacity) {
+        Py_ssize_t capacity = n * most + UTF8_RUN + 64;
         char *more = PyMem_Realloc(b->data, (size_t)capacity);
         if (more == NULL) {
             PyErr_NoMemory();
@@ -112,30 +183,9 @@ static inline Py_ssize_t utf8_encode(utf8_buffer_t *b, PyObject *text) {
         b->capacity = capacity;
     }
     unsigned char *o = (unsigned char *)b->data;
-    Py_ssize_t k = 0;
-    if (kind == PyUnicode_1BYTE_KIND) {
-        const Py_UCS1 *s = data;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (i + 8 <= n) {
-                /* Eight characters at a time: copied when all are ASCII, else each written
-                 * without a branch. */
-                uint64_t eight;
-                memcpy(&eight, s + i, sizeof eight);
-                if (!(eight & 0x8080808080808080u)) {
-                    memcpy(o + k, s + i, sizeof eight);
-                    k += 8;
-                } else {
-                    for (int j = 0; j < 8; j++) k += utf8_put_ucs1(o + k, s[i + j]);
-                }
-                i += 7;
-                continue;
-            }
-            k += utf8_put_ucs1(o + k, s[i]);
-        }
-        return k;
-    }
-    if (kind == PyUnicode_2BYTE_KIND) return utf8_put_wide(o, (const Py_UCS2 *)data, NULL, n);
-    return utf8_put_wide(o, NULL, (const Py_UCS4 *)data, n);
+    if (kind == PyUnicode_1BYTE_KIND) return utf8_put_kind(o, (const Py_UCS1 *)data, NULL, NULL, n);
+    if (kind == PyUnicode_2BYTE_KIND) return utf8_put_kind(o, NULL, (const Py_UCS2 *)data, NULL, n);
+    return utf8_put_kind(o, NULL, NULL, (const Py_UCS4 *)data, n);
 }
 
 #endif
