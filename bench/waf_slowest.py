@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from failsmall.build.corpus import BodyRejected, within_buffer
 from failsmall.engine import Engine
 from failsmall.managed.corpora import raw_http_request
 from failsmall.managed.measure import managed_bundle
-from waf_tail import corpus_files
+from waf_tail import corpus_files, no_corpus_message, refuse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,26 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
     if args.blazehttp is None or not args.blazehttp.is_dir():
-        message = (
-            "no blazehttp corpus given: clone github.com/chaitin/blazehttp into a temporary "
-            "directory (never into this repository) and pass its `testcases` directory as "
-            "--blazehttp DIR"
-        )
-        if args.json:
-            print(json.dumps({"ok": False, "error": message}))
-        else:
-            console.print(f"[red]{message}[/]")
-        return 2
+        return refuse(console, args.json, no_corpus_message(args.blazehttp))
     by_name = {path.name: path for path in corpus_files(args.blazehttp)}
     missing = [name for name in args.names if name not in by_name]
     if missing:
         # Names as typed, shown as text (`ascii` spells out control characters).
         message = f"not in the corpus's 0-7 half: {', '.join(ascii(name) for name in missing)}"
-        if args.json:
-            print(json.dumps({"ok": False, "error": message}))
-        else:
-            console.print(f"[red]{escape(message)}[/]")
-        return 2
+        return refuse(console, args.json, message)
     engine = Engine.build(managed_bundle())
     rows: list[dict[str, object]] = []
     for name in args.names:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -57,6 +58,25 @@ class Sample:
     decision: str
     errored: bool
     over_limit: tuple[str, ...]
+
+
+def no_corpus_message(given: Path | None) -> str:
+    """What to do when the blazehttp corpus is not at `given`."""
+    where = f"at {given}" if given is not None else "given"
+    return (
+        f"no blazehttp corpus {where}: clone github.com/chaitin/blazehttp "
+        "into a temporary directory (never into this repository) and pass its "
+        "`testcases` directory as --blazehttp DIR"
+    )
+
+
+def refuse(console: Console, as_json: bool, message: str) -> int:
+    """Say why the bench cannot run (as JSON with `--json`) and give its exit status, 2."""
+    if as_json:
+        print(json.dumps({"ok": False, "error": message}))
+    else:
+        console.print(f"[red]{escape(message)}[/]")
+    return 2
 
 
 def corpus_files(directory: Path) -> list[Path]:
@@ -191,17 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
     if args.blazehttp is None or not args.blazehttp.is_dir():
-        where = f"at {args.blazehttp}" if args.blazehttp is not None else "given"
-        message = (
-            f"no blazehttp corpus {where}: clone github.com/chaitin/blazehttp "
-            "into a temporary directory (never into this repository) and pass its "
-            "`testcases` directory as --blazehttp DIR"
-        )
-        if args.json:
-            print(json.dumps({"ok": False, "error": message}))
-        else:
-            console.print(f"[red]{message}[/]")
-        return 2
+        return refuse(console, args.json, no_corpus_message(args.blazehttp))
     bundle = managed_bundle()
     engine = Engine.build(bundle)
     # A 1 MiB buffer, and the value limit scaled with it (the default suits 128 KiB).
