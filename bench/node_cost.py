@@ -144,9 +144,27 @@ def profile(
     return pstats.Stats(str(out))
 
 
+def _where(key: tuple[str, int, str]) -> str:
+    file, line, name = key
+    return f"{Path(file).name}:{line}({name})" if line else name
+
+
+def _owner(key: tuple[str, int, str]) -> str:
+    """Whose code a profiled function is: the node's, the engine's, or C (builtins and
+    extension functions, which cProfile lists without a file)."""
+    file, line, _ = key
+    if not line:
+        return "C"
+    for package in ("node", "engine"):
+        if f"failsmall/{package}/" in file:
+            return package
+    return "other Python"
+
+
 def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -> None:
-    """The functions with the most own time, per request (requests: exchanges created)."""
-    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    """The functions with the most own time, per request (requests: exchanges created), each
+    with the caller that calls it most; then the calls per request by whose code they are."""
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, dict[object, tuple[int, ...]]]]
     table = stats.stats  # type: ignore[attr-defined]
     requests = sum(
         row[0]
@@ -161,18 +179,30 @@ def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -
         title=f"node under cProfile, {title}: {requests:,} requests, "
         f"{calls / requests:.0f} calls per request"
     )
-    for name in ("function", "calls/request", "own µs/request", "total µs/request"):
-        out.add_column(name, justify="left" if name == "function" else "right")
+    headings = ("function", "called most from", "calls/request", "own µs/request", "total µs")
+    for name in headings:
+        out.add_column(name, justify="right" if "request" in name or "µs" in name else "left")
     rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)[:top]
-    for (file, line, name), (_, ncalls, own, total, _) in rows:
-        where = f"{Path(file).name}:{line}({name})" if line else name
+    for key, (_, ncalls, own, total, callers) in rows:
+        caller = max(callers.items(), key=lambda item: item[1][1], default=None)
         out.add_row(
-            where,
+            _where(key),
+            _where(caller[0]) if caller is not None else "",  # type: ignore[arg-type]
             f"{ncalls / requests:.2f}",
             f"{own / requests * 1e6:.2f}",
             f"{total / requests * 1e6:.2f}",
         )
     console.print(out)
+    owners: dict[str, tuple[float, float]] = {}
+    for key, (_, ncalls, own, _, _) in table.items():
+        count, seconds = owners.get(_owner(key), (0.0, 0.0))
+        owners[_owner(key)] = (count + ncalls, seconds + own)
+    summary = Table(title="calls per request by whose code they are (C: builtins, extensions)")
+    for name in ("code", "calls/request", "own µs/request"):
+        summary.add_column(name, justify="left" if name == "code" else "right")
+    for owner, (count, seconds) in sorted(owners.items(), key=lambda item: -item[1][0]):
+        summary.add_row(owner, f"{count / requests:.1f}", f"{seconds / requests * 1e6:.1f}")
+    console.print(summary)
 
 
 def main() -> int:
