@@ -332,14 +332,12 @@ class Exchange:
 
     # -- proxying --------------------------------------------------------------------------
 
-    def proxy(self) -> None:
-        """Send the request to `origin` (set by `allow`), on one of its servers."""
+    def proxy(self, pool: OriginPool | None = None) -> None:
+        """Send the request to `origin` (set by `allow`), on `pool`'s server or else the one
+        whose turn it is: over an idle connection to it, or a new one."""
         servers = self.ctx.pools.for_origin(self.origin)
-        only = servers.only
-        self.use(servers, only or servers.pick(asyncio.get_running_loop().time()))
-
-    def use(self, servers: OriginServers, pool: OriginPool) -> None:
-        """Send the request over an idle connection to `pool`'s server, or a new one."""
+        if pool is None:
+            pool = servers.only or servers.pick(asyncio.get_running_loop().time())
         upstream = pool.take()
         if upstream is not None:
             self.attach(upstream)
@@ -366,20 +364,23 @@ class Exchange:
             self.connect_failures += 1
             if self.connect_failures < len(servers.pools):
                 # Nothing was sent: another server of the origin may answer.
-                self.use(servers, servers.pick(now))
+                self.proxy(servers.pick(now))
                 return
             self.respond_local(502, b"502: origin unreachable: %s\n" % reason.encode())
             return
         self.attach(task.result())
 
-    def upstream_request(self, authority: bytes) -> bytes:
-        """The request as sent to the origin: head, the body read so far, and what followed."""
+    def attach(self, upstream: UpstreamConnection) -> None:
+        """Send the request over `upstream`: its head, the body read so far, and what followed
+        (one write)."""
+        self.upstream = upstream
+        self.state = _UPSTREAM
         chunked = self.chunked_in
-        head = compiled_framing.request_head(
+        request = compiled_framing.request_head(
             self.method,
             self.url,
             self.host,
-            authority,
+            upstream.pool.authority,
             self.forward,
             self.xff,
             self.conn.client_ip_bytes,
@@ -388,8 +389,16 @@ class Exchange:
             chunked,
             self.content_length,
         )
-        if not self.body and not self.overflow and not (chunked and self.body_done):
-            return head
+        if self.body or self.overflow or (chunked and self.body_done):
+            request = self.with_body(request)
+        upstream.start(self, request, head_request=self.head, upgrade=self.websocket)
+        if self.pausing:
+            self.resume_client()
+        self.conn.arm(_DEADLINE_UPSTREAM, self.limits.upstream_read_timeout_s)
+
+    def with_body(self, head: bytes) -> bytes:
+        """The request `head` followed by the body read so far and what followed it."""
+        chunked = self.chunked_in
         parts: list[bytes | bytearray] = [head]
         if self.body:
             parts.append(
@@ -403,19 +412,6 @@ class Exchange:
             self.end_queued = True
             parts.append(wire.LAST_CHUNK)
         return b"".join(parts)
-
-    def attach(self, upstream: UpstreamConnection) -> None:
-        self.upstream = upstream
-        self.state = _UPSTREAM
-        upstream.start(
-            self,
-            self.upstream_request(upstream.pool.authority),
-            head_request=self.head,
-            upgrade=self.websocket,
-        )
-        if self.pausing:
-            self.resume_client()
-        self.conn.arm(_DEADLINE_UPSTREAM, self.limits.upstream_read_timeout_s)
 
     # UpstreamListener ----------------------------------------------------------------------
 

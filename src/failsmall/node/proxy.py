@@ -308,7 +308,9 @@ class ClientConnection(asyncio.Protocol):
             self._check_head(exchange)
             if body:
                 exchange.add_body(body)
-            self.on_message_complete()
+            self.reading = None
+            exchange.body_done = True  # what `end_body` does for a body not chunked
+            self._evaluate_in_turn(exchange)
         except RequestRejected as exc:
             self.reject(exc.status, exc.reason)
 
@@ -484,11 +486,16 @@ class ClientConnection(asyncio.Protocol):
             self._stop_body_clock()
         exchange.end_body()
         if exchange.state is _READING:
-            if exchange is self.queue[0]:
-                self.deadline_kind = _NO_DEADLINE
-                exchange.evaluate()
-            else:
-                self.pause_reading_for(self)
+            self._evaluate_in_turn(exchange)
+
+    def _evaluate_in_turn(self, exchange: Exchange) -> None:
+        """A request has been read whole: the engine sees it now if it is the one to answer,
+        else when its turn comes (`exchange_done`), reading paused meanwhile."""
+        if exchange is self.queue[0]:
+            self.deadline_kind = _NO_DEADLINE
+            exchange.evaluate()
+        else:
+            self.pause_reading_for(self)
 
     def _read_headers(self, exchange: Exchange) -> None:
         """One pass over the request headers: note what the proxy needs, keep the rest."""
