@@ -386,6 +386,26 @@ error:
 
 /* ---- latin1_headers ------------------------------------------------------------------ */
 
+/* A (name, value) pair of bytes decoded as latin-1: a new (str, str) tuple. */
+static PyObject *latin1_pair(PyObject *pair) {
+    PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+    PyObject *out = PyTuple_New(2);
+    if (out == NULL) return NULL;
+    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), NULL);
+    if (text == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, text);
+    text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+    if (text == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 1, text);
+    return out;
+}
+
 static PyObject *latin1_headers(PyObject *module, PyObject *headers) {
     PyObject *items = PySequence_Fast(headers, "headers must be a sequence of (name, value)");
     if (items == NULL) return NULL;
@@ -395,16 +415,9 @@ static PyObject *latin1_headers(PyObject *module, PyObject *headers) {
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *name, *value;
         if (header_at(items, i, &name, &value) < 0) goto error;
-        PyObject *pair = PyTuple_New(2);
+        PyObject *pair = latin1_pair(PySequence_Fast_GET_ITEM(items, i));
         if (pair == NULL) goto error;
         PyTuple_SET_ITEM(out, i, pair);
-        PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
-                                                NULL);
-        if (text == NULL) goto error;
-        PyTuple_SET_ITEM(pair, 0, text);
-        text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
-        if (text == NULL) goto error;
-        PyTuple_SET_ITEM(pair, 1, text);
     }
     Py_DECREF(items);
     return out;
@@ -454,6 +467,27 @@ static int plain_header(const unsigned char *s, Py_ssize_t limit, Py_ssize_t *at
     *value_length = i - start;
     *at = i + 2;
     return 1;
+}
+
+/* (name, value) as a new tuple of two bytes objects: what Py_BuildValue("(y#y#)") makes, without
+ * reading a format string for every header. */
+static PyObject *bytes_pair(const char *name, Py_ssize_t name_length, const char *value,
+                            Py_ssize_t value_length) {
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) return NULL;
+    PyObject *item = PyBytes_FromStringAndSize(name, name_length);
+    if (item == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, item);
+    item = PyBytes_FromStringAndSize(value, value_length);
+    if (item == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 1, item);
+    return pair;
 }
 
 /* A plain Content-Length value: 1 to 18 digits. 0 with the length, -1 for anything else. */
@@ -527,7 +561,7 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
                    IS(n, n_len, "proxy-connection")) {
             goto plain_not;
         }
-        PyObject *pair = Py_BuildValue("(y#y#)", n, n_len, v, v_len);
+        PyObject *pair = bytes_pair(n, n_len, v, v_len);
         if (pair == NULL) goto error;
         int err = PyList_Append(headers, pair);
         Py_DECREF(pair);
@@ -581,11 +615,12 @@ static const char *const PLAIN_METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELET
  * colon and visible characters; at most one Content-Length of digits and as many body bytes;
  * no Transfer-Encoding, Upgrade or Proxy-Connection; at most one Connection header, only of
  * `close` or `keep-alive`. Returns (method, url, headers, http10, keep_alive, body, head_bytes,
- * noted, path, query), with head_bytes counted as the node counts them (name, value and 4 per
+ * noted, path, query, text_headers), with head_bytes counted as the node counts them (name, value and 4 per
  * header), `noted` what `ClientConnection._read_headers` notes of them: (forward, host, hosts,
- * content_length, x_forwarded_for, request_id, expects_continue), and the target's path and
- * query as `ClientConnection._read_target` reads them (str); or None for anything else (which
- * is then llhttp's to read, or to refuse). */
+ * content_length, x_forwarded_for, request_id, expects_continue), the target's path and
+ * query as `ClientConnection._read_target` reads them (str), and the headers as
+ * `latin1_headers` decodes them for the engine; or None for anything else (which is then
+ * llhttp's to read, or to refuse). */
 static PyObject *whole_request(PyObject *module, PyObject *data) {
     if (!PyBytes_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "whole_request: data must be bytes");
@@ -616,12 +651,13 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
     int connection = 0; /* 0 none, 1 close, 2 keep-alive */
     /* What the proxy notes of the headers (`ClientConnection._read_headers`). */
     PyObject *forward = PyList_New(0);
+    PyObject *texts = PyList_New(0); /* the headers decoded as the engine reads them */
     PyObject *host = NULL, *request_id = NULL; /* borrowed from `headers`' pairs */
     long hosts = 0;
     int expects_continue = 0;
     buffer_t xff;
     buffer_init(&xff);
-    if (forward == NULL) goto error;
+    if (forward == NULL || texts == NULL) goto error;
     for (;;) {
         const char *n, *v;
         Py_ssize_t n_len, v_len;
@@ -637,12 +673,17 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
             goto plain_not;
         }
         head_bytes += n_len + v_len + 4;
-        PyObject *pair = Py_BuildValue("(y#y#)", n, n_len, v, v_len);
+        PyObject *pair = bytes_pair(n, n_len, v, v_len);
         if (pair == NULL) goto error;
         int err = PyList_Append(headers, pair);
         Py_DECREF(pair);
         if (err < 0) goto error;
         PyObject *kept = PyTuple_GET_ITEM(pair, 1); /* the pair lives on in `headers` */
+        PyObject *text = latin1_pair(pair);
+        if (text == NULL) goto error;
+        err = PyList_Append(texts, text);
+        Py_DECREF(text);
+        if (err < 0) goto error;
         switch (request_header(n, n_len)) {
         case R_FORWARD: err = PyList_Append(forward, pair); break;
         case R_HOST:
@@ -690,19 +731,28 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
     Py_ssize_t mark = url;
     while (mark < url_end && s[mark] != '?') mark++;
     Py_ssize_t query = mark < url_end ? mark + 1 : url_end;
-    return Py_BuildValue("(y#y#NOOy#LNs#s#)", (const char *)s, method_length,
+    PyObject *text_headers = PyList_AsTuple(texts);
+    Py_DECREF(texts);
+    if (text_headers == NULL) {
+        Py_DECREF(noted);
+        Py_DECREF(headers);
+        return NULL;
+    }
+    return Py_BuildValue("(y#y#NOOy#LNs#s#N)", (const char *)s, method_length,
                          (const char *)s + url, url_end - url, headers,
                          http10 ? Py_True : Py_False, keep_alive ? Py_True : Py_False,
                          (const char *)s + at, size - at, head_bytes, noted, (const char *)s + url,
-                         mark - url, (const char *)s + query, url_end - query);
+                         mark - url, (const char *)s + query, url_end - query, text_headers);
 plain_not:
     buffer_free(&xff);
     Py_XDECREF(forward);
+    Py_XDECREF(texts);
     Py_DECREF(headers);
     Py_RETURN_NONE;
 error:
     buffer_free(&xff);
     Py_XDECREF(forward);
+    Py_XDECREF(texts);
     Py_DECREF(headers);
     return NULL;
 }
@@ -744,9 +794,9 @@ static PyMethodDef framing_methods[] = {
      "response, read as llhttp reads it; None when `data` is anything else."},
     {"whole_request", whole_request, METH_O,
      "whole_request(data) -> (method, url, headers, http10, keep_alive, body, head_bytes, "
-     "noted, path, query) | None: one whole plain request, read as llhttp reads it, what the "
-     "proxy notes of its headers and its target's path and query; None when `data` is "
-     "anything else."},
+     "noted, path, query, text_headers) | None: one whole plain request, read as llhttp reads "
+     "it, what the proxy notes of its headers, its target's path and query, and its headers "
+     "as `latin1_headers` decodes them; None when `data` is anything else."},
     {"latin1_headers", latin1_headers, METH_O,
      "latin1_headers(headers) -> tuple: each (name, value) pair of bytes decoded as latin-1."},
     {NULL, NULL, 0, NULL},

@@ -44,5 +44,18 @@ _Noted = tuple[list[tuple[bytes, bytes]], bytes, int, int, bytes, bytes, bool]
 def whole_request(
     data: bytes, /
 ) -> (
-    tuple[bytes, bytes, list[tuple[bytes, bytes]], bool, bool, bytes, int, _Noted, str, str] | None
+    tuple[
+        bytes,
+        bytes,
+        list[tuple[bytes, bytes]],
+        bool,
+        bool,
+        bytes,
+        int,
+        _Noted,
+        str,
+        str,
+        tuple[tuple[str, str], ...],
+    ]
+    | None
 ): ...

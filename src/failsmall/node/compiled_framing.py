@@ -3,8 +3,8 @@
 `response_head` and `request_head` return what `failsmall.node.framing`'s functions of the same
 names return (the request head joined into one bytes object), `latin1_headers` a request's
 headers decoded as the engine sees them, and `whole_request` and `whole_response` a client's
-plain request and an origin's plain response read in one call as llhttp reads them (None: not
-one whole plain message, left to llhttp). Tests hold
+plain request (its headers decoded for the engine too) and an origin's plain response read in
+one call as llhttp reads them (None: not one whole plain message, left to llhttp). Tests hold
 each to its reference (the readable Python, or llhttp) on random and hostile input. There is no
 fallback to the Python: the request path runs what is tested.
 """

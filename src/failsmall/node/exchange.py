@@ -138,6 +138,7 @@ class Exchange:
 
     url = b""
     method = b""  # until the head is parsed
+    text_headers: tuple[tuple[str, str], ...] = ()  # as the engine reads them (latin-1)
     path = "/"
     query = ""
     host = b""
@@ -268,7 +269,7 @@ class Exchange:
             self.method.decode("ascii", "replace"),
             self.path,
             self.query,
-            compiled_framing.latin1_headers(self.raw_headers),
+            self.text_headers,
             bytes(self.body),
             self.truncated or not self.body_done,
             client,

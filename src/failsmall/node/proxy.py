@@ -27,7 +27,7 @@ from failsmall.model import BodyOverBuffer
 from failsmall.node import wire
 from failsmall.node.access_log import AccessEntry, AccessLog
 from failsmall.node.batching import WriteBatch
-from failsmall.node.compiled_framing import whole_request
+from failsmall.node.compiled_framing import latin1_headers, whole_request
 from failsmall.node.deadline import Deadline
 from failsmall.node.exchange import Exchange, ExchangeState, RequestRejected
 from failsmall.node.serving import ServingSlot
@@ -291,6 +291,7 @@ class ClientConnection(asyncio.Protocol):
         noted: NotedHeaders,
         path: str,
         query: str,
+        text_headers: tuple[tuple[str, str], ...],
     ) -> None:
         """A plain keep-alive request read whole in one call (`whole_request`) while llhttp
         has read nothing: what llhttp's callbacks do for it, in their order, without a call
@@ -305,6 +306,7 @@ class ClientConnection(asyncio.Protocol):
             _take_noted(exchange, *noted)
             exchange.path = path  # its target is in origin form: what `_read_target` reads
             exchange.query = query
+            exchange.text_headers = text_headers
             self._check_head(exchange)
             if body:
                 exchange.add_body(body)
@@ -425,6 +427,7 @@ class ClientConnection(asyncio.Protocol):
         )
         self._read_headers(exchange)
         self._read_target(exchange)
+        exchange.text_headers = latin1_headers(exchange.raw_headers)
         self._check_head(exchange)
         first = exchange is self.queue[0]  # else the deadline is its predecessor's
         if exchange.content_length > 0 or exchange.chunked_in:
