@@ -150,3 +150,56 @@ def test_node_cost() -> None:
     rounds = [line for line in done.stdout.splitlines() if line.startswith("round 0")]
     assert len(rounds) == 2, done.stdout
     assert all(line.endswith(", 0 errors") for line in rounds), done.stdout
+
+
+def cgroup_v1_cpu() -> Path | None:
+    """Where the cgroup v1 cpu controller is mounted writable, or None."""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mount, kind, options, *_ = line.split()
+        if kind == "cgroup" and "cpu" in options.split(",") and "rw" in options.split(","):
+            return Path(mount)
+    return None
+
+
+def test_workers_quick() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    if os.geteuid() != 0 or cgroup_v1_cpu() is None:
+        pytest.skip("bench/workers.py needs root and a writable cgroup v1 cpu controller")
+    report = json_out(bench("bench/workers.py", "--quick", "--json"), 0)
+    rows = {(row["bundle"], row["workers"]): row for row in report["rows"]}
+    assert set(rows) == {("empty", 1), ("empty", 2), ("managed", 1), ("managed", 2)}
+    for (_, workers), row in rows.items():
+        assert row["outcome"] == "measured", row
+        assert set(row["cells"]) == set(report["columns"]) == {"get", "get_distinct"}
+        for cell in row["cells"].values():
+            assert cell["rps"] > 0 and cell["cpu_us"] > 0, (row["name"], cell)
+            assert cell["errors"] == 0, (row["name"], cell)
+            assert len(cell["quota_used"]) == workers, (row["name"], cell)
+            assert cell["limiter"] in {"workers", "wrk", "origin", "unsaturated"}
+            assert cell["ratio"] == 1.0 if workers == 1 else cell["ratio"] > 0
+    assert report["cgroups_left"] == []
+    assert not Path(report["cgroup"]).exists()
+
+
+def test_workers_without_cgroups_says_what_it_needs() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    command = [sys.executable, "bench/workers.py", "--quick", "--json"]
+    if os.geteuid() == 0:  # the same run as an unprivileged user
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, f"{done.stdout}\n{done.stderr}"
+    assert "root" in json.loads(done.stdout)["error"]
+
+
+def test_workers_rejects_bad_arguments() -> None:
+    done = bench("bench/workers.py", "--workers", "2,3", "--json")
+    assert done.returncode == 2
+    assert "1 among them" in json.loads(done.stdout)["error"]
+    cores = str(os.cpu_count())
+    done = bench("bench/workers.py", "--workers", "1,2", "--cpu-per-worker", cores, "--json")
+    assert done.returncode == 2
+    assert "wrk and the origin" in json.loads(done.stdout)["error"]
