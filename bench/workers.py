@@ -7,7 +7,7 @@ distinct path id, query and session cookie each (`bench/distinct.lua`). Each wor
 runs in a cgroup of its own with the same CPU quota (`--cpu-per-worker`, 0.4 CPU by default:
 `cpu.cfs_quota_us` over `cpu.cfs_period_us`), so N workers have N equal "cores" while wrk,
 the origin and this script keep the rest of the machine. All those groups sit in one parent
-group weighted 16 times a plain process (`cpu.shares`), so that other load on a shared machine
+group weighted 64 times a plain process (`cpu.shares`), so that other load on a shared machine
 does not take the workers' quota from them or slow wrk and the origin down.
 
 The workers are found as the supervisor's children once every one serves its bundle, placed
@@ -60,7 +60,7 @@ COLUMNS = (bench.Column.GET, bench.Column.GET_DISTINCT)
 BUNDLES = ("empty", "managed")
 SATURATED = 0.85  # a worker using this share of its quota, or a process this share of a core
 PERIOD_US = 100_000
-PARENT_SHARES = 16 * 1024  # cpu.shares of the parent group; a plain process weighs 1024
+PARENT_SHARES = 64 * 1024  # cpu.shares of the parent group; a plain process weighs 1024
 GROUP_PREFIX = "failsmall-bench-workers-"
 EXIT_NO_CGROUP = 3
 
