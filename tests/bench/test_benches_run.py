@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +205,36 @@ def test_workers_rejects_bad_arguments() -> None:
     done = bench("bench/workers.py", "--workers", "1,2", "--cpu-per-worker", cores, "--json")
     assert done.returncode == 2
     assert "wrk and the origin" in json.loads(done.stdout)["error"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_workers_removes_its_cgroups_when_interrupted(signum: signal.Signals) -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    mount = cgroup_v1_cpu()
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("bench/workers.py needs root and a writable cgroup v1 cpu controller")
+    run = subprocess.Popen(
+        [sys.executable, "bench/workers.py", "--quick", "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    group = mount / f"failsmall-bench-workers-{run.pid}"
+    try:
+        for _ in range(600):  # until its first worker is in a group of its own
+            if (group / "worker-0").is_dir() or run.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (group / "worker-0").is_dir(), "the bench never placed a worker"
+        run.send_signal(signum)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, f"{out}\n{err}"
+    assert "interrupted" in json.loads(out)["error"]
+    assert not group.exists()
