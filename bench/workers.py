@@ -17,6 +17,8 @@ per request, how much of its quota each worker used, the CPU that wrk and the or
 (in cores), what limited the rate, and the ratio to one worker. Only when every worker used
 (nearly) all its quota is the ratio a scaling figure; when wrk or the origin used (nearly) a
 whole core, or the workers stayed below their quota for another reason, the output says so.
+(A worker can use a few percent over its quota: the periods at either end of a measurement
+count in part.)
 The cgroups are removed at the end, also on Ctrl-C or SIGTERM.
 
 Exit status: 0 every row measured; 1 a row failed (it did not start, did not block an attack,
