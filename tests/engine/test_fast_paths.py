@@ -34,7 +34,7 @@ from failsmall.model.traffic import (
     RateLimit,
     Route,
 )
-from tests.engine.factory import request
+from tests.engine.factory import request, waf_bundle
 from tests.engine.test_properties import EXPRESSIONS, STATES, bundles, requests
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site"
@@ -44,9 +44,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site"
 
 
 def reference(waf: Waf) -> Waf:
-    """The same WAF with every shortcut of the evaluation loop taken out: each rule goes through
-    `_evaluate_rule`, one by one, and each execute rule builds its `Executed` anew."""
-    return replace(waf, phases=tuple((phase, _plain(rs)) for phase, rs in waf.phases))
+    """The same WAF with every shortcut of the evaluation loop taken out: no quiet walk, each
+    rule goes through `_evaluate_rule`, one by one, and each execute rule builds its `Executed`
+    anew."""
+    return replace(waf, phases=tuple((phase, _plain(rs)) for phase, rs in waf.phases), walk=None)
 
 
 def _plain(compiled: CompiledRuleset) -> CompiledRuleset:
@@ -180,6 +181,38 @@ def test_example_bundle_waf_shortcuts(
     example: Engine, path: str, query: str, ip: str, bot_score: int | None
 ) -> None:
     same_waf_results(example.waf, request(path, query=query, ip=ip), bot_score)
+
+
+def test_the_example_bundle_reduces_to_a_quiet_walk(example: Engine) -> None:
+    """Its custom rules and the managed ruleset it executes: a benign GET is settled by the
+    walk, whose result is that of rule-by-rule evaluation."""
+    walk = example.waf.walk
+    assert walk is not None
+    req = request("/products/42", query="ref=home", ip="192.0.2.44")
+    view = RequestView(req, bot_score=90)
+    assert example.waf.evaluate(view, req.now) is walk.result
+    assert walk.result == reference(example.waf).evaluate(RequestView(req, bot_score=90), req.now)
+
+
+@pytest.mark.parametrize("over_limit", ["inspect_partial", "block", "challenge"])
+@pytest.mark.parametrize("expression", ["size(http.request.body.raw) > 100", "false"])
+def test_a_quiet_walk_counts_the_limits_of_a_body_a_rule_read(
+    over_limit: str, expression: str
+) -> None:
+    """A body that does not decode reaches a limit; it counts only when a rule read the body."""
+    rules = [{"id": "r", "expression": expression, "action": {"type": "log"}}]
+    engine = Engine.build(
+        waf_bundle(rules, limits={"waf_over_limit": over_limit}),  # type: ignore[arg-type]
+    )
+    assert engine.waf.walk is not None
+    req = request(
+        method="POST",
+        headers={"Host": "h", "Content-Encoding": "gzip"},
+        body=b"not gzip at all",
+    )
+    same_waf_results(engine.waf, req, None)
+    over = engine.waf.evaluate(RequestView(req), req.now).over_limits
+    assert bool(over) is (expression != "false")
 
 
 def test_a_passing_module_never_stops_the_request() -> None:

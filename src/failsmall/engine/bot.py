@@ -122,8 +122,9 @@ class BotScorer:
     tests: FeatureTests = field(init=False, compare=False, repr=False)
     # Why no request is scored, when none is (scoring off, no features); else None.
     unscored: NotComputed | None = field(init=False, compare=False, repr=False)
-    # User agents repeat across clients; their class depends on the string alone.
-    ua_classes: dict[str, str] = field(default_factory=dict, compare=False)
+    # User agents repeat across clients; their class, and so the bits of the user agent class
+    # features present, depend on the string alone: those bits, by user agent.
+    ua_bits: dict[str, int] = field(default_factory=dict, compare=False)
     # The score depends only on which features are present: one outcome per set of them,
     # carrying their keys (for the access log), kept by mask of present features.
     outcomes: dict[int, Scored] = field(default_factory=dict, compare=False)
@@ -133,14 +134,12 @@ class BotScorer:
         unscored = SWITCHED_OFF if not self.enabled else NO_FEATURES if not self.features else None
         object.__setattr__(self, "unscored", unscored)
 
-    def ua_class(self, user_agent: str) -> str:
-        known = self.ua_classes.get(user_agent)
-        if known is None:
-            known = user_agent_class(user_agent)
-            if len(self.ua_classes) >= 4096:
-                self.ua_classes.clear()
-            self.ua_classes[user_agent] = known
-        return known
+    def _ua_bits(self, user_agent: str) -> int:
+        bits = self.tests.ua_class_bits.get(user_agent_class(user_agent), 0)
+        if len(self.ua_bits) >= 4096:
+            self.ua_bits.clear()
+        self.ua_bits[user_agent] = bits
+        return bits
 
     @classmethod
     def load(cls, config: BotConfig, capacities: Capacities) -> BotScorer:
@@ -162,17 +161,21 @@ class BotScorer:
         if unscored is not None:
             return unscored
         tests = self.tests
-        user_agent = view.header("user-agent")
-        ua_class = self.ua_classes.get(user_agent) or self.ua_class(user_agent)
-        mask = tests.ua_class_bits.get(ua_class, 0)
-        headers = view.headers
+        headers = view.headers  # read here rather than through `view.header`, a call less each
+        values = headers.get("user-agent")
+        user_agent = values[0] if values else ""
+        mask = self.ua_bits.get(user_agent)
+        if mask is None:
+            mask = self._ua_bits(user_agent)
         for name, if_present, if_absent in tests.header_bits:
             mask |= if_present if name in headers else if_absent
         for order, bit in tests.header_orders:
             if _in_order(order, view.header_names):
                 mask |= bit
-        if tests.accept_wildcard_bits and view.header("accept").strip() == "*/*":
-            mask |= tests.accept_wildcard_bits
+        if tests.accept_wildcard_bits:
+            values = headers.get("accept")
+            if values and values[0].strip() == "*/*":
+                mask |= tests.accept_wildcard_bits
         for threshold, bit in tests.rates_over:
             if client_rate > threshold:
                 mask |= bit

@@ -45,6 +45,7 @@ from failsmall.engine.cache import (
 from failsmall.engine.cache import SWITCHED_OFF as CACHE_SWITCHED_OFF
 from failsmall.engine.client_address import ClientAddresses
 from failsmall.engine.expr import ExpressionError
+from failsmall.engine.native import index_headers
 from failsmall.engine.outcomes import (
     BOT_DID_NOT_RUN,
     CACHE_DID_NOT_RUN,
@@ -61,6 +62,7 @@ from failsmall.engine.outcomes import (
     Verdict,
 )
 from failsmall.engine.path_index import PathIndex
+from failsmall.engine.paths import normalize_path
 from failsmall.engine.ratelimit import (
     CompiledRateLimit,
     RateLimitState,
@@ -114,6 +116,8 @@ class EngineState:
     module_errors: dict[ModuleName, int] = field(default_factory=dict)
     # Modules that completed past the watchdog budget (their verdicts were kept).
     module_overruns: dict[ModuleName, int] = field(default_factory=dict)
+    # The breakers of the modules a plan runs, in its order, and the plan (see `planned_breakers`).
+    planned: tuple[object, tuple[Breaker, ...]] = (None, ())
 
     def open_breakers(self) -> list[tuple[ModuleName, Breaker]]:
         """The modules whose circuit breaker is not closed, in pipeline order."""
@@ -122,6 +126,15 @@ class EngineState:
             for module, breaker in sorted(self.breakers.items())
             if breaker.state is not BreakerState.CLOSED
         ]
+
+    def planned_breakers(self, plan: _Plan) -> tuple[Breaker, ...]:
+        """The breaker of each module `plan` runs, in its order: looked up once per plan, not
+        once per module and request (a plan's settings are those its breakers were made for)."""
+        planned = self.planned
+        if planned[0] is not plan:
+            breakers = tuple(self.breaker(run.step.module, run.step.settings) for run in plan.runs)
+            planned = self.planned = (plan, breakers)
+        return planned[1]
 
     def breaker(self, module: ModuleName, settings: ModuleSettings) -> Breaker:
         breaker = self.breakers.get(module)
@@ -252,7 +265,9 @@ class Engine:
         end of the one before).
         """
         view = RequestView(request, limits=self.limits)
-        route = self.router.route(request.host or view.host, request.path, view.normalized_path)
+        # Every request reads its resolved path (routing does): stored as the view would.
+        view.__dict__["normalized_path"] = resolved = normalize_path(request.path)
+        route = self.router.route(request.host or view.host, request.path, resolved)
         if isinstance(route, Unrouted):
             return Verdict(Decision.UNROUTED, UNROUTED_STATUS, route, ())
         plan = self.plan
@@ -262,19 +277,23 @@ class Engine:
                 Decision.ALLOW, 200, route, end.before, (), (), plan.bot, 0, plan.cache, ()
             )
         p = _Pass(view, request.now)
+        if plan.reads_headers:  # indexed as `RequestView.headers` does, two calls less
+            fields = view.__dict__
+            fields["headers"], fields["header_names"] = index_headers(request.headers)
         outcomes: tuple[ModuleOutcome, ...] = ()
         clock, budget_us = state.clock, self.limits.module_time_budget_us
         started = clock()
-        for before, settled_bot, settled_cache, step in plan.runs:
+        planned = state.planned
+        breakers = planned[1] if planned[0] is plan else state.planned_breakers(plan)
+        for (before, settled_bot, settled_cache, step), breaker in zip(
+            plan.runs, breakers, strict=True
+        ):
             if before:
                 outcomes += before
                 if settled_bot is not None:
                     p.bot = settled_bot
                 if settled_cache is not None:
                     p.cache = settled_cache
-            breaker = state.breakers.get(step.module)
-            if breaker is None or breaker.settings is not step.settings:
-                breaker = state.breaker(step.module, step.settings)
             outcome: ModuleOutcome
             if breaker.state is not _CLOSED and not breaker.allows(p.now):
                 outcome = self._policy(
@@ -455,7 +474,11 @@ class Engine:
     def _ratelimit(self, p: _Pass, state: EngineState) -> ModuleOutcome:
         if self.plan.client_rates:
             p.client_rate = state.ratelimit.client_rate(p.view.request.client_ip, p.now)
-        hit = check_rate_limits(self.rate_limits, p.view, state.ratelimit, p.now)
+        limits = self.rate_limits  # `limits.select(path)`, a call less:
+        selected = limits.by_start.get(p.view.normalized_path[: limits.width], limits.others)
+        if not selected:
+            return PASSED[ModuleName.RATELIMIT]
+        hit = check_rate_limits(selected, p.view, state.ratelimit, p.now)
         if hit is None:
             return PASSED[ModuleName.RATELIMIT]
         if not hit.enforced:
@@ -532,7 +555,8 @@ class _Plan:
     """What the pipeline does for each request of one bundle: `runs` in pipeline order, then
     `end`. When nothing runs, `bot` and `cache` are the verdict's score and cache decision.
     `client_rates`: whether the ratelimit module measures each client's request rate, which
-    only a bot module scoring a `rate_over` feature reads."""
+    only a bot module scoring a `rate_over` feature reads. `reads_headers`: whether a module
+    that runs reads the request's headers by name (the bot and cache modules do)."""
 
     steps: tuple[_Step, ...]
     runs: tuple[_Run, ...]
@@ -540,6 +564,7 @@ class _Plan:
     bot: BotScore
     cache: CacheDecision
     client_rates: bool
+    reads_headers: bool
 
     @classmethod
     def of(cls, steps: tuple[_Step, ...], client_rates: bool) -> _Plan:
@@ -561,7 +586,11 @@ class _Plan:
             if step.cache is not None:
                 cache = settled_cache = step.cache
         end = _End(tuple(before), bot, cache)
-        return cls(steps, tuple(runs), end, settled_bot, settled_cache, client_rates)
+        reads_headers = any(run.step.module in _READ_HEADERS for run in runs)
+        return cls(steps, tuple(runs), end, settled_bot, settled_cache, client_rates, reads_headers)
+
+
+_READ_HEADERS = frozenset({ModuleName.BOT, ModuleName.CACHE})
 
 
 def _module_run(module: ModuleName) -> _ModuleRun:

@@ -58,7 +58,9 @@ class RateLimitState:
                 self.client_rates.popitem(last=False)
         else:
             self.client_rates.move_to_end(client)
-        elapsed = max(0.0, now - entry.updated)
+        elapsed = now - entry.updated
+        if elapsed < 0.0:  # max(0.0, ...), a call less
+            elapsed = 0.0
         entry.tokens = entry.tokens * 0.5 ** (elapsed / half_life_s) + 1.0
         entry.updated = now
         return entry.tokens / (half_life_s / 0.6931471805599453)
@@ -150,11 +152,12 @@ def index_rate_limits(limits: tuple[CompiledRateLimit, ...]) -> PathIndex[Compil
 
 
 def check_rate_limits(
-    limits: PathIndex[CompiledRateLimit], view: RequestView, state: RateLimitState, now: float
+    selected: tuple[CompiledRateLimit, ...], view: RequestView, state: RateLimitState, now: float
 ) -> RateLimitHit | None:
-    """The first limit this request exceeds; every matching bucket is charged."""
+    """The first limit this request exceeds; every matching bucket is charged. `selected`: the
+    limits the request's path leaves possible (`PathIndex.select`)."""
     first: RateLimitHit | None = None
-    for limit in limits.select(view.normalized_path):
+    for limit in selected:
         if not limit.filter.evaluate(view):
             continue
         allowed = state.take(limit.key(view), limit.capacity, limit.refill_per_s, now)

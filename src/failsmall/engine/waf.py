@@ -242,6 +242,108 @@ def _no(run: Run) -> Run:
 _NONE_SKIPPED: frozenset[Any] = frozenset()
 
 
+_Check = Run | frozenset[str]
+_Segment = tuple[tuple[Run, ...], frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class QuietWalk:
+    """The phases of a WAF reduced at load to what decides that a request matches none of their
+    rules, the common case, and what they then yield.
+
+    A bundle reduces to one when every rule its phases reach is a direct rule (see
+    `CompiledRule.direct`: only its expression decides), a signature-gated one, or an `execute`
+    rule that always matches and whose ruleset reduces likewise. A request matches none of them
+    when each direct rule's expression yields false and none of the signature rules is among its
+    signature hits: each rule is then NotMatched, each execute rule `Executed` with no score,
+    and no threshold is reached; `result` holds that, made once.
+
+    `segments` holds the checks in rule order, by the paths they can match (a rule whose
+    expression is false on a path is left out there, as `DirectRun` does): runs of expressions,
+    each followed by the ids of the signature rules that come after it (empty for none), so
+    the signature scan happens where rule-by-rule evaluation would make it. A check that fails
+    hands the request to that evaluation, which yields the same outcomes for it."""
+
+    segments: PathIndex[_Segment]
+    needs_bot: bool
+    result: WafResult
+
+    @classmethod
+    def of(cls, phases: tuple[tuple[Phase, CompiledRuleset], ...]) -> QuietWalk | None:
+        checks: list[tuple[_Check, tuple[str, ...] | None]] = []
+        outcomes: list[RuleOutcome] = []
+        matched: list[str] = []
+        needs_bot = False
+        for _phase, ruleset in phases:
+            reduced = _quiet_outcomes(ruleset, checks, matched)
+            if reduced is None:
+                return None
+            outcomes.extend(reduced)
+            needs_bot = needs_bot or _needs_bot(ruleset)
+        index = PathIndex.build(checks)
+        segments = PathIndex(
+            index.width,
+            {start: _segments(chosen) for start, chosen in index.by_start.items()},
+            _segments(index.others),
+        )
+        return cls(segments, needs_bot, WafResult(tuple(outcomes), None, tuple(matched)))
+
+
+def _quiet_outcomes(
+    compiled: CompiledRuleset,
+    checks: list[tuple[_Check, tuple[str, ...] | None]],
+    matched: list[str],
+) -> tuple[RuleOutcome, ...] | None:
+    """The outcomes of a ruleset on a request none of its rules match, adding to `checks` what
+    decides that and to `matched` the execute rules that match it; None if it has a rule of
+    another kind, or reaches its threshold with no score."""
+    outcomes: list[RuleOutcome] = []
+    for rule in compiled.rules:
+        action = rule.rule.action
+        if rule.signature_gated:
+            checks.append((frozenset((rule.rule.id,)), None))
+            outcomes.append(rule.not_matched)
+        elif rule.always and isinstance(action, ExecuteAction) and rule.child is not None:
+            matched.append(rule.rule.id)  # `_apply` adds it before the ruleset runs
+            results = _quiet_outcomes(rule.child, checks, matched)
+            if results is None:
+                return None
+            outcomes.append(Executed(rule.rule.id, action.ruleset, results, 0, False))
+        elif rule.direct and not rule.always:
+            checks.append((rule.expression.run, rule.expression.path_prefixes))
+            outcomes.append(rule.not_matched)
+        else:
+            return None
+    if _finish(compiled, tuple(outcomes), 0)[2] is not None:
+        return None
+    return tuple(outcomes)
+
+
+def _needs_bot(compiled: CompiledRuleset) -> bool:
+    return any(
+        rule.needs_bot or (rule.child is not None and _needs_bot(rule.child))
+        for rule in compiled.rules
+    )
+
+
+def _segments(checks: tuple[_Check, ...]) -> tuple[_Segment, ...]:
+    """Checks in order as runs of expressions, each with the signature ids that follow it."""
+    segments: list[_Segment] = []
+    runs: list[Run] = []
+    gate: set[str] = set()
+    for check in checks:
+        if isinstance(check, frozenset):
+            gate |= check
+            continue
+        if gate:
+            segments.append((tuple(runs), frozenset(gate)))
+            runs, gate = [], set()
+        runs.append(check)
+    if runs or gate:
+        segments.append((tuple(runs), frozenset(gate)))
+    return tuple(segments)
+
+
 class Evaluation:
     """Mutable bookkeeping for one request's pass through the WAF."""
 
@@ -314,6 +416,8 @@ class Waf:
     signatures: dict[str, SignatureMatch]
     ip_lists: dict[str, list[str]]
     exceptions: Exceptions = NO_EXCEPTIONS
+    # The phases on a request none of their rules match, when they reduce to one (`QuietWalk`).
+    walk: QuietWalk | None = None
 
     @classmethod
     def build(cls, bundle: Bundle, reuse: Waf | None = None) -> Waf:
@@ -359,10 +463,62 @@ class Waf:
             compiler.signatures,
             bundle.ip_lists,
             exceptions,
+            QuietWalk.of(phases),
         )
 
     def evaluate(self, view: RequestView, now: float) -> WafResult:
-        ev = Evaluation(view, now, self.scanner, self.exceptions)
+        """Run the phases on the request. A request none of the rules match (see `QuietWalk`) is
+        settled by the walk's checks alone; any other runs the phases rule by rule, taking over
+        the signature scan if the walk made it."""
+        walk = self.walk
+        if walk is None or (walk.needs_bot and view.bot_score is None):
+            return self._evaluate(Evaluation(view, now, self.scanner, self.exceptions))
+        scanned = False
+        reached: LimitReached | None = None
+        hits = view.signature_hits
+        for closures, gate in walk.segments.select(view.normalized_path):
+            for run in closures:  # each yields False on a request the rules do not match
+                try:
+                    if run(view, ()) is not False:
+                        break
+                except ExpressionEvalError:
+                    break
+            else:
+                if not gate:
+                    continue
+                if not scanned:  # what `Evaluation.signature_hits` does, at the same point
+                    scanned = True
+                    scanner = self.scanner
+                    if scanner is not None:
+                        scan = scanner.inspect(view)
+                        hits, reached = scan.hits, scan.reached
+                        if hits and self.exceptions:
+                            hits = self.exceptions.apply(view, hits, scanner)
+                        view.signature_hits = hits
+                if hits.isdisjoint(gate):
+                    continue
+            ev = Evaluation(view, now, self.scanner, self.exceptions)
+            ev.scanned, ev.reached = scanned, reached
+            return self._evaluate(ev)
+        state = view.__dict__
+        body_read = "decoded" in state or "body" in state  # `_body_read`
+        if reached is None and not body_read:
+            return walk.result
+        limits = view.body_limits if body_read else ()
+        if reached is not None:
+            limits = (*limits, reached)
+        if not limits:
+            return walk.result
+        return WafResult(
+            walk.result.outcomes,
+            _over_limit(None, limits, view.limits),
+            walk.result.matched,
+            limits,
+        )
+
+    def _evaluate(self, ev: Evaluation) -> WafResult:
+        """Run the phases rule by rule."""
+        view = ev.view
         outcomes: tuple[RuleOutcome, ...] = ()
         terminate: Terminate | None = None
         for phase, ruleset in self.phases:

@@ -123,6 +123,17 @@ def ordering(op: BinaryOp, left: Compiled, right: Compiled) -> Compiled:
             BinaryOp.GT: lambda a, b: a > b,
             BinaryOp.GE: lambda a, b: a >= b,
         }
+        if right.constant and left.read is not None:  # a field against a constant, a call less
+            read, value = left.read, right.value
+            match op:
+                case BinaryOp.LT:
+                    return Compiled(lambda view, scope: read(view) < value, Kind.BOOL)
+                case BinaryOp.LE:
+                    return Compiled(lambda view, scope: read(view) <= value, Kind.BOOL)
+                case BinaryOp.GT:
+                    return Compiled(lambda view, scope: read(view) > value, Kind.BOOL)
+                case BinaryOp.GE:
+                    return Compiled(lambda view, scope: read(view) >= value, Kind.BOOL)
         if right.constant:
             value = right.value
             match op:

@@ -46,7 +46,7 @@ from failsmall.engine.native import (
     extension,
     head_chars,
 )
-from failsmall.engine.request import BodyFormat, Request, RequestView
+from failsmall.engine.request import BodyFormat, RequestView
 from failsmall.engine.signatures.compiled import (
     Chain,
     HeadScan,
@@ -222,7 +222,10 @@ class SignatureScanner:
         limits = view.limits
         max_values, max_chars = limits.waf_max_values, limits.waf_max_transformed_chars
         request = view.request
-        size = _size(request)
+        size = (  # roughly the bytes the request takes as a memo key: its parts, an overhead
+            256 + len(request.path) + len(request.query) + len(request.body)
+            + head_chars(request.headers)
+        )  # fmt: skip
         key: _RequestKey | None = None
         work: WorkCount | None = None
         if size <= MEMO_MAX_REQUEST:
@@ -322,11 +325,3 @@ class SignatureScanner:
     def _clear_memos(self) -> None:
         """Forget every memoised value, part and request (tests use it to scan from scratch)."""
         self.memo.clear()
-
-
-def _size(request: Request) -> int:
-    """Roughly the bytes a request takes as a memo key: its parts and a fixed overhead."""
-    return (
-        256 + len(request.path) + len(request.query) + len(request.body)
-        + head_chars(request.headers)
-    )  # fmt: skip
