@@ -849,6 +849,87 @@ ALWAYS_INLINE int k_base64_shaped(int kind, const void *s, Py_ssize_t n) {
     return i == n;
 }
 
+/* Whether text of two or four bytes a character holds `c`: eight (or four) characters
+ * compared at once with SSE2, an answer taken every 64 characters (PyUnicode_FindChar compares
+ * them one by one when `c` is NUL, and pays a call for each). */
+#if defined(__SSE2__)
+#define HAS_BLOCK 64
+ALWAYS_INLINE int k_has(int kind, const void *s, Py_ssize_t n, Py_UCS4 c) {
+    Py_ssize_t i = 0;
+    if (kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *t = s;
+        __m128i needle = _mm_set1_epi16((short)c);
+        for (; i + HAS_BLOCK <= n; i += HAS_BLOCK) {
+            __m128i any = _mm_setzero_si128();
+            for (int j = 0; j < HAS_BLOCK; j += 8)
+                any = _mm_or_si128(any, _mm_cmpeq_epi16(
+                                            _mm_loadu_si128((const __m128i *)(t + i + j)), needle));
+            if (_mm_movemask_epi8(any)) return 1;
+        }
+    } else if (kind == PyUnicode_4BYTE_KIND) {
+        const Py_UCS4 *t = s;
+        __m128i needle = _mm_set1_epi32((int)c);
+        for (; i + HAS_BLOCK <= n; i += HAS_BLOCK) {
+            __m128i any = _mm_setzero_si128();
+            for (int j = 0; j < HAS_BLOCK; j += 4)
+                any = _mm_or_si128(any, _mm_cmpeq_epi32(
+                                            _mm_loadu_si128((const __m128i *)(t + i + j)), needle));
+            if (_mm_movemask_epi8(any)) return 1;
+        }
+    } else {
+        return n > 0 && memchr(s, (int)c, (size_t)n) != NULL;
+    }
+    for (; i < n; i++)
+        if (text_read(kind, s, i) == c) return 1;
+    return 0;
+}
+#else
+ALWAYS_INLINE int k_has(int kind, const void *s, Py_ssize_t n, Py_UCS4 c) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (text_read(kind, s, i) == c) return 1;
+    return 0;
+}
+#endif
+
+/* Whether `value` (a str) holds `c`. */
+static int text_has(PyObject *value, Py_UCS4 c) {
+    int kind = PyUnicode_KIND(value);
+    const void *s = PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    return BY_KIND(k_has, kind, s, n, c);
+}
+
+/* What one pass over a text finds for its features: each ASCII character it holds (index 128
+ * stands for every other character), and each ASCII character found right after a space, `/`,
+ * `*` or `-` (the first characters of the pairs the features look for). */
+enum { AFTER_OTHER, AFTER_SPACE, AFTER_SLASH, AFTER_STAR, AFTER_DASH, AFTER_COUNT };
+
+typedef struct {
+    unsigned char seen[129];
+    unsigned char after[AFTER_COUNT][129];
+} text_profile_t;
+
+static unsigned char AFTER_CLASS[129];
+
+ALWAYS_INLINE void k_profile(int kind, const void *s, Py_ssize_t n, text_profile_t *p) {
+    memset(p, 0, sizeof *p);
+    unsigned int before = AFTER_OTHER;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = text_read(kind, s, i);
+        unsigned int at = c < 128 ? (unsigned int)c : 128u;
+        p->seen[at] = 1;
+        p->after[before][at] = 1;
+        before = AFTER_CLASS[at];
+    }
+}
+
+static void profile_tables(void) {
+    AFTER_CLASS[' '] = AFTER_SPACE;
+    AFTER_CLASS['/'] = AFTER_SLASH;
+    AFTER_CLASS['*'] = AFTER_STAR;
+    AFTER_CLASS['-'] = AFTER_DASH;
+}
+
 /* `features` of text of two or four bytes a character (so never ASCII, and wide), as the
  * reference finds them; `*undecided` set when it has an `&` but no `;` and AMPERSAND is
  * wanted. */
@@ -856,9 +937,11 @@ static long wide_features(PyObject *value, long wanted, int *undecided) {
     int kind = PyUnicode_KIND(value);
     const void *s = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-#define HAS(c) (PyUnicode_FindChar(value, (c), 0, n, 1) >= 0)
-#define PAIR(a, b) (BY_KIND(k_find2, kind, s, n, 0, (a), (b)) >= 0)
     if (BY_KIND(k_alnum, kind, s, n)) return F_UPPER_OR_WIDE & wanted;
+    text_profile_t profile;
+    BY_KIND(k_profile, kind, s, n, &profile);
+#define HAS(c) (profile.seen[(c)] != 0)
+#define PAIR(a, b) (profile.after[AFTER_CLASS[(a)]][(b)] != 0)
     long found = F_UPPER_OR_WIDE;
     int has_space = HAS(' '), has_slash = HAS('/');
     if ((wanted & F_PERCENT) && HAS('%')) found |= F_PERCENT;
@@ -903,14 +986,14 @@ static PyObject *any_text(int id, PyObject *value) {
             return Py_NewRef(value);
         break;
     case T_REMOVE_WHITESPACE:
-        if (PyUnicode_FindChar(value, ' ', 0, n, 1) == -1 && BY_KIND(k_printable, kind, s, n))
+        if (!BY_KIND(k_has, kind, s, n, ' ') && BY_KIND(k_printable, kind, s, n))
             return Py_NewRef(value);
         break;
     case T_REMOVE_COMMENTS:
         block = BY_KIND(k_find2, kind, s, n, 0, '/', '*') >= 0 ||
                 BY_KIND(k_find2, kind, s, n, 0, '*', '/') >= 0;
         if (!block && BY_KIND(k_find2, kind, s, n, 0, '-', '-') < 0 &&
-            PyUnicode_FindChar(value, '#', 0, n, 1) == -1)
+            !BY_KIND(k_has, kind, s, n, '#'))
             return Py_NewRef(value);
         break;
     default:
@@ -963,21 +1046,20 @@ static PyObject *any_text(int id, PyObject *value) {
  * calling `reference`, the readable implementation. */
 static PyObject *apply_transform(int id, PyObject *value, PyObject *reference) {
     int ascii = PyUnicode_IS_ASCII(value);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     switch ((transform_id)id) {
     case T_URL_DECODE:
-        if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
+        if (!text_has(value, '%')) return Py_NewRef(value);
         return url_decode(value);
     case T_URL_DECODE_UNI:
-        if (PyUnicode_FindChar(value, '%', 0, n, 1) == -1) return Py_NewRef(value);
+        if (!text_has(value, '%')) return Py_NewRef(value);
         return url_decode_uni(value);
     case T_HTML_ENTITY_DECODE:
         return fs_html_entity_decode(value);
     case T_JS_DECODE:
-        if (PyUnicode_FindChar(value, '\\', 0, n, 1) == -1) return Py_NewRef(value);
+        if (!text_has(value, '\\')) return Py_NewRef(value);
         return js_decode(value);
     case T_REMOVE_NULLS:
-        if (PyUnicode_FindChar(value, 0, 0, n, 1) == -1) return Py_NewRef(value);
+        if (!text_has(value, 0)) return Py_NewRef(value);
         if (ascii) return ascii_remove_nulls(value);
         return any_text(id, value);
     case T_BASE64_DECODE:
@@ -1050,6 +1132,7 @@ typedef struct {
 typedef struct {
     uint64_t targets;
     uint64_t chains;
+    Py_ssize_t size; /* its patterns */
     hs_database_t *database;
     hs_database_t *candidate; /* its candidate form (see `candidate_expression`), or NULL */
 } subset_t;
@@ -1120,17 +1203,11 @@ static int scan_result(ValueScanner *self, PyObject *result, uint64_t targets, u
     return scan_bytes(self, data, size, targets, chains, hits);
 }
 
-/* Scan the UTF-8 `data` of a result as `scan_result` does. */
-static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uint64_t targets,
-                      uint64_t chains, PyObject **hits) {
-    if (size == 0) return 0;
-    if ((uint64_t)size > UINT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
-        return -1;
-    }
+/* Scan `data` with `database`, adding the keys of the patterns of `targets` and `chains` it
+ * matches to `*hits`. */
+static int scan_with(ValueScanner *self, hs_database_t *database, const char *data,
+                     Py_ssize_t size, uint64_t targets, uint64_t chains, PyObject **hits) {
     self->nmatched = 0;
-    int subset = subset_for(self, targets, chains);
-    hs_database_t *database = subset < 0 ? self->database : self->subsets[subset].database;
     hs_error_t err = hs_scan(database, data, (unsigned int)size, 0, self->scratch, on_match,
                              self);
     if (err != HS_SUCCESS) {
@@ -1143,6 +1220,54 @@ static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uin
         if (*hits == NULL && (*hits = PySet_New(NULL)) == NULL) return -1;
         if (PySet_Add(*hits, PyTuple_GET_ITEM(self->owners, id)) < 0) return -1;
     }
+    return 0;
+}
+
+/* A result of at least this many bytes made by several chains that no one subset holds is
+ * scanned once with each chain's subset when they hold fewer patterns together than the
+ * database of every pattern: a database's cost grows with its patterns, and on a long result
+ * several scans with small ones cost less than one with every pattern. */
+#define SPLIT_SCAN_MIN 1024
+
+/* The distinct subsets of the chains of `chains` with `targets`, into `by_chain` (room for
+ * MAX_CHAINS), and their count; 0 when a chain has none or they hold as many patterns as every pattern. */
+static int split_subsets(ValueScanner *self, uint64_t targets, uint64_t chains, int *by_chain) {
+    int count = 0;
+    Py_ssize_t patterns = 0;
+    for (uint64_t rest = chains; rest != 0; rest &= rest - 1) {
+        int subset = subset_for(self, targets, rest & (~rest + 1)), seen = 0;
+        if (subset < 0) return 0;
+        for (int i = 0; i < count; i++) seen |= by_chain[i] == subset;
+        if (seen) continue;
+        patterns += self->subsets[subset].size;
+        by_chain[count++] = subset;
+    }
+    return patterns < self->npatterns ? count : 0;
+}
+
+/* Scan the UTF-8 `data` of a result as `scan_result` does: with the smallest subset that holds
+ * every pattern of `targets` and `chains`, else, for a long result, with each chain's subset
+ * (see SPLIT_SCAN_MIN), else with the database of every pattern. Each pattern the result needs
+ * is in the one database scanned, or in the subset of its chain; the patterns kept are those of
+ * `targets` and `chains`, so each way finds the same keys. */
+static int scan_bytes(ValueScanner *self, const char *data, Py_ssize_t size, uint64_t targets,
+                      uint64_t chains, PyObject **hits) {
+    if (size == 0) return 0;
+    if ((uint64_t)size > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a value of 4 GiB or more cannot be scanned");
+        return -1;
+    }
+    int subset = subset_for(self, targets, chains);
+    if (subset >= 0)
+        return scan_with(self, self->subsets[subset].database, data, size, targets, chains,
+                         hits);
+    int by_chain[MAX_CHAINS];
+    int count = size >= SPLIT_SCAN_MIN ? split_subsets(self, targets, chains, by_chain) : 0;
+    if (count == 0) return scan_with(self, self->database, data, size, targets, chains, hits);
+    for (int i = 0; i < count; i++)
+        if (scan_with(self, self->subsets[by_chain[i]].database, data, size, targets, chains,
+                      hits) < 0)
+            return -1;
     return 0;
 }
 
@@ -1592,6 +1717,7 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
         }
         subset->targets = mask;
         subset->chains = chain_mask;
+        subset->size = m;
         if (candidate_job(sub_patterns, sub_flags, sub_ids, (unsigned int)m, &subset->candidate,
                           &jobs[njobs++]) < 0)
             goto done;
@@ -2433,6 +2559,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
+    profile_tables();
     if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;

@@ -24,6 +24,12 @@ HS_VERSION = _native.HS_VERSION
 #: its values (the body text, the URI, the query string) or the results it makes (a lowercased
 #: or base64-decoded value) are scanned with a few patterns, not with all.
 SUBSET_SHARE = 1 / 8
+#: A chain's share may be larger: a long result made by several chains is scanned with each of
+#: their databases when those hold fewer patterns together than all (a binary body's text, made
+#: by most chains, is scanned with their databases, not once with every pattern).
+CHAIN_SUBSET_SHARE = 1 / 2
+#: The most subsets the compiled scanner takes (the smallest are kept).
+MAX_SUBSETS = 64
 
 
 def native_value_scanner(
@@ -67,19 +73,21 @@ def _build(
 
 
 def _subsets(patterns: Sequence[Pattern]) -> list[tuple[int, int, list[int]]]:
-    """Each target and each chain with few patterns (as its target mask, its chain mask and the
-    ids of every pattern of it), smallest first: a scan uses the first that holds every pattern
-    of the value's targets and of the result's chains."""
+    """Each target with few patterns and each chain with at most half of them (as its target
+    mask, its chain mask and the ids of every pattern of it), smallest first: a scan uses the
+    first that holds every pattern of the value's targets and of the result's chains, or for a
+    long result, one for each of its chains."""
     every = (1 << 64) - 1
     subsets: list[tuple[int, int, list[int]]] = []
     for bit in _bits(patterns, "targets"):
         ids = [i for i, p in enumerate(patterns) if p.targets & bit]
-        subsets.append((bit, every, ids))
+        if len(ids) <= SUBSET_SHARE * len(patterns):
+            subsets.append((bit, every, ids))
     for bit in _bits(patterns, "chain"):
         ids = [i for i, p in enumerate(patterns) if p.chain & bit]
-        subsets.append((every, bit, ids))
-    few = [s for s in subsets if len(s[2]) <= SUBSET_SHARE * len(patterns)]
-    return sorted(few, key=lambda s: len(s[2]))
+        if len(ids) <= CHAIN_SUBSET_SHARE * len(patterns):
+            subsets.append((every, bit, ids))
+    return sorted(subsets, key=lambda s: len(s[2]))[:MAX_SUBSETS]
 
 
 def _bits(patterns: Sequence[Pattern], field: str) -> list[int]:
