@@ -225,3 +225,52 @@ def test_a_value_remembered_gives_what_a_fresh_scan_gives_whatever_the_memo_hold
         found = scan(native, memo, body, body_bits, limits, room)
         assert found == scan(reference, Memo(MEMO_BYTES), body, body_bits, limits, room)
         assert memo.size <= budget
+
+
+#: A few texts that come back again and again as names and as values: short ones of every
+#: width, an attack, numbers and constants as written in a document, and values just under
+#: and over the longest one remembered.
+pool = st.sampled_from(
+    [
+        "a", "0", "1.5", "true", "null", "é", "ß\u0130", "k😀", "\u2028",
+        "1' OR '1'='1", "<script>alert(1)</script>",
+        "x" * MEMO_MAX_VALUE, "x" * (MEMO_MAX_VALUE + 1), "é" * (MEMO_MAX_VALUE + 1),
+    ]
+)  # fmt: skip
+leaves = st.one_of(
+    pool, st.integers(-3, 3), st.sampled_from([1.5, True, None]), st.text(max_size=4)
+)
+crowded_documents = st.dictionaries(
+    pool, st.one_of(leaves, st.lists(leaves, max_size=30)), min_size=1, max_size=12
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    documents=st.lists(st.tuples(crowded_documents, st.booleans()), min_size=1, max_size=3),
+    budget=st.sampled_from([0, 5 * 128 + 60, 40 * 128 + 600, MEMO_BYTES]),
+    bits=st.sampled_from([(32, 64, 128), (0, 64, 128), (0, 64, 0), (0, 0, 128)]),
+)
+def test_a_body_of_values_repeated_as_names_and_values_scans_as_the_reference(
+    documents: list[tuple[dict[str, object], bool]],
+    budget: int,
+    bits: tuple[int, int, int],
+) -> None:
+    """Many fields whose values repeat near and far apart, names that are also values (one
+    text of both targets), escaped or not, of any width, short and too long to remember:
+    each body scanned fresh, then again from what the memo kept (through a memo small enough
+    that bodies push each other's values out, or one that holds them all), gives what the
+    reference gives it, with the same memo entries in the same order."""
+    native, reference = scanners()
+    native_memo, reference_memo = Memo(budget), Memo(budget)
+    limits, room = (10_000, 8, 1_000_000), (10_000, 16 * 1024 * 1024)
+    bodies = [
+        json.dumps(d, ensure_ascii=escaped).encode("utf-8", "surrogatepass")
+        for d, escaped in documents
+    ]
+    for body in bodies + bodies:
+        found = scan(native, native_memo, body, bits, limits, room)
+        assert found == scan(reference, reference_memo, body, bits, limits, room)
+        assert found == scan(reference, Memo(MEMO_BYTES), body, bits, limits, room)
+        assert native_memo.items() == reference_memo.items()
+        assert native_memo.size <= budget

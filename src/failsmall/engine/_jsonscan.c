@@ -4,10 +4,10 @@
  * together (the readable way: `body.parse_json_reference`, then `scan_sources` of the
  * reference scanner), without a Python string per value:
  *
- * 1. the walk (`_jsonwalk.c`) gives each field's path and value; each is kept once, in the
- *    order first seen, with the target bits of every place it was seen (as `add_fields` ors
- *    them into a dict), its characters held in one arena in the narrowest kind that holds
- *    them, with the hash a str of them has;
+ * 1. the walk (`_jsonwalk.c`) gives each field's path and value, their characters kept in
+ *    one arena in the narrowest kind that holds them, with the hash a str of them has; then
+ *    each is kept once, in the order first seen, with the target bits of every place it was
+ *    seen (as `add_fields` ors them into a dict);
  * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its
  *    characters and hash (no str is made for a value remembered; a value too long to be
  *    remembered is not looked up), or made a str and scanned (the fresh values together,
@@ -21,6 +21,7 @@
 #include "_head.h"
 #include "_jsonwalk.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* One distinct value: its characters at `offset` in the arena, and its target bits. */
@@ -36,15 +37,12 @@ typedef struct {
     Py_ssize_t arena_length, arena_capacity;
     source_t *items;
     Py_ssize_t count, capacity;
-    Py_ssize_t *table; /* item index + 1, open addressing; `mask + 1` slots */
-    size_t mask;
     long long names_bit, values_bit;
 } sources_t;
 
 static void sources_free(sources_t *s) {
     PyMem_Free(s->arena);
     PyMem_Free(s->items);
-    PyMem_Free(s->table);
 }
 
 /* Room for `more` bytes at the end of the arena. */
@@ -65,39 +63,23 @@ static int arena_reserve(sources_t *s, Py_ssize_t more) {
     return 0;
 }
 
+/* A slot of the table: 0 when empty, else the item's index + 1 in the low 32 bits and the
+ * high 32 bits of its hash in the others, so a probe reads the item only when those agree. */
+static inline uint64_t slot_of(Py_hash_t hash, Py_ssize_t index) {
+    return ((uint64_t)hash & 0xFFFFFFFF00000000u) | (uint64_t)(index + 1);
+}
+
 /* Room for the values of a body of `length` bytes, so most bodies never grow their buffers:
- * a distinct value and its name take some bytes of the body each. */
+ * a value and its name take some bytes of the body each. */
 static int presize(sources_t *s, Py_ssize_t length) {
     Py_ssize_t items = length / 16 + 64;
-    size_t slots = 256;
-    while (slots < (size_t)(2 * items)) slots *= 2;
     s->items = PyMem_Malloc((size_t)items * sizeof(source_t));
-    s->table = PyMem_Calloc(slots, sizeof(Py_ssize_t));
-    if (s->items == NULL || s->table == NULL) {
+    if (s->items == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     s->capacity = items;
-    s->mask = slots - 1;
     return arena_reserve(s, length + 256);
-}
-
-static int grow_table(sources_t *s) {
-    size_t slots = (s->mask + 1) * 2;
-    Py_ssize_t *table = PyMem_Calloc(slots, sizeof(Py_ssize_t));
-    if (table == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t j = 0; j < s->count; j++) {
-        size_t k = (size_t)s->items[j].hash & (slots - 1);
-        while (table[k]) k = (k + 1) & (slots - 1);
-        table[k] = j + 1;
-    }
-    PyMem_Free(s->table);
-    s->table = table;
-    s->mask = slots - 1;
-    return 0;
 }
 
 /* The narrowest kind that holds the `length` characters of `kind` at `data`. */
@@ -123,8 +105,9 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
     return (Py_hash_t)(h >> 1);
 }
 
-/* Or `bits` into the targets of the value of `length` characters of `kind` at `data`, which
- * is added after the others when new. */
+/* Add the value of `length` characters of `kind` at `data`, of targets `bits`, after the
+ * others: its characters in the arena, in their narrowest kind, and its hash. Repeats are
+ * merged afterwards (`merge_repeats`). */
 static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
                       long long bits) {
     int narrow = narrowest(kind, data, length);
@@ -140,16 +123,6 @@ static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t lengt
     }
     Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(at, length * narrow)
                                              : memo_text_hash(narrow, at, length);
-    if ((size_t)(2 * (s->count + 1)) > s->mask + 1 && grow_table(s) < 0) return -1;
-    size_t k = (size_t)hash & s->mask;
-    for (; s->table[k]; k = (k + 1) & s->mask) {
-        source_t *old = &s->items[s->table[k] - 1];
-        if (old->hash == hash && old->kind == narrow && old->length == length &&
-            memcmp(s->arena + old->offset, at, (size_t)(length * narrow)) == 0) {
-            old->bits |= bits;
-            return 0;
-        }
-    }
     if (s->count == s->capacity) {
         Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 256;
         source_t *items = PyMem_Realloc(s->items, (size_t)capacity * sizeof(source_t));
@@ -160,9 +133,56 @@ static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t lengt
         s->items = items;
         s->capacity = capacity;
     }
-    s->items[s->count] = (source_t){start, length, narrow, hash, bits};
-    s->table[k] = ++s->count;
+    s->items[s->count++] = (source_t){start, length, narrow, hash, bits};
     s->arena_length = start + length * narrow;
+    return 0;
+}
+
+/* How many values ahead the merge asks for the table slot it will read. */
+#define MERGE_PREFETCH 8
+
+/* Keep each value once, where first added, with the targets of every place it was added (as
+ * `add_fields` ors them into a dict). The table is sized once for every value, so the slot a
+ * value will probe is known, and asked for, a few values before it is read: in a large body
+ * the slots are spread over more memory than the caches hold. */
+static int merge_repeats(sources_t *s) {
+    if (s->count > (Py_ssize_t)UINT32_MAX - 1) {
+        PyErr_SetString(PyExc_MemoryError, "scan_json: more than 2**32 - 2 values");
+        return -1;
+    }
+    size_t slots = 64;
+    while (slots < (size_t)(2 * s->count)) slots *= 2;
+    uint64_t *table = PyMem_Calloc(slots, sizeof(uint64_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = slots - 1;
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < s->count; i++) {
+        if (i + MERGE_PREFETCH < s->count)
+            __builtin_prefetch(&table[(size_t)s->items[i + MERGE_PREFETCH].hash & mask]);
+        source_t item = s->items[i];
+        uint64_t tag = slot_of(item.hash, -1);
+        size_t k = (size_t)item.hash & mask;
+        for (; table[k]; k = (k + 1) & mask) {
+            if ((table[k] & 0xFFFFFFFF00000000u) != tag) continue;
+            source_t *old = &s->items[(table[k] & 0xFFFFFFFFu) - 1];
+            if (old->hash == item.hash && old->kind == item.kind &&
+                old->length == item.length &&
+                memcmp(s->arena + old->offset, s->arena + item.offset,
+                       (size_t)(item.length * item.kind)) == 0) {
+                old->bits |= item.bits;
+                break;
+            }
+        }
+        if (table[k] == 0) {
+            table[k] = slot_of(item.hash, kept);
+            s->items[kept++] = item;
+        }
+    }
+    s->count = kept;
+    PyMem_Free(table);
     return 0;
 }
 
@@ -262,7 +282,7 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     case WALK_UNDECIDED:
         break;
     default:
-        if (scan_in_order(self, memo, &s, &w) < 0) goto done;
+        if (merge_repeats(&s) < 0 || scan_in_order(self, memo, &s, &w) < 0) goto done;
     }
     out = Py_BuildValue("(inni)", status, w.values, w.chars, (int)w.stop);
 done:

@@ -48,33 +48,53 @@ int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, Py_hash_t
                      (struct walk_value){{NULL, 1, chars}, Py_NewRef(value), hash, targets, index});
 }
 
+/* How many values apart the stages of a put's prefetching run (see `memo_prefetch`). */
+#define PUT_PREFETCH_DISTANCE 4
+
+/* Remember the short fresh values of `items[0:count]`, in order (their hits in `found.hits`).
+ * Each put first reads its bucket's chain, which a walk of many values has long since pushed
+ * out of the caches: what it reads is asked for a few values ahead. */
+static int remember_fresh(struct walk_value *items, Py_ssize_t count, Memo *memo) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        for (int stage = 0; stage < 3; stage++) {
+            Py_ssize_t ahead = i + PUT_PREFETCH_DISTANCE * (3 - stage);
+            if (ahead < count && items[ahead].found.hits != NULL)
+                memo_prefetch(memo, items[ahead].hash, items[ahead].targets, stage);
+        }
+        struct walk_value *item = &items[i];
+        if (item->found.hits == NULL) continue;
+        Py_ssize_t length = PyUnicode_GET_LENGTH(item->value);
+        memo_text_t text = {PyUnicode_KIND(item->value), PyUnicode_DATA(item->value), length,
+                            item->hash};
+        if (memo_put_text(memo, text, item->targets, item->found.hits, 1, item->found.chars,
+                          length) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int walk_finish(ValueScanner *self, scan_walk_t *walk, Memo *memo, work_t *w) {
     if (batch_scan(self, &walk->batch) < 0) return -1;
-    remembered_later_t later = {0};
-    int err = -1;
-    for (Py_ssize_t i = 0; i < walk->count; i++) {
+    Py_ssize_t i = 0;
+    for (; i < walk->count; i++) {
         struct walk_value *item = &walk->items[i];
         known_t found = item->found;
         item->found.hits = NULL;
         if (item->value != NULL) {
             found.hits = batch_hits(self, &walk->batch, item->index);
-            if (found.hits == NULL) goto done;
-            if (PyUnicode_GET_LENGTH(item->value) <= MEMO_MAX_VALUE &&
-                remembered_later_add(&later, item->value, item->hash, item->targets, found.hits,
-                                     found.chars) < 0) {
-                Py_DECREF(found.hits);
-                goto done;
-            }
+            if (found.hits == NULL) return -1;
+            /* kept to remember (a short value) */
+            if (PyUnicode_GET_LENGTH(item->value) <= MEMO_MAX_VALUE)
+                item->found = (known_t){Py_NewRef(found.hits), 1, found.chars};
         }
         int fit = work_charge(w, &found);
-        if (fit < 0) goto done;
-        if (fit == 0) break;
+        if (fit < 0) return -1;
+        if (fit == 0) {
+            i++; /* the value stopped at is remembered too */
+            break;
+        }
     }
-    if (remembered_later_put(&later, memo) < 0) goto done;
-    err = 0;
-done:
-    remembered_later_free(&later);
-    return err;
+    return remember_fresh(walk->items, i, memo);
 }
 
 void walk_free(scan_walk_t *walk) {
