@@ -21,6 +21,7 @@ from failsmall.engine.path_index import PathIndex
 from failsmall.engine.pipeline import _Plan, _stopping
 from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
 from failsmall.engine.request import RequestView
+from failsmall.engine.routing import Routed, Router, Unrouted
 from failsmall.engine.waf import CompiledRuleset, Waf
 from failsmall.model import Bundle
 from failsmall.model.bot import BotConfig, FeatureKind
@@ -537,3 +538,48 @@ def test_membership_of_any_address_matches_ipaddress(entries: list[str], probe: 
     else:
         expected = any(address in ipaddress.ip_network(e, strict=False) for e in entries)
     assert AddressSet(entries).contains(probe) is expected
+
+
+# ---- routing -----------------------------------------------------------------------------------
+
+
+def plain_route(bundle: Bundle, host: str, resolved: str) -> Origin | None:
+    """The route of a request read off the bundle's routes as written: exact hosts before `*`,
+    longer prefixes before shorter ones, the first whose host and prefix fit."""
+    bare = host.lower() if host.startswith("[") else host.lower().rsplit(":", 1)[0]
+    origins = {o.id: o for o in bundle.origins}
+    for route in sorted(bundle.routes, key=lambda r: (r.host == "*", -len(r.path_prefix))):
+        if route.host.lower() in ("*", bare) and resolved.startswith(route.path_prefix):
+            return origins[route.origin]
+    return None
+
+
+route_hosts = st.sampled_from(["*", "shop.example", "API.example", "[::1]", "a"])
+route_prefixes = st.sampled_from(["/", "/api/", "/api", "/a", "/static/", "/ä/"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    routes=st.lists(st.tuples(route_hosts, route_prefixes), max_size=6),
+    host=st.sampled_from(
+        ["shop.example", "api.example:8080", "API.EXAMPLE", "[::1]", "[::1]:80", "a:1", "b", ""]
+    ),
+    resolved=st.sampled_from(["/", "/api", "/api/v1", "/a", "/static/x.css", "/ä/", "*", ""]),
+)
+def test_routing_yields_the_route_the_bundles_routes_give_as_written(
+    routes: list[tuple[str, str]], host: str, resolved: str
+) -> None:
+    bundle = Bundle.model_validate(
+        {  # an origin per route, so the route taken is told apart from any other
+            "origins": [{"id": f"o{i}", "url": f"http://127.0.0.1:{i + 9}"} for i in range(6)],
+            "routes": [
+                {"host": h, "path_prefix": p, "origin": f"o{i}"} for i, (h, p) in enumerate(routes)
+            ],
+        }
+    )
+    found = Router.build(bundle).route(host, resolved, resolved)
+    expected = plain_route(bundle, host, resolved)
+    if expected is None:
+        assert isinstance(found, Unrouted)
+    else:
+        assert found == Routed(expected)

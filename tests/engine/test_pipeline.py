@@ -221,6 +221,7 @@ def test_cache_stores_honours_headers_and_bypasses_authorization() -> None:
     hit = engine.evaluate(request("/page", now=60.0), state)
     assert isinstance(hit.cache, CacheHit) and hit.cache.response.body == b"hi"
     assert isinstance(engine.evaluate(request("/page", now=200.0), state).cache, CacheMiss)
+    assert not state.cache.entries and state.cache.used_bytes == 0  # the expired one forgotten
     # never stored: Set-Cookie, no-store
     req2 = request("/c", now=50.0)
     v2 = engine.evaluate(req2, state)
@@ -354,3 +355,38 @@ def test_a_response_body_over_max_object_bytes_is_let_go_and_not_stored() -> Non
     hit = engine.evaluate(request("/big", now=11.0), state).cache
     assert isinstance(hit, CacheHit) and hit.response.body == b"1234"
     assert hit.response.headers == ((b"Cache-Control", b"max-age=60"),)
+
+
+def test_a_state_shared_by_two_engines_runs_each_with_the_breakers_of_its_own_settings() -> None:
+    """The breakers a state keeps for a plan are looked up again for another engine's plan:
+    a breaker opened under one engine's settings does not decide for an engine whose settings
+    differ, and the first engine finds its modules' breakers anew when it runs again."""
+    tripping = Engine.build(
+        bundle(
+            rate_limits=FAILING_LIMIT,
+            modules={"ratelimit": {"breaker_failures": 1, "while_open": "fail_closed"}},
+        )
+    )
+    patient = Engine.build(
+        bundle(rate_limits=FAILING_LIMIT, modules={"ratelimit": {"breaker_failures": 10**6}})
+    )
+    state = tripping.new_state()
+    tripping.evaluate(request(now=100.0), state)  # fails once: its breaker opens
+    assert state.breakers[ModuleName.RATELIMIT].state is BreakerState.OPEN
+    assert tripping.evaluate(request(now=101.0), state).decision is Decision.ERROR
+    assert state.planned.plan is tripping.plan
+    for now in (102.0, 103.0):
+        verdict = patient.evaluate(request(now=now), state)
+        assert verdict.decision is Decision.ALLOW  # failed, fail_open, its breaker closed
+        assert isinstance(verdict.modules[1], ModuleErrored)
+        assert verdict.modules[1].error != "circuit breaker open"
+    assert state.planned.plan is patient.plan
+    assert state.planned.breakers[0] is state.breakers[ModuleName.RATELIMIT]
+    patient_settings = patient.bundle.modules[ModuleName.RATELIMIT]
+    assert state.breakers[ModuleName.RATELIMIT].settings is patient_settings
+    # back to the first engine: a breaker of its settings, new and closed, fails once more
+    again = tripping.evaluate(request(now=104.0), state)
+    assert again.decision is Decision.ALLOW and isinstance(again.modules[1], ModuleErrored)
+    tripping_settings = tripping.bundle.modules[ModuleName.RATELIMIT]
+    assert state.breakers[ModuleName.RATELIMIT].settings is tripping_settings
+    assert tripping.evaluate(request(now=105.0), state).decision is Decision.ERROR

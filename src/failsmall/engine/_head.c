@@ -142,6 +142,16 @@ static int add_value(ValueScanner *self, Memo *memo, PyObject *value, long long 
     return plus(found, &more);
 }
 
+/* Ask the CPU to load the memo bucket a lookup of (`value`, `kind`) reads first (see
+ * `memo_prefetch`); nothing for an empty value, which is not looked up. -1 on error. */
+static int ask_bucket(Memo *memo, PyObject *value, long long kind) {
+    if (PyUnicode_GET_LENGTH(value) == 0) return 0;
+    memo_text_t text;
+    if (memo_text_of(value, &text) < 0) return -1;
+    memo_prefetch(memo, text.hash, kind, 0);
+    return 0;
+}
+
 /* `forms._form_decode`: `+` as a space, then percent escapes by `unquote`. New reference. */
 static PyObject *form_decode(PyObject *text) {
     Py_INCREF(text);
@@ -165,6 +175,9 @@ static int arg_part(ValueScanner *self, Memo *memo, long mask, PyObject *part, k
     Py_XDECREF(raw_name);
     Py_XDECREF(raw_value);
     int err = name == NULL || value == NULL ? -1 : 0;
+    /* both lookups' buckets asked for at once, so their reads overlap */
+    if (!err && (mask & B_ARG_NAMES)) err = ask_bucket(memo, name, B_ARG_NAMES);
+    if (!err && (mask & B_ARG_VALUES)) err = ask_bucket(memo, value, B_ARG_VALUES);
     nothing(found);
     if (!err && (mask & B_ARG_NAMES)) err = add_value(self, memo, name, B_ARG_NAMES, found);
     if (!err && (mask & B_ARG_VALUES)) err = add_value(self, memo, value, B_ARG_VALUES, found);
@@ -198,6 +211,8 @@ static int cookie_part(ValueScanner *self, Memo *memo, long mask, PyObject *part
         PyObject *name = PyUnicode_Substring(part, a, eq);
         PyObject *value = PyUnicode_Substring(part, eq + 1, b);
         int err = name == NULL || value == NULL ? -1 : 0;
+        if (!err && (mask & B_COOKIE_NAMES)) err = ask_bucket(memo, name, B_COOKIE_NAMES);
+        if (!err && (mask & B_COOKIE_VALUES)) err = ask_bucket(memo, value, B_COOKIE_VALUES);
         if (!err && (mask & B_COOKIE_NAMES))
             err = add_value(self, memo, name, B_COOKIE_NAMES, found);
         if (!err && (mask & B_COOKIE_VALUES))
@@ -335,6 +350,47 @@ void remembered_later_free(remembered_later_t *later) {
     *later = (remembered_later_t){0};
 }
 
+/* The most parts of a head whose memo entries are asked for before the walk (`ask_memo`). */
+#define HEAD_PREFETCH 48
+
+/* Ask the memo for the entries of the head's whole values, query parts and headers before the
+ * walk looks them up (`memo_prefetch`, each stage for every part in turn): the memory reads of
+ * a dozen lookups, each likely to miss the caches in a memo of megabytes, then overlap instead
+ * of coming one after another. Only the first HEAD_PREFETCH parts are asked for; what a part
+ * finds does not depend on it. -1 on error (a key that cannot be hashed). */
+static int ask_memo(Memo *memo, long mask, PyObject *const *whole, const long *bits,
+                    PyObject *parts, PyObject *headers) {
+    Py_hash_t hashes[HEAD_PREFETCH];
+    long long kinds[HEAD_PREFETCH];
+    int n = 0;
+    for (int i = 0; i < 4 && n < HEAD_PREFETCH; i++) {
+        if (!bits[i] || PyUnicode_GET_LENGTH(whole[i]) == 0) continue;
+        memo_text_t text;
+        if (memo_text_of(whole[i], &text) < 0) return -1;
+        hashes[n] = text.hash;
+        kinds[n++] = bits[i];
+    }
+    for (Py_ssize_t i = 0; parts != NULL && i < PyList_GET_SIZE(parts) && n < HEAD_PREFETCH; i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        if (PyUnicode_GET_LENGTH(part) == 0) continue;
+        memo_text_t text;
+        if (memo_text_of(part, &text) < 0) return -1;
+        hashes[n] = text.hash;
+        kinds[n++] = MEMO_ARG_PART;
+    }
+    if (mask & (B_FROM_HEADERS | B_COOKIE_NAMES | B_COOKIE_VALUES)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers) && n < HEAD_PREFETCH; i++) {
+            Py_hash_t hash = PyObject_Hash(PyTuple_GET_ITEM(headers, i));
+            if (hash == -1) return -1;
+            hashes[n] = hash;
+            kinds[n++] = MEMO_HEADER;
+        }
+    }
+    for (int stage = 0; stage < 3; stage++)
+        for (int i = 0; i < n; i++) memo_prefetch(memo, hashes[i], kinds[i], stage);
+    return 0;
+}
+
 /* scan_head(hits, memo, mask, method, path, query, headers, room_values, room_chars)
  *   -> (values, chars, stop) */
 PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -363,38 +419,32 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     }
     known_t found;
     int fit = 1;
-    PyObject *parts = NULL;
+    PyObject *out = NULL, *uri = NULL, *parts = NULL;
     Py_ssize_t query_length = PyUnicode_GET_LENGTH(query);
-    struct {
-        long bit;
-        PyObject *value;
-    } whole[4] = {{mask & B_PATH, path}, {mask & B_URI, NULL}, {mask & B_QUERY, query},
-                  {mask & B_METHOD, method}};
+    /* The URI is path?query, or the path without a query (which stands in when the URI is not
+     * walked). */
+    uri = query_length && (mask & B_URI) ? PyUnicode_FromFormat("%U?%U", path, query)
+                                          : Py_NewRef(path);
+    if (uri == NULL) return NULL;
+    if (query_length && (mask & (B_ARG_NAMES | B_ARG_VALUES))) {
+        parts = PyUnicode_Split(query, AMPERSAND, -1);
+        if (parts == NULL) goto done;
+    }
+    PyObject *const whole[4] = {path, uri, query, method};
+    const long bits[4] = {mask & B_PATH, mask & B_URI, mask & B_QUERY, mask & B_METHOD};
+    if (ask_memo(memo, mask, whole, bits, parts, headers) < 0) goto done;
     for (int i = 0; fit == 1 && i < 4; i++) {
-        if (!whole[i].bit) continue;
-        PyObject *value = whole[i].value;
-        if (value == NULL) /* the URI: path?query, or the path without a query */
-            value = query_length ? PyUnicode_FromFormat("%U?%U", path, query) : Py_NewRef(path);
-        else
-            Py_INCREF(value);
-        if (value == NULL) return NULL;
-        int err = value_known(self, memo, value, whole[i].bit, &found);
-        Py_DECREF(value);
-        if (err < 0) return NULL;
+        if (!bits[i]) continue;
+        if (value_known(self, memo, whole[i], bits[i], &found) < 0) goto done;
         fit = work_charge(&w, &found);
     }
-    if (fit == 1 && query_length && (mask & (B_ARG_NAMES | B_ARG_VALUES))) {
-        parts = PyUnicode_Split(query, AMPERSAND, -1);
-        if (parts == NULL) return NULL;
-        for (Py_ssize_t i = 0; fit == 1 && i < PyList_GET_SIZE(parts); i++) {
-            PyObject *part = PyList_GET_ITEM(parts, i);
-            if (PyUnicode_GET_LENGTH(part) == 0) continue;
-            memo_entry *e = memo_find(memo, part, MEMO_ARG_PART);
-            if (e != NULL) from_entry(e, &found);
-            else if (PyErr_Occurred() || arg_part(self, memo, mask, part, &found) < 0) goto error;
-            fit = work_charge(&w, &found);
-        }
-        Py_CLEAR(parts);
+    for (Py_ssize_t i = 0; fit == 1 && parts != NULL && i < PyList_GET_SIZE(parts); i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        if (PyUnicode_GET_LENGTH(part) == 0) continue;
+        memo_entry *e = memo_find(memo, part, MEMO_ARG_PART);
+        if (e != NULL) from_entry(e, &found);
+        else if (PyErr_Occurred() || arg_part(self, memo, mask, part, &found) < 0) goto done;
+        fit = work_charge(&w, &found);
     }
     if (fit == 1 && (mask & (B_FROM_HEADERS | B_COOKIE_NAMES | B_COOKIE_VALUES))) {
         for (Py_ssize_t i = 0; fit == 1 && i < PyTuple_GET_SIZE(headers); i++) {
@@ -403,15 +453,15 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
             if (e != NULL) from_entry(e, &found);
             else if (PyErr_Occurred() ||
                      header(self, memo, mask, pair, w.room_values - w.values, &found) < 0)
-                return NULL;
+                goto done;
             fit = work_charge(&w, &found);
         }
     }
-    if (fit < 0) goto error;
-    return Py_BuildValue("(nni)", w.values, w.chars, (int)w.stop);
-error:
+    if (fit >= 0) out = Py_BuildValue("(nni)", w.values, w.chars, (int)w.stop);
+done:
     Py_XDECREF(parts);
-    return NULL;
+    Py_XDECREF(uri);
+    return out;
 }
 
 /* head_chars(headers) -> int: the characters of every header name and value. */

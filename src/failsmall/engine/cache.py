@@ -210,7 +210,10 @@ class CachePolicy:
             if query
             else f"{request.method}|{host}|{request.path}"
         )
-        entry = store.get(key, now)
+        # Most keys are not stored: `store.get` (which forgets an expired entry) for one that is.
+        entry = store.entries.get(key)
+        if entry is not None:
+            entry = store.get(key, now)
         if (
             entry is not None
             and "no-cache" not in _directives(view.header("cache-control"))

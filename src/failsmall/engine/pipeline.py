@@ -99,6 +99,19 @@ class EngineBuildError(Exception):
         self.problems = problems
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedBreakers:
+    """The breaker of each module `plan` runs, in its order, for one `EngineState`: looked up
+    once per plan, not once per module and request (a plan's settings are those its breakers
+    were made for). `plan` is None in a state no request was evaluated with yet."""
+
+    plan: _Plan | None
+    breakers: tuple[Breaker, ...]
+
+
+NOTHING_PLANNED = PlannedBreakers(None, ())
+
+
 @dataclass
 class EngineState:
     """Everything mutable the engine uses, owned by the caller: one per process.
@@ -116,8 +129,8 @@ class EngineState:
     module_errors: dict[ModuleName, int] = field(default_factory=dict)
     # Modules that completed past the watchdog budget (their verdicts were kept).
     module_overruns: dict[ModuleName, int] = field(default_factory=dict)
-    # The breakers of the modules a plan runs, in its order, and the plan (see `planned_breakers`).
-    planned: tuple[object, tuple[Breaker, ...]] = (None, ())
+    # The breakers of the modules the engine's plan runs (see `PlannedBreakers`).
+    planned: PlannedBreakers = NOTHING_PLANNED
 
     def open_breakers(self) -> list[tuple[ModuleName, Breaker]]:
         """The modules whose circuit breaker is not closed, in pipeline order."""
@@ -127,14 +140,12 @@ class EngineState:
             if breaker.state is not BreakerState.CLOSED
         ]
 
-    def planned_breakers(self, plan: _Plan) -> tuple[Breaker, ...]:
-        """The breaker of each module `plan` runs, in its order: looked up once per plan, not
-        once per module and request (a plan's settings are those its breakers were made for)."""
-        planned = self.planned
-        if planned[0] is not plan:
-            breakers = tuple(self.breaker(run.step.module, run.step.settings) for run in plan.runs)
-            planned = self.planned = (plan, breakers)
-        return planned[1]
+    def replan(self, plan: _Plan) -> PlannedBreakers:
+        """Look up the breaker of each module `plan` runs and keep them as `planned`: done when
+        `planned` is for another plan (the first request, or a request of another engine)."""
+        breakers = tuple(self.breaker(run.step.module, run.step.settings) for run in plan.runs)
+        self.planned = PlannedBreakers(plan, breakers)
+        return self.planned
 
     def breaker(self, module: ModuleName, settings: ModuleSettings) -> Breaker:
         breaker = self.breakers.get(module)
@@ -284,9 +295,10 @@ class Engine:
         clock, budget_us = state.clock, self.limits.module_time_budget_us
         started = clock()
         planned = state.planned
-        breakers = planned[1] if planned[0] is plan else state.planned_breakers(plan)
+        if planned.plan is not plan:
+            planned = state.replan(plan)
         for (before, settled_bot, settled_cache, step), breaker in zip(
-            plan.runs, breakers, strict=True
+            plan.runs, planned.breakers, strict=True
         ):
             if before:
                 outcomes += before

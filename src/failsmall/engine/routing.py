@@ -32,25 +32,30 @@ Route = Routed | Unrouted
 
 @dataclass(frozen=True)
 class Router:
-    """Routes sorted so that exact hosts beat `*` and longer prefixes beat shorter ones."""
+    """Routes sorted so that exact hosts beat `*` and longer prefixes beat shorter ones: each
+    as its lowercase host, its path prefix and the prefix's length, and where it goes."""
 
-    routes: tuple[tuple[str, str, Routed], ...]
+    routes: tuple[tuple[str, str, int, Routed], ...]
 
     @classmethod
     def build(cls, bundle: Bundle) -> Router:
         origins = {o.id: o for o in bundle.origins}
         ordered = sorted(bundle.routes, key=lambda r: (r.host == "*", -len(r.path_prefix)))
         return cls(
-            tuple((r.host.lower(), r.path_prefix, Routed(origins[r.origin])) for r in ordered)
+            tuple(
+                (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
+                for r in ordered
+            )
         )
 
     def route(self, host: str, path: str, resolved: str) -> Route:
         """Where a request for `host` and `path` (as received) goes. Prefixes are matched
         against `resolved`, the path as the origin resolves it (the one rules and rate limits
         read, `RequestView.normalized_path`)."""
-        bare = host.lower().rsplit(":", 1)[0] if not host.startswith("[") else host.lower()
-        for route_host, prefix, routed in self.routes:
-            if (route_host == "*" or route_host == bare) and resolved.startswith(prefix):
+        # `startswith` without a call: by slices, the prefix's length worked out at load
+        bare = host.lower().rsplit(":", 1)[0] if host[:1] != "[" else host.lower()
+        for route_host, prefix, width, routed in self.routes:
+            if (route_host == "*" or route_host == bare) and resolved[:width] == prefix:
                 return routed
         return Unrouted(
             f"no route for host {host!r} path {path!r} (resolved {resolved!r}); add one to routes"
