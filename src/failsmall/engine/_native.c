@@ -393,10 +393,11 @@ static PyObject *ascii_remove_comments(PyObject *value) {
 
 /* The first `c` in characters `from` to `n` of text of `kind`, or -1. Latin-1 text is searched
  * with memchr; wider text sixteen bytes at a time with SSE2 (eight characters of two bytes or
- * four of four, one helper for both: `k_equal` compares a vector of either width), four vectors
- * with one answer, then the vector that holds it. A character the kind cannot hold is in no
- * text of it. (PyUnicode_FindChar costs a call for each search, which text with a backslash
- * every few characters pays thousands of times, and compares characters one by one for NUL.) */
+ * four of four, one helper for both: `k_equal` compares a vector of either width): the first
+ * vector, then four vectors with one answer, then the vector that holds it. A character the
+ * kind cannot hold is in no text of it. (PyUnicode_FindChar costs a call for each search, which
+ * text with a backslash every few characters pays thousands of times, and compares characters
+ * one by one for NUL.) */
 #if defined(__SSE2__)
 #define FIND_VECTORS 4
 
@@ -420,6 +421,11 @@ ALWAYS_INLINE Py_ssize_t k_find(int kind, const void *s, Py_ssize_t n, Py_ssize_
     __m128i needle = kind == PyUnicode_2BYTE_KIND ? _mm_set1_epi16((short)c)
                                                   : _mm_set1_epi32((int)c);
     Py_ssize_t i = from;
+    if (i + lanes <= n) { /* the first vector on its own: in escaped text the next is near */
+        int mask = _mm_movemask_epi8(k_equal(kind, t + i * kind, needle));
+        if (mask) return i + __builtin_ctz((unsigned int)mask) / kind;
+        i += lanes;
+    }
     for (; i + FIND_VECTORS * lanes <= n; i += FIND_VECTORS * lanes) {
         const char *at = t + i * kind;
         __m128i any = _mm_or_si128(
