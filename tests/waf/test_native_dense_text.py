@@ -228,11 +228,17 @@ def test_shared_chains_and_distinct_results_find_what_each_chain_run_alone_finds
 
 def test_a_value_no_transform_changes_and_one_every_chain_changes_alike() -> None:
     """Exhaustive edge cases: a value every chain leaves as it is (one result), one every chain
-    makes the same of, and long forms of each, of each kind."""
+    makes the same of, attacks that several chains leave alike (their patterns must all be
+    kept), and long forms of each, of each kind."""
     native, _, _ = scanners()
     for run in RUNS:
         for value in (
             "abc" + run,
+            "<script>alert(1)</script>" + run,
+            "1 union select password from users" + run,
+            ";cat /etc/passwd" + run,
+            "../etc/passwd" + run,
+            ("<script>alert(1)</script>" + run) * 60,
             "\\" + run,
             "abc\x00" + run,
             ("abc" + run) * 400,
