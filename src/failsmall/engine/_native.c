@@ -389,6 +389,90 @@ static PyObject *ascii_remove_comments(PyObject *value) {
     return out;
 }
 
+/* ---- searching text of any kind ---------------------------------------------------- */
+
+/* The first `c` in characters `from` to `n` of text of `kind`, or -1. Latin-1 text is searched
+ * with memchr; wider text sixteen bytes at a time with SSE2 (eight characters of two bytes or
+ * four of four, one helper for both: `k_equal` compares a vector of either width): the first
+ * vector, then four vectors with one answer, then the vector that holds it. A character the
+ * kind cannot hold is in no text of it. (PyUnicode_FindChar costs a call for each search, which
+ * text with a backslash every few characters pays thousands of times, and compares characters
+ * one by one for NUL.) */
+#if defined(__SSE2__)
+#define FIND_VECTORS 4
+
+ALWAYS_INLINE __m128i k_equal(int kind, const void *at, __m128i needle) {
+    __m128i v = _mm_loadu_si128((const __m128i *)at);
+    return kind == PyUnicode_2BYTE_KIND ? _mm_cmpeq_epi16(v, needle) : _mm_cmpeq_epi32(v, needle);
+}
+
+ALWAYS_INLINE Py_ssize_t k_find(int kind, const void *s, Py_ssize_t n, Py_ssize_t from,
+                                Py_UCS4 c) {
+    if (from >= n || c > (kind == PyUnicode_1BYTE_KIND   ? 0xFFu
+                          : kind == PyUnicode_2BYTE_KIND ? 0xFFFFu
+                                                         : 0x10FFFFu))
+        return -1;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *t = s, *at = memchr(t + from, (int)c, (size_t)(n - from));
+        return at == NULL ? -1 : at - t;
+    }
+    const char *t = s;
+    const Py_ssize_t lanes = 16 / kind;
+    __m128i needle = kind == PyUnicode_2BYTE_KIND ? _mm_set1_epi16((short)c)
+                                                  : _mm_set1_epi32((int)c);
+    Py_ssize_t i = from;
+    if (i + lanes <= n) { /* the first vector on its own: in escaped text the next is near */
+        int mask = _mm_movemask_epi8(k_equal(kind, t + i * kind, needle));
+        if (mask) return i + __builtin_ctz((unsigned int)mask) / kind;
+        i += lanes;
+    }
+    for (; i + FIND_VECTORS * lanes <= n; i += FIND_VECTORS * lanes) {
+        const char *at = t + i * kind;
+        __m128i any = _mm_or_si128(
+            _mm_or_si128(k_equal(kind, at, needle), k_equal(kind, at + 16, needle)),
+            _mm_or_si128(k_equal(kind, at + 32, needle), k_equal(kind, at + 48, needle)));
+        if (_mm_movemask_epi8(any)) break;
+    }
+    for (; i + lanes <= n; i += lanes) {
+        int mask = _mm_movemask_epi8(k_equal(kind, t + i * kind, needle));
+        if (mask) return i + __builtin_ctz((unsigned int)mask) / kind;
+    }
+    for (; i < n; i++)
+        if (text_read(kind, s, i) == c) return i;
+    return -1;
+}
+#else
+ALWAYS_INLINE Py_ssize_t k_find(int kind, const void *s, Py_ssize_t n, Py_ssize_t from,
+                                Py_UCS4 c) {
+    for (Py_ssize_t i = from; i < n; i++)
+        if (text_read(kind, s, i) == c) return i;
+    return -1;
+}
+#endif
+
+ALWAYS_INLINE int k_has(int kind, const void *s, Py_ssize_t n, Py_UCS4 c) {
+    return k_find(kind, s, n, 0, c) >= 0;
+}
+
+/* The first `c` in `value[from:to]` (a str), or -1. */
+static Py_ssize_t text_find(PyObject *value, Py_UCS4 c, Py_ssize_t from, Py_ssize_t to) {
+    int kind = PyUnicode_KIND(value);
+    return BY_KIND(k_find, kind, PyUnicode_DATA(value), to, from, c);
+}
+
+/* Whether `value` (a str) holds `c`. */
+static int text_has(PyObject *value, Py_UCS4 c) {
+    return text_find(value, c, 0, PyUnicode_GET_LENGTH(value)) >= 0;
+}
+
+/* The first `a` followed by `b` from `from` on, or -1. */
+ALWAYS_INLINE Py_ssize_t k_find2(int kind, const void *s, Py_ssize_t n, Py_ssize_t from,
+                                 Py_UCS4 a, Py_UCS4 b) {
+    for (Py_ssize_t i = from; (i = k_find(kind, s, n - 1, i, a)) >= 0; i++)
+        if (text_read(kind, s, i + 1) == b) return i;
+    return -1;
+}
+
 /* ---- decoding transforms on any text ---------------------------------------------- */
 
 /* The decoders below write their result in the kind of their input (`_writer.h`), with the
@@ -415,16 +499,12 @@ static inline long hex_number(int kind, const void *data, Py_ssize_t i, int digi
 /* `js_decode`: `\\` is a backslash; `\uXXXX`, `\xHH`, octal `\OOO` (& 0xFF) their character;
  * `\n \r \t \b \f \v` their control; any other escaped character itself; a backslash ending
  * the value stays. (The reference pairs backslashes with str.split first: the same.) */
-static PyObject *js_decode(PyObject *value) {
-    int kind = PyUnicode_KIND(value);
-    const void *data = PyUnicode_DATA(value);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+ALWAYS_INLINE PyObject *k_js_decode(int kind, PyObject *value, const void *data, Py_ssize_t n) {
     writer_t w;
     if (writer_start(&w, value) < 0) return NULL;
     for (Py_ssize_t i = 0; i < n;) {
         /* The text up to the next backslash, as it is. */
-        Py_ssize_t at = PyUnicode_FindChar(value, '\\', i, n, 1);
-        if (at == -2) goto error;
+        Py_ssize_t at = k_find(kind, data, n, i, '\\');
         Py_ssize_t stop = at < 0 ? n : at;
         if (writer_copy(&w, kind, data, i, stop) < 0) goto error;
         i = stop;
@@ -435,7 +515,7 @@ static PyObject *js_decode(PyObject *value) {
         }
         /* Every escape is two or more characters decoded to one. */
         w.changed = 1;
-        Py_UCS4 e = PyUnicode_READ(kind, data, i + 1);
+        Py_UCS4 e = text_read(kind, data, i + 1);
         long number;
         if (e == 'u' && i + 6 <= n && (number = hex_number(kind, data, i + 2, 4)) >= 0) {
             i += 6;
@@ -445,7 +525,7 @@ static PyObject *js_decode(PyObject *value) {
             Py_ssize_t j = i + 1;
             number = 0;
             while (j < n && j < i + 4) {
-                Py_UCS4 d = PyUnicode_READ(kind, data, j);
+                Py_UCS4 d = text_read(kind, data, j);
                 if (d < '0' || d > '7') break;
                 number = number * 8 + (long)(d - '0');
                 j++;
@@ -471,6 +551,13 @@ static PyObject *js_decode(PyObject *value) {
 error:
     writer_drop(&w);
     return NULL;
+}
+
+/* One loop for each kind, with the search for backslashes and each read inlined: text with a
+ * backslash every few characters (escaped JSON in a binary body) runs them at every one. */
+static PyObject *js_decode(PyObject *value) {
+    int kind = PyUnicode_KIND(value);
+    return BY_KIND(k_js_decode, kind, value, PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value));
 }
 
 /* Write the UTF-8 bytes `bytes[:k]` decoded with replacement characters. */
@@ -509,8 +596,7 @@ static PyObject *percent_decode(PyObject *value) {
     }
     for (Py_ssize_t i = 0; i < n;) {
         /* The text up to the next `%`, as it is. */
-        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n, 1);
-        if (at == -2) goto error;
+        Py_ssize_t at = text_find(value, '%', i, n);
         Py_ssize_t stop = at < 0 ? n : at;
         if (writer_copy(&w, kind, data, i, stop) < 0) goto error;
         i = stop;
@@ -541,14 +627,13 @@ error:
 #define URL_DECODE_ROUNDS 3
 
 /* Whether `value` holds a `%XX` escape: then, and only then, `percent_decode` changes it (an
- * escape's three characters become one). 1, 0, or -1 with an exception set. */
+ * escape's three characters become one). */
 static int has_escape(PyObject *value) {
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     for (Py_ssize_t i = 0; i + 2 < n;) {
-        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n - 2, 1);
-        if (at == -2) return -1;
+        Py_ssize_t at = text_find(value, '%', i, n - 2);
         if (at < 0) return 0;
         if (hex_number(kind, data, at + 1, 2) >= 0) return 1;
         i = at + 1;
@@ -561,11 +646,7 @@ static int has_escape(PyObject *value) {
 static PyObject *url_decode(PyObject *value) {
     PyObject *current = Py_NewRef(value);
     for (int round = 0; round < URL_DECODE_ROUNDS; round++) {
-        int decodes = has_escape(current);
-        if (decodes <= 0) {
-            if (decodes < 0) Py_CLEAR(current);
-            break;
-        }
+        if (!has_escape(current)) break;
         PyObject *decoded = percent_decode(current);
         if (decoded == NULL) {
             Py_DECREF(current);
@@ -583,8 +664,7 @@ static PyObject *url_decode_uni(PyObject *value) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     int has_u = 0;
     for (Py_ssize_t at = 0; !has_u && at + 1 < n; at++) {
-        at = PyUnicode_FindChar(value, '%', at, n - 1, 1);
-        if (at == -2) return NULL;
+        at = text_find(value, '%', at, n - 1);
         if (at < 0) break;
         Py_UCS4 u = PyUnicode_READ(kind, data, at + 1);
         has_u = u == 'u' || u == 'U';
@@ -593,8 +673,7 @@ static PyObject *url_decode_uni(PyObject *value) {
     writer_t w;
     if (writer_start(&w, value) < 0) return NULL;
     for (Py_ssize_t i = 0; i < n;) {
-        Py_ssize_t at = PyUnicode_FindChar(value, '%', i, n, 1);
-        if (at == -2) goto error;
+        Py_ssize_t at = text_find(value, '%', i, n);
         Py_ssize_t stop = at < 0 ? n - 1 : at;
         if (writer_copy(&w, kind, data, i, stop) < 0) goto error;
         i = stop;
@@ -682,9 +761,12 @@ static PyObject *latin1_lowercase(PyObject *value) {
     return text_end(&t, value, n);
 }
 
+/* str.isspace() of any character: a table look-up, with a branch only on the characters
+ * between WIDE_SPACE_FIRST and WIDE_SPACE_LAST (few in text of any kind), not on Latin-1 or
+ * not, which decoded binary text mixes at random. */
 static inline int u_space(Py_UCS4 c) {
-    if (c < 256) return LATIN1_SPACE[c];
-    return c >= WIDE_SPACE_FIRST && c <= WIDE_SPACE_LAST && Py_UNICODE_ISSPACE(c);
+    if (c - WIDE_SPACE_FIRST <= WIDE_SPACE_LAST - WIDE_SPACE_FIRST) return Py_UNICODE_ISSPACE(c);
+    return LATIN1_SPACE[c & 0xFF] & (c < 256);
 }
 
 static inline int u_isprintable(Py_UCS4 c) {
@@ -693,14 +775,9 @@ static inline int u_isprintable(Py_UCS4 c) {
 
 /* The loops of the transforms below on text of one kind, read and written in that kind (see
  * `_kind.h`); each writes into `o` (room for n characters, and `a` the same) and returns the
- * length written. */
-
-ALWAYS_INLINE Py_ssize_t k_find2(int kind, const void *s, Py_ssize_t n, Py_ssize_t from,
-                                 Py_UCS4 a, Py_UCS4 b) {
-    for (Py_ssize_t i = from; i + 1 < n; i++)
-        if (text_read(kind, s, i) == a && text_read(kind, s, i + 1) == b) return i;
-    return -1;
-}
+ * length written. `remove_nulls` and `cmd_line` write each character where the next kept one
+ * goes and count it only when it is kept, without a branch on it: which characters of a
+ * binary body's text they keep is as random as the body. */
 
 ALWAYS_INLINE int k_printable(int kind, const void *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++)
@@ -712,7 +789,8 @@ ALWAYS_INLINE Py_ssize_t k_remove_nulls(int kind, const void *s, Py_ssize_t n, v
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = text_read(kind, s, i);
-        if (c) text_write(kind, o, k++, c);
+        text_write(kind, o, k, c);
+        k += c != 0;
     }
     return k;
 }
@@ -741,23 +819,40 @@ ALWAYS_INLINE Py_ssize_t k_remove_whitespace(int kind, const void *s, Py_ssize_t
     return k;
 }
 
+/* What `cmd_line` does with each Latin-1 character: delete it, read it as whitespace, or
+ * write it and, when it is `/` or `(`, not the space owed before it. Filled when the module
+ * loads, read-only after. */
+enum { CMD_DELETED = 1, CMD_WHITE = 2, CMD_NO_SPACE_BEFORE = 4 };
+static unsigned char CMD_CLASS[256];
+
+static void cmd_line_table(void) {
+    for (int c = 0; c < 256; c++) CMD_CLASS[c] = LATIN1_SPACE[c] ? CMD_WHITE : 0;
+    CMD_CLASS['\\'] = CMD_CLASS['"'] = CMD_CLASS['\''] = CMD_CLASS['^'] = CMD_DELETED;
+    CMD_CLASS[','] = CMD_WHITE;
+    CMD_CLASS['/'] = CMD_CLASS['('] = CMD_NO_SPACE_BEFORE;
+}
+
 /* One pass for the reference's four: the deleted characters are skipped, a run of whitespace
  * (`,` counts) across them is one space, written when the character after it is not `/` or
  * `(` (the space before either goes; compressed text has no two spaces in a row, so removing
- * " /" makes no new " ("), or when the text ends. */
+ * " /" makes no new " ("), or when the text ends. Each character is written where it would go
+ * and counted when kept; a space is owed for whitespace already read and not written, so
+ * what is written stays at or before the character read. */
 ALWAYS_INLINE Py_ssize_t k_cmd_line(int kind, const void *s, Py_ssize_t n, void *o) {
     Py_ssize_t k = 0;
-    int space = 0;
+    unsigned int space = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = text_read(kind, s, i);
-        if (c == '\\' || c == '"' || c == '\'' || c == '^') continue;
-        if (c == ',' || u_space(c)) {
-            space = 1;
-            continue;
-        }
-        if (space && c != '/' && c != '(') text_write(kind, o, k++, ' ');
-        space = 0;
-        text_write(kind, o, k++, c);
+        unsigned int role = CMD_CLASS[c & 0xFF] & (0u - (c < 256));
+        if (__builtin_expect(c - WIDE_SPACE_FIRST <= WIDE_SPACE_LAST - WIDE_SPACE_FIRST, 0))
+            role = Py_UNICODE_ISSPACE(c) ? CMD_WHITE : 0;
+        unsigned int kept = (role & (CMD_DELETED | CMD_WHITE)) == 0;
+        unsigned int owed = kept & space & !(role & CMD_NO_SPACE_BEFORE);
+        text_write(kind, o, k, ' ');
+        k += owed;
+        text_write(kind, o, k, c);
+        k += kept;
+        space = (role & CMD_WHITE) >> 1 | (space & role);
     }
     if (space) text_write(kind, o, k++, ' ');
     return k;
@@ -847,56 +942,6 @@ ALWAYS_INLINE int k_base64_shaped(int kind, const void *s, Py_ssize_t n) {
     }
     while (i < n && u_space(text_read(kind, s, i))) i++;
     return i == n;
-}
-
-/* Whether text of two or four bytes a character holds `c`: eight (or four) characters
- * compared at once with SSE2, an answer taken every 64 characters (PyUnicode_FindChar compares
- * them one by one when `c` is NUL, and pays a call for each). */
-#if defined(__SSE2__)
-#define HAS_BLOCK 64
-ALWAYS_INLINE int k_has(int kind, const void *s, Py_ssize_t n, Py_UCS4 c) {
-    Py_ssize_t i = 0;
-    if (kind == PyUnicode_2BYTE_KIND) {
-        const Py_UCS2 *t = s;
-        __m128i needle = _mm_set1_epi16((short)c);
-        for (; i + HAS_BLOCK <= n; i += HAS_BLOCK) {
-            __m128i any = _mm_setzero_si128();
-            for (int j = 0; j < HAS_BLOCK; j += 8)
-                any = _mm_or_si128(any, _mm_cmpeq_epi16(
-                                            _mm_loadu_si128((const __m128i *)(t + i + j)), needle));
-            if (_mm_movemask_epi8(any)) return 1;
-        }
-    } else if (kind == PyUnicode_4BYTE_KIND) {
-        const Py_UCS4 *t = s;
-        __m128i needle = _mm_set1_epi32((int)c);
-        for (; i + HAS_BLOCK <= n; i += HAS_BLOCK) {
-            __m128i any = _mm_setzero_si128();
-            for (int j = 0; j < HAS_BLOCK; j += 4)
-                any = _mm_or_si128(any, _mm_cmpeq_epi32(
-                                            _mm_loadu_si128((const __m128i *)(t + i + j)), needle));
-            if (_mm_movemask_epi8(any)) return 1;
-        }
-    } else {
-        return n > 0 && memchr(s, (int)c, (size_t)n) != NULL;
-    }
-    for (; i < n; i++)
-        if (text_read(kind, s, i) == c) return 1;
-    return 0;
-}
-#else
-ALWAYS_INLINE int k_has(int kind, const void *s, Py_ssize_t n, Py_UCS4 c) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (text_read(kind, s, i) == c) return 1;
-    return 0;
-}
-#endif
-
-/* Whether `value` (a str) holds `c`. */
-static int text_has(PyObject *value, Py_UCS4 c) {
-    int kind = PyUnicode_KIND(value);
-    const void *s = PyUnicode_DATA(value);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    return BY_KIND(k_has, kind, s, n, c);
 }
 
 /* What one pass over a text finds for its features: each ASCII character it holds (index 128
@@ -2560,7 +2605,9 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&ValueScannerType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
     profile_tables();
+    utf8_tables();
     if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
+    cmd_line_table();
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
     nfkc_normalize = PyObject_GetAttrString(unicodedata, "normalize");

@@ -14,16 +14,15 @@ typedef struct {
     Py_ssize_t capacity;
 } utf8_buffer_t;
 
-/* Writing one character without a branch that depends on its length (binary bodies mix ASCII
- * and Latin-1 at random, which defeats branch prediction): its bytes are built in one word,
- * first byte lowest, which is stored whole (the buffer has room for every byte a character of
- * its kind may need) and the length returned. The only branches are on the rare characters past
- * Latin-1, and on surrogates, each of which becomes `?`. */
-static inline void utf8_store(unsigned char *o, uint32_t word, size_t size) {
+/* Writing one character without a branch on its length (a binary body's text mixes ASCII and
+ * Latin-1, or ASCII and replacement characters, at random, which defeats branch prediction):
+ * its bytes are looked up as one word, first byte lowest, which is stored whole (the buffer has
+ * room for a whole word after every character's bytes), and its length read from the word. */
+static inline void utf8_store(unsigned char *o, uint32_t word) {
 #if PY_LITTLE_ENDIAN
-    memcpy(o, &word, size);
+    memcpy(o, &word, 4);
 #else
-    for (size_t j = 0; j < size; j++) o[j] = (unsigned char)(word >> (8 * j));
+    for (size_t j = 0; j < 4; j++) o[j] = (unsigned char)(word >> (8 * j));
 #endif
 }
 
@@ -42,43 +41,32 @@ static inline uint32_t utf8_four(Py_UCS4 c) {
            (0x80u | ((c >> 6) & 0x3Fu)) << 16 | (0x80u | (c & 0x3Fu)) << 24;
 }
 
-/* The UTF-8 of each Latin-1 character as a word: most characters of a binary body, whatever
- * the kind of its text (replacement characters are few), are written from here. */
-#define UTF8_LATIN1_1(c) ((c) < 0x80 ? (c) : (0xC0u | ((c) >> 6)) | (0x80u | ((c) & 0x3Fu)) << 8)
-#define UTF8_LATIN1_4(c)                                                                         \
-    UTF8_LATIN1_1(c), UTF8_LATIN1_1((c) + 1), UTF8_LATIN1_1((c) + 2), UTF8_LATIN1_1((c) + 3)
-#define UTF8_LATIN1_16(c)                                                                        \
-    UTF8_LATIN1_4(c), UTF8_LATIN1_4((c) + 4), UTF8_LATIN1_4((c) + 8), UTF8_LATIN1_4((c) + 12)
-#define UTF8_LATIN1_64(c)                                                                        \
-    UTF8_LATIN1_16(c), UTF8_LATIN1_16((c) + 16), UTF8_LATIN1_16((c) + 32), UTF8_LATIN1_16((c) + 48)
-static const uint16_t UTF8_LATIN1[256] = {UTF8_LATIN1_64(0u), UTF8_LATIN1_64(64u),
-                                          UTF8_LATIN1_64(128u), UTF8_LATIN1_64(192u)};
+/* The UTF-8 of each character of the Basic Multilingual Plane as a word: its bytes in the three
+ * low bytes and its length in the high byte, which the next character's bytes overwrite (a
+ * surrogate is `?`). Computing each length's bytes and picking one without a branch costs
+ * several times this lookup. Filled by `utf8_tables` when the module loads, read-only after. */
+static uint32_t UTF8_BMP[0x10000];
 
-static inline Py_ssize_t utf8_put_ucs1(unsigned char *o, Py_UCS4 c) {
-    utf8_store(o, UTF8_LATIN1[c & 0xFFu], 2);
-    return 1 + (Py_ssize_t)(c >> 7);
+static void utf8_tables(void) {
+    for (uint32_t c = 0; c < 0x10000; c++) {
+        uint32_t d = utf8_is_surrogate(c) ? (uint32_t)'?' : c;
+        UTF8_BMP[c] = d < 0x80    ? d | 1u << 24
+                      : d < 0x800 ? utf8_two(d) | 2u << 24
+                                  : utf8_three(d) | 3u << 24;
+    }
 }
 
-/* `word`, or `longer` where `longer_wanted` (0 or 1), without a branch. */
-static inline uint32_t utf8_pick(uint32_t word, uint32_t longer, uint32_t longer_wanted) {
-    return word ^ ((word ^ longer) & (0u - longer_wanted));
+static inline Py_ssize_t utf8_put_bmp(unsigned char *o, Py_UCS4 c) {
+    uint32_t word = UTF8_BMP[c];
+    utf8_store(o, word);
+    return (Py_ssize_t)(word >> 24);
 }
 
-static inline Py_ssize_t utf8_put_ucs4(unsigned char *o, Py_UCS4 c) {
-    if (c < 0x100) return utf8_put_ucs1(o, c);
-    if (utf8_is_surrogate(c)) return utf8_put_ucs1(o, '?');
-    uint32_t three = c >= 0x800, four = c >= 0x10000;
-    uint32_t word = utf8_pick(utf8_pick(utf8_two(c), utf8_three(c), three), utf8_four(c), four);
-    utf8_store(o, word, 4);
-    return 2 + (Py_ssize_t)(three + four);
-}
-
-static inline Py_ssize_t utf8_put_ucs2(unsigned char *o, Py_UCS4 c) {
-    if (c < 0x100) return utf8_put_ucs1(o, c);
-    if (utf8_is_surrogate(c)) return utf8_put_ucs1(o, '?');
-    uint32_t three = c >= 0x800;
-    utf8_store(o, utf8_pick(utf8_two(c), utf8_three(c), three), 3);
-    return 2 + (Py_ssize_t)three;
+/* A character of any kind: the branch is on those past the BMP, which are rare. */
+static inline Py_ssize_t utf8_put(unsigned char *o, Py_UCS4 c) {
+    if (c < 0x10000) return utf8_put_bmp(o, c);
+    utf8_store(o, utf8_four(c));
+    return 4;
 }
 
 /* ASCII runs, sixteen bytes at a time (SSE2, which every x86-64 has): a kind's characters are
@@ -149,13 +137,13 @@ static inline Py_ssize_t utf8_put_kind(unsigned char *o, const Py_UCS1 *s1, cons
                                 : utf8_run_ucs4(o + k, s4 + i);
         k += ascii;
         for (Py_ssize_t j = i + ascii; j < i + UTF8_RUN; j++) {
-            k += s1 ? utf8_put_ucs1(o + k, s1[j]) : s2 ? utf8_put_ucs2(o + k, s2[j])
-                                                        : utf8_put_ucs4(o + k, s4[j]);
+            k += s1 ? utf8_put_bmp(o + k, s1[j]) : s2 ? utf8_put_bmp(o + k, s2[j])
+                                                       : utf8_put(o + k, s4[j]);
         }
     }
     for (; i < n; i++) {
-        k += s1 ? utf8_put_ucs1(o + k, s1[i]) : s2 ? utf8_put_ucs2(o + k, s2[i])
-                                                    : utf8_put_ucs4(o + k, s4[i]);
+        k += s1 ? utf8_put_bmp(o + k, s1[i]) : s2 ? utf8_put_bmp(o + k, s2[i])
+                                                   : utf8_put(o + k, s4[i]);
     }
     return k;
 }
@@ -166,7 +154,8 @@ static inline Py_ssize_t utf8_encode(utf8_buffer_t *b, PyObject *text) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    /* At most 2 bytes a character of one byte, 3 of two, 4 of four; and a block's spare bytes. */
+    /* At most 2 bytes a character of one byte, 3 of two, 4 of four; and a block's spare bytes
+     * (which also hold the whole word stored for the last character). */
     Py_ssize_t most = kind == PyUnicode_1BYTE_KIND ? 2 : kind == PyUnicode_2BYTE_KIND ? 3 : 4;
     if (n > PY_SSIZE_T_MAX / 4 - 128) {
         PyErr_NoMemory();

@@ -101,6 +101,10 @@ static inline int writer_put(writer_t *w, Py_UCS4 c) {
     return 0;
 }
 
+/* A copy this short into a string of its own kind is a loop here, not a call: text with an
+ * escape every few characters copies such a run between each two. */
+#define WRITER_SHORT_COPY 16
+
 /* Copy `text[from:to]` of the input (text of `kind`, no wider than the writer's); -1 with an
  * exception set. */
 static inline int writer_copy(writer_t *w, int kind, const void *text, Py_ssize_t from,
@@ -108,9 +112,13 @@ static inline int writer_copy(writer_t *w, int kind, const void *text, Py_ssize_
     Py_ssize_t count = to - from;
     if (count <= 0) return 0;
     if (writer_reserve(w, count, 0) < 0) return -1;
-    if (w->string != NULL)
+    if (w->string != NULL && w->kind == kind && count <= WRITER_SHORT_COPY) {
+        for (Py_ssize_t j = 0; j < count; j++)
+            text_write(kind, w->data, w->length + j, text_read(kind, text, from + j));
+    } else if (w->string != NULL) {
         widen_copy(w->kind, (char *)w->data + (size_t)w->length * (size_t)w->kind, kind,
                    (const char *)text + (size_t)from * (size_t)kind, count);
+    }
     w->length += count;
     return 0;
 }
