@@ -93,6 +93,20 @@ static int narrowest(int kind, const void *data, Py_ssize_t length) {
     return max < 0x100 ? PyUnicode_1BYTE_KIND : max < 0x10000 ? PyUnicode_2BYTE_KIND : kind;
 }
 
+/* Copy the `length` UCS4 characters at `data` to the end of the arena as one-byte characters
+ * in one pass, which tells at its end whether they all fit one byte: 1 when they do, 0 when
+ * one does not (the copy is then left unused), 0 with MemoryError set when there is no room. */
+static int to_latin1(sources_t *s, const Py_UCS4 *data, Py_ssize_t length) {
+    if (arena_reserve(s, length) < 0) return 0;
+    Py_UCS1 *at = (Py_UCS1 *)(s->arena + s->arena_length);
+    Py_UCS4 bits = 0; /* every bit of every character: below 0x100 exactly when all are */
+    for (Py_ssize_t j = 0; j < length; j++) {
+        bits |= data[j];
+        at[j] = (Py_UCS1)data[j];
+    }
+    return bits < 0x100;
+}
+
 /* A value longer than MEMO_MAX_VALUE is never remembered, so it is not looked up in the memo
  * and needs no str's hash: only to be told apart from other long values, by its length and
  * its ends. */
@@ -110,17 +124,29 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
  * merged afterwards (`merge_repeats`). */
 static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
                       long long bits) {
-    int narrow = narrowest(kind, data, length);
+    int narrow;
+    Py_ssize_t start;
+    char *at;
+    if (kind == PyUnicode_4BYTE_KIND && to_latin1(s, data, length)) {
+        /* a path (or an escaped value) of one-byte characters: narrowed as it was read */
+        narrow = PyUnicode_1BYTE_KIND;
+        start = s->arena_length;
+        at = s->arena + start;
+        goto hash;
+    }
+    if (PyErr_Occurred()) return -1;
+    narrow = narrowest(kind, data, length);
     /* each value starts at a multiple of its character size (the arena's start is aligned) */
-    Py_ssize_t start = (s->arena_length + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
+    start = (s->arena_length + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
     if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
-    char *at = s->arena + start;
+    at = s->arena + start;
     if (narrow == kind) {
         memcpy(at, data, (size_t)(length * kind));
     } else {
         for (Py_ssize_t j = 0; j < length; j++)
             PyUnicode_WRITE(narrow, at, j, PyUnicode_READ(kind, data, j));
     }
+hash:;
     Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(at, length * narrow)
                                              : memo_text_hash(narrow, at, length);
     if (s->count == s->capacity) {

@@ -84,9 +84,13 @@ typedef struct {
     int stopped; /* WALK_COMPLETE while fields are still being added, else the limit reached */
 } walk_t;
 
-#define AT(w, j) PyUnicode_READ((w)->kind, (w)->data, (j))
+/* The character at `j` of the text, whose kind is `kind`: each function reading the text is
+ * given its kind, and the walk is inlined once for each kind (`walk`), so every read is a plain
+ * load of a constant width rather than a choice among three made per character. */
+#define AT(w, j) PyUnicode_READ(kind, (w)->data, (j))
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-static inline Py_ssize_t skip_space(const walk_t *w, Py_ssize_t i) {
+ALWAYS_INLINE Py_ssize_t skip_space(const walk_t *w, int kind, Py_ssize_t i) {
     while (i < w->n) {
         Py_UCS4 c = AT(w, i);
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
@@ -103,7 +107,7 @@ static inline int hex_digit(Py_UCS4 c) {
 }
 
 /* Four hex digits at `i` (all before `n`), or -1. */
-static long hex4(const walk_t *w, Py_ssize_t i) {
+ALWAYS_INLINE long hex4(const walk_t *w, int kind, Py_ssize_t i) {
     if (i + 4 > w->n) return -1;
     long c = 0;
     for (int k = 0; k < 4; k++) {
@@ -117,12 +121,12 @@ static long hex4(const walk_t *w, Py_ssize_t i) {
 /* The string whose opening quote is at `i - 1`. Without escapes it is the span [*start, *end)
  * of the text and *escaped is 0; with escapes, its characters are in `w->scratch`. Returns the
  * index after the closing quote, -1 when the string is invalid, -2 on a memory error. */
-static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssize_t *end,
-                              int *escaped) {
+ALWAYS_INLINE Py_ssize_t scan_string(walk_t *w, int kind, Py_ssize_t i, Py_ssize_t *start,
+                                  Py_ssize_t *end, int *escaped) {
     Py_ssize_t n = w->n;
-    *start = i;
+    *start = *end = i;
     *escaped = 0;
-    if (w->kind == PyUnicode_1BYTE_KIND) {
+    if (kind == PyUnicode_1BYTE_KIND) {
         const Py_UCS1 *s = w->data;
         while (i < n && s[i] != '"' && s[i] != '\\' && s[i] > 0x1f) i++;
     } else {
@@ -162,13 +166,13 @@ static Py_ssize_t scan_string(walk_t *w, Py_ssize_t i, Py_ssize_t *start, Py_ssi
             case 'r': c = '\r'; i += 2; break;
             case 't': c = '\t'; i += 2; break;
             case 'u': {
-                long u = hex4(w, i + 2);
+                long u = hex4(w, kind, i + 2);
                 if (u < 0) return -1;
                 i += 6;
                 c = (Py_UCS4)u;
                 if (Py_UNICODE_IS_HIGH_SURROGATE(c) && i + 1 < n && AT(w, i) == '\\' &&
                     AT(w, i + 1) == 'u') {
-                    long low = hex4(w, i + 2);
+                    long low = hex4(w, kind, i + 2);
                     if (low < 0) return -1; /* an invalid escape either way */
                     if (Py_UNICODE_IS_LOW_SURROGATE((Py_UCS4)low)) {
                         c = Py_UNICODE_JOIN_SURROGATES(c, (Py_UCS4)low);
@@ -212,8 +216,8 @@ static int add_field(walk_t *w, json_text_t value) {
 }
 
 /* The characters [start, end) of the body's text, in place. */
-static inline json_text_t span(const walk_t *w, Py_ssize_t start, Py_ssize_t end) {
-    return (json_text_t){w->kind, (const char *)w->data + start * w->kind, end - start};
+ALWAYS_INLINE json_text_t span(const walk_t *w, int kind, Py_ssize_t start, Py_ssize_t end) {
+    return (json_text_t){kind, (const char *)w->data + start * kind, end - start};
 }
 
 /* Give the sink (path, the string `value`); -1 when `value` is NULL or on error. */
@@ -231,6 +235,7 @@ static int add_object(walk_t *w, PyObject *value) {
 static PyObject *number_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end, int is_float,
                              int *invalid) {
     Py_ssize_t length = end - start;
+    int kind = w->kind;
     char small[64];
     char *buf = length < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)length + 1);
     if (buf == NULL) return PyErr_NoMemory();
@@ -408,11 +413,12 @@ static int index_path(walk_t *w, const frame *f) {
     return child_path(w, f, digits + 24 - len, len);
 }
 
-/* The status of walking the whole text; each field is given to the sink as it comes. */
-static int walk(walk_t *w) {
+/* The status of walking the whole text, of kind `kind`; each field is given to the sink as it
+ * comes. */
+ALWAYS_INLINE int walk_kind(walk_t *w, const int kind) {
     frame *stack = w->stack;
 #define top (w->top)
-    Py_ssize_t n = w->n, i = skip_space(w, 0);
+    Py_ssize_t n = w->n, i = skip_space(w, kind, 0);
     const char *word;
     int is_float;
 
@@ -422,13 +428,13 @@ value:
     case '"': {
         Py_ssize_t start, end;
         int escaped;
-        Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
+        Py_ssize_t next = scan_string(w, kind, i + 1, &start, &end, &escaped);
         if (next == -2) return WALK_ERROR;
         if (next < 0) return WALK_INVALID;
         if (room(w)) {
             json_text_t text = escaped ? (json_text_t){PyUnicode_4BYTE_KIND, w->scratch.data,
                                                        w->scratch.length}
-                                       : span(w, start, end);
+                                       : span(w, kind, start, end);
             if (add_field(w, text) < 0) return WALK_ERROR;
         }
         i = next;
@@ -442,7 +448,7 @@ value:
         }
         if (open_container(w, is_object) < 0) return WALK_ERROR;
         if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
-        i = skip_space(w, i + 1);
+        i = skip_space(w, kind, i + 1);
         if (i < n && AT(w, i) == (is_object ? '}' : ']')) {
             i++;
             close_container(w);
@@ -514,7 +520,7 @@ number: {
         /* An int's digits as written, but -0 is 0. */
         int minus_zero = i - start == 2 && AT(w, start) == '-' && AT(w, start + 1) == '0';
         json_text_t text = minus_zero ? (json_text_t){PyUnicode_1BYTE_KIND, "0", 1}
-                                      : span(w, start, i);
+                                      : span(w, kind, start, i);
         if (room(w) && add_field(w, text) < 0) return WALK_ERROR;
     } else if (room(w) || long_int) {
         int invalid = 0;
@@ -531,8 +537,8 @@ number: {
 }
 
 after_value:
-    if (top < 0) return skip_space(w, i) == n ? w->stopped : WALK_INVALID;
-    i = skip_space(w, i);
+    if (top < 0) return skip_space(w, kind, i) == n ? w->stopped : WALK_INVALID;
+    i = skip_space(w, kind, i);
     if (i >= n) return WALK_INVALID;
     if (AT(w, i) == (in_object(w) ? '}' : ']')) {
         i++;
@@ -540,7 +546,7 @@ after_value:
         goto after_value;
     }
     if (AT(w, i) != ',') return WALK_INVALID;
-    i = skip_space(w, i + 1);
+    i = skip_space(w, kind, i + 1);
     if (in_object(w)) goto key;
     if (top < w->max_depth) { /* deeper, no element is a field */
         stack[top].index++;
@@ -552,16 +558,16 @@ key: {
     if (i >= n || AT(w, i) != '"') return WALK_INVALID;
     Py_ssize_t start, end;
     int escaped;
-    Py_ssize_t next = scan_string(w, i + 1, &start, &end, &escaped);
+    Py_ssize_t next = scan_string(w, kind, i + 1, &start, &end, &escaped);
     if (next == -2) return WALK_ERROR;
     if (next < 0) return WALK_INVALID;
     if (top >= w->max_depth || w->stopped == WALK_UNDECIDED) {
         /* The keys of an object nested `max_depth` deep or more are never fields (nor its
          * values), so a repeated one there changes nothing; past a repeated key the walk only
          * checks the rest is JSON. */
-        i = skip_space(w, next);
+        i = skip_space(w, kind, next);
         if (i >= n || AT(w, i) != ':') return WALK_INVALID;
-        i = skip_space(w, i + 1);
+        i = skip_space(w, kind, i + 1);
         goto value;
     }
     Py_ssize_t len = escaped ? w->scratch.length : end - start, at = w->keys.length;
@@ -577,12 +583,24 @@ key: {
     if (repeated) w->stopped = WALK_UNDECIDED; /* no more fields: see whether it is JSON */
     if (w->stopped == WALK_COMPLETE && child_path(w, &stack[top], w->keys.data + at, len) < 0)
         return WALK_ERROR;
-    i = skip_space(w, next);
+    i = skip_space(w, kind, next);
     if (i >= n || AT(w, i) != ':') return WALK_INVALID;
-    i = skip_space(w, i + 1);
+    i = skip_space(w, kind, i + 1);
     goto value;
 }
 #undef top
+}
+
+/* `walk_kind` for the text's kind. */
+static int walk(walk_t *w) {
+    switch (w->kind) {
+    case PyUnicode_1BYTE_KIND:
+        return walk_kind(w, PyUnicode_1BYTE_KIND);
+    case PyUnicode_2BYTE_KIND:
+        return walk_kind(w, PyUnicode_2BYTE_KIND);
+    default:
+        return walk_kind(w, PyUnicode_4BYTE_KIND);
+    }
 }
 
 /* json.detect_encoding: the codec json.loads decodes bytes with. */

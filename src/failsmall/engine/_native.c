@@ -95,9 +95,36 @@ static inline int is_b64(unsigned char c) {
     return is_alnum(c) || c == '+' || c == '/' || c == '_' || c == '-';
 }
 
+/* The high bit of each byte of `v` that is zero (exactly: no carry crosses a byte). */
+static inline uint64_t zero_bytes(uint64_t v) {
+    const uint64_t lows = 0x7F7F7F7F7F7F7F7Fu;
+    return ~(((v & lows) + lows) | v | lows);
+}
+
+/* Whether `a` followed by `b` is in the `n` bytes at `s`, eight places at a time. */
+static int pair_in_words(const unsigned char *s, Py_ssize_t n, char a, char b) {
+    const uint64_t ones = 0x0101010101010101u;
+    const uint64_t as = ones * (unsigned char)a, bs = ones * (unsigned char)b;
+    Py_ssize_t i = 0;
+    for (; i + 9 <= n; i += 8) {
+        uint64_t here, next;
+        memcpy(&here, s + i, 8);
+        memcpy(&next, s + i + 1, 8);
+        if (zero_bytes(here ^ as) & zero_bytes(next ^ bs)) return 1;
+    }
+    for (; i + 1 < n; i++)
+        if (s[i] == (unsigned char)a && s[i + 1] == (unsigned char)b) return 1;
+    return 0;
+}
+
+/* `memchr` finds a rare `a` fastest; after this many of them without `b` next (spaces in
+ * JSON or prose), the rest is searched eight places at a time. */
+#define PAIR_MEMCHR_HITS 16
+
 static int has_pair(const unsigned char *s, Py_ssize_t n, char a, char b) {
     const unsigned char *p = s, *end = s + n;
-    while (p + 1 < end) {
+    for (int hits = 0; p + 1 < end; hits++) {
+        if (hits == PAIR_MEMCHR_HITS) return pair_in_words(p, end - p, a, b);
         p = memchr(p, a, (size_t)(end - p - 1));
         if (p == NULL) return 0;
         if (p[1] == (unsigned char)b) return 1;
@@ -136,6 +163,40 @@ static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
     return i == n;
 }
 
+/* Whether every character of the Latin-1 text is printable, and whether one is uppercase
+ * ASCII or past ASCII. Eight characters at a time while they are printable ASCII (JSON and
+ * form text): a word is that when no byte has its high bit, is below 0x20 or is 0x7F; its
+ * uppercase letters are the bytes from 0x41 to 0x5A: a byte plus 0x3F has its high bit set,
+ * plus 0x25 not (no sum carries past its byte, as every byte is below 0x80). */
+static void printable_and_upper(const unsigned char *s, Py_ssize_t n, int *printable,
+                                int *upper) {
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    int p = 1, u = 0;
+    Py_ssize_t i = 0;
+    while (i < n && (p || !u)) { /* once neither can change, nothing more to learn */
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            uint64_t x7f = w ^ (ones * 0x7F);
+            uint64_t odd = (w & highs) | ((w - ones * 0x20) & ~w & highs) |
+                           ((x7f - ones) & ~x7f & highs);
+            if (odd == 0) {
+                if (((w + ones * 0x3F) & ~(w + ones * 0x25) & highs) != 0) u = 1;
+                i += 8;
+                continue;
+            }
+        }
+        Py_ssize_t stop = i + 8 < n ? i + 8 : n;
+        for (; i < stop; i++) {
+            unsigned char c = s[i];
+            if (!LATIN1_PRINTABLE[c]) p = 0;
+            if ((c >= 'A' && c <= 'Z') || c >= 0x80) u = 1;
+        }
+    }
+    *printable = p;
+    *upper = u;
+}
+
 /* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
  * character past ASCII makes the value wide). */
 static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
@@ -150,13 +211,8 @@ static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     if ((wanted & F_NUL) && has_char(s, n, '\0')) found |= F_NUL;
     if ((wanted & F_SPACE) && has_space) found |= F_SPACE;
     if (wanted & (F_ODD_WHITESPACE | F_UPPER_OR_WIDE)) {
-        int printable = 1, upper = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            unsigned char c = s[i];
-            if (!LATIN1_PRINTABLE[c]) printable = 0;
-            if ((c >= 'A' && c <= 'Z') || c >= 0x80) upper = 1;
-            if (!printable && upper) break; /* nothing more to learn */
-        }
+        int printable, upper;
+        printable_and_upper(s, n, &printable, &upper);
         if ((wanted & F_ODD_WHITESPACE) && ((has_space && has_pair(s, n, ' ', ' ')) || !printable))
             found |= F_ODD_WHITESPACE;
         if ((wanted & F_UPPER_OR_WIDE) && upper) found |= F_UPPER_OR_WIDE;
