@@ -6,6 +6,8 @@ sparse and dense, and for every set of features asked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,22 +48,25 @@ def assert_reference(value: str) -> None:
         )
 
 
-def test_a_character_of_every_kind_at_every_position() -> None:
+def insertions(inserted: list[str], longest: int) -> Iterator[str]:
+    """Each of `inserted` at every position of each filler cut to every length below
+    `longest`."""
     for filler in FILLERS:
-        for length in range(0, 42):
-            base = (filler * 6)[:length]
+        base = filler * (longest // len(filler) + 1)
+        for length in range(longest):
             for at in range(length + 1):
-                for character in CHARACTERS:
-                    assert_reference(base[:at] + character + base[at:])
+                for text in inserted:
+                    yield base[:at] + text + base[at:length]
+
+
+def test_a_character_of_every_kind_at_every_position() -> None:
+    for value in insertions(CHARACTERS, 42):
+        assert_reference(value)
 
 
 def test_a_pair_at_every_position_of_sparse_and_dense_text() -> None:
-    for filler in FILLERS:
-        for length in range(0, 60):
-            base = (filler * 8)[:length]
-            for at in range(length + 1):
-                for pair in PAIRS:
-                    assert_reference(base[:at] + pair + base[at:])
+    for value in insertions(PAIRS, 60):
+        assert_reference(value)
 
 
 @settings(max_examples=1000, deadline=None)
