@@ -94,17 +94,19 @@ static int narrowest(int kind, const void *data, Py_ssize_t length) {
 }
 
 /* Copy the `length` UCS4 characters at `data` to the end of the arena as one-byte characters
- * in one pass, which tells at its end whether they all fit one byte: 1 when they do, 0 when
- * one does not (the copy is then left unused), 0 with MemoryError set when there is no room. */
+ * in one pass, which tells at its end the narrowest kind that holds them all (the copy is used
+ * only when that is one byte); -1 with MemoryError set when there is no room. */
 static int to_latin1(sources_t *s, const Py_UCS4 *data, Py_ssize_t length) {
-    if (arena_reserve(s, length) < 0) return 0;
+    if (arena_reserve(s, length) < 0) return -1;
     Py_UCS1 *at = (Py_UCS1 *)(s->arena + s->arena_length);
-    Py_UCS4 bits = 0; /* every bit of every character: below 0x100 exactly when all are */
+    Py_UCS4 bits = 0; /* every bit of every character: below 2^k exactly when all are */
     for (Py_ssize_t j = 0; j < length; j++) {
         bits |= data[j];
         at[j] = (Py_UCS1)data[j];
     }
-    return bits < 0x100;
+    return bits < 0x100     ? PyUnicode_1BYTE_KIND
+           : bits < 0x10000 ? PyUnicode_2BYTE_KIND
+                            : PyUnicode_4BYTE_KIND;
 }
 
 /* A value longer than MEMO_MAX_VALUE is never remembered, so it is not looked up in the memo
@@ -124,18 +126,17 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
  * merged afterwards (`merge_repeats`). */
 static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
                       long long bits) {
-    int narrow;
+    int narrow = kind == PyUnicode_4BYTE_KIND ? to_latin1(s, data, length)
+                                              : narrowest(kind, data, length);
     Py_ssize_t start;
     char *at;
-    if (kind == PyUnicode_4BYTE_KIND && to_latin1(s, data, length)) {
+    if (narrow < 0) return -1;
+    if (kind == PyUnicode_4BYTE_KIND && narrow == PyUnicode_1BYTE_KIND) {
         /* a path (or an escaped value) of one-byte characters: narrowed as it was read */
-        narrow = PyUnicode_1BYTE_KIND;
         start = s->arena_length;
         at = s->arena + start;
         goto hash;
     }
-    if (PyErr_Occurred()) return -1;
-    narrow = narrowest(kind, data, length);
     /* each value starts at a multiple of its character size (the arena's start is aligned) */
     start = (s->arena_length + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
     if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
