@@ -231,6 +231,25 @@ def test_a_cookie_header_past_the_values_limit_is_walked_only_as_far_as_the_limi
     assert memo_a.get(head[3][0], MEMO_HEADER) is None
 
 
+@pytest.mark.parametrize("count", [1, 7, 48, 49, 120])
+def test_the_headers_the_walk_remembers_are_found_by_the_memos_own_lookup(count: int) -> None:
+    """Headers are hashed once per walk (the first 48 before it, any further one on the way) and
+    remembered under that hash: the memo's own lookup finds each, and a second walk finds them
+    all remembered."""
+    native, _ = scanners()
+    headers = tuple((f"X-H{i}", f"value {i}") for i in range(count - 1)) + (
+        ("Cookie", "session=4f9a1c0e; theme=dark"),
+    )
+    memo = Memo(MEMO_BYTES)
+    head = ("GET", "/", "", headers)
+    first = walk(native, memo, HEAD_MASK, head, (10_000, 10**9))
+    for pair in headers:
+        assert memo.get(pair, MEMO_HEADER) is not None, pair
+    size = len(memo)
+    assert walk(native, memo, HEAD_MASK, head, (10_000, 10**9)) == first
+    assert len(memo) == size  # nothing remembered twice
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     sources=st.dictionaries(values, st.sampled_from([64, 128, 192, 32768]), max_size=30),

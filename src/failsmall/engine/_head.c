@@ -250,11 +250,11 @@ static int is(PyObject *text, const char *ascii) {
            memcmp(PyUnicode_1BYTE_DATA(text), ascii, n) == 0;
 }
 
-/* The hits of one header: its lowercase name, and its value for the header value, user agent
- * and referer targets, or for a Cookie header, its cookies' names and values. A Cookie header
- * whose cookies pass `room_values` is walked no further (the walk stops at it whatever the
- * rest holds) and is not remembered. */
-static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair,
+/* The hits of one header (`pair`, of hash `hash`): its lowercase name, and its value for the
+ * header value, user agent and referer targets, or for a Cookie header, its cookies' names and
+ * values. A Cookie header whose cookies pass `room_values` is walked no further (the walk stops
+ * at it whatever the rest holds) and is not remembered. */
+static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair, Py_hash_t hash,
                   Py_ssize_t room_values, known_t *found) {
     PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
     PyObject *lowered = lower(name);
@@ -287,7 +287,8 @@ static int header(ValueScanner *self, Memo *memo, long mask, PyObject *pair,
     Py_DECREF(lowered);
     Py_ssize_t size = PyUnicode_GET_LENGTH(name) + PyUnicode_GET_LENGTH(value);
     if (!err && !past_room && size <= MEMO_MAX_VALUE)
-        err = memo_put(memo, pair, MEMO_HEADER, found->hits, found->values, found->chars, size);
+        err = memo_put_object(memo, pair, hash, MEMO_HEADER, found->hits, found->values,
+                              found->chars, size);
     if (err) Py_CLEAR(found->hits);
     return err;
 }
@@ -357,12 +358,16 @@ void remembered_later_free(remembered_later_t *later) {
  * walk looks them up (`memo_prefetch`, each stage for every part in turn): the memory reads of
  * a dozen lookups, each likely to miss the caches in a memo of megabytes, then overlap instead
  * of coming one after another. Only the first HEAD_PREFETCH parts are asked for; what a part
- * finds does not depend on it. -1 on error (a key that cannot be hashed). */
+ * finds does not depend on it. The hashes of the headers asked for go to `header_hashes`
+ * (room for HEAD_PREFETCH), their count to `*hashed`: the walk looks the headers up and
+ * remembers them by these. -1 on error (a key that cannot be hashed). */
 static int ask_memo(Memo *memo, long mask, PyObject *const *whole, const long *bits,
-                    PyObject *parts, PyObject *headers) {
+                    PyObject *parts, PyObject *headers, Py_hash_t *header_hashes,
+                    Py_ssize_t *hashed) {
     Py_hash_t hashes[HEAD_PREFETCH];
     long long kinds[HEAD_PREFETCH];
     int n = 0;
+    *hashed = 0;
     for (int i = 0; i < 4 && n < HEAD_PREFETCH; i++) {
         if (!bits[i] || PyUnicode_GET_LENGTH(whole[i]) == 0) continue;
         memo_text_t text;
@@ -382,6 +387,7 @@ static int ask_memo(Memo *memo, long mask, PyObject *const *whole, const long *b
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers) && n < HEAD_PREFETCH; i++) {
             Py_hash_t hash = PyObject_Hash(PyTuple_GET_ITEM(headers, i));
             if (hash == -1) return -1;
+            header_hashes[(*hashed)++] = hash;
             hashes[n] = hash;
             kinds[n++] = MEMO_HEADER;
         }
@@ -432,7 +438,10 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     }
     PyObject *const whole[4] = {path, uri, query, method};
     const long bits[4] = {mask & B_PATH, mask & B_URI, mask & B_QUERY, mask & B_METHOD};
-    if (ask_memo(memo, mask, whole, bits, parts, headers) < 0) goto done;
+    Py_hash_t header_hashes[HEAD_PREFETCH];
+    Py_ssize_t hashed;
+    if (ask_memo(memo, mask, whole, bits, parts, headers, header_hashes, &hashed) < 0)
+        goto done;
     for (int i = 0; fit == 1 && i < 4; i++) {
         if (!bits[i]) continue;
         if (value_known(self, memo, whole[i], bits[i], &found) < 0) goto done;
@@ -449,10 +458,13 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     if (fit == 1 && (mask & (B_FROM_HEADERS | B_COOKIE_NAMES | B_COOKIE_VALUES))) {
         for (Py_ssize_t i = 0; fit == 1 && i < PyTuple_GET_SIZE(headers); i++) {
             PyObject *pair = PyTuple_GET_ITEM(headers, i);
-            memo_entry *e = memo_find(memo, pair, MEMO_HEADER);
+            /* hashed once: asked for, looked up and remembered by the same hash */
+            Py_hash_t hash = i < hashed ? header_hashes[i] : PyObject_Hash(pair);
+            if (hash == -1) goto done;
+            memo_entry *e = memo_find_object(memo, pair, hash, MEMO_HEADER);
             if (e != NULL) from_entry(e, &found);
             else if (PyErr_Occurred() ||
-                     header(self, memo, mask, pair, w.room_values - w.values, &found) < 0)
+                     header(self, memo, mask, pair, hash, w.room_values - w.values, &found) < 0)
                 goto done;
             fit = work_charge(&w, &found);
         }

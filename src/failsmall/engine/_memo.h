@@ -85,4 +85,11 @@ int memo_text_of(PyObject *str, memo_text_t *text);
  * from 64. -1 with MemoryError set when there is none. */
 int array_reserve(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item);
 
+/* `memo_find` of `key`, not a str, whose hash (`PyObject_Hash`) the caller has: `hash`. */
+memo_entry *memo_find_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind);
+
+/* `memo_put` of `key`, not a str, whose hash (`PyObject_Hash`) the caller has: `hash`. */
+int memo_put_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind, PyObject *hits,
+                    Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size);
+
 #endif
