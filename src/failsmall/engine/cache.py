@@ -193,11 +193,7 @@ class CachePolicy:
             return CARRIES_AUTHORIZATION
         ttl_override: int | None = None
         if self.rules:
-            by_path = self.by_path
-            path = view.normalized_path
-            for rule_id, action, ttl, expression in by_path.by_start.get(
-                path[: by_path.width], by_path.others
-            ):  # `by_path.select(path)`, a call less
+            for rule_id, action, ttl, expression in self.by_path.select(view.normalized_path):
                 if expression.evaluate(view):
                     if action == "bypass":
                         return CacheBypass(f"cache rule {rule_id}")
@@ -210,10 +206,7 @@ class CachePolicy:
             if query
             else f"{request.method}|{host}|{request.path}"
         )
-        # Most keys are not stored: `store.get` (which forgets an expired entry) for one that is.
-        entry = store.entries.get(key)
-        if entry is not None:
-            entry = store.get(key, now)
+        entry = store.get(key, now)
         if (
             entry is not None
             and "no-cache" not in _directives(view.header("cache-control"))

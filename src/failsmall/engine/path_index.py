@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +55,13 @@ class PathIndex(Generic[T]):
     def select(self, path: str) -> tuple[T, ...]:
         """The items that may match a request for `path`, in their order."""
         return self.by_start.get(path[: self.width], self.others)
+
+    def map(self, made: Callable[[tuple[T, ...]], tuple[U, ...]]) -> PathIndex[U]:
+        """The same index over what `made` makes of each selection, made once here: a caller
+        that needs something else than the items (the WAF's runs of checks) selects it by
+        `select` as the others select their items."""
+        return PathIndex(
+            self.width,
+            {start: made(chosen) for start, chosen in self.by_start.items()},
+            made(self.others),
+        )

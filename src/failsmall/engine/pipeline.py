@@ -486,8 +486,7 @@ class Engine:
     def _ratelimit(self, p: _Pass, state: EngineState) -> ModuleOutcome:
         if self.plan.client_rates:
             p.client_rate = state.ratelimit.client_rate(p.view.request.client_ip, p.now)
-        limits = self.rate_limits  # `limits.select(path)`, a call less:
-        selected = limits.by_start.get(p.view.normalized_path[: limits.width], limits.others)
+        selected = self.rate_limits.select(p.view.normalized_path)
         if not selected:
             return PASSED[ModuleName.RATELIMIT]
         hit = check_rate_limits(selected, p.view, state.ratelimit, p.now)

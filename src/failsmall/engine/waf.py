@@ -280,12 +280,7 @@ class QuietWalk:
                 return None
             outcomes.extend(reduced)
             needs_bot = needs_bot or _needs_bot(ruleset)
-        index = PathIndex.build(checks)
-        segments = PathIndex(
-            index.width,
-            {start: _segments(chosen) for start, chosen in index.by_start.items()},
-            _segments(index.others),
-        )
+        segments = PathIndex.build(checks).map(_segments)
         return cls(segments, needs_bot, WafResult(tuple(outcomes), None, tuple(matched)))
 
 
@@ -476,9 +471,7 @@ class Waf:
         scanned = False
         reached: LimitReached | None = None
         hits = view.signature_hits
-        segments = walk.segments  # `segments.select(path)`, a call less:
-        path = view.normalized_path
-        for closures, gate in segments.by_start.get(path[: segments.width], segments.others):
+        for closures, gate in walk.segments.select(view.normalized_path):
             for run in closures:  # each yields False on a request the rules do not match
                 try:
                     if run(view, ()) is not False:
