@@ -516,6 +516,28 @@ def test_rules_indexed_by_path_yield_the_verdicts_of_running_every_rule(
         assert repr(fast) == repr(slow.evaluate(req, slow_state)), (path, method, ip)
 
 
+path_starts = st.sampled_from(["/", "/a", "/ab", "/abc", "/b", "/api/", "/api/v1", "/static/"])
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.lists(path_starts, min_size=1, max_size=3).map(tuple))),
+    st.lists(st.one_of(path_starts, st.text(max_size=6)), min_size=1, max_size=10),
+)
+def test_what_an_index_makes_of_each_selection_is_selected_as_the_selection_is(
+    needed: list[tuple[str, ...] | None], paths: list[str]
+) -> None:
+    """`PathIndex.map` (the WAF's runs of checks, made at load) selects, for any path, what the
+    function makes of the items `select` gives for that path."""
+    index = PathIndex.build(list(enumerate(needed)))
+
+    def made(chosen: tuple[int, ...]) -> tuple[str, ...]:
+        return (*(str(item) for item in chosen), "end")
+
+    mapped = index.map(made)
+    for path in paths:
+        assert mapped.select(path) == made(index.select(path)), path
+
+
 # ---- IP sets ---------------------------------------------------------------------------------
 
 networks = st.one_of(

@@ -237,7 +237,8 @@ def test_the_headers_the_walk_remembers_are_found_by_the_memos_own_lookup(count:
     remembered under that hash: the memo's own lookup finds each, and a second walk finds them
     all remembered."""
     native, _ = scanners()
-    headers = tuple((f"X-H{i}", f"value {i}") for i in range(count - 1)) + (
+    headers = (
+        *((f"X-H{i}", f"value {i}") for i in range(count - 1)),
         ("Cookie", "session=4f9a1c0e; theme=dark"),
     )
     memo = Memo(MEMO_BYTES)
