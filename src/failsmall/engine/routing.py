@@ -53,7 +53,9 @@ class Router:
         against `resolved`, the path as the origin resolves it (the one rules and rate limits
         read, `RequestView.normalized_path`)."""
         # `startswith` without a call: by slices, the prefix's length worked out at load
-        bare = host.lower().rsplit(":", 1)[0] if host[:1] != "[" else host.lower()
+        bare = host.lower()
+        if ":" in bare and bare[:1] != "[":  # a port: what `rsplit` would cut, a call less
+            bare = bare.rsplit(":", 1)[0]
         for route_host, prefix, width, routed in self.routes:
             if (route_host == "*" or route_host == bare) and resolved[:width] == prefix:
                 return routed

@@ -490,7 +490,7 @@ class Waf:
                         if hits and self.exceptions:
                             hits = self.exceptions.apply(view, hits, scanner)
                         view.signature_hits = hits
-                if hits.isdisjoint(gate):
+                if not hits or hits.isdisjoint(gate):  # most requests hit nothing: no call
                     continue
             ev = Evaluation(view, now, self.scanner, self.exceptions)
             ev.scanned, ev.reached = scanned, reached
