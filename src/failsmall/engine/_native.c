@@ -2747,6 +2747,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     profile_tables();
     utf8_tables();
+    fs_nfkc_tables();
     if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
     cmd_line_table();
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
