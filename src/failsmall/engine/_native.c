@@ -829,16 +829,21 @@ static inline int u_isprintable(Py_UCS4 c) {
     return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
 }
 
-/* Whole blocks of characters that a whitespace transform keeps as they are: `k_plain_block`
- * says whether the `PLAIN_LANES(kind)` characters at `s[i]` (one or two bytes each; SSE2) are
- * certainly none of whitespace (any character up to a space, U+0085, U+00A0, or one between
+/* Runs of characters that a whitespace transform keeps as they are, found sixteen bytes at a
+ * time (SSE2): `k_plain_run` copies the `PLAIN_LANES(kind)` characters (one or two bytes each)
+ * at `s[i]` to `o[k]` whatever they are, and returns how many of them lead that are certainly
+ * none of whitespace (any character up to a space, U+0085, U+00A0, or one between
  * WIDE_SPACE_FIRST and WIDE_SPACE_LAST) nor, when `cmd` is set, of what `cmd_line` deletes or
- * reads as whitespace (`\ " ' ^ ,`). A false answer only sends the block to the loop that reads
- * one character at a time. Text of four bytes has no blocks (PLAIN_LANES is 0). */
+ * reads as whitespace (`\ " ' ^ ,`): those are kept, the rest is written again by the loop
+ * that reads one character at a time, which also takes the characters counted out here that
+ * are not whitespace after all. `o` has room for the block: the caller's `k` is at most `i`
+ * and `i + PLAIN_LANES(kind)` at most the text's length. Text of four bytes has no runs
+ * (PLAIN_LANES is 0). */
 #if defined(__SSE2__)
 #define PLAIN_LANES(kind) ((kind) == PyUnicode_4BYTE_KIND ? 0 : 16 / (kind))
 
-ALWAYS_INLINE int k_plain_block(int kind, const void *s, Py_ssize_t i, int cmd) {
+ALWAYS_INLINE Py_ssize_t k_plain_run(int kind, const void *s, Py_ssize_t i, int cmd, void *o,
+                                     Py_ssize_t k) {
     __m128i v, low, hit;
     if (kind == PyUnicode_1BYTE_KIND) {
         v = _mm_loadu_si128((const __m128i *)((const Py_UCS1 *)s + i));
@@ -853,6 +858,7 @@ ALWAYS_INLINE int k_plain_block(int kind, const void *s, Py_ssize_t i, int cmd) 
                          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('^'))),
                                       _mm_cmpeq_epi8(v, _mm_set1_epi8(',')))));
+        _mm_storeu_si128((__m128i *)((Py_UCS1 *)o + k), v);
     } else {
         v = _mm_loadu_si128((const __m128i *)((const Py_UCS2 *)s + i));
         low = _mm_cmpeq_epi16(_mm_subs_epu16(v, _mm_set1_epi16(0x20)), _mm_setzero_si128());
@@ -871,19 +877,18 @@ ALWAYS_INLINE int k_plain_block(int kind, const void *s, Py_ssize_t i, int cmd) 
                          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16('\'')),
                                                    _mm_cmpeq_epi16(v, _mm_set1_epi16('^'))),
                                       _mm_cmpeq_epi16(v, _mm_set1_epi16(',')))));
+        _mm_storeu_si128((__m128i *)((Py_UCS2 *)o + k), v);
     }
-    return _mm_movemask_epi8(hit) == 0;
+    unsigned int stops = (unsigned int)_mm_movemask_epi8(hit);
+    return stops == 0 ? 16 / kind : (Py_ssize_t)__builtin_ctz(stops) / kind;
 }
 #else
 #define PLAIN_LANES(kind) 0
-ALWAYS_INLINE int k_plain_block(int kind, const void *s, Py_ssize_t i, int cmd) { return 0; }
-#endif
-
-/* Copy the `count` characters at `s[i]` to `o[k]`, both of `kind`. */
-ALWAYS_INLINE void k_copy(int kind, void *o, Py_ssize_t k, const void *s, Py_ssize_t i,
-                          Py_ssize_t count) {
-    memcpy((char *)o + k * kind, (const char *)s + i * kind, (size_t)(count * kind));
+ALWAYS_INLINE Py_ssize_t k_plain_run(int kind, const void *s, Py_ssize_t i, int cmd, void *o,
+                                     Py_ssize_t k) {
+    return 0;
 }
+#endif
 
 /* The loops of the transforms below on text of one kind, read and written in that kind (see
  * `_kind.h`); each writes into `o` (room for n characters, and `a` the same) and returns the
@@ -911,22 +916,19 @@ ALWAYS_INLINE Py_ssize_t k_compress(int kind, const void *s, Py_ssize_t n, void 
     const Py_ssize_t lanes = PLAIN_LANES(kind);
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n;) {
-        if (lanes && i + lanes <= n && k_plain_block(kind, s, i, 0)) {
-            k_copy(kind, o, k, s, i, lanes);
-            k += lanes;
-            i += lanes;
-            continue;
+        if (lanes && i + lanes <= n) {
+            Py_ssize_t run = k_plain_run(kind, s, i, 0, o, k);
+            k += run;
+            i += run;
+            if (run == lanes) continue;
         }
-        /* A block with whitespace (or the text's end), a character at a time. */
-        for (Py_ssize_t stop = lanes ? i + lanes : n; i < stop && i < n;) {
-            Py_UCS4 c = text_read(kind, s, i);
-            if (u_space(c)) {
-                text_write(kind, o, k++, ' ');
-                while (i < n && u_space(text_read(kind, s, i))) i++;
-            } else {
-                text_write(kind, o, k++, c);
-                i++;
-            }
+        Py_UCS4 c = text_read(kind, s, i);
+        if (u_space(c)) {
+            text_write(kind, o, k++, ' ');
+            while (i < n && u_space(text_read(kind, s, i))) i++;
+        } else {
+            text_write(kind, o, k++, c);
+            i++;
         }
     }
     return k;
@@ -934,18 +936,16 @@ ALWAYS_INLINE Py_ssize_t k_compress(int kind, const void *s, Py_ssize_t n, void 
 
 ALWAYS_INLINE Py_ssize_t k_remove_whitespace(int kind, const void *s, Py_ssize_t n, void *o) {
     const Py_ssize_t lanes = PLAIN_LANES(kind);
-    Py_ssize_t k = 0, i = 0;
-    while (i < n) {
-        if (lanes && i + lanes <= n && k_plain_block(kind, s, i, 0)) {
-            k_copy(kind, o, k, s, i, lanes);
-            k += lanes;
-            i += lanes;
-            continue;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (lanes && i + lanes <= n) {
+            Py_ssize_t run = k_plain_run(kind, s, i, 0, o, k);
+            k += run;
+            i += run;
+            if (run == lanes) continue;
         }
-        for (Py_ssize_t stop = lanes && i + lanes < n ? i + lanes : n; i < stop; i++) {
-            Py_UCS4 c = text_read(kind, s, i);
-            if (!u_space(c)) text_write(kind, o, k++, c);
-        }
+        Py_UCS4 c = text_read(kind, s, i++);
+        if (!u_space(c)) text_write(kind, o, k++, c);
     }
     return k;
 }
@@ -974,16 +974,18 @@ ALWAYS_INLINE Py_ssize_t k_cmd_line(int kind, const void *s, Py_ssize_t n, void 
     Py_ssize_t k = 0;
     unsigned int space = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        /* With no space owed, a block of characters kept as they are is copied (at a block's
-         * start only: `i` is a multiple of `lanes` there). */
-        while (lanes && !space && i % lanes == 0 && i + lanes <= n &&
-               k_plain_block(kind, s, i, 1)) {
-            k_copy(kind, o, k, s, i, lanes);
-            k += lanes;
-            i += lanes;
-        }
-        if (i >= n) break;
         Py_UCS4 c = text_read(kind, s, i);
+        /* With no space owed, from a character that looks kept (its low byte's class: in text
+         * dense with what `cmd_line` reads, no run is looked for between two of those), the
+         * characters kept as they are up to the next one it reads are copied at once. */
+        if (lanes && !space && i + lanes <= n &&
+            !(CMD_CLASS[c & 0xFF] & (CMD_DELETED | CMD_WHITE))) {
+            Py_ssize_t run = k_plain_run(kind, s, i, 1, o, k);
+            k += run;
+            i += run;
+            if (i >= n) break;
+            c = text_read(kind, s, i);
+        }
         unsigned int role = CMD_CLASS[c & 0xFF] & (0u - (c < 256));
         if (__builtin_expect(c - WIDE_SPACE_FIRST <= WIDE_SPACE_LAST - WIDE_SPACE_FIRST, 0))
             role = Py_UNICODE_ISSPACE(c) ? CMD_WHITE : 0;
