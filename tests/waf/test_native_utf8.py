@@ -92,3 +92,60 @@ def test_long_binary_text_of_each_kind() -> None:
     for kind in KINDS:
         for shift in range(17):
             assert_encoded(latin1[shift:] + kind + latin1[:shift])
+
+
+#: Characters of one and two UTF-8 bytes at the edges, and three-byte ones beside them (which
+#: send eight characters to the one-by-one path).
+ONE_OR_TWO = ["\x00", "A", "\x7f", "\x80", "\xbf", "\xc0", "\xff", "\u0100", "\u07ff"]
+THREE = ["\u0800", "\ud800", "\ufffd", "\uffff"]
+
+
+def test_every_mix_of_one_and_two_byte_characters_in_eight() -> None:
+    # Each set of ASCII lanes among eight characters (every shuffle of the table), the eight at
+    # every offset from a block's start, in text of each kind.
+    for mask in range(256):
+        for low, high in (("a", "\xe9"), ("\x00", "\x80"), ("\x7f", "\xff"), ("~", "\u07ff")):
+            eight = "".join(low if (mask >> j) & 1 else high for j in range(8))
+            for offset in range(17):
+                value = "x" * offset + eight + "y" * (40 - offset)
+                for kind in KINDS:
+                    assert_encoded(value + kind)
+                    assert_encoded(kind + value)
+
+
+def test_every_byte_value_at_every_position_of_a_block() -> None:
+    background = "".join(chr(0x20 + (i * 11) % 0xE0) for i in range(48))
+    for code in range(256):
+        for position in range(48):
+            value = background[:position] + chr(code) + background[position + 1 :]
+            for kind in KINDS:
+                assert_encoded(value + kind)
+                assert_encoded(kind + value)
+
+
+def test_a_three_byte_character_in_either_half_of_every_block() -> None:
+    latin1 = "".join(chr(0x60 + (i * 37) % 0xA0) for i in range(64))
+    for wide in THREE:
+        for position in range(64):
+            value = latin1[:position] + wide + latin1[position + 1 :]
+            assert_encoded(value)
+            assert_encoded(value + "\U00010000")
+            for other in ONE_OR_TWO:
+                assert_encoded(value.replace(latin1[(position + 9) % 64], other))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    value=st.text(
+        alphabet=st.one_of(
+            st.sampled_from(ONE_OR_TWO + THREE),
+            st.characters(max_codepoint=0xFF),
+            st.characters(max_codepoint=0x7FF),
+        ),
+        max_size=300,
+    ),
+    kind=st.sampled_from(KINDS),
+)
+def test_text_of_one_and_two_byte_characters(value: str, kind: str) -> None:
+    assert_encoded(value + kind)
+    assert_encoded(kind + value)

@@ -53,9 +53,40 @@ static inline void *text_start(text_out_t *t, PyObject *value, Py_ssize_t n) {
 
 static inline void text_drop(text_out_t *t) { Py_CLEAR(t->string); }
 
-/* Whether one of the `k` characters of `kind` at `data` is `floor` or above. */
+/* Whether one of the `k` characters of `kind` at `data` is `floor` or above. When `floor` is the
+ * least character the kind holds that the next narrower one does not (0x80 for one byte, 0x100
+ * for two, 0x10000 for four: what `text_end` asks), with SSE2, 64 bytes are read at a time and
+ * their bits above `floor - 1` looked at once: a result of two bytes a character whose one wide
+ * character is at its end (a replacement character for a body cut in a sequence) is read
+ * whole for each transform. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 ALWAYS_INLINE int text_reaches(int kind, const void *data, Py_ssize_t k, Py_UCS4 floor) {
-    for (Py_ssize_t i = 0; i < k; i++)
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    Py_UCS4 first = kind == PyUnicode_1BYTE_KIND   ? 0x80
+                    : kind == PyUnicode_2BYTE_KIND ? 0x100
+                                                   : 0x10000;
+    if (floor == first) {
+        __m128i high = kind == PyUnicode_1BYTE_KIND   ? _mm_set1_epi8((char)0x80)
+                       : kind == PyUnicode_2BYTE_KIND ? _mm_set1_epi16((short)0xFF00)
+                                                      : _mm_set1_epi32((int)0xFFFF0000u);
+        const Py_ssize_t lanes = 64 / kind;
+        const char *at = data;
+        for (; i + lanes <= k; i += lanes, at += 64) {
+            __m128i any = _mm_or_si128(
+                _mm_or_si128(_mm_loadu_si128((const __m128i *)at),
+                             _mm_loadu_si128((const __m128i *)(at + 16))),
+                _mm_or_si128(_mm_loadu_si128((const __m128i *)(at + 32)),
+                             _mm_loadu_si128((const __m128i *)(at + 48))));
+            __m128i wide = _mm_cmpeq_epi8(_mm_and_si128(any, high), _mm_setzero_si128());
+            if (_mm_movemask_epi8(wide) != 0xFFFF) return 1;
+        }
+    }
+#endif
+    for (; i < k; i++)
         if (text_read(kind, data, i) >= floor) return 1;
     return 0;
 }

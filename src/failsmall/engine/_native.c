@@ -829,6 +829,67 @@ static inline int u_isprintable(Py_UCS4 c) {
     return c < 256 ? LATIN1_PRINTABLE[c] : Py_UNICODE_ISPRINTABLE(c);
 }
 
+/* Runs of characters that a whitespace transform keeps as they are, found sixteen bytes at a
+ * time (SSE2): `k_plain_run` copies the `PLAIN_LANES(kind)` characters (one or two bytes each)
+ * at `s[i]` to `o[k]` whatever they are, and returns how many of them lead that are certainly
+ * none of whitespace (any character up to a space, U+0085, U+00A0, or one between
+ * WIDE_SPACE_FIRST and WIDE_SPACE_LAST) nor, when `cmd` is set, of what `cmd_line` deletes or
+ * reads as whitespace (`\ " ' ^ ,`): those are kept, the rest is written again by the loop
+ * that reads one character at a time, which also takes the characters counted out here that
+ * are not whitespace after all. `o` has room for the block: the caller's `k` is at most `i`
+ * and `i + PLAIN_LANES(kind)` at most the text's length. Text of four bytes has no runs
+ * (PLAIN_LANES is 0). */
+#if defined(__SSE2__)
+#define PLAIN_LANES(kind) ((kind) == PyUnicode_4BYTE_KIND ? 0 : 16 / (kind))
+
+ALWAYS_INLINE Py_ssize_t k_plain_run(int kind, const void *s, Py_ssize_t i, int cmd, void *o,
+                                     Py_ssize_t k) {
+    __m128i v, low, hit;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        v = _mm_loadu_si128((const __m128i *)((const Py_UCS1 *)s + i));
+        low = _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x20)), _mm_setzero_si128());
+        hit = _mm_or_si128(low, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8((char)0x85)),
+                                             _mm_cmpeq_epi8(v, _mm_set1_epi8((char)0xA0))));
+        if (cmd)
+            hit = _mm_or_si128(
+                hit, _mm_or_si128(
+                         _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))),
+                         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
+                                                   _mm_cmpeq_epi8(v, _mm_set1_epi8('^'))),
+                                      _mm_cmpeq_epi8(v, _mm_set1_epi8(',')))));
+        _mm_storeu_si128((__m128i *)((Py_UCS1 *)o + k), v);
+    } else {
+        v = _mm_loadu_si128((const __m128i *)((const Py_UCS2 *)s + i));
+        low = _mm_cmpeq_epi16(_mm_subs_epu16(v, _mm_set1_epi16(0x20)), _mm_setzero_si128());
+        __m128i wide = _mm_cmpeq_epi16(
+            _mm_subs_epu16(_mm_sub_epi16(v, _mm_set1_epi16(WIDE_SPACE_FIRST)),
+                           _mm_set1_epi16(WIDE_SPACE_LAST - WIDE_SPACE_FIRST)),
+            _mm_setzero_si128());
+        hit = _mm_or_si128(_mm_or_si128(low, wide),
+                           _mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16(0x85)),
+                                        _mm_cmpeq_epi16(v, _mm_set1_epi16(0xA0))));
+        if (cmd)
+            hit = _mm_or_si128(
+                hit, _mm_or_si128(
+                         _mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16('\\')),
+                                      _mm_cmpeq_epi16(v, _mm_set1_epi16('"'))),
+                         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16('\'')),
+                                                   _mm_cmpeq_epi16(v, _mm_set1_epi16('^'))),
+                                      _mm_cmpeq_epi16(v, _mm_set1_epi16(',')))));
+        _mm_storeu_si128((__m128i *)((Py_UCS2 *)o + k), v);
+    }
+    unsigned int stops = (unsigned int)_mm_movemask_epi8(hit);
+    return stops == 0 ? 16 / kind : (Py_ssize_t)__builtin_ctz(stops) / kind;
+}
+#else
+#define PLAIN_LANES(kind) 0
+ALWAYS_INLINE Py_ssize_t k_plain_run(int kind, const void *s, Py_ssize_t i, int cmd, void *o,
+                                     Py_ssize_t k) {
+    return 0;
+}
+#endif
+
 /* The loops of the transforms below on text of one kind, read and written in that kind (see
  * `_kind.h`); each writes into `o` (room for n characters, and `a` the same) and returns the
  * length written. `remove_nulls` and `cmd_line` write each character where the next kept one
@@ -852,8 +913,15 @@ ALWAYS_INLINE Py_ssize_t k_remove_nulls(int kind, const void *s, Py_ssize_t n, v
 }
 
 ALWAYS_INLINE Py_ssize_t k_compress(int kind, const void *s, Py_ssize_t n, void *o) {
+    const Py_ssize_t lanes = PLAIN_LANES(kind);
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n;) {
+        if (lanes && i + lanes <= n) {
+            Py_ssize_t run = k_plain_run(kind, s, i, 0, o, k);
+            k += run;
+            i += run;
+            if (run == lanes) continue;
+        }
         Py_UCS4 c = text_read(kind, s, i);
         if (u_space(c)) {
             text_write(kind, o, k++, ' ');
@@ -867,9 +935,16 @@ ALWAYS_INLINE Py_ssize_t k_compress(int kind, const void *s, Py_ssize_t n, void 
 }
 
 ALWAYS_INLINE Py_ssize_t k_remove_whitespace(int kind, const void *s, Py_ssize_t n, void *o) {
+    const Py_ssize_t lanes = PLAIN_LANES(kind);
     Py_ssize_t k = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = text_read(kind, s, i);
+    for (Py_ssize_t i = 0; i < n;) {
+        if (lanes && i + lanes <= n) {
+            Py_ssize_t run = k_plain_run(kind, s, i, 0, o, k);
+            k += run;
+            i += run;
+            if (run == lanes) continue;
+        }
+        Py_UCS4 c = text_read(kind, s, i++);
         if (!u_space(c)) text_write(kind, o, k++, c);
     }
     return k;
@@ -895,10 +970,22 @@ static void cmd_line_table(void) {
  * and counted when kept; a space is owed for whitespace already read and not written, so
  * what is written stays at or before the character read. */
 ALWAYS_INLINE Py_ssize_t k_cmd_line(int kind, const void *s, Py_ssize_t n, void *o) {
+    const Py_ssize_t lanes = PLAIN_LANES(kind);
     Py_ssize_t k = 0;
     unsigned int space = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = text_read(kind, s, i);
+        /* With no space owed, from a character that looks kept (its low byte's class: in text
+         * dense with what `cmd_line` reads, no run is looked for between two of those), the
+         * characters kept as they are up to the next one it reads are copied at once. */
+        if (lanes && !space && i + lanes <= n &&
+            !(CMD_CLASS[c & 0xFF] & (CMD_DELETED | CMD_WHITE))) {
+            Py_ssize_t run = k_plain_run(kind, s, i, 1, o, k);
+            k += run;
+            i += run;
+            if (i >= n) break;
+            c = text_read(kind, s, i);
+        }
         unsigned int role = CMD_CLASS[c & 0xFF] & (0u - (c < 256));
         if (__builtin_expect(c - WIDE_SPACE_FIRST <= WIDE_SPACE_LAST - WIDE_SPACE_FIRST, 0))
             role = Py_UNICODE_ISSPACE(c) ? CMD_WHITE : 0;
@@ -2662,6 +2749,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     profile_tables();
     utf8_tables();
+    fs_nfkc_tables();
     if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
     cmd_line_table();
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");

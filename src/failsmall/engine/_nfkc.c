@@ -14,17 +14,19 @@
 
 #include <stdint.h>
 
+#include "_kind.h"
 #include "_nfkc_tables.h"
 #include "_ucs4.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static inline int is_safe(Py_UCS4 c) {
+/* Whether NFKC leaves `c` as it is and joins it to nothing before it, from the generated tables. */
+static inline int in_tables_safe(Py_UCS4 c) {
     return !((NFKC_BLOCKS[NFKC_STAGE1[c >> 8]][(c & 255) >> 3] >> (c & 7)) & 1);
 }
 
 /* The NFKC form of the boundary `c` that NFKC changes, or NULL when `c` is no boundary. */
-static const nfkc_mapped_t *mapped(Py_UCS4 c) {
+static const nfkc_mapped_t *in_tables_mapped(Py_UCS4 c) {
     size_t lo = 0, hi = COUNT(NFKC_MAPPED);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -35,13 +37,31 @@ static const nfkc_mapped_t *mapped(Py_UCS4 c) {
     return NULL;
 }
 
+/* Both answers for each Latin-1 character, which binary text is mostly made of, looked up at
+ * once. Filled by `fs_nfkc_tables` when the module loads, read-only after. */
+static unsigned char LATIN1_SAFE[256];
+static const nfkc_mapped_t *LATIN1_MAPPED[256];
+
+void fs_nfkc_tables(void) {
+    for (Py_UCS4 c = 0; c < 256; c++) {
+        LATIN1_SAFE[c] = (unsigned char)in_tables_safe(c);
+        LATIN1_MAPPED[c] = in_tables_mapped(c);
+    }
+}
+
+static inline int is_safe(Py_UCS4 c) { return c < 256 ? LATIN1_SAFE[c] : in_tables_safe(c); }
+
+static inline const nfkc_mapped_t *mapped(Py_UCS4 c) {
+    return c < 256 ? LATIN1_MAPPED[c] : in_tables_mapped(c);
+}
+
 static inline int is_boundary(Py_UCS4 c) { return is_safe(c) || mapped(c) != NULL; }
 
-PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form) {
-    int kind = PyUnicode_KIND(value);
-    const void *data = PyUnicode_DATA(value);
+/* `fs_nfkc` over text of one kind (a constant once inlined by BY_KIND). */
+ALWAYS_INLINE PyObject *k_nfkc(int kind, PyObject *value, const void *data, PyObject *normalize,
+                               PyObject *form) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(value), i = 0;
-#define AT(k) PyUnicode_READ(kind, data, (k))
+#define AT(k) text_read(kind, data, (k))
     while (i < n && is_safe(AT(i))) i++;
     if (i == n) return Py_NewRef(value);
     ucs4_t b = {NULL, 0, 0};
@@ -88,4 +108,8 @@ error:
     PyMem_Free(b.data);
     return NULL;
 #undef AT
+}
+
+PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form) {
+    return BY_KIND(k_nfkc, PyUnicode_KIND(value), value, PyUnicode_DATA(value), normalize, form);
 }

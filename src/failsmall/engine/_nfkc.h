@@ -11,4 +11,8 @@
  * "NFKC": what pieces with combining characters are handed to. */
 PyObject *fs_nfkc(PyObject *value, PyObject *normalize, PyObject *form);
 
+/* Fill the look-up tables of `fs_nfkc` for Latin-1 characters; once, when the module loads,
+ * before any call of `fs_nfkc`. */
+void fs_nfkc_tables(void);
+
 #endif

@@ -47,15 +47,6 @@ static inline uint32_t utf8_four(Py_UCS4 c) {
  * several times this lookup. Filled by `utf8_tables` when the module loads, read-only after. */
 static uint32_t UTF8_BMP[0x10000];
 
-static void utf8_tables(void) {
-    for (uint32_t c = 0; c < 0x10000; c++) {
-        uint32_t d = utf8_is_surrogate(c) ? (uint32_t)'?' : c;
-        UTF8_BMP[c] = d < 0x80    ? d | 1u << 24
-                      : d < 0x800 ? utf8_two(d) | 2u << 24
-                                  : utf8_three(d) | 3u << 24;
-    }
-}
-
 static inline Py_ssize_t utf8_put_bmp(unsigned char *o, Py_UCS4 c) {
     uint32_t word = UTF8_BMP[c];
     utf8_store(o, word);
@@ -148,6 +139,118 @@ static inline Py_ssize_t utf8_put_kind(unsigned char *o, const Py_UCS1 *s1, cons
     return k;
 }
 
+/* Text of one or two bytes a character whose characters mostly take one or two bytes of UTF-8
+ * (ASCII mixed with Latin-1 at random, as a binary body's decoded text is), eight characters at
+ * a time with SSSE3, when the processor has it (looked up once when the module loads). Each of
+ * the eight, below U+0800, is made both ways in its 16-bit lane: as itself (ASCII) and as its
+ * two bytes; the lane keeps the right one, and a shuffle picked by which lanes are ASCII packs
+ * the lanes' bytes together (one byte of an ASCII lane, two of any other). Eight characters of
+ * which one is U+0800 or above (three bytes, or a surrogate) are written one by one. */
+#if defined(__SSE2__) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <tmmintrin.h>
+#define UTF8_EIGHT 1
+
+/* For each set of ASCII lanes (bit j: lane j), the shuffle that keeps byte 0 of every lane and
+ * byte 1 of the others, in order, and the count of bytes kept. Filled by `utf8_eight_tables`
+ * when the module loads, read-only after. */
+static struct {
+    unsigned char shuffle[16];
+    Py_ssize_t length;
+} UTF8_PACK[256];
+static int UTF8_HAS_SSSE3;
+
+static void utf8_eight_tables(void) {
+    for (unsigned int m = 0; m < 256; m++) {
+        unsigned int k = 0;
+        memset(UTF8_PACK[m].shuffle, 0x80, 16); /* a byte past the kept ones: zero */
+        for (unsigned int j = 0; j < 8; j++) {
+            UTF8_PACK[m].shuffle[k++] = (unsigned char)(2 * j);
+            if (!((m >> j) & 1)) UTF8_PACK[m].shuffle[k++] = (unsigned char)(2 * j + 1);
+        }
+        UTF8_PACK[m].length = (Py_ssize_t)k;
+    }
+    UTF8_HAS_SSSE3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+}
+
+/* The UTF-8 of eight characters below U+0800 in the 16-bit lanes of `v`, stored at `o` (16 bytes
+ * are stored); the count of bytes that are theirs. */
+__attribute__((target("ssse3"))) static inline Py_ssize_t utf8_eight(unsigned char *o, __m128i v) {
+    __m128i ascii = _mm_cmpeq_epi16(_mm_and_si128(v, _mm_set1_epi16((short)0xFF80)),
+                                    _mm_setzero_si128());
+    unsigned int m = (unsigned int)_mm_movemask_epi8(_mm_packs_epi16(ascii, _mm_setzero_si128()));
+    __m128i lead = _mm_or_si128(_mm_srli_epi16(v, 6), _mm_set1_epi16(0xC0));
+    __m128i trail = _mm_or_si128(_mm_and_si128(v, _mm_set1_epi16(0x3F)), _mm_set1_epi16(0x80));
+    __m128i two = _mm_or_si128(lead, _mm_slli_epi16(trail, 8));
+    __m128i word = _mm_or_si128(_mm_and_si128(ascii, v), _mm_andnot_si128(ascii, two));
+    __m128i shuffle = _mm_loadu_si128((const __m128i *)UTF8_PACK[m].shuffle);
+    _mm_storeu_si128((__m128i *)o, _mm_shuffle_epi8(word, shuffle));
+    return UTF8_PACK[m].length;
+}
+
+/* Whether a lane of `v` (eight characters of two bytes) is U+0800 or above. */
+static inline int utf8_eight_has_three(__m128i v) {
+    __m128i above = _mm_and_si128(v, _mm_set1_epi16((short)0xF800));
+    return _mm_movemask_epi8(_mm_cmpeq_epi16(above, _mm_setzero_si128())) != 0xFFFF;
+}
+
+/* `utf8_put_kind` of text of one byte (`s1`) or two (`s2`, the other NULL), sixteen characters
+ * at a time: copied when they are ASCII, else each half by `utf8_eight` (by `utf8_put_bmp`
+ * when it holds a character of three bytes). Room at `o` as for `utf8_put_kind`: a half
+ * stores 16 bytes where its eight characters' bytes start, at most the kind's most bytes a
+ * character (2 or 3) times the characters before them, and at least eight more follow. */
+__attribute__((target("ssse3"))) static Py_ssize_t utf8_put_narrow(unsigned char *o,
+                                                                  const Py_UCS1 *s1,
+                                                                  const Py_UCS2 *s2,
+                                                                  Py_ssize_t n) {
+    Py_ssize_t k = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i half[2];
+        if (s1 != NULL) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s1 + i));
+            if (_mm_movemask_epi8(v) == 0) {
+                _mm_storeu_si128((__m128i *)(o + k), v);
+                k += 16;
+                continue;
+            }
+            half[0] = _mm_unpacklo_epi8(v, _mm_setzero_si128());
+            half[1] = _mm_unpackhi_epi8(v, _mm_setzero_si128());
+        } else {
+            half[0] = _mm_loadu_si128((const __m128i *)(s2 + i));
+            half[1] = _mm_loadu_si128((const __m128i *)(s2 + i + 8));
+            __m128i high = _mm_set1_epi16((short)0xFF80);
+            __m128i wide = _mm_or_si128(_mm_and_si128(half[0], high), _mm_and_si128(half[1], high));
+            if (_mm_movemask_epi8(_mm_cmpeq_epi16(wide, _mm_setzero_si128())) == 0xFFFF) {
+                _mm_storeu_si128((__m128i *)(o + k), _mm_packus_epi16(half[0], half[1]));
+                k += 16;
+                continue;
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            if (s2 != NULL && utf8_eight_has_three(half[h])) {
+                for (Py_ssize_t j = i + 8 * h; j < i + 8 * h + 8; j++) k += utf8_put_bmp(o + k, s2[j]);
+            } else {
+                k += utf8_eight(o + k, half[h]);
+            }
+        }
+    }
+    for (; i < n; i++) k += utf8_put_bmp(o + k, s1 != NULL ? s1[i] : s2[i]);
+    return k;
+}
+#endif
+
+/* Fills the tables above when the module loads. */
+static void utf8_tables(void) {
+    for (uint32_t c = 0; c < 0x10000; c++) {
+        uint32_t d = utf8_is_surrogate(c) ? (uint32_t)'?' : c;
+        UTF8_BMP[c] = d < 0x80    ? d | 1u << 24
+                      : d < 0x800 ? utf8_two(d) | 2u << 24
+                                  : utf8_three(d) | 3u << 24;
+    }
+#ifdef UTF8_EIGHT
+    utf8_eight_tables();
+#endif
+}
+
 /* Encode `text` into `b` (an ASCII string's data is its UTF-8 already: scanners use that); the
  * length, or -1 with MemoryError set. */
 static inline Py_ssize_t utf8_encode(utf8_buffer_t *b, PyObject *text) {
@@ -172,6 +275,11 @@ static inline Py_ssize_t utf8_encode(utf8_buffer_t *b, PyObject *text) {
         b->capacity = capacity;
     }
     unsigned char *o = (unsigned char *)b->data;
+#ifdef UTF8_EIGHT
+    if (UTF8_HAS_SSSE3 && kind != PyUnicode_4BYTE_KIND)
+        return kind == PyUnicode_1BYTE_KIND ? utf8_put_narrow(o, (const Py_UCS1 *)data, NULL, n)
+                                            : utf8_put_narrow(o, NULL, (const Py_UCS2 *)data, n);
+#endif
     if (kind == PyUnicode_1BYTE_KIND) return utf8_put_kind(o, (const Py_UCS1 *)data, NULL, NULL, n);
     if (kind == PyUnicode_2BYTE_KIND) return utf8_put_kind(o, NULL, (const Py_UCS2 *)data, NULL, n);
     return utf8_put_kind(o, NULL, NULL, (const Py_UCS4 *)data, n);
