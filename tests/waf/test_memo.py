@@ -15,6 +15,8 @@ from failsmall.engine.signatures.reference import ReferenceMemo
 
 keys = st.one_of(
     st.text(max_size=6),
+    st.text(st.sampled_from("a\xff\u0100\uffff\U00010000"), max_size=6),
+    st.integers(-3, 3),
     st.tuples(st.text(max_size=3), st.text(max_size=3)),
 )
 kinds = st.integers(min_value=-3, max_value=5)
@@ -110,3 +112,74 @@ def test_keys_that_compare_equal_across_types_are_one_key_of_one_kind() -> None:
     assert memo.get(request, MEMO_HEADER) is None
     memo.put("\ud800 lone surrogate", 1, frozenset(), 1, 3, 3)
     assert memo.get("\ud800 lone surrogate", 1) == (frozenset(), 1, 3)
+
+
+#: One character of each string kind, and one of each kind's widest.
+WIDTHS = ("a", "\xff", "\u0100", "\uffff", "\U00010000", "\U0010ffff")
+
+
+def test_a_text_key_of_any_kind_and_length_finds_only_itself() -> None:
+    """Keys of every kind and of lengths across an entry's first lines, each differing from
+    another in one character at every position: each finds its own entry and no other."""
+    for wide in WIDTHS:
+        for length in range(1, 70):
+            base = "k" * (length - 1) + wide
+            memo, reference = Memo(1 << 20), ReferenceMemo(1 << 20)
+            variants = [base[:at] + "j" + base[at + 1 :] for at in range(length)]
+            for i, key in enumerate([base, *variants]):
+                memo.put(key, 1 + i % 3, frozenset({str(i)}), i, length, length)
+                reference.put(key, 1 + i % 3, frozenset({str(i)}), i, length, length)
+            assert memo.items() == reference.items()
+            for key in [
+                base,
+                *variants,
+                base + "k",
+                base[:-1],
+                base.encode("utf-8", "surrogatepass").decode("latin-1"),
+            ]:
+                for kind in (1, 2, 3):
+                    assert memo.get(key, kind) == reference.get(key, kind), (wide, length, key)
+
+
+def test_keys_of_one_hash_or_one_bucket_are_told_apart() -> None:
+    """-1 and -2 hash alike (as do other such pairs), and ints a multiple of 2**24 apart share
+    a bucket in any table the memo grows to here: each is found as itself, forgotten in order."""
+    memo, reference = (
+        Memo(40 * (8 + MEMO_ENTRY_OVERHEAD)),
+        ReferenceMemo(40 * (8 + MEMO_ENTRY_OVERHEAD)),
+    )
+    assert hash(-1) == hash(-2)
+    keys: list[object] = [-1, -2, 2**61 - 2, -(2**61 - 2)] + [7 + (j << 24) for j in range(60)]
+    for i, key in enumerate(keys):
+        for ref in (memo, reference):
+            ref.put(key, 5, frozenset({str(i)}), i, 1, 8)
+        assert memo.items() == reference.items()
+        for probe in keys:
+            assert memo.get(probe, 5) == reference.get(probe, 5)
+            assert memo.get(probe, 6) is None
+    for key in keys[::3]:
+        memo.discard(key, 5)
+        reference.discard(key, 5)
+        assert memo.items() == reference.items()
+    for probe in keys:
+        assert memo.get(probe, 5) == reference.get(probe, 5)
+
+
+def test_text_keys_of_one_bucket_are_each_found_as_themselves() -> None:
+    """Texts of every kind whose hashes agree in their low 12 bits share a bucket in every
+    table of up to 4096 buckets (the memo mixes a key's kind in by an odd multiplier and an
+    xor, which keep a bucket's keys of one kind together): each is found behind the others."""
+    texts = [f"{wide}-{i}" for i in range(200_000) for wide in WIDTHS[::2]]
+    low = hash(texts[0]) & 0xFFF
+    same = [text for text in texts if hash(text) & 0xFFF == low][:40]
+    assert len(same) >= 20
+    memo, reference = Memo(1 << 20), ReferenceMemo(1 << 20)
+    for i, text in enumerate(same):
+        memo.put(text, 3, frozenset({str(i)}), i, 2, len(text))
+        reference.put(text, 3, frozenset({str(i)}), i, 2, len(text))
+    assert memo.items() == reference.items()
+    for text in same:
+        found = memo.get(text, 3)
+        assert found is not None
+        assert found == reference.get(text, 3)
+        assert memo.get(text, 4) is None

@@ -86,6 +86,9 @@ typedef struct {
     Py_ssize_t room_values, room_chars, values, chars;
 } scan_walk_t;
 
+/* Room for `values` more values, so a walk of a known number of them never grows (and copies)
+ * its items. -1 with MemoryError set. */
+int walk_reserve(scan_walk_t *walk, Py_ssize_t values);
 /* `found->hits` is taken. */
 int walk_known(scan_walk_t *walk, known_t *found);
 /* `hash` is the hash of the str `value`. */

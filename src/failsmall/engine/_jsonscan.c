@@ -234,6 +234,7 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
     scan_walk_t walk = {.room_values = w->room_values - w->values,
                         .room_chars = w->room_chars - w->chars};
     int more = 1, err = -1;
+    if (walk_reserve(&walk, s->count) < 0) goto done;
     for (Py_ssize_t i = 0; more == 1 && i < s->count; i++) {
         /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
         for (int stage = 0; stage < 3; stage++) {

@@ -18,6 +18,11 @@ struct walk_value {
     Py_ssize_t index;
 };
 
+int walk_reserve(scan_walk_t *walk, Py_ssize_t values) {
+    return array_reserve((void **)&walk->items, &walk->capacity, walk->count + values,
+                         sizeof(struct walk_value));
+}
+
 static int walk_push(scan_walk_t *walk, struct walk_value item) {
     if (array_reserve((void **)&walk->items, &walk->capacity, walk->count + 1,
                       sizeof(struct walk_value)) < 0)
