@@ -67,6 +67,10 @@ memo_entry *memo_find(Memo *memo, PyObject *key, long long kind) {
     }
     Py_hash_t hash = PyObject_Hash(key);
     if (hash == -1) return NULL;
+    return memo_find_object(memo, key, hash, kind);
+}
+
+memo_entry *memo_find_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind) {
     return find_object_hashed(memo, key, kind, mix(hash, kind));
 }
 
@@ -210,10 +214,15 @@ int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize
         if (memo_text_of(key, &text) < 0) return -1;
         return memo_put_text(memo, text, kind, hits, values, chars, size);
     }
-    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
-    if (cost > memo->max_bytes) return 0;
     Py_hash_t hash = PyObject_Hash(key);
     if (hash == -1) return -1;
+    return memo_put_object(memo, key, hash, kind, hits, values, chars, size);
+}
+
+int memo_put_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind, PyObject *hits,
+                    Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
+    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
+    if (cost > memo->max_bytes) return 0;
     hash = mix(hash, kind);
     if (find_object_hashed(memo, key, kind, hash) != NULL) return 0;
     if (PyErr_Occurred()) return -1;
@@ -415,19 +424,3 @@ PyTypeObject MemoType = {
     .tp_getset = Memo_getset,
     .tp_as_sequence = &Memo_as_sequence,
 };
-
-/* ---- keys hashed by the caller ---------------------------------------------------------- */
-
-memo_entry *memo_find_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind) {
-    return find_object_hashed(memo, key, kind, mix(hash, kind));
-}
-
-int memo_put_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind, PyObject *hits,
-                    Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
-    Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
-    if (cost > memo->max_bytes) return 0;
-    hash = mix(hash, kind);
-    if (find_object_hashed(memo, key, kind, hash) != NULL) return 0;
-    if (PyErr_Occurred()) return -1;
-    return add_entry(memo, key, (memo_text_t){0}, kind, hash, hits, values, chars, cost);
-}

@@ -842,43 +842,35 @@ static inline int u_isprintable(Py_UCS4 c) {
 #if defined(__SSE2__)
 #define PLAIN_LANES(kind) ((kind) == PyUnicode_4BYTE_KIND ? 0 : 16 / (kind))
 
+/* Each lane of `v` (of `kind`'s width) that is the character `c`: all ones, else zero. */
+ALWAYS_INLINE __m128i k_lanes_equal(int kind, __m128i v, int c) {
+    return kind == PyUnicode_1BYTE_KIND ? _mm_cmpeq_epi8(v, _mm_set1_epi8((char)c))
+                                        : _mm_cmpeq_epi16(v, _mm_set1_epi16((short)c));
+}
+
 ALWAYS_INLINE Py_ssize_t k_plain_run(int kind, const void *s, Py_ssize_t i, int cmd, void *o,
                                      Py_ssize_t k) {
-    __m128i v, low, hit;
-    if (kind == PyUnicode_1BYTE_KIND) {
-        v = _mm_loadu_si128((const __m128i *)((const Py_UCS1 *)s + i));
-        low = _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x20)), _mm_setzero_si128());
-        hit = _mm_or_si128(low, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8((char)0x85)),
-                                             _mm_cmpeq_epi8(v, _mm_set1_epi8((char)0xA0))));
-        if (cmd)
-            hit = _mm_or_si128(
-                hit, _mm_or_si128(
-                         _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
-                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))),
-                         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
-                                                   _mm_cmpeq_epi8(v, _mm_set1_epi8('^'))),
-                                      _mm_cmpeq_epi8(v, _mm_set1_epi8(',')))));
-        _mm_storeu_si128((__m128i *)((Py_UCS1 *)o + k), v);
-    } else {
-        v = _mm_loadu_si128((const __m128i *)((const Py_UCS2 *)s + i));
-        low = _mm_cmpeq_epi16(_mm_subs_epu16(v, _mm_set1_epi16(0x20)), _mm_setzero_si128());
-        __m128i wide = _mm_cmpeq_epi16(
-            _mm_subs_epu16(_mm_sub_epi16(v, _mm_set1_epi16(WIDE_SPACE_FIRST)),
-                           _mm_set1_epi16(WIDE_SPACE_LAST - WIDE_SPACE_FIRST)),
-            _mm_setzero_si128());
-        hit = _mm_or_si128(_mm_or_si128(low, wide),
-                           _mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16(0x85)),
-                                        _mm_cmpeq_epi16(v, _mm_set1_epi16(0xA0))));
-        if (cmd)
-            hit = _mm_or_si128(
-                hit, _mm_or_si128(
-                         _mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16('\\')),
-                                      _mm_cmpeq_epi16(v, _mm_set1_epi16('"'))),
-                         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16('\'')),
-                                                   _mm_cmpeq_epi16(v, _mm_set1_epi16('^'))),
-                                      _mm_cmpeq_epi16(v, _mm_set1_epi16(',')))));
-        _mm_storeu_si128((__m128i *)((Py_UCS2 *)o + k), v);
-    }
+    __m128i v = _mm_loadu_si128((const __m128i *)((const char *)s + i * kind));
+    __m128i low = kind == PyUnicode_1BYTE_KIND
+                      ? _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x20)), _mm_setzero_si128())
+                      : _mm_cmpeq_epi16(_mm_subs_epu16(v, _mm_set1_epi16(0x20)),
+                                        _mm_setzero_si128());
+    __m128i hit = _mm_or_si128(low, _mm_or_si128(k_lanes_equal(kind, v, 0x85),
+                                                 k_lanes_equal(kind, v, 0xA0)));
+    if (kind == PyUnicode_2BYTE_KIND)
+        hit = _mm_or_si128(
+            hit, _mm_cmpeq_epi16(
+                     _mm_subs_epu16(_mm_sub_epi16(v, _mm_set1_epi16(WIDE_SPACE_FIRST)),
+                                    _mm_set1_epi16(WIDE_SPACE_LAST - WIDE_SPACE_FIRST)),
+                     _mm_setzero_si128()));
+    if (cmd)
+        hit = _mm_or_si128(
+            hit, _mm_or_si128(
+                     _mm_or_si128(k_lanes_equal(kind, v, '\\'), k_lanes_equal(kind, v, '"')),
+                     _mm_or_si128(_mm_or_si128(k_lanes_equal(kind, v, '\''),
+                                               k_lanes_equal(kind, v, '^')),
+                                  k_lanes_equal(kind, v, ','))));
+    _mm_storeu_si128((__m128i *)((char *)o + k * kind), v);
     unsigned int stops = (unsigned int)_mm_movemask_epi8(hit);
     return stops == 0 ? 16 / kind : (Py_ssize_t)__builtin_ctz(stops) / kind;
 }
