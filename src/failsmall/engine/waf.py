@@ -43,7 +43,7 @@ from failsmall.engine.outcomes import (
 )
 from failsmall.engine.path_index import PathIndex
 from failsmall.engine.request import RequestView
-from failsmall.engine.signatures import SignatureCompileError, SignatureScanner
+from failsmall.engine.signatures import SignatureCompileError, SignatureScanner, memo_bytes
 from failsmall.engine.work import LimitReached
 from failsmall.model.bundle import Bundle
 from failsmall.model.rules import (
@@ -448,6 +448,8 @@ class Waf:
                 compiler.problems.extend(exc.problems)
         if compiler.problems:
             raise WafBuildError(compiler.problems)
+        if scanner is not None:
+            scanner.memo.max_bytes = memo_bytes(bundle.limits)
         exceptions = Exceptions.build(
             bundle.exceptions, (r for rs in bundle.rulesets for r in rs.rules)
         )

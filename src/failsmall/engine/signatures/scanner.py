@@ -65,13 +65,29 @@ from failsmall.engine.signatures.targets import (
 )
 from failsmall.engine.work import STOPS, LimitReached, Stop, WorkCount
 from failsmall.model.rules import SignatureMatch, Target
+from failsmall.model.traffic import Limits
 
-__all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner"]
+__all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner", "memo_bytes"]
 #: Whole requests are remembered too (a load tester, a retrying client), up to this size each:
 #: a request's hits depend only on its method, path, query, headers and body.
 MEMO_MAX_REQUEST = 16 * 1024
-#: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go.
+#: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go. It holds
+#: at least this, and `MEMO_BYTES_PER_BUFFER_BYTE` times the bundle's body buffer up to
+#: `MEMO_MAX_BYTES` (see `memo_bytes`).
 MEMO_BYTES = 8 * 1024 * 1024
+#: A JSON body's distinct names and values take about 8.5 times its size in the memo (1 MiB of
+#: customer records: 62,000 entries), so a memo of twice that holds a body at the buffer's
+#: limit beside the other clients' values: a body sent again finds all of its values, where a
+#: memo smaller than one body forgets, on each sending, the values the next one reads first.
+MEMO_BYTES_PER_BUFFER_BYTE = 16
+MEMO_MAX_BYTES = 64 * 1024 * 1024
+
+
+def memo_bytes(limits: Limits) -> int:
+    """What the memo of a bundle with these limits may hold, in (roughly) bytes of keys."""
+    return max(MEMO_BYTES, min(MEMO_BYTES_PER_BUFFER_BYTE * limits.waf_body_buffer, MEMO_MAX_BYTES))
+
+
 NO_HITS: frozenset[str] = frozenset()
 _RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes]
 _BODY_ARG_NAMES, _BODY_ARG_VALUES = (
