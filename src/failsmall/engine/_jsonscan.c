@@ -225,8 +225,11 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
     return 0;
 }
 
-/* How many values apart the stages of a lookup's prefetching run. */
-#define PREFETCH_DISTANCE 4
+/* How many values apart the stages of a lookup's prefetching run. A large body's lookups read
+ * buckets and entries spread over more memory than the L2 cache holds: a stage started four
+ * values ahead had not finished when the next needed it (on a 1 MiB body, 8 is 5-10% faster
+ * than 4, and 12 no faster than 8). */
+#define PREFETCH_DISTANCE 8
 
 /* The distinct values of `s` in order, as `scan_sources` scans them, charged to `w`. Returns
  * -1 on error. */
