@@ -62,6 +62,7 @@ def test_the_memo_holds_what_the_reference_holds_after_any_operations(
                 reference.clear()
         assert memo.items() == reference.items()
         assert (memo.size, len(memo)) == (reference.size, len(reference))
+        assert memo.stored == reference.stored
         assert memo.size <= memo.max_bytes
     for key, kind in probes:
         assert memo.get(key, kind) == reference.get(key, kind)

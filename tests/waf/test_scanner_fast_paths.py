@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,11 +92,24 @@ def requests(draw: st.DrawFn) -> Request:
         + draw(st.lists(any_text, max_size=2))
     )
     headers = tuple(draw(st.lists(st.tuples(header_names, any_text), max_size=6)))
+    body = draw(st.one_of(st.just(b""), bodies()))
+    if body:
+        kind = "application/json" if body.startswith((b"{", b"[")) else "text/plain"
+        headers = (*headers, ("Content-Type", kind))
     return Request(
         method=draw(st.sampled_from(["GET", "POST", "g%27et"])),
         path="/" + draw(any_text),
         query=query,
         headers=headers,
+        body=body,
+    )
+
+
+def bodies() -> st.SearchStrategy[bytes]:
+    """JSON documents of fragments, and the fragments as plain text."""
+    document = st.dictionaries(any_text, st.one_of(any_text, st.lists(any_text, max_size=3)))
+    return st.one_of(
+        document.map(lambda d: json.dumps(d).encode()), any_text.map(lambda t: t.encode())
     )
 
 
@@ -114,12 +129,58 @@ def test_the_scanner_agrees_with_the_reference_on_fresh_values(request: Request)
     expected = reference().hits(request)
     scanner = managed_scanner()
     assert scanner.scan(RequestView(request)) == expected
+    # and again from the memos of its values and parts (a request with a body is now
+    # remembered whole: nothing in it was new), and again from the request memo
+    assert scanner.scan(RequestView(request)) == expected
+    assert scanner.scan(RequestView(request)) == expected
     # and again from the memos of its values and parts alone, without the request memo
     forget_requests(scanner)
     assert scanner.scan(RequestView(request)) == expected
     # and again with every value fresh: no value, part or request memo
     scanner._clear_memos()
     assert scanner.scan(RequestView(request)) == expected
+
+
+def request_entries(scanner: SignatureScanner) -> list[object]:
+    return [key for key, kind, _, _ in scanner.memo.items() if kind == MEMO_REQUEST]
+
+
+def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() -> None:
+    scanner = managed_scanner()
+    scanner._clear_memos()
+    attack = Request(
+        "POST",
+        "/search",
+        query="page=7",
+        headers=(("Cookie", "session=4f9a1c0e"), ("Content-Type", "application/json")),
+        body=json.dumps({"q": "1 union select password from users", "n": "note"}).encode(),
+    )
+    expected = reference().hits(attack)
+    assert expected, "the body holds an attack the managed rules find"
+    for seen in range(1, 4):
+        stored = scanner.memo.stored
+        assert scanner.scan(RequestView(attack)) == expected
+        match seen:
+            case 1:  # new parts: remembered one by one, the request is not
+                assert scanner.memo.stored > stored + 1
+                assert request_entries(scanner) == []
+            case 2:  # nothing new: remembered whole, and nothing else
+                assert scanner.memo.stored == stored + 1
+                assert len(request_entries(scanner)) == 1
+            case _:  # found whole
+                assert scanner.memo.stored == stored
+    # a request with a new part (here only in its body) is remembered whole only when it
+    # comes again
+    other = replace(attack, body=b'{"q": "fresh words"}')
+    scanner.scan(RequestView(other))
+    assert len(request_entries(scanner)) == 1
+    scanner.scan(RequestView(other))
+    assert len(request_entries(scanner)) == 2
+    # nor is a request without a body: its head walk is all its scan
+    bodiless = Request("GET", "/search", query="page=7", headers=attack.headers[:1])
+    for _ in range(3):
+        scanner.scan(RequestView(bodiless))
+    assert len(request_entries(scanner)) == 2
 
 
 @settings(max_examples=400, deadline=None)

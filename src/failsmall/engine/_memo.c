@@ -195,6 +195,7 @@ static int add_entry(Memo *memo, PyObject *key, memo_text_t text, long long kind
     else memo->oldest = entry;
     memo->newest = entry;
     memo->count++;
+    memo->stored++;
     return 0;
 }
 
@@ -367,6 +368,10 @@ static Py_ssize_t Memo_len(Memo *self) { return self->count; }
 
 static PyObject *Memo_get_size(Memo *self, void *closure) { return PyLong_FromSsize_t(self->size); }
 
+static PyObject *Memo_get_stored(Memo *self, void *closure) {
+    return PyLong_FromSsize_t(self->stored);
+}
+
 static PyObject *Memo_get_max_bytes(Memo *self, void *closure) {
     return PyLong_FromSsize_t(self->max_bytes);
 }
@@ -404,6 +409,10 @@ static PyMethodDef Memo_methods[] = {
 
 static PyGetSetDef Memo_getset[] = {
     {"size", (getter)Memo_get_size, NULL, "The bytes of the entries held.", NULL},
+    {"stored", (getter)Memo_get_stored, NULL,
+     "How many entries were ever stored: unchanged across a scan when nothing it read was "
+     "new.",
+     NULL},
     {"max_bytes", (getter)Memo_get_max_bytes, (setter)Memo_set_max_bytes,
      "The bytes the entries may take; lowering it forgets the oldest at once.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

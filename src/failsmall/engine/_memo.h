@@ -37,6 +37,7 @@ typedef struct {
     Py_ssize_t max_bytes;
     Py_ssize_t size;
     Py_ssize_t count;
+    Py_ssize_t stored; /* entries ever stored (`Memo.stored`) */
     size_t mask; /* buckets - 1, a power of two minus one */
     memo_entry **buckets;
     memo_entry *oldest;

@@ -422,11 +422,12 @@ class ReferenceMemo:
     oldest entries instead of clearing everything at once.
     """
 
-    __slots__ = ("_entries", "_max_bytes", "size")
+    __slots__ = ("_entries", "_max_bytes", "size", "stored")
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self.size = 0
+        self.stored = 0  # entries ever stored
         self._entries: OrderedDict[tuple[Hashable, int], tuple[Known, int]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -454,6 +455,7 @@ class ReferenceMemo:
         self.size += cost
         self._forget_oldest()
         self._entries[key, kind] = ((hits, values, chars), cost)
+        self.stored += 1
 
     def discard(self, key: Hashable, kind: int) -> None:
         entry = self._entries.pop((key, kind), None)

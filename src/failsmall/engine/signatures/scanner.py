@@ -68,8 +68,9 @@ from failsmall.model.rules import SignatureMatch, Target
 from failsmall.model.traffic import Limits
 
 __all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner", "memo_bytes"]
-#: Whole requests are remembered too (a load tester, a retrying client), up to this size each:
-#: a request's hits depend only on its method, path, query, headers and body.
+#: Requests with a body are remembered whole too (a load tester, a retrying client), once seen
+#: with nothing new in them, up to this size each: a request's hits depend only on its method,
+#: path, query, headers and body.
 MEMO_MAX_REQUEST = 16 * 1024
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go. It holds
 #: at least this, and `MEMO_BYTES_PER_BUFFER_BYTE` times the bundle's body buffer up to
@@ -238,42 +239,44 @@ class SignatureScanner:
         limits = view.limits
         max_values, max_chars = limits.waf_max_values, limits.waf_max_transformed_chars
         request = view.request
-        size = (  # roughly the bytes the request takes as a memo key: its parts, an overhead
-            256 + len(request.path) + len(request.query) + len(request.body)
-            + head_chars(request.headers)
-        )  # fmt: skip
-        key: _RequestKey | None = None
-        work: WorkCount | None = None
-        if size <= MEMO_MAX_REQUEST:
-            key = (request.method, request.path, request.query, request.headers, request.body)
-            known = self.memo.get(key, MEMO_REQUEST)
-            if known is not None:
-                work = WorkCount(max_values, max_chars)
-                if work.fits(known[1], known[2]):
-                    return ScanResult(known[0], known[1], known[2], None)
+        memo = self.memo
+        stored = memo.stored
         hits: set[str] = set()
         head_values, head_chars_scanned, stop = values.scan_head(
-            hits, self.memo, self._head_mask, request.method, request.path, request.query,
+            hits, memo, self._head_mask, request.method, request.path, request.query,
             request.headers, max_values, max_chars,
         )  # fmt: skip
         body = request.body and self._body_extractors
-        counted: tuple[int, int, LimitReached | None]
-        if work is None and stop == Stop.NONE and not body:
-            counted = head_values, head_chars_scanned, None
-        else:
-            if work is None:
-                work = WorkCount(max_values, max_chars)
-            if (
-                work.add(head_values, head_chars_scanned, STOPS[stop])
-                and body
-                and not self._scan_json_body(values, view, hits, work)
-            ):
-                self._scan_body(values, self._body_sources(view), hits, work)
-            counted = work.values, work.chars, work.reached
+        if not body and stop == Stop.NONE:
+            result = frozenset(hits) if hits else NO_HITS
+            return ScanResult(result, head_values, head_chars_scanned, None)
+        work = WorkCount(max_values, max_chars)
+        # A request whose head held nothing new may have been seen before: its body's scan is
+        # worth remembering whole. One with a new part has not (or not lately): it is neither
+        # looked up nor remembered, which spares distinct traffic the key's hash and keeps
+        # its one-off requests from pushing the values they share out of the memo.
+        key: _RequestKey | None = None
+        size = 0
+        if body and memo.stored == stored:
+            size = (  # roughly the bytes the request takes as a memo key: its parts, an overhead
+                256 + len(request.path) + len(request.query) + len(request.body)
+                + head_chars(request.headers)
+            )  # fmt: skip
+            if size <= MEMO_MAX_REQUEST:
+                key = (request.method, request.path, request.query, request.headers, request.body)
+                known = memo.get(key, MEMO_REQUEST)
+                if known is not None and work.fits(known[1], known[2]):
+                    return ScanResult(known[0], known[1], known[2], None)
+        if (
+            work.add(head_values, head_chars_scanned, STOPS[stop])
+            and body
+            and not self._scan_json_body(values, view, hits, work)
+        ):
+            self._scan_body(values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
-        if key is not None and counted[2] is None:
-            self.memo.put(key, MEMO_REQUEST, result, counted[0], counted[1], size)
-        return ScanResult(result, *counted)
+        if key is not None and work.reached is None and memo.stored == stored:
+            memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
+        return ScanResult(result, work.values, work.chars, work.reached)
 
     def _scan_body(
         self, values: ValueScanner, sources: dict[str, int], hits: set[str], work: WorkCount
