@@ -108,15 +108,7 @@ int value_found(ValueScanner *self, Memo *memo, PyObject *value, long long targe
         from_entry(e, out);
         return 0;
     }
-    if (PyErr_Occurred()) return -1;
-    PyObject *bits = PyLong_FromLongLong(targets);
-    if (bits == NULL) return -1;
-    PyObject *scanned = fresh_value(self, value, bits);
-    Py_DECREF(bits);
-    if (scanned == NULL) return -1;
-    Py_ssize_t chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(scanned, 1));
-    *out = (known_t){Py_NewRef(PyTuple_GET_ITEM(scanned, 0)), 1, chars};
-    Py_DECREF(scanned);
+    if (PyErr_Occurred() || fresh_value(self, value, targets, out) < 0) return -1;
     *fresh = 1;
     return 0;
 }
@@ -397,6 +389,21 @@ static int ask_memo(Memo *memo, long mask, PyObject *const *whole, const long *b
     return 0;
 }
 
+/* `a`, the ASCII character `sep`, then `b`: a new str. */
+static PyObject *joined(PyObject *a, char sep, PyObject *b) {
+    Py_ssize_t na = PyUnicode_GET_LENGTH(a), nb = PyUnicode_GET_LENGTH(b);
+    Py_UCS4 widest = PyUnicode_MAX_CHAR_VALUE(a) > PyUnicode_MAX_CHAR_VALUE(b)
+                         ? PyUnicode_MAX_CHAR_VALUE(a)
+                         : PyUnicode_MAX_CHAR_VALUE(b);
+    PyObject *out = PyUnicode_New(na + 1 + nb, widest);
+    if (out == NULL) return NULL;
+    PyUnicode_WRITE(PyUnicode_KIND(out), PyUnicode_DATA(out), na, (Py_UCS4)sep);
+    if (PyUnicode_CopyCharacters(out, 0, a, 0, na) < 0 ||
+        PyUnicode_CopyCharacters(out, na + 1, b, 0, nb) < 0)
+        Py_CLEAR(out);
+    return out;
+}
+
 /* scan_head(hits, memo, mask, method, path, query, headers, room_values, room_chars)
  *   -> (values, chars, stop) */
 PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -429,8 +436,7 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     Py_ssize_t query_length = PyUnicode_GET_LENGTH(query);
     /* The URI is path?query, or the path without a query (which stands in when the URI is not
      * walked). */
-    uri = query_length && (mask & B_URI) ? PyUnicode_FromFormat("%U?%U", path, query)
-                                          : Py_NewRef(path);
+    uri = query_length && (mask & B_URI) ? joined(path, '?', query) : Py_NewRef(path);
     if (uri == NULL) return NULL;
     if (query_length && (mask & (B_ARG_NAMES | B_ARG_VALUES))) {
         parts = PyUnicode_Split(query, AMPERSAND, -1);

@@ -5,16 +5,17 @@
 
 typedef struct ValueScanner ValueScanner;
 
-/* Defined in `_native.c`: the hits and characters of a value not seen before, as written and,
- * for a value that is not ASCII, in its NFKC form too. Returns a new (hits, chars) tuple. */
-PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets);
-
 /* What a value, a head part or a request found and cost; `hits` is a new reference. */
 typedef struct {
     PyObject *hits;
     Py_ssize_t values;
     Py_ssize_t chars;
 } known_t;
+
+/* Defined in `_native.c`: the hits (a frozenset) and characters of a value not seen before as a
+ * value of `targets`, as written and, for a value that is not ASCII, in its NFKC form too, into
+ * `*out` (one value). -1 on error. */
+int fresh_value(ValueScanner *self, PyObject *value, long long targets, known_t *out);
 
 /* Why a walk stopped: it did not (every value fit), or the next value's work would pass the
  * values limit, or the characters limit (checked in that order). */

@@ -626,7 +626,7 @@ static int put_utf8(writer_t *w, const char *bytes, Py_ssize_t k) {
         w->length += k;
         return 0;
     }
-    PyObject *decoded = PyUnicode_DecodeUTF8(bytes, k, "replace");
+    PyObject *decoded = fs_utf8_replace(bytes, k);
     if (decoded == NULL) return -1;
     int kind = PyUnicode_KIND(decoded);
     const void *data = PyUnicode_DATA(decoded);
@@ -2044,69 +2044,66 @@ error:
     return err;
 }
 
+/* Add the hits of `value` as a value of `targets` to the set `*hits` (created on the first hit)
+ * and the characters of its results to `*chars`. -1 on error. */
+static int scan_value_into(ValueScanner *self, PyObject *value, uint64_t targets,
+                           PyObject **hits, Py_ssize_t *chars) {
+    found_t results[MAX_CHAINS + 1];
+    int nresults, err = value_results(self, value, targets, results, &nresults);
+    for (int r = 0; r < nresults; r++) {
+        *chars += PyUnicode_GET_LENGTH(results[r].result);
+        if (err == 0) err = scan_result(self, results[r].result, targets, results[r].chains, hits);
+        Py_DECREF(results[r].result);
+    }
+    return err;
+}
+
+/* The hits gathered in `hits` (a set, or NULL for none) as a new frozenset. */
+static PyObject *frozen_hits(ValueScanner *self, PyObject *hits) {
+    return hits == NULL ? Py_NewRef(self->empty) : PyFrozenSet_New(hits);
+}
+
 static PyObject *scan_value_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "scan_value(value: str, targets: int)");
         return NULL;
     }
-    PyObject *value = args[0];
     uint64_t targets = as_u64(args[1]);
     if (targets == (uint64_t)-1 && PyErr_Occurred()) return NULL;
-    found_t results[MAX_CHAINS + 1];
-    int nresults;
     PyObject *hits = NULL, *out = NULL;
     Py_ssize_t chars = 0;
-    if (value_results(self, value, targets, results, &nresults) < 0) goto error;
-    for (int r = 0; r < nresults; r++) {
-        chars += PyUnicode_GET_LENGTH(results[r].result);
-        if (scan_result(self, results[r].result, targets, results[r].chains, &hits) < 0)
-            goto error;
+    if (scan_value_into(self, args[0], targets, &hits, &chars) == 0) {
+        PyObject *frozen = frozen_hits(self, hits);
+        if (frozen != NULL) out = Py_BuildValue("(Nn)", frozen, chars);
     }
-    if (hits != NULL) {
-        PyObject *frozen = PyFrozenSet_New(hits);
-        if (frozen == NULL) goto error;
-        Py_SETREF(hits, frozen);
-    }
-    out = Py_BuildValue("(On)", hits ? hits : self->empty, chars);
-error:
     Py_XDECREF(hits);
-    for (int r = 0; r < nresults; r++) Py_DECREF(results[r].result);
     return out;
 }
 
 static PyObject *nfkc_normalize; /* unicodedata.normalize */
 static PyObject *NFKC;
 
-/* The hits and characters of a value not seen before: as written, and for a value that is not
- * ASCII, also in its NFKC form when that differs. Returns a new (hits, chars) tuple. */
-PyObject *fresh_value(ValueScanner *self, PyObject *value, PyObject *targets) {
-    PyObject *args[2] = {value, targets};
-    PyObject *found = scan_value_impl(self, args, 2);
-    if (found == NULL || PyUnicode_IS_ASCII(value)) return found;
-    PyObject *folded = fs_nfkc(value, nfkc_normalize, NFKC);
-    if (folded == NULL) {
-        Py_DECREF(found);
-        return NULL;
-    }
-    int same = folded == value || PyUnicode_Compare(folded, value) == 0;
-    if (!same && !PyErr_Occurred()) {
-        args[0] = folded;
-        PyObject *more = scan_value_impl(self, args, 2);
-        if (more == NULL) {
+int fresh_value(ValueScanner *self, PyObject *value, long long targets, known_t *out) {
+    PyObject *hits = NULL;
+    Py_ssize_t chars = 0;
+    int err = scan_value_into(self, value, (uint64_t)targets, &hits, &chars);
+    if (err == 0 && !PyUnicode_IS_ASCII(value)) {
+        PyObject *folded = fs_nfkc(value, nfkc_normalize, NFKC);
+        if (folded == NULL) {
+            err = -1;
+        } else {
+            int same = folded == value || PyUnicode_Compare(folded, value) == 0;
+            if (PyErr_Occurred()) err = -1;
+            else if (!same) err = scan_value_into(self, folded, (uint64_t)targets, &hits, &chars);
             Py_DECREF(folded);
-            Py_DECREF(found);
-            return NULL;
         }
-        PyObject *hits = PyNumber_Or(PyTuple_GET_ITEM(found, 0), PyTuple_GET_ITEM(more, 0));
-        Py_ssize_t chars = PyLong_AsSsize_t(PyTuple_GET_ITEM(found, 1)) +
-                           PyLong_AsSsize_t(PyTuple_GET_ITEM(more, 1));
-        Py_DECREF(more);
-        Py_DECREF(found);
-        found = hits == NULL ? NULL : Py_BuildValue("(Nn)", hits, chars);
     }
-    Py_DECREF(folded);
-    if (PyErr_Occurred()) Py_CLEAR(found);
-    return found;
+    if (err == 0) {
+        *out = (known_t){frozen_hits(self, hits), 1, chars};
+        if (out->hits == NULL) err = -1;
+    }
+    Py_XDECREF(hits);
+    return err;
 }
 
 /* ---- fresh values scanned together ------------------------------------------------- */
@@ -2481,6 +2478,14 @@ static PyObject *native_transform(PyObject *module, PyObject *args) {
     return apply_transform(id, value, reference);
 }
 
+static PyObject *native_utf8_replace(PyObject *module, PyObject *data) {
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "utf8_replace(data: bytes)");
+        return NULL;
+    }
+    return fs_utf8_replace(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+}
+
 static PyObject *native_nfkc(PyObject *module, PyObject *text) {
     if (!PyUnicode_Check(text)) {
         PyErr_SetString(PyExc_TypeError, "nfkc(text: str)");
@@ -2721,6 +2726,9 @@ static PyMethodDef native_methods[] = {
     {"utf8", native_utf8, METH_O,
      "utf8(text) -> bytes: `text` encoded as the scanner hands it to libhs, "
      "text.encode('utf-8', 'replace')."},
+    {"utf8_replace", native_utf8_replace, METH_O,
+     "utf8_replace(data) -> str: data.decode('utf-8', 'replace'), as the decoding transforms "
+     "compute it."},
     {"transform", native_transform, METH_VARARGS,
      "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
      "`reference` where C does not decide."},

@@ -276,6 +276,59 @@ int fs_legacy_reference_in(const unsigned char *s, Py_ssize_t n) {
     return 0;
 }
 
+/* ---- UTF-8 with replacement characters ---------------------------------------------- */
+
+/* The code point of the well-formed UTF-8 sequence at `s[i]` (of `n` bytes), its length in
+ * `*used`; or U+FFFD for the maximal subpart of an ill-formed one (a lead byte and the
+ * continuation bytes that may follow it, cut short by a wrong byte or the end), as
+ * `bytes.decode("utf-8", "replace")` replaces each one. */
+static inline Py_UCS4 utf8_next(const unsigned char *s, Py_ssize_t n, Py_ssize_t i,
+                                Py_ssize_t *used) {
+    unsigned char c = s[i];
+    *used = 1;
+    if (c < 0x80) return c;
+    if (c < 0xC2 || c > 0xF4) return 0xFFFD;
+    int need = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+    /* the second byte's range: no overlong form, no surrogate, nothing past U+10FFFF */
+    unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    Py_UCS4 code = c & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07);
+    for (int k = 1; k <= need; k++) {
+        if (i + k >= n || s[i + k] < lo || s[i + k] > hi) return 0xFFFD;
+        code = (code << 6) | (s[i + k] & 0x3F);
+        *used = k + 1;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return code;
+}
+
+/* Code points decoded into a buffer of the stack up to this many bytes, else of the heap. */
+#define UTF8_STACK 256
+
+PyObject *fs_utf8_replace(const char *bytes, Py_ssize_t n) {
+    const unsigned char *s = (const unsigned char *)bytes;
+    /* one pass decodes (its branches follow the bytes), then one copies into the result's kind */
+    Py_UCS4 stack[UTF8_STACK], *codes = stack;
+    if (n > UTF8_STACK && (codes = PyMem_Malloc((size_t)n * sizeof(Py_UCS4))) == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t length = 0, used;
+    Py_UCS4 widest = 0;
+    for (Py_ssize_t i = 0; i < n; i += used) {
+        Py_UCS4 c = utf8_next(s, n, i, &used);
+        if (c > widest) widest = c;
+        codes[length++] = c;
+    }
+    PyObject *out = PyUnicode_New(length, widest);
+    if (out != NULL) {
+        int kind = PyUnicode_KIND(out);
+        void *data = PyUnicode_DATA(out);
+        for (Py_ssize_t k = 0; k < length; k++) text_write(kind, data, k, codes[k]);
+    }
+    if (codes != stack) PyMem_Free(codes);
+    return out;
+}
+
 /* ---- base64 --------------------------------------------------------------------------- */
 
 static inline int base64_char(Py_UCS4 c) {
@@ -324,7 +377,7 @@ PyObject *fs_base64_decode(PyObject *value) {
             bytes[k++] = (char)((bits >> nbits) & 0xFF);
         }
     }
-    PyObject *out = PyUnicode_DecodeUTF8(bytes, k, "replace");
+    PyObject *out = fs_utf8_replace(bytes, k);
     PyMem_Free(bytes);
     return out;
 }

@@ -10,6 +10,10 @@
 /* `transforms.html_entity_decode`: `html.unescape`, then the loose references in any case. */
 PyObject *fs_html_entity_decode(PyObject *value);
 
+/* `bytes[:n].decode("utf-8", "replace")`: a new str, NULL with an exception set (only when
+ * memory runs out). */
+PyObject *fs_utf8_replace(const char *bytes, Py_ssize_t n);
+
 /* `transforms.base64_decode`: standard or URL-safe base64 to UTF-8 text (with replacement
  * characters); a value that is not base64 passes unchanged. */
 PyObject *fs_base64_decode(PyObject *value);
