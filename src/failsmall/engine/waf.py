@@ -420,7 +420,8 @@ class Waf:
 
         `reuse`, a WAF built from an earlier bundle, lends its compiled expressions and, when the
         signature matches are identical, its signature databases: a killswitch or content change
-        that leaves the patterns alone does not recompile them.
+        that leaves the patterns alone does not recompile them. The scanner's memo, built or
+        reused, is sized by this bundle's body buffer (`signatures.memo_bytes`).
         """
         compiler = _Compiler(bundle)
         if reuse is not None and reuse.ip_lists == bundle.ip_lists:
