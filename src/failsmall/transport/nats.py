@@ -421,14 +421,38 @@ class NatsControlChannel:
             raise TransportError(f"moving the pointer of {node_id} failed: {exc!r}") from exc
         return Assignment(digest=digest, revision=revision)
 
+    async def _pointer_keys(self) -> list[str]:
+        """The keys of the pointer bucket: the subjects its stream counts messages for, read
+        from the stream's own state, a page of them at a time. (`KeyValue.keys()` lists them
+        through a consumer and ends its list when the consumer reports nothing pending, which
+        it can before the client has taken a message the server already sent: then it lists
+        no key at all.)"""
+        prefix = f"$KV.{POINTERS_BUCKET}."
+        subject = f"$JS.API.STREAM.INFO.KV_{POINTERS_BUCKET}"
+        keys: list[str] = []
+        total = 1
+        while len(keys) < total:
+            request = json.dumps({"subjects_filter": f"{prefix}>", "offset": len(keys)})
+            try:
+                reply = await _bounded(
+                    self._nc.request(subject, request.encode(), timeout=OP_TIMEOUT_S),
+                    "listing channel pointers",
+                )
+                page = json.loads(reply.data)
+            except (*NatsFailure, ValueError) as exc:
+                raise TransportError(f"listing channel pointers failed: {exc!r}") from exc
+            if "error" in page:
+                raise TransportError(f"listing channel pointers failed: {page['error']}")
+            subjects = page.get("state", {}).get("subjects") or {}
+            if not subjects:
+                break
+            keys += (s.removeprefix(prefix) for s in subjects)
+            total = int(page.get("total", len(keys)))
+        return sorted(keys)
+
     async def assignments(self) -> dict[str, Assignment]:
         kv = self._pointers()
-        try:
-            keys = await _bounded(kv.keys(), "listing channel pointers")
-        except nats.js.errors.NoKeysError:
-            return {}
-        except NatsFailure as exc:
-            raise TransportError(f"listing channel pointers failed: {exc!r}") from exc
+        keys = await self._pointer_keys()
         result: dict[str, Assignment] = {}
         for key in keys:
             try:
