@@ -449,11 +449,13 @@ class Waf:
                 compiler.problems.extend(exc.problems)
         if compiler.problems:
             raise WafBuildError(compiler.problems)
-        if scanner is not None:
-            scanner.memo.max_bytes = memo_bytes(bundle.limits)
         exceptions = Exceptions.build(
             bundle.exceptions, (r for rs in bundle.rulesets for r in rs.rules)
         )
+        # Last, once nothing can refuse the bundle: a scanner reused from the running WAF keeps
+        # its memo's size until this bundle is built.
+        if scanner is not None:
+            scanner.memo.max_bytes = memo_bytes(bundle.limits)
         return cls(
             phases,
             scanner,
