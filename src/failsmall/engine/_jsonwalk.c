@@ -27,9 +27,9 @@
  * The walk keeps its own stack of open containers (no C recursion): a frame for each of the
  * first WALK_FRAMES levels, past them one bit per level (object or array), so the stack grows
  * by at most a bit for each character of the body. Its work is linear in the body: each
- * character is read once, each key is hashed once (an object's keys are compared one by one
- * while it has few, through a hash table once it has more), and the paths made stop at
- * `max_name_chars` characters in all.
+ * character is read once (an ASCII body's bytes in place, any other after decoding), an
+ * object's keys are compared one by one while it has few and hashed once each into a table
+ * once it has more, and the paths made stop at `max_name_chars` characters in all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,13 +37,14 @@
 #include <string.h>
 
 #include "_jsonwalk.h"
+#include "_kind.h"
 
 /* Levels with a frame of their own; deeper ones are a bit each. Past the bundle's depth limit
  * (at most 256) a level adds no field and needs no keys, so only its kind is kept. */
 #define WALK_FRAMES 512
 
-/* One key of an open object, for finding a repeated key: its hash and its characters in
- * `keys`. */
+/* One key of an open object, for finding a repeated key: its characters in `keys`, and their
+ * hash once the object has a table. */
 typedef struct {
     uint64_t hash;
     Py_ssize_t start, len;
@@ -55,7 +56,7 @@ typedef struct {
 typedef struct {
     int is_object;
     Py_ssize_t path_len; /* the container's own path, a prefix of `path` */
-    Py_ssize_t index;    /* of the current element, for an array */
+    Py_ssize_t index_chars; /* the digits of an array's current element's index, 0 before it */
     Py_ssize_t keys_start, entries_start;
     Py_ssize_t *table;
     Py_ssize_t table_size;
@@ -64,7 +65,7 @@ typedef struct {
 #define FEW_KEYS 16
 
 typedef struct {
-    PyObject *text; /* the decoded body */
+    PyObject *text; /* the decoded body, or NULL when an ASCII body's bytes are read in place */
     const void *data;
     int kind;
     Py_ssize_t n;
@@ -88,7 +89,6 @@ typedef struct {
  * given its kind, and the walk is inlined once for each kind (`walk`), so every read is a plain
  * load of a constant width rather than a choice among three made per character. */
 #define AT(w, j) PyUnicode_READ(kind, (w)->data, (j))
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 ALWAYS_INLINE Py_ssize_t skip_space(const walk_t *w, int kind, Py_ssize_t i) {
     while (i < w->n) {
@@ -128,6 +128,22 @@ ALWAYS_INLINE Py_ssize_t scan_string(walk_t *w, int kind, Py_ssize_t i, Py_ssize
     *escaped = 0;
     if (kind == PyUnicode_1BYTE_KIND) {
         const Py_UCS1 *s = w->data;
+#if defined(__SSE2__)
+        /* 16 characters at a time while 16 are left, then one by one */
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                      control = _mm_set1_epi8(0x1f);
+        for (; i + 16 <= n; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+            __m128i stop = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmpeq_epi8(_mm_max_epu8(v, control), control)); /* v <= 0x1f */
+            int mask = _mm_movemask_epi8(stop);
+            if (mask) {
+                i += __builtin_ctz((unsigned int)mask);
+                break;
+            }
+        }
+#endif
         while (i < n && s[i] != '"' && s[i] != '\\' && s[i] > 0x1f) i++;
     } else {
         while (i < n) {
@@ -284,20 +300,27 @@ static uint64_t key_hash(const Py_UCS4 *s, Py_ssize_t n) {
     return h ^ (h >> 29);
 }
 
-static inline int same_key(const walk_t *w, const key_entry *e, uint64_t hash, Py_ssize_t start,
-                           Py_ssize_t len) {
-    return e->hash == hash && e->len == len &&
-           memcmp(w->keys.data + e->start, w->keys.data + start,
-                  (size_t)len * sizeof(Py_UCS4)) == 0;
+/* Whether the entry `e` is the key at [start, start + len) of `keys`. */
+static inline int same_text(const walk_t *w, const key_entry *e, Py_ssize_t start,
+                            Py_ssize_t len) {
+    if (e->len != len) return 0;
+    const Py_UCS4 *a = w->keys.data + e->start, *b = w->keys.data + start;
+    for (Py_ssize_t j = 0; j < len; j++)
+        if (a[j] != b[j]) return 0;
+    return 1;
 }
 
-/* Index every key of `f` in a table of `size` slots (a power of two, over twice the keys). */
+/* Index every key of `f` in a table of `size` slots (a power of two, over twice the keys).
+ * The keys of an object without a table yet are hashed now: a small object's keys never are. */
 static int build_table(walk_t *w, frame *f, Py_ssize_t size) {
     Py_ssize_t *table = PyMem_Calloc((size_t)size, sizeof(Py_ssize_t));
     if (table == NULL) {
         PyErr_NoMemory();
         return -1;
     }
+    if (f->table == NULL)
+        for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
+            w->entries[j].hash = key_hash(w->keys.data + w->entries[j].start, w->entries[j].len);
     for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++) {
         Py_ssize_t k = (Py_ssize_t)(w->entries[j].hash & (uint64_t)(size - 1));
         while (table[k]) k = (k + 1) & (size - 1);
@@ -312,20 +335,23 @@ static int build_table(walk_t *w, frame *f, Py_ssize_t size) {
 /* Add the key at [start, start + len) of `keys` to the open object `f`: 1 when it already has
  * it, 0 when new, -1 on a memory error. */
 static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
-    uint64_t hash = key_hash(w->keys.data + start, len);
+    uint64_t hash = 0; /* unused while the object has no table */
     Py_ssize_t count = w->entries_len - f->entries_start;
     if (f->table == NULL && count < FEW_KEYS) {
         for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
-            if (same_key(w, &w->entries[j], hash, start, len)) return 1;
+            if (same_text(w, &w->entries[j], start, len)) return 1;
     } else {
         if (2 * (count + 1) > f->table_size) {
             Py_ssize_t size = 64;
             while (size < 4 * (count + 1)) size *= 2;
             if (build_table(w, f, size) < 0) return -1;
         }
+        hash = key_hash(w->keys.data + start, len);
         Py_ssize_t mask = f->table_size - 1, k = (Py_ssize_t)(hash & (uint64_t)mask);
-        for (; f->table[k]; k = (k + 1) & mask)
-            if (same_key(w, &w->entries[f->table[k] - 1], hash, start, len)) return 1;
+        for (; f->table[k]; k = (k + 1) & mask) {
+            const key_entry *e = &w->entries[f->table[k] - 1];
+            if (e->hash == hash && same_text(w, e, start, len)) return 1;
+        }
         f->table[k] = w->entries_len + 1;
     }
     if (w->entries_len == w->entries_cap) {
@@ -402,15 +428,30 @@ static int child_path(walk_t *w, const frame *f, const Py_UCS4 *key, Py_ssize_t 
     return 0;
 }
 
-static int index_path(walk_t *w, const frame *f) {
+/* The path of the array `f`'s next element (its first when it has had none). An element's
+ * fields write only after its path, so the last element's index is still there to count up
+ * by one in place (while the walk adds fields, every element's path is written). */
+static int index_path(walk_t *w, frame *f) {
     if (w->stopped != WALK_COMPLETE) return 0; /* no more fields: no more paths */
-    Py_UCS4 digits[24];
-    Py_ssize_t len = 0, index = f->index;
-    do {
-        digits[23 - len++] = (Py_UCS4)('0' + index % 10);
-        index /= 10;
-    } while (index);
-    return child_path(w, f, digits + 24 - len, len);
+    if (f->index_chars == 0) {
+        f->index_chars = 1;
+        return child_path(w, f, (const Py_UCS4[]){'0'}, 1);
+    }
+    Py_ssize_t first = f->path_len + (f->path_len != 0), end = first + f->index_chars;
+    Py_UCS4 *digits = w->path.data;
+    w->path.length = end;
+    Py_ssize_t j = end - 1;
+    for (; j >= first && digits[j] == '9'; j--) digits[j] = '0';
+    if (j >= first) {
+        digits[j]++;
+        return 0;
+    }
+    /* all nines: one digit more, a 1 and as many zeros */
+    if (ucs4_reserve(&w->path, 1) < 0) return -1;
+    w->path.data[first] = '1';
+    w->path.data[w->path.length++] = '0';
+    f->index_chars++;
+    return 0;
 }
 
 /* The status of walking the whole text, of kind `kind`; each field is given to the sink as it
@@ -549,7 +590,6 @@ after_value:
     i = skip_space(w, kind, i + 1);
     if (in_object(w)) goto key;
     if (top < w->max_depth) { /* deeper, no element is a field */
-        stack[top].index++;
         if (index_path(w, &stack[top]) < 0) return WALK_ERROR;
     }
     goto value;
@@ -641,9 +681,17 @@ int json_walk(const char *bytes, Py_ssize_t length, Py_ssize_t max_values, int m
     if (ucs4_reserve(&w.path, 1) < 0 || ucs4_reserve(&w.keys, 1) < 0 ||
         ucs4_reserve(&w.scratch, 1) < 0)
         goto done;
-    w.text = PyUnicode_Decode(bytes, length,
-                              detect_encoding((const unsigned char *)bytes, length),
-                              "surrogatepass");
+    const char *encoding = detect_encoding((const unsigned char *)bytes, length);
+    if (strcmp(encoding, "utf-8") == 0 &&
+        !text_reaches(PyUnicode_1BYTE_KIND, bytes, length, 0x80)) {
+        /* ASCII: the bytes are already the text json.loads would decode, of one-byte kind */
+        w.data = bytes;
+        w.kind = PyUnicode_1BYTE_KIND;
+        w.n = length;
+        status = walk(&w);
+        goto done;
+    }
+    w.text = PyUnicode_Decode(bytes, length, encoding, "surrogatepass");
     if (w.text == NULL) {
         if (PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();

@@ -23,21 +23,38 @@ int walk_reserve(scan_walk_t *walk, Py_ssize_t values) {
                          sizeof(struct walk_value));
 }
 
+/* Whether `found` fits after the values added so far (`work_charge`'s test). */
+static inline int fits(const scan_walk_t *walk, const known_t *found) {
+    return walk->values + found->values <= walk->room_values &&
+           walk->chars + found->chars <= walk->room_chars;
+}
+
 static int walk_push(scan_walk_t *walk, struct walk_value item) {
     if (array_reserve((void **)&walk->items, &walk->capacity, walk->count + 1,
                       sizeof(struct walk_value)) < 0)
         return -1;
     walk->items[walk->count++] = item;
-    /* `work_charge`'s test, on the values and characters alone */
-    if (walk->values + item.found.values > walk->room_values ||
-        walk->chars + item.found.chars > walk->room_chars)
-        return 0;
+    if (!fits(walk, &item.found)) return 0;
     walk->values += item.found.values;
     walk->chars += item.found.chars;
     return 1;
 }
 
 int walk_known(scan_walk_t *walk, known_t *found) {
+    /* A remembered value without hits that fits changes the work only by its values and
+     * characters: after another such value it joins that one's item, which `work_charge`
+     * then charges in one go (the sums fit as each part did), so a body of values remembered
+     * clean costs a few items, not one per value. */
+    struct walk_value *last = walk->count ? &walk->items[walk->count - 1] : NULL;
+    if (last != NULL && last->value == NULL && PySet_GET_SIZE(last->found.hits) == 0 &&
+        PySet_GET_SIZE(found->hits) == 0 && fits(walk, found)) {
+        last->found.values += found->values;
+        last->found.chars += found->chars;
+        walk->values += found->values;
+        walk->chars += found->chars;
+        Py_CLEAR(found->hits);
+        return 1;
+    }
     int out = walk_push(walk, (struct walk_value){*found, NULL, 0, 0, -1});
     if (out < 0) Py_CLEAR(found->hits);
     found->hits = NULL;
