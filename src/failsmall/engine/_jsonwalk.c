@@ -688,21 +688,20 @@ int json_walk(const char *bytes, Py_ssize_t length, Py_ssize_t max_values, int m
         w.data = bytes;
         w.kind = PyUnicode_1BYTE_KIND;
         w.n = length;
-        status = walk(&w);
-        goto done;
-    }
-    w.text = PyUnicode_Decode(bytes, length, encoding, "surrogatepass");
-    if (w.text == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyErr_Clear();
-            status = WALK_INVALID;
-        }
     } else {
+        w.text = PyUnicode_Decode(bytes, length, encoding, "surrogatepass");
+        if (w.text == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                status = WALK_INVALID;
+            }
+            goto done;
+        }
         w.data = PyUnicode_DATA(w.text);
         w.kind = PyUnicode_KIND(w.text);
         w.n = PyUnicode_GET_LENGTH(w.text);
-        status = walk(&w);
     }
+    status = walk(&w);
 done:
     Py_XDECREF(w.text);
     PyMem_Free(w.path.data);
