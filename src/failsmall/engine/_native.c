@@ -163,76 +163,229 @@ static int base64_shaped(const unsigned char *s, Py_ssize_t n) {
     return i == n;
 }
 
-/* Whether every character of the Latin-1 text is printable, and whether one is uppercase
- * ASCII or past ASCII. Eight characters at a time while they are printable ASCII (JSON and
- * form text): a word is that when no byte has its high bit, is below 0x20 or is 0x7F; its
- * uppercase letters are the bytes from 0x41 to 0x5A: a byte plus 0x3F has its high bit set,
- * plus 0x25 not (no sum carries past its byte, as every byte is below 0x80). */
-static void printable_and_upper(const unsigned char *s, Py_ssize_t n, int *printable,
-                                int *upper) {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    int p = 1, u = 0;
-    Py_ssize_t i = 0;
-    while (i < n && (p || !u)) { /* once neither can change, nothing more to learn */
-        if (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            uint64_t x7f = w ^ (ones * 0x7F);
-            uint64_t odd = (w & highs) | ((w - ones * 0x20) & ~w & highs) |
-                           ((x7f - ones) & ~x7f & highs);
-            if (odd == 0) {
-                if (((w + ones * 0x3F) & ~(w + ones * 0x25) & highs) != 0) u = 1;
-                i += 8;
-                continue;
-            }
-        }
-        Py_ssize_t stop = i + 8 < n ? i + 8 : n;
-        for (; i < stop; i++) {
-            unsigned char c = s[i];
-            if (!LATIN1_PRINTABLE[c]) p = 0;
-            if ((c >= 'A' && c <= 'Z') || c >= 0x80) u = 1;
-        }
-    }
-    *printable = p;
-    *upper = u;
+/* ---- features of Latin-1 text ---------------------------------------------------------- */
+
+/* What each character says, alone and as the first of a pair with the next one, in one walk
+ * of the text. Past the feature bits, two facts `F_AMPERSAND` needs both of (or a legacy
+ * reference, checked at the end): an `&` is there, a `;` is there. The tables are filled when
+ * the module loads and read-only after. */
+enum { SEEN_AMPERSAND = 1 << 11, SEEN_SEMICOLON = 1 << 12 };
+
+/* The pairs the features look for: two spaces (whitespace), a slash then a dot or a slash
+ * (paths), a slash and a star either way round or two dashes (comments), a space then a slash
+ * or a parenthesis (shell). No pair ends with a NUL: the character after the last one reads as
+ * a NUL. */
+static const struct {
+    char first, second;
+    uint16_t feature;
+} FEATURE_PAIRS[] = {
+    {' ', ' ', F_ODD_WHITESPACE}, {'/', '.', F_PATH_DOTS},   {'/', '/', F_PATH_DOTS},
+    {'/', '*', F_COMMENT},        {'*', '/', F_COMMENT},     {'-', '-', F_COMMENT},
+    {' ', '/', F_SHELL_PUNCTUATION}, {' ', '(', F_SHELL_PUNCTUATION},
+};
+#define FEATURE_PAIR_COUNT (sizeof FEATURE_PAIRS / sizeof FEATURE_PAIRS[0])
+
+static uint16_t CHAR_FEATURES[256];
+/* The row of PAIR_FEATURES for a character that starts a pair, 0 (no pair) for the rest. */
+static uint8_t PAIR_ROW[256];
+static uint16_t PAIR_FEATURES[FEATURE_PAIR_COUNT + 1][256];
+
+/* Whether Latin-1 `c` is unprintable by the ranges the SSE2 walk tests: the C0 controls, DEL
+ * to U+00A0 and the soft hyphen. */
+static int unprintable_by_range(unsigned int c) {
+    return c < 0x20 || (c >= 0x7f && c <= 0xa0) || c == 0xad;
 }
 
-/* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
- * character past ASCII makes the value wide). */
-static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
+static void splat_table(void);
+
+static int feature_tables(void) {
+    static const char shell[] = "\"'^,";
+    for (unsigned int c = 0; c < 256; c++) {
+        if (unprintable_by_range(c) != !LATIN1_PRINTABLE[c]) {
+            PyErr_Format(PyExc_ImportError, "str.isprintable() of U+%04X is not %d", c,
+                         !unprintable_by_range(c));
+            return -1;
+        }
+        uint16_t f = 0;
+        if (!LATIN1_PRINTABLE[c]) f |= F_ODD_WHITESPACE;
+        if ((c >= 'A' && c <= 'Z') || c >= 0x80) f |= F_UPPER_OR_WIDE;
+        if (c != 0 && memchr(shell, (int)c, sizeof shell - 1) != NULL) f |= F_SHELL_PUNCTUATION;
+        CHAR_FEATURES[c] = f;
+    }
+    CHAR_FEATURES['%'] |= F_PERCENT;
+    CHAR_FEATURES['&'] |= SEEN_AMPERSAND;
+    CHAR_FEATURES[';'] |= SEEN_SEMICOLON;
+    CHAR_FEATURES['\\'] |= F_BACKSLASH;
+    CHAR_FEATURES[0] |= F_NUL;
+    CHAR_FEATURES[' '] |= F_SPACE;
+    CHAR_FEATURES['#'] |= F_COMMENT;
+    uint8_t rows = 0;
+    for (size_t k = 0; k < FEATURE_PAIR_COUNT; k++) {
+        unsigned char a = (unsigned char)FEATURE_PAIRS[k].first;
+        if (PAIR_ROW[a] == 0) PAIR_ROW[a] = ++rows;
+        PAIR_FEATURES[PAIR_ROW[a]][(unsigned char)FEATURE_PAIRS[k].second] |=
+            FEATURE_PAIRS[k].feature;
+    }
+    splat_table();
+    return 0;
+}
+
+/* What the characters from `from` to `to` say, each with the one after it. */
+static long features_between(const unsigned char *s, Py_ssize_t n, Py_ssize_t from,
+                             Py_ssize_t to) {
     long found = 0;
-    int has_space = has_char(s, n, ' ');
-    int has_slash = has_char(s, n, '/');
-    if ((wanted & F_PERCENT) && has_char(s, n, '%')) found |= F_PERCENT;
-    if ((wanted & F_AMPERSAND) && has_char(s, n, '&')) {
-        if (has_char(s, n, ';') || fs_legacy_reference_in(s, n)) found |= F_AMPERSAND;
+    for (Py_ssize_t i = from; i < to; i++) {
+        unsigned char next = i + 1 < n ? s[i + 1] : 0;
+        found |= CHAR_FEATURES[s[i]] | PAIR_FEATURES[PAIR_ROW[s[i]]][next];
     }
-    if ((wanted & F_BACKSLASH) && has_char(s, n, '\\')) found |= F_BACKSLASH;
-    if ((wanted & F_NUL) && has_char(s, n, '\0')) found |= F_NUL;
-    if ((wanted & F_SPACE) && has_space) found |= F_SPACE;
-    if (wanted & (F_ODD_WHITESPACE | F_UPPER_OR_WIDE)) {
-        int printable, upper;
-        printable_and_upper(s, n, &printable, &upper);
-        if ((wanted & F_ODD_WHITESPACE) && ((has_space && has_pair(s, n, ' ', ' ')) || !printable))
-            found |= F_ODD_WHITESPACE;
-        if ((wanted & F_UPPER_OR_WIDE) && upper) found |= F_UPPER_OR_WIDE;
-    }
-    if ((wanted & F_PATH_DOTS) &&
-        ((n > 0 && s[0] == '.') ||
-         (has_slash && (has_pair(s, n, '/', '.') || has_pair(s, n, '/', '/')))))
-        found |= F_PATH_DOTS;
-    if ((wanted & F_BASE64_SHAPE) && n >= 4 && base64_shaped(s, n)) found |= F_BASE64_SHAPE;
-    if ((wanted & F_COMMENT) &&
-        (has_char(s, n, '#') ||
-         (has_slash && (has_pair(s, n, '/', '*') || has_pair(s, n, '*', '/'))) ||
-         has_pair(s, n, '-', '-')))
-        found |= F_COMMENT;
-    if ((wanted & F_SHELL_PUNCTUATION) &&
-        (has_char(s, n, '"') || has_char(s, n, '\'') || has_char(s, n, '^') ||
-         has_char(s, n, ',') ||
-         (has_space && (has_pair(s, n, ' ', '/') || has_pair(s, n, ' ', '(')))))
-        found |= F_SHELL_PUNCTUATION;
     return found;
+}
+
+/* `found` with `F_AMPERSAND` once both an `&` and a `;` are seen. */
+static long with_ampersand(long found) {
+    const long both = SEEN_AMPERSAND | SEEN_SEMICOLON;
+    return (found & both) == both ? found | F_AMPERSAND : found;
+}
+
+#if !defined(__SSE2__)
+static void splat_table(void) {}
+#endif
+
+#if defined(__SSE2__)
+/* The characters and pairs whose presence would add to what is found, among the features
+ * still open: every place the walk must look at, and no other (so a chunk that holds one
+ * always adds a feature, which happens a few times per value). */
+typedef struct {
+    int singles, pairs, unprintable, upper;
+    __m128i single[12], first[FEATURE_PAIR_COUNT], second[FEATURE_PAIR_COUNT];
+} lookout_t;
+
+/* Each byte value in every byte of a vector (filled when the module loads, read-only after). */
+static __m128i SPLAT[256];
+
+static void splat_table(void) {
+    for (int c = 0; c < 256; c++) SPLAT[c] = _mm_set1_epi8((char)c);
+}
+
+static void lookout_for(lookout_t *w, long open, long found) {
+    static const struct {
+        long feature;
+        unsigned char c;
+    } singles[] = {
+        {F_PERCENT, '%'}, {F_BACKSLASH, '\\'}, {F_SPACE, ' '},
+        {F_COMMENT, '#'}, {F_SHELL_PUNCTUATION, '"'}, {F_SHELL_PUNCTUATION, '\''},
+        {F_SHELL_PUNCTUATION, '^'}, {F_SHELL_PUNCTUATION, ','},
+    };
+    w->singles = w->pairs = 0;
+    for (size_t k = 0; k < sizeof singles / sizeof singles[0]; k++)
+        if (open & singles[k].feature) w->single[w->singles++] = SPLAT[singles[k].c];
+    if ((open & F_AMPERSAND) && !(found & SEEN_AMPERSAND))
+        w->single[w->singles++] = SPLAT['&'];
+    if ((open & F_AMPERSAND) && !(found & SEEN_SEMICOLON))
+        w->single[w->singles++] = SPLAT[';'];
+    /* A NUL is unprintable: while that is looked for, it finds the NUL too. */
+    w->unprintable = (open & F_ODD_WHITESPACE) != 0;
+    if ((open & F_NUL) && !w->unprintable) w->single[w->singles++] = SPLAT[0];
+    w->upper = (open & F_UPPER_OR_WIDE) != 0;
+    for (size_t k = 0; k < FEATURE_PAIR_COUNT; k++) {
+        if (!(open & FEATURE_PAIRS[k].feature)) continue;
+        w->first[w->pairs] = SPLAT[(unsigned char)FEATURE_PAIRS[k].first];
+        w->second[w->pairs++] = SPLAT[(unsigned char)FEATURE_PAIRS[k].second];
+    }
+}
+
+/* Each byte of `v` that is an unsigned value from `lo` to `lo + span`. */
+static inline __m128i bytes_within(__m128i v, char lo, char span) {
+    __m128i d = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+    return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(span)), d);
+}
+
+/* Where the `width` 16-byte blocks at `s` hold a place `w` looks for (the byte after the last
+ * block is read too: the second of a pair that starts there). Each needle is tested on every
+ * block of the span while it is in a register. */
+ALWAYS_INLINE __m128i lookout_hits(const lookout_t *w, const unsigned char *s, int width) {
+    __m128i v[4], after[4], hit = _mm_setzero_si128();
+    for (int b = 0; b < width; b++) {
+        v[b] = _mm_loadu_si128((const __m128i *)(s + 16 * b));
+        after[b] = _mm_loadu_si128((const __m128i *)(s + 16 * b + 1));
+    }
+    for (int k = 0; k < w->singles; k++)
+        for (int b = 0; b < width; b++)
+            hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v[b], w->single[k]));
+    for (int k = 0; k < w->pairs; k++)
+        for (int b = 0; b < width; b++)
+            hit = _mm_or_si128(hit, _mm_and_si128(_mm_cmpeq_epi8(v[b], w->first[k]),
+                                                  _mm_cmpeq_epi8(after[b], w->second[k])));
+    if (w->unprintable)
+        for (int b = 0; b < width; b++) {
+            __m128i odd = _mm_or_si128(bytes_within(v[b], 0x00, 0x1f),
+                                       bytes_within(v[b], 0x7f, 0xa0 - 0x7f));
+            odd = _mm_or_si128(odd, _mm_cmpeq_epi8(v[b], _mm_set1_epi8((char)0xad)));
+            hit = _mm_or_si128(hit, odd);
+        }
+    if (w->upper)
+        for (int b = 0; b < width; b++) {
+            __m128i wide = _mm_cmplt_epi8(v[b], _mm_setzero_si128());
+            hit = _mm_or_si128(hit, _mm_or_si128(wide, bytes_within(v[b], 'A', 'Z' - 'A')));
+        }
+    return hit;
+}
+
+/* Whether the `width` blocks at `s` hold a place `w` looks for. */
+ALWAYS_INLINE int blocks_have_lookout(const lookout_t *w, const unsigned char *s, int width) {
+    return _mm_movemask_epi8(lookout_hits(w, s, width)) != 0;
+}
+
+/* Values shorter than this, and the last this many characters of longer ones, are read
+ * character by character: in JSON or a form, most features are found in their first blocks,
+ * and the lookout would be redrawn after each. */
+#define FEATURE_VECTOR_MIN 64
+
+/* The first block from `i` on that holds a place `w` looks for, or else the tail: its start,
+ * and its end in `*stop`. Four blocks are passed over at a time while they hold none (the byte
+ * after them is inside the text), then the four that do are read one at a time. */
+static Py_ssize_t block_to_read(const lookout_t *w, const unsigned char *s, Py_ssize_t n,
+                                Py_ssize_t i, Py_ssize_t *stop) {
+    while (n - i > FEATURE_VECTOR_MIN) {
+        if (blocks_have_lookout(w, s + i, 4)) {
+            for (int b = 0; b < 3 && !blocks_have_lookout(w, s + i, 1); b++) i += 16;
+            *stop = i + 16;
+            return i;
+        }
+        i += 16 * 4;
+    }
+    *stop = n;
+    return i;
+}
+#endif
+
+/* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
+ * character past ASCII makes the value wide). The text is walked once: a block of 16 that may
+ * add a feature still open is read character by character, the others are passed over 16 bytes
+ * at a time (SSE2), so is the tail, and the walk stops when no wanted feature is open. */
+static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
+    long found = n > 0 && s[0] == '.' ? F_PATH_DOTS : 0;
+    long open = wanted & ~F_BASE64_SHAPE & ~found;
+    Py_ssize_t i = 0;
+    while (i < n && open != 0) {
+        Py_ssize_t stop = n;
+#if defined(__SSE2__)
+        if (n - i > FEATURE_VECTOR_MIN) {
+            lookout_t w;
+            lookout_for(&w, open, found);
+            i = block_to_read(&w, s, n, i, &stop);
+        }
+#else
+        if (n - i > 256) stop = i + 256;
+#endif
+        found = with_ampersand(found | features_between(s, n, i, stop));
+        open &= ~found;
+        i = stop;
+    }
+    if ((open & F_AMPERSAND) && (found & SEEN_AMPERSAND) && fs_legacy_reference_in(s, n))
+        found |= F_AMPERSAND;
+    if ((wanted & F_BASE64_SHAPE) && n >= 4 && base64_shaped(s, n)) found |= F_BASE64_SHAPE;
+    return found & wanted;
 }
 
 static long wide_features(PyObject *value, long wanted, int *undecided);
@@ -2750,7 +2903,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     profile_tables();
     utf8_tables();
     fs_nfkc_tables();
-    if (latin1_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
+    if (latin1_tables() < 0 || feature_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
     cmd_line_table();
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
