@@ -202,8 +202,9 @@ static int feature_tables(void) {
     static const char shell[] = "\"'^,";
     for (unsigned int c = 0; c < 256; c++) {
         if (unprintable_by_range(c) != !LATIN1_PRINTABLE[c]) {
-            PyErr_Format(PyExc_ImportError, "str.isprintable() of U+%04X is not %d", c,
-                         !unprintable_by_range(c));
+            PyErr_Format(PyExc_ImportError,
+                         "str.isprintable() of U+%04X is not what the features' SSE2 walk tests",
+                         c);
             return -1;
         }
         uint16_t f = 0;
@@ -247,14 +248,10 @@ static long with_ampersand(long found) {
     return (found & both) == both ? found | F_AMPERSAND : found;
 }
 
-#if !defined(__SSE2__)
-static void splat_table(void) {}
-#endif
-
 #if defined(__SSE2__)
 /* The characters and pairs whose presence would add to what is found, among the features
- * still open: every place the walk must look at, and no other (so a chunk that holds one
- * always adds a feature, which happens a few times per value). */
+ * still open: every place the walk must look at, and no other (so a block that holds one
+ * always adds to what is found, which happens a few times per value). */
 typedef struct {
     int singles, pairs, unprintable, upper;
     __m128i single[12], first[FEATURE_PAIR_COUNT], second[FEATURE_PAIR_COUNT];
@@ -336,7 +333,7 @@ ALWAYS_INLINE int blocks_have_lookout(const lookout_t *w, const unsigned char *s
     return _mm_movemask_epi8(lookout_hits(w, s, width)) != 0;
 }
 
-/* Values shorter than this, and the last this many characters of longer ones, are read
+/* Values of up to this many characters, and the last this many of longer ones, are read
  * character by character: in JSON or a form, most features are found in their first blocks,
  * and the lookout would be redrawn after each. */
 #define FEATURE_VECTOR_MIN 64
@@ -357,12 +354,15 @@ static Py_ssize_t block_to_read(const lookout_t *w, const unsigned char *s, Py_s
     *stop = n;
     return i;
 }
+#else
+static void splat_table(void) {}
 #endif
 
 /* Features of a value of Latin-1 characters (ASCII or not: every needle is ASCII, and a
  * character past ASCII makes the value wide). The text is walked once: a block of 16 that may
  * add a feature still open is read character by character, the others are passed over 16 bytes
- * at a time (SSE2), so is the tail, and the walk stops when no wanted feature is open. */
+ * at a time (SSE2), the tail is read character by character, and the walk stops when no wanted
+ * feature is open (without SSE2, every character is read, 256 between two such checks). */
 static long latin1_features(const unsigned char *s, Py_ssize_t n, long wanted) {
     long found = n > 0 && s[0] == '.' ? F_PATH_DOTS : 0;
     long open = wanted & ~F_BASE64_SHAPE & ~found;
