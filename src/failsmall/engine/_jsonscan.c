@@ -20,11 +20,14 @@
  */
 #include "_head.h"
 #include "_jsonwalk.h"
+#include "_kind.h"
 
 #include <stdint.h>
 #include <string.h>
 
-/* One distinct value: its characters at `offset` in the arena, and its target bits. */
+/* One distinct value: its characters at `offset` in the arena (or, at offset TEXT_OFFSET, the
+body's text: the str passed in, read where it is), and its target bits. */
+#define TEXT_OFFSET (-1)
 typedef struct {
     Py_ssize_t offset, length;
     int kind;
@@ -38,7 +41,13 @@ typedef struct {
     source_t *items;
     Py_ssize_t count, capacity;
     long long names_bit, values_bit;
+    PyObject *text; /* the body's text (borrowed), or NULL when it is not a source */
 } sources_t;
+
+/* The characters of `item`. */
+static inline const char *source_data(const sources_t *s, const source_t *item) {
+    return item->offset == TEXT_OFFSET ? PyUnicode_DATA(s->text) : s->arena + item->offset;
+}
 
 static void sources_free(sources_t *s) {
     PyMem_Free(s->arena);
@@ -96,9 +105,10 @@ static int narrowest(int kind, const void *data, Py_ssize_t length) {
 /* Copy the `length` UCS4 characters at `data` to the end of the arena as one-byte characters
  * in one pass, which tells at its end the narrowest kind that holds them all (the copy is used
  * only when that is one byte); -1 with MemoryError set when there is no room. */
-static int to_latin1(sources_t *s, const Py_UCS4 *data, Py_ssize_t length) {
+static int to_latin1(sources_t *s, const Py_UCS4 *restrict data, Py_ssize_t length) {
     if (arena_reserve(s, length) < 0) return -1;
-    Py_UCS1 *at = (Py_UCS1 *)(s->arena + s->arena_length);
+    /* `restrict`: the arena is not the walk's path, so the loop is vectorised */
+    Py_UCS1 *restrict at = (Py_UCS1 *)(s->arena + s->arena_length);
     Py_UCS4 bits = 0; /* every bit of every character: below 2^k exactly when all are */
     for (Py_ssize_t j = 0; j < length; j++) {
         bits |= data[j];
@@ -119,6 +129,26 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
         h = (h ^ (unsigned char)data[size - 1 - j]) * 1099511628211ULL;
     }
     return (Py_hash_t)(h >> 1);
+}
+
+/* Append the source of `length` characters of `kind` at `data` (stored at `offset`) with its
+ * hash. */
+ALWAYS_INLINE int append_source(sources_t *s, Py_ssize_t offset, int kind, const char *data,
+                         Py_ssize_t length, long long bits) {
+    Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(data, length * kind)
+                                             : memo_text_hash(kind, data, length);
+    if (s->count == s->capacity) {
+        Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 256;
+        source_t *items = PyMem_Realloc(s->items, (size_t)capacity * sizeof(source_t));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->items = items;
+        s->capacity = capacity;
+    }
+    s->items[s->count++] = (source_t){offset, length, kind, hash, bits};
+    return 0;
 }
 
 /* Add the value of `length` characters of `kind` at `data`, of targets `bits`, after the
@@ -147,26 +177,25 @@ static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t lengt
         for (Py_ssize_t j = 0; j < length; j++)
             PyUnicode_WRITE(narrow, at, j, PyUnicode_READ(kind, data, j));
     }
-hash:;
-    Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(at, length * narrow)
-                                             : memo_text_hash(narrow, at, length);
-    if (s->count == s->capacity) {
-        Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 256;
-        source_t *items = PyMem_Realloc(s->items, (size_t)capacity * sizeof(source_t));
-        if (items == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->items = items;
-        s->capacity = capacity;
-    }
-    s->items[s->count++] = (source_t){start, length, narrow, hash, bits};
+hash:
+    if (append_source(s, start, narrow, at, length, bits) < 0) return -1;
     s->arena_length = start + length * narrow;
     return 0;
 }
 
+/* Add the body's text `text` (of targets `bits`) as a source read where it is: no copy of a
+ * body's worth of characters, and no new str when it is scanned. */
+static int add_text(sources_t *s, PyObject *text, long long bits) {
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (narrowest(kind, data, length) != kind) return add_source(s, kind, data, length, bits);
+    s->text = text;
+    return append_source(s, TEXT_OFFSET, kind, data, length, bits);
+}
+
 /* How many values ahead the merge asks for the table slot it will read. */
-#define MERGE_PREFETCH 8
+#define MERGE_PREFETCH 32
 
 /* Keep each value once, where first added, with the targets of every place it was added (as
  * `add_fields` ors them into a dict). The table is sized once for every value, so the slot a
@@ -197,7 +226,7 @@ static int merge_repeats(sources_t *s) {
             source_t *old = &s->items[(table[k] & 0xFFFFFFFFu) - 1];
             if (old->hash == item.hash && old->kind == item.kind &&
                 old->length == item.length &&
-                memcmp(s->arena + old->offset, s->arena + item.offset,
+                memcmp(source_data(s, old), source_data(s, &item),
                        (size_t)(item.length * item.kind)) == 0) {
                 old->bits |= item.bits;
                 break;
@@ -249,14 +278,16 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
         }
         source_t *item = &s->items[i];
         if (item->length == 0) continue;
-        memo_text_t text = {item->kind, s->arena + item->offset, item->length, item->hash};
+        memo_text_t text = {item->kind, source_data(s, item), item->length, item->hash};
         memo_entry *e =
             item->length > MEMO_MAX_VALUE ? NULL : memo_find_text(memo, text, item->bits);
         if (e != NULL) {
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
             more = walk_known(&walk, &found);
         } else {
-            PyObject *value = PyUnicode_FromKindAndData(text.kind, text.data, text.length);
+            PyObject *value = item->offset == TEXT_OFFSET
+                                  ? Py_NewRef(s->text)
+                                  : PyUnicode_FromKindAndData(text.kind, text.data, text.length);
             if (value == NULL) goto done;
             more = walk_fresh(self, &walk, value, item->hash, item->bits);
             Py_DECREF(value);
@@ -298,10 +329,9 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *out = NULL;
-    if (presize(&s, PyBytes_GET_SIZE(body) + (text_bits ? PyUnicode_GET_LENGTH(text) : 0)) < 0)
+    if (presize(&s, PyBytes_GET_SIZE(body)) < 0)
         goto done;
-    if (text_bits && add_source(&s, PyUnicode_KIND(text), PyUnicode_DATA(text),
-                                PyUnicode_GET_LENGTH(text), text_bits) < 0)
+    if (text_bits && add_text(&s, text, text_bits) < 0)
         goto done;
     int status = json_walk(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), max_values,
                            (int)max_depth, max_name_chars, add_pair, &s);

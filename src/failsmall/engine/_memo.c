@@ -88,10 +88,6 @@ void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int st
     }
 }
 
-Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
-    return _Py_HashBytes(data, length * kind);
-}
-
 int array_reserve(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item) {
     if (needed <= *capacity) return 0;
     Py_ssize_t more = *capacity ? *capacity : 64;

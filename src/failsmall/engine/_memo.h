@@ -4,6 +4,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdint.h>
+#include <string.h>
+
 /* The kinds of key besides a value's (whose kind is its target mask, > 0). */
 #define MEMO_ARG_PART 0     /* a raw `name=value` part of the query */
 #define MEMO_COOKIE_PART -1 /* a raw `;`-separated part of a Cookie header */
@@ -58,8 +61,70 @@ typedef struct {
     Py_hash_t hash;
 } memo_text_t;
 
-/* The hash of the str of `length` characters of the narrowest `kind` at `data`. */
-Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length);
+/* The hash of the str of `length` characters of the narrowest `kind` at `data`: CPython's str
+ * hash (`_Py_HashBytes` of its bytes). Where CPython hashes with SipHash-1-3 (its default on
+ * 64-bit platforms), it is computed here with the interpreter's secret key, so a body's many
+ * short values are hashed without three calls each; elsewhere it is `_Py_HashBytes`. */
+#if Py_HASH_ALGORITHM == Py_HASH_SIPHASH13 && Py_HASH_CUTOFF == 0 && SIZEOF_SIZE_T == 8 && \
+    PY_LITTLE_ENDIAN
+#define MEMO_SIPROUND(v0, v1, v2, v3)                                                           \
+    do {                                                                                       \
+        v0 += v1;                                                                              \
+        v1 = (v1 << 13) | (v1 >> 51);                                                          \
+        v1 ^= v0;                                                                              \
+        v0 = (v0 << 32) | (v0 >> 32);                                                          \
+        v2 += v3;                                                                              \
+        v3 = (v3 << 16) | (v3 >> 48);                                                          \
+        v3 ^= v2;                                                                              \
+        v0 += v3;                                                                              \
+        v3 = (v3 << 21) | (v3 >> 43);                                                          \
+        v3 ^= v0;                                                                              \
+        v2 += v1;                                                                              \
+        v1 = (v1 << 17) | (v1 >> 47);                                                          \
+        v1 ^= v2;                                                                              \
+        v2 = (v2 << 32) | (v2 >> 32);                                                          \
+    } while (0)
+
+static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
+    size_t size = (size_t)length * (size_t)kind;
+    if (size == 0) return 0;
+    const unsigned char *in = data;
+    uint64_t k0 = _Py_HashSecret.siphash.k0, k1 = _Py_HashSecret.siphash.k1;
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+    size_t blocks = size / 8;
+    for (size_t i = 0; i < blocks; i++, in += 8) {
+        uint64_t m;
+        memcpy(&m, in, 8);
+        v3 ^= m;
+        MEMO_SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    uint64_t last = (uint64_t)size << 56;
+    size_t rest = size % 8;
+    if (rest && blocks) { /* the last bytes with the seven before them, shifted out */
+        uint64_t tail;
+        memcpy(&tail, in + rest - 8, 8);
+        last |= tail >> (64 - 8 * rest);
+    } else {
+        for (size_t j = 0; j < rest; j++) last |= (uint64_t)in[j] << (8 * j);
+    }
+    v3 ^= last;
+    MEMO_SIPROUND(v0, v1, v2, v3);
+    v0 ^= last;
+    v2 ^= 0xff;
+    MEMO_SIPROUND(v0, v1, v2, v3);
+    MEMO_SIPROUND(v0, v1, v2, v3);
+    MEMO_SIPROUND(v0, v1, v2, v3);
+    Py_hash_t hash = (Py_hash_t)((v0 ^ v1) ^ (v2 ^ v3));
+    return hash == -1 ? -2 : hash;
+}
+#undef MEMO_SIPROUND
+#else
+static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
+    return _Py_HashBytes(data, length * kind);
+}
+#endif
 
 /* The entry of (the str of `text`, kind), borrowed, or NULL: `memo_find` without the str. */
 memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind);
