@@ -266,21 +266,32 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
     scan_walk_t walk = {.room_values = w->room_values - w->values,
                         .room_chars = w->room_chars - w->chars};
     int more = 1, err = -1;
+    /* the hash each value is filed by in the memo, or 0 for one not looked up (empty or too
+     * long to be remembered), read by each stage of the prefetching and by the lookup */
+    Py_hash_t *mixed = PyMem_Malloc((size_t)(s->count ? s->count : 1) * sizeof(Py_hash_t));
+    if (mixed == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < s->count; i++) {
+        const source_t *item = &s->items[i];
+        int looked_up = item->length && item->length <= MEMO_MAX_VALUE;
+        mixed[i] = looked_up ? memo_mix(item->hash, item->bits) : 0;
+    }
     if (walk_reserve(&walk, s->count) < 0) goto done;
     for (Py_ssize_t i = 0; more == 1 && i < s->count; i++) {
         /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
         for (int stage = 0; stage < 3; stage++) {
             Py_ssize_t ahead = i + PREFETCH_DISTANCE * (3 - stage);
-            if (ahead >= s->count) continue;
-            const source_t *next = &s->items[ahead];
-            if (next->length && next->length <= MEMO_MAX_VALUE)
-                memo_prefetch(memo, next->hash, next->bits, stage);
+            if (ahead < s->count && mixed[ahead] != 0)
+                memo_prefetch_mixed(memo, mixed[ahead], stage);
         }
         source_t *item = &s->items[i];
         if (item->length == 0) continue;
         memo_text_t text = {item->kind, source_data(s, item), item->length, item->hash};
-        memo_entry *e =
-            item->length > MEMO_MAX_VALUE ? NULL : memo_find_text(memo, text, item->bits);
+        memo_entry *e = item->length > MEMO_MAX_VALUE
+                            ? NULL
+                            : memo_find_text_mixed(memo, text, item->bits, mixed[i]);
         if (e != NULL) {
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
             more = walk_known(&walk, &found);
@@ -296,6 +307,7 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
     }
     err = walk_finish(self, &walk, memo, w);
 done:
+    PyMem_Free(mixed);
     walk_free(&walk);
     return err;
 }

@@ -16,11 +16,6 @@
 
 #define MEMO_FIRST_BUCKETS 256
 
-static Py_hash_t mix(Py_hash_t hash, long long kind) {
-    Py_uhash_t mixed = (Py_uhash_t)hash * 1000003u ^ (Py_uhash_t)kind * 0x9E3779B97F4A7C15u;
-    return mixed == (Py_uhash_t)-1 ? -2 : (Py_hash_t)mixed;
-}
-
 int memo_text_of(PyObject *str, memo_text_t *text) {
     Py_ssize_t length = PyUnicode_GET_LENGTH(str);
     int kind = PyUnicode_KIND(str);
@@ -71,15 +66,23 @@ memo_entry *memo_find(Memo *memo, PyObject *key, long long kind) {
 }
 
 memo_entry *memo_find_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind) {
-    return find_object_hashed(memo, key, kind, mix(hash, kind));
+    return find_object_hashed(memo, key, kind, memo_mix(hash, kind));
 }
 
 memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind) {
-    return find_text_hashed(memo, text, kind, mix(text.hash, kind));
+    return find_text_hashed(memo, text, kind, memo_mix(text.hash, kind));
+}
+
+memo_entry *memo_find_text_mixed(Memo *memo, memo_text_t text, long long kind, Py_hash_t mixed) {
+    return find_text_hashed(memo, text, kind, mixed);
 }
 
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage) {
-    memo_entry *const *bucket = &memo->buckets[(size_t)mix(text_hash, kind) & memo->mask];
+    memo_prefetch_mixed(memo, memo_mix(text_hash, kind), stage);
+}
+
+void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage) {
+    memo_entry *const *bucket = &memo->buckets[(size_t)mixed & memo->mask];
     if (stage == 0) {
         __builtin_prefetch(bucket);
     } else if (*bucket != NULL) {
@@ -199,7 +202,7 @@ int memo_put_text(Memo *memo, memo_text_t text, long long kind, PyObject *hits,
                   Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
     Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
     if (cost > memo->max_bytes) return 0;
-    Py_hash_t hash = mix(text.hash, kind);
+    Py_hash_t hash = memo_mix(text.hash, kind);
     if (find_text_hashed(memo, text, kind, hash) != NULL) return 0;
     return add_entry(memo, NULL, text, kind, hash, hits, values, chars, cost);
 }
@@ -220,7 +223,7 @@ int memo_put_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind, P
                     Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
     Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
     if (cost > memo->max_bytes) return 0;
-    hash = mix(hash, kind);
+    hash = memo_mix(hash, kind);
     if (find_object_hashed(memo, key, kind, hash) != NULL) return 0;
     if (PyErr_Occurred()) return -1;
     return add_entry(memo, key, (memo_text_t){0}, kind, hash, hits, values, chars, cost);

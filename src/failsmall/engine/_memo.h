@@ -128,11 +128,21 @@ static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t le
 
 /* The entry of (the str of `text`, kind), borrowed, or NULL: `memo_find` without the str. */
 memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind);
+/* The hash an entry of (a key of hash `hash`, kind) is filed by: its bucket is this modulo the
+ * table's size. */
+static inline Py_hash_t memo_mix(Py_hash_t hash, long long kind) {
+    Py_uhash_t mixed = (Py_uhash_t)hash * 1000003u ^ (Py_uhash_t)kind * 0x9E3779B97F4A7C15u;
+    return mixed == (Py_uhash_t)-1 ? -2 : (Py_hash_t)mixed;
+}
+/* `memo_find_text` of a key whose `memo_mix` the caller has: `mixed`. */
+memo_entry *memo_find_text_mixed(Memo *memo, memo_text_t text, long long kind, Py_hash_t mixed);
 /* Ask the CPU to load what looking up (the str of a text of `text_hash`, kind) reads first:
  * its bucket (stage 0), the bucket's first entry (stage 1, once the bucket is loaded), the
  * rest of that entry and its characters (stage 2). Lookups of many values in a row overlap
  * their memory reads so. */
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage);
+/* `memo_prefetch` of a key whose `memo_mix` the caller has: `mixed`. */
+void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage);
 
 /* Remember (key, kind) -> (hits, values, chars) at a cost of `size` + MEMO_ENTRY_OVERHEAD,
  * forgetting the oldest entries as needed; nothing when already there or costlier than the
