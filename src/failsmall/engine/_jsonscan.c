@@ -134,19 +134,11 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
 /* Append the source of `length` characters of `kind` at `data` (stored at `offset`) with its
  * hash. */
 ALWAYS_INLINE int append_source(sources_t *s, Py_ssize_t offset, int kind, const char *data,
-                         Py_ssize_t length, long long bits) {
+                                Py_ssize_t length, long long bits) {
     Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(data, length * kind)
                                              : memo_text_hash(kind, data, length);
-    if (s->count == s->capacity) {
-        Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 256;
-        source_t *items = PyMem_Realloc(s->items, (size_t)capacity * sizeof(source_t));
-        if (items == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->items = items;
-        s->capacity = capacity;
-    }
+    if (array_reserve((void **)&s->items, &s->capacity, s->count + 1, sizeof(source_t)) < 0)
+        return -1;
     s->items[s->count++] = (source_t){offset, length, kind, hash, bits};
     return 0;
 }
