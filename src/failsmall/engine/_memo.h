@@ -63,10 +63,12 @@ typedef struct {
 
 /* The hash of the str of `length` characters of the narrowest `kind` at `data`: CPython's str
  * hash (`_Py_HashBytes` of its bytes). Where CPython hashes with SipHash-1-3 (its default on
- * 64-bit platforms), it is computed here with the interpreter's secret key, so a body's many
- * short values are hashed without three calls each; elsewhere it is `_Py_HashBytes`. */
-#if Py_HASH_ALGORITHM == Py_HASH_SIPHASH13 && Py_HASH_CUTOFF == 0 && SIZEOF_SIZE_T == 8 && \
-    PY_LITTLE_ENDIAN
+ * 64-bit platforms) and its headers give the interpreter's secret key (up to 3.12), it is
+ * computed here with that key, so a body's many short values are hashed without three calls
+ * each; elsewhere it is `_Py_HashBytes`. */
+#if PY_VERSION_HEX < 0x030D0000 && defined(Py_HASH_ALGORITHM) && defined(Py_HASH_SIPHASH13) && \
+    Py_HASH_ALGORITHM == Py_HASH_SIPHASH13 && defined(Py_HASH_CUTOFF) && Py_HASH_CUTOFF == 0 && \
+    SIZEOF_SIZE_T == 8 && PY_LITTLE_ENDIAN
 #define MEMO_SIPROUND(v0, v1, v2, v3)                                                           \
     do {                                                                                       \
         v0 += v1;                                                                              \
