@@ -218,6 +218,10 @@ def test_workers_rejects_bad_arguments() -> None:
     assert "wrk and the origin" in json.loads(done.stdout)["error"]
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_workers_removes_its_cgroups_when_interrupted(signum: signal.Signals) -> None:
     missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
@@ -232,6 +236,9 @@ def test_workers_removes_its_cgroups_when_interrupted(signum: signal.Signals) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a test run started in the background (where the shell ignores
+        # SIGINT for it) would otherwise pass the ignored Ctrl-C on to the bench
+        preexec_fn=_interruptible,
     )
     group = mount / f"failsmall-bench-workers-{run.pid}"
     try:
