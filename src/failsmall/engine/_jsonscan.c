@@ -4,10 +4,11 @@
  * together (the readable way: `body.parse_json_reference`, then `scan_sources` of the
  * reference scanner), without a Python string per value:
  *
- * 1. the walk (`_jsonwalk.c`) gives each field's path and value, their characters kept in
- *    one arena in the narrowest kind that holds them, with the hash a str of them has; then
- *    each is kept once, in the order first seen, with the target bits of every place it was
- *    seen (as `add_fields` ors them into a dict);
+ * 1. the walk (`_jsonwalk.c`) gives each field's path and value: a value read where it is in
+ *    the body's bytes, the others' characters copied into one arena in the narrowest kind
+ *    that holds them; then each is hashed as a str of it would be and kept once, in the
+ *    order first seen, with the target bits of every place it was seen (as `add_fields` ors
+ *    them into a dict);
  * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its
  *    characters and hash (no str is made for a value remembered; a value too long to be
  *    remembered is not looked up), or made a str and scanned (the fresh values together,
@@ -25,12 +26,16 @@
 #include <stdint.h>
 #include <string.h>
 
-/* One distinct value: its characters at `offset` in the arena (or, at offset TEXT_OFFSET, the
-body's text: the str passed in, read where it is), and its target bits. */
-#define TEXT_OFFSET (-1)
+/* Where a value's characters are: copied into the arena, in the body's bytes (a value without
+ * escapes of a body walked as its bytes), or the body's text (the str passed in). The body and
+ * its text outlive the scan, so neither is copied. */
+typedef enum { IN_ARENA, IN_BODY, BODY_TEXT } source_place;
+
+/* One distinct value: its characters at `offset` of its place, and its target bits. */
 typedef struct {
     Py_ssize_t offset, length;
     int kind;
+    source_place place;
     Py_hash_t hash;
     long long bits;
 } source_t;
@@ -42,11 +47,20 @@ typedef struct {
     Py_ssize_t count, capacity;
     long long names_bit, values_bit;
     PyObject *text; /* the body's text (borrowed), or NULL when it is not a source */
+    const char *body; /* the body's bytes (borrowed) */
+    Py_ssize_t body_length;
 } sources_t;
 
 /* The characters of `item`. */
 static inline const char *source_data(const sources_t *s, const source_t *item) {
-    return item->offset == TEXT_OFFSET ? PyUnicode_DATA(s->text) : s->arena + item->offset;
+    switch (item->place) {
+    case IN_BODY:
+        return s->body + item->offset;
+    case BODY_TEXT:
+        return PyUnicode_DATA(s->text);
+    default:
+        return s->arena + item->offset;
+    }
 }
 
 static void sources_free(sources_t *s) {
@@ -79,9 +93,10 @@ static inline uint64_t slot_of(Py_hash_t hash, Py_ssize_t index) {
 }
 
 /* Room for the values of a body of `length` bytes, so most bodies never grow their buffers:
- * a value and its name take some bytes of the body each. */
+ * a field's name and value take 20 to 25 bytes of a body of short fields (the 1 MiB import of
+ * `bench/engine.py` 20, its 8 KiB cart 24), and a value read in place no room in the arena. */
 static int presize(sources_t *s, Py_ssize_t length) {
-    Py_ssize_t items = length / 16 + 64;
+    Py_ssize_t items = length / 8 + 64;
     s->items = PyMem_Malloc((size_t)items * sizeof(source_t));
     if (s->items == NULL) {
         PyErr_NoMemory();
@@ -131,46 +146,50 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
     return (Py_hash_t)(h >> 1);
 }
 
-/* Append the source of `length` characters of `kind` at `data` (stored at `offset`) with its
- * hash. */
-ALWAYS_INLINE int append_source(sources_t *s, Py_ssize_t offset, int kind, const char *data,
+/* Append the source of `length` characters of `kind` at `offset` of `place`; its hash is
+ * computed by the merge (`merge_repeats`). */
+ALWAYS_INLINE int append_source(sources_t *s, source_place place, Py_ssize_t offset, int kind,
                                 Py_ssize_t length, long long bits) {
-    Py_hash_t hash = length > MEMO_MAX_VALUE ? long_hash(data, length * kind)
-                                             : memo_text_hash(kind, data, length);
     if (array_reserve((void **)&s->items, &s->capacity, s->count + 1, sizeof(source_t)) < 0)
         return -1;
-    s->items[s->count++] = (source_t){offset, length, kind, hash, bits};
+    s->items[s->count++] = (source_t){offset, length, kind, place, 0, bits};
     return 0;
 }
 
+/* The hash `item` is merged and looked up by. */
+ALWAYS_INLINE Py_hash_t source_hash(const sources_t *s, const source_t *item) {
+    const char *data = source_data(s, item);
+    return item->length > MEMO_MAX_VALUE ? long_hash(data, item->length * item->kind)
+                                         : memo_text_hash(item->kind, data, item->length);
+}
+
 /* Add the value of `length` characters of `kind` at `data`, of targets `bits`, after the
- * others: its characters in the arena, in their narrowest kind, and its hash. Repeats are
- * merged afterwards (`merge_repeats`). */
+ * others: where it is in the body's bytes, else its characters copied into the arena in their
+ * narrowest kind. Repeats are merged afterwards (`merge_repeats`). */
 static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
                       long long bits) {
+    const char *at = data;
+    if (kind == PyUnicode_1BYTE_KIND && at >= s->body && at + length <= s->body + s->body_length)
+        return append_source(s, IN_BODY, at - s->body, kind, length, bits);
     int narrow = kind == PyUnicode_4BYTE_KIND ? to_latin1(s, data, length)
                                               : narrowest(kind, data, length);
-    Py_ssize_t start;
-    char *at;
     if (narrow < 0) return -1;
-    if (kind == PyUnicode_4BYTE_KIND && narrow == PyUnicode_1BYTE_KIND) {
-        /* a path (or an escaped value) of one-byte characters: narrowed as it was read */
-        start = s->arena_length;
-        at = s->arena + start;
-        goto hash;
+    Py_ssize_t start = s->arena_length;
+    /* a path (or an escaped value) of one-byte characters was narrowed as it was read */
+    if (kind != PyUnicode_4BYTE_KIND || narrow != PyUnicode_1BYTE_KIND) {
+        /* each value starts at a multiple of its character size (the arena's start is
+         * aligned) */
+        start = (start + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
+        if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
+        char *copy = s->arena + start;
+        if (narrow == kind) {
+            memcpy(copy, data, (size_t)(length * kind));
+        } else {
+            for (Py_ssize_t j = 0; j < length; j++)
+                PyUnicode_WRITE(narrow, copy, j, PyUnicode_READ(kind, data, j));
+        }
     }
-    /* each value starts at a multiple of its character size (the arena's start is aligned) */
-    start = (s->arena_length + narrow - 1) & ~(Py_ssize_t)(narrow - 1);
-    if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
-    at = s->arena + start;
-    if (narrow == kind) {
-        memcpy(at, data, (size_t)(length * kind));
-    } else {
-        for (Py_ssize_t j = 0; j < length; j++)
-            PyUnicode_WRITE(narrow, at, j, PyUnicode_READ(kind, data, j));
-    }
-hash:
-    if (append_source(s, start, narrow, at, length, bits) < 0) return -1;
+    if (append_source(s, IN_ARENA, start, narrow, length, bits) < 0) return -1;
     s->arena_length = start + length * narrow;
     return 0;
 }
@@ -183,7 +202,7 @@ static int add_text(sources_t *s, PyObject *text, long long bits) {
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
     if (narrowest(kind, data, length) != kind) return add_source(s, kind, data, length, bits);
     s->text = text;
-    return append_source(s, TEXT_OFFSET, kind, data, length, bits);
+    return append_source(s, BODY_TEXT, 0, kind, length, bits);
 }
 
 /* How many values ahead the merge asks for the table slot it will read. */
@@ -207,9 +226,16 @@ static int merge_repeats(sources_t *s) {
     }
     size_t mask = slots - 1;
     Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < MERGE_PREFETCH && i < s->count; i++)
+        s->items[i].hash = source_hash(s, &s->items[i]);
     for (Py_ssize_t i = 0; i < s->count; i++) {
-        if (i + MERGE_PREFETCH < s->count)
-            __builtin_prefetch(&table[(size_t)s->items[i + MERGE_PREFETCH].hash & mask]);
+        /* the hash of a value some places ahead, computed while this one's slot is waited
+         * for, and that value's slot asked for */
+        if (i + MERGE_PREFETCH < s->count) {
+            source_t *ahead = &s->items[i + MERGE_PREFETCH];
+            ahead->hash = source_hash(s, ahead);
+            __builtin_prefetch(&table[(size_t)ahead->hash & mask]);
+        }
         source_t item = s->items[i];
         uint64_t tag = slot_of(item.hash, -1);
         size_t k = (size_t)item.hash & mask;
@@ -288,7 +314,7 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
             more = walk_known(&walk, &found);
         } else {
-            PyObject *value = item->offset == TEXT_OFFSET
+            PyObject *value = item->place == BODY_TEXT
                                   ? Py_NewRef(s->text)
                                   : PyUnicode_FromKindAndData(text.kind, text.data, text.length);
             if (value == NULL) goto done;
@@ -333,6 +359,8 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *out = NULL;
+    s.body = PyBytes_AS_STRING(body);
+    s.body_length = PyBytes_GET_SIZE(body);
     if (presize(&s, PyBytes_GET_SIZE(body)) < 0)
         goto done;
     if (text_bits && add_text(&s, text, text_bits) < 0)
