@@ -80,12 +80,40 @@ void batch_free(scan_batch_t *b);
  * `walk_fresh` add the next value and return 1 while more may follow, 0 once a value would not
  * fit (it is the last: the work stops before it), -1 on error; `walk_finish` scans, charges
  * each value in order to `w`, and remembers the short fresh ones charged or stopped at. */
+/* A value added: its hits and cost when remembered, or its index in the batch when fresh. */
+struct walk_value {
+    known_t found;
+    PyObject *value; /* the fresh value, or NULL */
+    Py_hash_t hash;  /* its hash */
+    long long targets;
+    Py_ssize_t index;
+};
+
 typedef struct {
     scan_batch_t batch;
     struct walk_value *items;
     Py_ssize_t count, capacity;
     Py_ssize_t room_values, room_chars, values, chars;
 } scan_walk_t;
+
+/* A remembered value without hits that fits changes the work only by its values and
+ * characters: after another such value it joins that one's item, which `work_charge` then
+ * charges in one go (the sums fit as each part did), so a body of values remembered clean
+ * costs a few items, not one per value. 1 when the value of `hits`, `values` and `chars`
+ * joined the last item so, else 0 (and nothing changed). */
+static inline int walk_join_clean(scan_walk_t *walk, PyObject *hits, Py_ssize_t values,
+                                  Py_ssize_t chars) {
+    if (walk->count == 0 || PySet_GET_SIZE(hits) != 0) return 0;
+    struct walk_value *last = &walk->items[walk->count - 1];
+    if (last->value != NULL || PySet_GET_SIZE(last->found.hits) != 0 ||
+        walk->values + values > walk->room_values || walk->chars + chars > walk->room_chars)
+        return 0;
+    last->found.values += values;
+    last->found.chars += chars;
+    walk->values += values;
+    walk->chars += chars;
+    return 1;
+}
 
 /* Room for `values` more values, so a walk of a known number of them never grows (and copies)
  * its items. -1 with MemoryError set. */

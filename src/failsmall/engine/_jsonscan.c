@@ -311,6 +311,7 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
                             ? NULL
                             : memo_find_text_mixed(memo, text, item->bits, mixed[i]);
         if (e != NULL) {
+            if (walk_join_clean(&walk, e->hits, e->values, e->chars)) continue;
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
             more = walk_known(&walk, &found);
         } else {

@@ -9,15 +9,6 @@
  */
 #include "_head.h"
 
-/* A value added: its hits and cost when remembered, or its index in the batch when fresh. */
-struct walk_value {
-    known_t found;
-    PyObject *value; /* the fresh value, or NULL */
-    Py_hash_t hash;  /* its hash */
-    long long targets;
-    Py_ssize_t index;
-};
-
 int walk_reserve(scan_walk_t *walk, Py_ssize_t values) {
     return array_reserve((void **)&walk->items, &walk->capacity, walk->count + values,
                          sizeof(struct walk_value));
@@ -41,17 +32,7 @@ static int walk_push(scan_walk_t *walk, struct walk_value item) {
 }
 
 int walk_known(scan_walk_t *walk, known_t *found) {
-    /* A remembered value without hits that fits changes the work only by its values and
-     * characters: after another such value it joins that one's item, which `work_charge`
-     * then charges in one go (the sums fit as each part did), so a body of values remembered
-     * clean costs a few items, not one per value. */
-    struct walk_value *last = walk->count ? &walk->items[walk->count - 1] : NULL;
-    if (last != NULL && last->value == NULL && PySet_GET_SIZE(last->found.hits) == 0 &&
-        PySet_GET_SIZE(found->hits) == 0 && fits(walk, found)) {
-        last->found.values += found->values;
-        last->found.chars += found->chars;
-        walk->values += found->values;
-        walk->chars += found->chars;
+    if (walk_join_clean(walk, found->hits, found->values, found->chars)) {
         Py_CLEAR(found->hits);
         return 1;
     }
