@@ -511,7 +511,7 @@ def test_rules_indexed_by_path_yield_the_verdicts_of_running_every_rule(
     slow = unindexed(example)
     fast_state, slow_state = example.new_state(seed=1), slow.new_state(seed=1)
     for i, (path, method, ip) in enumerate(sequence):
-        req = replace(request(path, method=method, ip=ip), now=1000.0 + i / 100)
+        req = request(path, method=method, ip=ip)._replace(now=1000.0 + i / 100)
         fast = example.evaluate(req, fast_state)
         assert repr(fast) == repr(slow.evaluate(req, slow_state)), (path, method, ip)
 

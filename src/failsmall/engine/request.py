@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar, overload
+from typing import Generic, NamedTuple, TypeVar, overload
 
 from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
 from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
@@ -29,12 +29,14 @@ T = TypeVar("T")
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """One HTTP request, as handed to the engine by the node (or by `inspect`/`verify`).
 
     `body` holds at most the WAF body buffer; `body_truncated` says the request body was longer.
     `now` is the wall-clock time in seconds, passed in because the engine reads no clocks.
+
+    Immutable; a `NamedTuple` because one is made for every request the node reads, and one is
+    made in a fifth of the time of a frozen dataclass (a copy with other fields: `_replace`).
     """
 
     method: str
