@@ -78,7 +78,7 @@ class _Lazy(Generic[T]):
         return value
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class RequestView:
     """Derived, cached views of a request: parsed headers, args, cookies and body text.
 
@@ -91,6 +91,22 @@ class RequestView:
     signature_hits: frozenset[str] = frozenset()
     # The bundle's limits: they bound body decoding and parsing (see `failsmall.engine.work`).
     limits: Limits = DEFAULT_LIMITS
+
+    def __init__(
+        self,
+        request: Request,
+        bot_score: int | None = None,
+        signature_hits: frozenset[str] = frozenset(),
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        """The dataclass's own `__init__`, less the fields left at their defaults: those read
+        as the class's (one view is made per request, and most set only `limits`)."""
+        self.request = request
+        self.limits = limits
+        if bot_score is not None:
+            self.bot_score = bot_score
+        if signature_hits:
+            self.signature_hits = signature_hits
 
     @_Lazy
     def headers(self) -> dict[str, list[str]]:
