@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import gc
 import json
 import pstats
@@ -221,7 +220,7 @@ def measure(
         for i in range(iterations):
             req = vary(seen, i)
             if bodies is not None:
-                req = dataclasses.replace(req, body=bodies(i))
+                req = req._replace(body=bodies(i))
             start = clock()
             engine.evaluate(req, state)
             samples.append((clock() - start) / 1000)

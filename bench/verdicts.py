@@ -19,7 +19,6 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -50,7 +49,7 @@ def verdict_lines(label: str, engine: Engine, cases: list[LabelledRequest]) -> I
     for round_ in range(PASSES):
         for i, case in enumerate(cases):
             now = 1000.0 + i * 0.01 + round_ * 500
-            request = replace(case.request, client_ip=CLIENTS[i % len(CLIENTS)], now=now)
+            request = case.request._replace(client_ip=CLIENTS[i % len(CLIENTS)], now=now)
             verdict = engine.evaluate(request, state)
             yield f"{label} {round_} {case.name} {verdict!r}"
             if isinstance(verdict.cache, CacheMiss):

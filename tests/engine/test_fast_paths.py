@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from failsmall.build import load_config_dir
 from failsmall.engine import Engine, Request
+from failsmall.engine import cache as cache_module
 from failsmall.engine.bot import BotScorer, _in_order, user_agent_class
 from failsmall.engine.cache import CacheFill, NotStored
 from failsmall.engine.expr.addresses import AddressSet
@@ -23,7 +24,7 @@ from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
 from failsmall.engine.request import RequestView
 from failsmall.engine.routing import Routed, Router, Unrouted
 from failsmall.engine.waf import CompiledRuleset, Waf
-from failsmall.model import Bundle
+from failsmall.model import Bundle, Limits
 from failsmall.model.bot import BotConfig, FeatureKind
 from failsmall.model.traffic import (
     CacheConfig,
@@ -511,7 +512,7 @@ def test_rules_indexed_by_path_yield_the_verdicts_of_running_every_rule(
     slow = unindexed(example)
     fast_state, slow_state = example.new_state(seed=1), slow.new_state(seed=1)
     for i, (path, method, ip) in enumerate(sequence):
-        req = replace(request(path, method=method, ip=ip), now=1000.0 + i / 100)
+        req = request(path, method=method, ip=ip)._replace(now=1000.0 + i / 100)
         fast = example.evaluate(req, fast_state)
         assert repr(fast) == repr(slow.evaluate(req, slow_state)), (path, method, ip)
 
@@ -605,3 +606,88 @@ def test_routing_yields_the_route_the_bundles_routes_give_as_written(
         assert isinstance(found, Unrouted)
     else:
         assert found == Routed(expected)
+
+
+# ---- the cache's response phase ----------------------------------------------------------------
+
+cache_read_names = st.sampled_from([b"set-cookie", b"cache-control", b"vary", b"expires"]).flatmap(
+    lambda name: st.lists(st.booleans(), min_size=len(name), max_size=len(name)).map(
+        lambda upper: bytes(
+            c - 32 if u and 97 <= c <= 122 else c for c, u in zip(name, upper, strict=True)
+        )
+    )
+)
+cache_response_names = st.one_of(
+    st.sampled_from(sorted(cache_module._NEVER_READ)),
+    st.sampled_from([b"Set-Cookie", b"Cache-Control", b"Vary", b"Expires", b"X-Vary", b"Age"]),
+    cache_read_names,
+    st.binary(min_size=1, max_size=14),
+)
+cache_response_values = st.sampled_from(
+    [
+        b"max-age=60",
+        b"public, s-maxage=5",
+        b"no-store",
+        b"private",
+        b"no-cache",
+        b"max-age=x",
+        b"Accept-Language",
+        b"accept-language, Cookie",
+        b"*",
+        b"a=b",
+        b"Thu, 01 Jan 2099 00:00:00 GMT",
+        b"soon",
+        b"",
+    ]
+)
+
+
+def plan_fields(plan: CacheFill | NotStored) -> object:
+    match plan:
+        case NotStored(reason=reason):
+            return reason
+        case CacheFill(key=key, entry=entry, max_bytes=max_bytes):
+            return key, entry, max_bytes
+        case _:
+            assert_never(plan)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    headers=st.lists(st.tuples(cache_response_names, cache_response_values), max_size=8),
+    status=st.sampled_from([200, 404, 500]),
+    default_ttl=st.sampled_from([0, 30]),
+)
+def test_response_headers_passed_over_unread_leave_the_plan_as_reading_every_one(
+    headers: list[tuple[bytes, bytes]], status: int, default_ttl: int
+) -> None:
+    """`on_response` passes over the names in `_NEVER_READ` without lowercasing them: the plan
+    is the one it makes when it lowercases every name, whatever the names and their case."""
+    engine = Engine.build(
+        Bundle.model_validate(
+            {
+                "origins": [{"id": "o", "url": "http://127.0.0.1:9"}],
+                "routes": [{"origin": "o"}],
+                "cache": {"default_ttl_s": default_ttl},
+            }
+        )
+    )
+    miss = engine.evaluate(
+        request("/r", headers={"Host": "a", "Accept-Language": "en"}), engine.new_state()
+    )
+    fast = engine.on_response(miss, status, headers)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cache_module, "_NEVER_READ", frozenset())
+        every_name_read = engine.on_response(miss, status, headers)
+    assert plan_fields(fast) == plan_fields(every_name_read)
+
+
+def test_a_view_reads_the_fields_it_was_made_with_and_the_defaults_of_the_others() -> None:
+    """`RequestView.__init__` sets only the fields not left at their defaults."""
+    req, limits, hits = request(), Limits(), frozenset({"sqli"})
+    made = RequestView(req, 0, hits, limits)
+    assert made.request is req and made.bot_score == 0
+    assert made.signature_hits is hits and made.limits is limits
+    plain = RequestView(req)
+    assert (plain.bot_score, plain.signature_hits, plain.limits) == (None, frozenset(), Limits())
+    assert RequestView(req, limits=limits).limits is limits

@@ -9,7 +9,6 @@ import base64
 import binascii
 import functools
 import json
-from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -171,7 +170,7 @@ def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() 
                 assert scanner.memo.stored == stored
     # a request with a new part (here only in its body) is remembered whole only when it
     # comes again
-    other = replace(attack, body=b'{"q": "fresh words"}')
+    other = attack._replace(body=b'{"q": "fresh words"}')
     scanner.scan(RequestView(other))
     assert len(request_entries(scanner)) == 1
     scanner.scan(RequestView(other))

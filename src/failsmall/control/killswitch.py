@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,7 +163,7 @@ def _on_every_route(bundle: Bundle) -> list[Request]:
             headers = sample.headers
             if route.host != "*":
                 headers = tuple((n, route.host if n == "host" else v) for n, v in headers)
-            out.append(replace(sample, path=prefix + sample.path, headers=headers))
+            out.append(sample._replace(path=prefix + sample.path, headers=headers))
     return out
 
 

@@ -228,6 +228,8 @@ class CachePolicy:
         vary: list[str] = []
         expires: str | None = None
         for name, value in headers:
+            if name in _NEVER_READ:
+                continue
             lower = name.lower()
             if lower == b"set-cookie":
                 return _SETS_COOKIE
@@ -257,6 +259,26 @@ class CachePolicy:
         return CacheFill(miss.store, miss.key, entry, self.config.max_object_bytes)
 
 
+_NEVER_READ = frozenset(
+    spelling
+    for name in (
+        b"Server",
+        b"Date",
+        b"Content-Type",
+        b"Content-Length",
+        b"Last-Modified",
+        b"Connection",
+        b"ETag",
+        b"Accept-Ranges",
+        b"Keep-Alive",
+        b"Content-Encoding",
+        b"Transfer-Encoding",
+        b"Location",
+    )
+    for spelling in (name, name.lower())
+)
+"""Response headers `on_response` never reads, as origins usually spell them: passed over
+without lowercasing their names (a set lookup costs half a `bytes.lower`)."""
 _HEAD_NOT_STORED = NotStored("the response to a HEAD request has no body to store")
 _SETS_COOKIE = NotStored("the response sets a cookie")
 _NO_LIFETIME = NotStored("the response has no freshness lifetime")

@@ -33,29 +33,34 @@ Route = Routed | Unrouted
 @dataclass(frozen=True)
 class Router:
     """Routes sorted so that exact hosts beat `*` and longer prefixes beat shorter ones: each
-    as its lowercase host, its path prefix and the prefix's length, and where it goes."""
+    as its lowercase host, its path prefix and the prefix's length, and where it goes.
+    `names_hosts`: whether any route is for a host other than `*` (when none is, the request's
+    host decides nothing and is not read)."""
 
     routes: tuple[tuple[str, str, int, Routed], ...]
+    names_hosts: bool
 
     @classmethod
     def build(cls, bundle: Bundle) -> Router:
         origins = {o.id: o for o in bundle.origins}
         ordered = sorted(bundle.routes, key=lambda r: (r.host == "*", -len(r.path_prefix)))
-        return cls(
-            tuple(
-                (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
-                for r in ordered
-            )
+        routes = tuple(
+            (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
+            for r in ordered
         )
+        return cls(routes, any(route_host != "*" for route_host, *_ in routes))
 
     def route(self, host: str, path: str, resolved: str) -> Route:
         """Where a request for `host` and `path` (as received) goes. Prefixes are matched
         against `resolved`, the path as the origin resolves it (the one rules and rate limits
         read, `RequestView.normalized_path`)."""
         # `startswith` without a call: by slices, the prefix's length worked out at load
-        bare = host.lower()
-        if ":" in bare and bare[:1] != "[":  # a port: what `rsplit` would cut, a call less
-            bare = bare.rsplit(":", 1)[0]
+        if not self.names_hosts:  # every route is for `*`, which `bare` then matches as is
+            bare = "*"
+        else:
+            bare = host.lower()
+            if ":" in bare and bare[:1] != "[":  # a port: what `rsplit` would cut, a call less
+                bare = bare.rsplit(":", 1)[0]
         for route_host, prefix, width, routed in self.routes:
             if (route_host == "*" or route_host == bare) and resolved[:width] == prefix:
                 return routed

@@ -167,7 +167,7 @@ class Exchange:
     fill: CacheFill | None = None  # the response being kept for the cache, if it is
     status = 0
     note = ""
-    origin: Origin  # where an allowed request goes (set by `allow`)
+    origin: Origin  # where an allowed request goes (set by `act`)
     origin_id = ""
     client = ""  # the client address the engine saw (see Engine.client_address)
     websocket = False
@@ -270,7 +270,7 @@ class Exchange:
             self.path,
             self.query,
             self.text_headers,
-            bytes(self.body),
+            bytes(self.body) if self.body else b"",
             self.truncated or not self.body_done,
             client,
             self.host.decode("latin-1"),
@@ -292,7 +292,25 @@ class Exchange:
         decision = verdict.decision
         match decision:  # the common case first: each case reads its member from the enum
             case Decision.ALLOW:
-                self.allow(verdict)
+                cache = verdict.cache
+                match cache:
+                    case CacheHit(response=cached):
+                        self.respond_local(cached.status, cached.body, cached=cached)
+                        return
+                    case CacheMiss() | CacheBypass():
+                        pass
+                    case _:
+                        assert_never(cache)
+                route = verdict.route
+                match route:
+                    case Routed(origin=origin):
+                        self.origin = origin
+                        self.origin_id = origin.id
+                        self.proxy()
+                    case Unrouted():  # never allowed: its own case below answers it
+                        pass
+                    case _:
+                        assert_never(route)
             case Decision.BLOCK:
                 self.respond_local(verdict.status, b"%d: request blocked\n" % verdict.status)
             case Decision.CHALLENGE:
@@ -310,31 +328,10 @@ class Exchange:
             case _:
                 assert_never(decision)
 
-    def allow(self, verdict: Verdict) -> None:
-        cache = verdict.cache
-        match cache:
-            case CacheHit(response=cached):
-                self.respond_local(cached.status, cached.body, cached=cached)
-                return
-            case CacheMiss() | CacheBypass():
-                pass
-            case _:
-                assert_never(cache)
-        route = verdict.route
-        match route:
-            case Routed(origin=origin):
-                self.origin = origin
-                self.origin_id = origin.id
-                self.proxy()
-            case Unrouted():  # never allowed: `act` answers it
-                pass
-            case _:
-                assert_never(route)
-
     # -- proxying --------------------------------------------------------------------------
 
     def proxy(self, pool: OriginPool | None = None) -> None:
-        """Send the request to `origin` (set by `allow`), on `pool`'s server or else the one
+        """Send the request to `origin` (set by `act`), on `pool`'s server or else the one
         whose turn it is: over an idle connection to it, or a new one."""
         servers = self.ctx.pools.for_origin(self.origin)
         if pool is None:
@@ -450,9 +447,9 @@ class Exchange:
         body is framed and whether the origin's connection and the client's stay open."""
         self.upstream_reusable = keep_alive
         self.status = status
-        verdict = self.verdict
-        if verdict is not None and self.serving is not None:
-            plan = self.serving.engine.on_response(verdict, status, headers)
+        verdict, serving = self.verdict, self.serving
+        if verdict is not None and serving is not None:
+            plan = serving.engine.on_response(verdict, status, headers)
             match plan:
                 case CacheFill():
                     self.fill = plan
@@ -467,7 +464,7 @@ class Exchange:
             self.http10,
             self.keep_alive,
             self.request_id,
-            self.serving.tag if self.serving is not None else b"",
+            serving.tag if serving is not None else b"",
         )
         self.framing_out = head.framing
         self.keep_alive = head.keep_alive
