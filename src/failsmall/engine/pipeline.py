@@ -274,9 +274,8 @@ class Engine:
         plan = self.plan
         end = plan.end
         if not plan.runs:  # every module's outcome was settled when the bundle was loaded
-            return _tuple_new(
-                Verdict,
-                (Decision.ALLOW, 200, route, end.before, (), (), plan.bot, 0, plan.cache, ()),
+            return Verdict(
+                Decision.ALLOW, 200, route, end.before, (), (), plan.bot, 0, plan.cache, ()
             )
         p = _Pass(view, request.now)
         if plan.reads_headers:  # indexed as `RequestView.headers` does, two calls less
@@ -328,21 +327,18 @@ class Engine:
                 p.bot = end.bot
             if end.cache is not None:
                 p.cache = end.cache
-        # Every field in order, made as the named tuple's own `__new__` makes it (half the time).
-        return _tuple_new(
-            Verdict,
-            (
-                Decision.ALLOW,
-                200,
-                route,
-                outcomes,
-                p.rules,
-                p.matched,
-                p.bot,
-                p.delay_ms,
-                p.cache,
-                p.over_limits,
-            ),
+        # Positional (in field order): a quarter cheaper than keywords.
+        return Verdict(
+            Decision.ALLOW,
+            200,
+            route,
+            outcomes,
+            p.rules,
+            p.matched,
+            p.bot,
+            p.delay_ms,
+            p.cache,
+            p.over_limits,
         )
 
     def on_response(
@@ -491,9 +487,6 @@ class Engine:
         return Acted(ModuleName.RATELIMIT, hit.decision, hit.status, f"limit {hit.rule_id}")
 
 
-_tuple_new = tuple.__new__
-"""`_tuple_new(Verdict, fields)`: a verdict from all its fields in order, as `Verdict.__new__`
-makes it, without that function's frame."""
 PASSED: dict[ModuleName, Passed] = {module: Passed(module) for module in ModuleName}
 SWITCHED_OFF: dict[ModuleName, Bypassed] = {
     module: Bypassed(module, "switched off in the bundle") for module in ModuleName
