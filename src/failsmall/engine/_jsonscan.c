@@ -48,7 +48,6 @@ typedef struct {
     long long names_bit, values_bit;
     PyObject *text; /* the body's text (borrowed), or NULL when it is not a source */
     const char *body; /* the body's bytes (borrowed) */
-    Py_ssize_t body_length;
 } sources_t;
 
 /* The characters of `item`. */
@@ -164,13 +163,12 @@ ALWAYS_INLINE Py_hash_t source_hash(const sources_t *s, const source_t *item) {
 }
 
 /* Add the value of `length` characters of `kind` at `data`, of targets `bits`, after the
- * others: where it is in the body's bytes, else its characters copied into the arena in their
- * narrowest kind. Repeats are merged afterwards (`merge_repeats`). */
+ * others: where it is in the body's bytes (at `body_at`, an ASCII body's characters), else its
+ * characters copied into the arena in their narrowest kind. Repeats are merged afterwards
+ * (`merge_repeats`). */
 static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t length,
-                      long long bits) {
-    const char *at = data;
-    if (kind == PyUnicode_1BYTE_KIND && at >= s->body && at + length <= s->body + s->body_length)
-        return append_source(s, IN_BODY, at - s->body, kind, length, bits);
+                      Py_ssize_t body_at, long long bits) {
+    if (body_at != NOT_IN_BODY) return append_source(s, IN_BODY, body_at, kind, length, bits);
     int narrow = kind == PyUnicode_4BYTE_KIND ? to_latin1(s, data, length)
                                               : narrowest(kind, data, length);
     if (narrow < 0) return -1;
@@ -200,7 +198,8 @@ static int add_text(sources_t *s, PyObject *text, long long bits) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-    if (narrowest(kind, data, length) != kind) return add_source(s, kind, data, length, bits);
+    if (narrowest(kind, data, length) != kind)
+        return add_source(s, kind, data, length, NOT_IN_BODY, bits);
     s->text = text;
     return append_source(s, BODY_TEXT, 0, kind, length, bits);
 }
@@ -265,9 +264,10 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
                     json_text_t value) {
     sources_t *s = context;
     if (s->names_bit &&
-        add_source(s, PyUnicode_4BYTE_KIND, path, path_length, s->names_bit) < 0)
+        add_source(s, PyUnicode_4BYTE_KIND, path, path_length, NOT_IN_BODY, s->names_bit) < 0)
         return -1;
-    if (s->values_bit && add_source(s, value.kind, value.data, value.length, s->values_bit) < 0)
+    if (s->values_bit &&
+        add_source(s, value.kind, value.data, value.length, value.body_at, s->values_bit) < 0)
         return -1;
     return 0;
 }
@@ -361,7 +361,6 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     }
     PyObject *out = NULL;
     s.body = PyBytes_AS_STRING(body);
-    s.body_length = PyBytes_GET_SIZE(body);
     if (presize(&s, PyBytes_GET_SIZE(body)) < 0)
         goto done;
     if (text_bits && add_text(&s, text, text_bits) < 0)

@@ -233,14 +233,15 @@ static int add_field(walk_t *w, json_text_t value) {
 
 /* The characters [start, end) of the body's text, in place. */
 ALWAYS_INLINE json_text_t span(const walk_t *w, int kind, Py_ssize_t start, Py_ssize_t end) {
-    return (json_text_t){kind, (const char *)w->data + start * kind, end - start};
+    return (json_text_t){kind, (const char *)w->data + start * kind, end - start,
+                         w->text == NULL ? start : NOT_IN_BODY};
 }
 
 /* Give the sink (path, the string `value`); -1 when `value` is NULL or on error. */
 static int add_object(walk_t *w, PyObject *value) {
     if (value == NULL) return -1;
     int err = add_field(w, (json_text_t){PyUnicode_KIND(value), PyUnicode_DATA(value),
-                                         PyUnicode_GET_LENGTH(value)});
+                                         PyUnicode_GET_LENGTH(value), NOT_IN_BODY});
     Py_DECREF(value);
     return err;
 }
@@ -474,7 +475,7 @@ value:
         if (next < 0) return WALK_INVALID;
         if (room(w)) {
             json_text_t text = escaped ? (json_text_t){PyUnicode_4BYTE_KIND, w->scratch.data,
-                                                       w->scratch.length}
+                                                       w->scratch.length, NOT_IN_BODY}
                                        : span(w, kind, start, end);
             if (add_field(w, text) < 0) return WALK_ERROR;
         }
@@ -485,7 +486,7 @@ value:
     case '[': {
         int is_object = AT(w, i) == '{';
         if (top >= 0 && in_object(w) && room(w)) {
-            if (add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, "", 0}) < 0) return WALK_ERROR;
+            if (add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, "", 0, NOT_IN_BODY}) < 0) return WALK_ERROR;
         }
         if (open_container(w, is_object) < 0) return WALK_ERROR;
         if (top >= w->max_depth && w->stopped == WALK_COMPLETE) w->stopped = WALK_TOO_DEEP;
@@ -519,7 +520,7 @@ constant: {
     if (i + length > n) return WALK_INVALID;
     for (Py_ssize_t k = 0; k < length; k++)
         if (AT(w, i + k) != (Py_UCS4)(unsigned char)word[k]) return WALK_INVALID;
-    if (room(w) && add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, word, length}) < 0)
+    if (room(w) && add_field(w, (json_text_t){PyUnicode_1BYTE_KIND, word, length, NOT_IN_BODY}) < 0)
         return WALK_ERROR;
     i += length;
     goto after_value;
@@ -560,7 +561,7 @@ number: {
     if (!is_float && !long_int) {
         /* An int's digits as written, but -0 is 0. */
         int minus_zero = i - start == 2 && AT(w, start) == '-' && AT(w, start + 1) == '0';
-        json_text_t text = minus_zero ? (json_text_t){PyUnicode_1BYTE_KIND, "0", 1}
+        json_text_t text = minus_zero ? (json_text_t){PyUnicode_1BYTE_KIND, "0", 1, NOT_IN_BODY}
                                       : span(w, kind, start, i);
         if (room(w) && add_field(w, text) < 0) return WALK_ERROR;
     } else if (room(w) || long_int) {

@@ -10,11 +10,15 @@ enum { WALK_COMPLETE = 0, WALK_TOO_MANY = 1, WALK_TOO_DEEP = 2, WALK_TOO_LONG = 
        WALK_INVALID = 4, WALK_UNDECIDED = 5, WALK_ERROR = -1 };
 
 /* Text borrowed for one call of a sink: `length` characters of `kind` (a PyUnicode kind) at
- * `data`, not necessarily in the narrowest kind that holds them. */
+ * `data`, not necessarily in the narrowest kind that holds them; `body_at` is where they are in
+ * the body's bytes (an ASCII body is walked as its bytes), or NOT_IN_BODY when they are
+ * elsewhere (decoded, unescaped or made by the walk), and then live only for the call. */
+#define NOT_IN_BODY (-1)
 typedef struct {
     int kind;
     const void *data;
     Py_ssize_t length;
+    Py_ssize_t body_at;
 } json_text_t;
 
 /* Is given each field in document order: its dotted path and its value (as `json_fields`
