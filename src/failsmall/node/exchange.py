@@ -167,7 +167,7 @@ class Exchange:
     fill: CacheFill | None = None  # the response being kept for the cache, if it is
     status = 0
     note = ""
-    origin: Origin  # where an allowed request goes (set by `act`)
+    origin: Origin  # where an allowed request goes (set by `allow`)
     origin_id = ""
     client = ""  # the client address the engine saw (see Engine.client_address)
     websocket = False
@@ -292,25 +292,7 @@ class Exchange:
         decision = verdict.decision
         match decision:  # the common case first: each case reads its member from the enum
             case Decision.ALLOW:
-                cache = verdict.cache
-                match cache:
-                    case CacheHit(response=cached):
-                        self.respond_local(cached.status, cached.body, cached=cached)
-                        return
-                    case CacheMiss() | CacheBypass():
-                        pass
-                    case _:
-                        assert_never(cache)
-                route = verdict.route
-                match route:
-                    case Routed(origin=origin):
-                        self.origin = origin
-                        self.origin_id = origin.id
-                        self.proxy()
-                    case Unrouted():  # never allowed: its own case below answers it
-                        pass
-                    case _:
-                        assert_never(route)
+                self.allow(verdict)
             case Decision.BLOCK:
                 self.respond_local(verdict.status, b"%d: request blocked\n" % verdict.status)
             case Decision.CHALLENGE:
@@ -328,10 +310,31 @@ class Exchange:
             case _:
                 assert_never(decision)
 
+    def allow(self, verdict: Verdict) -> None:
+        cache = verdict.cache
+        match cache:
+            case CacheHit(response=cached):
+                self.respond_local(cached.status, cached.body, cached=cached)
+                return
+            case CacheMiss() | CacheBypass():
+                pass
+            case _:
+                assert_never(cache)
+        route = verdict.route
+        match route:
+            case Routed(origin=origin):
+                self.origin = origin
+                self.origin_id = origin.id
+                self.proxy()
+            case Unrouted():  # never allowed: `act` answers it
+                pass
+            case _:
+                assert_never(route)
+
     # -- proxying --------------------------------------------------------------------------
 
     def proxy(self, pool: OriginPool | None = None) -> None:
-        """Send the request to `origin` (set by `act`), on `pool`'s server or else the one
+        """Send the request to `origin` (set by `allow`), on `pool`'s server or else the one
         whose turn it is: over an idle connection to it, or a new one."""
         servers = self.ctx.pools.for_origin(self.origin)
         if pool is None:
