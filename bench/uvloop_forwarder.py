@@ -1,24 +1,26 @@
 """The least a correct HTTP/1.1 keep-alive reverse proxy does, on uvloop with asyncio Protocols
 and httptools: what any proxy whose data path runs in Python on uvloop pays before doing
-anything of its own, measured beside the node (which does the same and more) by `bench/proxy.py`.
+anything of its own, measured beside the node by `bench/proxy.py`.
 
 Usage: python bench/uvloop_forwarder.py LISTEN_PORT ORIGIN_URL
 
-httptools (llhttp, as the node uses it) frames each request of a client connection: request
-line, headers, Content-Length body. Each client connection has its own kept-alive connection to
-the origin, opened at its first request and opened again after the origin closed it; requests go
-to it one at a time. The response is framed the same way and written back: its Content-Length
-passed on, or re-framed as chunks when the origin sent chunks or ends the body by closing (for
-an HTTP/1.0 client: the body ends by closing), no body for HEAD, 1xx, 204 and 304. Pipelined
-requests are answered in order (reading pauses while more than one waits). What one read causes
-to be written on a connection is written in one call.
+httptools (llhttp: the node's parser for what its compiled one-call framing leaves) frames each
+request of a client connection: request line, headers, Content-Length body. Each client
+connection has its own kept-alive connection to the origin, opened at its first request and
+opened again after the origin closed it; requests go to it one at a time. The response is framed
+the same way and written back: its Content-Length passed on, or re-framed as chunks when the
+origin sent chunks or ends the body by closing (for an HTTP/1.0 client: the body ends by
+closing), no body for HEAD, 1xx, 204 and 304. Pipelined requests are answered in order (reading
+pauses while more than one waits). What one read causes to be written on a connection is
+written in one call.
 
 Headers pass unchanged but for the hop-by-hop ones (Connection, the headers it names,
 Keep-Alive, TE, ...), which a proxy must not forward (RFC 9110 7.6.1); Host is added to a request
 without one. Refused, then the connection closed: chunked request bodies (411), upgrades and
 CONNECT (501), malformed requests (400); an origin that cannot be reached or fails before its
 response head is a 502 (a request that meets an idle origin connection closing is not retried).
-No WAF, cache, logging, timeouts or limits.
+No WAF, cache, logging, timeouts, limits or back-pressure (what a slow reader has not read yet
+waits in memory).
 """
 
 from __future__ import annotations
@@ -243,9 +245,10 @@ class Upstream(Peer):
             self.connection_lost(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
         if self.closed:  # the client left while this connection was being opened
             transport.close()
+        else:
+            super().connection_made(transport)
 
     def begin(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -349,6 +352,7 @@ class Upstream(Peer):
     def close(self) -> None:
         self.exchange = None
         self.closed = True
+        self.out.clear()
         if self.transport is not None:
             self.transport.close()
 

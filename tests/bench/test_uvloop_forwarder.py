@@ -59,15 +59,8 @@ def answer(method: str, target: str, body: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\n\r\n" + echo
     if target == "/empty":
         return b"HTTP/1.1 204 No Content\r\nX-Echo: " + echo + b"\r\n\r\n"
-    length = b"Content-Length: %d\r\n" % len(echo)
-    return (
-        b"HTTP/1.1 200 OK\r\n"
-        + length
-        + b"X-Echo: "
-        + echo
-        + b"\r\n\r\n"
-        + echo * (method != "HEAD")
-    )
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Echo: %s\r\n\r\n" % (len(echo), echo)
+    return head if method == "HEAD" else head + echo
 
 
 async def read_head(reader: asyncio.StreamReader) -> tuple[str, dict[str, str]] | None:
