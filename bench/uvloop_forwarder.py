@@ -52,11 +52,7 @@ BAD_GATEWAY = refusal(b"502 Bad Gateway")
 
 
 class Refused(Exception):
-    """Raised in a parser callback: the message is answered with `response`, then closed."""
-
-    def __init__(self, response: bytes) -> None:
-        super().__init__(response)
-        self.response = response
+    """Raised in a parser callback: the message is answered with `args[0]`, then closed."""
 
 
 def end_to_end(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, set[bytes]]:
@@ -121,7 +117,7 @@ class Client(Peer):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self.refuse(cause.response if isinstance(cause, Refused) else BAD_REQUEST)
+            self.refuse(cause.args[0] if isinstance(cause, Refused) else BAD_REQUEST)
         except httptools.HttpParserError:
             self.refuse(BAD_REQUEST)
         self.flush()
@@ -129,9 +125,7 @@ class Client(Peer):
             self.upstream.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.upstream is not None:
-            self.upstream.close()
+        self.close()
 
     def on_message_begin(self) -> None:
         self.url = b""
