@@ -193,7 +193,7 @@ class Client(Peer):
         """The response to `queue[0]` has been written (gathered in `out`)."""
         exchange = self.queue.popleft()
         if not exchange.keep_alive or exchange is self.reading:
-            self.close()  # answered before its whole body was read: the framing is lost
+            self.close()  # or answered before its whole body was read: the framing is lost
         elif self.queue:
             self.start(self.queue[0])
         if self.paused and len(self.queue) <= 1 and not self.closed:
