@@ -6,11 +6,13 @@ distinct path id, query and session cookie each (`bench/distinct.lua`); a JSON P
 8 KiB, the same body each time; and about 8 KiB JSON bodies built anew for each request
 (`bench/json_body.lua`). Rows: the origin direct; nginx as a reverse proxy (1 worker) with the
 stock `proxy_pass` (a new origin connection per request) and tuned with upstream keep-alive;
-a naive aiohttp proxy; `failsmall node` with an empty bundle, with the managed ruleset as
-shipped, with the example site; nginx (keep-alive upstream) + ModSecurity v3 + OWASP CRS at
-paranoia level 1 in blocking mode, from Debian's packages; and `failsmall node --workers 2`
-with the managed ruleset. A WAF row is measured only after an attack in the query and one in a
-JSON body were both answered 403 through it.
+a naive aiohttp proxy; a uvloop forwarder that frames requests and responses and does nothing
+else (`bench/uvloop_forwarder.py`: what any proxy whose data path runs in Python on uvloop
+pays, the floor under the node); `failsmall node` with an empty bundle, with the managed
+ruleset as shipped, with the example site; nginx (keep-alive upstream) + ModSecurity v3 + OWASP
+CRS at paranoia level 1 in blocking mode, from Debian's packages; and `failsmall node
+--workers 2` with the managed ruleset. A WAF row is measured only after an attack in the query
+and one in a JSON body were both answered 403 through it.
 
 Prints req/s, p50/p99, the CPU time each request cost the proxy (all its processes, user +
 system), the ratios to both nginx configurations, and the issue's targets next to the
@@ -72,6 +74,7 @@ ORIGIN = "origin direct"
 STOCK = "nginx, stock proxy_pass"
 KEEPALIVE = "nginx, upstream keep-alive"
 NAIVE = "naive aiohttp proxy"
+FORWARDER = "uvloop forwarder, framing only"
 EMPTY = "failsmall node, empty bundle"
 MANAGED = "failsmall node, managed ruleset as shipped"
 EXAMPLE_SITE = "failsmall node, example site"
@@ -654,6 +657,9 @@ def plan(workdir: Path, origin_port: int, have_nginx: bool) -> list[Contender | 
     port = free_port()
     cmd = [sys.executable, str(BENCH / "aiohttp_proxy.py"), str(port), origin_url]
     rows.append(Contender(NAIVE, cmd, port))
+    port = free_port()
+    cmd = [sys.executable, str(BENCH / "uvloop_forwarder.py"), str(port), origin_url]
+    rows.append(Contender(FORWARDER, cmd, port))
     rows.append(node_contender(EMPTY, workdir, bundles["empty"], trust, 1, waf=False))
     rows.append(node_contender(MANAGED, workdir, bundles["managed"], trust, 1, waf=True))
     rows.append(node_contender(EXAMPLE_SITE, workdir, bundles["example"], trust, 1, waf=True))

@@ -49,7 +49,7 @@ def test_proxy_quick() -> None:
         pytest.skip("wrk is not installed: apt-get install -y wrk")
     report = json_out(bench("bench/proxy.py", "--quick", "--json"), 0)
     rows = {row["name"]: row for row in report["rows"]}
-    assert len(rows) == 9
+    assert len(rows) == 10
     for name, row in rows.items():
         match row["outcome"]:
             case "measured":

@@ -110,6 +110,7 @@ def test_without_nginx_its_rows_are_skipped_saying_what_to_install(tmp_path: Pat
         proxy.STOCK,
         proxy.KEEPALIVE,
         proxy.NAIVE,
+        proxy.FORWARDER,
         proxy.EMPTY,
         proxy.MANAGED,
         proxy.EXAMPLE_SITE,
