@@ -75,11 +75,6 @@ PyObject *batch_hits(ValueScanner *self, scan_batch_t *b, Py_ssize_t index);
 
 void batch_free(scan_batch_t *b);
 
-/* Values in order, the remembered ones as found and the fresh ones scanned together, charged
- * to the work as `scan_sources` charges them one by one (`_scanwalk.c`): `walk_known` and
- * `walk_fresh` add the next value and return 1 while more may follow, 0 once a value would not
- * fit (it is the last: the work stops before it), -1 on error; `walk_finish` scans, charges
- * each value in order to `w`, and remembers the short fresh ones charged or stopped at. */
 /* A value added: its hits and cost when remembered, or its index in the batch when fresh. */
 struct walk_value {
     known_t found;
@@ -89,12 +84,23 @@ struct walk_value {
     Py_ssize_t index;
 };
 
+/* Values in order, the remembered ones as found and the fresh ones scanned together, charged
+ * to the work as `scan_sources` charges them one by one (`_scanwalk.c`): `walk_known` and
+ * `walk_fresh` add the next value and return 1 while more may follow, 0 once a value would not
+ * fit (it is the last: the work stops before it), -1 on error; `walk_finish` scans, charges
+ * each value in order to `w`, and remembers the short fresh ones charged or stopped at. */
 typedef struct {
     scan_batch_t batch;
     struct walk_value *items;
     Py_ssize_t count, capacity;
     Py_ssize_t room_values, room_chars, values, chars;
 } scan_walk_t;
+
+/* Whether a value of `values` and `chars` fits after the values added so far
+ * (`work_charge`'s test). */
+static inline int walk_fits(const scan_walk_t *walk, Py_ssize_t values, Py_ssize_t chars) {
+    return walk->values + values <= walk->room_values && walk->chars + chars <= walk->room_chars;
+}
 
 /* A remembered value without hits that fits changes the work only by its values and
  * characters: after another such value it joins that one's item, which `work_charge` then
@@ -106,7 +112,7 @@ static inline int walk_join_clean(scan_walk_t *walk, PyObject *hits, Py_ssize_t 
     if (walk->count == 0 || PySet_GET_SIZE(hits) != 0) return 0;
     struct walk_value *last = &walk->items[walk->count - 1];
     if (last->value != NULL || PySet_GET_SIZE(last->found.hits) != 0 ||
-        walk->values + values > walk->room_values || walk->chars + chars > walk->room_chars)
+        !walk_fits(walk, values, chars))
         return 0;
     last->found.values += values;
     last->found.chars += chars;

@@ -57,7 +57,8 @@ static inline const char *source_data(const sources_t *s, const source_t *item) 
         return s->body + item->offset;
     case BODY_TEXT:
         return PyUnicode_DATA(s->text);
-    default:
+    case IN_ARENA:
+    default: /* the three places above are all there are */
         return s->arena + item->offset;
     }
 }

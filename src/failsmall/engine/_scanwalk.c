@@ -14,18 +14,12 @@ int walk_reserve(scan_walk_t *walk, Py_ssize_t values) {
                          sizeof(struct walk_value));
 }
 
-/* Whether `found` fits after the values added so far (`work_charge`'s test). */
-static inline int fits(const scan_walk_t *walk, const known_t *found) {
-    return walk->values + found->values <= walk->room_values &&
-           walk->chars + found->chars <= walk->room_chars;
-}
-
 static int walk_push(scan_walk_t *walk, struct walk_value item) {
     if (array_reserve((void **)&walk->items, &walk->capacity, walk->count + 1,
                       sizeof(struct walk_value)) < 0)
         return -1;
     walk->items[walk->count++] = item;
-    if (!fits(walk, &item.found)) return 0;
+    if (!walk_fits(walk, item.found.values, item.found.chars)) return 0;
     walk->values += item.found.values;
     walk->chars += item.found.chars;
     return 1;
