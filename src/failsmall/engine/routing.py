@@ -8,6 +8,7 @@ pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from failsmall.model.bundle import Bundle
 from failsmall.model.traffic import Origin
@@ -33,22 +34,26 @@ Route = Routed | Unrouted
 @dataclass(frozen=True)
 class Router:
     """Routes sorted so that exact hosts beat `*` and longer prefixes beat shorter ones: each
-    as its lowercase host, its path prefix and the prefix's length, and where it goes.
-    `names_hosts`: whether any route is for a host other than `*` (when none is, the request's
-    host decides nothing and is not read)."""
+    as its lowercase host, its path prefix and the prefix's length, and where it goes."""
 
     routes: tuple[tuple[str, str, int, Routed], ...]
-    names_hosts: bool
+
+    @cached_property
+    def names_hosts(self) -> bool:
+        """Whether any route is for a host other than `*`: when none is, the request's host
+        decides nothing and is not read."""
+        return any(route_host != "*" for route_host, *_ in self.routes)
 
     @classmethod
     def build(cls, bundle: Bundle) -> Router:
         origins = {o.id: o for o in bundle.origins}
         ordered = sorted(bundle.routes, key=lambda r: (r.host == "*", -len(r.path_prefix)))
-        routes = tuple(
-            (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
-            for r in ordered
+        return cls(
+            tuple(
+                (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
+                for r in ordered
+            )
         )
-        return cls(routes, any(route_host != "*" for route_host, *_ in routes))
 
     def route(self, host: str, path: str, resolved: str) -> Route:
         """Where a request for `host` and `path` (as received) goes. Prefixes are matched
