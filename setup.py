@@ -13,13 +13,16 @@ results to the Python reference and to `unicodedata`.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import runpy
 import sys
+import tomllib
 import unicodedata
 from html.entities import html5
 from pathlib import Path
 
+from mypyc.build import mypycify
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
@@ -160,6 +163,20 @@ def nfkc_tables() -> str:
     return "\n".join(lines)
 
 
+COMPILED_PYTHON = [
+    f"src/{module.replace('.', '/')}.py"
+    for module in tomllib.loads((HERE / "pyproject.toml").read_text())["tool"]["failsmall"][
+        "compiled-python"
+    ]
+]
+"""The package's Python modules that mypyc compiles to C at install, from the same typed source
+that `mypy --strict` checks (the list and why some modules are left out: pyproject.toml's
+`[tool.failsmall]`). A compiled module shadows its `.py`: after editing one, rebuild
+(`python setup.py build_ext --inplace`). Once built, their sources' sha256 are written to
+BUILT_FROM, from which the tests refuse a stale build."""
+BUILT_FROM = HERE / "src" / "failsmall" / "compiled-python.sha256"
+
+
 def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -216,5 +233,14 @@ setup(
             sources=["src/failsmall/node/_framing.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
+        *mypycify(COMPILED_PYTHON, group_name="failsmall"),
     ],
+)
+
+write_if_changed(
+    BUILT_FROM,
+    "".join(
+        f"{hashlib.sha256((HERE / path).read_bytes()).hexdigest()}  {path}\n"
+        for path in COMPILED_PYTHON
+    ),
 )

@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Any
 
-from failsmall.engine import Engine
+from failsmall.engine.routing import Route, Router
+from failsmall.model.bundle import Bundle
 from failsmall.node.__main__ import main
 
-_evaluate = Engine.evaluate
+_build = Router.build
 
 
-def evaluate(self: Engine, request: Any, state: Any) -> Any:
-    if self.bundle.name.startswith("segfault"):
+class CrashingRouter(Router):
+    """The engine routes each request first (`Engine.evaluate`): this router crashes there."""
+
+    def route(self, host: str, path: str, resolved: str) -> Route:
         ctypes.string_at(0)  # reads address 0: SIGSEGV
-    return _evaluate(self, request, state)
+        return super().route(host, path, resolved)
+
+
+def build(bundle: Bundle) -> Router:
+    router = _build(bundle)
+    return CrashingRouter(router.routes) if bundle.name.startswith("segfault") else router
 
 
 if __name__ == "__main__":
-    Engine.evaluate = evaluate  # type: ignore[method-assign]
+    Router.build = staticmethod(build)  # type: ignore[method-assign,assignment]
     sys.exit(main())

@@ -320,7 +320,7 @@ def target_as_read(url: bytes) -> tuple[str, str]:
     """The path and query `ClientConnection._read_target` reads from an origin-form target."""
     exchange = _exchange(False, [])
     exchange.url = url
-    ClientConnection._read_target(cast(Any, None), exchange)
+    ClientConnection._read_target(exchange)
     return exchange.path, exchange.query
 
 
@@ -390,7 +390,5 @@ def test_what_it_notes_of_headers_is_what_read_headers_notes(data: bytes) -> Non
     _, _, headers, http10, _, _, _, noted, _, _, _ = got
     by_python = _exchange(http10, list(headers))
     by_c = _exchange(http10, list(headers))
-    expected = _outcome(
-        by_python, lambda: ClientConnection._read_headers(cast(Any, None), by_python)
-    )
+    expected = _outcome(by_python, lambda: ClientConnection._read_headers(by_python))
     assert _outcome(by_c, lambda: _take_noted(by_c, *noted)) == expected

@@ -133,6 +133,11 @@ def test_a_part_with_a_filename_is_a_file_whose_name_is_inspected() -> None:
             b"Content-Disposition: form-data; name=b\r\n\r\nx\r\n--real--\r\n",
             "twice",
         ),
+        (  # 'Σ' and 'ς' at the end of a word both lower to 'ς' (str.lower's final sigma)
+            "--real\r\nContent-Disposition: form-data; name=a\r\nXΣ: 1\r\nXς: 2\r\n\r\n"
+            "x\r\n--real--\r\n".encode(),
+            "twice",
+        ),
     ],
 )
 def test_ambiguous_framing_gets_the_over_limit_action(body: bytes, why: str) -> None:

@@ -70,10 +70,10 @@ def decode_body(codings: list[str], body: bytes, truncated: bool, limits: Limits
         bound = min(limits.waf_body_buffer, max(len(data), 1) * limits.waf_max_expansion)
         try:
             data = _decode_layer(coding, data, bound, truncated)
-        except _TooLarge as exc:
+        except _TooLarge as too_large:
             limit = "waf_body_buffer" if bound == limits.waf_body_buffer else "waf_max_expansion"
             return DecodedBody(
-                exc.data,
+                too_large.data,
                 LimitReached(limit, f"{coding} body decodes to more than {bound} bytes"),
             )
         except _Undecodable as exc:

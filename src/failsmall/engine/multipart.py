@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from failsmall.engine.text_case import lower_text
+
 #: RFC 2046 boundary: 1 to 70 characters of `bchars`, not ending with a space.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -233,7 +235,7 @@ def _part(chunk: bytes, cut: bool) -> Part:
         name, colon, value = line.partition(":")
         if not colon or name != name.strip():
             raise Ambiguous(f"part header line {line[:60]!r} is not `name: value`")
-        key = name.lower()
+        key = lower_text(name)  # decoded as UTF-8: any Unicode
         if key in headers:
             raise Ambiguous(f"part header {key!r} is given twice")
         headers[key] = value.strip()

@@ -647,8 +647,8 @@ class _Failed:
 def _attempt(problems: list[str], label: str, make: Callable[[], T]) -> T | _Failed:
     try:
         return make()
-    except WafBuildError as exc:
-        problems.extend(f"{label}: {p}" for p in exc.problems)
+    except WafBuildError as waf_error:
+        problems.extend(f"{label}: {p}" for p in waf_error.problems)
     except (FeatureFileError, ExpressionError) as exc:
         problems.append(f"{label}: {exc}")
     return _Failed()

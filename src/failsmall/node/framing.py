@@ -23,7 +23,7 @@ from typing import NamedTuple
 from failsmall.node import wire
 from failsmall.node.wire import HeaderKind
 
-UPGRADE_HEADERS = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+UPGRADE_HEADERS: bytes = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
 BODILESS_STATUSES = frozenset({204, 304})
 
 

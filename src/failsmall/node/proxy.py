@@ -255,15 +255,15 @@ class ClientConnection(asyncio.Protocol):
             self.parser.feed_data(data)
             if self.in_head:
                 self._bound_unfinished_head(data, was_in_head and heads_before == self.heads_begun)
-        except RequestRejected as exc:
-            self.reject(exc.status, exc.reason)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except RequestRejected as rejected:
+            self.reject(rejected.status, rejected.reason)
+        except httptools.HttpParserCallbackError as callback_error:
+            cause = callback_error.__context__
             if isinstance(cause, RequestRejected):
                 self.reject(cause.status, cause.reason)
             else:
-                self.reject(400, f"malformed request: {exc}")
-        except httptools.HttpParserUpgrade as exc:
+                self.reject(400, f"malformed request: {callback_error}")
+        except httptools.HttpParserUpgrade as upgrade:
             handshake = self.queue[-1] if self.queue else None
             if handshake is None or not handshake.websocket:
                 self.reading = handshake  # the request refused is the one asking to upgrade
@@ -273,7 +273,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             # No more HTTP on this connection: what follows the handshake is for the tunnel.
             self.upgraded = handshake
-            rest = data[int(exc.args[0]) :]
+            rest = data[int(upgrade.args[0]) :]
             if rest:
                 handshake.tunnel_from_client(rest)
         except httptools.HttpParserError as exc:
@@ -500,7 +500,8 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.pause_reading_for(self)
 
-    def _read_headers(self, exchange: Exchange) -> None:
+    @staticmethod
+    def _read_headers(exchange: Exchange) -> None:
         """One pass over the request headers: note what the proxy needs, keep the rest."""
         connection: list[bytes] = []
         upgrade = b""
@@ -546,7 +547,8 @@ class ClientConnection(asyncio.Protocol):
                 exchange.websocket = True
                 exchange.keep_alive = False  # after the handshake, HTTP is over here
 
-    def _read_target(self, exchange: Exchange) -> None:
+    @staticmethod
+    def _read_target(exchange: Exchange) -> None:
         url = exchange.url
         if url[:1] == b"/":
             path, _, query = url.partition(b"?")

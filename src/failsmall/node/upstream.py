@@ -131,21 +131,21 @@ class UpstreamConnection(asyncio.Protocol):
                 self._head_raw += len(data)
                 if self._head_raw > MAX_RESPONSE_HEAD_BYTES:
                     raise ResponseHeadTooLarge(_HEAD_TOO_LARGE)
-        except ResponseHeadTooLarge as exc:
-            self._fail(str(exc))
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, ResponseHeadTooLarge):
-                self._fail(str(exc.__context__))
+        except ResponseHeadTooLarge as too_large:
+            self._fail(str(too_large))
+        except httptools.HttpParserCallbackError as callback_error:
+            if isinstance(callback_error.__context__, ResponseHeadTooLarge):
+                self._fail(str(callback_error.__context__))
             else:
-                self._fail(f"origin sent a malformed response: {exc}")
-        except httptools.HttpParserUpgrade as exc:
+                self._fail(f"origin sent a malformed response: {callback_error}")
+        except httptools.HttpParserUpgrade as upgrade:
             listener = self.listener
             if not self._upgrade or listener is None:
                 # Only a WebSocket handshake may be answered with 101.
                 self._fail("origin switched protocols (101) unasked; upgrades are not proxied")
                 return
             self._tunnel = True
-            listener.upstream_switched(data[int(exc.args[0]) :])
+            listener.upstream_switched(data[int(upgrade.args[0]) :])
         except httptools.HttpParserError as exc:
             self._fail(f"origin sent a malformed response: {exc}")
 
@@ -322,10 +322,10 @@ class OriginPool:
                     ssl=self._tls,
                     server_hostname=self._server_name,
                 )
-        except TimeoutError as exc:
+        except TimeoutError as timeout:
             raise OriginUnreachableError(
                 f"connecting to origin {self.url} timed out after {timeout_s:g}s"
-            ) from exc
+            ) from timeout
         except OSError as exc:
             raise OriginUnreachableError(f"cannot connect to origin {self.url}: {exc}") from exc
         return protocol

@@ -62,7 +62,7 @@ def header_kind(name: bytes) -> HeaderKind:
 PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 """Connection header values that name no other header (the usual ones, matched as sent)."""
 
-VIA = b"1.1 failsmall"
+VIA: bytes = b"1.1 failsmall"
 SERVER_HEADER = b"failsmall"
 
 _REASONS: dict[int, bytes] = {int(s): s.phrase.encode() for s in HTTPStatus}

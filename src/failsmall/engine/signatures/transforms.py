@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from html.entities import html5 as html5_entities
 
 from failsmall.engine.signatures.entities import LOOSE_ENTITIES as _LOOSE_ENTITIES
+from failsmall.engine.text_case import lower_text
 from failsmall.model.rules import Transform
 
 TransformFn = Callable[[str], str]
@@ -124,8 +125,8 @@ def html_entity_decode(value: str) -> str:
 
 
 def lowercase(value: str) -> str:
-    """Lowercase the value."""
-    return value.lower()
+    """Lowercase the value, as `str.lower` does (request text may be any Unicode)."""
+    return lower_text(value)
 
 
 def compress_whitespace(value: str) -> str:
