@@ -1,15 +1,17 @@
 """Every verdict of the engine on a real-traffic corpus, written out to compare two trees.
 
-    python bench/verdicts.py --blazehttp DIR [-o FILE] [--limit N] [--json]
+    python bench/verdicts.py (--blazehttp DIR | --corpus JSONL) [-o FILE] [--limit N] [--json]
 
 Runs each request of the blazehttp tuning half (DIR is the `testcases` directory of a
-chaitin/blazehttp checkout, GPL-3.0, read in place; only the cases under 00-7f) twice through the
+chaitin/blazehttp checkout, GPL-3.0, read in place; only the cases under 00-7f), or of a JSONL
+corpus (the lines `failsmall verify` reads, a file or a directory of them), twice through the
 example site's engine and through the managed ruleset at paranoia levels 1 and 2, from six
 client addresses in turn (the example's office and known-bad lists, IPv6, others) and a clock
 that moves on, storing cacheable responses. It writes the repr of every verdict (outcomes, bot
 score, cache decision, limits reached), of every cache decision on the response and of the
 rate-limit buckets left, one per line, and prints their count and sha256. Run it from two trees:
-the same digest means the same decisions. Exit status: 0, or 2 when the corpus is absent.
+the same digest means the same decisions (`bench/interpreted.py` runs it with the compiled
+modules' Python source). Exit status: 0, or 2 when the corpus is absent or unreadable.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from failsmall.build import load_config_dir
 from failsmall.build.corpus import CorpusError
 from failsmall.engine import Engine
 from failsmall.engine.cache import CacheFill, CacheMiss
-from failsmall.managed.corpora import LabelledRequest, blazehttp_cases
+from failsmall.managed.corpora import LabelledRequest, benign_requests, blazehttp_cases
 from failsmall.managed.measure import managed_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +68,23 @@ def verdict_lines(label: str, engine: Engine, cases: list[LabelledRequest]) -> I
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blazehttp", type=Path, required=True, metavar="DIR")
+    corpus = parser.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--blazehttp", type=Path, metavar="DIR")
+    corpus.add_argument("--corpus", type=Path, metavar="JSONL")
     parser.add_argument("-o", "--output", type=Path, help="write the lines to this file")
     parser.add_argument("--limit", type=int, help="only the first N requests of the corpus")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     try:
-        cases = list(blazehttp_cases(args.blazehttp))
-    except CorpusError as exc:
+        cases = (
+            list(blazehttp_cases(args.blazehttp))
+            if args.blazehttp is not None
+            else [
+                LabelledRequest(f"line {n}", False, request)
+                for n, request in enumerate(benign_requests(args.corpus), 1)
+            ]
+        )
+    except (CorpusError, OSError) as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))
         else:
