@@ -23,20 +23,23 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPILED = frozenset(
-    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["failsmall"]["compiled-python"]
-)
 
 
 class SourceFirst(importlib.abc.MetaPathFinder):
-    """Finds each compiled module's `.py` beside its extension, and leaves the rest alone."""
+    """Finds each compiled module of the tree whose sources are in `src` as its `.py` beside
+    its extension, and leaves the rest alone (a tree that compiles none: everything)."""
+
+    def __init__(self, src: Path) -> None:
+        self.src = src
+        tool = tomllib.loads((src.parent / "pyproject.toml").read_text()).get("tool", {})
+        self.compiled = frozenset(tool.get("failsmall", {}).get("compiled-python", []))
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname not in COMPILED:
+        if fullname not in self.compiled:
             return None
-        source = ROOT / "src" / (fullname.replace(".", "/") + ".py")
+        source = self.src / (fullname.replace(".", "/") + ".py")
         loader = importlib.machinery.SourceFileLoader(fullname, str(source))
         return importlib.util.spec_from_file_location(fullname, source, loader=loader)
 
@@ -45,7 +48,7 @@ def main() -> int:
     if len(sys.argv) < 2:
         print("usage: python bench/interpreted.py SCRIPT [ARGS...]", file=sys.stderr)
         return 2
-    sys.meta_path.insert(0, SourceFirst())
+    sys.meta_path.insert(0, SourceFirst(ROOT / "src"))
     script = sys.argv[1]
     sys.argv = sys.argv[1:]
     sys.path[0] = str(Path(script).resolve().parent)

@@ -16,9 +16,11 @@ the working tree's code.
 
 `--profile` instead runs the first revision's node once under cProfile (from after a warm-up to
 its exit, so that its start does not count) and lists the functions it spent its time in, per
-request: calls and µs, counted from the exchanges it created. Calls per request do not depend
-on the machine's load; cProfile roughly doubles the cost of each Python call, so read its µs
-for where time goes, not how much.
+request: calls and µs, counted from the exchanges it created. cProfile sees only interpreted
+functions, so the profiled node loads its compiled modules from their Python source
+(`bench/interpreted.py`): the calls are the source's, the µs the interpreter's. Calls per
+request do not depend on the machine's load; cProfile roughly doubles the cost of each Python
+call, so read its µs for where time goes, not how much.
 
 Needs: wrk and nginx (apt-get install -y wrk nginx), a git checkout, and for revisions with a
 compiled extension a C compiler and libhyperscan-dev.
@@ -105,16 +107,22 @@ def empty_bundle(tree: Path, workdir: Path, name: str, origin_url: str) -> tuple
 
 PROFILED_NODE = """
 import cProfile, runpy, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from interpreted import SourceFirst
+sys.meta_path.insert(0, SourceFirst(Path(sys.argv[3])))
 profiler = cProfile.Profile()
 signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-out, sys.argv = sys.argv[1], ["failsmall.node", *sys.argv[2:]]
+out, sys.argv = sys.argv[1], ["failsmall.node", *sys.argv[4:]]
 try:
     runpy.run_module("failsmall.node", run_name="__main__")
 finally:
     profiler.disable()
     profiler.dump_stats(out)
 """
-"""A node process that profiles from SIGUSR1 (after its start and a warm-up) to its exit."""
+"""A node process that profiles from SIGUSR1 (after its start and a warm-up) to its exit, with
+its compiled modules loaded from their Python source (`bench/interpreted.py`): cProfile sees
+only interpreted functions."""
 
 
 def profile(
@@ -129,7 +137,9 @@ def profile(
     that the node's start is not counted; its statistics."""
     node = bench.node_contender("profile", workdir, bundle, trusted, 1, False)
     out = workdir / "node.prof"
-    command = [node.command[0], "-c", PROFILED_NODE, str(out), *node.command[3:]]
+    here = Path(__file__).resolve().parent
+    command = [node.command[0], "-c", PROFILED_NODE, str(out), str(here), str(tree)]
+    command += node.command[3:]
     env = {**node.env, "PYTHONPATH": str(tree)}
     with bench.process(command, workdir / "profile.log", env=env) as proc:
         for admin in node.admin_ports:
