@@ -171,7 +171,7 @@ def _owner(key: tuple[str, int, str]) -> str:
     return "other Python"
 
 
-def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -> None:
+def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -> bool:
     """The functions with the most own time, per request (requests: exchanges created), each
     with the caller that calls it most; then the calls per request by whose code they are."""
     table: dict[tuple[str, int, str], tuple[int, int, float, float, dict[object, tuple[int, ...]]]]
@@ -183,7 +183,7 @@ def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -
     )
     if not requests:
         console.print("[red]the profile holds no request: did wrk reach the node?[/]")
-        return
+        return False
     calls = sum(row[1] for row in table.values())
     out = Table(
         title=f"node under cProfile, {title}: {requests:,} requests, "
@@ -213,6 +213,7 @@ def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -
     for owner, (count, seconds) in sorted(owners.items(), key=lambda item: -item[1][0]):
         summary.add_row(owner, f"{count / requests:.1f}", f"{seconds / requests * 1e6:.1f}")
     console.print(summary)
+    return True
 
 
 def main() -> int:
@@ -266,8 +267,8 @@ def main() -> int:
             if args.profile:
                 rev = args.revs[0]
                 stats = profile(workdir, trees[rev], *signed[rev], args, column)
-                print_profile(console, stats, args.top, f"{rev}, {args.bundle} bundle")
-                return 0
+                title = f"{rev}, {args.bundle} bundle"
+                return 0 if print_profile(console, stats, args.top, title) else 1
             for round_ in range(args.rounds):
                 for i, rev in enumerate(args.revs):
                     bundle, trusted = signed[rev]

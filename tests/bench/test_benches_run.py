@@ -154,6 +154,17 @@ def test_node_cost() -> None:
     assert all(line.endswith(", 0 errors") for line in rounds), done.stdout
 
 
+def test_node_cost_profile_sees_the_node_source_the_install_compiles() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    done = bench("bench/node_cost.py", ".", "--profile", "--duration", "1", "--top", "60")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    # The exchange and the connection are compiled: cProfile lists them only from source.
+    assert "exchange.py" in done.stdout and "proxy.py" in done.stdout, done.stdout
+    assert "calls per request" in done.stdout, done.stdout
+
+
 def cgroup_v1_cpu() -> Path | None:
     """Where the cgroup v1 cpu controller is mounted writable, or None."""
     for line in Path("/proc/self/mounts").read_text().splitlines():
