@@ -173,7 +173,8 @@ def _owner(key: tuple[str, int, str]) -> str:
 
 def print_profile(console: Console, stats: pstats.Stats, top: int, title: str) -> bool:
     """The functions with the most own time, per request (requests: exchanges created), each
-    with the caller that calls it most; then the calls per request by whose code they are."""
+    with the caller that calls it most; then the calls per request by whose code they are.
+    False, saying so, when the profile holds no request."""
     table: dict[tuple[str, int, str], tuple[int, int, float, float, dict[object, tuple[int, ...]]]]
     table = stats.stats  # type: ignore[attr-defined]
     requests = sum(
