@@ -39,6 +39,12 @@ def bench(*args: str, timeout_s: float = 360) -> subprocess.CompletedProcess[str
     )
 
 
+def skip_without_wrk_and_nginx() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+
+
 def json_out(done: subprocess.CompletedProcess[str], *codes: int) -> Any:
     assert done.returncode in codes, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout)
@@ -144,9 +150,7 @@ def test_verdicts() -> None:
 
 
 def test_node_cost() -> None:
-    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    skip_without_wrk_and_nginx()
     done = bench("bench/node_cost.py", ".", "HEAD", "--rounds", "1", "--duration", "1")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     rounds = [line for line in done.stdout.splitlines() if line.startswith("round 0")]
@@ -155,9 +159,7 @@ def test_node_cost() -> None:
 
 
 def test_node_cost_profile_sees_the_node_source_the_install_compiles() -> None:
-    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    skip_without_wrk_and_nginx()
     done = bench("bench/node_cost.py", ".", "--profile", "--duration", "1", "--top", "60")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     # The exchange and the connection are compiled: cProfile lists them only from source.
@@ -175,9 +177,7 @@ def cgroup_v1_cpu() -> Path | None:
 
 
 def test_workers_quick() -> None:
-    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    skip_without_wrk_and_nginx()
     if os.geteuid() != 0 or cgroup_v1_cpu() is None:
         pytest.skip("bench/workers.py needs root and a writable cgroup v1 cpu controller")
     report = json_out(bench("bench/workers.py", "--quick", "--json"), 0)
@@ -197,9 +197,7 @@ def test_workers_quick() -> None:
 
 
 def test_workers_without_cgroups_says_what_it_needs() -> None:
-    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    skip_without_wrk_and_nginx()
     command = [sys.executable, "bench/workers.py", "--quick", "--json"]
     if os.geteuid() == 0:  # the same run as an unprivileged user
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -235,9 +233,7 @@ def _interruptible() -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_workers_removes_its_cgroups_when_interrupted(signum: signal.Signals) -> None:
-    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: apt-get install -y wrk nginx")
+    skip_without_wrk_and_nginx()
     mount = cgroup_v1_cpu()
     if os.geteuid() != 0 or mount is None:
         pytest.skip("bench/workers.py needs root and a writable cgroup v1 cpu controller")
