@@ -21,7 +21,7 @@ from failsmall.engine.outcomes import BotScore, Decision, Passed, Scored
 from failsmall.engine.path_index import PathIndex
 from failsmall.engine.pipeline import _Plan, _stopping
 from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
-from failsmall.engine.request import RequestView
+from failsmall.engine.request import RequestView, request_of
 from failsmall.engine.routing import Routed, Router, Unrouted
 from failsmall.engine.waf import CompiledRuleset, Waf
 from failsmall.model import Bundle, Limits
@@ -682,8 +682,29 @@ def test_response_headers_passed_over_unread_leave_the_plan_as_reading_every_one
     assert plan_fields(fast) == plan_fields(every_name_read)
 
 
+@given(requests)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_request_made_of_its_fields_is_the_request_the_class_makes(req: Request) -> None:
+    made = request_of(*req)
+    assert type(made) is Request and made == req
+    assert made._replace(path="/other") == req._replace(path="/other")
+
+
+def test_a_view_computes_each_derived_field_once_and_takes_those_given() -> None:
+    req = request(headers={"Host": "Shop.example", "Cookie": "a=1; b=2"}, query="x=1&x=2")
+    view = RequestView(req)
+    assert view.headers is view.headers and view.header_names == ["host", "cookie"]
+    assert view.cookies == {"a": ["1"], "b": ["2"]} and view.cookies is view.cookies
+    assert view.args == {"x": ["1", "2"]} and not view.body_read and not view.has_parsed_body
+    assert view.body_limits == () and view.body.fields == () and view.has_parsed_body
+    taken = RequestView(req)
+    taken.resolved_path("/given")
+    taken.indexed_headers({"host": ["given"]}, ["host"])
+    assert taken.normalized_path == "/given" and taken.header("host") == "given"
+
+
 def test_a_view_reads_the_fields_it_was_made_with_and_the_defaults_of_the_others() -> None:
-    """`RequestView.__init__` sets only the fields not left at their defaults."""
+    """A view made with only its request leaves the others at their defaults."""
     req, limits, hits = request(), Limits(), frozenset({"sqli"})
     made = RequestView(req, 0, hits, limits)
     assert made.request is req and made.bot_score == 0

@@ -5,6 +5,7 @@ saves nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import httptools
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 from failsmall.model import Limits
 from failsmall.node import compiled_framing
 from failsmall.node.exchange import Exchange, RequestRejected
-from failsmall.node.proxy import ClientConnection, _take_noted
+from failsmall.node.proxy import ClientConnection, ProxyContext, _take_noted
+from failsmall.node.serving import ServingSlot
 
 Read = tuple[int, list[tuple[bytes, bytes]], bool, bytes]
 
@@ -366,8 +368,16 @@ def noted_requests(draw: st.DrawFn) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+async def _unconnected() -> ClientConnection:
+    return ClientConnection(ProxyContext(ServingSlot()))
+
+
+#: A connection that never connects: the client side of exchanges that only read a head.
+_NO_CLIENT = asyncio.run(_unconnected())
+
+
 def _exchange(http10: bool, headers: list[tuple[bytes, bytes]]) -> Exchange:
-    exchange = Exchange(cast(Any, None), cast(Any, None), None, Limits(), headers, [])
+    exchange = Exchange(_NO_CLIENT, cast(Any, None), None, Limits(), headers, [])
     exchange.method = b"GET"
     exchange.http10 = http10
     return exchange

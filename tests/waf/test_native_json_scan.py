@@ -146,7 +146,7 @@ def test_a_json_body_scanned_in_one_call_makes_its_fields_only_when_read() -> No
     view = RequestView(request, limits=Limits())
     result = native.inspect(view)
     assert result.hits and result.reached is None
-    assert view.__dict__["body"]._make_fields is not None  # not made yet
+    assert view.body._make_fields is not None  # not made yet
     assert view.body_args["q"] == ["1' OR '1'='1"]
     assert view.body.fields[0] == ("q", "1' OR '1'='1")
 

@@ -19,6 +19,7 @@ from failsmall.engine.signatures import SignatureScanner, chain
 from failsmall.engine.signatures import scanner as scanner_module
 from failsmall.engine.signatures.compiled import compile_matches
 from failsmall.engine.signatures.reference import ReferenceValueScanner
+from failsmall.engine.signatures.scanner import SHORT_BODY
 from failsmall.engine.signatures.targets import TARGET_BIT
 from failsmall.engine.signatures.transforms import (
     ALL_FEATURES,
@@ -180,6 +181,40 @@ def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() 
     for _ in range(3):
         scanner.scan(RequestView(bodiless))
     assert len(request_entries(scanner)) == 2
+
+
+def test_a_long_body_is_looked_up_whole_only_when_its_fingerprint_was_remembered() -> None:
+    scanner = managed_scanner()
+    scanner._clear_memos()
+    sightings = scanner._sightings
+
+    def order(number: int) -> Request:
+        lines = [{"sku": f"SKU-{i:03d}", "note": f"item {i} of order {number}"} for i in range(9)]
+        body = json.dumps({"order": number, "q": "1 union select password from users",
+                           "lines": lines}).encode()  # fmt: skip
+        return Request(
+            "POST", "/orders", headers=(("Content-Type", "application/json"),), body=body
+        )
+
+    first, second = order(1001), order(1002)
+    assert len(first.body) > SHORT_BODY and len(first.body) == len(second.body)
+    expected = reference().hits(first)
+    assert expected, "the body holds an attack the managed rules find"
+    mark = sightings.fingerprint(first.body)
+    assert mark and not sightings.may_be_remembered(mark)
+    for seen in range(1, 4):
+        stored = scanner.memo.stored
+        assert scanner.scan(RequestView(first)) == expected
+        if seen == 3:  # found whole: nothing stored
+            assert scanner.memo.stored == stored
+    assert sightings.may_be_remembered(mark) and len(request_entries(scanner)) == 1
+    # the same length and other ends: another fingerprint, so not looked up whole; its values
+    # are scanned (those it shares, remembered) and give what the reference gives
+    other = sightings.fingerprint(second.body)
+    assert other != mark and not sightings.may_be_remembered(other)
+    assert scanner.scan(RequestView(second)) == reference().hits(second)
+    # a short body has no fingerprint: it is always looked up
+    assert sightings.fingerprint(b'{"q": 1}') == 0 and sightings.may_be_remembered(0)
 
 
 @settings(max_examples=400, deadline=None)

@@ -64,7 +64,7 @@ class ParsedBody:
     def walked_json(cls, body: bytes, walk: JsonWalk, limits: Limits) -> ParsedBody:
         """The JSON `body` whose compiled walk ended with `walk` (a limit or complete), its
         fields made by `json_fields` when first read."""
-        parsed = _json_body([], Flattened(walk), limits)
+        parsed = _json_body([], FLATTENED[walk], limits)
 
         def make_fields() -> Fields:
             fields, status = json_fields(
@@ -170,6 +170,11 @@ class JsonWalk(IntEnum):
     UNDECIDED = 5
 
 
+# Each walk's and flattening's member by its value (the C walk returns ints): indexing a tuple,
+# where calling an enum with a value goes through `EnumType.__call__` in Python.
+JSON_WALKS: tuple[JsonWalk, ...] = tuple(JsonWalk)
+FLATTENED: tuple[Flattened, ...] = tuple(Flattened)
+
 #: Why a JSON body is malformed: the walk says whether, not where.
 NOT_JSON = "invalid JSON body: not JSON as json.loads reads it"
 
@@ -185,13 +190,13 @@ def _parse_json(body: bytes, limits: Limits) -> ParsedBody:
     fields, status = json_fields(
         body, limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars
     )
-    match JsonWalk(status):
+    match JSON_WALKS[status]:
         case JsonWalk.INVALID:
             return not_json()
         case JsonWalk.UNDECIDED:
             return _json_body(*_document_fields(body, limits), limits)
         case walked:
-            return _json_body(fields, Flattened(walked), limits)
+            return _json_body(fields, FLATTENED[walked], limits)
 
 
 def _document_fields(body: bytes, limits: Limits) -> tuple[list[tuple[str, str]], Flattened]:
@@ -204,7 +209,7 @@ def _document_fields(body: bytes, limits: Limits) -> tuple[list[tuple[str, str]]
     args = (limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars)
     try:
         fields, status = flatten_json(json.loads(pruned), *args, json.dumps)
-        return fields, Flattened(status)
+        return fields, FLATTENED[status]
     except RecursionError:
         return flatten_json_reference(load_json_text(pruned), *args)
 

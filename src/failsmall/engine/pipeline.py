@@ -266,8 +266,9 @@ class Engine:
         end of the one before).
         """
         view = RequestView(request, limits=self.limits)
-        # Every request reads its resolved path (routing does): stored as the view would.
-        view.__dict__["normalized_path"] = resolved = normalize_path(request.path)
+        # Every request reads its resolved path (routing does): given to the view.
+        resolved = normalize_path(request.path)
+        view.resolved_path(resolved)
         route = self.router.route(request.host or view.host, request.path, resolved)
         if type(route) is not Routed:  # one of two final classes: no `isinstance` call
             return Verdict(Decision.UNROUTED, UNROUTED_STATUS, route, ())
@@ -279,8 +280,7 @@ class Engine:
             )
         p = _Pass(view, request.now)
         if plan.reads_headers:  # indexed as `RequestView.headers` does, two calls less
-            fields = view.__dict__
-            fields["headers"], fields["header_names"] = index_headers(request.headers)
+            view.indexed_headers(*index_headers(request.headers))
         outcomes: tuple[ModuleOutcome, ...] = ()
         clock, budget_us = state.clock, self.limits.module_time_budget_us
         started = clock()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar, overload
+from typing import NamedTuple
 
 from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
 from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
@@ -25,8 +23,8 @@ __all__ = [
     "parse_form",
 ]
 
-T = TypeVar("T")
 DEFAULT_LIMITS = Limits()
+NO_HITS: frozenset[str] = frozenset()
 
 
 class Request(NamedTuple):
@@ -54,73 +52,89 @@ class Request(NamedTuple):
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
-class _Lazy(Generic[T]):
-    """A value computed on first read and stored in the instance dict, where later reads find
-    it without calling anything: `functools.cached_property` without the lock it takes on every
-    first read in Python 3.11 (a view is used by one request, on one thread)."""
-
-    def __init__(self, compute: Callable[[RequestView], T]) -> None:
-        self._compute = compute
-        self._name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    @overload
-    def __get__(self, view: None, owner: type[RequestView]) -> _Lazy[T]: ...
-
-    @overload
-    def __get__(self, view: RequestView, owner: type[RequestView]) -> T: ...
-
-    def __get__(self, view: RequestView | None, owner: type[RequestView]) -> T | _Lazy[T]:
-        if view is None:
-            return self
-        value = self._compute(view)
-        view.__dict__[self._name] = value
-        return value
+def request_of(
+    method: str,
+    path: str,
+    query: str,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+    body_truncated: bool,
+    client_ip: str,
+    host: str,
+    now: float,
+) -> Request:
+    """A `Request` of every field, in order, made by `tuple.__new__` (one C call) rather than
+    by the NamedTuple's generated `__new__`, which runs interpreted: the node makes one per
+    request it reads."""
+    fields = (method, path, query, headers, body, body_truncated, client_ip, host, now)
+    return tuple.__new__(Request, fields)
 
 
-@dataclass(eq=False, init=False)
 class RequestView:
     """Derived, cached views of a request: parsed headers, args, cookies and body text.
 
     Each view is computed on first use and at most once per request, so a module that does not
-    read the cookies costs nothing for them.
+    read the cookies costs nothing for them. A view not computed yet is None in its slot
+    (compiled, each is a field of the object: reading one that is known costs no call).
     """
-
-    request: Request
-    bot_score: int | None = None
-    signature_hits: frozenset[str] = frozenset()
-    # The bundle's limits: they bound body decoding and parsing (see `failsmall.engine.work`).
-    limits: Limits = DEFAULT_LIMITS
 
     def __init__(
         self,
         request: Request,
         bot_score: int | None = None,
-        signature_hits: frozenset[str] = frozenset(),
+        signature_hits: frozenset[str] = NO_HITS,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        """The dataclass's own `__init__`, less the fields left at their defaults: those read
-        as the class's (one view is made per request, and most set only `limits`)."""
         self.request = request
+        self.bot_score = bot_score
+        self.signature_hits = signature_hits
+        # The bundle's limits: they bound body decoding and parsing (see `failsmall.engine.work`).
         self.limits = limits
-        if bot_score is not None:
-            self.bot_score = bot_score
-        if signature_hits:
-            self.signature_hits = signature_hits
+        self._headers: dict[str, list[str]] | None = None
+        self._header_names: list[str] | None = None
+        self._host: str | None = None
+        self._user_agent: str | None = None
+        self._args: dict[str, list[str]] | None = None
+        self._normalized_path: str | None = None
+        self._normalized_uri: str | None = None
+        self._cookies: dict[str, list[str]] | None = None
+        self._decoded: DecodedBody | None = None
+        self._body_text: str | None = None
+        self._content_type: str | None = None
+        self._body: ParsedBody | None = None
+        self._body_limits: tuple[LimitReached, ...] | None = None
+        self._body_args: dict[str, list[str]] | None = None
+        self._body_arg_names: list[str] | None = None
+        self._body_arg_values: list[str] | None = None
+        self._filenames: list[str] | None = None
 
-    @_Lazy
+    def __repr__(self) -> str:
+        return (
+            f"RequestView(request={self.request!r}, bot_score={self.bot_score!r}, "
+            f"signature_hits={self.signature_hits!r})"
+        )
+
+    @property
     def headers(self) -> dict[str, list[str]]:
         """Header values by lowercase name, in order. Fills in `header_names` on the way."""
-        out, names = index_headers(self.request.headers)
-        self.__dict__["header_names"] = names
-        return out
+        headers = self._headers
+        if headers is None:
+            headers, self._header_names = index_headers(self.request.headers)
+            self._headers = headers
+        return headers
 
-    @_Lazy
+    def indexed_headers(self, headers: dict[str, list[str]], names: list[str]) -> None:
+        """Take `headers` and `names` as `index_headers` gave them for this request's headers,
+        so they are not indexed again."""
+        self._headers, self._header_names = headers, names
+
+    @property
     def header_names(self) -> list[str]:
         """Lowercase header names in the order received, repeats included."""
-        if "headers" not in self.__dict__:
-            self.headers  # noqa: B018 - indexing the headers lists their names too
-        names: list[str] = self.__dict__["header_names"]
+        names = self._header_names
+        if names is None:
+            self._headers, names = index_headers(self.request.headers)
+            self._header_names = names
         return names
 
     def header(self, name: str) -> str:
@@ -128,100 +142,166 @@ class RequestView:
         values = self.headers.get(name)
         return values[0] if values else ""
 
-    @_Lazy
+    @property
     def host(self) -> str:
-        return self.request.host or self.header("host")
+        host = self._host
+        if host is None:
+            host = self._host = self.request.host or self.header("host")
+        return host
 
-    @_Lazy
+    @property
     def user_agent(self) -> str:
-        return self.header("user-agent")
+        agent = self._user_agent
+        if agent is None:
+            agent = self._user_agent = self.header("user-agent")
+        return agent
 
-    @_Lazy
+    @property
     def args(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for name, value in parse_form(self.request.query):
-            values = out.get(name)
-            if values is None:
-                out[name] = [value]
-            else:
-                values.append(value)
-        return out
+        args = self._args
+        if args is None:
+            args = {}
+            for name, value in parse_form(self.request.query):
+                values = args.get(name)
+                if values is None:
+                    args[name] = [value]
+                else:
+                    values.append(value)
+            self._args = args
+        return args
 
-    @_Lazy
+    @property
     def normalized_path(self) -> str:
         """The path as the origin will resolve it (`engine/paths.py`)."""
-        return normalize_path(self.request.path)
+        path = self._normalized_path
+        if path is None:
+            path = self._normalized_path = normalize_path(self.request.path)
+        return path
 
-    @_Lazy
+    def resolved_path(self, path: str) -> None:
+        """Take `path` as `normalize_path` of the request's path, so it is not resolved again."""
+        self._normalized_path = path
+
+    @property
     def normalized_uri(self) -> str:
         """The normalized path and the query as received: /path?query."""
-        query = self.request.query
-        return f"{self.normalized_path}?{query}" if query else self.normalized_path
+        uri = self._normalized_uri
+        if uri is None:
+            query = self.request.query
+            uri = f"{self.normalized_path}?{query}" if query else self.normalized_path
+            self._normalized_uri = uri
+        return uri
 
-    @_Lazy
+    @property
     def cookies(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for raw in self.headers.get("cookie", ()):
-            for part in raw.split(";"):
-                pair = cookie_pair(part)
-                if pair is not None:
-                    out.setdefault(pair[0], []).append(pair[1])
-        return out
+        cookies = self._cookies
+        if cookies is None:
+            cookies = {}
+            for raw in self.headers.get("cookie", ()):
+                for part in raw.split(";"):
+                    pair = cookie_pair(part)
+                    if pair is not None:
+                        cookies.setdefault(pair[0], []).append(pair[1])
+            self._cookies = cookies
+        return cookies
 
-    @_Lazy
+    @property
     def decoded(self) -> DecodedBody:
         """The body decoded through its Content-Encoding, as the origin will read it."""
-        codings = content_codings(self.headers.get("content-encoding", []))
-        return decode_body(codings, self.request.body, self.request.body_truncated, self.limits)
+        decoded = self._decoded
+        if decoded is None:
+            codings = content_codings(self.headers.get("content-encoding", []))
+            request = self.request
+            decoded = decode_body(codings, request.body, request.body_truncated, self.limits)
+            self._decoded = decoded
+        return decoded
 
-    @_Lazy
+    @property
     def body_text(self) -> str:
-        return self.decoded.data.decode("utf-8", errors="replace")
+        text = self._body_text
+        if text is None:
+            text = self._body_text = self.decoded.data.decode("utf-8", errors="replace")
+        return text
 
-    @_Lazy
+    @property
     def content_type(self) -> str:
         """The media type of the body, lowercase, without parameters ('' when absent)."""
-        return self.header("content-type").split(";", 1)[0].strip().lower()
+        media = self._content_type
+        if media is None:
+            media = self.header("content-type").split(";", 1)[0].strip().lower()
+            self._content_type = media
+        return media
 
-    @_Lazy
+    @property
     def body(self) -> ParsedBody:
         """The body parsed by content type: urlencoded, JSON or multipart fields."""
-        return parse_body(
-            self.header("content-type"),
-            self.decoded.data,
-            self.request.body_truncated,
-            self.limits,
-        )
+        body = self._body
+        if body is None:
+            body = self._body = parse_body(
+                self.header("content-type"),
+                self.decoded.data,
+                self.request.body_truncated,
+                self.limits,
+            )
+        return body
 
     def body_parsed(self, body: ParsedBody) -> None:
         """Take `body` as the parsed body (one that parsing the body would give: the signature
         scanner's walk of a JSON body), so it is not parsed again."""
-        self.__dict__["body"] = body
+        self._body = body
 
-    @_Lazy
+    @property
+    def has_parsed_body(self) -> bool:
+        """Whether the body has been parsed (or taken as parsed) already."""
+        return self._body is not None
+
+    @property
+    def body_read(self) -> bool:
+        """Whether anything has read the body: decoded it, or parsed it."""
+        return self._decoded is not None or self._body is not None
+
+    @property
     def body_limits(self) -> tuple[LimitReached, ...]:
         """The work limits decoding and parsing the body reached (none for most bodies)."""
-        if not self.request.body:
-            return ()
-        return tuple(r for r in (self.decoded.reached, self.body.reached) if r is not None)
+        reached = self._body_limits
+        if reached is None:
+            if not self.request.body:
+                reached = ()
+            else:
+                found = (self.decoded.reached, self.body.reached)
+                reached = tuple(r for r in found if r is not None)
+            self._body_limits = reached
+        return reached
 
-    @_Lazy
+    @property
     def body_args(self) -> dict[str, list[str]]:
         """Body fields by name (JSON leaves by dotted path; multipart non-file fields)."""
-        out: dict[str, list[str]] = {}
-        for name, value in self.body.fields:
-            out.setdefault(name, []).append(value)
-        return out
+        args = self._body_args
+        if args is None:
+            args = {}
+            for name, value in self.body.fields:
+                args.setdefault(name, []).append(value)
+            self._body_args = args
+        return args
 
-    @_Lazy
+    @property
     def body_arg_names(self) -> list[str]:
-        return [name for name, _ in self.body.fields]
+        names = self._body_arg_names
+        if names is None:
+            names = self._body_arg_names = [name for name, _ in self.body.fields]
+        return names
 
-    @_Lazy
+    @property
     def body_arg_values(self) -> list[str]:
-        return [value for _, value in self.body.fields]
+        values = self._body_arg_values
+        if values is None:
+            values = self._body_arg_values = [value for _, value in self.body.fields]
+        return values
 
-    @_Lazy
+    @property
     def filenames(self) -> list[str]:
         """File names of multipart file parts, as the client sent them."""
-        return list(self.body.filenames)
+        names = self._filenames
+        if names is None:
+            names = self._filenames = list(self.body.filenames)
+        return names

@@ -500,8 +500,7 @@ class Waf:
             ev = Evaluation(view, now, self.scanner, self.exceptions)
             ev.scanned, ev.reached = scanned, reached
             return self._evaluate(ev)
-        state = view.__dict__
-        body_read = "decoded" in state or "body" in state  # `_body_read`
+        body_read = view.body_read
         if reached is None and not body_read:
             return walk.result
         limits = view.body_limits if body_read else ()
@@ -530,7 +529,7 @@ class Waf:
                 break
         # The body's limits count when something read the body (the scanner, a rule, another
         # module): a request whose body no rule inspects was not inspected in part.
-        reached = view.body_limits if _body_read(view) else ()
+        reached = view.body_limits if view.body_read else ()
         if ev.reached is not None:
             reached = (*reached, ev.reached)
         if not reached:
@@ -538,10 +537,6 @@ class Waf:
         return WafResult(
             outcomes, _over_limit(terminate, reached, view.limits), tuple(ev.matched), reached
         )
-
-
-def _body_read(view: RequestView) -> bool:
-    return "decoded" in view.__dict__ or "body" in view.__dict__
 
 
 def _over_limit(

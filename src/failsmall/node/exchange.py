@@ -27,9 +27,12 @@ from collections.abc import Sequence
 from enum import Enum, auto
 from typing import Protocol, assert_never
 
+from mypy_extensions import trait
+
 from failsmall.engine import CacheFill, Decision, NotStored, Request, Routed, Unrouted, Verdict
 from failsmall.engine.cache import CacheBypass, CachedResponse, CacheHit, CacheMiss
 from failsmall.engine.outcomes import ModuleErrored, Scored
+from failsmall.engine.request import request_of
 from failsmall.engine.signatures.fields import signature_fields
 from failsmall.model import BodyOverBuffer, Limits, Origin
 from failsmall.node import compiled_framing, framing, wire
@@ -44,6 +47,7 @@ from failsmall.node.upstream import (
     OriginUnreachableError,
     Pools,
     UpstreamConnection,
+    UpstreamListener,
 )
 
 NO_CONFIG_BODY = (
@@ -61,8 +65,13 @@ EARLY_TUNNEL_BYTES = 64 * 1024
 """What a client may send after its WebSocket handshake before the origin has accepted it."""
 
 
-class ClientSide(Protocol):
-    """What an exchange needs from the client connection it answers on."""
+@trait
+class ClientSide:
+    """What an exchange needs from the client connection it answers on.
+
+    A trait rather than a `Protocol`: the connection implements it by inheritance, so that,
+    compiled, each call from the exchange goes through the trait's table of methods instead of
+    a lookup by name."""
 
     client_ip: str
     client_ip_bytes: bytes
@@ -129,7 +138,7 @@ class RequestRejected(Exception):
         self.reason = reason
 
 
-class Exchange:
+class Exchange(UpstreamListener):
     """One request and its response.
 
     Attributes that most requests never change keep their class-level defaults, so creating
@@ -263,9 +272,7 @@ class Exchange:
         if self.xff:
             client = serving.engine.client_address(client, self.xff.decode("latin-1"))
         self.client = client
-        # Positional, in field order (method, path, query, headers, body, body_truncated,
-        # client_ip, host, now): a frozen dataclass takes them a third cheaper than keywords.
-        request = Request(
+        request = request_of(
             self.method.decode("ascii", "replace"),
             self.path,
             self.query,

@@ -29,7 +29,7 @@ from failsmall.node.access_log import AccessEntry, AccessLog
 from failsmall.node.batching import WriteBatch
 from failsmall.node.compiled_framing import latin1_headers, whole_request
 from failsmall.node.deadline import Deadline
-from failsmall.node.exchange import Exchange, ExchangeState, RequestRejected
+from failsmall.node.exchange import ClientSide, Exchange, ExchangeState, RequestRejected
 from failsmall.node.serving import ServingSlot
 from failsmall.node.stats import TrafficStats
 from failsmall.node.upstream import Pools
@@ -88,7 +88,7 @@ RETRY_SOON = [(b"Retry-After", b"1")]
 URI_TOO_LONG = "request URI is longer than max_uri_bytes"
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol, ClientSide):
     """One client TCP connection: parses requests, answers them in order, enforces limits."""
 
     def __init__(self, ctx: ProxyContext) -> None:

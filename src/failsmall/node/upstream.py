@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Protocol, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+from mypy_extensions import trait
 
 from failsmall.model import Origin
 from failsmall.node.batching import WriteBatch
@@ -36,8 +37,10 @@ class ResponseHeadTooLarge(Exception):
 _HEAD_TOO_LARGE = f"origin sent a response head over {MAX_RESPONSE_HEAD_BYTES} bytes"
 
 
-class UpstreamListener(Protocol):
-    """What an upstream connection reports to the exchange it serves."""
+@trait
+class UpstreamListener:
+    """What an upstream connection reports to the exchange it serves (a trait, as
+    `exchange.ClientSide` is: the exchange implements it by inheritance)."""
 
     def upstream_head(
         self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool

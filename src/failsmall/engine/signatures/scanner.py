@@ -35,9 +35,9 @@ backtracking engine.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
-from failsmall.engine.body import JsonWalk, ParsedBody, is_json, not_json
+from failsmall.engine.body import JSON_WALKS, JsonWalk, ParsedBody, is_json, not_json
 from failsmall.engine.native import (
     MEMO_ENTRY_OVERHEAD,
     MEMO_REQUEST,
@@ -106,6 +106,41 @@ if _WRONG_BITS:
         f"the compiled head walk was built with other target bits ({_WRONG_BITS}) than "
         "failsmall.engine.signatures.targets: rebuild the package (`pip install -e .`)"
     )
+
+
+#: Bodies up to this long are always looked up whole (their hash is cheap); longer ones only
+#: when their fingerprint is in its slot (`BodySightings`).
+SHORT_BODY: Final = 256
+#: The bytes at each end of a long body its fingerprint is made of.
+BODY_ENDS: Final = 32
+#: Slots of `BodySightings` (a power of two).
+SIGHTING_SLOTS: Final = 4096
+
+
+class BodySightings:
+    """Which long bodies have a request remembered whole in the memo, by a fingerprint of their
+    length and ends, so that a request whose body has none is not looked up: the lookup would
+    hash all of the body, and distinct bodies (an API's orders, each with its own ids) are never
+    found. A fixed table of slots, each holding the last fingerprint stored in it: bounded,
+    nothing cleared at once. A fingerprint overwritten, or one whose request the memo has
+    forgotten, costs a request seen before a scan of its values (each of them remembered) and
+    changes no result: the memo holds what the scan finds."""
+
+    def __init__(self) -> None:
+        self._slots = [0] * SIGHTING_SLOTS
+
+    def fingerprint(self, body: bytes) -> int:
+        """The body's fingerprint, never 0; 0 for a short body (not filtered)."""
+        if len(body) <= SHORT_BODY:
+            return 0
+        return hash((len(body), body[:BODY_ENDS], body[-BODY_ENDS:])) or 1
+
+    def may_be_remembered(self, fingerprint: int) -> bool:
+        return fingerprint == 0 or self._slots[fingerprint & (SIGHTING_SLOTS - 1)] == fingerprint
+
+    def remembered(self, fingerprint: int) -> None:
+        if fingerprint:
+            self._slots[fingerprint & (SIGHTING_SLOTS - 1)] = fingerprint
 
 
 class ScanResult(NamedTuple):
@@ -180,6 +215,7 @@ class SignatureScanner:
         # cookie names repeat across clients: a value's hits depend only on the value and its
         # targets), and the parts of a request head (see `scan_head`), and whole requests.
         self.memo = Memo(MEMO_BYTES)
+        self._sightings = BodySightings()
         self._head_mask = 0
         for target in self._targets:
             if target in HEAD_TARGETS:
@@ -256,7 +292,7 @@ class SignatureScanner:
         # looked up nor remembered, which spares distinct traffic the key's hash and keeps
         # its one-off requests from pushing the values they share out of the memo.
         key: _RequestKey | None = None
-        size = 0
+        size = fingerprint = 0
         if body and memo.stored == stored:
             size = (  # roughly the bytes the request takes as a memo key: its parts, an overhead
                 256 + len(request.path) + len(request.query) + len(request.body)
@@ -264,9 +300,11 @@ class SignatureScanner:
             )  # fmt: skip
             if size <= MEMO_MAX_REQUEST:
                 key = (request.method, request.path, request.query, request.headers, request.body)
-                known = memo.get(key, MEMO_REQUEST)
-                if known is not None and work.fits(known[1], known[2]):
-                    return ScanResult(known[0], known[1], known[2], None)
+                fingerprint = self._sightings.fingerprint(request.body)
+                if self._sightings.may_be_remembered(fingerprint):
+                    known = memo.get(key, MEMO_REQUEST)
+                    if known is not None and work.fits(known[1], known[2]):
+                        return ScanResult(known[0], known[1], known[2], None)
         if (
             work.add(head_values, head_chars_scanned, STOPS[stop])
             and body
@@ -276,6 +314,7 @@ class SignatureScanner:
         result = frozenset(hits) if hits else NO_HITS
         if key is not None and work.reached is None and memo.stored == stored:
             memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
+            self._sightings.remembered(fingerprint)
         return ScanResult(result, work.values, work.chars, work.reached)
 
     def _scan_body(
@@ -297,7 +336,7 @@ class SignatureScanner:
         something reads them. False, with nothing scanned, for any other body, for one that is not
         JSON (its text is then scanned), and for one the walk leaves to `json.loads` (then its
         fields are scanned as parsed)."""
-        if "body" in view.__dict__ or not is_json(view.content_type):
+        if view.has_parsed_body or not is_json(view.content_type):
             return False
         data = view.decoded.data
         if not data:
@@ -309,7 +348,7 @@ class SignatureScanner:
             limits.waf_max_values, limits.waf_max_body_depth, limits.waf_max_transformed_chars,
             *work.room,
         )  # fmt: skip
-        match JsonWalk(status):
+        match JSON_WALKS[status]:
             case JsonWalk.INVALID:
                 view.body_parsed(not_json())  # its text is scanned as parsed, not walked again
                 return False
@@ -344,3 +383,4 @@ class SignatureScanner:
     def _clear_memos(self) -> None:
         """Forget every memoised value, part and request (tests use it to scan from scratch)."""
         self.memo.clear()
+        self._sightings = BodySightings()
