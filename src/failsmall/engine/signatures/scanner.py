@@ -46,7 +46,7 @@ from failsmall.engine.native import (
     extension,
     head_chars,
 )
-from failsmall.engine.request import BodyFormat, RequestView
+from failsmall.engine.request import NO_HITS, BodyFormat, RequestView
 from failsmall.engine.signatures.compiled import (
     Chain,
     HeadScan,
@@ -89,7 +89,6 @@ def memo_bytes(limits: Limits) -> int:
     return max(MEMO_BYTES, min(MEMO_BYTES_PER_BUFFER_BYTE * limits.waf_body_buffer, MEMO_MAX_BYTES))
 
 
-NO_HITS: frozenset[str] = frozenset()
 _RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes]
 _BODY_ARG_NAMES, _BODY_ARG_VALUES = (
     TARGET_BIT[Target.BODY_ARG_NAMES],
