@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, assert_never
@@ -15,14 +16,23 @@ from failsmall.build import load_config_dir
 from failsmall.engine import Engine, Request
 from failsmall.engine import cache as cache_module
 from failsmall.engine.bot import BotScorer, _in_order, user_agent_class
-from failsmall.engine.cache import CacheFill, NotStored
+from failsmall.engine.cache import CacheBypass, CacheFill, NotStored
 from failsmall.engine.expr.addresses import AddressSet
-from failsmall.engine.outcomes import BotScore, Decision, Passed, Scored
+from failsmall.engine.outcomes import (
+    BotScore,
+    Decision,
+    NotComputed,
+    Passed,
+    Scored,
+    Verdict,
+    verdict_of,
+)
 from failsmall.engine.path_index import PathIndex
 from failsmall.engine.pipeline import _Plan, _stopping
 from failsmall.engine.ratelimit import RateLimitHit, compile_rate_limits
 from failsmall.engine.request import RequestView, request_of
 from failsmall.engine.routing import Routed, Router, Unrouted
+from failsmall.engine.signatures.scanner import ScanResult, scan_result_of
 from failsmall.engine.waf import CompiledRuleset, Waf
 from failsmall.model import Bundle, Limits
 from failsmall.model.bot import BotConfig, FeatureKind
@@ -690,7 +700,29 @@ def test_a_request_made_of_its_fields_is_the_request_the_class_makes(req: Reques
     assert made._replace(path="/other") == req._replace(path="/other")
 
 
-def test_a_view_computes_each_derived_field_once_and_takes_those_given() -> None:
+VERDICT_FIELDS = (
+    Decision.BLOCK, 403, Unrouted("r"), ("m",), ("r", "r"), ("a", "b", "c"), NotComputed("b"), 7,
+    CacheBypass("c"), ("l", "l", "l", "l"),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("made_of", "cls", "fields"),
+    [
+        (verdict_of, Verdict, VERDICT_FIELDS),
+        (scan_result_of, ScanResult, (frozenset("k"), 3, 5, None)),
+    ],
+    ids=["verdict", "scan"],
+)
+def test_a_record_made_of_its_fields_is_the_record_the_class_makes(
+    made_of: Callable[..., tuple[object, ...]], cls: type[Any], fields: tuple[object, ...]
+) -> None:
+    """The engine's one-call constructors take every field (each distinct here), in order."""
+    made = made_of(*fields)
+    assert type(made) is cls and made == cls(**dict(zip(cls._fields, fields, strict=True)))
+
+
+def test_a_view_computes_each_derived_field_once_and_takes_the_path_given() -> None:
     req = request(headers={"Host": "Shop.example", "Cookie": "a=1; b=2"}, query="x=1&x=2")
     view = RequestView(req)
     assert view.headers is view.headers and view.header_names == ["host", "cookie"]
@@ -699,8 +731,8 @@ def test_a_view_computes_each_derived_field_once_and_takes_those_given() -> None
     assert view.body_limits == () and view.body.fields == () and view.has_parsed_body
     taken = RequestView(req)
     taken.resolved_path("/given")
-    taken.indexed_headers({"host": ["given"]}, ["host"])
-    assert taken.normalized_path == "/given" and taken.header("host") == "given"
+    assert taken.normalized_path == "/given" and taken.header_names == ["host", "cookie"]
+    assert taken.header("host") == "Shop.example" and taken.headers is taken.headers
 
 
 def test_a_view_reads_the_fields_it_was_made_with_and_the_defaults_of_the_others() -> None:

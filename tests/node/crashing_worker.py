@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from dataclasses import replace
 
+from failsmall.engine import Engine
 from failsmall.engine.routing import Route, Router
+from failsmall.model import Capacities
 from failsmall.model.bundle import Bundle
+from failsmall.node import agent
 from failsmall.node.__main__ import main
-
-_build = Router.build
 
 
 class CrashingRouter(Router):
@@ -22,11 +24,21 @@ class CrashingRouter(Router):
         return super().route(host, path, resolved)
 
 
-def build(bundle: Bundle) -> Router:
-    router = _build(bundle)
-    return CrashingRouter(router.routes) if bundle.name.startswith("segfault") else router
+class CrashingEngines:
+    """Builds engines where the node's agent does: a `segfault` bundle's with the router above."""
+
+    @staticmethod
+    def build(
+        bundle: Bundle, capacities: Capacities | None = None, reuse: Engine | None = None
+    ) -> Engine:
+        engine = Engine.build(bundle, capacities, reuse=reuse)
+        if not bundle.name.startswith("segfault"):
+            return engine
+        return replace(
+            engine, router=CrashingRouter(engine.router.routes, engine.router.names_hosts)
+        )
 
 
 if __name__ == "__main__":
-    Router.build = staticmethod(build)  # type: ignore[method-assign,assignment]
+    agent.Engine = CrashingEngines  # type: ignore[attr-defined,assignment]
     sys.exit(main())

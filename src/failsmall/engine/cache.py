@@ -90,13 +90,14 @@ class CacheStore:
         self.used_bytes -= entry.size
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CacheMiss:
     """Not stored; the origin's response may be stored under `key`. This is the handle the
     response is stored with: the request (for `Vary`), when it was seen, and the store.
 
     Nothing changes a miss once made; it is not a frozen dataclass only because one is made
-    for most GETs, and a frozen one takes four times as long to make.
+    for most GETs, and a frozen one takes four times as long to make. Its `__init__` is
+    written out so that it is compiled (a dataclass's generated one runs interpreted).
     """
 
     key: str
@@ -104,6 +105,15 @@ class CacheMiss:
     now: float
     view: RequestView = field(compare=False, repr=False)
     store: CacheStore = field(compare=False, repr=False)
+
+    def __init__(
+        self, key: str, ttl_override: int | None, now: float, view: RequestView, store: CacheStore
+    ) -> None:
+        self.key = key
+        self.ttl_override = ttl_override
+        self.now = now
+        self.view = view
+        self.store = store
 
 
 CacheDecision = CacheHit | CacheMiss | CacheBypass

@@ -21,13 +21,19 @@ from failsmall.model.traffic import Limits
 IDENTITY = frozenset({"", "identity"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class DecodedBody:
     """The body as the origin will read it (as far as the limits allow), and the limit that
     stopped its decoding, if one did."""
 
     data: bytes
-    reached: LimitReached | None = None
+    reached: LimitReached | None
+
+    def __init__(self, data: bytes, reached: LimitReached | None = None) -> None:
+        # Written out so that it is compiled: a dataclass's generated `__init__` runs
+        # interpreted, and one body request in two makes one of these.
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "reached", reached)
 
 
 class _Undecodable(Exception):

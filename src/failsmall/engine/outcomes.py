@@ -182,6 +182,27 @@ class Verdict(NamedTuple):
         )
 
 
+def verdict_of(
+    decision: Decision,
+    status: int,
+    route: Route,
+    modules: tuple[ModuleOutcome, ...],
+    rules: tuple[RuleOutcome, ...],
+    matched_rules: tuple[str, ...],
+    bot: BotScore,
+    delay_ms: int,
+    cache: CacheDecision,
+    over_limits: tuple[LimitReached, ...],
+) -> Verdict:
+    """A `Verdict` of every field, in order, made by `tuple.__new__` (one C call) rather than
+    by the NamedTuple's generated `__new__`, which runs interpreted: the engine makes one per
+    request."""
+    return tuple.__new__(
+        Verdict,
+        (decision, status, route, modules, rules, matched_rules, bot, delay_ms, cache, over_limits),
+    )
+
+
 def walk_rules(outcomes: tuple[RuleOutcome, ...]) -> list[RuleOutcome]:
     """All rule outcomes, depth-first through executed rulesets."""
     out: list[RuleOutcome] = []

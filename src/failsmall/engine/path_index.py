@@ -13,21 +13,24 @@ every item; where a caller needs every position kept (the WAF's outcomes, one pe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-@dataclass(frozen=True, slots=True)
 class PathIndex(Generic[T]):
-    """Items by the first `width` characters of the paths they can match (see the module)."""
+    """Items by the first `width` characters of the paths they can match (see the module).
 
-    width: int
-    by_start: dict[str, tuple[T, ...]]
-    # The items for a path that starts as no prefix does: those that need none.
-    others: tuple[T, ...]
+    Not a dataclass: compiled, a generic dataclass fails to load."""
+
+    def __init__(
+        self, width: int, by_start: dict[str, tuple[T, ...]], others: tuple[T, ...]
+    ) -> None:
+        self.width: Final = width
+        self.by_start: Final = by_start
+        # The items for a path that starts as no prefix does: those that need none.
+        self.others: Final = others
 
     @classmethod
     def build(

@@ -116,26 +116,25 @@ class RequestView:
 
     @property
     def headers(self) -> dict[str, list[str]]:
-        """Header values by lowercase name, in order. Fills in `header_names` on the way."""
+        """Header values by lowercase name, in order."""
         headers = self._headers
         if headers is None:
-            headers, self._header_names = index_headers(self.request.headers)
-            self._headers = headers
+            headers = self._index_headers()[0]
         return headers
-
-    def indexed_headers(self, headers: dict[str, list[str]], names: list[str]) -> None:
-        """Take `headers` and `names` as `index_headers` gave them for this request's headers,
-        so they are not indexed again."""
-        self._headers, self._header_names = headers, names
 
     @property
     def header_names(self) -> list[str]:
         """Lowercase header names in the order received, repeats included."""
         names = self._header_names
         if names is None:
-            self._headers, names = index_headers(self.request.headers)
-            self._header_names = names
+            names = self._index_headers()[1]
         return names
+
+    def _index_headers(self) -> tuple[dict[str, list[str]], list[str]]:
+        """Both `headers` and `header_names`, indexed in one walk of the request's headers."""
+        indexed = index_headers(self.request.headers)
+        self._headers, self._header_names = indexed
+        return indexed
 
     def header(self, name: str) -> str:
         """The first value of header `name` (lowercase), or '' when absent."""

@@ -8,7 +8,8 @@ pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+
+from mypy_extensions import mypyc_attr
 
 from failsmall.model.bundle import Bundle
 from failsmall.model.traffic import Origin
@@ -21,39 +22,41 @@ class Routed:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Unrouted:
     """No route in the bundle matches the request's host and path; `reason` says which."""
 
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        # Written out so that it is compiled (a dataclass's generated `__init__` runs
+        # interpreted): a request for a host no route names costs its lookup and this.
+        object.__setattr__(self, "reason", reason)
+
 
 Route = Routed | Unrouted
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # a test's router crashes the process
 @dataclass(frozen=True)
 class Router:
     """Routes sorted so that exact hosts beat `*` and longer prefixes beat shorter ones: each
     as its lowercase host, its path prefix and the prefix's length, and where it goes."""
 
     routes: tuple[tuple[str, str, int, Routed], ...]
-
-    @cached_property
-    def names_hosts(self) -> bool:
-        """Whether any route is for a host other than `*`: when none is, the request's host
-        decides nothing and is not read."""
-        return any(route_host != "*" for route_host, *_ in self.routes)
+    # Whether any route is for a host other than `*`: when none is, the request's host decides
+    # nothing and is not read.
+    names_hosts: bool
 
     @classmethod
     def build(cls, bundle: Bundle) -> Router:
         origins = {o.id: o for o in bundle.origins}
         ordered = sorted(bundle.routes, key=lambda r: (r.host == "*", -len(r.path_prefix)))
-        return cls(
-            tuple(
-                (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
-                for r in ordered
-            )
+        routes = tuple(
+            (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
+            for r in ordered
         )
+        return cls(routes, any(route_host != "*" for route_host, *_ in routes))
 
     def route(self, host: str, path: str, resolved: str) -> Route:
         """Where a request for `host` and `path` (as received) goes. Prefixes are matched

@@ -152,6 +152,14 @@ class ScanResult(NamedTuple):
     reached: LimitReached | None
 
 
+def scan_result_of(
+    hits: frozenset[str], values: int, chars: int, reached: LimitReached | None
+) -> ScanResult:
+    """A `ScanResult` made by `tuple.__new__` (one C call) rather than by the NamedTuple's
+    generated `__new__`, which runs interpreted: the WAF makes one per request it scans."""
+    return tuple.__new__(ScanResult, (hits, values, chars, reached))
+
+
 class ValueScanner(Protocol):
     """Scans values as values of some targets, and the values of a request head and a body,
     remembering them in a memo (see `reference.ReferenceValueScanner`)."""
@@ -270,7 +278,7 @@ class SignatureScanner:
         reached."""
         values = self._values
         if values is None:
-            return ScanResult(NO_HITS, 0, 0, None)
+            return scan_result_of(NO_HITS, 0, 0, None)
         limits = view.limits
         max_values, max_chars = limits.waf_max_values, limits.waf_max_transformed_chars
         request = view.request
@@ -284,7 +292,7 @@ class SignatureScanner:
         body = request.body and self._body_extractors
         if not body and stop == Stop.NONE:
             result = frozenset(hits) if hits else NO_HITS
-            return ScanResult(result, head_values, head_chars_scanned, None)
+            return scan_result_of(result, head_values, head_chars_scanned, None)
         work = WorkCount(max_values, max_chars)
         # A request whose head held nothing new may have been seen before: its body's scan is
         # worth remembering whole. One with a new part has not (or not lately): it is neither
@@ -303,7 +311,7 @@ class SignatureScanner:
                 if self._sightings.may_be_remembered(fingerprint):
                     known = memo.get(key, MEMO_REQUEST)
                     if known is not None and work.fits(known[1], known[2]):
-                        return ScanResult(known[0], known[1], known[2], None)
+                        return scan_result_of(known[0], known[1], known[2], None)
         if (
             work.add(head_values, head_chars_scanned, STOPS[stop])
             and body
@@ -314,7 +322,7 @@ class SignatureScanner:
         if key is not None and work.reached is None and memo.stored == stored:
             memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
             self._sightings.remembered(fingerprint)
-        return ScanResult(result, work.values, work.chars, work.reached)
+        return scan_result_of(result, work.values, work.chars, work.reached)
 
     def _scan_body(
         self, values: ValueScanner, sources: dict[str, int], hits: set[str], work: WorkCount
