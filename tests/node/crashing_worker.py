@@ -34,9 +34,7 @@ class CrashingEngines:
         engine = Engine.build(bundle, capacities, reuse=reuse)
         if not bundle.name.startswith("segfault"):
             return engine
-        return replace(
-            engine, router=CrashingRouter(engine.router.routes, engine.router.names_hosts)
-        )
+        return replace(engine, router=CrashingRouter(engine.router.routes))
 
 
 if __name__ == "__main__":

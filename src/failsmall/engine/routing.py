@@ -7,7 +7,7 @@ pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mypy_extensions import mypyc_attr
 
@@ -45,8 +45,12 @@ class Router:
 
     routes: tuple[tuple[str, str, int, Routed], ...]
     # Whether any route is for a host other than `*`: when none is, the request's host decides
-    # nothing and is not read.
-    names_hosts: bool
+    # nothing and is not read. Derived from `routes` when the router is made.
+    names_hosts: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        names_hosts = any(route_host != "*" for route_host, *_ in self.routes)
+        object.__setattr__(self, "names_hosts", names_hosts)
 
     @classmethod
     def build(cls, bundle: Bundle) -> Router:
@@ -56,7 +60,7 @@ class Router:
             (r.host.lower(), r.path_prefix, len(r.path_prefix), Routed(origins[r.origin]))
             for r in ordered
         )
-        return cls(routes, any(route_host != "*" for route_host, *_ in routes))
+        return cls(routes)
 
     def route(self, host: str, path: str, resolved: str) -> Route:
         """Where a request for `host` and `path` (as received) goes. Prefixes are matched
