@@ -95,7 +95,7 @@ def test_the_head_walk_is_the_references(
     native, reference = scanners()
     budget = 3 * 128 + 200 if tiny_memo else MEMO_BYTES
     native_memo, reference_memo = Memo(budget), Memo(budget)
-    for _ in range(2 if again else 1):
+    for _ in range(3 if again else 1):  # stored on the second walk, found on the third
         found = walk(native, native_memo, mask, head, room)
         assert found == walk(reference, reference_memo, mask, head, room)
         assert native_memo.items() == reference_memo.items()
@@ -145,16 +145,17 @@ def test_a_hundred_thousand_distinct_cookies_stay_within_the_memo() -> None:
     native, _ = scanners()
     cookie = "; ".join(f"c{i}=v{i}x" for i in range(100_000))
     memo = Memo(1024 * 1024)
-    _, values, _, stop = walk(
-        native, memo, HEAD_MASK, ("GET", "/", "", (("Cookie", cookie),)), (10**6, 10**9)
-    )
-    # path, URI, method, the header's name, and every cookie's name and value: the header is
-    # one part of the head, counted whole
-    assert (values, stop) == (4 + 2 * 100_000, Stop.NONE)
-    assert memo.size <= memo.max_bytes
-    # the newest cookie parts are remembered, the oldest pushed out
-    assert memo.get(" c99999=v99999x", MEMO_COOKIE_PART) is not None
-    assert memo.get("c0=v0x", MEMO_COOKIE_PART) is None
+    for _ in range(3):
+        _, values, _, stop = walk(
+            native, memo, HEAD_MASK, ("GET", "/", "", (("Cookie", cookie),)), (10**6, 10**9)
+        )
+        # path, URI, method, the header's name, and every cookie's name and value: the header
+        # is one part of the head, counted whole
+        assert (values, stop) == (4 + 2 * 100_000, Stop.NONE)
+        assert memo.size <= memo.max_bytes
+    # offered once a walk, far apart (the filter of sightings is emptied many times a walk),
+    # the cookies are one-off keys to the memo: few are stored (those whose bits others set)
+    assert len(memo) < 0.05 * 2 * 100_000
 
 
 def test_lone_surrogates_and_values_past_the_memo_size_are_walked_like_the_reference() -> None:
@@ -219,13 +220,14 @@ def test_a_cookie_header_past_the_values_limit_is_walked_only_as_far_as_the_limi
     cookie = "; ".join(f"c{i}=v{i}x" for i in range(100_000))
     head = ("GET", "/", "", (("Cookie", cookie), ("User-Agent", "sqlmap/1.7")))
     memo_a, memo_b = Memo(MEMO_BYTES), Memo(MEMO_BYTES)
-    found = walk(native, memo_a, HEAD_MASK, head, (1_000, 10**9))
-    assert found == walk(reference, memo_b, HEAD_MASK, head, (1_000, 10**9))
-    assert found == (set(), 3, 2, Stop.MAX_VALUES)  # path, URI, method; then the cookies
-    assert memo_a.items() == memo_b.items()
-    # the walk went as far as the limit, not further: 997 values were left for the header, its
-    # name and 498 cookies fit, the 499th passed them; and the header, walked in part, is not
-    # remembered
+    for _ in range(2):  # what a walk offers the memo is stored the second time
+        found = walk(native, memo_a, HEAD_MASK, head, (1_000, 10**9))
+        assert found == walk(reference, memo_b, HEAD_MASK, head, (1_000, 10**9))
+        assert found == (set(), 3, 2, Stop.MAX_VALUES)  # path, URI, method; then the cookies
+        assert memo_a.items() == memo_b.items()
+    # the walks went as far as the limit, not further: 997 values were left for the header,
+    # its name and 498 cookies fit, the 499th passed them; and the header, walked in part, is
+    # not remembered
     parts = [key for key, kind, _, _ in memo_a.items() if kind == MEMO_COOKIE_PART]
     assert len(parts) == 499
     assert memo_a.get(head[3][0], MEMO_HEADER) is None
@@ -234,8 +236,8 @@ def test_a_cookie_header_past_the_values_limit_is_walked_only_as_far_as_the_limi
 @pytest.mark.parametrize("count", [1, 7, 48, 49, 120])
 def test_the_headers_the_walk_remembers_are_found_by_the_memos_own_lookup(count: int) -> None:
     """Headers are hashed once per walk (the first 48 before it, any further one on the way) and
-    remembered under that hash: the memo's own lookup finds each, and a second walk finds them
-    all remembered."""
+    remembered under that hash (on the second walk that offers them): the memo's own lookup
+    finds each, and a third walk finds them all remembered."""
     native, _ = scanners()
     headers = (
         *((f"X-H{i}", f"value {i}") for i in range(count - 1)),
@@ -244,6 +246,7 @@ def test_the_headers_the_walk_remembers_are_found_by_the_memos_own_lookup(count:
     memo = Memo(MEMO_BYTES)
     head = ("GET", "/", "", headers)
     first = walk(native, memo, HEAD_MASK, head, (10_000, 10**9))
+    assert walk(native, memo, HEAD_MASK, head, (10_000, 10**9)) == first
     for pair in headers:
         assert memo.get(pair, MEMO_HEADER) is not None, pair
     size = len(memo)

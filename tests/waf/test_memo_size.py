@@ -76,13 +76,16 @@ def test_a_bundle_sizes_the_memo_of_the_scanner_it_reuses() -> None:
     assert memo.max_bytes == MEMO_BYTES
 
 
-def test_a_body_at_the_buffer_limit_is_remembered_whole() -> None:
+def test_a_body_at_the_buffer_limit_sent_twice_is_remembered_whole() -> None:
     e = engine(MIB)
     memo = scanner(e).memo
     body = records(MIB - KIB)
     request = post(body)
     first = e.evaluate(request, e.new_state(seed=0))
-    # Nothing was forgotten to make room: the memo has room for its largest entry still.
+    assert len(memo) < body.count(b'"id"'), "sent once, its values are one-off keys to the memo"
+    assert e.evaluate(request, e.new_state(seed=0)).decision == first.decision
+    # Sent twice, its values are stored, and nothing was forgotten to make room: the memo has
+    # room for its largest entry still.
     assert memo.size + MAX_VALUE + MEMO_ENTRY_OVERHEAD <= memo.max_bytes
     held = len(memo), memo.size
     assert held[0] > 4 * body.count(b'"id"'), "names and values of every record are held"

@@ -20,6 +20,7 @@ from failsmall.engine.signatures.scanner import MEMO_BYTES
 from failsmall.engine.work import Stop
 from failsmall.model.traffic import Limits
 from tests.waf.test_head_walk import rooms
+from tests.waf.test_memo import store
 from tests.waf.test_native_json_walk import json_bodies
 from tests.waf.test_native_scanner import json_documents, request_scanners, scanners
 
@@ -93,8 +94,8 @@ def test_a_remembered_value_is_found_by_its_characters_whatever_their_width(
     assume(value not in ("k", "wide", "\U0001f600"))  # else one value of both targets
     native, _ = scanners()
     memo = Memo(MEMO_BYTES)
-    memo.put(value, 128, frozenset({"planted"}), 1, 7, len(value))
-    memo.put("k", 64, frozenset({"name"}), 1, 1, 1)
+    store(memo, value, 128, frozenset({"planted"}), 1, 7, len(value))
+    store(memo, "k", 64, frozenset({"name"}), 1, 1, 1)
     # a wide character elsewhere in the body makes the walk read the value in a wider kind
     document = {"k": value, "wide": "\U0001f600"}
     body = json.dumps(document, ensure_ascii=escaped).encode("utf-8", "surrogatepass")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from failsmall.engine.native import Memo
 from failsmall.engine.signatures.scanner import MEMO_BYTES
+from tests.waf.test_memo import store
 from tests.waf.test_native_scanner import scanners
 
 #: Target bits of JSON field values, as the scanner passes them to `scan_json`.
@@ -39,10 +40,11 @@ def _json_hits(memo: Memo, value: str) -> frozenset[str]:
 
 def _check(value: str) -> None:
     from_str = Memo(MEMO_BYTES)
-    from_str.put(value, VALUES_BIT, frozenset({MARKER}), 1, len(value), len(value))
+    store(from_str, value, VALUES_BIT, frozenset({MARKER}), 1, len(value), len(value))
     assert MARKER in _json_hits(from_str, value), value
     from_body = Memo(MEMO_BYTES)
     _json_hits(from_body, value)
+    _json_hits(from_body, value)  # stored on its second offer
     assert from_body.get(value, VALUES_BIT) is not None, value
 
 

@@ -157,23 +157,27 @@ def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() 
     )
     expected = reference().hits(attack)
     assert expected, "the body holds an attack the managed rules find"
-    for seen in range(1, 4):
-        stored = scanner.memo.stored
+    for seen in range(1, 6):
+        offered = scanner.memo.offered
         assert scanner.scan(RequestView(attack)) == expected
         match seen:
-            case 1:  # new parts: remembered one by one, the request is not
-                assert scanner.memo.stored > stored + 1
+            case 1 | 2:  # new parts: offered one by one (stored the second time), not the request
+                assert scanner.memo.offered > offered + 1
                 assert request_entries(scanner) == []
-            case 2:  # nothing new: remembered whole, and nothing else
-                assert scanner.memo.stored == stored + 1
+            case 3:  # nothing new: the request is offered whole, and nothing else
+                assert scanner.memo.offered == offered + 1
+                assert request_entries(scanner) == []
+            case 4:  # offered again: stored
+                assert scanner.memo.offered == offered + 1
                 assert len(request_entries(scanner)) == 1
             case _:  # found whole
-                assert scanner.memo.stored == stored
+                assert scanner.memo.offered == offered
     # a request with a new part (here only in its body) is remembered whole only when it
-    # comes again
+    # comes again with nothing new, twice
     other = attack._replace(body=b'{"q": "fresh words"}')
-    scanner.scan(RequestView(other))
-    assert len(request_entries(scanner)) == 1
+    for _ in range(3):
+        scanner.scan(RequestView(other))
+        assert len(request_entries(scanner)) == 1
     scanner.scan(RequestView(other))
     assert len(request_entries(scanner)) == 2
     # nor is a request without a body: its head walk is all its scan
@@ -202,11 +206,11 @@ def test_a_long_body_is_looked_up_whole_only_when_its_fingerprint_was_remembered
     assert expected, "the body holds an attack the managed rules find"
     mark = sightings.fingerprint(first.body)
     assert mark and not sightings.may_be_remembered(mark)
-    for seen in range(1, 4):
-        stored = scanner.memo.stored
+    for seen in range(1, 6):  # offered whole the third time, stored the fourth
+        offered = scanner.memo.offered
         assert scanner.scan(RequestView(first)) == expected
-        if seen == 3:  # found whole: nothing stored
-            assert scanner.memo.stored == stored
+        if seen == 5:  # found whole: nothing offered
+            assert scanner.memo.offered == offered
     assert sightings.may_be_remembered(mark) and len(request_entries(scanner)) == 1
     # the same length and other ends: another fingerprint, so not looked up whole; its values
     # are scanned (those it shares, remembered) and give what the reference gives

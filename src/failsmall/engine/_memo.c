@@ -9,6 +9,14 @@
  * entries are forgotten one by one, as many as make room for the new one. So eviction is
  * gradual: a flood of unique values only pushes out the oldest entries.
  *
+ * A key is admitted on its second offer: the first only sets its two bits in a Bloom filter of
+ * sightings (emptied whenever it has noted an offer per eight of its bits: it stays sparse),
+ * and the key is stored when offered with both bits set. A one-off value (a session id, an
+ * order's ids) costs two bit writes instead of an allocation, a link and, later, the eviction
+ * of an entry no request asks for; a flood of them pushes out nothing the memo holds. Keys
+ * seen together do not crowd one another out (as they would in a table of one key per slot):
+ * a body sent twice has its values stored the second time.
+ *
  * `failsmall.engine.signatures.reference.ReferenceMemo` is the same in Python; tests hold the
  * two to the same entries after the same operations.
  */
@@ -194,16 +202,35 @@ static int add_entry(Memo *memo, PyObject *key, memo_text_t text, long long kind
     else memo->oldest = entry;
     memo->newest = entry;
     memo->count++;
-    memo->stored++;
+    return 0;
+}
+
+/* 1 when (a key of mixed hash `hash`), not held, is to be stored now: offered with both of its
+ * bits set in the filter of sightings. 0 after setting them. Every offer is noted; the one
+ * past an offer per eight bits since the filter was last emptied empties it first. */
+static inline int admit(Memo *memo, Py_hash_t hash) {
+    memo->offered++;
+    size_t low = (size_t)hash & memo->sighting_mask,
+           high = (size_t)((Py_uhash_t)hash >> 32) & memo->sighting_mask;
+    uint64_t *a = &memo->sightings[low / 64], *b = &memo->sightings[high / 64];
+    uint64_t a_bit = (uint64_t)1 << (low % 64), b_bit = (uint64_t)1 << (high % 64);
+    if (++memo->sightings_noted > (Py_ssize_t)((memo->sighting_mask + 1) / 8)) {
+        memset(memo->sightings, 0, (memo->sighting_mask + 1) / 8);
+        memo->sightings_noted = 1;
+    }
+    if ((*a & a_bit) && (*b & b_bit)) return 1;
+    *a |= a_bit;
+    *b |= b_bit;
     return 0;
 }
 
 int memo_put_text(Memo *memo, memo_text_t text, long long kind, PyObject *hits,
                   Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
     Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
-    if (cost > memo->max_bytes) return 0;
     Py_hash_t hash = memo_mix(text.hash, kind);
-    if (find_text_hashed(memo, text, kind, hash) != NULL) return 0;
+    if (find_text_hashed(memo, text, kind, hash) != NULL || !admit(memo, hash) ||
+        cost > memo->max_bytes)
+        return 0;
     return add_entry(memo, NULL, text, kind, hash, hits, values, chars, cost);
 }
 
@@ -222,16 +249,35 @@ int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize
 int memo_put_object(Memo *memo, PyObject *key, Py_hash_t hash, long long kind, PyObject *hits,
                     Py_ssize_t values, Py_ssize_t chars, Py_ssize_t size) {
     Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
-    if (cost > memo->max_bytes) return 0;
     hash = memo_mix(hash, kind);
     if (find_object_hashed(memo, key, kind, hash) != NULL) return 0;
     if (PyErr_Occurred()) return -1;
+    if (!admit(memo, hash) || cost > memo->max_bytes) return 0;
     return add_entry(memo, key, (memo_text_t){0}, kind, hash, hits, values, chars, cost);
 }
 
 static void memo_clear_all(Memo *memo) {
     while (memo->oldest != NULL) forget_oldest(memo);
     memo->size = 0;
+    if (memo->sightings != NULL) memset(memo->sightings, 0, (memo->sighting_mask + 1) / 8);
+    memo->sightings_noted = 0;
+}
+
+/* Give the memo the filter of sightings a memo of `max_bytes` has (empty), unless it has it. */
+static int size_sightings(Memo *memo, Py_ssize_t max_bytes) {
+    size_t bits = MEMO_MIN_SIGHTINGS;
+    while (bits < (size_t)max_bytes / MEMO_BYTES_PER_SIGHTING) bits *= 2;
+    if (memo->sightings != NULL && memo->sighting_mask + 1 == bits) return 0;
+    uint64_t *filter = PyMem_Calloc(bits / 64, sizeof(uint64_t));
+    if (filter == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(memo->sightings);
+    memo->sightings = filter;
+    memo->sighting_mask = bits - 1;
+    memo->sightings_noted = 0;
+    return 0;
 }
 
 /* ---- the Python type ------------------------------------------------------------------- */
@@ -245,6 +291,8 @@ static int Memo_init(Memo *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     memo_clear_all(self);
+    /* first: a memo with buckets has its sightings (`ready`) */
+    if (size_sightings(self, max_bytes) < 0) return -1;
     if (self->buckets == NULL) {
         self->buckets = PyMem_Calloc(MEMO_FIRST_BUCKETS, sizeof(memo_entry *));
         if (self->buckets == NULL) {
@@ -260,6 +308,7 @@ static int Memo_init(Memo *self, PyObject *args, PyObject *kwargs) {
 static void Memo_dealloc(Memo *self) {
     if (self->buckets != NULL) memo_clear_all(self);
     PyMem_Free(self->buckets);
+    PyMem_Free(self->sightings);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -367,8 +416,12 @@ static Py_ssize_t Memo_len(Memo *self) { return self->count; }
 
 static PyObject *Memo_get_size(Memo *self, void *closure) { return PyLong_FromSsize_t(self->size); }
 
-static PyObject *Memo_get_stored(Memo *self, void *closure) {
-    return PyLong_FromSsize_t(self->stored);
+static PyObject *Memo_get_offered(Memo *self, void *closure) {
+    return PyLong_FromSsize_t(self->offered);
+}
+
+static PyObject *Memo_get_sighting_bits(Memo *self, void *closure) {
+    return PyLong_FromSize_t(self->sightings == NULL ? 0 : self->sighting_mask + 1);
 }
 
 static PyObject *Memo_get_max_bytes(Memo *self, void *closure) {
@@ -386,6 +439,7 @@ static int Memo_set_max_bytes(Memo *self, PyObject *value, void *closure) {
         PyErr_SetString(PyExc_ValueError, "max_bytes must be 0 or more");
         return -1;
     }
+    if (ready(self) < 0 || size_sightings(self, max_bytes) < 0) return -1;
     self->max_bytes = max_bytes;
     while (self->size > self->max_bytes && self->oldest != NULL) forget_oldest(self);
     return 0;
@@ -408,9 +462,12 @@ static PyMethodDef Memo_methods[] = {
 
 static PyGetSetDef Memo_getset[] = {
     {"size", (getter)Memo_get_size, NULL, "The bytes of the entries held.", NULL},
-    {"stored", (getter)Memo_get_stored, NULL,
-     "How many entries were ever stored: unchanged across a scan when nothing it read was "
-     "new.",
+    {"offered", (getter)Memo_get_offered, NULL,
+     "How many keys not held were ever offered to put: unchanged across a scan when nothing "
+     "it read was new.",
+     NULL},
+    {"sighting_bits", (getter)Memo_get_sighting_bits, NULL,
+     "The bits of the filter of keys offered once (a key is stored on its second offer).",
      NULL},
     {"max_bytes", (getter)Memo_get_max_bytes, (setter)Memo_set_max_bytes,
      "The bytes the entries may take; lowering it forgets the oldest at once.", NULL},

@@ -14,6 +14,10 @@
 #define MEMO_REQUEST -3     /* a whole request */
 /* Values and head parts up to this many characters are remembered. */
 #define MEMO_MAX_VALUE 512
+/* The memo's filter of keys offered once has a bit per this many of its bytes (about sixteen
+ * per entry it holds), rounded up to a power of two, and at least MEMO_MIN_SIGHTINGS bits. */
+#define MEMO_BYTES_PER_SIGHTING 8
+#define MEMO_MIN_SIGHTINGS 8192
 /* The fixed cost of one entry, in the rough bytes the memo is bounded by. */
 #define MEMO_ENTRY_OVERHEAD 128
 
@@ -40,8 +44,14 @@ typedef struct {
     Py_ssize_t max_bytes;
     Py_ssize_t size;
     Py_ssize_t count;
-    Py_ssize_t stored; /* entries ever stored (`Memo.stored`) */
+    Py_ssize_t offered; /* keys not held ever offered to be stored (`Memo.offered`) */
     size_t mask; /* buckets - 1, a power of two minus one */
+    /* The keys offered and not stored, as a Bloom filter: two bits each (picked by the low and
+     * the high half of its mixed hash), emptied when it has noted a key per eight bits (every
+     * offer is noted). A key is stored when offered with both its bits set. */
+    uint64_t *sightings;
+    size_t sighting_mask;     /* bits - 1 */
+    Py_ssize_t sightings_noted; /* offers noted since the filter was last emptied */
     memo_entry **buckets;
     memo_entry *oldest;
     memo_entry *newest;
@@ -146,9 +156,10 @@ void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int st
 /* `memo_prefetch` of a key whose `memo_mix` the caller has: `mixed`. */
 void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage);
 
-/* Remember (key, kind) -> (hits, values, chars) at a cost of `size` + MEMO_ENTRY_OVERHEAD,
- * forgetting the oldest entries as needed; nothing when already there or costlier than the
- * whole memo. Returns -1 with an exception set on error. */
+/* Offer (key, kind) -> (hits, values, chars) to be remembered at a cost of `size` +
+ * MEMO_ENTRY_OVERHEAD: it is stored when offered again while its first offer is still in the
+ * filter of sightings, forgetting the oldest entries as needed; nothing when already there or
+ * costlier than the whole memo. Returns -1 with an exception set on error. */
 int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
              Py_ssize_t chars, Py_ssize_t size);
 

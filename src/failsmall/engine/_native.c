@@ -2928,6 +2928,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         PyModule_AddIntConstant(module, "MEMO_REQUEST", MEMO_REQUEST) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_MAX_VALUE", MEMO_MAX_VALUE) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_ENTRY_OVERHEAD", MEMO_ENTRY_OVERHEAD) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_BYTES_PER_SIGHTING", MEMO_BYTES_PER_SIGHTING) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_MIN_SIGHTINGS", MEMO_MIN_SIGHTINGS) < 0 ||
         PyModule_AddStringConstant(module, "HS_VERSION", hs_version()) < 0 ||
         PyModule_AddIntConstant(module, "HS_FLAG_CASELESS", HS_FLAG_CASELESS) < 0 ||
         PyModule_AddIntConstant(module, "HS_FLAG_DOTALL", HS_FLAG_DOTALL) < 0 ||

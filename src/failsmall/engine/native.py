@@ -30,13 +30,19 @@ MEMO_REQUEST = extension.MEMO_REQUEST
 MEMO_MAX_VALUE = extension.MEMO_MAX_VALUE
 #: The fixed cost of one memo entry, in the rough bytes a memo is bounded by.
 MEMO_ENTRY_OVERHEAD = extension.MEMO_ENTRY_OVERHEAD
+#: A memo's filter of keys offered once (a key is stored on its second offer) has a bit per
+#: this many of its bytes, rounded up to a power of two, and at least `MEMO_MIN_SIGHTINGS`.
+MEMO_BYTES_PER_SIGHTING = extension.MEMO_BYTES_PER_SIGHTING
+MEMO_MIN_SIGHTINGS = extension.MEMO_MIN_SIGHTINGS
 
 __all__ = [
     "MEMO_ARG_PART",
+    "MEMO_BYTES_PER_SIGHTING",
     "MEMO_COOKIE_PART",
     "MEMO_ENTRY_OVERHEAD",
     "MEMO_HEADER",
     "MEMO_MAX_VALUE",
+    "MEMO_MIN_SIGHTINGS",
     "MEMO_REQUEST",
     "Memo",
     "add_fields",

@@ -30,10 +30,12 @@ from failsmall.engine.forms import cookie_pair, form_pair
 from failsmall.engine.json_document import load_json
 from failsmall.engine.native import (
     MEMO_ARG_PART,
+    MEMO_BYTES_PER_SIGHTING,
     MEMO_COOKIE_PART,
     MEMO_ENTRY_OVERHEAD,
     MEMO_HEADER,
     MEMO_MAX_VALUE,
+    MEMO_MIN_SIGHTINGS,
 )
 from failsmall.engine.signatures.compiled import (
     Chain,
@@ -413,22 +415,44 @@ def _plus(a: Known, b: Known) -> Known:
     return (a[0] | b[0] if a[0] and b[0] else a[0] or b[0], a[1] + b[1], a[2] + b[2])
 
 
+def memo_hash(key: Hashable, kind: int) -> int:
+    """The hash a memo files (key, kind) by (`memo_mix` in `_memo.h`), as an unsigned word."""
+    mixed = ((hash(key) * 1000003) ^ (kind * 0x9E3779B97F4A7C15)) & _WORD
+    return mixed - 1 if mixed == _WORD else mixed  # C's -1 (an error there) is -2
+
+
+def sighting_bits(max_bytes: int) -> int:
+    """The bits of the filter of keys offered once of a memo of `max_bytes`."""
+    bits = MEMO_MIN_SIGHTINGS
+    while bits < max_bytes // MEMO_BYTES_PER_SIGHTING:
+        bits *= 2
+    return bits
+
+
+_WORD = (1 << 64) - 1
+
+
 class ReferenceMemo:
     """What the compiled `Memo` does, in Python: entries keyed by (key, kind), bounded by the
     size of their keys.
 
-    When full, the oldest entries are forgotten one by one (insertion order), as many as make
-    room for the new one: eviction is gradual, and a flood of unique values only pushes out the
-    oldest entries instead of clearing everything at once.
+    A key not held is stored on its second offer: the first sets two bits of a Bloom filter of
+    sightings sized by `max_bytes` (picked by the low and the high half of its hash), and a key
+    offered with both set is stored. The filter is emptied when it has noted an offer per eight
+    of its bits. When full, the oldest entries are forgotten one by one (insertion
+    order), as many as make room for the new one: eviction is gradual, and a flood of unique
+    values only pushes out the oldest entries instead of clearing everything at once.
     """
 
-    __slots__ = ("_entries", "_max_bytes", "size", "stored")
+    __slots__ = ("_entries", "_max_bytes", "_noted", "_sightings", "offered", "size")
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self.size = 0
-        self.stored = 0  # entries ever stored
+        self.offered = 0  # keys not held ever offered
         self._entries: OrderedDict[tuple[Hashable, int], tuple[Known, int]] = OrderedDict()
+        self._sightings = [False] * sighting_bits(max_bytes)
+        self._noted = 0  # offers noted since the filter was last emptied
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -439,8 +463,15 @@ class ReferenceMemo:
 
     @max_bytes.setter
     def max_bytes(self, max_bytes: int) -> None:
+        if sighting_bits(max_bytes) != len(self._sightings):
+            self._sightings = [False] * sighting_bits(max_bytes)
+            self._noted = 0
         self._max_bytes = max_bytes
         self._forget_oldest()
+
+    @property
+    def sighting_bits(self) -> int:
+        return len(self._sightings)
 
     def get(self, key: Hashable, kind: int) -> Known | None:
         entry = self._entries.get((key, kind))
@@ -449,13 +480,24 @@ class ReferenceMemo:
     def put(
         self, key: Hashable, kind: int, hits: frozenset[str], values: int, chars: int, size: int
     ) -> None:
+        if (key, kind) in self._entries:
+            return
+        self.offered += 1
+        mixed, sightings = memo_hash(key, kind), self._sightings
+        low, high = mixed & (len(sightings) - 1), (mixed >> 32) & (len(sightings) - 1)
+        self._noted += 1
+        if self._noted > len(sightings) // 8:
+            sightings[:] = [False] * len(sightings)
+            self._noted = 1
+        if not (sightings[low] and sightings[high]):
+            sightings[low] = sightings[high] = True
+            return
         cost = size + MEMO_ENTRY_OVERHEAD
-        if cost > self._max_bytes or (key, kind) in self._entries:
+        if cost > self._max_bytes:
             return
         self.size += cost
         self._forget_oldest()
         self._entries[key, kind] = ((hits, values, chars), cost)
-        self.stored += 1
 
     def discard(self, key: Hashable, kind: int) -> None:
         entry = self._entries.pop((key, kind), None)
@@ -468,6 +510,8 @@ class ReferenceMemo:
     def clear(self) -> None:
         self._entries.clear()
         self.size = 0
+        self._sightings = [False] * len(self._sightings)
+        self._noted = 0
 
     def _forget_oldest(self) -> None:
         while self.size > self._max_bytes and self._entries:

@@ -22,7 +22,9 @@ payload in full-width or other compatibility characters (`ＳＥＬＥＣＴ`) i
 
 Everything remembered lives in one memo (`native.Memo`, a hash table in C that both calls read
 and write directly), which forgets its oldest entries a few at a time when full, so a flood of
-unique values never makes every client pay for a cleared memo.
+unique values never makes every client pay for a cleared memo, and which stores a key only on
+its second offer, so one-off values (a session id, an order's ids) are scanned without being
+stored at all.
 Each memo entry keeps the work its value cost (values, characters scanned), so the work counted
 for a request, and whether it reached a limit of the bundle (see `failsmall.engine.work`), is
 the same whether its parts were remembered or scanned.
@@ -117,7 +119,7 @@ SIGHTING_SLOTS: Final = 4096
 
 
 class BodySightings:
-    """Which long bodies have a request remembered whole in the memo, by a fingerprint of their
+    """Which long bodies have a request offered whole to the memo, by a fingerprint of their
     length and ends, so that a request whose body has none is not looked up: the lookup would
     hash all of the body, and distinct bodies (an API's orders, each with its own ids) are never
     found. A fixed table of slots, each holding the last fingerprint stored in it: bounded,
@@ -283,7 +285,7 @@ class SignatureScanner:
         max_values, max_chars = limits.waf_max_values, limits.waf_max_transformed_chars
         request = view.request
         memo = self.memo
-        stored = memo.stored
+        offered = memo.offered
         hits: set[str] = set()
         head_values, head_chars_scanned, stop = values.scan_head(
             hits, memo, self._head_mask, request.method, request.path, request.query,
@@ -300,7 +302,7 @@ class SignatureScanner:
         # its one-off requests from pushing the values they share out of the memo.
         key: _RequestKey | None = None
         size = fingerprint = 0
-        if body and memo.stored == stored:
+        if body and memo.offered == offered:
             size = (  # roughly the bytes the request takes as a memo key: its parts, an overhead
                 256 + len(request.path) + len(request.query) + len(request.body)
                 + head_chars(request.headers)
@@ -319,7 +321,7 @@ class SignatureScanner:
         ):
             self._scan_body(values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
-        if key is not None and work.reached is None and memo.stored == stored:
+        if key is not None and work.reached is None and memo.offered == offered:
             memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
             self._sightings.remembered(fingerprint)
         return scan_result_of(result, work.values, work.chars, work.reached)
