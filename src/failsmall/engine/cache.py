@@ -16,14 +16,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
+from typing import Final
 
 from failsmall.engine.expr import Expression, compile_expression
 from failsmall.engine.path_index import PathIndex
 from failsmall.engine.request import RequestView
 from failsmall.model.traffic import CacheConfig
 
-CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
-CACHEABLE_STATUSES = frozenset({200, 203, 204, 300, 301, 404, 410})
+CACHEABLE_METHODS: Final = frozenset({"GET", "HEAD"})
+CACHEABLE_STATUSES: Final = frozenset({200, 203, 204, 300, 301, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +157,15 @@ class CacheFill:
         return True
 
 
-SWITCHED_OFF = CacheBypass("cache is switched off")
-CARRIES_AUTHORIZATION = CacheBypass("request carries Authorization")
+SWITCHED_OFF: Final = CacheBypass("cache is switched off")
+CARRIES_AUTHORIZATION: Final = CacheBypass("request carries Authorization")
 #: The bypass of each common method that is never cached, made once (every form is a POST).
-NOT_CACHEABLE = {
+NOT_CACHEABLE: Final = {
     method: CacheBypass(f"method {method} is not cacheable")
     for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 }
 #: Every bypass made once, above: the pipeline makes its module outcome once for each too.
-CONSTANT_BYPASSES = (SWITCHED_OFF, CARRIES_AUTHORIZATION, *NOT_CACHEABLE.values())
+CONSTANT_BYPASSES: Final = (SWITCHED_OFF, CARRIES_AUTHORIZATION, *NOT_CACHEABLE.values())
 
 ResponsePlan = CacheFill | NotStored
 """What happens to an origin response: see `Engine.on_response`."""
@@ -289,9 +290,9 @@ _NEVER_READ = frozenset(
 )
 """Response headers `on_response` never reads, as origins usually spell them: passed over
 without lowercasing their names (a set lookup costs half a `bytes.lower`)."""
-_HEAD_NOT_STORED = NotStored("the response to a HEAD request has no body to store")
-_SETS_COOKIE = NotStored("the response sets a cookie")
-_NO_LIFETIME = NotStored("the response has no freshness lifetime")
+_HEAD_NOT_STORED: Final = NotStored("the response to a HEAD request has no body to store")
+_SETS_COOKIE: Final = NotStored("the response sets a cookie")
+_NO_LIFETIME: Final = NotStored("the response has no freshness lifetime")
 
 
 def _directives(value: str) -> dict[str, str]:

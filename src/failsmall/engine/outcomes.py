@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, assert_never
+from typing import Final, NamedTuple, assert_never
 
 from failsmall.engine.cache import CacheBypass, CacheDecision
 from failsmall.engine.routing import Route, Routed, Unrouted
@@ -152,8 +152,8 @@ ModuleOutcome = Passed | Acted | ModuleErrored | Bypassed
 # ---- the verdict ---------------------------------------------------------------------------
 
 
-BOT_DID_NOT_RUN = NotComputed("bot module did not run")
-CACHE_DID_NOT_RUN = CacheBypass("cache did not run")
+BOT_DID_NOT_RUN: Final = NotComputed("bot module did not run")
+CACHE_DID_NOT_RUN: Final = CacheBypass("cache did not run")
 
 
 class Verdict(NamedTuple):

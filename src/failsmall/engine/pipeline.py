@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, TypeVar, assert_never
+from typing import Final, NamedTuple, TypeVar, assert_never
 
 from failsmall.engine.bot import BotScorer, FeatureFileError
 from failsmall.engine.bulkhead import Breaker, BreakerState, ErrorBudget
@@ -86,8 +86,8 @@ from failsmall.model.traffic import (
     ModuleSettings,
 )
 
-FAIL_CLOSED_STATUS = 503
-UNROUTED_STATUS = 404
+FAIL_CLOSED_STATUS: Final = 503
+UNROUTED_STATUS: Final = 404
 T = TypeVar("T")
 
 
@@ -109,7 +109,7 @@ class PlannedBreakers:
     breakers: tuple[Breaker, ...]
 
 
-NOTHING_PLANNED = PlannedBreakers(None, ())
+NOTHING_PLANNED: Final = PlannedBreakers(None, ())
 
 
 @dataclass
@@ -436,7 +436,7 @@ class Engine:
             return Passed(
                 ModuleName.WAF, f"over limit {result.over_limits[0].limit}: inspected in part"
             )
-        return PASSED[ModuleName.WAF]
+        return _WAF_PASSED
 
     def _cache(self, p: _Pass, state: EngineState) -> ModuleOutcome:
         cache = self.cache.lookup(p.view, state.cache, p.now)
@@ -460,40 +460,43 @@ class Engine:
             p.delay_ms = fault.delay_ms
         if fault.abort_percent and state.rng.random() * 100 < fault.abort_percent:
             return Acted(ModuleName.FAULT, Decision.ERROR, fault.abort_status, "fault abort")
-        return PASSED[ModuleName.FAULT]
+        return _FAULT_PASSED
 
     def _ratelimit(self, p: _Pass, state: EngineState) -> ModuleOutcome:
         if self.plan.client_rates:
             p.client_rate = state.ratelimit.client_rate(p.view.request.client_ip, p.now)
         selected = self.rate_limits.select(p.view.normalized_path)
         if not selected:
-            return PASSED[ModuleName.RATELIMIT]
+            return _RATELIMIT_PASSED
         hit = check_rate_limits(selected, p.view, state.ratelimit, p.now)
         if hit is None:
-            return PASSED[ModuleName.RATELIMIT]
+            return _RATELIMIT_PASSED
         if not hit.enforced:
             return Passed(ModuleName.RATELIMIT, f"limit {hit.rule_id} exceeded (log)")
         return Acted(ModuleName.RATELIMIT, hit.decision, hit.status, f"limit {hit.rule_id}")
 
 
-PASSED: dict[ModuleName, Passed] = {module: Passed(module) for module in ModuleName}
-SWITCHED_OFF: dict[ModuleName, Bypassed] = {
+PASSED: Final[dict[ModuleName, Passed]] = {module: Passed(module) for module in ModuleName}
+_WAF_PASSED: Final = PASSED[ModuleName.WAF]
+_FAULT_PASSED: Final = PASSED[ModuleName.FAULT]
+_RATELIMIT_PASSED: Final = PASSED[ModuleName.RATELIMIT]
+SWITCHED_OFF: Final[dict[ModuleName, Bypassed]] = {
     module: Bypassed(module, "switched off in the bundle") for module in ModuleName
 }
-_CLOSED = BreakerState.CLOSED
-_WHILE_OPEN = {
+_CLOSED: Final = BreakerState.CLOSED
+_WHILE_OPEN: Final = {
     FailurePolicy.FAIL_OPEN: "pass uninspected (fail_open)",
     FailurePolicy.FAIL_CLOSED: "are answered 503 (fail_closed)",
 }
-_SERVED_FROM_CACHE = NotStored("the response was served from the cache")
-_NOT_A_MISS = NotStored("the cache was bypassed for the request")
-_CACHE_HIT = Passed(ModuleName.CACHE, "hit")
-_CACHE_MISS = Passed(ModuleName.CACHE, "miss")
-_CACHE_BYPASSED = {
+_SERVED_FROM_CACHE: Final = NotStored("the response was served from the cache")
+_NOT_A_MISS: Final = NotStored("the cache was bypassed for the request")
+_CACHE_HIT: Final = Passed(ModuleName.CACHE, "hit")
+_CACHE_MISS: Final = Passed(ModuleName.CACHE, "miss")
+_CACHE_BYPASSED: Final = {
     b.reason: Passed(ModuleName.CACHE, f"bypass: {b.reason}") for b in CONSTANT_BYPASSES
 }
 # The outcome of the bot module for each score (scores run from 1 to 99).
-_BOT_SCORED = tuple(Passed(ModuleName.BOT, f"score {score}") for score in range(100))
+_BOT_SCORED: Final = tuple(Passed(ModuleName.BOT, f"score {score}") for score in range(100))
 
 
 def _bot_not_computed(reason: str) -> Passed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
 from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
@@ -23,8 +23,8 @@ __all__ = [
     "parse_form",
 ]
 
-DEFAULT_LIMITS = Limits()
-NO_HITS: frozenset[str] = frozenset()
+DEFAULT_LIMITS: Final = Limits()
+NO_HITS: Final[frozenset[str]] = frozenset()
 
 
 class Request(NamedTuple):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, assert_never
+from typing import Any, Final, NamedTuple, assert_never
 
 from failsmall.engine.exceptions import NO_EXCEPTIONS, Exceptions
 from failsmall.engine.expr import (
@@ -65,10 +65,10 @@ from failsmall.model.rules import (
 )
 from failsmall.model.traffic import Limits, OverLimit
 
-CHALLENGE_STATUS = 403
-OVER_LIMIT_STATUS = 403
-PARANOIA_TAG = "paranoia:"
-MAX_EXECUTE_DEPTH = 16
+CHALLENGE_STATUS: Final = 403
+OVER_LIMIT_STATUS: Final = 403
+PARANOIA_TAG: Final = "paranoia:"
+MAX_EXECUTE_DEPTH: Final = 16
 
 
 class WafBuildError(Exception):
@@ -239,7 +239,7 @@ def _no(run: Run) -> Run:
     return _never
 
 
-_NONE_SKIPPED: frozenset[Any] = frozenset()
+_NONE_SKIPPED: Final[frozenset[Any]] = frozenset()
 
 
 _Check = Run | frozenset[str]
@@ -670,7 +670,7 @@ class _StopRuleset:
 
 
 _Effect = _Continue | _AddScore | _StopRuleset | Terminate
-_CONTINUE = _Continue()
+_CONTINUE: Final = _Continue()
 
 
 def _effective_state(rule: CompiledRule, now: float) -> tuple[RuleState, str]:

@@ -25,7 +25,7 @@ import functools
 import time
 from collections.abc import Sequence
 from enum import Enum, auto
-from typing import Protocol, assert_never
+from typing import Final, Protocol, assert_never
 
 from mypy_extensions import trait
 
@@ -50,18 +50,18 @@ from failsmall.node.upstream import (
     UpstreamListener,
 )
 
-NO_CONFIG_BODY = (
+NO_CONFIG_BODY: Final = (
     b"503 Service Unavailable: this node has not received a configuration bundle yet.\n"
     b"It serves traffic once a signed bundle is assigned to it (or found as last-known-good).\n"
 )
-CHALLENGE_BODY = (
+CHALLENGE_BODY: Final = (
     b"<!doctype html><title>Checking your browser</title>"
     b"<h1>One more step</h1><p>Please complete the challenge to continue.</p>\n"
 )
-CHALLENGE_HEADERS = [(b"X-Failsmall-Challenge", b"1"), (b"Cache-Control", b"no-store")]
-HTML = b"text/html; charset=utf-8"
-HIGH_WATER = 1024 * 1024
-EARLY_TUNNEL_BYTES = 64 * 1024
+CHALLENGE_HEADERS: Final = [(b"X-Failsmall-Challenge", b"1"), (b"Cache-Control", b"no-store")]
+HTML: Final = b"text/html; charset=utf-8"
+HIGH_WATER: Final = 1024 * 1024
+EARLY_TUNNEL_BYTES: Final = 64 * 1024
 """What a client may send after its WebSocket handshake before the origin has accepted it."""
 
 
@@ -123,10 +123,19 @@ class ExchangeState(Enum):
 
 # Enum members read on every request, bound to module names once: in Python 3.11 reading a
 # member from its class goes through EnumType.__getattr__'s slow path, about 0.1 µs a time.
-_READING, _DELAYED, _CONNECTING, _UPSTREAM, _TUNNEL, _LOCAL, _DONE = ExchangeState
-_AS_SENT, _CHUNKED, _CLOSE = BodyFraming
-_DEADLINE_UPSTREAM, _DEADLINE_IDLE = Deadline.UPSTREAM, Deadline.IDLE
-_BODY_REJECT = BodyOverBuffer.REJECT
+_READING: Final = ExchangeState.READING
+_DELAYED: Final = ExchangeState.DELAYED
+_CONNECTING: Final = ExchangeState.CONNECTING
+_UPSTREAM: Final = ExchangeState.UPSTREAM
+_TUNNEL: Final = ExchangeState.TUNNEL
+_LOCAL: Final = ExchangeState.LOCAL
+_DONE: Final = ExchangeState.DONE
+_AS_SENT: Final = BodyFraming.AS_SENT
+_CHUNKED: Final = BodyFraming.CHUNKED
+_CLOSE: Final = BodyFraming.CLOSE
+_DEADLINE_UPSTREAM: Final = Deadline.UPSTREAM
+_DEADLINE_IDLE: Final = Deadline.IDLE
+_BODY_REJECT: Final = BodyOverBuffer.REJECT
 
 
 class RequestRejected(Exception):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import assert_never, cast
+from typing import Final, assert_never, cast
 
 import httptools
 
@@ -34,22 +34,27 @@ from failsmall.node.serving import ServingSlot
 from failsmall.node.stats import TrafficStats
 from failsmall.node.upstream import Pools
 
-DRAIN_LIMIT = 1024 * 1024
-LINGER_S = 2.0
-PIPELINE_DEPTH = 32
+DRAIN_LIMIT: Final = 1024 * 1024
+LINGER_S: Final = 2.0
+PIPELINE_DEPTH: Final = 32
 """Requests parsed ahead of the one being answered; input past them waits unparsed."""
-PARSE_BYTES = 4096
+PARSE_BYTES: Final = 4096
 """Input is parsed this much at a time, so that a read full of tiny pipelined requests stops
 near PIPELINE_DEPTH queued requests instead of becoming thousands of them."""
-UNPARSED = object()
+UNPARSED: Final = object()
 """Who pauses reading while input waits unparsed."""
 
 
 # Enum members read on every request, bound to module names once: in Python 3.11 reading a
 # member from its class goes through EnumType.__getattr__'s slow path, about 0.1 µs a time.
-_NO_DEADLINE, _IDLE, _HEADERS, _BODY, _UPSTREAM = Deadline
-_READING, _DONE = ExchangeState.READING, ExchangeState.DONE
-_BODY_REJECT = BodyOverBuffer.REJECT
+_NO_DEADLINE: Final = Deadline.NONE
+_IDLE: Final = Deadline.IDLE
+_HEADERS: Final = Deadline.HEADERS
+_BODY: Final = Deadline.BODY
+_UPSTREAM: Final = Deadline.UPSTREAM
+_READING: Final = ExchangeState.READING
+_DONE: Final = ExchangeState.DONE
+_BODY_REJECT: Final = BodyOverBuffer.REJECT
 
 
 @dataclass(eq=False)
@@ -84,8 +89,8 @@ def _check_transfer_coding(value: bytes, http10: bool) -> None:
         raise RequestRejected(501, "only the chunked transfer coding is supported")
 
 
-RETRY_SOON = [(b"Retry-After", b"1")]
-URI_TOO_LONG = "request URI is longer than max_uri_bytes"
+RETRY_SOON: Final = [(b"Retry-After", b"1")]
+URI_TOO_LONG: Final = "request URI is longer than max_uri_bytes"
 
 
 class ClientConnection(asyncio.Protocol, ClientSide):
@@ -778,7 +783,7 @@ class ClientConnection(asyncio.Protocol, ClientSide):
                 assert_never(kind)
 
 
-_NOTED = wire.HOP_BY_HOP | {
+_NOTED: Final = wire.HOP_BY_HOP | {
     b"host",
     b"x-forwarded-for",
     b"x-forwarded-proto",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
 from operator import itemgetter
-from typing import get_args
+from typing import Final, get_args
 
 from failsmall.engine.outcomes import (
     Acted,
@@ -28,7 +28,7 @@ from failsmall.engine.outcomes import (
 )
 from failsmall.model.traffic import ModuleName
 
-LATENCY_BUCKETS_S: tuple[float, ...] = (
+LATENCY_BUCKETS_S: Final[tuple[float, ...]] = (
     0.0005,
     0.001,
     0.0025,
@@ -46,7 +46,7 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 )
 
 
-OUTCOME_KINDS: dict[type[ModuleOutcome], str] = {
+OUTCOME_KINDS: Final[dict[type[ModuleOutcome], str]] = {
     Passed: "passed",
     Acted: "acted",
     ModuleErrored: "errored",
@@ -54,11 +54,12 @@ OUTCOME_KINDS: dict[type[ModuleOutcome], str] = {
 }
 if set(OUTCOME_KINDS) != set(get_args(ModuleOutcome)):
     raise ImportError("OUTCOME_KINDS must name every kind of ModuleOutcome")
-FOLD_EVERY = 1024
+FOLD_EVERY: Final = 1024
 """Requests whose counts are folded into the totals together (sooner when they are read)."""
 # Read on every request, bound once: in Python 3.11 reading a member from its enum class goes
 # through EnumType.__getattr__'s slow path, about 0.1 µs a time.
-_BLOCK, _CHALLENGE = Decision.BLOCK, Decision.CHALLENGE
+_BLOCK: Final = Decision.BLOCK
+_CHALLENGE: Final = Decision.CHALLENGE
 
 
 @dataclass
@@ -116,12 +117,12 @@ class Window:
 Recorded = tuple[int, str, float, tuple[ModuleOutcome, ...], tuple[str, ...]]
 """What `TrafficStats.record` keeps of one request until it is folded in: status, decision,
 seconds, module outcomes and matched rules."""
-_STATUS_DECISION = itemgetter(0, 1)
-_SECONDS = itemgetter(2)
-_MODULES = itemgetter(3)
-_RULES = itemgetter(4)
-_BUCKET = partial(bisect_left, LATENCY_BUCKETS_S)
-NO_OUTCOMES: tuple[()] = ()
+_STATUS_DECISION: Final = itemgetter(0, 1)
+_SECONDS: Final = itemgetter(2)
+_MODULES: Final = itemgetter(3)
+_RULES: Final = itemgetter(4)
+_BUCKET: Final = partial(bisect_left, LATENCY_BUCKETS_S)
+NO_OUTCOMES: Final[tuple[()]] = ()
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import cast
+from typing import Final, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -22,10 +22,10 @@ from failsmall.model import Origin
 from failsmall.node.batching import WriteBatch
 from failsmall.node.compiled_framing import whole_response
 
-MAX_IDLE_PER_ORIGIN = 256
-EJECT_S = 10.0
+MAX_IDLE_PER_ORIGIN: Final = 256
+EJECT_S: Final = 10.0
 """How long a server that refused or timed out a connection is left out of its origin's turn."""
-MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+MAX_RESPONSE_HEAD_BYTES: Final = 64 * 1024
 """A response head larger than this is a 502: the node does not buffer without bound for an
 origin either."""
 
@@ -34,7 +34,7 @@ class ResponseHeadTooLarge(Exception):
     """An origin's response head grew past MAX_RESPONSE_HEAD_BYTES."""
 
 
-_HEAD_TOO_LARGE = f"origin sent a response head over {MAX_RESPONSE_HEAD_BYTES} bytes"
+_HEAD_TOO_LARGE: Final = f"origin sent a response head over {MAX_RESPONSE_HEAD_BYTES} bytes"
 
 
 @trait

@@ -7,8 +7,9 @@ import re
 from enum import IntEnum
 from http import HTTPStatus
 from itertools import count
+from typing import Final
 
-HOP_BY_HOP: frozenset[bytes] = frozenset(
+HOP_BY_HOP: Final[frozenset[bytes]] = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -32,13 +33,13 @@ class HeaderKind(IntEnum):
     DROP = 4
 
 
-_KIND_OF_HOP_BY_HOP = {
+_KIND_OF_HOP_BY_HOP: Final = {
     b"content-length": HeaderKind.CONTENT_LENGTH,
     b"transfer-encoding": HeaderKind.TRANSFER_ENCODING,
     b"connection": HeaderKind.CONNECTION,
 }
-HEADER_KINDS: dict[bytes, HeaderKind] = {}
-HEADER_KINDS_MAX = 4096
+HEADER_KINDS: Final[dict[bytes, HeaderKind]] = {}
+HEADER_KINDS_MAX: Final = 4096
 
 
 def header_kind(name: bytes) -> HeaderKind:
@@ -59,17 +60,17 @@ def header_kind(name: bytes) -> HeaderKind:
     return kind
 
 
-PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+PLAIN_CONNECTION_VALUES: Final = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 """Connection header values that name no other header (the usual ones, matched as sent)."""
 
-VIA: bytes = b"1.1 failsmall"
-SERVER_HEADER = b"failsmall"
+VIA: Final[bytes] = b"1.1 failsmall"
+SERVER_HEADER: Final = b"failsmall"
 
-_REASONS: dict[int, bytes] = {int(s): s.phrase.encode() for s in HTTPStatus}
-STATUS_LINES: dict[int, bytes] = {
+_REASONS: Final[dict[int, bytes]] = {int(s): s.phrase.encode() for s in HTTPStatus}
+STATUS_LINES: Final[dict[int, bytes]] = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _REASONS.items()
 }
-_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_SANE_REQUEST_ID: Final = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def status_line(status: int) -> bytes:
@@ -140,5 +141,5 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-LAST_CHUNK = b"0\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -73,17 +73,17 @@ __all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner", "
 #: Requests with a body are remembered whole too (a load tester, a retrying client), once seen
 #: with nothing new in them, up to this size each: a request's hits depend only on its method,
 #: path, query, headers and body.
-MEMO_MAX_REQUEST = 16 * 1024
+MEMO_MAX_REQUEST: Final = 16 * 1024
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go. It holds
 #: at least this, and `MEMO_BYTES_PER_BUFFER_BYTE` times the bundle's body buffer up to
 #: `MEMO_MAX_BYTES` (see `memo_bytes`).
-MEMO_BYTES = 8 * 1024 * 1024
+MEMO_BYTES: Final = 8 * 1024 * 1024
 #: A JSON body's distinct names and values take about 8.5 times its size in the memo (1 MiB of
 #: customer records: 62,000 entries), so a memo of twice that holds a body at the buffer's
 #: limit beside the other clients' values: a body sent again finds all of its values, where a
 #: memo smaller than one body forgets, on each sending, the values the next one reads first.
-MEMO_BYTES_PER_BUFFER_BYTE = 16
-MEMO_MAX_BYTES = 64 * 1024 * 1024
+MEMO_BYTES_PER_BUFFER_BYTE: Final = 16
+MEMO_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 def memo_bytes(limits: Limits) -> int:
@@ -96,9 +96,10 @@ _BODY_ARG_NAMES, _BODY_ARG_VALUES = (
     TARGET_BIT[Target.BODY_ARG_NAMES],
     TARGET_BIT[Target.BODY_ARG_VALUES],
 )
-_FILENAMES, _BODY = TARGET_BIT[Target.FILENAMES], TARGET_BIT[Target.BODY]
+_FILENAMES: Final = TARGET_BIT[Target.FILENAMES]
+_BODY: Final = TARGET_BIT[Target.BODY]
 #: Body formats whose fields are named: their names and values are inspected pair by pair.
-_FORMS = frozenset({BodyFormat.URLENCODED, BodyFormat.JSON, BodyFormat.MULTIPART})
+_FORMS: Final = frozenset({BodyFormat.URLENCODED, BodyFormat.JSON, BodyFormat.MULTIPART})
 _WRONG_BITS = {
     name: bit for name, bit in extension.HEAD_TARGET_BITS.items() if TARGET_BIT[Target[name]] != bit
 }
