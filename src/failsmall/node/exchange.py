@@ -121,8 +121,8 @@ class ExchangeState(Enum):
     DONE = auto()
 
 
-# Enum members read on every request, bound to module names once: in Python 3.11 reading a
-# member from its class goes through EnumType.__getattr__'s slow path, about 0.1 µs a time.
+# Enum members read on every request, bound to Final module names once: compiled code reads
+# them from C statics, where reading a member from its class takes about 0.1 µs (Python 3.11).
 _READING: Final = ExchangeState.READING
 _DELAYED: Final = ExchangeState.DELAYED
 _CONNECTING: Final = ExchangeState.CONNECTING
