@@ -282,7 +282,7 @@ class Engine:
                 Decision.ALLOW, 200, route, end.before, (), (), plan.bot, 0, plan.cache, ()
             )
         p = _Pass(view, request.now)
-        outcomes: tuple[ModuleOutcome, ...] = ()
+        outcomes: list[ModuleOutcome] = []  # one list, not a tuple made anew at each module
         clock, budget_us = state.clock, self.limits.module_time_budget_us
         started = clock()
         planned = state.planned
@@ -292,7 +292,7 @@ class Engine:
         for i, (before, settled_bot, settled_cache, step) in enumerate(plan.runs):
             breaker = breakers[i]  # by index: a `zip` is an object and a call made each time
             if before:
-                outcomes += before
+                outcomes.extend(before)
                 if settled_bot is not None:
                     p.bot = settled_bot
                 if settled_cache is not None:
@@ -315,20 +315,20 @@ class Engine:
                     started = ended
                     if breaker.state is not _CLOSED:
                         breaker.record_success()
-            outcomes += (outcome,)
+            outcomes.append(outcome)
             if type(outcome) is Passed:  # the common case, which never stops the request
                 continue
             stop = _stopping(outcome)
             if stop is not None:
                 decision, status = stop
-                return self._verdict(p, route, outcomes, decision, status)
+                return self._verdict(p, route, tuple(outcomes), decision, status)
         if end.before:
-            outcomes += end.before
+            outcomes.extend(end.before)
             if end.bot is not None:
                 p.bot = end.bot
             if end.cache is not None:
                 p.cache = end.cache
-        return self._verdict(p, route, outcomes, Decision.ALLOW, 200)
+        return self._verdict(p, route, tuple(outcomes), Decision.ALLOW, 200)
 
     def on_response(
         self, verdict: Verdict, status: int, headers: Sequence[tuple[bytes, bytes]]
