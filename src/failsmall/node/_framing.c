@@ -516,6 +516,14 @@ static int plain_connection(const char *v, Py_ssize_t v_len, int *connection) {
     return 0;
 }
 
+/* Put `item`, a new reference, at `index` of the new `tuple`: -1 when it is NULL (the exception
+ * set by what made it), the tuple's other items left for its own deallocation to release. */
+static int set_new(PyObject *tuple, Py_ssize_t index, PyObject *item) {
+    if (item == NULL) return -1;
+    PyTuple_SET_ITEM(tuple, index, item);
+    return 0;
+}
+
 /* The response in `data` when it is one whole plain response and nothing more: an HTTP/1.1
  * status line with a final status other than 204 and 304, header lines of a token, a colon
  * and visible characters, exactly one Content-Length of digits, no Transfer-Encoding, Upgrade
@@ -568,8 +576,17 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
         if (err < 0) goto error;
     }
     if (length < 0 || size - at != length) goto plain_not;
-    return Py_BuildValue("(lNOy#)", status, headers, connection != 1 ? Py_True : Py_False,
-                         (const char *)s + at, (Py_ssize_t)length);
+    PyObject *whole = PyTuple_New(4); /* what Py_BuildValue("(lNOy#)") makes */
+    if (whole == NULL) goto error;
+    PyTuple_SET_ITEM(whole, 1, headers);
+    PyTuple_SET_ITEM(whole, 2, Py_NewRef(connection != 1 ? Py_True : Py_False));
+    if (set_new(whole, 0, PyLong_FromLong(status)) < 0 ||
+        set_new(whole, 3, PyBytes_FromStringAndSize((const char *)s + at, (Py_ssize_t)length)) <
+            0) {
+        Py_DECREF(whole);
+        return NULL;
+    }
+    return whole;
 plain_not:
     Py_DECREF(headers);
     Py_RETURN_NONE;
@@ -721,11 +738,23 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
     buffer_free(&xff);
     buffer_init(&xff);
     if (joined == NULL) goto error;
-    PyObject *noted = Py_BuildValue("(NOlLNOO)", forward, host ? host : EMPTY_BYTES, hosts,
-                                    length, joined, request_id ? request_id : EMPTY_BYTES,
-                                    expects_continue ? Py_True : Py_False);
+    PyObject *noted = PyTuple_New(7);
+    if (noted == NULL) {
+        Py_DECREF(joined);
+        goto error;
+    }
+    /* what Py_BuildValue("(NOlLNOO)") makes, without parsing its format for each request */
+    PyTuple_SET_ITEM(noted, 0, forward);
     forward = NULL;
-    if (noted == NULL) goto error;
+    PyTuple_SET_ITEM(noted, 1, Py_NewRef(host ? host : EMPTY_BYTES));
+    PyTuple_SET_ITEM(noted, 4, joined);
+    PyTuple_SET_ITEM(noted, 5, Py_NewRef(request_id ? request_id : EMPTY_BYTES));
+    PyTuple_SET_ITEM(noted, 6, Py_NewRef(expects_continue ? Py_True : Py_False));
+    if (set_new(noted, 2, PyLong_FromLong(hosts)) < 0 ||
+        set_new(noted, 3, PyLong_FromLongLong(length)) < 0) {
+        Py_DECREF(noted);
+        goto error;
+    }
     /* The target's path and query, split at its first "?" as `_read_target` splits it (the
      * target is ASCII: `target_char`, so its UTF-8 and Latin-1 decodings are the same). */
     Py_ssize_t mark = url;
@@ -733,16 +762,30 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
     Py_ssize_t query = mark < url_end ? mark + 1 : url_end;
     PyObject *text_headers = PyList_AsTuple(texts);
     Py_DECREF(texts);
-    if (text_headers == NULL) {
+    PyObject *whole = text_headers == NULL ? NULL : PyTuple_New(11);
+    if (whole == NULL) {
+        Py_XDECREF(text_headers);
         Py_DECREF(noted);
         Py_DECREF(headers);
         return NULL;
     }
-    return Py_BuildValue("(y#y#NOOy#LNs#s#N)", (const char *)s, method_length,
-                         (const char *)s + url, url_end - url, headers,
-                         http10 ? Py_True : Py_False, keep_alive ? Py_True : Py_False,
-                         (const char *)s + at, size - at, head_bytes, noted, (const char *)s + url,
-                         mark - url, (const char *)s + query, url_end - query, text_headers);
+    /* what Py_BuildValue("(y#y#NOOy#LNs#s#N)") makes, without parsing its format */
+    PyTuple_SET_ITEM(whole, 2, headers);
+    PyTuple_SET_ITEM(whole, 3, Py_NewRef(http10 ? Py_True : Py_False));
+    PyTuple_SET_ITEM(whole, 4, Py_NewRef(keep_alive ? Py_True : Py_False));
+    PyTuple_SET_ITEM(whole, 7, noted);
+    PyTuple_SET_ITEM(whole, 10, text_headers);
+    const char *c = (const char *)s;
+    if (set_new(whole, 0, PyBytes_FromStringAndSize(c, method_length)) < 0 ||
+        set_new(whole, 1, PyBytes_FromStringAndSize(c + url, url_end - url)) < 0 ||
+        set_new(whole, 5, PyBytes_FromStringAndSize(c + at, size - at)) < 0 ||
+        set_new(whole, 6, PyLong_FromLongLong(head_bytes)) < 0 ||
+        set_new(whole, 8, PyUnicode_FromStringAndSize(c + url, mark - url)) < 0 ||
+        set_new(whole, 9, PyUnicode_FromStringAndSize(c + query, url_end - query)) < 0) {
+        Py_DECREF(whole);
+        return NULL;
+    }
+    return whole;
 plain_not:
     buffer_free(&xff);
     Py_XDECREF(forward);
