@@ -47,8 +47,8 @@ typedef struct {
     Py_ssize_t offered; /* keys not held ever offered to be stored (`Memo.offered`) */
     size_t mask; /* buckets - 1, a power of two minus one */
     /* The keys offered and not stored, as a Bloom filter: two bits each (picked by the low and
-     * the high half of its mixed hash), emptied when it has noted a key per eight bits (every
-     * offer is noted). A key is stored when offered with both its bits set. */
+     * the high half of its mixed hash), emptied when it has noted an offer per eight bits. A
+     * key is stored when offered with both its bits set. */
     uint64_t *sightings;
     size_t sighting_mask;     /* bits - 1 */
     Py_ssize_t sightings_noted; /* offers noted since the filter was last emptied */

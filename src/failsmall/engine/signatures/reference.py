@@ -415,6 +415,9 @@ def _plus(a: Known, b: Known) -> Known:
     return (a[0] | b[0] if a[0] and b[0] else a[0] or b[0], a[1] + b[1], a[2] + b[2])
 
 
+_WORD = (1 << 64) - 1
+
+
 def memo_hash(key: Hashable, kind: int) -> int:
     """The hash a memo files (key, kind) by (`memo_mix` in `_memo.h`), as an unsigned word."""
     mixed = ((hash(key) * 1000003) ^ (kind * 0x9E3779B97F4A7C15)) & _WORD
@@ -427,9 +430,6 @@ def sighting_bits(max_bytes: int) -> int:
     while bits < max_bytes // MEMO_BYTES_PER_SIGHTING:
         bits *= 2
     return bits
-
-
-_WORD = (1 << 64) - 1
 
 
 class ReferenceMemo:
