@@ -70,9 +70,9 @@ from failsmall.model.rules import SignatureMatch, Target
 from failsmall.model.traffic import Limits
 
 __all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner", "memo_bytes"]
-#: Requests with a body are remembered whole too (a load tester, a retrying client), once seen
-#: with nothing new in them, up to this size each: a request's hits depend only on its method,
-#: path, query, headers and body.
+#: Requests with a body are remembered whole too (a load tester, a retrying client), stored the
+#: second time they come with nothing new in them, up to this size each: a request's hits
+#: depend only on its method, path, query, headers and body.
 MEMO_MAX_REQUEST: Final = 16 * 1024
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go. It holds
 #: at least this, and `MEMO_BYTES_PER_BUFFER_BYTE` times the bundle's body buffer up to
@@ -124,9 +124,10 @@ class BodySightings:
     length and ends, so that a request whose body has none is not looked up: the lookup would
     hash all of the body, and distinct bodies (an API's orders, each with its own ids) are never
     found. A fixed table of slots, each holding the last fingerprint stored in it: bounded,
-    nothing cleared at once. A fingerprint overwritten, or one whose request the memo has
-    forgotten, costs a request seen before a scan of its values (each of them remembered) and
-    changes no result: the memo holds what the scan finds."""
+    nothing cleared at once. A fingerprint overwritten, or one whose request the memo has not
+    stored yet (it stores a key on its second offer) or has forgotten, costs a request seen
+    before a scan of its values (each of them remembered) and changes no result: the memo holds
+    what the scan finds."""
 
     def __init__(self) -> None:
         self._slots = [0] * SIGHTING_SLOTS
