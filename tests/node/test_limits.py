@@ -194,9 +194,9 @@ async def test_slow_body_times_out_with_408(node: EdgeNode) -> None:
 
 
 async def test_idle_keepalive_connection_is_closed(node: EdgeNode) -> None:
-    from failsmall.model import Limits
+    from failsmall.node.serving import RequestLimits
 
-    assert isinstance(node.slot.limits, Limits)
+    assert isinstance(node.slot.limits, RequestLimits)
     reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
     # Connected but silent: closed without a response after the header timeout.
     data = await asyncio.wait_for(reader.read(), 5)
@@ -325,3 +325,22 @@ async def test_connections_past_the_limit_are_shed_with_a_503_and_the_rest_keep_
     await eventually(lambda: not node.ctx.connections, what="the held connections to close")
     await still_serves(node)
     assert node.ctx.stats.rejected["503"] == 1
+
+
+def test_the_request_paths_limits_are_the_bundles() -> None:
+    """Each limit the request path reads from its compiled copy is the bundle's own."""
+    from failsmall.model import BodyOverBuffer, Limits
+    from failsmall.node.serving import RequestLimits
+
+    bundle_limits = Limits(
+        max_connections=7, max_connections_per_client=3, max_uri_bytes=300,
+        max_header_bytes=2048, max_headers=9, max_body_bytes=5000, waf_body_buffer=4096,
+        body_over_buffer=BodyOverBuffer.REJECT, header_timeout_s=1.5, body_timeout_s=2.5,
+        idle_timeout_s=3.5, upstream_connect_timeout_s=4.5, upstream_read_timeout_s=5.5,
+        min_body_rate_bytes_s=11, body_rate_grace_s=6.5,
+    )  # fmt: skip
+    copied = RequestLimits(bundle_limits)
+    names = [name for name in dir(copied) if not name.startswith("_")]
+    assert len(names) == 15 and set(names) <= set(Limits.model_fields)
+    for name in names:
+        assert getattr(copied, name) == getattr(bundle_limits, name) != getattr(Limits(), name)

@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failsmall.model import Limits
 from failsmall.node import compiled_framing
 from failsmall.node.exchange import Exchange, RequestRejected
 from failsmall.node.proxy import ClientConnection, ProxyContext, _take_noted
-from failsmall.node.serving import ServingSlot
+from failsmall.node.serving import NO_BUNDLE_LIMITS, ServingSlot
 
 Read = tuple[int, list[tuple[bytes, bytes]], bool, bytes]
 
@@ -377,7 +376,7 @@ _NO_CLIENT = asyncio.run(_unconnected())
 
 
 def _exchange(http10: bool, headers: list[tuple[bytes, bytes]]) -> Exchange:
-    exchange = Exchange(_NO_CLIENT, cast(Any, None), None, Limits(), headers, [])
+    exchange = Exchange(_NO_CLIENT, cast(Any, None), None, NO_BUNDLE_LIMITS, headers, [])
     exchange.method = b"GET"
     exchange.http10 = http10
     return exchange

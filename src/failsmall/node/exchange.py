@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Sequence
 from enum import Enum, auto
+from time import perf_counter, time
 from typing import Final, Protocol, assert_never
 
 from mypy_extensions import trait
@@ -34,12 +34,13 @@ from failsmall.engine.cache import CacheBypass, CachedResponse, CacheHit, CacheM
 from failsmall.engine.outcomes import ModuleErrored, Scored
 from failsmall.engine.request import request_of
 from failsmall.engine.signatures.fields import signature_fields
-from failsmall.model import BodyOverBuffer, Limits, Origin
-from failsmall.node import compiled_framing, framing, wire
+from failsmall.model import BodyOverBuffer, Origin
+from failsmall.node import framing, wire
 from failsmall.node.access_log import AccessEntry, AccessLog, cache_field
+from failsmall.node.compiled_framing import request_head, response_head
 from failsmall.node.deadline import Deadline
 from failsmall.node.framing import BodyFraming
-from failsmall.node.serving import Serving
+from failsmall.node.serving import RequestLimits, Serving
 from failsmall.node.stats import TrafficStats
 from failsmall.node.upstream import (
     OriginPool,
@@ -199,7 +200,7 @@ class Exchange(UpstreamListener):
         conn: ClientSide,
         ctx: ExchangeContext,
         serving: Serving | None,
-        limits: Limits,
+        limits: RequestLimits,
         raw_headers: list[tuple[bytes, bytes]],
         forward: list[tuple[bytes, bytes]],
     ) -> None:
@@ -210,7 +211,7 @@ class Exchange(UpstreamListener):
         self.serving = serving
         self.limits = limits
         self.state = _READING
-        self.started = time.perf_counter()
+        self.started = perf_counter()
         self.raw_headers = raw_headers
         self.forward = forward
         self.body = bytearray()
@@ -290,7 +291,7 @@ class Exchange(UpstreamListener):
             self.truncated or not self.body_done,
             client,
             self.host.decode("latin-1"),
-            time.time(),
+            time(),
         )
         self.request = request
         verdict = serving.engine.evaluate(request, serving.state)
@@ -393,7 +394,7 @@ class Exchange(UpstreamListener):
         self.upstream = upstream
         self.state = _UPSTREAM
         chunked = self.chunked_in
-        request = compiled_framing.request_head(
+        request = request_head(
             self.method,
             self.url,
             self.host,
@@ -476,7 +477,7 @@ class Exchange(UpstreamListener):
                     pass
                 case _:
                     assert_never(plan)
-        head = compiled_framing.response_head(
+        head = response_head(
             status,
             headers,
             self.head,
@@ -713,7 +714,7 @@ class Exchange(UpstreamListener):
     def record(self) -> None:
         """Count the finished exchange and write its access log line."""
         verdict = self.verdict
-        seconds = time.perf_counter() - self.started
+        seconds = perf_counter() - self.started
         ctx = self.ctx
         if verdict is not None:
             ctx.stats.record(
