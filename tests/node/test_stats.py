@@ -85,10 +85,11 @@ SHARED = (Passed(ModuleName.WAF), Passed(ModuleName.BOT))
 
 @given(st.lists(RECORDS, max_size=30), st.integers(0, 3 * FOLD_EVERY))
 def test_module_outcomes_are_exact_whenever_read(records: list[Record], shared: int) -> None:
-    """Outcomes shared between requests (as the engine's constants are) and fresh ones, past
-    several folds, in any mix."""
+    """Outcomes shared between requests (as the engine's constants are, in tuples of their
+    own or the same tuple) and fresh ones, past several folds, in any mix."""
     stats = TrafficStats()
-    everything = [*records, *[(200, "allow", 0.001, SHARED)] * shared]
+    copies = [(200, "allow", 0.001, (*SHARED,)) for _ in range(shared % 5)]  # new tuples, same
+    everything = [*records, *[(200, "allow", 0.001, SHARED)] * shared, *copies, *records]
     for record in everything:
         stats.record(*record)
     outcomes, errors = outcome_counts(everything)

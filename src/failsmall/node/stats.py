@@ -116,11 +116,28 @@ class Window:
 Recorded = tuple[int, str, float, tuple[ModuleOutcome, ...], tuple[str, ...]]
 """What `TrafficStats.record` keeps of one request until it is folded in: status, decision,
 seconds, module outcomes and matched rules."""
-_STATUS_DECISION: Final = itemgetter(0, 1)
 _SECONDS: Final = itemgetter(2)
 _MODULES: Final = itemgetter(3)
 _RULES: Final = itemgetter(4)
 NO_OUTCOMES: Final[tuple[()]] = ()
+
+
+def _same_outcomes(one: tuple[ModuleOutcome, ...], other: tuple[ModuleOutcome, ...]) -> bool:
+    """Whether two requests' outcomes are the same objects, in the same order."""
+    return len(one) == len(other) and all(one[i] is other[i] for i in range(len(one)))
+
+
+def _tally(
+    outcomes: tuple[ModuleOutcome, ...],
+    times: int,
+    times_of: dict[int, int],
+    outcome_of: dict[int, ModuleOutcome],
+) -> None:
+    """Count `outcomes`, the outcomes of `times` requests, by identity."""
+    for outcome in outcomes:
+        key = id(outcome)
+        times_of[key] = times_of.get(key, 0) + times
+        outcome_of[key] = outcome
 
 
 @dataclass
@@ -172,15 +189,24 @@ class TrafficStats:
 
     def fold(self) -> None:
         """Count the requests recorded since the last fold, each counter in one pass over the
-        batch. Latencies are sorted once and each bucket's share found by bisection. Most module
-        outcomes are constants the engine shares between requests, so they are counted by
-        identity first (in C), then each distinct outcome added once, found at its first place
-        in the batch."""
+        batch. Latencies are sorted once and each bucket's share found by bisection. Module
+        outcomes are mostly constants the engine shares between requests, and requests in a row
+        most often have the same ones: they are counted by identity, a run of requests with the
+        same outcomes at once, and each distinct outcome then added to its module's counts."""
         pending = self.unfolded
         if not pending:
             return
         self.unfolded = []
-        self.folded_requests.update(map(_STATUS_DECISION, pending))
+        requests = self.folded_requests
+        status, decision, length = 0, "", 0
+        for record in pending:  # requests in a row with the same status and decision: counted
+            if record[0] == status and record[1] == decision:  # together
+                length += 1
+                continue
+            if length:
+                requests[status, decision] += length
+            status, decision, length = record[0], record[1], 1
+        requests[status, decision] += length
         latency = self.folded_latency
         seconds = list(map(_SECONDS, pending))
         buckets = latency.counts
@@ -194,15 +220,21 @@ class TrafficStats:
         for one in seconds:  # one at a time, in order: the same total as counted per request
             latency.total += one
         latency.n += len(seconds)
-        outcomes = list(chain.from_iterable(map(_MODULES, pending)))
-        counted = Counter(map(id, outcomes))
+        times_of: dict[int, int] = {}  # by the outcome's identity
+        outcome_of: dict[int, ModuleOutcome] = {}
+        run: tuple[ModuleOutcome, ...] = ()
+        length = 0
+        for modules in map(_MODULES, pending):  # requests in a row with the same outcomes: one
+            if _same_outcomes(modules, run):  # tally for all of them
+                length += 1
+                continue
+            _tally(run, length, times_of, outcome_of)
+            run, length = modules, 1
+        _tally(run, length, times_of, outcome_of)
         counts = self.module_counts
-        for outcome in outcomes:  # each distinct outcome at its first place: most in the first
-            times = counted.pop(id(outcome), 0)  # requests, so the walk stops early
-            if times:
-                counts[outcome.module][type(outcome)] += times
-                if not counted:
-                    break
+        for key, times in times_of.items():  # each distinct outcome added once
+            outcome = outcome_of[key]
+            counts[outcome.module][type(outcome)] += times
         rules = list(map(_RULES, pending))
         if any(rules):
             self.folded_rule_matches.update(chain.from_iterable(rules))
