@@ -722,6 +722,32 @@ def test_a_record_made_of_its_fields_is_the_record_the_class_makes(
     assert type(made) is cls and made == cls(**dict(zip(cls._fields, fields, strict=True)))
 
 
+def test_tuple_of_holds_its_items_and_makes_only_tuples() -> None:
+    """The items outlive their other references and the collector walks them; a class that is
+    not a tuple's is refused with a TypeError, before anything is made."""
+    import gc
+    import weakref
+
+    from failsmall.engine.native import tuple_of
+
+    class Item:
+        pass
+
+    item = Item()
+    alive = weakref.ref(item)
+    made = tuple_of(ScanResult, frozenset(), 1, 2, item)
+    del item
+    gc.collect()
+    assert made == (frozenset(), 1, 2, alive()) and alive() is not None
+    assert tuple_of(tuple) == () and type(tuple_of(tuple, 1)) is tuple
+    for refused in (dict, list, 3):
+        with pytest.raises(TypeError, match="subclass of tuple"):
+            tuple_of(refused, 1)  # type: ignore[arg-type, type-var]
+    del made
+    gc.collect()
+    assert alive() is None
+
+
 def test_a_view_computes_each_derived_field_once_and_takes_the_path_given() -> None:
     req = request(headers={"Host": "Shop.example", "Cookie": "a=1; b=2"}, query="x=1&x=2")
     view = RequestView(req)

@@ -2857,12 +2857,34 @@ error:
     return NULL;
 }
 
+/* tuple_of(cls, *items): an instance of `cls`, a subclass of tuple (a NamedTuple), holding
+   `items`, made in one allocation. `tuple.__new__(cls, items)` makes a tuple of the items
+   first, then copies it into the instance. */
+static PyObject *tuple_of(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || !PyType_Check(args[0]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "tuple_of(cls, *items): cls must be a subclass of tuple");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    PyObject *made = type->tp_alloc(type, nargs - 1);
+    if (made == NULL) return NULL;
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(made, i - 1, args[i]);
+    }
+    return made;
+}
+
 static PyMethodDef native_methods[] = {
     {"index_headers", index_headers, METH_O,
      "index_headers(headers) -> (by_name, names): each header's values by its lowercase name, "
      "in order, and the lowercase names in the order received."},
     {"head_chars", head_chars, METH_O,
      "head_chars(headers) -> int: the characters of every header name and value."},
+    {"tuple_of", (PyCFunction)(void (*)(void))tuple_of, METH_FASTCALL,
+     "tuple_of(cls, *items) -> cls: an instance of `cls`, a subclass of tuple, holding `items`, "
+     "made in one allocation."},
     {"features", native_features, METH_VARARGS,
      "features(value, wanted, reference) -> int: the trigger features of `value` among "
      "`wanted`, asking `reference` where C does not decide."},

@@ -238,8 +238,9 @@ class CachePolicy:
         cache_control: list[str] = []
         vary: list[str] = []
         expires: str | None = None
+        never_read = _NEVER_READ  # a module global (a test replaces it): looked up once
         for name, value in headers:
-            if name in _NEVER_READ:
+            if name in never_read:
                 continue
             lower = name.lower()
             if lower == b"set-cookie":

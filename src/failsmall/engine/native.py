@@ -20,6 +20,7 @@ head_chars = extension.head_chars
 index_headers = extension.index_headers
 json_fields = extension.json_fields
 json_pruned = extension.json_pruned
+tuple_of = extension.tuple_of
 Memo = extension.Memo
 #: The kinds of memo key besides a value's (whose kind is its target mask, above 0).
 MEMO_ARG_PART = extension.MEMO_ARG_PART
@@ -52,4 +53,5 @@ __all__ = [
     "index_headers",
     "json_fields",
     "json_pruned",
+    "tuple_of",
 ]

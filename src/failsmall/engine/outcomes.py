@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Final, NamedTuple, assert_never
 
 from failsmall.engine.cache import CacheBypass, CacheDecision
+from failsmall.engine.native import tuple_of
 from failsmall.engine.routing import Route, Routed, Unrouted
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import FailurePolicy, ModuleName
@@ -194,13 +195,13 @@ def verdict_of(
     cache: CacheDecision,
     over_limits: tuple[LimitReached, ...],
 ) -> Verdict:
-    """A `Verdict` of every field, in order, made by `tuple.__new__` (one C call) rather than
-    by the NamedTuple's generated `__new__`, which runs interpreted: the engine makes one per
+    """A `Verdict` of every field, in order, made by `tuple_of` (one C call) rather than by
+    the NamedTuple's generated `__new__`, which runs interpreted: the engine makes one per
     request."""
-    return tuple.__new__(
-        Verdict,
-        (decision, status, route, modules, rules, matched_rules, bot, delay_ms, cache, over_limits),
-    )
+    return tuple_of(
+        Verdict, decision, status, route, modules, rules, matched_rules, bot, delay_ms, cache,
+        over_limits,
+    )  # fmt: skip
 
 
 def walk_rules(outcomes: tuple[RuleOutcome, ...]) -> list[RuleOutcome]:

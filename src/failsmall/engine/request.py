@@ -7,7 +7,7 @@ from typing import Final, NamedTuple
 from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
 from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
 from failsmall.engine.forms import cookie_pair, form_pair, parse_form
-from failsmall.engine.native import index_headers
+from failsmall.engine.native import index_headers, tuple_of
 from failsmall.engine.paths import normalize_path
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
@@ -63,11 +63,12 @@ def request_of(
     host: str,
     now: float,
 ) -> Request:
-    """A `Request` of every field, in order, made by `tuple.__new__` (one C call) rather than
-    by the NamedTuple's generated `__new__`, which runs interpreted: the node makes one per
+    """A `Request` of every field, in order, made by `tuple_of` (one C call) rather than by
+    the NamedTuple's generated `__new__`, which runs interpreted: the node makes one per
     request it reads."""
-    fields = (method, path, query, headers, body, body_truncated, client_ip, host, now)
-    return tuple.__new__(Request, fields)
+    return tuple_of(
+        Request, method, path, query, headers, body, body_truncated, client_ip, host, now
+    )
 
 
 class RequestView:

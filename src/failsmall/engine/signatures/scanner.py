@@ -47,6 +47,7 @@ from failsmall.engine.native import (
     add_fields,
     extension,
     head_chars,
+    tuple_of,
 )
 from failsmall.engine.request import NO_HITS, BodyFormat, RequestView
 from failsmall.engine.signatures.compiled import (
@@ -159,9 +160,9 @@ class ScanResult(NamedTuple):
 def scan_result_of(
     hits: frozenset[str], values: int, chars: int, reached: LimitReached | None
 ) -> ScanResult:
-    """A `ScanResult` made by `tuple.__new__` (one C call) rather than by the NamedTuple's
+    """A `ScanResult` made by `tuple_of` (one C call) rather than by the NamedTuple's
     generated `__new__`, which runs interpreted: the WAF makes one per request it scans."""
-    return tuple.__new__(ScanResult, (hits, values, chars, reached))
+    return tuple_of(ScanResult, hits, values, chars, reached)
 
 
 class ValueScanner(Protocol):
