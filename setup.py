@@ -213,6 +213,7 @@ setup(
                 "src/failsmall/engine/_nfkc.h",
                 "src/failsmall/engine/_nfkc_tables.h",
                 "src/failsmall/engine/_jsonwalk.h",
+                "src/failsmall/_header_names.h",
             ],
             libraries=["hs"],
             # One unit at link time (-flto), its functions hidden outside the module: the memo's
@@ -231,6 +232,7 @@ setup(
         Extension(
             "failsmall.node._framing",
             sources=["src/failsmall/node/_framing.c"],
+            depends=["src/failsmall/_header_names.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
         *mypycify(COMPILED_PYTHON, group_name="failsmall"),

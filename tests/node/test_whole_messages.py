@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from failsmall.engine.native import index_headers
 from failsmall.node import compiled_framing
 from failsmall.node.exchange import Exchange, RequestRejected
 from failsmall.node.proxy import ClientConnection, ProxyContext, _take_noted
@@ -315,6 +316,35 @@ def test_it_reads_plain_requests(data: bytes) -> None:
     assert got is not None and got[:7] == expected
     assert got[8:10] == target_as_read(got[1])
     assert got[10] == compiled_framing.latin1_headers(got[2])
+
+
+def test_common_header_names_are_the_same_objects_in_every_message() -> None:
+    """A header name most messages carry, spelled as listed or in lowercase, is one bytes and
+    one str object in every message that carries it, and the engine's lowercase of it one str:
+    no allocation for each, and a hash computed once. Other names are made for each message."""
+
+    def read(name: bytes) -> tuple[bytes, str, str]:
+        got = compiled_framing.whole_request(b"GET / HTTP/1.1\r\n" + name + b": v\r\n\r\n")
+        assert got is not None
+        ((raw, _),), ((text, _),) = got[2], got[10]
+        return raw, text, index_headers(got[10])[1][0]
+
+    for name in (b"User-Agent", b"user-agent", b"Sec-Fetch-Site", b"X-Odd-Name"):
+        first, second = read(name), read(name)
+        assert first == second == (name, name.decode(), name.decode().lower())
+        shared = [a is b for a, b in zip(first, second, strict=True)]
+        assert shared == ([False] * 3 if name == b"X-Odd-Name" else [True] * 3)
+
+    def response_names() -> list[bytes]:
+        got = compiled_framing.whole_response(
+            b"HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert got is not None
+        return [name for name, _ in got[1]]
+
+    first_names, second_names = response_names(), response_names()
+    assert first_names == second_names == [b"Server", b"Content-Length"]
+    assert all(a is b for a, b in zip(first_names, second_names, strict=True))
 
 
 def target_as_read(url: bytes) -> tuple[str, str]:

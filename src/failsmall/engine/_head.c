@@ -11,6 +11,7 @@
  * not fit stops the walk, and the walk says which limit stopped it.
  */
 #include "_head.h"
+#include "../_header_names.h"
 
 /* Target bits: the same values as `failsmall.engine.signatures.targets.TARGET_BIT` (the module
  * exports them as HEAD_TARGET_BITS and the scanner checks them on import). */
@@ -34,7 +35,18 @@ static PyObject *unquote;      /* urllib.parse.unquote */
 static PyObject *UTF8, *REPLACE, *AMPERSAND, *SEMICOLON, *PLUS, *SPACE, *QUESTION, *EMPTY;
 static PyObject *NO_HITS;      /* frozenset() */
 
+/* The common header names (`_header_names.h`) in lowercase, as `lower` returns them. */
+static header_spellings_t LOWERCASE_NAMES;
+static PyObject *LOWERCASE_TEXT[2 * COMMON_HEADER_COUNT];
+
 int head_init(PyObject *module) {
+    header_spellings(&LOWERCASE_NAMES, 1);
+    for (int k = 0; k < LOWERCASE_NAMES.count; k++) {
+        LOWERCASE_TEXT[k] =
+            PyUnicode_FromStringAndSize(LOWERCASE_NAMES.text[k], LOWERCASE_NAMES.length[k]);
+        if (LOWERCASE_TEXT[k] == NULL) return -1;
+        PyUnicode_InternInPlace(&LOWERCASE_TEXT[k]);
+    }
     PyObject *bits = Py_BuildValue(
         "{sisisisisisisisisisisisi}", "PATH", B_PATH, "URI", B_URI, "QUERY", B_QUERY, "ARG_NAMES",
         B_ARG_NAMES, "ARG_VALUES", B_ARG_VALUES, "HEADER_NAMES", B_HEADER_NAMES, "HEADER_VALUES",
@@ -229,6 +241,12 @@ static PyObject *lower(PyObject *name) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(name), i = 0;
     while (i < n && !(s[i] >= 'A' && s[i] <= 'Z')) i++;
     if (i == n) return Py_NewRef(name);
+    if (n <= LONGEST_COMMON_HEADER) { /* a common name's lowercase str, made once */
+        char low[LONGEST_COMMON_HEADER];
+        for (i = 0; i < n; i++) low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : (char)s[i];
+        int k = header_spelling(&LOWERCASE_NAMES, low, n);
+        if (k >= 0) return Py_NewRef(LOWERCASE_TEXT[k]);
+    }
     PyObject *out = PyUnicode_New(n, 127);
     if (out == NULL) return NULL;
     unsigned char *o = PyUnicode_1BYTE_DATA(out);

@@ -19,6 +19,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "../_header_names.h"
+
 static PyObject *RESPONSE_HEAD; /* framing.ResponseHead, a tuple subclass */
 static PyObject *AS_SENT, *CHUNKED, *CLOSE; /* framing.BodyFraming's members */
 static PyObject *STATUS_LINES; /* wire's status lines by code (dict[int, bytes]) */
@@ -384,6 +386,33 @@ error:
     return NULL;
 }
 
+/* The common header names (`_header_names.h`) as received, listed and lowercase spellings. */
+static header_spellings_t SPELLINGS;
+static PyObject *NAME_BYTES[2 * COMMON_HEADER_COUNT], *NAME_TEXT[2 * COMMON_HEADER_COUNT];
+
+static int make_common_names(void) {
+    header_spellings(&SPELLINGS, 0);
+    for (int k = 0; k < SPELLINGS.count; k++) {
+        NAME_BYTES[k] = PyBytes_FromStringAndSize(SPELLINGS.text[k], SPELLINGS.length[k]);
+        NAME_TEXT[k] = PyUnicode_FromStringAndSize(SPELLINGS.text[k], SPELLINGS.length[k]);
+        if (NAME_BYTES[k] == NULL || NAME_TEXT[k] == NULL) return -1;
+        PyUnicode_InternInPlace(&NAME_TEXT[k]);
+    }
+    return 0;
+}
+
+/* A header name as bytes: the common name's object, or a new one. New reference. */
+static PyObject *name_bytes(const char *name, Py_ssize_t length) {
+    int k = header_spelling(&SPELLINGS, name, length);
+    return k >= 0 ? Py_NewRef(NAME_BYTES[k]) : PyBytes_FromStringAndSize(name, length);
+}
+
+/* A header name decoded as latin-1: the common name's str, or a new one. New reference. */
+static PyObject *name_text(const char *name, Py_ssize_t length) {
+    int k = header_spelling(&SPELLINGS, name, length);
+    return k >= 0 ? Py_NewRef(NAME_TEXT[k]) : PyUnicode_DecodeLatin1(name, length, NULL);
+}
+
 /* ---- latin1_headers ------------------------------------------------------------------ */
 
 /* A (name, value) pair of bytes decoded as latin-1: a new (str, str) tuple. */
@@ -391,7 +420,7 @@ static PyObject *latin1_pair(PyObject *pair) {
     PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
     PyObject *out = PyTuple_New(2);
     if (out == NULL) return NULL;
-    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), NULL);
+    PyObject *text = name_text(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
     if (text == NULL) {
         Py_DECREF(out);
         return NULL;
@@ -475,7 +504,7 @@ static PyObject *bytes_pair(const char *name, Py_ssize_t name_length, const char
                             Py_ssize_t value_length) {
     PyObject *pair = PyTuple_New(2);
     if (pair == NULL) return NULL;
-    PyObject *item = PyBytes_FromStringAndSize(name, name_length);
+    PyObject *item = name_bytes(name, name_length);
     if (item == NULL) {
         Py_DECREF(pair);
         return NULL;
@@ -854,5 +883,6 @@ static struct PyModuleDef framing_module = {
 PyMODINIT_FUNC PyInit__framing(void) {
     if (EMPTY_BYTES == NULL && (EMPTY_BYTES = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
         return NULL;
+    if (NAME_BYTES[0] == NULL && make_common_names() < 0) return NULL;
     return PyModule_Create(&framing_module);
 }
