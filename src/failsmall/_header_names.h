@@ -59,7 +59,7 @@ static void header_spellings(header_spellings_t *s, int lowercase) {
 static inline int header_spelling(const header_spellings_t *s, const char *name, Py_ssize_t length) {
     if (length > LONGEST_COMMON_HEADER) return -1;
     for (int k = s->first[length]; k >= 0; k = s->next[k])
-        if (memcmp(s->text[k], name, (size_t)length) == 0) return k;
+        if (s->text[k][0] == name[0] && memcmp(s->text[k], name, (size_t)length) == 0) return k;
     return -1;
 }
 

@@ -30,12 +30,13 @@ async def test_writes_wait_for_the_end_of_the_iteration_and_keep_their_order() -
     transport_a, transport_b = writer_a.transport, writer_b.transport
     try:
         batch.write(transport_a, b"a1 ")
+        batch.write(transport_a, b"a2 ")  # a run of writes to one transport, joined
         batch.write(transport_b, b"b1 ")
-        batch.write(transport_a, b"a2")
+        batch.write(transport_a, b"a3")
         batch.write(transport_b, b"b2")
         # Nothing is handed to the kernel before this iteration ends.
         assert transport_a.get_write_buffer_size() == 0
-        assert await asyncio.wait_for(reader_a.readexactly(5), 5) == b"a1 a2"
+        assert await asyncio.wait_for(reader_a.readexactly(8), 5) == b"a1 a2 a3"
         assert await asyncio.wait_for(reader_b.readexactly(5), 5) == b"b1 b2"
     finally:
         for transport, server in ((transport_a, server_a), (transport_b, server_b)):

@@ -21,24 +21,34 @@ class WriteBatch:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[asyncio.WriteTransport, list[bytes]]] = []
+        # Each write queued: its transport and its data, in two lists (a write appends to
+        # each, allocating nothing of its own).
+        self._transports: list[asyncio.WriteTransport] = []
+        self._data: list[bytes] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def write(self, transport: asyncio.WriteTransport, data: bytes) -> None:
-        pending = self._pending
-        if not pending:
+        transports = self._transports
+        if not transports:
             loop = self._loop
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self.flush)
-        elif pending[-1][0] is transport:
-            pending[-1][1].append(data)
-            return
-        pending.append((transport, [data]))
+        transports.append(transport)
+        self._data.append(data)
 
     def flush(self) -> None:
-        """Hand every queued write to its transport now."""
-        pending, self._pending = self._pending, []
-        for transport, parts in pending:
+        """Hand every queued write to its transport now, consecutive writes to one transport
+        joined into one."""
+        transports, data = self._transports, self._data
+        self._transports, self._data = [], []
+        count = len(transports)
+        i = 0
+        while i < count:
+            transport = transports[i]
+            end = i + 1
+            while end < count and transports[end] is transport:
+                end += 1
             if not transport.is_closing():
-                transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+                transport.write(data[i] if end == i + 1 else b"".join(data[i:end]))
+            i = end
