@@ -3,6 +3,7 @@ never a silent stop, for a request past a limit (DESIGN.md invariant 8)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from functools import cache
@@ -143,6 +144,23 @@ def test_100_oversized_requests_leave_the_waf_inspecting_the_next_attack() -> No
     assert engine.evaluate(ordinary, state).decision is Decision.ALLOW
 
 
+BOMB = gzip.compress(b'{"q": "' + b"x" * 200_000 + b'"}')
+"""A JSON body whose gzip decoding passes `waf_max_expansion` (100 times the body's size)."""
+
+
+def test_a_request_over_a_limit_sent_again_and_again_is_blocked_every_time() -> None:
+    """An attacker repeats a request whose body decodes past a limit, with the WAF set to
+    block over a limit: each time it is blocked for that limit, however many times it came
+    before (the memo never answers for a request inspected in part)."""
+    engine = managed(waf_over_limit="block")
+    state = engine.new_state()
+    request = post(BOMB, "application/json", (("Content-Encoding", "gzip"),))
+    for sent in range(10):
+        verdict = engine.evaluate(request, state)
+        assert verdict.decision is Decision.BLOCK, sent
+        assert [r.limit for r in verdict.over_limits] == ["waf_max_expansion"], sent
+
+
 def test_verdicts_do_not_depend_on_request_order_or_the_memo() -> None:
     engine = managed()
     requests = [
@@ -152,10 +170,11 @@ def test_verdicts_do_not_depend_on_request_order_or_the_memo() -> None:
         Request("GET", "/a", query="x=1&y=%3Cscript%3E", host="shop.example"),
         Request("GET", "/", headers=(("User-Agent", "sqlmap/1.7"),), host="shop.example"),
         post(form(3000, 3000), "application/x-www-form-urlencoded"),
+        post(BOMB, "application/json", (("Content-Encoding", "gzip"),)),
     ]
     first = [verdict_to_dict(engine.evaluate(r, engine.new_state())) for r in requests]
     state = engine.new_state()
-    for _ in range(3):
+    for _ in range(6):  # past the memo's second offer of each request, and its finding them
         order = list(range(len(requests)))
         random.Random(len(first)).shuffle(order)
         again = {i: verdict_to_dict(engine.evaluate(requests[i], state)) for i in order}

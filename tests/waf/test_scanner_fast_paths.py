@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import gzip
 import json
 
 from hypothesis import given, settings
@@ -185,6 +186,25 @@ def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() 
     for _ in range(3):
         scanner.scan(RequestView(bodiless))
     assert len(request_entries(scanner)) == 2
+
+
+def test_a_request_whose_body_reached_a_limit_is_never_remembered_whole() -> None:
+    """Found whole, a request's body is not read: were one whose decoding reached a limit
+    remembered, the limit would go unreported (and a WAF set to block over a limit would let
+    it through) the third time it came. It is scanned in full each time instead."""
+    scanner = managed_scanner()
+    scanner._clear_memos()
+    bomb = Request(
+        "POST",
+        "/upload",
+        headers=(("Content-Type", "application/json"), ("Content-Encoding", "gzip")),
+        body=gzip.compress(b'{"q": "' + b"x" * 200_000 + b'"}'),
+    )
+    for _ in range(6):
+        view = RequestView(bomb)
+        scanner.scan(view)
+        assert [r.limit for r in view.body_limits] == ["waf_max_expansion"]
+    assert request_entries(scanner) == []
 
 
 def test_a_long_body_is_looked_up_whole_only_when_its_fingerprint_was_remembered() -> None:

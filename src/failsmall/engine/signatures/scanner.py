@@ -324,7 +324,16 @@ class SignatureScanner:
         ):
             self._scan_body(values, self._body_sources(view), hits, work)
         result = frozenset(hits) if hits else NO_HITS
-        if key is not None and work.reached is None and memo.offered == offered:
+        # Only a request inspected whole is remembered whole: found whole, its body is not read,
+        # so a limit its decoding or parsing reached (which the WAF reports, and may block
+        # for) would go unreported. Reading the limits here costs nothing: the WAF reads them
+        # next, for any request whose body was read.
+        if (
+            key is not None
+            and work.reached is None
+            and memo.offered == offered
+            and not view.body_limits
+        ):
             memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
             self._sightings.remembered(fingerprint)
         return scan_result_of(result, work.values, work.chars, work.reached)
