@@ -4,16 +4,19 @@ the bundle declares; nothing of it may reach the origin's application."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zlib
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.evasion.conftest import Edge, Sent
+from failsmall.model import Limits
+from tests.evasion.conftest import Edge, Sent, edge_bundle_fields, running_edge
 from tests.evasion.evasion import assert_edge_stops
-from tests.evasion.origins import ATTACK
+from tests.evasion.origins import ATTACK, app_origin, file_origin
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
@@ -115,3 +118,27 @@ async def test_a_body_the_origin_reads_is_inspected_the_same_way(
     edge: Edge, request_: Sent
 ) -> None:
     await assert_edge_stops(edge, request_, "the payload")
+
+
+async def test_a_body_over_a_limit_sent_again_and_again_never_reaches_the_origin(
+    tmp_path: Path,
+) -> None:
+    """With the WAF set to block over a limit, an attacker repeats a gzip body whose decoding
+    passes `waf_max_expansion` before its payload, hoping that the edge, having seen it before,
+    answers from memory without decoding it: every time, the edge blocks it and the origin,
+    which decodes all of it, never reads the payload."""
+    bomb = gzip.compress(json.dumps({"pad": "x" * 200_000, "q": ATTACK}).encode())
+    request = Sent(
+        "POST",
+        "/submit",
+        headers=(("Content-Type", "application/json"), ("Content-Encoding", "gzip")),
+        body=bomb,
+    )
+    async with app_origin() as app, contextlib.AsyncExitStack() as stack:
+        files = stack.enter_context(file_origin(tmp_path / "site"))
+        fields = edge_bundle_fields(app.url, files.url)
+        fields["limits"] = Limits(module_time_budget_us=10_000_000, waf_over_limit="block")
+        async with running_edge(tmp_path / "node", fields) as port:
+            edge = Edge(port, app, files)
+            for _ in range(8):  # past the memo's second offer of the request, and its finding it
+                await assert_edge_stops(edge, request, "the payload past the limit")
