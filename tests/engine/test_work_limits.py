@@ -161,6 +161,24 @@ def test_a_request_over_a_limit_sent_again_and_again_is_blocked_every_time() -> 
         assert [r.limit for r in verdict.over_limits] == ["waf_max_expansion"], sent
 
 
+def test_a_request_remembered_under_one_bundles_limits_meets_the_next_bundles() -> None:
+    """A bundle that changes only its limits keeps the scanner and its memo: a request
+    remembered whole under the looser limits is inspected anew under the tighter ones, and
+    meets them."""
+    loose, tight = managed(), managed(waf_max_expansion=10, waf_over_limit="block")
+    assert tight.waf.scanner is loose.waf.scanner
+    text = json.dumps({"q": " ".join(f"w{i % 97}" for i in range(3000))}).encode()
+    request = post(gzip.compress(text), "application/json", (("Content-Encoding", "gzip"),))
+    assert 10 < len(text) / len(request.body) < 100  # within the default expansion, not 10
+    state = loose.new_state()
+    for _ in range(6):  # past the memo's second offer of the request, and its finding it
+        verdict = loose.evaluate(request, state)
+        assert verdict.decision is Decision.ALLOW and not verdict.over_limits
+    verdict = tight.evaluate(request, tight.new_state())
+    assert verdict.decision is Decision.BLOCK
+    assert [r.limit for r in verdict.over_limits] == ["waf_max_expansion"]
+
+
 def test_verdicts_do_not_depend_on_request_order_or_the_memo() -> None:
     engine = managed()
     requests = [

@@ -92,7 +92,10 @@ def memo_bytes(limits: Limits) -> int:
     return max(MEMO_BYTES, min(MEMO_BYTES_PER_BUFFER_BYTE * limits.waf_body_buffer, MEMO_MAX_BYTES))
 
 
-_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes]
+_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes, bool, Limits]
+"""A request remembered whole: its parts, whether its body was cut at the buffer, and the
+limits it was inspected under (a scanner outlives a bundle that changes only its limits, and
+a body inspected whole under one bundle's limits may reach another's)."""
 _BODY_ARG_NAMES, _BODY_ARG_VALUES = (
     TARGET_BIT[Target.BODY_ARG_NAMES],
     TARGET_BIT[Target.BODY_ARG_VALUES],
@@ -311,7 +314,10 @@ class SignatureScanner:
                 + head_chars(request.headers)
             )  # fmt: skip
             if size <= MEMO_MAX_REQUEST:
-                key = (request.method, request.path, request.query, request.headers, request.body)
+                key = (
+                    request.method, request.path, request.query, request.headers, request.body,
+                    request.body_truncated, limits,
+                )  # fmt: skip
                 fingerprint = self._sightings.fingerprint(request.body)
                 if self._sightings.may_be_remembered(fingerprint):
                     known = memo.get(key, MEMO_REQUEST)
