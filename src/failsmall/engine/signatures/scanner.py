@@ -92,7 +92,17 @@ def memo_bytes(limits: Limits) -> int:
     return max(MEMO_BYTES, min(MEMO_BYTES_PER_BUFFER_BYTE * limits.waf_body_buffer, MEMO_MAX_BYTES))
 
 
-_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes, bool, Limits]
+class _UnderLimits:
+    """The limits a request was inspected under, as a part of its key in the memo: equal only
+    to itself and hashed by identity, in C (a `Limits`' own hash and equality run interpreted).
+    The scanner makes one for each `Limits` it meets in turn; two bundles with the same limits
+    get two, which costs a miss, never a wrong answer."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+
+_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes, bool, _UnderLimits]
 """A request remembered whole: its parts, whether its body was cut at the buffer, and the
 limits it was inspected under (a scanner outlives a bundle that changes only its limits, and
 a body inspected whole under one bundle's limits may reach another's)."""
@@ -231,6 +241,7 @@ class SignatureScanner:
         # targets), and the parts of a request head (see `scan_head`), and whole requests.
         self.memo = Memo(MEMO_BYTES)
         self._sightings = BodySightings()
+        self._under: _UnderLimits | None = None
         self._head_mask = 0
         for target in self._targets:
             if target in HEAD_TARGETS:
@@ -314,9 +325,12 @@ class SignatureScanner:
                 + head_chars(request.headers)
             )  # fmt: skip
             if size <= MEMO_MAX_REQUEST:
+                under = self._under
+                if under is None or under.limits is not limits:
+                    under = self._under = _UnderLimits(limits)
                 key = (
                     request.method, request.path, request.query, request.headers, request.body,
-                    request.body_truncated, limits,
+                    request.body_truncated, under,
                 )  # fmt: skip
                 fingerprint = self._sightings.fingerprint(request.body)
                 if self._sightings.may_be_remembered(fingerprint):
