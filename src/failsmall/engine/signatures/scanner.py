@@ -73,7 +73,8 @@ from failsmall.model.traffic import Limits
 __all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner", "memo_bytes"]
 #: Requests with a body are remembered whole too (a load tester, a retrying client), stored the
 #: second time they come with nothing new in them, up to this size each: a request's hits
-#: depend only on its method, path, query, headers and body.
+#: depend only on its method, path, query, headers and body (`_RequestKey` adds what its
+#: inspection also depends on: whether the body was cut, and the limits).
 MEMO_MAX_REQUEST: Final = 16 * 1024
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go. It holds
 #: at least this, and `MEMO_BYTES_PER_BUFFER_BYTE` times the bundle's body buffer up to
