@@ -187,7 +187,9 @@ def vary(request: Request, i: int) -> Request:
         for k, v in request.headers
     )
     path = request.path.replace("/42", f"/{i % 5000}")
-    body = request.body.replace(CART_ID, f"{i * 40503 % 2**32:08x}".encode(), 1)
+    # a new bytes object each time, as a node reads each request's body into its own (`replace`
+    # hands back the same object when it finds no cart id, and its hash is then kept)
+    body = bytes(bytearray(request.body.replace(CART_ID, f"{i * 40503 % 2**32:08x}".encode(), 1)))
     return Request(
         request.method,
         path,

@@ -148,6 +148,12 @@ BOMB = gzip.compress(b'{"q": "' + b"x" * 200_000 + b'"}')
 """A JSON body whose gzip decoding passes `waf_max_expansion` (100 times the body's size)."""
 
 
+GZIP = (("Content-Encoding", "gzip"),)
+GZIP_FORM = gzip.compress(form(5, 2), mtime=0)
+"""A form body with an SQL injection, gzipped: harmless bytes read as they are, an attack read
+through its Content-Encoding."""
+
+
 def test_a_request_over_a_limit_sent_again_and_again_is_blocked_every_time() -> None:
     """An attacker repeats a request whose body decodes past a limit, with the WAF set to
     block over a limit: each time it is blocked for that limit, however many times it came
@@ -162,7 +168,7 @@ def test_a_request_over_a_limit_sent_again_and_again_is_blocked_every_time() -> 
 
 
 def test_a_request_remembered_under_one_bundles_limits_meets_the_next_bundles() -> None:
-    """A bundle that changes only its limits keeps the scanner and its memo: a request
+    """A bundle that changes only its limits keeps the scanner and its memo: a body
     remembered whole under the looser limits is inspected anew under the tighter ones, and
     meets them."""
     loose, tight = managed(), managed(waf_max_expansion=10, waf_over_limit="block")
@@ -189,6 +195,19 @@ def test_verdicts_do_not_depend_on_request_order_or_the_memo() -> None:
         Request("GET", "/", headers=(("User-Agent", "sqlmap/1.7"),), host="shop.example"),
         post(form(3000, 3000), "application/x-www-form-urlencoded"),
         post(BOMB, "application/json", (("Content-Encoding", "gzip"),)),
+        # bodies sent before with another head: what reading a body takes from the head (its
+        # type, its codings) is read anew, the rest of the head changes nothing of its scan
+        post(beacon(30_000, SQLI), "application/json"),
+        post(GZIP_FORM, "application/x-www-form-urlencoded"),
+        post(GZIP_FORM, "application/x-www-form-urlencoded", GZIP),
+        post(GZIP_FORM, "application/x-www-form-urlencoded", (("Content-Encoding", "identity"),)),
+        post(form(50, 25), "application/x-www-form-urlencoded", (("Cookie", "session=9f8e7d"),)),
+        post(form(50, 25), "text/plain"),
+        # the first bytes of a gzip stream: undecodable sent whole, an attack cut at the buffer
+        post(GZIP_FORM[:-12], "application/x-www-form-urlencoded", GZIP),
+        post(GZIP_FORM[:-12], "application/x-www-form-urlencoded", GZIP)._replace(
+            body_truncated=True
+        ),
     ]
     first = [verdict_to_dict(engine.evaluate(r, engine.new_state())) for r in requests]
     state = engine.new_state()

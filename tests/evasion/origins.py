@@ -64,7 +64,11 @@ def app(witness: Witness) -> web.Application:
         if request.content_type == "application/json":
             _leaves(await request.json(), values)
         else:
-            for name, value in (await request.post()).items():
+            try:
+                form = await request.post()
+            except UnicodeDecodeError as exc:
+                return web.json_response({"error": f"the form is not UTF-8: {exc}"}, status=400)
+            for name, value in form.items():
                 values.append(name)
                 if isinstance(value, str):
                     values.append(value)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 
 from failsmall.model import Limits
-from tests.evasion.conftest import Edge, Sent, edge_bundle_fields, running_edge
+from tests.evasion.conftest import Edge, Sent, edge_bundle_fields, running_edge, send
 from tests.evasion.evasion import assert_edge_stops
 from tests.evasion.origins import ATTACK, app_origin, file_origin
 
@@ -142,3 +142,19 @@ async def test_a_body_over_a_limit_sent_again_and_again_never_reaches_the_origin
             edge = Edge(port, app, files)
             for _ in range(8):  # past the memo's second offer of the request, and its finding it
                 await assert_edge_stops(edge, request, "the payload past the limit")
+
+
+async def test_a_body_seen_before_without_its_coding_is_read_through_the_coding_it_comes_with(
+    edge: Edge,
+) -> None:
+    """An attacker sends the gzip bytes of a payload without a Content-Encoding, harmless as
+    they are, until the edge has seen them often enough to remember their scan; then the same
+    bytes with `Content-Encoding: gzip`, hoping the edge answers from memory: it reads them
+    through the coding and blocks them, and the origin never reads the payload."""
+    packed = gzip.compress(FORM_BODY, mtime=0)
+    payloads = len(edge.app.payloads)
+    for _ in range(6):  # past the memo's second offer of the body, and its finding it
+        answer = await send(edge.port, form(packed))  # passed, and refused by the origin
+        assert answer.status == 400 and b"not UTF-8" in answer.body, answer
+    assert edge.app.payloads[payloads:] == [], "the origin read a payload in the plain bytes"
+    await assert_edge_stops(edge, form(packed, ("Content-Encoding", "gzip")), "the payload")

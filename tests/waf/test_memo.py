@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failsmall.engine.native import (
+    MEMO_BODY,
     MEMO_BYTES_PER_SIGHTING,
     MEMO_ENTRY_OVERHEAD,
     MEMO_HEADER,
-    MEMO_REQUEST,
     Memo,
 )
 from failsmall.engine.signatures.reference import ReferenceMemo
@@ -169,10 +169,10 @@ def test_bad_keys_and_arguments_are_clear_errors_that_change_nothing() -> None:
 
 def test_keys_that_compare_equal_across_types_are_one_key_of_one_kind() -> None:
     memo = Memo(4096)
-    request = ("GET", "/", "", (("Host", "a"),), b"")
-    store(memo, request, MEMO_REQUEST, frozenset({"1"}), 3, 9, 40)
-    assert memo.get(tuple(list(request)), MEMO_REQUEST) == (frozenset({"1"}), 3, 9)
-    assert memo.get(request, MEMO_HEADER) is None
+    body = (b"q=1", False, ("text/plain", ("gzip",)))
+    store(memo, body, MEMO_BODY, frozenset({"1"}), 3, 9, 40)
+    assert memo.get(tuple(list(body)), MEMO_BODY) == (frozenset({"1"}), 3, 9)
+    assert memo.get(body, MEMO_HEADER) is None
     store(memo, "\ud800 lone surrogate", 1, frozenset(), 1, 3, 3)
     assert memo.get("\ud800 lone surrogate", 1) == (frozenset(), 1, 3)
 

@@ -1,6 +1,6 @@
 """The scanner's fast paths agree with their definitions: feature shortcuts with the full check,
 the base64 decoder with `base64.b64decode`, planned chains with whole chains, and the scanner as
-a whole (its value, part and request memos included) with a rule-by-rule reference on requests
+a whole (its value, part and body memos included) with a rule-by-rule reference on requests
 made of fresh, attack-like, encoded and shared values."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failsmall.engine.native import MEMO_REQUEST
+from failsmall.engine.native import MEMO_BODY
 from failsmall.engine.request import Request, RequestView
 from failsmall.engine.signatures import SignatureScanner, chain
 from failsmall.engine.signatures import scanner as scanner_module
@@ -130,23 +130,23 @@ def test_the_scanner_agrees_with_the_reference_on_fresh_values(request: Request)
     expected = reference().hits(request)
     scanner = managed_scanner()
     assert scanner.scan(RequestView(request)) == expected
-    # and again from the memos of its values and parts (a request with a body is now
-    # remembered whole: nothing in it was new), and again from the request memo
+    # and again from the memos of its values and parts (a body is now remembered whole:
+    # nothing in it was new), and again from the body memo
     assert scanner.scan(RequestView(request)) == expected
     assert scanner.scan(RequestView(request)) == expected
-    # and again from the memos of its values and parts alone, without the request memo
-    forget_requests(scanner)
+    # and again from the memos of its values and parts alone, without the body memo
+    forget_bodies(scanner)
     assert scanner.scan(RequestView(request)) == expected
-    # and again with every value fresh: no value, part or request memo
+    # and again with every value fresh: no value, part or body memo
     scanner._clear_memos()
     assert scanner.scan(RequestView(request)) == expected
 
 
-def request_entries(scanner: SignatureScanner) -> list[object]:
-    return [key for key, kind, _, _ in scanner.memo.items() if kind == MEMO_REQUEST]
+def body_entries(scanner: SignatureScanner) -> list[object]:
+    return [key for key, kind, _, _ in scanner.memo.items() if kind == MEMO_BODY]
 
 
-def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() -> None:
+def test_a_body_is_remembered_whole_once_seen_with_nothing_new() -> None:
     scanner = managed_scanner()
     scanner._clear_memos()
     attack = Request(
@@ -162,34 +162,58 @@ def test_a_request_with_a_body_is_remembered_whole_once_seen_with_nothing_new() 
         offered = scanner.memo.offered
         assert scanner.scan(RequestView(attack)) == expected
         match seen:
-            case 1 | 2:  # new parts: offered one by one (stored the second time), not the request
+            case 1 | 2:  # new parts: offered one by one (stored the second time), not the body
                 assert scanner.memo.offered > offered + 1
-                assert request_entries(scanner) == []
-            case 3:  # nothing new: the request is offered whole, and nothing else
+                assert body_entries(scanner) == []
+            case 3:  # nothing new: the body is offered whole, and nothing else
                 assert scanner.memo.offered == offered + 1
-                assert request_entries(scanner) == []
+                assert body_entries(scanner) == []
             case 4:  # offered again: stored
                 assert scanner.memo.offered == offered + 1
-                assert len(request_entries(scanner)) == 1
+                assert len(body_entries(scanner)) == 1
             case _:  # found whole
                 assert scanner.memo.offered == offered
-    # a request with a new part (here only in its body) is remembered whole only when it
-    # comes again with nothing new, twice
+    # the body with another head is found whole: its head is walked (its new parts offered),
+    # its body is not read
+    moved = attack._replace(
+        method="PUT",
+        path="/elsewhere",
+        query="page=8&q=%3Cscript%3E",
+        headers=(("Cookie", "session=0badcafe"), *attack.headers[1:]),
+    )
+    offered = scanner.memo.offered
+    view = RequestView(moved)
+    assert scanner.scan(view) == reference().hits(moved) != expected
+    assert not view.body_read and len(body_entries(scanner)) == 1
+    assert scanner.memo.offered > offered  # the head's new parts
+    # with another type or coding, the same bytes are another body: read, and not found whole
+    for headers in (
+        (("Content-Type", "text/plain"),),
+        (("Content-Type", "application/json; charset=utf-8"),),
+        (("Content-Type", "application/json"), ("Content-Encoding", "identity")),
+    ):
+        retyped = attack._replace(headers=headers)
+        view = RequestView(retyped)
+        assert scanner.scan(view) == reference().hits(retyped)
+        assert view.body_read
+    # a body with a new value is remembered whole only when it comes again with nothing new,
+    # twice
     other = attack._replace(body=b'{"q": "fresh words"}')
+    before = len(body_entries(scanner))
     for _ in range(3):
         scanner.scan(RequestView(other))
-        assert len(request_entries(scanner)) == 1
+        assert len(body_entries(scanner)) == before
     scanner.scan(RequestView(other))
-    assert len(request_entries(scanner)) == 2
+    assert len(body_entries(scanner)) == before + 1
     # nor is a request without a body: its head walk is all its scan
     bodiless = Request("GET", "/search", query="page=7", headers=attack.headers[:1])
     for _ in range(3):
         scanner.scan(RequestView(bodiless))
-    assert len(request_entries(scanner)) == 2
+    assert len(body_entries(scanner)) == before + 1
 
 
-def test_a_request_whose_body_reached_a_limit_is_never_remembered_whole() -> None:
-    """Found whole, a request's body is not read: were one whose decoding reached a limit
+def test_a_body_that_reached_a_limit_is_never_remembered_whole() -> None:
+    """Found whole, a body is not read: were one whose decoding reached a limit
     remembered, the limit would go unreported (and a WAF set to block over a limit would let
     it through) the third time it came. It is scanned in full each time instead."""
     scanner = managed_scanner()
@@ -204,7 +228,7 @@ def test_a_request_whose_body_reached_a_limit_is_never_remembered_whole() -> Non
         view = RequestView(bomb)
         scanner.scan(view)
         assert [r.limit for r in view.body_limits] == ["waf_max_expansion"]
-    assert request_entries(scanner) == []
+    assert body_entries(scanner) == []
 
 
 def test_a_long_body_is_looked_up_whole_only_when_its_fingerprint_was_remembered() -> None:
@@ -231,7 +255,7 @@ def test_a_long_body_is_looked_up_whole_only_when_its_fingerprint_was_remembered
         assert scanner.scan(RequestView(first)) == expected
         if seen == 5:  # found whole: nothing offered
             assert scanner.memo.offered == offered
-    assert sightings.may_be_remembered(mark) and len(request_entries(scanner)) == 1
+    assert sightings.may_be_remembered(mark) and len(body_entries(scanner)) == 1
     # the same length and other ends: another fingerprint, so not looked up whole; its values
     # are scanned (those it shares, remembered) and give what the reference gives
     other = sightings.fingerprint(second.body)
@@ -345,6 +369,69 @@ def test_the_scanner_agrees_with_the_reference_on_requests_sharing_parts(
         assert scanner.scan(RequestView(request)) == rules.hits(request)
 
 
+#: Bodies whose bytes a batch sends with several heads: read through a coding, or as another
+#: type, some are attacks and some are not.
+SHARED_BODIES = [
+    json.dumps({"q": "1 union select password from users"}).encode(),
+    b"q=%3Cscript%3Ealert(1)%3C/script%3E&n=note",
+    gzip.compress(b"q=../../etc/passwd&n=1", mtime=0),
+    gzip.compress(json.dumps({"q": "${jndi:ldap://x}"}).encode(), mtime=0),
+    b'--b\r\nContent-Disposition: form-data; name="q"\r\n\r\n'
+    b"<script>alert(1)</script>\r\n--b--\r\n",
+    b'{"note": "plain words", "n": [1, 2]}',
+]
+BODY_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "multipart/form-data; boundary=b",
+    "multipart/form-data; boundary=c",
+    "",
+]
+BODY_CODINGS: list[tuple[tuple[str, str], ...]] = [
+    (),
+    (("Content-Encoding", "gzip"),),
+    (("Content-Encoding", "identity"),),
+    (("content-encoding", "GZIP"),),
+    (("Content-Encoding", "identity"), ("Content-Encoding", "gzip")),
+]
+
+
+@st.composite
+def requests_sharing_bodies(draw: st.DrawFn) -> list[Request]:
+    """Related requests (see `related_requests`), each sent twice, with bodies of one or two of
+    `SHARED_BODIES` read as one or two of `BODY_TYPES` through any of `BODY_CODINGS`: so the
+    same bytes come with other heads, and under the same type with other codings."""
+    bodies = draw(st.lists(st.sampled_from(SHARED_BODIES), min_size=1, max_size=2))
+    kinds = draw(st.lists(st.sampled_from(BODY_TYPES), min_size=1, max_size=2))
+    batch = []
+    for request in draw(related_requests()):
+        for _ in range(2):
+            kind = draw(st.sampled_from(kinds))
+            headers = (
+                *request.headers,
+                *((("Content-Type", kind),) if kind else ()),
+                *draw(st.sampled_from(BODY_CODINGS)),
+            )
+            body = draw(st.sampled_from(bodies))
+            batch.append(request._replace(method="POST", headers=headers, body=body))
+    return batch
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=requests_sharing_bodies(), managed=st.booleans())
+def test_a_body_found_whole_gives_what_reading_it_under_its_new_head_gives(
+    batch: list[Request], managed: bool
+) -> None:
+    """Bodies come again with other heads, types and codings, and again as they came (past
+    their second offer, and their finding): each scan gives what the reference finds."""
+    scanner, rules = (managed_scanner(), reference()) if managed else every_target()
+    scanner._clear_memos()
+    for _ in range(4):
+        for request in batch:
+            assert scanner.scan(RequestView(request)) == rules.hits(request)
+
+
 @settings(max_examples=40, deadline=None)
 @given(batch=related_requests(), managed=st.booleans())
 def test_a_memo_that_forgets_its_oldest_entries_gives_the_same_hits(
@@ -357,7 +444,7 @@ def test_a_memo_that_forgets_its_oldest_entries_gives_the_same_hits(
     try:
         for request in batch:
             assert scanner.scan(RequestView(request)) == rules.hits(request)
-            forget_requests(scanner)
+            forget_bodies(scanner)
             assert scanner.scan(RequestView(request)) == rules.hits(request)
             assert scanner.memo.size <= scanner.memo.max_bytes
     finally:
@@ -365,11 +452,10 @@ def test_a_memo_that_forgets_its_oldest_entries_gives_the_same_hits(
         scanner._clear_memos()
 
 
-def forget_requests(scanner: SignatureScanner) -> None:
-    """Drop the whole-request entries of the scanner's memo, keeping the values and head
-    parts."""
+def forget_bodies(scanner: SignatureScanner) -> None:
+    """Drop the whole-body entries of the scanner's memo, keeping the values and head parts."""
     for key, kind, _, _ in scanner.memo.items():
-        if kind == MEMO_REQUEST:
+        if kind == MEMO_BODY:
             scanner.memo.discard(key, kind)
 
 

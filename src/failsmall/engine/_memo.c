@@ -1,7 +1,7 @@
-/* The signature scanner's memo: what values, head parts and whole requests found and cost.
+/* The signature scanner's memo: what values, head parts and whole bodies found and cost.
  *
  * A hash table keyed by (key, kind) -- a value and its target mask, or a raw query part, a raw
- * cookie part, a header pair or a whole request (see `_memo.h`) -- whose entries keep the hits
+ * cookie part, a header pair or a whole body (see `_memo.h`) -- whose entries keep the hits
  * found (a frozenset), the values held and the characters scanned. An entry is one
  * allocation: a str key is kept as its characters inside it, looked up and stored from
  * characters and a hash (no str needs to be made for them). It is bounded by the rough
@@ -480,7 +480,7 @@ PyTypeObject MemoType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "failsmall.engine._native.Memo",
     .tp_basicsize = sizeof(Memo),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Memo(max_bytes): what values, head parts and requests found and cost, keyed by "
+    .tp_doc = "Memo(max_bytes): what values, head parts and bodies found and cost, keyed by "
               "(key, kind), forgetting its oldest entries when full.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Memo_init,

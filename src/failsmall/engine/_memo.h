@@ -11,7 +11,7 @@
 #define MEMO_ARG_PART 0     /* a raw `name=value` part of the query */
 #define MEMO_COOKIE_PART -1 /* a raw `;`-separated part of a Cookie header */
 #define MEMO_HEADER -2      /* a header's (name, value) pair */
-#define MEMO_REQUEST -3     /* a whole request */
+#define MEMO_BODY -3        /* a whole body, with what reading it depends on */
 /* Values and head parts up to this many characters are remembered. */
 #define MEMO_MAX_VALUE 512
 /* The memo's filter of keys offered once has a bit per this many of its bytes (about sixteen

@@ -2947,7 +2947,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         PyModule_AddIntConstant(module, "MEMO_ARG_PART", MEMO_ARG_PART) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_COOKIE_PART", MEMO_COOKIE_PART) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_HEADER", MEMO_HEADER) < 0 ||
-        PyModule_AddIntConstant(module, "MEMO_REQUEST", MEMO_REQUEST) < 0 ||
+        PyModule_AddIntConstant(module, "MEMO_BODY", MEMO_BODY) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_MAX_VALUE", MEMO_MAX_VALUE) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_ENTRY_OVERHEAD", MEMO_ENTRY_OVERHEAD) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_BYTES_PER_SIGHTING", MEMO_BYTES_PER_SIGHTING) < 0 ||

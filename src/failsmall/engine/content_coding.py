@@ -11,6 +11,7 @@ not guess what the origin will read.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import brotli
@@ -48,7 +49,7 @@ class _TooLarge(Exception):
         self.data = data
 
 
-def content_codings(header_values: list[str]) -> list[str]:
+def content_codings(header_values: Sequence[str]) -> list[str]:
     """The codings of `Content-Encoding` header values, lowercase, in the order applied."""
     return [
         coding.strip().lower()

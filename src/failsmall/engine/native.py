@@ -26,7 +26,8 @@ Memo = extension.Memo
 MEMO_ARG_PART = extension.MEMO_ARG_PART
 MEMO_COOKIE_PART = extension.MEMO_COOKIE_PART
 MEMO_HEADER = extension.MEMO_HEADER
-MEMO_REQUEST = extension.MEMO_REQUEST
+#: A whole body, with what reading it depends on (the signature scanner's `_BodyKey`).
+MEMO_BODY = extension.MEMO_BODY
 #: Values and head parts up to this many characters are remembered.
 MEMO_MAX_VALUE = extension.MEMO_MAX_VALUE
 #: The fixed cost of one memo entry, in the rough bytes a memo is bounded by.
@@ -38,13 +39,13 @@ MEMO_MIN_SIGHTINGS = extension.MEMO_MIN_SIGHTINGS
 
 __all__ = [
     "MEMO_ARG_PART",
+    "MEMO_BODY",
     "MEMO_BYTES_PER_SIGHTING",
     "MEMO_COOKIE_PART",
     "MEMO_ENTRY_OVERHEAD",
     "MEMO_HEADER",
     "MEMO_MAX_VALUE",
     "MEMO_MIN_SIGHTINGS",
-    "MEMO_REQUEST",
     "Memo",
     "add_fields",
     "extension",

@@ -206,11 +206,19 @@ class RequestView:
         return cookies
 
     @property
+    def body_head(self) -> tuple[str, tuple[str, ...]]:
+        """What reading the body takes from the head: the first Content-Type value (the parser,
+        the boundary) and every Content-Encoding value. With the body's bytes, whether they were
+        cut at the buffer, and the limits, it is all that `decoded`, `body_text`, `body` and
+        what they give depend on (so the signature scanner can remember a body's scan by them)."""
+        return (self.header("content-type"), tuple(self.headers.get("content-encoding", ())))
+
+    @property
     def decoded(self) -> DecodedBody:
         """The body decoded through its Content-Encoding, as the origin will read it."""
         decoded = self._decoded
         if decoded is None:
-            codings = content_codings(self.headers.get("content-encoding", []))
+            codings = content_codings(self.body_head[1])
             request = self.request
             decoded = decode_body(codings, request.body, request.body_truncated, self.limits)
             self._decoded = decoded
@@ -228,7 +236,7 @@ class RequestView:
         """The media type of the body, lowercase, without parameters ('' when absent)."""
         media = self._content_type
         if media is None:
-            media = self.header("content-type").split(";", 1)[0].strip().lower()
+            media = self.body_head[0].split(";", 1)[0].strip().lower()
             self._content_type = media
         return media
 
@@ -238,7 +246,7 @@ class RequestView:
         body = self._body
         if body is None:
             body = self._body = parse_body(
-                self.header("content-type"),
+                self.body_head[0],
                 self.decoded.data,
                 self.request.body_truncated,
                 self.limits,

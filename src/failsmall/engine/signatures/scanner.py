@@ -41,12 +41,11 @@ from typing import Final, NamedTuple, Protocol
 
 from failsmall.engine.body import JSON_WALKS, JsonWalk, ParsedBody, is_json, not_json
 from failsmall.engine.native import (
+    MEMO_BODY,
     MEMO_ENTRY_OVERHEAD,
-    MEMO_REQUEST,
     Memo,
     add_fields,
     extension,
-    head_chars,
     tuple_of,
 )
 from failsmall.engine.request import NO_HITS, BodyFormat, RequestView
@@ -71,11 +70,14 @@ from failsmall.model.rules import SignatureMatch, Target
 from failsmall.model.traffic import Limits
 
 __all__ = ["MEMO_ENTRY_OVERHEAD", "SignatureCompileError", "SignatureScanner", "memo_bytes"]
-#: Requests with a body are remembered whole too (a load tester, a retrying client), stored the
-#: second time they come with nothing new in them, up to this size each: a request's hits
-#: depend only on its method, path, query, headers and body (`_RequestKey` adds what its
-#: inspection also depends on: whether the body was cut, and the limits).
-MEMO_MAX_REQUEST: Final = 16 * 1024
+#: A body's scan is remembered whole (a retry, a load tester, a client posting the same
+#: document or query with its own head), stored the second time it comes with nothing new in it,
+#: when it takes at most this share of the memo: its hits depend only on its bytes, whether they
+#: were cut at the buffer, what reading it takes from the head (`RequestView.body_head`) and the
+#: limits, which `_BodyKey` holds.
+MEMO_BODY_SHARE: Final = 8
+#: The bytes a body's key takes besides the body's own, roughly.
+BODY_KEY_OVERHEAD: Final = 256
 #: What the memo may hold, in (roughly) bytes of keys; past it the oldest entries go. It holds
 #: at least this, and `MEMO_BYTES_PER_BUFFER_BYTE` times the bundle's body buffer up to
 #: `MEMO_MAX_BYTES` (see `memo_bytes`).
@@ -94,7 +96,7 @@ def memo_bytes(limits: Limits) -> int:
 
 
 class _UnderLimits:
-    """The limits a request was inspected under, as a part of its key in the memo: equal only
+    """The limits a body was inspected under, as a part of its key in the memo: equal only
     to itself and hashed by identity, in C (a `Limits`' own hash and equality run interpreted).
     The scanner makes one for each `Limits` it meets in turn; two bundles with the same limits
     get two, which costs a miss, never a wrong answer."""
@@ -103,10 +105,11 @@ class _UnderLimits:
         self.limits = limits
 
 
-_RequestKey = tuple[str, str, str, tuple[tuple[str, str], ...], bytes, bool, _UnderLimits]
-"""A request remembered whole: its parts, whether its body was cut at the buffer, and the
-limits it was inspected under (a scanner outlives a bundle that changes only its limits, and
-a body inspected whole under one bundle's limits may reach another's)."""
+_BodyKey = tuple[bytes, bool, tuple[str, tuple[str, ...]], _UnderLimits]
+"""A body remembered whole: its bytes, whether they were cut at the buffer, what reading it
+takes from the head (`RequestView.body_head`), and the limits it was inspected under (a
+scanner outlives a bundle that changes only its limits, and a body inspected whole under one
+bundle's limits may reach another's)."""
 _BODY_ARG_NAMES, _BODY_ARG_VALUES = (
     TARGET_BIT[Target.BODY_ARG_NAMES],
     TARGET_BIT[Target.BODY_ARG_VALUES],
@@ -135,14 +138,13 @@ SIGHTING_SLOTS: Final = 4096
 
 
 class BodySightings:
-    """Which long bodies have a request offered whole to the memo, by a fingerprint of their
-    length and ends, so that a request whose body has none is not looked up: the lookup would
-    hash all of the body, and distinct bodies (an API's orders, each with its own ids) are never
-    found. A fixed table of slots, each holding the last fingerprint stored in it: bounded,
-    nothing cleared at once. A fingerprint overwritten, or one whose request the memo has not
-    stored yet (it stores a key on its second offer) or has forgotten, costs a request seen
-    before a scan of its values (each of them remembered) and changes no result: the memo holds
-    what the scan finds."""
+    """Which long bodies have been offered whole to the memo, by a fingerprint of their length
+    and ends, so that a body with none is not looked up: the lookup would hash all of it, and
+    distinct bodies (an API's orders, each with its own ids) are never found. A fixed table of
+    slots, each holding the last fingerprint stored in it: bounded, nothing cleared at once. A
+    fingerprint overwritten, or one whose body the memo has not stored yet (it stores a key on
+    its second offer) or has forgotten, costs a body seen before a scan of its values (each of
+    them remembered) and changes no result: the memo holds what the scan finds."""
 
     def __init__(self) -> None:
         self._slots = [0] * SIGHTING_SLOTS
@@ -239,7 +241,7 @@ class SignatureScanner:
         self._targets = tuple(t for t in Target if any(c.targets & TARGET_BIT[t] for c in chains))
         # What short values seen before found and cost (user agents, accept headers, paths,
         # cookie names repeat across clients: a value's hits depend only on the value and its
-        # targets), and the parts of a request head (see `scan_head`), and whole requests.
+        # targets), and the parts of a request head (see `scan_head`), and whole bodies.
         self.memo = Memo(MEMO_BYTES)
         self._sightings = BodySightings()
         self._under: _UnderLimits | None = None
@@ -302,11 +304,9 @@ class SignatureScanner:
         limits = view.limits
         max_values, max_chars = limits.waf_max_values, limits.waf_max_transformed_chars
         request = view.request
-        memo = self.memo
-        offered = memo.offered
         hits: set[str] = set()
         head_values, head_chars_scanned, stop = values.scan_head(
-            hits, memo, self._head_mask, request.method, request.path, request.query,
+            hits, self.memo, self._head_mask, request.method, request.path, request.query,
             request.headers, max_values, max_chars,
         )  # fmt: skip
         body = request.body and self._body_extractors
@@ -314,50 +314,64 @@ class SignatureScanner:
             result = frozenset(hits) if hits else NO_HITS
             return scan_result_of(result, head_values, head_chars_scanned, None)
         work = WorkCount(max_values, max_chars)
-        # A request whose head held nothing new may have been seen before: its body's scan is
-        # worth remembering whole. One with a new part has not (or not lately): it is neither
-        # looked up nor remembered, which spares distinct traffic the key's hash and keeps
-        # its one-off requests from pushing the values they share out of the memo.
-        key: _RequestKey | None = None
-        size = fingerprint = 0
-        if body and memo.offered == offered:
-            size = (  # roughly the bytes the request takes as a memo key: its parts, an overhead
-                256 + len(request.path) + len(request.query) + len(request.body)
-                + head_chars(request.headers)
-            )  # fmt: skip
-            if size <= MEMO_MAX_REQUEST:
-                under = self._under
-                if under is None or under.limits is not limits:
-                    under = self._under = _UnderLimits(limits)
-                key = (
-                    request.method, request.path, request.query, request.headers, request.body,
-                    request.body_truncated, under,
-                )  # fmt: skip
-                fingerprint = self._sightings.fingerprint(request.body)
-                if self._sightings.may_be_remembered(fingerprint):
-                    known = memo.get(key, MEMO_REQUEST)
-                    if known is not None and work.fits(known[1], known[2]):
-                        return scan_result_of(known[0], known[1], known[2], None)
-        if (
-            work.add(head_values, head_chars_scanned, STOPS[stop])
-            and body
-            and not self._scan_json_body(values, view, hits, work)
-        ):
-            self._scan_body(values, self._body_sources(view), hits, work)
+        if work.add(head_values, head_chars_scanned, STOPS[stop]) and body:
+            self._inspect_body(values, view, hits, work)
         result = frozenset(hits) if hits else NO_HITS
-        # Only a request inspected whole is remembered whole: found whole, its body is not read,
-        # so a limit its decoding or parsing reached (which the WAF reports, and may block
-        # for) would go unreported. Reading the limits here costs nothing: the WAF reads them
-        # next, for any request whose body was read.
-        if (
-            key is not None
-            and work.reached is None
-            and memo.offered == offered
-            and not view.body_limits
-        ):
-            memo.put(key, MEMO_REQUEST, result, work.values, work.chars, size)
-            self._sightings.remembered(fingerprint)
         return scan_result_of(result, work.values, work.chars, work.reached)
+
+    def _inspect_body(
+        self, values: ValueScanner, view: RequestView, hits: set[str], work: WorkCount
+    ) -> None:
+        """Add the body's hits to `hits` and count its work in `work`.
+
+        A body inspected whole before, under the same key (`_BodyKey`), is found in the memo
+        when its work fits the room the head left. Any other is scanned, and remembered whole
+        when the scan read all of it and found nothing new in it (a body of new values is
+        neither stored nor, when long, looked up: that spares distinct traffic the key's hash
+        and keeps its one-off bodies from pushing the values they share out of the memo)."""
+        memo = self.memo
+        body = view.request.body
+        size = BODY_KEY_OVERHEAD + len(body)  # roughly the bytes its key takes
+        remembered = size + MEMO_ENTRY_OVERHEAD <= memo.max_bytes // MEMO_BODY_SHARE
+        key: _BodyKey | None = None
+        fingerprint = 0
+        if remembered:
+            fingerprint = self._sightings.fingerprint(body)
+            if self._sightings.may_be_remembered(fingerprint):
+                key = self._body_key(view)
+                known = memo.get(key, MEMO_BODY)
+                if known is not None and work.stop_at(known[1], known[2]) is Stop.NONE:
+                    hits |= known[0]
+                    work.add(known[1], known[2], Stop.NONE)
+                    return
+        offered = memo.offered
+        before_values, before_chars = work.values, work.chars
+        found: set[str] = set()
+        if not self._scan_json_body(values, view, found, work):
+            self._scan_body(values, self._body_sources(view), found, work)
+        hits |= found
+        # Only a body inspected whole is remembered whole: found whole, it is not read, so a
+        # limit its decoding or parsing reached (which the WAF reports, and may block for)
+        # would go unreported. Reading the limits here costs nothing: the WAF reads them next,
+        # for any request whose body was read.
+        if remembered and work.reached is None and memo.offered == offered and not view.body_limits:
+            if key is None:
+                key = self._body_key(view)
+            hits_found = frozenset(found) if found else NO_HITS
+            memo.put(
+                key, MEMO_BODY, hits_found, work.values - before_values,
+                work.chars - before_chars, size,
+            )  # fmt: skip
+            self._sightings.remembered(fingerprint)
+
+    def _body_key(self, view: RequestView) -> _BodyKey:
+        """The key the body of `view` is remembered whole by."""
+        limits = view.limits
+        under = self._under
+        if under is None or under.limits is not limits:
+            under = self._under = _UnderLimits(limits)
+        request = view.request
+        return request.body, request.body_truncated, view.body_head, under
 
     def _scan_body(
         self, values: ValueScanner, sources: dict[str, int], hits: set[str], work: WorkCount
