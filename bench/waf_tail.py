@@ -12,11 +12,12 @@ requests and what they hold, and the count of errored and
 over-limit outcomes. Then the same for synthetic telemetry beacons (JSON with JSON inside string
 values, up to the 128 KiB buffer) and a 1 MiB JSON document (with a 1 MiB buffer), each the
 best of `--repeat` runs (4): after the second, the engine's memo knows the request's values
-(it stores a value on its second offer).
+(it stores a value on its second offer), and a body without values of its own to remember (text)
+is found whole; and the first run's time.
 
-Targets: no errored outcome; p99 <= 1 ms and max <= 10 ms up to the 128 KiB buffer; 1 MiB JSON
-<= 5 ms. Exit status: 0 when every target is met, 1 when one is missed, 2 when the corpus
-directory is missing.
+Targets: no errored outcome; p99 <= 1 ms and max <= 10 ms up to the 128 KiB buffer (for the
+beacons, their first run); 1 MiB JSON <= 5 ms. Exit status: 0 when every target is met, 1 when
+one is missed, 2 when the corpus directory is missing.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Sample:
 
     label: str
     elapsed_us: float
+    first_us: float
+    """The first run's time (the same as `elapsed_us` for a request run once)."""
     body_bytes: int
     content_type: str
     fields: int
@@ -105,8 +108,10 @@ def measure(
 ) -> Sample:
     seen = within_buffer(request, engine.limits)
     if isinstance(seen, BodyRejected):
-        return Sample(label, 0.0, len(request.body), "", 0, "reject", False, ("body_over_buffer",))
-    best = float("inf")
+        return Sample(
+            label, 0.0, 0.0, len(request.body), "", 0, "reject", False, ("body_over_buffer",)
+        )
+    times: list[float] = []
     verdict = None
     for _ in range(repeat):
         # A fresh state each time (rate limits, bot scores). The signature memo is the
@@ -121,12 +126,13 @@ def measure(
         verdict = engine.evaluate(seen, fresh)
         elapsed = time.thread_time_ns() - started
         gc.enable()
-        best = min(best, elapsed / 1000)
+        times.append(elapsed / 1000)
     assert verdict is not None
     view = RequestView(seen, limits=engine.limits)
     return Sample(
         label,
-        best,
+        min(times),
+        times[0],
         len(seen.body),
         view.content_type,
         len(view.body.fields),
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus["errored"] == 0
         and float(corpus["p99_us"]) <= TARGET_P99_US  # type: ignore[arg-type]
         and float(corpus["max_us"]) <= TARGET_MAX_US  # type: ignore[arg-type]
-        and all(s.elapsed_us <= TARGET_MAX_US for s in extra[:-1])
+        and all(s.first_us <= TARGET_MAX_US for s in extra[:-1])
         and one_mib.elapsed_us <= TARGET_1MIB_US
         and not any(s.errored for s in extra)
     )
@@ -280,12 +286,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(table)
     detail = Table(title="slowest requests and what they hold")
-    for column in ("µs", "request", "body bytes", "content type", "fields", "decision", "why"):
+    for column in (
+        "µs",
+        "first µs",
+        "request",
+        "body bytes",
+        "content type",
+        "fields",
+        "decision",
+        "why",
+    ):
         detail.add_column(column)
     for s in [*slowest, *extra]:
         why = ", ".join(s.over_limit) or ("errored" if s.errored else "")
         detail.add_row(
             f"{s.elapsed_us:.0f}",
+            f"{s.first_us:.0f}",
             s.label,
             str(s.body_bytes),
             s.content_type,
