@@ -14,7 +14,6 @@ from failsmall.engine.native import (
     MEMO_MAX_VALUE,
     Memo,
     extension,
-    head_chars,
     index_headers,
 )
 from failsmall.engine.request import Request, RequestView
@@ -177,18 +176,9 @@ def test_lone_surrogates_and_values_past_the_memo_size_are_walked_like_the_refer
     assert walk(native, memo_a, HEAD_MASK, head, (10_000, 10**9)) == found
 
 
-@given(headers=st.lists(st.tuples(values, values)).map(tuple))
-def test_head_chars_counts_every_header_name_and_value(
-    headers: tuple[tuple[str, str], ...],
-) -> None:
-    assert head_chars(headers) == sum(len(name) + len(value) for name, value in headers)
-
-
 def test_a_head_that_is_not_pairs_of_str_is_refused_with_what_it_must_be() -> None:
     native, _ = scanners()
     for headers in ((("Host",),), (("Host", b"bytes"),), (["Host", "a"],)):
-        with pytest.raises(TypeError, match=r"\(name, value\) of str"):
-            head_chars(headers)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"\(name, value\) of str"):
             index_headers(headers)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"\(name, value\) of str"):

@@ -500,27 +500,6 @@ done:
     return out;
 }
 
-/* head_chars(headers) -> int: the characters of every header name and value. */
-PyObject *head_chars(PyObject *module, PyObject *headers) {
-    if (!PyTuple_Check(headers)) {
-        PyErr_SetString(PyExc_TypeError, "head_chars(headers: tuple[tuple[str, str], ...])");
-        return NULL;
-    }
-    Py_ssize_t chars = 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
-        PyObject *pair = PyTuple_GET_ITEM(headers, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "head_chars: each header is a (name, value) of str");
-            return NULL;
-        }
-        chars += PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(pair, 0)) +
-                 PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(pair, 1));
-    }
-    return PyLong_FromSsize_t(chars);
-}
-
 /* index_headers(headers) -> (by_name, names): each header's values by its lowercase name, in
  * order, and the lowercase names in the order received, repeats included. */
 PyObject *index_headers(PyObject *module, PyObject *headers) {

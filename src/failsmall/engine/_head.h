@@ -147,9 +147,6 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
 /* ValueScanner.scan_json: see `_jsonscan.c`. */
 PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t nargs);
 
-/* The module function head_chars(headers): the characters of every header name and value. */
-PyObject *head_chars(PyObject *module, PyObject *headers);
-
 /* The module function index_headers(headers): values by lowercase name, and the names. */
 PyObject *index_headers(PyObject *module, PyObject *headers);
 

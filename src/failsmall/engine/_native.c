@@ -2880,8 +2880,6 @@ static PyMethodDef native_methods[] = {
     {"index_headers", index_headers, METH_O,
      "index_headers(headers) -> (by_name, names): each header's values by its lowercase name, "
      "in order, and the lowercase names in the order received."},
-    {"head_chars", head_chars, METH_O,
-     "head_chars(headers) -> int: the characters of every header name and value."},
     {"tuple_of", (PyCFunction)(void (*)(void))tuple_of, METH_FASTCALL,
      "tuple_of(cls, *items) -> cls: an instance of `cls`, a subclass of tuple, holding `items`, "
      "made in one allocation."},

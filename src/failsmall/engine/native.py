@@ -16,7 +16,6 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 add_fields = extension.add_fields
 flatten_json = extension.flatten_json
-head_chars = extension.head_chars
 index_headers = extension.index_headers
 json_fields = extension.json_fields
 json_pruned = extension.json_pruned
@@ -50,7 +49,6 @@ __all__ = [
     "add_fields",
     "extension",
     "flatten_json",
-    "head_chars",
     "index_headers",
     "json_fields",
     "json_pruned",
