@@ -56,8 +56,11 @@ def test_the_memo_holds_what_the_reference_holds_after_any_operations(
     for op in ops:
         match op:
             case ("put", key, kind, found, values, chars, size):
-                memo.put(key, kind, found, values, chars, size)
-                reference.put(key, kind, found, values, chars, size)
+                held = reference.get(key, kind) is not None
+                stored = memo.put(key, kind, found, values, chars, size)
+                assert stored == reference.put(key, kind, found, values, chars, size)
+                # stored now: held after, and not before
+                assert stored == (not held and reference.get(key, kind) is not None)
             case ("discard", key, kind):
                 memo.discard(key, kind)
                 reference.discard(key, kind)
@@ -89,11 +92,12 @@ def store(memo: Memo | ReferenceMemo, *entry: Any) -> None:
 def test_a_key_is_stored_on_its_second_offer_while_its_first_is_in_the_filter() -> None:
     memo, reference = Memo(1 << 20), ReferenceMemo(1 << 20)
     for each in (memo, reference):
-        each.put("one-off", 1, frozenset({"942100"}), 1, 7, 7)
+        assert not each.put("one-off", 1, frozenset({"942100"}), 1, 7, 7)
         assert (len(each), each.get("one-off", 1), each.offered) == (0, None, 1)
-        each.put("one-off", 1, frozenset({"942100"}), 1, 7, 7)
+        assert each.put("one-off", 1, frozenset({"942100"}), 1, 7, 7)
         assert each.get("one-off", 1) == (frozenset({"942100"}), 1, 7)
-        each.put("one-off", 1, frozenset({"942100"}), 1, 7, 7)  # held: not offered again
+        # held: not offered again, nor stored
+        assert not each.put("one-off", 1, frozenset({"942100"}), 1, 7, 7)
         assert (len(each), each.offered) == (1, 2)
     # a key offered again after the filter was emptied (when it had noted an offer per eight
     # of its bits) is a first offer again

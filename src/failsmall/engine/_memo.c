@@ -355,8 +355,10 @@ static PyObject *Memo_put(Memo *self, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_ValueError, "put: size must be 0 or more");
         return NULL;
     }
+    /* an entry stored is the newest (nothing else changes which one is) */
+    memo_entry *newest = self->newest;
     if (memo_put(self, args[0], kind, args[2], values, chars, size) < 0) return NULL;
-    Py_RETURN_NONE;
+    return PyBool_FromLong(self->newest != newest);
 }
 
 static PyObject *Memo_discard(Memo *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -450,8 +452,9 @@ static PyMethodDef Memo_methods[] = {
      "get(key, kind) -> (hits, values, chars) | None: what (key, kind) found and cost, if "
      "remembered."},
     {"put", (PyCFunction)(void (*)(void))Memo_put, METH_FASTCALL,
-     "put(key, kind, hits, values, chars, size): remember it at a cost of size plus the entry "
-     "overhead, forgetting the oldest entries as needed."},
+     "put(key, kind, hits, values, chars, size) -> bool: remember it at a cost of size plus the "
+     "entry overhead, forgetting the oldest entries as needed, when offered again; whether it "
+     "was stored now."},
     {"discard", (PyCFunction)(void (*)(void))Memo_discard, METH_FASTCALL,
      "discard(key, kind): forget (key, kind) if remembered."},
     {"items", (PyCFunction)Memo_items, METH_NOARGS,

@@ -479,9 +479,10 @@ class ReferenceMemo:
 
     def put(
         self, key: Hashable, kind: int, hits: frozenset[str], values: int, chars: int, size: int
-    ) -> None:
+    ) -> bool:
+        """Store (key, kind) if offered again (see the class); whether it was stored now."""
         if (key, kind) in self._entries:
-            return
+            return False
         self.offered += 1
         mixed, sightings = memo_hash(key, kind), self._sightings
         low, high = mixed & (len(sightings) - 1), (mixed >> 32) & (len(sightings) - 1)
@@ -491,13 +492,14 @@ class ReferenceMemo:
             self._noted = 1
         if not (sightings[low] and sightings[high]):
             sightings[low] = sightings[high] = True
-            return
+            return False
         cost = size + MEMO_ENTRY_OVERHEAD
         if cost > self._max_bytes:
-            return
+            return False
         self.size += cost
         self._forget_oldest()
         self._entries[key, kind] = ((hits, values, chars), cost)
+        return True
 
     def discard(self, key: Hashable, kind: int) -> None:
         entry = self._entries.pop((key, kind), None)

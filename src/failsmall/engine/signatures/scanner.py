@@ -138,13 +138,14 @@ SIGHTING_SLOTS: Final = 4096
 
 
 class BodySightings:
-    """Which long bodies have been offered whole to the memo, by a fingerprint of their length
-    and ends, so that a body with none is not looked up: the lookup would hash all of it, and
-    distinct bodies (an API's orders, each with its own ids) are never found. A fixed table of
-    slots, each holding the last fingerprint stored in it: bounded, nothing cleared at once. A
-    fingerprint overwritten, or one whose body the memo has not stored yet (it stores a key on
-    its second offer) or has forgotten, costs a body seen before a scan of its values (each of
-    them remembered) and changes no result: the memo holds what the scan finds."""
+    """Which long bodies the memo has stored whole, by a fingerprint of their length and ends,
+    so that a body with none is not looked up: the lookup would hash all of it, and distinct
+    bodies (an API's orders, each with its own ids; uploads whose names differ past their first
+    bytes) are never found. A fixed table of slots, each holding the last fingerprint stored in
+    it: bounded, nothing cleared at once. A fingerprint overwritten, or one whose body the memo
+    has forgotten, costs a body seen before a scan of its values (each of them remembered), and
+    a distinct body of a stored one's fingerprint costs the hash; neither changes a result: the
+    memo holds what the scan finds."""
 
     def __init__(self) -> None:
         self._slots = [0] * SIGHTING_SLOTS
@@ -358,11 +359,11 @@ class SignatureScanner:
             if key is None:
                 key = self._body_key(view)
             hits_found = frozenset(found) if found else NO_HITS
-            memo.put(
+            if memo.put(
                 key, MEMO_BODY, hits_found, work.values - before_values,
                 work.chars - before_chars, size,
-            )  # fmt: skip
-            self._sightings.remembered(fingerprint)
+            ):  # fmt: skip
+                self._sightings.remembered(fingerprint)
 
     def _body_key(self, view: RequestView) -> _BodyKey:
         """The key the body of `view` is remembered whole by."""
