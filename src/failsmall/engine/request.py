@@ -99,6 +99,7 @@ class RequestView:
         self._normalized_path: str | None = None
         self._normalized_uri: str | None = None
         self._cookies: dict[str, list[str]] | None = None
+        self._body_head: tuple[str, tuple[str, ...]] | None = None
         self._decoded: DecodedBody | None = None
         self._body_text: str | None = None
         self._content_type: str | None = None
@@ -211,7 +212,13 @@ class RequestView:
         the boundary) and every Content-Encoding value. With the body's bytes, whether they were
         cut at the buffer, and the limits, it is all that `decoded`, `body_text`, `body` and
         what they give depend on (so the signature scanner can remember a body's scan by them)."""
-        return (self.header("content-type"), tuple(self.headers.get("content-encoding", ())))
+        head = self._body_head
+        if head is None:
+            head = self._body_head = (
+                self.header("content-type"),
+                tuple(self.headers.get("content-encoding", ())),
+            )
+        return head
 
     @property
     def decoded(self) -> DecodedBody:
