@@ -182,6 +182,11 @@ def scan_result_of(
     return tuple_of(ScanResult, hits, values, chars, reached)
 
 
+def frozen(hits: set[str]) -> frozenset[str]:
+    """`hits` as a frozenset; the shared empty one when there are none."""
+    return frozenset(hits) if hits else NO_HITS
+
+
 class ValueScanner(Protocol):
     """Scans values as values of some targets, and the values of a request head and a body,
     remembering them in a memo (see `reference.ReferenceValueScanner`)."""
@@ -312,13 +317,11 @@ class SignatureScanner:
         )  # fmt: skip
         body = request.body and self._body_extractors
         if not body and stop == Stop.NONE:
-            result = frozenset(hits) if hits else NO_HITS
-            return scan_result_of(result, head_values, head_chars_scanned, None)
+            return scan_result_of(frozen(hits), head_values, head_chars_scanned, None)
         work = WorkCount(max_values, max_chars)
         if work.add(head_values, head_chars_scanned, STOPS[stop]) and body:
             self._inspect_body(values, view, hits, work)
-        result = frozenset(hits) if hits else NO_HITS
-        return scan_result_of(result, work.values, work.chars, work.reached)
+        return scan_result_of(frozen(hits), work.values, work.chars, work.reached)
 
     def _inspect_body(
         self, values: ValueScanner, view: RequestView, hits: set[str], work: WorkCount
@@ -358,9 +361,8 @@ class SignatureScanner:
         if remembered and work.reached is None and memo.offered == offered and not view.body_limits:
             if key is None:
                 key = self._body_key(view)
-            hits_found = frozenset(found) if found else NO_HITS
             if memo.put(
-                key, MEMO_BODY, hits_found, work.values - before_values,
+                key, MEMO_BODY, frozen(found), work.values - before_values,
                 work.chars - before_chars, size,
             ):  # fmt: skip
                 self._sightings.remembered(fingerprint)
