@@ -6,9 +6,9 @@
  *
  * 1. the walk (`_jsonwalk.c`) gives each field's path and value: a value read where it is in
  *    the body's bytes, the others' characters copied into one arena in the narrowest kind
- *    that holds them; then each is hashed as a str of it would be and kept once, in the
- *    order first seen, with the target bits of every place it was seen (as `add_fields` ors
- *    them into a dict);
+ *    that holds them, each hashed as it is added (as a str of it would be); then each is
+ *    kept once, in the order first seen, with the target bits of every place it was seen (as
+ *    `add_fields` ors them into a dict);
  * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its
  *    characters and hash (no str is made for a value remembered; a value too long to be
  *    remembered is not looked up), or made a str and scanned (the fresh values together,
@@ -146,21 +146,24 @@ static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
     return (Py_hash_t)(h >> 1);
 }
 
-/* Append the source of `length` characters of `kind` at `offset` of `place`; its hash is
- * computed by the merge (`merge_repeats`). */
-ALWAYS_INLINE int append_source(sources_t *s, source_place place, Py_ssize_t offset, int kind,
-                                Py_ssize_t length, long long bits) {
-    if (array_reserve((void **)&s->items, &s->capacity, s->count + 1, sizeof(source_t)) < 0)
-        return -1;
-    s->items[s->count++] = (source_t){offset, length, kind, place, 0, bits};
-    return 0;
-}
-
 /* The hash `item` is merged and looked up by. */
 ALWAYS_INLINE Py_hash_t source_hash(const sources_t *s, const source_t *item) {
     const char *data = source_data(s, item);
     return item->length > MEMO_MAX_VALUE ? long_hash(data, item->length * item->kind)
                                          : memo_text_hash(item->kind, data, item->length);
+}
+
+/* Append the source of `length` characters of `kind` at `offset` of `place`, with its hash:
+ * computed now, while the walk has just read its characters (or copied them), rather than
+ * when they are read again from a body's worth of memory. */
+ALWAYS_INLINE int append_source(sources_t *s, source_place place, Py_ssize_t offset, int kind,
+                                Py_ssize_t length, long long bits) {
+    if (array_reserve((void **)&s->items, &s->capacity, s->count + 1, sizeof(source_t)) < 0)
+        return -1;
+    source_t *item = &s->items[s->count++];
+    *item = (source_t){offset, length, kind, place, 0, bits};
+    item->hash = source_hash(s, item);
+    return 0;
 }
 
 /* Add the value of `length` characters of `kind` at `data`, of targets `bits`, after the
@@ -188,9 +191,8 @@ static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t lengt
                 PyUnicode_WRITE(narrow, copy, j, PyUnicode_READ(kind, data, j));
         }
     }
-    if (append_source(s, IN_ARENA, start, narrow, length, bits) < 0) return -1;
     s->arena_length = start + length * narrow;
-    return 0;
+    return append_source(s, IN_ARENA, start, narrow, length, bits);
 }
 
 /* Add the body's text `text` (of targets `bits`) as a source read where it is: no copy of a
@@ -206,7 +208,7 @@ static int add_text(sources_t *s, PyObject *text, long long bits) {
 }
 
 /* How many values ahead the merge asks for the table slot it will read. */
-#define MERGE_PREFETCH 32
+#define MERGE_PREFETCH 16
 
 /* Keep each value once, where first added, with the targets of every place it was added (as
  * `add_fields` ors them into a dict). The table is sized once for every value, so the slot a
@@ -226,16 +228,10 @@ static int merge_repeats(sources_t *s) {
     }
     size_t mask = slots - 1;
     Py_ssize_t kept = 0;
-    for (Py_ssize_t i = 0; i < MERGE_PREFETCH && i < s->count; i++)
-        s->items[i].hash = source_hash(s, &s->items[i]);
     for (Py_ssize_t i = 0; i < s->count; i++) {
-        /* the hash of a value some places ahead, computed while this one's slot is waited
-         * for, and that value's slot asked for */
-        if (i + MERGE_PREFETCH < s->count) {
-            source_t *ahead = &s->items[i + MERGE_PREFETCH];
-            ahead->hash = source_hash(s, ahead);
-            __builtin_prefetch(&table[(size_t)ahead->hash & mask]);
-        }
+        /* the slot of a value some places ahead, asked for while this one's is waited for */
+        if (i + MERGE_PREFETCH < s->count)
+            __builtin_prefetch(&table[(size_t)s->items[i + MERGE_PREFETCH].hash & mask]);
         source_t item = s->items[i];
         uint64_t tag = slot_of(item.hash, -1);
         size_t k = (size_t)item.hash & mask;
@@ -244,8 +240,8 @@ static int merge_repeats(sources_t *s) {
             source_t *old = &s->items[(table[k] & 0xFFFFFFFFu) - 1];
             if (old->hash == item.hash && old->kind == item.kind &&
                 old->length == item.length &&
-                memcmp(source_data(s, old), source_data(s, &item),
-                       (size_t)(item.length * item.kind)) == 0) {
+                memo_same_bytes(source_data(s, old), source_data(s, &item),
+                                (size_t)(item.length * item.kind))) {
                 old->bits |= item.bits;
                 break;
             }

@@ -24,6 +24,22 @@
 
 #define MEMO_FIRST_BUCKETS 256
 
+/* What only storing and forgetting an entry read, after its characters. */
+typedef struct {
+    memo_entry *newer; /* insertion order: the oldest entry goes first */
+    PyObject *key;     /* a key that is not a str; NULL for a str's characters */
+    Py_ssize_t cost;
+} memo_cold;
+
+/* The bytes of `length` characters of `kind`, rounded up to whole words. */
+static inline size_t text_room(Py_ssize_t length, int kind) {
+    return ((size_t)length * (size_t)kind + 7) & ~(size_t)7;
+}
+
+static inline memo_cold *cold_of(const memo_entry *e) {
+    return (memo_cold *)(e->text + text_room(e->text_length, e->text_kind));
+}
+
 int memo_text_of(PyObject *str, memo_text_t *text) {
     Py_ssize_t length = PyUnicode_GET_LENGTH(str);
     int kind = PyUnicode_KIND(str);
@@ -37,9 +53,9 @@ int memo_text_of(PyObject *str, memo_text_t *text) {
 
 /* 1 when the entry is of the str of `text` (of mixed hash `hash`) and `kind`. */
 static inline int is_text(const memo_entry *e, memo_text_t text, Py_hash_t hash, long long kind) {
-    return e->hash == hash && e->kind == kind && e->key == NULL &&
-           e->text_length == text.length && e->text_kind == text.kind &&
-           memcmp(e->text, text.data, (size_t)text.length * (size_t)text.kind) == 0;
+    return e->hash == hash && e->kind == kind && e->text_kind == text.kind &&
+           e->text_length == text.length &&
+           memo_same_bytes(e->text, text.data, (size_t)text.length * (size_t)text.kind);
 }
 
 static memo_entry *find_text_hashed(Memo *memo, memo_text_t text, long long kind,
@@ -54,8 +70,9 @@ static memo_entry *find_text_hashed(Memo *memo, memo_text_t text, long long kind
 static memo_entry *find_object_hashed(Memo *memo, PyObject *key, long long kind,
                                       Py_hash_t hash) {
     for (memo_entry *e = memo->buckets[(size_t)hash & memo->mask]; e; e = e->next_in_bucket) {
-        if (e->hash != hash || e->kind != kind || e->key == NULL) continue;
-        int same = e->key == key ? 1 : PyObject_RichCompareBool(e->key, key, Py_EQ);
+        if (e->hash != hash || e->kind != kind || e->text_kind != 0) continue;
+        PyObject *held = cold_of(e)->key;
+        int same = held == key ? 1 : PyObject_RichCompareBool(held, key, Py_EQ);
         if (same < 0) return NULL;
         if (same) return e;
     }
@@ -95,7 +112,7 @@ void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage) {
         __builtin_prefetch(bucket);
     } else if (*bucket != NULL) {
         if (stage == 1) __builtin_prefetch(*bucket);
-        else __builtin_prefetch((*bucket)->text);
+        else __builtin_prefetch((const char *)*bucket + 64);
     }
 }
 
@@ -120,7 +137,7 @@ static void unlink_from_bucket(Memo *memo, memo_entry *entry) {
 }
 
 static void free_entry(memo_entry *entry) {
-    Py_XDECREF(entry->key);
+    Py_XDECREF(cold_of(entry)->key);
     Py_DECREF(entry->hits);
     PyMem_Free(entry);
 }
@@ -131,14 +148,14 @@ static void free_entry(memo_entry *entry) {
 static void forget_oldest(Memo *memo) {
     memo_entry *oldest = memo->oldest;
     unlink_from_bucket(memo, oldest);
-    memo->oldest = oldest->newer;
+    memo->oldest = cold_of(oldest)->newer;
     if (memo->oldest == NULL) {
         memo->newest = NULL;
     } else {
-        __builtin_prefetch(memo->oldest->newer);
+        __builtin_prefetch(cold_of(memo->oldest)->newer);
         __builtin_prefetch(&memo->buckets[(size_t)memo->oldest->hash & memo->mask], 1);
     }
-    memo->size -= oldest->cost;
+    memo->size -= cold_of(oldest)->cost;
     memo->count--;
     free_entry(oldest);
 }
@@ -161,7 +178,7 @@ static int grow(Memo *memo) {
     PyMem_Free(memo->buckets);
     memo->buckets = table;
     memo->mask = buckets - 1;
-    for (memo_entry *e = memo->oldest; e; e = e->newer) {
+    for (memo_entry *e = memo->oldest; e; e = cold_of(e)->newer) {
         size_t b = (size_t)e->hash & memo->mask;
         e->next_in_bucket = NULL;
         *tails[b] = e;
@@ -183,22 +200,23 @@ static int add_entry(Memo *memo, PyObject *key, memo_text_t text, long long kind
         memo->size -= cost;
         return -1;
     }
-    size_t bytes = key == NULL ? (size_t)text.length * (size_t)text.kind : 0;
-    memo_entry *entry = PyMem_Malloc(sizeof(memo_entry) + bytes);
+    Py_ssize_t length = key == NULL ? text.length : 0;
+    int text_kind = key == NULL ? text.kind : 0;
+    size_t room = text_room(length, text_kind);
+    memo_entry *entry = PyMem_Malloc(sizeof(memo_entry) + room + sizeof(memo_cold));
     if (entry == NULL) {
         memo->size -= cost;
         PyErr_NoMemory();
         return -1;
     }
-    *entry = (memo_entry){NULL,   NULL,  Py_XNewRef(key), kind,
-                          hash,   Py_NewRef(hits),        values,
-                          chars,  cost,  key == NULL ? text.kind : 0,
-                          key == NULL ? text.length : 0};
-    if (bytes) memcpy(entry->text, text.data, bytes);
+    *entry = (memo_entry){NULL,  hash, kind, Py_NewRef(hits), values, chars, text_kind,
+                          (int32_t)length};
+    if (length) memcpy(entry->text, text.data, (size_t)length * (size_t)text_kind);
+    *cold_of(entry) = (memo_cold){NULL, Py_XNewRef(key), cost};
     memo_entry **link = &memo->buckets[(size_t)hash & memo->mask];
     while (*link != NULL) link = &(*link)->next_in_bucket; /* just read by the lookup */
     *link = entry;
-    if (memo->newest != NULL) memo->newest->newer = entry;
+    if (memo->newest != NULL) cold_of(memo->newest)->newer = entry;
     else memo->oldest = entry;
     memo->newest = entry;
     memo->count++;
@@ -229,7 +247,7 @@ int memo_put_text(Memo *memo, memo_text_t text, long long kind, PyObject *hits,
     Py_ssize_t cost = size + MEMO_ENTRY_OVERHEAD;
     Py_hash_t hash = memo_mix(text.hash, kind);
     if (find_text_hashed(memo, text, kind, hash) != NULL || !admit(memo, hash) ||
-        cost > memo->max_bytes)
+        cost > memo->max_bytes || text.length > INT32_MAX)
         return 0;
     return add_entry(memo, NULL, text, kind, hash, hits, values, chars, cost);
 }
@@ -378,11 +396,11 @@ static PyObject *Memo_discard(Memo *self, PyObject *const *args, Py_ssize_t narg
     memo_entry *before = NULL;
     while (*link != entry) {
         before = *link;
-        link = &(*link)->newer;
+        link = &cold_of(*link)->newer;
     }
-    *link = entry->newer;
+    *link = cold_of(entry)->newer;
     if (self->newest == entry) self->newest = before;
-    self->size -= entry->cost;
+    self->size -= cold_of(entry)->cost;
     self->count--;
     free_entry(entry);
     Py_RETURN_NONE;
@@ -392,13 +410,14 @@ static PyObject *Memo_items(Memo *self, PyObject *unused) {
     if (ready(self) < 0) return NULL;
     PyObject *items = PyList_New(0);
     if (items == NULL) return NULL;
-    for (memo_entry *e = self->oldest; e; e = e->newer) {
-        PyObject *key = e->key != NULL ? Py_NewRef(e->key)
-                                       : PyUnicode_FromKindAndData((int)e->text_kind, e->text,
-                                                                   e->text_length);
+    for (memo_entry *e = self->oldest; e; e = cold_of(e)->newer) {
+        memo_cold *cold = cold_of(e);
+        PyObject *key = cold->key != NULL ? Py_NewRef(cold->key)
+                                          : PyUnicode_FromKindAndData(e->text_kind, e->text,
+                                                                      e->text_length);
         PyObject *row = key == NULL ? NULL
                                     : Py_BuildValue("(NL(Onn)n)", key, e->kind, e->hits,
-                                                    e->values, e->chars, e->cost);
+                                                    e->values, e->chars, cold->cost);
         if (row == NULL || PyList_Append(items, row) < 0) {
             Py_XDECREF(row);
             Py_DECREF(items);

@@ -21,22 +21,22 @@
 /* The fixed cost of one entry, in the rough bytes the memo is bounded by. */
 #define MEMO_ENTRY_OVERHEAD 128
 
-/* One entry, in one allocation: a str key's characters follow the entry (in the narrowest kind
- * that holds them, as the str holds them), so neither a lookup nor forgetting the entry reads
- * a str; any other key is held as an object. */
+/* One entry, in one allocation. What a lookup reads comes first: the chain's link, the hash,
+ * the kind, what the key found and cost, and a str key's characters (in the narrowest kind
+ * that holds them, as the str holds them), so a lookup of a short value reads the entry's
+ * first two cache lines, both asked for ahead (`memo_prefetch`). What only storing and
+ * forgetting read (`memo_cold`, in `_memo.c`) follows the characters. Neither a lookup nor
+ * forgetting an entry reads a str. */
 typedef struct memo_entry {
     struct memo_entry *next_in_bucket;
-    struct memo_entry *newer; /* insertion order: the oldest entry goes first */
-    PyObject *key;            /* a key that is not a str; NULL for a str's characters below */
-    long long kind;
     Py_hash_t hash;
+    long long kind;
     PyObject *hits; /* frozenset of keys */
     Py_ssize_t values;
     Py_ssize_t chars;
-    Py_ssize_t cost;
-    Py_ssize_t text_kind;   /* the str key's PyUnicode kind (0 for an object key) */
-    Py_ssize_t text_length; /* its characters */
-    char text[];            /* its `text_length * text_kind` bytes (8-byte aligned) */
+    int32_t text_kind;   /* the str key's PyUnicode kind; 0 for a key held as an object */
+    int32_t text_length; /* its characters */
+    char text[];         /* its `text_length * text_kind` bytes (8-byte aligned) */
 } memo_entry;
 
 typedef struct {
@@ -138,6 +138,28 @@ static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t le
 }
 #endif
 
+/* 1 when the `size` bytes at `a` and `b` are the same: `memcmp(a, b, size) == 0`, inline. A
+ * value's characters are a few words: eight bytes at a time (the last eight read again from
+ * the end) is a handful of instructions, where a call to the C library's `memcmp` was a tenth
+ * of a large body's lookups. */
+static inline int memo_same_bytes(const void *a, const void *b, size_t size) {
+    const unsigned char *x = a, *y = b;
+    if (size < 8) {
+        for (size_t i = 0; i < size; i++)
+            if (x[i] != y[i]) return 0;
+        return 1;
+    }
+    uint64_t u, v;
+    for (size_t i = 0; i + 8 <= size; i += 8) {
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        if (u != v) return 0;
+    }
+    memcpy(&u, x + size - 8, 8);
+    memcpy(&v, y + size - 8, 8);
+    return u == v;
+}
+
 /* The entry of (the str of `text`, kind), borrowed, or NULL: `memo_find` without the str. */
 memo_entry *memo_find_text(Memo *memo, memo_text_t text, long long kind);
 /* The hash an entry of (a key of hash `hash`, kind) is filed by: its bucket is this modulo the
@@ -149,17 +171,18 @@ static inline Py_hash_t memo_mix(Py_hash_t hash, long long kind) {
 /* `memo_find_text` of a key whose `memo_mix` the caller has: `mixed`. */
 memo_entry *memo_find_text_mixed(Memo *memo, memo_text_t text, long long kind, Py_hash_t mixed);
 /* Ask the CPU to load what looking up (the str of a text of `text_hash`, kind) reads first:
- * its bucket (stage 0), the bucket's first entry (stage 1, once the bucket is loaded), the
- * rest of that entry and its characters (stage 2). Lookups of many values in a row overlap
- * their memory reads so. */
+ * its bucket (stage 0), the bucket's first entry (stage 1, once the bucket is loaded), that
+ * entry's second cache line, where a short value's characters end (stage 2). Lookups of many
+ * values in a row overlap their memory reads so. */
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage);
 /* `memo_prefetch` of a key whose `memo_mix` the caller has: `mixed`. */
 void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage);
 
 /* Offer (key, kind) -> (hits, values, chars) to be remembered at a cost of `size` +
  * MEMO_ENTRY_OVERHEAD: it is stored when offered again while its first offer is still in the
- * filter of sightings, forgetting the oldest entries as needed; nothing when already there or
- * costlier than the whole memo. Returns -1 with an exception set on error. */
+ * filter of sightings, forgetting the oldest entries as needed; nothing when already there,
+ * costlier than the whole memo or a str of 2**31 characters or more. Returns -1 with an
+ * exception set on error. */
 int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
              Py_ssize_t chars, Py_ssize_t size);
 
