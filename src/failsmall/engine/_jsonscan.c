@@ -274,6 +274,18 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
  * values ahead had not finished when the next needed it (on a 1 MiB body, 8 is 5-10% faster
  * than 4, and 12 no faster than 8). */
 #define PREFETCH_DISTANCE 8
+/* The memo hashes kept while a value is between its first prefetch and its lookup, by its place
+ * modulo this: a power of two above the three stages' span. */
+#define MIXED_RING 32
+_Static_assert(MIXED_RING > 3 * PREFETCH_DISTANCE && (MIXED_RING & (MIXED_RING - 1)) == 0,
+               "MIXED_RING: a power of two above 3 * PREFETCH_DISTANCE");
+
+/* The hash `item` is filed by in the memo, or 0 for one not looked up (empty, or too long to
+ * be remembered). */
+static inline Py_hash_t mixed_of(const source_t *item) {
+    int looked_up = item->length && item->length <= MEMO_MAX_VALUE;
+    return looked_up ? memo_mix(item->hash, item->bits) : 0;
+}
 
 /* The distinct values of `s` in order, as `scan_sources` scans them, charged to `w`. Returns
  * -1 on error. */
@@ -281,32 +293,26 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
     scan_walk_t walk = {.room_values = w->room_values - w->values,
                         .room_chars = w->room_chars - w->chars};
     int more = 1, err = -1;
-    /* the hash each value is filed by in the memo, or 0 for one not looked up (empty or too
-     * long to be remembered), read by each stage of the prefetching and by the lookup */
-    Py_hash_t *mixed = PyMem_Malloc((size_t)(s->count ? s->count : 1) * sizeof(Py_hash_t));
-    if (mixed == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < s->count; i++) {
-        const source_t *item = &s->items[i];
-        int looked_up = item->length && item->length <= MEMO_MAX_VALUE;
-        mixed[i] = looked_up ? memo_mix(item->hash, item->bits) : 0;
-    }
+    /* the memo hash of each value from this one to the furthest prefetched (`mixed_of`),
+     * computed when its first stage starts, read by each stage and by the lookup */
+    const Py_ssize_t lead = 3 * PREFETCH_DISTANCE, ring = MIXED_RING - 1;
+    Py_hash_t mixed[MIXED_RING];
+    for (Py_ssize_t i = 0; i < lead && i < s->count; i++) mixed[i] = mixed_of(&s->items[i]);
     if (walk_reserve(&walk, s->count) < 0) goto done;
     for (Py_ssize_t i = 0; more == 1 && i < s->count; i++) {
+        if (i + lead < s->count) mixed[(i + lead) & ring] = mixed_of(&s->items[i + lead]);
         /* the memo reads of the values a few places ahead, started now (see memo_prefetch) */
         for (int stage = 0; stage < 3; stage++) {
             Py_ssize_t ahead = i + PREFETCH_DISTANCE * (3 - stage);
-            if (ahead < s->count && mixed[ahead] != 0)
-                memo_prefetch_mixed(memo, mixed[ahead], stage);
+            if (ahead < s->count && mixed[ahead & ring] != 0)
+                memo_prefetch_mixed(memo, mixed[ahead & ring], stage);
         }
         source_t *item = &s->items[i];
         if (item->length == 0) continue;
         memo_text_t text = {item->kind, source_data(s, item), item->length, item->hash};
         memo_entry *e = item->length > MEMO_MAX_VALUE
                             ? NULL
-                            : memo_find_text_mixed(memo, text, item->bits, mixed[i]);
+                            : memo_find_text_mixed(memo, text, item->bits, mixed[i & ring]);
         if (e != NULL) {
             if (walk_join_clean(&walk, e->hits, e->values, e->chars)) continue;
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
@@ -323,7 +329,6 @@ static int scan_in_order(ValueScanner *self, Memo *memo, sources_t *s, work_t *w
     }
     err = walk_finish(self, &walk, memo, w);
 done:
-    PyMem_Free(mixed);
     walk_free(&walk);
     return err;
 }
