@@ -136,8 +136,8 @@ static void unlink_from_bucket(Memo *memo, memo_entry *entry) {
     *link = entry->next_in_bucket;
 }
 
-static void free_entry(memo_entry *entry) {
-    Py_XDECREF(cold_of(entry)->key);
+static void free_entry(memo_entry *entry, memo_cold *cold) {
+    Py_XDECREF(cold->key);
     Py_DECREF(entry->hits);
     PyMem_Free(entry);
 }
@@ -147,17 +147,18 @@ static void free_entry(memo_entry *entry) {
  * now: its bucket, and the entry after it. */
 static void forget_oldest(Memo *memo) {
     memo_entry *oldest = memo->oldest;
+    memo_cold *cold = cold_of(oldest);
     unlink_from_bucket(memo, oldest);
-    memo->oldest = cold_of(oldest)->newer;
+    memo->oldest = cold->newer;
     if (memo->oldest == NULL) {
         memo->newest = NULL;
     } else {
         __builtin_prefetch(cold_of(memo->oldest)->newer);
         __builtin_prefetch(&memo->buckets[(size_t)memo->oldest->hash & memo->mask], 1);
     }
-    memo->size -= cold_of(oldest)->cost;
+    memo->size -= cold->cost;
     memo->count--;
-    free_entry(oldest);
+    free_entry(oldest, cold);
 }
 
 static int grow(Memo *memo) {
@@ -398,11 +399,12 @@ static PyObject *Memo_discard(Memo *self, PyObject *const *args, Py_ssize_t narg
         before = *link;
         link = &cold_of(*link)->newer;
     }
-    *link = cold_of(entry)->newer;
+    memo_cold *cold = cold_of(entry);
+    *link = cold->newer;
     if (self->newest == entry) self->newest = before;
-    self->size -= cold_of(entry)->cost;
+    self->size -= cold->cost;
     self->count--;
-    free_entry(entry);
+    free_entry(entry, cold);
     Py_RETURN_NONE;
 }
 
@@ -410,8 +412,9 @@ static PyObject *Memo_items(Memo *self, PyObject *unused) {
     if (ready(self) < 0) return NULL;
     PyObject *items = PyList_New(0);
     if (items == NULL) return NULL;
-    for (memo_entry *e = self->oldest; e; e = cold_of(e)->newer) {
+    for (memo_entry *e = self->oldest, *newer; e; e = newer) {
         memo_cold *cold = cold_of(e);
+        newer = cold->newer;
         PyObject *key = cold->key != NULL ? Py_NewRef(cold->key)
                                           : PyUnicode_FromKindAndData(e->text_kind, e->text,
                                                                       e->text_length);
