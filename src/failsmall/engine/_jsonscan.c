@@ -258,13 +258,13 @@ static int merge_repeats(sources_t *s) {
 
 /* The walk's sink: the field's name, then its value (`add_fields`). */
 static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
-                    json_text_t value) {
+                    const json_text_t *value) {
     sources_t *s = context;
     if (s->names_bit &&
         add_source(s, PyUnicode_4BYTE_KIND, path, path_length, NOT_IN_BODY, s->names_bit) < 0)
         return -1;
     if (s->values_bit &&
-        add_source(s, value.kind, value.data, value.length, value.body_at, s->values_bit) < 0)
+        add_source(s, value->kind, value->data, value->length, value->body_at, s->values_bit) < 0)
         return -1;
     return 0;
 }

@@ -228,7 +228,7 @@ static inline int room(walk_t *w) {
 static int add_field(walk_t *w, json_text_t value) {
     w->name_chars += w->path.length;
     w->count++;
-    return w->sink(w->context, w->path.data, w->path.length, value);
+    return w->sink(w->context, w->path.data, w->path.length, &value);
 }
 
 /* The characters [start, end) of the body's text, in place. */
@@ -716,11 +716,11 @@ done:
 
 /* The sink of `json_fields`: each (path, value) as a pair of strings in a list. */
 static int append_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
-                       json_text_t value) {
+                       const json_text_t *value) {
     PyObject *pair = PyTuple_New(2);
     if (pair == NULL) return -1;
     PyObject *name = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, path, path_length);
-    PyObject *text = PyUnicode_FromKindAndData(value.kind, value.data, value.length);
+    PyObject *text = PyUnicode_FromKindAndData(value->kind, value->data, value->length);
     if (name == NULL || text == NULL) {
         Py_XDECREF(name);
         Py_XDECREF(text);

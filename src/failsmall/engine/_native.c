@@ -1485,7 +1485,8 @@ struct ValueScanner {
     int nchains;
     chain_t *chain;
     int nprefixes;
-    PyObject **done; /* per prefix id: its result for the value being scanned */
+    PyObject **done; /* per prefix id: its result for the value being scanned, else NULL */
+    int *done_set;   /* the prefix ids `done` holds a result for, in the order set */
     PyObject *references; /* keeps the reference transform functions alive */
     PyObject *features;   /* the reference features function */
     PyObject *empty;      /* frozenset() */
@@ -1617,6 +1618,7 @@ static void ValueScanner_dealloc(ValueScanner *self) {
     PyMem_Free(self->matched);
     PyMem_Free(self->chain);
     PyMem_Free(self->done);
+    PyMem_Free(self->done_set);
     PyMem_Free(self->utf8.data);
     Py_XDECREF(self->owners);
     Py_XDECREF(self->references);
@@ -1994,7 +1996,8 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
     }
     self->nprefixes = nprefixes;
     self->done = PyMem_Calloc((size_t)nprefixes + 1, sizeof(PyObject *));
-    if (self->done == NULL) {
+    self->done_set = PyMem_Calloc((size_t)nprefixes + 1, sizeof(int));
+    if (self->done == NULL || self->done_set == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -2112,12 +2115,11 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
         if (chain->triggers & present) triggered = 1;
         else unchanged |= chain->bit;
     }
-    int nprefixes = self->nprefixes, err = -1;
+    int ndone = 0, err = -1; /* `done` holds no result between calls: each set is cleared */
     applied_t *applied = NULL;
     int napplied = 0;
     if (unchanged) results[(*nresults)++] = (found_t){Py_NewRef(value), unchanged};
     if (triggered) {
-        memset(self->done, 0, sizeof(PyObject *) * (size_t)(nprefixes + 1));
         if (PyUnicode_GET_LENGTH(value) > SHARED_TRANSFORM_MIN) {
             applied = PyMem_Calloc(MAX_CHAINS * MAX_STEPS, sizeof(applied_t));
             if (applied == NULL) {
@@ -2163,6 +2165,7 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
                 }
                 Py_SETREF(current, next);
                 self->done[step->prefix] = Py_NewRef(current);
+                self->done_set[ndone++] = step->prefix;
             }
             int r = 0;
             for (; r < *nresults; r++) {
@@ -2185,8 +2188,7 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
     }
     err = 0;
 error:
-    if (triggered)
-        for (int p = 0; p <= nprefixes; p++) Py_CLEAR(self->done[p]);
+    for (int d = 0; d < ndone; d++) Py_CLEAR(self->done[self->done_set[d]]);
     if (applied != NULL) {
         for (int a = 0; a < napplied; a++) {
             Py_DECREF(applied[a].input);
