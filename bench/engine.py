@@ -4,9 +4,10 @@
 
 Measures p50/p99 for small requests (up to 8 KiB) and 1 MiB bodies, every iteration with its own
 query values, session cookie, path id and body id (and, in the rows "new values", a JSON body
-whose every value is new; in the row "sent again", the same body each time), for the example
-bundle and,
-as the baseline measured in the same run, an empty bundle (the pipeline's fixed cost).
+whose every value is new; in the row "sent again", the same body each time; in the rows "JSON
+order", the order of `bench/proxy.py`'s JSON columns, with a new order id or, "distinct", a new
+token in every id, name and note as in its distinct column), for the example bundle and, as the
+baseline measured in the same run, an empty bundle (the pipeline's fixed cost).
 Targets on a 2-core machine: GET page p50 <= 15 µs, 8 KiB JSON p50 <= 60 µs, 1 MiB JSON <= 3 ms.
 """
 
@@ -93,6 +94,20 @@ def cart_json(limit: int, batch: int | None = None) -> bytes:
         body = candidate
 
 
+#: The JSON order of `bench/proxy.py`'s JSON columns, each "@" its token (`json_order.txt`).
+ORDER = (Path(__file__).resolve().parent / "json_order.txt").read_text(encoding="utf-8").strip()
+
+
+def order_token(i: int) -> str:
+    """The token of the proxy bench's distinct order `i` (as `bench/json_body.lua` makes it)."""
+    return f"{i * 2654435761 % 2**32:08x}"
+
+
+def order_json(i: int) -> bytes:
+    """The proxy bench's distinct order `i`: every id, name, note and path with its token."""
+    return ORDER.replace("@", order_token(i)).encode()
+
+
 def big_upload() -> bytes:
     payload = random.Random(7).randbytes(1024 * 1024 - 300)
     return (
@@ -155,6 +170,21 @@ def requests() -> dict[str, Request]:
             client_ip="192.0.2.47",
             host="api.example",
         ),
+        "POST JSON order": Request(
+            "POST",
+            "/checkout",
+            "",
+            (
+                ("Host", "shop.example"),
+                ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+                ("Accept", "text/html"),
+                ("Accept-Language", "en"),
+                ("Content-Type", "application/json"),
+            ),
+            ORDER.replace("@", BODY_ID.decode()).encode(),
+            client_ip="192.0.2.50",
+            host="shop.example",
+        ),
         "POST 1 MiB JSON": Request(
             "POST",
             "/api/v1/import",
@@ -185,6 +215,7 @@ def requests() -> dict[str, Request]:
 #: first): the body of iteration `i`.
 FRESH_BODIES: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "POST JSON 8 KiB, new values": ("POST JSON 8 KiB", lambda i: cart_json(8192, i)),
+    "POST JSON order, distinct": ("POST JSON order", order_json),
     "POST 1 MiB JSON, new values": ("POST 1 MiB JSON", big_json),
 }
 #: Requests whose body is the same in every iteration (with a new head each time): a client

@@ -1,32 +1,17 @@
--- wrk script: JSON POSTs of about 8 KiB, an order of 23 line items (about 335 values).
--- `-- same`: one body for every request. `-- distinct`: a new body per request (every id,
--- name, note and path carries a per-request token), so no memo can answer from an earlier one.
+-- wrk script: JSON POSTs of about 8 KiB, an order of 23 line items (about 335 values), read
+-- from `json_order.txt` (its path the second argument), where each "@" stands for the order's
+-- token. `-- same PATH`: one body for every request. `-- distinct PATH`: a new token per
+-- request (in every id, name, note and path), so no memo can answer from an earlier one.
+-- `bench/engine.py` times the same orders through the engine alone.
 local mode = "same"
 local parts = {} -- the body split at each "@": odd slots text, even slots the token
 local counter = 0
 
-local item = '{"sku":"SKU-@-%02d","name":"Organic cotton shirt @ size M","qty":%d,'
-  .. '"price":"19.99","currency":"EUR","color":"navy blue","size":"M","gift":false,'
-  .. '"note":"Please wrap item %02d of order @ separately","warehouse":"north-%02d",'
-  .. '"discount":"0.00","tax":"3.80","category":"apparel/shirts",'
-  .. '"image":"/static/img/@-%02d.jpg"}'
-
-local function build()
-  local items = {}
-  for i = 1, 23 do
-    items[i] = string.format(item, i, i % 3 + 1, i, i % 4, i)
-  end
-  return '{"order":"ORD-@","customer":{"id":"cust-@","name":"Alex Example",'
-    .. '"email":"alex.@@shop.example","phone":"+44 20 7946 0958","locale":"en-GB",'
-    .. '"address":{"line1":"221B Baker Street","city":"London","postcode":"NW1 6XE",'
-    .. '"country":"GB"}},"items":[' .. table.concat(items, ",") .. '],'
-    .. '"shipping":{"method":"standard","price":"4.99"},"coupon":"SPRING-@",'
-    .. '"comment":"Leave the parcel with the neighbour at number 12 if nobody is home"}'
-end
-
 function init(args)
   mode = args[1] or "same"
-  local template = build()
+  local file = assert(io.open(assert(args[2], "the path of json_order.txt"), "rb"))
+  local template = file:read("*a"):gsub("\n$", "")
+  file:close()
   local start = 1
   for text, stop in template:gmatch("([^@]*)@()") do
     parts[#parts + 1] = text
@@ -40,6 +25,7 @@ function init(args)
   wrk.body = table.concat(parts)
 end
 
+-- The token of request `counter`, as `bench/engine.py`'s `order_token` makes it.
 -- Filling the token slots and joining costs wrk a few µs per request; a `gsub` over the
 -- template costs it tens, and then wrk, not the proxy, sets the pace of the fast rows.
 request = function()

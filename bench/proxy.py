@@ -60,6 +60,8 @@ from failsmall.transport.natsd import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+#: The JSON order of the JSON columns, each "@" its token (`bench/json_body.lua`).
+ORDER = BENCH / "json_order.txt"
 EXAMPLE = ROOT / "examples" / "site"
 BODY = "hello from the origin\n" * 28
 HEADERS = (
@@ -129,9 +131,9 @@ class Column(StrEnum):
             case Column.GET_DISTINCT:
                 return ["-s", str(BENCH / "distinct.lua")], []
             case Column.JSON:
-                return ["-s", str(BENCH / "json_body.lua")], ["--", "same"]
+                return ["-s", str(BENCH / "json_body.lua")], ["--", "same", str(ORDER)]
             case Column.JSON_DISTINCT:
-                return ["-s", str(BENCH / "json_body.lua")], ["--", "distinct"]
+                return ["-s", str(BENCH / "json_body.lua")], ["--", "distinct", str(ORDER)]
             case _:
                 assert_never(self)
 
