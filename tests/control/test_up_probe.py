@@ -5,10 +5,13 @@ features score a client over 20 requests a second as fast, and the probe sends a
 from __future__ import annotations
 
 import asyncio
-import socket
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 
+from failsmall.cli import up_cmd
+from failsmall.cli.children import busy_ports
 from failsmall.cli.up_cmd import PROBE_ADDRESS, admin_port, probe
 from failsmall.transport.natsd import free_port
 
@@ -17,12 +20,8 @@ def _free_pair() -> int:
     """A port free on 127.0.0.1 whose admin port (`admin_port(port, 0)`) is free too."""
     while True:
         port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", admin_port(port, 0)))
-            except OSError:
-                continue
-        return port
+        if not busy_ports({admin_port(port, 0): "admin"}):
+            return port
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
@@ -60,3 +59,14 @@ async def test_the_probe_sends_from_its_own_address_not_127_0_0_1() -> None:
         for runner in runners:
             await runner.cleanup()
     assert set(seen) == {PROBE_ADDRESS}, seen
+
+
+async def test_up_starts_nothing_when_its_probe_cannot_send_from_its_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: nothing can be sent from it.
+    monkeypatch.setattr(up_cmd, "PROBE_ADDRESS", "192.0.2.1")
+    fleet = up_cmd.Fleet(up_cmd.StateDir(tmp_path / "up"))
+    with pytest.raises(up_cmd.UpError, match=r"192\.0\.2\.1.*--no-probe"):
+        await up_cmd.start_fleet(fleet, 1, free_port(), free_port(), up_cmd.example_dir())
+    assert fleet.origin is None and fleet.plane is None and not fleet.nodes

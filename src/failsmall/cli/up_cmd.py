@@ -320,6 +320,8 @@ async def start_fleet(
     except KeyFileError as exc:
         raise UpError(f"{exc}; remove {state.key} to make a new one") from exc
     load_config_dir(config_dir)  # a config that does not load fails here, before anything starts
+    if probing and (unusable := busy_ports({0: "up's synthetic traffic"}, PROBE_ADDRESS)):
+        raise UpError(f"cannot send from {unusable[0]}; pass --no-probe")
     origin_port = state.remembered().get("origin_port", 0)
     if origin_port and busy_ports({origin_port: "demo origin"}):
         origin_port = 0
