@@ -35,6 +35,10 @@ from failsmall.engine import Engine, Request
 from failsmall.engine.request import RequestView
 from failsmall.model import Bundle
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for the proxy bench's order
+from proxy import HEADERS as PROXY_HEADERS
+from proxy import ORDER as ORDER_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER = (
     ("Host", "shop.example"),
@@ -95,7 +99,7 @@ def cart_json(limit: int, batch: int | None = None) -> bytes:
 
 
 #: The JSON order of `bench/proxy.py`'s JSON columns, each "@" its token (`json_order.txt`).
-ORDER = (Path(__file__).resolve().parent / "json_order.txt").read_text(encoding="utf-8").strip()
+ORDER = ORDER_FILE.read_text(encoding="utf-8").strip()
 
 
 def order_token(i: int) -> str:
@@ -174,13 +178,7 @@ def requests() -> dict[str, Request]:
             "POST",
             "/checkout",
             "",
-            (
-                ("Host", "shop.example"),
-                ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
-                ("Accept", "text/html"),
-                ("Accept-Language", "en"),
-                ("Content-Type", "application/json"),
-            ),
+            (*PROXY_HEADERS, ("Content-Type", "application/json")),
             ORDER.replace("@", BODY_ID.decode()).encode(),
             client_ip="192.0.2.50",
             host="shop.example",
