@@ -14,6 +14,10 @@ CRS at paranoia level 1 in blocking mode, from Debian's packages; and `failsmall
 --workers 2` with the managed ruleset. A WAF row is measured only after an attack in the query
 and one in a JSON body were both answered 403 through it.
 
+`--rounds N` measures every row N times in turn and reports each figure's median: one 5 s
+measurement of a row moves by 10-20% with the machine's load, and the rows of a round are
+measured minutes apart.
+
 Prints req/s, p50/p99, the CPU time each request cost the proxy (all its processes, user +
 system), the ratios to both nginx configurations, and the issue's targets next to the
 measured ratios; `--json` prints one JSON document, `--markdown` the tables for
@@ -34,6 +38,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -722,13 +727,14 @@ def measure_contender(
 
 
 def measure(
-    duration_s: int, warmup: bool, connections: int, console: Console
-) -> tuple[list[Row], bool]:
-    """Every row, in one run. Returns the rows and whether nginx is the origin."""
+    duration_s: int, warmup: bool, connections: int, console: Console, rounds: int = 1
+) -> tuple[list[list[Row]], bool]:
+    """Every row, in one run of `rounds` rounds, each measuring every row in turn against the
+    one origin. Returns each round's rows and whether nginx is the origin."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed; install it with: apt-get install -y wrk")
     have_nginx = shutil.which("nginx") is not None
-    rows: list[Row] = []
+    measured_rounds: list[list[Row]] = []
     with tempfile.TemporaryDirectory(prefix="failsmall-bench-") as tmp:
         workdir = Path(tmp)
         origin_port = free_port()
@@ -751,7 +757,7 @@ def measure(
         ):
             wait_http(origin_port, proc=origin)
             measured = 1 + sum(isinstance(c, Contender) for c in contenders)
-            task = progress.add_task("starting", total=measured * len(Column))
+            task = progress.add_task("starting", total=rounds * measured * len(Column))
             started = 0
 
             def step(what: str) -> None:
@@ -759,34 +765,80 @@ def measure(
                 progress.update(task, description=what, completed=started)
                 started += 1
 
-            row = Row(ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"), Outcome.MEASURED)
-            for column in Column:
-                step(f"{row.name}: {column.label}")
-                row.cells[column] = measure_cell(
-                    origin.pid, origin_port, duration_s, connections, column
-                )
-            rows.append(row)
-            for planned in contenders:
-                match planned:
-                    case Unavailable(name, reason):
-                        rows.append(Row(name, Outcome.SKIPPED, reason))
-                    case Contender():
-                        try:
-                            row = measure_contender(
-                                planned, workdir, duration_s, warmup, connections, step
-                            )
-                        except (BenchError, OSError, subprocess.SubprocessError) as exc:
-                            row = Row(planned.name, Outcome.FAILED, str(exc))
-                        rows.append(row)
-                        done = sum(r.outcome is not Outcome.SKIPPED for r in rows)
-                        started = done * len(Column)
-                    case _:
-                        assert_never(planned)
-    add_ratios(rows)
-    return rows, have_nginx
+            for number in range(1, rounds + 1):
+                round_of = f"round {number}/{rounds}: " if rounds > 1 else ""
+                rows: list[Row] = []
+                measured_rounds.append(rows)
+                row = Row(ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"), Outcome.MEASURED)
+                for column in Column:
+                    step(f"{round_of}{row.name}: {column.label}")
+                    row.cells[column] = measure_cell(
+                        origin.pid, origin_port, duration_s, connections, column
+                    )
+                rows.append(row)
+                for planned in contenders:
+                    match planned:
+                        case Unavailable(name, reason):
+                            rows.append(Row(name, Outcome.SKIPPED, reason))
+                        case Contender():
+                            try:
+                                row = measure_contender(
+                                    planned,
+                                    workdir,
+                                    duration_s,
+                                    warmup,
+                                    connections,
+                                    lambda what, prefix=round_of: step(prefix + what),
+                                )
+                            except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                                row = Row(planned.name, Outcome.FAILED, str(exc))
+                            rows.append(row)
+                            done = sum(r.outcome is not Outcome.SKIPPED for r in rows)
+                            started = ((number - 1) * measured + done) * len(Column)
+                        case _:
+                            assert_never(planned)
+    return measured_rounds, have_nginx
 
 
 # --- reading ---------------------------------------------------------------------------------
+
+
+def combine(rounds: Sequence[Sequence[Row]]) -> list[Row]:
+    """One row per configuration from the rounds of a run (each measuring the same rows in the
+    same order), with the ratios to both nginx rows: each figure of a cell the median of its
+    rounds, its errors their sum. A row failed in any round is failed, with that round's
+    reason."""
+    rows: list[Row] = []
+    for same in zip(*rounds, strict=True):
+        first = same[0]
+        failed = next((r for r in same if r.outcome is Outcome.FAILED), None)
+        if failed is not None:
+            rows.append(Row(first.name, Outcome.FAILED, failed.reason))
+        elif first.outcome is Outcome.SKIPPED:
+            rows.append(Row(first.name, Outcome.SKIPPED, first.reason))
+        else:
+            rows.append(
+                Row(
+                    first.name,
+                    Outcome.MEASURED,
+                    cells={c: median_cell([r.cells[c] for r in same]) for c in Column},
+                )
+            )
+    add_ratios(rows)
+    return rows
+
+
+def median_cell(cells: Sequence[Cell]) -> Cell:
+    """The median of each figure of `cells` (one column of one row, round after round), and the
+    errors of all."""
+    return Cell(
+        rps=statistics.median(c.rps for c in cells),
+        p50_ms=statistics.median(c.p50_ms for c in cells),
+        p99_ms=statistics.median(c.p99_ms for c in cells),
+        errors=sum(c.errors for c in cells),
+        cpu_us=statistics.median(c.cpu_us for c in cells),
+        user_us=statistics.median(c.user_us for c in cells),
+    )
 
 
 def find(rows: Sequence[Row], name: str) -> Row | None:
@@ -820,13 +872,18 @@ def goal_results(rows: Sequence[Row]) -> list[GoalResult]:
     return results
 
 
-def conditions(duration_s: int, connections: int, have_nginx: bool) -> str:
+def conditions(duration_s: int, connections: int, have_nginx: bool, rounds: int = 1) -> str:
     cores = os.cpu_count() or 0
     origin = "nginx (1 worker)" if have_nginx else "bench/fast_origin.py"
+    medians = (
+        f"; every figure the median of {rounds} rounds, each measuring every row in turn"
+        if rounds > 1
+        else ""
+    )
     return (
-        f"wrk -t1 -c{connections} -d{duration_s}s; origin: {origin}. wrk, the origin and the "
-        f"proxy all share this machine's {cores} cores (no pinning): `--workers 2` competes "
-        "with wrk and the origin for them"
+        f"wrk -t1 -c{connections} -d{duration_s}s{medians}; origin: {origin}. wrk, the origin "
+        f"and the proxy all share this machine's {cores} cores (no pinning): `--workers 2` "
+        "competes with wrk and the origin for them"
     )
 
 
@@ -956,6 +1013,12 @@ def main() -> int:
         "--quick", action="store_true", help="1 s per measurement, no warm-up (a smoke run)"
     )
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every row this many times in turn and report the medians (1-9)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document")
     output.add_argument("--markdown", action="store_true", help="print markdown tables")
@@ -975,13 +1038,18 @@ def main() -> int:
         return fail("--duration must be between 1 and 60 seconds")
     if not 1 <= args.connections <= 1000:
         return fail("--connections must be between 1 and 1000")
+    if not 1 <= args.rounds <= 9:
+        return fail("--rounds must be between 1 and 9")
     load_before = os.getloadavg()[0]
     try:
-        rows, have_nginx = measure(duration_s, not args.quick, args.connections, console)
+        rounds, have_nginx = measure(
+            duration_s, not args.quick, args.connections, console, args.rounds
+        )
     except BenchError as exc:
         return fail(str(exc))
+    rows = combine(rounds)
     load = (load_before, os.getloadavg()[0])
-    header = conditions(duration_s, args.connections, have_nginx)
+    header = conditions(duration_s, args.connections, have_nginx, args.rounds)
     if args.json:
         document = {
             "conditions": header,
@@ -991,6 +1059,7 @@ def main() -> int:
             "load_average_1m": {"before": load[0], "after": load[1]},
             "columns": {c.value: c.label for c in Column},
             "rows": [asdict(r) for r in rows],
+            "rounds": [[asdict(r) for r in measured] for measured in rounds],
             "targets": [asdict(g) for g in goal_results(rows)],
         }
         print(json.dumps(document, indent=2))

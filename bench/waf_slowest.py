@@ -23,11 +23,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from failsmall.build.corpus import BodyRejected, within_buffer
+from failsmall.build.corpus import BodyRejected, CorpusError, within_buffer
 from failsmall.engine import Engine
-from failsmall.managed.corpora import raw_http_request
 from failsmall.managed.measure import managed_bundle
-from waf_tail import corpus_files, no_corpus_message, refuse
+from waf_tail import corpus_requests, no_corpus_message, refuse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=args.json)
     if args.blazehttp is None or not args.blazehttp.is_dir():
         return refuse(console, args.json, no_corpus_message(args.blazehttp))
-    by_name = {path.name: path for path in corpus_files(args.blazehttp)}
+    try:
+        by_name = dict(corpus_requests(args.blazehttp))
+    except CorpusError as exc:
+        return refuse(console, args.json, str(exc))
     missing = [name for name in args.names if name not in by_name]
     if missing:
         # Names as typed, shown as text (`ascii` spells out control characters).
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.build(managed_bundle())
     rows: list[dict[str, object]] = []
     for name in args.names:
-        seen = within_buffer(raw_http_request(by_name[name].read_bytes()), engine.limits)
+        seen = within_buffer(by_name[name], engine.limits)
         if isinstance(seen, BodyRejected):
             rows.append({"request": name, "rejected": True})
             continue

@@ -29,14 +29,24 @@ MODSEC = "nginx + ModSecurity v3 + OWASP CRS PL1"
 
 
 def bench(*args: str, timeout_s: float = 360) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env={**os.environ, "COLUMNS": "160"},
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env={**os.environ, "COLUMNS": "160"},
+        )
+    except subprocess.TimeoutExpired as exc:  # what it printed says where it stopped
+        printed = [
+            o.decode(errors="replace") if isinstance(o, bytes) else o or ""
+            for o in (exc.stdout, exc.stderr)
+        ]
+        pytest.fail(
+            f"{' '.join(args)} did not finish in {timeout_s:g} s; it printed:\n"
+            + "\n".join(printed)
+        )
 
 
 def skip_without_wrk_and_nginx() -> None:
@@ -53,9 +63,11 @@ def json_out(done: subprocess.CompletedProcess[str], *codes: int) -> Any:
 def test_proxy_quick() -> None:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed: apt-get install -y wrk")
-    report = json_out(bench("bench/proxy.py", "--quick", "--json"), 0)
+    report = json_out(bench("bench/proxy.py", "--quick", "--rounds", "2", "--json"), 0)
     rows = {row["name"]: row for row in report["rows"]}
     assert len(rows) == 10
+    # every row measured in each round, the rows the medians of the rounds' cells
+    assert [[row["name"] for row in measured] for measured in report["rounds"]] == [list(rows)] * 2
     for name, row in rows.items():
         match row["outcome"]:
             case "measured":
@@ -81,6 +93,9 @@ def test_proxy_rejects_bad_arguments() -> None:
     done = bench("bench/proxy.py", "--duration", "0", "--json")
     assert done.returncode == 2
     assert "between 1 and 60" in json.loads(done.stdout)["error"]
+    done = bench("bench/proxy.py", "--rounds", "0", "--json")
+    assert done.returncode == 2
+    assert "--rounds must be between 1 and 9" in json.loads(done.stdout)["error"]
 
 
 def test_engine() -> None:
@@ -132,6 +147,17 @@ def test_waf_tail() -> None:
         pytest.skip(f"blazehttp corpus not at {BLAZEHTTP}: set FAILSMALL_BLAZEHTTP=DIR")
     report = json_out(bench("bench/waf_tail.py", "--blazehttp", str(BLAZEHTTP), "--json"), 0, 1)
     assert report
+
+
+def test_waf_tail_refuses_a_directory_without_the_corpus_s_cases(tmp_path: Path) -> None:
+    # the repository's parent of `testcases`, say: no case to time is a refusal, not a pass
+    (tmp_path / "testcases" / "00").mkdir(parents=True)
+    (tmp_path / "testcases" / "00" / "a.white").write_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    for script, names in (("bench/waf_tail.py", ()), ("bench/waf_slowest.py", ("a.white",))):
+        done = bench(script, "--blazehttp", str(tmp_path), "--json", *names)
+        assert done.returncode == 2, (script, done.stdout, done.stderr)
+        error = json.loads(done.stdout)["error"]
+        assert "holds no .white or .black case under a directory 00-7f" in error, error
 
 
 def test_verdicts() -> None:

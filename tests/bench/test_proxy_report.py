@@ -68,6 +68,38 @@ def test_a_skipped_or_failed_baseline_leaves_its_targets_unmeasured() -> None:
     assert f"| {proxy.EMPTY} | failed |" in proxy.markdown(rows, "conditions", (1.0, 2.0))
 
 
+def test_rounds_combine_into_medians_their_ratios_from_the_medians() -> None:
+    rounds = [
+        [measured(proxy.KEEPALIVE, 10_000), measured(proxy.MANAGED, 3_000)],
+        [measured(proxy.KEEPALIVE, 8_000), measured(proxy.MANAGED, 9_000)],
+        [measured(proxy.KEEPALIVE, 12_000), measured(proxy.MANAGED, 4_000)],
+    ]
+    rounds[1][0].cells[proxy.Column.GET].errors = 2  # type: ignore[attr-defined]
+    keepalive, managed = proxy.combine(rounds)
+    assert keepalive.cells[proxy.Column.GET].rps == 10_000
+    assert keepalive.cells[proxy.Column.GET].errors == 2  # errors of every round count
+    assert managed.cells[proxy.Column.JSON].rps == 4_000  # one slow or fast round moves nothing
+    assert managed.cells[proxy.Column.JSON].ratio_keepalive == 0.4
+    found = verdicts([keepalive, managed])
+    assert found[("managed, distinct GETs ≥ 0.5× keep-alive nginx", "get_distinct")] == (
+        0.4,
+        "not met",
+    )
+
+
+def test_a_row_failed_in_any_round_is_failed() -> None:
+    rounds = [
+        [measured(proxy.KEEPALIVE, 10_000), measured(proxy.EMPTY, 9_000)],
+        [
+            measured(proxy.KEEPALIVE, 10_000),
+            proxy.Row(proxy.EMPTY, proxy.Outcome.FAILED, "crashed"),
+        ],
+    ]
+    keepalive, empty = proxy.combine(rounds)
+    assert keepalive.outcome is proxy.Outcome.MEASURED
+    assert (empty.outcome, empty.reason) == (proxy.Outcome.FAILED, "crashed")
+
+
 def test_modsecurity_configuration_blocks_and_loads_the_crs(tmp_path: Path) -> None:
     missing = proxy.modsecurity_missing()
     if shutil.which("nginx") is None or missing:
