@@ -1048,6 +1048,8 @@ def main() -> int:
     except BenchError as exc:
         return fail(str(exc))
     rows = combine(rounds)
+    for measured in rounds:  # each round's rows with their own ratios, for --json
+        add_ratios(measured)
     load = (load_before, os.getloadavg()[0])
     header = conditions(duration_s, args.connections, have_nginx, args.rounds)
     if args.json:

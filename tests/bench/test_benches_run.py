@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 BLAZEHTTP = Path(os.environ.get("FAILSMALL_BLAZEHTTP", "/tmp/blazehttp/testcases"))
 CRS_CORPUS = REPO.parent / "shared" / "corpora" / "crs-regression"
 MODSEC = "nginx + ModSecurity v3 + OWASP CRS PL1"
+KEEPALIVE = "nginx, upstream keep-alive"
 
 
 def bench(*args: str, timeout_s: float = 360) -> subprocess.CompletedProcess[str]:
@@ -68,6 +69,9 @@ def test_proxy_quick() -> None:
     assert len(rows) == 10
     # every row measured in each round, the rows the medians of the rounds' cells
     assert [[row["name"] for row in measured] for measured in report["rounds"]] == [list(rows)] * 2
+    keepalive = [r for measured in report["rounds"] for r in measured if r["name"] == KEEPALIVE]
+    for row in keepalive:  # each round's ratios are its own
+        assert all(c["ratio_keepalive"] == 1.0 for c in row["cells"].values()), row
     for name, row in rows.items():
         match row["outcome"]:
             case "measured":

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from failsmall.cli.children import busy_ports
+from failsmall.children import busy_ports
 from failsmall.cli.up_cmd import failsmall_argv
 from failsmall.transport.natsd import free_port
 

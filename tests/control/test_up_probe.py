@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from failsmall.children import busy_ports
 from failsmall.cli import up_cmd
-from failsmall.cli.children import busy_ports
 from failsmall.cli.up_cmd import PROBE_ADDRESS, admin_port, probe
 from failsmall.transport.natsd import free_port
 

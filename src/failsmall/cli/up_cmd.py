@@ -42,7 +42,7 @@ from failsmall.build import (
     load_config_dir,
     read_private_key,
 )
-from failsmall.cli.children import busy_ports, death_notice, log_size, log_tail, spawn
+from failsmall.children import busy_ports, death_notice, log_size, log_tail, spawn
 from failsmall.cli.control_client import connection_file, write_connection_file
 from failsmall.cli.demo_origin import start_demo_origin
 from failsmall.cli.output import Exit, console, err_console, plain

@@ -7,6 +7,10 @@ SO_REUSEPORT. A worker's life:
     RUNNING --(exits with BAD_CONFIG)--> the supervisor stops every worker and exits with it
     any state --(supervisor told to stop)--> STOPPING --(exited)--> (gone)
 
+Workers die with their supervisor (`children.die_with_parent`): a supervisor killed by SIGKILL
+(the OOM killer, systemd's last resort) leaves no orphan serving its bundle on the shared port
+beside the workers of the next supervisor.
+
 A worker that cannot bind its port (CANNOT_LISTEN) is restarted like any other: the port may
 be free again soon (an outgoing connection or a dying process held it). A configuration error
 is not retried, since every restart would fail the same way.
@@ -28,6 +32,7 @@ from enum import Enum, IntEnum, auto
 from types import FrameType
 
 from failsmall.backoff import Backoff
+from failsmall.children import die_with_parent
 from failsmall.node.config import NodeConfig
 
 log = logging.getLogger("failsmall.node.supervisor")
@@ -117,7 +122,9 @@ class Supervisor:
                     pass
 
     def _spawn(self, worker: Worker, now: float) -> None:
-        worker.process = subprocess.Popen(worker_command(worker.config))
+        worker.process = subprocess.Popen(
+            worker_command(worker.config), preexec_fn=die_with_parent()
+        )
         worker.started_at = now
         worker.state = WorkerState.RUNNING
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)

@@ -22,8 +22,11 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that ties the child's life to this process, or None off Linux."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that ties the child's life to this process, or None off Linux.
+
+    The kernel signals the child when the thread that started it ends: start children from the
+    thread that lives as long as the process (the main thread of the supervisor and of `up`)."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -47,7 +50,7 @@ def spawn(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Pope
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(env),
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
 
 
