@@ -56,6 +56,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from failsmall.build import load_config_dir
+from failsmall.children import spawn
 from failsmall.managed.measure import managed_bundle
 from failsmall.model import Bundle, Origin, Route, sign_bundle
 from failsmall.model.envelope import public_key_pem
@@ -323,11 +324,10 @@ def wait_http(
 def process(
     cmd: list[str], log: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `cmd` for the duration of the block; a BenchError inside gets the log's tail."""
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+    """Run `cmd` for the duration of the block; a BenchError inside gets the log's tail. The
+    process dies with the bench (`failsmall.children.spawn`), even when the bench is killed, so
+    no origin or proxy is left serving, and loading the machine, after it."""
+    proc = spawn(cmd, log, {**os.environ, **(env or {})})
     try:
         yield proc
     except BenchError as exc:

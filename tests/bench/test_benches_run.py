@@ -188,6 +188,63 @@ def test_node_cost() -> None:
     assert all(line.endswith(", 0 errors") for line in rounds), done.stdout
 
 
+def descendants(pid: int) -> set[int]:
+    """The processes started by `pid`, and by them, that are running (not zombies)."""
+    found: set[int] = set()
+    parents = {pid}
+    while parents:
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) in parents and fields[0] != "Z":
+                children.add(int(stat.parent.name))
+        found |= children
+        parents = children - {pid}
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except FileNotFoundError:
+            continue
+    return alive
+
+
+def test_a_killed_bench_leaves_no_origin_or_node_running() -> None:
+    skip_without_wrk_and_nginx()
+    started = subprocess.Popen(
+        [sys.executable, "bench/node_cost.py", ".", "--rounds", "1", "--duration", "30"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        children: set[int] = set()
+        # the nginx origin, the node's supervisor and its worker (and nginx's worker)
+        while len(children) < 4 and time.monotonic() < deadline and started.poll() is None:
+            time.sleep(0.2)
+            children = descendants(started.pid)
+        assert len(children) >= 4, f"the bench started {len(children)} processes"
+    finally:
+        started.kill()  # as a timeout or the OOM killer would: nothing of the bench runs after
+        started.wait()
+    deadline = time.monotonic() + 20
+    while running(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = running(children)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after the bench was killed: {sorted(left)}"
+
+
 def test_node_cost_profile_sees_the_node_source_the_install_compiles() -> None:
     skip_without_wrk_and_nginx()
     done = bench("bench/node_cost.py", ".", "--profile", "--duration", "1", "--top", "60")
