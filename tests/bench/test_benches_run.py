@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.processes import alive, descendants
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,35 +190,6 @@ def test_node_cost() -> None:
     assert all(line.endswith(", 0 errors") for line in rounds), done.stdout
 
 
-def descendants(pid: int) -> set[int]:
-    """The processes started by `pid`, and by them, that are running (not zombies)."""
-    found: set[int] = set()
-    parents = {pid}
-    while parents:
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[1]) in parents and fields[0] != "Z":
-                children.add(int(stat.parent.name))
-        found |= children
-        parents = children - {pid}
-    return found
-
-
-def running(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.add(pid)
-        except FileNotFoundError:
-            continue
-    return alive
-
-
 def test_a_killed_bench_leaves_no_origin_or_node_running() -> None:
     skip_without_wrk_and_nginx()
     started = subprocess.Popen(
@@ -237,9 +210,9 @@ def test_a_killed_bench_leaves_no_origin_or_node_running() -> None:
         started.kill()  # as a timeout or the OOM killer would: nothing of the bench runs after
         started.wait()
     deadline = time.monotonic() + 20
-    while running(children) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = running(children)
+    left = {pid for pid in children if alive(pid)}
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"still running after the bench was killed: {sorted(left)}"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from tests.processes import alive, children_of
 
 from failsmall.children import busy_ports
 from failsmall.cli.up_cmd import failsmall_argv
@@ -110,28 +111,6 @@ def ports(nodes: int) -> tuple[int, int, list[str]]:
         if not busy_ports(wanted):
             args = ["--nodes", str(nodes), "--control-port", str(control), "--port", str(first)]
             return control, first, args
-
-
-def children_of(pid: int) -> list[int]:
-    """Process ids whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 async def served(port: int) -> int:

@@ -23,6 +23,7 @@ from failsmall.node.lkg import LastKnownGood
 from failsmall.node.supervisor import WorkerExit
 from failsmall.transport.natsd import free_port
 from tests.node.conftest import Keys, WatchDir, make_bundle, node_config
+from tests.processes import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
@@ -215,15 +216,6 @@ def two_workers(
         )
         pids.append(int(cfg["pid"]))  # type: ignore[index]
     return supervisor, listen, admins, pids, signed.digest
-
-
-def alive(pid: int) -> bool:
-    """Whether process `pid` runs (an exited child not reaped yet, a zombie, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_workers_do_not_outlive_a_supervisor_killed_by_sigkill(
