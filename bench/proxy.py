@@ -726,6 +726,48 @@ def measure_contender(
     return row
 
 
+def measure_round(
+    title: str,
+    origin_name: str,
+    origin: tuple[int, int],
+    contenders: Sequence[Contender | Unavailable],
+    workdir: Path,
+    duration_s: int,
+    warmup: bool,
+    connections: int,
+    step: Step,
+    settle: Callable[[list[Row]], None],
+) -> list[Row]:
+    """One round (`title` before each step's name): the origin alone (`origin`: its pid and
+    port), then every planned row in turn, `settle` told of the rows after each."""
+
+    def titled(what: str) -> None:
+        step(title + what)
+
+    origin_pid, origin_port = origin
+    row = Row(origin_name, Outcome.MEASURED)
+    for column in Column:
+        titled(f"{row.name}: {column.label}")
+        row.cells[column] = measure_cell(origin_pid, origin_port, duration_s, connections, column)
+    rows = [row]
+    for planned in contenders:
+        match planned:
+            case Unavailable(name, reason):
+                rows.append(Row(name, Outcome.SKIPPED, reason))
+            case Contender():
+                try:
+                    row = measure_contender(
+                        planned, workdir, duration_s, warmup, connections, titled
+                    )
+                except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                    row = Row(planned.name, Outcome.FAILED, str(exc))
+                rows.append(row)
+                settle(rows)
+            case _:
+                assert_never(planned)
+    return rows
+
+
 def measure(
     duration_s: int, warmup: bool, connections: int, console: Console, rounds: int = 1
 ) -> tuple[list[list[Row]], bool]:
@@ -758,45 +800,33 @@ def measure(
             wait_http(origin_port, proc=origin)
             measured = 1 + sum(isinstance(c, Contender) for c in contenders)
             task = progress.add_task("starting", total=rounds * measured * len(Column))
-            started = 0
 
             def step(what: str) -> None:
-                nonlocal started
-                progress.update(task, description=what, completed=started)
-                started += 1
+                progress.update(task, description=what)
+                progress.advance(task)
+
+            def settle(rows: list[Row]) -> None:
+                """The bar at the cells of every row so far (a failed row ends early)."""
+                done = len(measured_rounds) * measured + sum(
+                    r.outcome is not Outcome.SKIPPED for r in rows
+                )
+                progress.update(task, completed=done * len(Column))
 
             for number in range(1, rounds + 1):
-                round_of = f"round {number}/{rounds}: " if rounds > 1 else ""
-                rows: list[Row] = []
-                measured_rounds.append(rows)
-                row = Row(ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"), Outcome.MEASURED)
-                for column in Column:
-                    step(f"{round_of}{row.name}: {column.label}")
-                    row.cells[column] = measure_cell(
-                        origin.pid, origin_port, duration_s, connections, column
+                measured_rounds.append(
+                    measure_round(
+                        f"round {number}/{rounds}: " if rounds > 1 else "",
+                        ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"),
+                        (origin.pid, origin_port),
+                        contenders,
+                        workdir,
+                        duration_s,
+                        warmup,
+                        connections,
+                        step,
+                        settle,
                     )
-                rows.append(row)
-                for planned in contenders:
-                    match planned:
-                        case Unavailable(name, reason):
-                            rows.append(Row(name, Outcome.SKIPPED, reason))
-                        case Contender():
-                            try:
-                                row = measure_contender(
-                                    planned,
-                                    workdir,
-                                    duration_s,
-                                    warmup,
-                                    connections,
-                                    lambda what, prefix=round_of: step(prefix + what),
-                                )
-                            except (BenchError, OSError, subprocess.SubprocessError) as exc:
-                                row = Row(planned.name, Outcome.FAILED, str(exc))
-                            rows.append(row)
-                            done = sum(r.outcome is not Outcome.SKIPPED for r in rows)
-                            started = ((number - 1) * measured + done) * len(Column)
-                        case _:
-                            assert_never(planned)
+                )
     return measured_rounds, have_nginx
 
 
