@@ -258,7 +258,13 @@ async def bad_canary(transport: str, nodes: int, workdir: Path) -> tuple[float, 
             agent.blocks = lambda digest: digest == bad
         _, rollout_id, started = await r.push(bad_bundle)
         state = await r.wait_done(rollout_id)
-        while any(a.current != good for a in r.agents):
+        deadline = time.monotonic() + 60
+        while away := [a.node_id for a in r.agents if a.current != good]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{transport}: {len(away)} of {len(r.agents)} nodes not back on the last good "
+                    f"bundle 60 s after the rollout ended {state}: {', '.join(away[:5])}"
+                )
             await asyncio.sleep(0.01)
         elapsed = time.time() - started
         exposed = sum(1 for a in r.agents if bad in a.applied_at)

@@ -21,6 +21,13 @@ whole core, or the workers stayed below their quota for another reason, the outp
 count in part.)
 The cgroups are removed at the end, also on Ctrl-C or SIGTERM.
 
+`--rounds N` measures every row N times in turn (each round starts every node again) and
+reports each figure as its median over the rounds: a worker's share of its quota the median of
+that worker's shares, the limiter read from the medians, the ratio that of the median req/s.
+One 5 s cell moves by 10–30% with the machine, and a run's rows are measured minutes apart:
+a single round's ratio says as much about those minutes as about the workers. A row failed in
+any round is failed, with that round's reason; `--json` also lists each round's rows.
+
 Exit status: 0 every row measured; 1 a row failed (it did not start, did not block an attack,
 a worker was restarted, or wrk failed); 2 the bench cannot run (wrk or nginx missing, bad
 arguments); 3 the cgroup v1 `cpu` controller cannot be used here (not root, not mounted, not
@@ -39,6 +46,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -404,10 +412,12 @@ class Settings:
     connections: int
     cpu_per_worker: float
     counts: tuple[int, ...]
+    rounds: int = 1
 
 
-def measure(settings: Settings, groups: CpuGroups, console: Console) -> list[Row]:
-    rows: list[Row] = []
+def measure(settings: Settings, groups: CpuGroups, console: Console) -> list[list[Row]]:
+    """The rows of every round (each its own list, rows in the same order), ratios added."""
+    rounds: list[list[Row]] = []
     with tempfile.TemporaryDirectory(prefix="failsmall-bench-workers-") as tmp:
         workdir = Path(tmp)
         origin_port = free_port()
@@ -421,24 +431,86 @@ def measure(settings: Settings, groups: CpuGroups, console: Console) -> list[Row
             Progress(console=console, transient=True) as progress,
         ):
             bench.wait_http(origin_port, proc=origin)
-            total = len(BUNDLES) * len(settings.counts) * len(COLUMNS)
-            task = progress.add_task("starting", total=total)
+            per_round = len(BUNDLES) * len(settings.counts) * len(COLUMNS)
+            task = progress.add_task("starting", total=per_round * settings.rounds)
+            for number in range(1, settings.rounds + 1):
+                title = f"round {number}/{settings.rounds}: " if settings.rounds > 1 else ""
 
-            def step(what: str) -> None:
-                progress.update(task, description=what)
-                progress.advance(task)
+                def step(what: str, title: str = title) -> None:
+                    progress.update(task, description=title + what)
+                    progress.advance(task)
 
-            for name in BUNDLES:
-                for count in settings.counts:
-                    row = Row(name, count, bench.Outcome.MEASURED)
-                    contender = node_command(workdir, bundles[name], trust, count)
-                    try:
-                        measure_row(contender, row, workdir, groups, origin.pid, settings, step)
-                    except (bench.BenchError, OSError) as exc:
-                        row = Row(name, count, bench.Outcome.FAILED, str(exc))
-                    rows.append(row)
+                rows = measure_round(settings, groups, workdir, bundles, trust, origin.pid, step)
+                rounds.append(rows)
+                progress.update(task, completed=per_round * len(rounds))
+    return rounds
+
+
+def measure_round(
+    settings: Settings,
+    groups: CpuGroups,
+    workdir: Path,
+    bundles: dict[str, Path],
+    trust: Path,
+    origin_pid: int,
+    step: bench.Step,
+) -> list[Row]:
+    """Every row once, in order, with its ratios to one worker."""
+    rows: list[Row] = []
+    for name in BUNDLES:
+        for count in settings.counts:
+            row = Row(name, count, bench.Outcome.MEASURED)
+            contender = node_command(workdir, bundles[name], trust, count)
+            try:
+                measure_row(contender, row, workdir, groups, origin_pid, settings, step)
+            except (bench.BenchError, OSError) as exc:
+                row = Row(name, count, bench.Outcome.FAILED, str(exc))
+            rows.append(row)
     add_ratios(rows)
     return rows
+
+
+def combine(rounds: Sequence[Sequence[Row]]) -> list[Row]:
+    """One row per bundle and worker count from the rounds of a run (each measuring the same
+    rows in the same order): each figure of a cell the median of its rounds (`median_cell`),
+    the ratios those of the median req/s. A row failed in any round is failed, with that
+    round's reason."""
+    rows: list[Row] = []
+    for same in zip(*rounds, strict=True):
+        first = same[0]
+        failed = next((r for r in same if r.outcome is not bench.Outcome.MEASURED), None)
+        if failed is not None:
+            rows.append(Row(first.bundle, first.workers, failed.outcome, failed.reason))
+            continue
+        cells = {c: median_cell([r.cells[c] for r in same]) for c in first.cells}
+        rows.append(Row(first.bundle, first.workers, bench.Outcome.MEASURED, cells=cells))
+    add_ratios(rows)
+    return rows
+
+
+def median_cell(cells: Sequence[Cell]) -> Cell:
+    """The median of each figure of `cells` (one column of one row, round after round; each
+    worker's own figures kept apart, by its index), their errors summed and the limiter read
+    from the medians."""
+
+    def per_worker(figures: Sequence[list[float]]) -> list[float]:
+        return [statistics.median(one) for one in zip(*figures, strict=True)]
+
+    quota_used = per_worker([c.quota_used for c in cells])
+    wrk_cores = statistics.median(c.wrk_cores for c in cells)
+    origin_cores = statistics.median(c.origin_cores for c in cells)
+    return Cell(
+        rps=statistics.median(c.rps for c in cells),
+        p50_ms=statistics.median(c.p50_ms for c in cells),
+        p99_ms=statistics.median(c.p99_ms for c in cells),
+        errors=sum(c.errors for c in cells),
+        cpu_us=statistics.median(c.cpu_us for c in cells),
+        quota_used=quota_used,
+        throttled=per_worker([c.throttled for c in cells]),
+        wrk_cores=wrk_cores,
+        origin_cores=origin_cores,
+        limiter=limiter(quota_used, wrk_cores, origin_cores),
+    )
 
 
 def add_ratios(rows: Sequence[Row]) -> None:
@@ -455,8 +527,10 @@ def add_ratios(rows: Sequence[Row]) -> None:
 
 
 def conditions(settings: Settings) -> str:
+    rounds = f"medians of {settings.rounds} rounds; " if settings.rounds > 1 else ""
     return (
-        f"wrk -t1 -c{settings.connections} -d{settings.duration_s}s; origin: nginx (1 worker); "
+        f"{rounds}wrk -t1 -c{settings.connections} -d{settings.duration_s}s; "
+        "origin: nginx (1 worker); "
         f"each node worker in a cgroup of its own with {settings.cpu_per_worker:g} CPU "
         f"(cfs quota {round(settings.cpu_per_worker * PERIOD_US)} µs per {PERIOD_US} µs); "
         f"wrk and the origin share the rest of the {os.cpu_count()} cores"
@@ -527,6 +601,12 @@ def main() -> int:
     parser.add_argument(
         "--workers", default="1,2,3", help="worker counts to measure, comma-separated, with 1"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every row this many times in turn and report the medians (1-9)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     console = Console(stderr=args.json)
@@ -549,10 +629,13 @@ def main() -> int:
         connections=args.connections,
         cpu_per_worker=args.cpu_per_worker,
         counts=wanted,
+        rounds=args.rounds,
     )
     cores = os.cpu_count() or 1
     if not 1 <= settings.duration_s <= 60:
         return fail("--duration must be between 1 and 60 seconds")
+    if not 1 <= settings.rounds <= 9:
+        return fail("--rounds must be between 1 and 9")
     if not 1 <= settings.connections <= 1000:
         return fail("--connections must be between 1 and 1000")
     if not 0.05 <= settings.cpu_per_worker <= cores:
@@ -571,7 +654,7 @@ def main() -> int:
     try:
         groups = CpuGroups(settings.cpu_per_worker)
         with groups:
-            rows = measure(settings, groups, console)
+            rounds = measure(settings, groups, console)
         left = groups.leftovers()
     except CgroupUnavailable as exc:
         return fail(str(exc), EXIT_NO_CGROUP)
@@ -579,6 +662,7 @@ def main() -> int:
         return fail(str(exc))
     except (KeyboardInterrupt, Interrupted):
         return fail("interrupted; the cgroups were removed", 130)
+    rows = combine(rounds)
     load = (load_before, os.getloadavg()[0])
     header = conditions(settings)
     if args.json:
@@ -592,7 +676,9 @@ def main() -> int:
             "cgroup": str(groups.parent),
             "cgroups_left": left,
             "columns": {c.value: c.label for c in COLUMNS},
+            "rounds": settings.rounds,
             "rows": [asdict(r) | {"name": r.name} for r in rows],
+            "round_rows": [[asdict(r) | {"name": r.name} for r in one] for one in rounds],
         }
         print(json.dumps(document, indent=2))
     else:

@@ -240,7 +240,12 @@ def test_workers_quick() -> None:
     skip_without_wrk_and_nginx()
     if os.geteuid() != 0 or cgroup_v1_cpu() is None:
         pytest.skip("bench/workers.py needs root and a writable cgroup v1 cpu controller")
-    report = json_out(bench("bench/workers.py", "--quick", "--json"), 0)
+    report = json_out(bench("bench/workers.py", "--quick", "--rounds", "2", "--json"), 0)
+    assert report["rounds"] == 2 and len(report["round_rows"]) == 2
+    for index, row in enumerate(report["rows"]):  # each figure the median of its two rounds
+        for column, cell in row["cells"].items():
+            measured = [one[index]["cells"][column]["rps"] for one in report["round_rows"]]
+            assert cell["rps"] == pytest.approx(sum(measured) / 2), (row["name"], column)
     rows = {(row["bundle"], row["workers"]): row for row in report["rows"]}
     assert set(rows) == {("empty", 1), ("empty", 2), ("managed", 1), ("managed", 2)}
     for (_, workers), row in rows.items():
@@ -281,6 +286,9 @@ def test_workers_rejects_bad_arguments() -> None:
     done = bench("bench/workers.py", "--workers", "2,3", "--json")
     assert done.returncode == 2
     assert "1 among them" in json.loads(done.stdout)["error"]
+    done = bench("bench/workers.py", "--rounds", "0", "--json")
+    assert done.returncode == 2
+    assert "--rounds" in json.loads(done.stdout)["error"]
     cores = str(os.cpu_count())
     done = bench("bench/workers.py", "--workers", "1,2", "--cpu-per-worker", cores, "--json")
     assert done.returncode == 2

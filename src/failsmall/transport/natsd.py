@@ -1,8 +1,12 @@
 """Run real `nats-server` processes with JetStream on loopback (single server or a cluster).
 
-Used by the NATS contract tests, the propagation benchmark and `failsmall up --transport nats`.
-Every JetStream server gets `sync_interval: always`, its own store directory and free loopback
-ports; a server can also be a hub for leaf nodes, or a leaf node without JetStream of its own.
+Used by the NATS contract tests and the propagation benchmark. Every JetStream server gets
+`sync_interval: always`, its own store directory and free loopback ports; a server can also be a
+hub for leaf nodes, or a leaf node without JetStream of its own.
+
+A server dies with the thread that started it (`children.die_with_parent`): a test run or bench
+killed by a timeout or SIGKILL leaves no nats-server holding ports and CPU. Started from an
+asyncio loop's executor (`asyncio.to_thread`), it lives as long as that loop's worker thread.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from failsmall.children import die_with_parent
 
 
 class NatsServerError(Exception):
@@ -151,7 +157,10 @@ class NatsServer:
         log = self.workdir / f"{self.name}.log"
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
+                [nats_server_binary(), "-c", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),
             )
         _wait_for_port(self.client_port, self.process, log, timeout_s)
         if self.leaf_of:

@@ -1,0 +1,42 @@
+"""A nats-server started for tests or benches does not outlive the process that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.processes import alive
+
+STARTER = """
+import sys, time
+from pathlib import Path
+from failsmall.transport.natsd import NatsServer
+server = NatsServer(name="orphan", workdir=Path(sys.argv[1]))
+server.start()
+print(server.process.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_nats_server_dies_with_a_starter_killed_by_sigkill(tmp_path: Path) -> None:
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert starter.stdout is not None
+        server = int(starter.stdout.readline())  # printed once the server accepts clients
+        assert alive(server)
+    finally:
+        starter.kill()  # as a test timeout or the OOM killer would: no cleanup runs
+        starter.wait()
+    deadline = time.monotonic() + 20
+    while alive(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = alive(server)
+    if left:
+        os.kill(server, signal.SIGKILL)
+    assert not left, f"nats-server (pid {server}) still runs after its starter was killed"
