@@ -858,17 +858,17 @@ def combine(rounds: Sequence[Sequence[Row]]) -> list[Row]:
     return rows
 
 
+def medians(cells: Sequence[object], names: Sequence[str]) -> dict[str, float]:
+    """The median of each figure `names` of `cells` (one column of one row, round after round),
+    by name: what a bench's cell of medians is built from."""
+    return {name: statistics.median(getattr(c, name) for c in cells) for name in names}
+
+
 def median_cell(cells: Sequence[Cell]) -> Cell:
     """The median of each figure of `cells` (one column of one row, round after round), and the
     errors of all."""
-    return Cell(
-        rps=statistics.median(c.rps for c in cells),
-        p50_ms=statistics.median(c.p50_ms for c in cells),
-        p99_ms=statistics.median(c.p99_ms for c in cells),
-        errors=sum(c.errors for c in cells),
-        cpu_us=statistics.median(c.cpu_us for c in cells),
-        user_us=statistics.median(c.user_us for c in cells),
-    )
+    figures = medians(cells, ("rps", "p50_ms", "p99_ms", "cpu_us", "user_us"))
+    return Cell(**figures, errors=sum(c.errors for c in cells))
 
 
 def find(rows: Sequence[Row], name: str) -> Row | None:

@@ -496,20 +496,16 @@ def median_cell(cells: Sequence[Cell]) -> Cell:
     def per_worker(figures: Sequence[list[float]]) -> list[float]:
         return [statistics.median(one) for one in zip(*figures, strict=True)]
 
+    figures = bench.medians(
+        cells, ("rps", "p50_ms", "p99_ms", "cpu_us", "wrk_cores", "origin_cores")
+    )
     quota_used = per_worker([c.quota_used for c in cells])
-    wrk_cores = statistics.median(c.wrk_cores for c in cells)
-    origin_cores = statistics.median(c.origin_cores for c in cells)
     return Cell(
-        rps=statistics.median(c.rps for c in cells),
-        p50_ms=statistics.median(c.p50_ms for c in cells),
-        p99_ms=statistics.median(c.p99_ms for c in cells),
+        **figures,
         errors=sum(c.errors for c in cells),
-        cpu_us=statistics.median(c.cpu_us for c in cells),
         quota_used=quota_used,
         throttled=per_worker([c.throttled for c in cells]),
-        wrk_cores=wrk_cores,
-        origin_cores=origin_cores,
-        limiter=limiter(quota_used, wrk_cores, origin_cores),
+        limiter=limiter(quota_used, figures["wrk_cores"], figures["origin_cores"]),
     )
 
 

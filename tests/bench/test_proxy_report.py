@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.bench.scripts import load_bench
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_proxy_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_proxy", REPO / "bench" / "proxy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_proxy"] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-proxy = load_proxy_bench()
+proxy = load_bench("proxy")
 
 
 def measured(name: str, rps: float) -> object:

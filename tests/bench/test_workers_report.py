@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+from tests.bench.scripts import load_bench
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_workers_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_workers", REPO / "bench" / "workers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_workers"] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = load_workers_bench()
+workers = load_bench("workers")
 GET = workers.COLUMNS[0]
 
 
