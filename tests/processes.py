@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -43,3 +47,16 @@ def descendants(pid: int) -> set[int]:
         found.update(children)
         parents = children
     return found
+
+
+def outliving(pids: Iterable[int], within_s: float) -> set[int]:
+    """Which of `pids` still run `within_s` seconds from now (none, as soon as none runs);
+    those are then killed (SIGKILL), so that no process a failing test checked outlives it."""
+    pids = set(pids)
+    deadline = time.monotonic() + within_s
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = {pid for pid in pids if alive(pid)}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left

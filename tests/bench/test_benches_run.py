@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import alive, descendants
+from tests.processes import descendants, outliving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -209,12 +209,7 @@ def test_a_killed_bench_leaves_no_origin_or_node_running() -> None:
     finally:
         started.kill()  # as a timeout or the OOM killer would: nothing of the bench runs after
         started.wait()
-    deadline = time.monotonic() + 20
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = {pid for pid in children if alive(pid)}
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    left = outliving(children, 20)
     assert not left, f"still running after the bench was killed: {sorted(left)}"
 
 

@@ -23,7 +23,7 @@ from failsmall.node.lkg import LastKnownGood
 from failsmall.node.supervisor import WorkerExit
 from failsmall.transport.natsd import free_port
 from tests.node.conftest import Keys, WatchDir, make_bundle, node_config
-from tests.processes import alive
+from tests.processes import alive, outliving
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
@@ -231,12 +231,8 @@ def test_workers_do_not_outlive_a_supervisor_killed_by_sigkill(
     assert httpx.get(f"http://{listen}/hello", timeout=5).status_code == 200
     supervisor.kill()
     supervisor.wait(10)
-    try:
-        wait_for(lambda: not any(alive(pid) for pid in pids), 20, "the workers to exit")
-    finally:
-        for pid in pids:  # reap what a failing run left, so no worker outlives the test
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    left = outliving(pids, 20)
+    assert not left, f"workers {sorted(left)} still ran 20 s after their supervisor was killed"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{listen}/hello", timeout=5)
 

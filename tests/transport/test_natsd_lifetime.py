@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.processes import alive
+from tests.processes import alive, outliving
 
 STARTER = """
 import sys, time
@@ -33,10 +30,5 @@ def test_a_nats_server_dies_with_a_starter_killed_by_sigkill(tmp_path: Path) -> 
     finally:
         starter.kill()  # as a test timeout or the OOM killer would: no cleanup runs
         starter.wait()
-    deadline = time.monotonic() + 20
-    while alive(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = alive(server)
-    if left:
-        os.kill(server, signal.SIGKILL)
+    left = outliving({server}, 20)
     assert not left, f"nats-server (pid {server}) still runs after its starter was killed"

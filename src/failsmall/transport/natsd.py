@@ -4,13 +4,14 @@ Used by the NATS contract tests and the propagation benchmark. Every JetStream s
 `sync_interval: always`, its own store directory and free loopback ports; a server can also be a
 hub for leaf nodes, or a leaf node without JetStream of its own.
 
-A server dies with the thread that started it (`children.die_with_parent`): a test run or bench
+A server dies with the thread that started it (`children.spawn`): a test run or bench
 killed by a timeout or SIGKILL leaves no nats-server holding ports and CPU. Started from an
 asyncio loop's executor (`asyncio.to_thread`), it lives as long as that loop's worker thread.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from failsmall.children import die_with_parent
+from failsmall.children import spawn
 
 
 class NatsServerError(Exception):
@@ -155,13 +156,7 @@ class NatsServer:
         config = self.workdir / f"{self.name}.conf"
         config.write_text(self._config())
         log = self.workdir / f"{self.name}.log"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(),
-            )
+        self.process = spawn([nats_server_binary(), "-c", str(config)], log, os.environ)
         _wait_for_port(self.client_port, self.process, log, timeout_s)
         if self.leaf_of:
             _wait_for_log(log, "Leafnode connection created", "connect to its hub", timeout_s)
