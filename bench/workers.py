@@ -4,11 +4,14 @@ Serves with `failsmall node --workers N` (N = 1, 2, 3 by default) in front of ng
 measures it with wrk (-t1 -c32), as `bench/proxy.py` does, with the empty bundle and the
 managed ruleset as shipped, for a browser GET the same each time and browser GETs with a
 distinct path id, query and session cookie each (`bench/distinct.lua`). Each worker process
-runs in a cgroup of its own with the same CPU quota (`--cpu-per-worker`, 0.4 CPU by default:
+runs in a cgroup of its own with the same CPU quota (`--cpu-per-worker`, 0.3 CPU by default:
 `cpu.cfs_quota_us` over `cpu.cfs_period_us`), so N workers have N equal "cores" while wrk,
-the origin and this script keep the rest of the machine. All those groups sit in one parent
-group weighted 64 times a plain process (`cpu.shares`), so that other load on a shared machine
-does not take the workers' quota from them or slow wrk and the origin down.
+the origin and this script keep the rest of the machine: on 2 cores three workers hold 0.9 CPU
+and leave 1.1 to wrk and the origin, which take up to 0.7 at three workers' rate (with 0.4 each
+they wanted part of what the workers held, and the three-worker cells were no scaling
+figures). All those groups sit in one parent group weighted 64 times a plain process
+(`cpu.shares`), so that other load on a shared machine does not take the workers' quota from
+them or slow wrk and the origin down.
 
 The workers are found as the supervisor's children once every one serves its bundle, placed
 in their groups, and checked to be the same processes, still in their groups, after the
@@ -593,7 +596,7 @@ def main() -> int:
         "--quick", action="store_true", help="1 s per measurement, 1 and 2 workers, no warm-up"
     )
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--cpu-per-worker", type=float, default=0.4, help="CPUs per worker")
+    parser.add_argument("--cpu-per-worker", type=float, default=0.3, help="CPUs per worker")
     parser.add_argument(
         "--workers", default="1,2,3", help="worker counts to measure, comma-separated, with 1"
     )
