@@ -27,6 +27,7 @@ from failsmall.drill.scenario import BlockEveryone, BodyBuffer, DeadOrigin, Hypo
 from failsmall.engine import Engine, Request, RequestView
 from failsmall.model import Bundle, Capacities, capacity_problems
 from failsmall.model.envelope import bundle_data
+from failsmall.node.serving import short_digest
 from failsmall.transport.natsd import free_port
 
 
@@ -125,7 +126,7 @@ async def test_open_loop_load_keeps_its_rate_and_counts_a_stall_as_latency_and_l
         delay = stalled_until - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        return web.Response(text="ok")
+        return web.Response(text="ok", headers={"X-Failsmall-Bundle": "0123456789ab"})
 
     app = web.Application()
     app.router.add_get("/{p:.*}", handler)
@@ -158,6 +159,8 @@ async def test_open_loop_load_keeps_its_rate_and_counts_a_stall_as_latency_and_l
     slow = [a for a in answers if a.outcome is Outcome.OK and a.latency_s > 0.2]
     assert lost, "requests stalled past the timeout are lost"
     assert slow, "requests answered after the stall carry the stall in their latency"
+    assert {a.bundle for a in answers if a.outcome is Outcome.OK} == {"0123456789ab"}
+    assert {a.bundle for a in lost} == {""}
 
 
 def _run_with(events: list[tuple[float, str, str, str]], digest: str) -> DrillRun:
@@ -209,6 +212,44 @@ def test_figures_from_a_recorded_drill() -> None:
     data = f.to_dict()
     assert data["nodes_served_bad_bundle"] == ["edge-1"]
     assert data["timeline"]["per_second"][4]["blocked"] == 10
+
+
+def _canary_blip(named: bool) -> DrillRun:
+    """Three nodes answering 40 requests a second on the seed, their views sampled every
+    0.25 s; edge-2 serves a bad bundle from 3.0 s to 3.15 s, between two samples, and its
+    answers name it when `named`."""
+    seed, bad = "sha256:" + "5e" * 32, "sha256:" + "ba" * 32
+    nodes = ["edge-1", "edge-2", "edge-3"]
+    recorder = Recorder(Hypothesis())
+    for step in range(400):
+        t, node = step / 40, nodes[step % 3]
+        on_bad = node == "edge-2" and 3.0 <= t < 3.15
+        outcome, status = (Outcome.BLOCKED, 403) if on_bad else (Outcome.OK, 200)
+        tag = short_digest(bad if on_bad else seed) if named else ""
+        recorder.answer(Answer(node, t, t + 0.001, outcome, status, tag))
+    for tick in range(40):
+        for node in nodes:
+            recorder.view(node, Serving(seed), tick / 4)
+    recorder.event("push", "admin push: pushed blocks-everyone", 3.0, bad)
+    recorder.event("gate", "gate gate_fail: block rate", 3.1, bad)
+    recorder.event("rollback", "gate rollback: health gate failed", 3.1, bad)
+    run = DrillRun(scenarios.load("bad-rule"), "default", recorder, seed, nodes)
+    run.suspects[bad] = run.labels[bad] = "blocks-everyone"
+    run.faults_from, run.rollbacks_done, run.ended = 2.0, 8.0, 10.0
+    run.steady_before, run.recovered_at = True, 9.0
+    return run
+
+
+def test_a_bundle_served_between_two_samples_is_seen_in_the_answers() -> None:
+    """The samples of edge-2's view never show the bad bundle; its answers do, so the node
+    counts as having served it, the skew as two, and the rollback runs to its last answer."""
+    f = figures(_canary_blip(named=True))
+    assert f.nodes_served_bad == ["edge-2"]
+    assert f.widest_skew == 2
+    assert isinstance(f.time_to_roll_back, Measured)
+    assert f.time_to_roll_back.seconds == pytest.approx(0.001, abs=1e-6)
+    unnamed = figures(_canary_blip(named=False))
+    assert unnamed.nodes_served_bad == [] and unnamed.widest_skew == 1, "samples alone miss it"
 
 
 def test_no_alarm_means_no_timings() -> None:

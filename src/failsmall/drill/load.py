@@ -42,6 +42,9 @@ class Answer:
     done: float
     outcome: Outcome
     status: int = 0
+    bundle: str = ""
+    """The node's X-Failsmall-Bundle header: the short digest of the bundle that answered
+    (empty when the answer carried none or never came)."""
 
     @property
     def latency_s(self) -> float:
@@ -50,6 +53,10 @@ class Answer:
 
 PATHS = ("/", "/products?page=2", "/static/app.js", "/account/orders", "/search?q=red+shoes")
 """What the drill's visitors ask for: pages, a cached asset, a query."""
+
+
+BUNDLE_HEADER = "X-Failsmall-Bundle"
+"""Every answer from a node names the bundle that made it."""
 
 
 class NotLoopbackError(Exception):
@@ -135,7 +142,12 @@ class OpenLoop:
             ) as response:
                 await response.read()
                 answer = Answer(
-                    node_id, due, loop.time(), outcome_of(response.status), response.status
+                    node_id,
+                    due,
+                    loop.time(),
+                    outcome_of(response.status),
+                    response.status,
+                    response.headers.get(BUNDLE_HEADER, ""),
                 )
         except (aiohttp.ClientError, TimeoutError):
             answer = Answer(node_id, due, loop.time(), Outcome.LOST)

@@ -1,6 +1,7 @@
 """What a drill records while it runs: every answer (as per-second, per-node counts and HDR
-latency histograms), each node's bundle over time, the fleet's events, and the steady-state
-hypothesis checked continuously over a sliding window."""
+latency histograms, and as runs of each node's answers under one bundle), each node's bundle
+over time as sampled, the fleet's events, and the steady-state hypothesis checked continuously
+over a sliding window."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ class VersionSample:
     """Empty when the node did not answer."""
 
 
+@dataclass(slots=True)
+class Answered:
+    """A run of one node's answers under one bundle (its short digest): when the first and the
+    last were done, on the drill's clock, and what became of them. Sampling the nodes' views
+    every few hundred milliseconds can miss a bundle a canary served for less; its answers
+    cannot."""
+
+    bundle: str
+    first: float
+    last: float
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """One check of the steady-state hypothesis over the window ending at `t`."""
@@ -58,6 +72,8 @@ class Recorder:
     counts: dict[int, dict[str, Counter[Outcome]]] = field(default_factory=dict)
     latency: HdrHistogram = field(default_factory=histogram)
     versions: list[VersionSample] = field(default_factory=list)
+    answered: dict[str, list[Answered]] = field(default_factory=dict)
+    """Node id -> its answers as runs under one bundle, in the order they were done."""
     events: list[Event] = field(default_factory=list)
     checks: list[Verdict] = field(default_factory=list)
     window: deque[Answer] = field(default_factory=deque)
@@ -78,6 +94,14 @@ class Recorder:
         if answer.outcome is not Outcome.LOST:
             self.latency.record_value(max(1, int(answer.latency_s * 1e6)))
         self.window.append(answer)
+        if answer.bundle:
+            done = answer.done - self.load_clock0
+            runs = self.answered.setdefault(answer.node_id, [])
+            if not runs or runs[-1].bundle != answer.bundle:
+                runs.append(Answered(answer.bundle, done, done))
+            run = runs[-1]
+            run.first, run.last = min(run.first, done), max(run.last, done)
+            run.outcomes[answer.outcome] += 1
 
     def event(self, kind: str, text: str, t: float | None = None, digest: str = "") -> Event:
         event = Event(self.now() if t is None else t, kind, text, digest)

@@ -4,14 +4,20 @@
   to send during the drill;
 - bad bundles: bundles a fault pushed that the fleet rolled back, that a node refused or
   quarantined, or under which at least `BAD_SHARE` of a node's requests failed;
+- a node served a bundle when a sample of its view showed it or an answer of its named it
+  (its X-Failsmall-Bundle header: a canary can serve a bundle for less than a sampling
+  interval, yet every answer says which bundle made it);
 - time to detect: first fault accepted -> the first alarm (a gate failure or rollback, a
   NACK, a quarantine, or the drill's own steady-state check breaking);
 - time to roll back: alarm -> the last node back off every bad bundle for good;
-- widest version skew: the most distinct bundles served at one sampling instant.
+- widest version skew: the most distinct bundles in service at one instant (a sample, or the
+  first or last answer of a run under one bundle), a node being in service of the bundles
+  whose answer runs span that instant, or else of the bundle its last sample showed.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +25,7 @@ from typing import Any
 from failsmall.drill.load import FAILED, Outcome
 from failsmall.drill.record import Event, VersionSample
 from failsmall.drill.runner import DrillRun
+from failsmall.node.serving import short_digest
 from failsmall.rollout.figures import BAD_SHARE, timing_value
 from failsmall.rollout.figures import Measured as Measured
 from failsmall.rollout.figures import NotMeasured as NotMeasured
@@ -33,6 +40,17 @@ class Lane:
 
     node_id: str
     spans: list[tuple[float, float, str]]
+
+
+@dataclass(frozen=True)
+class AnsweredSpan:
+    """A run of one node's answers under one bundle, its digest resolved."""
+
+    node_id: str
+    first: float
+    last: float
+    digest: str
+    outcomes: Counter[Outcome]
 
 
 @dataclass
@@ -121,11 +139,10 @@ def figures(run: DrillRun) -> Figures:
     lanes = _lanes(rec.versions, run.node_ids)
     window = (run.faults_from, run.rollbacks_done or run.ended)
     by_node = _failed_by_node(run, window)
-    bad = _bad_bundles(run, lanes)
-    served_bad = sorted({lane.node_id for lane in lanes for _, _, d in lane.spans if d in bad})
-    served_faulty = sorted(
-        {lane.node_id for lane in lanes for _, _, d in lane.spans if d in run.suspects}
-    )
+    answered = _answered(run)
+    bad = _bad_bundles(run, lanes, answered)
+    served_bad = _served(lanes, answered, bad)
+    served_faulty = _served(lanes, answered, set(run.suspects))
     alarm = _alarm(rec.events, run.faults_from)
     detect: Timing
     roll_back: Timing
@@ -136,7 +153,7 @@ def figures(run: DrillRun) -> Figures:
     else:
         detect = Measured(max(0.0, alarm - fault_start))
         roll_back = (
-            Measured(max(_episode(run, lanes, digest) for digest in bad))
+            Measured(max(_episode(run, lanes, answered, digest) for digest in bad))
             if bad
             else NotMeasured("no bad bundle: the fault was not a configuration change")
         )
@@ -159,7 +176,7 @@ def figures(run: DrillRun) -> Figures:
         nodes_served_faulty_push=served_faulty,
         time_to_detect=detect,
         time_to_roll_back=roll_back,
-        widest_skew=_widest_skew(rec.versions),
+        widest_skew=_widest_skew(rec.versions, answered),
         steady_before=run.steady_before,
         steady_after=run.recovered_at is not None,
         interrupted=run.interrupted,
@@ -188,6 +205,24 @@ def _lanes(samples: list[VersionSample], node_ids: list[str]) -> list[Lane]:
     return lanes
 
 
+def _answered(run: DrillRun) -> list[AnsweredSpan]:
+    """Every node's answer runs, each short digest resolved to a bundle the drill knows (a
+    digest it does not know stays as the short form)."""
+    known = {run.seed_digest, *run.labels, *run.suspects}
+    by_tag = {short_digest(digest): digest for digest in known}
+    return [
+        AnsweredSpan(node_id, a.first, a.last, by_tag.get(a.bundle, a.bundle), a.outcomes)
+        for node_id, runs in sorted(run.recorder.answered.items())
+        for a in runs
+    ]
+
+
+def _served(lanes: list[Lane], answered: list[AnsweredSpan], digests: set[str]) -> list[str]:
+    """The nodes that served any of `digests`, as sampled or as their answers say."""
+    sampled = {lane.node_id for lane in lanes for _, _, d in lane.spans if d in digests}
+    return sorted(sampled | {a.node_id for a in answered if a.digest in digests})
+
+
 def _serving_at(lane: Lane, t: float) -> str:
     for start, end, digest in lane.spans:
         if start <= t <= end:
@@ -208,7 +243,7 @@ def _failed_by_node(run: DrillRun, window: tuple[float, float]) -> dict[str, flo
     }
 
 
-def _bad_bundles(run: DrillRun, lanes: list[Lane]) -> set[str]:
+def _bad_bundles(run: DrillRun, lanes: list[Lane], answered: list[AnsweredSpan]) -> set[str]:
     bad = {
         e.digest
         for e in run.recorder.events
@@ -223,7 +258,11 @@ def _bad_bundles(run: DrillRun, lanes: list[Lane]) -> set[str]:
             digest = _serving_at(lane, second + 0.5) if lane else ""
             if digest in run.suspects:
                 tallies[(node_id, digest)].update(counts)
-    for (_, digest), counts in tallies.items():
+    by_answer: dict[tuple[str, str], Counter[Outcome]] = defaultdict(Counter)
+    for a in answered:
+        if a.digest in run.suspects:
+            by_answer[(a.node_id, a.digest)].update(a.outcomes)
+    for (_, digest), counts in [*tallies.items(), *by_answer.items()]:
         total = sum(counts.values())
         if total and sum(counts[o] for o in FAILED) / total >= BAD_SHARE:
             bad.add(digest)
@@ -250,10 +289,11 @@ def _alarm(events: list[Event], faults_from: float, digest: str = "") -> float |
     return min(alarms, default=None)
 
 
-def _episode(run: DrillRun, lanes: list[Lane], digest: str) -> float:
+def _episode(run: DrillRun, lanes: list[Lane], answered: list[AnsweredSpan], digest: str) -> float:
     """How long one bad bundle took to roll back: from the alarm about it (the first alarm
     after it was pushed, or its push when the steady state was already broken) to the later of
-    the fleet recording its rollback done and the last node leaving it."""
+    the fleet recording its rollback done and the last node leaving it (its last sample or its
+    last answer under the bundle)."""
     events = run.recorder.events
     pushed = min((e.t for e in events if e.digest == digest), default=run.faults_from)
     broken_at_push = _broken_at(run, pushed)
@@ -261,6 +301,7 @@ def _episode(run: DrillRun, lanes: list[Lane], digest: str) -> float:
     start = pushed if alarm is None else alarm
     done = [e.t for e in events if e.kind == "rollback" and e.digest == digest]
     left = [end for lane in lanes for _, end, d in lane.spans if d == digest]
+    left += [a.last for a in answered if a.digest == digest]
     return max(0.0, max([start, *done, *left]) - start)
 
 
@@ -269,9 +310,28 @@ def _broken_at(run: DrillRun, t: float) -> bool:
     return bool(checks) and not checks[-1].holds
 
 
-def _widest_skew(samples: list[VersionSample]) -> int:
-    by_instant: dict[float, set[str]] = defaultdict(set)
-    for sample in samples:
-        if sample.digest:
-            by_instant[round(sample.t, 3)].add(sample.digest)
-    return max((len(d) for d in by_instant.values()), default=0)
+def _widest_skew(samples: list[VersionSample], answered: list[AnsweredSpan]) -> int:
+    sampled: dict[str, tuple[list[float], list[str]]] = defaultdict(lambda: ([], []))
+    for sample in sorted(samples, key=lambda s: s.t):
+        times, digests = sampled[sample.node_id]
+        times.append(sample.t)
+        digests.append(sample.digest)
+    heard: dict[str, list[AnsweredSpan]] = defaultdict(list)
+    for a in answered:
+        heard[a.node_id].append(a)
+    nodes = set(sampled) | set(heard)
+    instants = {s.t for s in samples} | {a.first for a in answered} | {a.last for a in answered}
+    widest = 0
+    for t in sorted(instants):
+        in_service: set[str] = set()
+        for node_id in nodes:
+            spanning = {a.digest for a in heard[node_id] if a.first <= t <= a.last}
+            if spanning:
+                in_service |= spanning
+                continue
+            times, digests = sampled.get(node_id, ([], []))
+            last = bisect_right(times, t) - 1
+            if last >= 0 and digests[last]:
+                in_service.add(digests[last])
+        widest = max(widest, len(in_service))
+    return widest
