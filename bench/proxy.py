@@ -14,9 +14,15 @@ CRS at paranoia level 1 in blocking mode, from Debian's packages; and `failsmall
 --workers 2` with the managed ruleset. A WAF row is measured only after an attack in the query
 and one in a JSON body were both answered 403 through it.
 
-`--rounds N` measures every row N times in turn and reports each figure's median: one 5 s
-measurement of a row moves by 10-20% with the machine's load, and the rows of a round are
-measured minutes apart.
+Every ratio is paired: each cell of every other row is measured right after keep-alive nginx
+(kept running for the whole run) is measured with the same column's traffic, and the cell's
+ratio is its req/s over that nginx figure. One 5 s measurement moves by 10-20% with the
+machine's load, which comes and goes in phases of minutes, and the rows of a round are measured
+minutes apart: a ratio between figures seconds apart is not moved by a slow phase, a ratio
+between figures minutes apart is. Ratios between two other rows (ModSecurity, stock nginx,
+`--workers 2` ÷ 1) are the quotients of their paired ratios. The keep-alive nginx row shows the
+median of its measurements. `--rounds N` measures every row N times in turn and reports each
+figure's (and paired ratio's) median.
 
 Prints req/s, p50/p99, the CPU time each request cost the proxy (all its processes, user +
 system), the ratios to both nginx configurations, and the issue's targets next to the
@@ -44,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -162,7 +168,10 @@ class Cell:
     errors: int  # non-2xx/3xx responses and socket errors (connect, read, write, timeout)
     cpu_us: float = 0.0  # the proxy's user + system CPU per request, all its processes
     user_us: float = 0.0  # its user CPU alone: the proxy's own code, less moved by the load
+    reference_rps: float | None = None
+    """Keep-alive nginx's req/s measured just before this cell with the same traffic."""
     ratio_keepalive: float | None = None
+    """rps ÷ reference_rps (with rounds: the median of the rounds' paired ratios)."""
     ratio_stock: float | None = None
 
 
@@ -697,9 +706,73 @@ def plan(workdir: Path, origin_port: int, have_nginx: bool) -> list[Contender | 
 Step = Callable[[str], None]
 
 
+class BaselineError(Exception):
+    """Keep-alive nginx, which every ratio is paired with, stopped serving: no row of the run
+    can be compared any more."""
+
+
+class Reference:
+    """Keep-alive nginx, running for the whole run and measured just before every cell of every
+    other row, with that cell's traffic. Its row in a round is the median of those
+    measurements."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, duration_s: int, connections: int
+    ) -> None:
+        self.proc = proc
+        self.port = port
+        self.duration_s = duration_s
+        self.connections = connections
+        self.cells: dict[Column, list[Cell]] = {c: [] for c in Column}
+
+    def measure(self, column: Column) -> Cell:
+        if self.proc.poll() is not None:
+            raise BaselineError(f"{KEEPALIVE} exited with status {self.proc.returncode}")
+        try:
+            cell = measure_cell(self.proc.pid, self.port, self.duration_s, self.connections, column)
+        except BenchError as exc:
+            raise BaselineError(f"{KEEPALIVE} could not be measured: {exc}") from exc
+        self.cells[column].append(cell)
+        return cell
+
+    def take_row(self) -> Row:
+        """This round's row (each cell the median of its measurements), starting anew."""
+        cells = {c: median_cell(self.cells[c]) for c in Column}
+        for cell in cells.values():
+            cell.reference_rps, cell.ratio_keepalive = cell.rps, 1.0
+        self.cells = {c: [] for c in Column}
+        return Row(KEEPALIVE, Outcome.MEASURED, cells=cells)
+
+
+def paired(cell: Cell, reference: Cell | None) -> Cell:
+    """`cell` with its ratio to the `reference` measured just before it (none without one)."""
+    if reference is not None and reference.rps:
+        cell.reference_rps = reference.rps
+        cell.ratio_keepalive = cell.rps / reference.rps
+    return cell
+
+
+def measure_paired(
+    pid: int,
+    port: int,
+    reference: Reference | None,
+    duration_s: int,
+    warmup: bool,
+    connections: int,
+    column: Column,
+) -> Cell:
+    """The reference, then (after a 1 s warm-up when `warmup`) process `pid` on `port`."""
+    before = reference.measure(column) if reference is not None else None
+    if warmup:
+        drain(pid)
+        run_wrk(port, 1, connections, column)
+    return paired(measure_cell(pid, port, duration_s, connections, column), before)
+
+
 def measure_contender(
     contender: Contender,
     workdir: Path,
+    reference: Reference | None,
     duration_s: int,
     warmup: bool,
     connections: int,
@@ -715,11 +788,8 @@ def measure_contender(
             check_blocks_attacks(contender.port)
         for column in Column:
             step(f"{contender.name}: {column.label}")
-            if warmup:
-                drain(proxy.pid)
-                run_wrk(contender.port, 1, connections, column)
-            row.cells[column] = measure_cell(
-                proxy.pid, contender.port, duration_s, connections, column
+            row.cells[column] = measure_paired(
+                proxy.pid, contender.port, reference, duration_s, warmup, connections, column
             )
         if proxy.poll() is not None:
             raise BenchError(f"it exited with status {proxy.returncode} while measured")
@@ -732,6 +802,7 @@ def measure_round(
     origin: tuple[int, int],
     contenders: Sequence[Contender | Unavailable],
     workdir: Path,
+    reference: Reference | None,
     duration_s: int,
     warmup: bool,
     connections: int,
@@ -739,7 +810,8 @@ def measure_round(
     settle: Callable[[list[Row]], None],
 ) -> list[Row]:
     """One round (`title` before each step's name): the origin alone (`origin`: its pid and
-    port), then every planned row in turn, `settle` told of the rows after each."""
+    port), then every planned row in turn, each cell paired with a measurement of `reference`,
+    whose row is built from those; `settle` told of the rows after each."""
 
     def titled(what: str) -> None:
         step(title + what)
@@ -748,16 +820,20 @@ def measure_round(
     row = Row(origin_name, Outcome.MEASURED)
     for column in Column:
         titled(f"{row.name}: {column.label}")
-        row.cells[column] = measure_cell(origin_pid, origin_port, duration_s, connections, column)
+        row.cells[column] = measure_paired(
+            origin_pid, origin_port, reference, duration_s, False, connections, column
+        )
     rows = [row]
     for planned in contenders:
         match planned:
             case Unavailable(name, reason):
                 rows.append(Row(name, Outcome.SKIPPED, reason))
+            case Contender(name=name) if reference is not None and name == KEEPALIVE:
+                rows.append(Row(KEEPALIVE, Outcome.MEASURED))  # filled in at the round's end
             case Contender():
                 try:
                     row = measure_contender(
-                        planned, workdir, duration_s, warmup, connections, titled
+                        planned, workdir, reference, duration_s, warmup, connections, titled
                     )
                 except (BenchError, OSError, subprocess.SubprocessError) as exc:
                     row = Row(planned.name, Outcome.FAILED, str(exc))
@@ -765,6 +841,8 @@ def measure_round(
                 settle(rows)
             case _:
                 assert_never(planned)
+    if reference is not None:
+        rows = [reference.take_row() if r.name == KEEPALIVE else r for r in rows]
     return rows
 
 
@@ -772,12 +850,13 @@ def measure(
     duration_s: int, warmup: bool, connections: int, console: Console, rounds: int = 1
 ) -> tuple[list[list[Row]], bool]:
     """Every row, in one run of `rounds` rounds, each measuring every row in turn against the
-    one origin. Returns each round's rows and whether nginx is the origin."""
+    one origin, every cell paired with keep-alive nginx (when nginx is installed). Returns
+    each round's rows and whether nginx is the origin."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed; install it with: apt-get install -y wrk")
     have_nginx = shutil.which("nginx") is not None
     measured_rounds: list[list[Row]] = []
-    with tempfile.TemporaryDirectory(prefix="failsmall-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="failsmall-bench-") as tmp, ExitStack() as running:
         workdir = Path(tmp)
         origin_port = free_port()
         if have_nginx:
@@ -793,40 +872,47 @@ def measure(
             )
             origin_cmd = [sys.executable, str(BENCH / "fast_origin.py"), str(origin_port)]
         contenders = plan(workdir, origin_port, have_nginx)
-        with (
-            process(origin_cmd, workdir / "origin.log") as origin,
-            Progress(console=console, transient=True) as progress,
-        ):
-            wait_http(origin_port, proc=origin)
-            measured = 1 + sum(isinstance(c, Contender) for c in contenders)
-            task = progress.add_task("starting", total=rounds * measured * len(Column))
+        origin = running.enter_context(process(origin_cmd, workdir / "origin.log"))
+        wait_http(origin_port, proc=origin)
+        reference: Reference | None = None
+        for planned in contenders:
+            if isinstance(planned, Contender) and planned.name == KEEPALIVE:
+                log = workdir / "keepalive-reference.log"
+                proc = running.enter_context(process(planned.command, log))
+                wait_http(planned.port, proc=proc)
+                reference = Reference(proc, planned.port, duration_s, connections)
+        progress = running.enter_context(Progress(console=console, transient=True))
+        measured = sum(isinstance(c, Contender) and c.name != KEEPALIVE for c in contenders)
+        measured += 1  # the origin
+        task = progress.add_task("starting", total=rounds * measured * len(Column))
 
-            def step(what: str) -> None:
-                progress.update(task, description=what)
-                progress.advance(task)
+        def step(what: str) -> None:
+            progress.update(task, description=what)
+            progress.advance(task)
 
-            def settle(rows: list[Row]) -> None:
-                """The bar at the cells of every row so far (a failed row ends early)."""
-                done = len(measured_rounds) * measured + sum(
-                    r.outcome is not Outcome.SKIPPED for r in rows
+        def settle(rows: list[Row]) -> None:
+            """The bar at the cells of every row so far (a failed row ends early)."""
+            done = len(measured_rounds) * measured + sum(
+                r.outcome is Outcome.FAILED or bool(r.cells) for r in rows
+            )
+            progress.update(task, completed=done * len(Column))
+
+        for number in range(1, rounds + 1):
+            measured_rounds.append(
+                measure_round(
+                    f"round {number}/{rounds}: " if rounds > 1 else "",
+                    ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"),
+                    (origin.pid, origin_port),
+                    contenders,
+                    workdir,
+                    reference,
+                    duration_s,
+                    warmup,
+                    connections,
+                    step,
+                    settle,
                 )
-                progress.update(task, completed=done * len(Column))
-
-            for number in range(1, rounds + 1):
-                measured_rounds.append(
-                    measure_round(
-                        f"round {number}/{rounds}: " if rounds > 1 else "",
-                        ORIGIN + (" (nginx)" if have_nginx else " (asyncio)"),
-                        (origin.pid, origin_port),
-                        contenders,
-                        workdir,
-                        duration_s,
-                        warmup,
-                        connections,
-                        step,
-                        settle,
-                    )
-                )
+            )
     return measured_rounds, have_nginx
 
 
@@ -865,10 +951,14 @@ def medians(cells: Sequence[object], names: Sequence[str]) -> dict[str, float]:
 
 
 def median_cell(cells: Sequence[Cell]) -> Cell:
-    """The median of each figure of `cells` (one column of one row, round after round), and the
-    errors of all."""
+    """The median of each figure of `cells` (one column of one row, round after round), its
+    paired figures' too when every cell has them, and the errors of all."""
     figures = medians(cells, ("rps", "p50_ms", "p99_ms", "cpu_us", "user_us"))
-    return Cell(**figures, errors=sum(c.errors for c in cells))
+    cell = Cell(**figures, errors=sum(c.errors for c in cells))
+    if all(c.ratio_keepalive is not None for c in cells):
+        cell.ratio_keepalive = statistics.median(c.ratio_keepalive or 0.0 for c in cells)
+        cell.reference_rps = statistics.median(c.reference_rps or 0.0 for c in cells)
+    return cell
 
 
 def find(rows: Sequence[Row], name: str) -> Row | None:
@@ -876,16 +966,21 @@ def find(rows: Sequence[Row], name: str) -> Row | None:
 
 
 def ratio(rows: Sequence[Row], name: str, baseline: str, column: Column) -> float | None:
+    """`name`'s req/s ÷ `baseline`'s in `column`: the quotient of their ratios to keep-alive
+    nginx, each paired with a measurement of it just before (of their req/s when unpaired)."""
     row, base = find(rows, name), find(rows, baseline)
-    if row is None or base is None or not base.cells[column].rps:
+    if row is None or base is None:
         return None
-    return row.cells[column].rps / base.cells[column].rps
+    mine, theirs = row.cells[column], base.cells[column]
+    if mine.ratio_keepalive is not None and theirs.ratio_keepalive is not None:
+        return mine.ratio_keepalive / theirs.ratio_keepalive if theirs.ratio_keepalive else None
+    return mine.rps / theirs.rps if theirs.rps else None
 
 
 def add_ratios(rows: list[Row]) -> None:
+    """Each cell's ratio to stock nginx (its ratio to keep-alive nginx is paired already)."""
     for row in rows:
         for column, cell in row.cells.items():
-            cell.ratio_keepalive = ratio(rows, row.name, KEEPALIVE, column)
             cell.ratio_stock = ratio(rows, row.name, STOCK, column)
 
 
@@ -910,8 +1005,15 @@ def conditions(duration_s: int, connections: int, have_nginx: bool, rounds: int 
         if rounds > 1
         else ""
     )
+    paired = (
+        "; each cell's ratio to keep-alive nginx is to keep-alive nginx measured just before it "
+        "with the same traffic"
+        if have_nginx
+        else ""
+    )
     return (
-        f"wrk -t1 -c{connections} -d{duration_s}s{medians}; origin: {origin}. wrk, the origin "
+        f"wrk -t1 -c{connections} -d{duration_s}s{medians}{paired}; origin: {origin}. wrk, "
+        "the origin "
         f"and the proxy all share this machine's {cores} cores (no pinning): `--workers 2` "
         "competes with wrk and the origin for them"
     )
@@ -1075,7 +1177,7 @@ def main() -> int:
         rounds, have_nginx = measure(
             duration_s, not args.quick, args.connections, console, args.rounds
         )
-    except BenchError as exc:
+    except (BenchError, BaselineError) as exc:
         return fail(str(exc))
     rows = combine(rounds)
     for measured in rounds:  # each round's rows with their own ratios, for --json

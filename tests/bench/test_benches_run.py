@@ -74,6 +74,13 @@ def test_proxy_quick() -> None:
     keepalive = [r for measured in report["rounds"] for r in measured if r["name"] == KEEPALIVE]
     for row in keepalive:  # each round's ratios are its own
         assert all(c["ratio_keepalive"] == 1.0 for c in row["cells"].values()), row
+    if shutil.which("nginx") is not None:  # every cell paired with keep-alive nginx beside it
+        for measured in report["rounds"]:
+            for row in (r for r in measured if r["outcome"] == "measured"):
+                for cell in row["cells"].values():
+                    assert cell["reference_rps"] > 0, (row["name"], cell)
+                    paired = cell["rps"] / cell["reference_rps"]
+                    assert cell["ratio_keepalive"] == pytest.approx(paired), (row["name"], cell)
     for name, row in rows.items():
         match row["outcome"]:
             case "measured":

@@ -17,8 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 proxy = load_bench("proxy")
 
 
-def measured(name: str, rps: float) -> object:
-    cells = {c: proxy.Cell(rps=rps, p50_ms=1.0, p99_ms=2.0, errors=0) for c in proxy.Column}
+def measured(name: str, rps: float, reference: float | None = None) -> object:
+    """A row measured at `rps` in every column, each cell paired with keep-alive nginx
+    measured at `reference` just before it (unpaired without one)."""
+    cells = {
+        c: proxy.paired(
+            proxy.Cell(rps=rps, p50_ms=1.0, p99_ms=2.0, errors=0),
+            None if reference is None else proxy.Cell(reference, 1.0, 2.0, 0),
+        )
+        for c in proxy.Column
+    }
     return proxy.Row(name, proxy.Outcome.MEASURED, cells=cells)
 
 
@@ -59,22 +67,47 @@ def test_a_skipped_or_failed_baseline_leaves_its_targets_unmeasured() -> None:
     assert f"| {proxy.EMPTY} | failed |" in proxy.markdown(rows, "conditions", (1.0, 2.0))
 
 
-def test_rounds_combine_into_medians_their_ratios_from_the_medians() -> None:
+def test_unpaired_rows_are_compared_by_their_req_per_s() -> None:
+    rows = [measured(proxy.KEEPALIVE, 10_000), measured(proxy.MANAGED, 3_000)]
+    proxy.add_ratios(rows)
+    found = verdicts(rows)
+    assert found[("managed, distinct GETs ≥ 0.5× keep-alive nginx", "get_distinct")] == (
+        0.3,
+        "not met",
+    )
+
+
+def test_a_paired_ratio_is_to_the_reference_measured_beside_it() -> None:
+    """A slow phase that slows both the managed node and the nginx measured just before it
+    moves the paired ratio not at all; the req/s it moves."""
     rounds = [
-        [measured(proxy.KEEPALIVE, 10_000), measured(proxy.MANAGED, 3_000)],
-        [measured(proxy.KEEPALIVE, 8_000), measured(proxy.MANAGED, 9_000)],
-        [measured(proxy.KEEPALIVE, 12_000), measured(proxy.MANAGED, 4_000)],
+        [measured(proxy.KEEPALIVE, 10_000, 10_000), measured(proxy.MANAGED, 3_000, 10_000)],
+        [measured(proxy.KEEPALIVE, 10_000, 10_000), measured(proxy.MANAGED, 1_800, 6_000)],
+        [measured(proxy.KEEPALIVE, 10_000, 10_000), measured(proxy.MANAGED, 2_700, 9_000)],
+        [measured(proxy.KEEPALIVE, 10_000, 10_000), measured(proxy.MANAGED, 2_400, 8_000)],
+        [measured(proxy.KEEPALIVE, 10_000, 10_000), measured(proxy.MANAGED, 3_300, 11_000)],
     ]
     rounds[1][0].cells[proxy.Column.GET].errors = 2  # type: ignore[attr-defined]
     keepalive, managed = proxy.combine(rounds)
-    assert keepalive.cells[proxy.Column.GET].rps == 10_000
     assert keepalive.cells[proxy.Column.GET].errors == 2  # errors of every round count
-    assert managed.cells[proxy.Column.JSON].rps == 4_000  # one slow or fast round moves nothing
-    assert managed.cells[proxy.Column.JSON].ratio_keepalive == 0.4
+    assert managed.cells[proxy.Column.JSON].rps == 2_700  # the median req/s
+    assert managed.cells[proxy.Column.JSON].reference_rps == 9_000
+    assert managed.cells[proxy.Column.JSON].ratio_keepalive == pytest.approx(0.3)
     found = verdicts([keepalive, managed])
-    assert found[("managed, distinct GETs ≥ 0.5× keep-alive nginx", "get_distinct")] == (
-        0.4,
-        "not met",
+    ratio, verdict = found[("managed, distinct GETs ≥ 0.5× keep-alive nginx", "get_distinct")]
+    assert (ratio, verdict) == (pytest.approx(0.3), "not met")
+
+
+def test_ratios_between_two_paired_rows_are_the_quotients_of_their_paired_ratios() -> None:
+    rows = [
+        measured(proxy.KEEPALIVE, 10_000, 10_000),
+        measured(proxy.MANAGED, 2_000, 8_000),
+        measured(proxy.MODSEC, 50, 10_000),
+    ]
+    found = verdicts(rows)
+    assert found[("managed ≥ 30× nginx + ModSecurity + CRS PL1", "get")] == (
+        pytest.approx(50.0),
+        "met",
     )
 
 
@@ -118,7 +151,7 @@ def test_a_proxy_that_does_not_start_fails_its_row_with_its_output(tmp_path: Pat
     crash = "import sys; print('cannot bind: address in use'); sys.exit(3)"
     contender = proxy.Contender("broken", [sys.executable, "-c", crash], proxy.free_port())
     with pytest.raises(proxy.BenchError) as failed:
-        proxy.measure_contender(contender, tmp_path, 1, False, 4, lambda _: None)
+        proxy.measure_contender(contender, tmp_path, None, 1, False, 4, lambda _: None)
     assert "exited with status 3 before serving" in str(failed.value)
     assert "cannot bind: address in use" in str(failed.value)
 
