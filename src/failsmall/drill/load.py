@@ -16,6 +16,7 @@ from enum import StrEnum
 import aiohttp
 
 from failsmall.cli.up_cmd import PROBE_HEADERS
+from failsmall.node.framing import BUNDLE_HEADER
 
 
 class Outcome(StrEnum):
@@ -53,10 +54,6 @@ class Answer:
 
 PATHS = ("/", "/products?page=2", "/static/app.js", "/account/orders", "/search?q=red+shoes")
 """What the drill's visitors ask for: pages, a cached asset, a query."""
-
-
-BUNDLE_HEADER = "X-Failsmall-Bundle"
-"""Every answer from a node names the bundle that made it."""
 
 
 class NotLoopbackError(Exception):
@@ -147,7 +144,7 @@ class OpenLoop:
                     loop.time(),
                     outcome_of(response.status),
                     response.status,
-                    response.headers.get(BUNDLE_HEADER, ""),
+                    response.headers.get(BUNDLE_HEADER.decode(), ""),
                 )
         except (aiohttp.ClientError, TimeoutError):
             answer = Answer(node_id, due, loop.time(), Outcome.LOST)

@@ -24,6 +24,9 @@ from failsmall.node import wire
 from failsmall.node.wire import HeaderKind
 
 UPGRADE_HEADERS: bytes = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+BUNDLE_HEADER: bytes = b"X-Failsmall-Bundle"
+"""Names, on every answer, the short digest of the bundle that made it."""
+_BUNDLE_FIELD = BUNDLE_HEADER + b": "
 BODILESS_STATUSES = frozenset({204, 304})
 
 
@@ -164,7 +167,7 @@ def response_head(
         keep_alive = False
     out += (b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", request_id, b"\r\n")
     if bundle_tag:
-        out += (b"X-Failsmall-Bundle: ", bundle_tag, b"\r\n")
+        out += (_BUNDLE_FIELD, bundle_tag, b"\r\n")
     if not keep_alive:
         out.append(b"Connection: close\r\n")
     elif http10:
@@ -189,7 +192,7 @@ def switching_protocols_head(
             out += (name, b": ", value, b"\r\n")
     out += [UPGRADE_HEADERS, b"Via: ", wire.VIA, b"\r\nX-Request-Id: ", request_id]
     if bundle_tag:
-        out += [b"\r\nX-Failsmall-Bundle: ", bundle_tag]
+        out += [b"\r\n", _BUNDLE_FIELD, bundle_tag]
     out.append(b"\r\n\r\n")
     return b"".join(out)
 
@@ -208,7 +211,7 @@ def local_response(
     """A response the node answers itself (block, challenge, error page)."""
     headers = [(b"X-Request-Id", request_id)] if request_id else []
     if bundle_tag:
-        headers.append((b"X-Failsmall-Bundle", bundle_tag))
+        headers.append((BUNDLE_HEADER, bundle_tag))
     headers += extra
     return wire.local_response(
         status,
@@ -236,7 +239,7 @@ def cached_response(
     kept.append((b"X-Cache", b"HIT"))
     out = [(b"X-Request-Id", request_id)] if request_id else []
     if bundle_tag:
-        out.append((b"X-Failsmall-Bundle", bundle_tag))
+        out.append((BUNDLE_HEADER, bundle_tag))
     out += [h for h in kept if h[0].lower() != b"content-type"]
     return wire.local_response(
         status,
