@@ -200,6 +200,7 @@ setup(
                 "src/failsmall/engine/_lowercase.c",
                 "src/failsmall/engine/_normpath.c",
                 "src/failsmall/engine/_scanwalk.c",
+                "src/failsmall/engine/_cache_headers.c",
             ],
             depends=[
                 "src/failsmall/engine/_ucs4.h",

@@ -320,31 +320,72 @@ def test_it_reads_plain_requests(data: bytes) -> None:
 
 def test_common_header_names_are_the_same_objects_in_every_message() -> None:
     """A header name most messages carry, spelled as listed or in lowercase, is one bytes and
-    one str object in every message that carries it, and the engine's lowercase of it one str:
-    no allocation for each, and a hash computed once. Other names are made for each message."""
+    one str object in every message that carries it, whatever its value, and the engine's
+    lowercase of it one str: no allocation for each, and a hash computed once. Other names are
+    made for each message (unless the whole field came before: the next test)."""
 
-    def read(name: bytes) -> tuple[bytes, str, str]:
-        got = compiled_framing.whole_request(b"GET / HTTP/1.1\r\n" + name + b": v\r\n\r\n")
+    def read(name: bytes, value: bytes) -> tuple[bytes, str, str]:
+        got = compiled_framing.whole_request(
+            b"GET / HTTP/1.1\r\n" + name + b": " + value + b"\r\n\r\n"
+        )
         assert got is not None
         ((raw, _),), ((text, _),) = got[2], got[10]
         return raw, text, index_headers(got[10])[1][0]
 
     for name in (b"User-Agent", b"user-agent", b"Sec-Fetch-Site", b"X-Odd-Name"):
-        first, second = read(name), read(name)
+        first, second = read(name, b"one value"), read(name, b"another")
         assert first == second == (name, name.decode(), name.decode().lower())
         shared = [a is b for a, b in zip(first, second, strict=True)]
         assert shared == ([False] * 3 if name == b"X-Odd-Name" else [True] * 3)
 
-    def response_names() -> list[bytes]:
+    def response_names(server: bytes) -> list[bytes]:
         got = compiled_framing.whole_response(
-            b"HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 0\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nServer: " + server + b"\r\nContent-Length: 0\r\n\r\n"
         )
         assert got is not None
         return [name for name, _ in got[1]]
 
-    first_names, second_names = response_names(), response_names()
+    first_names, second_names = response_names(b"a"), response_names(b"b")
     assert first_names == second_names == [b"Server", b"Content-Length"]
     assert all(a is b for a, b in zip(first_names, second_names, strict=True))
+
+
+def _fields(data: bytes) -> tuple[list[tuple[bytes, bytes]], tuple[tuple[str, str], ...]]:
+    got = compiled_framing.whole_request(data)
+    assert got is not None
+    return got[2], got[10]
+
+
+def test_a_field_that_comes_again_is_the_same_objects_until_another_takes_its_slot() -> None:
+    """A whole header field seen before, byte for byte, is handed out as the pairs made for it
+    then (bytes and latin-1), in requests and responses alike; any number of other fields in
+    between (far more than the table holds) leave every message read as llhttp reads it."""
+    request = b"GET / HTTP/1.1\r\nHost: shop.example\r\nX-Odd-Name: \xe9t\xe9\r\n\r\n"
+    (raw, text), (again_raw, again_text) = _fields(request), _fields(request)
+    assert raw == again_raw and text == again_text == (
+        ("Host", "shop.example"),
+        ("X-Odd-Name", "été"),
+    )
+    assert all(a is b for a, b in zip(raw, again_raw, strict=True))
+    assert all(a is b for a, b in zip(text, again_text, strict=True))
+    response = b"HTTP/1.1 200 OK\r\nHost: shop.example\r\nContent-Length: 0\r\n\r\n"
+    got = compiled_framing.whole_response(response)
+    assert got is not None and got[1][0] is raw[0]  # the same field in a response
+    for i in range(5000):  # distinct fields, each of which takes a slot
+        data = b"GET / HTTP/1.1\r\nX-Seq: %d\r\nHost: h%d\r\n\r\n" % (i, i % 7)
+        fields = _fields(data)
+        expected = llhttp_reads_request(data)
+        assert not isinstance(expected, str) and fields[0] == expected[2]
+        assert fields[1] == compiled_framing.latin1_headers(fields[0])
+    assert _fields(request) == (raw, text)
+
+
+def test_fields_too_long_to_keep_are_read_anew_each_time() -> None:
+    value = b"v" * 600
+    request = b"GET / HTTP/1.1\r\nX-Long: " + value + b"\r\n\r\n"
+    (raw, text), (again_raw, again_text) = _fields(request), _fields(request)
+    assert raw == again_raw == [(b"X-Long", value)] and text == again_text
+    assert raw[0] is not again_raw[0] and text[0] is not again_text[0]
 
 
 def target_as_read(url: bytes) -> tuple[str, str]:
@@ -430,4 +471,4 @@ def test_what_it_notes_of_headers_is_what_read_headers_notes(data: bytes) -> Non
     by_python = _exchange(http10, list(headers))
     by_c = _exchange(http10, list(headers))
     expected = _outcome(by_python, lambda: ClientConnection._read_headers(by_python))
-    assert _outcome(by_c, lambda: _take_noted(by_c, *noted)) == expected
+    assert _outcome(by_c, lambda: _take_noted(by_c, noted)) == expected

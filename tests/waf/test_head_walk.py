@@ -14,6 +14,7 @@ from failsmall.engine.native import (
     MEMO_MAX_VALUE,
     Memo,
     extension,
+    has_header,
     index_headers,
 )
 from failsmall.engine.request import Request, RequestView
@@ -203,6 +204,32 @@ def test_headers_are_indexed_by_their_lowercase_names_in_order(
     headers: tuple[tuple[str, str], ...],
 ) -> None:
     assert index_headers(headers) == indexed_in_python(headers)
+
+
+@given(
+    headers=st.lists(
+        st.tuples(st.one_of(header_names, st.sampled_from(["İ", "\u212a", "X-É"]), values), values)
+    ).map(tuple),
+    name=st.one_of(
+        st.sampled_from(["authorization", "cookie", "i̇", "k", "x-é", "Authorization", ""]),
+        header_names.map(str.lower),
+    ),
+)
+def test_a_header_is_found_by_its_lowercase_name_as_in_the_index(
+    headers: tuple[tuple[str, str], ...], name: str
+) -> None:
+    assert has_header(headers, name) == (name in indexed_in_python(headers)[0])
+    view = RequestView(Request("GET", "/", headers=headers))
+    assert view.has_header(name) == (name in view.headers)  # and once indexed
+    assert view.has_header(name) == (name in indexed_in_python(headers)[0])
+
+
+def test_has_header_refuses_what_is_not_pairs_of_str_with_what_they_must_be() -> None:
+    for headers in ((("Host",),), (("Host", b"bytes"),), (["Host", "a"],)):
+        with pytest.raises(TypeError, match=r"\(name, value\) of str"):
+            has_header(headers, "host")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="has_header"):
+        has_header([("Host", "a")], "host")  # type: ignore[arg-type]
 
 
 def test_a_cookie_header_past_the_values_limit_is_walked_only_as_far_as_the_limit() -> None:

@@ -500,6 +500,56 @@ done:
     return out;
 }
 
+/* Whether the ASCII `name` equals the ASCII `lowercase` (lowercase, of `length` bytes) once
+ * lowercased. */
+static int ascii_lower_equals(PyObject *name, const unsigned char *lowercase, Py_ssize_t length) {
+    if (PyUnicode_GET_LENGTH(name) != length) return 0;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(name);
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = (s[i] >= 'A' && s[i] <= 'Z') ? (unsigned char)(s[i] + 32) : s[i];
+        if (c != lowercase[i]) return 0;
+    }
+    return 1;
+}
+
+/* has_header(headers, name) -> bool: whether a header's lowercase name is `name`, as
+ * `name in index_headers(headers)[0]`, without indexing them. */
+PyObject *has_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "has_header(headers: tuple[tuple[str, str], ...], name: str)");
+        return NULL;
+    }
+    PyObject *headers = args[0], *wanted = args[1];
+    /* An ASCII lowercase `wanted` is compared byte by byte with each ASCII name; anything else
+     * by `str.lower`, as `index_headers` lowercases. */
+    int fast = PyUnicode_IS_ASCII(wanted);
+    const unsigned char *w = fast ? PyUnicode_1BYTE_DATA(wanted) : NULL;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(wanted);
+    for (Py_ssize_t i = 0; fast && i < length; i++) fast = !(w[i] >= 'A' && w[i] <= 'Z');
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(headers, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "has_header: each header is a (name, value) of str");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        if (fast && PyUnicode_IS_ASCII(name)) {
+            if (ascii_lower_equals(name, w, length)) Py_RETURN_TRUE;
+            continue;
+        }
+        PyObject *lowered = lower(name);
+        if (lowered == NULL) return NULL;
+        int equal = PyUnicode_Compare(lowered, wanted) == 0;
+        Py_DECREF(lowered);
+        if (equal) Py_RETURN_TRUE;
+        if (PyErr_Occurred()) return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
 /* index_headers(headers) -> (by_name, names): each header's values by its lowercase name, in
  * order, and the lowercase names in the order received, repeats included. */
 PyObject *index_headers(PyObject *module, PyObject *headers) {

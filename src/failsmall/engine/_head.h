@@ -150,6 +150,9 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
 /* The module function index_headers(headers): values by lowercase name, and the names. */
 PyObject *index_headers(PyObject *module, PyObject *headers);
 
+/* The module function has_header(headers, name): whether a header's lowercase name is it. */
+PyObject *has_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
 /* Imports what the head walk calls (urllib.parse.unquote) and adds HEAD_TARGET_BITS (the
  * target bits it is built with, by target name) to `module`; -1 on error. */
 int head_init(PyObject *module);

@@ -2882,6 +2882,9 @@ static PyMethodDef native_methods[] = {
     {"index_headers", index_headers, METH_O,
      "index_headers(headers) -> (by_name, names): each header's values by its lowercase name, "
      "in order, and the lowercase names in the order received."},
+    {"has_header", (PyCFunction)(void (*)(void))has_header, METH_FASTCALL,
+     "has_header(headers, name) -> bool: whether a header's lowercase name is `name` "
+     "(`name in index_headers(headers)[0]`), without indexing them."},
     {"tuple_of", (PyCFunction)(void (*)(void))tuple_of, METH_FASTCALL,
      "tuple_of(cls, *items) -> cls: an instance of `cls`, a subclass of tuple, holding `items`, "
      "made in one allocation."},
@@ -2912,6 +2915,9 @@ static PyMethodDef native_methods[] = {
 
 /* json_fields, in _jsonwalk.c */
 extern PyMethodDef jsonwalk_methods[];
+/* cache_headers, in _cache_headers.c */
+extern PyMethodDef cache_headers_methods[];
+int cache_headers_init(void);
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",
@@ -2935,7 +2941,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) return NULL;
-    if (PyModule_AddFunctions(module, jsonwalk_methods) < 0) {
+    if (cache_headers_init() < 0 || PyModule_AddFunctions(module, jsonwalk_methods) < 0 ||
+        PyModule_AddFunctions(module, cache_headers_methods) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from failsmall.engine.expr import Expression, compile_expression
+from failsmall.engine.native import cache_headers
 from failsmall.engine.path_index import PathIndex
 from failsmall.engine.request import RequestView
 from failsmall.model.traffic import CacheConfig
@@ -200,7 +201,7 @@ class CachePolicy:
             if known is not None:
                 return known
             return CacheBypass(f"method {request.method} is not cacheable")
-        if "authorization" in view.headers:
+        if view.has_header("authorization"):
             return CARRIES_AUTHORIZATION
         ttl_override: int | None = None
         if self.rules:
@@ -235,22 +236,9 @@ class CachePolicy:
             return _HEAD_NOT_STORED
         if status not in CACHEABLE_STATUSES:
             return NotStored(f"status {status} is not cacheable")
-        cache_control: list[str] = []
-        vary: list[str] = []
-        expires: str | None = None
-        never_read = _NEVER_READ  # a module global (a test replaces it): looked up once
-        for name, value in headers:
-            if name in never_read:
-                continue
-            lower = name.lower()
-            if lower == b"set-cookie":
-                return _SETS_COOKIE
-            if lower == b"cache-control":
-                cache_control.append(value.decode("latin-1"))
-            elif lower == b"vary":
-                vary += (v.strip().lower() for v in value.decode("latin-1").split(","))
-            elif lower == b"expires" and expires is None:
-                expires = value.decode("latin-1")
+        cache_control, vary_values, expires, sets_cookie = cache_headers(headers)  # one C pass
+        if sets_cookie:
+            return _SETS_COOKIE
         if not cache_control:
             if expires is None and miss.ttl_override is None and not self.config.default_ttl_s:
                 return _NO_LIFETIME  # the common case of a response the origin did not mark
@@ -264,6 +252,7 @@ class CachePolicy:
         ttl = _ttl(cc, expires, now, miss.ttl_override, self.config.default_ttl_s)
         if ttl <= 0:
             return _NO_LIFETIME
+        vary = [v.strip().lower() for value in vary_values for v in value.split(",")]
         if "*" in vary:
             return NotStored("Vary: *")
         varies = tuple((name, miss.view.header(name)) for name in vary if name)
@@ -271,26 +260,6 @@ class CachePolicy:
         return CacheFill(miss.store, miss.key, entry, self.config.max_object_bytes)
 
 
-_NEVER_READ = frozenset(
-    spelling
-    for name in (
-        b"Server",
-        b"Date",
-        b"Content-Type",
-        b"Content-Length",
-        b"Last-Modified",
-        b"Connection",
-        b"ETag",
-        b"Accept-Ranges",
-        b"Keep-Alive",
-        b"Content-Encoding",
-        b"Transfer-Encoding",
-        b"Location",
-    )
-    for spelling in (name, name.lower())
-)
-"""Response headers `on_response` never reads, as origins usually spell them: passed over
-without lowercasing their names (a set lookup costs half a `bytes.lower`)."""
 _HEAD_NOT_STORED: Final = NotStored("the response to a HEAD request has no body to store")
 _SETS_COOKIE: Final = NotStored("the response sets a cookie")
 _NO_LIFETIME: Final = NotStored("the response has no freshness lifetime")

@@ -15,7 +15,9 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 add_fields = extension.add_fields
+cache_headers = extension.cache_headers
 flatten_json = extension.flatten_json
+has_header = extension.has_header
 index_headers = extension.index_headers
 json_fields = extension.json_fields
 json_pruned = extension.json_pruned
@@ -47,8 +49,10 @@ __all__ = [
     "MEMO_MIN_SIGHTINGS",
     "Memo",
     "add_fields",
+    "cache_headers",
     "extension",
     "flatten_json",
+    "has_header",
     "index_headers",
     "json_fields",
     "json_pruned",

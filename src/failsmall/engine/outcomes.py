@@ -183,6 +183,12 @@ class Verdict(NamedTuple):
         )
 
 
+#: Read from a C static where called for each request, not looked up in the module's globals
+#: (what mypyc does for a name that is not `Final`).
+_TUPLE_OF: Final = tuple_of
+_VERDICT: Final = Verdict
+
+
 def verdict_of(
     decision: Decision,
     status: int,
@@ -198,8 +204,8 @@ def verdict_of(
     """A `Verdict` of every field, in order, made by `tuple_of` (one C call) rather than by
     the NamedTuple's generated `__new__`, which runs interpreted: the engine makes one per
     request."""
-    return tuple_of(
-        Verdict, decision, status, route, modules, rules, matched_rules, bot, delay_ms, cache,
+    return _TUPLE_OF(
+        _VERDICT, decision, status, route, modules, rules, matched_rules, bot, delay_ms, cache,
         over_limits,
     )  # fmt: skip
 

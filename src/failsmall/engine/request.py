@@ -7,7 +7,7 @@ from typing import Final, NamedTuple
 from failsmall.engine.body import BodyFormat, ParsedBody, parse_body
 from failsmall.engine.content_coding import DecodedBody, content_codings, decode_body
 from failsmall.engine.forms import cookie_pair, form_pair, parse_form
-from failsmall.engine.native import index_headers, tuple_of
+from failsmall.engine.native import has_header, index_headers, tuple_of
 from failsmall.engine.paths import normalize_path
 from failsmall.engine.work import LimitReached
 from failsmall.model.traffic import Limits
@@ -52,6 +52,13 @@ class Request(NamedTuple):
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
+#: Read from a C static where called for each request, not looked up in the module's globals
+#: (what mypyc does for a name that is not `Final`).
+_TUPLE_OF: Final = tuple_of
+_REQUEST: Final = Request
+_HAS_HEADER: Final = has_header
+
+
 def request_of(
     method: str,
     path: str,
@@ -66,8 +73,8 @@ def request_of(
     """A `Request` of every field, in order, made by `tuple_of` (one C call) rather than by
     the NamedTuple's generated `__new__`, which runs interpreted: the node makes one per
     request it reads."""
-    return tuple_of(
-        Request, method, path, query, headers, body, body_truncated, client_ip, host, now
+    return _TUPLE_OF(
+        _REQUEST, method, path, query, headers, body, body_truncated, client_ip, host, now
     )
 
 
@@ -137,6 +144,14 @@ class RequestView:
         indexed = index_headers(self.request.headers)
         self._headers, self._header_names = indexed
         return indexed
+
+    def has_header(self, name: str) -> bool:
+        """Whether the request has header `name` (lowercase): `name in self.headers`, without
+        indexing the headers when nothing has yet (one pass over them, nothing made)."""
+        headers = self._headers
+        if headers is None:
+            return _HAS_HEADER(self.request.headers, name)
+        return name in headers
 
     def header(self, name: str) -> str:
         """The first value of header `name` (lowercase), or '' when absent."""

@@ -9,7 +9,8 @@
  * `whole_request` and `whole_response` read, in one call, a client's request or an origin's
  * response that arrived whole in one read and is as plain as most are (a Content-Length or no
  * body, no hop-by-hop surprises); anything else is left to llhttp, which property tests hold
- * them to.
+ * them to. A header field they read that came before, byte for byte, is handed out as the
+ * same immutable pairs (see "header fields seen before").
  *
  * `bind` (called once by `failsmall.node.compiled_framing`) hands over what the reference
  * defines, so that each fact has one source: the ResponseHead type and the BodyFraming members
@@ -17,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../_header_names.h"
@@ -519,6 +521,77 @@ static PyObject *bytes_pair(const char *name, Py_ssize_t name_length, const char
     return pair;
 }
 
+/* ---- header fields seen before ------------------------------------------------------- */
+
+/* Most header fields come again and again, byte for byte: a browser's Host, User-Agent and
+ * Accept, an origin's Server and Content-Type. The pairs made for a field are kept in a table
+ * of FIELD_SLOTS, at a slot chosen by a hash of its bytes, and handed out again while the
+ * field keeps its slot: the bytes pair, and the latin-1 pair the engine reads once a request
+ * asked for it. They are immutable and equal to pairs made anew, so no reader can tell them
+ * apart; they cost no allocation, and the engine finds their str hashes already computed. A
+ * field not in its slot (a new value, or one whose slot another field took since) is made
+ * anew and takes the slot: it costs the hash more than before, whatever an attacker sends. */
+#define FIELD_SLOTS 1024     /* a power of two */
+#define FIELD_MAX_BYTES 512 /* a longer field (name and value) is never kept */
+
+typedef struct {
+    PyObject *raw;  /* (name, value) as bytes; NULL while the slot is empty */
+    PyObject *text; /* the same decoded as latin-1, once asked for; else NULL */
+} field_slot_t;
+
+static field_slot_t FIELDS[FIELD_SLOTS];
+
+/* The slot of a field: a multiply-rotate hash over its name, then its value, eight bytes at a
+ * step (FxHash's step). Only where a field is kept depends on it: a slot's pairs are compared
+ * with the field's bytes before they are handed out. */
+static uint64_t mix_bytes(uint64_t h, const char *data, Py_ssize_t length) {
+    const uint64_t k = 0x9e3779b97f4a7c15ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        uint64_t word;
+        memcpy(&word, data + i, 8);
+        h = (((h << 5) | (h >> 59)) ^ word) * k;
+    }
+    uint64_t tail = (uint64_t)(length - i);
+    for (; i < length; i++) tail = (tail << 8) | (unsigned char)data[i];
+    return (((h << 5) | (h >> 59)) ^ tail) * k;
+}
+
+static size_t field_slot(const char *n, Py_ssize_t n_len, const char *v, Py_ssize_t v_len) {
+    uint64_t h = mix_bytes(mix_bytes((uint64_t)n_len, n, n_len), v, v_len);
+    return (size_t)(h >> 40) & (FIELD_SLOTS - 1);
+}
+
+static int same_bytes(PyObject *bytes, const char *data, Py_ssize_t length) {
+    return PyBytes_GET_SIZE(bytes) == length &&
+           memcmp(PyBytes_AS_STRING(bytes), data, (size_t)length) == 0;
+}
+
+/* A field's (name, value) as a tuple of two bytes objects (`bytes_pair`) and, when `text` is
+ * given, as a tuple of two str decoded as latin-1 (`latin1_pair`) into `*text`: the pairs
+ * kept for the field, or new ones. New references; NULL on error (and `*text` unset). */
+static PyObject *field_pair(const char *n, Py_ssize_t n_len, const char *v, Py_ssize_t v_len,
+                            PyObject **text) {
+    if (n_len + v_len > FIELD_MAX_BYTES) {
+        PyObject *raw = bytes_pair(n, n_len, v, v_len);
+        if (raw != NULL && text != NULL && (*text = latin1_pair(raw)) == NULL) Py_CLEAR(raw);
+        return raw;
+    }
+    field_slot_t *slot = &FIELDS[field_slot(n, n_len, v, v_len)];
+    if (slot->raw == NULL || !same_bytes(PyTuple_GET_ITEM(slot->raw, 0), n, n_len) ||
+        !same_bytes(PyTuple_GET_ITEM(slot->raw, 1), v, v_len)) {
+        PyObject *raw = bytes_pair(n, n_len, v, v_len);
+        if (raw == NULL) return NULL;
+        Py_XSETREF(slot->raw, raw);
+        Py_CLEAR(slot->text);
+    }
+    if (text != NULL) {
+        if (slot->text == NULL && (slot->text = latin1_pair(slot->raw)) == NULL) return NULL;
+        *text = Py_NewRef(slot->text);
+    }
+    return Py_NewRef(slot->raw);
+}
+
 /* A plain Content-Length value: 1 to 18 digits. 0 with the length, -1 for anything else. */
 static int plain_length(const char *v, Py_ssize_t v_len, long long *length) {
     if (v_len == 0 || v_len > 18) return -1;
@@ -598,7 +671,7 @@ static PyObject *whole_response(PyObject *module, PyObject *data) {
                    IS(n, n_len, "proxy-connection")) {
             goto plain_not;
         }
-        PyObject *pair = bytes_pair(n, n_len, v, v_len);
+        PyObject *pair = field_pair(n, n_len, v, v_len, NULL);
         if (pair == NULL) goto error;
         int err = PyList_Append(headers, pair);
         Py_DECREF(pair);
@@ -719,14 +792,16 @@ static PyObject *whole_request(PyObject *module, PyObject *data) {
             goto plain_not;
         }
         head_bytes += n_len + v_len + 4;
-        PyObject *pair = bytes_pair(n, n_len, v, v_len);
+        PyObject *text;
+        PyObject *pair = field_pair(n, n_len, v, v_len, &text);
         if (pair == NULL) goto error;
         int err = PyList_Append(headers, pair);
         Py_DECREF(pair);
-        if (err < 0) goto error;
+        if (err < 0) {
+            Py_DECREF(text);
+            goto error;
+        }
         PyObject *kept = PyTuple_GET_ITEM(pair, 1); /* the pair lives on in `headers` */
-        PyObject *text = latin1_pair(pair);
-        if (text == NULL) goto error;
         err = PyList_Append(texts, text);
         Py_DECREF(text);
         if (err < 0) goto error;

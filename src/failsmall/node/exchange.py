@@ -139,6 +139,14 @@ _DEADLINE_IDLE: Final = Deadline.IDLE
 _BODY_REJECT: Final = BodyOverBuffer.REJECT
 
 
+#: Read from a C static where called for each request, not looked up in the module's globals
+#: (what mypyc does for a name that is not `Final`).
+_PERF_COUNTER: Final = perf_counter
+_TIME: Final = time
+_REQUEST_HEAD: Final = request_head
+_RESPONSE_HEAD: Final = response_head
+
+
 class RequestRejected(Exception):
     """A request that breaks a limit; answered with `status` and the connection closed."""
 
@@ -211,7 +219,7 @@ class Exchange(UpstreamListener):
         self.serving = serving
         self.limits = limits
         self.state = _READING
-        self.started = perf_counter()
+        self.started = _PERF_COUNTER()
         self.raw_headers = raw_headers
         self.forward = forward
         self.body = bytearray()
@@ -291,7 +299,7 @@ class Exchange(UpstreamListener):
             self.truncated or not self.body_done,
             client,
             self.host.decode("latin-1"),
-            time(),
+            _TIME(),
         )
         self.request = request
         verdict = serving.engine.evaluate(request, serving.state)
@@ -394,7 +402,7 @@ class Exchange(UpstreamListener):
         self.upstream = upstream
         self.state = _UPSTREAM
         chunked = self.chunked_in
-        request = request_head(
+        request = _REQUEST_HEAD(
             self.method,
             self.url,
             self.host,
@@ -477,7 +485,7 @@ class Exchange(UpstreamListener):
                     pass
                 case _:
                     assert_never(plan)
-        head = response_head(
+        head = _RESPONSE_HEAD(
             status,
             headers,
             self.head,
@@ -714,14 +722,14 @@ class Exchange(UpstreamListener):
     def record(self) -> None:
         """Count the finished exchange and write its access log line."""
         verdict = self.verdict
-        seconds = perf_counter() - self.started
+        seconds = _PERF_COUNTER() - self.started
         ctx = self.ctx
+        stats = ctx.stats
         if verdict is not None:
-            ctx.stats.record(
-                self.status, self.decision, seconds, verdict.modules, verdict.matched_rules
-            )
+            modules, rules = verdict.modules, verdict.matched_rules
+            stats.record(self.status, self.decision, seconds, modules, rules)
         else:
-            ctx.stats.record(self.status, self.decision, seconds)
+            stats.record(self.status, self.decision, seconds)
         access_log = ctx.access_log
         if access_log is not None:
             access_log.add(self.log_entry(seconds))

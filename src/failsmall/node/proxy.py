@@ -55,6 +55,9 @@ _UPSTREAM: Final = Deadline.UPSTREAM
 _READING: Final = ExchangeState.READING
 _DONE: Final = ExchangeState.DONE
 _BODY_REJECT: Final = BodyOverBuffer.REJECT
+#: Read from a C static where called for each request, not looked up in the module's globals
+#: (what mypyc does for a name that is not `Final`).
+_WHOLE_REQUEST: Final = whole_request
 
 
 @dataclass(eq=False)
@@ -207,12 +210,19 @@ class ClientConnection(asyncio.Protocol, ClientSide):
             return
         room = len(self.queue) <= PIPELINE_DEPTH
         if room and self.llhttp_fresh:
-            whole = whole_request(data)
+            whole = _WHOLE_REQUEST(data)
             if whole is not None and whole[4]:  # one whole request, keep-alive
                 # Nothing of it is left to wait for: no header or body deadline to arm.
+                (
+                    method, url, headers, http10, keep_alive, body, head_bytes, noted, path,
+                    query, text_headers,
+                ) = whole  # fmt: skip
                 self.parsing = True
-                try:
-                    self._whole(*whole)
+                try:  # its fields named, not `*whole`: a native call, not one through Python
+                    self._whole(
+                        method, url, headers, http10, keep_alive, body, head_bytes, noted,
+                        path, query, text_headers,
+                    )  # fmt: skip
                 finally:
                     self.parsing = False
                 return
@@ -308,7 +318,7 @@ class ClientConnection(asyncio.Protocol, ClientSide):
             exchange.url = url
             self.head_bytes = head_bytes
             self._head_begins(exchange, method, http10, keep_alive)
-            _take_noted(exchange, *noted)
+            _take_noted(exchange, noted)
             exchange.path = path  # its target is in origin form: what `_read_target` reads
             exchange.query = query
             exchange.text_headers = text_headers
@@ -800,17 +810,10 @@ NotedHeaders = tuple[list[tuple[bytes, bytes]], bytes, int, int, bytes, bytes, b
 (forward, host, hosts, content_length, x_forwarded_for, request_id, expects_continue)."""
 
 
-def _take_noted(
-    exchange: Exchange,
-    forward: list[tuple[bytes, bytes]],
-    host: bytes,
-    hosts: int,
-    content_length: int,
-    xff: bytes,
-    request_id: bytes,
-    expects_continue: bool,
-) -> None:
-    """`_read_headers` for a plain request whose headers `whole_request` has read."""
+def _take_noted(exchange: Exchange, noted: NotedHeaders) -> None:
+    """`_read_headers` for a plain request whose headers `whole_request` has read (the tuple
+    unpacked here: a call with `*noted` would go through Python)."""
+    forward, host, hosts, content_length, xff, request_id, expects_continue = noted
     if hosts != 1:
         _check_hosts(hosts, exchange.http10)
     exchange.forward = forward

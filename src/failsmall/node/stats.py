@@ -13,7 +13,6 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain
 from operator import itemgetter
 from typing import Final, get_args
 
@@ -118,13 +117,18 @@ Recorded = tuple[int, str, float, tuple[ModuleOutcome, ...], tuple[str, ...]]
 seconds, module outcomes and matched rules."""
 _SECONDS: Final = itemgetter(2)
 _MODULES: Final = itemgetter(3)
-_RULES: Final = itemgetter(4)
 NO_OUTCOMES: Final[tuple[()]] = ()
 
 
 def _same_outcomes(one: tuple[ModuleOutcome, ...], other: tuple[ModuleOutcome, ...]) -> bool:
     """Whether two requests' outcomes are the same objects, in the same order."""
-    return len(one) == len(other) and all(one[i] is other[i] for i in range(len(one)))
+    count = len(one)
+    if count != len(other):
+        return False
+    for i in range(count):  # noqa: SIM110 - a loop, not `all(...)`: no generator for each request
+        if one[i] is not other[i]:
+            return False
+    return True
 
 
 def _tally(
@@ -208,18 +212,19 @@ class TrafficStats:
             status, decision, length = record[0], record[1], 1
         requests[status, decision] += length
         latency = self.folded_latency
-        seconds = list(map(_SECONDS, pending))
         buckets = latency.counts
-        ordered = sorted(seconds)
+        ordered = sorted(map(_SECONDS, pending))
         below = 0
         for bucket, bound in enumerate(LATENCY_BUCKETS_S):  # bisect_left(bounds, s) == bucket
             at_most = bisect_right(ordered, bound)
             buckets[bucket] += at_most - below
             below = at_most
         buckets[-1] += len(ordered) - below
-        for one in seconds:  # one at a time, in order: the same total as counted per request
-            latency.total += one
-        latency.n += len(seconds)
+        total = latency.total
+        for record in pending:  # one at a time, in order: the same total as counted per request
+            total += record[2]
+        latency.total = total
+        latency.n += len(pending)
         times_of: dict[int, int] = {}  # by the outcome's identity
         outcome_of: dict[int, ModuleOutcome] = {}
         run: tuple[ModuleOutcome, ...] = ()
@@ -235,11 +240,26 @@ class TrafficStats:
         for key, times in times_of.items():  # each distinct outcome added once
             outcome = outcome_of[key]
             counts[outcome.module][type(outcome)] += times
-        rules = list(map(_RULES, pending))
-        if any(rules):
-            self.folded_rule_matches.update(chain.from_iterable(rules))
-            blocked = (r[4] for r in pending if r[4] and r[1] == _BLOCK)
-            self.folded_rule_blocks.update(chain.from_iterable(blocked))
+        # Matched rules: most often the engine's one tuple for the requests no rule stops (the
+        # rules that always match), so requests in a row with the same tuple are counted at once.
+        matches = self.folded_rule_matches
+        blocked: list[str] = []
+        matched: tuple[str, ...] = ()
+        length = 0
+        for record in pending:
+            rules = record[4]
+            if rules and record[1] == _BLOCK:
+                blocked += rules
+            if rules is matched:
+                length += 1
+                continue
+            for rule in matched:
+                matches[rule] += length
+            matched, length = rules, 1
+        for rule in matched:
+            matches[rule] += length
+        if blocked:
+            self.folded_rule_blocks.update(blocked)
 
     @property
     def requests(self) -> Counter[tuple[int, str]]:

@@ -36,6 +36,10 @@ class ResponseHeadTooLarge(Exception):
 
 _HEAD_TOO_LARGE: Final = f"origin sent a response head over {MAX_RESPONSE_HEAD_BYTES} bytes"
 
+#: Read from a C static where called for each request, not looked up in the module's globals
+#: (what mypyc does for a name that is not `Final`).
+_WHOLE_RESPONSE: Final = whole_response
+
 
 @trait
 class UpstreamListener:
@@ -120,12 +124,13 @@ class UpstreamConnection(asyncio.Protocol):
         if listener is not None and not self._in_message and not self._skip_body:
             # Most responses arrive whole in one read, and plain: read in one call, they reach
             # the exchange without a callback per header (anything else goes to llhttp).
-            whole = whole_response(data)
+            whole = _WHOLE_RESPONSE(data)
             if whole is not None:
                 self.got_response = True
                 self._awaiting_head = False
                 self.listener = None
-                listener.upstream_whole(*whole)
+                status, headers, keep_alive, body = whole  # named: a native call, not `*whole`
+                listener.upstream_whole(status, headers, keep_alive, body)
                 return
         try:
             self._parser.feed_data(data)

@@ -6,7 +6,6 @@ import os
 import re
 from enum import IntEnum
 from http import HTTPStatus
-from itertools import count
 from typing import Final
 
 HOP_BY_HOP: Final[frozenset[bytes]] = frozenset(
@@ -100,12 +99,13 @@ class RequestIds:
 
     def __init__(self) -> None:
         self._prefix = os.urandom(6).hex().encode()
-        self._counter = count(1)
+        self._issued = 0
 
     def choose(self, offered: bytes | None) -> bytes:
         if offered is not None and _SANE_REQUEST_ID.match(offered):
             return offered
-        return b"%s-%x" % (self._prefix, next(self._counter))
+        self._issued += 1
+        return b"%s-%x" % (self._prefix, self._issued)
 
 
 def local_response(

@@ -174,12 +174,18 @@ class ScanResult(NamedTuple):
     reached: LimitReached | None
 
 
+#: Read from a C static where called for each request, not looked up in the module's globals
+#: (what mypyc does for a name that is not `Final`).
+_TUPLE_OF: Final = tuple_of
+_SCAN_RESULT: Final = ScanResult
+
+
 def scan_result_of(
     hits: frozenset[str], values: int, chars: int, reached: LimitReached | None
 ) -> ScanResult:
     """A `ScanResult` made by `tuple_of` (one C call) rather than by the NamedTuple's
     generated `__new__`, which runs interpreted: the WAF makes one per request it scans."""
-    return tuple_of(ScanResult, hits, values, chars, reached)
+    return _TUPLE_OF(_SCAN_RESULT, hits, values, chars, reached)
 
 
 def frozen(hits: set[str]) -> frozenset[str]:
