@@ -234,6 +234,12 @@ error:
     return -1;
 }
 
+/* Whether `pair` is a header as the engine takes them: a (name, value) tuple of two str. */
+static int is_str_pair(PyObject *pair) {
+    return PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 &&
+           PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) && PyUnicode_Check(PyTuple_GET_ITEM(pair, 1));
+}
+
 /* `name` lowercased as `str.lower` does. New reference. */
 static PyObject *lower(PyObject *name) {
     if (!PyUnicode_IS_ASCII(name)) return PyObject_CallMethod(name, "lower", NULL);
@@ -441,9 +447,7 @@ PyObject *scan_head_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
         PyObject *pair = PyTuple_GET_ITEM(headers, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+        if (!is_str_pair(pair)) {
             PyErr_SetString(PyExc_TypeError, "scan_head: each header is a (name, value) of str");
             return NULL;
         }
@@ -529,9 +533,7 @@ PyObject *has_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     for (Py_ssize_t i = 0; fast && i < length; i++) fast = !(w[i] >= 'A' && w[i] <= 'Z');
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
         PyObject *pair = PyTuple_GET_ITEM(headers, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+        if (!is_str_pair(pair)) {
             PyErr_SetString(PyExc_TypeError, "has_header: each header is a (name, value) of str");
             return NULL;
         }
@@ -562,9 +564,7 @@ PyObject *index_headers(PyObject *module, PyObject *headers) {
     if (by_name == NULL || names == NULL) goto error;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(headers, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+        if (!is_str_pair(pair)) {
             PyErr_SetString(PyExc_TypeError,
                             "index_headers: each header is a (name, value) of str");
             goto error;
