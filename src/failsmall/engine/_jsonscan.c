@@ -273,10 +273,10 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
  * buckets and entries spread over more memory than the L2 cache holds: a stage started four
  * values ahead had not finished when the next needed it (on a 1 MiB body, 8 is 5-10% faster
  * than 4, and 12 no faster than 8). */
-#define PREFETCH_DISTANCE 8
+#define PREFETCH_DISTANCE 16
 /* The memo hashes kept while a value is between its first prefetch and its lookup, by its place
  * modulo this: a power of two above the three stages' span. */
-#define MIXED_RING 32
+#define MIXED_RING 64
 _Static_assert(MIXED_RING > 3 * PREFETCH_DISTANCE && (MIXED_RING & (MIXED_RING - 1)) == 0,
                "MIXED_RING: a power of two above 3 * PREFETCH_DISTANCE");
 
