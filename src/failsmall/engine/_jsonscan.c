@@ -272,7 +272,8 @@ static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
 /* How many values apart the stages of a lookup's prefetching run. A large body's lookups read
  * buckets and entries spread over more memory than the L2 cache holds: a stage started four
  * values ahead had not finished when the next needed it (on a 1 MiB body, 8 is 5-10% faster
- * than 4, and 12 no faster than 8). */
+ * than 4). Where the memory is shared with busy neighbours a read takes longer still: there 16
+ * took a tenth off the lookups of 8, and 24 or 32 were no faster than 16. */
 #define PREFETCH_DISTANCE 16
 /* The memo hashes kept while a value is between its first prefetch and its lookup, by its place
  * modulo this: a power of two above the three stages' span. */
