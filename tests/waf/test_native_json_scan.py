@@ -16,13 +16,20 @@ from hypothesis import strategies as st
 from failsmall.engine.body import BodyFormat, JsonWalk, parse_body
 from failsmall.engine.native import MEMO_MAX_VALUE, Memo
 from failsmall.engine.request import Request, RequestView
+from failsmall.engine.signatures.compiled import compile_matches
+from failsmall.engine.signatures.native import native_value_scanner
 from failsmall.engine.signatures.scanner import MEMO_BYTES
 from failsmall.engine.work import Stop
 from failsmall.model.traffic import Limits
 from tests.waf.test_head_walk import rooms
 from tests.waf.test_memo import store
 from tests.waf.test_native_json_walk import json_bodies
-from tests.waf.test_native_scanner import json_documents, request_scanners, scanners
+from tests.waf.test_native_scanner import (
+    MANAGED_MATCHES,
+    json_documents,
+    request_scanners,
+    scanners,
+)
 
 #: JSON texts: damaged and odd ones (encodings, escapes, repeated keys), and documents of
 #: attack fragments written with and without ASCII escapes.
@@ -275,3 +282,33 @@ def test_a_body_of_values_repeated_as_names_and_values_scans_as_the_reference(
         assert found == scan(reference, Memo(MEMO_BYTES), body, bits, limits, room)
         assert native_memo.items() == reference_memo.items()
         assert native_memo.size <= budget
+
+
+def test_bodies_merged_in_the_table_the_scanner_keeps_scan_as_the_reference_across_its_wrap() -> (
+    None
+):
+    """The table a scanner merges bodies' repeated values in is kept from one body to the next,
+    its slots in use by one body at a time (a generation of 16 bits, the table cleared when it
+    wraps). Small bodies whose values repeat, each a value from the one before, sent past two
+    wraps, and a body too large for the kept table in between (it has one of its own): every
+    body scanned from a fresh native scanner gives what the reference gives it."""
+    _, reference = scanners()
+    native = native_value_scanner(*compile_matches(MANAGED_MATCHES))  # its table from the start
+    limits, room = (20_000, 8, 1_000_000), (20_000, 16 * 1024 * 1024)
+    bits = (32, 64, 128)
+
+    def body(i: int) -> bytes:
+        return json.dumps(
+            {"a": [f"v{i}", f"v{i - 1}", f"v{i}", "union select"], f"k{i}": f"v{i - 1}"}
+        ).encode()
+
+    large = json.dumps({"items": [f"x{j % 9000}" for j in range(18_000)]}).encode()
+    checked = {*range(0, 4), *range(65_530, 65_542), *range(131_066, 131_078)}
+    memo = Memo(0)  # nothing remembered: every value is merged and scanned each time
+    for i in range(131_080):
+        sent = large if i == 65_535 else body(i)
+        if i in checked or sent is large:
+            found = scan(native, memo, sent, bits, limits, room)
+            assert found == scan(reference, Memo(0), sent, bits, limits, room), i
+        else:
+            scan(native, memo, sent, bits, limits, room)

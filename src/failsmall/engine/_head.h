@@ -51,6 +51,22 @@ int remembered_later_put(remembered_later_t *later, Memo *memo);
 /* Let go of the values kept. */
 void remembered_later_free(remembered_later_t *later);
 
+/* The table `scan_json` merges a body's repeated values in (`_jsonscan.c`), kept by its scanner
+ * from one body to the next, so a body's merge neither allocates nor clears one: a slot is in
+ * use only when it carries the current `generation` (the next body's slots, all in use by an
+ * earlier one, read as empty). Zeroed when made and when the generation wraps. */
+typedef struct {
+    uint64_t *slots;
+    size_t capacity;
+    uint64_t generation;
+} merge_table_t;
+
+/* The merge table of `self` (`_native.c`). */
+merge_table_t *scanner_merge_table(ValueScanner *self);
+
+/* Let go of a merge table's slots. */
+void merge_table_free(merge_table_t *table);
+
 /* Fresh values scanned together (`_native.c`): each value's results go, as UTF-8 separated by
  * `\n`, into the buffer of the database that would scan them alone (a subset's or the one of
  * every pattern), scanned once with its candidate form; only the results it flags are scanned

@@ -86,10 +86,11 @@ static int arena_reserve(sources_t *s, Py_ssize_t more) {
     return 0;
 }
 
-/* A slot of the table: 0 when empty, else the item's index + 1 in the low 32 bits and the
- * high 32 bits of its hash in the others, so a probe reads the item only when those agree. */
-static inline uint64_t slot_of(Py_hash_t hash, Py_ssize_t index) {
-    return ((uint64_t)hash & 0xFFFFFFFF00000000u) | (uint64_t)(index + 1);
+/* A slot of the merge table: the table's generation in the high 16 bits (a slot of another
+ * generation is empty), 16 bits of the item's hash next, so a probe reads the item only when
+ * they agree, and the item's index + 1 in the low 32 bits. */
+static inline uint64_t slot_of(uint64_t generation, Py_hash_t hash, Py_ssize_t index) {
+    return generation << 48 | ((uint64_t)hash & 0xFFFF00000000u) | (uint64_t)(index + 1);
 }
 
 /* Room for the values of a body of `length` bytes, so most bodies never grow their buffers:
@@ -209,23 +210,57 @@ static int add_text(sources_t *s, PyObject *text, long long bits) {
 
 /* How many values ahead the merge asks for the table slot it will read. */
 #define MERGE_PREFETCH 16
+/* The most slots of a merge table kept from one body to the next (128 KiB: a body of up to
+ * 8,192 values); a larger body's merge has a table of its own. */
+#define MERGE_KEPT_SLOTS ((size_t)1 << 14)
+#define MERGE_GENERATIONS ((uint64_t)1 << 16)
+
+void merge_table_free(merge_table_t *table) {
+    PyMem_Free(table->slots);
+    *table = (merge_table_t){0};
+}
+
+/* `slots` slots of `kept` for a body's merge, the generation they are in use by in
+ * `*generation`: its own, zeroed, when the body needs more than MERGE_KEPT_SLOTS (then the
+ * caller frees it), else those kept, in a generation of their own. NULL, with MemoryError
+ * set, when there is no room. */
+static uint64_t *merge_slots(merge_table_t *kept, size_t slots, uint64_t *generation) {
+    if (slots > MERGE_KEPT_SLOTS) {
+        *generation = 1;
+        uint64_t *own = PyMem_Calloc(slots, sizeof(uint64_t));
+        if (own == NULL) PyErr_NoMemory();
+        return own;
+    }
+    if (kept->capacity < slots) {
+        merge_table_free(kept);
+        if ((kept->slots = PyMem_Calloc(MERGE_KEPT_SLOTS, sizeof(uint64_t))) == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        kept->capacity = MERGE_KEPT_SLOTS;
+    }
+    if (++kept->generation == MERGE_GENERATIONS) {
+        memset(kept->slots, 0, kept->capacity * sizeof(uint64_t));
+        kept->generation = 1;
+    }
+    *generation = kept->generation;
+    return kept->slots;
+}
 
 /* Keep each value once, where first added, with the targets of every place it was added (as
  * `add_fields` ors them into a dict). The table is sized once for every value, so the slot a
  * value will probe is known, and asked for, a few values before it is read: in a large body
  * the slots are spread over more memory than the caches hold. */
-static int merge_repeats(sources_t *s) {
+static int merge_repeats(sources_t *s, merge_table_t *kept_table) {
     if (s->count > (Py_ssize_t)UINT32_MAX - 1) {
         PyErr_SetString(PyExc_MemoryError, "scan_json: more than 2**32 - 2 values");
         return -1;
     }
     size_t slots = 64;
     while (slots < (size_t)(2 * s->count)) slots *= 2;
-    uint64_t *table = PyMem_Calloc(slots, sizeof(uint64_t));
-    if (table == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    uint64_t generation;
+    uint64_t *table = merge_slots(kept_table, slots, &generation);
+    if (table == NULL) return -1;
     size_t mask = slots - 1;
     Py_ssize_t kept = 0;
     for (Py_ssize_t i = 0; i < s->count; i++) {
@@ -233,9 +268,9 @@ static int merge_repeats(sources_t *s) {
         if (i + MERGE_PREFETCH < s->count)
             __builtin_prefetch(&table[(size_t)s->items[i + MERGE_PREFETCH].hash & mask]);
         source_t item = s->items[i];
-        uint64_t tag = slot_of(item.hash, -1);
+        uint64_t tag = slot_of(generation, item.hash, -1);
         size_t k = (size_t)item.hash & mask;
-        for (; table[k]; k = (k + 1) & mask) {
+        for (; table[k] >> 48 == generation; k = (k + 1) & mask) {
             if ((table[k] & 0xFFFFFFFF00000000u) != tag) continue;
             source_t *old = &s->items[(table[k] & 0xFFFFFFFFu) - 1];
             if (old->hash == item.hash && old->kind == item.kind &&
@@ -246,13 +281,13 @@ static int merge_repeats(sources_t *s) {
                 break;
             }
         }
-        if (table[k] == 0) {
-            table[k] = slot_of(item.hash, kept);
+        if (table[k] >> 48 != generation) {
+            table[k] = slot_of(generation, item.hash, kept);
             s->items[kept++] = item;
         }
     }
     s->count = kept;
-    PyMem_Free(table);
+    if (table != kept_table->slots) PyMem_Free(table);
     return 0;
 }
 
@@ -378,7 +413,9 @@ PyObject *scan_json_impl(ValueScanner *self, PyObject *const *args, Py_ssize_t n
     case WALK_UNDECIDED:
         break;
     default:
-        if (merge_repeats(&s) < 0 || scan_in_order(self, memo, &s, &w) < 0) goto done;
+        if (merge_repeats(&s, scanner_merge_table(self)) < 0 ||
+            scan_in_order(self, memo, &s, &w) < 0)
+            goto done;
     }
     out = Py_BuildValue("(inni)", status, w.values, w.chars, (int)w.stop);
 done:

@@ -1496,7 +1496,10 @@ struct ValueScanner {
      * `candidate_expression`); NULL when libhs refuses one, and then every result scanned with
      * `database` is scanned on its own. */
     hs_database_t *candidate;
+    merge_table_t merge; /* `scan_json`'s, kept from one body to the next */
 };
+
+merge_table_t *scanner_merge_table(ValueScanner *self) { return &self->merge; }
 
 static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
                     unsigned int flags, void *context) {
@@ -1619,6 +1622,7 @@ static void ValueScanner_dealloc(ValueScanner *self) {
     PyMem_Free(self->chain);
     PyMem_Free(self->done);
     PyMem_Free(self->done_set);
+    merge_table_free(&self->merge);
     PyMem_Free(self->utf8.data);
     Py_XDECREF(self->owners);
     Py_XDECREF(self->references);
