@@ -102,6 +102,12 @@ memo_entry *memo_find_text_mixed(Memo *memo, memo_text_t text, long long kind, P
     return find_text_hashed(memo, text, kind, mixed);
 }
 
+/* The two bits of the filter of sightings of a key of mixed hash `hash`. */
+static inline void sighting_bits(const Memo *memo, Py_hash_t hash, size_t *low, size_t *high) {
+    *low = (size_t)hash & memo->sighting_mask;
+    *high = (size_t)((Py_uhash_t)hash >> 32) & memo->sighting_mask;
+}
+
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage) {
     memo_prefetch_mixed(memo, memo_mix(text_hash, kind), stage);
 }
@@ -114,6 +120,17 @@ void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage) {
         if (stage == 1) __builtin_prefetch(*bucket);
         else __builtin_prefetch((const char *)*bucket + 64);
     }
+}
+
+void memo_prefetch_put(const Memo *memo, Py_hash_t text_hash, long long kind, int stage) {
+    Py_hash_t mixed = memo_mix(text_hash, kind);
+    if (stage == 0 && memo->sightings != NULL) {
+        size_t low, high;
+        sighting_bits(memo, mixed, &low, &high);
+        __builtin_prefetch(&memo->sightings[low / 64], 1);
+        __builtin_prefetch(&memo->sightings[high / 64], 1);
+    }
+    memo_prefetch_mixed(memo, mixed, stage);
 }
 
 int array_reserve(void **items, Py_ssize_t *capacity, Py_ssize_t needed, size_t item) {
@@ -229,8 +246,8 @@ static int add_entry(Memo *memo, PyObject *key, memo_text_t text, long long kind
  * past an offer per eight bits since the filter was last emptied empties it first. */
 static inline int admit(Memo *memo, Py_hash_t hash) {
     memo->offered++;
-    size_t low = (size_t)hash & memo->sighting_mask,
-           high = (size_t)((Py_uhash_t)hash >> 32) & memo->sighting_mask;
+    size_t low, high;
+    sighting_bits(memo, hash, &low, &high);
     uint64_t *a = &memo->sightings[low / 64], *b = &memo->sightings[high / 64];
     uint64_t a_bit = (uint64_t)1 << (low % 64), b_bit = (uint64_t)1 << (high % 64);
     if (++memo->sightings_noted > (Py_ssize_t)((memo->sighting_mask + 1) / 8)) {

@@ -177,6 +177,10 @@ memo_entry *memo_find_text_mixed(Memo *memo, memo_text_t text, long long kind, P
 void memo_prefetch(const Memo *memo, Py_hash_t text_hash, long long kind, int stage);
 /* `memo_prefetch` of a key whose `memo_mix` the caller has: `mixed`. */
 void memo_prefetch_mixed(const Memo *memo, Py_hash_t mixed, int stage);
+/* `memo_prefetch` of a key about to be offered (`memo_put_text`): its first stage also asks for
+ * the two words of the filter of sightings the offer reads and writes, which in a memo of
+ * megabytes are as far from the caches as its bucket. */
+void memo_prefetch_put(const Memo *memo, Py_hash_t text_hash, long long kind, int stage);
 
 /* Offer (key, kind) -> (hits, values, chars) to be remembered at a cost of `size` +
  * MEMO_ENTRY_OVERHEAD: it is stored when offered again while its first offer is still in the

@@ -45,18 +45,19 @@ int walk_fresh(ValueScanner *self, scan_walk_t *walk, PyObject *value, Py_hash_t
                      (struct walk_value){{NULL, 1, chars}, Py_NewRef(value), hash, targets, index});
 }
 
-/* How many values apart the stages of a put's prefetching run (see `memo_prefetch`). */
+/* How many values apart the stages of a put's prefetching run (see `memo_prefetch_put`). */
 #define PUT_PREFETCH_DISTANCE 4
 
 /* Remember the short fresh values of `items[0:count]`, in order (their hits in `found.hits`).
- * Each put first reads its bucket's chain, which a walk of many values has long since pushed
- * out of the caches: what it reads is asked for a few values ahead. */
+ * Each put first reads its bucket's chain and the filter of sightings, which a walk of many
+ * values has long since pushed out of the caches: what it reads is asked for a few values
+ * ahead. */
 static int remember_fresh(struct walk_value *items, Py_ssize_t count, Memo *memo) {
     for (Py_ssize_t i = 0; i < count; i++) {
         for (int stage = 0; stage < 3; stage++) {
             Py_ssize_t ahead = i + PUT_PREFETCH_DISTANCE * (3 - stage);
             if (ahead < count && items[ahead].found.hits != NULL)
-                memo_prefetch(memo, items[ahead].hash, items[ahead].targets, stage);
+                memo_prefetch_put(memo, items[ahead].hash, items[ahead].targets, stage);
         }
         struct walk_value *item = &items[i];
         if (item->found.hits == NULL) continue;
