@@ -2,7 +2,8 @@
 flags scanned on its own) give exactly what the reference gives scanning them one by one: the
 same hits, values, characters, stop and memo entries, with patterns chosen to break a naive
 batch (anchors that would match at a neighbour's edge, matches that run across neighbours,
-word boundaries at the separators, caseless and UTF-8 patterns) and with patterns that match
+word boundaries at the separators, classes that would match a separator, caseless and UTF-8
+patterns) and with patterns that match
 at nearly every byte, which stop the candidate scan and leave every result to its own scan."""
 
 from __future__ import annotations
@@ -75,6 +76,23 @@ EDGE_MATCHES = {
     "cookie": SignatureMatch(
         targets=[Target.COOKIE_VALUES], patterns=[r"\Aab", r"b\z", r"^x$"], caseless=False
     ),
+    # classes that would match the `\n` between results, which the candidate forms take
+    # out of them: a result holds none, so a match inside one is found as before
+    "classes": SignatureMatch(
+        targets=[Target.BODY_ARG_VALUES, Target.HEADER_VALUES],
+        patterns=[
+            r"[;&|\n]cat",
+            r"\s+z",
+            r"[^`]`q",
+            r"\Wd\D",
+            r"[\r\n]y",
+            r"[\n]x$",
+            r"[\n-\r]b",
+            r"^\s*c",
+            r"[^\s]\sq",
+        ],
+        caseless=False,
+    ),
     "unicode": SignatureMatch(
         targets=[Target.HEADER_VALUES, Target.BODY_ARG_NAMES],
         patterns=[r"\AＡ", r"é\z", r"^\w$", r"ü.*é"],
@@ -100,6 +118,7 @@ def scanners(which: str) -> tuple[_native.ValueScanner, ReferenceValueScanner]:
 
 PIECES = ["abc", "ABC", "a", "b", "c", "x", "y", "q", "z", "\\", "A", "]", " ", "\n", ".", "d"]
 PIECES += ["é", "É", "t", "ü", "ß", "SS", "Ａ", "%20", "%0a", "\u00a0", "\r", "-", "\ud800"]
+PIECES += [";", "`", "|", "\t", "9", "cat"]
 values = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
     st.text(max_size=6),
