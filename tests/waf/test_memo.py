@@ -16,9 +16,11 @@ from failsmall.engine.native import (
     MEMO_BYTES_PER_SIGHTING,
     MEMO_ENTRY_OVERHEAD,
     MEMO_HEADER,
+    MEMO_TEXT_KEY,
     Memo,
+    extension,
 )
-from failsmall.engine.signatures.reference import ReferenceMemo
+from failsmall.engine.signatures.reference import ReferenceMemo, text_hash
 
 keys = st.one_of(
     st.text(max_size=6),
@@ -45,6 +47,30 @@ operations = st.lists(
     ),
     max_size=60,
 )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=70),
+        st.text(st.characters(max_codepoint=0xFF), max_size=70),
+        st.text(st.characters(min_codepoint=0x100, max_codepoint=0xFFFF), max_size=40),
+        st.text(st.sampled_from("a\xff\u0100\ud800\udfff\U00010000"), max_size=40),
+    )
+)
+def test_the_memo_hashes_a_str_as_the_reference_does(text: str) -> None:
+    """Every width of str, lone surrogates, and every size across the 16-byte blocks."""
+    assert extension.text_hash(text) == text_hash(text) >= 0
+
+
+def test_the_memo_hash_is_keyed_and_tells_close_texts_apart() -> None:
+    """A key drawn at load, not zero; texts one character apart, and a text and its own
+    prefix, hash apart (a collision among these would point at a broken fold)."""
+    assert all(MEMO_TEXT_KEY) and text_hash("") == 0
+    texts = [f"user{i}@example.com" for i in range(5000)] + ["x" * n for n in range(1, 200)]
+    assert len({extension.text_hash(t) for t in texts}) == len(texts)
+    with pytest.raises(TypeError, match="text_hash"):
+        extension.text_hash(b"bytes")  # type: ignore[arg-type]
 
 
 @settings(max_examples=300, deadline=None)

@@ -150,8 +150,7 @@ static int add_value(ValueScanner *self, Memo *memo, PyObject *value, long long 
  * `memo_prefetch`); nothing for an empty value, which is not looked up. -1 on error. */
 static int ask_bucket(Memo *memo, PyObject *value, long long kind) {
     if (PyUnicode_GET_LENGTH(value) == 0) return 0;
-    memo_text_t text;
-    if (memo_text_of(value, &text) < 0) return -1;
+    memo_text_t text = memo_text_of(value);
     memo_prefetch(memo, text.hash, kind, 0);
     return 0;
 }
@@ -386,16 +385,14 @@ static int ask_memo(Memo *memo, long mask, PyObject *const *whole, const long *b
     *hashed = 0;
     for (int i = 0; i < 4 && n < HEAD_PREFETCH; i++) {
         if (!bits[i] || PyUnicode_GET_LENGTH(whole[i]) == 0) continue;
-        memo_text_t text;
-        if (memo_text_of(whole[i], &text) < 0) return -1;
+        memo_text_t text = memo_text_of(whole[i]);
         hashes[n] = text.hash;
         kinds[n++] = bits[i];
     }
     for (Py_ssize_t i = 0; parts != NULL && i < PyList_GET_SIZE(parts) && n < HEAD_PREFETCH; i++) {
         PyObject *part = PyList_GET_ITEM(parts, i);
         if (PyUnicode_GET_LENGTH(part) == 0) continue;
-        memo_text_t text;
-        if (memo_text_of(part, &text) < 0) return -1;
+        memo_text_t text = memo_text_of(part);
         hashes[n] = text.hash;
         kinds[n++] = MEMO_ARG_PART;
     }

@@ -6,7 +6,7 @@
  *
  * 1. the walk (`_jsonwalk.c`) gives each field's path and value: a value read where it is in
  *    the body's bytes, the others' characters copied into one arena in the narrowest kind
- *    that holds them, each hashed as it is added (as a str of it would be); then each is
+ *    that holds them, each hashed as it is added (`memo_text_hash`); then each is
  *    kept once, in the order first seen, with the target bits of every place it was seen (as
  *    `add_fields` ors them into a dict);
  * 2. then each distinct value in order, as `scan_sources` does: looked up in the memo by its

@@ -40,15 +40,29 @@ static inline memo_cold *cold_of(const memo_entry *e) {
     return (memo_cold *)(e->text + text_room(e->text_length, e->text_kind));
 }
 
-int memo_text_of(PyObject *str, memo_text_t *text) {
+uint64_t memo_text_key[2];
+
+int memo_key_init(void) {
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) return -1;
+    PyObject *drawn = PyObject_CallMethod(os, "urandom", "i", (int)sizeof memo_text_key);
+    Py_DECREF(os);
+    if (drawn == NULL) return -1;
+    if (!PyBytes_Check(drawn) || PyBytes_GET_SIZE(drawn) != (Py_ssize_t)sizeof memo_text_key) {
+        Py_DECREF(drawn);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom gave no 16 bytes for the memo's key");
+        return -1;
+    }
+    memcpy(memo_text_key, PyBytes_AS_STRING(drawn), sizeof memo_text_key);
+    Py_DECREF(drawn);
+    return 0;
+}
+
+memo_text_t memo_text_of(PyObject *str) {
     Py_ssize_t length = PyUnicode_GET_LENGTH(str);
     int kind = PyUnicode_KIND(str);
     const void *data = PyUnicode_DATA(str);
-    Py_hash_t hash = PyUnicode_CheckExact(str) ? PyObject_Hash(str)
-                                               : memo_text_hash(kind, data, length);
-    if (hash == -1) return -1;
-    *text = (memo_text_t){kind, data, length, hash};
-    return 0;
+    return (memo_text_t){kind, data, length, memo_text_hash(kind, data, length)};
 }
 
 /* 1 when the entry is of the str of `text` (of mixed hash `hash`) and `kind`. */
@@ -81,8 +95,7 @@ static memo_entry *find_object_hashed(Memo *memo, PyObject *key, long long kind,
 
 memo_entry *memo_find(Memo *memo, PyObject *key, long long kind) {
     if (PyUnicode_Check(key)) {
-        memo_text_t text;
-        if (memo_text_of(key, &text) < 0) return NULL;
+        memo_text_t text = memo_text_of(key);
         return memo_find_text(memo, text, kind);
     }
     Py_hash_t hash = PyObject_Hash(key);
@@ -273,8 +286,7 @@ int memo_put_text(Memo *memo, memo_text_t text, long long kind, PyObject *hits,
 int memo_put(Memo *memo, PyObject *key, long long kind, PyObject *hits, Py_ssize_t values,
              Py_ssize_t chars, Py_ssize_t size) {
     if (PyUnicode_Check(key)) {
-        memo_text_t text;
-        if (memo_text_of(key, &text) < 0) return -1;
+        memo_text_t text = memo_text_of(key);
         return memo_put_text(memo, text, kind, hits, values, chars, size);
     }
     Py_hash_t hash = PyObject_Hash(key);

@@ -2530,8 +2530,7 @@ static PyObject *scan_sources_impl(ValueScanner *self, PyObject *const *args,
             PyErr_SetString(PyExc_ValueError, "sources: each target mask must be above 0");
             goto done;
         }
-        memo_text_t text;
-        if (memo_text_of(value, &text) < 0) goto done;
+        memo_text_t text = memo_text_of(value);
         memo_entry *e = memo_find_text(memo, text, bits);
         if (e != NULL) {
             known_t found = {Py_NewRef(e->hits), e->values, e->chars};
@@ -2914,6 +2913,15 @@ static PyObject *tuple_of(PyObject *module, PyObject *const *args, Py_ssize_t na
     return made;
 }
 
+/* text_hash(text) -> int: the memo's hash of a str (`memo_text_hash`). */
+static PyObject *native_text_hash(PyObject *Py_UNUSED(module), PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "text_hash(text: str), not %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(memo_text_of(text).hash);
+}
+
 static PyMethodDef native_methods[] = {
     {"index_headers", index_headers, METH_O,
      "index_headers(headers) -> (by_name, names): each header's values by its lowercase name, "
@@ -2943,6 +2951,9 @@ static PyMethodDef native_methods[] = {
     {"utf8_replace", native_utf8_replace, METH_O,
      "utf8_replace(data) -> str: data.decode('utf-8', 'replace'), as the decoding transforms "
      "compute it."},
+    {"text_hash", native_text_hash, METH_O,
+     "text_hash(text) -> int: the memo's hash of `text` (0 or more), keyed by MEMO_TEXT_KEY; "
+     "`signatures.reference.text_hash` in Python."},
     {"transform", native_transform, METH_VARARGS,
      "transform(name, value, reference) -> str: the transform `name` of `value`, calling "
      "`reference` where C does not decide."},
@@ -2954,6 +2965,16 @@ extern PyMethodDef jsonwalk_methods[];
 /* cache_headers, in _cache_headers.c */
 extern PyMethodDef cache_headers_methods[];
 int cache_headers_init(void);
+
+/* `MEMO_TEXT_KEY`: the memo's text hash key, for `signatures.reference.text_hash`. */
+static int add_text_key(PyObject *module) {
+    PyObject *key = Py_BuildValue("(KK)", (unsigned long long)memo_text_key[0],
+                                  (unsigned long long)memo_text_key[1]);
+    if (key == NULL) return -1;
+    int out = PyModule_AddObjectRef(module, "MEMO_TEXT_KEY", key);
+    Py_DECREF(key);
+    return out;
+}
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",
@@ -2967,7 +2988,9 @@ PyMODINIT_FUNC PyInit__native(void) {
     profile_tables();
     utf8_tables();
     fs_nfkc_tables();
-    if (latin1_tables() < 0 || feature_tables() < 0 || fs_lowercase_tables() < 0) return NULL;
+    if (latin1_tables() < 0 || feature_tables() < 0 || fs_lowercase_tables() < 0 ||
+        memo_key_init() < 0)
+        return NULL;
     cmd_line_table();
     PyObject *unicodedata = PyImport_ImportModule("unicodedata");
     if (unicodedata == NULL) return NULL;
@@ -2995,6 +3018,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         PyModule_AddIntConstant(module, "MEMO_ENTRY_OVERHEAD", MEMO_ENTRY_OVERHEAD) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_BYTES_PER_SIGHTING", MEMO_BYTES_PER_SIGHTING) < 0 ||
         PyModule_AddIntConstant(module, "MEMO_MIN_SIGHTINGS", MEMO_MIN_SIGHTINGS) < 0 ||
+        add_text_key(module) < 0 ||
         PyModule_AddStringConstant(module, "HS_VERSION", hs_version()) < 0 ||
         PyModule_AddIntConstant(module, "HS_FLAG_CASELESS", HS_FLAG_CASELESS) < 0 ||
         PyModule_AddIntConstant(module, "HS_FLAG_DOTALL", HS_FLAG_DOTALL) < 0 ||

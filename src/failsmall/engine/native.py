@@ -37,6 +37,8 @@ MEMO_ENTRY_OVERHEAD = extension.MEMO_ENTRY_OVERHEAD
 #: this many of its bytes, rounded up to a power of two, and at least `MEMO_MIN_SIGHTINGS`.
 MEMO_BYTES_PER_SIGHTING = extension.MEMO_BYTES_PER_SIGHTING
 MEMO_MIN_SIGHTINGS = extension.MEMO_MIN_SIGHTINGS
+#: The key of the memo's hash of a str (`memo_text_hash`), drawn when the module is loaded.
+MEMO_TEXT_KEY = extension.MEMO_TEXT_KEY
 
 __all__ = [
     "MEMO_ARG_PART",
@@ -47,6 +49,7 @@ __all__ = [
     "MEMO_HEADER",
     "MEMO_MAX_VALUE",
     "MEMO_MIN_SIGHTINGS",
+    "MEMO_TEXT_KEY",
     "Memo",
     "add_fields",
     "cache_headers",

@@ -36,6 +36,7 @@ from failsmall.engine.native import (
     MEMO_HEADER,
     MEMO_MAX_VALUE,
     MEMO_MIN_SIGHTINGS,
+    MEMO_TEXT_KEY,
 )
 from failsmall.engine.signatures.compiled import (
     Chain,
@@ -418,9 +419,51 @@ def _plus(a: Known, b: Known) -> Known:
 _WORD = (1 << 64) - 1
 
 
+def _fold(a: int, b: int) -> int:
+    """The 128-bit product of two words, its halves xored (`memo_fold`)."""
+    product = a * b
+    return (product ^ product >> 64) & _WORD
+
+
+def _narrowest_bytes(text: str) -> bytes:
+    """The bytes a str holds its characters in: one, two or four bytes each, the fewest that
+    hold its widest character (lone surrogates as they are)."""
+    widest = max(map(ord, text), default=0)
+    if widest < 0x100:
+        return text.encode("latin-1")
+    return text.encode("utf-16-le" if widest < 0x10000 else "utf-32-le", "surrogatepass")
+
+
+def text_hash(text: str) -> int:
+    """The memo's hash of a str (`memo_text_hash` in `_memo.h`): its bytes, 16 at a time, each
+    block multiplied into the seed (the key and the size); then the last 16 bytes (or, of
+    fewer, both ends) multiplied with the key and the seed, and that once more."""
+    data = _narrowest_bytes(text)
+    size = len(data)
+    if size == 0:
+        return 0
+    k0, k1 = MEMO_TEXT_KEY
+    seed = k0 ^ (size * 0x9E3779B97F4A7C15) & _WORD
+    if size <= 16:
+        half = 8 if size >= 8 else 4 if size >= 4 else 0
+        if half:
+            a, b = (int.from_bytes(part, "little") for part in (data[:half], data[-half:]))
+        else:
+            a, b = data[0] << 16 | data[size // 2] << 8 | data[-1], 0
+    else:
+        for at in range(0, size - 16, 16):
+            block = int.from_bytes(data[at : at + 8], "little")
+            seed = _fold(block ^ k1, int.from_bytes(data[at + 8 : at + 16], "little") ^ seed)
+        a, b = int.from_bytes(data[-16:-8], "little"), int.from_bytes(data[-8:], "little")
+    mixed = _fold(a ^ k1, b ^ seed)
+    return _fold(mixed ^ 0xE7037ED1A0B428DB, seed ^ k1 ^ 0x8EBC6AF09C88C6E3) >> 1
+
+
 def memo_hash(key: Hashable, kind: int) -> int:
-    """The hash a memo files (key, kind) by (`memo_mix` in `_memo.h`), as an unsigned word."""
-    mixed = ((hash(key) * 1000003) ^ (kind * 0x9E3779B97F4A7C15)) & _WORD
+    """The hash a memo files (key, kind) by (`memo_mix` in `_memo.h`), as an unsigned word: of
+    a str its `text_hash`, of another key its Python hash."""
+    hashed = text_hash(key) if isinstance(key, str) else hash(key)
+    mixed = ((hashed * 1000003) ^ (kind * 0x9E3779B97F4A7C15)) & _WORD
     return mixed - 1 if mixed == _WORD else mixed  # C's -1 (an error there) is -2
 
 
