@@ -5,6 +5,9 @@ keys each offered twice only the oldest entries."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -71,6 +74,22 @@ def test_the_memo_hash_is_keyed_and_tells_close_texts_apart() -> None:
     assert len({extension.text_hash(t) for t in texts}) == len(texts)
     with pytest.raises(TypeError, match="text_hash"):
         extension.text_hash(b"bytes")  # type: ignore[arg-type]
+
+
+def test_each_process_draws_its_own_key() -> None:
+    """The key comes from the system's random source, not from PYTHONHASHSEED or the build: an
+    attacker who learns where one node's keys fall (of a memo, a body's merge, an object's
+    keys) learns nothing of another process's."""
+    script = "from failsmall.engine.native import MEMO_TEXT_KEY, extension as x; "
+    script += "print(MEMO_TEXT_KEY, x.text_hash('user1@example.com'))"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    drawn = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(drawn) == 3
 
 
 @settings(max_examples=300, deadline=None)

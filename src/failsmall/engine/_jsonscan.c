@@ -135,25 +135,6 @@ static int to_latin1(sources_t *s, const Py_UCS4 *restrict data, Py_ssize_t leng
                             : PyUnicode_4BYTE_KIND;
 }
 
-/* A value longer than MEMO_MAX_VALUE is never remembered, so it is not looked up in the memo
- * and needs no str's hash: only to be told apart from other long values, by its length and
- * its ends. */
-static Py_hash_t long_hash(const char *data, Py_ssize_t size) {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)size;
-    for (Py_ssize_t j = 0; j < 64; j++) {
-        h = (h ^ (unsigned char)data[j]) * 1099511628211ULL;
-        h = (h ^ (unsigned char)data[size - 1 - j]) * 1099511628211ULL;
-    }
-    return (Py_hash_t)(h >> 1);
-}
-
-/* The hash `item` is merged and looked up by. */
-ALWAYS_INLINE Py_hash_t source_hash(const sources_t *s, const source_t *item) {
-    const char *data = source_data(s, item);
-    return item->length > MEMO_MAX_VALUE ? long_hash(data, item->length * item->kind)
-                                         : memo_text_hash(item->kind, data, item->length);
-}
-
 /* Append the source of `length` characters of `kind` at `offset` of `place`, with its hash:
  * computed now, while the walk has just read its characters (or copied them), rather than
  * when they are read again from a body's worth of memory. */
@@ -163,7 +144,7 @@ ALWAYS_INLINE int append_source(sources_t *s, source_place place, Py_ssize_t off
         return -1;
     source_t *item = &s->items[s->count++];
     *item = (source_t){offset, length, kind, place, 0, bits};
-    item->hash = source_hash(s, item);
+    item->hash = memo_text_hash(kind, source_data(s, item), length);
     return 0;
 }
 

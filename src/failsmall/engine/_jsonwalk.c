@@ -28,8 +28,8 @@
  * first WALK_FRAMES levels, past them one bit per level (object or array), so the stack grows
  * by at most a bit for each character of the body. Its work is linear in the body: each
  * character is read once (an ASCII body's bytes in place, any other after decoding), an
- * object's keys are compared one by one while it has few and hashed once each into a table
- * once it has more, and the paths made stop at `max_name_chars` characters in all.
+ * object's keys are compared one by one while it has few and hashed once each (keyed) into a
+ * table once it has more, and the paths made stop at `max_name_chars` characters in all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "_jsonwalk.h"
+#include "_memo.h"
 #include "_kind.h"
 
 /* Levels with a frame of their own; deeper ones are a bit each. Past the bundle's depth limit
@@ -295,13 +296,12 @@ static PyObject *number_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end, 
 
 /* ---- repeated keys ------------------------------------------------------------------- */
 
+/* A key's hash: the memo's keyed hash (`memo_text_hash`) of its characters. An object of
+ * keys chosen to share a slot of an unkeyed hash would make each key's probe walk all the
+ * keys before it: 8,000 such keys of FNV-1a (this table's hash before) took 29 ms to walk
+ * against 0.8 for 8,000 others. */
 static uint64_t key_hash(const Py_UCS4 *s, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        h ^= s[j];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    return (uint64_t)memo_text_hash(PyUnicode_4BYTE_KIND, s, n);
 }
 
 /* Whether the entry `e` is the key at [start, start + len) of `keys`. */
