@@ -62,6 +62,7 @@ typedef struct {
     Py_ssize_t keys_start, entries_start;
     Py_ssize_t *table;
     Py_ssize_t table_size;
+    uint64_t key_bits; /* a bit for each key compared one by one so far (`key_bit`) */
 } frame;
 
 #define FEW_KEYS 16
@@ -336,14 +337,26 @@ static int build_table(walk_t *w, frame *f, Py_ssize_t size) {
     return 0;
 }
 
+/* The bit of a key among an object's first few: of its length and its first and last
+ * characters. A key whose bit no earlier key set is new without comparing it with any (of
+ * an order's items' 14 keys, most are). */
+static inline uint64_t key_bit(const Py_UCS4 *s, Py_ssize_t len) {
+    uint64_t ends = len ? (uint64_t)s[0] * 31 + s[len - 1] : 0;
+    return (uint64_t)1 << (((uint64_t)len * 7 + ends) & 63);
+}
+
 /* Add the key at [start, start + len) of `keys` to the open object `f`: 1 when it already has
  * it, 0 when new, -1 on a memory error. */
 static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
     uint64_t hash = 0; /* unused while the object has no table */
     Py_ssize_t count = w->entries_len - f->entries_start;
     if (f->table == NULL && count < FEW_KEYS) {
-        for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
-            if (same_text(w, &w->entries[j], start, len)) return 1;
+        uint64_t bit = key_bit(w->keys.data + start, len);
+        if (f->key_bits & bit) {
+            for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
+                if (same_text(w, &w->entries[j], start, len)) return 1;
+        }
+        f->key_bits |= bit;
     } else {
         if (2 * (count + 1) > f->table_size) {
             Py_ssize_t size = 64;
@@ -384,7 +397,7 @@ static int open_container(walk_t *w, int is_object) {
     Py_ssize_t level = ++w->top;
     if (level < WALK_FRAMES) {
         w->stack[level] =
-            (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0};
+            (frame){is_object, w->path.length, 0, w->keys.length, w->entries_len, NULL, 0, 0};
         return 0;
     }
     Py_ssize_t bit = level - WALK_FRAMES;
