@@ -91,8 +91,8 @@ static inline uint64_t memo_word(const unsigned char *at, size_t size) {
 }
 
 /* The memo's hash of the `length` characters of the narrowest `kind` at `data` (as a str of
- * them holds them): a keyed multiply-and-fold hash of their bytes, 16 at a time, with the size
- * folded in first; 0 or more, and 0 for no characters. `text_hash` in
+ * them holds them): a keyed multiply-and-fold hash of their bytes, 16 at a time (64 at a time in
+ * four lanes while more than 64 are left), with the size folded in first; 0 or more, and 0 for no characters. `text_hash` in
  * `signatures/reference.py` is the same in Python. A body's many short values take two loads
  * and two multiplications each: a third of the time of CPython's SipHash-1-3 str hash, which a
  * 1 MiB JSON body spent a quarter of its scan on. */
@@ -114,7 +114,17 @@ static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t le
         }
     } else {
         const unsigned char *at = in;
-        for (size_t rest = size; rest > 16; rest -= 16, at += 16)
+        size_t rest = size;
+        if (rest > 64) { /* four lanes of 16 bytes, whose products do not wait for each other */
+            uint64_t lane[4] = {seed, seed ^ 0x243F6A8885A308D3ULL, seed ^ 0x13198A2E03707344ULL,
+                                seed ^ 0xA4093822299F31D0ULL};
+            for (; rest > 64; rest -= 64, at += 64)
+                for (int l = 0; l < 4; l++)
+                    lane[l] = memo_fold(memo_word(at + 16 * l, 8) ^ k1,
+                                        memo_word(at + 16 * l + 8, 8) ^ lane[l]);
+            seed = lane[0] ^ lane[1] ^ lane[2] ^ lane[3];
+        }
+        for (; rest > 16; rest -= 16, at += 16)
             seed = memo_fold(memo_word(at, 8) ^ k1, memo_word(at + 8, 8) ^ seed);
         a = memo_word(in + size - 16, 8);
         b = memo_word(in + size - 8, 8);

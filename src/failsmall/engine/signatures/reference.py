@@ -434,9 +434,18 @@ def _narrowest_bytes(text: str) -> bytes:
     return text.encode("utf-16-le" if widest < 0x10000 else "utf-32-le", "surrogatepass")
 
 
+def _word(data: bytes, at: int) -> int:
+    """The little-endian word of the 8 bytes at `at`."""
+    return int.from_bytes(data[at : at + 8], "little")
+
+
+_LANES = (0, 0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0)
+
+
 def text_hash(text: str) -> int:
     """The memo's hash of a str (`memo_text_hash` in `_memo.h`): its bytes, 16 at a time, each
-    block multiplied into the seed (the key and the size); then the last 16 bytes (or, of
+    block multiplied into the seed (the key and the size; while more than 64 bytes are left,
+    four seeds, one a block, then xored together); then the last 16 bytes (or, of
     fewer, both ends) multiplied with the key and the seed, and that once more."""
     data = _narrowest_bytes(text)
     size = len(data)
@@ -451,9 +460,17 @@ def text_hash(text: str) -> int:
         else:
             a, b = data[0] << 16 | data[size // 2] << 8 | data[-1], 0
     else:
-        for at in range(0, size - 16, 16):
-            block = int.from_bytes(data[at : at + 8], "little")
-            seed = _fold(block ^ k1, int.from_bytes(data[at + 8 : at + 16], "little") ^ seed)
+        laned = (size - 1) // 64 * 64  # the bytes taken in four lanes: while over 64 are left
+        if laned:
+            lanes = [seed ^ start for start in _LANES]
+            for at in range(0, laned, 64):
+                lanes = [
+                    _fold(_word(data, at + 16 * lane) ^ k1, _word(data, at + 16 * lane + 8) ^ v)
+                    for lane, v in enumerate(lanes)
+                ]
+            seed = lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3]
+        for at in range(laned, size - 16, 16):
+            seed = _fold(_word(data, at) ^ k1, _word(data, at + 8) ^ seed)
         a, b = int.from_bytes(data[-16:-8], "little"), int.from_bytes(data[-8:], "little")
     mixed = _fold(a ^ k1, b ^ seed)
     return _fold(mixed ^ 0xE7037ED1A0B428DB, seed ^ k1 ^ 0x8EBC6AF09C88C6E3) >> 1
