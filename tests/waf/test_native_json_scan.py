@@ -236,11 +236,12 @@ def test_a_value_remembered_gives_what_a_fresh_scan_gives_whatever_the_memo_hold
 
 
 #: A few texts that come back again and again as names and as values: short ones of every
-#: width, an attack, numbers and constants as written in a document, and values just under
-#: and over the longest one remembered.
+#: width, longer ones with a wide character, an attack, numbers and constants as written in
+#: a document, and values just under and over the longest one remembered.
 pool = st.sampled_from(
     [
         "a", "0", "1.5", "true", "null", "é", "ß\u0130", "k😀", "\u2028",
+        "sixteen-wide-\u0130", "an-8-char😀name",
         "1' OR '1'='1", "<script>alert(1)</script>",
         "x" * MEMO_MAX_VALUE, "x" * (MEMO_MAX_VALUE + 1), "é" * (MEMO_MAX_VALUE + 1),
     ]

@@ -84,9 +84,16 @@ static inline uint64_t memo_fold(uint64_t a, uint64_t b) {
     return (uint64_t)p ^ (uint64_t)(p >> 64);
 }
 
-static inline uint64_t memo_word(const unsigned char *at, size_t size) {
-    uint64_t word = 0;
-    memcpy(&word, at, size);
+/* The little-endian word of the 8 bytes at `at`, and of the 4. */
+static inline uint64_t memo_word(const unsigned char *at) {
+    uint64_t word;
+    memcpy(&word, at, 8);
+    return word;
+}
+
+static inline uint64_t memo_half_word(const unsigned char *at) {
+    uint32_t word;
+    memcpy(&word, at, 4);
     return word;
 }
 
@@ -104,10 +111,12 @@ static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t le
     uint64_t seed = k0 ^ (uint64_t)size * 0x9E3779B97F4A7C15ULL;
     uint64_t a, b; /* the last 16 bytes, or all of fewer (read from both ends, overlapping) */
     if (size <= 16) {
-        size_t half = size >= 8 ? 8 : size >= 4 ? 4 : 0;
-        if (half) {
-            a = memo_word(in, half);
-            b = memo_word(in + size - half, half);
+        if (size >= 8) {
+            a = memo_word(in);
+            b = memo_word(in + size - 8);
+        } else if (size >= 4) {
+            a = memo_half_word(in);
+            b = memo_half_word(in + size - 4);
         } else {
             a = (uint64_t)in[0] << 16 | (uint64_t)in[size / 2] << 8 | in[size - 1];
             b = 0;
@@ -120,14 +129,14 @@ static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t le
                                 seed ^ 0xA4093822299F31D0ULL};
             for (; rest > 64; rest -= 64, at += 64)
                 for (int l = 0; l < 4; l++)
-                    lane[l] = memo_fold(memo_word(at + 16 * l, 8) ^ k1,
-                                        memo_word(at + 16 * l + 8, 8) ^ lane[l]);
+                    lane[l] = memo_fold(memo_word(at + 16 * l) ^ k1,
+                                        memo_word(at + 16 * l + 8) ^ lane[l]);
             seed = lane[0] ^ lane[1] ^ lane[2] ^ lane[3];
         }
         for (; rest > 16; rest -= 16, at += 16)
-            seed = memo_fold(memo_word(at, 8) ^ k1, memo_word(at + 8, 8) ^ seed);
-        a = memo_word(in + size - 16, 8);
-        b = memo_word(in + size - 8, 8);
+            seed = memo_fold(memo_word(at) ^ k1, memo_word(at + 8) ^ seed);
+        a = memo_word(in + size - 16);
+        b = memo_word(in + size - 8);
     }
     uint64_t h = memo_fold(a ^ k1, b ^ seed);
     h = memo_fold(h ^ 0xE7037ED1A0B428DBULL, seed ^ k1 ^ 0x8EBC6AF09C88C6E3ULL);
