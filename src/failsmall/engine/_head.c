@@ -11,6 +11,7 @@
  * not fit stops the walk, and the walk says which limit stopped it.
  */
 #include "_head.h"
+#include "_kind.h"
 #include "../_header_names.h"
 
 /* Target bits: the same values as `failsmall.engine.signatures.targets.TARGET_BIT` (the module
@@ -541,10 +542,9 @@ PyObject *has_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         }
         PyObject *lowered = lower(name);
         if (lowered == NULL) return NULL;
-        int equal = PyUnicode_Compare(lowered, wanted) == 0;
+        int equal = same_str(lowered, wanted);
         Py_DECREF(lowered);
         if (equal) Py_RETURN_TRUE;
-        if (PyErr_Occurred()) return NULL;
     }
     Py_RETURN_FALSE;
 }

@@ -23,6 +23,20 @@ ALWAYS_INLINE void text_write(int kind, void *data, Py_ssize_t i, Py_UCS4 c) {
     else ((Py_UCS4 *)data)[i] = c;
 }
 
+/* 1 when the strs `a` and `b` hold the same characters, else 0: `PyUnicode_Compare(a, b) == 0`
+ * without its call and its character-by-character loop where both are of one kind (two strs
+ * of different kinds are compared by it, so a str not in its narrowest kind compares right).
+ * The transforms' results are compared so, a value's chains giving the same result more often
+ * than not. */
+static inline int same_str(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(a);
+    if (length != PyUnicode_GET_LENGTH(b)) return 0;
+    int kind = PyUnicode_KIND(a);
+    if (kind != PyUnicode_KIND(b)) return PyUnicode_Compare(a, b) == 0;
+    return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * (size_t)kind) == 0;
+}
+
 /* `f(kind, ...)` with `kind` a constant in each branch. */
 #define BY_KIND(f, kind, ...)                                                                 \
     ((kind) == PyUnicode_1BYTE_KIND   ? f(PyUnicode_1BYTE_KIND, __VA_ARGS__)                  \

@@ -2180,12 +2180,7 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
                 if (applied != NULL) {
                     for (int a = 0; a < napplied; a++) {
                         if (applied[a].transform != step->transform) continue;
-                        int same = applied[a].input == current;
-                        if (!same) {
-                            same = PyUnicode_Compare(applied[a].input, current) == 0;
-                            if (PyErr_Occurred()) goto chain_error;
-                        }
-                        if (same) {
+                        if (same_str(applied[a].input, current)) {
                             next = Py_NewRef(applied[a].output);
                             break;
                         }
@@ -2204,12 +2199,7 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
                 self->done_set[ndone++] = step->prefix;
             }
             int r = 0;
-            for (; r < *nresults; r++) {
-                if (results[r].result == current) break;
-                int cmp = PyUnicode_Compare(results[r].result, current);
-                if (cmp == -1 && PyErr_Occurred()) goto chain_error;
-                if (cmp == 0) break;
-            }
+            while (r < *nresults && !same_str(results[r].result, current)) r++;
             if (r == *nresults) {
                 results[(*nresults)++] = (found_t){current, chain->bit};
             } else {
@@ -2283,9 +2273,8 @@ int fresh_value(ValueScanner *self, PyObject *value, long long targets, known_t 
         if (folded == NULL) {
             err = -1;
         } else {
-            int same = folded == value || PyUnicode_Compare(folded, value) == 0;
-            if (PyErr_Occurred()) err = -1;
-            else if (!same) err = scan_value_into(self, folded, (uint64_t)targets, &hits, &chars);
+            if (!same_str(folded, value))
+                err = scan_value_into(self, folded, (uint64_t)targets, &hits, &chars);
             Py_DECREF(folded);
         }
     }
@@ -2398,9 +2387,9 @@ Py_ssize_t batch_add(ValueScanner *self, scan_batch_t *b, PyObject *value, long 
     /* as `fresh_value`: the NFKC form too, when it differs */
     PyObject *folded = fs_nfkc(value, nfkc_normalize, NFKC);
     if (folded == NULL) return -1;
-    int same = folded == value || PyUnicode_Compare(folded, value) == 0;
-    int err = PyErr_Occurred() ? -1 : 0;
-    if (!err && !same) err = batch_push_value(self, b, folded, (uint64_t)targets, index, chars);
+    int err = same_str(folded, value)
+                  ? 0
+                  : batch_push_value(self, b, folded, (uint64_t)targets, index, chars);
     Py_DECREF(folded);
     return err < 0 ? -1 : index;
 }
