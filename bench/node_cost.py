@@ -2,7 +2,8 @@
 
 Each revision's `src/` is exported (git archive) and served by a one-worker node with the empty
 bundle (or `--bundle example`, or `--workers N`) in front of nginx; wrk -t1 -c32 runs against
-each in turn, round after round, so that every revision sees the same changing machine load.
+each in turn, round after round (every other round in the reverse order), so that every revision
+sees the same changing machine load and none is always measured first.
 Prints req/s and the CPU time per request of the node's processes (user + system, from /proc;
 and user alone, the node's own code, which the load moves less than the kernel's share), per
 round and as medians, and the median of each round's difference to the first revision
@@ -271,7 +272,11 @@ def main() -> int:
                 title = f"{rev}, {args.bundle} bundle"
                 return 0 if print_profile(console, stats, args.top, title) else 1
             for round_ in range(args.rounds):
-                for i, rev in enumerate(args.revs):
+                # every other round in the reverse order, so that no revision is always
+                # measured first: two runs with the older tree first, then second, each put
+                # the revision measured second 10-15 µs behind
+                order = list(enumerate(args.revs))
+                for i, rev in order if round_ % 2 == 0 else reversed(order):
                     bundle, trusted = signed[rev]
                     node = bench.node_contender(
                         f"r{round_}-{i}", workdir, bundle, trusted, args.workers, False
