@@ -72,8 +72,8 @@ typedef struct {
 } memo_text_t;
 
 /* The key of the memo's text hash: 128 bits drawn from the system's random source when the
- * module is loaded (`memo_key_init`), so which texts share a bucket of a memo or of a body's
- * merge cannot be found from outside the process. */
+ * module is loaded (`memo_key_init`), so which texts share a slot of a memo, of a body's merge
+ * or of an object's keys cannot be found from outside the process. */
 extern uint64_t memo_text_key[2];
 /* Draw `memo_text_key`; -1 with an exception set when the system gives no random bytes. */
 int memo_key_init(void);
@@ -98,11 +98,12 @@ static inline uint64_t memo_half_word(const unsigned char *at) {
 }
 
 /* The memo's hash of the `length` characters of the narrowest `kind` at `data` (as a str of
- * them holds them): a keyed multiply-and-fold hash of their bytes, 16 at a time (64 at a time in
- * four lanes while more than 64 are left), with the size folded in first; 0 or more, and 0 for no characters. `text_hash` in
- * `signatures/reference.py` is the same in Python. A body's many short values take two loads
- * and two multiplications each: a third of the time of CPython's SipHash-1-3 str hash, which a
- * 1 MiB JSON body spent a quarter of its scan on. */
+ * them holds them): a keyed multiply-and-fold hash of their bytes, 16 at a time (64 at a time
+ * in four lanes while more than 64 are left), with the size folded in first; 0 or more, and 0
+ * for no characters. `text_hash` in `signatures/reference.py` is the same in Python. A short
+ * value takes two loads and two multiplications, where CPython's str hash (SipHash-1-3, this
+ * hash before) took a round of it per 8 bytes and four more: the engine's instructions for a
+ * distinct JSON order fell by 4% with the change (`docs/benchmarks-history.md`). */
 static inline Py_hash_t memo_text_hash(int kind, const void *data, Py_ssize_t length) {
     size_t size = (size_t)length * (size_t)kind;
     if (size == 0) return 0;
