@@ -59,6 +59,15 @@ def nested_in_arrays(depth: int) -> bytes:
     return b'["x", ' * depth + json.dumps({"q": ATTACK}).encode() + b"]" * depth
 
 
+def repeated_among_many_keys(count: int) -> bytes:
+    """`q` harmless among `count` other keys of one object, then `q` again with `ATTACK` after
+    as many more: the origin's json.loads keeps the last; the WAF finds the repeat through its
+    keyed table of an object's keys, which it uses past the first 16."""
+    keys = [f'"k{i}": {i}' for i in range(2 * count)]
+    pairs = [*keys[:count], '"q": "harmless"', *keys[count:], f'"q": {json.dumps(ATTACK)}']
+    return ("{" + ", ".join(pairs) + "}").encode()
+
+
 def json_body(body: bytes) -> Sent:
     return Sent("POST", "/submit", headers=(("Content-Type", "application/json"),), body=body)
 
@@ -86,6 +95,7 @@ EVASIONS = [
     # depended on how deep the caller's stack was; the origin's json.loads reads 600 levels.
     pytest.param(json_body(nested(600)), id="json-objects-600-deep"),
     pytest.param(json_body(nested_in_arrays(600)), id="json-arrays-600-deep"),
+    pytest.param(json_body(repeated_among_many_keys(1500)), id="json-key-repeated-among-3000"),
     pytest.param(
         form("&".join(f"f{i}=x" for i in range(FIELDS)).encode() + b"&" + FORM_BODY),
         id="payload-behind-4096-harmless-fields",
