@@ -98,7 +98,8 @@ typedef struct {
 ALWAYS_INLINE Py_ssize_t skip_space(const walk_t *w, int kind, Py_ssize_t i) {
     while (i < w->n) {
         Py_UCS4 c = AT(w, i);
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        /* past ' ' nothing is whitespace: most bodies have none between their tokens */
+        if (c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r')) break;
         i++;
     }
     return i;

@@ -231,15 +231,26 @@ static int feature_tables(void) {
     return 0;
 }
 
-/* What the characters from `from` to `to` say, each with the one after it. */
+/* What the character at `i` says, with the one after it. */
+ALWAYS_INLINE long char_features(const unsigned char *s, Py_ssize_t i) {
+    return CHAR_FEATURES[s[i]] | PAIR_FEATURES[PAIR_ROW[s[i]]][s[i + 1]];
+}
+
+/* What the characters from `from` to `to` say, each with the one after it: two at a time,
+ * into two sums that do not wait for each other, and the text's last character alone (no
+ * pair starts there: no pair ends with a NUL). */
 static long features_between(const unsigned char *s, Py_ssize_t n, Py_ssize_t from,
                              Py_ssize_t to) {
-    long found = 0;
-    for (Py_ssize_t i = from; i < to; i++) {
-        unsigned char next = i + 1 < n ? s[i + 1] : 0;
-        found |= CHAR_FEATURES[s[i]] | PAIR_FEATURES[PAIR_ROW[s[i]]][next];
+    long found = 0, found_odd = 0;
+    Py_ssize_t paired = to < n ? to : n - 1; /* each character before it has one after it */
+    Py_ssize_t i = from;
+    for (; i + 1 < paired; i += 2) {
+        found |= char_features(s, i);
+        found_odd |= char_features(s, i + 1);
     }
-    return found;
+    if (i < paired) found |= char_features(s, i++);
+    if (i < to) found |= CHAR_FEATURES[s[i]];
+    return found | found_odd;
 }
 
 /* `found` with `F_AMPERSAND` once both an `&` and a `;` are seen. */
@@ -1486,6 +1497,7 @@ struct ValueScanner {
     chain_t *chain;
     int nprefixes;
     PyObject **done; /* per prefix id: its result for the value being scanned, else NULL */
+    long *done_features; /* per prefix id in `done`: the features of its result */
     int *done_set;   /* the prefix ids `done` holds a result for, in the order set */
     PyObject *references; /* keeps the reference transform functions alive */
     PyObject *features;   /* the reference features function */
@@ -1621,6 +1633,7 @@ static void ValueScanner_dealloc(ValueScanner *self) {
     PyMem_Free(self->matched);
     PyMem_Free(self->chain);
     PyMem_Free(self->done);
+    PyMem_Free(self->done_features);
     PyMem_Free(self->done_set);
     merge_table_free(&self->merge);
     PyMem_Free(self->utf8.data);
@@ -2032,8 +2045,9 @@ static int ValueScanner_init(ValueScanner *self, PyObject *args, PyObject *kwarg
     }
     self->nprefixes = nprefixes;
     self->done = PyMem_Calloc((size_t)nprefixes + 1, sizeof(PyObject *));
+    self->done_features = PyMem_Calloc((size_t)nprefixes + 1, sizeof(long));
     self->done_set = PyMem_Calloc((size_t)nprefixes + 1, sizeof(int));
-    if (self->done == NULL || self->done_set == NULL) {
+    if (self->done == NULL || self->done_features == NULL || self->done_set == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -2131,6 +2145,20 @@ typedef struct {
  * above this many characters each transform runs once per distinct input. */
 #define SHARED_TRANSFORM_MIN 1024
 
+/* Features of what transform `transform` made of `in` (of features `before`), among `wanted`:
+ * a superset, so that a step after it is skipped only when it would give its text back.
+ * Lowercasing Latin-1 text turns letters into letters and adds no character or pair any
+ * feature looks for; only a legacy reference without its `;` may appear (`&AMP` is one, `&Amp`
+ * is not), so an `&` keeps the steps it triggers. After any other change every step runs. */
+static long features_after(int transform, PyObject *in, long before, long wanted) {
+    if (transform == T_LOWERCASE && PyUnicode_KIND(in) == PyUnicode_1BYTE_KIND) {
+        int ampersand = memchr(PyUnicode_1BYTE_DATA(in), '&', (size_t)PyUnicode_GET_LENGTH(in)) !=
+                        NULL;
+        return before | (ampersand ? F_AMPERSAND & wanted : 0);
+    }
+    return wanted;
+}
+
 /* The distinct results of `value` as a value of `targets`, each with the chains that made it:
  * the value as written for the chains not triggered, and what each triggered chain makes of
  * it. `results` (room for MAX_CHAINS + 1) receives new references, `*nresults` their count
@@ -2169,13 +2197,17 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
             int first = 0;
             while (!(chain->steps[first].triggers & present)) first++;
             PyObject *current = Py_NewRef(value);
+            long features = present; /* of `current`, among `wanted` */
             for (int s = first; s < chain->nsteps; s++) {
                 step_t *step = &chain->steps[s];
                 PyObject *known = self->done[step->prefix];
                 if (known != NULL) {
                     Py_SETREF(current, Py_NewRef(known));
+                    features = self->done_features[step->prefix];
                     continue;
                 }
+                /* none of its triggers in the text it is given: it would give it back */
+                if (!(step->triggers & features)) continue;
                 PyObject *next = NULL;
                 if (applied != NULL) {
                     for (int a = 0; a < napplied; a++) {
@@ -2194,8 +2226,11 @@ static int value_results(ValueScanner *self, PyObject *value, uint64_t targets, 
                                                           Py_NewRef(next)};
                     }
                 }
+                if (next != current) features = features_after(step->transform, current, features,
+                                                               wanted);
                 Py_SETREF(current, next);
                 self->done[step->prefix] = Py_NewRef(current);
+                self->done_features[step->prefix] = features;
                 self->done_set[ndone++] = step->prefix;
             }
             int r = 0;

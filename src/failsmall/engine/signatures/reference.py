@@ -4,7 +4,9 @@ For a value not seen before, as a value of some targets:
 
 1. the value's features are computed once (see `transforms.features`), among those the chains
    of its targets look at: a chain none of whose transforms is triggered would return the value
-   unchanged, so it is not run, and a triggered chain runs from its first triggered step;
+   unchanged, so it is not run, and a triggered chain runs from its first triggered step
+   (the compiled scanner also passes over a later step whose triggers are absent from the text
+   it is given, which it would give back: the same results);
 2. the chains that are triggered run, sharing the work of common prefixes
    (`url_decode_uni, html_entity_decode, ...` is computed once for all chains starting so);
 3. each distinct result is scanned once, and a pattern's hit counts only when the value came
