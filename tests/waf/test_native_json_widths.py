@@ -1,7 +1,8 @@
 """The compiled JSON walk reads the body's text in its own width (one walk for each of 1-, 2-
-and 4-byte text), and the JSON scan narrows each field's path to one byte a character as it
-copies it when it can: both give what the readable reference gives, for a character of every
-width at every position of a body, of a key and of a value."""
+and 4-byte text) and keeps keys and paths one byte a character until a key is not Latin-1, and
+the JSON scan narrows a wider path as it copies it when it can: both give what the readable
+reference gives, for a character of every width at every position of a body, of a key and of
+a value."""
 
 from __future__ import annotations
 
@@ -130,3 +131,28 @@ def test_documents_of_every_width_walk_and_scan_as_the_reference(
         found = scan(native, native_memo, body, (32, 64, 128), LIMITS, (99, 10**9))
         assert found == scan(reference, reference_memo, body, (32, 64, 128), LIMITS, (99, 10**9))
         assert native_memo.items() == reference_memo.items()
+
+
+def test_a_key_repeated_after_the_first_wide_key_is_found() -> None:
+    """The walk keeps keys and paths one byte a character until a key is not Latin-1, then
+    makes them four: objects past their first 16 keys (which have a table of their keys'
+    hashes) still find a key repeated after that, their own or the object's around them."""
+    limits = (1000, 8, 100_000)
+    outer = ", ".join(f'"o{i}": {i}' for i in range(20))
+    inner = ", ".join(f'"k{i}": {i}' for i in range(40))
+    for wide in WIDE[3:]:  # none of them Latin-1
+        for ascii_only in (False, True):
+            key = json.dumps(f"x{wide}", ensure_ascii=ascii_only)
+            cases = {
+                "": JsonWalk.COMPLETE,
+                ', "k7": 0}': JsonWalk.UNDECIDED,  # repeats a key of the inner object
+                '}, "o5": 0': JsonWalk.UNDECIDED,  # repeats a key of the outer object
+            }
+            for tail, status in cases.items():
+                text = "{" + outer + ', "in": {' + inner + f", {key}: 1" + (tail or "}") + "}"
+                body = text.encode("utf-8", "surrogatepass")
+                fields, found = json_fields(body, *limits)
+                assert JsonWalk(found) == status, (wide, ascii_only, tail)
+                if status == JsonWalk.COMPLETE:
+                    expected = flatten_json_reference(json.loads(body), *limits)[0]
+                    assert fields == expected

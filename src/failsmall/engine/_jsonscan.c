@@ -167,7 +167,7 @@ static int add_source(sources_t *s, int kind, const void *data, Py_ssize_t lengt
         if (arena_reserve(s, start - s->arena_length + length * narrow) < 0) return -1;
         char *copy = s->arena + start;
         if (narrow == kind) {
-            memcpy(copy, data, (size_t)(length * kind));
+            copy_bytes(copy, data, (size_t)(length * kind));
         } else {
             for (Py_ssize_t j = 0; j < length; j++)
                 PyUnicode_WRITE(narrow, copy, j, PyUnicode_READ(kind, data, j));
@@ -273,11 +273,11 @@ static int merge_repeats(sources_t *s, merge_table_t *kept_table) {
 }
 
 /* The walk's sink: the field's name, then its value (`add_fields`). */
-static int add_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
+static int add_pair(void *context, int path_kind, const void *path, Py_ssize_t path_length,
                     const json_text_t *value) {
     sources_t *s = context;
     if (s->names_bit &&
-        add_source(s, PyUnicode_4BYTE_KIND, path, path_length, NOT_IN_BODY, s->names_bit) < 0)
+        add_source(s, path_kind, path, path_length, NOT_IN_BODY, s->names_bit) < 0)
         return -1;
     if (s->values_bit &&
         add_source(s, value->kind, value->data, value->length, value->body_at, s->values_bit) < 0)

@@ -67,12 +67,22 @@ typedef struct {
 
 #define FEW_KEYS 16
 
+/* The keys of the open objects, or the current path: characters of the walk's `name_kind`,
+ * one byte each while every key so far is Latin-1 (an ASCII body's keys are its bytes), four
+ * from the first key that is not. */
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity; /* in characters */
+} names_t;
+
 typedef struct {
     PyObject *text; /* the decoded body, or NULL when an ASCII body's bytes are read in place */
     const void *data;
     int kind;
     Py_ssize_t n;
-    ucs4_t path, keys, scratch;
+    names_t path, keys;
+    int name_kind; /* of `path` and `keys` */
+    ucs4_t scratch;
     key_entry *entries;
     Py_ssize_t entries_len, entries_cap;
     uint8_t *deep; /* bit (top - WALK_FRAMES) set: that level is an object */
@@ -94,6 +104,44 @@ typedef struct {
  * given its kind, and the walk is inlined once for each kind (`walk`), so every read is a plain
  * load of a constant width rather than a choice among three made per character. */
 #define AT(w, j) PyUnicode_READ(kind, (w)->data, (j))
+
+/* Room for `more` characters of `kind` after those of `b`; -1 with MemoryError set when there
+ * is none. */
+static int names_reserve(names_t *b, int kind, Py_ssize_t more) {
+    if (b->length + more <= b->capacity) return 0;
+    if (more > PY_SSIZE_T_MAX / 8 - b->length) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t capacity = (b->length + more) * 2 + 16;
+    char *data = PyMem_Realloc(b->data, (size_t)(capacity * kind));
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+/* The one-byte characters of `b` made four bytes each. */
+static int names_widen(names_t *b) {
+    Py_UCS4 *wide = PyMem_Malloc((size_t)(b->capacity + 1) * sizeof(Py_UCS4));
+    if (wide == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < b->length; j++) wide[j] = (Py_UCS1)b->data[j];
+    PyMem_Free(b->data);
+    b->data = (char *)wide;
+    return 0;
+}
+
+/* The character `c` after those of the path. */
+static inline void path_put(walk_t *w, Py_UCS4 c) {
+    PyUnicode_WRITE(w->name_kind, w->path.data, w->path.length, c);
+    w->path.length++;
+}
 
 ALWAYS_INLINE Py_ssize_t skip_space(const walk_t *w, int kind, Py_ssize_t i) {
     while (i < w->n) {
@@ -234,7 +282,7 @@ static inline int room(walk_t *w) {
 static int add_field(walk_t *w, json_text_t value) {
     w->name_chars += w->path.length;
     w->count++;
-    return w->sink(w->context, w->path.data, w->path.length, &value);
+    return w->sink(w->context, w->name_kind, w->path.data, w->path.length, &value);
 }
 
 /* The characters [start, end) of the body's text, in place. */
@@ -302,18 +350,17 @@ static PyObject *number_text(const walk_t *w, Py_ssize_t start, Py_ssize_t end, 
  * keys chosen to share a slot of an unkeyed hash would make each key's probe walk all the
  * keys before it: 8,000 such keys of FNV-1a (this table's hash before) took 29 ms to walk
  * against 0.8 for 8,000 others. */
-static uint64_t key_hash(const Py_UCS4 *s, Py_ssize_t n) {
-    return (uint64_t)memo_text_hash(PyUnicode_4BYTE_KIND, s, n);
+static uint64_t key_hash(const walk_t *w, Py_ssize_t start, Py_ssize_t n) {
+    int kind = w->name_kind;
+    return (uint64_t)memo_text_hash(kind, w->keys.data + start * kind, n);
 }
 
 /* Whether the entry `e` is the key at [start, start + len) of `keys`. */
 static inline int same_text(const walk_t *w, const key_entry *e, Py_ssize_t start,
                             Py_ssize_t len) {
-    if (e->len != len) return 0;
-    const Py_UCS4 *a = w->keys.data + e->start, *b = w->keys.data + start;
-    for (Py_ssize_t j = 0; j < len; j++)
-        if (a[j] != b[j]) return 0;
-    return 1;
+    int kind = w->name_kind;
+    return e->len == len && memcmp(w->keys.data + e->start * kind, w->keys.data + start * kind,
+                                   (size_t)(len * kind)) == 0;
 }
 
 /* Index every key of `f` in a table of `size` slots (a power of two, over twice the keys).
@@ -326,7 +373,7 @@ static int build_table(walk_t *w, frame *f, Py_ssize_t size) {
     }
     if (f->table == NULL)
         for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
-            w->entries[j].hash = key_hash(w->keys.data + w->entries[j].start, w->entries[j].len);
+            w->entries[j].hash = key_hash(w, w->entries[j].start, w->entries[j].len);
     for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++) {
         Py_ssize_t k = (Py_ssize_t)(w->entries[j].hash & (uint64_t)(size - 1));
         while (table[k]) k = (k + 1) & (size - 1);
@@ -341,8 +388,12 @@ static int build_table(walk_t *w, frame *f, Py_ssize_t size) {
 /* The bit of a key among an object's first few: of its length and its first and last
  * characters. A key whose bit no earlier key set is new without comparing it with any (of
  * an order's items' 14 keys, most are). */
-static inline uint64_t key_bit(const Py_UCS4 *s, Py_ssize_t len) {
-    uint64_t ends = len ? (uint64_t)s[0] * 31 + s[len - 1] : 0;
+static inline uint64_t key_bit(const walk_t *w, Py_ssize_t start, Py_ssize_t len) {
+    int kind = w->name_kind;
+    const void *s = w->keys.data;
+    uint64_t ends =
+        len ? (uint64_t)PyUnicode_READ(kind, s, start) * 31 + PyUnicode_READ(kind, s, start + len - 1)
+            : 0;
     return (uint64_t)1 << (((uint64_t)len * 7 + ends) & 63);
 }
 
@@ -352,7 +403,7 @@ static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
     uint64_t hash = 0; /* unused while the object has no table */
     Py_ssize_t count = w->entries_len - f->entries_start;
     if (f->table == NULL && count < FEW_KEYS) {
-        uint64_t bit = key_bit(w->keys.data + start, len);
+        uint64_t bit = key_bit(w, start, len);
         if (f->key_bits & bit) {
             for (Py_ssize_t j = f->entries_start; j < w->entries_len; j++)
                 if (same_text(w, &w->entries[j], start, len)) return 1;
@@ -364,7 +415,7 @@ static int repeated_key(walk_t *w, frame *f, Py_ssize_t start, Py_ssize_t len) {
             while (size < 4 * (count + 1)) size *= 2;
             if (build_table(w, f, size) < 0) return -1;
         }
-        hash = key_hash(w->keys.data + start, len);
+        hash = key_hash(w, start, len);
         Py_ssize_t mask = f->table_size - 1, k = (Py_ssize_t)(hash & (uint64_t)mask);
         for (; f->table[k]; k = (k + 1) & mask) {
             const key_entry *e = &w->entries[f->table[k] - 1];
@@ -433,15 +484,32 @@ static void close_container(walk_t *w) {
     w->keys.length = f->keys_start;
 }
 
+/* From a key that is not Latin-1 on, the keys and the path four bytes a character. An open
+ * object's table is rebuilt: its keys' hashes were of their one-byte form. */
+static int widen_names(walk_t *w) {
+    if (names_widen(&w->keys) < 0 || names_widen(&w->path) < 0) return -1;
+    w->name_kind = PyUnicode_4BYTE_KIND;
+    for (Py_ssize_t level = 0; level <= w->top && level < WALK_FRAMES; level++) {
+        frame *f = &w->stack[level];
+        if (f->table == NULL) continue;
+        PyMem_Free(f->table);
+        f->table = NULL;
+        if (build_table(w, f, f->table_size) < 0) return -1;
+    }
+    return 0;
+}
+
 /* ---- the walk ------------------------------------------------------------------------ */
 
-/* The child's path: the container's path, a dot when that is not empty, and `key` (in `keys`
- * at [start, start + len)), or the array index. */
-static int child_path(walk_t *w, const frame *f, const Py_UCS4 *key, Py_ssize_t len) {
+/* The child's path: the container's path, a dot when that is not empty, and the key at
+ * [start, start + len) of `keys`. */
+static int child_path(walk_t *w, const frame *f, Py_ssize_t start, Py_ssize_t len) {
+    int kind = w->name_kind;
     w->path.length = f->path_len;
-    if (ucs4_reserve(&w->path, len + 1) < 0) return -1;
-    if (f->path_len) w->path.data[w->path.length++] = '.';
-    memcpy(w->path.data + w->path.length, key, (size_t)len * sizeof(Py_UCS4));
+    if (names_reserve(&w->path, kind, len + 1) < 0) return -1;
+    if (f->path_len) path_put(w, '.');
+    copy_bytes(w->path.data + w->path.length * kind, w->keys.data + start * kind,
+               (size_t)(len * kind));
     w->path.length += len;
     return 0;
 }
@@ -451,23 +519,29 @@ static int child_path(walk_t *w, const frame *f, const Py_UCS4 *key, Py_ssize_t 
  * by one in place (while the walk adds fields, every element's path is written). */
 static int index_path(walk_t *w, frame *f) {
     if (w->stopped != WALK_COMPLETE) return 0; /* no more fields: no more paths */
+    int kind = w->name_kind;
     if (f->index_chars == 0) {
         f->index_chars = 1;
-        return child_path(w, f, (const Py_UCS4[]){'0'}, 1);
+        w->path.length = f->path_len;
+        if (names_reserve(&w->path, kind, 2) < 0) return -1;
+        if (f->path_len) path_put(w, '.');
+        path_put(w, '0');
+        return 0;
     }
     Py_ssize_t first = f->path_len + (f->path_len != 0), end = first + f->index_chars;
-    Py_UCS4 *digits = w->path.data;
+    void *digits = w->path.data;
     w->path.length = end;
     Py_ssize_t j = end - 1;
-    for (; j >= first && digits[j] == '9'; j--) digits[j] = '0';
+    for (; j >= first && PyUnicode_READ(kind, digits, j) == '9'; j--)
+        PyUnicode_WRITE(kind, digits, j, '0');
     if (j >= first) {
-        digits[j]++;
+        PyUnicode_WRITE(kind, digits, j, PyUnicode_READ(kind, digits, j) + 1);
         return 0;
     }
     /* all nines: one digit more, a 1 and as many zeros */
-    if (ucs4_reserve(&w->path, 1) < 0) return -1;
-    w->path.data[first] = '1';
-    w->path.data[w->path.length++] = '0';
+    if (names_reserve(&w->path, kind, 1) < 0) return -1;
+    PyUnicode_WRITE(kind, w->path.data, first, '1');
+    path_put(w, '0');
     f->index_chars++;
     return 0;
 }
@@ -629,17 +703,26 @@ key: {
         goto value;
     }
     Py_ssize_t len = escaped ? w->scratch.length : end - start, at = w->keys.length;
-    if (ucs4_reserve(&w->keys, len) < 0) return WALK_ERROR;
-    if (escaped) {
-        memcpy(w->keys.data + at, w->scratch.data, (size_t)len * sizeof(Py_UCS4));
+    const int key_kind = escaped ? PyUnicode_4BYTE_KIND : kind;
+    const char *key = escaped ? (const char *)w->scratch.data
+                              : (const char *)w->data + start * kind;
+    if (w->name_kind == PyUnicode_1BYTE_KIND && key_kind != PyUnicode_1BYTE_KIND &&
+        BY_KIND(text_reaches, key_kind, key, len, 0x100) && widen_names(w) < 0)
+        return WALK_ERROR;
+    const int name_kind = w->name_kind;
+    if (names_reserve(&w->keys, name_kind, len) < 0) return WALK_ERROR;
+    char *copy = w->keys.data + at * name_kind;
+    if (key_kind == name_kind) {
+        copy_bytes(copy, key, (size_t)(len * name_kind));
     } else {
-        for (Py_ssize_t j = 0; j < len; j++) w->keys.data[at + j] = AT(w, start + j);
+        for (Py_ssize_t j = 0; j < len; j++)
+            PyUnicode_WRITE(name_kind, copy, j, PyUnicode_READ(key_kind, key, j));
     }
     w->keys.length += len;
     int repeated = repeated_key(w, &stack[top], at, len);
     if (repeated < 0) return WALK_ERROR;
     if (repeated) w->stopped = WALK_UNDECIDED; /* no more fields: see whether it is JSON */
-    if (w->stopped == WALK_COMPLETE && child_path(w, &stack[top], w->keys.data + at, len) < 0)
+    if (w->stopped == WALK_COMPLETE && child_path(w, &stack[top], at, len) < 0)
         return WALK_ERROR;
     i = skip_space(w, kind, next);
     if (i >= n || AT(w, i) != ':') return WALK_INVALID;
@@ -696,7 +779,8 @@ int json_walk(const char *bytes, Py_ssize_t length, Py_ssize_t max_values, int m
         return WALK_ERROR;
     }
     /* Buffers are never NULL, so an empty key or path is an empty copy from a real buffer. */
-    if (ucs4_reserve(&w.path, 1) < 0 || ucs4_reserve(&w.keys, 1) < 0 ||
+    w.name_kind = PyUnicode_1BYTE_KIND;
+    if (names_reserve(&w.path, w.name_kind, 1) < 0 || names_reserve(&w.keys, w.name_kind, 1) < 0 ||
         ucs4_reserve(&w.scratch, 1) < 0)
         goto done;
     const char *encoding = detect_encoding((const unsigned char *)bytes, length);
@@ -732,11 +816,11 @@ done:
 }
 
 /* The sink of `json_fields`: each (path, value) as a pair of strings in a list. */
-static int append_pair(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
+static int append_pair(void *context, int path_kind, const void *path, Py_ssize_t path_length,
                        const json_text_t *value) {
     PyObject *pair = PyTuple_New(2);
     if (pair == NULL) return -1;
-    PyObject *name = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, path, path_length);
+    PyObject *name = PyUnicode_FromKindAndData(path_kind, path, path_length);
     PyObject *text = PyUnicode_FromKindAndData(value->kind, value->data, value->length);
     if (name == NULL || text == NULL) {
         Py_XDECREF(name);

@@ -21,12 +21,13 @@ typedef struct {
     Py_ssize_t body_at;
 } json_text_t;
 
-/* Is given each field in document order: its dotted path and its value (as `json_fields`
+/* Is given each field in document order: its dotted path (`path_length` characters of
+ * `path_kind`, a PyUnicode kind, not necessarily the narrowest) and its value (as `json_fields`
  * makes them). Returns 0, or -1 with an exception set to stop the walk. The value comes by
  * address: a 32-byte struct passed by value is copied to the stack in 16-byte loads from the
  * smaller stores that built it, which the processor cannot forward (a stall in every call). */
-typedef int (*json_sink_t)(void *context, const Py_UCS4 *path, Py_ssize_t path_length,
-                           const json_text_t *value);
+typedef int (*json_sink_t)(void *context, int path_kind, const void *path,
+                           Py_ssize_t path_length, const json_text_t *value);
 
 /* Walk the JSON body `bytes` (as `json_fields` does), giving each field within the limits to
  * `sink`. Returns the walk's status; WALK_ERROR with an exception set (the sink's, or memory).

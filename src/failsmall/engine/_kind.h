@@ -7,6 +7,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -21,6 +22,37 @@ ALWAYS_INLINE void text_write(int kind, void *data, Py_ssize_t i, Py_UCS4 c) {
     if (kind == PyUnicode_1BYTE_KIND) ((Py_UCS1 *)data)[i] = (Py_UCS1)c;
     else if (kind == PyUnicode_2BYTE_KIND) ((Py_UCS2 *)data)[i] = (Py_UCS2)c;
     else ((Py_UCS4 *)data)[i] = c;
+}
+
+/* memcpy of `size` bytes that are usually few (a field's name, a key): up to 32 in two
+ * overlapping loads and stores of a width chosen by the size, the rest by `memcpy`. A call of
+ * the C library's for a dozen bytes costs more than the copy. The two ranges do not overlap. */
+ALWAYS_INLINE void copy_bytes(void *restrict to, const void *restrict from, size_t size) {
+    unsigned char *t = to;
+    const unsigned char *f = from;
+    if (size > 32) {
+        memcpy(t, f, size);
+    } else if (size >= 16) {
+        unsigned char a[16], b[16];
+        memcpy(a, f, 16);
+        memcpy(b, f + size - 16, 16);
+        memcpy(t, a, 16);
+        memcpy(t + size - 16, b, 16);
+    } else if (size >= 8) {
+        uint64_t a, b;
+        memcpy(&a, f, 8);
+        memcpy(&b, f + size - 8, 8);
+        memcpy(t, &a, 8);
+        memcpy(t + size - 8, &b, 8);
+    } else if (size >= 4) {
+        uint32_t a, b;
+        memcpy(&a, f, 4);
+        memcpy(&b, f + size - 4, 4);
+        memcpy(t, &a, 4);
+        memcpy(t + size - 4, &b, 4);
+    } else {
+        for (size_t j = 0; j < size; j++) t[j] = f[j];
+    }
 }
 
 /* 1 when the strs `a` and `b` hold the same characters, else 0: `PyUnicode_Compare(a, b) == 0`
