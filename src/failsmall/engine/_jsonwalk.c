@@ -107,21 +107,9 @@ typedef struct {
 
 /* Room for `more` characters of `kind` after those of `b`; -1 with MemoryError set when there
  * is none. */
-static int names_reserve(names_t *b, int kind, Py_ssize_t more) {
+static inline int names_reserve(names_t *b, int kind, Py_ssize_t more) {
     if (b->length + more <= b->capacity) return 0;
-    if (more > PY_SSIZE_T_MAX / 8 - b->length) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_ssize_t capacity = (b->length + more) * 2 + 16;
-    char *data = PyMem_Realloc(b->data, (size_t)(capacity * kind));
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->capacity = capacity;
-    return 0;
+    return array_reserve((void **)&b->data, &b->capacity, b->length + more, (size_t)kind);
 }
 
 /* The one-byte characters of `b` made four bytes each. */

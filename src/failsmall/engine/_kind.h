@@ -24,35 +24,29 @@ ALWAYS_INLINE void text_write(int kind, void *data, Py_ssize_t i, Py_UCS4 c) {
     else ((Py_UCS4 *)data)[i] = c;
 }
 
+/* The first and the last `width` bytes of `size` (`width` to 2 * `width`) copied, each in one
+ * load and one store of a constant width. */
+ALWAYS_INLINE void copy_ends(unsigned char *restrict to, const unsigned char *restrict from,
+                             size_t size, size_t width) {
+    unsigned char first[16], last[16];
+    memcpy(first, from, width);
+    memcpy(last, from + size - width, width);
+    memcpy(to, first, width);
+    memcpy(to + size - width, last, width);
+}
+
 /* memcpy of `size` bytes that are usually few (a field's name, a key): up to 32 in two
  * overlapping loads and stores of a width chosen by the size, the rest by `memcpy`. A call of
  * the C library's for a dozen bytes costs more than the copy. The two ranges do not overlap. */
 ALWAYS_INLINE void copy_bytes(void *restrict to, const void *restrict from, size_t size) {
     unsigned char *t = to;
     const unsigned char *f = from;
-    if (size > 32) {
-        memcpy(t, f, size);
-    } else if (size >= 16) {
-        unsigned char a[16], b[16];
-        memcpy(a, f, 16);
-        memcpy(b, f + size - 16, 16);
-        memcpy(t, a, 16);
-        memcpy(t + size - 16, b, 16);
-    } else if (size >= 8) {
-        uint64_t a, b;
-        memcpy(&a, f, 8);
-        memcpy(&b, f + size - 8, 8);
-        memcpy(t, &a, 8);
-        memcpy(t + size - 8, &b, 8);
-    } else if (size >= 4) {
-        uint32_t a, b;
-        memcpy(&a, f, 4);
-        memcpy(&b, f + size - 4, 4);
-        memcpy(t, &a, 4);
-        memcpy(t + size - 4, &b, 4);
-    } else {
+    if (size > 32) memcpy(t, f, size);
+    else if (size >= 16) copy_ends(t, f, size, 16);
+    else if (size >= 8) copy_ends(t, f, size, 8);
+    else if (size >= 4) copy_ends(t, f, size, 4);
+    else
         for (size_t j = 0; j < size; j++) t[j] = f[j];
-    }
 }
 
 /* 1 when the strs `a` and `b` hold the same characters, else 0: `PyUnicode_Compare(a, b) == 0`
