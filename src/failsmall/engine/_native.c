@@ -4,9 +4,10 @@
  * `ValueScanner.scan_value(value, targets)` does what the readable Python reference
  * (`failsmall.engine.signatures.reference.ReferenceValueScanner`) does, with the same results:
  * compute the value's trigger features, run the transform chains they trigger (sharing the work
- * of common prefixes), scan each distinct result once with libhs, and keep a pattern's hit only
- * when the value came from one of its match's targets and the result is what its chain made of
- * the value. It returns the keys hit and the characters scanned. The fresh values of a request
+ * of common prefixes, and passing over a step whose triggers the text it is given lacks: it
+ * would give that text back), scan each distinct result once with libhs, and keep a pattern's
+ * hit only when the value came from one of its match's targets and the result is what its chain
+ * made of the value. It returns the keys hit and the characters scanned. The fresh values of a request
  * part are scanned together (`batch_add`, `batch_scan`): one scan of all their results with a
  * candidate database, then the exact scan of each result it flags.
  *
