@@ -59,12 +59,20 @@ def nested_in_arrays(depth: int) -> bytes:
     return b'["x", ' * depth + json.dumps({"q": ATTACK}).encode() + b"]" * depth
 
 
-def repeated_among_many_keys(count: int) -> bytes:
+def repeated_among_many_keys(count: int, wide_key: str = "") -> bytes:
     """`q` harmless among `count` other keys of one object, then `q` again with `ATTACK` after
     as many more: the origin's json.loads keeps the last; the WAF finds the repeat through its
-    keyed table of an object's keys, which it uses past the first 16."""
+    keyed table of an object's keys, which it uses past the first 16. A `wide_key` between the
+    two (not Latin-1) makes the walk widen its keys, and rebuild that table, in between."""
     keys = [f'"k{i}": {i}' for i in range(2 * count)]
-    pairs = [*keys[:count], '"q": "harmless"', *keys[count:], f'"q": {json.dumps(ATTACK)}']
+    between = [f"{json.dumps(wide_key, ensure_ascii=False)}: 0"] if wide_key else []
+    pairs = [
+        *keys[:count],
+        '"q": "harmless"',
+        *between,
+        *keys[count:],
+        f'"q": {json.dumps(ATTACK)}',
+    ]
     return ("{" + ", ".join(pairs) + "}").encode()
 
 
@@ -96,6 +104,10 @@ EVASIONS = [
     pytest.param(json_body(nested(600)), id="json-objects-600-deep"),
     pytest.param(json_body(nested_in_arrays(600)), id="json-arrays-600-deep"),
     pytest.param(json_body(repeated_among_many_keys(1500)), id="json-key-repeated-among-3000"),
+    pytest.param(
+        json_body(repeated_among_many_keys(1500, "ключ")),
+        id="json-key-repeated-after-a-wide-key",
+    ),
     pytest.param(
         form("&".join(f"f{i}=x" for i in range(FIELDS)).encode() + b"&" + FORM_BODY),
         id="payload-behind-4096-harmless-fields",
